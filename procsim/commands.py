@@ -1,0 +1,201 @@
+"""The command vocabulary shared by scenario activity, live control and the
+Python client: a name, a kernel call, and argument checking.
+
+Every command validates its arguments before the kernel is touched, and the
+kernel validates the world before changing it, so a bad command changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import Any
+
+from procsim.bitmap import parse_list
+from procsim.kernel import MADV_DONTNEED, MREMAP_FIXED, MREMAP_MAYMOVE, Kernel, KernelError
+from procsim.mm.mm import MMError
+from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
+                            MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED)
+
+
+class CommandError(Exception):
+    def __init__(self, err: int, msg: str) -> None:
+        super().__init__(msg)
+        self.errno = err
+        self.msg = msg
+
+
+def _int(v: Any, name: str) -> int:
+    if isinstance(v, bool):
+        raise CommandError(errno.EINVAL, f"{name}: expected an integer")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        try:
+            return int(v, 0)
+        except ValueError:
+            pass
+        units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+        s = v.strip().lower().removesuffix("ib").removesuffix("b")
+        if s and s[-1] in units:
+            try:
+                return int(float(s[:-1]) * units[s[-1]])
+            except ValueError:
+                pass
+    raise CommandError(errno.EINVAL, f"{name}: expected an integer, got {v!r}")
+
+
+def _prot(v: Any) -> int:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, str):
+        if v in ("none", "---", ""):
+            return 0
+        bits = {"r": 1, "w": 2, "x": 4, "-": 0}
+        if all(c in bits for c in v):
+            return sum(bits[c] for c in set(v))
+    raise CommandError(errno.EINVAL, f"prot: expected 'rwx' letters or an integer, got {v!r}")
+
+
+def _str_list(v: Any, name: str) -> list[str]:
+    if isinstance(v, str):
+        return v.split()
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return v
+    raise CommandError(errno.EINVAL, f"{name}: expected a list of strings")
+
+
+def _cpus(v: Any, k: Kernel) -> int:
+    if isinstance(v, list):
+        v = ",".join(str(_int(x, "cpus")) for x in v)
+    try:
+        return parse_list(str(v), k.config.nr_cpus)
+    except ValueError as e:
+        raise CommandError(errno.EINVAL, f"cpus: {e}") from None
+
+
+def c_spawn(k: Kernel, argv, parent=1, uid=0, gid=0, pid=None, exe=None, env=None) -> int:
+    return k.spawn(_str_list(argv, "argv"), parent=_int(parent, "parent"), uid=_int(uid, "uid"),
+                   gid=_int(gid, "gid"), pid=None if pid is None else _int(pid, "pid"), exe=exe,
+                   env=None if env is None else _str_list(env, "env"))
+
+
+def c_mmap(k: Kernel, pid, length, prot="rw", shared=False, path=None, offset=0, addr=0,
+           fixed=False, noreplace=False, growsdown=False, locked=False, noreserve=False,
+           writable=True) -> int:
+    flags = (MAP_SHARED if shared else MAP_PRIVATE) | (0 if path else MAP_ANONYMOUS)
+    flags |= (MAP_FIXED if fixed else 0) | (MAP_FIXED_NOREPLACE if noreplace else 0)
+    flags |= (MAP_GROWSDOWN if growsdown else 0) | (MAP_LOCKED if locked else 0)
+    flags |= MAP_NORESERVE if noreserve else 0
+    return k.mmap(_int(pid, "pid"), _int(length, "length"), _prot(prot), flags, _int(addr, "addr"),
+                  path, _int(offset, "offset"), bool(writable))
+
+
+def c_mremap(k: Kernel, pid, addr, old_length, new_length, maymove=False, new_addr=None) -> int:
+    flags = MREMAP_MAYMOVE if maymove or new_addr is not None else 0
+    flags |= MREMAP_FIXED if new_addr is not None else 0
+    return k.mremap(_int(pid, "pid"), _int(addr, "addr"), _int(old_length, "old_length"),
+                    _int(new_length, "new_length"), flags, _int(new_addr or 0, "new_addr"))
+
+
+def c_madvise(k: Kernel, pid, addr, length, advice="dontneed") -> None:
+    if advice != "dontneed":
+        raise CommandError(errno.EINVAL, f"advice {advice!r} is not modelled (only 'dontneed')")
+    k.madvise(_int(pid, "pid"), _int(addr, "addr"), _int(length, "length"), MADV_DONTNEED)
+
+
+def c_ps(k: Kernel) -> list[dict]:
+    out = []
+    for tg in k.thread_groups():
+        out.append({"pid": tg.tgid, "ppid": tg.parent.tgid if tg.parent else 0, "comm": tg.leader.comm,
+                    "uid": tg.cred.euid, "state": tg.leader.state, "zombie": tg.zombie,
+                    "threads": [t.pid for t in tg.threads], "cmdline": tg.cmdline,
+                    "rss_pages": tg.mm.rss_pages if tg.mm else 0, "kthread": tg.mm is None and not tg.zombie})
+    return out
+
+
+def c_vmas(k: Kernel, pid) -> list[dict]:
+    mm = k.group(_int(pid, "pid")).mm
+    if mm is None:
+        return []
+    return [{"start": v.start, "end": v.end, "perms": v.perms(), "flags": v.flags,
+             "path": v.file.d_path() if v.file else v.special, "rss_pages": mm.present_pages(v.start, v.end)}
+            for v in mm.vmas]
+
+
+def c_status(k: Kernel, pid) -> dict:
+    t = k.task(_int(pid, "pid"))
+    mm = t.mm
+    return {"pid": t.pid, "tgid": t.tgid, "comm": t.comm, "state": t.state, "cpu": t.cpu,
+            "on_cpu": t.on_cpu, "cpus_allowed": t.cpus_allowed,
+            "mm_cpumask": mm.cpumask if mm else None,
+            "rss": list(mm.rss) if mm else None, "total_vm": mm.total_vm if mm else 0}
+
+
+def c_cpus(k: Kernel) -> list[dict]:
+    return [{"cpu": c.id, "curr": c.curr.pid if c.curr else None,
+             "loaded_mm_pid": next((g.tgid for g in k.groups.values() if g.mm is c.loaded_mm and c.loaded_mm), None),
+             "lazy": c.is_lazy, "tlb": c.irq_tlb_count} for c in k.sched.cpus]
+
+
+COMMANDS: dict[str, Callable[..., Any]] = {
+    "spawn": c_spawn,
+    "fork": lambda k, pid, child=None: k.fork(_int(pid, "pid"), None if child is None else _int(child, "child")),
+    "clone": lambda k, pid, comm=None, tid=None: k.clone_thread(_int(pid, "pid"), comm,
+                                                                 None if tid is None else _int(tid, "tid")),
+    "exec": lambda k, pid, path, argv=None, env=None: k.exec(_int(pid, "pid"), path,
+                                                             _str_list(argv or [path], "argv"),
+                                                             None if env is None else _str_list(env, "env")),
+    "exit": lambda k, pid, code=0: k.exit(_int(pid, "pid"), _int(code, "code")),
+    "exit_group": lambda k, pid, code=0: k.exit_group(_int(pid, "pid"), _int(code, "code")),
+    "kill": lambda k, pid, sig=9: k.kill(_int(pid, "pid"), _int(sig, "sig")),
+    "wait": lambda k, pid, child=None: k.wait(_int(pid, "pid"), None if child is None else _int(child, "child")),
+    "setuid": lambda k, pid, uid, gid=None: k.set_cred(_int(pid, "pid"), _int(uid, "uid"),
+                                                      _int(uid if gid is None else gid, "gid")),
+    "mmap": c_mmap,
+    "munmap": lambda k, pid, addr, length: k.munmap(_int(pid, "pid"), _int(addr, "addr"), _int(length, "length")),
+    "mprotect": lambda k, pid, addr, length, prot: k.mprotect(_int(pid, "pid"), _int(addr, "addr"),
+                                                             _int(length, "length"), _prot(prot)),
+    "mlock": lambda k, pid, addr, length, onfault=False: k.mlock(_int(pid, "pid"), _int(addr, "addr"),
+                                                                _int(length, "length"), True, bool(onfault)),
+    "munlock": lambda k, pid, addr, length: k.mlock(_int(pid, "pid"), _int(addr, "addr"),
+                                                   _int(length, "length"), False),
+    "madvise": c_madvise,
+    "brk": lambda k, pid, addr: k.brk(_int(pid, "pid"), _int(addr, "addr")),
+    "mremap": c_mremap,
+    "touch": lambda k, pid, addr, length, write=True: k.touch(_int(pid, "pid"), _int(addr, "addr"),
+                                                             _int(length, "length"), bool(write)),
+    "run": lambda k, tid, cpu, preempt=False: k.run(_int(tid, "tid"), _int(cpu, "cpu"), bool(preempt)),
+    "migrate": lambda k, tid, cpu: k.run(_int(tid, "tid"), _int(cpu, "cpu"), True),
+    "sleep": lambda k, tid, state="S": k.sleep(_int(tid, "tid"), state),
+    "wake": lambda k, tid: k.wake(_int(tid, "tid")),
+    "idle": lambda k, cpu: k.idle(_int(cpu, "cpu")),
+    "affinity": lambda k, tid, cpus: k.set_affinity(_int(tid, "tid"), _cpus(cpus, k)),
+    "nice": lambda k, tid, nice: k.set_nice(_int(tid, "tid"), _int(nice, "nice")),
+    "advance": lambda k, seconds: k.advance(float(seconds)),
+    # queries
+    "ps": c_ps,
+    "vmas": c_vmas,
+    "task": c_status,
+    "cpus": c_cpus,
+    "now": lambda k: k.now / 1e9,
+}
+
+
+def execute(k: Kernel, op: str, args: dict[str, Any]) -> Any:
+    """Run one command; every failure is a CommandError with the kernel's errno."""
+    fn = COMMANDS.get(op)
+    if fn is None:
+        raise CommandError(errno.EINVAL, f"unknown command {op!r} (known: {', '.join(sorted(COMMANDS))})")
+    with k.lock:
+        try:
+            return fn(k, **args)
+        except TypeError as e:
+            raise CommandError(errno.EINVAL, f"{op}: {e}") from None
+        except (KernelError, MMError) as e:
+            raise CommandError(e.errno, f"{op}: {e.strerror}") from None
+        except ValueError as e:
+            raise CommandError(errno.EINVAL, f"{op}: {e}") from None
+        except OverflowError as e:
+            raise CommandError(errno.EINVAL, f"{op}: {e}") from None

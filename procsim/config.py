@@ -1,0 +1,73 @@
+"""KernelConfig: the compile-time and boot-time knobs of a simulated machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+ARCHES = ("x86", "arm64", "riscv")
+# How mm_cpumask evolves (seed-mechanisms §1.3, §1.5).
+CPUMASK_MODELS = ("lazy_trim", "eager_clear", "never_set", "never_clear")
+CLOCKS = ("wall", "manual")
+
+GiB = 1 << 30
+
+
+@dataclass
+class KernelConfig:
+    arch: str = "x86"
+    nr_cpus: int = 8
+    mem_bytes: int = 16 * GiB
+    swap_bytes: int = 0
+    page_size: int = 4096
+    hz: int = 250
+    user_hz: int = 100
+    # None picks the architecture's own model: x86 lazy_trim, arm64 never_set,
+    # riscv never_clear.
+    cpumask_model: str | None = None
+    # ARCH_WANT_PROC_CPUS_ACTIVE_MM: None means "as the arch selects" (x86 only).
+    proc_cpus_active_mm: bool | None = None
+    clock: str = "manual"
+    seed: int = 0
+    hostname: str = "procsim"
+    osrelease: str = "6.18.0-procsim"
+    pid_max: int = 32768
+    btime: int = 1767225600  # 2026-01-01T00:00:00Z; wall clock mode uses now - uptime
+    boot_uptime: float = 3600.0  # seconds already elapsed at mount
+    kernel_reserved_bytes: int = 256 << 20
+    model_name: str = "procsim virtual CPU"
+    cpu_mhz: float = 2445.402
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHES:
+            raise ValueError(f"arch must be one of {', '.join(ARCHES)}")
+        if not 1 <= self.nr_cpus <= 4096:
+            raise ValueError("nr_cpus must be between 1 and 4096")
+        if self.page_size != 4096:
+            raise ValueError("only 4 KiB pages are modelled")
+        if self.mem_bytes < 64 << 20 or self.mem_bytes % self.page_size:
+            raise ValueError("mem_bytes must be a page multiple of at least 64 MiB")
+        if self.cpumask_model is None:
+            self.cpumask_model = {"x86": "lazy_trim", "arm64": "never_set", "riscv": "never_clear"}[self.arch]
+        if self.cpumask_model not in CPUMASK_MODELS:
+            raise ValueError(f"cpumask_model must be one of {', '.join(CPUMASK_MODELS)}")
+        if self.cpumask_model in ("lazy_trim", "eager_clear") and self.arch != "x86":
+            raise ValueError(f"cpumask_model {self.cpumask_model} is an x86 model")
+        if self.proc_cpus_active_mm is None:
+            self.proc_cpus_active_mm = self.arch == "x86"
+        if self.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
+        if self.hz not in (100, 250, 300, 1000) or self.user_hz != 100:
+            raise ValueError("hz must be 100, 250, 300 or 1000 and user_hz 100")
+
+    @property
+    def nr_pages(self) -> int:
+        return self.mem_bytes // self.page_size
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "KernelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown machine keys: {', '.join(sorted(unknown))}")
+        return cls(**d)

@@ -1,0 +1,771 @@
+"""Kernel: the machine. Owns the clock, CPUs, physical memory and the task
+table, and offers the syscall-level API every other part goes through.
+
+All mutation happens under `self.lock`; renderers read under it too, so a
+file is always rendered from one instant.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from procsim.config import KernelConfig
+from procsim.mm import memory as M
+from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
+from procsim.mm.pagetable import PAGE_SIZE
+from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
+                            MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT, VM_DONTDUMP,
+                            VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO, VM_LOCKED, VM_MAYEXEC,
+                            VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
+                            VM_SHARED, VM_WRITE, prot_to_vm)
+from procsim.sched import NSEC, Sched
+from procsim.task import PF_FORKNOEXEC, PF_KTHREAD, PF_RANDOMIZE, Cred, Task, ThreadGroup
+from procsim.vfs import VFS
+
+LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+LDSO = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+STACK_SIZE = 132 * 1024
+MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
+MADV_DONTNEED = 4
+FSHIFT, FIXED_1 = 11, 1 << 11
+EXP = (1884, 2014, 2037)  # 1/exp(5s/1min), 5min, 15min in fixed point
+LOAD_FREQ = 5 * NSEC + NSEC // 100
+
+
+class KernelError(OSError):
+    """A syscall failed: errno and message, the world unchanged."""
+
+    def __init__(self, err: int, msg: str) -> None:
+        super().__init__(err, msg)
+
+
+def _err(err: int, msg: str) -> KernelError:
+    return KernelError(err, msg)
+
+
+class Kernel:
+    def __init__(self, config: KernelConfig | None = None) -> None:
+        self.config = config = config or KernelConfig()
+        self.lock = threading.RLock()
+        self.rng = random.Random(config.seed)
+        self.now = int(config.boot_uptime * NSEC)  # ns since boot (CLOCK_BOOTTIME)
+        self.btime = config.btime
+        self._wall_origin: float | None = None
+        reserved = config.kernel_reserved_bytes // PAGE_SIZE
+        self.mem = M.MemMap(config.nr_pages, reserved)
+        self.sched = Sched(config)
+        self.vfs = VFS()
+        self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
+        self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
+        self.last_pid = 0
+        self.nr_forks = 0
+        self.avenrun = [0, 0, 0]
+        self._next_load = self.now + LOAD_FREQ
+        self._events: list[tuple[int, int, Callable[[], None]]] = []
+        self._event_seq = 0
+        self.observers: list[Callable[[str, dict], None]] = []
+        # The vDSO: two kernel pages every process maps.
+        self.vdso_pages = self.mem.alloc(2, M.PG_RESERVED)
+        self.generation = 0  # bumped on every change; lets caches know
+
+    # -- time -----------------------------------------------------------------
+
+    @property
+    def jiffies(self) -> int:
+        return self.now * self.config.hz // NSEC
+
+    def advance(self, seconds: float) -> None:
+        """Step the virtual clock, running due activity in time order."""
+        if seconds < 0:
+            raise _err(errno.EINVAL, "time only moves forward")
+        self.advance_to(self.now + int(seconds * NSEC))
+
+    def advance_to(self, target: int) -> None:
+        with self.lock:
+            while self._events and self._events[0][0] <= target:
+                at, _, fn = heapq.heappop(self._events)
+                self._tick(at)
+                try:
+                    fn()
+                except (KernelError, MMError, M.OutOfMemory):
+                    pass  # activity against a process that is gone: skip, like a failed syscall
+            self._tick(target)
+
+    def _tick(self, target: int) -> None:
+        while self.now < target:
+            step = min(target, self._next_load) - self.now
+            self.sched.account(step)
+            # Idle CPUs still switch to kworkers now and then; keeps vmstat cs moving.
+            for cpu in self.sched.cpus:
+                cpu.nr_switches += (self.now + step) // (NSEC // 50) - self.now // (NSEC // 50)
+            self.now += step
+            if self.now >= self._next_load:
+                self._calc_load()
+                self._next_load += LOAD_FREQ
+        self.generation += 1
+
+    def _calc_load(self) -> None:
+        active = sum(1 for t in self.tasks.values() if t.state in ("R", "D") and not t.dead) * FIXED_1
+        for i, e in enumerate(EXP):
+            a = self.avenrun[i] * e + active * (FIXED_1 - e)
+            a += FIXED_1 - 1 if active >= self.avenrun[i] else 0
+            self.avenrun[i] = a // FIXED_1
+
+    def follow_wall(self) -> None:
+        """In wall-clock mode, catch the virtual clock up with real time."""
+        if self.config.clock != "wall":
+            return
+        real = time.monotonic()
+        if self._wall_origin is None:
+            self._wall_origin = real - self.now / NSEC
+            self.btime = int(time.time() - self.now / NSEC)
+            return
+        target = int((real - self._wall_origin) * NSEC)
+        if target > self.now:
+            self.advance_to(target)
+
+    def at(self, when_s: float, fn: Callable[[], None], every_s: float | None = None,
+           count: int | None = None) -> None:
+        """Run fn at virtual time `when_s` (seconds since boot), optionally repeating."""
+        when = int(when_s * NSEC)
+
+        def run(n: int = 0) -> None:
+            fn()
+            if every_s and (count is None or n + 1 < count):
+                self._push(self.now + int(every_s * NSEC), lambda: run(n + 1))
+
+        self._push(when, run)
+
+    def _push(self, when: int, fn: Callable[[], None]) -> None:
+        self._event_seq += 1
+        heapq.heappush(self._events, (when, self._event_seq, fn))
+
+    # -- lookup ---------------------------------------------------------------
+
+    def task(self, tid: int) -> Task:
+        t = self.tasks.get(tid)
+        if t is None or t.dead and not t.is_leader:
+            raise _err(errno.ESRCH, f"no such task {tid}")
+        return t
+
+    def group(self, pid: int) -> ThreadGroup:
+        return self.task(pid).tg
+
+    def _user_mm(self, tid: int) -> tuple[Task, MM]:
+        t = self.task(tid)
+        if t.tg.zombie:
+            raise _err(errno.ESRCH, f"task {tid} is a zombie")
+        if t.mm is None:
+            raise _err(errno.EINVAL, f"task {tid} is a kernel thread")
+        return t, t.mm
+
+    def _alloc_pid(self, want: int | None) -> int:
+        if want is not None:
+            if not 1 <= want < self.config.pid_max:
+                raise _err(errno.EINVAL, f"pid {want} out of range")
+            if want in self.tasks:
+                raise _err(errno.EEXIST, f"pid {want} is in use")
+            self.last_pid = max(self.last_pid, want)
+            return want
+        pid = self.last_pid
+        for _ in range(self.config.pid_max):
+            pid = pid + 1 if pid + 1 < self.config.pid_max else 300
+            if pid not in self.tasks:
+                self.last_pid = pid
+                return pid
+        raise _err(errno.EAGAIN, "pid space exhausted")
+
+    def _changed(self, what: str, **info) -> None:
+        self.generation += 1
+        for cb in self.observers:
+            cb(what, info)
+
+    # -- processes ------------------------------------------------------------
+
+    def _new_group(self, tgid: int, parent: ThreadGroup | None, cred: Cred, mm: MM | None,
+                   cmdline: list[str], environ: list[str], exe: str | None, comm: str,
+                   flags: int, pgid: int | None = None, sid: int | None = None) -> Task:
+        tg = ThreadGroup(tgid, parent, pgid or tgid, sid or tgid, cred, mm, cmdline, environ, exe)
+        t = Task(tgid, tg, comm[:15] if mm is not None else comm, self.now, flags=flags)
+        t.cpus_allowed = self.sched.all_cpus_mask
+        tg.threads.append(t)
+        if mm is not None:
+            mm.users += 1
+        if parent is not None:
+            parent.children.append(tg)
+            tg.tty_nr, tg.tpgid = parent.tty_nr, parent.tpgid
+            t.cpus_allowed = parent.leader.cpus_allowed
+            t.nice = parent.leader.nice
+        self.tasks[tgid] = t
+        self.groups[tgid] = tg
+        self.nr_forks += 1
+        return t
+
+    def create_init(self, argv: list[str] | None = None) -> int:
+        """pid 1: the first user process, exec'd from nothing."""
+        with self.lock:
+            t = self._new_group(self._alloc_pid(1), None, Cred.of(0, 0), None, [], [], None,
+                                "swapper", PF_RANDOMIZE)
+            t.tg.sid = t.tg.pgid = 1
+            self.exec(1, "/usr/lib/systemd/systemd", argv or ["/sbin/init"], ["HOME=/", "TERM=linux"])
+            return 1
+
+    def kthread(self, comm: str, pid: int | None = None, cpu: int | None = None) -> int:
+        """A kernel thread (no mm), a child of kthreadd (pid 2) unless it is kthreadd."""
+        with self.lock:
+            pid = self._alloc_pid(pid)
+            parent = self.groups.get(2) if pid != 2 else None
+            t = self._new_group(pid, parent, Cred.of(0, 0), None, [], [], None, comm,
+                                PF_KTHREAD | (0x40 if pid != 2 else 0x8040))
+            t.tg.pgid = t.tg.sid = 0
+            t.tg.sig_ignore = (1 << 64) - 1
+            t.tg.umask = 0o022
+            t.tg.tty_nr, t.tg.tpgid = 0, -1
+            t.state = "I" if comm.startswith(("kworker", "rcu_")) else "S"
+            if cpu is not None:
+                t.cpus_allowed = 1 << cpu
+                t.cpu = cpu
+            self._changed("spawn", pid=pid)
+            return pid
+
+    def fork(self, pid: int, child_pid: int | None = None) -> int:
+        with self.lock:
+            parent = self.task(pid)
+            ptg = parent.tg
+            if ptg.zombie:
+                raise _err(errno.ESRCH, f"{pid} is a zombie")
+            cpid = self._alloc_pid(child_pid)
+            mm = ptg.mm.dup(ptg.mm.mmap_base) if ptg.mm is not None else None
+            t = self._new_group(cpid, ptg, Cred(**vars(ptg.cred)), mm, list(ptg.cmdline),
+                                list(ptg.environ), ptg.exe, parent.comm,
+                                (parent.flags | PF_FORKNOEXEC) & ~PF_KTHREAD)
+            t.tg.pgid, t.tg.sid, t.tg.umask = ptg.pgid, ptg.sid, ptg.umask
+            t.tg.sig_ignore, t.tg.sig_catch = ptg.sig_ignore, ptg.sig_catch
+            t.cpu = parent.cpu
+            self._changed("spawn", pid=cpid)
+            return cpid
+
+    def clone_thread(self, pid: int, comm: str | None = None, tid: int | None = None) -> int:
+        """clone(CLONE_VM|CLONE_THREAD|...): a new thread in pid's group."""
+        with self.lock:
+            creator = self.task(pid)
+            tg = creator.tg
+            if tg.zombie:
+                raise _err(errno.ESRCH, f"{pid} is a zombie")
+            tid = self._alloc_pid(tid)
+            t = Task(tid, tg, (comm or creator.comm)[:15], self.now, flags=creator.flags | 0x40,
+                     cpu=creator.cpu, cpus_allowed=creator.cpus_allowed, nice=creator.nice)
+            tg.threads.append(t)
+            self.tasks[tid] = t
+            if tg.mm is not None:
+                tg.mm.users += 1
+            self.nr_forks += 1
+            self._changed("clone", pid=tg.tgid, tid=tid)
+            return tid
+
+    def exec(self, pid: int, path: str, argv: list[str], envp: list[str] | None = None) -> None:
+        """execve: a fresh mm with a realistic layout (ELF segments of the
+        executable, ld.so and libc, heap, stack, vvar, vdso)."""
+        with self.lock:
+            t = self.task(pid)
+            tg = t.tg
+            if tg.zombie:
+                raise _err(errno.ESRCH, f"{pid} is a zombie")
+            if tg.mm is None and t.flags & PF_KTHREAD:
+                raise _err(errno.EINVAL, "kernel threads do not exec")
+            if not path.startswith("/"):
+                raise _err(errno.ENOENT, f"exec path must be absolute: {path}")
+            for other in list(tg.threads):  # de_thread: the other threads die
+                if other is not t:
+                    self._drop_thread(other)
+            old = tg.mm
+            mm = self._exec_mm(path, argv, envp or [])
+            tg.mm = mm
+            mm.users = 1
+            if old is not None:
+                self._put_mm(old)
+            tg.cmdline, tg.environ, tg.exe = list(argv), list(envp or []), path
+            t.comm = path.rsplit("/", 1)[-1][:15]
+            t.flags = (t.flags & ~PF_FORKNOEXEC) | PF_RANDOMIZE
+            if t.on_cpu:
+                self.sched._switch_mm(self.sched.cpus[t.cpu], mm)
+            self._changed("exec", pid=tg.tgid)
+
+    def _exec_mm(self, path: str, argv: list[str], envp: list[str]) -> MM:
+        rng = self.rng
+        mmap_base = 0x7F0000000000 + (rng.randrange(1 << 28) << 12)
+        mm = MM(self.mem, mmap_base)
+        rx = VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+        ro = VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+        rw = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
+
+        def load_elf(file_path: str, base: int | None) -> tuple[int, int, int, int]:
+            f = self.vfs.file(file_path)
+            npages = max(5, f.npages)
+            hdr = max(1, npages // 12)
+            text = max(1, npages * 3 // 5)
+            rodata = max(1, npages - hdr - text - 2)
+            total = hdr + text + rodata + 2
+            if base is None:
+                base = mm.get_unmapped_area(total * PAGE_SIZE)
+            a = base
+            segs = [(hdr, ro), (text, rx), (rodata, ro), (1, ro | VM_ACCOUNT), (1, rw)]
+            pg = 0
+            for n, fl in segs:
+                mm.map_region(a, a + n * PAGE_SIZE, fl, f, pg)
+                a += n * PAGE_SIZE
+                pg += n
+            # what the loader and early start-up touch
+            mm.fault(base, base + PAGE_SIZE, False)
+            t0 = base + hdr * PAGE_SIZE
+            mm.fault(t0, t0 + max(1, text // 2) * PAGE_SIZE, False)
+            r0 = t0 + text * PAGE_SIZE
+            mm.fault(r0, r0 + max(1, rodata // 2) * PAGE_SIZE, False)
+            mm.fault(a - PAGE_SIZE, a, True)
+            return base, t0, r0, a
+
+        exe_base = 0x550000000000 + (rng.randrange(1 << 28) << 12)
+        _, start_code, end_code, end_data = load_elf(path, exe_base)
+        mm.start_code, mm.end_code = start_code, end_code
+        mm.start_data, mm.end_data = end_code, end_data
+        mm.start_brk = mm.brk = end_data + (rng.randrange(1 << 13) << 12)
+        load_elf(LDSO, None)
+        vdso = mm.get_unmapped_area(8 * PAGE_SIZE)
+        vvar = VM_READ | VM_MAYREAD | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP
+        mm.map_region(vdso, vdso + 4 * PAGE_SIZE, vvar, special="[vvar]")
+        mm.map_region(vdso + 4 * PAGE_SIZE, vdso + 6 * PAGE_SIZE, vvar, special="[vvar_vclock]")
+        mm.map_region(vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, rx | VM_DONTEXPAND, special="[vdso]")
+        mm.fault(vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, False, self.vdso_pages)
+        _, _, _, libc_end = load_elf(LIBC, None)
+        bss = mm.get_unmapped_area(13 * PAGE_SIZE, libc_end)
+        mm.map_region(bss, bss + 13 * PAGE_SIZE, rw)
+        mm.fault(bss, bss + 4 * PAGE_SIZE, True)
+        tls = mm.get_unmapped_area(3 * PAGE_SIZE)
+        mm.map_region(tls, tls + 3 * PAGE_SIZE, rw)
+        mm.fault(tls, tls + 2 * PAGE_SIZE, True)
+        # heap: the first malloc arena
+        mm.map_region(mm.start_brk, mm.start_brk + STACK_SIZE, rw)
+        mm.brk = mm.start_brk + STACK_SIZE
+        mm.fault(mm.start_brk, mm.start_brk + 8 * PAGE_SIZE, True)
+        # stack with argv and envp at its top
+        stack_top = 0x7FFC00000000 + (rng.randrange(1 << 20) << 12)
+        mm.map_region(stack_top - STACK_SIZE, stack_top, rw | VM_GROWSDOWN)
+        args = sum(len(a) + 1 for a in argv)
+        env = sum(len(e) + 1 for e in envp)
+        mm.env_end = stack_top - 8 - len(path) - 1
+        mm.env_start = mm.env_end - env
+        mm.arg_end = mm.env_start
+        mm.arg_start = mm.arg_end - args
+        mm.start_stack = (mm.arg_start - 8 * (len(argv) + len(envp) + 24)) & ~0xF
+        mm.fault(stack_top - 3 * PAGE_SIZE, stack_top, True)
+        mm.next_trim_cpumask = self.jiffies + self.config.hz
+        return mm
+
+    def _put_mm(self, mm: MM) -> None:
+        mm.users -= 1
+        if mm.users <= 0:
+            mm.teardown()
+            self.sched.mm_gone(mm)
+
+    def _drop_thread(self, t: Task) -> None:
+        """A non-leader thread exits and is released at once."""
+        if t.on_cpu:
+            self.sched.switch_to(self.sched.cpus[t.cpu], None)
+        tg = t.tg
+        tg.dead_utime += t.utime
+        tg.dead_stime += t.stime
+        tg.dead_min_flt += t.min_flt
+        tg.threads.remove(t)
+        del self.tasks[t.pid]
+        if tg.mm is not None:
+            tg.mm.users -= 1
+
+    def exit(self, tid: int, code: int = 0) -> None:
+        """A thread exits; when the last one goes, the group becomes a zombie."""
+        with self.lock:
+            t = self.task(tid)
+            tg = t.tg
+            if tg.zombie:
+                raise _err(errno.ESRCH, f"{tid} is already a zombie")
+            if not t.is_leader:
+                self._drop_thread(t)
+                self._changed("exit", pid=tg.tgid, tid=tid)
+                return
+            if len(tg.live_threads) > 1:
+                # the leader exits first: it lingers as a zombie thread until the group ends
+                if t.on_cpu:
+                    self.sched.switch_to(self.sched.cpus[t.cpu], None)
+                t.dead, t.state = True, "Z"
+                self._changed("exit", pid=tg.tgid, tid=tid)
+                return
+            self._exit_group_final(tg, code)
+
+    def exit_group(self, pid: int, code: int = 0) -> None:
+        with self.lock:
+            tg = self.group(pid)
+            if tg.zombie:
+                raise _err(errno.ESRCH, f"{pid} is already a zombie")
+            for other in list(tg.threads[1:]):
+                self._drop_thread(other)
+            self._exit_group_final(tg, code)
+
+    def kill(self, pid: int, sig: int = 9) -> None:
+        """The process dies from signal `sig`."""
+        self.exit_group(pid, sig)
+
+    def _exit_group_final(self, tg: ThreadGroup, code: int) -> None:
+        for other in list(tg.threads[1:]):
+            self._drop_thread(other)
+        t = tg.leader
+        if t.on_cpu:
+            self.sched.switch_to(self.sched.cpus[t.cpu], None)
+        if tg.mm is not None:
+            mm, tg.mm = tg.mm, None
+            self._put_mm(mm)
+        t.dead, t.state = True, "Z"
+        tg.zombie = True
+        tg.exit_code = code if code < 256 and code >= 0 else 0
+        tg.fdsize = 0
+        init = self.groups.get(1)
+        for child in list(tg.children):  # reparent to init
+            child.parent = init
+            if init is not None and init is not tg:
+                init.children.append(child)
+                if child.zombie:
+                    self._release(child)
+        tg.children.clear()
+        self._changed("exit", pid=tg.tgid)
+        if tg.parent is None or tg.parent.tgid == 1 or tg.parent.zombie or tg.parent.kthread:
+            self._release(tg)  # init and kthreadd reap at once
+
+    def wait(self, pid: int, child: int | None = None) -> int:
+        """The parent reaps a zombie child (any, if child is None); returns its pid."""
+        with self.lock:
+            tg = self.group(pid)
+            for c in tg.children:
+                if c.zombie and (child is None or c.tgid == child):
+                    self._release(c)
+                    return c.tgid
+            if child is not None and not any(c.tgid == child for c in tg.children):
+                raise _err(errno.ECHILD, f"{child} is not a child of {pid}")
+            raise _err(errno.EAGAIN, "no zombie child to reap")
+
+    def _release(self, tg: ThreadGroup) -> None:
+        if tg.parent is not None and tg in tg.parent.children:
+            tg.parent.children.remove(tg)
+            tg.parent.cutime += tg.leader.utime + tg.dead_utime + tg.cutime
+            tg.parent.cstime += tg.leader.stime + tg.dead_stime + tg.cstime
+        for t in tg.threads:
+            self.tasks.pop(t.pid, None)
+        self.groups.pop(tg.tgid, None)
+        self._changed("reap", pid=tg.tgid)
+
+    # -- credentials and scheduling ---------------------------------------------
+
+    def set_cred(self, pid: int, uid: int, gid: int, groups: tuple[int, ...] = ()) -> None:
+        with self.lock:
+            tg = self.group(pid)
+            tg.cred = Cred.of(uid, gid, groups)
+            self._changed("cred", pid=pid)
+
+    def run(self, tid: int, cpu: int, preempt: bool = False) -> None:
+        """Switch `cpu` to task `tid` (migrating it if it ran elsewhere)."""
+        with self.lock:
+            t = self.task(tid)
+            if t.dead:
+                raise _err(errno.ESRCH, f"{tid} has exited")
+            self._check_cpu(cpu)
+            if not t.cpus_allowed >> cpu & 1:
+                raise _err(errno.EINVAL, f"cpu {cpu} is not in the affinity of {tid}")
+            self.sched.switch_to(self.sched.cpus[cpu], t, preempt)
+            self._changed("sched", tid=tid)
+
+    def sleep(self, tid: int, state: str = "S") -> None:
+        """The task blocks (S or D) or stops (T); its CPU goes idle."""
+        with self.lock:
+            t = self.task(tid)
+            if state not in ("S", "D", "T"):
+                raise _err(errno.EINVAL, f"cannot sleep in state {state!r}")
+            if t.on_cpu:
+                self.sched.switch_to(self.sched.cpus[t.cpu], None)
+            t.state = state
+            self._changed("sched", tid=tid)
+
+    def wake(self, tid: int) -> None:
+        """Make a sleeping task runnable (R) without putting it on a CPU."""
+        with self.lock:
+            t = self.task(tid)
+            if t.dead:
+                raise _err(errno.ESRCH, f"{tid} has exited")
+            t.state = "R"
+            self._changed("sched", tid=tid)
+
+    def idle(self, cpu: int) -> None:
+        with self.lock:
+            self._check_cpu(cpu)
+            self.sched.switch_to(self.sched.cpus[cpu], None)
+            self._changed("sched", cpu=cpu)
+
+    def set_affinity(self, tid: int, mask: int) -> None:
+        """sched_setaffinity; a task running on a CPU it may no longer use moves."""
+        with self.lock:
+            t = self.task(tid)
+            mask &= self.sched.all_cpus_mask
+            if not mask:
+                raise _err(errno.EINVAL, "affinity mask has no online CPU")
+            t.cpus_allowed = mask
+            if not mask >> t.cpu & 1:
+                new = (mask & -mask).bit_length() - 1
+                if t.on_cpu:
+                    self.sched.switch_to(self.sched.cpus[t.cpu], None)
+                    self.sched.switch_to(self.sched.cpus[new], t, preempt=True)
+                else:
+                    t.cpu = new
+            self._changed("sched", tid=tid)
+
+    def set_nice(self, tid: int, nice: int) -> None:
+        with self.lock:
+            if not -20 <= nice <= 19:
+                raise _err(errno.EINVAL, "nice must be in -20..19")
+            self.task(tid).nice = nice
+            self._changed("sched", tid=tid)
+
+    def _check_cpu(self, cpu: int) -> None:
+        if not 0 <= cpu < self.config.nr_cpus:
+            raise _err(errno.EINVAL, f"cpu {cpu} does not exist (0-{self.config.nr_cpus - 1})")
+
+    # -- memory syscalls ------------------------------------------------------
+
+    def _flush(self, t: Task, flush: Flush | None) -> None:
+        if flush is not None:
+            self.sched.flush_tlb(t.mm, t.cpu, flush, self.jiffies)
+
+    def mmap(self, tid: int, length: int, prot: int = 3, flags: int = MAP_PRIVATE | MAP_ANONYMOUS,
+             addr: int = 0, path: str | None = None, offset: int = 0, writable: bool = True) -> int:
+        """mmap(2). `path` names the file for file mappings (`writable`: opened O_RDWR)."""
+        with self.lock:
+            t, mm = self._user_mm(tid)
+            if length <= 0 or addr % PAGE_SIZE or offset % PAGE_SIZE or offset < 0:
+                raise _err(errno.EINVAL, "length must be positive; addr and offset page aligned")
+            if prot & ~7:
+                raise _err(errno.EINVAL, f"bad prot {prot:#x}")
+            kind = flags & (MAP_SHARED | MAP_PRIVATE)
+            if kind not in (MAP_SHARED, MAP_PRIVATE):
+                raise _err(errno.EINVAL, "exactly one of MAP_SHARED and MAP_PRIVATE")
+            anon = bool(flags & MAP_ANONYMOUS)
+            if anon == (path is not None):
+                raise _err(errno.EINVAL if path else errno.EBADF, "a mapping is anonymous or has a file")
+            length = page_align(length)
+            if length > TASK_SIZE:
+                raise _err(errno.ENOMEM, "length exceeds the address space")
+            if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+                if addr < 0x1000 or addr + length > TASK_SIZE:
+                    raise _err(errno.EPERM if addr < 0x10000 else errno.ENOMEM, "fixed address out of range")
+                if flags & MAP_FIXED_NOREPLACE and not flags & MAP_FIXED and mm.vmas.overlapping(addr, addr + length):
+                    raise _err(errno.EEXIST, "MAP_FIXED_NOREPLACE range is in use")
+                start = addr
+            else:
+                start = mm.get_unmapped_area(length, addr)
+            vmf = prot_to_vm(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+            file = None
+            pgoff = 0
+            if kind == MAP_SHARED:
+                vmf |= VM_MAYSHARE | VM_SHARED
+                if anon:
+                    file = self.vfs.shmem(length)
+                else:
+                    file = self.vfs.file(path, offset + length, writable)
+                    if not file.writable:
+                        vmf &= ~(VM_SHARED | VM_MAYWRITE)
+                        if prot & 2:
+                            raise _err(errno.EACCES, "PROT_WRITE on a file opened read-only")
+                pgoff = offset >> 12
+            else:
+                if not anon:
+                    file = self.vfs.file(path, offset + length)
+                    pgoff = offset >> 12
+                if prot & 2:
+                    vmf |= VM_NORESERVE if flags & MAP_NORESERVE else VM_ACCOUNT
+            if flags & MAP_GROWSDOWN:
+                vmf |= VM_GROWSDOWN
+            if flags & MAP_LOCKED:
+                vmf |= VM_LOCKED
+            _, flush = mm.map_region(start, start + length, vmf, file, pgoff)
+            self._flush(t, flush)
+            if flags & MAP_LOCKED:
+                self._fault(t, mm, start, start + length, False)
+            self._changed("mm", pid=t.tgid)
+            return start
+
+    def munmap(self, tid: int, addr: int, length: int) -> None:
+        with self.lock:
+            t, mm = self._user_mm(tid)
+            self._check_range(addr, length)
+            self._flush(t, mm.unmap(addr, addr + page_align(length)))
+            self._changed("mm", pid=t.tgid)
+
+    def mprotect(self, tid: int, addr: int, length: int, prot: int) -> None:
+        with self.lock:
+            t, mm = self._user_mm(tid)
+            self._check_range(addr, length)
+            if prot & ~7:
+                raise _err(errno.EINVAL, f"bad prot {prot:#x}")
+            end = addr + page_align(length)
+            self._check_mapped(mm, addr, end)
+            for v in mm.vmas.overlapping(addr, end):
+                if prot & 2 and v.flags & VM_MAYSHARE and not v.flags & VM_MAYWRITE:
+                    raise _err(errno.EACCES, "PROT_WRITE on a read-only shared file mapping")
+            self._flush(t, mm.protect(addr, end, prot_to_vm(prot)))
+            self._changed("mm", pid=t.tgid)
+
+    def mlock(self, tid: int, addr: int, length: int, on: bool = True, onfault: bool = False) -> None:
+        with self.lock:
+            t, mm = self._user_mm(tid)
+            self._check_range(addr, length)
+            end = addr + page_align(length)
+            self._check_mapped(mm, addr, end)
+            mm.lock(addr, end, on, onfault)
+            self._changed("mm", pid=t.tgid)
+
+    def madvise(self, tid: int, addr: int, length: int, advice: int) -> None:
+        with self.lock:
+            t, mm = self._user_mm(tid)
+            self._check_range(addr, length)
+            end = addr + page_align(length)
+            if advice != MADV_DONTNEED:
+                raise _err(errno.EINVAL, f"madvise advice {advice} is not modelled")
+            self._check_mapped(mm, addr, end)
+            self._flush(t, mm.zap(addr, end))
+            self._changed("mm", pid=t.tgid)
+
+    def brk(self, tid: int, new_brk: int) -> int:
+        """brk(2): returns the new break, or the old one if it cannot move."""
+        with self.lock:
+            t, mm = self._user_mm(tid)
+            if new_brk < mm.start_brk:
+                return mm.brk
+            old_end, new_end = page_align(mm.brk), page_align(new_brk)
+            if new_end < old_end:
+                self._flush(t, mm.unmap(new_end, old_end))
+            elif new_end > old_end:
+                if mm.vmas.overlapping(old_end, new_end + PAGE_SIZE):
+                    return mm.brk  # would collide with the next mapping
+                rw = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
+                mm.map_region(old_end, new_end, rw)
+            mm.brk = new_brk
+            self._changed("mm", pid=t.tgid)
+            return new_brk
+
+    def mremap(self, tid: int, old_addr: int, old_len: int, new_len: int, flags: int = 0,
+               new_addr: int = 0) -> int:
+        with self.lock:
+            t, mm = self._user_mm(tid)
+            if old_addr % PAGE_SIZE or flags & ~3 or (flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE):
+                raise _err(errno.EINVAL, "bad mremap flags or alignment")
+            old_len, new_len = page_align(old_len), page_align(new_len)
+            if not new_len:
+                raise _err(errno.EINVAL, "new length is zero")
+            vma = mm.vmas.lookup(old_addr)
+            if vma is None or old_addr + old_len > vma.end:
+                raise _err(errno.EFAULT, "old range is not one mapping")
+            old_end = old_addr + old_len
+            if flags & MREMAP_FIXED:
+                if new_addr % PAGE_SIZE or new_addr + new_len > TASK_SIZE or (
+                        new_addr < old_end and old_addr < new_addr + new_len):
+                    raise _err(errno.EINVAL, "bad fixed destination")
+                return self._mremap_move(t, mm, vma, old_addr, old_len, new_len, new_addr)
+            if new_len <= old_len:
+                if new_len < old_len:
+                    self._flush(t, mm.unmap(old_addr + new_len, old_end))
+                self._changed("mm", pid=t.tgid)
+                return old_addr
+            grow_end = old_addr + new_len
+            if old_end == vma.end and not mm.vmas.overlapping(old_end, grow_end) and grow_end <= TASK_SIZE:
+                mm.map_region(old_end, grow_end, vma.flags, vma.file,
+                              vma.pgoff + ((old_end - vma.start) >> 12) if vma.file else 0, vma.special)
+                self._changed("mm", pid=t.tgid)
+                return old_addr
+            if not flags & MREMAP_MAYMOVE:
+                raise _err(errno.ENOMEM, "cannot grow in place")
+            dest = mm.get_unmapped_area(new_len)
+            return self._mremap_move(t, mm, vma, old_addr, old_len, new_len, dest)
+
+    def _mremap_move(self, t: Task, mm: MM, vma, old_addr: int, old_len: int, new_len: int,
+                     dest: int) -> int:
+        keep = min(old_len, new_len)
+        ptes = mm.pgtable.read(old_addr, old_addr + keep)
+        pgoff = vma.pgoff + ((old_addr - vma.start) >> 12) if vma.file else 0
+        flags, file, special = vma.flags, vma.file, vma.special
+        flush = mm.unmap(dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
+        self._flush(t, flush)
+        # take the translations first so that unmap only zaps what does not move
+        mm.pgtable.take(old_addr, old_addr + keep)
+        self._flush(t, mm.unmap(old_addr, old_addr + old_len))
+        mm.map_region(dest, dest + new_len, flags, file, pgoff, special)
+        mm.pgtable.write(dest, ptes)
+        self._changed("mm", pid=t.tgid)
+        return dest
+
+    def touch(self, tid: int, addr: int, length: int, write: bool = True) -> int:
+        """Access every page of [addr, addr+length): faults allocate frames and
+        break COW. Returns the number of faults."""
+        with self.lock:
+            t, mm = self._user_mm(tid)
+            self._check_range(addr, length)
+            n = self._fault(t, mm, addr, addr + page_align(length), write)
+            self._changed("mm", pid=t.tgid)
+            return n
+
+    def _fault(self, t: Task, mm: MM, start: int, end: int, write: bool) -> int:
+        n = mm.fault(start, end, write, self.vdso_pages)
+        t.min_flt += n
+        return n
+
+    @staticmethod
+    def _check_range(addr: int, length: int) -> None:
+        if addr % PAGE_SIZE or length <= 0 or addr + length > TASK_SIZE:
+            raise _err(errno.EINVAL, "address must be page aligned and the range inside user space")
+
+    @staticmethod
+    def _check_mapped(mm: MM, start: int, end: int) -> None:
+        a = start
+        for v in mm.vmas.overlapping(start, end):
+            if v.start > a:
+                break
+            a = v.end
+        if a < end:
+            raise _err(errno.ENOMEM, f"range {start:#x}-{end:#x} is not fully mapped")
+
+    # -- whole-machine views --------------------------------------------------
+
+    @property
+    def max_threads(self) -> int:
+        """set_max_threads(): one task per 8 thread-stack-sized chunks of RAM."""
+        return max(20, min(self.config.nr_pages // 32, 0x3FFFFFFF))
+
+    def thread_groups(self) -> list[ThreadGroup]:
+        return [self.groups[k] for k in sorted(self.groups)]
+
+    def nr_threads(self) -> int:
+        return sum(len(g.threads) for g in self.groups.values())
+
+    def spawn(self, argv: list[str], *, parent: int = 1, uid: int = 0, gid: int = 0,
+              groups: tuple[int, ...] = (), exe: str | None = None, env: list[str] | None = None,
+              pid: int | None = None) -> int:
+        """fork from `parent`, set credentials, exec argv[0] (or exe)."""
+        with self.lock:
+            child = self.fork(parent, pid)
+            if uid or gid or groups:
+                self.group(child).cred = Cred.of(uid, gid, groups)
+            path = exe or argv[0]
+            if not path.startswith("/"):
+                path = "/usr/bin/" + path
+            self.exec(child, path, argv, env if env is not None else self.group(parent).environ)
+            return child

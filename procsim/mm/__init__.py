@@ -1,0 +1,1 @@
+"""Address spaces and physical memory."""

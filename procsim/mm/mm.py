@@ -1,0 +1,406 @@
+"""mm_struct: one address space, its VMAs, page tables and counters, and
+the VMA-level operations behind mmap, munmap, mprotect, mremap, brk,
+madvise, page faults and fork.
+
+Operations that change translations return a `Flush` telling the kernel
+which TLB flush to send; the scheduler decides who gets IPIs.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+import numpy as np
+
+from procsim.mm import memory as M
+from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PTE_ACCESSED, PTE_DIRTY, PTE_RW,
+                                  PageTable, mk_pte, pte_pfn)
+from procsim.mm.vma import (VM_ACCOUNT, VM_EXEC, VM_IO,
+                            VM_LOCKED, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
+                            VM_READ, VM_SHARED, VM_STACK, VM_WRITE, VMA, File)
+from procsim.mm.vmatree import VMATree
+
+MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
+TASK_SIZE = 0x7FFFFFFFF000
+MMAP_MIN_ADDR = 0x10000
+ZERO_PFN = 1  # the shared zero page: mapped by read faults on anon memory, never counted
+
+
+class MMError(OSError):
+    def __init__(self, err: int, msg: str) -> None:
+        super().__init__(err, msg)
+
+
+@dataclass
+class Flush:
+    """A TLB flush request for [start, end) of an mm."""
+    start: int
+    end: int
+    freed_tables: bool = False
+
+
+def page_align(n: int) -> int:
+    return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+class MM:
+    def __init__(self, mem: M.MemMap, mmap_base: int) -> None:
+        self.mem = mem
+        self.vmas = VMATree()
+        self.pgtable = PageTable()
+        self.mmap_base = mmap_base
+        self.total_vm = self.hiwater_vm = 0
+        self.locked_vm = self.pinned_vm = self.data_vm = self.exec_vm = self.stack_vm = 0
+        self.rss = [0, 0, 0, 0]
+        self.hiwater_rss = 0
+        self.start_code = self.end_code = self.start_data = self.end_data = 0
+        self.start_brk = self.brk = self.start_stack = 0
+        self.arg_start = self.arg_end = self.env_start = self.env_end = 0
+        # TLB state (seed-mechanisms §1.3)
+        self.cpumask = 0
+        self.tlb_gen = 0
+        self.next_trim_cpumask = 0  # jiffies
+        self.users = 0  # thread groups' tasks using it (CLONE_VM)
+
+    # -- accounting -----------------------------------------------------------
+
+    def _account(self, vma: VMA, sign: int) -> None:
+        n = sign * vma.npages
+        f = vma.flags
+        if n < 0:
+            self.hiwater_vm = max(self.hiwater_vm, self.total_vm)
+        self.total_vm += n
+        if f & VM_EXEC and not f & (VM_WRITE | VM_STACK):
+            self.exec_vm += n
+        elif f & VM_STACK:
+            self.stack_vm += n
+        elif f & VM_WRITE and not f & VM_SHARED:
+            self.data_vm += n
+        if f & VM_LOCKED:
+            self.locked_vm += n
+
+    def _insert(self, vma: VMA) -> None:
+        self.vmas.insert(vma)
+        self._account(vma, +1)
+
+    def _remove(self, vma: VMA) -> None:
+        self.vmas.remove(vma)
+        self._account(vma, -1)
+
+    @property
+    def rss_pages(self) -> int:
+        return self.rss[MM_FILEPAGES] + self.rss[MM_ANONPAGES] + self.rss[MM_SHMEMPAGES]
+
+    def update_hiwater_rss(self) -> None:
+        self.hiwater_rss = max(self.hiwater_rss, self.rss_pages)
+
+    # -- VMA tree surgery -----------------------------------------------------
+
+    def _split(self, vma: VMA, addr: int) -> VMA:
+        self.vmas.remove(vma)
+        tail = vma.split_at(addr)
+        self.vmas.insert(vma)
+        self.vmas.insert(tail)
+        return tail
+
+    def _isolate(self, start: int, end: int) -> list[VMA]:
+        """Split VMAs at start and end; return those wholly inside [start, end)."""
+        out = []
+        for v in self.vmas.overlapping(start, end):
+            if v.start < start:
+                v = self._split(v, start)
+            if v.end > end:
+                self._split(v, end)
+            out.append(v)
+        return out
+
+    def _merge_around(self, vma: VMA) -> VMA:
+        prev = self.vmas.prev(vma)
+        if prev is not None and prev.can_merge(vma):
+            self.vmas.remove(vma)
+            self.vmas.remove(prev)
+            prev.end = vma.end
+            self.vmas.insert(prev)
+            vma = prev
+        nxt = self.vmas.next(vma)
+        if nxt is not None and vma.can_merge(nxt):
+            self.vmas.remove(nxt)
+            self.vmas.remove(vma)
+            vma.end = nxt.end
+            self.vmas.insert(vma)
+        return vma
+
+    def get_unmapped_area(self, length: int, hint: int = 0) -> int:
+        """Top-down search below mmap_base, as x86's default layout does."""
+        if hint:
+            hint = page_align(hint)
+            if MMAP_MIN_ADDR <= hint and hint + length <= TASK_SIZE and not self.vmas.overlapping(hint, hint + length):
+                return hint
+        top = self.mmap_base
+        for v in reversed(self.vmas.overlapping(MMAP_MIN_ADDR, self.mmap_base)):
+            if top - v.end >= length:
+                return top - length
+            top = min(top, v.start)
+        if top - MMAP_MIN_ADDR >= length:
+            return top - length
+        raise MMError(errno.ENOMEM, "no room in the address space")
+
+    # -- mapping --------------------------------------------------------------
+
+    def map_region(self, start: int, end: int, flags: int, file: File | None = None,
+                   pgoff: int = 0, special: str | None = None) -> tuple[VMA, Flush | None]:
+        """Install a VMA over [start, end), replacing what was there (MAP_FIXED)."""
+        flush = self.unmap(start, end) if self.vmas.overlapping(start, end) else None
+        vma = VMA(start, end, flags, pgoff, file, special)
+        if file is not None:
+            file.nr_mappings += 1
+        self._insert(vma)
+        return self._merge_around(vma), flush
+
+    def unmap(self, start: int, end: int) -> Flush | None:
+        victims = self._isolate(start, end)
+        if not victims:
+            return None
+        self.update_hiwater_rss()
+        for v in victims:
+            self._zap(v.start, v.end)
+            self._remove(v)
+            if v.file is not None:
+                v.file.nr_mappings -= 1
+        freed = self.pgtable.free_empty(start, end, lambda lo, hi: bool(self.vmas.overlapping(lo, hi)))
+        return Flush(start, end, freed)
+
+    def protect(self, start: int, end: int, prot_flags: int) -> Flush:
+        vmas = self._isolate(start, end)
+        for v in vmas:
+            new = (v.flags & ~VM_PROT_MASK) | prot_flags
+            if new & VM_WRITE and not v.flags & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE):
+                new |= VM_ACCOUNT
+            self._account(v, -1)
+            v.flags = new
+            self._account(v, +1)
+            if not new & VM_WRITE:
+                for _, sl in self.pgtable.spans(v.start, v.end):
+                    sl &= ~PTE_RW
+            elif new & VM_SHARED:
+                for _, sl in self.pgtable.spans(v.start, v.end):
+                    sl[sl != 0] |= PTE_RW
+        self.vmas.seq += 1
+        for v in vmas:
+            if v in self.vmas._v:
+                self._merge_around(v)
+        return Flush(start, end)
+
+    def lock(self, start: int, end: int, on: bool, onfault: bool = False) -> None:
+        bits = VM_LOCKED | (VM_LOCKONFAULT if onfault else 0)
+        vmas = self._isolate(start, end)
+        for v in vmas:
+            self._account(v, -1)
+            v.flags = (v.flags | bits) if on else (v.flags & ~(VM_LOCKED | VM_LOCKONFAULT))
+            self._account(v, +1)
+        self.vmas.seq += 1
+        if on and not onfault:
+            self.fault(start, end, write=False)
+        for v in vmas:
+            if v in self.vmas._v:
+                self._merge_around(v)
+
+    # -- pages ----------------------------------------------------------------
+
+    def _zap(self, start: int, end: int) -> int:
+        """Remove the translations of [start, end); free anon pages no one maps."""
+        ptes = self.pgtable.take(start, end)
+        if not len(ptes):
+            return 0
+        pfns = pte_pfn(ptes)
+        pfns = pfns[pfns != ZERO_PFN]
+        if not len(pfns):
+            return 0
+        mem = self.mem
+        fl = mem.flags[pfns]
+        anon = (fl & M.PG_ANON) != 0
+        shmem = (fl & M.PG_SHMEM) != 0
+        special = (fl & M.PG_RESERVED) != 0
+        self.rss[MM_ANONPAGES] -= int(anon.sum())
+        self.rss[MM_SHMEMPAGES] -= int(shmem.sum())
+        self.rss[MM_FILEPAGES] -= int(len(pfns) - anon.sum() - shmem.sum())
+        counted = pfns[~special]
+        mem.unmap_pages(counted)
+        return len(pfns)
+
+    def zap(self, start: int, end: int) -> Flush | None:
+        """madvise(MADV_DONTNEED)."""
+        for v in self.vmas.overlapping(start, end):
+            if v.flags & (VM_LOCKED | VM_IO):
+                raise MMError(errno.EINVAL, "cannot discard locked or I/O mappings")
+        self.update_hiwater_rss()
+        return Flush(start, end) if self._zap(start, end) else None
+
+    def fault(self, start: int, end: int, write: bool, special_pages: np.ndarray | None = None) -> int:
+        """Touch every page of [start, end) (reads or writes); returns the number
+        of page faults taken. EFAULT if a page is unmapped or not permitted."""
+        faults = 0
+        addr = start
+        for v in self.vmas.overlapping(start, end):
+            if v.start > addr:
+                raise MMError(errno.EFAULT, f"no mapping at {addr:#x}")
+            need = VM_WRITE if write else VM_READ
+            if not v.flags & need:
+                raise MMError(errno.EFAULT, f"access not permitted at {max(addr, v.start):#x}")
+            addr = v.end
+        if addr < end:
+            raise MMError(errno.EFAULT, f"no mapping at {addr:#x}")
+        for v in self.vmas.overlapping(start, end):
+            faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
+        return faults
+
+    def _fault_vma(self, v: VMA, lo: int, hi: int, write: bool, special_pages) -> int:
+        mem = self.mem
+        ptes = self.pgtable.read(lo, hi)
+        idx = np.arange(len(ptes))
+        missing = ptes == 0
+        nmiss = int(missing.sum())
+        faults = nmiss
+        shared = bool(v.flags & VM_MAYSHARE)
+        if nmiss:
+            mi = idx[missing]
+            if v.special is not None:
+                if special_pages is None or not len(special_pages):
+                    raise MMError(errno.EFAULT, f"{v.special} has no pages to map")
+                pfns = special_pages[(mi + v.pgoff) % len(special_pages)]
+                ptes[mi] = mk_pte(pfns, False, False)
+                self.rss[MM_FILEPAGES] += nmiss
+            elif v.file is None:
+                if write:
+                    pfns = mem.alloc(nmiss, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)
+                    mem.map_pages(pfns)
+                    ptes[mi] = mk_pte(pfns, True, True)
+                    self.rss[MM_ANONPAGES] += nmiss
+                else:
+                    ptes[mi] = mk_pte(np.full(nmiss, ZERO_PFN), False, False)
+            else:
+                pfns = self._cache_pages(v.file, v.pgoff + mi)
+                if write and not shared:
+                    # private write fault on a file page: copy it now
+                    pfns = mem.alloc(nmiss, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)
+                    mem.map_pages(pfns)
+                    ptes[mi] = mk_pte(pfns, True, True)
+                    self.rss[MM_ANONPAGES] += nmiss
+                else:
+                    mem.map_pages(pfns)
+                    rw = shared and bool(v.flags & VM_WRITE)
+                    ptes[mi] = mk_pte(pfns, rw, write and shared)
+                    self.rss[MM_SHMEMPAGES if v.file.shmem else MM_FILEPAGES] += nmiss
+                    if write:
+                        mem.flags[pfns] |= M.PG_DIRTY
+        if write:
+            wp = (~missing) & ((ptes & PTE_RW) == 0)
+            if wp.any():
+                faults += int(wp.sum())
+                ptes[wp] = self._wp_fault(v, ptes[wp], shared)
+            ptes |= PTE_DIRTY
+        ptes |= PTE_ACCESSED
+        pfns = pte_pfn(ptes)
+        mem.flags[pfns[pfns != ZERO_PFN]] |= M.PG_REFERENCED
+        self.pgtable.write(lo, ptes)
+        self.update_hiwater_rss()
+        return faults
+
+    def _wp_fault(self, v: VMA, ptes: np.ndarray, shared: bool) -> np.ndarray:
+        """Write to present read-only PTEs: reuse or copy (do_wp_page)."""
+        mem = self.mem
+        if shared:
+            return ptes | PTE_RW | PTE_DIRTY
+        pfns = pte_pfn(ptes)
+        fl = mem.flags[pfns]
+        anon = (fl & M.PG_ANON) != 0
+        reuse = anon & (mem.mapcount[pfns] == 1) & (pfns != ZERO_PFN)
+        out = ptes.copy()
+        out[reuse] |= PTE_RW | PTE_DIRTY
+        copy = ~reuse
+        n = int(copy.sum())
+        if n:
+            old = pfns[copy]
+            was_file = (~anon[copy]) & (old != ZERO_PFN)
+            real = old[old != ZERO_PFN]
+            mem.unmap_pages(real)
+            new = mem.alloc(n, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)
+            mem.map_pages(new)
+            out[copy] = mk_pte(new, True, True)
+            nfile = int(was_file.sum())
+            self.rss[MM_FILEPAGES] -= nfile
+            self.rss[MM_ANONPAGES] += nfile + int((old == ZERO_PFN).sum())
+        return out
+
+    def _cache_pages(self, file: File, pgoffs: np.ndarray) -> np.ndarray:
+        file.ensure(int(pgoffs.max()) + 1)
+        pfns = file.cache[pgoffs]
+        absent = pfns == 0
+        if absent.any():
+            kind = M.PG_SHMEM | M.PG_LRU if file.shmem else M.PG_FILE | M.PG_LRU
+            new = self.mem.alloc(int(absent.sum()), kind)
+            file.cache[pgoffs[absent]] = new
+            pfns = file.cache[pgoffs]
+        return pfns
+
+    # -- fork, exit -----------------------------------------------------------
+
+    def dup(self, mmap_base: int) -> "MM":
+        """dup_mm: copy VMAs; share pages copy-on-write."""
+        child = MM(self.mem, mmap_base)
+        for name in ("total_vm", "hiwater_vm", "locked_vm", "data_vm", "exec_vm", "stack_vm",
+                     "start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
+                     "start_stack", "arg_start", "arg_end", "env_start", "env_end"):
+            setattr(child, name, getattr(self, name))
+        child.hiwater_vm = self.total_vm
+        child.mmap_base = self.mmap_base
+        for v in self.vmas:
+            nv = VMA(v.start, v.end, v.flags, v.pgoff, v.file, v.special, v.anon_name)
+            child.vmas.insert(nv)
+            if v.file is not None:
+                v.file.nr_mappings += 1
+            if v.flags & (1 << 17):  # VM_DONTCOPY: mapped but not copied
+                continue
+            ptes = self.pgtable.read(v.start, v.end)
+            present = ptes != 0
+            if not present.any():
+                continue
+            pfns = pte_pfn(ptes)
+            fl = self.mem.flags[pfns]
+            if v.file is not None and not ((fl & M.PG_ANON) != 0).any():
+                continue  # no anon_vma: the child faults file pages in itself
+            if not v.flags & VM_MAYSHARE:
+                ptes[present] &= ~PTE_RW
+                self.pgtable.write(v.start, ptes)
+            real = present & (pfns != ZERO_PFN)
+            self.mem.map_pages(pfns[real])
+            child.pgtable.write(v.start, ptes)
+            anon = real & ((fl & M.PG_ANON) != 0)
+            shm = real & ((fl & M.PG_SHMEM) != 0)
+            child.rss[MM_ANONPAGES] += int(anon.sum())
+            child.rss[MM_SHMEMPAGES] += int(shm.sum())
+            child.rss[MM_FILEPAGES] += int(real.sum() - anon.sum() - shm.sum())
+        child.hiwater_rss = child.rss_pages
+        return child
+
+    def teardown(self) -> None:
+        """exit_mmap: unmap everything."""
+        self.update_hiwater_rss()
+        for v in list(self.vmas):
+            self._zap(v.start, v.end)
+            self._remove(v)
+            if v.file is not None:
+                v.file.nr_mappings -= 1
+        self.pgtable = PageTable()
+
+    # -- queries --------------------------------------------------------------
+
+    def present_pages(self, start: int, end: int) -> int:
+        """Pages of [start, end) that count as resident (not the zero page)."""
+        n = 0
+        for _, sl in self.pgtable.spans(start, end):
+            nz = sl[sl != 0]
+            if len(nz):
+                n += int(np.count_nonzero(pte_pfn(nz) != ZERO_PFN))
+        return n

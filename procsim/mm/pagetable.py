@@ -1,0 +1,126 @@
+"""Compact page tables: 512-entry PTE tables made on first touch.
+
+A table covers one PMD (2 MiB); an untouched PMD costs nothing and an empty
+one is skipped whole. Entries use x86 PTE bits: the PFN above bit 12,
+present, write, accessed (young) and dirty below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from sortedcontainers import SortedDict
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PTRS_PER_TABLE = 512
+PMD_SHIFT = PAGE_SHIFT + 9
+PMD_SIZE = 1 << PMD_SHIFT
+
+_PRESENT = 1 << 0
+_RW = 1 << 1
+_USER = 1 << 2
+_ACCESSED = 1 << 5
+_DIRTY = 1 << 6
+PTE_PRESENT = np.uint64(_PRESENT)
+PTE_RW = np.uint64(_RW)
+PTE_USER = np.uint64(_USER)
+PTE_ACCESSED = np.uint64(_ACCESSED)
+PTE_DIRTY = np.uint64(_DIRTY)
+PTE_FLAGS_MASK = np.uint64(PAGE_SIZE - 1)
+
+
+def mk_pte(pfns: np.ndarray, write: bool, dirty: bool) -> np.ndarray:
+    bits = _PRESENT | _USER | _ACCESSED | (_RW if write else 0) | (_DIRTY if dirty else 0)
+    return (pfns.astype(np.uint64) << np.uint64(PAGE_SHIFT)) | np.uint64(bits)
+
+
+def pte_pfn(ptes: np.ndarray) -> np.ndarray:
+    return (ptes >> np.uint64(PAGE_SHIFT)).astype(np.int64)
+
+
+class PageTable:
+    """The user page tables of one mm."""
+
+    __slots__ = ("tables",)
+
+    def __init__(self) -> None:
+        self.tables: SortedDict = SortedDict()  # PMD index -> np.uint64[512]
+
+    def spans(self, start: int, end: int) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(va of first entry, slice of the table) for every existing table
+        overlapping [start, end); the slice is a view."""
+        if start >= end:
+            return
+        first, last = start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT
+        for idx in self.tables.irange(first, last):
+            base = idx << PMD_SHIFT
+            lo = max(start, base)
+            hi = min(end, base + PMD_SIZE)
+            t = self.tables[idx]
+            yield lo, t[(lo - base) >> PAGE_SHIFT : (hi - base) >> PAGE_SHIFT]
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        """All entries of [start, end) as one flat array (zeros for holes)."""
+        out = np.zeros((end - start) >> PAGE_SHIFT, np.uint64)
+        for va, sl in self.spans(start, end):
+            i = (va - start) >> PAGE_SHIFT
+            out[i : i + len(sl)] = sl
+        return out
+
+    def write(self, start: int, ptes: np.ndarray) -> None:
+        """Store entries from `start`, making tables where a non-zero entry lands."""
+        n = len(ptes)
+        i = 0
+        while i < n:
+            va = start + (i << PAGE_SHIFT)
+            idx = va >> PMD_SHIFT
+            off = (va >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
+            k = min(PTRS_PER_TABLE - off, n - i)
+            chunk = ptes[i : i + k]
+            t = self.tables.get(idx)
+            if t is None:
+                if chunk.any():
+                    t = self.tables[idx] = np.zeros(PTRS_PER_TABLE, np.uint64)
+                    t[off : off + k] = chunk
+            else:
+                t[off : off + k] = chunk
+            i += k
+
+    def take(self, start: int, end: int) -> np.ndarray:
+        """Clear [start, end) and return the present entries that were there."""
+        got = []
+        for _, sl in self.spans(start, end):
+            nz = sl[sl != 0]
+            if len(nz):
+                got.append(nz)
+                sl[:] = 0
+        return np.concatenate(got) if got else np.zeros(0, np.uint64)
+
+    def free_empty(self, start: int, end: int, keep) -> bool:
+        """Drop the tables in [start, end) that hold no entry and whose 2 MiB
+        span `keep(lo, hi)` says no VMA still covers; True if any was freed."""
+        freed = False
+        first, last = start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT
+        for idx in list(self.tables.irange(first, last)):
+            base = idx << PMD_SHIFT
+            if not self.tables[idx].any() and not keep(base, base + PMD_SIZE):
+                del self.tables[idx]
+                freed = True
+        return freed
+
+    def count_present(self, start: int, end: int) -> int:
+        return sum(int(np.count_nonzero(sl)) for _, sl in self.spans(start, end))
+
+    def copy(self) -> "PageTable":
+        pt = PageTable()
+        pt.tables = SortedDict({k: v.copy() for k, v in self.tables.items()})
+        return pt
+
+    def pgtables_bytes(self) -> int:
+        """mm_pgtables_bytes: PTE tables plus the PMD and PUD tables above them."""
+        keys = self.tables.keys()
+        pmds = len({k >> 9 for k in keys})
+        puds = len({k >> 18 for k in keys})
+        return (len(keys) + pmds + puds) * PAGE_SIZE

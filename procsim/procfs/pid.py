@@ -1,0 +1,194 @@
+"""Per-process text files: status, stat, statm, cmdline, comm, environ
+(spec §7, §8, §9). One render function per file."""
+
+from __future__ import annotations
+
+from procsim.bitmap import list_str, mask_str
+from procsim.mm.mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
+from procsim.procfs.context import Ctx
+from procsim.task import STATE_NAMES, Task
+
+PAGE_SIZE = 4096
+TICK_NS = 10_000_000  # USER_HZ = 100
+RLIM_INFINITY = 18446744073709551615
+NODE_BITS = 1024
+MEMS_ALLOWED = mask_str(1, NODE_BITS)
+CAP_FULL = 0x000001FFFFFFFFFF
+
+
+def _ticks(ns: int) -> int:
+    return ns // TICK_NS
+
+
+def _kb(pages: int) -> str:
+    return f"{pages * 4:>8} kB"
+
+
+def _text_bytes(mm: MM) -> int:
+    return ((mm.end_code + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) - (mm.start_code & ~(PAGE_SIZE - 1))
+
+
+def _group_times(t: Task, thread_view: bool) -> tuple[int, int, int]:
+    """utime, stime (ns) and minflt: the thread's own, or the group's total."""
+    if thread_view:
+        return t.utime, t.stime, t.min_flt
+    tg = t.tg
+    u, s, f = tg.dead_utime, tg.dead_stime, tg.dead_min_flt
+    for x in tg.threads:
+        u, s, f = u + x.utime, s + x.stime, f + x.min_flt
+    return u, s, f
+
+
+def _ppid(t: Task) -> int:
+    p = t.tg.parent
+    return p.tgid if p is not None else 0
+
+
+def _mm(ctx: Ctx) -> MM | None:
+    return ctx.task.mm
+
+
+def status(ctx: Ctx) -> bytes:
+    t, tg, k = ctx.task, ctx.task.tg, ctx.kernel
+    view = t if ctx.thread_view or not t.dead else t  # the leader's own state for /proc/PID
+    c = tg.cred
+    mm = _mm(ctx)
+    name = t.comm.replace("\\", "\\\\").replace("\n", "\\n")
+    out = [f"Name:\t{name}\n"]
+    if not tg.zombie:
+        out.append(f"Umask:\t{tg.umask:04o}\n")
+    state = "Z" if tg.zombie else view.state
+    groups = " ".join(map(str, c.groups)) + " "  # trailing space even when empty
+    pgid = tg.pgid
+    out.append(
+        f"State:\t{STATE_NAMES[state]}\n"
+        f"Tgid:\t{tg.tgid}\n"
+        f"Ngid:\t0\n"
+        f"Pid:\t{t.pid}\n"
+        f"PPid:\t{_ppid(t)}\n"
+        f"TracerPid:\t0\n"
+        f"Uid:\t{c.uid}\t{c.euid}\t{c.suid}\t{c.fsuid}\n"
+        f"Gid:\t{c.gid}\t{c.egid}\t{c.sgid}\t{c.fsgid}\n"
+        f"FDSize:\t{tg.fdsize}\n"
+        f"Groups:\t{groups}\n"
+        f"NStgid:\t{tg.tgid}\n"
+        f"NSpid:\t{t.pid}\n"
+        f"NSpgid:\t{pgid}\n"
+        f"NSsid:\t{tg.sid}\n"
+        f"Kthread:\t{1 if mm is None and not tg.zombie and tg.kthread else 0}\n")
+    if mm is not None:
+        text = min(_text_bytes(mm), mm.exec_vm * PAGE_SIZE)
+        rss = mm.rss_pages
+        out.append(
+            f"VmPeak:\t{_kb(max(mm.hiwater_vm, mm.total_vm))}\n"
+            f"VmSize:\t{_kb(mm.total_vm)}\n"
+            f"VmLck:\t{_kb(mm.locked_vm)}\n"
+            f"VmPin:\t{_kb(mm.pinned_vm)}\n"
+            f"VmHWM:\t{_kb(max(mm.hiwater_rss, rss))}\n"
+            f"VmRSS:\t{_kb(rss)}\n"
+            f"RssAnon:\t{_kb(mm.rss[MM_ANONPAGES])}\n"
+            f"RssFile:\t{_kb(mm.rss[MM_FILEPAGES])}\n"
+            f"RssShmem:\t{_kb(mm.rss[MM_SHMEMPAGES])}\n"
+            f"VmData:\t{_kb(mm.data_vm)}\n"
+            f"VmStk:\t{_kb(mm.stack_vm)}\n"
+            f"VmExe:\t{text >> 10:>8} kB\n"
+            f"VmLib:\t{(mm.exec_vm * PAGE_SIZE - text) >> 10:>8} kB\n"
+            f"VmPTE:\t{mm.pgtable.pgtables_bytes() >> 10:>8} kB\n"
+            f"VmSwap:\t{_kb(mm.rss[MM_SWAPENTS])}\n"
+            f"HugetlbPages:\t{_kb(0)}\n"
+            f"CoreDumping:\t0\n"
+            f"THP_enabled:\t1\n"
+            f"untag_mask:\t0xffffffffffffffff\n")
+    nbits = k.config.nr_cpus
+    cap = tg.cred.cap_eff if not tg.kthread else CAP_FULL
+    out.append(
+        f"Threads:\t{len(tg.threads)}\n"
+        f"SigQ:\t0/{k.max_threads // 2}\n"
+        f"SigPnd:\t{t.sig_pending:016x}\n"
+        f"ShdPnd:\t0000000000000000\n"
+        f"SigBlk:\t{t.sig_blocked:016x}\n"
+        f"SigIgn:\t{tg.sig_ignore:016x}\n"
+        f"SigCgt:\t{tg.sig_catch:016x}\n"
+        f"CapInh:\t0000000000000000\n"
+        f"CapPrm:\t{cap:016x}\n"
+        f"CapEff:\t{cap:016x}\n"
+        f"CapBnd:\t{CAP_FULL:016x}\n"
+        f"CapAmb:\t0000000000000000\n"
+        f"NoNewPrivs:\t0\n"
+        f"Seccomp:\t0\n"
+        f"Seccomp_filters:\t0\n"
+        f"Speculation_Store_Bypass:\tthread vulnerable\n"
+        f"SpeculationIndirectBranch:\tconditional enabled\n"
+        f"Cpus_allowed:\t{mask_str(t.cpus_allowed, nbits)}\n"
+        f"Cpus_allowed_list:\t{list_str(t.cpus_allowed)}\n")
+    if mm is not None and k.config.proc_cpus_active_mm:
+        out.append(f"Cpus_active_mm:\t{mask_str(mm.cpumask, nbits)}\n"
+                   f"Cpus_active_mm_list:\t{list_str(mm.cpumask)}\n")
+    nv, niv = (t.nvcsw, t.nivcsw) if ctx.thread_view else (
+        sum(x.nvcsw for x in tg.threads), sum(x.nivcsw for x in tg.threads))
+    out.append(
+        f"Mems_allowed:\t{MEMS_ALLOWED}\n"
+        f"Mems_allowed_list:\t0\n"
+        f"voluntary_ctxt_switches:\t{nv}\n"
+        f"nonvoluntary_ctxt_switches:\t{niv}\n")
+    return "".join(out).encode()
+
+
+def stat(ctx: Ctx) -> bytes:
+    t, tg = ctx.task, ctx.task.tg
+    mm = _mm(ctx)
+    permitted = ctx.may_ptrace()
+    utime, stime, minflt = _group_times(t, ctx.thread_view)
+    state = "Z" if tg.zombie else t.state
+    nthreads = len(tg.threads)
+    if mm is not None:
+        vsize, rss = mm.total_vm * PAGE_SIZE, mm.rss_pages
+        code = (mm.start_code, mm.end_code) if permitted else (1, 1)
+        stack = mm.start_stack if permitted else 0
+        addrs = (mm.start_data, mm.end_data, mm.start_brk, mm.arg_start, mm.arg_end,
+                 mm.env_start, mm.env_end) if permitted else (0,) * 7
+    else:
+        vsize = rss = stack = 0
+        code = (0, 0)
+        addrs = (0,) * 7
+    wchan = 1 if state not in ("R",) and permitted and (ctx.thread_view or nthreads == 1) else 0
+    exit_code = (tg.exit_code << 8) if tg.zombie and permitted else 0
+    fields = (
+        state, _ppid(t), tg.pgid, tg.sid, tg.tty_nr, tg.tpgid, t.flags,
+        minflt, 0, t.maj_flt, 0,
+        _ticks(utime), _ticks(stime), _ticks(tg.cutime), _ticks(tg.cstime),
+        t.prio, t.nice, nthreads, 0, _ticks(t.start_time), vsize, rss, RLIM_INFINITY,
+        code[0], code[1], stack, 0, 0,
+        t.sig_pending & 0x7FFFFFFF, t.sig_blocked & 0x7FFFFFFF,
+        tg.sig_ignore & 0x7FFFFFFF, tg.sig_catch & 0x7FFFFFFF,
+        wchan, 0, 0, 17 if t.is_leader else -1, t.cpu, t.rt_priority, t.policy, 0, 0, 0,
+        *addrs, exit_code,
+    )
+    return f"{t.pid} ({t.comm}) {' '.join(map(str, fields))}\n".encode()
+
+
+def statm(ctx: Ctx) -> bytes:
+    mm = _mm(ctx)
+    if mm is None:
+        return b"0 0 0 0 0 0 0\n"
+    shared = mm.rss[MM_FILEPAGES] + mm.rss[MM_SHMEMPAGES]
+    text = _text_bytes(mm) >> 12
+    return f"{mm.total_vm} {mm.rss_pages} {shared} {text} 0 {mm.data_vm + mm.stack_vm} 0\n".encode()
+
+
+def cmdline(ctx: Ctx) -> bytes:
+    tg = ctx.task.tg
+    if tg.mm is None or not tg.cmdline:
+        return b""
+    return ("\0".join(tg.cmdline) + "\0").encode()
+
+
+def environ(ctx: Ctx) -> bytes:
+    tg = ctx.task.tg
+    if tg.mm is None or not tg.environ:
+        return b""
+    return ("\0".join(tg.environ) + "\0").encode()
+
+
+def comm(ctx: Ctx) -> bytes:
+    return (ctx.task.comm + "\n").encode()

@@ -1,0 +1,128 @@
+"""task_struct and the per-thread-group state (signal_struct, creds, files)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from procsim.mm.mm import MM
+
+# PF_* flags shown in /proc/PID/stat field 9.
+PF_EXITING = 0x4
+PF_FORKNOEXEC = 0x40
+PF_SUPERPRIV = 0x100
+PF_KTHREAD = 0x200000
+PF_RANDOMIZE = 0x400000
+
+STATE_NAMES = {
+    "R": "R (running)", "S": "S (sleeping)", "D": "D (disk sleep)", "T": "T (stopped)",
+    "t": "t (tracing stop)", "X": "X (dead)", "Z": "Z (zombie)", "P": "P (parked)", "I": "I (idle)",
+}
+SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE = 0, 1, 2, 3, 5
+
+
+@dataclass
+class Cred:
+    uid: int = 0
+    euid: int = 0
+    suid: int = 0
+    fsuid: int = 0
+    gid: int = 0
+    egid: int = 0
+    sgid: int = 0
+    fsgid: int = 0
+    groups: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, uid: int, gid: int, groups: tuple[int, ...] = ()) -> "Cred":
+        return cls(uid, uid, uid, uid, gid, gid, gid, gid, tuple(groups))
+
+    @property
+    def cap_eff(self) -> int:
+        return 0x000001FFFFFFFFFF if self.euid == 0 else 0
+
+
+@dataclass(eq=False)
+class ThreadGroup:
+    """What threads of one process share: ids, creds, mm, command line."""
+    tgid: int
+    parent: "ThreadGroup | None"
+    pgid: int
+    sid: int
+    cred: Cred
+    mm: MM | None
+    cmdline: list[str]
+    environ: list[str]
+    exe: str | None
+    tty_nr: int = 0
+    tpgid: int = -1
+    umask: int = 0o022
+    threads: list["Task"] = field(default_factory=list)
+    children: list["ThreadGroup"] = field(default_factory=list)
+    zombie: bool = False
+    exit_code: int = 0
+    # times of dead threads and waited-for children (ns)
+    dead_utime: int = 0
+    dead_stime: int = 0
+    dead_min_flt: int = 0
+    cutime: int = 0
+    cstime: int = 0
+    sig_ignore: int = 0
+    sig_catch: int = 0
+    fdsize: int = 64
+    dumpable: bool = True
+
+    @property
+    def leader(self) -> "Task":
+        return self.threads[0]
+
+    @property
+    def kthread(self) -> bool:
+        return self.mm is None and not self.zombie and bool(self.leader.flags & PF_KTHREAD)
+
+    @property
+    def live_threads(self) -> list["Task"]:
+        return [t for t in self.threads if not t.dead]
+
+
+@dataclass(eq=False)
+class Task:
+    pid: int
+    tg: ThreadGroup
+    comm: str
+    start_time: int  # ns since boot
+    state: str = "S"
+    flags: int = PF_RANDOMIZE
+    cpu: int = 0           # last CPU run on
+    on_cpu: bool = False   # currently the running task of self.cpu
+    cpus_allowed: int = 0
+    nice: int = 0
+    policy: int = SCHED_OTHER
+    rt_priority: int = 0
+    utime: int = 0  # ns
+    stime: int = 0
+    nvcsw: int = 0
+    nivcsw: int = 0
+    min_flt: int = 0
+    maj_flt: int = 0
+    sig_pending: int = 0
+    sig_blocked: int = 0
+    dead: bool = False  # exited thread (non-leaders vanish, leaders wait for the group)
+
+    @property
+    def tgid(self) -> int:
+        return self.tg.tgid
+
+    @property
+    def mm(self) -> MM | None:
+        return self.tg.mm
+
+    @property
+    def is_leader(self) -> bool:
+        return self.tg.threads[0] is self
+
+    @property
+    def prio(self) -> int:
+        """/proc stat field 18."""
+        if self.policy in (SCHED_FIFO, SCHED_RR):
+            return -1 - self.rt_priority
+        return self.nice + 20

@@ -1,0 +1,49 @@
+"""The few filesystem facts /proc needs: inodes, devices, sizes and page caches."""
+
+from __future__ import annotations
+
+import zlib
+
+from procsim.mm.vma import File
+
+ROOT_DEV = (0xFE, 0x00)   # the root block device, as on the reference VM
+SHMEM_DEV = (0x00, 0x01)  # tmpfs backing shared anonymous memory
+
+# Sizes of files a realistic exec maps; others get DEFAULT_SIZE.
+KNOWN_SIZES = {
+    "/usr/lib/x86_64-linux-gnu/libc.so.6": 1926232,
+    "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2": 215000,
+    "/usr/lib/x86_64-linux-gnu/libm.so.6": 907784,
+    "/usr/lib/x86_64-linux-gnu/libpthread.so.0": 14544,
+    "/usr/lib/x86_64-linux-gnu/libssl.so.3": 696400,
+    "/usr/lib/x86_64-linux-gnu/libcrypto.so.3": 4709656,
+    "/usr/lib/x86_64-linux-gnu/libz.so.1": 121280,
+    "/usr/bin/bash": 1265648,
+    "/usr/sbin/sshd": 925904,
+    "/usr/bin/python3.11": 6839208,
+}
+DEFAULT_SIZE = 256 * 1024
+
+
+class VFS:
+    def __init__(self) -> None:
+        self.files: dict[str, File] = {}
+        self._shmem_ino = 1024
+
+    def file(self, path: str, size: int | None = None, writable: bool = False) -> File:
+        """The inode at `path`, created on first use with a stable inode number."""
+        f = self.files.get(path)
+        if f is None:
+            ino = 100000 + zlib.crc32(path.encode()) % 900000
+            f = File(path, ino, ROOT_DEV, size or KNOWN_SIZES.get(path, DEFAULT_SIZE))
+            self.files[path] = f
+        elif size and size > f.size:
+            f.size = size
+        if writable:
+            f.writable = True
+        return f
+
+    def shmem(self, size: int, path: str = "/dev/zero") -> File:
+        """A new shmem inode for a shared anonymous mapping (or memfd / SysV)."""
+        self._shmem_ino += 1
+        return File(path, self._shmem_ino, SHMEM_DEV, size, shmem=True, deleted=True, writable=True)
