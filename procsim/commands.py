@@ -14,6 +14,7 @@ from typing import Any
 
 from procsim.bitmap import parse_list
 from procsim.kernel import MADV_DONTNEED, MREMAP_FIXED, MREMAP_MAYMOVE, Kernel, KernelError
+from procsim.mm.memory import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
                             MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED)
@@ -195,7 +196,7 @@ def execute(k: Kernel, op: str, args: dict[str, Any]) -> Any:
             raise CommandError(errno.EINVAL, f"{op}: {e}") from None
         except (KernelError, MMError) as e:
             raise CommandError(e.errno, f"{op}: {e.strerror}") from None
-        except ValueError as e:
-            raise CommandError(errno.EINVAL, f"{op}: {e}") from None
-        except OverflowError as e:
+        except OutOfMemory as e:
+            raise CommandError(errno.ENOMEM, f"{op}: {e}") from None
+        except (ValueError, OverflowError) as e:
             raise CommandError(errno.EINVAL, f"{op}: {e}") from None
