@@ -71,8 +71,10 @@ class Kernel:
         self._events: list[tuple[int, int, Callable[[], None]]] = []
         self._event_seq = 0
         self.observers: list[Callable[[str, dict], None]] = []
-        # The vDSO: two kernel pages every process maps.
-        self.vdso_pages = self.mem.alloc(2, M.PG_RESERVED)
+        # The vDSO: two kernel pages (from the reserved region) every process maps.
+        self.vdso_pages = np.arange(2, 4, dtype=np.int64)
+        for cpu in self.sched.cpus:  # every CPU idled since boot
+            cpu.idle = self.now
         self.generation = 0  # bumped on every change; lets caches know
 
     # -- time -----------------------------------------------------------------
