@@ -40,9 +40,10 @@ def parse_list(text: str, nbits: int) -> int:
     if not text:
         return 0
     for part in text.split(","):
-        lo, _, hi = part.partition("-")
+        lo, dash, hi = part.partition("-")
         a = int(lo)
-        b = int(hi) if hi else a
+        # "1-" is malformed (bitmap_parselist: EINVAL), not the single bit 1
+        b = int(hi) if dash else a
         if a < 0 or b < a or b >= nbits:
             raise ValueError(f"cpu range {part!r} out of 0-{nbits - 1}")
         bits |= ((1 << (b - a + 1)) - 1) << a

@@ -245,6 +245,8 @@ class Kernel:
                 raise _err(errno.ESRCH, f"{pid} is a zombie")
             cpid = self._alloc_pid(child_pid)
             mm = ptg.mm.dup(ptg.mm.mmap_base) if ptg.mm is not None else None
+            if mm is not None:  # init_new_context(): first trim a second after creation, not at once
+                mm.next_trim_cpumask = self.jiffies + self.config.hz
             t = self._new_group(cpid, ptg, Cred(**vars(ptg.cred)), mm, list(ptg.cmdline),
                                 list(ptg.environ), ptg.exe, parent.comm,
                                 (parent.flags | PF_FORKNOEXEC) & ~PF_KTHREAD)
@@ -287,6 +289,11 @@ class Kernel:
             for other in list(tg.threads):  # de_thread: the other threads die
                 if other is not t:
                     self._drop_thread(other)
+            if t.pid != tg.tgid:
+                # de_thread(): a non-leader that execs takes over the leader's pid
+                del self.tasks[t.pid]
+                t.pid = tg.tgid
+                self.tasks[t.pid] = t
             old = tg.mm
             mm = self._exec_mm(path, argv, envp or [])
             tg.mm = mm
@@ -396,8 +403,15 @@ class Kernel:
             tg = t.tg
             if tg.zombie:
                 raise _err(errno.ESRCH, f"{tid} is already a zombie")
+            if t.dead:
+                raise _err(errno.ESRCH, f"{tid} has already exited")
             if not t.is_leader:
                 self._drop_thread(t)
+                if not tg.live_threads:
+                    # the last thread after the leader: the group ends (it used
+                    # to stay alive forever with no thread and its mm)
+                    self._exit_group_final(tg, code)
+                    return
                 self._changed("exit", pid=tg.tgid, tid=tid)
                 return
             if len(tg.live_threads) > 1:
@@ -570,39 +584,44 @@ class Kernel:
             if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
                 if addr < 0x1000 or addr + length > TASK_SIZE:
                     raise _err(errno.EPERM if addr < 0x10000 else errno.ENOMEM, "fixed address out of range")
-                if flags & MAP_FIXED_NOREPLACE and not flags & MAP_FIXED and mm.vmas.overlapping(addr, addr + length):
+                # NOREPLACE wins even together with MAP_FIXED (do_mmap() checks it first)
+                if flags & MAP_FIXED_NOREPLACE and mm.vmas.overlapping(addr, addr + length):
                     raise _err(errno.EEXIST, "MAP_FIXED_NOREPLACE range is in use")
                 start = addr
             else:
                 start = mm.get_unmapped_area(length, addr)
             vmf = prot_to_vm(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
             file = None
-            pgoff = 0
+            pgoff = None  # anonymous: map_region uses addr >> PAGE_SHIFT
             if kind == MAP_SHARED:
                 vmf |= VM_MAYSHARE | VM_SHARED
                 if anon:
                     file = self.vfs.shmem(length)
                 else:
+                    if not writable and prot & 2:  # before vfs.file() grows the inode
+                        raise _err(errno.EACCES, "PROT_WRITE on a file opened read-only")
                     file = self.vfs.file(path, offset + length, writable)
-                    if not file.writable:
+                    # VM_SHARED/VM_MAYWRITE follow this open's mode, not whether the
+                    # inode was ever opened for writing (File.writable is sticky)
+                    if not writable:
                         vmf &= ~(VM_SHARED | VM_MAYWRITE)
-                        if prot & 2:
-                            raise _err(errno.EACCES, "PROT_WRITE on a file opened read-only")
                 pgoff = offset >> 12
             else:
                 if not anon:
                     file = self.vfs.file(path, offset + length)
                     pgoff = offset >> 12
-                if prot & 2:
-                    vmf |= VM_NORESERVE if flags & MAP_NORESERVE else VM_ACCOUNT
+                if prot & 2 and not flags & MAP_NORESERVE:
+                    vmf |= VM_ACCOUNT
+            if flags & MAP_NORESERVE:  # do_mmap() sets it whatever prot and kind are
+                vmf |= VM_NORESERVE
             if flags & MAP_GROWSDOWN:
                 vmf |= VM_GROWSDOWN
             if flags & MAP_LOCKED:
                 vmf |= VM_LOCKED
             _, flush = mm.map_region(start, start + length, vmf, file, pgoff)
             self._flush(t, flush)
-            if flags & MAP_LOCKED:
-                self._fault(t, mm, start, start + length, False)
+            if flags & MAP_LOCKED:  # mm_populate(): never fails, even for PROT_NONE
+                t.min_flt += mm.populate(start, start + length, self.vdso_pages)
             self._changed("mm", pid=t.tgid)
             return start
 
@@ -633,7 +652,7 @@ class Kernel:
             self._check_range(addr, length)
             end = addr + page_align(length)
             self._check_mapped(mm, addr, end)
-            mm.lock(addr, end, on, onfault)
+            t.min_flt += mm.lock(addr, end, on, onfault, self.vdso_pages)
             self._changed("mm", pid=t.tgid)
 
     def madvise(self, tid: int, addr: int, length: int, advice: int) -> None:
@@ -674,10 +693,16 @@ class Kernel:
             old_len, new_len = page_align(old_len), page_align(new_len)
             if not new_len:
                 raise _err(errno.EINVAL, "new length is zero")
+            if not old_len:
+                # Linux: EINVAL for private mappings (the shared-duplicate case is
+                # not modelled); going on split the VMA around an empty range
+                raise _err(errno.EINVAL, "old length is zero")
             vma = mm.vmas.lookup(old_addr)
             if vma is None or old_addr + old_len > vma.end:
                 raise _err(errno.EFAULT, "old range is not one mapping")
             old_end = old_addr + old_len
+            if new_len > old_len and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
+                raise _err(errno.EFAULT, "vdso, vvar and PFN maps cannot grow")  # vma_to_resize()
             if flags & MREMAP_FIXED:
                 if new_addr % PAGE_SIZE or new_addr + new_len > TASK_SIZE or (
                         new_addr < old_end and old_addr < new_addr + new_len):
@@ -690,8 +715,9 @@ class Kernel:
                 return old_addr
             grow_end = old_addr + new_len
             if old_end == vma.end and not mm.vmas.overlapping(old_end, grow_end) and grow_end <= TASK_SIZE:
+                # anonymous VMAs need the following pgoff too, or the grown part would not merge
                 mm.map_region(old_end, grow_end, vma.flags, vma.file,
-                              vma.pgoff + ((old_end - vma.start) >> 12) if vma.file else 0, vma.special)
+                              vma.pgoff + ((old_end - vma.start) >> 12), vma.special)
                 self._changed("mm", pid=t.tgid)
                 return old_addr
             if not flags & MREMAP_MAYMOVE:
@@ -703,14 +729,15 @@ class Kernel:
                      dest: int) -> int:
         keep = min(old_len, new_len)
         ptes = mm.pgtable.read(old_addr, old_addr + keep)
-        pgoff = vma.pgoff + ((old_addr - vma.start) >> 12) if vma.file else 0
-        flags, file, special = vma.flags, vma.file, vma.special
+        # the moved VMA keeps its pgoff and anon_vma (copy_vma), anonymous ones too
+        pgoff = vma.pgoff + ((old_addr - vma.start) >> 12)
+        flags, file, special, anon_vma = vma.flags, vma.file, vma.special, vma.anon_vma
         flush = mm.unmap(dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
         self._flush(t, flush)
         # take the translations first so that unmap only zaps what does not move
         mm.pgtable.take(old_addr, old_addr + keep)
         self._flush(t, mm.unmap(old_addr, old_addr + old_len))
-        mm.map_region(dest, dest + new_len, flags, file, pgoff, special)
+        mm.map_region(dest, dest + new_len, flags, file, pgoff, special, anon_vma)
         mm.pgtable.write(dest, ptes)
         self._changed("mm", pid=t.tgid)
         return dest

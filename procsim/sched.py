@@ -88,7 +88,10 @@ class Sched:
         cpu.nr_switches += 1
         mm = nxt.mm if nxt is not None else None
         if mm is None:
-            cpu.is_lazy = True  # enter_lazy_tlb: loaded_mm and its bit stay
+            # enter_lazy_tlb: loaded_mm and its bit stay; a CPU on init_mm
+            # does not go lazy (enter_lazy_tlb returns early)
+            if cpu.loaded_mm is not None:
+                cpu.is_lazy = True
             return
         self._switch_mm(cpu, mm)
 
@@ -150,7 +153,11 @@ class Sched:
                 mm.cpumask &= ~(1 << cpu.id)
             return
         if cpu.is_lazy:
-            cpu.loaded_mm = None  # switch_mm to init_mm
+            # switch_mm_irqs_off(NULL, &init_mm) clears is_lazy, so the next
+            # trimming flush of mm reaches this CPU and removes its bit; left
+            # lazy, only freed-table flushes could ever remove it
+            cpu.loaded_mm = None
+            cpu.is_lazy = False
             if model == "eager_clear":
                 mm.cpumask &= ~(1 << cpu.id)
             return

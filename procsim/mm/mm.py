@@ -16,8 +16,8 @@ import numpy as np
 from procsim.mm import memory as M
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PTE_ACCESSED, PTE_DIRTY, PTE_RW,
                                   PageTable, mk_pte, pte_pfn)
-from procsim.mm.vma import (VM_ACCOUNT, VM_EXEC, VM_IO,
-                            VM_LOCKED, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
+from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_IO,
+                            VM_LOCKED, VM_PFNMAP, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
                             VM_READ, VM_SHARED, VM_STACK, VM_WRITE, VMA, File)
 from procsim.mm.vmatree import VMATree
 
@@ -25,6 +25,7 @@ MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
 TASK_SIZE = 0x7FFFFFFFF000
 MMAP_MIN_ADDR = 0x10000
 ZERO_PFN = 1  # the shared zero page: mapped by read faults on anon memory, never counted
+VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP
 
 
 class MMError(OSError):
@@ -100,6 +101,8 @@ class MM:
     def _split(self, vma: VMA, addr: int) -> VMA:
         self.vmas.remove(vma)
         tail = vma.split_at(addr)
+        if tail.file is not None:
+            tail.file.nr_mappings += 1  # each VMA holds its own file reference
         self.vmas.insert(vma)
         self.vmas.insert(tail)
         return tail
@@ -116,11 +119,24 @@ class MM:
         return out
 
     def _merge_around(self, vma: VMA) -> VMA:
+        # Loop: protect() and lock() change several VMAs, and one that already
+        # absorbed its next neighbour must still try the one after (a single
+        # attempt per side left e.g. mprotect across two VMAs with 3 pieces).
+        while True:
+            prev = self.vmas.prev(vma)
+            nxt = self.vmas.next(vma)
+            if not (prev is not None and prev.can_merge(vma) or nxt is not None and vma.can_merge(nxt)):
+                return vma
+            vma = self._merge_once(vma)
+
+    def _merge_once(self, vma: VMA) -> VMA:
         prev = self.vmas.prev(vma)
         if prev is not None and prev.can_merge(vma):
             self.vmas.remove(vma)
             self.vmas.remove(prev)
             prev.end = vma.end
+            prev.anon_vma = prev.anon_vma or vma.anon_vma
+            self._file_put(vma.file)  # the absorbed VMA's file reference goes
             self.vmas.insert(prev)
             vma = prev
         nxt = self.vmas.next(vma)
@@ -128,8 +144,22 @@ class MM:
             self.vmas.remove(nxt)
             self.vmas.remove(vma)
             vma.end = nxt.end
+            vma.anon_vma = vma.anon_vma or nxt.anon_vma
+            self._file_put(nxt.file)
             self.vmas.insert(vma)
         return vma
+
+    def _file_put(self, file: File | None) -> None:
+        """Drop a VMA's reference to its file. The last unmap of a deleted shmem
+        inode (shared anonymous memory) frees its pages, as the final fput does;
+        before this they were leaked."""
+        if file is None:
+            return
+        file.nr_mappings -= 1
+        if file.nr_mappings == 0 and file.shmem and file.deleted:
+            cached = file.cache[file.cache != 0]
+            self.mem.free(cached)
+            file.cache = np.zeros(0, np.int64)
 
     def get_unmapped_area(self, length: int, hint: int = 0) -> int:
         """Top-down search below mmap_base, as x86's default layout does."""
@@ -149,10 +179,16 @@ class MM:
     # -- mapping --------------------------------------------------------------
 
     def map_region(self, start: int, end: int, flags: int, file: File | None = None,
-                   pgoff: int = 0, special: str | None = None) -> tuple[VMA, Flush | None]:
-        """Install a VMA over [start, end), replacing what was there (MAP_FIXED)."""
+                   pgoff: int | None = None, special: str | None = None,
+                   anon_vma: object | None = None) -> tuple[VMA, Flush | None]:
+        """Install a VMA over [start, end), replacing what was there (MAP_FIXED).
+        pgoff None: an anonymous VMA's is start >> PAGE_SHIFT (as mmap and brk
+        set it, so that neighbours merge), 0 otherwise. mremap passes the
+        moved VMA's pgoff and anon_vma."""
+        if pgoff is None:
+            pgoff = start >> PAGE_SHIFT if file is None and special is None else 0
         flush = self.unmap(start, end) if self.vmas.overlapping(start, end) else None
-        vma = VMA(start, end, flags, pgoff, file, special)
+        vma = VMA(start, end, flags, pgoff, file, special, anon_vma=anon_vma)
         if file is not None:
             file.nr_mappings += 1
         self._insert(vma)
@@ -164,19 +200,26 @@ class MM:
             return None
         self.update_hiwater_rss()
         for v in victims:
-            self._zap(v.start, v.end)
+            self._zap(v.start, v.end, bool(v.flags & VM_PFNMAP))
             self._remove(v)
-            if v.file is not None:
-                v.file.nr_mappings -= 1
+            self._file_put(v.file)
         freed = self.pgtable.free_empty(start, end, lambda lo, hi: bool(self.vmas.overlapping(lo, hi)))
         return Flush(start, end, freed)
 
+    @staticmethod
+    def _prot_flags(v: VMA, prot_flags: int) -> int:
+        new = (v.flags & ~VM_PROT_MASK) | prot_flags
+        if new & VM_WRITE and not v.flags & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE):
+            new |= VM_ACCOUNT
+        return new
+
     def protect(self, start: int, end: int, prot_flags: int) -> Flush:
-        vmas = self._isolate(start, end)
+        # mprotect_fixup() leaves a VMA whose flags do not change alone: no
+        # split (a split [vdso] or [vvar] would never merge back)
+        vmas = [x for v in self.vmas.overlapping(start, end) if self._prot_flags(v, prot_flags) != v.flags
+                for x in self._isolate(max(start, v.start), min(end, v.end))]
         for v in vmas:
-            new = (v.flags & ~VM_PROT_MASK) | prot_flags
-            if new & VM_WRITE and not v.flags & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE):
-                new |= VM_ACCOUNT
+            new = self._prot_flags(v, prot_flags)
             self._account(v, -1)
             v.flags = new
             self._account(v, +1)
@@ -192,24 +235,52 @@ class MM:
                 self._merge_around(v)
         return Flush(start, end)
 
-    def lock(self, start: int, end: int, on: bool, onfault: bool = False) -> None:
-        bits = VM_LOCKED | (VM_LOCKONFAULT if onfault else 0)
-        vmas = self._isolate(start, end)
+    def lock(self, start: int, end: int, on: bool, onfault: bool = False,
+             special_pages: np.ndarray | None = None) -> int:
+        """mlock/mlock2/munlock; returns the faults taken populating."""
+        # apply_vma_lock_flags(): the new lock bits replace the old ones (mlock
+        # after mlock2(ONFAULT) drops lf)
+        bits = (VM_LOCKED | (VM_LOCKONFAULT if onfault else 0)) if on else 0
+        mask = VM_LOCKED | VM_LOCKONFAULT
+        # mlock_fixup() leaves VM_SPECIAL VMAs (vvar, vdso) and unchanged ones
+        # alone: no flag, no split
+        ranges = [(max(start, v.start), min(end, v.end)) for v in self.vmas.overlapping(start, end)
+                  if not v.flags & VM_SPECIAL and v.flags & mask != bits]
+        vmas = [v for lo, hi in ranges for v in self._isolate(lo, hi)]
         for v in vmas:
             self._account(v, -1)
-            v.flags = (v.flags | bits) if on else (v.flags & ~(VM_LOCKED | VM_LOCKONFAULT))
+            v.flags = (v.flags & ~mask) | bits
             self._account(v, +1)
         self.vmas.seq += 1
-        if on and not onfault:
-            self.fault(start, end, write=False)
         for v in vmas:
             if v in self.vmas._v:
                 self._merge_around(v)
+        if on and not onfault:
+            return self.populate(start, end, special_pages)
+        return 0
+
+    def populate(self, start: int, end: int, special_pages: np.ndarray | None = None) -> int:
+        """__mm_populate() for mlock and MAP_LOCKED: fault the range in as
+        get_user_pages does, with write faults in private writable VMAs (so the
+        memory is really there, not the zero page) and read faults elsewhere;
+        holes, PROT_NONE and I/O or PFN-map VMAs are skipped, never an error.
+        (This used to read-fault everything and fail with EFAULT on PROT_NONE
+        after the flags had been changed.)"""
+        faults = 0
+        for v in self.vmas.overlapping(start, end):
+            if v.flags & (VM_IO | VM_PFNMAP) or not v.flags & (VM_READ | VM_WRITE | VM_EXEC):
+                continue
+            if v.special is not None and (special_pages is None or not len(special_pages)):
+                continue
+            write = v.flags & (VM_WRITE | VM_SHARED) == VM_WRITE
+            faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
+        return faults
 
     # -- pages ----------------------------------------------------------------
 
-    def _zap(self, start: int, end: int) -> int:
-        """Remove the translations of [start, end); free anon pages no one maps."""
+    def _zap(self, start: int, end: int, pfnmap: bool = False) -> int:
+        """Remove the translations of [start, end); free anon pages no one maps.
+        `pfnmap`: the range is a VM_PFNMAP VMA, whose pages were never charged to RSS."""
         ptes = self.pgtable.take(start, end)
         if not len(ptes):
             return 0
@@ -224,7 +295,7 @@ class MM:
         special = (fl & M.PG_RESERVED) != 0
         self.rss[MM_ANONPAGES] -= int(anon.sum())
         self.rss[MM_SHMEMPAGES] -= int(shmem.sum())
-        self.rss[MM_FILEPAGES] -= int(len(pfns) - anon.sum() - shmem.sum())
+        self.rss[MM_FILEPAGES] -= int(len(pfns) - anon.sum() - shmem.sum() - (special.sum() if pfnmap else 0))
         counted = pfns[~special]
         mem.unmap_pages(counted)
         return len(pfns)
@@ -245,7 +316,9 @@ class MM:
         for v in self.vmas.overlapping(start, end):
             if v.start > addr:
                 raise MMError(errno.EFAULT, f"no mapping at {addr:#x}")
-            need = VM_WRITE if write else VM_READ
+            # x86 cannot map a page writable or executable but not readable:
+            # reads of -w- and --x mappings succeed (access_error())
+            need = VM_WRITE if write else VM_READ | VM_WRITE | VM_EXEC
             if not v.flags & need:
                 raise MMError(errno.EFAULT, f"access not permitted at {max(addr, v.start):#x}")
             addr = v.end
@@ -265,25 +338,31 @@ class MM:
         shared = bool(v.flags & VM_MAYSHARE)
         if nmiss:
             mi = idx[missing]
+            # page index in the VMA (the read starts at lo, not at v.start: file
+            # offsets used to be taken from lo, mapping the wrong file pages)
+            vi = mi + ((lo - v.start) >> PAGE_SHIFT)
             if v.special is not None:
                 if special_pages is None or not len(special_pages):
                     raise MMError(errno.EFAULT, f"{v.special} has no pages to map")
-                pfns = special_pages[(mi + v.pgoff) % len(special_pages)]
+                pfns = special_pages[(vi + v.pgoff) % len(special_pages)]
                 ptes[mi] = mk_pte(pfns, False, False)
-                self.rss[MM_FILEPAGES] += nmiss
+                if not v.flags & VM_PFNMAP:  # vmf_insert_pfn() (vvar) charges no RSS
+                    self.rss[MM_FILEPAGES] += nmiss
             elif v.file is None:
                 if write:
                     pfns = mem.alloc(nmiss, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)
+                    v.anon_vma = v.anon_vma or object()  # anon_vma_prepare()
                     mem.map_pages(pfns)
                     ptes[mi] = mk_pte(pfns, True, True)
                     self.rss[MM_ANONPAGES] += nmiss
                 else:
                     ptes[mi] = mk_pte(np.full(nmiss, ZERO_PFN), False, False)
             else:
-                pfns = self._cache_pages(v.file, v.pgoff + mi)
+                pfns = self._cache_pages(v.file, v.pgoff + vi)
                 if write and not shared:
                     # private write fault on a file page: copy it now
                     pfns = mem.alloc(nmiss, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)
+                    v.anon_vma = v.anon_vma or object()
                     mem.map_pages(pfns)
                     ptes[mi] = mk_pte(pfns, True, True)
                     self.rss[MM_ANONPAGES] += nmiss
@@ -327,6 +406,7 @@ class MM:
             mem.unmap_pages(real)
             new = mem.alloc(n, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)
             mem.map_pages(new)
+            v.anon_vma = v.anon_vma or object()
             out[copy] = mk_pte(new, True, True)
             nfile = int(was_file.sum())
             self.rss[MM_FILEPAGES] -= nfile
@@ -355,25 +435,32 @@ class MM:
             setattr(child, name, getattr(self, name))
         child.hiwater_vm = self.total_vm
         child.mmap_base = self.mmap_base
+        # mlock is not inherited (dup_mmap clears VM_LOCKED_MASK; mm_init zeroes locked_vm)
+        child.locked_vm = 0
         for v in self.vmas:
-            nv = VMA(v.start, v.end, v.flags, v.pgoff, v.file, v.special, v.anon_name)
+            if v.flags & (1 << 17):  # VM_DONTCOPY: dup_mmap skips the VMA entirely
+                child._account(VMA(v.start, v.end, v.flags & ~(VM_LOCKED | VM_LOCKONFAULT)), -1)
+                continue
+            nv = VMA(v.start, v.end, v.flags & ~(VM_LOCKED | VM_LOCKONFAULT), v.pgoff, v.file,
+                     v.special, v.anon_name, object() if v.anon_vma is not None else None)
             child.vmas.insert(nv)
             if v.file is not None:
                 v.file.nr_mappings += 1
-            if v.flags & (1 << 17):  # VM_DONTCOPY: mapped but not copied
-                continue
             ptes = self.pgtable.read(v.start, v.end)
             present = ptes != 0
             if not present.any():
                 continue
             pfns = pte_pfn(ptes)
             fl = self.mem.flags[pfns]
-            if v.file is not None and not ((fl & M.PG_ANON) != 0).any():
-                continue  # no anon_vma: the child faults file pages in itself
+            if not v.flags & VM_PFNMAP and not ((fl & M.PG_ANON) != 0).any():
+                # vma_needs_copy(): no anon_vma and not a PFN map: the child
+                # faults file, shmem and vDSO pages in itself
+                continue
             if not v.flags & VM_MAYSHARE:
                 ptes[present] &= ~PTE_RW
                 self.pgtable.write(v.start, ptes)
-            real = present & (pfns != ZERO_PFN)
+            # kernel pages (PFN maps) carry no mapcount and no RSS
+            real = present & (pfns != ZERO_PFN) & ((fl & M.PG_RESERVED) == 0)
             self.mem.map_pages(pfns[real])
             child.pgtable.write(v.start, ptes)
             anon = real & ((fl & M.PG_ANON) != 0)
@@ -388,10 +475,9 @@ class MM:
         """exit_mmap: unmap everything."""
         self.update_hiwater_rss()
         for v in list(self.vmas):
-            self._zap(v.start, v.end)
+            self._zap(v.start, v.end, bool(v.flags & VM_PFNMAP))
             self._remove(v)
-            if v.file is not None:
-                v.file.nr_mappings -= 1
+            self._file_put(v.file)
         self.pgtable = PageTable()
 
     # -- queries --------------------------------------------------------------

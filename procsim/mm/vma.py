@@ -86,6 +86,10 @@ class VMA:
     file: File | None = None
     special: str | None = None  # [vdso], [vvar], [vvar_vclock]
     anon_name: str | None = None
+    # anon_vma: set by the first fault that gives a private VMA an anonymous
+    # page; shared by the parts of a split, fresh in a fork child. VMAs whose
+    # anon_vmas differ never merge (is_mergeable_anon_vma).
+    anon_vma: object | None = None
 
     @property
     def npages(self) -> int:
@@ -108,11 +112,15 @@ class VMA:
             return False
         if self.flags & (VM_PFNMAP | VM_IO | VM_DONTEXPAND):
             return False
-        return self.file is None or self.pgoff + self.npages == nxt.pgoff
+        if self.anon_vma is not None and nxt.anon_vma is not None and self.anon_vma is not nxt.anon_vma:
+            return False
+        # pgoff must follow on for anonymous VMAs too (theirs is addr >> PAGE_SHIFT
+        # at mmap time and survives mremap), as in can_vma_merge_after()
+        return self.pgoff + self.npages == nxt.pgoff
 
     def split_at(self, addr: int) -> "VMA":
         """Shrink self to [start, addr) and return the [addr, end) part."""
         tail = VMA(addr, self.end, self.flags, self.pgoff + ((addr - self.start) >> 12),
-                   self.file, self.special, self.anon_name)
+                   self.file, self.special, self.anon_name, self.anon_vma)
         self.end = addr
         return tail

@@ -1,0 +1,488 @@
+"""A hypothesis state machine over random syscall sequences that checks the
+kernel's invariants after every step: VMAs sorted, disjoint, aligned and
+maximally merged; counters equal to what the VMAs and page tables say; no
+frame leaked, freed while mapped, or mapped more often than counted; the
+running CPUs in their mm_cpumask; and failed syscalls change nothing.
+
+`check_world` is also used by test_mm.py after its scenarios.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from procsim import Kernel, KernelConfig
+from procsim.kernel import MREMAP_FIXED, MREMAP_MAYMOVE, MADV_DONTNEED, LIBC
+from procsim.mm import memory as M
+from procsim.mm.mm import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, TASK_SIZE, ZERO_PFN
+from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_RW, PTRS_PER_TABLE, pte_pfn
+from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
+                            MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_EXEC, VM_LOCKED, VM_MAYSHARE,
+                            VM_PFNMAP, VM_SHARED, VM_STACK, VM_WRITE)
+
+PAGE = PAGE_SIZE
+
+
+def boot(**kw) -> Kernel:
+    kw.setdefault("nr_cpus", 4)
+    kw.setdefault("mem_bytes", 1 << 30)
+    k = Kernel(KernelConfig(**kw))
+    k.create_init()
+    k.kthread("kthreadd", pid=2)
+    return k
+
+
+# -- invariants ------------------------------------------------------------------
+
+
+def live_mms(k: Kernel) -> list:
+    out = {}
+    for tg in k.groups.values():
+        if tg.mm is not None:
+            assert not tg.zombie, f"zombie {tg.tgid} still has an mm"
+            out[id(tg.mm)] = tg.mm
+    return list(out.values())
+
+
+def vm_counters(mm) -> dict[str, int]:
+    """total/data/exec/stack/locked_vm recomputed from the VMAs (spec §2.1)."""
+    c = dict(total_vm=0, data_vm=0, exec_vm=0, stack_vm=0, locked_vm=0)
+    for v in mm.vmas:
+        n, f = v.npages, v.flags
+        c["total_vm"] += n
+        if f & (VM_EXEC | VM_WRITE | VM_STACK) == VM_EXEC:
+            c["exec_vm"] += n
+        elif f & VM_STACK:
+            c["stack_vm"] += n
+        elif f & (VM_WRITE | VM_SHARED | VM_STACK) == VM_WRITE:
+            c["data_vm"] += n
+        if f & VM_LOCKED:
+            c["locked_vm"] += n
+    return c
+
+
+def fmt(v) -> str:
+    name = v.file.path if v.file else v.special or ""
+    return f"{v.start:#x}-{v.end:#x} {v.perms()} flags={v.flags:#x} pgoff={v.pgoff:#x} {name}"
+
+
+def check_mm(k: Kernel, mm, tally: list, may_be_unmerged: bool = False) -> None:
+    mem = k.mem
+    prev = None
+    for v in mm.vmas:
+        assert v.start % PAGE == 0 and v.end % PAGE == 0, fmt(v)
+        assert 0 < v.start < v.end <= TASK_SIZE, fmt(v)
+        if prev is not None:
+            assert prev.end <= v.start, f"overlap {fmt(prev)} {fmt(v)}"
+            assert may_be_unmerged or not prev.can_merge(v), f"unmerged neighbours {fmt(prev)} {fmt(v)}"
+        assert mm.vmas.lookup(v.start) is v and mm.vmas.lookup(v.end - 1) is v
+        prev = v
+    assert {n: getattr(mm, n) for n in vm_counters(mm)} == vm_counters(mm)
+    # every page maps what the VMA says: file pages are the file's own page at
+    # pgoff + index, shared mappings only map the cache, anonymous VMAs never do
+    for v in mm.vmas:
+        for va, sl in mm.pgtable.spans(v.start, v.end):
+            nz = np.nonzero(sl)[0]
+            if not len(nz):
+                continue
+            pf = pte_pfn(sl[nz])
+            fl = mem.flags[pf]
+            cache = (fl & (M.PG_FILE | M.PG_SHMEM)) != 0
+            if v.file is None:
+                assert not cache.any(), f"page-cache page in non-file VMA {fmt(v)}"
+                continue
+            want = v.file.cache[np.minimum(v.pgoff + ((va - v.start) >> PAGE_SHIFT) + nz, len(v.file.cache) - 1)]
+            assert (pf[cache] == want[cache]).all(), f"wrong file page mapped in {fmt(v)}"
+            if v.flags & VM_MAYSHARE:
+                assert cache.all(), f"private page in shared VMA {fmt(v)}"
+
+    rss = [0, 0, 0, 0]
+    for idx, table in mm.pgtable.tables.items():
+        assert len(table) == PTRS_PER_TABLE
+        base = idx << PMD_SHIFT
+        covered = np.zeros(PTRS_PER_TABLE, bool)
+        pfnmap = np.zeros(PTRS_PER_TABLE, bool)
+        writable = np.zeros(PTRS_PER_TABLE, bool)
+        shared = np.zeros(PTRS_PER_TABLE, bool)
+        for v in mm.vmas.overlapping(base, base + PMD_SIZE):
+            lo = (max(v.start, base) - base) >> PAGE_SHIFT
+            hi = (min(v.end, base + PMD_SIZE) - base) >> PAGE_SHIFT
+            covered[lo:hi] = True
+            pfnmap[lo:hi] = bool(v.flags & VM_PFNMAP)
+            writable[lo:hi] = bool(v.flags & VM_WRITE)
+            shared[lo:hi] = bool(v.flags & VM_MAYSHARE)
+        present = table != 0
+        stray = present & ~covered
+        assert not stray.any(), f"PTE outside any VMA at {base + int(np.argmax(stray)) * PAGE:#x}"
+        ptes = table[present]
+        pfns = pte_pfn(ptes)
+        rw = (ptes & PTE_RW) != 0
+        assert not (rw & ~writable[present]).any(), "writable PTE in a VMA without VM_WRITE"
+        zero = pfns == ZERO_PFN
+        assert not (zero & rw).any(), "writable zero page"
+        fl = mem.flags[pfns]
+        reserved = ((fl & M.PG_RESERVED) != 0) & ~zero
+        real = ~zero & ~reserved
+        assert not ((fl[real] == 0).any()), "PTE maps a free frame"
+        anon = real & ((fl & M.PG_ANON) != 0)
+        shmem = real & ((fl & M.PG_SHMEM) != 0)
+        cache = real & ((fl & (M.PG_FILE | M.PG_SHMEM)) != 0)
+        assert not (cache & rw & ~shared[present]).any(), "private mapping writes into the page cache"
+        rss[MM_ANONPAGES] += int(anon.sum())
+        rss[MM_SHMEMPAGES] += int(shmem.sum())
+        # file: page cache pages, plus kernel pages of special mappings that are
+        # not PFN maps (the vDSO); vvar-style PFN maps are not counted.
+        rss[MM_FILEPAGES] += int((real & ~anon & ~shmem).sum()) + int((reserved & ~pfnmap[present]).sum())
+        tally.append((pfns[real], rw[real] & anon[real]))
+    assert mm.rss[MM_FILEPAGES] == rss[MM_FILEPAGES] and mm.rss[MM_ANONPAGES] == rss[MM_ANONPAGES] \
+        and mm.rss[MM_SHMEMPAGES] == rss[MM_SHMEMPAGES], (mm.rss, rss)
+
+
+def check_memory(k: Kernel, mms: list, tally: list) -> None:
+    mem = k.mem
+    n = mem.nr_pages
+    if tally:
+        all_pfns = np.concatenate([t[0] for t in tally])
+        writers = np.concatenate([t[0][t[1]] for t in tally])
+    else:
+        all_pfns = writers = np.zeros(0, np.int64)
+    counted = np.bincount(all_pfns, minlength=n)
+    bad = np.nonzero(counted != mem.mapcount)[0]
+    assert not len(bad), (f"mapcount of PFN {bad[0]} is {mem.mapcount[bad[0]]}, "
+                          f"{counted[bad[0]]} PTEs map it")
+    # a writable PTE of an anon page means the page is exclusive (COW done)
+    assert (mem.mapcount[writers] == 1).all(), "writable PTE of a shared anon page"
+    assert not mem.mapcount[: mem.first_free].any(), "kernel pages carry mapcounts"
+    fl = mem.flags[mem.first_free:]
+    used = int(np.count_nonzero(fl))
+    assert mem.nr_free + used == n - mem.first_free, (mem.nr_free, used)
+    freed = np.concatenate(mem._freed) if mem._freed else np.zeros(0, np.int64)
+    assert len(freed) + (n - mem._next) == mem.nr_free
+    assert len(np.unique(freed)) == len(freed), "a frame was freed twice"
+    assert not mem.flags[freed].any() and not mem.flags[mem._next:].any()
+    assert not mem.mapcount[freed].any()
+    # every used frame is owned: anon frames by a mapping, cache frames by a file
+    anon = (mem.flags & M.PG_ANON) != 0
+    anon[: mem.first_free] = False
+    assert (mem.mapcount[anon] > 0).all(), "anonymous frame nobody maps (leaked)"
+    files = {id(f): f for f in k.vfs.files.values()}
+    for mm in mms:
+        for v in mm.vmas:
+            if v.file is not None:
+                files[id(v.file)] = v.file
+    owned = np.zeros(n, np.int32)
+    for f in files.values():
+        c = f.cache[f.cache != 0]
+        np.add.at(owned, c, 1)
+        kinds = mem.flags[c] & (M.PG_FILE | M.PG_SHMEM)
+        assert (kinds == (M.PG_SHMEM if f.shmem else M.PG_FILE)).all(), f.path
+    assert owned.max(initial=0) <= 1, "a frame is in two page caches"
+    cached = ((mem.flags & (M.PG_FILE | M.PG_SHMEM)) != 0)
+    cached[: mem.first_free] = False
+    orphans = np.nonzero(cached & (owned == 0))[0]
+    assert not len(orphans), f"{len(orphans)} page-cache frames belong to no live file (leaked)"
+    assert mem.nr_flag[M.PG_ANON] == int(anon.sum())
+    assert mem.nr_flag[M.PG_FILE] == int(np.count_nonzero(mem.flags[mem.first_free:] & M.PG_FILE))
+    assert mem.nr_flag[M.PG_SHMEM] == int(np.count_nonzero(mem.flags[mem.first_free:] & M.PG_SHMEM))
+    assert mem.nr_mapped_file == int(np.count_nonzero(cached & (mem.mapcount > 0)))
+
+
+def check_tasks(k: Kernel) -> None:
+    model = k.config.cpumask_model
+    for tid, t in k.tasks.items():
+        assert t.pid == tid and t in t.tg.threads
+        assert k.groups.get(t.tgid) is t.tg
+        if t.on_cpu:
+            assert k.sched.cpus[t.cpu].curr is t
+    for tg in k.groups.values():
+        assert tg.leader.pid == tg.tgid, "the leader's pid is the tgid"
+        for t in tg.threads:
+            assert k.tasks.get(t.pid) is t
+        if tg.zombie:
+            assert all(t.dead for t in tg.threads) and len(tg.threads) == 1
+        elif not tg.kthread:
+            assert any(not t.dead for t in tg.threads), f"{tg.tgid}: no live thread but not a zombie"
+            if tg.mm is not None:
+                assert tg.mm.users == len(tg.threads), (tg.tgid, tg.mm.users, len(tg.threads))
+        if tg.parent is not None and tg.tgid in k.groups:
+            assert tg in tg.parent.children or tg.parent.tgid not in k.groups
+    assert sum(c.irq_tlb_count for c in k.sched.cpus) == k.sched.tlb.remote_flush_received
+    for cpu in k.sched.cpus:
+        if cpu.loaded_mm is not None and model != "never_set":
+            # a CPU keeps its bit in the mm it has loaded, lazily or not
+            assert cpu.loaded_mm.cpumask >> cpu.id & 1, f"CPU {cpu.id} lost its bit in its loaded mm"
+        t = cpu.curr
+        if t is None:
+            continue
+        assert t.on_cpu and t.cpu == cpu.id and not t.dead and k.tasks.get(t.pid) is t
+        assert t.cpus_allowed >> cpu.id & 1
+        if t.mm is not None:
+            assert cpu.loaded_mm is t.mm and not cpu.is_lazy
+            if model == "never_set":
+                assert t.mm.cpumask == 0
+            else:
+                assert t.mm.cpumask >> cpu.id & 1, f"CPU {cpu.id} runs {t.pid} but is not in its mm_cpumask"
+
+
+def check_world(k: Kernel, unmerged_ok=()) -> None:
+    """unmerged_ok: mms forked from one with mlocked VMAs. Linux clears VM_LOCKED
+    in the child without merging, so neighbours that differed only in it stay apart."""
+    mms = live_mms(k)
+    tally: list = []
+    for mm in mms:
+        check_mm(k, mm, tally, any(mm is m for m in unmerged_ok))
+    check_memory(k, mms, tally)
+    check_tasks(k)
+
+
+def snapshot(k: Kernel):
+    """Everything a failed syscall must leave alone."""
+    groups = []
+    for pid in sorted(k.groups):
+        tg = k.groups[pid]
+        mm = tg.mm
+        entry = [pid, tg.zombie, tuple((t.pid, t.dead, t.state, t.cpu, t.on_cpu, t.cpus_allowed)
+                                       for t in tg.threads), tuple(c.tgid for c in tg.children)]
+        if mm is not None:
+            entry.append(tuple((v.start, v.end, v.flags, v.pgoff, id(v.file), v.special) for v in mm.vmas))
+            entry.append(tuple(mm.rss))
+            entry.append(tuple(vm_counters(mm).values()))
+            entry.append((mm.brk, mm.start_brk, mm.cpumask, mm.total_vm, mm.locked_vm))
+            entry.append(tuple((i, t.tobytes()) for i, t in mm.pgtable.tables.items()))
+        groups.append(tuple(entry))
+    cpus = tuple((c.curr.pid if c.curr else None, id(c.loaded_mm), c.is_lazy, c.irq_tlb_count)
+                 for c in k.sched.cpus)
+    files = tuple((path, f.size, f.writable, f.nr_mappings) for path, f in sorted(k.vfs.files.items()))
+    mem = k.mem
+    return (tuple(groups), cpus, files, mem.nr_free, mem.mapcount.tobytes(), mem.flags.tobytes())
+
+
+# -- the machine -------------------------------------------------------------------
+
+FILES = ["/srv/data/a.bin", "/srv/data/b.bin", LIBC]
+PROTS = [0, 1, 2, 3, 5, 7]
+MAX_GROUPS = 5
+MAX_THREADS = 3
+EXPECTED = {errno.EINVAL, errno.ENOMEM, errno.EFAULT, errno.ESRCH, errno.EEXIST, errno.EACCES,
+            errno.ECHILD, errno.EAGAIN, errno.EPERM, errno.EBADF}
+
+idx = st.integers(0, 1 << 16)
+
+
+class KernelMachine(RuleBasedStateMachine):
+
+    @initialize(cpus=st.integers(1, 4), arch=st.sampled_from(["x86", "x86", "x86-eager", "arm64", "riscv"]))
+    def boot(self, cpus, arch):
+        if arch == "x86-eager":
+            self.k = boot(nr_cpus=cpus, cpumask_model="eager_clear")
+        else:
+            self.k = boot(nr_cpus=cpus, arch=arch)
+        self.k.spawn(["/usr/bin/bash"], uid=1000, gid=1000)
+        self.errors = 0
+        self.unmerged_ok = []
+
+    # -- helpers ------------------------------------------------------------------
+
+    def user_groups(self):
+        return [tg for pid, tg in sorted(self.k.groups.items()) if tg.mm is not None and pid != 1]
+
+    def user_tids(self):
+        return [t.pid for tg in self.user_groups() for t in tg.threads if not t.dead]
+
+    def pick(self, seq, i):
+        return seq[i % len(seq)] if seq else None
+
+    def area(self, mm, i, off, npages, clip=False):
+        """[addr, addr+len) near VMA number i: across its edges and beyond
+        (clip: inside it)."""
+        vmas = list(mm.vmas)
+        v = vmas[i % len(vmas)]
+        if clip:
+            off = off % v.npages
+            npages = min(npages, v.npages - off)
+        addr = v.start + off * PAGE
+        return max(addr, 0x10000), npages * PAGE
+
+    def call(self, fn, *args, **kw):
+        before = snapshot(self.k)
+        try:
+            return fn(*args, **kw)
+        except OSError as e:
+            assert e.errno in EXPECTED, e
+            after = snapshot(self.k)
+            assert after == before, f"{fn.__name__}{args} failed with {e} but changed the world"
+            self.errors += 1
+            return None
+
+    # -- processes ------------------------------------------------------------------
+
+    @precondition(lambda self: len(self.user_groups()) < MAX_GROUPS)
+    @rule()
+    def spawn(self):
+        self.call(self.k.spawn, ["/usr/bin/bash"], uid=1000, gid=1000)
+
+    @precondition(lambda self: len(self.user_groups()) < MAX_GROUPS)
+    @rule(i=idx)
+    def fork(self, i):
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            mm = self.k.tasks[tid].mm
+            child = self.call(self.k.fork, tid)
+            if child is not None and (any(v.flags & VM_LOCKED for v in mm.vmas)
+                                      or any(mm is m for m in self.unmerged_ok)):
+                self.unmerged_ok.append(self.k.group(child).mm)
+
+    @rule(i=idx)
+    def clone(self, i):
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None and len(self.k.tasks[tid].tg.threads) < MAX_THREADS:
+            self.call(self.k.clone_thread, tid)
+
+    @rule(i=idx)
+    def exec(self, i):
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            self.call(self.k.exec, tid, "/usr/bin/cat", ["cat"])
+
+    @rule(i=idx, group=st.booleans())
+    def exit(self, i, group):
+        tid = self.pick(self.user_tids(), i)
+        if tid is None:
+            return
+        if group:
+            self.call(self.k.exit_group, tid)
+        else:
+            self.call(self.k.exit, tid)
+
+    @rule(i=idx)
+    def wait(self, i):
+        pids = [pid for pid, tg in sorted(self.k.groups.items()) if not tg.zombie]
+        self.call(self.k.wait, self.pick(pids, i))
+
+    @rule(tid=st.integers(1, 400))
+    def poke_any_pid(self, tid):
+        # dead, reaped or never-used pids: ESRCH (or EINVAL for kthreads), nothing changes
+        self.call(self.k.touch, tid, 0x10000, PAGE)
+
+    # -- memory -----------------------------------------------------------------------
+
+    @rule(i=idx, kind=st.sampled_from(["anon", "shared", "file", "sfile", "sfile_ro", "growsdown",
+                                       "noreserve", "locked"]),
+          prot=st.sampled_from(PROTS), npages=st.integers(1, 40), fixed=st.sampled_from([0, 0, 1, 2]),
+          j=idx, off=st.integers(-3, 40), fi=idx, foff=st.integers(0, 8))
+    def mmap(self, i, kind, prot, npages, fixed, j, off, fi, foff):
+        tid = self.pick(self.user_tids(), i)
+        if tid is None:
+            return
+        mm = self.k.tasks[tid].mm
+        flags = MAP_PRIVATE | MAP_ANONYMOUS
+        kw = {}
+        if kind == "shared":
+            flags = MAP_SHARED | MAP_ANONYMOUS
+        elif kind in ("file", "sfile", "sfile_ro"):
+            flags = MAP_PRIVATE if kind == "file" else MAP_SHARED
+            kw = dict(path=self.pick(FILES, fi), offset=foff * PAGE, writable=kind != "sfile_ro")
+        elif kind == "growsdown":
+            flags |= MAP_GROWSDOWN
+        elif kind == "noreserve":
+            flags |= MAP_NORESERVE
+        elif kind == "locked":
+            flags |= MAP_LOCKED
+        addr = 0
+        if fixed:
+            addr, _ = self.area(mm, j, off, npages)
+            flags |= MAP_FIXED if fixed == 1 else MAP_FIXED_NOREPLACE
+        self.call(self.k.mmap, tid, npages * PAGE, prot, flags, addr, **kw)
+
+    @rule(i=idx, j=idx, off=st.integers(-3, 40), npages=st.integers(1, 48))
+    def munmap(self, i, j, off, npages):
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            self.call(self.k.munmap, tid, *self.area(self.k.tasks[tid].mm, j, off, npages))
+
+    @rule(i=idx, j=idx, off=st.integers(-3, 40), npages=st.integers(1, 48), prot=st.sampled_from(PROTS))
+    def mprotect(self, i, j, off, npages, prot):
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            self.call(self.k.mprotect, tid, *self.area(self.k.tasks[tid].mm, j, off, npages), prot)
+
+    @rule(i=idx, j=idx, off=st.integers(-1, 20), npages=st.integers(1, 24), onoff=st.sampled_from(
+        ["on", "onfault", "off"]))
+    def mlock(self, i, j, off, npages, onoff):
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            addr, length = self.area(self.k.tasks[tid].mm, j, off, npages)
+            self.call(self.k.mlock, tid, addr, length, onoff != "off", onoff == "onfault")
+
+    @rule(i=idx, j=idx, off=st.integers(0, 20), old=st.integers(0, 24), new=st.integers(0, 48),
+          mode=st.sampled_from(["plain", "maymove", "fixed"]), k2=idx, off2=st.integers(-3, 40))
+    def mremap(self, i, j, off, old, new, mode, k2, off2):
+        tid = self.pick(self.user_tids(), i)
+        if tid is None:
+            return
+        mm = self.k.tasks[tid].mm
+        addr, old_len = self.area(mm, j, off, old)
+        flags, dest = 0, 0
+        if mode == "maymove":
+            flags = MREMAP_MAYMOVE
+        elif mode == "fixed":
+            flags = MREMAP_MAYMOVE | MREMAP_FIXED
+            dest, _ = self.area(mm, k2, off2, new)
+        self.call(self.k.mremap, tid, addr, old_len, new * PAGE, flags, dest)
+
+    @rule(i=idx, delta=st.integers(-40, 40))
+    def brk(self, i, delta):
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            mm = self.k.tasks[tid].mm
+            self.call(self.k.brk, tid, mm.brk + delta * PAGE)
+
+    @rule(i=idx, j=idx, off=st.integers(-3, 40), npages=st.integers(1, 48))
+    def madvise(self, i, j, off, npages):
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            self.call(self.k.madvise, tid, *self.area(self.k.tasks[tid].mm, j, off, npages), MADV_DONTNEED)
+
+    @rule(i=idx, j=idx, off=st.integers(-2, 40), npages=st.integers(1, 40), write=st.booleans(),
+          clip=st.booleans())
+    def touch(self, i, j, off, npages, write, clip):
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            self.call(self.k.touch, tid, *self.area(self.k.tasks[tid].mm, j, off, npages, clip), write)
+
+    # -- scheduling ---------------------------------------------------------------------
+
+    @rule(i=idx, cpu=st.integers(0, 3))
+    def run(self, i, cpu):
+        tid = self.pick(self.user_tids() + [2], i)
+        self.call(self.k.run, tid, cpu % self.k.config.nr_cpus)
+
+    @rule(cpu=st.integers(0, 3))
+    def idle(self, cpu):
+        self.call(self.k.idle, cpu % self.k.config.nr_cpus)
+
+    @rule(i=idx, mask=st.integers(0, 15))
+    def affinity(self, i, mask):
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            self.call(self.k.set_affinity, tid, mask)
+
+    @rule(dt=st.sampled_from([0.01, 0.3, 1.1, 5.0]))
+    def advance(self, dt):
+        self.k.advance(dt)
+
+    @invariant()
+    def consistent(self):
+        if hasattr(self, "k"):
+            check_world(self.k, self.unmerged_ok)
+
+
+TestKernelStateMachine = KernelMachine.TestCase
+TestKernelStateMachine.settings = settings(max_examples=50, stateful_step_count=30, deadline=None,
+                                           suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.filter_too_much])
