@@ -1,0 +1,325 @@
+"""The FUSE adapter: mfusepy Operations onto procsim.procfs.tree.ProcFS.
+
+Built for speed as measured in spec/fuse-performance.md: libfuse3, a
+single-threaded loop (nothreads), direct I/O set per open through raw_fi,
+1 s entry/attr timeouts with liveness checked at open, no negative caching,
+and only the operations /proc needs (no flush, create, access, xattr...).
+
+Every method is: who is calling (fuse_get_context -> Caller), one ProcFS
+call, and a translation of the answer. Errors are the ProcFS's OSErrors,
+which mfusepy turns into -errno; anything else is a bug, logged and
+answered with EIO so the daemon keeps serving.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+# mfusepy tries libfuse2 first; fuse3 is the one we test and install.
+os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
+import mfusepy  # noqa: E402
+from mfusepy import FUSE, FuseOSError, Operations, fuse_get_context  # noqa: E402
+
+from mountd.control import ControlServer  # noqa: E402
+from procsim.procfs.context import Caller  # noqa: E402
+from procsim.procfs.tree import ProcFS  # noqa: E402
+
+log = logging.getLogger("procsim.fs")
+
+_IOC_READ = 2             # _IOC_DIR bit: the kernel copies the buffer back to the caller
+FUSE_IOCTL_DIR = 1 << 4   # ioctl on a directory fd
+
+# Mount options (clients.md §1, fuse-performance.md "Options that matter").
+MOUNT_OPTIONS: dict[str, Any] = dict(
+    allow_other=True,            # ps run by any user must see the mount
+    default_permissions=True,    # the kernel enforces /proc's mode bits (EACCES on 0400 files)
+    entry_timeout=1,             # T1: 2-3x faster than T0; liveness is checked at open,
+    attr_timeout=1,              #   and vanished pids are invalidated (Invalidator)
+    negative_timeout=0,          # a new pid is visible at once
+    auto_unmount=True,           # a killed daemon leaves no stale mount
+    fsname="procsim",
+    subtype="procsim",
+)
+
+
+def _caller() -> Caller:
+    uid, gid, pid = fuse_get_context()
+    return Caller(pid, uid, gid)
+
+
+def _internal(op: str, path: str | None) -> FuseOSError:
+    log.exception("%s %s: internal error", op, path)
+    return FuseOSError(errno.EIO)
+
+
+class ProcsimOps(Operations):
+    """Only the methods defined here are registered with libfuse (mfusepy
+    skips the base class's dummies), so e.g. no FLUSH round trip on close."""
+
+    use_ns = True  # timestamps in integer nanoseconds
+
+    def __init__(self, procfs: ProcFS, on_init: Callable[[], None] | None = None,
+                 invalidator: "Invalidator | None" = None) -> None:
+        self.fs = procfs
+        self.on_init = on_init
+        self.invalidator = invalidator
+        self.handles: dict[int, Any] = {}
+        self._next_fh = 1
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def init(self, path: str) -> None:
+        # The kernel's INIT request: the mount exists and is about to be served.
+        if self.on_init is not None:
+            self.on_init()
+
+    # -- metadata ---------------------------------------------------------------
+
+    def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
+        try:
+            a = self.fs.getattr(path, _caller())
+        except OSError:
+            raise
+        except Exception:
+            raise _internal("getattr", path) from None
+        t = int(a.time * 1e9)  # the mount (inode creation) time, as procfs does
+        return {"st_mode": a.mode, "st_uid": a.uid, "st_gid": a.gid, "st_nlink": a.nlink,
+                "st_size": 0, "st_blksize": 1024, "st_atime": t, "st_mtime": t, "st_ctime": t}
+
+    def readdir(self, path: str, fh: int) -> list[str]:
+        try:
+            return [".", ".."] + self.fs.readdir(path, _caller())
+        except OSError:
+            raise
+        except Exception:
+            raise _internal("readdir", path) from None
+
+    def readlink(self, path: str) -> str:
+        try:
+            return self.fs.readlink(path, _caller())
+        except OSError:
+            raise
+        except Exception:
+            raise _internal("readlink", path) from None
+
+    def truncate(self, path: str, length: int, fh: Any = None) -> int:
+        # procfs accepts a size change as a no-op (wss.pl opens clear_refs
+        # O_WRONLY|O_TRUNC); we only check that the file still exists.
+        self.getattr(path)
+        return 0
+
+    # -- files ------------------------------------------------------------------
+
+    def open(self, path: str, fi: Any) -> int:
+        try:
+            h = self.fs.open(path, fi.flags, _caller())
+        except OSError:
+            raise
+        except Exception:
+            raise _internal("open", path) from None
+        fh = self._next_fh
+        self._next_fh += 1
+        self.handles[fh] = h
+        fi.fh = fh
+        fi.direct_io = 1   # st_size is 0: bypass the page cache, every read reaches us
+        fi.keep_cache = 0  # never seekable-off (procps lseeks to 0 and re-reads)
+        return 0
+
+    def _handle(self, fi: Any) -> Any:
+        h = self.handles.get(fi.fh)
+        if h is None:
+            raise FuseOSError(errno.EBADF)
+        return h
+
+    def read(self, path: str | None, size: int, offset: int, fi: Any) -> bytes:
+        h = self._handle(fi)
+        try:
+            return h.read(size, offset)
+        except OSError:
+            raise
+        except Exception:
+            raise _internal("read", path) from None
+
+    def write(self, path: str | None, data: bytes, offset: int, fi: Any) -> int:
+        h = self._handle(fi)
+        try:
+            return h.write(data, offset)
+        except OSError:
+            raise
+        except Exception:
+            raise _internal("write", path) from None
+
+    def ioctl(self, path: str | None, cmd: int, arg: Any, fi: Any, flags: int, data: Any) -> int:
+        # Restricted FUSE ioctl: the kernel copied _IOC_SIZE(cmd) bytes of the
+        # caller's argument to `data` and copies them back if _IOC_READ is set.
+        if flags & FUSE_IOCTL_DIR:
+            raise FuseOSError(errno.ENOTTY)
+        h = self._handle(fi)
+        cmd &= 0xFFFFFFFF
+        size = (cmd >> 16) & 0x3FFF
+        buf = bytearray(ctypes.string_at(data, size)) if size and data else bytearray(size)
+        try:
+            ret = h.ioctl(cmd, buf)
+        except OSError:
+            raise  # ENOTTY for unknown commands, explicitly (ENOSYS would become ENOTTY too, but slower)
+        except Exception:
+            raise _internal("ioctl", path) from None
+        if size and data and (cmd >> 30) & _IOC_READ:
+            n = min(size, len(buf))
+            ctypes.memmove(data, bytes(buf[:n]), n)
+        return ret or 0
+
+    def release(self, path: str | None, fi: Any) -> int:
+        h = self.handles.pop(fi.fh, None)
+        if h is not None:
+            try:
+                h.release()
+            except Exception:
+                log.exception("release %s", path)
+        return 0
+
+    def destroy(self, path: str) -> None:
+        # libfuse tears the session down after this: stop notifying it.
+        if self.invalidator is not None:
+            self.invalidator.detach()
+
+
+class Invalidator:
+    """Makes exited pids disappear at once despite the 1 s entry timeout.
+
+    A kernel observer notes which tasks went away (exit of a thread, reap of
+    a process) or changed owner; their dentries under MNT/proc are then
+    dropped with fuse_lowlevel_notify_inval_entry. The observer only queues
+    (it runs under the kernel lock, maybe on the FUSE thread, where
+    notifying could deadlock); the control thread flushes synchronously
+    before it replies, and a small thread flushes what scenario activity
+    produces. The high-level API hides node ids, but without `use_ino`
+    libfuse reports the node id as st_ino, so a stat() of the parent gives it.
+    """
+
+    def __init__(self, kernel: Any, mnt: str) -> None:
+        self.kernel = kernel
+        self.mnt = mnt
+        self.enabled = mfusepy.fuse_version_major == 3
+        self._known: dict[int, int] = {tid: t.tgid for tid, t in kernel.tasks.items()}  # tid -> tgid
+        self._q: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pending = threading.Event()
+        self._se: int | None = None
+        if self.enabled:
+            kernel.observers.append(self._event)
+
+    # runs under the kernel lock: queue only
+    def _event(self, what: str, info: dict) -> None:
+        k = self.kernel
+        if what == "spawn":
+            tg = k.groups.get(info.get("pid"))
+            if tg is not None:
+                for t in tg.threads:
+                    self._known[t.pid] = tg.tgid
+        elif what == "clone":
+            self._known[info["tid"]] = info["pid"]
+        elif what in ("exit", "reap"):
+            for tid in [t for t in self._known if t not in k.tasks]:
+                tgid = self._known.pop(tid)
+                self._q.put(("proc", str(tid)))
+                if tgid != tid:
+                    self._q.put((f"proc/{tgid}/task", str(tid)))
+            self._pending.set()
+        elif what == "cred":  # new owner of every entry: drop them all
+            tg = k.groups.get(info.get("pid"))
+            if tg is not None:
+                for t in tg.threads:
+                    self._q.put(("proc", str(t.pid)))
+                self._pending.set()
+
+    def attach(self) -> None:
+        """Called at INIT, on the FUSE thread: find the session, start flushing."""
+        if not self.enabled:
+            return
+        lib = mfusepy._libfuse
+        lib.fuse_get_session.restype = ctypes.c_void_p
+        lib.fuse_get_session.argtypes = [ctypes.c_void_p]
+        lib.fuse_lowlevel_notify_inval_entry.restype = ctypes.c_int
+        lib.fuse_lowlevel_notify_inval_entry.argtypes = [ctypes.c_void_p, ctypes.c_uint64,
+                                                         ctypes.c_char_p, ctypes.c_size_t]
+        fuse_ptr = lib.fuse_get_context().contents.fuse
+        with self._lock:
+            self._se = lib.fuse_get_session(fuse_ptr)
+        threading.Thread(target=self._loop, name="procsim-invalidate", daemon=True).start()
+
+    def detach(self) -> None:
+        with self._lock:
+            self._se = None
+        self._pending.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._pending.wait()
+            if self._se is None:
+                return
+            self.flush()
+
+    def flush(self) -> None:
+        """Invalidate everything queued so far; returns once it is done."""
+        with self._lock:
+            self._pending.clear()
+            items: dict[str, set[str]] = {}
+            while True:
+                try:
+                    parent, name = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                items.setdefault(parent, set()).add(name)
+            if self._se is None or not items:
+                return
+            notify = mfusepy._libfuse.fuse_lowlevel_notify_inval_entry
+            for parent, names in items.items():
+                try:
+                    ino = os.stat(os.path.join(self.mnt, parent)).st_ino  # = libfuse node id
+                except OSError:
+                    continue  # the parent went too (a whole process): nothing cached below it matters
+                for name in names:
+                    b = name.encode()
+                    notify(self._se, ino, b, len(b))  # -ENOENT when not cached: fine
+
+
+def serve(kernel: Any, mnt: str, *, on_ready: Callable[[], None] | None = None, debug: bool = False) -> None:
+    """Mount `kernel`'s /proc and /sys at `mnt` and serve until unmounted
+    (fusermount3 -u, SIGINT, SIGTERM). Blocks; runs the control socket in
+    background threads and removes it on the way out."""
+    mnt = os.path.abspath(mnt)
+    procfs = ProcFS(kernel)
+    procfs.mount_time = time.time()
+    inval = Invalidator(kernel, mnt)
+    control = ControlServer(kernel, mnt, after_command=inval.flush)
+
+    served = False
+
+    def on_init() -> None:
+        nonlocal served
+        served = True
+        inval.attach()
+        if on_ready is not None:
+            on_ready()
+
+    ops = ProcsimOps(procfs, on_init, inval)
+    control.start()
+    try:
+        FUSE(ops, mnt, foreground=True, nothreads=True, raw_fi=True, debug=debug, **MOUNT_OPTIONS)
+    except RuntimeError:
+        # fuse_main_real returns 8 when a signal (Ctrl-C, SIGTERM) ended the
+        # loop: that is the normal way out of a mount that was served.
+        if not served:
+            raise
+    finally:
+        inval.detach()
+        control.stop()
