@@ -1,0 +1,494 @@
+"""procsim benchmarks: the single entry point of `make bench`.
+
+    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,memory] [--quick]
+
+Method (../shared/spec/fuse-performance.md): a C client (fbench) runs each
+workload for a fixed time per repetition (0.3 s; 0.6 s for the scan), 5
+repetitions per invocation, and reports ns per operation. Every server is
+started afresh for each round ("server run"); a figure is the median over
+rounds of the per-run medians. Targets are interleaved within a round and
+their order rotates between rounds. Ratios are always between figures
+measured in this same run; nothing here asserts a timing.
+
+Each micro-benchmark is measured in two CPU placements:
+  * unpinned: client and server wherever the scheduler puts them (the
+    spec's main table);
+  * same CPU: client and server pinned to one CPU with sched_setaffinity
+    (the spec's CPU-placement table). This removes the cross-CPU wake-up,
+    which dominates and varies a lot on small VMs, and so shows the server's
+    own cost more precisely.
+
+Results: a table on stdout, and JSON (plus the table as text) in
+bench/results/. Environment: PROCSIM_FUSE_FLOOR (the C baseline sources,
+default ../shared/bench/fuse-floor relative to the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (PROCSIM, REPO, MountError, ProcsimMount, fmt, fmt_ratio, log, median,  # noqa: E402
+                    pin_process, ratio, read_status_field, sim_pids, stop_pid, table, vm_rss_bytes)
+from floor import Floor, FloorServer, run_client  # noqa: E402
+import scenarios  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+GOAL_VS_C = 1.5
+KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _on_signal(signum, frame):
+    raise Interrupted(f"signal {signum}")
+
+
+# -- environment ----------------------------------------------------------------
+
+def environment(floor: Floor) -> dict:
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except OSError:
+            return None
+    try:
+        import importlib.metadata as md
+        mfusepy = md.version("mfusepy")
+    except Exception:
+        mfusepy = None
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": out(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "mfusepy": mfusepy,
+        "libfuse3": out(["pkg-config", "--modversion", "fuse3"]),
+        "procps": (out(["ps", "--version"]) or "").splitlines()[0] if out(["ps", "--version"]) else None,
+        "fuse_floor": str(floor.src) if floor.src else None,
+        "client": "fbench" if floor.fbench else "pyclient (Python fallback)",
+        "loadavg": open("/proc/loadavg").read().split()[:3],
+    }
+
+
+# -- 1 + 2: status open+read+close and the ps-like scan ---------------------------
+
+def pick_status_pid(m: ProcsimMount) -> tuple[int, str, int]:
+    """A representative user process of the machine: the one whose status
+    size is the median among processes with an address space."""
+    cands = []
+    for pid in sim_pids(m.proc_path()):
+        p = m.proc_path(str(pid), "status")
+        try:
+            data = open(p, "rb").read()
+        except OSError:
+            continue
+        if b"\nVmSize:" in data:
+            cands.append((len(data), pid, read_status_field(p, "Name") or "?"))
+    if not cands:
+        raise RuntimeError("no user process in the mounted machine")
+    cands.sort()
+    size, pid, name = cands[len(cands) // 2]
+    return pid, name, size
+
+
+def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan: bool, cpu: int) -> dict:
+    placements = ["unpinned", "same_cpu"] if (os.cpu_count() or 1) > 1 else ["unpinned"]
+    targets = ["mount", "c_floor", "real"]
+    raw: dict = {w: {pl: {t: [] for t in targets} for pl in placements} for w in ("status", "scan")}
+    info: dict = {"status": {}, "scan": {}, "rounds": rounds, "placements": placements, "clock": clock}
+    status_pid = None
+    for r in range(rounds):
+        log(f"[micro] round {r + 1}/{rounds}: mounting the default machine")
+        with ProcsimMount(clock=clock) as m:
+            if status_pid is None:
+                status_pid, name, size = pick_status_pid(m)
+                info["status"].update(pid=status_pid, comm=name, mount_bytes=size)
+            mount_status = m.proc_path(str(status_pid), "status")
+            size = len(open(mount_status, "rb").read())
+            binary = floor.server(size)
+            cf = FloorServer(binary) if binary else None
+            try:
+                if cf:
+                    cf.__enter__()
+                paths = {
+                    "status": {"mount": mount_status, "c_floor": cf and os.path.join(cf.mnt, "status"),
+                               "real": "/proc/self/status"},
+                    "scan": {"mount": m.proc_path(), "c_floor": cf and os.path.join(cf.mnt, "p"), "real": "/proc"},
+                }
+                order = targets[r % 3:] + targets[:r % 3]
+                for pl in placements:
+                    servers = [m.pid] + ([cf.pid] if cf else [])
+                    ccpu = None
+                    if pl == "same_cpu":
+                        for s in servers:
+                            pin_process(s, {cpu})
+                        ccpu = cpu
+                    try:
+                        for work, secs, on in (("status", 0.3, do_status), ("scan", 0.6, do_scan)):
+                            if not on:
+                                continue
+                            for t in order:
+                                path = paths[work][t]
+                                if path is None:
+                                    continue
+                                mode = "read" if work == "status" else "scan"
+                                cr = run_client(floor, mode, path, secs, 5, cpu=ccpu)
+                                per = cr.median_us
+                                if work == "scan" and floor.fbench is None:
+                                    pass  # pyclient already reports per file
+                                raw[work][pl][t].append(per)
+                                meta = info[work].setdefault(t, {})
+                                meta["path"] = path.replace(m.mnt, "MNT").replace(cf.mnt, "CFLOOR") if cf else \
+                                    path.replace(m.mnt, "MNT")
+                                if work == "status":
+                                    meta["bytes"] = cr.bytes_per_op
+                                else:
+                                    meta["files_per_scan"] = cr.files_per_scan
+                                    if cr.bytes_per_op is not None and cr.files_per_scan:
+                                        meta["bytes_per_file"] = round(cr.bytes_per_op / cr.files_per_scan)
+                                log(f"  {work:6s} {pl:8s} {t:8s} {per:8.1f} us  reps={cr.ns_per_op}")
+                    finally:
+                        if pl == "same_cpu":
+                            for s in servers:
+                                pin_process(s, None)
+            finally:
+                if cf:
+                    cf.__exit__(None, None, None)
+            info["mount_startup_s"] = m.startup_s
+    out = {}
+    for work in ("status", "scan"):
+        if not (do_status if work == "status" else do_scan):
+            continue
+        res = {}
+        for pl in placements:
+            med = {t: median(raw[work][pl][t]) for t in targets}
+            res[pl] = {"us": med, "per_round_us": raw[work][pl],
+                       "mount_over_c": ratio(med["mount"], med["c_floor"]),
+                       "mount_over_real": ratio(med["mount"], med["real"]),
+                       "c_over_real": ratio(med["c_floor"], med["real"])}
+        out[work] = {"placements": res, "targets": info[work]}
+    out["rounds"], out["clock"] = rounds, clock
+    out["status_pid"] = status_pid
+    out["same_cpu"] = cpu
+    return out
+
+
+# -- 3: ps aux on 1000 processes ------------------------------------------------------
+
+def _last_json(text: str) -> dict | None:
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+def bench_ps(nprocs: int, reps: int, cpu: int, workdir: str) -> dict:
+    placements = ["unpinned", "same_cpu"] if (os.cpu_count() or 1) > 1 else ["unpinned"]
+    scen = os.path.join(workdir, f"ps{nprocs}.toml")
+    desc = scenarios.write_sleepers(scen, nprocs)
+    pstime = [sys.executable, str(HERE / "pstime.py"), "-n", str(reps), "-w", "1", "--", "ps", "aux"]
+    res: dict = {"nprocs": nprocs, "reps": reps, "scenario": desc, "sim": {}, "real": {}}
+    sleepers: list[subprocess.Popen] = []
+    try:
+        log(f"[ps] starting {nprocs} real `sleep 600` processes")
+        t0 = time.perf_counter()
+        for _ in range(nprocs):
+            sleepers.append(subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        res["real_spawn_s"] = time.perf_counter() - t0
+        for pl in placements:
+            pin = ["taskset", "-c", str(cpu)] if pl == "same_cpu" else []
+            # the simulated machine, through `procsim run` (the daemon, too, is pinned)
+            cmd = pin + [PROCSIM, "run", "--scenario", scen, "--"] + pstime
+            log(f"[ps] {pl}: procsim run -- ps aux ({reps} timed runs)")
+            t0 = time.perf_counter()
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            wall = time.perf_counter() - t0
+            j = _last_json(p.stdout)
+            if p.returncode != 0 or j is None:
+                res["sim"][pl] = {"error": f"exit {p.returncode}: {p.stderr[-1500:]}{p.stdout[-500:]}"}
+                log(f"  sim failed: {res['sim'][pl]['error']}")
+            else:
+                res["sim"][pl] = {"seconds": j["seconds"], "median_s": median(j["seconds"]),
+                                  "ps_lines": j["first"]["lines"], "ps_returncode": j["first"]["returncode"],
+                                  "ps_stderr": j["first"]["stderr"], "procsim_run_wall_s": wall}
+                log(f"  sim  median {median(j['seconds']) * 1000:.1f} ms, {j['first']['lines']} lines")
+            # the real machine with its real sleepers
+            log(f"[ps] {pl}: real ps aux")
+            p = subprocess.run(pin + pstime, capture_output=True, text=True, timeout=600)
+            j = _last_json(p.stdout)
+            if p.returncode != 0 or j is None:
+                res["real"][pl] = {"error": f"exit {p.returncode}: {p.stderr[-1500:]}"}
+            else:
+                res["real"][pl] = {"seconds": j["seconds"], "median_s": median(j["seconds"]),
+                                   "ps_lines": j["first"]["lines"], "ps_returncode": j["first"]["returncode"]}
+                log(f"  real median {median(j['seconds']) * 1000:.1f} ms, {j['first']['lines']} lines")
+            s, rl = res["sim"][pl].get("median_s"), res["real"][pl].get("median_s")
+            res.setdefault("ratio", {})[pl] = ratio(s, rl)
+    finally:
+        for s in sleepers:  # exactly the ones we started, by pid
+            if s.poll() is None:
+                try:
+                    os.kill(s.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for s in sleepers:
+            try:
+                s.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        log(f"[ps] killed the {len(sleepers)} sleepers we started")
+    return res
+
+
+# -- 4: daemon memory -----------------------------------------------------------------
+
+def bench_memory(clock: str, workdir: str, touch_pages: int, chunk: int) -> dict:
+    res: dict = {}
+    log("[memory] default machine")
+    with ProcsimMount(clock=clock) as m:
+        res["default_after_mount_bytes"] = vm_rss_bytes(m.pid)
+        # touch every pid's status once, as a reader would
+        for pid in sim_pids(m.proc_path()):
+            for f in ("stat", "status", "cmdline", "statm"):
+                try:
+                    open(m.proc_path(str(pid), f), "rb").read()
+                except OSError:
+                    pass
+        res["default_after_reads_bytes"] = vm_rss_bytes(m.pid)
+        res["default_nprocs"] = len(sim_pids(m.proc_path()))
+    mem = max(80 * GiB, touch_pages * 4096 + 16 * GiB)
+    mem = -(-mem // GiB) * GiB
+    scen = os.path.join(workdir, "bigmem.toml")
+    res["machine"] = scenarios.write_big_memory(scen, mem)
+    log(f"[memory] {mem // GiB} GiB machine: touching {touch_pages} pages in {chunk // MiB} MiB chunks")
+    with ProcsimMount(scenario=scen, clock=clock) as m:
+        res["machine_mem_bytes"] = mem
+        parent = scenarios.parent_pid(m)
+        rss0 = vm_rss_bytes(m.pid)
+        pid = m.call("spawn", argv=["/usr/bin/memhog", "--touch", f"{touch_pages * 4096 // GiB}G"], parent=parent)
+        length = touch_pages * 4096
+        addr = m.call("mmap", pid=pid, length=length, prot="rw")
+        rss_mapped = vm_rss_bytes(m.pid)
+        t0 = time.perf_counter()
+        off = 0
+        while off < length:
+            n = min(chunk, length - off)
+            m.call("touch", pid=pid, addr=addr + off, length=n, write=True)
+            off += n
+        touch_s = time.perf_counter() - t0
+        rss1 = vm_rss_bytes(m.pid)
+        vmrss = read_status_field(m.proc_path(str(pid), "status"), "VmRSS")
+        rss1b = vm_rss_bytes(m.pid)
+        res["touch"] = {
+            "pages": touch_pages, "bytes": length, "chunk_bytes": chunk, "seconds": touch_s,
+            "daemon_rss_before": rss0, "daemon_rss_after_spawn_mmap": rss_mapped, "daemon_rss_after": rss1,
+            "daemon_rss_after_status_read": rss1b,
+            "delta_bytes": rss1 - rss0, "bytes_per_page": (rss1 - rss0) / touch_pages,
+            "sim_vmrss": vmrss, "target_bytes": 2 * GiB, "within_target": rss1 - rss0 <= 2 * GiB,
+        }
+        log(f"  touched in {touch_s:.1f} s; daemon RSS {rss0 / MiB:.0f} -> {rss1 / MiB:.0f} MiB; "
+            f"simulated VmRSS {vmrss}")
+        # 1 TiB mapped, untouched
+        r0 = vm_rss_bytes(m.pid)
+        pid2 = m.call("spawn", argv=["/usr/bin/bigmap"], parent=parent)
+        r1 = vm_rss_bytes(m.pid)
+        addr2 = m.call("mmap", pid=pid2, length=TiB, prot="rw", noreserve=True)
+        r2 = vm_rss_bytes(m.pid)
+        vmsize = read_status_field(m.proc_path(str(pid2), "status"), "VmSize")
+        try:
+            maps_lines = len(open(m.proc_path(str(pid2), "maps"), "rb").read().splitlines())
+        except OSError:
+            maps_lines = None
+        r3 = vm_rss_bytes(m.pid)
+        res["tib"] = {"bytes": TiB, "addr": addr2, "daemon_rss_before_spawn": r0, "daemon_rss_after_spawn": r1,
+                      "daemon_rss_after_mmap": r2, "daemon_rss_after_reads": r3,
+                      "delta_mmap_bytes": r2 - r1, "delta_incl_reads_bytes": r3 - r1,
+                      "sim_vmsize": vmsize, "maps_lines": maps_lines}
+        log(f"  1 TiB mapped: daemon RSS delta {(r2 - r1) / KiB:.0f} KiB (after reads {(r3 - r1) / KiB:.0f} KiB); "
+            f"VmSize {vmsize}")
+    return res
+
+
+# -- report -------------------------------------------------------------------------------
+
+def report(env: dict, results: dict, floor: Floor) -> str:
+    L: list[str] = []
+    L.append("procsim benchmarks")
+    L.append(f"  {env['date']}  commit {env['git_commit']}  kernel {env['kernel']}  {env['cpus']} CPUs  "
+             f"python {env['python']}  mfusepy {env['mfusepy']}  libfuse {env['libfuse3']}  {env['procps']}")
+    L.append(f"  client: {env['client']};  C baseline: "
+             + (f"{env['fuse_floor']} (cfs_ll: low-level fuse3, -s, T1, direct_io)" if floor.available
+                else f"SKIPPED: {floor.reason}"))
+    L.append("  MNT = the procsim mount, CFLOOR = the C floor's mount. 'unpinned': client and server"
+             " placed by the scheduler (the spec's method); 'same cpu': both pinned to one CPU, which removes"
+             " the cross-CPU wake-up and shows the servers' own cost. Ratios are within this run only.")
+    L.append("")
+    names = {"mount": "procsim mount", "c_floor": "C floor (cfs_ll)", "real": "real /proc"}
+    for work, title in (("status", "1. open+read+close of PID/status (us per open+read+close)"),
+                        ("scan", "2. ps-like scan: readdir, stat(dir), stat+status+cmdline per pid (us per file)")):
+        if work not in results.get("micro", {}):
+            continue
+        mi = results["micro"]
+        r = mi[work]
+        L.append(title)
+        L.append(f"   median over {mi['rounds']} server runs of per-run medians (5 reps x "
+                 f"{'0.3' if work == 'status' else '0.6'} s); same-CPU pinning on CPU {mi['same_cpu']}; "
+                 f"mount clock {mi['clock']}")
+        rows = []
+        for t in ("mount", "c_floor", "real"):
+            meta = r["targets"].get(t, {})
+            if work == "status":
+                size = meta.get("bytes")
+                desc = meta.get("path", "-")
+            else:
+                size = meta.get("bytes_per_file")
+                desc = f"{meta.get('path', '-')} ({meta.get('files_per_scan', '-')} files)"
+            row = [names[t], desc, "-" if size is None else str(size)]
+            for pl in r["placements"]:
+                row.append(fmt(r["placements"][pl]["us"][t]))
+            rows.append(row)
+        hdr = ["target", "path", "bytes" if work == "status" else "B/file"] + \
+              [f"{pl.replace('_', ' ')} us" for pl in r["placements"]]
+        L.append(table(hdr, rows))
+        for pl, v in r["placements"].items():
+            goal = ""
+            if v["mount_over_c"] is not None:
+                goal = "  (goal <= 1.5x: " + ("met" if v["mount_over_c"] <= GOAL_VS_C else "NOT met") + ")"
+            L.append(f"   {pl.replace('_', ' '):9s} mount/C {fmt_ratio(v['mount_over_c'])}{goal}   "
+                     f"mount/real {fmt_ratio(v['mount_over_real'])}   C/real {fmt_ratio(v['c_over_real'])}")
+        L.append("")
+    if "ps" in results:
+        p = results["ps"]
+        L.append(f"3. ps aux over {p['nprocs']} sleeping processes (ms per ps aux, median of {p['reps']} "
+                 f"runs after 1 warm-up)")
+        rows = []
+        for pl in p["sim"]:
+            s, rl = p["sim"][pl], p["real"].get(pl, {})
+            rows.append([pl.replace("_", " "),
+                         fmt(s.get("median_s") and s["median_s"] * 1000), str(s.get("ps_lines", "-")),
+                         fmt(rl.get("median_s") and rl["median_s"] * 1000), str(rl.get("ps_lines", "-")),
+                         fmt_ratio(p.get("ratio", {}).get(pl))])
+        L.append(table(["placement", "sim ms", "sim lines", "real ms", "real lines", "sim/real"], rows))
+        L.append(f"   sim: `procsim run --scenario <{p['scenario']}> -- ps aux`, only ps timed;"
+                 f" real: ps aux with {p['nprocs']} real `sleep 600` children")
+        for pl in p["sim"]:
+            if "error" in p["sim"][pl]:
+                L.append(f"   sim {pl} FAILED: {p['sim'][pl]['error'][:300]}")
+            elif p["sim"][pl].get("ps_stderr"):
+                L.append(f"   sim {pl} ps stderr: {p['sim'][pl]['ps_stderr'][:300]!r}")
+        L.append("")
+    if "memory" in results:
+        mm = results["memory"]
+        t, tb = mm["touch"], mm["tib"]
+        L.append("4. daemon memory (VmRSS of the daemon process, real /proc)")
+        rows = [
+            ["default machine, after mount", f"{mm['default_after_mount_bytes'] / MiB:.1f} MiB", ""],
+            [f"default machine, after reading all {mm['default_nprocs']} pids",
+             f"{mm['default_after_reads_bytes'] / MiB:.1f} MiB", ""],
+            [f"{mm['machine_mem_bytes'] // GiB} GiB machine, before", f"{t['daemon_rss_before'] / MiB:.1f} MiB", ""],
+            [f"after touching {t['pages'] / MiB:.0f} Mi pages ({t['bytes'] // GiB} GiB)",
+             f"{t['daemon_rss_after'] / MiB:.1f} MiB",
+             f"+{t['delta_bytes'] / MiB:.1f} MiB = {t['bytes_per_page']:.2f} B/page"],
+            ["1 TiB mapped, untouched (after mmap)", f"{tb['daemon_rss_after_mmap'] / MiB:.1f} MiB",
+             f"+{tb['delta_mmap_bytes'] / KiB:.0f} KiB"],
+            ["1 TiB mapped, after reading its status+maps", f"{tb['daemon_rss_after_reads'] / MiB:.1f} MiB",
+             f"+{tb['delta_incl_reads_bytes'] / KiB:.0f} KiB"],
+        ]
+        L.append(table(["state", "daemon RSS", "delta"], rows))
+        L.append(f"   16 Mi pages target: within 2 GiB -> "
+                 f"{'met' if t['within_target'] else 'NOT met'} ({t['delta_bytes'] / GiB:.3f} GiB); "
+                 f"touch took {t['seconds']:.1f} s in {t['bytes'] // t['chunk_bytes']} control calls; "
+                 f"simulated VmRSS {t['sim_vmrss']}; 1 TiB process VmSize {tb['sim_vmsize']}")
+        L.append("")
+    for k, v in results.get("errors", {}).items():
+        L.append(f"{k}: FAILED: {v}")
+    return "\n".join(L)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3, help="server runs per micro-benchmark (default 3)")
+    ap.add_argument("--only", default="status,scan,ps,memory", help="comma-separated subset")
+    ap.add_argument("--clock", default="manual", choices=("manual", "wall"), help="mount clock (default manual)")
+    ap.add_argument("--ps-procs", type=int, default=1000)
+    ap.add_argument("--ps-reps", type=int, default=5)
+    ap.add_argument("--touch-pages", type=int, default=16 * MiB, help="pages to touch (default 16 Mi)")
+    ap.add_argument("--chunk", type=int, default=1 * GiB, help="bytes per touch call (default 1 GiB)")
+    ap.add_argument("--cpu", type=int, default=None, help="CPU for same-CPU runs (default: last CPU)")
+    ap.add_argument("--quick", action="store_true", help="1 round, 100 procs, 1 Mi pages: a smoke test")
+    a = ap.parse_args()
+    if a.quick:
+        a.rounds, a.ps_procs, a.ps_reps, a.touch_pages = 1, 100, 2, 1 * MiB
+    only = set(a.only.split(","))
+    cpu = a.cpu if a.cpu is not None else max(os.sched_getaffinity(0))
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    RESULTS.mkdir(exist_ok=True)
+    floor = Floor()
+    if not floor.available:
+        log(f"note: {floor.reason}")
+    env = environment(floor)
+    results: dict = {"env": env, "errors": {}}
+    t_start = time.perf_counter()
+    workdir = tempfile.mkdtemp(prefix="procsim-bench-work-")
+    try:
+        if only & {"status", "scan"}:
+            try:
+                results["micro"] = bench_micro(floor, a.rounds, a.clock, "status" in only, "scan" in only, cpu)
+            except (MountError, RuntimeError, OSError) as e:
+                results["errors"]["micro"] = str(e)
+                log(f"micro: {e}")
+        if "ps" in only:
+            try:
+                results["ps"] = bench_ps(a.ps_procs, a.ps_reps, cpu, workdir)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+                results["errors"]["ps"] = str(e)
+                log(f"ps: {e}")
+        if "memory" in only:
+            try:
+                results["memory"] = bench_memory(a.clock, workdir, a.touch_pages, a.chunk)
+            except Exception as e:  # the control channel's own errors included
+                results["errors"]["memory"] = f"{type(e).__name__}: {e}"
+                log(f"memory: {type(e).__name__}: {e}")
+    except (KeyboardInterrupt, Interrupted) as e:
+        results["errors"]["interrupted"] = str(e) or "KeyboardInterrupt"
+    finally:
+        floor.cleanup()
+        for f in Path(workdir).glob("*"):
+            f.unlink()
+        os.rmdir(workdir)
+    results["total_seconds"] = time.perf_counter() - t_start
+    text = report(env, results, floor)
+    text += f"\ntotal {results['total_seconds']:.0f} s"
+    print(text)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for name in (f"bench-{stamp}", "latest"):
+        (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+        (RESULTS / f"{name}.txt").write_text(text + "\n")
+    print(f"results: {RESULTS / f'bench-{stamp}.json'}")
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
