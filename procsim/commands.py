@@ -76,9 +76,10 @@ def _cpus(v: Any, k: Kernel) -> int:
         raise CommandError(errno.EINVAL, f"cpus: {e}") from None
 
 
-def c_spawn(k: Kernel, argv, parent=1, uid=0, gid=0, pid=None, exe=None, env=None) -> int:
-    return k.spawn(_str_list(argv, "argv"), parent=_int(parent, "parent"), uid=_int(uid, "uid"),
-                   gid=_int(gid, "gid"), pid=None if pid is None else _int(pid, "pid"), exe=exe,
+def c_spawn(k: Kernel, argv, parent=1, uid=None, gid=None, pid=None, exe=None, env=None) -> int:
+    return k.spawn(_str_list(argv, "argv"), parent=_int(parent, "parent"),
+                   uid=None if uid is None else _int(uid, "uid"), gid=None if gid is None else _int(gid, "gid"),
+                   pid=None if pid is None else _int(pid, "pid"), exe=exe,
                    env=None if env is None else _str_list(env, "env"))
 
 

@@ -785,16 +785,21 @@ class Kernel:
     def nr_threads(self) -> int:
         return sum(len(g.threads) for g in self.groups.values())
 
-    def spawn(self, argv: list[str], *, parent: int = 1, uid: int = 0, gid: int = 0,
+    def spawn(self, argv: list[str], *, parent: int = 1, uid: int | None = None, gid: int | None = None,
               groups: tuple[int, ...] = (), exe: str | None = None, env: list[str] | None = None,
               pid: int | None = None) -> int:
-        """fork from `parent`, set credentials, exec argv[0] (or exe)."""
+        """fork from `parent`, set credentials (None: the parent's), exec
+        argv[0] (or exe)."""
         with self.lock:
-            child = self.fork(parent, pid)
-            if uid or gid or groups:
-                self.group(child).cred = Cred.of(uid, gid, groups)
-            path = exe or argv[0]
+            path = exe or (argv[0] if argv else "")
+            if not path:  # checked before the fork, so a bad spawn leaves nothing behind
+                raise _err(errno.ENOENT, "spawn: no program (empty argv and no exe)")
             if not path.startswith("/"):
                 path = "/usr/bin/" + path
+            child = self.fork(parent, pid)
+            if uid is not None or gid is not None or groups:
+                pc = self.group(parent).cred
+                self.group(child).cred = Cred.of(pc.euid if uid is None else uid,
+                                                 pc.egid if gid is None else gid, groups)
             self.exec(child, path, argv, env if env is not None else self.group(parent).environ)
             return child

@@ -565,7 +565,9 @@ class _Builder:
                 raise ScenarioError(f"{where}: parent {parent!r} is not a process defined above") from None
             if ppid not in k.tasks:
                 raise ScenarioError(f"{where}: parent {parent!r}: no such pid")
-            uid, gid = v.get("uid", 0), v.get("gid", v.get("uid", 0))
+            # None: the parent's (the documented default); gid follows an explicit uid
+            uid = v.get("uid")
+            gid = v.get("gid", uid)
             groups = v.get("groups", [])
             if not isinstance(groups, list) or not all(_is_int(g) for g in groups):
                 raise ScenarioError(f"{where}: groups: expected a list of gids")
@@ -575,7 +577,9 @@ class _Builder:
                         raise ScenarioError(f"{where}: {bad!r} needs an exec; a forked process keeps its parent's")
                 pid = self._call(where, k.fork, ppid, v.get("pid"))
                 if "uid" in v or "gid" in v or groups:
-                    self._call(where, k.set_cred, pid, uid, gid, tuple(groups))
+                    pc = k.group(ppid).cred
+                    self._call(where, k.set_cred, pid, pc.euid if uid is None else uid,
+                               pc.egid if gid is None else gid, tuple(groups))
                 if "argv" in v:
                     _setproctitle(k, pid, v["argv"])
                 names.add_process(name, pid, k.task(pid).comm)
