@@ -36,6 +36,16 @@ class KernelConfig:
     kernel_reserved_bytes: int = 256 << 20
     model_name: str = "procsim virtual CPU"
     cpu_mhz: float = 2445.402
+    # CONFIG_PAGE_MAPCOUNT ("page") or CONFIG_NO_PAGE_MAPCOUNT ("no_page")
+    mapcount_model: str = "page"
+    # /sys/kernel/mm/transparent_hugepage/enabled and, by size in kB,
+    # hugepages-<size>kB/enabled overrides (default: 2048 inherit, others never)
+    thp_enabled: str = "madvise"
+    thp_sizes: dict = field(default_factory=dict)
+    # CONFIG_MEM_SOFT_DIRTY (off on the reference VM: clear_refs 4 does nothing)
+    mem_soft_dirty: bool = False
+    # protection keys (smaps ProtectionKey line): on for the reference VM
+    pkeys: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -57,6 +67,10 @@ class KernelConfig:
             self.proc_cpus_active_mm = self.arch == "x86"
         if self.clock not in CLOCKS:
             raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
+        if self.mapcount_model not in ("page", "no_page"):
+            raise ValueError("mapcount_model must be page or no_page")
+        from procsim.mm.thp import THPSettings
+        THPSettings(self.thp_enabled, self.thp_sizes)  # validates
         if self.hz not in (100, 250, 300, 1000) or self.user_hz != 100:
             raise ValueError("hz must be 100, 250, 300 or 1000 and user_hz 100")
 

@@ -20,6 +20,7 @@ from procsim.config import KernelConfig
 from procsim.mm import memory as M
 from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
 from procsim.mm.pagetable import PAGE_SIZE
+from procsim.mm.thp import THPSettings
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
                             MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT, VM_DONTDUMP,
                             VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO, VM_LOCKED, VM_MAYEXEC,
@@ -59,7 +60,9 @@ class Kernel:
         self.btime = config.btime
         self._wall_origin: float | None = None
         reserved = config.kernel_reserved_bytes // PAGE_SIZE
-        self.mem = M.MemMap(config.nr_pages, reserved)
+        self.mem = M.MemMap(config.nr_pages, reserved, config.mapcount_model)
+        self.mem.thp = THPSettings(config.thp_enabled, config.thp_sizes)
+        self.mem.soft_dirty = config.mem_soft_dirty
         self.sched = Sched(config)
         self.vfs = VFS()
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
@@ -734,6 +737,9 @@ class Kernel:
         flags, file, special, anon_vma = vma.flags, vma.file, vma.special, vma.anon_vma
         flush = mm.unmap(dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
         self._flush(t, flush)
+        # huge PMDs are moved as PTEs (move_huge_pmd() is not modelled)
+        mm.split_huge_pmds(old_addr, old_addr + keep)
+        ptes = mm.pgtable.read(old_addr, old_addr + keep)
         # take the translations first so that unmap only zaps what does not move
         mm.pgtable.take(old_addr, old_addr + keep)
         self._flush(t, mm.unmap(old_addr, old_addr + old_len))

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from procsim.mm import memory as M
-from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PTE_ACCESSED, PTE_DIRTY, PTE_RW,
-                                  PageTable, mk_pte, pte_pfn)
+from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_ACCESSED, PTE_DIRTY,
+                                  PTE_RW, PTE_SOFT_DIRTY, PTRS_PER_TABLE, PageTable, mk_pte, pte_pfn)
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_IO,
                             VM_LOCKED, VM_PFNMAP, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
-                            VM_READ, VM_SHARED, VM_STACK, VM_WRITE, VMA, File)
+                            VM_READ, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA, File)
 from procsim.mm.vmatree import VMATree
 
 MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
@@ -63,6 +63,8 @@ class MM:
         self.tlb_gen = 0
         self.next_trim_cpumask = 0  # jiffies
         self.users = 0  # thread groups' tasks using it (CLONE_VM)
+        # MM ID for the large-folio owner slots (mm_alloc_id at mm creation)
+        self.mm_id = mem.alloc_mm_id()
 
     # -- accounting -----------------------------------------------------------
 
@@ -99,6 +101,9 @@ class MM:
     # -- VMA tree surgery -----------------------------------------------------
 
     def _split(self, vma: VMA, addr: int) -> VMA:
+        # vma_adjust_trans_huge(): a huge PMD cannot straddle two VMAs
+        if addr & (PMD_SIZE - 1) and (addr >> PMD_SHIFT) in self.pgtable.huge:
+            self.split_huge_pmd(addr >> PMD_SHIFT)
         self.vmas.remove(vma)
         tail = vma.split_at(addr)
         if tail.file is not None:
@@ -281,9 +286,10 @@ class MM:
     def _zap(self, start: int, end: int, pfnmap: bool = False) -> int:
         """Remove the translations of [start, end); free anon pages no one maps.
         `pfnmap`: the range is a VM_PFNMAP VMA, whose pages were never charged to RSS."""
+        nhuge = self._zap_huge(start, end)
         ptes = self.pgtable.take(start, end)
         if not len(ptes):
-            return 0
+            return nhuge
         pfns = pte_pfn(ptes)
         pfns = pfns[pfns != ZERO_PFN]
         if not len(pfns):
@@ -297,8 +303,128 @@ class MM:
         self.rss[MM_SHMEMPAGES] -= int(shmem.sum())
         self.rss[MM_FILEPAGES] -= int(len(pfns) - anon.sum() - shmem.sum() - (special.sum() if pfnmap else 0))
         counted = pfns[~special]
-        mem.unmap_pages(counted)
-        return len(pfns)
+        mem.unmap_pages(counted, self.mm_id)
+        return len(pfns) + nhuge
+
+    # -- huge PMDs ------------------------------------------------------------
+
+    def _huge_head(self, idx: int) -> int:
+        return int(self.pgtable.tables[idx][0] >> np.uint64(PAGE_SHIFT))
+
+    def split_huge_pmd(self, idx: int) -> None:
+        """__split_huge_pmd(): the PMD becomes 512 PTEs with its bits; the folio
+        stays whole (one PMD mapping becomes 512 PTE mappings)."""
+        head = self._huge_head(idx)
+        self.pgtable.huge.discard(idx)
+        self.mem.map_pages(np.arange(head, head + PTRS_PER_TABLE, dtype=np.int64), self.mm_id)
+        self.mem.unmap_pmd(head, self.mm_id)
+        self.mem.split_pmds += 1
+
+    def split_huge_pmds(self, start: int, end: int) -> None:
+        for idx in self.pgtable.huge_in(start, end):
+            self.split_huge_pmd(idx)
+
+    def _zap_huge(self, start: int, end: int) -> int:
+        """zap_huge_pmd() for huge PMDs inside [start, end), splitting those the
+        range only partly covers. The deposited table goes with the PMD, so
+        the next fault there may get a THP again."""
+        n = 0
+        for idx in self.pgtable.huge_in(start, end):
+            base = idx << PMD_SHIFT
+            if start <= base and base + PMD_SIZE <= end:
+                head = self._huge_head(idx)
+                del self.pgtable.tables[idx]
+                self.pgtable.huge.discard(idx)
+                self.mem.unmap_pmd(head, self.mm_id)
+                self.rss[MM_ANONPAGES] -= PTRS_PER_TABLE
+                n += PTRS_PER_TABLE
+            else:
+                self.split_huge_pmd(idx)
+        return n
+
+    def _sync_huge_bits(self, start: int, end: int) -> None:
+        """A huge PMD has one young, dirty and soft-dirty bit: keep the 512
+        copies of it equal after a partial access."""
+        bits = PTE_ACCESSED | PTE_DIRTY | PTE_SOFT_DIRTY
+        for idx in self.pgtable.huge_in(start, end):
+            t = self.pgtable.tables[idx]
+            t |= np.bitwise_or.reduce(t & bits)
+
+    def _fault_large(self, v: VMA, lo: int, hi: int, orders: int) -> int:
+        """Anonymous write faults that get a large folio: do_huge_pmd_anonymous_page
+        where the PMD is still none (no page table at all) and the aligned
+        2 MiB lies inside the VMA, else alloc_anon_folio's highest enabled
+        order whose aligned block is inside the VMA and wholly pte_none.
+        Pages left missing are order-0 faults for the caller. Returns the
+        faults taken (one per folio)."""
+        mem, pt = self.mem, self.pgtable
+        flags = M.PG_ANON | M.PG_LRU | M.PG_DIRTY
+        small_orders = [o for o in range(8, 1, -1) if orders >> o & 1]
+        faults = 0
+        for idx in range(lo >> PMD_SHIFT, ((hi - 1) >> PMD_SHIFT) + 1):
+            base = idx << PMD_SHIFT
+            t = pt.tables.get(idx)
+            if orders >> 9 & 1 and t is None and v.start <= base and base + PMD_SIZE <= v.end:
+                head = mem.alloc_folio(9, flags)
+                if head >= 0:
+                    pt.tables[idx] = mk_pte(np.arange(head, head + PTRS_PER_TABLE, dtype=np.int64), True, True)
+                    pt.huge.add(idx)
+                    mem.map_pmd(head, self.mm_id)
+                    self.rss[MM_ANONPAGES] += PTRS_PER_TABLE
+                    v.anon_vma = v.anon_vma or object()
+                    mem.thp_fault_alloc += 1
+                    faults += 1
+                    continue
+            if not small_orders:
+                continue
+            none = np.ones(PTRS_PER_TABLE, bool) if t is None else t == 0
+            touched = np.zeros(PTRS_PER_TABLE, bool)
+            touched[(max(lo, base) - base) >> PAGE_SHIFT: (min(hi, base + PMD_SIZE) - base) >> PAGE_SHIFT] = True
+            inside = np.zeros(PTRS_PER_TABLE, bool)
+            inside[(max(v.start, base) - base) >> PAGE_SHIFT: (min(v.end, base + PMD_SIZE) - base) >> PAGE_SHIFT] = True
+            got: list[tuple[int, int, int]] = []  # (slot, head, order)
+            for o in small_orders:
+                nr = 1 << o
+                ok = (none & inside).reshape(-1, nr).all(1) & (touched & none).reshape(-1, nr).any(1)
+                for b in np.nonzero(ok)[0].tolist():
+                    head = mem.alloc_folio(o, flags)
+                    if head < 0:
+                        break  # no block of this order: lower orders for the rest
+                    got.append((b * nr, head, o))
+                    none[b * nr: (b + 1) * nr] = False
+                    mem.mthp_fault_alloc[o] += 1
+            if not got:
+                continue
+            if t is None:
+                t = pt.tables[idx] = np.zeros(PTRS_PER_TABLE, np.uint64)
+            pfns = []
+            for slot, head, o in got:
+                p = np.arange(head, head + (1 << o), dtype=np.int64)
+                t[slot: slot + len(p)] = mk_pte(p, True, True)
+                pfns.append(p)
+            allp = np.concatenate(pfns)
+            mem.map_pages(allp, self.mm_id)
+            self.rss[MM_ANONPAGES] += len(allp)
+            v.anon_vma = v.anon_vma or object()
+            faults += len(got)
+        return faults
+
+    def _huge_wp(self, lo: int, hi: int) -> int:
+        """do_huge_pmd_wp_page(): a write to a read-only huge PMD reuses the
+        folio if this PMD is its only mapping, else splits the PMD and lets
+        the PTE-level fault copy the written pages."""
+        faults = 0
+        for idx in self.pgtable.huge_in(lo, hi):
+            t = self.pgtable.tables[idx]
+            if t[0] & PTE_RW:
+                continue
+            head = self._huge_head(idx)
+            if self.mem.large_mapcount[head] == 1:
+                t |= PTE_RW | PTE_DIRTY
+                faults += 1
+            else:
+                self.split_huge_pmd(idx)
+        return faults
 
     def zap(self, start: int, end: int) -> Flush | None:
         """madvise(MADV_DONTNEED)."""
@@ -330,12 +456,19 @@ class MM:
 
     def _fault_vma(self, v: VMA, lo: int, hi: int, write: bool, special_pages) -> int:
         mem = self.mem
+        faults = 0
+        shared = bool(v.flags & VM_MAYSHARE)
+        if write and v.is_anon and not shared:
+            orders = mem.thp.anon_orders(v.flags)
+            if orders:
+                faults += self._fault_large(v, lo, hi, orders)
+        if write and self.pgtable.huge:
+            faults += self._huge_wp(lo, hi)
         ptes = self.pgtable.read(lo, hi)
         idx = np.arange(len(ptes))
         missing = ptes == 0
         nmiss = int(missing.sum())
-        faults = nmiss
-        shared = bool(v.flags & VM_MAYSHARE)
+        faults += nmiss
         if nmiss:
             mi = idx[missing]
             # page index in the VMA (the read starts at lo, not at v.start: file
@@ -352,7 +485,7 @@ class MM:
                 if write:
                     pfns = mem.alloc(nmiss, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)
                     v.anon_vma = v.anon_vma or object()  # anon_vma_prepare()
-                    mem.map_pages(pfns)
+                    mem.map_pages(pfns, self.mm_id)
                     ptes[mi] = mk_pte(pfns, True, True)
                     self.rss[MM_ANONPAGES] += nmiss
                 else:
@@ -363,11 +496,11 @@ class MM:
                     # private write fault on a file page: copy it now
                     pfns = mem.alloc(nmiss, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)
                     v.anon_vma = v.anon_vma or object()
-                    mem.map_pages(pfns)
+                    mem.map_pages(pfns, self.mm_id)
                     ptes[mi] = mk_pte(pfns, True, True)
                     self.rss[MM_ANONPAGES] += nmiss
                 else:
-                    mem.map_pages(pfns)
+                    mem.map_pages(pfns, self.mm_id)
                     rw = shared and bool(v.flags & VM_WRITE)
                     ptes[mi] = mk_pte(pfns, rw, write and shared)
                     self.rss[MM_SHMEMPAGES if v.file.shmem else MM_FILEPAGES] += nmiss
@@ -378,11 +511,13 @@ class MM:
             if wp.any():
                 faults += int(wp.sum())
                 ptes[wp] = self._wp_fault(v, ptes[wp], shared)
-            ptes |= PTE_DIRTY
+            ptes |= PTE_DIRTY | (PTE_SOFT_DIRTY if mem.soft_dirty else np.uint64(0))
         ptes |= PTE_ACCESSED
         pfns = pte_pfn(ptes)
         mem.flags[pfns[pfns != ZERO_PFN]] |= M.PG_REFERENCED
         self.pgtable.write(lo, ptes)
+        if self.pgtable.huge:
+            self._sync_huge_bits(lo, hi)
         self.update_hiwater_rss()
         return faults
 
@@ -394,7 +529,14 @@ class MM:
         pfns = pte_pfn(ptes)
         fl = mem.flags[pfns]
         anon = (fl & M.PG_ANON) != 0
-        reuse = anon & (mem.mapcount[pfns] == 1) & (pfns != ZERO_PFN)
+        heads, order = mem.folio_head(pfns)
+        large = order > 0
+        # small folio: reuse when mapped once. Large (PTE-mapped) folio: reuse
+        # when more than one page is mapped, all by one mm (not maybe shared,
+        # and refcount == large mapcount, always true here): the MM-ID rule of
+        # __wp_can_reuse_large_anon_folio(), the same for both mapcount models
+        reuse_large = large & (mem.large_mapcount[heads] > 1) & ((mem.flags[heads] & M.PG_MAYBE_SHARED) == 0)
+        reuse = anon & (pfns != ZERO_PFN) & np.where(large, reuse_large, mem.mapcount[pfns] == 1)
         out = ptes.copy()
         out[reuse] |= PTE_RW | PTE_DIRTY
         copy = ~reuse
@@ -403,9 +545,9 @@ class MM:
             old = pfns[copy]
             was_file = (~anon[copy]) & (old != ZERO_PFN)
             real = old[old != ZERO_PFN]
-            mem.unmap_pages(real)
+            mem.unmap_pages(real, self.mm_id)
             new = mem.alloc(n, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)
-            mem.map_pages(new)
+            mem.map_pages(new, self.mm_id)
             v.anon_vma = v.anon_vma or object()
             out[copy] = mk_pte(new, True, True)
             nfile = int(was_file.sum())
@@ -461,8 +603,19 @@ class MM:
                 self.pgtable.write(v.start, ptes)
             # kernel pages (PFN maps) carry no mapcount and no RSS
             real = present & (pfns != ZERO_PFN) & ((fl & M.PG_RESERVED) == 0)
-            self.mem.map_pages(pfns[real])
+            # copy_huge_pmd(): a huge PMD is shared as one PMD mapping
+            huge = self.pgtable.huge_in(v.start, v.end)
+            pte_mapped = real
+            if huge:
+                pte_mapped = real.copy()
+                for idx in huge:
+                    off = ((idx << PMD_SHIFT) - v.start) >> PAGE_SHIFT
+                    pte_mapped[off: off + PTRS_PER_TABLE] = False
+            self.mem.map_pages(pfns[pte_mapped], child.mm_id)
             child.pgtable.write(v.start, ptes)
+            for idx in huge:
+                child.pgtable.huge.add(idx)
+                self.mem.map_pmd(self._huge_head(idx), child.mm_id)
             anon = real & ((fl & M.PG_ANON) != 0)
             shm = real & ((fl & M.PG_SHMEM) != 0)
             child.rss[MM_ANONPAGES] += int(anon.sum())
@@ -479,6 +632,8 @@ class MM:
             self._remove(v)
             self._file_put(v.file)
         self.pgtable = PageTable()
+        self.mem.free_mm_id(self.mm_id)
+        self.mm_id = 0
 
     # -- queries --------------------------------------------------------------
 

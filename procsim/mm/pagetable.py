@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedDict, SortedSet
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -23,11 +23,13 @@ _RW = 1 << 1
 _USER = 1 << 2
 _ACCESSED = 1 << 5
 _DIRTY = 1 << 6
+_SOFT_DIRTY = 1 << 11  # x86 _PAGE_SOFT_DIRTY (software bit 11)
 PTE_PRESENT = np.uint64(_PRESENT)
 PTE_RW = np.uint64(_RW)
 PTE_USER = np.uint64(_USER)
 PTE_ACCESSED = np.uint64(_ACCESSED)
 PTE_DIRTY = np.uint64(_DIRTY)
+PTE_SOFT_DIRTY = np.uint64(_SOFT_DIRTY)
 PTE_FLAGS_MASK = np.uint64(PAGE_SIZE - 1)
 
 
@@ -43,10 +45,17 @@ def pte_pfn(ptes: np.ndarray) -> np.ndarray:
 class PageTable:
     """The user page tables of one mm."""
 
-    __slots__ = ("tables",)
+    __slots__ = ("tables", "huge")
 
     def __init__(self) -> None:
         self.tables: SortedDict = SortedDict()  # PMD index -> np.uint64[512]
+        # PMD indices mapped by one huge PMD (an order-9 folio). Their table
+        # is the page table the kernel deposits for a THP (and counts in
+        # mm_pgtables_bytes): it holds the 512 translations in PTE form, with
+        # the PMD's young/dirty/write bits copied to every entry, so readers
+        # (pagemap, smaps) walk it like any table. Mapcounts differ: a huge
+        # PMD is one mapping of the folio (entire mapcount), not 512.
+        self.huge: SortedSet = SortedSet()
 
     def spans(self, start: int, end: int) -> Iterator[tuple[int, int, np.ndarray]]:
         """(va of first entry, slice of the table) for every existing table
@@ -110,12 +119,19 @@ class PageTable:
                 freed = True
         return freed
 
+    def huge_in(self, start: int, end: int) -> list[int]:
+        """PMD indices mapped huge that overlap [start, end)."""
+        if start >= end or not self.huge:
+            return []
+        return list(self.huge.irange(start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT))
+
     def count_present(self, start: int, end: int) -> int:
         return sum(int(np.count_nonzero(sl)) for _, sl in self.spans(start, end))
 
     def copy(self) -> "PageTable":
         pt = PageTable()
         pt.tables = SortedDict({k: v.copy() for k, v in self.tables.items()})
+        pt.huge = SortedSet(self.huge)
         return pt
 
     def pgtables_bytes(self) -> int:
