@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from procsim.bitmap import parse_list
-from procsim.kernel import MADV_DONTNEED, MREMAP_FIXED, MREMAP_MAYMOVE, Kernel, KernelError
+from procsim.kernel import MADVISE_NAMES, MREMAP_FIXED, MREMAP_MAYMOVE, Kernel, KernelError
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
@@ -102,9 +102,21 @@ def c_mremap(k: Kernel, pid, addr, old_length, new_length, maymove=False, new_ad
 
 
 def c_madvise(k: Kernel, pid, addr, length, advice="dontneed") -> None:
-    if advice != "dontneed":
-        raise CommandError(errno.EINVAL, f"advice {advice!r} is not modelled (only 'dontneed')")
-    k.madvise(_int(pid, "pid"), _int(addr, "addr"), _int(length, "length"), MADV_DONTNEED)
+    name = str(advice).lower().removeprefix("madv_")
+    if name not in MADVISE_NAMES:
+        raise CommandError(errno.EINVAL, f"advice {advice!r} is not modelled ({', '.join(MADVISE_NAMES)})")
+    k.madvise(_int(pid, "pid"), _int(addr, "addr"), _int(length, "length"), MADVISE_NAMES[name])
+
+
+def c_thp(k: Kernel, enabled=None, size=None, mode=None) -> dict:
+    """Set THP knobs (`enabled` top level; `size` in kB or "64k" with `mode`)
+    and return them all."""
+    if (size is None) != (mode is None):
+        raise CommandError(errno.EINVAL, "thp: size and mode go together")
+    kb = None if size is None else _int(size, "size") // (1024 if isinstance(size, str) and not str(size).isdigit() else 1)
+    k.set_thp(enabled, kb, mode)
+    thp = k.mem.thp
+    return {"enabled": thp.enabled, "sizes": {f"{4 << o}kB": m for o, m in sorted(thp.per_order.items())}}
 
 
 def c_ps(k: Kernel) -> list[dict]:
@@ -164,6 +176,9 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "munlock": lambda k, pid, addr, length: k.mlock(_int(pid, "pid"), _int(addr, "addr"),
                                                    _int(length, "length"), False),
     "madvise": c_madvise,
+    "clear_refs": lambda k, pid, value: k.clear_refs(_int(pid, "pid"), _int(value, "value")),
+    "thp": c_thp,
+    "shrink": lambda k: k.shrink_deferred_split(),
     "brk": lambda k, pid, addr: k.brk(_int(pid, "pid"), _int(addr, "addr")),
     "mremap": c_mremap,
     "touch": lambda k, pid, addr, length, write=True: k.touch(_int(pid, "pid"), _int(addr, "addr"),

@@ -25,7 +25,7 @@ from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_G
                             MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT, VM_DONTDUMP,
                             VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO, VM_LOCKED, VM_MAYEXEC,
                             VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
-                            VM_SHARED, VM_WRITE, prot_to_vm)
+                            VM_SHARED, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, prot_to_vm)
 from procsim.sched import NSEC, Sched
 from procsim.task import PF_FORKNOEXEC, PF_KTHREAD, PF_RANDOMIZE, Cred, Task, ThreadGroup
 from procsim.vfs import VFS
@@ -34,7 +34,9 @@ LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 LDSO = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
 STACK_SIZE = 132 * 1024
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
-MADV_DONTNEED = 4
+MADV_NORMAL, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE = 0, 4, 8, 14, 15
+MADVISE_NAMES = {"normal": MADV_NORMAL, "dontneed": MADV_DONTNEED, "free": MADV_FREE,
+                 "hugepage": MADV_HUGEPAGE, "nohugepage": MADV_NOHUGEPAGE}
 FSHIFT, FIXED_1 = 11, 1 << 11
 EXP = (1884, 2014, 2037)  # 1/exp(5s/1min), 5min, 15min in fixed point
 LOAD_FREQ = 5 * NSEC + NSEC // 100
@@ -663,11 +665,64 @@ class Kernel:
             t, mm = self._user_mm(tid)
             self._check_range(addr, length)
             end = addr + page_align(length)
-            if advice != MADV_DONTNEED:
+            if advice not in MADVISE_NAMES.values():
                 raise _err(errno.EINVAL, f"madvise advice {advice} is not modelled")
             self._check_mapped(mm, addr, end)
-            self._flush(t, mm.zap(addr, end))
+            vmas = mm.vmas.overlapping(addr, end)
+            if advice == MADV_DONTNEED:
+                self._flush(t, mm.zap(addr, end))
+            elif advice == MADV_FREE:
+                # madvise_dontneed_free_valid_vma() + vma_is_anonymous()
+                if any(not v.is_anon or v.flags & (VM_LOCKED | VM_PFNMAP) for v in vmas):
+                    raise _err(errno.EINVAL, "MADV_FREE needs private anonymous, unlocked memory")
+                mm.lazyfree(addr, end)
+                self._flush(t, Flush(addr, end))
+            elif advice in (MADV_HUGEPAGE, MADV_NOHUGEPAGE):
+                # hugepage_madvise(): each clears the other; VM_SPECIAL VMAs are left alone
+                on, off = (VM_HUGEPAGE, VM_NOHUGEPAGE) if advice == MADV_HUGEPAGE else (VM_NOHUGEPAGE, VM_HUGEPAGE)
+                for v in vmas:
+                    if not v.flags & (VM_IO | VM_PFNMAP | VM_DONTEXPAND):
+                        mm.set_vma_flags(max(addr, v.start), min(end, v.end), on, off)
             self._changed("mm", pid=t.tgid)
+
+    def clear_refs(self, pid: int, value: int) -> None:
+        """A write of `value` to /proc/PID/clear_refs (spec §11): 1 all, 2 anon,
+        3 file: clear accessed/referenced; 4 soft-dirty; 5 reset VmHWM."""
+        with self.lock:
+            if not 1 <= value <= 5:
+                raise _err(errno.EINVAL, f"clear_refs value {value} is not 1..5")
+            tg = self.group(pid)
+            if tg.mm is None:
+                return  # zombie or kernel thread: accepted, nothing happens
+            tg.mm.clear_refs(value)
+            for t in tg.threads:  # the TLB flush of clear_refs
+                if not t.dead:
+                    self._flush(t, Flush(0, TASK_SIZE))
+                    break
+            self._changed("mm", pid=tg.tgid)
+
+    def set_thp(self, enabled: str | None = None, size_kb: int | None = None, mode: str | None = None) -> None:
+        """Write /sys/kernel/mm/transparent_hugepage/enabled (`enabled`) or
+        hugepages-<size_kb>kB/enabled (`mode`)."""
+        with self.lock:
+            if enabled is not None and enabled not in ("always", "madvise", "never"):
+                raise _err(errno.EINVAL, f"transparent_hugepage/enabled: bad mode {enabled!r}")
+            try:
+                if size_kb is not None:  # checked and applied before enabled, which cannot fail after
+                    self.mem.thp.set_size(size_kb, mode or "")
+                if enabled is not None:
+                    self.mem.thp.set_enabled(enabled)
+            except ValueError as e:
+                raise _err(errno.EINVAL, str(e)) from None
+            self._changed("thp")
+
+    def shrink_deferred_split(self) -> int:
+        """Run the deferred-split shrinker (memory pressure): partially mapped
+        large folios are split and their unmapped pages freed; returns frames freed."""
+        with self.lock:
+            n = self.mem.deferred_split_scan()
+            self._changed("mm")
+            return n
 
     def brk(self, tid: int, new_brk: int) -> int:
         """brk(2): returns the new break, or the old one if it cannot move."""

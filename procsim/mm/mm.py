@@ -264,6 +264,79 @@ class MM:
             return self.populate(start, end, special_pages)
         return 0
 
+    def set_vma_flags(self, start: int, end: int, set_bits: int, clear_bits: int) -> None:
+        """Change VMA flags over [start, end) (madvise HUGEPAGE/NOHUGEPAGE):
+        split where they change, merge where they now match."""
+        ranges = [(max(start, v.start), min(end, v.end)) for v in self.vmas.overlapping(start, end)
+                  if (v.flags & ~clear_bits) | set_bits != v.flags]
+        vmas = [v for lo, hi in ranges for v in self._isolate(lo, hi)]
+        for v in vmas:
+            v.flags = (v.flags & ~clear_bits) | set_bits
+        self.vmas.seq += 1
+        for v in vmas:
+            if v in self.vmas._v:
+                self._merge_around(v)
+
+    def lazyfree(self, start: int, end: int) -> None:
+        """madvise(MADV_FREE) on private anonymous VMAs: pages only this mm maps
+        become clean and not swap-backed (LazyFree) until written again. Huge
+        PMDs partly covered are split; large folios partly covered, or maybe
+        shared, are split if they can be and skipped otherwise, as
+        madvise_free_pte_range() does."""
+        mem = self.mem
+        for idx in self.pgtable.huge_in(start, end):
+            base = idx << PMD_SHIFT
+            if not (start <= base and base + PMD_SIZE <= end):
+                self.split_huge_pmd(idx)
+        for va, sl in self.pgtable.spans(start, end):
+            present = np.nonzero(sl)[0]
+            if not len(present):
+                continue
+            pfns = pte_pfn(sl[present])
+            ok = (pfns != ZERO_PFN) & ((mem.flags[pfns] & M.PG_ANON) != 0)
+            heads, order = mem.folio_head(pfns)
+            for h in np.unique(heads[ok & (order > 0)]).tolist():
+                if (va >> PMD_SHIFT) in self.pgtable.huge:
+                    continue  # wholly covered huge PMD: handled as one folio below
+                nr = 1 << int(mem.order[h])
+                sel = heads == h
+                if mem.maybe_mapped_shared(np.array([h]))[0] or int(sel.sum()) < nr:
+                    mem.split_folio(h)
+            heads, order = mem.folio_head(pfns)
+            excl = ok & (mem.folio_mapcount(pfns) == 1)
+            if (va >> PMD_SHIFT) in self.pgtable.huge:
+                excl = ok & (mem.large_mapcount[heads] == 1)
+            else:
+                excl |= ok & (order > 0) & ~mem.maybe_mapped_shared(pfns)
+            p = pfns[excl]
+            mem.flags[p] &= ~np.uint32(M.PG_DIRTY | M.PG_SWAPBACKED | M.PG_REFERENCED)
+            sl[present[excl]] &= ~(PTE_DIRTY | PTE_ACCESSED)
+
+    def clear_refs(self, value: int) -> None:
+        """Write to /proc/PID/clear_refs (spec §11.2); value already checked 1..5."""
+        if value == 5:
+            self.hiwater_rss = self.rss_pages
+            return
+        mem = self.mem
+        for v in self.vmas:
+            if value == 4:
+                v.flags &= ~VM_SOFTDIRTY
+                for _, sl in self.pgtable.spans(v.start, v.end):
+                    # write-protect so that the next write faults and sets it again
+                    had = (sl & PTE_SOFT_DIRTY) != 0
+                    sl[had] &= ~(PTE_SOFT_DIRTY | (PTE_RW if not v.flags & VM_MAYSHARE else np.uint64(0)))
+                continue
+            if v.flags & VM_PFNMAP or (value == 2 and v.file is not None) or (value == 3 and v.file is None):
+                continue
+            for _, sl in self.pgtable.spans(v.start, v.end):
+                nz = sl[sl != 0]
+                if not len(nz):
+                    continue
+                sl &= ~PTE_ACCESSED
+                pfns = pte_pfn(nz)
+                mem.flags[pfns[pfns != ZERO_PFN]] &= ~np.uint32(M.PG_REFERENCED)
+        self.vmas.seq += 1
+
     def populate(self, start: int, end: int, special_pages: np.ndarray | None = None) -> int:
         """__mm_populate() for mlock and MAP_LOCKED: fault the range in as
         get_user_pages does, with write faults in private writable VMAs (so the

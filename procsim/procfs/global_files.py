@@ -164,8 +164,10 @@ class MemSnapshot:
 
         total = free + buffers + file + shmem + anon + slab_reclaimable
                 + slab_unreclaimable + kernel_stack + pagetables + percpu
-                + (vmalloc_used - kernel_stack)
+                + (vmalloc_used - kernel_stack) + anon_unmapped
 
+    (anon_unmapped is 0 unless large folios are partially mapped: like the
+    kernel's NR_ANON_MAPPED, AnonPages then leaves some allocated pages out)
     i.e. meminfo's MemTotal = MemFree + Buffers + Cached + AnonPages + Slab +
     KernelStack + PageTables + Percpu + VmallocUsed - KernelStack (stacks are
     vmalloc'ed, so VmallocUsed already holds them).
@@ -175,7 +177,9 @@ class MemSnapshot:
     buffers: int
     file: int          # page cache of files, shmem excluded
     shmem: int
-    anon: int
+    anon: int          # AnonPages: NR_ANON_MAPPED as the mapcount model counts it
+    anon_unmapped: int  # anon frames of partially mapped large folios AnonPages leaves out
+    anon_thp: int      # AnonHugePages: pages of PMD-mapped anon folios
     mapped: int
     active_anon: int
     inactive_anon: int
@@ -223,6 +227,8 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
     mem, cfg = k.mem, k.config
     total = mem.nr_pages - mem.first_free          # totalram_pages: RAM less reserved frames
     anon, file, shmem = mem.nr_flag[M.PG_ANON], mem.nr_flag[M.PG_FILE], mem.nr_flag[M.PG_SHMEM]
+    # AnonPages counts mapped anon pages; the LRU lists hold whole folios
+    anon_mapped = mem.nr_anon_mapped
     mms = _mms(k)
     nvmas = sum(len(mm.vmas) for mm in mms)
     stacks = sum(1 for t in k.tasks.values() if not t.dead) + cfg.nr_cpus  # + idle tasks
@@ -266,7 +272,8 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
     available += pagecache - min(pagecache // 2, z.wmark_low)
     available += sreclaim - min(sreclaim // 2, z.wmark_low)
     return MemSnapshot(
-        total=total, free=free, buffers=buffers, file=file, shmem=shmem, anon=anon,
+        total=total, free=free, buffers=buffers, file=file, shmem=shmem, anon=anon_mapped,
+        anon_unmapped=anon - anon_mapped, anon_thp=mem.nr_anon_thps,
         mapped=mem.nr_mapped_file, active_anon=active_anon, inactive_anon=ev_anon - active_anon,
         active_file=active_file, inactive_file=ev_file - active_file, unevictable=mlocked,
         mlocked=mlocked, slab_reclaimable=sreclaim, slab_unreclaimable=sunreclaim,
@@ -335,7 +342,7 @@ def meminfo(ctx: Ctx) -> bytes:
         ("CommitLimit", m.commit_limit * p), ("Committed_AS", m.committed * p),
         ("VmallocTotal", VMALLOC_TOTAL_KB), ("VmallocUsed", m.vmalloc_used * p), ("VmallocChunk", 0),
         ("Percpu", m.percpu * p),
-        ("AnonHugePages", 0), ("ShmemHugePages", 0), ("ShmemPmdMapped", 0), ("FileHugePages", 0),
+        ("AnonHugePages", m.anon_thp * p), ("ShmemHugePages", 0), ("ShmemPmdMapped", 0), ("FileHugePages", 0),
         ("FilePmdMapped", 0), ("Balloon", 0),
     )
     tail = (("Hugepagesize", HPAGE_KB), ("Hugetlb", 0),
@@ -831,7 +838,7 @@ def vmstat_values(k: Kernel) -> dict[str, int]:
     # The model counts no allocations: estimate them as the frames in use plus
     # one per fault (exec's populated frames come without faults); whatever is
     # not in use any more was freed.
-    in_use = m.anon + m.file + m.shmem
+    in_use = m.anon + m.anon_unmapped + m.file + m.shmem
     pgalloc = st.monotonic("pgalloc", pgfault + in_use)
     pgfree = st.monotonic("pgfree", pgalloc - in_use)
     # global_dirtyable_memory(): free + file LRU, less the reserves

@@ -138,7 +138,18 @@ def check_mm(k: Kernel, mm, tally: list, may_be_unmerged: bool = False) -> None:
         # file: page cache pages, plus kernel pages of special mappings that are
         # not PFN maps (the vDSO); vvar-style PFN maps are not counted.
         rss[MM_FILEPAGES] += int((real & ~anon & ~shmem).sum()) + int((reserved & ~pfnmap[present]).sum())
-        tally.append((pfns[real], rw[real] & anon[real]))
+        if idx in mm.pgtable.huge:
+            # a huge PMD: 512 consecutive frames of one order-9 anon folio, in
+            # one private anonymous VMA, with one set of bits
+            head = int(pfns[0])
+            assert present.all() and (pfns == head + np.arange(PTRS_PER_TABLE)).all(), "bad huge PMD"
+            assert head % PTRS_PER_TABLE == 0 and mem.order[head] == 9 and anon.all()
+            vs = mm.vmas.overlapping(base, base + PMD_SIZE)
+            assert len(vs) == 1 and vs[0].start <= base and base + PMD_SIZE <= vs[0].end and vs[0].is_anon
+            assert len(np.unique(ptes & np.uint64(0xFFF))) == 1, "huge PMD entries disagree"
+            tally.append((np.zeros(0, np.int64), np.zeros(0, bool), mm.mm_id, [head]))
+            continue
+        tally.append((pfns[real], rw[real] & anon[real], mm.mm_id, []))
     assert mm.rss[MM_FILEPAGES] == rss[MM_FILEPAGES] and mm.rss[MM_ANONPAGES] == rss[MM_ANONPAGES] \
         and mm.rss[MM_SHMEMPAGES] == rss[MM_SHMEMPAGES], (mm.rss, rss)
 
@@ -155,21 +166,23 @@ def check_memory(k: Kernel, mms: list, tally: list) -> None:
     bad = np.nonzero(counted != mem.mapcount)[0]
     assert not len(bad), (f"mapcount of PFN {bad[0]} is {mem.mapcount[bad[0]]}, "
                           f"{counted[bad[0]]} PTEs map it")
+    check_folios(k, tally)
     # a writable PTE of an anon page means the page is exclusive (COW done)
-    assert (mem.mapcount[writers] == 1).all(), "writable PTE of a shared anon page"
+    assert (mem.precise_page_mapcount(writers) == 1).all(), "writable PTE of a shared anon page"
     assert not mem.mapcount[: mem.first_free].any(), "kernel pages carry mapcounts"
     fl = mem.flags[mem.first_free:]
     used = int(np.count_nonzero(fl))
     assert mem.nr_free + used == n - mem.first_free, (mem.nr_free, used)
-    freed = np.concatenate(mem._freed) if mem._freed else np.zeros(0, np.int64)
-    assert len(freed) + (n - mem._next) == mem.nr_free
-    assert len(np.unique(freed)) == len(freed), "a frame was freed twice"
+    freed = mem.free_pfns()
+    assert len(freed) == mem.nr_free
+    assert np.bincount(freed, minlength=n).max(initial=0) <= 1, "a frame was freed twice"
     assert not mem.flags[freed].any() and not mem.flags[mem._next:].any()
-    assert not mem.mapcount[freed].any()
-    # every used frame is owned: anon frames by a mapping, cache frames by a file
+    assert not mem.mapcount[freed].any() and not mem.order[freed].any()
+    # every used frame is owned: anon frames by a mapping (of any page of
+    # their folio), cache frames by a file
     anon = (mem.flags & M.PG_ANON) != 0
     anon[: mem.first_free] = False
-    assert (mem.mapcount[anon] > 0).all(), "anonymous frame nobody maps (leaked)"
+    assert (mem.folio_mapcount(np.nonzero(anon)[0]) > 0).all(), "anonymous folio nobody maps (leaked)"
     files = {id(f): f for f in k.vfs.files.values()}
     for mm in mms:
         for v in mm.vmas:
@@ -190,6 +203,51 @@ def check_memory(k: Kernel, mms: list, tally: list) -> None:
     assert mem.nr_flag[M.PG_FILE] == int(np.count_nonzero(mem.flags[mem.first_free:] & M.PG_FILE))
     assert mem.nr_flag[M.PG_SHMEM] == int(np.count_nonzero(mem.flags[mem.first_free:] & M.PG_SHMEM))
     assert mem.nr_mapped_file == int(np.count_nonzero(cached & (mem.mapcount > 0)))
+
+
+def check_folios(k: Kernel, tally: list) -> None:
+    """Large folios: aligned, their large/entire mapcounts and MM-ID slots
+    agree with the page tables, "maybe shared" is never a false exclusive,
+    AnonPages counters match both models' definitions."""
+    mem = k.mem
+    used = np.nonzero(mem.flags != 0)[0]
+    used = used[used >= mem.first_free]
+    heads, order = mem.folio_head(used)
+    large_heads = np.unique(heads[order > 0])
+    per_mm: dict[int, dict[int, int]] = {}   # head -> {mm_id: mappings}
+    entire: dict[int, int] = {}
+    for pfns, _, mm_id, pmd_heads in tally:
+        if len(pfns):
+            h, o = mem.folio_head(pfns)
+            for head, c in zip(*np.unique(h[o > 0], return_counts=True)):
+                d = per_mm.setdefault(int(head), {})
+                d[mm_id] = d.get(mm_id, 0) + int(c)
+        for head in pmd_heads:
+            d = per_mm.setdefault(head, {})
+            d[mm_id] = d.get(mm_id, 0) + 1
+            entire[head] = entire.get(head, 0) + 1
+    precise_mapped = folio_mapped = 0
+    for head in large_heads.tolist():
+        nr = 1 << int(mem.order[head])
+        assert head % nr == 0 and (mem.order[head: head + nr] == mem.order[head]).all(), "folio not aligned"
+        d = per_mm.get(head, {})
+        total = sum(d.values())
+        assert mem.large_mapcount[head] == total, (head, mem.large_mapcount[head], d)
+        assert mem.entire_mapcount[head] == entire.get(head, 0)
+        shared = bool(mem.flags[head] & M.PG_MAYBE_SHARED)
+        if len(d) > 1:
+            assert shared, f"folio {head:#x} mapped by {len(d)} mms but not maybe-shared"
+        for slot_id, slot_cnt in ((mem.mm_id0[head], mem.mm_cnt0[head]), (mem.mm_id1[head], mem.mm_cnt1[head])):
+            if slot_id:
+                assert d.get(int(slot_id), 0) >= slot_cnt > 0, (head, int(slot_id), int(slot_cnt), d)
+        if total:
+            precise_mapped += int(np.count_nonzero(mem.mapcount[head: head + nr] + mem.entire_mapcount[head] > 0))
+            folio_mapped += nr
+    small = used[(order == 0) & ((mem.flags[used] & M.PG_ANON) != 0)]
+    nsmall = int(np.count_nonzero(mem.mapcount[small] > 0))
+    assert mem.nr_anon_mapped_page == precise_mapped + nsmall, (mem.nr_anon_mapped_page, precise_mapped, nsmall)
+    assert mem.nr_anon_mapped_folio == folio_mapped + nsmall
+    assert mem.nr_anon_thps == 512 * sum(1 for h in large_heads.tolist() if mem.entire_mapcount[h])
 
 
 def check_tasks(k: Kernel) -> None:
@@ -254,12 +312,14 @@ def snapshot(k: Kernel):
             entry.append(tuple(vm_counters(mm).values()))
             entry.append((mm.brk, mm.start_brk, mm.cpumask, mm.total_vm, mm.locked_vm))
             entry.append(tuple((i, t.tobytes()) for i, t in mm.pgtable.tables.items()))
+            entry.append(tuple(mm.pgtable.huge))
         groups.append(tuple(entry))
     cpus = tuple((c.curr.pid if c.curr else None, id(c.loaded_mm), c.is_lazy, c.irq_tlb_count)
                  for c in k.sched.cpus)
     files = tuple((path, f.size, f.writable, f.nr_mappings) for path, f in sorted(k.vfs.files.items()))
     mem = k.mem
-    return (tuple(groups), cpus, files, mem.nr_free, mem.mapcount.tobytes(), mem.flags.tobytes())
+    return (tuple(groups), cpus, files, mem.nr_free, mem.mapcount.tobytes(), mem.flags.tobytes(),
+            mem.order.tobytes(), mem.large_mapcount.tobytes(), (mem.thp.enabled, tuple(mem.thp.per_order.items())))
 
 
 # -- the machine -------------------------------------------------------------------
