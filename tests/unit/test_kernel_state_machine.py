@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from procsim import Kernel, KernelConfig
-from procsim.kernel import MREMAP_FIXED, MREMAP_MAYMOVE, MADV_DONTNEED, LIBC
+from procsim.kernel import (MREMAP_FIXED, MREMAP_MAYMOVE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE,
+                            MADV_NOHUGEPAGE, LIBC)
 from procsim.mm import memory as M
 from procsim.mm.mm import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, TASK_SIZE, ZERO_PFN
 from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_RW, PTRS_PER_TABLE, pte_pfn
@@ -250,6 +251,21 @@ def check_folios(k: Kernel, tally: list) -> None:
     assert mem.nr_anon_thps == 512 * sum(1 for h in large_heads.tolist() if mem.entire_mapcount[h])
 
 
+def check_smaps(k: Kernel) -> None:
+    """smaps arithmetic: Rss = Shared + Private per VMA; the VMAs' Rss add up
+    to VmRSS (statm resident); AnonHugePages only from huge PMDs."""
+    from procsim.mm import stats
+    for mm in live_mms(k):
+        total = 0
+        for v in mm.vmas:
+            s = stats.smaps_vma(mm, v)
+            assert s.resident == s.shared_clean + s.shared_dirty + s.private_clean + s.private_dirty
+            assert s.pss <= s.resident << 12 and s.anonymous_thp <= s.anonymous <= s.resident
+            if not v.flags & VM_PFNMAP:
+                total += s.resident
+        assert total == mm.rss_pages * PAGE, (total, mm.rss_pages)
+
+
 def check_tasks(k: Kernel) -> None:
     model = k.config.cpumask_model
     for tid, t in k.tasks.items():
@@ -336,12 +352,16 @@ idx = st.integers(0, 1 << 16)
 
 class KernelMachine(RuleBasedStateMachine):
 
-    @initialize(cpus=st.integers(1, 4), arch=st.sampled_from(["x86", "x86", "x86-eager", "arm64", "riscv"]))
-    def boot(self, cpus, arch):
+    @initialize(cpus=st.integers(1, 4), arch=st.sampled_from(["x86", "x86", "x86-eager", "arm64", "riscv"]),
+                model=st.sampled_from(["page", "no_page"]), thp=st.sampled_from(["madvise", "always", "never"]),
+                mthp=st.sampled_from([None, 16, 64]))
+    def boot(self, cpus, arch, model, thp, mthp):
+        sizes = {mthp: "always"} if mthp else {}
         if arch == "x86-eager":
-            self.k = boot(nr_cpus=cpus, cpumask_model="eager_clear")
+            self.k = boot(nr_cpus=cpus, cpumask_model="eager_clear", mapcount_model=model, thp_enabled=thp,
+                          thp_sizes=sizes)
         else:
-            self.k = boot(nr_cpus=cpus, arch=arch)
+            self.k = boot(nr_cpus=cpus, arch=arch, mapcount_model=model, thp_enabled=thp, thp_sizes=sizes)
         self.k.spawn(["/usr/bin/bash"], uid=1000, gid=1000)
         self.errors = 0
         self.unmerged_ok = []
@@ -515,6 +535,37 @@ class KernelMachine(RuleBasedStateMachine):
         if tid is not None:
             self.call(self.k.touch, tid, *self.area(self.k.tasks[tid].mm, j, off, npages, clip), write)
 
+    @rule(i=idx, j=idx, off=st.integers(-3, 600), npages=st.integers(1, 1100),
+          advice=st.sampled_from([MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_FREE, MADV_DONTNEED]))
+    def madvise_more(self, i, j, off, npages, advice):
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            self.call(self.k.madvise, tid, *self.area(self.k.tasks[tid].mm, j, off, npages), advice)
+
+    @rule(i=idx, npages=st.integers(512, 2048), touch=st.integers(1, 1024))
+    def thp_region(self, i, npages, touch):
+        """A big anonymous mapping, advised huge and touched: THPs and mTHPs."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            a = self.call(self.k.mmap, tid, npages * PAGE)
+            if a is not None:
+                self.call(self.k.madvise, tid, a, npages * PAGE, MADV_HUGEPAGE)
+                self.call(self.k.touch, tid, a, min(touch, npages) * PAGE)
+
+    @rule(i=idx, value=st.integers(0, 6))
+    def clear_refs(self, i, value):
+        g = self.pick(self.user_groups(), i)
+        if g is not None:
+            self.call(self.k.clear_refs, g.tgid, value)
+
+    @rule()
+    def shrink(self):
+        self.k.shrink_deferred_split()
+
+    @rule(size=st.sampled_from([16, 32, 64, 2048]), mode=st.sampled_from(["always", "inherit", "madvise", "never"]))
+    def thp_size(self, size, mode):
+        self.k.set_thp(size_kb=size, mode=mode)
+
     # -- scheduling ---------------------------------------------------------------------
 
     @rule(i=idx, cpu=st.integers(0, 3))
@@ -540,6 +591,7 @@ class KernelMachine(RuleBasedStateMachine):
     def consistent(self):
         if hasattr(self, "k"):
             check_world(self.k, self.unmerged_ok)
+            check_smaps(self.k)
 
 
 TestKernelStateMachine = KernelMachine.TestCase
