@@ -152,7 +152,7 @@ def stat(ctx: Ctx) -> bytes:
         code = (0, 0)
         addrs = (0,) * 7
     wchan = 1 if state not in ("R",) and permitted and (ctx.thread_view or nthreads == 1) else 0
-    exit_code = (tg.exit_code << 8) if tg.zombie and permitted else 0
+    exit_code = tg.exit_code if tg.zombie and permitted else 0  # already in wait(2) form
     fields = (
         state, _ppid(t), tg.pgid, tg.sid, tg.tty_nr, tg.tpgid, t.flags,
         minflt, 0, t.maj_flt, 0,

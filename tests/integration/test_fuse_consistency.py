@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 import pytest
 
@@ -160,3 +161,44 @@ def test_live_changes_show_at_once(procsim_machine):
         open(f"{m.proc}/{pid}/stat").close()
     assert str(pid) not in os.listdir(m.proc)
     assert pid not in model(m)
+
+
+def real_zombie_exit_codes() -> dict[str, str]:
+    """stat field 52 of real zombies: exit(3), SIGKILL, SIGTERM."""
+    out = {}
+    for how in ("exit3", "kill9", "kill15"):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.read(r, 1)
+            os._exit(3)
+        if how == "exit3":
+            os.write(w, b"x")
+        else:
+            os.kill(pid, int(how[4:]))
+        for _ in range(1000):
+            fields = read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
+            if fields[0] == "Z":
+                break
+            time.sleep(0.01)
+        out[how] = fields[-1]
+        os.waitpid(pid, 0)
+        os.close(r)
+        os.close(w)
+    return out
+
+
+def test_zombie_exit_code_as_on_the_real_kernel(machine):
+    """stat field 52 of a zombie is its wait(2) status: code << 8 after exit,
+    the bare signal number when killed (the model used to shift both)."""
+    real = real_zombie_exit_codes()
+    assert real == {"exit3": str(3 << 8), "kill9": "9", "kill15": "15"}
+    bash = next(pid for pid, p in model(machine).items() if p["cmdline"] == ["-bash"])
+    for how, want in real.items():
+        pid = machine.ctl.spawn(argv=["/usr/bin/sleep", "60"], parent=bash)
+        if how == "exit3":
+            machine.ctl.exit_group(pid=pid, code=3)
+        else:
+            machine.ctl.kill(pid=pid, sig=int(how[4:]))
+        assert stat_fields(machine, pid)[51] == want, how
+        assert machine.ctl.wait(pid=bash, child=pid) == pid

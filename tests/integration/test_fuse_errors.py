@@ -278,6 +278,9 @@ def test_bad_control_commands_change_nothing(procsim_machine):
         ("run", {"tid": dead, "cpu": 0}, errno.ESRCH),
         ("affinity", {"tid": victim, "cpus": "9-12"}, errno.EINVAL),
         ("kill", {"pid": dead}, errno.ESRCH),
+        ("kill", {"pid": dead, "sig": 0}, errno.ESRCH),                   # kill(2) with 0 only checks
+        ("kill", {"pid": victim, "sig": 99}, errno.EINVAL),                # kill(2): no such signal
+        ("kill", {"pid": zombie}, errno.ESRCH),
         ("wait", {"pid": bash, "child": 1}, errno.ECHILD),
         ("spawn", {"argv": ["/bin/x"], "pid": 1}, errno.EEXIST),           # clone3 set_tid in use
         ("spawn", {"argv": []}, errno.ENOENT),
@@ -304,6 +307,8 @@ def test_bad_control_commands_change_nothing(procsim_machine):
         assert json.loads(f.readline())["errno"] == errno.EINVAL
         assert json.loads(f.readline()) == {"ok": True, "result": {"pid": m.pid, "mnt": m.mnt}, "id": 7}
 
+    assert fingerprint(m, [1, bash, victim]) == before
+    ctl.kill(pid=victim, sig=0)  # succeeds and changes nothing either
     assert fingerprint(m, [1, bash, victim]) == before
     # and the daemon still serves, files and commands
     assert read(f"{m.proc}/{victim}/status").startswith("Name:\tvictim\n")
