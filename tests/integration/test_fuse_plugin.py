@@ -102,3 +102,26 @@ def test_the_example_passes():
                        cwd=REPO, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 passed" in r.stdout
+
+
+def test_umount_after_the_daemon_was_killed(tmp_path):
+    """A daemon killed with SIGKILL leaves no mount (auto_unmount) but a stale
+    socket; umount cleans it up at once (it used to wait out its 10 s timeout)."""
+    import signal
+    import time
+
+    from mountd.pytest_plugin import mount_machine
+    m = mount_machine(tmp_path / "mnt")
+    try:
+        os.kill(m.pid, signal.SIGKILL)  # our own daemon, by pid
+        deadline = time.monotonic() + 10
+        while os.path.ismount(m.mnt) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not os.path.ismount(m.mnt)
+        assert os.path.exists(m.socket)  # nobody removed it
+        t0 = time.monotonic()
+        m.umount()
+        assert time.monotonic() - t0 < 3
+        assert not os.path.exists(m.socket)
+    finally:
+        m.umount()
