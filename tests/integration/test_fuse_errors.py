@@ -341,3 +341,21 @@ def test_daemon_survives_a_client_that_vanishes(procsim_machine):
     p.wait()
     assert m.ctl.ping()["pid"] == m.pid
     assert sorted(int(n) for n in os.listdir(m.proc) if n.isdigit()) == sorted(model(m))
+
+
+@pytest.mark.xfail(strict=True, reason="procsim/procfs/tree.py Handle.read checks only that the pid number is in "
+                                       "the task table: once the pid is reused, an fd of the reaped process "
+                                       "renders the dead task instead of failing with ESRCH")
+def test_fd_of_a_reaped_pid_stays_dead_when_the_pid_is_reused(procsim_machine):
+    m = procsim_machine
+    pid = m.ctl.spawn(argv=["/usr/bin/old-one"])
+    fd = os.open(f"{m.proc}/{pid}/status", os.O_RDONLY)
+    try:
+        assert os.pread(fd, 4096, 0).startswith(b"Name:\told-one\n")
+        m.ctl.kill(pid=pid)  # init's child: reaped at once
+        assert m.ctl.spawn(argv=["/usr/bin/new-one"], pid=pid) == pid
+        assert read(f"{m.proc}/{pid}/status").startswith("Name:\tnew-one\n")
+        # the real kernel binds the fd to the old struct pid: ESRCH (spec §1.6)
+        assert err_of(lambda: os.pread(fd, 4096, 0)) == errno.ESRCH
+    finally:
+        os.close(fd)

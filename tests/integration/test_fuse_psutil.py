@@ -96,11 +96,19 @@ maps = [{ name = "buf", size = "8M", touch = "4M" }]
 def test_cpu_times_after_running(procsim_mount):
     """A process alone on a CPU for 10 s of virtual time has used 10 s of CPU."""
     m = procsim_mount(scenario=QUIET)
+    boot = m.ctl.now()
     m.ctl.run(tid=200, cpu=1)
     m.ctl.advance(seconds=10)
+    late = m.ctl.spawn(argv=["/usr/bin/late"])
     old = psutil.PROCFS_PATH
     psutil.PROCFS_PATH = m.proc
     try:
+        # create_time = btime + start: the scenario's process when the world
+        # started, the spawned one at the clock's time of the spawn
+        btime = psutil.boot_time()
+        assert btime == 1767225600  # KernelConfig default btime
+        assert psutil.Process(200).create_time() == btime + boot
+        assert psutil.Process(late).create_time() == btime + boot + 10
         ct = psutil.Process(200).cpu_times()
         per_cpu = psutil.cpu_times(percpu=True)
         assert psutil.Process(200).status() == psutil.STATUS_RUNNING
