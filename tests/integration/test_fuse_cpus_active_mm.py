@@ -128,3 +128,18 @@ def test_many_cpus_64(procsim_mount):
     pinned_mask = m.ctl.task(pid=pinned)["mm_cpumask"]
     assert pinned_mask and pinned_mask & ~bits(*range(8, 16)) == 0  # never outside its node
     assert re.fullmatch(r"[0-9a-f]{8},[0-9a-f]{8}", status(m, svc)["Cpus_active_mm"])
+
+
+def test_affinity_is_per_thread(machine):
+    """Cpus_allowed is thread-private, Cpus_active_mm group-wide (spec §7.4)."""
+    ps = model(machine)
+    java = next(pid for pid, p in ps.items() if p["comm"] == "java")
+    tid = ps[java]["threads"][2]
+    machine.ctl.affinity(tid=tid, cpus="2-3")
+    ts, ls = status(machine, f"{java}/task/{tid}"), status(machine, java)
+    assert (ts["Cpus_allowed"], ts["Cpus_allowed_list"]) == ("0c", "2-3")
+    assert (ls["Cpus_allowed"], ls["Cpus_allowed_list"]) == ("ff", "0-7")
+    assert ts["Cpus_active_mm"] == ls["Cpus_active_mm"] == mask_hex(machine.ctl.task(pid=java)["mm_cpumask"], 8)
+    cpu = machine.ctl.task(pid=tid)["cpu"]
+    assert cpu in (2, 3)  # a thread outside its new affinity is moved into it
+    assert read(f"{machine.proc}/{java}/task/{tid}/stat").rsplit(") ", 1)[1].split()[36] == str(cpu)

@@ -198,3 +198,15 @@ def test_procsim_run_exit_status(tmp_path, script, status):
     r = procsim_run(tmp_path, "--clock", "manual", "--", "sh", "-c", script)
     assert r.returncode == status, r.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_ps_thread_columns(machine):
+    """Thread views (task/TID/stat) through ps -L: each thread's own comm, CPU and state."""
+    ps = model(machine)
+    java = next(pid for pid, p in ps.items() if p["comm"] == "java")
+    out = run(machine, "ps", "-L", "-o", "pid=,lwp=,psr=,stat=,comm=", "-p", str(java)).splitlines()
+    rows = [l.split(None, 4) for l in out]
+    assert [int(r[1]) for r in rows] == ps[java]["threads"]
+    for pid, lwp, psr, st, comm in rows:
+        t = machine.ctl.task(pid=int(lwp))
+        assert (int(pid), int(psr), st[0], comm) == (java, t["cpu"], t["state"], t["comm"])
