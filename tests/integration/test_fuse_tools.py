@@ -210,3 +210,36 @@ def test_ps_thread_columns(machine):
     for pid, lwp, psr, st, comm in rows:
         t = machine.ctl.task(pid=int(lwp))
         assert (int(pid), int(psr), st[0], comm) == (java, t["cpu"], t["state"], t["comm"])
+
+
+QUIET = """
+[machine]
+nr_cpus = 2
+mem = "512M"
+kernel_reserved = "32M"
+[[process]]
+name = "busy"
+pid = 200
+argv = ["/usr/bin/busy"]
+[[process]]
+name = "idle"
+pid = 210
+argv = ["/usr/bin/idle"]
+"""
+
+
+def test_ps_and_top_cpu_after_running(procsim_mount):
+    """busy runs alone on CPU 1 for 10 s of virtual time, idle never runs:
+    ps's %CPU (cpu time / time since start) is 100.0 and 0.0, TIME 0:10."""
+    m = procsim_mount(scenario=QUIET)
+    m.ctl.run(tid=200, cpu=1)
+    m.ctl.advance(seconds=10)
+    rows = {int(l.split()[0]): l.split() for l in run(m, "ps", "-o", "pid=,pcpu=,time=,stat=", "-p", "200,210")
+            .splitlines()}
+    assert rows[200][1:] == ["100", "00:00:10", "R"]  # procps prints 100 % without decimals
+    assert rows[210][1:3] == ["0.0", "00:00:00"]
+    top = run(m, "top", "-b", "-n", "1", "-w", "512").splitlines()
+    assert re.match(r"top - \d\d:\d\d:\d\d up\s+1:00,", top[0]), top[0]  # 3610 s of uptime
+    assert re.match(r"Tasks: +\d+ total, +1 running", top[1]), top[1]
+    busy = next(l.split() for l in top[7:] if l.split() and l.split()[0] == "200")
+    assert busy[7] == "R" and busy[10] == "0:10.00"  # S and TIME+
