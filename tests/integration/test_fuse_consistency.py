@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -202,3 +204,54 @@ def test_zombie_exit_code_as_on_the_real_kernel(machine):
             machine.ctl.kill(pid=pid, sig=int(how[4:]))
         assert stat_fields(machine, pid)[51] == want, how
         assert machine.ctl.wait(pid=bash, child=pid) == pid
+
+
+LEADER_EXITS = ("import ctypes, threading, time\n"
+                "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+                "time.sleep(0.1)\n"
+                "ctypes.CDLL(None).pthread_exit(None)\n")
+
+
+def real_dead_leader() -> dict:
+    """A real process whose main thread exited while another thread runs."""
+    p = subprocess.Popen([sys.executable, "-c", LEADER_EXITS])
+    try:
+        for _ in range(500):
+            if read(f"/proc/{p.pid}/stat").rsplit(")", 1)[1].split()[0] == "Z":
+                break
+            time.sleep(0.01)
+        return dead_leader_view("/proc", p.pid)
+    finally:
+        p.kill()
+        p.wait()
+
+
+def dead_leader_view(proc: str, pid: int) -> dict:
+    keys = [l.split(":")[0] for l in read(f"{proc}/{pid}/status").splitlines()]
+    stat = read(f"{proc}/{pid}/stat").rsplit(")", 1)[1].split()
+    tids = sorted(int(t) for t in os.listdir(f"{proc}/{pid}/task"))
+    other = read(f"{proc}/{pid}/task/{tids[1]}/status")
+    return {"state": stat[0], "vsize_rss": stat[20:22], "statm": read(f"{proc}/{pid}/statm"),
+            "maps": read(f"{proc}/{pid}/maps"), "mem_lines": [k for k in keys if k.startswith(("Vm", "Rss"))],
+            "umask": "Umask" in keys, "threads": len(tids), "thread_has_vm": "VmRSS:" in other}
+
+
+def test_leader_exits_before_its_threads(machine):
+    """The real kernel shows no memory for an exited leader (its task->mm is
+    gone) while the group lives on in its other threads; the model showed the
+    group's memory there."""
+    real = real_dead_leader()
+    assert real == {"state": "Z", "vsize_rss": ["0", "0"], "statm": "0 0 0 0 0 0 0\n", "maps": "",
+                    "mem_lines": [], "umask": False, "threads": 2, "thread_has_vm": True}
+    bash = next(pid for pid, p in model(machine).items() if p["cmdline"] == ["-bash"])
+    pid = machine.ctl.spawn(argv=["/usr/bin/python3", "worker.py"], parent=bash)
+    tid = machine.ctl.clone(pid=pid)
+    machine.ctl.exit(pid=pid)
+    assert dead_leader_view(machine.proc, pid) == real
+    rss = model(machine)[pid]["rss_pages"]
+    assert rss > 0 and statm(machine, f"{pid}/task/{tid}")[1] == rss  # the live thread still has it all
+    assert status(machine, tid)["VmRSS"] == f"{rss * 4:>8} kB"
+    ps = machine.run(["ps", "-o", "stat=,rss=,vsz=", "-p", str(pid)], capture_output=True, text=True, timeout=60)
+    assert ps.stdout.split() == ["Zl", "0", "0"]  # what ps shows for such a process on Linux
+    machine.ctl.exit(pid=tid)
+    assert machine.ctl.wait(pid=bash, child=pid) == pid
