@@ -16,7 +16,9 @@ import os
 
 import pytest
 
-pytestmark = pytest.mark.fuse
+pytestmark = [pytest.mark.fuse,
+              pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"),
+                                 reason="procsim mounts need root and /dev/fuse")]
 
 
 def top_memory_consumers(proc_root: str = "/proc", n: int = 5) -> list[tuple[int, int, str]]:
