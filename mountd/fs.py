@@ -107,7 +107,8 @@ class ProcsimOps(Operations):
         self.invalidator = invalidator
         self.handles: dict[int, Any] = {}
         self._fhs = itertools.count(1)
-        self._stat_cache: dict[Any, bytes] = {}
+        self._stat_cache: dict[int, tuple[Any, Any]] = {}
+        self._dir_cache: dict[int, tuple[tuple[str, ...], tuple[bytes, ...]]] = {}
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -128,24 +129,44 @@ class ProcsimOps(Operations):
             raise _internal("getattr", path) from None
         return _stat_dict(a)
 
-    def stat_bytes(self, path: str) -> bytes:
-        """getattr as the raw struct stat libfuse wants (see _FUSE.fgetattr).
-        Attributes repeat (one per mode/owner/nlink), so the conversion is
-        done once per distinct Attr."""
+    def stat_struct(self, path: str) -> Any:
+        """getattr as the struct stat libfuse wants (see _FUSE.fgetattr), to
+        be copied, never changed. Made once per Attr: ProcFS hands out the
+        same Attr for a path while nothing changes."""
         try:
             a = self.fs.getattr(path, _caller())
         except OSError:
             raise
         except Exception:
             raise _internal("getattr", path) from None
-        b = self._stat_cache.get(a)
-        if b is None:
-            st = mfusepy.c_stat()
-            mfusepy.set_st_attrs(st, _stat_dict(a), use_ns=True)
-            b = bytes(st)
-            if len(self._stat_cache) > 4096:  # observer files bring their own times
-                self._stat_cache.clear()
-            self._stat_cache[a] = b
+        # Keyed by identity (ProcFS hands out the same Attr while nothing
+        # changes; hashing the dataclass would cost more than the lookup).
+        c = self._stat_cache.get(id(a))
+        if c is not None and c[0] is a:
+            return c[1]
+        st = mfusepy.c_stat()
+        mfusepy.set_st_attrs(st, _stat_dict(a), use_ns=True)
+        if len(self._stat_cache) > 4096:  # a new Attr per generation: keep it bounded
+            self._stat_cache.clear()
+        self._stat_cache[id(a)] = (a, st)  # holding `a` keeps its id unique
+        return st
+
+    def readdir_names(self, path: str) -> tuple[bytes, ...]:
+        """readdir as the encoded names libfuse's filler takes, "." and ".."
+        first; the encoding is done once per listing (see _FUSE.readdir_fuse_3)."""
+        try:
+            names = self.fs.listing(path, _caller())
+        except OSError:
+            raise
+        except Exception:
+            raise _internal("readdir", path) from None
+        c = self._dir_cache.get(id(names))
+        if c is not None and c[0] is names:
+            return c[1]
+        b = (b".", b"..") + tuple(n.encode("utf-8", "surrogateescape") for n in names)
+        if len(self._dir_cache) > 4096:
+            self._dir_cache.clear()
+        self._dir_cache[id(names)] = (names, b)
         return b
 
     def readdir(self, path: str, fh: int) -> list[str]:
@@ -262,8 +283,20 @@ class _FUSE(FUSE):
     about half of a GETATTR's Python time). Same answers and errors."""
 
     def fgetattr(self, path: bytes | None, buf: Any, fip: Any) -> int:
-        st = self.operations.stat_bytes(None if path is None else path.decode(self.encoding, self.errors))
-        ctypes.memmove(buf, st, len(st))
+        # a struct assignment through the pointer: one memcpy of the whole
+        # struct (which also covers mfusepy's memset)
+        buf[0] = self.operations.stat_struct(None if path is None else path.decode(self.encoding, self.errors))
+        return 0
+
+    def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any,
+                       flags: int) -> int:
+        # mfusepy's, minus the per-entry type checks and encoding: the same
+        # filler calls (a zeroed stat, so d_type stays DT_UNKNOWN; offset 0).
+        names = self.operations.readdir_names(None if path is None else path.decode(self.encoding, self.errors))
+        st = self._dirent_stat
+        for name in names:
+            if filler(buf, name, st, 0, 0) != 0:
+                break
         return 0
 
     def __init__(self, operations: "ProcsimOps", mountpoint: str, **kwargs: Any) -> None:
@@ -271,6 +304,7 @@ class _FUSE(FUSE):
         # fuse_main_real within this call; we get it on the way and put the
         # raw callbacks in (see RawPath). If mfusepy ever changes that, the
         # hook is simply not called and its own callbacks serve.
+        self._dirent_stat = ctypes.pointer(mfusepy.c_stat())
         raw = RawPath(operations)
         real_main = getattr(mfusepy, "fuse_main_real", None)
 
@@ -313,6 +347,7 @@ class RawPath:
         self.fs = ops.fs
         self.handles = ops.handles
         self._fi: dict[int, Any] = {}
+        self._bufs: dict[tuple[int, int], memoryview] = {}
         self._thunks: list[Any] = []
 
     def install(self, fuse_ops: Any) -> None:
@@ -357,13 +392,26 @@ class RawPath:
             data = h.read(size, offset)
             n = len(data)
             if n:
-                ctypes.memmove(buf, data, n)
+                # a slice assignment into a view of libfuse's buffer: 5x
+                # cheaper than a ctypes.memmove call
+                out = self._bufs.get((buf, size)) or self._buf_view(buf, size)
+                out[:n] = data
             return n
         except OSError as e:
             return -(e.errno or errno.EIO)
         except BaseException:
             log.exception("read: internal error")
             return -errno.EIO
+
+    def _buf_view(self, addr: int, size: int) -> memoryview:
+        """A writable view of libfuse's read buffer [addr, addr+size). libfuse
+        mallocs one per READ, and malloc hands the same block back for the
+        next READ of that size, so the views are kept per (address, size):
+        a view is only ever written through for the very buffer it covers."""
+        if len(self._bufs) > 64:
+            self._bufs.clear()
+        mv = self._bufs[addr, size] = memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
+        return mv
 
     def release(self, path: int, fip: int) -> int:
         try:

@@ -157,7 +157,7 @@ class ProcFS:
         self._gen = -1
         self._nodes: dict[str, Node] = {}
         self._attrs: dict[str, Attr] = {}
-        self._dirs: dict[str, list[str]] = {}
+        self._dirs: dict[str, tuple[str, ...]] = {}
         self._bytes: dict[tuple, bytes] = {}
         self._opens: dict[tuple[str, int], tuple[Entry, Ctx, tuple]] = {}
         # Wall clock: follow real time in steps of one jiffy, as the kernel's
@@ -314,16 +314,21 @@ class ProcFS:
 
     def readdir(self, path: str, caller: Caller) -> list[str]:
         """The names in `path` (a fresh list: the caller may change it)."""
+        return list(self.listing(path, caller))
+
+    def listing(self, path: str, caller: Caller) -> tuple[str, ...]:
+        """The names in `path`, as an immutable tuple: the same object while
+        the world does not change, so callers may key their own caches on it."""
         with self.kernel.lock:
             self._sync(False)
             names = self._dirs.get(path)
             if names is not None:
-                return list(names)
+                return names
             n, uses_caller = self._walk(path, caller)
-            names = self._list(n, path)
+            names = tuple(self._list(n, path))
             if not uses_caller:
                 self._dirs[path] = names
-            return list(names)
+            return names
 
     def _list(self, n: Node, path: str) -> list[str]:
         if n.kind != "dir":
@@ -357,8 +362,8 @@ class ProcFS:
 
     def open(self, path: str, flags: int, caller: Caller) -> "Handle | observer.ObserverHandle":
         k = self.kernel
-        if self._current():
-            # Opened before in this generation by this uid: every check
+        if self._gen == k.generation and (not self._wall or time.monotonic() < self._next_follow):
+            # (self._current(), inlined: this is every open.) Opened before in this generation by this uid: every check
             # (existence, mm, ptrace) depends on nothing else, so it passes again.
             plan = self._opens.get((path, caller.uid))
             if plan is not None:

@@ -256,7 +256,7 @@ def test_raw_open_read_release(fs: ProcFS, monkeypatch: pytest.MonkeyPatch) -> N
     assert raw.open(f"/proc/{p}".encode(), ctypes.addressof(fi)) == -errno.EISDIR
 
 
-def test_stat_bytes_match_getattr(fs: ProcFS, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stat_struct_matches_getattr(fs: ProcFS, monkeypatch: pytest.MonkeyPatch) -> None:
     fsmod = pytest.importorskip("mountd.fs")
     import mfusepy
     monkeypatch.setattr(fsmod, "fuse_get_context", lambda: (0, 0, os.getpid()))
@@ -265,7 +265,21 @@ def test_stat_bytes_match_getattr(fs: ProcFS, monkeypatch: pytest.MonkeyPatch) -
     for path in ("/", "/proc", "/proc/1", "/proc/1/status", "/proc/self", "/proc/meminfo"):
         want = mfusepy.c_stat()
         mfusepy.set_st_attrs(want, ops.getattr(path), use_ns=True)
-        assert ops.stat_bytes(path) == bytes(want), path
+        assert bytes(ops.stat_struct(path)) == bytes(want), path
     with pytest.raises(OSError) as e:
-        ops.stat_bytes("/proc/999999")
+        ops.stat_struct("/proc/999999")
     assert e.value.errno == errno.ENOENT
+
+
+def test_readdir_names_follow_the_world(fs: ProcFS, monkeypatch: pytest.MonkeyPatch) -> None:
+    fsmod = pytest.importorskip("mountd.fs")
+    monkeypatch.setattr(fsmod, "fuse_get_context", lambda: (0, 0, os.getpid()))
+    monkeypatch.setattr(fsmod, "_ctx_struct", None)
+    ops = fsmod.ProcsimOps(fs)
+    before = ops.readdir_names("/proc")
+    assert before[:2] == (b".", b"..")
+    assert [n.decode() for n in before] == ops.readdir("/proc", 0)
+    p = fs.kernel.spawn(["/usr/bin/bash"])
+    after = ops.readdir_names("/proc")
+    assert str(p).encode() in after and str(p).encode() not in before
+    assert ops.readdir_names("/proc") is after  # unchanged world: the same tuple
