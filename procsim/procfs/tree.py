@@ -363,8 +363,9 @@ class ProcFS:
     def open(self, path: str, flags: int, caller: Caller) -> "Handle | observer.ObserverHandle":
         k = self.kernel
         if self._gen == k.generation and (not self._wall or time.monotonic() < self._next_follow):
-            # (self._current(), inlined: this is every open.) Opened before in this generation by this uid: every check
-            # (existence, mm, ptrace) depends on nothing else, so it passes again.
+            # (_current(), inlined: this is every open.) Opened before by
+            # this uid in this generation: every check (existence, mm,
+            # ptrace) depends on nothing else, so it passes again.
             plan = self._opens.get((path, caller.uid))
             if plan is not None:
                 e, ctx, key = plan
