@@ -191,6 +191,25 @@ class ProcsimOps(Operations):
         self.getattr(path)
         return 0
 
+    # Namespace changes: procfs has no such inode operations. The kernel's
+    # own lookup has already answered EEXIST/ENOENT where the name exists or
+    # not, so what reaches us is the VFS's answer for the remaining case:
+    # a new name's lookup fails (ENOENT); an existing entry cannot go (EPERM).
+    def mkdir(self, path: str, mode: int) -> int:
+        raise FuseOSError(errno.ENOENT)
+
+    def create(self, path: str, mode: int, fi: Any = None) -> int:
+        raise FuseOSError(errno.ENOENT)
+
+    def unlink(self, path: str) -> int:
+        raise FuseOSError(errno.EPERM)
+
+    def rmdir(self, path: str) -> int:
+        raise FuseOSError(errno.EPERM)
+
+    def chmod(self, path: str, mode: int) -> int:
+        raise FuseOSError(errno.EPERM)  # proc_setattr() refuses ATTR_MODE
+
     # -- files ------------------------------------------------------------------
 
     def open(self, path: str, fi: Any) -> int:

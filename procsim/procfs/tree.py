@@ -36,6 +36,9 @@ class Entry:
     write_errno: int = errno.EINVAL  # what a root write to a read-only file gets
     needs_mm: bool = False         # ESRCH at open for zombies and kernel threads
     ptrace_open: bool = False      # EACCES at open unless the reader may ptrace
+    # kernfs (sysfs) refuses an open for writing of a file without write
+    # bits, even for root; procfs lets it open and fails the write
+    write_open_errno: int | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -78,10 +81,11 @@ PROC_ENTRIES = (
                  _f("pid_max", G.pid_max, 0o644, **_GLOBAL),
                  _f("threads-max", G.threads_max, 0o644, **_GLOBAL))),
 )
+_SYSFS_RO = dict(write_open_errno=errno.EACCES)
 SYS_ENTRIES = (
     _d("devices", _d("system", _d("cpu",
-                                  _f("online", G.cpu_online),
-                                  _f("possible", G.cpu_possible)))),
+                                  _f("online", G.cpu_online, **_SYSFS_RO),
+                                  _f("possible", G.cpu_possible, **_SYSFS_RO)))),
     _d("kernel", _d("mm", _d("transparent_hugepage", _f("enabled", G.thp_enabled, 0o644)))),
 )
 ROOT = _d("", _d("proc", *PROC_ENTRIES), _d("sys", *SYS_ENTRIES))
@@ -369,6 +373,8 @@ class ProcFS:
             plan = self._opens.get((path, caller.uid))
             if plan is not None:
                 e, ctx, key = plan
+                if e.write_open_errno and flags & os.O_ACCMODE:
+                    raise OSError(e.write_open_errno, path)
                 if ctx.caller is not caller:
                     ctx = Ctx(k, caller, ctx.task, ctx.thread_view)
                 return Handle(k, e, ctx, flags, self, key)
@@ -382,6 +388,8 @@ class ProcFS:
             if n.kind == "dir":
                 raise OSError(errno.EISDIR, path)
             e = n.entry
+            if e.write_open_errno and flags & os.O_ACCMODE:
+                raise OSError(e.write_open_errno, path)
             t = n.task
             ctx = Ctx(k, caller, t, n.thread_view)
             if t is not None:
@@ -411,7 +419,9 @@ class ProcFS:
             b = self._bytes.get(h.key)
             if b is None:
                 t = h.ctx.task
-                if t is not None and t.pid not in k.tasks:
+                if t is not None and k.tasks.get(t.pid) is not t:
+                    # the fd holds the old task (struct pid): reaped, even if
+                    # its number now belongs to someone else
                     raise OSError(errno.ESRCH, h.entry.name)
                 b = h.entry.render(h.ctx)
                 if len(b) <= CACHE_MAX_BYTES:
@@ -464,7 +474,7 @@ class Handle:
         with k.lock:
             k.follow_wall()
             t = self.ctx.task
-            if t is not None and t.pid not in k.tasks:
+            if t is not None and k.tasks.get(t.pid) is not t:
                 raise OSError(errno.ESRCH, self.entry.name)
             return self.entry.render(self.ctx)
 

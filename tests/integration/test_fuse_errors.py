@@ -69,8 +69,6 @@ def test_root_write_to_global_file_is_eio_as_on_the_real_kernel(machine):
         assert write_errno(f"{machine.proc}/{name}") == real, name
 
 
-@pytest.mark.xfail(strict=True, reason="procsim/procfs/tree.py: sysfs files are opened for writing and the "
-                                       "write fails with EINVAL; real sysfs refuses the open with EACCES")
 def test_root_write_to_sysfs_file_as_on_the_real_kernel(machine):
     real = write_errno("/sys/devices/system/cpu/online")
     assert real == errno.EACCES
@@ -156,8 +154,6 @@ def test_ioctl_is_enotty(machine, real_child, name):
     ("unlink", "/proc/self/status", "1/status"),
     ("create", "/proc/newfile", "newfile"),
 ])
-@pytest.mark.xfail(strict=True, reason="mountd/fs.py registers no mkdir/unlink/create: FUSE answers ENOSYS "
-                                       "where procfs gives ENOENT (lookup fails first) or EPERM")
 def test_namespace_changes_get_the_real_errno(machine, op, real_path, mnt_path):
     def do(path):
         if op == "mkdir":
@@ -343,9 +339,6 @@ def test_daemon_survives_a_client_that_vanishes(procsim_machine):
     assert sorted(int(n) for n in os.listdir(m.proc) if n.isdigit()) == sorted(model(m))
 
 
-@pytest.mark.xfail(strict=True, reason="procsim/procfs/tree.py Handle.read checks only that the pid number is in "
-                                       "the task table: once the pid is reused, an fd of the reaped process "
-                                       "renders the dead task instead of failing with ESRCH")
 def test_fd_of_a_reaped_pid_stays_dead_when_the_pid_is_reused(procsim_machine):
     m = procsim_machine
     pid = m.ctl.spawn(argv=["/usr/bin/old-one"])
