@@ -107,10 +107,22 @@ def pick_status_pid(m: ProcsimMount) -> tuple[int, str, int]:
     return pid, name, size
 
 
+def server_cpu(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process so far, all threads (from
+    the real /proc/PID/stat, clock ticks)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    hz = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / hz, int(fields[12]) / hz
+
+
 def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan: bool, cpu: int) -> dict:
     placements = ["unpinned", "same_cpu"] if (os.cpu_count() or 1) > 1 else ["unpinned"]
     targets = ["mount", "c_floor", "real"]
     raw: dict = {w: {pl: {t: [] for t in targets} for pl in placements} for w in ("status", "scan")}
+    # the servers' own CPU per operation: what separates them, whatever the
+    # scheduler does with wake-ups
+    srv: dict = {w: {pl: {t: [] for t in targets[:2]} for pl in placements} for w in ("status", "scan")}
     info: dict = {"status": {}, "scan": {}, "rounds": rounds, "placements": placements, "clock": clock}
     status_pid = None
     for r in range(rounds):
@@ -148,7 +160,14 @@ def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan:
                                 if path is None:
                                     continue
                                 mode = "read" if work == "status" else "scan"
+                                spid = {"mount": m.pid, "c_floor": cf.pid if cf else None}.get(t)
+                                c0 = server_cpu(spid) if spid else None
                                 cr = run_client(floor, mode, path, secs, 5, cpu=ccpu)
+                                if c0 is not None:
+                                    c1 = server_cpu(spid)
+                                    ops = sum(secs * 1e9 / ns for ns in cr.ns_per_op)  # files for scan
+                                    srv[work][pl][t].append(((c1[0] - c0[0]) * 1e6 / ops,
+                                                             (c1[1] - c0[1]) * 1e6 / ops))
                                 per = cr.median_us
                                 if work == "scan" and floor.fbench is None:
                                     pass  # pyclient already reports per file
@@ -178,7 +197,9 @@ def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan:
         res = {}
         for pl in placements:
             med = {t: median(raw[work][pl][t]) for t in targets}
-            res[pl] = {"us": med, "per_round_us": raw[work][pl],
+            cpu_med = {t: {"user": median([u for u, _ in v]), "sys": median([y for _, y in v])}
+                       for t, v in srv[work][pl].items() if v}
+            res[pl] = {"us": med, "per_round_us": raw[work][pl], "server_cpu_us": cpu_med,
                        "mount_over_c": ratio(med["mount"], med["c_floor"]),
                        "mount_over_real": ratio(med["mount"], med["real"]),
                        "c_over_real": ratio(med["c_floor"], med["real"])}
@@ -377,6 +398,12 @@ def report(env: dict, results: dict, floor: Floor) -> str:
                 goal = "  (goal <= 1.5x: " + ("met" if v["mount_over_c"] <= GOAL_VS_C else "NOT met") + ")"
             L.append(f"   {pl.replace('_', ' '):9s} mount/C {fmt_ratio(v['mount_over_c'])}{goal}   "
                      f"mount/real {fmt_ratio(v['mount_over_real'])}   C/real {fmt_ratio(v['c_over_real'])}")
+        for pl, v in r["placements"].items():
+            c = v.get("server_cpu_us") or {}
+            if c:
+                L.append(f"   {pl.replace('_', ' '):9s} server CPU per {'op' if work == 'status' else 'file'}"
+                         " (user+sys us): " + "   ".join(
+                             f"{names[t]} {fmt(c[t]['user'])}+{fmt(c[t]['sys'])}" for t in c))
         L.append("")
     if "ps" in results:
         p = results["ps"]

@@ -230,7 +230,10 @@ def unmount(mnt: str, lazy: bool = False, timeout: float = 10.0) -> None:
     elif daemon_pid is None and not os.path.exists(sock):
         raise CLIError(f"{mnt}: not mounted")
     deadline = time.monotonic() + timeout
-    while (os.path.exists(sock) or (daemon_pid and _pid_alive(daemon_pid))) and time.monotonic() < deadline:
+    # Wait for the daemon that answered to exit (it removes its socket).
+    # A socket nobody answered on is stale (a killed daemon): waiting for it
+    # to vanish only stalled every such unmount for the whole timeout.
+    while daemon_pid and (os.path.exists(sock) or _pid_alive(daemon_pid)) and time.monotonic() < deadline:
         time.sleep(0.01)
     try:
         os.unlink(sock)  # the daemon normally removed it; this covers a killed one

@@ -119,6 +119,19 @@ def c_thp(k: Kernel, enabled=None, size=None, mode=None) -> dict:
     return {"enabled": thp.enabled, "sizes": {f"{4 << o}kB": m for o, m in sorted(thp.per_order.items())}}
 
 
+# Activity runs event by event (a busy scenario costs a few ms per simulated
+# second), and the daemon serves nothing while it does: one command may move
+# the clock at most an hour, so a typo cannot wedge the mount for days.
+MAX_ADVANCE_S = 3600.0
+
+
+def c_advance(k: Kernel, seconds) -> None:
+    s = float(seconds)
+    if not 0 <= s <= MAX_ADVANCE_S:  # also NaN
+        raise CommandError(errno.EINVAL, f"seconds: expected 0 to {MAX_ADVANCE_S:g}, got {seconds!r}")
+    k.advance(s)
+
+
 def c_ps(k: Kernel) -> list[dict]:
     out = []
     for tg in k.thread_groups():
@@ -190,7 +203,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "idle": lambda k, cpu: k.idle(_int(cpu, "cpu")),
     "affinity": lambda k, tid, cpus: k.set_affinity(_int(tid, "tid"), _cpus(cpus, k)),
     "nice": lambda k, tid, nice: k.set_nice(_int(tid, "tid"), _int(nice, "nice")),
-    "advance": lambda k, seconds: k.advance(float(seconds)),
+    "advance": c_advance,
     # queries
     "ps": c_ps,
     "vmas": c_vmas,
@@ -207,7 +220,13 @@ def execute(k: Kernel, op: str, args: dict[str, Any]) -> Any:
         raise CommandError(errno.EINVAL, f"unknown command {op!r} (known: {', '.join(sorted(COMMANDS))})")
     with k.lock:
         try:
-            return fn(k, **args)
+            try:
+                return fn(k, **args)
+            except BaseException:
+                # a command that failed half-way (out of memory mid-touch) may
+                # have changed something: renderers' caches must not trust it
+                k.generation += 1
+                raise
         except TypeError as e:
             raise CommandError(errno.EINVAL, f"{op}: {e}") from None
         except (KernelError, MMError) as e:

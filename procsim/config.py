@@ -30,7 +30,7 @@ class KernelConfig:
     seed: int = 0
     hostname: str = "procsim"
     osrelease: str = "6.18.0-procsim"
-    pid_max: int = 32768
+    pid_max: int | None = None  # None: the boot default, scaled by CPU count as pid_idr_init does
     btime: int = 1767225600  # 2026-01-01T00:00:00Z; wall clock mode uses now - uptime
     boot_uptime: float = 3600.0  # seconds already elapsed at mount
     kernel_reserved_bytes: int = 256 << 20
@@ -71,6 +71,11 @@ class KernelConfig:
             raise ValueError("mapcount_model must be page or no_page")
         from procsim.mm.thp import THPSettings
         THPSettings(self.thp_enabled, self.thp_sizes)  # validates
+        if self.pid_max is None:
+            # max(PID_MAX_DEFAULT, PIDS_PER_CPU_DEFAULT * possible CPUs), capped at PID_MAX_LIMIT
+            self.pid_max = min(4 << 20, max(32768, 1024 * self.nr_cpus))
+        if not 301 <= self.pid_max <= 4 << 20:
+            raise ValueError("pid_max must be between 301 and 4194304")
         if self.hz not in (100, 250, 300, 1000) or self.user_hz != 100:
             raise ValueError("hz must be 100, 250, 300 or 1000 and user_hz 100")
 

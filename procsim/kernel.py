@@ -53,6 +53,12 @@ def _err(err: int, msg: str) -> KernelError:
     return KernelError(err, msg)
 
 
+def _exit_status(code: int) -> int:
+    """exit(code) as wait(2) reports it: the low byte of the code, shifted
+    left by 8 (exit(3) -> 768, exit(259) -> 768), as do_exit() stores it."""
+    return (code & 0xFF) << 8
+
+
 class Kernel:
     def __init__(self, config: KernelConfig | None = None) -> None:
         self.config = config = config or KernelConfig()
@@ -106,16 +112,26 @@ class Kernel:
             self._tick(target)
 
     def _tick(self, target: int) -> None:
-        while self.now < target:
-            step = min(target, self._next_load) - self.now
-            self.sched.account(step)
+        """Move the clock to `target` with nothing happening in between: time
+        is charged in one go and the load average is recomputed every
+        LOAD_FREQ until it settles (it is a fixed point once the number of
+        active tasks stays put), so a long advance costs no more than a short one."""
+        if target > self.now:
+            span = target - self.now
+            self.sched.account(span)
             # Idle CPUs still switch to kworkers now and then; keeps vmstat cs moving.
+            kworker_switches = target // (NSEC // 50) - self.now // (NSEC // 50)
             for cpu in self.sched.cpus:
-                cpu.nr_switches += (self.now + step) // (NSEC // 50) - self.now // (NSEC // 50)
-            self.now += step
-            if self.now >= self._next_load:
-                self._calc_load()
-                self._next_load += LOAD_FREQ
+                cpu.nr_switches += kworker_switches
+            if self._next_load <= target:
+                n = (target - self._next_load) // LOAD_FREQ + 1
+                for _ in range(n):
+                    before = list(self.avenrun)
+                    self._calc_load()
+                    if self.avenrun == before:
+                        break
+                self._next_load += n * LOAD_FREQ
+            self.now = target
         self.generation += 1
 
     def _calc_load(self) -> None:
@@ -415,7 +431,7 @@ class Kernel:
                 if not tg.live_threads:
                     # the last thread after the leader: the group ends (it used
                     # to stay alive forever with no thread and its mm)
-                    self._exit_group_final(tg, code)
+                    self._exit_group_final(tg, _exit_status(code))
                     return
                 self._changed("exit", pid=tg.tgid, tid=tid)
                 return
@@ -426,7 +442,7 @@ class Kernel:
                 t.dead, t.state = True, "Z"
                 self._changed("exit", pid=tg.tgid, tid=tid)
                 return
-            self._exit_group_final(tg, code)
+            self._exit_group_final(tg, _exit_status(code))
 
     def exit_group(self, pid: int, code: int = 0) -> None:
         with self.lock:
@@ -435,13 +451,26 @@ class Kernel:
                 raise _err(errno.ESRCH, f"{pid} is already a zombie")
             for other in list(tg.threads[1:]):
                 self._drop_thread(other)
-            self._exit_group_final(tg, code)
+            self._exit_group_final(tg, _exit_status(code))
 
     def kill(self, pid: int, sig: int = 9) -> None:
-        """The process dies from signal `sig`."""
-        self.exit_group(pid, sig)
+        """The process dies from signal `sig` (kill(2): 0 only checks the pid)."""
+        with self.lock:
+            if not 0 <= sig <= 64:
+                raise _err(errno.EINVAL, f"invalid signal {sig}")
+            tg = self.group(pid)
+            if sig == 0:
+                return
+            if tg.zombie:
+                raise _err(errno.ESRCH, f"{pid} is already a zombie")
+            # Killed by a signal, the wait status is the signal number itself
+            # (stat field 52 showed 9 << 8 = 2304 for SIGKILL, the real kernel 9).
+            for other in list(tg.threads[1:]):
+                self._drop_thread(other)
+            self._exit_group_final(tg, sig & 0x7F)
 
-    def _exit_group_final(self, tg: ThreadGroup, code: int) -> None:
+    def _exit_group_final(self, tg: ThreadGroup, status: int) -> None:
+        """The group ends; `status` is in wait(2) form (see _exit_status)."""
         for other in list(tg.threads[1:]):
             self._drop_thread(other)
         t = tg.leader
@@ -452,7 +481,7 @@ class Kernel:
             self._put_mm(mm)
         t.dead, t.state = True, "Z"
         tg.zombie = True
-        tg.exit_code = code if code < 256 and code >= 0 else 0
+        tg.exit_code = status
         tg.fdsize = 0
         init = self.groups.get(1)
         for child in list(tg.children):  # reparent to init

@@ -59,7 +59,7 @@ class ThreadGroup:
     threads: list["Task"] = field(default_factory=list)
     children: list["ThreadGroup"] = field(default_factory=list)
     zombie: bool = False
-    exit_code: int = 0
+    exit_code: int = 0  # wait(2) status: code << 8 after exit, the signal number when killed
     # times of dead threads and waited-for children (ns)
     dead_utime: int = 0
     dead_stime: int = 0

@@ -36,7 +36,8 @@ def maps_line(mm: MM, v: VMA) -> str:
 
 
 def render(ctx: Ctx) -> bytes:
-    mm = ctx.task.mm
+    # an exited thread (a leader whose threads live on) has no mm: empty maps
+    mm = None if ctx.task.dead else ctx.task.mm
     if mm is None:
         return b""
     body = "".join(maps_line(mm, v) for v in mm.vmas).encode()

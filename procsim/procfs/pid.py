@@ -45,7 +45,13 @@ def _ppid(t: Task) -> int:
 
 
 def _mm(ctx: Ctx) -> MM | None:
-    return ctx.task.mm
+    """The task's own mm, as get_task_mm() sees it. A thread that has exited
+    has none (exit_mm() cleared task->mm), even while its group lives on: a
+    leader that exits before its threads shows no memory lines in status,
+    zeros in statm and stat, and empty maps (checked on 6.18 with a main
+    thread that called pthread_exit: `ps` prints RSS 0, VSZ 0, STAT Zl).
+    The group's mm stays visible through the live threads' task views."""
+    return None if ctx.task.dead else ctx.task.mm
 
 
 def status(ctx: Ctx) -> bytes:
@@ -55,7 +61,7 @@ def status(ctx: Ctx) -> bytes:
     mm = _mm(ctx)
     name = t.comm.replace("\\", "\\\\").replace("\n", "\\n")
     out = [f"Name:\t{name}\n"]
-    if not tg.zombie:
+    if not tg.zombie and not t.dead:  # exit_fs() cleared task->fs
         out.append(f"Umask:\t{tg.umask:04o}\n")
     state = "Z" if tg.zombie else view.state
     groups = " ".join(map(str, c.groups)) + " "  # trailing space even when empty
@@ -69,7 +75,7 @@ def status(ctx: Ctx) -> bytes:
         f"TracerPid:\t0\n"
         f"Uid:\t{c.uid}\t{c.euid}\t{c.suid}\t{c.fsuid}\n"
         f"Gid:\t{c.gid}\t{c.egid}\t{c.sgid}\t{c.fsgid}\n"
-        f"FDSize:\t{tg.fdsize}\n"
+        f"FDSize:\t{0 if t.dead else tg.fdsize}\n"  # exit_files() cleared task->files
         f"Groups:\t{groups}\n"
         f"NStgid:\t{tg.tgid}\n"
         f"NSpid:\t{t.pid}\n"
@@ -152,7 +158,7 @@ def stat(ctx: Ctx) -> bytes:
         code = (0, 0)
         addrs = (0,) * 7
     wchan = 1 if state not in ("R",) and permitted and (ctx.thread_view or nthreads == 1) else 0
-    exit_code = (tg.exit_code << 8) if tg.zombie and permitted else 0
+    exit_code = tg.exit_code if tg.zombie and permitted else 0  # already in wait(2) form
     fields = (
         state, _ppid(t), tg.pgid, tg.sid, tg.tty_nr, tg.tpgid, t.flags,
         minflt, 0, t.maj_flt, 0,

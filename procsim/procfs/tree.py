@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import stat as S
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from procsim.kernel import Kernel
 from procsim.procfs import global_files as G
@@ -35,6 +36,9 @@ class Entry:
     write_errno: int = errno.EINVAL  # what a root write to a read-only file gets
     needs_mm: bool = False         # ESRCH at open for zombies and kernel threads
     ptrace_open: bool = False      # EACCES at open unless the reader may ptrace
+    # kernfs (sysfs) refuses an open for writing of a file without write
+    # bits, even for root; procfs lets it open and fails the write
+    write_open_errno: int | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -77,10 +81,11 @@ PROC_ENTRIES = (
                  _f("pid_max", G.pid_max, 0o644, **_GLOBAL),
                  _f("threads-max", G.threads_max, 0o644, **_GLOBAL))),
 )
+_SYSFS_RO = dict(write_open_errno=errno.EACCES)
 SYS_ENTRIES = (
     _d("devices", _d("system", _d("cpu",
-                                  _f("online", G.cpu_online),
-                                  _f("possible", G.cpu_possible)))),
+                                  _f("online", G.cpu_online, **_SYSFS_RO),
+                                  _f("possible", G.cpu_possible, **_SYSFS_RO)))),
     _d("kernel", _d("mm", _d("transparent_hugepage", _f("enabled", G.thp_enabled, 0o644)))),
 )
 ROOT = _d("", _d("proc", *PROC_ENTRIES), _d("sys", *SYS_ENTRIES))
@@ -107,61 +112,164 @@ class Node:
     observer: str | None = None  # real /proc path served for a caller we do not simulate
 
 
+# Static lookups: a name -> Entry dict per table, built once (resolution is on
+# every FUSE request, so it should be a dict probe rather than a scan).
+_TGID_BY_NAME = {e.name: e for e in TGID_ENTRIES}
+_TID_BY_NAME = {e.name: e for e in TID_ENTRIES}
+_TGID_NAMES = sorted([e.name for e in TGID_ENTRIES] + ["task"])
+_TID_NAMES = sorted(e.name for e in TID_ENTRIES)
+_TASK_DIR = Entry("task", 0o555, children=())
+_CHILDREN: dict[int, dict[str, Entry]] = {}
+
+
+def _index(e: Entry) -> None:
+    _CHILDREN[id(e)] = {c.name: c for c in e.children or ()}
+    for c in e.children or ():
+        if c.is_dir:
+            _index(c)
+
+
+_index(ROOT)
+_PROC = ROOT.children[0]
+
+# Rendered files larger than this are not kept between opens: they are rare
+# (maps of huge processes), their handle keeps its own copy while open, and
+# holding them would grow the daemon for nothing.
+CACHE_MAX_BYTES = 128 * 1024
+
+
 class ProcFS:
+    """The tree and its caches.
+
+    Everything served is a function of the kernel's state, the path and the
+    reader. The kernel bumps `generation` on every change (syscalls, clock
+    ticks, scenario activity), so within one generation a path resolves to
+    the same node, has the same attributes, and a file renders to the same
+    bytes: those are cached per generation and dropped at once when it moves.
+    A read at offset 0 therefore still "rebuilds" the content (it gets the
+    current state) but, in an unchanged world, costs a dict lookup.
+
+    What depends on the reader is keyed by it: rendered bytes by uid (stat
+    hides addresses from non-ptracers), and paths resolved through the
+    caller's pid (self, thread-self, an observer's own directory) are never
+    cached.
+    """
+
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        self.mount_time = 0.0
+        self._mount_time = 0.0
+        self._gen = -1
+        self._nodes: dict[str, Node] = {}
+        self._attrs: dict[str, Attr] = {}
+        self._dirs: dict[str, tuple[str, ...]] = {}
+        self._bytes: dict[tuple, bytes] = {}
+        self._opens: dict[tuple[str, int], tuple[Entry, Ctx, tuple]] = {}
+        # Wall clock: follow real time in steps of one jiffy, as the kernel's
+        # tick does; a burst of requests then sees one instant (and shares
+        # the caches) instead of advancing the model by a few us per request.
+        self._wall = kernel.config.clock == "wall"
+        self._jiffy = 1.0 / kernel.config.hz
+        self._next_follow = 0.0
+
+    @property
+    def mount_time(self) -> float:
+        return self._mount_time
+
+    @mount_time.setter
+    def mount_time(self, t: float) -> None:
+        self._mount_time = t
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Drop every cache (the next request re-resolves and re-renders).
+        Not needed after kernel changes, which move `generation`; a safety net
+        for callers that change state some other way."""
+        with self.kernel.lock:
+            self._gen = -1
+            self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}
+
+    def _sync(self, follow: bool) -> None:
+        """Under the kernel lock: catch up with the wall clock (if asked and
+        due), then drop the caches if the world changed since they were filled."""
+        k = self.kernel
+        if follow and self._wall:
+            now = time.monotonic()
+            if now >= self._next_follow:
+                self._next_follow = now + self._jiffy
+                k.follow_wall()
+        if k.generation != self._gen:
+            self._gen = k.generation
+            self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}
 
     # -- resolution -----------------------------------------------------------
 
     def resolve(self, path: str, caller: Caller) -> Node:
+        with self.kernel.lock:
+            self._sync(False)
+            return self._node(path, caller)
+
+    def _node(self, path: str, caller: Caller) -> Node:
+        """The node at `path` (caller under the lock, caches in sync)."""
+        n = self._nodes.get(path)
+        if n is not None:
+            return n
+        n, uses_caller = self._walk(path, caller)
+        if not uses_caller:
+            self._nodes[path] = n
+        return n
+
+    def _walk(self, path: str, caller: Caller) -> tuple[Node, bool]:
+        """Resolve component by component; also says whether the answer
+        depended on who asked (then it must not be cached)."""
         parts = [p for p in path.split("/") if p]
         node = Node("dir", ROOT)
+        uses_caller = False
         for i, name in enumerate(parts):
-            node = self._child(node, name, caller, parts[: i + 1])
-        return node
+            node, by_caller = self._child(node, name, caller, parts, i)
+            uses_caller |= by_caller
+        return node, uses_caller
 
-    def _child(self, node: Node, name: str, caller: Caller, sofar: list[str]) -> Node:
+    def _child(self, node: Node, name: str, caller: Caller, parts: list[str], i: int) -> tuple[Node, bool]:
         if node.kind != "dir":
-            raise OSError(errno.ENOTDIR, "/".join(sofar))
+            raise OSError(errno.ENOTDIR, "/".join(parts[: i + 1]))
         if node.observer is not None:
             real = observer.child(node.observer, name)
-            return Node("dir" if observer.is_dir(real) else "file", observer=real)
+            return Node("dir" if observer.is_dir(real) else "file", observer=real), True
         k = self.kernel
-        if node.entry is not None and node.entry.name == "proc" and len(sofar) == 2:
+        if node.entry is _PROC and i == 1:
             if name == "self":
-                return Node("link", target=str(self._self_pid(caller)))
+                return Node("link", target=str(self._self_pid(caller))), True
             if name == "thread-self":
                 pid = self._self_pid(caller)
-                return Node("link", target=f"{pid}/task/{pid}")
+                return Node("link", target=f"{pid}/task/{pid}"), True
             if name.isdigit() and name == str(int(name)):
                 t = k.tasks.get(int(name))
                 if t is not None and not (t.dead and not t.is_leader):
-                    return self._pid_dir(t, thread_view=False)
+                    return self._pid_dir(t, thread_view=False), False
                 if int(name) == caller.pid:
                     real = observer.real_path(caller.pid)
                     observer.lstat(real)
-                    return Node("dir", observer=real)
+                    return Node("dir", observer=real), True
                 raise OSError(errno.ENOENT, name)
         if node.task is not None and node.entry is None:
             # inside /proc/PID or /proc/PID/task/TID
             t = node.task
             if not node.thread_view and name == "task":
                 return Node("dir", task=t, names=lambda: [str(x.pid) for x in t.tg.threads],
-                            entry=Entry("task", 0o555, children=()))
-            for e in TID_ENTRIES if node.thread_view else TGID_ENTRIES:
-                if e.name == name:
-                    return Node("dir" if e.is_dir else "file", e, t, node.thread_view)
+                            entry=_TASK_DIR), False
+            e = (_TID_BY_NAME if node.thread_view else _TGID_BY_NAME).get(name)
+            if e is not None:
+                return Node("dir" if e.is_dir else "file", e, t, node.thread_view), False
             raise OSError(errno.ENOENT, name)
-        if node.task is not None and node.entry is not None and node.entry.name == "task":
+        if node.task is not None and node.entry is _TASK_DIR:
             if name.isdigit():
                 for x in node.task.tg.threads:
                     if str(x.pid) == name:
-                        return self._pid_dir(x, thread_view=True)
+                        return self._pid_dir(x, thread_view=True), False
             raise OSError(errno.ENOENT, name)
-        for e in node.entry.children or ():
-            if e.name == name:
-                return Node("dir" if e.is_dir else "file", e)
+        e = _CHILDREN[id(node.entry)].get(name) if node.entry is not None else None
+        if e is not None:
+            return Node("dir" if e.is_dir else "file", e), False
         raise OSError(errno.ENOENT, name)
 
     @staticmethod
@@ -175,59 +283,104 @@ class ProcFS:
 
     def getattr(self, path: str, caller: Caller) -> Attr:
         with self.kernel.lock:
-            n = self.resolve(path, caller)
-            if n.observer is not None:
-                st = observer.lstat(n.observer)
-                return Attr(st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_mtime)
-            uid = gid = 0
-            if n.task is not None:
-                c = n.task.tg.cred
-                if n.task.tg.dumpable:
-                    uid, gid = c.euid, c.egid
-            t = self.mount_time
-            if n.kind == "link":
-                return Attr(S.S_IFLNK | 0o777, 0, 0, 1, t)
-            if n.kind == "dir":
-                nlink = 2
-                if n.task is not None and n.entry is None:
-                    nlink = 3 if not n.thread_view else 2
-                elif n.task is not None:
-                    nlink = 2 + len(n.task.tg.threads)
-                elif n.entry is not None:
-                    nlink = 2 + sum(1 for e in n.entry.children or () if e.is_dir)
-                return Attr(S.S_IFDIR | 0o555, uid, gid, nlink, t)
-            return Attr(S.S_IFREG | n.entry.mode, uid, gid, 1, t)
+            self._sync(False)
+            a = self._attrs.get(path)
+            if a is not None:
+                return a
+            n, uses_caller = self._walk(path, caller)
+            a = self._attr(n)
+            if not uses_caller:
+                self._attrs[path] = a
+            return a
+
+    def _attr(self, n: Node) -> Attr:
+        if n.observer is not None:
+            st = observer.lstat(n.observer)
+            return Attr(st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_mtime)
+        uid = gid = 0
+        if n.task is not None:
+            c = n.task.tg.cred
+            if n.task.tg.dumpable:
+                uid, gid = c.euid, c.egid
+        t = self._mount_time
+        if n.kind == "link":
+            return Attr(S.S_IFLNK | 0o777, 0, 0, 1, t)
+        if n.kind == "dir":
+            nlink = 2
+            if n.task is not None and n.entry is None:
+                nlink = 3 if not n.thread_view else 2
+            elif n.task is not None:
+                nlink = 2 + len(n.task.tg.threads)
+            elif n.entry is not None:
+                nlink = 2 + sum(1 for e in n.entry.children or () if e.is_dir)
+            return Attr(S.S_IFDIR | 0o555, uid, gid, nlink, t)
+        return Attr(S.S_IFREG | n.entry.mode, uid, gid, 1, t)
 
     def readdir(self, path: str, caller: Caller) -> list[str]:
+        """The names in `path` (a fresh list: the caller may change it)."""
+        return list(self.listing(path, caller))
+
+    def listing(self, path: str, caller: Caller) -> tuple[str, ...]:
+        """The names in `path`, as an immutable tuple: the same object while
+        the world does not change, so callers may key their own caches on it."""
         with self.kernel.lock:
-            n = self.resolve(path, caller)
-            if n.kind != "dir":
-                raise OSError(errno.ENOTDIR, path)
-            if n.observer is not None:
-                return observer.listdir(n.observer)
-            if n.names is not None:
-                return n.names()
-            if n.task is not None and n.entry is None:
-                names = [e.name for e in TID_ENTRIES] if n.thread_view else \
-                    [e.name for e in TGID_ENTRIES] + ["task"]
-                return sorted(names)
-            names = [e.name for e in n.entry.children or ()]
-            if n.entry.name == "proc":
-                pids = [str(p) for p in sorted(self.kernel.groups)]
-                return names + ["self", "thread-self"] + pids
+            self._sync(False)
+            names = self._dirs.get(path)
+            if names is not None:
+                return names
+            n, uses_caller = self._walk(path, caller)
+            names = tuple(self._list(n, path))
+            if not uses_caller:
+                self._dirs[path] = names
             return names
+
+    def _list(self, n: Node, path: str) -> list[str]:
+        if n.kind != "dir":
+            raise OSError(errno.ENOTDIR, path)
+        if n.observer is not None:
+            return observer.listdir(n.observer)
+        if n.names is not None:
+            return n.names()
+        if n.task is not None and n.entry is None:
+            return list(_TID_NAMES if n.thread_view else _TGID_NAMES)
+        names = [e.name for e in n.entry.children or ()]
+        if n.entry is _PROC:
+            pids = [str(p) for p in sorted(self.kernel.groups)]
+            return names + ["self", "thread-self"] + pids
+        return names
 
     def readlink(self, path: str, caller: Caller) -> str:
         with self.kernel.lock:
-            n = self.resolve(path, caller)
+            self._sync(False)
+            n = self._node(path, caller)
             if n.kind != "link":
                 raise OSError(errno.EINVAL, path)
             return n.target
 
-    def open(self, path: str, flags: int, caller: Caller) -> "Handle":
-        with self.kernel.lock:
-            self.kernel.follow_wall()
-            n = self.resolve(path, caller)
+    def _current(self) -> bool:
+        """Lock-free: are the caches those of the world as it is now? (A
+        command running on the control thread may be half-way; answering
+        from the state before it is what a read racing it would see anyway.)"""
+        return self._gen == self.kernel.generation and (
+            not self._wall or time.monotonic() < self._next_follow)
+
+    def open(self, path: str, flags: int, caller: Caller) -> "Handle | observer.ObserverHandle":
+        k = self.kernel
+        if self._gen == k.generation and (not self._wall or time.monotonic() < self._next_follow):
+            # (_current(), inlined: this is every open.) Opened before by
+            # this uid in this generation: every check (existence, mm,
+            # ptrace) depends on nothing else, so it passes again.
+            plan = self._opens.get((path, caller.uid))
+            if plan is not None:
+                e, ctx, key = plan
+                if e.write_open_errno and flags & os.O_ACCMODE:
+                    raise OSError(e.write_open_errno, path)
+                if ctx.caller is not caller:
+                    ctx = Ctx(k, caller, ctx.task, ctx.thread_view)
+                return Handle(k, e, ctx, flags, self, key)
+        with k.lock:
+            self._sync(True)
+            n, uses_caller = self._walk(path, caller)
             if n.observer is not None:
                 if flags & os.O_ACCMODE != os.O_RDONLY:
                     raise OSError(errno.EACCES, path)
@@ -235,37 +388,76 @@ class ProcFS:
             if n.kind == "dir":
                 raise OSError(errno.EISDIR, path)
             e = n.entry
-            ctx = Ctx(self.kernel, caller, n.task, n.thread_view)
-            if n.task is not None:
-                if e.needs_mm and (n.task.mm is None):
+            if e.write_open_errno and flags & os.O_ACCMODE:
+                raise OSError(e.write_open_errno, path)
+            t = n.task
+            ctx = Ctx(k, caller, t, n.thread_view)
+            if t is not None:
+                if e.needs_mm and (t.mm is None):
                     raise OSError(errno.ESRCH, path)
                 if e.ptrace_open and not ctx.may_ptrace():
                     raise OSError(errno.EACCES, path)
-            return Handle(self.kernel, e, ctx, flags)
+            # ids, not the objects: Entry hashes all its fields. The task
+            # object, not its pid: a handle kept open across the pid's reuse
+            # must not be served the new process's bytes (a live task's id is
+            # unique, and the cache only holds tasks of this generation).
+            # Renders see the reader only through its uid (may_ptrace).
+            key = (id(e), id(t), n.thread_view, caller.uid)
+            if not uses_caller:
+                self._opens[(path, caller.uid)] = (e, ctx, key)
+            return Handle(k, e, ctx, flags, self, key)
+
+    def content(self, h: "Handle") -> bytes:
+        """The bytes of an open file as of now (a read at offset 0)."""
+        if self._current():
+            b = self._bytes.get(h.key)
+            if b is not None:
+                return b
+        k = self.kernel
+        with k.lock:
+            self._sync(True)
+            b = self._bytes.get(h.key)
+            if b is None:
+                t = h.ctx.task
+                if t is not None and k.tasks.get(t.pid) is not t:
+                    # the fd holds the old task (struct pid): reaped, even if
+                    # its number now belongs to someone else
+                    raise OSError(errno.ESRCH, h.entry.name)
+                b = h.entry.render(h.ctx)
+                if len(b) <= CACHE_MAX_BYTES:
+                    self._bytes[h.key] = b
+            return b
 
 
-@dataclass
 class Handle:
-    """One open file description: the seq_file buffer of §1.3."""
-    kernel: Kernel
-    entry: Entry
-    ctx: Ctx
-    flags: int
-    buf: bytes | None = None
-    records: list[int] = field(default_factory=list)
+    """One open file description: the seq_file buffer of §1.3. (A plain
+    slotted class: one is made per open, on the FUSE hot path.)"""
+
+    __slots__ = ("kernel", "entry", "ctx", "flags", "buf", "fs", "key")
+
+    def __init__(self, kernel: Kernel, entry: Entry, ctx: Ctx, flags: int,
+                 fs: ProcFS | None = None, key: tuple | None = None) -> None:
+        self.kernel = kernel
+        self.entry = entry
+        self.ctx = ctx
+        self.flags = flags
+        self.buf: bytes | None = None
+        self.fs = fs      # the ProcFS whose render cache serves offset-0 reads
+        self.key = key    # this file's key in that cache
 
     def read(self, size: int, offset: int) -> bytes:
-        if self.entry.render is None:
-            raise OSError(errno.EINVAL, self.entry.name)
-        k = self.kernel
-        if offset == 0 or self.buf is None:
-            with k.lock:
-                k.follow_wall()
-                t = self.ctx.task
-                if t is not None and t.pid not in k.tasks:
-                    raise OSError(errno.ESRCH, self.entry.name)
-                self.buf = self.entry.render(self.ctx)
-        data = self.buf[offset : offset + size]
+        buf = self.buf
+        if offset == 0 or buf is None:
+            buf = None
+            fs = self.fs
+            if fs is not None and fs._gen == self.kernel.generation and not fs._wall:
+                # the world has not changed since this file was last rendered
+                # (ProcFS._current, inlined: this is every small read)
+                buf = fs._bytes.get(self.key)
+            if buf is None:
+                buf = self._render()
+            self.buf = buf
+        data = buf[offset : offset + size]
         if self.entry.records and len(data) > 4096:
             # one page of whole records per read, as seq_file returns them
             cut = data.rfind(b"\n", 0, 4096)
@@ -273,12 +465,29 @@ class Handle:
                 data = data[: cut + 1]
         return data
 
+    def _render(self) -> bytes:
+        if self.entry.render is None:
+            raise OSError(errno.EINVAL, self.entry.name)
+        if self.fs is not None:
+            return self.fs.content(self)
+        k = self.kernel  # a handle made by hand: no caches
+        with k.lock:
+            k.follow_wall()
+            t = self.ctx.task
+            if t is not None and k.tasks.get(t.pid) is not t:
+                raise OSError(errno.ESRCH, self.entry.name)
+            return self.entry.render(self.ctx)
+
     def write(self, data: bytes, offset: int) -> int:
         w = self.entry.write
         if w is None:
             raise OSError(self.entry.write_errno, self.entry.name)
         with self.kernel.lock:
-            return w(self.ctx, data)
+            n = w(self.ctx, data)
+            # a write changes what files show: make sure caches see it even
+            # if the writer did not go through a kernel call that says so
+            self.kernel.generation += 1
+            return n
 
     def ioctl(self, cmd: int, data: bytearray) -> None:
         raise OSError(errno.ENOTTY, self.entry.name)

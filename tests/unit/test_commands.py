@@ -67,6 +67,9 @@ def test_spawn_credentials_default_to_the_parent():
     ("affinity", {"tid": 100, "cpus": "5"}, errno.EINVAL),
     ("affinity", {"tid": 100, "cpus": "1-"}, errno.EINVAL),
     ("exit", {"pid": 99999}, errno.ESRCH),
+    ("advance", {"seconds": 1e9}, errno.EINVAL),                         # would wedge the daemon
+    ("advance", {"seconds": -1}, errno.EINVAL),
+    ("advance", {"seconds": "nan"}, errno.EINVAL),
     ("madvise", {"pid": 100, "addr": 0, "length": 4096, "advice": "willneed"}, errno.EINVAL),
 ])
 def test_bad_command_gets_errno_and_changes_nothing(op, args, err):

@@ -462,6 +462,9 @@ def test_small_files(k: Kernel) -> None:
     assert render(k, G.cpu_online) == render(k, G.cpu_possible) == "0-7\n"
     assert render(make_kernel(nr_cpus=1), G.cpu_online) == "0\n"
     assert render(k, G.pid_max) == "32768\n"
+    # pid_idr_init(): 1024 pids per possible CPU above 32 CPUs
+    assert render(make_kernel(nr_cpus=64), G.pid_max) == "65536\n"
+    assert render(make_kernel(nr_cpus=384), G.pid_max) == "393216\n"
     assert render(k, G.osrelease) == "6.18.0-procsim\n"
     assert int(render(k, G.threads_max)) == k.max_threads
     assert re.fullmatch(r"Linux version 6\.18\.0-procsim \(\S+@\S+\) \(gcc \(GCC\) [\d.]+, GNU ld "

@@ -1,0 +1,121 @@
+"""psutil pointed at the mount (psutil.PROCFS_PATH = MNT/proc), compared
+with the model's values from the control client."""
+
+from __future__ import annotations
+
+import sys
+
+import psutil
+import pytest
+
+from fusehelpers import PAGE, model, user_name
+
+pytestmark = pytest.mark.fuse
+
+STATUS = {"R": psutil.STATUS_RUNNING, "S": psutil.STATUS_SLEEPING, "D": psutil.STATUS_DISK_SLEEP,
+          "I": psutil.STATUS_IDLE, "Z": psutil.STATUS_ZOMBIE, "T": psutil.STATUS_STOPPED}
+
+
+@pytest.fixture
+def procfs(machine):
+    old = psutil.PROCFS_PATH
+    psutil.PROCFS_PATH = machine.proc
+    try:
+        yield machine
+    finally:
+        psutil.PROCFS_PATH = old
+
+
+def test_pids(procfs):
+    assert psutil.pids() == sorted(model(procfs))
+
+
+def test_process_fields(procfs):
+    ps = model(procfs)
+    for pid, p in ps.items():
+        proc = psutil.Process(pid)
+        t = procfs.ctl.task(pid=pid)
+        mi = proc.memory_info()
+        assert mi.rss == p["rss_pages"] * PAGE
+        assert mi.vms == t["total_vm"] * PAGE
+        assert mi.shared == (t["rss"][0] + t["rss"][3]) * PAGE if t["rss"] else mi.shared == 0
+        assert proc.num_threads() == len(p["threads"])
+        assert sorted(th.id for th in proc.threads()) == sorted(p["threads"])
+        argv = [] if p["kthread"] else p["cmdline"]
+        if len(argv) == 1 and " " in argv[0]:  # psutil's rule for rewritten titles (sshd: ...)
+            argv = argv[0].split(" ")
+        assert proc.cmdline() == argv
+        assert proc.status() == STATUS[p["state"]]
+        assert proc.ppid() == p["ppid"]
+        assert proc.uids().effective == p["uid"]
+        assert proc.username() == user_name(p["uid"])
+        # psutil completes a comm cut at 15 characters from argv[0]
+        full = p["cmdline"][0].split("/")[-1] if p["cmdline"] else ""
+        name = full if len(p["comm"]) >= 15 and full.startswith(p["comm"]) else p["comm"]
+        assert proc.name() == name
+        ct = proc.cpu_times()
+        assert ct.user == ct.system == 0.0  # manual clock, never advanced: nobody ran yet
+
+
+def test_virtual_memory_and_swap(procfs):
+    vm = psutil.virtual_memory()
+    assert vm.total == ((16 << 30) - (256 << 20))  # scenario mem less the reserved 256 MiB
+    assert 0 < vm.available <= vm.total and 0 < vm.free <= vm.total
+    assert vm.used == vm.total - vm.available  # psutil 7's definition
+    sw = psutil.swap_memory()
+    assert sw.total == (2 << 30) - PAGE and sw.used == 0
+
+
+def test_cpu_count_and_times(procfs):
+    ncpu = len(procfs.ctl.cpus())
+    assert ncpu == 8
+    assert len(psutil.cpu_times(percpu=True)) == ncpu
+    # psutil.cpu_count() asks the host (sysconf) unless /sys is the machine's too:
+    # run it in the namespace with both /proc and /sys bound.
+    r = procfs.run([sys.executable, "-c", "import psutil; print(psutil.cpu_count())"],
+                   bind_sys=True, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) == ncpu
+    assert psutil.boot_time() == 1767225600  # KernelConfig default btime (the scenario keeps it)
+
+
+QUIET = """
+description = "one process, nothing scheduled: only what the test does happens"
+[machine]
+nr_cpus = 2
+mem = "512M"
+kernel_reserved = "32M"
+[[process]]
+name = "worker"
+pid = 200
+argv = ["/usr/bin/worker"]
+maps = [{ name = "buf", size = "8M", touch = "4M" }]
+"""
+
+
+def test_cpu_times_after_running(procsim_mount):
+    """A process alone on a CPU for 10 s of virtual time has used 10 s of CPU."""
+    m = procsim_mount(scenario=QUIET)
+    boot = m.ctl.now()
+    m.ctl.run(tid=200, cpu=1)
+    m.ctl.advance(seconds=10)
+    late = m.ctl.spawn(argv=["/usr/bin/late"])
+    old = psutil.PROCFS_PATH
+    psutil.PROCFS_PATH = m.proc
+    try:
+        # create_time = btime + start: the scenario's process when the world
+        # started, the spawned one at the clock's time of the spawn
+        btime = psutil.boot_time()
+        assert btime == 1767225600  # KernelConfig default btime
+        assert psutil.Process(200).create_time() == btime + boot
+        assert psutil.Process(late).create_time() == btime + boot + 10
+        ct = psutil.Process(200).cpu_times()
+        per_cpu = psutil.cpu_times(percpu=True)
+        assert psutil.Process(200).status() == psutil.STATUS_RUNNING
+    finally:
+        psutil.PROCFS_PATH = old
+    assert ct.user + ct.system == pytest.approx(10.0)
+    assert ct.system == pytest.approx(1.0)  # the model charges a tenth as system time
+    assert per_cpu[1].user + per_cpu[1].system == pytest.approx(10.0)
+    assert per_cpu[0].user + per_cpu[0].system == 0.0
+    assert per_cpu[0].idle >= 10.0
