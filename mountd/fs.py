@@ -89,6 +89,40 @@ def _stat_dict(a: Any) -> dict[str, Any]:
             "st_size": 0, "st_blksize": 1024, "st_atime": t, "st_mtime": t, "st_ctime": t}
 
 
+def _guarded(op: str, path: str | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args); an OSError is the answer, anything else a logged bug (EIO)."""
+    try:
+        return fn(*args)
+    except OSError:
+        raise
+    except Exception:
+        raise _internal(op, path) from None
+
+
+def _memo(cache: dict[int, tuple[Any, Any]], obj: Any, make: Callable[[Any], Any]) -> Any:
+    """make(obj), once per object. Keyed by identity: ProcFS hands out the
+    same Attr or listing while nothing changes, and hashing them would cost
+    more than the lookup; holding `obj` keeps its id unique."""
+    c = cache.get(id(obj))
+    if c is not None and c[0] is obj:
+        return c[1]
+    if len(cache) > 4096:  # new objects every generation: keep it bounded
+        cache.clear()
+    v = make(obj)
+    cache[id(obj)] = (obj, v)
+    return v
+
+
+def _stat_struct(a: Any) -> Any:
+    st = mfusepy.c_stat()
+    mfusepy.set_st_attrs(st, _stat_dict(a), use_ns=True)
+    return st
+
+
+def _encoded_names(names: tuple[str, ...]) -> tuple[bytes, ...]:
+    return (b".", b"..") + tuple(n.encode("utf-8", "surrogateescape") for n in names)
+
+
 def _internal(op: str, path: str | None) -> FuseOSError:
     log.exception("%s %s: internal error", op, path)
     return FuseOSError(errno.EIO)
@@ -121,69 +155,26 @@ class ProcsimOps(Operations):
     # -- metadata ---------------------------------------------------------------
 
     def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
-        try:
-            a = self.fs.getattr(path, _caller())
-        except OSError:
-            raise
-        except Exception:
-            raise _internal("getattr", path) from None
-        return _stat_dict(a)
+        return _stat_dict(_guarded("getattr", path, self.fs.getattr, path, _caller()))
 
     def stat_struct(self, path: str) -> Any:
         """getattr as the struct stat libfuse wants (see _FUSE.fgetattr), to
         be copied, never changed. Made once per Attr: ProcFS hands out the
         same Attr for a path while nothing changes."""
-        try:
-            a = self.fs.getattr(path, _caller())
-        except OSError:
-            raise
-        except Exception:
-            raise _internal("getattr", path) from None
-        # Keyed by identity (ProcFS hands out the same Attr while nothing
-        # changes; hashing the dataclass would cost more than the lookup).
-        c = self._stat_cache.get(id(a))
-        if c is not None and c[0] is a:
-            return c[1]
-        st = mfusepy.c_stat()
-        mfusepy.set_st_attrs(st, _stat_dict(a), use_ns=True)
-        if len(self._stat_cache) > 4096:  # a new Attr per generation: keep it bounded
-            self._stat_cache.clear()
-        self._stat_cache[id(a)] = (a, st)  # holding `a` keeps its id unique
-        return st
+        a = _guarded("getattr", path, self.fs.getattr, path, _caller())
+        return _memo(self._stat_cache, a, _stat_struct)
 
     def readdir_names(self, path: str) -> tuple[bytes, ...]:
         """readdir as the encoded names libfuse's filler takes, "." and ".."
         first; the encoding is done once per listing (see _FUSE.readdir_fuse_3)."""
-        try:
-            names = self.fs.listing(path, _caller())
-        except OSError:
-            raise
-        except Exception:
-            raise _internal("readdir", path) from None
-        c = self._dir_cache.get(id(names))
-        if c is not None and c[0] is names:
-            return c[1]
-        b = (b".", b"..") + tuple(n.encode("utf-8", "surrogateescape") for n in names)
-        if len(self._dir_cache) > 4096:
-            self._dir_cache.clear()
-        self._dir_cache[id(names)] = (names, b)
-        return b
+        names = _guarded("readdir", path, self.fs.listing, path, _caller())
+        return _memo(self._dir_cache, names, _encoded_names)
 
     def readdir(self, path: str, fh: int) -> list[str]:
-        try:
-            return [".", ".."] + self.fs.readdir(path, _caller())
-        except OSError:
-            raise
-        except Exception:
-            raise _internal("readdir", path) from None
+        return [".", ".."] + _guarded("readdir", path, self.fs.readdir, path, _caller())
 
     def readlink(self, path: str) -> str:
-        try:
-            return self.fs.readlink(path, _caller())
-        except OSError:
-            raise
-        except Exception:
-            raise _internal("readlink", path) from None
+        return _guarded("readlink", path, self.fs.readlink, path, _caller())
 
     def truncate(self, path: str, length: int, fh: Any = None) -> int:
         # procfs accepts a size change as a no-op (wss.pl opens clear_refs
@@ -213,12 +204,7 @@ class ProcsimOps(Operations):
     # -- files ------------------------------------------------------------------
 
     def open(self, path: str, fi: Any) -> int:
-        try:
-            h = self.fs.open(path, fi.flags, _caller())
-        except OSError:
-            raise
-        except Exception:
-            raise _internal("open", path) from None
+        h = _guarded("open", path, self.fs.open, path, fi.flags, _caller())
         fh = next(self._fhs)
         self.handles[fh] = h
         fi.fh = fh
@@ -235,7 +221,7 @@ class ProcsimOps(Operations):
         h = self.handles.get(fh)
         if h is None:
             raise FuseOSError(errno.EBADF)
-        try:
+        try:  # _guarded, inlined: this is every READ
             return h.read(size, offset)
         except OSError:
             raise
@@ -249,13 +235,7 @@ class ProcsimOps(Operations):
         return h
 
     def write(self, path: str | None, data: bytes, offset: int, fi: Any) -> int:
-        h = self._handle(fi)
-        try:
-            return h.write(data, offset)
-        except OSError:
-            raise
-        except Exception:
-            raise _internal("write", path) from None
+        return _guarded("write", path, self._handle(fi).write, data, offset)
 
     def ioctl(self, path: str | None, cmd: int, arg: Any, fi: Any, flags: int, data: Any) -> int:
         # Restricted FUSE ioctl: the kernel copied _IOC_SIZE(cmd) bytes of the
@@ -266,12 +246,8 @@ class ProcsimOps(Operations):
         cmd &= 0xFFFFFFFF
         size = (cmd >> 16) & 0x3FFF
         buf = bytearray(ctypes.string_at(data, size)) if size and data else bytearray(size)
-        try:
-            ret = h.ioctl(cmd, buf)
-        except OSError:
-            raise  # ENOTTY for unknown commands, explicitly (ENOSYS would become ENOTTY too, but slower)
-        except Exception:
-            raise _internal("ioctl", path) from None
+        # ENOTTY for unknown commands, explicitly (ENOSYS would become ENOTTY too, but slower)
+        ret = _guarded("ioctl", path, h.ioctl, cmd, buf)
         if size and data and (cmd >> 30) & _IOC_READ:
             n = min(size, len(buf))
             ctypes.memmove(data, bytes(buf[:n]), n)
