@@ -67,6 +67,13 @@ def _str_list(v: Any, name: str) -> list[str]:
     raise CommandError(errno.EINVAL, f"{name}: expected a list of strings")
 
 
+def _str(v: Any, name: str) -> str | None:
+    """An optional text argument (a comm, a path, a state letter)."""
+    if v is None or isinstance(v, str):
+        return v
+    raise CommandError(errno.EINVAL, f"{name}: expected a string, got {v!r}")
+
+
 def _cpus(v: Any, k: Kernel) -> int:
     if isinstance(v, list):
         v = ",".join(str(_int(x, "cpus")) for x in v)
@@ -79,7 +86,7 @@ def _cpus(v: Any, k: Kernel) -> int:
 def c_spawn(k: Kernel, argv, parent=1, uid=None, gid=None, pid=None, exe=None, env=None) -> int:
     return k.spawn(_str_list(argv, "argv"), parent=_int(parent, "parent"),
                    uid=None if uid is None else _int(uid, "uid"), gid=None if gid is None else _int(gid, "gid"),
-                   pid=None if pid is None else _int(pid, "pid"), exe=exe,
+                   pid=None if pid is None else _int(pid, "pid"), exe=_str(exe, "exe"),
                    env=None if env is None else _str_list(env, "env"))
 
 
@@ -91,7 +98,7 @@ def c_mmap(k: Kernel, pid, length, prot="rw", shared=False, path=None, offset=0,
     flags |= (MAP_GROWSDOWN if growsdown else 0) | (MAP_LOCKED if locked else 0)
     flags |= MAP_NORESERVE if noreserve else 0
     return k.mmap(_int(pid, "pid"), _int(length, "length"), _prot(prot), flags, _int(addr, "addr"),
-                  path, _int(offset, "offset"), bool(writable))
+                  _str(path, "path"), _int(offset, "offset"), bool(writable))
 
 
 def c_mremap(k: Kernel, pid, addr, old_length, new_length, maymove=False, new_addr=None) -> int:
@@ -169,9 +176,9 @@ def c_cpus(k: Kernel) -> list[dict]:
 COMMANDS: dict[str, Callable[..., Any]] = {
     "spawn": c_spawn,
     "fork": lambda k, pid, child=None: k.fork(_int(pid, "pid"), None if child is None else _int(child, "child")),
-    "clone": lambda k, pid, comm=None, tid=None: k.clone_thread(_int(pid, "pid"), comm,
+    "clone": lambda k, pid, comm=None, tid=None: k.clone_thread(_int(pid, "pid"), _str(comm, "comm"),
                                                                  None if tid is None else _int(tid, "tid")),
-    "exec": lambda k, pid, path, argv=None, env=None: k.exec(_int(pid, "pid"), path,
+    "exec": lambda k, pid, path, argv=None, env=None: k.exec(_int(pid, "pid"), _str(path, "path") or "",
                                                              _str_list(argv or [path], "argv"),
                                                              None if env is None else _str_list(env, "env")),
     "exit": lambda k, pid, code=0: k.exit(_int(pid, "pid"), _int(code, "code")),
@@ -198,7 +205,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
                                                              _int(length, "length"), bool(write)),
     "run": lambda k, tid, cpu, preempt=False: k.run(_int(tid, "tid"), _int(cpu, "cpu"), bool(preempt)),
     "migrate": lambda k, tid, cpu: k.run(_int(tid, "tid"), _int(cpu, "cpu"), True),
-    "sleep": lambda k, tid, state="S": k.sleep(_int(tid, "tid"), state),
+    "sleep": lambda k, tid, state="S": k.sleep(_int(tid, "tid"), _str(state, "state")),
     "wake": lambda k, tid: k.wake(_int(tid, "tid")),
     "idle": lambda k, cpu: k.idle(_int(cpu, "cpu")),
     "affinity": lambda k, tid, cpus: k.set_affinity(_int(tid, "tid"), _cpus(cpus, k)),

@@ -67,6 +67,7 @@ def test_spawn_credentials_default_to_the_parent():
     ("affinity", {"tid": 100, "cpus": "5"}, errno.EINVAL),
     ("affinity", {"tid": 100, "cpus": "1-"}, errno.EINVAL),
     ("exit", {"pid": 99999}, errno.ESRCH),
+    ("clone", {"pid": 1, "comm": 1}, errno.EINVAL),                        # found by the fuzz below
     ("advance", {"seconds": 1e9}, errno.EINVAL),                         # would wedge the daemon
     ("advance", {"seconds": -1}, errno.EINVAL),
     ("advance", {"seconds": "nan"}, errno.EINVAL),
