@@ -17,25 +17,7 @@ from procsim import Kernel, KernelConfig, scenario
 from procsim.procfs.context import Caller
 from procsim.procfs.tree import ProcFS
 
-ROOT = Caller(os.getpid(), 0, 0)
-NOBODY = Caller(os.getpid(), 65534, 65534)
-
-
-@pytest.fixture
-def fs() -> ProcFS:
-    k = Kernel(KernelConfig(nr_cpus=4, mem_bytes=1 << 30))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
-    return ProcFS(k)
-
-
-def read_all(fs: ProcFS, path: str, caller: Caller = ROOT) -> bytes:
-    h = fs.open(path, os.O_RDONLY, caller)
-    out, off = b"", 0
-    while chunk := h.read(1024, off):
-        out += chunk
-        off += len(chunk)
-    return out
+from procfs_helpers import NOBODY, ROOT, errno_of, read_all
 
 
 def field(text: bytes, name: str) -> str:
@@ -43,12 +25,6 @@ def field(text: bytes, name: str) -> str:
         if line.startswith(name + ":"):
             return line.split(":", 1)[1].strip()
     raise KeyError(name)
-
-
-def errno_of(fn, *args) -> int:
-    with pytest.raises(OSError) as e:
-        fn(*args)
-    return e.value.errno
 
 
 PER_PID = ("status", "stat", "statm", "cmdline", "comm", "environ", "maps")

@@ -7,37 +7,8 @@ import errno
 import os
 import stat as S
 
-import pytest
-
-from procsim import Kernel, KernelConfig
-from procsim.procfs.context import Caller
+from procfs_helpers import NOBODY, ROOT, errno_of, read_all
 from procsim.procfs.tree import ProcFS
-
-ROOT = Caller(os.getpid(), 0, 0)
-NOBODY = Caller(os.getpid(), 65534, 65534)
-
-
-@pytest.fixture
-def fs() -> ProcFS:
-    k = Kernel(KernelConfig(nr_cpus=4, mem_bytes=1 << 30))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
-    return ProcFS(k)
-
-
-def errno_of(fn, *args) -> int:
-    with pytest.raises(OSError) as e:
-        fn(*args)
-    return e.value.errno
-
-
-def read_all(fs: ProcFS, path: str, caller: Caller = ROOT) -> bytes:
-    h = fs.open(path, os.O_RDONLY, caller)
-    out, off = b"", 0
-    while chunk := h.read(4096, off):
-        out += chunk
-        off += len(chunk)
-    return out
 
 
 def test_root_and_proc_listing(fs: ProcFS) -> None:
