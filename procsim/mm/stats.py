@@ -167,6 +167,45 @@ def pagemap_entries(mm: MM, start: int, end: int, show_pfn: bool = True) -> np.n
     return out
 
 
+@dataclass
+class NumaMapsStats:
+    """struct numa_maps for one VMA: page counts, all on node 0."""
+    pages: int = 0
+    anon: int = 0
+    dirty: int = 0
+    active: int = 0
+    mapcount_max: int = 0
+
+
+def numa_vma(mm: MM, v: VMA) -> NumaMapsStats:
+    """gather_pte_stats() over one VMA: every present normal page (not the
+    zero page, not kernel pages, nothing in PFN maps); a huge PMD counts its
+    512 pages with its head page's mapcount. The mapcount is the precise one
+    or the folio average, as the mapcount model has it (mapmax=)."""
+    md = NumaMapsStats()
+    if v.flags & VM_PFNMAP:
+        return md
+    mem = mm.mem
+    huge = set(mm.pgtable.huge_in(v.start, v.end))
+    for va, sl in mm.pgtable.spans(v.start, v.end):
+        ptes = sl[(sl & PTE_PRESENT) != 0]
+        pfns = pte_pfn(ptes)
+        fl = mem.flags[pfns]
+        ok = (pfns != ZERO_PFN) & ((fl & M.PG_RESERVED) == 0)
+        if not ok.any():
+            continue
+        ptes, pfns, fl = ptes[ok], pfns[ok], fl[ok]
+        md.pages += len(pfns)
+        md.dirty += int((((ptes & PTE_DIRTY) != 0) | ((fl & M.PG_DIRTY) != 0)).sum())
+        md.active += int(((fl & (M.PG_ACTIVE | M.PG_MLOCKED)) != 0).sum())
+        md.anon += int(((fl & M.PG_ANON) != 0).sum())
+        counted = pfns[:1] if (va >> PMD_SHIFT) in huge else pfns
+        count = mem.precise_page_mapcount(counted) if mem.mapcount_model == "page" \
+            else mem.average_page_mapcount(counted)
+        md.mapcount_max = max(md.mapcount_max, int(count.max()))
+    return md
+
+
 def kpagecount(mem: M.MemMap, lo: int, hi: int) -> np.ndarray:
     """/proc/kpagecount entries for PFNs [lo, hi)."""
     pfns = np.arange(lo, hi, dtype=np.int64)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from procsim.kernel import Kernel
+from procsim.mm.mm import MM
 from procsim.task import Task, ThreadGroup
 
 
@@ -27,6 +28,9 @@ class Ctx:
     caller: Caller
     task: Task | None = None
     thread_view: bool = False  # /proc/PID/task/TID/... rather than /proc/PID/...
+    # The address space an open of maps, smaps, pagemap... took a reference
+    # on (proc_mem_open): reads keep showing it, or nothing once it is gone.
+    mm: MM | None = None
 
     @property
     def tg(self) -> ThreadGroup:

@@ -914,6 +914,3 @@ def cpu_possible(ctx: Ctx) -> bytes:
     """Every possible CPU is online: no hotplug in the model."""
     return _cpu_list(ctx.kernel.config.nr_cpus)
 
-
-def thp_enabled(ctx: Ctx) -> bytes:
-    return b"always [madvise] never\n"

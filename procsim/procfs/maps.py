@@ -9,6 +9,14 @@ from procsim.procfs.context import Ctx
 VSYSCALL = b"ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n"
 
 
+def is_initial_heap(mm: MM, v: VMA) -> bool:
+    return v.start <= mm.brk and v.end >= mm.start_brk
+
+
+def is_initial_stack(mm: MM, v: VMA) -> bool:
+    return v.start <= mm.start_stack <= v.end
+
+
 def vma_name(mm: MM, v: VMA) -> str:
     if v.file is not None:
         if v.anon_name is not None:
@@ -16,9 +24,9 @@ def vma_name(mm: MM, v: VMA) -> str:
         return v.file.d_path().replace("\n", "\\012")
     if v.special is not None:
         return v.special
-    if v.start <= mm.brk and v.end >= mm.start_brk:
+    if is_initial_heap(mm, v):
         return "[heap]"
-    if v.start <= mm.start_stack <= v.end:
+    if is_initial_stack(mm, v):
         return "[stack]"
     if v.anon_name is not None:
         return f"[anon:{v.anon_name}]"
@@ -35,9 +43,21 @@ def maps_line(mm: MM, v: VMA) -> str:
     return (head.ljust(72) + " " + name + "\n") if name else head + "\n"
 
 
+def task_mm(ctx: Ctx) -> MM | None:
+    """get_task_mm(): an exited thread (a leader whose threads live on), a
+    zombie or a kernel thread has none."""
+    return None if ctx.task.dead else ctx.task.mm
+
+
+def bound_mm(ctx: Ctx) -> MM | None:
+    """The mm an open file of this kind reads: the one taken at open, while
+    it still has users (mmget_not_zero); after exit or exec, none."""
+    mm = ctx.mm if ctx.mm is not None else task_mm(ctx)
+    return mm if mm is not None and mm.users > 0 else None
+
+
 def render(ctx: Ctx) -> bytes:
-    # an exited thread (a leader whose threads live on) has no mm: empty maps
-    mm = None if ctx.task.dead else ctx.task.mm
+    mm = bound_mm(ctx)
     if mm is None:
         return b""
     body = "".join(maps_line(mm, v) for v in mm.vmas).encode()

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 from procsim.kernel import Kernel
 from procsim.procfs import global_files as G
-from procsim.procfs import maps, observer, pid as P
+from procsim.procfs import clear_refs, maps, numa_maps, observer, pagemap, pid as P, smaps, sysfs_mm
 from procsim.procfs.context import Caller, Ctx
 from procsim.task import Task
 
 Render = Callable[[Ctx], bytes]
 Write = Callable[[Ctx, bytes], int]
+PRead = Callable[[Ctx, int, int], bytes]  # (ctx, size, offset)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class Entry:
     # kernfs (sysfs) refuses an open for writing of a file without write
     # bits, even for root; procfs lets it open and fails the write
     write_open_errno: int | None = None
+    # binary files read by position (pagemap, kpage*): each read renders
+    # only what it covers, nothing is kept
+    pread: PRead | None = None
+    binds_mm: bool = False         # reads see the mm taken at open (proc_mem_open)
+    ioctl_errno: int = errno.ENOTTY
 
     @property
     def is_dir(self) -> bool:
@@ -54,11 +60,17 @@ def _d(name: str, *children: Entry) -> Entry:
 
 
 # /proc/PID and /proc/PID/task/TID (the "task" subdirectory is added by the tree).
+_MM_FILE = dict(ptrace_open=True, binds_mm=True)
 TGID_ENTRIES = (
+    Entry("clear_refs", 0o200, write=clear_refs.write),
     _f("cmdline", P.cmdline),
     _f("comm", P.comm, 0o644),
     _f("environ", P.environ, 0o400, ptrace_open=True),
-    _f("maps", maps.render, records=True, ptrace_open=True),
+    _f("maps", maps.render, records=True, **_MM_FILE),
+    _f("numa_maps", numa_maps.numa_maps, records=True, **_MM_FILE),
+    Entry("pagemap", 0o400, pread=pagemap.pagemap, needs_mm=True, ioctl_errno=errno.EINVAL, **_MM_FILE),
+    _f("smaps", smaps.smaps, records=True, **_MM_FILE),
+    _f("smaps_rollup", smaps.smaps_rollup, needs_mm=True, **_MM_FILE),
     _f("stat", P.stat),
     _f("statm", P.statm),
     _f("status", P.status),
@@ -70,6 +82,8 @@ _GLOBAL = dict(write_errno=errno.EIO)
 PROC_ENTRIES = (
     _f("cpuinfo", G.cpuinfo, records=True, **_GLOBAL),
     _f("interrupts", G.interrupts, records=True, **_GLOBAL),
+    Entry("kpagecount", 0o400, pread=pagemap.kpagecount, **_GLOBAL),
+    Entry("kpageflags", 0o400, pread=pagemap.kpageflags, **_GLOBAL),
     _f("loadavg", G.loadavg, **_GLOBAL),
     _f("meminfo", G.meminfo, **_GLOBAL),
     _f("stat", G.stat, **_GLOBAL),
@@ -86,7 +100,11 @@ SYS_ENTRIES = (
     _d("devices", _d("system", _d("cpu",
                                   _f("online", G.cpu_online, **_SYSFS_RO),
                                   _f("possible", G.cpu_possible, **_SYSFS_RO)))),
-    _d("kernel", _d("mm", _d("transparent_hugepage", _f("enabled", G.thp_enabled, 0o644)))),
+    _d("kernel", _d("mm", _d("transparent_hugepage",
+                             Entry("enabled", 0o644, sysfs_mm.thp_enabled, sysfs_mm.thp_enabled_write),
+                             _f("hpage_pmd_size", sysfs_mm.hpage_pmd_size, **_SYSFS_RO),
+                             *(_d(f"hugepages-{kb}kB", Entry("enabled", 0o644, *sysfs_mm.size_enabled(kb)))
+                               for kb in sysfs_mm.ANON_SIZES_KB)))),
 )
 ROOT = _d("", _d("proc", *PROC_ENTRIES), _d("sys", *SYS_ENTRIES))
 
@@ -393,16 +411,19 @@ class ProcFS:
             t = n.task
             ctx = Ctx(k, caller, t, n.thread_view)
             if t is not None:
-                if e.needs_mm and (t.mm is None):
+                if e.needs_mm and (t.mm is None or t.dead):
                     raise OSError(errno.ESRCH, path)
                 if e.ptrace_open and not ctx.may_ptrace():
                     raise OSError(errno.EACCES, path)
+                if e.binds_mm:
+                    ctx.mm = maps.task_mm(ctx)
             # ids, not the objects: Entry hashes all its fields. The task
             # object, not its pid: a handle kept open across the pid's reuse
             # must not be served the new process's bytes (a live task's id is
-            # unique, and the cache only holds tasks of this generation).
-            # Renders see the reader only through its uid (may_ptrace).
-            key = (id(e), id(t), n.thread_view, caller.uid)
+            # unique, and the cache only holds tasks of this generation); the
+            # mm too, for a file opened before an exec. Renders see the
+            # reader only through its uid (may_ptrace).
+            key = (id(e), id(t), id(ctx.mm), n.thread_view, caller.uid)
             if not uses_caller:
                 self._opens[(path, caller.uid)] = (e, ctx, key)
             return Handle(k, e, ctx, flags, self, key)
@@ -446,6 +467,9 @@ class Handle:
         self.key = key    # this file's key in that cache
 
     def read(self, size: int, offset: int) -> bytes:
+        if self.entry.pread is not None:
+            with self.kernel.lock:
+                return self.entry.pread(self.ctx, size, offset)
         buf = self.buf
         if offset == 0 or buf is None:
             buf = None
@@ -490,7 +514,7 @@ class Handle:
             return n
 
     def ioctl(self, cmd: int, data: bytearray) -> None:
-        raise OSError(errno.ENOTTY, self.entry.name)
+        raise OSError(self.entry.ioctl_errno, self.entry.name)
 
     def release(self) -> None:
         self.buf = None

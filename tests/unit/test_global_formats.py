@@ -470,7 +470,6 @@ def test_small_files(k: Kernel) -> None:
     assert re.fullmatch(r"Linux version 6\.18\.0-procsim \(\S+@\S+\) \(gcc \(GCC\) [\d.]+, GNU ld "
                         r"\(GNU Binutils\) [\d.]+\) #1 SMP PREEMPT_DYNAMIC \w{3} \w{3} [ \d]\d "
                         r"\d\d:\d\d:\d\d UTC \d{4}\n", render(k, G.version))
-    assert render(k, G.thp_enabled) == "always [madvise] never\n"
 
 
 # -- the spec's own checker -------------------------------------------------------------------
