@@ -8,12 +8,14 @@ nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 from collections.abc import Callable
 from typing import Any
 
 from procsim.bitmap import parse_list
 from procsim.kernel import MADVISE_NAMES, MREMAP_FIXED, MREMAP_MAYMOVE, Kernel, KernelError
+from procsim.mm import stats
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
@@ -158,6 +160,25 @@ def c_vmas(k: Kernel, pid) -> list[dict]:
             for v in mm.vmas]
 
 
+def c_memory(k: Kernel, pid) -> dict:
+    """The model's smaps numbers of a process, in bytes (PSS values already
+    divided out of their fixed point): per VMA and the rollup, as
+    memory-measuring tools would total them."""
+    mm = k.group(_int(pid, "pid")).mm
+    if mm is None:
+        return {"vmas": [], "rollup": None}
+    users = k.vdso_mapcount
+
+    def as_dict(st: stats.MemSizeStats) -> dict:
+        d = dataclasses.asdict(st)
+        for name in ("pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem", "swap_pss", "pss_locked"):
+            d[name] >>= stats.PSS_SHIFT
+        return d
+
+    vmas = [dict(start=v.start, end=v.end, **as_dict(stats.smaps_vma(mm, v, users))) for v in mm.vmas]
+    return {"vmas": vmas, "rollup": as_dict(stats.smaps_rollup(mm, users))}
+
+
 def c_status(k: Kernel, pid) -> dict:
     t = k.task(_int(pid, "pid"))
     mm = t.mm
@@ -214,6 +235,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     # queries
     "ps": c_ps,
     "vmas": c_vmas,
+    "memory": c_memory,
     "task": c_status,
     "cpus": c_cpus,
     "now": lambda k: k.now / 1e9,

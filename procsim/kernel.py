@@ -865,6 +865,12 @@ class Kernel:
     # -- whole-machine views --------------------------------------------------
 
     @property
+    def vdso_mapcount(self) -> int:
+        """How many address spaces map the vDSO text page (its smaps Pss
+        share): every user mm does; kernel pages keep no mapcount here."""
+        return max(1, len({id(g.mm) for g in self.groups.values() if g.mm is not None}))
+
+    @property
     def max_threads(self) -> int:
         """set_max_threads(): one task per 8 thread-stack-sized chunks of RAM."""
         return max(20, min(self.config.nr_pages // 32, 0x3FFFFFFF))

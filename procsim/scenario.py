@@ -194,6 +194,10 @@ MACHINE = {"arch": ("arch", _t_str), "nr_cpus": ("nr_cpus", _t_int), "mem": ("me
            "pid_max": ("pid_max", _t_int), "btime": ("btime", _t_int), "boot_uptime": ("boot_uptime", _t_num),
            "kernel_reserved": ("kernel_reserved_bytes", _t_size), "model_name": ("model_name", _t_str),
            "cpu_mhz": ("cpu_mhz", _t_num)}
+# the memory-accounting knobs: mapcount model, THP policy, soft-dirty, pkeys
+MACHINE.update({"mapcount_model": ("mapcount_model", _t_str), "thp_enabled": ("thp_enabled", _t_str),
+                "thp_sizes": ("thp_sizes", _t_table), "mem_soft_dirty": ("mem_soft_dirty", _t_bool),
+                "pkeys": ("pkeys", _t_bool)})
 KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any}
 PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "argv": _t_strs, "exe": _t_str,
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,

@@ -63,23 +63,17 @@ def _usage(st: MemSizeStats, rollup: bool) -> str:
     return "".join(out)
 
 
-def smaps_block(ctx: Ctx, mm: MM, v: VMA) -> str:
+def smaps_block(ctx: Ctx, mm: MM, v: VMA, vdso_users: int) -> str:
     k = ctx.kernel
     page_kb = 2048 if v.flags & VM_HUGETLB else 4
     out = [maps.maps_line(mm, v), _kb("Size:", v.end - v.start),
            f"KernelPageSize:  {page_kb:>8} kB\n", f"MMUPageSize:     {page_kb:>8} kB\n",
-           _usage(stats.smaps_vma(mm, v, special_mapcount=_vdso_users(ctx)), rollup=False),
+           _usage(stats.smaps_vma(mm, v, special_mapcount=vdso_users), rollup=False),
            f"THPeligible:     {int(k.mem.thp.thp_eligible(v)):>8}\n"]
     if k.config.pkeys:
         out.append(f"ProtectionKey:   {(v.flags >> 32) & 0xF:>8}\n")
     out.append(vm_flags(v.flags))
     return "".join(out)
-
-
-def _vdso_users(ctx: Ctx) -> int:
-    """How many mms map the vDSO text: the simulator keeps no mapcount for
-    kernel pages, and every user address space maps it."""
-    return max(1, len({id(g.mm) for g in ctx.kernel.groups.values() if g.mm is not None}))
 
 
 def _gate_block(pkeys: bool) -> str:
@@ -91,7 +85,8 @@ def smaps(ctx: Ctx) -> bytes:
     mm = maps.bound_mm(ctx)
     if mm is None:
         return b""
-    body = "".join(smaps_block(ctx, mm, v) for v in mm.vmas)
+    users = ctx.kernel.vdso_mapcount
+    body = "".join(smaps_block(ctx, mm, v, users) for v in mm.vmas)
     cfg = ctx.kernel.config
     return (body + _gate_block(cfg.pkeys) if cfg.arch == "x86" else body).encode()
 
@@ -100,10 +95,7 @@ def smaps_rollup(ctx: Ctx) -> bytes:
     mm = maps.bound_mm(ctx)
     if mm is None:  # the process died after open: mmget fails
         raise OSError(errno.ESRCH, "smaps_rollup")
-    st = MemSizeStats()
-    users = _vdso_users(ctx)
-    for v in mm.vmas:
-        st.add(stats.smaps_vma(mm, v, special_mapcount=users))
+    st = stats.smaps_rollup(mm, special_mapcount=ctx.kernel.vdso_mapcount)
     first, last = next(iter(mm.vmas), None), mm.vmas.last()
     start, end = (first.start, last.end) if first is not None else (0, 0)
     head = f"{start:08x}-{end:08x} ---p 00000000 00:00 0 ".ljust(72) + " [rollup]\n"
