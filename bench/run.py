@@ -1,6 +1,6 @@
 """procsim benchmarks: the single entry point of `make bench`.
 
-    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,memory] [--quick]
+    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,memory,mmfiles] [--quick]
 
 Method (../shared/spec/fuse-performance.md): a C client (fbench) runs each
 workload for a fixed time per repetition (0.3 s; 0.6 s for the scan), 5
@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (PROCSIM, REPO, MountError, ProcsimMount, fmt, fmt_ratio, log, median,  # noqa: E402
                     pin_process, ratio, read_status_field, sim_pids, stop_pid, table, vm_rss_bytes)
 from floor import Floor, FloorServer, run_client  # noqa: E402
+import mmfiles  # noqa: E402
 import scenarios  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -448,6 +449,8 @@ def report(env: dict, results: dict, floor: Floor) -> str:
                  f"touch took {t['seconds']:.1f} s in {t['bytes'] // t['chunk_bytes']} control calls; "
                  f"simulated VmRSS {t['sim_vmrss']}; 1 TiB process VmSize {tb['sim_vmsize']}")
         L.append("")
+    if "mmfiles" in results:
+        L.extend(mmfiles.report(results["mmfiles"]))
     for k, v in results.get("errors", {}).items():
         L.append(f"{k}: FAILED: {v}")
     return "\n".join(L)
@@ -456,17 +459,20 @@ def report(env: dict, results: dict, floor: Floor) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="server runs per micro-benchmark (default 3)")
-    ap.add_argument("--only", default="status,scan,ps,memory", help="comma-separated subset")
+    ap.add_argument("--only", default="status,scan,ps,memory,mmfiles", help="comma-separated subset")
     ap.add_argument("--clock", default="manual", choices=("manual", "wall"), help="mount clock (default manual)")
     ap.add_argument("--ps-procs", type=int, default=1000)
     ap.add_argument("--ps-reps", type=int, default=5)
     ap.add_argument("--touch-pages", type=int, default=16 * MiB, help="pages to touch (default 16 Mi)")
     ap.add_argument("--chunk", type=int, default=1 * GiB, help="bytes per touch call (default 1 GiB)")
+    ap.add_argument("--vmas", type=int, default=10000, help="VMAs of the smaps benchmark's process")
+    ap.add_argument("--mm-touch", type=int, default=4 * GiB, help="bytes it writes (default 4 GiB)")
     ap.add_argument("--cpu", type=int, default=None, help="CPU for same-CPU runs (default: last CPU)")
     ap.add_argument("--quick", action="store_true", help="1 round, 100 procs, 1 Mi pages: a smoke test")
     a = ap.parse_args()
     if a.quick:
         a.rounds, a.ps_procs, a.ps_reps, a.touch_pages = 1, 100, 2, 1 * MiB
+        a.vmas, a.mm_touch = 1000, 256 * MiB
     only = set(a.only.split(","))
     cpu = a.cpu if a.cpu is not None else max(os.sched_getaffinity(0))
     signal.signal(signal.SIGTERM, _on_signal)
@@ -498,6 +504,12 @@ def main() -> int:
             except Exception as e:  # the control channel's own errors included
                 results["errors"]["memory"] = f"{type(e).__name__}: {e}"
                 log(f"memory: {type(e).__name__}: {e}")
+        if "mmfiles" in only:
+            try:
+                results["mmfiles"] = mmfiles.bench_mmfiles(workdir, a.vmas, a.mm_touch, 5, a.clock)
+            except Exception as e:  # the control channel's own errors included
+                results["errors"]["mmfiles"] = f"{type(e).__name__}: {e}"
+                log(f"mmfiles: {type(e).__name__}: {e}")
     except (KeyboardInterrupt, Interrupted) as e:
         results["errors"]["interrupted"] = str(e) or "KeyboardInterrupt"
     finally:
