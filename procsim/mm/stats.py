@@ -60,23 +60,56 @@ class MemSizeStats:
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
-def _accumulate(st: MemSizeStats, mem: M.MemMap, pfns: np.ndarray, young: np.ndarray, dirty: np.ndarray,
-                locked: bool, special_mapcount: int) -> None:
-    """smaps_account() for PTE-mapped pages (one page per entry) and PMD-mapped
-    folios (their 512 entries: the per-page loop of the compound case gives
-    the same sums)."""
-    n = len(pfns)
-    if not n:
-        return
+def _entries(mm: MM, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+    """(virtual page numbers, entries) of every non-empty page-table entry in
+    [start, end), in address order: one numpy pass per table, so whole-mm
+    arithmetic costs what is mapped, not one Python step per VMA or page."""
+    vpns, ents = [], []
+    for va, sl in mm.pgtable.spans(start, end):
+        nz = np.flatnonzero(sl)
+        if len(nz):
+            vpns.append(nz + (va >> PAGE_SHIFT))
+            ents.append(sl[nz])
+    if not vpns:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+    return np.concatenate(vpns), np.concatenate(ents)
+
+
+def _segment_sums(seg: np.ndarray, nseg: int, values: np.ndarray) -> np.ndarray:
+    """Per-segment sums of int64 values whose segment ids are non-decreasing."""
+    bounds = np.searchsorted(seg, np.arange(nseg + 1))
+    cs = np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
+    return cs[bounds[1:]] - cs[bounds[:-1]]
+
+
+def smaps_vmas(mm: MM, vmas: list[VMA], special_mapcount: int = 2) -> list[MemSizeStats]:
+    """smaps_account() over every page of each VMA in `vmas` (in address
+    order), vectorised across all of them. A PMD-mapped THP is walked as its
+    512 entries: the compound case's per-page loop gives the same sums.
+    `special_mapcount`: how many mms map the vDSO pages (the simulator keeps
+    no mapcount for kernel pages)."""
+    out = [MemSizeStats() for _ in vmas]
+    if not vmas:
+        return out
+    mem = mm.mem
+    starts = np.array([v.start >> PAGE_SHIFT for v in vmas], np.int64)
+    ends = np.array([v.end >> PAGE_SHIFT for v in vmas], np.int64)
+    vmflags = np.array([v.flags for v in vmas], np.int64)
+    vpn, ptes = _entries(mm, vmas[0].start, vmas[-1].end)
+    seg = np.searchsorted(starts, vpn, "right") - 1
+    pfns = pte_pfn(ptes)
+    # present normal pages of this list's VMAs; PFN maps have no normal
+    # pages (vm_normal_page() is NULL) and the zero page is not one either
+    keep = (seg >= 0) & ((ptes & PTE_PRESENT) != 0) & (pfns != ZERO_PFN)
+    keep[keep] &= (vpn[keep] < ends[seg[keep]]) & ((vmflags[seg[keep]] & VM_PFNMAP) == 0)
+    vpn, ptes, pfns, seg = vpn[keep], ptes[keep], pfns[keep], seg[keep]
+
     fl = mem.flags[pfns]
     reserved = (fl & M.PG_RESERVED) != 0  # vDSO text: a normal page mapped by every process
     anon = (fl & M.PG_ANON) != 0
-    dirty = dirty | ((fl & M.PG_DIRTY) != 0)
-    young = young | ((fl & M.PG_REFERENCED) != 0)
-    st.resident += n * PAGE_SIZE
-    st.anonymous += int(anon.sum()) * PAGE_SIZE
-    st.lazyfree += int((anon & ((fl & M.PG_SWAPBACKED) == 0) & ~dirty).sum()) * PAGE_SIZE
-    st.referenced += int(young.sum()) * PAGE_SIZE
+    swapbacked = (fl & M.PG_SWAPBACKED) != 0
+    dirty = ((ptes & PTE_DIRTY) != 0) | ((fl & M.PG_DIRTY) != 0)
+    young = ((ptes & PTE_ACCESSED) != 0) | ((fl & M.PG_REFERENCED) != 0)
     refcount = np.where(reserved, special_mapcount + 1, mem.folio_mapcount(pfns))
     if mem.mapcount_model == "page":
         mapcount = mem.precise_page_mapcount(pfns)
@@ -87,83 +120,81 @@ def _accumulate(st: MemSizeStats, mem: M.MemMap, pfns: np.ndarray, young: np.nda
     mapcount = np.where(reserved, special_mapcount, mapcount)
     private = np.where(reserved, special_mapcount < 2, private)
     one = refcount == 1  # the fast path: mapped exactly once, wholly private
-    private = one | private
+    private |= one
     full = np.int64(PAGE_SIZE << PSS_SHIFT)
     pss = np.where(one | (mapcount < 2), full, full // np.maximum(mapcount, 1).astype(np.int64))
-    st.pss += int(pss.sum())
-    swapbacked = (fl & M.PG_SWAPBACKED) != 0
-    st.pss_anon += int(pss[anon].sum())
-    st.pss_shmem += int(pss[~anon & swapbacked].sum())
-    st.pss_file += int(pss[~anon & ~swapbacked].sum())
-    if locked:
-        st.pss_locked += int(pss.sum())
-    st.pss_dirty += int(pss[dirty].sum())
-    st.private_dirty += int((dirty & private).sum()) * PAGE_SIZE
-    st.shared_dirty += int((dirty & ~private).sum()) * PAGE_SIZE
-    st.private_clean += int((~dirty & private).sum()) * PAGE_SIZE
-    st.shared_clean += int((~dirty & ~private).sum()) * PAGE_SIZE
+    locked = (vmflags[seg] & VM_LOCKED) != 0
+    huge = np.zeros(len(vpn), bool)
+    if mm.pgtable.huge:
+        huge = np.isin(vpn >> (PMD_SHIFT - PAGE_SHIFT), np.fromiter(mm.pgtable.huge, np.int64))
+
+    n = len(vmas)
+
+    def pages(mask: np.ndarray) -> list[int]:
+        return (_segment_sums(seg, n, mask.astype(np.int64)) * PAGE_SIZE).tolist()
+
+    def pss_of(mask: np.ndarray | None) -> list[int]:
+        return _segment_sums(seg, n, pss if mask is None else np.where(mask, pss, 0)).tolist()
+
+    cols = {
+        "resident": pages(np.ones(len(vpn), bool)), "anonymous": pages(anon),
+        "lazyfree": pages(anon & ~swapbacked & ~dirty), "referenced": pages(young),
+        "anonymous_thp": pages(huge & anon),
+        "pss": pss_of(None), "pss_anon": pss_of(anon), "pss_shmem": pss_of(~anon & swapbacked),
+        "pss_file": pss_of(~anon & ~swapbacked), "pss_locked": pss_of(locked), "pss_dirty": pss_of(dirty),
+        "private_dirty": pages(dirty & private), "shared_dirty": pages(dirty & ~private),
+        "private_clean": pages(~dirty & private), "shared_clean": pages(~dirty & ~private),
+    }
+    for name, values in cols.items():
+        for st, x in zip(out, values):
+            setattr(st, name, x)
+    return out
 
 
 def smaps_vma(mm: MM, v: VMA, special_mapcount: int = 2) -> MemSizeStats:
-    """The smaps numbers of one VMA. `special_mapcount`: how many mms map the
-    vDSO pages (the simulator keeps no mapcount for kernel pages)."""
-    st = MemSizeStats()
-    if v.flags & VM_PFNMAP:  # vm_normal_page() is NULL: nothing counts
-        return st
-    mem = mm.mem
-    locked = bool(v.flags & VM_LOCKED)
-    huge = set(mm.pgtable.huge_in(v.start, v.end))
-    for va, sl in mm.pgtable.spans(v.start, v.end):
-        present = (sl & PTE_PRESENT) != 0
-        if not present.any():
-            continue
-        ptes = sl[present]
-        pfns = pte_pfn(ptes)
-        normal = pfns != ZERO_PFN  # the shared zero page is not a normal page
-        ptes, pfns = ptes[normal], pfns[normal]
-        _accumulate(st, mem, pfns, (ptes & PTE_ACCESSED) != 0, (ptes & PTE_DIRTY) != 0, locked,
-                    special_mapcount)
-        if (va >> PMD_SHIFT) in huge:
-            st.anonymous_thp += len(pfns) * PAGE_SIZE
-    return st
+    """The smaps numbers of one VMA."""
+    return smaps_vmas(mm, [v], special_mapcount)[0]
 
 
 def smaps_rollup(mm: MM, special_mapcount: int = 2) -> MemSizeStats:
     st = MemSizeStats()
-    for v in mm.vmas:
-        st.add(smaps_vma(mm, v, special_mapcount))
+    for x in smaps_vmas(mm, list(mm.vmas), special_mapcount):
+        st.add(x)
     return st
 
 
 def pagemap_entries(mm: MM, start: int, end: int, show_pfn: bool = True) -> np.ndarray:
-    """pagemap u64 entries for the pages of [start, end) (spec §10.1)."""
+    """pagemap u64 entries for the pages of [start, end) (spec §10.1),
+    computed over all of the range's page-table entries at once."""
     out = np.zeros((end - start) >> PAGE_SHIFT, np.uint64)
     mem = mm.mem
-    for v in mm.vmas.overlapping(start, end):
-        lo, hi = max(start, v.start), min(end, v.end)
-        i0 = (lo - start) >> PAGE_SHIFT
-        if v.flags & VM_SOFTDIRTY:
-            out[i0: i0 + ((hi - lo) >> PAGE_SHIFT)] |= np.uint64(PM_SOFT_DIRTY)
-        if v.flags & VM_PFNMAP:
-            continue  # PFN maps read as holes
-        for va, sl in mm.pgtable.spans(lo, hi):
-            present = (sl & PTE_PRESENT) != 0
-            if not present.any():
-                continue
-            i = (va - start) >> PAGE_SHIFT
-            ptes = sl[present]
-            pfns = pte_pfn(ptes)
-            e = np.full(len(pfns), PM_PRESENT, np.uint64)
-            if show_pfn:
-                e |= pfns.astype(np.uint64)
-            e[(ptes & PTE_SOFT_DIRTY) != 0] |= np.uint64(PM_SOFT_DIRTY)
-            page = pfns != ZERO_PFN
-            fl = mem.flags[pfns]
-            e[page & ((fl & M.PG_ANON) == 0)] |= np.uint64(PM_FILE)
-            excl = page & ((fl & M.PG_RESERVED) == 0) & mem.page_mapped_exclusively(pfns)
-            e[excl] |= np.uint64(PM_MMAP_EXCLUSIVE)
-            seg = out[i: i + len(sl)]
-            seg[present] |= e
+    vmas = mm.vmas.overlapping(start, end)
+    if not vmas:
+        return out
+    base = start >> PAGE_SHIFT
+    vpn, ptes = _entries(mm, start, end)
+    present = (ptes & PTE_PRESENT) != 0
+    vpn, ptes = vpn[present], ptes[present]
+    pfns = pte_pfn(ptes)
+    e = np.full(len(pfns), PM_PRESENT, np.uint64)
+    if show_pfn:
+        e |= pfns.astype(np.uint64)
+    e[(ptes & PTE_SOFT_DIRTY) != 0] |= np.uint64(PM_SOFT_DIRTY)
+    page = pfns != ZERO_PFN
+    fl = mem.flags[pfns]
+    e[page & ((fl & M.PG_ANON) == 0)] |= np.uint64(PM_FILE)
+    excl = page & ((fl & M.PG_RESERVED) == 0) & mem.page_mapped_exclusively(pfns)
+    e[excl] |= np.uint64(PM_MMAP_EXCLUSIVE)
+    out[vpn - base] = e
+    # what depends on the VMA: PFN maps read as holes; VM_SOFTDIRTY marks
+    # every page (rare: only these VMAs cost a step each)
+    for v in vmas:
+        if v.flags & (VM_PFNMAP | VM_SOFTDIRTY):
+            lo, hi = (max(start, v.start) >> PAGE_SHIFT) - base, (min(end, v.end) >> PAGE_SHIFT) - base
+            if v.flags & VM_PFNMAP:
+                out[lo:hi] = 0
+            if v.flags & VM_SOFTDIRTY:
+                out[lo:hi] |= np.uint64(PM_SOFT_DIRTY)
     return out
 
 

@@ -5,6 +5,7 @@ from the page tables under the configured mapcount model."""
 from __future__ import annotations
 
 import errno
+import functools
 
 from procsim.mm import stats
 from procsim.mm.mm import MM
@@ -13,17 +14,7 @@ from procsim.mm.vma import MNEMONICS, VM_HUGETLB, VMA
 from procsim.procfs import maps
 from procsim.procfs.context import Ctx
 
-# The gate VMA's block: only the sizes of one page (spec §4.3).
-_GATE_TAIL = ("Size:                  4 kB\nKernelPageSize:        4 kB\nMMUPageSize:           4 kB\n"
-              + "".join(f"{label:<16}{0:>8} kB\n" for label in (
-                  "Rss:", "Pss:", "Pss_Dirty:", "Shared_Clean:", "Shared_Dirty:", "Private_Clean:",
-                  "Private_Dirty:", "Referenced:", "Anonymous:", "KSM:", "LazyFree:", "AnonHugePages:",
-                  "ShmemPmdMapped:", "FilePmdMapped:", "Shared_Hugetlb:"))
-              + "Private_Hugetlb:       0 kB\n"
-              + "".join(f"{label:<16}{0:>8} kB\n" for label in ("Swap:", "SwapPss:", "Locked:"))
-              + "THPeligible:           0\n")
-
-
+@functools.lru_cache(maxsize=1024)
 def vm_flags(flags: int) -> str:
     """The VmFlags line: the code of every set bit, in bit order, each with
     a trailing space; a bit without a code prints ??."""
@@ -38,38 +29,47 @@ def vm_flags(flags: int) -> str:
     return "VmFlags: " + "".join(out) + "\n"
 
 
-def _kb(label: str, nbytes: int) -> str:
-    return f"{label:<16}{nbytes >> 10:>8} kB\n"
+# __show_smap(): the lines from Rss to Locked, in the kernel's order, as
+# (label, field, is a PSS fixed-point value); smaps_rollup adds the PSS split.
+_USAGE = (("Rss", "resident", False), ("Pss", "pss", True), ("Pss_Dirty", "pss_dirty", True),
+          ("Shared_Clean", "shared_clean", False), ("Shared_Dirty", "shared_dirty", False),
+          ("Private_Clean", "private_clean", False), ("Private_Dirty", "private_dirty", False),
+          ("Referenced", "referenced", False), ("Anonymous", "anonymous", False), ("KSM", "ksm", False),
+          ("LazyFree", "lazyfree", False), ("AnonHugePages", "anonymous_thp", False),
+          ("ShmemPmdMapped", "shmem_thp", False), ("FilePmdMapped", "file_thp", False),
+          ("Shared_Hugetlb", "shared_hugetlb", False), ("Private_Hugetlb", "private_hugetlb", False),
+          ("Swap", "swap", False), ("SwapPss", "swap_pss", True), ("Locked", "pss_locked", True))
+_ROLLUP = _USAGE[:3] + (("Pss_Anon", "pss_anon", True), ("Pss_File", "pss_file", True),
+                        ("Pss_Shmem", "pss_shmem", True)) + _USAGE[3:]
 
 
-def _pss_kb(label: str, pss: int) -> str:
-    return f"{label:<16}{pss >> PSS_SHIFT >> 10:>8} kB\n"
+def _template(rows) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """One format string for all the lines (a 10,000-VMA smaps formats 10,000
+    blocks): `label:` padded to 16, the kB value to 8; Private_Hugetlb is the
+    kernel's one exception (label 16 wide, one space, width 7)."""
+    fmt = "".join("Private_Hugetlb: {:>7} kB\n" if label == "Private_Hugetlb" else f"{label + ':':<16}{{:>8}} kB\n"
+                  for label, _, _ in rows)
+    return fmt, tuple((name, PSS_SHIFT + 10 if pss else 10) for _, name, pss in rows)
+
+
+_SMAPS_FMT, _SMAPS_FIELDS = _template(_USAGE)
+_ROLLUP_FMT, _ROLLUP_FIELDS = _template(_ROLLUP)
+# The gate VMA's block: only the sizes of one page (spec §4.3).
+_GATE_TAIL = ("Size:                  4 kB\nKernelPageSize:        4 kB\nMMUPageSize:           4 kB\n"
+              + _SMAPS_FMT.format(*[0] * len(_SMAPS_FIELDS)) + "THPeligible:           0\n")
 
 
 def _usage(st: MemSizeStats, rollup: bool) -> str:
-    """__show_smap(): the lines from Rss to Locked, in the kernel's order."""
-    out = [_kb("Rss:", st.resident), _pss_kb("Pss:", st.pss), _pss_kb("Pss_Dirty:", st.pss_dirty)]
-    if rollup:
-        out += [_pss_kb("Pss_Anon:", st.pss_anon), _pss_kb("Pss_File:", st.pss_file),
-                _pss_kb("Pss_Shmem:", st.pss_shmem)]
-    out += [_kb("Shared_Clean:", st.shared_clean), _kb("Shared_Dirty:", st.shared_dirty),
-            _kb("Private_Clean:", st.private_clean), _kb("Private_Dirty:", st.private_dirty),
-            _kb("Referenced:", st.referenced), _kb("Anonymous:", st.anonymous), _kb("KSM:", st.ksm),
-            _kb("LazyFree:", st.lazyfree), _kb("AnonHugePages:", st.anonymous_thp),
-            _kb("ShmemPmdMapped:", st.shmem_thp), _kb("FilePmdMapped:", st.file_thp),
-            _kb("Shared_Hugetlb:", st.shared_hugetlb),
-            f"Private_Hugetlb: {st.private_hugetlb >> 10:>7} kB\n",
-            _kb("Swap:", st.swap), _pss_kb("SwapPss:", st.swap_pss), _pss_kb("Locked:", st.pss_locked)]
-    return "".join(out)
+    fmt, fields = (_ROLLUP_FMT, _ROLLUP_FIELDS) if rollup else (_SMAPS_FMT, _SMAPS_FIELDS)
+    return fmt.format(*(getattr(st, name) >> shift for name, shift in fields))
 
 
-def smaps_block(ctx: Ctx, mm: MM, v: VMA, vdso_users: int) -> str:
+def smaps_block(ctx: Ctx, mm: MM, v: VMA, st: MemSizeStats) -> str:
     k = ctx.kernel
     page_kb = 2048 if v.flags & VM_HUGETLB else 4
-    out = [maps.maps_line(mm, v), _kb("Size:", v.end - v.start),
+    out = [maps.maps_line(mm, v), f"Size:           {(v.end - v.start) >> 10:>8} kB\n",
            f"KernelPageSize:  {page_kb:>8} kB\n", f"MMUPageSize:     {page_kb:>8} kB\n",
-           _usage(stats.smaps_vma(mm, v, special_mapcount=vdso_users), rollup=False),
-           f"THPeligible:     {int(k.mem.thp.thp_eligible(v)):>8}\n"]
+           _usage(st, rollup=False), f"THPeligible:     {int(k.mem.thp.thp_eligible(v)):>8}\n"]
     if k.config.pkeys:
         out.append(f"ProtectionKey:   {(v.flags >> 32) & 0xF:>8}\n")
     out.append(vm_flags(v.flags))
@@ -85,8 +85,9 @@ def smaps(ctx: Ctx) -> bytes:
     mm = maps.bound_mm(ctx)
     if mm is None:
         return b""
-    users = ctx.kernel.vdso_mapcount
-    body = "".join(smaps_block(ctx, mm, v, users) for v in mm.vmas)
+    vmas = list(mm.vmas)
+    sts = stats.smaps_vmas(mm, vmas, special_mapcount=ctx.kernel.vdso_mapcount)
+    body = "".join(smaps_block(ctx, mm, v, st) for v, st in zip(vmas, sts))
     cfg = ctx.kernel.config
     return (body + _gate_block(cfg.pkeys) if cfg.arch == "x86" else body).encode()
 
