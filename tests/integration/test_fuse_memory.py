@@ -356,3 +356,19 @@ def test_example_mapcount_models():
     assert rows[("job", "USS")][1:] == rows[("job", "exclusive")][1:] == (0, -992)
     assert rows[("job", "Pss")][2] == 0 and rows[("app", "Rss")][2] == rows[("job", "Rss")][2] == 0
     assert rows[("meminfo", "AnonPages")][2] == 32
+
+
+@pytest.mark.parametrize("name,err", [("smaps", errno.EINVAL), ("smaps_rollup", errno.EINVAL),
+                                      ("numa_maps", errno.EINVAL), ("pagemap", errno.EINVAL)])
+def test_writes_to_read_only_memory_files(world, name, err):
+    """Root may open them for writing (CAP_DAC_OVERRIDE); the write gets the
+    kernel's EINVAL (spec §1.4) and changes nothing."""
+    before = read(f"{world.proc}/{APP}/smaps_rollup")
+    fd = os.open(f"{world.proc}/{APP}/{name}", os.O_WRONLY)
+    try:
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"1\n")
+        assert e.value.errno == err
+    finally:
+        os.close(fd)
+    assert read(f"{world.proc}/{APP}/smaps_rollup") == before
