@@ -75,21 +75,49 @@ def _entries(mm: MM, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(vpns), np.concatenate(ents)
 
 
-def _segment_sums(seg: np.ndarray, nseg: int, values: np.ndarray) -> np.ndarray:
-    """Per-segment sums of int64 values whose segment ids are non-decreasing."""
-    bounds = np.searchsorted(seg, np.arange(nseg + 1))
-    cs = np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
-    return cs[bounds[1:]] - cs[bounds[:-1]]
+# Columns of the per-VMA smaps array: MemSizeStats' fields in order.
+FIELDS = tuple(f.name for f in fields(MemSizeStats))
+COL = {name: i for i, name in enumerate(FIELDS)}
+
+# Every counted page gets a 6-bit class; one bincount per VMA and class then
+# gives every page-count field through a selector matrix (and a 3-bit class
+# for the PSS split), instead of one pass over the pages per field.
+_ANON, _SWAPBACKED, _DIRTY, _YOUNG, _HUGE, _PRIVATE = (1 << b for b in range(6))
+_C = np.arange(64)
+_PAGE_COLS = {
+    "resident": _C >= 0, "anonymous": (_C & _ANON) != 0,
+    "lazyfree": (_C & (_ANON | _SWAPBACKED | _DIRTY)) == _ANON, "referenced": (_C & _YOUNG) != 0,
+    "anonymous_thp": (_C & (_ANON | _HUGE)) == _ANON | _HUGE,
+    "private_dirty": (_C & (_DIRTY | _PRIVATE)) == _DIRTY | _PRIVATE,
+    "shared_dirty": (_C & (_DIRTY | _PRIVATE)) == _DIRTY,
+    "private_clean": (_C & (_DIRTY | _PRIVATE)) == _PRIVATE,
+    "shared_clean": (_C & (_DIRTY | _PRIVATE)) == 0,
+}
+_PAGE_SEL = np.stack(list(_PAGE_COLS.values()), axis=1).astype(np.int64)
+_P = np.arange(8)
+_PSS_COLS = {"pss": _P >= 0, "pss_anon": (_P & _ANON) != 0, "pss_shmem": (_P & (_ANON | _SWAPBACKED)) == _SWAPBACKED,
+             "pss_file": (_P & (_ANON | _SWAPBACKED)) == 0, "pss_dirty": (_P & _DIRTY) != 0}
+_PSS_SEL = np.stack(list(_PSS_COLS.values()), axis=1).astype(np.int64)
 
 
-def smaps_vmas(mm: MM, vmas: list[VMA], special_mapcount: int = 2) -> list[MemSizeStats]:
+def _bincount_exact(keys: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
+    """Integer sums of int64 weights by key (bincount adds in float64: split
+    each weight in two halves so that no sum can lose a bit)."""
+    hi = np.bincount(keys, weights=weights >> 12, minlength=n)
+    lo = np.bincount(keys, weights=weights & 4095, minlength=n)
+    return (hi.astype(np.int64) << 12) + lo.astype(np.int64)
+
+
+def smaps_array(mm: MM, vmas: list[VMA], special_mapcount: int = 2) -> np.ndarray:
     """smaps_account() over every page of each VMA in `vmas` (in address
-    order), vectorised across all of them. A PMD-mapped THP is walked as its
-    512 entries: the compound case's per-page loop gives the same sums.
-    `special_mapcount`: how many mms map the vDSO pages (the simulator keeps
-    no mapcount for kernel pages)."""
-    out = [MemSizeStats() for _ in vmas]
-    if not vmas:
+    order), vectorised across all of them: an int64 array, one row per VMA,
+    one column per MemSizeStats field (FIELDS). A PMD-mapped THP is walked
+    as its 512 entries: the compound case's per-page loop gives the same
+    sums. `special_mapcount`: how many mms map the vDSO pages (the simulator
+    keeps no mapcount for kernel pages)."""
+    n = len(vmas)
+    out = np.zeros((n, len(FIELDS)), np.int64)
+    if not n:
         return out
     mem = mm.mem
     starts = np.array([v.start >> PAGE_SHIFT for v in vmas], np.int64)
@@ -106,10 +134,6 @@ def smaps_vmas(mm: MM, vmas: list[VMA], special_mapcount: int = 2) -> list[MemSi
 
     fl = mem.flags[pfns]
     reserved = (fl & M.PG_RESERVED) != 0  # vDSO text: a normal page mapped by every process
-    anon = (fl & M.PG_ANON) != 0
-    swapbacked = (fl & M.PG_SWAPBACKED) != 0
-    dirty = ((ptes & PTE_DIRTY) != 0) | ((fl & M.PG_DIRTY) != 0)
-    young = ((ptes & PTE_ACCESSED) != 0) | ((fl & M.PG_REFERENCED) != 0)
     refcount = np.where(reserved, special_mapcount + 1, mem.folio_mapcount(pfns))
     if mem.mapcount_model == "page":
         mapcount = mem.precise_page_mapcount(pfns)
@@ -123,32 +147,28 @@ def smaps_vmas(mm: MM, vmas: list[VMA], special_mapcount: int = 2) -> list[MemSi
     private |= one
     full = np.int64(PAGE_SIZE << PSS_SHIFT)
     pss = np.where(one | (mapcount < 2), full, full // np.maximum(mapcount, 1).astype(np.int64))
-    locked = (vmflags[seg] & VM_LOCKED) != 0
     huge = np.zeros(len(vpn), bool)
     if mm.pgtable.huge:
         huge = np.isin(vpn >> (PMD_SHIFT - PAGE_SHIFT), np.fromiter(mm.pgtable.huge, np.int64))
 
-    n = len(vmas)
-
-    def pages(mask: np.ndarray) -> list[int]:
-        return (_segment_sums(seg, n, mask.astype(np.int64)) * PAGE_SIZE).tolist()
-
-    def pss_of(mask: np.ndarray | None) -> list[int]:
-        return _segment_sums(seg, n, pss if mask is None else np.where(mask, pss, 0)).tolist()
-
-    cols = {
-        "resident": pages(np.ones(len(vpn), bool)), "anonymous": pages(anon),
-        "lazyfree": pages(anon & ~swapbacked & ~dirty), "referenced": pages(young),
-        "anonymous_thp": pages(huge & anon),
-        "pss": pss_of(None), "pss_anon": pss_of(anon), "pss_shmem": pss_of(~anon & swapbacked),
-        "pss_file": pss_of(~anon & ~swapbacked), "pss_locked": pss_of(locked), "pss_dirty": pss_of(dirty),
-        "private_dirty": pages(dirty & private), "shared_dirty": pages(dirty & ~private),
-        "private_clean": pages(~dirty & private), "shared_clean": pages(~dirty & ~private),
-    }
-    for name, values in cols.items():
-        for st, x in zip(out, values):
-            setattr(st, name, x)
+    dirty = ((ptes & PTE_DIRTY) != 0) | ((fl & M.PG_DIRTY) != 0)
+    cls = ((fl & M.PG_ANON) != 0).astype(np.int64) | ((fl & M.PG_SWAPBACKED) != 0) * _SWAPBACKED \
+        | dirty * _DIRTY | (((ptes & PTE_ACCESSED) != 0) | ((fl & M.PG_REFERENCED) != 0)) * _YOUNG \
+        | huge * _HUGE | private * _PRIVATE
+    counts = np.bincount(seg * 64 + cls, minlength=n * 64).reshape(n, 64)
+    out[:, [COL[c] for c in _PAGE_COLS]] = (counts @ _PAGE_SEL) * PAGE_SIZE
+    pss_by = _bincount_exact(seg * 8 + (cls & 7), pss, n * 8).reshape(n, 8)
+    out[:, [COL[c] for c in _PSS_COLS]] = pss_by @ _PSS_SEL
+    out[:, COL["pss_locked"]] = np.where((vmflags & VM_LOCKED) != 0, out[:, COL["pss"]], 0)
     return out
+
+
+def to_stats(row: np.ndarray) -> MemSizeStats:
+    return MemSizeStats(*row.tolist())
+
+
+def smaps_vmas(mm: MM, vmas: list[VMA], special_mapcount: int = 2) -> list[MemSizeStats]:
+    return [to_stats(r) for r in smaps_array(mm, vmas, special_mapcount)]
 
 
 def smaps_vma(mm: MM, v: VMA, special_mapcount: int = 2) -> MemSizeStats:
@@ -157,10 +177,8 @@ def smaps_vma(mm: MM, v: VMA, special_mapcount: int = 2) -> MemSizeStats:
 
 
 def smaps_rollup(mm: MM, special_mapcount: int = 2) -> MemSizeStats:
-    st = MemSizeStats()
-    for x in smaps_vmas(mm, list(mm.vmas), special_mapcount):
-        st.add(x)
-    return st
+    """The sums over every VMA, in bytes and fixed point (not truncated kB)."""
+    return to_stats(smaps_array(mm, list(mm.vmas), special_mapcount).sum(axis=0))
 
 
 def pagemap_entries(mm: MM, start: int, end: int, show_pfn: bool = True) -> np.ndarray:

@@ -23,6 +23,7 @@ class THPSettings:
     top-level madvise, the PMD size inheriting it, every mTHP size never."""
 
     def __init__(self, enabled: str = "madvise", sizes: dict | None = None) -> None:
+        self._orders: dict[int, int] = {}  # anon_orders() by VMA flags, for the settings as they are
         self.enabled = "madvise"
         self.per_order = {o: ("inherit" if o == PMD_ORDER else "never") for o in SIZE_ORDERS}
         self.set_enabled(enabled)
@@ -33,6 +34,7 @@ class THPSettings:
         if mode not in TOP_MODES:
             raise ValueError(f"transparent_hugepage/enabled: one of {', '.join(TOP_MODES)}")
         self.enabled = mode
+        self._orders.clear()
 
     def set_size(self, kb: int, mode: str) -> None:
         order = next((o for o in SIZE_ORDERS if order_kb(o) == kb), None)
@@ -41,6 +43,7 @@ class THPSettings:
         if mode not in SIZE_MODES:
             raise ValueError(f"hugepages-{kb}kB/enabled: one of {', '.join(SIZE_MODES)}")
         self.per_order[order] = mode
+        self._orders.clear()
 
     def anon_orders(self, vm_flags: int) -> int:
         """Bitmask of the large orders a private anonymous VMA with these

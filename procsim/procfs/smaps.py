@@ -7,12 +7,15 @@ from __future__ import annotations
 import errno
 import functools
 
+import numpy as np
+
 from procsim.mm import stats
 from procsim.mm.mm import MM
-from procsim.mm.stats import PSS_SHIFT, MemSizeStats
+from procsim.mm.stats import PSS_SHIFT
 from procsim.mm.vma import MNEMONICS, VM_HUGETLB, VMA
 from procsim.procfs import maps
 from procsim.procfs.context import Ctx
+
 
 @functools.lru_cache(maxsize=1024)
 def vm_flags(flags: int) -> str:
@@ -43,33 +46,37 @@ _ROLLUP = _USAGE[:3] + (("Pss_Anon", "pss_anon", True), ("Pss_File", "pss_file",
                         ("Pss_Shmem", "pss_shmem", True)) + _USAGE[3:]
 
 
-def _template(rows) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """One format string for all the lines (a 10,000-VMA smaps formats 10,000
-    blocks): `label:` padded to 16, the kB value to 8; Private_Hugetlb is the
-    kernel's one exception (label 16 wide, one space, width 7)."""
-    fmt = "".join("Private_Hugetlb: {:>7} kB\n" if label == "Private_Hugetlb" else f"{label + ':':<16}{{:>8}} kB\n"
-                  for label, _, _ in rows)
-    return fmt, tuple((name, PSS_SHIFT + 10 if pss else 10) for _, name, pss in rows)
+class _Lines:
+    """Lines of stats values as one format string (a 10,000-VMA smaps formats
+    10,000 blocks), the stats columns they show and their shifts to kB:
+    `label:` padded to 16, the value to 8; Private_Hugetlb is the kernel's one
+    exception (label 16 wide, one space, width 7)."""
+
+    def __init__(self, rows) -> None:
+        self.fmt = "".join("Private_Hugetlb: {:>7} kB\n" if label == "Private_Hugetlb"
+                           else f"{label + ':':<16}{{:>8}} kB\n" for label, _, _ in rows)
+        self.cols = np.array([stats.COL[name] for _, name, _ in rows])
+        self.shifts = np.array([PSS_SHIFT + 10 if pss else 10 for _, _, pss in rows], np.int64)
+
+    def kb(self, arr: np.ndarray) -> list:
+        """The values in kB, per row of a stats array (or of one row)."""
+        return (arr[..., self.cols] >> self.shifts).tolist()
 
 
-_SMAPS_FMT, _SMAPS_FIELDS = _template(_USAGE)
-_ROLLUP_FMT, _ROLLUP_FIELDS = _template(_ROLLUP)
+_SMAPS = _Lines(_USAGE)
+_ROLLUP_LINES = _Lines(_ROLLUP)
 # The gate VMA's block: only the sizes of one page (spec §4.3).
 _GATE_TAIL = ("Size:                  4 kB\nKernelPageSize:        4 kB\nMMUPageSize:           4 kB\n"
-              + _SMAPS_FMT.format(*[0] * len(_SMAPS_FIELDS)) + "THPeligible:           0\n")
+              + _SMAPS.fmt.format(*[0] * len(_USAGE)) + "THPeligible:           0\n")
 
 
-def _usage(st: MemSizeStats, rollup: bool) -> str:
-    fmt, fields = (_ROLLUP_FMT, _ROLLUP_FIELDS) if rollup else (_SMAPS_FMT, _SMAPS_FIELDS)
-    return fmt.format(*(getattr(st, name) >> shift for name, shift in fields))
-
-
-def smaps_block(ctx: Ctx, mm: MM, v: VMA, st: MemSizeStats) -> str:
+def smaps_block(ctx: Ctx, mm: MM, v: VMA, kb: list[int]) -> str:
+    """One VMA's block; `kb`: its usage lines' values, already in kB."""
     k = ctx.kernel
     page_kb = 2048 if v.flags & VM_HUGETLB else 4
     out = [maps.maps_line(mm, v), f"Size:           {(v.end - v.start) >> 10:>8} kB\n",
            f"KernelPageSize:  {page_kb:>8} kB\n", f"MMUPageSize:     {page_kb:>8} kB\n",
-           _usage(st, rollup=False), f"THPeligible:     {int(k.mem.thp.thp_eligible(v)):>8}\n"]
+           _SMAPS.fmt.format(*kb), f"THPeligible:     {int(k.mem.thp.thp_eligible(v)):>8}\n"]
     if k.config.pkeys:
         out.append(f"ProtectionKey:   {(v.flags >> 32) & 0xF:>8}\n")
     out.append(vm_flags(v.flags))
@@ -86,8 +93,8 @@ def smaps(ctx: Ctx) -> bytes:
     if mm is None:
         return b""
     vmas = list(mm.vmas)
-    sts = stats.smaps_vmas(mm, vmas, special_mapcount=ctx.kernel.vdso_mapcount)
-    body = "".join(smaps_block(ctx, mm, v, st) for v, st in zip(vmas, sts))
+    kb = _SMAPS.kb(stats.smaps_array(mm, vmas, special_mapcount=ctx.kernel.vdso_mapcount))
+    body = "".join(smaps_block(ctx, mm, v, row) for v, row in zip(vmas, kb))
     cfg = ctx.kernel.config
     return (body + _gate_block(cfg.pkeys) if cfg.arch == "x86" else body).encode()
 
@@ -96,8 +103,9 @@ def smaps_rollup(ctx: Ctx) -> bytes:
     mm = maps.bound_mm(ctx)
     if mm is None:  # the process died after open: mmget fails
         raise OSError(errno.ESRCH, "smaps_rollup")
-    st = stats.smaps_rollup(mm, special_mapcount=ctx.kernel.vdso_mapcount)
-    first, last = next(iter(mm.vmas), None), mm.vmas.last()
-    start, end = (first.start, last.end) if first is not None else (0, 0)
+    vmas = list(mm.vmas)
+    # summed in bytes (and fixed point) over all VMAs, cut to kB once
+    total = stats.smaps_array(mm, vmas, special_mapcount=ctx.kernel.vdso_mapcount).sum(axis=0)
+    start, end = (vmas[0].start, vmas[-1].end) if vmas else (0, 0)
     head = f"{start:08x}-{end:08x} ---p 00000000 00:00 0 ".ljust(72) + " [rollup]\n"
-    return (head + _usage(st, rollup=True)).encode()
+    return (head + _ROLLUP_LINES.fmt.format(*_ROLLUP_LINES.kb(total))).encode()
