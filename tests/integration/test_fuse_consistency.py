@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from fusehelpers import PAGE, kb, maps, model, read, stat_fields, statm, status, user_maps
@@ -30,8 +31,13 @@ def check_process(m, pid: int, p: dict) -> None:
     assert sm[1] == rss == p["rss_pages"]
     if p["kthread"] or p["zombie"]:
         assert vsize == rss == 0 and sm == [0] * 7 and "VmSize" not in s
-        assert read(f"{m.proc}/{pid}/maps") == ""
+        assert read(f"{m.proc}/{pid}/maps") == "" == read(f"{m.proc}/{pid}/smaps")
+        for name in ("smaps_rollup", "pagemap"):  # spec §1.6: no mm, no open
+            with pytest.raises(OSError) as e:
+                open(f"{m.proc}/{pid}/{name}", "rb")
+            assert e.value.errno == errno.ESRCH
         return
+    check_memory_files(m, pid, s)
     assert kb(s["VmSize"]) * 1024 == vsize
     assert kb(s["VmRSS"]) == rss * 4
     assert kb(s["VmRSS"]) == kb(s["RssAnon"]) + kb(s["RssFile"]) + kb(s["RssShmem"])
@@ -47,6 +53,60 @@ def check_process(m, pid: int, p: dict) -> None:
         ts = stat_fields(m, f"{pid}/task/{tid}")
         assert int(ts[0]) == tid and int(ts[22]) == vsize and int(ts[23]) == rss
         assert status(m, f"{pid}/task/{tid}")["VmRSS"] == s["VmRSS"]
+
+
+def smaps_blocks(text: str) -> list[tuple[str, dict[str, int]]]:
+    """(maps line, {key: number}) per smaps block."""
+    out: list[tuple[str, dict[str, int]]] = []
+    for line in text.splitlines():
+        key, sep, rest = line.partition(":")
+        if sep and " " not in key and key != "VmFlags":
+            out[-1][1][key] = int(rest.split()[0])
+        elif not sep or "-" in key:
+            out.append((line, {}))
+    return out
+
+
+def check_memory_files(m, pid: int, s: dict[str, str]) -> None:
+    """smaps, smaps_rollup, numa_maps and pagemap against status and maps:
+    one instant, one set of numbers (spec §4, §5, §10; clients.md §3)."""
+    blocks = smaps_blocks(read(f"{m.proc}/{pid}/smaps"))
+    maps_lines = read(f"{m.proc}/{pid}/maps").splitlines()
+    assert [b[0] for b in blocks] == maps_lines
+    for _, f in blocks:
+        assert f["Rss"] == f["Shared_Clean"] + f["Shared_Dirty"] + f["Private_Clean"] + f["Private_Dirty"]
+        assert f["Pss"] <= f["Rss"] and f["Pss_Dirty"] <= f["Pss"] and f["AnonHugePages"] <= f["Anonymous"]
+    total = {k: sum(f[k] for _, f in blocks) for k in blocks[0][1]}
+    assert total["Rss"] == kb(s["VmRSS"])
+    assert total["Anonymous"] == kb(s["RssAnon"]) and total["Swap"] == kb(s["VmSwap"])
+    rollup = smaps_blocks(read(f"{m.proc}/{pid}/smaps_rollup"))[0][1]
+    for key in ("Rss", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty", "Anonymous",
+                "AnonHugePages", "Swap", "Referenced"):
+        assert rollup[key] == total[key], key
+    # PSS is cut to kB once in the rollup, once per VMA in smaps (and once
+    # per part of its anon/file/shmem split)
+    assert total["Pss"] <= rollup["Pss"] < total["Pss"] + len(blocks)
+    assert rollup["Pss"] - 2 <= rollup["Pss_Anon"] + rollup["Pss_File"] + rollup["Pss_Shmem"] <= rollup["Pss"]
+    # numa_maps leaves out the kernel's vDSO page, which Rss counts
+    numa = read(f"{m.proc}/{pid}/numa_maps").splitlines()
+    assert [int(l.split()[0], 16) for l in numa] == [int(l.split("-")[0], 16) for l in maps_lines[:-1]]
+    n0 = sum(int(w[3:]) for l in numa for w in l.split() if w.startswith("N0="))
+    vdso = sum(f["Rss"] for line, f in blocks if line.endswith("[vdso]"))
+    assert n0 * 4 == total["Rss"] - vdso
+    # pagemap: a present entry for every resident page, and for reads of
+    # untouched anonymous memory the zero page (found by its kpageflags bit)
+    with open(f"{m.proc}/kpageflags", "rb") as kf:
+        low = np.frombuffer(kf.read(8 * 1024), "<u8")
+    zero_pfn = int(np.flatnonzero(low >> np.uint64(24) & np.uint64(1))[0])  # KPF_ZERO_PAGE
+    present = zero = 0
+    with open(f"{m.proc}/{pid}/pagemap", "rb") as pm:
+        for line in maps_lines[:-1]:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            e = np.frombuffer(os.pread(pm.fileno(), ((hi - lo) >> 12) * 8, (lo >> 12) * 8), "<u8")
+            e = e[(e >> np.uint64(63)) != 0]
+            present += len(e)
+            zero += int(np.count_nonzero((e & np.uint64((1 << 55) - 1)) == zero_pfn))
+    assert (present - zero) * 4 == total["Rss"]
 
 
 def test_every_pid_agrees(machine):
