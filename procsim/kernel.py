@@ -826,11 +826,21 @@ class Kernel:
         ptes = mm.pgtable.read(old_addr, old_addr + keep)
         # take the translations first so that unmap only zaps what does not move
         mm.pgtable.take(old_addr, old_addr + keep)
+        self._hold_file(file, +1)
         self._flush(t, mm.unmap(old_addr, old_addr + old_len))
         mm.map_region(dest, dest + new_len, flags, file, pgoff, special, anon_vma)
+        self._hold_file(file, -1)
         mm.pgtable.write(dest, ptes)
         self._changed("mm", pid=t.tgid)
         return dest
+
+    @staticmethod
+    def _hold_file(file, n: int) -> None:
+        """copy_vma() takes the new VMA's file reference before the old VMA
+        goes: without it, moving the only mapping of a deleted shmem or
+        hugetlbfs file freed the file's pages under the moved PTEs."""
+        if file is not None:
+            file.nr_mappings += n
 
     def touch(self, tid: int, addr: int, length: int, write: bool = True) -> int:
         """Access every page of [addr, addr+length): faults allocate frames and
