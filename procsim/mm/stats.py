@@ -11,8 +11,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from procsim.mm import memory as M
+from procsim.mm.hugetlb import HPAGE_NR, HPAGE_SIZE
 from procsim.mm.mm import MM, ZERO_PFN
-from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT, PTE_SOFT_DIRTY, pte_pfn
+from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT,
+                                  PTE_SOFT_DIRTY, is_swap_pte, pte_pfn, swp_offset)
 from procsim.mm.vma import VM_LOCKED, VM_PFNMAP, VM_SOFTDIRTY, VMA
 
 PSS_SHIFT = 12
@@ -22,10 +24,12 @@ PM_MMAP_EXCLUSIVE = 1 << 56
 PM_FILE = 1 << 61
 PM_SWAP = 1 << 62
 PM_PRESENT = 1 << 63
+MAX_SWAPFILES_SHIFT = 5  # pagemap swap frame: type in bits 0-4, offset above
 
 # kpageflags bits (spec §13.3)
 KPF_LOCKED, KPF_REFERENCED, KPF_UPTODATE, KPF_DIRTY, KPF_LRU, KPF_ACTIVE = 0, 2, 3, 4, 5, 6
 KPF_BUDDY, KPF_MMAP, KPF_ANON, KPF_SWAPBACKED, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 10, 11, 12, 14, 15, 16
+KPF_HUGE = 17
 KPF_UNEVICTABLE, KPF_THP, KPF_ZERO_PAGE, KPF_RESERVED, KPF_MLOCKED, KPF_OWNER_2 = 18, 22, 24, 32, 33, 34
 
 
@@ -104,17 +108,48 @@ def _accumulate(st: MemSizeStats, mem: M.MemMap, pfns: np.ndarray, young: np.nda
     st.shared_clean += int((~dirty & ~private).sum()) * PAGE_SIZE
 
 
+def _account_swap(st: MemSizeStats, mem: M.MemMap, ents: np.ndarray) -> None:
+    """smaps_pte_entry() for swap entries: Swap 4 KiB each, SwapPss the 4 KiB
+    divided among the entries that share the slot (swp_swapcount; full when
+    it is 1)."""
+    st.swap += len(ents) * PAGE_SIZE
+    count = mem.swap.count(swp_offset(ents)).astype(np.int64)
+    full = np.int64(PAGE_SIZE << PSS_SHIFT)
+    st.swap_pss += int(np.where(count >= 2, full // np.maximum(count, 1), full).sum())
+
+
+def _smaps_hugetlb(st: MemSizeStats, mm: MM, v: VMA) -> None:
+    """smaps_hugetlb_range(): nothing in Rss, Pss and the like; each mapped
+    huge page adds 2 MiB to Shared_Hugetlb when mapped more than once
+    (folio_maybe_mapped_shared), else to Private_Hugetlb."""
+    mem = mm.mem
+    for idx in mm.pgtable.hugetlb_in(v.start, v.end):
+        head = mm.pgtable.hugetlb[idx] >> PAGE_SHIFT
+        if mem.large_mapcount[head] > 1:
+            st.shared_hugetlb += HPAGE_SIZE
+        else:
+            st.private_hugetlb += HPAGE_SIZE
+
+
 def smaps_vma(mm: MM, v: VMA, special_mapcount: int = 2) -> MemSizeStats:
     """The smaps numbers of one VMA. `special_mapcount`: how many mms map the
-    vDSO pages (the simulator keeps no mapcount for kernel pages)."""
+    vDSO pages (the simulator keeps no mapcount for kernel pages).
+    For a hugetlb VMA (v.is_hugetlb) only Shared_/Private_Hugetlb count, and
+    its KernelPageSize and MMUPageSize are 2048 kB."""
     st = MemSizeStats()
     if v.flags & VM_PFNMAP:  # vm_normal_page() is NULL: nothing counts
+        return st
+    if v.is_hugetlb:
+        _smaps_hugetlb(st, mm, v)
         return st
     mem = mm.mem
     locked = bool(v.flags & VM_LOCKED)
     huge = set(mm.pgtable.huge_in(v.start, v.end))
     for va, sl in mm.pgtable.spans(v.start, v.end):
         present = (sl & PTE_PRESENT) != 0
+        swapped = is_swap_pte(sl)
+        if swapped.any():
+            _account_swap(st, mem, sl[swapped])
         if not present.any():
             continue
         ptes = sl[present]
@@ -135,8 +170,35 @@ def smaps_rollup(mm: MM, special_mapcount: int = 2) -> MemSizeStats:
     return st
 
 
+def _pagemap_hugetlb(out: np.ndarray, mm: MM, lo: int, hi: int, start: int, show_pfn: bool) -> None:
+    """pagemap_hugetlb_range(): every 4 KiB slot of a mapped huge page is
+    present with PFN head + index, exclusive when the folio is mapped once,
+    PM_FILE when it is not anonymous (a shared mapping's page-cache page).
+    Observed on 6.18: private 0x81..., shared 0xa1..., both 0x80/0xa0 when
+    a second process maps the page."""
+    mem = mm.mem
+    for idx in mm.pgtable.hugetlb_in(lo, hi):
+        head = mm.pgtable.hugetlb[idx] >> PAGE_SHIFT
+        flags = PM_PRESENT
+        if not mem.flags[head] & M.PG_ANON:
+            flags |= PM_FILE
+        if mem.large_mapcount[head] == 1:
+            flags |= PM_MMAP_EXCLUSIVE
+        base = idx << PMD_SHIFT
+        a, b = max(lo, base), min(hi, base + HPAGE_SIZE)
+        first = (a - base) >> PAGE_SHIFT
+        e = np.full((b - a) >> PAGE_SHIFT, flags, np.uint64)
+        if show_pfn:
+            e |= np.arange(head + first, head + first + len(e), dtype=np.uint64)
+        i = (a - start) >> PAGE_SHIFT
+        out[i: i + len(e)] |= e
+
+
 def pagemap_entries(mm: MM, start: int, end: int, show_pfn: bool = True) -> np.ndarray:
-    """pagemap u64 entries for the pages of [start, end) (spec §10.1)."""
+    """pagemap u64 entries for the pages of [start, end) (spec §10.1). Swap
+    entries read as PM_SWAP with the type and offset (type | offset << 5)
+    when show_pfn, flags only otherwise; never exclusive nor PM_FILE
+    (observed 0x4000000000000020 for offset 1)."""
     out = np.zeros((end - start) >> PAGE_SHIFT, np.uint64)
     mem = mm.mem
     for v in mm.vmas.overlapping(start, end):
@@ -146,11 +208,23 @@ def pagemap_entries(mm: MM, start: int, end: int, show_pfn: bool = True) -> np.n
             out[i0: i0 + ((hi - lo) >> PAGE_SHIFT)] |= np.uint64(PM_SOFT_DIRTY)
         if v.flags & VM_PFNMAP:
             continue  # PFN maps read as holes
+        if v.is_hugetlb:
+            _pagemap_hugetlb(out, mm, lo, hi, start, show_pfn)
+            continue
         for va, sl in mm.pgtable.spans(lo, hi):
             present = (sl & PTE_PRESENT) != 0
+            i = (va - start) >> PAGE_SHIFT
+            swapped = is_swap_pte(sl)
+            if swapped.any():
+                ents = sl[swapped]
+                e = np.full(len(ents), PM_SWAP, np.uint64)
+                if show_pfn:  # swap type 0
+                    e |= swp_offset(ents).astype(np.uint64) << np.uint64(MAX_SWAPFILES_SHIFT)
+                e[(ents & PTE_SOFT_DIRTY) != 0] |= np.uint64(PM_SOFT_DIRTY)
+                seg = out[i: i + len(sl)]
+                seg[swapped] |= e
             if not present.any():
                 continue
-            i = (va - start) >> PAGE_SHIFT
             ptes = sl[present]
             pfns = pte_pfn(ptes)
             e = np.full(len(pfns), PM_PRESENT, np.uint64)
@@ -201,10 +275,18 @@ def kpageflags(mem: M.MemMap, lo: int, hi: int) -> np.ndarray:
     put((fl & M.PG_MLOCKED) != 0, KPF_MLOCKED)
     mapped = used & (mem.kpagecount(pfns) > 0)
     put(mapped, KPF_MMAP)
-    put(mapped, KPF_OWNER_2)
+    hugetlb = (fl & M.PG_HUGETLB) != 0
+    # bit 34 aliases PageAnonExclusive: kept for hugetlb pages, which lose it
+    # at fork (6.18: 0x400029808 before, 0x29818 after); others: any mapped page
+    put(mapped & (~hugetlb | ((fl & M.PG_ANON_EXCLUSIVE) != 0)), KPF_OWNER_2)
     heads, order = mem.folio_head(pfns)
     large = used & (order > 0)
     put(large & (heads == pfns), KPF_COMPOUND_HEAD)
     put(large & (heads != pfns), KPF_COMPOUND_TAIL)
-    put(large, KPF_THP)
+    put(large & ~hugetlb, KPF_THP)
+    put(hugetlb, KPF_HUGE)
+    # a pool page is UPTODATE once it has been used (6.18: fresh pool pages
+    # 0x28000 head / 0x30000 tail, after use and munmap 0x28018)
+    fresh = hugetlb & ((fl & (M.PG_ANON | M.PG_DIRTY)) == 0)
+    out[fresh] &= ~np.uint64(1 << KPF_UPTODATE)
     return out
