@@ -18,8 +18,8 @@ from procsim.kernel import MADVISE_NAMES, MREMAP_FIXED, MREMAP_MAYMOVE, Kernel, 
 from procsim.mm import stats
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.mm import MMError
-from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
-                            MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED)
+from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
+                            MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED)
 
 
 class CommandError(Exception):
@@ -69,6 +69,15 @@ def _str_list(v: Any, name: str) -> list[str]:
     raise CommandError(errno.EINVAL, f"{name}: expected a list of strings")
 
 
+def _bool(v: Any, name: str) -> bool:
+    """A flag: a boolean, 0 or 1 (not any truthy value: "no" is no yes)."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    raise CommandError(errno.EINVAL, f"{name}: expected true or false, got {v!r}")
+
+
 def _str(v: Any, name: str) -> str | None:
     """An optional text argument (a comm, a path, a state letter)."""
     if v is None or isinstance(v, str):
@@ -94,11 +103,14 @@ def c_spawn(k: Kernel, argv, parent=1, uid=None, gid=None, pid=None, exe=None, e
 
 def c_mmap(k: Kernel, pid, length, prot="rw", shared=False, path=None, offset=0, addr=0,
            fixed=False, noreplace=False, growsdown=False, locked=False, noreserve=False,
-           writable=True) -> int:
+           writable=True, hugetlb=False) -> int:
+    """mmap; `hugetlb`: MAP_HUGETLB (anonymous only; the length is rounded
+    up to 2 MiB and taken from the hugetlb pool, see the `hugepages` command)."""
     flags = (MAP_SHARED if shared else MAP_PRIVATE) | (0 if path else MAP_ANONYMOUS)
     flags |= (MAP_FIXED if fixed else 0) | (MAP_FIXED_NOREPLACE if noreplace else 0)
     flags |= (MAP_GROWSDOWN if growsdown else 0) | (MAP_LOCKED if locked else 0)
     flags |= MAP_NORESERVE if noreserve else 0
+    flags |= MAP_HUGETLB if _bool(hugetlb, "hugetlb") else 0
     return k.mmap(_int(pid, "pid"), _int(length, "length"), _prot(prot), flags, _int(addr, "addr"),
                   _str(path, "path"), _int(offset, "offset"), bool(writable))
 
@@ -115,6 +127,23 @@ def c_madvise(k: Kernel, pid, addr, length, advice="dontneed") -> None:
     if name not in MADVISE_NAMES:
         raise CommandError(errno.EINVAL, f"advice {advice!r} is not modelled ({', '.join(MADVISE_NAMES)})")
     k.madvise(_int(pid, "pid"), _int(addr, "addr"), _int(length, "length"), MADVISE_NAMES[name])
+
+
+def c_hugepages(k: Kernel, nr=None) -> dict:
+    """Set vm.nr_hugepages (`nr`, optional) and return the pool as
+    /proc/meminfo's HugePages_* lines count it."""
+    if nr is not None:
+        k.set_nr_hugepages(_int(nr, "nr"))
+    pool = k.mem.hugetlb
+    return {"total": pool.nr_huge_pages, "free": pool.free_huge_pages, "rsvd": pool.resv_huge_pages,
+            "surp": 0, "size_kb": 2048}
+
+
+def c_swap(k: Kernel) -> dict:
+    """The swap area, in pages (SwapTotal/SwapFree) and the pswpin/pswpout counts."""
+    sw = k.mem.swap
+    return {"total": sw.pages, "free": sw.nr_free, "used": sw.inuse_pages,
+            "pswpin": sw.pswpin, "pswpout": sw.pswpout}
 
 
 def c_thp(k: Kernel, enabled=None, size=None, mode=None) -> dict:
@@ -156,7 +185,9 @@ def c_vmas(k: Kernel, pid) -> list[dict]:
     if mm is None:
         return []
     return [{"start": v.start, "end": v.end, "perms": v.perms(), "flags": v.flags,
-             "path": v.file.d_path() if v.file else v.special, "rss_pages": mm.present_pages(v.start, v.end)}
+             "path": v.file.d_path() if v.file else v.special, "rss_pages": mm.present_pages(v.start, v.end),
+             "swap_pages": mm.swap_entries(v.start, v.end),
+             "hugetlb_pages": len(mm.pgtable.hugetlb_in(v.start, v.end)) if v.is_hugetlb else 0}
             for v in mm.vmas]
 
 
@@ -185,7 +216,8 @@ def c_status(k: Kernel, pid) -> dict:
     return {"pid": t.pid, "tgid": t.tgid, "comm": t.comm, "state": t.state, "cpu": t.cpu,
             "on_cpu": t.on_cpu, "cpus_allowed": t.cpus_allowed,
             "mm_cpumask": mm.cpumask if mm else None,
-            "rss": list(mm.rss) if mm else None, "total_vm": mm.total_vm if mm else 0}
+            "rss": list(mm.rss) if mm else None, "total_vm": mm.total_vm if mm else 0,
+            "hugetlb_pages": mm.hugetlb_usage if mm else 0, "min_flt": t.min_flt, "maj_flt": t.maj_flt}
 
 
 def c_cpus(k: Kernel) -> list[dict]:
@@ -219,6 +251,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "madvise": c_madvise,
     "clear_refs": lambda k, pid, value: k.clear_refs(_int(pid, "pid"), _int(value, "value")),
     "thp": c_thp,
+    "hugepages": c_hugepages,
     "shrink": lambda k: k.shrink_deferred_split(),
     "brk": lambda k, pid, addr: k.brk(_int(pid, "pid"), _int(addr, "addr")),
     "mremap": c_mremap,
@@ -238,6 +271,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "memory": c_memory,
     "task": c_status,
     "cpus": c_cpus,
+    "swap": c_swap,
     "now": lambda k: k.now / 1e9,
 }
 

@@ -17,7 +17,10 @@ class KernelConfig:
     arch: str = "x86"
     nr_cpus: int = 8
     mem_bytes: int = 16 * GiB
+    # one swap area of this size (0: none); its first page is the header
     swap_bytes: int = 0
+    # vm.nr_hugepages at boot: 2 MiB hugetlb pages taken from RAM into the pool
+    hugepages: int = 0
     page_size: int = 4096
     hz: int = 250
     user_hz: int = 100
@@ -57,6 +60,12 @@ class KernelConfig:
             raise ValueError("only 4 KiB pages are modelled")
         if self.mem_bytes < 64 << 20 or self.mem_bytes % self.page_size:
             raise ValueError("mem_bytes must be a page multiple of at least 64 MiB")
+        if isinstance(self.swap_bytes, bool) or not isinstance(self.swap_bytes, int) or self.swap_bytes < 0:
+            raise ValueError("swap_bytes must be a non-negative integer")
+        if isinstance(self.hugepages, bool) or not isinstance(self.hugepages, int) or self.hugepages < 0:
+            raise ValueError("hugepages must be a non-negative integer")
+        if self.hugepages and self.hugepages * (2 << 20) > self.mem_bytes - self.kernel_reserved_bytes:
+            raise ValueError(f"hugepages: {self.hugepages} x 2 MiB do not fit in the memory left to the kernel")
         if self.cpumask_model is None:
             self.cpumask_model = {"x86": "lazy_trim", "arm64": "never_set", "riscv": "never_clear"}[self.arch]
         if self.cpumask_model not in CPUMASK_MODELS:

@@ -18,12 +18,14 @@ import numpy as np
 
 from procsim.config import KernelConfig
 from procsim.mm import memory as M
+from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, ResvMap, huge_align
 from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
-from procsim.mm.pagetable import PAGE_SIZE
+from procsim.mm.pagetable import PAGE_SIZE, PTE_PRESENT, pte_pfn
+from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
-from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
-                            MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT, VM_DONTDUMP,
-                            VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_IO, VM_LOCKED, VM_MAYEXEC,
+from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
+                            MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT, VM_DONTDUMP,
+                            VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYEXEC,
                             VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
                             VM_SHARED, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, prot_to_vm)
 from procsim.sched import NSEC, Sched
@@ -35,8 +37,9 @@ LDSO = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
 STACK_SIZE = 132 * 1024
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 MADV_NORMAL, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE = 0, 4, 8, 14, 15
+MADV_PAGEOUT = 21
 MADVISE_NAMES = {"normal": MADV_NORMAL, "dontneed": MADV_DONTNEED, "free": MADV_FREE,
-                 "hugepage": MADV_HUGEPAGE, "nohugepage": MADV_NOHUGEPAGE}
+                 "hugepage": MADV_HUGEPAGE, "nohugepage": MADV_NOHUGEPAGE, "pageout": MADV_PAGEOUT}
 FSHIFT, FIXED_1 = 11, 1 << 11
 EXP = (1884, 2014, 2037)  # 1/exp(5s/1min), 5min, 15min in fixed point
 LOAD_FREQ = 5 * NSEC + NSEC // 100
@@ -71,6 +74,8 @@ class Kernel:
         self.mem = M.MemMap(config.nr_pages, reserved, config.mapcount_model)
         self.mem.thp = THPSettings(config.thp_enabled, config.thp_sizes)
         self.mem.soft_dirty = config.mem_soft_dirty
+        self.mem.swap = SwapDevice(config.swap_bytes)
+        self.mem.hugetlb.set_nr(config.hugepages)  # the boot pool, as vm.nr_hugepages= does
         self.sched = Sched(config)
         self.vfs = VFS()
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
@@ -84,6 +89,7 @@ class Kernel:
         self.observers: list[Callable[[str, dict], None]] = []
         # The vDSO: two kernel pages (from the reserved region) every process maps.
         self.vdso_pages = np.arange(2, 4, dtype=np.int64)
+        self._vdso_memo: tuple[int, dict[int, int]] | None = None
         for cpu in self.sched.cpus:  # every CPU idled since boot
             cpu.idle = self.now
         self.generation = 0  # bumped on every change; lets caches know
@@ -613,6 +619,10 @@ class Kernel:
             if anon == (path is not None):
                 raise _err(errno.EINVAL if path else errno.EBADF, "a mapping is anonymous or has a file")
             length = page_align(length)
+            if flags & MAP_HUGETLB:
+                if not anon:  # only hugetlbfs files may be mapped with it (not modelled)
+                    raise _err(errno.EINVAL, "MAP_HUGETLB needs an anonymous mapping")
+                return self._mmap_hugetlb(t, mm, length, prot, flags, addr)
             if length > TASK_SIZE:
                 raise _err(errno.ENOMEM, "length exceeds the address space")
             if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
@@ -655,9 +665,63 @@ class Kernel:
             _, flush = mm.map_region(start, start + length, vmf, file, pgoff)
             self._flush(t, flush)
             if flags & MAP_LOCKED:  # mm_populate(): never fails, even for PROT_NONE
-                t.min_flt += mm.populate(start, start + length, self.vdso_pages)
+                self._charge_faults(t, mm, lambda: mm.populate(start, start + length, self.vdso_pages))
             self._changed("mm", pid=t.tgid)
             return start
+
+    def _mmap_hugetlb(self, t: Task, mm: MM, length: int, prot: int, flags: int, addr: int) -> int:
+        """mmap(MAP_ANONYMOUS | MAP_HUGETLB), private or shared (as checked on
+        6.18): the length is rounded up to 2 MiB, a fixed address must be 2
+        MiB aligned (EINVAL) and a hint is aligned up; the VMA maps a new
+        `/anon_hugepage (deleted)` hugetlbfs file from offset 0, with
+        VmFlags `rd wr mr mw me de ht` (private) or `rd wr sh mr mw me ms de
+        ht` (shared): VM_HUGETLB and VM_DONTEXPAND, never VM_ACCOUNT (hugetlb
+        is not charged to Committed_AS). Every page is reserved now
+        (HugePages_Rsvd; ENOMEM if the free pool cannot cover it) unless
+        MAP_NORESERVE (`nr`). MAP_LOCKED populates but does not lock."""
+        pool = self.mem.hugetlb
+        length = huge_align(length)
+        if length > TASK_SIZE:
+            raise _err(errno.ENOMEM, "length exceeds the address space")
+        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+            if addr % HPAGE_SIZE:
+                raise _err(errno.EINVAL, "MAP_HUGETLB at an address not 2 MiB aligned")
+            if addr < 0x1000 or addr + length > TASK_SIZE:
+                raise _err(errno.EPERM if addr < 0x10000 else errno.ENOMEM, "fixed address out of range")
+            if flags & MAP_FIXED_NOREPLACE and mm.vmas.overlapping(addr, addr + length):
+                raise _err(errno.EEXIST, "MAP_FIXED_NOREPLACE range is in use")
+            start = addr
+        else:
+            start = mm.get_unmapped_area(length, addr, HPAGE_SIZE)
+        shared = flags & (MAP_SHARED | MAP_PRIVATE) == MAP_SHARED
+        vmf = prot_to_vm(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_HUGETLB | VM_DONTEXPAND
+        if shared:
+            vmf |= VM_MAYSHARE | VM_SHARED
+        if flags & MAP_NORESERVE:
+            vmf |= VM_NORESERVE
+        if flags & MAP_GROWSDOWN:
+            vmf |= VM_GROWSDOWN
+        n = length >> HPAGE_SHIFT
+        reserve = not flags & MAP_NORESERVE
+        if reserve and not pool.reserve(n):
+            raise _err(errno.ENOMEM, f"cannot reserve {n} huge pages: {pool.available} free and unreserved")
+        file = pool.anon_file(length)
+        try:
+            vma, flush = mm.map_region(start, start + length, vmf, file, 0)
+        except MMError:
+            if reserve:
+                pool.unreserve(n)
+            raise
+        if reserve:
+            if shared:
+                file.resv = set(range(n))
+            else:
+                vma.resv = ResvMap(set(range(n)))
+        self._flush(t, flush)
+        if flags & MAP_LOCKED:
+            self._charge_faults(t, mm, lambda: mm.populate(start, start + length))
+        self._changed("mm", pid=t.tgid)
+        return start
 
     def munmap(self, tid: int, addr: int, length: int) -> None:
         with self.lock:
@@ -686,7 +750,7 @@ class Kernel:
             self._check_range(addr, length)
             end = addr + page_align(length)
             self._check_mapped(mm, addr, end)
-            t.min_flt += mm.lock(addr, end, on, onfault, self.vdso_pages)
+            self._charge_faults(t, mm, lambda: mm.lock(addr, end, on, onfault, self.vdso_pages))
             self._changed("mm", pid=t.tgid)
 
     def madvise(self, tid: int, addr: int, length: int, advice: int) -> None:
@@ -700,6 +764,13 @@ class Kernel:
             vmas = mm.vmas.overlapping(addr, end)
             if advice == MADV_DONTNEED:
                 self._flush(t, mm.zap(addr, end))
+            elif advice == MADV_PAGEOUT:
+                # can_madv_lru_vma(): locked, PFN-map and hugetlb VMAs are
+                # refused (6.18: EINVAL on an mlocked range and on hugetlb)
+                if any(v.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB) for v in vmas):
+                    raise _err(errno.EINVAL, "MADV_PAGEOUT on locked, PFN-map or hugetlb memory")
+                mm.pageout(addr, end)
+                self._flush(t, Flush(addr, end))
             elif advice == MADV_FREE:
                 # madvise_dontneed_free_valid_vma() + vma_is_anonymous()
                 if any(not v.is_anon or v.flags & (VM_LOCKED | VM_PFNMAP) for v in vmas):
@@ -708,9 +779,11 @@ class Kernel:
                 self._flush(t, Flush(addr, end))
             elif advice in (MADV_HUGEPAGE, MADV_NOHUGEPAGE):
                 # hugepage_madvise(): each clears the other; VM_SPECIAL VMAs are left alone
+                # (but hugetlb VMAs take the flag: 6.18 showed `ht hg`)
                 on, off = (VM_HUGEPAGE, VM_NOHUGEPAGE) if advice == MADV_HUGEPAGE else (VM_NOHUGEPAGE, VM_HUGEPAGE)
+                mm.check_split(addr, end, lambda v: (v.flags & ~off) | on != v.flags)
                 for v in vmas:
-                    if not v.flags & (VM_IO | VM_PFNMAP | VM_DONTEXPAND):
+                    if not v.flags & (VM_IO | VM_PFNMAP | VM_DONTEXPAND) or v.is_hugetlb:
                         mm.set_vma_flags(max(addr, v.start), min(end, v.end), on, off)
             self._changed("mm", pid=t.tgid)
 
@@ -744,6 +817,18 @@ class Kernel:
             except ValueError as e:
                 raise _err(errno.EINVAL, str(e)) from None
             self._changed("thp")
+
+    def set_nr_hugepages(self, nr: int) -> int:
+        """Write /proc/sys/vm/nr_hugepages: grow the pool from free memory
+        (it may end smaller than asked) or shrink it by its free, unreserved
+        pages (pages in use or reserved stay: no surplus pages). Returns
+        HugePages_Total."""
+        with self.lock:
+            if nr < 0:
+                raise _err(errno.EINVAL, f"nr_hugepages {nr} is negative")
+            n = self.mem.hugetlb.set_nr(nr)
+            self._changed("mm")
+            return n
 
     def shrink_deferred_split(self) -> int:
         """Run the deferred-split shrinker (memory pressure): partially mapped
@@ -787,6 +872,14 @@ class Kernel:
             vma = mm.vmas.lookup(old_addr)
             if vma is None or old_addr + old_len > vma.end:
                 raise _err(errno.EFAULT, "old range is not one mapping")
+            if vma.is_hugetlb:
+                # as 6.18 does: 2 MiB aligned addresses, lengths rounded up to
+                # huge pages, no growing (EINVAL); shrinking and moving work
+                if old_addr % HPAGE_SIZE or flags & MREMAP_FIXED and new_addr % HPAGE_SIZE:
+                    raise _err(errno.EINVAL, "hugetlb mremap address not 2 MiB aligned")
+                old_len, new_len = huge_align(old_len), huge_align(new_len)
+                if new_len > old_len:
+                    raise _err(errno.EINVAL, "hugetlb mappings cannot grow")
             old_end = old_addr + old_len
             if new_len > old_len and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
                 raise _err(errno.EFAULT, "vdso, vvar and PFN maps cannot grow")  # vma_to_resize()
@@ -814,6 +907,8 @@ class Kernel:
 
     def _mremap_move(self, t: Task, mm: MM, vma, old_addr: int, old_len: int, new_len: int,
                      dest: int) -> int:
+        if vma.is_hugetlb:
+            return self._mremap_move_hugetlb(t, mm, vma, old_addr, old_len, new_len, dest)
         keep = min(old_len, new_len)
         ptes = mm.pgtable.read(old_addr, old_addr + keep)
         # the moved VMA keeps its pgoff and anon_vma (copy_vma), anonymous ones too
@@ -826,9 +921,49 @@ class Kernel:
         ptes = mm.pgtable.read(old_addr, old_addr + keep)
         # take the translations first so that unmap only zaps what does not move
         mm.pgtable.take(old_addr, old_addr + keep)
+        self._hold_file(file, +1)
         self._flush(t, mm.unmap(old_addr, old_addr + old_len))
         mm.map_region(dest, dest + new_len, flags, file, pgoff, special, anon_vma)
+        self._hold_file(file, -1)
         mm.pgtable.write(dest, ptes)
+        self._changed("mm", pid=t.tgid)
+        return dest
+
+    @staticmethod
+    def _hold_file(file, n: int) -> None:
+        """copy_vma() takes the new VMA's file reference before the old VMA
+        goes: without it, moving the only mapping of a deleted shmem or
+        hugetlbfs file freed the file's pages under the moved PTEs."""
+        if file is not None:
+            file.nr_mappings += n
+
+    def _mremap_move_hugetlb(self, t: Task, mm: MM, vma, old_addr: int, old_len: int, new_len: int,
+                             dest: int) -> int:
+        """move_hugetlb_page_tables(): the huge PTEs of the kept part move to
+        dest with their mappings and reservations; the rest is unmapped."""
+        keep = new_len  # never more than old_len
+        pgoff = vma.pgoff + ((old_addr - vma.start) >> 12)
+        flags, file, anon_vma, resv = vma.flags, vma.file, vma.anon_vma, vma.resv
+        flush = mm.unmap(dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
+        self._flush(t, flush)
+        pt = mm.pgtable
+        moved = {idx: pt.hugetlb.pop(idx) for idx in pt.hugetlb_in(old_addr, old_addr + keep)}
+        i0 = pgoff >> 9
+        kept_resv = resv.reserved.intersection(range(i0, i0 + (keep >> HPAGE_SHIFT))) if resv else set()
+        # the moved entries are out of the table: unmap drops only the rest
+        # (and releases kept_resv too: taken back below)
+        self._hold_file(file, +1)
+        self._flush(t, mm.unmap(old_addr, old_addr + old_len))
+        vma, _ = mm.map_region(dest, dest + new_len, flags, file, pgoff, None, anon_vma)
+        self._hold_file(file, -1)
+        vma.resv = resv
+        if kept_resv:
+            ok = self.mem.hugetlb.reserve(len(kept_resv))  # just released: cannot fail
+            assert ok
+            resv.reserved |= kept_resv
+        shift = (dest - old_addr) >> HPAGE_SHIFT
+        for idx, e in moved.items():
+            pt.hugetlb[idx + shift] = e
         self._changed("mm", pid=t.tgid)
         return dest
 
@@ -843,8 +978,17 @@ class Kernel:
             return n
 
     def _fault(self, t: Task, mm: MM, start: int, end: int, write: bool) -> int:
-        n = mm.fault(start, end, write, self.vdso_pages)
-        t.min_flt += n
+        return self._charge_faults(t, mm, lambda: mm.fault(start, end, write, self.vdso_pages))
+
+    @staticmethod
+    def _charge_faults(t: Task, mm: MM, fault: Callable[[], int]) -> int:
+        """Run a faulting mm operation and charge its faults to the task, as
+        mm_account_fault() does: swap-ins are major (maj_flt), the rest minor."""
+        major = mm.nr_major
+        n = fault()
+        major = mm.nr_major - major
+        t.maj_flt += major
+        t.min_flt += n - major
         return n
 
     @staticmethod
@@ -865,10 +1009,23 @@ class Kernel:
     # -- whole-machine views --------------------------------------------------
 
     @property
-    def vdso_mapcount(self) -> int:
-        """How many address spaces map the vDSO text page (its smaps Pss
-        share): every user mm does; kernel pages keep no mapcount here."""
-        return max(1, len({id(g.mm) for g in self.groups.values() if g.mm is not None}))
+    def vdso_mapcount(self) -> dict[int, int]:
+        """PTE mappings of each vDSO text page over all address spaces, by
+        PFN (their smaps Pss share): kernel pages keep no mapcount in the
+        mem_map, so they are counted from the [vdso] VMAs' page tables, once
+        per generation. A fork child maps none until it faults them."""
+        memo = self._vdso_memo
+        if memo is not None and memo[0] == self.generation:
+            return memo[1]
+        counts = dict.fromkeys(self.vdso_pages.tolist(), 0)
+        for mm in {id(g.mm): g.mm for g in self.groups.values() if g.mm is not None}.values():
+            for v in mm.vmas:
+                if v.special == "[vdso]":
+                    ptes = mm.pgtable.read(v.start, v.end)
+                    for pfn in pte_pfn(ptes[(ptes & PTE_PRESENT) != 0]).tolist():
+                        counts[pfn] = counts.get(pfn, 0) + 1
+        self._vdso_memo = (self.generation, counts)
+        return counts
 
     @property
     def max_threads(self) -> int:

@@ -193,7 +193,7 @@ MACHINE = {"arch": ("arch", _t_str), "nr_cpus": ("nr_cpus", _t_int), "mem": ("me
            "seed": ("seed", _t_int), "hostname": ("hostname", _t_str), "osrelease": ("osrelease", _t_str),
            "pid_max": ("pid_max", _t_int), "btime": ("btime", _t_int), "boot_uptime": ("boot_uptime", _t_num),
            "kernel_reserved": ("kernel_reserved_bytes", _t_size), "model_name": ("model_name", _t_str),
-           "cpu_mhz": ("cpu_mhz", _t_num)}
+           "cpu_mhz": ("cpu_mhz", _t_num), "hugepages": ("hugepages", _t_int)}
 # the memory-accounting knobs: mapcount model, THP policy, soft-dirty, pkeys
 MACHINE.update({"mapcount_model": ("mapcount_model", _t_str), "thp_enabled": ("thp_enabled", _t_str),
                 "thp_sizes": ("thp_sizes", _t_table), "mem_soft_dirty": ("mem_soft_dirty", _t_bool),
@@ -207,7 +207,8 @@ THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cp
           "state": _t_str, "nice": _t_int, "stack": _t_size}
 MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,
        "writable": _t_bool, "addr": _t_size, "fixed": _t_bool, "locked": _t_bool, "noreserve": _t_bool,
-       "growsdown": _t_bool, "touch": _t_any, "write": _t_bool, "protect": _t_tables, "count": _t_count}
+       "growsdown": _t_bool, "hugetlb": _t_bool, "touch": _t_any, "write": _t_bool, "protect": _t_tables,
+       "count": _t_count}
 PROTECT = {"start": _t_size, "size": _t_size, "prot": _t_prot}
 LIB = {"path": _t_str, "size": _t_size}
 EVENT = {"at": _t_num, "every": _t_num, "count": _t_count, "op": _t_str, "as": _t_str, "cycle": _t_table,
@@ -713,7 +714,7 @@ class _Builder:
             prot = v.get("prot", 3)
             args = {"pid": pid, "length": size, "prot": prot, "shared": v.get("shared", False),
                     "path": v.get("path"), "offset": v.get("offset", 0), "addr": v.get("addr", 0)}
-            for flag in ("fixed", "locked", "noreserve", "growsdown", "writable"):
+            for flag in ("fixed", "locked", "noreserve", "growsdown", "writable", "hugetlb"):
                 if flag in v:
                     args[flag] = v[flag]
             if "offset" in v and "path" not in v:

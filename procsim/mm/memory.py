@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
 
 # Page flags kept per frame (a subset of the kernel's PG_* and KPF_* bits).
@@ -27,6 +28,13 @@ PG_SWAPBACKED = 1 << 9  # anon and shmem; MADV_FREE clears it on anon (LazyFree)
 # Kept on the head page only: the folio's "maybe mapped shared" bit of the MM-ID
 # tracking (FOLIO_MM_IDS_SHARED_BIT in folio->_mm_ids).
 PG_MAYBE_SHARED = 1 << 10
+# A frame of the hugetlb pool (PageHuge: free in the pool or in use). Such
+# folios never reach the LRU, the vmstat page counters or the rmap of
+# map_pages(); hugetlb.py keeps their mapcounts.
+PG_HUGETLB = 1 << 11
+# PageAnonExclusive, kept for hugetlb pages only (kpageflags bit 34 of a
+# private hugetlb page; fork clears it). Other anonymous pages derive it.
+PG_ANON_EXCLUSIVE = 1 << 12
 
 HPAGE_PMD_ORDER = 9
 MAX_FOLIO_ORDER = HPAGE_PMD_ORDER  # anonymous folios: order 0 and 2..9
@@ -102,6 +110,9 @@ class MemMap:
         self.soft_dirty = False   # CONFIG_MEM_SOFT_DIRTY: writes set the PTE soft-dirty bit
         self._mm_ids: list[int] = []  # released MM IDs, reused first
         self._next_mm_id = 1
+        self.swap = SwapDevice(0)  # no swap until the kernel sets one up
+        from procsim.mm.hugetlb import HugetlbPool  # it builds on MemMap
+        self.hugetlb = HugetlbPool(self)
 
     @property
     def nr_anon_mapped(self) -> int:
@@ -454,9 +465,11 @@ class MemMap:
         return np.where(order > 0, large, self.mapcount[pfns])
 
     def maybe_mapped_shared(self, pfns: np.ndarray) -> np.ndarray:
-        """folio_maybe_mapped_shared(): never a false "exclusive"."""
+        """folio_maybe_mapped_shared(): never a false "exclusive". hugetlb
+        folios have no MM-ID slots: shared when mapped more than once."""
         heads, order = self.folio_head(pfns)
-        flag = (self.flags[heads] & PG_MAYBE_SHARED) != 0
+        fl = self.flags[heads]
+        flag = ((fl & PG_MAYBE_SHARED) != 0) | ((fl & PG_HUGETLB) != 0)
         return np.where(order > 0, (self.large_mapcount[heads] > 1) & flag, self.mapcount[pfns] > 1)
 
     def kpagecount(self, pfns: np.ndarray) -> np.ndarray:

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from procsim.mm import memory as M
+from procsim.mm.hugetlb import HPAGE_NR, HPAGE_ORDER, HPAGE_SIZE
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_ACCESSED, PTE_DIRTY,
-                                  PTE_RW, PTE_SOFT_DIRTY, PTRS_PER_TABLE, PageTable, mk_pte, pte_pfn)
-from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_IO,
+                                  PTE_PRESENT, PTE_PSE, PTE_RW, PTE_SOFT_DIRTY, PTE_USER, PTRS_PER_TABLE,
+                                  PageTable, is_swap_pte, mk_pte, pte_pfn, pte_present, swp_entry_pte,
+                                  swp_offset)
+from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO,
                             VM_LOCKED, VM_PFNMAP, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
                             VM_READ, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA, File)
 from procsim.mm.vmatree import VMATree
@@ -26,6 +29,9 @@ TASK_SIZE = 0x7FFFFFFFF000
 MMAP_MIN_ADDR = 0x10000
 ZERO_PFN = 1  # the shared zero page: mapped by read faults on anon memory, never counted
 VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP
+# huge PTE bits of hugetlb entries (Python ints: one entry per 2 MiB page)
+_HPTE_RW, _HPTE_DIRTY, _HPTE_ACCESSED = int(PTE_RW), int(PTE_DIRTY), int(PTE_ACCESSED)
+_HPTE_BASE = int(PTE_PRESENT | PTE_USER | PTE_PSE)
 
 
 class MMError(OSError):
@@ -55,6 +61,9 @@ class MM:
         self.locked_vm = self.pinned_vm = self.data_vm = self.exec_vm = self.stack_vm = 0
         self.rss = [0, 0, 0, 0]
         self.hiwater_rss = 0
+        self.hugetlb_usage = 0   # pages (4 KiB) of hugetlb pages mapped (status HugetlbPages)
+        self.hugetlb_data_vm = 0  # the part of data_vm that is private writable hugetlb (not committed)
+        self.nr_major = 0        # major faults taken (swap-ins); the kernel charges them to the task
         self.start_code = self.end_code = self.start_data = self.end_data = 0
         self.start_brk = self.brk = self.start_stack = 0
         self.arg_start = self.arg_end = self.env_start = self.env_end = 0
@@ -80,6 +89,8 @@ class MM:
             self.stack_vm += n
         elif f & VM_WRITE and not f & VM_SHARED:
             self.data_vm += n
+            if f & VM_HUGETLB:
+                self.hugetlb_data_vm += n
         if f & VM_LOCKED:
             self.locked_vm += n
 
@@ -101,6 +112,7 @@ class MM:
     # -- VMA tree surgery -----------------------------------------------------
 
     def _split(self, vma: VMA, addr: int) -> VMA:
+        assert not (vma.is_hugetlb and addr & (HPAGE_SIZE - 1)), "hugetlb VMA split inside a huge page"
         # vma_adjust_trans_huge(): a huge PMD cannot straddle two VMAs
         if addr & (PMD_SIZE - 1) and (addr >> PMD_SHIFT) in self.pgtable.huge:
             self.split_huge_pmd(addr >> PMD_SHIFT)
@@ -111,6 +123,17 @@ class MM:
         self.vmas.insert(vma)
         self.vmas.insert(tail)
         return tail
+
+    def check_split(self, start: int, end: int, changing=None) -> None:
+        """hugetlb_vm_op_split(): a hugetlb VMA may only be cut at a 2 MiB
+        boundary (munmap, mprotect, MAP_FIXED over part of it: EINVAL).
+        Checked before anything changes. `changing(vma)`: only VMAs it
+        accepts would be split (mprotect leaves unchanged ones whole)."""
+        for addr in (start, end):
+            v = self.vmas.lookup(addr)
+            if v is not None and v.is_hugetlb and v.start < addr and addr & (HPAGE_SIZE - 1) \
+                    and (changing is None or changing(v)):
+                raise MMError(errno.EINVAL, f"{addr:#x} splits a huge page")
 
     def _isolate(self, start: int, end: int) -> list[VMA]:
         """Split VMAs at start and end; return those wholly inside [start, end)."""
@@ -161,24 +184,36 @@ class MM:
         if file is None:
             return
         file.nr_mappings -= 1
+        if file.nr_mappings == 0 and file.hugetlb:
+            # the anonymous hugetlbfs file goes with its last mapping: its
+            # pages return to the pool, its unused reservations are released
+            pool = self.mem.hugetlb
+            for head in file.cache[file.cache != 0].tolist():
+                pool.free(head)
+            file.cache = np.zeros(0, np.int64)
+            pool.unreserve(len(file.resv or ()))
+            file.resv = set()
+            return
         if file.nr_mappings == 0 and file.shmem and file.deleted:
             cached = file.cache[file.cache != 0]
             self.mem.free(cached)
             file.cache = np.zeros(0, np.int64)
 
-    def get_unmapped_area(self, length: int, hint: int = 0) -> int:
-        """Top-down search below mmap_base, as x86's default layout does."""
+    def get_unmapped_area(self, length: int, hint: int = 0, align: int = PAGE_SIZE) -> int:
+        """Top-down search below mmap_base, as x86's default layout does;
+        `align` (a power of two) for hugetlb mappings, which get 2 MiB."""
+        mask = ~(align - 1)
         if hint:
-            hint = page_align(hint)
+            hint = (hint + align - 1) & mask
             if MMAP_MIN_ADDR <= hint and hint + length <= TASK_SIZE and not self.vmas.overlapping(hint, hint + length):
                 return hint
         top = self.mmap_base
         for v in reversed(self.vmas.overlapping(MMAP_MIN_ADDR, self.mmap_base)):
-            if top - v.end >= length:
-                return top - length
+            if (top - length) & mask >= v.end:
+                return (top - length) & mask
             top = min(top, v.start)
-        if top - MMAP_MIN_ADDR >= length:
-            return top - length
+        if (top - length) & mask >= MMAP_MIN_ADDR:
+            return (top - length) & mask
         raise MMError(errno.ENOMEM, "no room in the address space")
 
     # -- mapping --------------------------------------------------------------
@@ -200,12 +235,13 @@ class MM:
         return self._merge_around(vma), flush
 
     def unmap(self, start: int, end: int) -> Flush | None:
+        self.check_split(start, end)
         victims = self._isolate(start, end)
         if not victims:
             return None
         self.update_hiwater_rss()
         for v in victims:
-            self._zap(v.start, v.end, bool(v.flags & VM_PFNMAP))
+            self._zap_vma(v, v.start, v.end, close=True)
             self._remove(v)
             self._file_put(v.file)
         freed = self.pgtable.free_empty(start, end, lambda lo, hi: bool(self.vmas.overlapping(lo, hi)))
@@ -214,13 +250,14 @@ class MM:
     @staticmethod
     def _prot_flags(v: VMA, prot_flags: int) -> int:
         new = (v.flags & ~VM_PROT_MASK) | prot_flags
-        if new & VM_WRITE and not v.flags & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE):
+        if new & VM_WRITE and not v.flags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE):
             new |= VM_ACCOUNT
         return new
 
     def protect(self, start: int, end: int, prot_flags: int) -> Flush:
         # mprotect_fixup() leaves a VMA whose flags do not change alone: no
         # split (a split [vdso] or [vvar] would never merge back)
+        self.check_split(start, end, lambda v: self._prot_flags(v, prot_flags) != v.flags)
         vmas = [x for v in self.vmas.overlapping(start, end) if self._prot_flags(v, prot_flags) != v.flags
                 for x in self._isolate(max(start, v.start), min(end, v.end))]
         for v in vmas:
@@ -230,10 +267,17 @@ class MM:
             self._account(v, +1)
             if not new & VM_WRITE:
                 for _, sl in self.pgtable.spans(v.start, v.end):
-                    sl &= ~PTE_RW
+                    sl[pte_present(sl)] &= ~PTE_RW
             elif new & VM_SHARED:
                 for _, sl in self.pgtable.spans(v.start, v.end):
-                    sl[sl != 0] |= PTE_RW
+                    sl[pte_present(sl)] |= PTE_RW
+            if v.is_hugetlb:
+                ht = self.pgtable.hugetlb
+                for idx in self.pgtable.hugetlb_in(v.start, v.end):
+                    if not new & VM_WRITE:
+                        ht[idx] &= ~_HPTE_RW
+                    elif new & VM_SHARED:
+                        ht[idx] |= _HPTE_RW
         self.vmas.seq += 1
         for v in vmas:
             if v in self.vmas._v:
@@ -267,6 +311,7 @@ class MM:
     def set_vma_flags(self, start: int, end: int, set_bits: int, clear_bits: int) -> None:
         """Change VMA flags over [start, end) (madvise HUGEPAGE/NOHUGEPAGE):
         split where they change, merge where they now match."""
+        self.check_split(start, end, lambda v: (v.flags & ~clear_bits) | set_bits != v.flags)
         ranges = [(max(start, v.start), min(end, v.end)) for v in self.vmas.overlapping(start, end)
                   if (v.flags & ~clear_bits) | set_bits != v.flags]
         vmas = [v for lo, hi in ranges for v in self._isolate(lo, hi)]
@@ -282,14 +327,20 @@ class MM:
         become clean and not swap-backed (LazyFree) until written again. Huge
         PMDs partly covered are split; large folios partly covered, or maybe
         shared, are split if they can be and skipped otherwise, as
-        madvise_free_pte_range() does."""
+        madvise_free_pte_range() does. Swap entries in the range are freed:
+        the data is not needed any more (6.18: SwapFree grew by the range)."""
         mem = self.mem
         for idx in self.pgtable.huge_in(start, end):
             base = idx << PMD_SHIFT
             if not (start <= base and base + PMD_SIZE <= end):
                 self.split_huge_pmd(idx)
         for va, sl in self.pgtable.spans(start, end):
-            present = np.nonzero(sl)[0]
+            swp = is_swap_pte(sl)
+            if swp.any():
+                mem.swap.free(swp_offset(sl[swp]))
+                self.rss[MM_SWAPENTS] -= int(swp.sum())
+                sl[swp] = 0
+            present = np.nonzero(sl & PTE_PRESENT)[0]
             if not len(present):
                 continue
             pfns = pte_pfn(sl[present])
@@ -322,18 +373,20 @@ class MM:
             if value == 4:
                 v.flags &= ~VM_SOFTDIRTY
                 for _, sl in self.pgtable.spans(v.start, v.end):
-                    # write-protect so that the next write faults and sets it again
+                    # write-protect so that the next write faults and sets it
+                    # again (swap entries only lose the bit)
                     had = (sl & PTE_SOFT_DIRTY) != 0
-                    sl[had] &= ~(PTE_SOFT_DIRTY | (PTE_RW if not v.flags & VM_MAYSHARE else np.uint64(0)))
+                    sl[had & pte_present(sl)] &= ~(PTE_RW if not v.flags & VM_MAYSHARE else np.uint64(0))
+                    sl[had] &= ~PTE_SOFT_DIRTY
                 continue
             if v.flags & VM_PFNMAP or (value == 2 and v.file is not None) or (value == 3 and v.file is None):
                 continue
             for _, sl in self.pgtable.spans(v.start, v.end):
-                nz = sl[sl != 0]
-                if not len(nz):
+                present = pte_present(sl)
+                if not present.any():
                     continue
-                sl &= ~PTE_ACCESSED
-                pfns = pte_pfn(nz)
+                sl[present] &= ~PTE_ACCESSED
+                pfns = pte_pfn(sl[present])
                 mem.flags[pfns[pfns != ZERO_PFN]] &= ~np.uint32(M.PG_REFERENCED)
         self.vmas.seq += 1
 
@@ -351,22 +404,42 @@ class MM:
             if v.special is not None and (special_pages is None or not len(special_pages)):
                 continue
             write = v.flags & (VM_WRITE | VM_SHARED) == VM_WRITE
-            faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
+            try:
+                faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
+            except MMError:
+                if not v.is_hugetlb:
+                    raise
+                # an empty pool (MAP_NORESERVE) ends population quietly:
+                # mm_populate() ignores errors
         return faults
 
     # -- pages ----------------------------------------------------------------
 
+    def _zap_vma(self, v: VMA, start: int, end: int, close: bool) -> int:
+        """Zap [start, end) of one VMA. `close`: the range stops being mapped
+        (munmap, exit), not just emptied (MADV_DONTNEED)."""
+        if v.is_hugetlb:
+            return self._zap_hugetlb(v, start, end, close)
+        return self._zap(start, end, bool(v.flags & VM_PFNMAP))
+
     def _zap(self, start: int, end: int, pfnmap: bool = False) -> int:
-        """Remove the translations of [start, end); free anon pages no one maps.
-        `pfnmap`: the range is a VM_PFNMAP VMA, whose pages were never charged to RSS."""
+        """Remove the translations of [start, end); free anon pages no one
+        maps, and the swap slots of swap entries (zap_nonpresent_ptes ->
+        free_swap_and_cache). `pfnmap`: the range is a VM_PFNMAP VMA, whose
+        pages were never charged to RSS."""
         nhuge = self._zap_huge(start, end)
         ptes = self.pgtable.take(start, end)
         if not len(ptes):
             return nhuge
+        swp = is_swap_pte(ptes)
+        if swp.any():
+            self.mem.swap.free(swp_offset(ptes[swp]))
+            self.rss[MM_SWAPENTS] -= int(swp.sum())
+            ptes = ptes[~swp]
         pfns = pte_pfn(ptes)
         pfns = pfns[pfns != ZERO_PFN]
         if not len(pfns):
-            return 0
+            return nhuge
         mem = self.mem
         fl = mem.flags[pfns]
         anon = (fl & M.PG_ANON) != 0
@@ -500,12 +573,24 @@ class MM:
         return faults
 
     def zap(self, start: int, end: int) -> Flush | None:
-        """madvise(MADV_DONTNEED)."""
-        for v in self.vmas.overlapping(start, end):
+        """madvise(MADV_DONTNEED). In a hugetlb VMA the start must be 2 MiB
+        aligned (EINVAL) and the end is rounded up to a huge page, as
+        madvise_dontneed_free_valid_vma() does (checked on 6.18: a 4 KiB
+        DONTNEED at an aligned start dropped the 2 MiB page)."""
+        vmas = self.vmas.overlapping(start, end)
+        for v in vmas:
             if v.flags & (VM_LOCKED | VM_IO):
                 raise MMError(errno.EINVAL, "cannot discard locked or I/O mappings")
+            if v.is_hugetlb and max(start, v.start) & (HPAGE_SIZE - 1):
+                raise MMError(errno.EINVAL, "MADV_DONTNEED inside a huge page")
         self.update_hiwater_rss()
-        return Flush(start, end) if self._zap(start, end) else None
+        n = 0
+        for v in vmas:
+            lo, hi = max(start, v.start), min(end, v.end)
+            if v.is_hugetlb:
+                hi = min((hi + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1), v.end)
+            n += self._zap_vma(v, lo, hi, close=False)
+        return Flush(start, end) if n else None
 
     def fault(self, start: int, end: int, write: bool, special_pages: np.ndarray | None = None) -> int:
         """Touch every page of [start, end) (reads or writes); returns the number
@@ -523,11 +608,14 @@ class MM:
             addr = v.end
         if addr < end:
             raise MMError(errno.EFAULT, f"no mapping at {addr:#x}")
+        self._hugetlb_fault_check(start, end, write)
         for v in self.vmas.overlapping(start, end):
             faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
         return faults
 
     def _fault_vma(self, v: VMA, lo: int, hi: int, write: bool, special_pages) -> int:
+        if v.is_hugetlb:
+            return self._fault_hugetlb(v, lo, hi, write)
         mem = self.mem
         faults = 0
         shared = bool(v.flags & VM_MAYSHARE)
@@ -539,6 +627,9 @@ class MM:
             faults += self._huge_wp(lo, hi)
         ptes = self.pgtable.read(lo, hi)
         idx = np.arange(len(ptes))
+        swapped = is_swap_pte(ptes)
+        if swapped.any():
+            faults += self._swapin(v, ptes, swapped, write)
         missing = ptes == 0
         nmiss = int(missing.sum())
         faults += nmiss
@@ -594,6 +685,31 @@ class MM:
         self.update_hiwater_rss()
         return faults
 
+    def _swapin(self, v: VMA, ptes: np.ndarray, sel: np.ndarray, write: bool) -> int:
+        """do_swap_page() for the swap entries `sel` of `ptes` (changed in
+        place): each is read into a new order-0 anonymous page, mapped
+        writable where the VMA allows (the page is this mm's alone), and its
+        slot reference dropped. A major fault each. No swap cache: the page
+        is dirty as a folio removed from the swap cache is, and the slot is
+        freed at once (on 6.18 a read fault keeps the slot and the page in
+        the swap cache; a write fault frees it and dirties the page, kpageflags
+        0x400005838)."""
+        mem = self.mem
+        ents = ptes[sel]
+        n = len(ents)
+        pfns = mem.alloc(n, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)  # may fail: nothing changed yet
+        mem.map_pages(pfns, self.mm_id)
+        mem.swap.free(swp_offset(ents))
+        mem.swap.pswpin += n
+        new = mk_pte(pfns, bool(v.flags & VM_WRITE), write)
+        new[(ents & PTE_SOFT_DIRTY) != 0] |= PTE_SOFT_DIRTY
+        ptes[sel] = new
+        self.rss[MM_SWAPENTS] -= n
+        self.rss[MM_ANONPAGES] += n
+        self.nr_major += n
+        v.anon_vma = v.anon_vma or object()
+        return n
+
     def _wp_fault(self, v: VMA, ptes: np.ndarray, shared: bool) -> np.ndarray:
         """Write to present read-only PTEs: reuse or copy (do_wp_page)."""
         mem = self.mem
@@ -639,12 +755,208 @@ class MM:
             pfns = file.cache[pgoffs]
         return pfns
 
+    # -- swap -------------------------------------------------------------------
+
+    def pageout(self, start: int, end: int) -> int:
+        """madvise(MADV_PAGEOUT) on [start, end) (the caller has refused
+        locked, PFN-map and hugetlb VMAs with EINVAL): anonymous pages only
+        this mm maps are written to swap, their frames freed. Returns the
+        pages paged out.
+
+        As madvise_cold_or_pageout_pte_range() + reclaim: huge PMDs and large
+        folios only this mm maps are split first (a THP is swapped whole only
+        into a free swap cluster; 6.18 split it, thp_swpout_fallback), shared
+        ones (after fork, or maybe mapped shared) are skipped, as are the zero
+        page, page-cache pages and shared memory (simplification: file and
+        shmem reclaim are not modelled). Clean MADV_FREE pages are dropped
+        instead (PTE none, no slot), re-dirtied ones become swap-backed again
+        and stay. A full swap area leaves the rest resident, no error."""
+        mem, swap = self.mem, self.mem.swap
+        out = 0
+        for v in self.vmas.overlapping(start, end):
+            if v.flags & VM_MAYSHARE or v.special is not None or v.is_hugetlb:
+                continue
+            lo, hi = max(start, v.start), min(end, v.end)
+            for idx in self.pgtable.huge_in(lo, hi):
+                head = self._huge_head(idx)
+                if mem.large_mapcount[head] == 1:
+                    self.split_huge_pmd(idx)
+                    mem.split_folio(head)
+            for _, sl in self.pgtable.spans(lo, hi):
+                pres = np.nonzero(sl & PTE_PRESENT)[0]
+                if not len(pres):
+                    continue
+                pfns = pte_pfn(sl[pres])
+                anon = (pfns != ZERO_PFN) & ((mem.flags[pfns] & M.PG_ANON) != 0)
+                heads, order = mem.folio_head(pfns)
+                for h in np.unique(heads[anon & (order > 0)]).tolist():
+                    if not mem.maybe_mapped_shared(np.array([h], np.int64))[0]:
+                        mem.split_folio(h)
+                fl = mem.flags[pfns]
+                cand = anon & (mem.order[pfns] == 0) & (mem.mapcount[pfns] == 1)
+                lazy = cand & ((fl & M.PG_SWAPBACKED) == 0)
+                if lazy.any():
+                    dirty = ((sl[pres] & PTE_DIRTY) != 0) | ((fl & M.PG_DIRTY) != 0)
+                    mem.flags[pfns[lazy & dirty]] |= np.uint32(M.PG_SWAPBACKED)
+                    drop = lazy & ~dirty
+                    sl[pres[drop]] = 0
+                    mem.unmap_pages(pfns[drop], self.mm_id)
+                    self.rss[MM_ANONPAGES] -= int(drop.sum())
+                    cand &= ~lazy
+                ci = np.nonzero(cand)[0]
+                slots = swap.alloc(len(ci))
+                if not len(slots):
+                    continue
+                ci = ci[: len(slots)]
+                old = sl[pres[ci]]
+                sl[pres[ci]] = swp_entry_pte(slots, (old & PTE_SOFT_DIRTY) != 0)
+                mem.unmap_pages(pfns[ci], self.mm_id)
+                self.rss[MM_ANONPAGES] -= len(slots)
+                self.rss[MM_SWAPENTS] += len(slots)
+                swap.pswpout += len(slots)
+                out += len(slots)
+        return out
+
+    # -- hugetlb ----------------------------------------------------------------
+
+    @staticmethod
+    def _hugetlb_index(v: VMA, va: int) -> int:
+        """The huge page's index in the VMA's hugetlbfs file."""
+        return (v.pgoff + ((va - v.start) >> PAGE_SHIFT)) >> HPAGE_ORDER
+
+    def _hugetlb_fault_check(self, start: int, end: int, write: bool) -> None:
+        """Faults of [start, end) that need a pool page no reservation
+        covers (MAP_NORESERVE, a fork child's private pages, COW copies) take
+        it from the free pages nobody reserved; when there are too few the
+        access gets SIGBUS. Checked before any fault so that a failed touch
+        changes nothing. Reserved pages never fail (resv <= free)."""
+        pt, need = self.pgtable, 0
+        for v in self.vmas.overlapping(start, end):
+            if not v.is_hugetlb:
+                continue
+            lo, hi = max(start, v.start), min(end, v.end)
+            shared = bool(v.flags & VM_MAYSHARE)
+            for idx in range(lo >> PMD_SHIFT, ((hi - 1) >> PMD_SHIFT) + 1):
+                e = pt.hugetlb.get(idx)
+                i = self._hugetlb_index(v, idx << PMD_SHIFT)
+                if e is None:
+                    if shared:
+                        f = v.file
+                        cached = i < len(f.cache) and f.cache[i] != 0
+                        need += not cached and i not in (f.resv or ())
+                    else:
+                        need += v.resv is None or i not in v.resv.reserved
+                elif write and not shared and not e & _HPTE_RW and self.mem.large_mapcount[e >> PAGE_SHIFT] > 1:
+                    need += 1
+        if need > self.mem.hugetlb.available:
+            raise MMError(errno.EFAULT, "SIGBUS: no free huge page for the fault")
+
+    def _hugetlb_page(self, v: VMA, va: int) -> int:
+        """hugetlb_no_page(): the page for a fault at va: the hugetlbfs file's
+        page of a shared mapping (added to the file on first use), a new
+        anonymous page for a private one; a reservation is consumed if the
+        index has one."""
+        pool = self.mem.hugetlb
+        i = self._hugetlb_index(v, va)
+        if v.flags & VM_MAYSHARE:
+            f = v.file
+            f.ensure(i + 1)
+            if f.cache[i]:
+                return int(f.cache[i])
+            reserved = f.resv is not None and i in f.resv
+            head = pool.alloc(reserved, anon=False)
+            if head < 0:
+                raise MMError(errno.EFAULT, "SIGBUS: no free huge page for the fault")
+            if reserved:
+                f.resv.discard(i)
+            f.cache[i] = head
+            return head
+        resv = v.resv
+        reserved = resv is not None and i in resv.reserved
+        head = pool.alloc(reserved, anon=True)
+        if head < 0:
+            raise MMError(errno.EFAULT, "SIGBUS: no free huge page for the fault")
+        if reserved:
+            resv.reserved.discard(i)
+        v.anon_vma = v.anon_vma or object()  # anon_vma_prepare() of a private fault
+        return head
+
+    def _fault_hugetlb(self, v: VMA, lo: int, hi: int, write: bool) -> int:
+        """hugetlb_fault() for the huge pages of [lo, hi): one minor fault per
+        huge page instantiated or write-faulted. A private read fault maps
+        the new page read-only (the next write reuses it: it is exclusive); a
+        shared mapping maps it writable when the VMA is."""
+        pt, pool = self.pgtable, self.mem.hugetlb
+        shared = bool(v.flags & VM_MAYSHARE)
+        faults = 0
+        for idx in range(lo >> PMD_SHIFT, ((hi - 1) >> PMD_SHIFT) + 1):
+            e = pt.hugetlb.get(idx)
+            if e is None:
+                head = self._hugetlb_page(v, idx << PMD_SHIFT)
+                pool.map(head)
+                self.hugetlb_usage += HPAGE_NR
+                rw = bool(v.flags & VM_WRITE) and (shared or write)
+                e = (head << PAGE_SHIFT) | _HPTE_BASE | ((_HPTE_RW | _HPTE_DIRTY) if rw else 0)
+                faults += 1
+            elif write and not e & _HPTE_RW:
+                e = self._hugetlb_wp(v, e, shared)
+                faults += 1
+            pt.hugetlb[idx] = e | _HPTE_ACCESSED
+        return faults
+
+    def _hugetlb_wp(self, v: VMA, e: int, shared: bool) -> int:
+        """hugetlb_wp(): a write to a read-only huge PTE. Shared: just make
+        it writable. Private: reuse the page if this is its only mapping,
+        else copy it into a pool page nobody reserved (simplification: the
+        reservation owner does not steal the page from its children)."""
+        if shared:
+            return e | _HPTE_RW | _HPTE_DIRTY
+        mem, pool = self.mem, self.mem.hugetlb
+        head = e >> PAGE_SHIFT
+        if mem.large_mapcount[head] == 1:
+            mem.flags[head: head + HPAGE_NR] |= np.uint32(M.PG_ANON_EXCLUSIVE)
+            return e | _HPTE_RW | _HPTE_DIRTY
+        new = pool.alloc(False, anon=True)
+        if new < 0:
+            raise MMError(errno.EFAULT, "SIGBUS: no free huge page for the copy")
+        pool.map(new)
+        if pool.unmap(head) == 0:
+            pool.free(head)
+        return (new << PAGE_SHIFT) | _HPTE_BASE | _HPTE_RW | _HPTE_DIRTY
+
+    def _zap_hugetlb(self, v: VMA, start: int, end: int, close: bool) -> int:
+        """Unmap the huge pages of [start, end) (2 MiB aligned) in v. A
+        private page nobody maps any more goes back to the pool; a shared
+        one stays in its file until the file's last mapping goes.
+        `close` (munmap, exit): the range's unused reservations are released
+        (hugetlb_vm_op_close). Otherwise (MADV_DONTNEED) the reservation
+        owner gets the reservation of a freed private page back (6.18: Free
+        and Rsvd both went up by one)."""
+        pt, pool = self.pgtable, self.mem.hugetlb
+        shared = bool(v.flags & VM_MAYSHARE)
+        n = 0
+        for idx in pt.hugetlb_in(start, end):
+            head = pt.hugetlb.pop(idx) >> PAGE_SHIFT
+            self.hugetlb_usage -= HPAGE_NR
+            n += 1
+            if pool.unmap(head) or shared:
+                continue
+            pool.free(head)
+            if not close and v.resv is not None and pool.reserve(1):
+                v.resv.reserved.add(self._hugetlb_index(v, idx << PMD_SHIFT))
+        if close and v.resv is not None:
+            i0, i1 = self._hugetlb_index(v, start), self._hugetlb_index(v, end)
+            gone = v.resv.reserved.intersection(range(i0, i1))
+            v.resv.reserved -= gone
+            pool.unreserve(len(gone))
+        return n
+
     # -- fork, exit -----------------------------------------------------------
 
     def dup(self, mmap_base: int) -> "MM":
         """dup_mm: copy VMAs; share pages copy-on-write."""
         child = MM(self.mem, mmap_base)
-        for name in ("total_vm", "hiwater_vm", "locked_vm", "data_vm", "exec_vm", "stack_vm",
+        for name in ("total_vm", "hiwater_vm", "locked_vm", "data_vm", "hugetlb_data_vm", "exec_vm", "stack_vm",
                      "start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
                      "start_stack", "arg_start", "arg_end", "env_start", "env_end"):
             setattr(child, name, getattr(self, name))
@@ -661,16 +973,25 @@ class MM:
             child.vmas.insert(nv)
             if v.file is not None:
                 v.file.nr_mappings += 1
-            ptes = self.pgtable.read(v.start, v.end)
-            present = ptes != 0
-            if not present.any():
+            if v.is_hugetlb:
+                self._dup_hugetlb(v, child)
                 continue
-            pfns = pte_pfn(ptes)
+            ptes = self.pgtable.read(v.start, v.end)
+            present = pte_present(ptes)
+            swp = is_swap_pte(ptes)
+            if not present.any() and not swp.any():
+                continue
+            # swap entries stand in for no frame: read them as the zero page
+            pfns = np.where(present, pte_pfn(ptes), ZERO_PFN)
             fl = self.mem.flags[pfns]
-            if not v.flags & VM_PFNMAP and not ((fl & M.PG_ANON) != 0).any():
+            if not v.flags & VM_PFNMAP and not ((fl & M.PG_ANON) != 0).any() and not swp.any():
                 # vma_needs_copy(): no anon_vma and not a PFN map: the child
                 # faults file, shmem and vDSO pages in itself
                 continue
+            if swp.any():
+                # copy_nonpresent_pte(): swap_duplicate() per entry
+                self.mem.swap.duplicate(swp_offset(ptes[swp]))
+                child.rss[MM_SWAPENTS] += int(swp.sum())
             if not v.flags & VM_MAYSHARE:
                 ptes[present] &= ~PTE_RW
                 self.pgtable.write(v.start, ptes)
@@ -697,11 +1018,30 @@ class MM:
         child.hiwater_rss = child.rss_pages
         return child
 
+    def _dup_hugetlb(self, v: VMA, child: "MM") -> None:
+        """copy_hugetlb_page_range(). A shared mapping is not copied (no
+        anon_vma: the child faults the file's pages in itself; 6.18: the
+        child's pagemap showed 0 until it touched the page). Private pages
+        are shared copy-on-write: both huge PTEs write-protected, the folio
+        mapped once more, no longer anon-exclusive (kpageflags after fork:
+        0x29818, DIRTY set and bit 34 gone). The child has no reservations."""
+        if v.flags & VM_MAYSHARE or v.anon_vma is None:
+            return
+        mem, pt, cpt = self.mem, self.pgtable, child.pgtable
+        for idx in pt.hugetlb_in(v.start, v.end):
+            e = pt.hugetlb[idx] & ~_HPTE_RW
+            pt.hugetlb[idx] = cpt.hugetlb[idx] = e
+            head = e >> PAGE_SHIFT
+            mem.hugetlb.map(head)
+            sl = slice(head, head + HPAGE_NR)
+            mem.flags[sl] = (mem.flags[sl] | np.uint32(M.PG_DIRTY)) & ~np.uint32(M.PG_ANON_EXCLUSIVE)
+            child.hugetlb_usage += HPAGE_NR
+
     def teardown(self) -> None:
         """exit_mmap: unmap everything."""
         self.update_hiwater_rss()
         for v in list(self.vmas):
-            self._zap(v.start, v.end, bool(v.flags & VM_PFNMAP))
+            self._zap_vma(v, v.start, v.end, close=True)
             self._remove(v)
             self._file_put(v.file)
         self.pgtable = PageTable()
@@ -714,7 +1054,11 @@ class MM:
         """Pages of [start, end) that count as resident (not the zero page)."""
         n = 0
         for _, sl in self.pgtable.spans(start, end):
-            nz = sl[sl != 0]
+            nz = sl[pte_present(sl)]
             if len(nz):
                 n += int(np.count_nonzero(pte_pfn(nz) != ZERO_PFN))
         return n
+
+    def swap_entries(self, start: int, end: int) -> int:
+        """Swap entries in [start, end) (they make up rss[MM_SWAPENTS])."""
+        return self.pgtable.count_swap(start, end)

@@ -3,6 +3,15 @@
 A table covers one PMD (2 MiB); an untouched PMD costs nothing and an empty
 one is skipped whole. Entries use x86 PTE bits: the PFN above bit 12,
 present, write, accessed (young) and dirty below.
+
+An entry is one of: none (0), present (bit 0 set), or a swap entry: present
+clear, the software bit _PAGE_SWP_ENTRY set, the swap type above bit 58 and
+the slot offset in bits 12..57 stored inverted, as x86 has stored them since
+L1TF. The inversion also means that a forgotten present check, taking a swap
+entry for a PFN, indexes far beyond mem_map and fails loudly.
+
+hugetlb pages are mapped by huge PTEs at PMD level, kept apart from the PTE
+tables (`PageTable.hugetlb`): code that walks `spans()` never meets them.
 """
 
 from __future__ import annotations
@@ -23,14 +32,21 @@ _RW = 1 << 1
 _USER = 1 << 2
 _ACCESSED = 1 << 5
 _DIRTY = 1 << 6
-_SOFT_DIRTY = 1 << 11  # x86 _PAGE_SOFT_DIRTY (software bit 11)
+_PSE = 1 << 7          # a huge (PMD-level) entry
+_SWP_ENTRY = 1 << 10   # software bit: a non-present entry that holds a swap entry
+_SOFT_DIRTY = 1 << 11  # x86 _PAGE_SOFT_DIRTY (software bit 11); swap entries keep it too
 PTE_PRESENT = np.uint64(_PRESENT)
 PTE_RW = np.uint64(_RW)
 PTE_USER = np.uint64(_USER)
 PTE_ACCESSED = np.uint64(_ACCESSED)
 PTE_DIRTY = np.uint64(_DIRTY)
 PTE_SOFT_DIRTY = np.uint64(_SOFT_DIRTY)
+PTE_PSE = np.uint64(_PSE)
+PTE_SWP_ENTRY = np.uint64(_SWP_ENTRY)
 PTE_FLAGS_MASK = np.uint64(PAGE_SIZE - 1)
+SWP_OFFSET_BITS = 46  # bits 12..57; the type (always 0: one swap area) sits above
+SWP_OFFSET_MASK = np.uint64((1 << SWP_OFFSET_BITS) - 1)
+SWP_TYPE_SHIFT = 58
 
 
 def mk_pte(pfns: np.ndarray, write: bool, dirty: bool) -> np.ndarray:
@@ -42,10 +58,35 @@ def pte_pfn(ptes: np.ndarray) -> np.ndarray:
     return (ptes >> np.uint64(PAGE_SHIFT)).astype(np.int64)
 
 
+def pte_present(ptes: np.ndarray) -> np.ndarray:
+    return (ptes & PTE_PRESENT) != 0
+
+
+def is_swap_pte(ptes: np.ndarray) -> np.ndarray:
+    """Non-present entries that hold a swap entry (is_swap_pte(): not none,
+    not present)."""
+    return (ptes & (PTE_PRESENT | PTE_SWP_ENTRY)) == PTE_SWP_ENTRY
+
+
+def swp_entry_pte(offsets: np.ndarray, soft_dirty: np.ndarray | None = None) -> np.ndarray:
+    """Swap entries of type 0 for slot `offsets`; `soft_dirty` (bool per
+    entry) carries the PTE soft-dirty bit over, as pte_swp_mksoft_dirty()."""
+    inv = ~offsets.astype(np.uint64) & SWP_OFFSET_MASK
+    out = (inv << np.uint64(PAGE_SHIFT)) | PTE_SWP_ENTRY
+    if soft_dirty is not None:
+        out[soft_dirty] |= PTE_SOFT_DIRTY
+    return out
+
+
+def swp_offset(ptes: np.ndarray) -> np.ndarray:
+    """Slot offsets of swap entries."""
+    return (~(ptes >> np.uint64(PAGE_SHIFT)) & SWP_OFFSET_MASK).astype(np.int64)
+
+
 class PageTable:
     """The user page tables of one mm."""
 
-    __slots__ = ("tables", "huge")
+    __slots__ = ("tables", "huge", "hugetlb")
 
     def __init__(self) -> None:
         self.tables: SortedDict = SortedDict()  # PMD index -> np.uint64[512]
@@ -56,6 +97,9 @@ class PageTable:
         # (pagemap, smaps) walk it like any table. Mapcounts differ: a huge
         # PMD is one mapping of the folio (entire mapcount), not 512.
         self.huge: SortedSet = SortedSet()
+        # PMD index -> huge PTE (int, x86 bits with _PAGE_PSE) mapping one 2 MiB
+        # hugetlb page: no PTE table below it, as for a real huge PTE.
+        self.hugetlb: SortedDict = SortedDict()
 
     def spans(self, start: int, end: int) -> Iterator[tuple[int, int, np.ndarray]]:
         """(va of first entry, slice of the table) for every existing table
@@ -98,7 +142,8 @@ class PageTable:
             i += k
 
     def take(self, start: int, end: int) -> np.ndarray:
-        """Clear [start, end) and return the present entries that were there."""
+        """Clear [start, end) and return the entries that were there, present
+        ones and swap entries alike (every non-none entry)."""
         got = []
         for _, sl in self.spans(start, end):
             nz = sl[sl != 0]
@@ -126,17 +171,29 @@ class PageTable:
         return list(self.huge.irange(start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT))
 
     def count_present(self, start: int, end: int) -> int:
-        return sum(int(np.count_nonzero(sl)) for _, sl in self.spans(start, end))
+        return sum(int(np.count_nonzero(sl & PTE_PRESENT)) for _, sl in self.spans(start, end))
+
+    def count_swap(self, start: int, end: int) -> int:
+        return sum(int(np.count_nonzero(is_swap_pte(sl))) for _, sl in self.spans(start, end))
+
+    def hugetlb_in(self, start: int, end: int) -> list[int]:
+        """PMD indices of hugetlb entries overlapping [start, end)."""
+        if start >= end or not self.hugetlb:
+            return []
+        return list(self.hugetlb.irange(start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT))
 
     def copy(self) -> "PageTable":
         pt = PageTable()
         pt.tables = SortedDict({k: v.copy() for k, v in self.tables.items()})
         pt.huge = SortedSet(self.huge)
+        pt.hugetlb = SortedDict(self.hugetlb)
         return pt
 
     def pgtables_bytes(self) -> int:
-        """mm_pgtables_bytes: PTE tables plus the PMD and PUD tables above them."""
+        """mm_pgtables_bytes: PTE tables plus the PMD and PUD tables above
+        them (hugetlb entries live in PMD tables and need no PTE table)."""
         keys = self.tables.keys()
-        pmds = len({k >> 9 for k in keys})
-        puds = len({k >> 18 for k in keys})
+        upper = list(keys) + list(self.hugetlb.keys()) if self.hugetlb else keys
+        pmds = len({k >> 9 for k in upper})
+        puds = len({k >> 18 for k in upper})
         return (len(keys) + pmds + puds) * PAGE_SIZE

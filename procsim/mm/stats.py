@@ -11,8 +11,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from procsim.mm import memory as M
+from procsim.mm.hugetlb import HPAGE_SIZE
 from procsim.mm.mm import MM, ZERO_PFN
-from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT, PTE_SOFT_DIRTY, pte_pfn
+from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT,
+                                  PTE_SOFT_DIRTY, is_swap_pte, pte_pfn, swp_offset)
 from procsim.mm.vma import VM_LOCKED, VM_PFNMAP, VM_SOFTDIRTY, VMA
 
 PSS_SHIFT = 12
@@ -22,10 +24,12 @@ PM_MMAP_EXCLUSIVE = 1 << 56
 PM_FILE = 1 << 61
 PM_SWAP = 1 << 62
 PM_PRESENT = 1 << 63
+MAX_SWAPFILES_SHIFT = 5  # pagemap swap frame: type in bits 0-4, offset above
 
 # kpageflags bits (spec §13.3)
 KPF_LOCKED, KPF_REFERENCED, KPF_UPTODATE, KPF_DIRTY, KPF_LRU, KPF_ACTIVE = 0, 2, 3, 4, 5, 6
 KPF_BUDDY, KPF_MMAP, KPF_ANON, KPF_SWAPBACKED, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 10, 11, 12, 14, 15, 16
+KPF_HUGE = 17
 KPF_UNEVICTABLE, KPF_THP, KPF_ZERO_PAGE, KPF_RESERVED, KPF_MLOCKED, KPF_OWNER_2 = 18, 22, 24, 32, 33, 34
 
 
@@ -108,13 +112,14 @@ def _bincount_exact(keys: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray
     return (hi.astype(np.int64) << 12) + lo.astype(np.int64)
 
 
-def smaps_array(mm: MM, vmas: list[VMA], special_mapcount: int = 2) -> np.ndarray:
+def smaps_array(mm: MM, vmas: list[VMA], special_mapcount: int | dict[int, int] = 2) -> np.ndarray:
     """smaps_account() over every page of each VMA in `vmas` (in address
     order), vectorised across all of them: an int64 array, one row per VMA,
     one column per MemSizeStats field (FIELDS). A PMD-mapped THP is walked
     as its 512 entries: the compound case's per-page loop gives the same
-    sums. `special_mapcount`: how many mms map the vDSO pages (the simulator
-    keeps no mapcount for kernel pages)."""
+    sums. `special_mapcount`: how many page tables map each vDSO page, by
+    PFN (Kernel.vdso_mapcount), or one count for all: the simulator keeps
+    no mapcount for kernel pages."""
     n = len(vmas)
     out = np.zeros((n, len(FIELDS)), np.int64)
     if not n:
@@ -125,24 +130,43 @@ def smaps_array(mm: MM, vmas: list[VMA], special_mapcount: int = 2) -> np.ndarra
     vmflags = np.array([v.flags for v in vmas], np.int64)
     vpn, ptes = _entries(mm, vmas[0].start, vmas[-1].end)
     seg = np.searchsorted(starts, vpn, "right") - 1
+    inside = seg >= 0
+    inside[inside] &= vpn[inside] < ends[seg[inside]]
+    vpn, ptes, seg = vpn[inside], ptes[inside], seg[inside]
+    # swap entries: Swap 4 KiB each, SwapPss the 4 KiB shared among the
+    # entries that use the slot (swp_swapcount; full when it is 1)
+    swapped = is_swap_pte(ptes)
+    if swapped.any():
+        sseg = seg[swapped]
+        count = mem.swap.count(swp_offset(ptes[swapped])).astype(np.int64)
+        full = np.int64(PAGE_SIZE << PSS_SHIFT)
+        out[:, COL["swap"]] = np.bincount(sseg, minlength=n) * PAGE_SIZE
+        out[:, COL["swap_pss"]] = _bincount_exact(sseg, np.where(count >= 2, full // np.maximum(count, 1), full), n)
+    for i, v in enumerate(vmas):
+        if v.is_hugetlb:
+            out[i, COL["shared_hugetlb"]], out[i, COL["private_hugetlb"]] = _smaps_hugetlb(mm, v)
     pfns = pte_pfn(ptes)
-    # present normal pages of this list's VMAs; PFN maps have no normal
-    # pages (vm_normal_page() is NULL) and the zero page is not one either
-    keep = (seg >= 0) & ((ptes & PTE_PRESENT) != 0) & (pfns != ZERO_PFN)
-    keep[keep] &= (vpn[keep] < ends[seg[keep]]) & ((vmflags[seg[keep]] & VM_PFNMAP) == 0)
+    # present normal pages; PFN maps have no normal pages (vm_normal_page()
+    # is NULL) and the zero page is not one either
+    keep = ((ptes & PTE_PRESENT) != 0) & (pfns != ZERO_PFN)
+    keep[keep] &= (vmflags[seg[keep]] & VM_PFNMAP) == 0
     vpn, ptes, pfns, seg = vpn[keep], ptes[keep], pfns[keep], seg[keep]
 
     fl = mem.flags[pfns]
     reserved = (fl & M.PG_RESERVED) != 0  # vDSO text: a normal page mapped by every process
-    refcount = np.where(reserved, special_mapcount + 1, mem.folio_mapcount(pfns))
+    special = np.zeros(len(pfns), np.int64)  # the vDSO pages' mapcounts
+    if reserved.any():
+        special[reserved] = ([special_mapcount.get(p, 1) for p in pfns[reserved].tolist()]
+                             if isinstance(special_mapcount, dict) else special_mapcount)
+    refcount = np.where(reserved, special + 1, mem.folio_mapcount(pfns))  # + the kernel's own reference
     if mem.mapcount_model == "page":
         mapcount = mem.precise_page_mapcount(pfns)
         private = mapcount < 2
     else:
         mapcount = mem.average_page_mapcount(pfns)
         private = ~mem.maybe_mapped_shared(pfns)
-    mapcount = np.where(reserved, special_mapcount, mapcount)
-    private = np.where(reserved, special_mapcount < 2, private)
+    mapcount = np.where(reserved, special, mapcount)
+    private = np.where(reserved, special < 2, private)
     one = refcount == 1  # the fast path: mapped exactly once, wholly private
     private |= one
     full = np.int64(PAGE_SIZE << PSS_SHIFT)
@@ -167,18 +191,56 @@ def to_stats(row: np.ndarray) -> MemSizeStats:
     return MemSizeStats(*row.tolist())
 
 
-def smaps_vmas(mm: MM, vmas: list[VMA], special_mapcount: int = 2) -> list[MemSizeStats]:
+def smaps_vmas(mm: MM, vmas: list[VMA], special_mapcount: int | dict[int, int] = 2) -> list[MemSizeStats]:
     return [to_stats(r) for r in smaps_array(mm, vmas, special_mapcount)]
 
 
-def smaps_vma(mm: MM, v: VMA, special_mapcount: int = 2) -> MemSizeStats:
+def _smaps_hugetlb(mm: MM, v: VMA) -> tuple[int, int]:
+    """smaps_hugetlb_range(): (Shared_Hugetlb, Private_Hugetlb) bytes; each
+    mapped huge page is shared when mapped more than once
+    (folio_maybe_mapped_shared), else private. Nothing else counts."""
+    shared = private = 0
+    for idx in mm.pgtable.hugetlb_in(v.start, v.end):
+        head = mm.pgtable.hugetlb[idx] >> PAGE_SHIFT
+        if mm.mem.large_mapcount[head] > 1:
+            shared += HPAGE_SIZE
+        else:
+            private += HPAGE_SIZE
+    return shared, private
+
+
+def smaps_vma(mm: MM, v: VMA, special_mapcount: int | dict[int, int] = 2) -> MemSizeStats:
     """The smaps numbers of one VMA."""
     return smaps_vmas(mm, [v], special_mapcount)[0]
 
 
-def smaps_rollup(mm: MM, special_mapcount: int = 2) -> MemSizeStats:
+def smaps_rollup(mm: MM, special_mapcount: int | dict[int, int] = 2) -> MemSizeStats:
     """The sums over every VMA, in bytes and fixed point (not truncated kB)."""
     return to_stats(smaps_array(mm, list(mm.vmas), special_mapcount).sum(axis=0))
+
+
+def _pagemap_hugetlb(out: np.ndarray, mm: MM, lo: int, hi: int, start: int, show_pfn: bool) -> None:
+    """pagemap_hugetlb_range(): every 4 KiB slot of a mapped huge page is
+    present with PFN head + index, exclusive when the folio is mapped once,
+    PM_FILE when it is not anonymous (a shared mapping's page-cache page).
+    Observed on 6.18: private 0x81..., shared 0xa1..., both 0x80/0xa0 when
+    a second process maps the page."""
+    mem = mm.mem
+    for idx in mm.pgtable.hugetlb_in(lo, hi):
+        head = mm.pgtable.hugetlb[idx] >> PAGE_SHIFT
+        flags = PM_PRESENT
+        if not mem.flags[head] & M.PG_ANON:
+            flags |= PM_FILE
+        if mem.large_mapcount[head] == 1:
+            flags |= PM_MMAP_EXCLUSIVE
+        base = idx << PMD_SHIFT
+        a, b = max(lo, base), min(hi, base + HPAGE_SIZE)
+        first = (a - base) >> PAGE_SHIFT
+        e = np.full((b - a) >> PAGE_SHIFT, flags, np.uint64)
+        if show_pfn:
+            e |= np.arange(head + first, head + first + len(e), dtype=np.uint64)
+        i = (a - start) >> PAGE_SHIFT
+        out[i: i + len(e)] |= e
 
 
 def pagemap_entries(mm: MM, start: int, end: int, show_pfn: bool = True) -> np.ndarray:
@@ -191,6 +253,14 @@ def pagemap_entries(mm: MM, start: int, end: int, show_pfn: bool = True) -> np.n
         return out
     base = start >> PAGE_SHIFT
     vpn, ptes = _entries(mm, start, end)
+    swapped = is_swap_pte(ptes)
+    if swapped.any():  # PM_SWAP, and the type and offset (type | offset << 5) only with show_pfn
+        sw = ptes[swapped]
+        e = np.full(len(sw), PM_SWAP, np.uint64)
+        if show_pfn:  # swap type 0
+            e |= swp_offset(sw).astype(np.uint64) << np.uint64(MAX_SWAPFILES_SHIFT)
+        e[(sw & PTE_SOFT_DIRTY) != 0] |= np.uint64(PM_SOFT_DIRTY)
+        out[vpn[swapped] - base] = e
     present = (ptes & PTE_PRESENT) != 0
     vpn, ptes = vpn[present], ptes[present]
     pfns = pte_pfn(ptes)
@@ -204,15 +274,19 @@ def pagemap_entries(mm: MM, start: int, end: int, show_pfn: bool = True) -> np.n
     excl = page & ((fl & M.PG_RESERVED) == 0) & mem.page_mapped_exclusively(pfns)
     e[excl] |= np.uint64(PM_MMAP_EXCLUSIVE)
     out[vpn - base] = e
-    # what depends on the VMA: PFN maps read as holes; VM_SOFTDIRTY marks
-    # every page (rare: only these VMAs cost a step each)
+    # what depends on the VMA: PFN maps read as holes, hugetlb pages sit
+    # outside the PTE tables, VM_SOFTDIRTY marks every page (rare: only
+    # these VMAs cost a step each)
     for v in vmas:
-        if v.flags & (VM_PFNMAP | VM_SOFTDIRTY):
-            lo, hi = (max(start, v.start) >> PAGE_SHIFT) - base, (min(end, v.end) >> PAGE_SHIFT) - base
+        if v.flags & (VM_PFNMAP | VM_SOFTDIRTY) or v.is_hugetlb:
+            lo, hi = max(start, v.start), min(end, v.end)
+            i, j = (lo >> PAGE_SHIFT) - base, (hi >> PAGE_SHIFT) - base
             if v.flags & VM_PFNMAP:
-                out[lo:hi] = 0
+                out[i:j] = 0
+            if v.is_hugetlb:
+                _pagemap_hugetlb(out, mm, lo, hi, start, show_pfn)
             if v.flags & VM_SOFTDIRTY:
-                out[lo:hi] |= np.uint64(PM_SOFT_DIRTY)
+                out[i:j] |= np.uint64(PM_SOFT_DIRTY)
     return out
 
 
@@ -235,6 +309,15 @@ def numa_vma(mm: MM, v: VMA) -> NumaMapsStats:
     if v.flags & VM_PFNMAP:
         return md
     mem = mm.mem
+    if v.is_hugetlb:  # gather_hugetlb_stats(): one "page" per huge page, its folio mapcount
+        for idx in mm.pgtable.hugetlb_in(v.start, v.end):
+            pte = int(mm.pgtable.hugetlb[idx])
+            head = pte >> PAGE_SHIFT
+            md.pages += 1
+            md.dirty += bool(pte & int(PTE_DIRTY) or mem.flags[head] & M.PG_DIRTY)
+            md.anon += bool(mem.flags[head] & M.PG_ANON)
+            md.mapcount_max = max(md.mapcount_max, int(mem.large_mapcount[head]))
+        return md
     huge = set(mm.pgtable.huge_in(v.start, v.end))
     for va, sl in mm.pgtable.spans(v.start, v.end):
         ptes = sl[(sl & PTE_PRESENT) != 0]
@@ -289,10 +372,18 @@ def kpageflags(mem: M.MemMap, lo: int, hi: int) -> np.ndarray:
     put((fl & M.PG_MLOCKED) != 0, KPF_MLOCKED)
     mapped = used & (mem.kpagecount(pfns) > 0)
     put(mapped, KPF_MMAP)
-    put(mapped, KPF_OWNER_2)
+    hugetlb = (fl & M.PG_HUGETLB) != 0
+    # bit 34 aliases PageAnonExclusive: kept for hugetlb pages, which lose it
+    # at fork (6.18: 0x400029808 before, 0x29818 after); others: any mapped page
+    put(mapped & (~hugetlb | ((fl & M.PG_ANON_EXCLUSIVE) != 0)), KPF_OWNER_2)
     heads, order = mem.folio_head(pfns)
     large = used & (order > 0)
     put(large & (heads == pfns), KPF_COMPOUND_HEAD)
     put(large & (heads != pfns), KPF_COMPOUND_TAIL)
-    put(large, KPF_THP)
+    put(large & ~hugetlb, KPF_THP)
+    put(hugetlb, KPF_HUGE)
+    # a pool page is UPTODATE once it has been used (6.18: fresh pool pages
+    # 0x28000 head / 0x30000 tail, after use and munmap 0x28018)
+    fresh = hugetlb & ((fl & (M.PG_ANON | M.PG_DIRTY)) == 0)
+    out[fresh] &= ~np.uint64(1 << KPF_UPTODATE)
     return out

@@ -46,6 +46,7 @@ MNEMONICS = {
 PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
 MAP_GROWSDOWN, MAP_NORESERVE, MAP_LOCKED, MAP_FIXED_NOREPLACE = 0x100, 0x4000, 0x2000, 0x100000
+MAP_HUGETLB = 0x40000
 
 
 def prot_to_vm(prot: int) -> int:
@@ -64,9 +65,13 @@ class File:
     shmem: bool = False
     deleted: bool = False
     writable: bool = False  # opened O_RDWR by the mapper (decides VM_SHARED)
-    # pgoff -> PFN (0 = not cached); grown on demand.
+    # pgoff -> PFN (0 = not cached); grown on demand. A hugetlbfs file
+    # caches 2 MiB pages: index = pgoff >> 9, value = head PFN.
     cache: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     nr_mappings: int = 0
+    hugetlb: bool = False
+    # hugetlbfs: huge page indices reserved and not yet instantiated
+    resv: set[int] | None = None
 
     @property
     def npages(self) -> int:
@@ -95,10 +100,18 @@ class VMA:
     # page; shared by the parts of a split, fresh in a fork child. VMAs whose
     # anon_vmas differ never merge (is_mergeable_anon_vma).
     anon_vma: object | None = None
+    # private hugetlb: the ResvMap of the mapping that reserved its pages
+    # (vm_private_data with HPAGE_RESV_OWNER); split parts share it
+    resv: object | None = None
 
     @property
     def npages(self) -> int:
         return (self.end - self.start) >> 12
+
+    @property
+    def is_hugetlb(self) -> bool:
+        """is_vm_hugetlb_page(): smaps shows KernelPageSize 2048 kB for it."""
+        return bool(self.flags & VM_HUGETLB)
 
     @property
     def is_anon(self) -> bool:
@@ -126,6 +139,6 @@ class VMA:
     def split_at(self, addr: int) -> "VMA":
         """Shrink self to [start, addr) and return the [addr, end) part."""
         tail = VMA(addr, self.end, self.flags, self.pgoff + ((addr - self.start) >> 12),
-                   self.file, self.special, self.anon_name, self.anon_vma)
+                   self.file, self.special, self.anon_name, self.anon_vma, self.resv)
         self.end = addr
         return tail

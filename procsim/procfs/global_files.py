@@ -28,7 +28,8 @@ from procsim.bitmap import list_str
 from procsim.config import KernelConfig
 from procsim.kernel import Kernel
 from procsim.mm import memory as M
-from procsim.mm.mm import MM, MM_SWAPENTS
+from procsim.mm.hugetlb import HPAGE_NR
+from procsim.mm.mm import MM
 from procsim.procfs.context import Ctx
 from procsim.sched import CPU, NSEC
 from procsim.task import ThreadGroup
@@ -164,13 +165,14 @@ class MemSnapshot:
 
         total = free + buffers + file + shmem + anon + slab_reclaimable
                 + slab_unreclaimable + kernel_stack + pagetables + percpu
-                + (vmalloc_used - kernel_stack) + anon_unmapped
+                + (vmalloc_used - kernel_stack) + anon_unmapped + hugetlb
 
     (anon_unmapped is 0 unless large folios are partially mapped: like the
     kernel's NR_ANON_MAPPED, AnonPages then leaves some allocated pages out)
     i.e. meminfo's MemTotal = MemFree + Buffers + Cached + AnonPages + Slab +
-    KernelStack + PageTables + Percpu + VmallocUsed - KernelStack (stacks are
-    vmalloc'ed, so VmallocUsed already holds them).
+    KernelStack + PageTables + Percpu + VmallocUsed - KernelStack + Hugetlb
+    (stacks are vmalloc'ed, so VmallocUsed already holds them; the hugetlb
+    pool is in MemTotal and not in MemFree, as on Linux).
     """
     total: int
     free: int
@@ -195,6 +197,10 @@ class MemSnapshot:
     vmalloc_used: int
     swap_total: int
     swap_free: int
+    hugetlb: int        # the hugetlb pool, in pages (Hugetlb); HugePages_* below in huge pages
+    huge_total: int
+    huge_free: int
+    huge_rsvd: int
     committed: int
     commit_limit: int
     available: int
@@ -257,14 +263,19 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
     ev_anon, ev_file = anon_lru - unevict_anon, file_lru - (mlocked - unevict_anon)
     active_anon, active_file = ev_anon // 8, ev_file // 2
 
-    # A swap area loses its header page (64 MiB of swap shows 65532 kB).
-    swap_total = max(cfg.swap_bytes // PAGE_SIZE - 1, 0)
-    swap_free = max(swap_total - sum(mm.rss[MM_SWAPENTS] for mm in mms), 0)
+    # The swap area's own count (its header page is not swap space: 64 MiB
+    # of swap shows 65532 kB); free slots, not the mms' swap entries (a slot
+    # shared after fork is one slot).
+    swap_total, swap_free = mem.swap.pages, mem.swap.nr_free
+    pool = mem.hugetlb
+    hugetlb = pool.nr_huge_pages * HPAGE_NR
     # Committed_AS: accountable private writable memory (data_vm + stack_vm
-    # of every mm, charged again on fork) plus shmem, which is charged once
-    # per object (resident pages stand in for the object sizes).
-    committed = sum(mm.data_vm + mm.stack_vm for mm in mms) + shmem
-    commit_limit = total * OVERCOMMIT_RATIO // 100 + swap_total  # no hugetlb pool
+    # of every mm, charged again on fork; hugetlb is never VM_ACCOUNT) plus
+    # shmem, which is charged once per object (resident pages stand in for
+    # the object sizes).
+    committed = sum(mm.data_vm - mm.hugetlb_data_vm + mm.stack_vm for mm in mms) + shmem
+    # the hugetlb pool is not committable (6.18: 4 x 2 MiB took 4096 kB off)
+    commit_limit = (total - hugetlb) * OVERCOMMIT_RATIO // 100 + swap_total
 
     z = zones(total)
     pagecache = ev_file  # active + inactive file, as si_mem_available() counts it
@@ -279,6 +290,8 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
         mlocked=mlocked, slab_reclaimable=sreclaim, slab_unreclaimable=sunreclaim,
         kernel_stack_kb=kstack * PAGE_KB, pagetables=pagetables, percpu=percpu,
         vmalloc_used=vmalloc_other + kstack, swap_total=swap_total, swap_free=swap_free,
+        hugetlb=hugetlb, huge_total=pool.nr_huge_pages, huge_free=pool.free_huge_pages,
+        huge_rsvd=pool.resv_huge_pages,
         committed=committed, commit_limit=commit_limit, available=max(available, 0), zones=z)
 
 
@@ -345,12 +358,13 @@ def meminfo(ctx: Ctx) -> bytes:
         ("AnonHugePages", m.anon_thp * p), ("ShmemHugePages", 0), ("ShmemPmdMapped", 0), ("FileHugePages", 0),
         ("FilePmdMapped", 0), ("Balloon", 0),
     )
-    tail = (("Hugepagesize", HPAGE_KB), ("Hugetlb", 0),
+    tail = (("Hugepagesize", HPAGE_KB), ("Hugetlb", m.hugetlb * p),
             ("DirectMap4k", k4), ("DirectMap2M", m2), ("DirectMap1G", g1))
     out = [f"{name + ':':<16}{v:>8} kB\n" for name, v in rows]
     # hugetlb_report_meminfo(): the page counts have no unit ("%5lu" after the label)
-    out += [f"HugePages_Total:   {0:>5}\n", f"HugePages_Free:    {0:>5}\n",
-            f"HugePages_Rsvd:    {0:>5}\n", f"HugePages_Surp:    {0:>5}\n"]
+    # (no surplus pages in the model: Surp is 0)
+    out += [f"HugePages_Total:   {m.huge_total:>5}\n", f"HugePages_Free:    {m.huge_free:>5}\n",
+            f"HugePages_Rsvd:    {m.huge_rsvd:>5}\n", f"HugePages_Surp:    {0:>5}\n"]
     out += [f"{name + ':':<16}{v:>8} kB\n" for name, v in tail]
     return "".join(out).encode()
 
@@ -859,6 +873,7 @@ def vmstat_values(k: Kernel) -> dict[str, int]:
         "nr_dirty_background_threshold": dirtyable * DIRTY_BACKGROUND_RATIO // 100,
         "nr_memmap_boot_pages": k.mem.nr_pages // 64,  # 64-byte struct page per frame
         "pgpgin": pgpgin, "pgpgout": pgpgout,
+        "pswpin": st.monotonic("pswpin", k.mem.swap.pswpin), "pswpout": st.monotonic("pswpout", k.mem.swap.pswpout),
         "pgalloc_normal" if m.zones.managed[2] else "pgalloc_dma32": pgalloc,
         "pgfree": pgfree, "pgfault": pgfault, "pgmajfault": pgmajfault,
     })

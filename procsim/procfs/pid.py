@@ -101,7 +101,7 @@ def status(ctx: Ctx) -> bytes:
             f"VmLib:\t{(mm.exec_vm * PAGE_SIZE - text) >> 10:>8} kB\n"
             f"VmPTE:\t{mm.pgtable.pgtables_bytes() >> 10:>8} kB\n"
             f"VmSwap:\t{_kb(mm.rss[MM_SWAPENTS])}\n"
-            f"HugetlbPages:\t{_kb(0)}\n"
+            f"HugetlbPages:\t{_kb(mm.hugetlb_usage)}\n"  # hugetlb_usage is in 4 KiB pages
             f"CoreDumping:\t0\n"
             f"THP_enabled:\t1\n"
             f"untag_mask:\t0xffffffffffffffff\n")

@@ -525,6 +525,19 @@ def test_mremap_moved_anon_vma_keeps_its_pgoff(k, p):
     assert layout(mm) == [(98, 2, "rw-p"), (100, 4, "rw-p")]
 
 
+def test_mremap_moves_shared_anonymous_memory(k, p):
+    """Moving the only mapping of shared anonymous memory keeps its pages (the
+    shmem file lost its last reference half-way and freed them under the
+    moved PTEs)."""
+    a = k.mmap(p, 4 * PAGE, RW, SHANON)
+    k.touch(p, a, 4 * PAGE)
+    mm = k.group(p).mm
+    before = mm.pgtable.read(a, a + 4 * PAGE).copy()
+    b = k.mremap(p, a, 4 * PAGE, 8 * PAGE, MREMAP_MAYMOVE)
+    assert b != a and (mm.pgtable.read(b, b + 4 * PAGE) == before).all()
+    assert mm.vmas.lookup(b).file.nr_mappings == 1
+
+
 def test_mremap_shrinks(k, p):
     mm = mm_of(k, p)
     a = k.mmap(p, 8 * PAGE, RW, ANON | MAP_FIXED, BASE)
