@@ -27,6 +27,8 @@ from procsim.mm.vmatree import VMATree
 MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
 TASK_SIZE = 0x7FFFFFFFF000
 MMAP_MIN_ADDR = 0x10000
+# a new anonymous folio: its dirtiness is in the PTE that maps it, not the folio
+ANON_NEW = M.PG_ANON | M.PG_LRU
 ZERO_PFN = 1  # the shared zero page: mapped by read faults on anon memory, never counted
 VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP
 # huge PTE bits of hugetlb entries (Python ints: one entry per 2 MiB page)
@@ -504,7 +506,7 @@ class MM:
         Pages left missing are order-0 faults for the caller. Returns the
         faults taken (one per folio)."""
         mem, pt = self.mem, self.pgtable
-        flags = M.PG_ANON | M.PG_LRU | M.PG_DIRTY
+        flags = ANON_NEW
         small_orders = [o for o in range(8, 1, -1) if orders >> o & 1]
         faults = 0
         for idx in range(lo >> PMD_SHIFT, ((hi - 1) >> PMD_SHIFT) + 1):
@@ -647,7 +649,7 @@ class MM:
                     self.rss[MM_FILEPAGES] += nmiss
             elif v.file is None:
                 if write:
-                    pfns = mem.alloc(nmiss, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)
+                    pfns = mem.alloc(nmiss, ANON_NEW)
                     v.anon_vma = v.anon_vma or object()  # anon_vma_prepare()
                     mem.map_pages(pfns, self.mm_id)
                     ptes[mi] = mk_pte(pfns, True, True)
@@ -658,7 +660,7 @@ class MM:
                 pfns = self._cache_pages(v.file, v.pgoff + vi)
                 if write and not shared:
                     # private write fault on a file page: copy it now
-                    pfns = mem.alloc(nmiss, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)
+                    pfns = mem.alloc(nmiss, ANON_NEW)
                     v.anon_vma = v.anon_vma or object()
                     mem.map_pages(pfns, self.mm_id)
                     ptes[mi] = mk_pte(pfns, True, True)
@@ -678,7 +680,12 @@ class MM:
             ptes |= PTE_DIRTY | (PTE_SOFT_DIRTY if mem.soft_dirty else np.uint64(0))
         ptes |= PTE_ACCESSED
         pfns = pte_pfn(ptes)
-        mem.flags[pfns[pfns != ZERO_PFN]] |= M.PG_REFERENCED
+        # page-cache pages are marked accessed (folio_mark_accessed on the
+        # fault path); anonymous ones only get the PTE young bit (observed
+        # on 6.18: a written private page's kpageflags is 0x400005828,
+        # without REFERENCED or DIRTY)
+        pfns = pfns[pfns != ZERO_PFN]
+        mem.flags[pfns[(mem.flags[pfns] & M.PG_ANON) == 0]] |= M.PG_REFERENCED
         self.pgtable.write(lo, ptes)
         if self.pgtable.huge:
             self._sync_huge_bits(lo, hi)
@@ -735,7 +742,7 @@ class MM:
             was_file = (~anon[copy]) & (old != ZERO_PFN)
             real = old[old != ZERO_PFN]
             mem.unmap_pages(real, self.mm_id)
-            new = mem.alloc(n, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)
+            new = mem.alloc(n, ANON_NEW)
             mem.map_pages(new, self.mm_id)
             v.anon_vma = v.anon_vma or object()
             out[copy] = mk_pte(new, True, True)
