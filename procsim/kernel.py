@@ -418,6 +418,7 @@ class Kernel:
         tg.dead_utime += t.utime
         tg.dead_stime += t.stime
         tg.dead_min_flt += t.min_flt
+        tg.dead_maj_flt += t.maj_flt
         tg.threads.remove(t)
         del self.tasks[t.pid]
         if tg.mm is not None:

@@ -64,6 +64,7 @@ class ThreadGroup:
     dead_utime: int = 0
     dead_stime: int = 0
     dead_min_flt: int = 0
+    dead_maj_flt: int = 0
     cutime: int = 0
     cstime: int = 0
     sig_ignore: int = 0

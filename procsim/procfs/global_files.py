@@ -70,7 +70,7 @@ class _State:
         now: dict[ThreadGroup, tuple[int, int]] = {}
         mn_tot, mj_tot = 0, 0
         for tg in k.groups.values():
-            mn, mj = tg.dead_min_flt, 0
+            mn, mj = tg.dead_min_flt, tg.dead_maj_flt
             for t in tg.threads:
                 mn += t.min_flt
                 mj += t.maj_flt

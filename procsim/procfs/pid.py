@@ -28,15 +28,16 @@ def _text_bytes(mm: MM) -> int:
     return ((mm.end_code + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)) - (mm.start_code & ~(PAGE_SIZE - 1))
 
 
-def _group_times(t: Task, thread_view: bool) -> tuple[int, int, int]:
-    """utime, stime (ns) and minflt: the thread's own, or the group's total."""
+def _group_times(t: Task, thread_view: bool) -> tuple[int, int, int, int]:
+    """utime, stime (ns), minflt and majflt: the thread's own, or the group's
+    total (exited threads included)."""
     if thread_view:
-        return t.utime, t.stime, t.min_flt
+        return t.utime, t.stime, t.min_flt, t.maj_flt
     tg = t.tg
-    u, s, f = tg.dead_utime, tg.dead_stime, tg.dead_min_flt
+    u, s, f, mf = tg.dead_utime, tg.dead_stime, tg.dead_min_flt, tg.dead_maj_flt
     for x in tg.threads:
-        u, s, f = u + x.utime, s + x.stime, f + x.min_flt
-    return u, s, f
+        u, s, f, mf = u + x.utime, s + x.stime, f + x.min_flt, mf + x.maj_flt
+    return u, s, f, mf
 
 
 def _ppid(t: Task) -> int:
@@ -144,7 +145,7 @@ def stat(ctx: Ctx) -> bytes:
     t, tg = ctx.task, ctx.task.tg
     mm = _mm(ctx)
     permitted = ctx.may_ptrace()
-    utime, stime, minflt = _group_times(t, ctx.thread_view)
+    utime, stime, minflt, majflt = _group_times(t, ctx.thread_view)
     state = "Z" if tg.zombie else t.state
     nthreads = len(tg.threads)
     if mm is not None:
@@ -161,7 +162,7 @@ def stat(ctx: Ctx) -> bytes:
     exit_code = tg.exit_code if tg.zombie and permitted else 0  # already in wait(2) form
     fields = (
         state, _ppid(t), tg.pgid, tg.sid, tg.tty_nr, tg.tpgid, t.flags,
-        minflt, 0, t.maj_flt, 0,
+        minflt, 0, majflt, 0,
         _ticks(utime), _ticks(stime), _ticks(tg.cutime), _ticks(tg.cstime),
         t.prio, t.nice, nthreads, 0, _ticks(t.start_time), vsize, rss, RLIM_INFINITY,
         code[0], code[1], stack, 0, 0,

@@ -404,3 +404,27 @@ def test_thp_sysfs_switches(k: Kernel) -> None:
     a = k.mmap(pid, 1 << 20)
     k.touch(pid, (a + 0xFFFF) & ~0xFFFF, PAGE)
     assert k.mem.mthp_fault_alloc[4] == 1
+
+
+def test_major_faults_of_all_threads_in_stat() -> None:
+    """Swap-ins are major faults (mm_account_fault); /proc/PID/stat field 12
+    sums them over the group's threads, exited ones included, as minflt."""
+    from procsim.kernel import MADV_PAGEOUT
+    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30, swap_bytes=64 << 20))
+    k.create_init()
+    pid = k.spawn(["app"])
+    a = k.mmap(pid, 16 * PAGE)
+    k.touch(pid, a, 16 * PAGE)
+    k.madvise(pid, a, 16 * PAGE, MADV_PAGEOUT)
+    tid = k.clone_thread(pid)
+    k.touch(tid, a, 16 * PAGE)
+    fs = ProcFS(k)
+
+    def majflt(path: str) -> int:
+        text = read_all(fs, path).decode()
+        return int(text[text.rindex(")") + 2:].split()[9])
+
+    assert majflt(f"/proc/{pid}/task/{tid}/stat") == 16 and majflt(f"/proc/{pid}/task/{pid}/stat") == 0
+    assert majflt(f"/proc/{pid}/stat") == 16
+    k.exit(tid)
+    assert majflt(f"/proc/{pid}/stat") == 16
