@@ -29,6 +29,8 @@ SCENARIO = """
 [machine]
 nr_cpus = 2
 mem = "2G"
+swap = "256M"
+hugepages = 4
 mapcount_model = "{model}"
 thp_enabled = "always"
 thp_sizes = {{ 64 = "always" }}
@@ -42,11 +44,12 @@ argv = ["/usr/bin/app", "--serve"]
 
 @pytest.fixture(scope="module", params=["page", "no_page"])
 def world(request):
-    """A fork-heavy workload with THPs and mTHPs: the app touches 10 MiB of
-    a 16 MiB region (PMD-mapped THPs), 192 KiB of an mTHP region and a
-    shared segment, then forks twice; one child writes inside a THP (COW,
-    PMD split), the other unmaps 1 MiB out of one (a partially mapped
-    folio) and all three read a file."""
+    """A fork-heavy workload with THPs and mTHPs, swap and hugetlb: the app
+    touches 10 MiB of a 16 MiB region (PMD-mapped THPs), 192 KiB of an mTHP
+    region and a shared segment, pages out 512 KiB and maps a huge page,
+    then forks twice; one child writes inside a THP (COW, PMD split) and
+    swaps 64 KiB back in, the other unmaps 1 MiB out of a THP (a partially
+    mapped folio) and all three read a file."""
     top = tempfile.mkdtemp(prefix="procsim-mem-")
     os.chmod(top, 0o755)  # unprivileged readers must reach the mount (pytest's tmp dirs are 0700)
     m = mount_machine(os.path.join(top, "mnt"), SCENARIO.format(model=request.param))
@@ -61,7 +64,13 @@ def world(request):
         c.touch(pid=APP, addr=s, length="256K")
         f = c.mmap(pid=APP, length="64K", prot="r", path="/srv/model.bin")
         c.touch(pid=APP, addr=f, length="64K", write=False)
+        sw = c.mmap(pid=APP, length="1M", addr=0x30000000, fixed=True)
+        c.touch(pid=APP, addr=sw, length="1M")
+        c.madvise(pid=APP, addr=sw, length="512K", advice="pageout")  # swap slots shared after fork
+        h = c.mmap(pid=APP, length="4M", hugetlb=True)
+        c.touch(pid=APP, addr=h, length="2M")  # one huge page, shared with the children
         kids = [c.fork(pid=APP), c.fork(pid=APP)]
+        c.touch(pid=kids[0], addr=sw, length="64K")  # swap-in in one child
         c.touch(pid=kids[0], addr=a + (1 << 20), length="64K")
         c.munmap(pid=kids[1], addr=a + (4 << 20), length="1M")
         for k in kids:
@@ -372,3 +381,27 @@ def test_writes_to_read_only_memory_files(world, name, err):
     finally:
         os.close(fd)
     assert read(f"{world.proc}/{APP}/smaps_rollup") == before
+
+
+def test_swap_and_hugetlb_numbers(world):
+    """The workload's swap and hugetlb, worked out by hand from spec §4.1
+    and §15: the app's 128 paged-out pages are shared with both children
+    (count 3), except the 16 the first child swapped back in (count 2), so
+    SwapPss = (16 x 4096/2 + 112 x 4096/3) in fixed point, cut to kB = 181;
+    its one touched huge page is mapped by all three (Shared_Hugetlb); the
+    pool of 4 has 3 free and, of the 2 pages reserved at mmap, 1 still
+    reserved; the swap area has 128 slots in use."""
+    rollup = {l.split(":")[0]: int(l.split()[1]) for l in read(f"{world.proc}/{APP}/smaps_rollup").splitlines()[1:]}
+    full = 4096 << 12
+    assert rollup["Swap"] == 512
+    assert rollup["SwapPss"] == (16 * (full // 2) + 112 * (full // 3)) >> 22 == 181
+    assert rollup["Shared_Hugetlb"] == 2048 and rollup["Private_Hugetlb"] == 0
+    status = read(f"{world.proc}/{APP}/status")
+    assert re.search(r"^VmSwap:\s+512 kB$", status, re.M) and re.search(r"^HugetlbPages:\s+2048 kB$", status, re.M)
+    meminfo = {l.split(":")[0]: int(l.split()[1]) for l in read(f"{world.proc}/meminfo").splitlines()}
+    assert meminfo["SwapTotal"] == (256 << 10) - 4 and meminfo["SwapFree"] == meminfo["SwapTotal"] - 512
+    assert (meminfo["HugePages_Total"], meminfo["HugePages_Free"], meminfo["HugePages_Rsvd"]) == (4, 3, 1)
+    assert meminfo["Hugetlb"] == 4 * 2048
+    kid0 = world.pids[1]
+    kid_rollup = {l.split(":")[0]: int(l.split()[1]) for l in read(f"{world.proc}/{kid0}/smaps_rollup").splitlines()[1:]}
+    assert kid_rollup["Swap"] == 512 - 64
