@@ -626,15 +626,7 @@ class Kernel:
                 return self._mmap_hugetlb(t, mm, length, prot, flags, addr)
             if length > TASK_SIZE:
                 raise _err(errno.ENOMEM, "length exceeds the address space")
-            if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
-                if addr < 0x1000 or addr + length > TASK_SIZE:
-                    raise _err(errno.EPERM if addr < 0x10000 else errno.ENOMEM, "fixed address out of range")
-                # NOREPLACE wins even together with MAP_FIXED (do_mmap() checks it first)
-                if flags & MAP_FIXED_NOREPLACE and mm.vmas.overlapping(addr, addr + length):
-                    raise _err(errno.EEXIST, "MAP_FIXED_NOREPLACE range is in use")
-                start = addr
-            else:
-                start = mm.get_unmapped_area(length, addr)
+            start = self._mmap_start(mm, length, flags, addr)
             vmf = prot_to_vm(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
             file = None
             pgoff = None  # anonymous: map_region uses addr >> PAGE_SHIFT
@@ -670,6 +662,18 @@ class Kernel:
             self._changed("mm", pid=t.tgid)
             return start
 
+    @staticmethod
+    def _mmap_start(mm: MM, length: int, flags: int, addr: int, align: int = PAGE_SIZE) -> int:
+        """Where a new mapping goes: the fixed address, checked, or a free area."""
+        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+            if addr < 0x1000 or addr + length > TASK_SIZE:
+                raise _err(errno.EPERM if addr < 0x10000 else errno.ENOMEM, "fixed address out of range")
+            # NOREPLACE wins even together with MAP_FIXED (do_mmap() checks it first)
+            if flags & MAP_FIXED_NOREPLACE and mm.vmas.overlapping(addr, addr + length):
+                raise _err(errno.EEXIST, "MAP_FIXED_NOREPLACE range is in use")
+            return addr
+        return mm.get_unmapped_area(length, addr, align)
+
     def _mmap_hugetlb(self, t: Task, mm: MM, length: int, prot: int, flags: int, addr: int) -> int:
         """mmap(MAP_ANONYMOUS | MAP_HUGETLB), private or shared (as checked on
         6.18): the length is rounded up to 2 MiB, a fixed address must be 2
@@ -684,16 +688,9 @@ class Kernel:
         length = huge_align(length)
         if length > TASK_SIZE:
             raise _err(errno.ENOMEM, "length exceeds the address space")
-        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
-            if addr % HPAGE_SIZE:
-                raise _err(errno.EINVAL, "MAP_HUGETLB at an address not 2 MiB aligned")
-            if addr < 0x1000 or addr + length > TASK_SIZE:
-                raise _err(errno.EPERM if addr < 0x10000 else errno.ENOMEM, "fixed address out of range")
-            if flags & MAP_FIXED_NOREPLACE and mm.vmas.overlapping(addr, addr + length):
-                raise _err(errno.EEXIST, "MAP_FIXED_NOREPLACE range is in use")
-            start = addr
-        else:
-            start = mm.get_unmapped_area(length, addr, HPAGE_SIZE)
+        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) and addr % HPAGE_SIZE:
+            raise _err(errno.EINVAL, "MAP_HUGETLB at an address not 2 MiB aligned")
+        start = self._mmap_start(mm, length, flags, addr, HPAGE_SIZE)
         shared = flags & (MAP_SHARED | MAP_PRIVATE) == MAP_SHARED
         vmf = prot_to_vm(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_HUGETLB | VM_DONTEXPAND
         if shared:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from mountd.pytest_plugin import Machine
@@ -114,3 +116,15 @@ def mask_list(mask: int) -> str:
         else:
             runs.append([b, b])
     return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
+
+
+@contextlib.contextmanager
+def psutil_procfs(m: Machine) -> Iterator[Machine]:
+    """psutil reading the machine's mount (psutil.PROCFS_PATH) meanwhile."""
+    import psutil
+    old = psutil.PROCFS_PATH
+    psutil.PROCFS_PATH = m.proc
+    try:
+        yield m
+    finally:
+        psutil.PROCFS_PATH = old

@@ -18,7 +18,7 @@ import tempfile
 import psutil
 import pytest
 
-from fusehelpers import EXAMPLES, read
+from fusehelpers import EXAMPLES, psutil_procfs, read
 from mountd.pytest_plugin import mount_machine
 
 pytestmark = pytest.mark.fuse
@@ -182,12 +182,8 @@ def test_smem(world):
 
 @pytest.fixture
 def procfs(world):
-    old = psutil.PROCFS_PATH
-    psutil.PROCFS_PATH = world.proc
-    try:
-        yield world
-    finally:
-        psutil.PROCFS_PATH = old
+    with psutil_procfs(world) as m:
+        yield m
 
 
 def test_psutil_memory_full_info_and_maps(procfs):

@@ -8,7 +8,7 @@ import sys
 import psutil
 import pytest
 
-from fusehelpers import PAGE, model, user_name
+from fusehelpers import PAGE, model, psutil_procfs, user_name
 
 pytestmark = pytest.mark.fuse
 
@@ -18,12 +18,8 @@ STATUS = {"R": psutil.STATUS_RUNNING, "S": psutil.STATUS_SLEEPING, "D": psutil.S
 
 @pytest.fixture
 def procfs(machine):
-    old = psutil.PROCFS_PATH
-    psutil.PROCFS_PATH = machine.proc
-    try:
-        yield machine
-    finally:
-        psutil.PROCFS_PATH = old
+    with psutil_procfs(machine) as m:
+        yield m
 
 
 def test_pids(procfs):
