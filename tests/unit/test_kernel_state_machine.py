@@ -4,12 +4,21 @@ maximally merged; counters equal to what the VMAs and page tables say; no
 frame leaked, freed while mapped, or mapped more often than counted; the
 running CPUs in their mm_cpumask; and failed syscalls change nothing.
 
-`check_world` is also used by test_mm.py after its scenarios.
+Memory accounting as /proc renders it, under the booted mapcount model and,
+where the spec relates them, under both: kpagecount and meminfo
+(check_world), smaps/smaps_rollup/status/statm (check_smaps) and pagemap
+(check_pagemap), each against the mappings read from the page tables
+(`Mappings`), not against the counters they are computed from.
+
+`check_world` is also used by test_mm.py and others after their scenarios.
 """
 
 from __future__ import annotations
 
 import errno
+import re
+from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import numpy as np
 from hypothesis import HealthCheck, settings
@@ -18,13 +27,20 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from procsim import Kernel, KernelConfig
 from procsim.kernel import (MREMAP_FIXED, MREMAP_MAYMOVE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE,
-                            MADV_NOHUGEPAGE, LIBC)
+                            MADV_NOHUGEPAGE, MADV_PAGEOUT, LIBC)
 from procsim.mm import memory as M
-from procsim.mm.mm import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, TASK_SIZE, ZERO_PFN
-from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_RW, PTRS_PER_TABLE, pte_pfn
+from procsim.mm import stats
+from procsim.mm.mm import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, TASK_SIZE, ZERO_PFN
+from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_PRESENT, PTE_RW, PTE_SOFT_DIRTY,
+                                  PTRS_PER_TABLE, is_swap_pte, pte_pfn, swp_offset)
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
                             MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_EXEC, VM_LOCKED, VM_MAYSHARE,
-                            VM_PFNMAP, VM_SHARED, VM_STACK, VM_WRITE)
+                            VM_PFNMAP, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE)
+from procsim.procfs import global_files as G
+from procsim.procfs import pagemap as PM
+from procsim.procfs import pid as P
+from procsim.procfs import smaps as SM
+from procsim.procfs.context import Caller, Ctx
 
 PAGE = PAGE_SIZE
 
@@ -72,6 +88,16 @@ def fmt(v) -> str:
     return f"{v.start:#x}-{v.end:#x} {v.perms()} flags={v.flags:#x} pgoff={v.pgoff:#x} {name}"
 
 
+class Tally(NamedTuple):
+    """What one page table maps (check_mm), for the machine-wide checks."""
+    pfns: np.ndarray        # normal frames mapped by PTEs (not the zero page, not kernel pages)
+    writers: np.ndarray     # of those, writable anon PTEs
+    mm_id: int
+    pmd_heads: list         # folios mapped by this table's huge PMD
+    swap: np.ndarray        # swap slot offsets of its swap entries
+    kernel: np.ndarray      # kernel (vDSO) frames mapped outside PFN maps
+
+
 def check_mm(k: Kernel, mm, tally: list, may_be_unmerged: bool = False) -> None:
     mem = k.mem
     prev = None
@@ -88,7 +114,7 @@ def check_mm(k: Kernel, mm, tally: list, may_be_unmerged: bool = False) -> None:
     # pgoff + index, shared mappings only map the cache, anonymous VMAs never do
     for v in mm.vmas:
         for va, sl in mm.pgtable.spans(v.start, v.end):
-            nz = np.nonzero(sl)[0]
+            nz = np.nonzero(sl & PTE_PRESENT)[0]
             if not len(nz):
                 continue
             pf = pte_pfn(sl[nz])
@@ -103,6 +129,7 @@ def check_mm(k: Kernel, mm, tally: list, may_be_unmerged: bool = False) -> None:
                 assert cache.all(), f"private page in shared VMA {fmt(v)}"
 
     rss = [0, 0, 0, 0]
+    empty = np.zeros(0, np.int64)
     for idx, table in mm.pgtable.tables.items():
         assert len(table) == PTRS_PER_TABLE
         base = idx << PMD_SHIFT
@@ -117,9 +144,16 @@ def check_mm(k: Kernel, mm, tally: list, may_be_unmerged: bool = False) -> None:
             pfnmap[lo:hi] = bool(v.flags & VM_PFNMAP)
             writable[lo:hi] = bool(v.flags & VM_WRITE)
             shared[lo:hi] = bool(v.flags & VM_MAYSHARE)
-        present = table != 0
-        stray = present & ~covered
+        used = table != 0
+        stray = used & ~covered
         assert not stray.any(), f"PTE outside any VMA at {base + int(np.argmax(stray)) * PAGE:#x}"
+        present = (table & PTE_PRESENT) != 0
+        swapped = is_swap_pte(table)
+        assert (used == present | swapped).all(), "a PTE neither present nor a swap entry"
+        # swap entries: private anonymous memory paged out (MADV_PAGEOUT)
+        assert not (swapped & (shared | pfnmap)).any(), "swap entry in a shared or PFN-map VMA"
+        offsets = swp_offset(table[swapped])
+        rss[MM_SWAPENTS] += len(offsets)
         ptes = table[present]
         pfns = pte_pfn(ptes)
         rw = (ptes & PTE_RW) != 0
@@ -148,14 +182,69 @@ def check_mm(k: Kernel, mm, tally: list, may_be_unmerged: bool = False) -> None:
             vs = mm.vmas.overlapping(base, base + PMD_SIZE)
             assert len(vs) == 1 and vs[0].start <= base and base + PMD_SIZE <= vs[0].end and vs[0].is_anon
             assert len(np.unique(ptes & np.uint64(0xFFF))) == 1, "huge PMD entries disagree"
-            tally.append((np.zeros(0, np.int64), np.zeros(0, bool), mm.mm_id, [head]))
+            tally.append(Tally(empty, np.zeros(0, bool), mm.mm_id, [head], empty, empty))
             continue
-        tally.append((pfns[real], rw[real] & anon[real], mm.mm_id, []))
-    assert mm.rss[MM_FILEPAGES] == rss[MM_FILEPAGES] and mm.rss[MM_ANONPAGES] == rss[MM_ANONPAGES] \
-        and mm.rss[MM_SHMEMPAGES] == rss[MM_SHMEMPAGES], (mm.rss, rss)
+        tally.append(Tally(pfns[real], rw[real] & anon[real], mm.mm_id, [], offsets,
+                           pfns[reserved & ~pfnmap[present]]))
+    assert mm.rss == rss, (mm.rss, rss)
 
 
-def check_memory(k: Kernel, mms: list, tally: list) -> None:
+@dataclass
+class Mappings:
+    """Who maps each frame, from the page tables alone: the truth the kernel's
+    mapcounts and the /proc numbers are checked against. Kernel pages (the
+    zero page, the vDSO) are not in it: the simulator keeps no mapcount for
+    them and /proc treats them specially."""
+    pte: np.ndarray         # per PFN: PTE mappings, over all live mms
+    pmd: np.ndarray         # per PFN, at folio heads: PMD mappings (the entire mapcount)
+    anon_pages: dict        # AnonPages in pages, as each mapcount model defines it
+    swap: np.ndarray        # per swap slot: the swap entries referring to it
+    kernel: np.ndarray      # per PFN: PTE mappings of kernel (vDSO) pages, outside PFN maps
+    _cs: np.ndarray | None = None
+
+    def precise(self, mem: M.MemMap, pfns: np.ndarray) -> np.ndarray:
+        """CONFIG_PAGE_MAPCOUNT's page mapcount: PTEs of the page + PMDs of its folio."""
+        heads, order = mem.folio_head(pfns)
+        return self.pte[pfns] + np.where(order > 0, self.pmd[heads], 0)
+
+    def folio_total(self, mem: M.MemMap, pfns: np.ndarray) -> np.ndarray:
+        """The folio's total ("large") mapcount: every PTE of any of its pages
+        plus every PMD (a PMD counts once); a small folio's own mapcount."""
+        if self._cs is None:
+            self._cs = np.concatenate(([0], np.cumsum(self.pte, dtype=np.int64)))
+        heads, order = mem.folio_head(pfns)
+        nr = np.int64(1) << order
+        return np.where(order > 0, self._cs[heads + nr] - self._cs[heads] + self.pmd[heads], self.pte[pfns])
+
+    def average(self, mem: M.MemMap, pfns: np.ndarray) -> np.ndarray:
+        """folio_average_page_mapcount() written from seed-mechanisms §5.2:
+        small folio -> its mapcount; large: m <= 0 -> 0, m <= e -> e, else
+        max(floor((m - e + nr/2) / nr) + e, 1)."""
+        heads, order = mem.folio_head(pfns)
+        nr = np.int64(1) << order
+        m = self.folio_total(mem, pfns)
+        e = np.where(order > 0, self.pmd[heads], 0)
+        avg = np.maximum((m - e + nr // 2) // nr + e, 1)
+        return np.where(order == 0, m, np.where(m <= 0, 0, np.where(m <= e, e, avg)))
+
+    def mapped_pfns(self, mem: M.MemMap) -> np.ndarray:
+        """Every normal page mapped at least once (all pages of PMD-mapped folios)."""
+        pfns = np.flatnonzero(self.pte)
+        heads = np.flatnonzero(self.pmd)
+        if len(heads):
+            pages = [np.arange(h, h + (1 << int(mem.order[h])), dtype=np.int64) for h in heads.tolist()]
+            pfns = np.union1d(pfns, np.concatenate(pages))
+        return pfns
+
+    def maybe_shared(self, mem: M.MemMap, pfns: np.ndarray) -> np.ndarray:
+        """folio_maybe_mapped_shared() (§5.1): small -> mapcount > 1; large ->
+        total mapcount > 1 and the folio's sticky maybe-shared flag."""
+        heads, order = mem.folio_head(pfns)
+        flag = (mem.flags[heads] & M.PG_MAYBE_SHARED) != 0
+        return np.where(order > 0, (self.folio_total(mem, pfns) > 1) & flag, self.pte[pfns] > 1)
+
+
+def check_memory(k: Kernel, mms: list, tally: list) -> Mappings:
     mem = k.mem
     n = mem.nr_pages
     if tally:
@@ -167,7 +256,17 @@ def check_memory(k: Kernel, mms: list, tally: list) -> None:
     bad = np.nonzero(counted != mem.mapcount)[0]
     assert not len(bad), (f"mapcount of PFN {bad[0]} is {mem.mapcount[bad[0]]}, "
                           f"{counted[bad[0]]} PTEs map it")
-    check_folios(k, tally)
+    pmd_heads = np.array([h for t in tally for h in t.pmd_heads], np.int64)
+    swap = mem.swap
+    slots = np.concatenate([t.swap for t in tally] + [np.zeros(0, np.int64)])
+    assert ((slots >= 1) & (slots < max(swap.nr_slots, 1))).all(), "swap entry outside the swap area (or slot 0)"
+    users = np.bincount(slots, minlength=swap.nr_slots)
+    bad = np.flatnonzero(users != swap.swap_map)
+    assert not len(bad), f"swap slot {bad[0]} has count {swap.swap_map[bad[0]]}, {users[bad[0]]} entries use it"
+    assert swap.inuse_pages == int(np.count_nonzero(users)), (swap.inuse_pages, int(np.count_nonzero(users)))
+    kernel = np.bincount(np.concatenate([t.kernel for t in tally] + [np.zeros(0, np.int64)]), minlength=n)
+    maps = Mappings(counted.astype(np.int64), np.bincount(pmd_heads, minlength=n).astype(np.int64),
+                    check_folios(k, tally), users.astype(np.int64), kernel.astype(np.int64))
     # a writable PTE of an anon page means the page is exclusive (COW done)
     assert (mem.precise_page_mapcount(writers) == 1).all(), "writable PTE of a shared anon page"
     assert not mem.mapcount[: mem.first_free].any(), "kernel pages carry mapcounts"
@@ -204,9 +303,10 @@ def check_memory(k: Kernel, mms: list, tally: list) -> None:
     assert mem.nr_flag[M.PG_FILE] == int(np.count_nonzero(mem.flags[mem.first_free:] & M.PG_FILE))
     assert mem.nr_flag[M.PG_SHMEM] == int(np.count_nonzero(mem.flags[mem.first_free:] & M.PG_SHMEM))
     assert mem.nr_mapped_file == int(np.count_nonzero(cached & (mem.mapcount > 0)))
+    return maps
 
 
-def check_folios(k: Kernel, tally: list) -> None:
+def check_folios(k: Kernel, tally: list) -> dict[str, int]:
     """Large folios: aligned, their large/entire mapcounts and MM-ID slots
     agree with the page tables, "maybe shared" is never a false exclusive,
     AnonPages counters match both models' definitions."""
@@ -217,7 +317,7 @@ def check_folios(k: Kernel, tally: list) -> None:
     large_heads = np.unique(heads[order > 0])
     per_mm: dict[int, dict[int, int]] = {}   # head -> {mm_id: mappings}
     entire: dict[int, int] = {}
-    for pfns, _, mm_id, pmd_heads in tally:
+    for pfns, _, mm_id, pmd_heads, _, _ in tally:
         if len(pfns):
             h, o = mem.folio_head(pfns)
             for head, c in zip(*np.unique(h[o > 0], return_counts=True)):
@@ -249,21 +349,389 @@ def check_folios(k: Kernel, tally: list) -> None:
     assert mem.nr_anon_mapped_page == precise_mapped + nsmall, (mem.nr_anon_mapped_page, precise_mapped, nsmall)
     assert mem.nr_anon_mapped_folio == folio_mapped + nsmall
     assert mem.nr_anon_thps == 512 * sum(1 for h in large_heads.tolist() if mem.entire_mapcount[h])
+    # AnonPages by each model's definition (seed-mechanisms §5.2): pages with a
+    # mapping, or whole large folios as soon as any page is mapped
+    return {"page": precise_mapped + nsmall, "no_page": folio_mapped + nsmall}
 
 
-def check_smaps(k: Kernel) -> None:
-    """smaps arithmetic: Rss = Shared + Private per VMA; the VMAs' Rss add up
-    to VmRSS (statm resident); AnonHugePages only from huge PMDs."""
-    from procsim.mm import stats
-    for mm in live_mms(k):
-        total = 0
-        for v in mm.vmas:
-            s = stats.smaps_vma(mm, v)
-            assert s.resident == s.shared_clean + s.shared_dirty + s.private_clean + s.private_dirty
-            assert s.pss <= s.resident << 12 and s.anonymous_thp <= s.anonymous <= s.resident
-            if not v.flags & VM_PFNMAP:
-                total += s.resident
-        assert total == mm.rss_pages * PAGE, (total, mm.rss_pages)
+# -- memory accounting as /proc shows it -----------------------------------------------
+
+ROOT_CALLER = Caller(0, 0, 0)
+USER_CALLER = Caller(0, 1000, 1000)  # no CAP_SYS_ADMIN: pagemap without PFNs
+FULL_PSS = PAGE << stats.PSS_SHIFT  # one page's PSS in the fixed point of smaps
+SMAPS_FIELDS = tuple(f.name for f in fields(stats.MemSizeStats))
+FIELD = {name: i for i, name in enumerate(SMAPS_FIELDS)}
+# accumulated as bytes << PSS_SHIFT and printed as (x >> 12) >> 10 (spec §4)
+PSS_FIELDS = ("pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem", "swap_pss", "pss_locked")
+IS_PSS = np.array([name in PSS_FIELDS for name in SMAPS_FIELDS])
+# the fields the mapcount model decides; no other may depend on it
+SHARING = PSS_FIELDS + ("shared_clean", "shared_dirty", "private_clean", "private_dirty")
+MODEL_FREE = np.array([name not in SHARING for name in SMAPS_FIELDS])
+# smaps labels (spec §4, §5) of the MemSizeStats fields
+LABELS = {"resident": "Rss", "pss": "Pss", "pss_dirty": "Pss_Dirty", "pss_anon": "Pss_Anon",
+          "pss_file": "Pss_File", "pss_shmem": "Pss_Shmem", "shared_clean": "Shared_Clean",
+          "shared_dirty": "Shared_Dirty", "private_clean": "Private_Clean", "private_dirty": "Private_Dirty",
+          "referenced": "Referenced", "anonymous": "Anonymous", "ksm": "KSM", "lazyfree": "LazyFree",
+          "anonymous_thp": "AnonHugePages", "shmem_thp": "ShmemPmdMapped", "file_thp": "FilePmdMapped",
+          "shared_hugetlb": "Shared_Hugetlb", "private_hugetlb": "Private_Hugetlb", "swap": "Swap",
+          "swap_pss": "SwapPss", "pss_locked": "Locked"}
+ROLLUP_ONLY = ("pss_anon", "pss_file", "pss_shmem")
+ARRAY_COLS = [stats.COL[name] for name in SMAPS_FIELDS]  # smaps_array's columns, in SMAPS_FIELDS order
+_VMA_LINE = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ", re.M)
+_KB_LINE = re.compile(r"^([^:\n]+):\s+(\d+) kB$", re.M)
+
+
+def smaps_kb(a: np.ndarray) -> np.ndarray:
+    """smaps' kB of MemSizeStats rows: bytes >> 10, PSS-type (x >> 12) >> 10 (spec §4)."""
+    return np.where(IS_PSS, a >> (stats.PSS_SHIFT + 10), a >> 10)
+
+
+def as_rows(sts: list) -> np.ndarray:
+    """MemSizeStats as an int64 matrix (one row each, SMAPS_FIELDS columns)."""
+    return np.array([[getattr(st, f) for f in SMAPS_FIELDS] for st in sts], np.int64).reshape(
+        len(sts), len(SMAPS_FIELDS))
+
+
+def smaps_table(mm, vmas: list, special_mapcount: int) -> dict[str, np.ndarray]:
+    """Per mapcount model, the MemSizeStats of every VMA as an int64 matrix.
+    Both models are computed on the same MemMap: the simulator keeps every
+    mapcount either kernel would need, and `mapcount_model` only picks what
+    /proc reports (restored afterwards)."""
+    mem = mm.mem
+    boot_model = mem.mapcount_model
+    out = {}
+    try:
+        for model in M.MAPCOUNT_MODELS:
+            mem.mapcount_model = model
+            out[model] = stats.smaps_array(mm, vmas, special_mapcount)[:, ARRAY_COLS]
+    finally:
+        mem.mapcount_model = boot_model
+    return out
+
+
+def kb_lines(text: str) -> dict[str, int]:
+    """`Label:   value kB` (or without unit) lines of a /proc text file."""
+    return {m[1]: int(m[2]) for m in re.finditer(r"^([^:\n]+):\s+(\d+)(?: kB)?$", text, re.M)}
+
+
+def mm_ctx(k: Kernel, mm, caller: Caller = ROOT_CALLER) -> Ctx:
+    """What an open of /proc/TID/{smaps,pagemap,...} by `caller` gives for mm."""
+    t = next(t for tg in k.groups.values() if tg.mm is mm for t in tg.threads if not t.dead)
+    return Ctx(k, caller, t, thread_view=True, mm=mm)
+
+
+def rendered_rss(k: Kernel, mm) -> list[tuple[int, int, int, int, int, int]]:
+    """(VmRSS, RssAnon, RssFile + RssShmem, VmSwap in kB; statm resident,
+    shared in pages) as /proc/TID/status and statm render them, for every
+    live thread of mm."""
+    out = []
+    for tg in k.groups.values():
+        if tg.mm is not mm:
+            continue
+        for t in tg.threads:
+            if t.dead:
+                continue
+            ctx = Ctx(k, ROOT_CALLER, t, thread_view=True)
+            st = kb_lines(P.status(ctx).decode())
+            statm = [int(x) for x in P.statm(ctx).split()]
+            out.append((st["VmRSS"], st["RssAnon"], st["RssFile"] + st["RssShmem"], st["VmSwap"], statm[1],
+                        statm[2]))
+    return out
+
+
+def check_rendered_smaps(k: Kernel, mm, a: np.ndarray, total: np.ndarray) -> None:
+    """/proc/PID/smaps and smaps_rollup as rendered (spec §4, §5, issue
+    invariant 3): each VMA block shows its row in kB; the rollup is the
+    field-wise sum in bytes / fixed point, converted once, so each rollup
+    field is >= the sum of the blocks' kB and above it by less than the
+    number of VMAs contributing (one truncation each); byte fields are page
+    multiples and lose nothing."""
+    ctx = mm_ctx(k, mm)
+    text = SM.smaps(ctx).decode()
+    nblocks = len(_VMA_LINE.findall(text))
+    assert nblocks == len(a) + (k.config.arch == "x86"), "one smaps block per VMA (+ the gate VMA)"
+    column: dict[str, list[int]] = {}
+    for label, value in _KB_LINE.findall(text):
+        column.setdefault(label, []).append(int(value))
+    kb = smaps_kb(a)
+    for name, label in LABELS.items():
+        if name in ROLLUP_ONLY:
+            continue
+        shown = column[label]
+        assert len(shown) == nblocks, f"smaps: {len(shown)} {label} lines in {nblocks} blocks"
+        assert (np.array(shown[: len(a)], np.int64) == kb[:, FIELD[name]]).all(), \
+            f"smaps {label} is not the VMA's {name} in kB"
+    roll = kb_lines(SM.smaps_rollup(ctx).decode())
+    want = smaps_kb(total)
+    summed = kb.sum(0)
+    contributing = (a != 0).sum(0)
+    for name, label in LABELS.items():
+        i = FIELD[name]
+        assert roll[label] == want[i], f"smaps_rollup {label}: {roll[label]} kB, fields sum to {want[i]} kB"
+        assert summed[i] <= roll[label] <= summed[i] + max(int(contributing[i]) - 1, 0), (label, roll[label], summed[i])
+        if not IS_PSS[i]:
+            assert roll[label] == summed[i], f"{label}: a byte field lost something in kB"
+    assert roll["Rss"] == roll["Shared_Clean"] + roll["Shared_Dirty"] + roll["Private_Clean"] + roll["Private_Dirty"]
+
+
+def check_smaps(k: Kernel, maps: Mappings | None = None) -> None:
+    """smaps arithmetic, for the configured mapcount model and for both where
+    the spec relates them (issue invariants 1-5):
+
+    1. Rss = Shared_Clean + Shared_Dirty + Private_Clean + Private_Dirty per
+       VMA and in the rollup; Pss = Pss_Anon + Pss_File + Pss_Shmem; Locked
+       is the Pss of VM_LOCKED VMAs; the fields the mapcount model does not
+       decide are the same under both models.
+    2. The VMAs' Rss add up to VmRSS and statm's resident (as pid.py renders
+       them, for every thread), their Anonymous to RssAnon, the rest to
+       RssFile + RssShmem = statm's shared; AnonHugePages to the huge PMDs.
+    3. smaps_rollup is the field-wise sum of the VMAs' MemSizeStats (bytes,
+       PSS in bytes << 12); rendered, see check_rendered_smaps (one mm per
+       step, as is one VMA computed alone against the whole-list walk).
+    4. CONFIG_PAGE_MAPCOUNT, summed over every live mm once: a page with
+       precise mapcount c contributes c * ((4096 << 12) // c) to Pss, so the
+       world's Pss is exactly sum(c * (FULL // c)) over the mapped normal
+       pages: n * FULL - sum(c - 1) <= Pss <= n * FULL (the per-page
+       truncation loses FULL % c < c). Private = 4096 per page with c == 1,
+       Shared = 4096 * c per page with c >= 2, Rss = 4096 * sum(c); the vDSO
+       pages included, with their mappings counted from the page tables.
+       SwapPss likewise: a slot used by u swap entries gives u * (FULL // u).
+    5. CONFIG_NO_PAGE_MAPCOUNT never over-reports USS: per VMA its
+       Private_Clean and Private_Dirty are <= those of CONFIG_PAGE_MAPCOUNT.
+    """
+    if maps is None:
+        maps = check_world(k)
+    mem = k.mem
+    boot_model = mem.mapcount_model
+    special = k.vdso_mapcount
+    world_pss = world_private = world_shared = world_rss = world_swap_pss = 0
+    mms = live_mms(k)
+    c = FIELD
+    for n, mm in enumerate(mms):
+        vmas = list(mm.vmas)
+        tab = smaps_table(mm, vmas, special)
+        a, pg, npg = tab[boot_model], tab["page"], tab["no_page"]
+        # 1. per VMA
+        sharing = a[:, [c["shared_clean"], c["shared_dirty"], c["private_clean"], c["private_dirty"]]].sum(1)
+        assert (a[:, c["resident"]] == sharing).all(), "Rss != Shared + Private in a VMA"
+        assert (a[:, c["pss"]] <= a[:, c["resident"]] << stats.PSS_SHIFT).all(), "Pss > Rss"
+        assert (a[:, c["pss"]] == a[:, c["pss_anon"]] + a[:, c["pss_file"]] + a[:, c["pss_shmem"]]).all(), \
+            "Pss != Pss_Anon + Pss_File + Pss_Shmem"
+        assert (a[:, c["pss_dirty"]] <= a[:, c["pss"]]).all(), "Pss_Dirty > Pss"
+        assert (a[:, c["anonymous_thp"]] <= a[:, c["anonymous"]]).all(), "AnonHugePages > Anonymous"
+        assert (a[:, c["anonymous"]] <= a[:, c["resident"]]).all(), "Anonymous > Rss"
+        assert (a[:, c["lazyfree"]] <= a[:, c["anonymous"]]).all(), "LazyFree > Anonymous"
+        assert (a[:, c["referenced"]] <= a[:, c["resident"]]).all(), "Referenced > Rss"
+        locked = np.array([bool(v.flags & VM_LOCKED) for v in vmas], bool)
+        assert (a[:, c["pss_locked"]] == np.where(locked, a[:, c["pss"]], 0)).all(), \
+            "Locked is not the Pss of locked VMAs"
+        assert (pg[:, MODEL_FREE] == npg[:, MODEL_FREE]).all(), \
+            "a field outside sharing/PSS depends on the mapcount model"
+        # 5. USS: no_page may call private pages shared, never the reverse
+        for f in ("private_clean", "private_dirty"):
+            worse = npg[:, c[f]] > pg[:, c[f]]
+            assert not worse.any(), (f"no_page over-reports {f} in {fmt(vmas[int(np.argmax(worse))])}: "
+                                     f"{npg[worse, c[f]][0]} > {pg[worse, c[f]][0]}")
+        # 2. what status and statm render
+        total = a.sum(0)
+        rss, anon = int(total[c["resident"]]), int(total[c["anonymous"]])
+        assert rss == mm.rss_pages * PAGE, (rss, mm.rss_pages)
+        assert int(total[c["anonymous_thp"]]) == len(mm.pgtable.huge) * PMD_SIZE
+        swap = int(total[c["swap"]])
+        assert swap == mm.rss[MM_SWAPENTS] * PAGE, (swap, mm.rss[MM_SWAPENTS])
+        for vmrss_kb, anon_kb, file_kb, swap_kb, resident, shared in rendered_rss(k, mm):
+            assert vmrss_kb << 10 == rss and resident * PAGE == rss, (vmrss_kb, resident, rss)
+            assert anon_kb << 10 == anon and (file_kb << 10) == shared * PAGE == rss - anon
+            assert swap_kb << 10 == swap, "VmSwap is not the VMAs' Swap"
+        # 3. the rollup, the rendered files, and one VMA computed on its own
+        # (each a whole walk again): for one mm per step
+        if n == k.generation % len(mms):
+            roll = as_rows([stats.smaps_rollup(mm, special)])[0]
+            assert (roll == total).all(), {SMAPS_FIELDS[i]: (int(roll[i]), int(total[i]))
+                                           for i in np.flatnonzero(roll != total)}
+            assert (as_rows(stats.smaps_vmas(mm, vmas, special)) == a).all(), "smaps_vmas differs from smaps_array"
+            check_rendered_smaps(k, mm, a, total)
+            if vmas:
+                i = k.generation % len(vmas)
+                alone = as_rows([stats.smaps_vma(mm, vmas[i], special)])[0]
+                assert (alone == a[i]).all(), f"smaps of {fmt(vmas[i])} alone differs from it in the list"
+        # 4. page-model sums over the world
+        world_pss += int(pg[:, c["pss"]].sum())
+        world_private += int(pg[:, c["private_clean"]].sum() + pg[:, c["private_dirty"]].sum())
+        world_shared += int(pg[:, c["shared_clean"]].sum() + pg[:, c["shared_dirty"]].sum())
+        world_rss += int(pg[:, c["resident"]].sum())
+        world_swap_pss += int(pg[:, c["swap_pss"]].sum())
+    # every mapped page's mapcount: normal pages', and the vDSO's counted
+    # from the page tables as smaps is told them (Kernel.vdso_mapcount)
+    cnt = np.concatenate((maps.precise(mem, maps.mapped_pfns(mem)), maps.kernel[maps.kernel > 0]))
+    assert (cnt > 0).all()
+    users = maps.swap[maps.swap > 0]
+    assert world_swap_pss == int((users * (FULL_PSS // users)).sum()), "SwapPss does not add up over the slots"
+    npages = len(cnt)
+    exact = int((cnt * (FULL_PSS // cnt)).sum())
+    assert world_pss == exact, f"page model: the world's Pss is {world_pss}, sum(c * (FULL // c)) = {exact}"
+    assert npages * FULL_PSS - int((cnt - 1).sum()) <= world_pss <= npages * FULL_PSS
+    assert world_rss == int(cnt.sum()) * PAGE, "page model: the world's Rss is not 4096 * mappings"
+    assert world_private == int((cnt == 1).sum()) * PAGE, \
+        f"page model: the world's Private is {world_private}, {int((cnt == 1).sum())} pages are mapped once"
+    assert world_shared == int(cnt[cnt >= 2].sum()) * PAGE, \
+        "page model: the world's Shared is not 4096 * the mappings of shared pages"
+
+
+def check_kpagecount(k: Kernel, maps: Mappings) -> None:
+    """/proc/kpagecount (spec §13.2, seed-mechanisms §5.2, issue invariant 6)
+    as rendered, for the low kernel frames (PFN 0, the zero page, the vDSO)
+    and every frame from the first allocatable one to a few past the last
+    used: the precise page mapcount (PTEs + the folio's PMDs) with
+    CONFIG_PAGE_MAPCOUNT; the folio's average page mapcount, recomputed
+    here from the page tables, with CONFIG_NO_PAGE_MAPCOUNT (>= 1 for every
+    page of a mapped folio); 0 for free and reserved frames in both."""
+    mem = k.mem
+    used = np.flatnonzero(mem.flags[mem.first_free:])
+    hi = min(mem.nr_pages, mem.first_free + (int(used[-1]) + 1 if len(used) else 0) + 64)
+    low = min(64, mem.first_free)
+    ctx = Ctx(k, ROOT_CALLER)
+    got = np.concatenate([np.frombuffer(PM.kpagecount(ctx, (b - a) * 8, a * 8), "<u8")
+                          for a, b in ((0, low), (mem.first_free, hi))]).astype(np.int64)
+    pfns = np.concatenate((np.arange(low, dtype=np.int64), np.arange(mem.first_free, hi, dtype=np.int64)))
+    if mem.mapcount_model == "page":
+        want = maps.precise(mem, pfns)
+    else:
+        want = maps.average(mem, pfns)
+        mapped = maps.folio_total(mem, pfns) > 0
+        mapped[: low] = False
+        assert (got[mapped] >= 1).all(), "a page of a mapped folio has kpagecount 0 under no_page"
+    fl = mem.flags[pfns]
+    want[(fl & M.PG_RESERVED) != 0] = 0
+    assert not want[fl == 0].any(), "a free frame is mapped"
+    bad = np.flatnonzero(got != want)
+    assert not len(bad), (f"kpagecount of PFN {pfns[bad[0]]} is {got[bad[0]]}, expected {want[bad[0]]} "
+                          f"({mem.mapcount_model}, order {mem.order[pfns[bad[0]]]})")
+
+
+def check_meminfo(k: Kernel, maps: Mappings) -> None:
+    """/proc/meminfo as rendered (spec §15.2, mem_snapshot's docstring,
+    issue invariant 7): totals equal the sum of their parts, the parts equal
+    what the frames say, AnonPages is each model's own definition, and the
+    memoised snapshot is not stale."""
+    mem = k.mem
+    assert G.mem_snapshot(k) == G._mem_snapshot(k), "meminfo's memoised snapshot is stale"
+    mi = kb_lines(G.meminfo(Ctx(k, ROOT_CALLER)).decode())
+    fl = mem.flags[mem.first_free:]
+    n_anon = int(np.count_nonzero(fl & M.PG_ANON))
+    n_file = int(np.count_nonzero(fl & M.PG_FILE))
+    n_shmem = int(np.count_nonzero(fl & M.PG_SHMEM))
+    kb = PAGE >> 10
+    assert mi["MemTotal"] == (k.config.mem_bytes - k.config.kernel_reserved_bytes) >> 10
+    assert mi["Active"] == mi["Active(anon)"] + mi["Active(file)"]
+    assert mi["Inactive"] == mi["Inactive(anon)"] + mi["Inactive(file)"]
+    # the LRU lists hold every anon and page-cache frame (shmem on the anon
+    # lists) and the buffers; mlocked ones on the unevictable list
+    assert mi["Active"] + mi["Inactive"] + mi["Unevictable"] == (n_anon + n_file + n_shmem) * kb + mi["Buffers"]
+    assert mi["Active(anon)"] + mi["Inactive(anon)"] <= (n_anon + n_shmem) * kb
+    assert mi["Mlocked"] <= mi["Unevictable"]
+    assert mi["Shmem"] == n_shmem * kb
+    assert mi["Cached"] == (n_file + n_shmem) * kb and mi["Cached"] >= mi["Shmem"], "Cached must include Shmem"
+    assert mi["AnonPages"] == maps.anon_pages[mem.mapcount_model] * kb <= n_anon * kb
+    assert mi["AnonHugePages"] == int(np.count_nonzero(maps.pmd)) * 512 * kb <= mi["AnonPages"]
+    cache = ((mem.flags & (M.PG_FILE | M.PG_SHMEM)) != 0) & (maps.pte > 0)
+    assert mi["Mapped"] == int(np.count_nonzero(cache[mem.first_free:])) * kb <= mi["Cached"]
+    assert mi["Slab"] == mi["SReclaimable"] + mi["SUnreclaim"] and mi["KReclaimable"] >= mi["SReclaimable"]
+    # a swap area loses its header page (spec §15.2: 64 MiB -> 65532 kB)
+    swap_pages = k.config.swap_bytes // PAGE
+    assert mi["SwapTotal"] == (swap_pages - 1 if swap_pages >= 2 else 0) * kb
+    assert mi["SwapFree"] == mi["SwapTotal"] - int(np.count_nonzero(maps.swap)) * kb <= mi["SwapTotal"]
+    # (MemTotal - hugetlb pool) * overcommit_ratio / 100 + SwapTotal
+    assert mi["CommitLimit"] == (mi["MemTotal"] - mi["Hugetlb"]) // kb * G.OVERCOMMIT_RATIO // 100 * kb \
+        + mi["SwapTotal"]
+    assert mi["MemFree"] <= mi["MemTotal"] and mi["MemAvailable"] <= mi["MemTotal"]
+    # mem_snapshot's identity, plus the anon frames AnonPages leaves out
+    # (unmapped pages of partially mapped large folios)
+    parts = (mi["MemFree"] + mi["Buffers"] + mi["Cached"] + mi["AnonPages"] + mi["Slab"] + mi["KernelStack"]
+             + mi["PageTables"] + mi["Percpu"] + mi["VmallocUsed"] - mi["KernelStack"] + mi["Hugetlb"]
+             + (n_anon * kb - mi["AnonPages"]))
+    assert mi["MemTotal"] == parts, (mi["MemTotal"], parts)
+
+
+def _runs(mm, gap: int) -> list[tuple[int, int]]:
+    """Ranges of adjacent VMAs, widened by up to `gap` pages of the holes
+    around them (never into the next run)."""
+    runs: list[list[int]] = []
+    for v in mm.vmas:
+        if runs and runs[-1][1] == v.start:
+            runs[-1][1] = v.end
+        else:
+            runs.append([v.start, v.end])
+    out = []
+    for i, (a, b) in enumerate(runs):
+        lo = max(a - gap * PAGE, runs[i - 1][1] if i else 0)
+        hi = min(b + gap * PAGE, runs[i + 1][0] if i + 1 < len(runs) else TASK_SIZE)
+        out.append((lo, hi))
+    return out
+
+
+def read_pagemap(ctx: Ctx, lo: int, hi: int) -> np.ndarray:
+    """/proc/PID/pagemap entries of [lo, hi), read as a tool does."""
+    data = PM.pagemap(ctx, ((hi - lo) >> PAGE_SHIFT) * 8, (lo >> PAGE_SHIFT) * 8)
+    return np.frombuffer(data, "<u8")
+
+
+def check_pagemap(k: Kernel, maps: Mappings) -> None:
+    """/proc/PID/pagemap as rendered (spec §10.1, issue invariant 8), over
+    every VMA and a few pages of the holes around them: holes read 0; a swap
+    entry reads PM_SWAP | offset << 5 (type 0); a present page reads
+    PM_PRESENT | PFN, PM_FILE when it is a page but not
+    anonymous (the vDSO too, never the zero page), soft-dirty from the PTE
+    or VM_SOFTDIRTY, and PM_MMAP_EXCLUSIVE for normal pages iff the precise
+    mapcount is 1 (PAGE_MAPCOUNT) / the folio is not maybe mapped shared
+    (NO_PAGE_MAPCOUNT, which then never calls a page exclusive that is
+    mapped twice). A reader without CAP_SYS_ADMIN gets the same flags and
+    PFN 0 (checked for one mm per step)."""
+    mem = k.mem
+    page_model = mem.mapcount_model == "page"
+    mms = live_mms(k)
+    for n, mm in enumerate(mms):
+        ctx = mm_ctx(k, mm)
+        chosen = n == k.generation % len(mms)
+        user = mm_ctx(k, mm, USER_CALLER) if chosen else None
+        for lo, hi in _runs(mm, 4):
+            if not chosen and not any(True for _ in mm.pgtable.spans(lo, hi)):
+                continue  # no page table: all holes (read for one mm per step)
+            got = read_pagemap(ctx, lo, hi)
+            covered = np.zeros(len(got), bool)
+            pfnmap = np.zeros(len(got), bool)
+            sd = np.zeros(len(got), bool)
+            for v in mm.vmas.overlapping(lo, hi):
+                i, j = (max(v.start, lo) - lo) >> PAGE_SHIFT, (min(v.end, hi) - lo) >> PAGE_SHIFT
+                covered[i:j] = True
+                pfnmap[i:j] = bool(v.flags & VM_PFNMAP)
+                sd[i:j] = bool(v.flags & VM_SOFTDIRTY)
+            assert not got[~covered].any(), f"pagemap of a hole in {lo:#x}-{hi:#x} is not 0"
+            ptes = mm.pgtable.read(lo, hi)
+            present = ((ptes & PTE_PRESENT) != 0) & ~pfnmap
+            pfn = np.where(present, pte_pfn(ptes), 0)
+            fl = mem.flags[pfn]
+            normal = np.flatnonzero(present & ((fl & M.PG_RESERVED) == 0))
+            if page_model:
+                excl = maps.precise(mem, pfn[normal]) == 1
+            else:
+                excl = ~maps.maybe_shared(mem, pfn[normal])
+                assert (maps.precise(mem, pfn[normal][excl]) == 1).all(), "no_page: exclusive page mapped twice"
+            want = np.where(present, np.uint64(stats.PM_PRESENT) | pfn.astype(np.uint64), np.uint64(0))
+            # swap entries: PM_SWAP, type (0) in bits 0-4 and the offset from bit 5
+            swapped = is_swap_pte(ptes) & ~pfnmap
+            want[swapped] = np.uint64(stats.PM_SWAP) | (swp_offset(ptes[swapped]).astype(np.uint64) << np.uint64(5))
+            want[present & (pfn != ZERO_PFN) & ((fl & M.PG_ANON) == 0)] |= np.uint64(stats.PM_FILE)
+            want[sd | ((present | swapped) & ((ptes & PTE_SOFT_DIRTY) != 0))] |= np.uint64(stats.PM_SOFT_DIRTY)
+            want[normal[excl]] |= np.uint64(stats.PM_MMAP_EXCLUSIVE)
+            bad = np.flatnonzero(got != want)
+            assert not len(bad), (f"pagemap at {lo + int(bad[0]) * PAGE:#x}: {int(got[bad[0]]):#x}, "
+                                  f"expected {int(want[bad[0]]):#x} ({mem.mapcount_model})")
+            if not k.config.mem_soft_dirty:
+                assert not (got & np.uint64(stats.PM_SOFT_DIRTY)).any(), "soft-dirty without CONFIG_MEM_SOFT_DIRTY"
+            if user is not None:
+                flags_only = got & ~np.uint64(stats.PM_PFRAME_MASK)
+                assert (read_pagemap(user, lo, hi) == flags_only).all(), "pagemap without CAP_SYS_ADMIN"
 
 
 def check_tasks(k: Kernel) -> None:
@@ -303,15 +771,18 @@ def check_tasks(k: Kernel) -> None:
                 assert t.mm.cpumask >> cpu.id & 1, f"CPU {cpu.id} runs {t.pid} but is not in its mm_cpumask"
 
 
-def check_world(k: Kernel, unmerged_ok=()) -> None:
+def check_world(k: Kernel, unmerged_ok=()) -> Mappings:
     """unmerged_ok: mms forked from one with mlocked VMAs. Linux clears VM_LOCKED
     in the child without merging, so neighbours that differed only in it stay apart."""
     mms = live_mms(k)
     tally: list = []
     for mm in mms:
         check_mm(k, mm, tally, any(mm is m for m in unmerged_ok))
-    check_memory(k, mms, tally)
+    maps = check_memory(k, mms, tally)
+    check_kpagecount(k, maps)
+    check_meminfo(k, maps)
     check_tasks(k)
+    return maps
 
 
 def snapshot(k: Kernel):
@@ -335,7 +806,8 @@ def snapshot(k: Kernel):
     files = tuple((path, f.size, f.writable, f.nr_mappings) for path, f in sorted(k.vfs.files.items()))
     mem = k.mem
     return (tuple(groups), cpus, files, mem.nr_free, mem.mapcount.tobytes(), mem.flags.tobytes(),
-            mem.order.tobytes(), mem.large_mapcount.tobytes(), (mem.thp.enabled, tuple(mem.thp.per_order.items())))
+            mem.order.tobytes(), mem.large_mapcount.tobytes(), (mem.thp.enabled, tuple(mem.thp.per_order.items())),
+            mem.swap.swap_map.tobytes())
 
 
 # -- the machine -------------------------------------------------------------------
@@ -354,14 +826,15 @@ class KernelMachine(RuleBasedStateMachine):
 
     @initialize(cpus=st.integers(1, 4), arch=st.sampled_from(["x86", "x86", "x86-eager", "arm64", "riscv"]),
                 model=st.sampled_from(["page", "no_page"]), thp=st.sampled_from(["madvise", "always", "never"]),
-                mthp=st.sampled_from([None, 16, 64]))
-    def boot(self, cpus, arch, model, thp, mthp):
+                mthp=st.sampled_from([None, 16, 64]), swap=st.sampled_from([0, 64 << 20, 64 << 20]),
+                soft_dirty=st.booleans())
+    def boot(self, cpus, arch, model, thp, mthp, swap, soft_dirty):
         sizes = {mthp: "always"} if mthp else {}
+        kw = dict(mapcount_model=model, thp_enabled=thp, thp_sizes=sizes, swap_bytes=swap, mem_soft_dirty=soft_dirty)
         if arch == "x86-eager":
-            self.k = boot(nr_cpus=cpus, cpumask_model="eager_clear", mapcount_model=model, thp_enabled=thp,
-                          thp_sizes=sizes)
+            self.k = boot(nr_cpus=cpus, cpumask_model="eager_clear", **kw)
         else:
-            self.k = boot(nr_cpus=cpus, arch=arch, mapcount_model=model, thp_enabled=thp, thp_sizes=sizes)
+            self.k = boot(nr_cpus=cpus, arch=arch, **kw)
         self.k.spawn(["/usr/bin/bash"], uid=1000, gid=1000)
         self.errors = 0
         self.unmerged_ok = []
@@ -406,16 +879,20 @@ class KernelMachine(RuleBasedStateMachine):
     def spawn(self):
         self.call(self.k.spawn, ["/usr/bin/bash"], uid=1000, gid=1000)
 
+    def _fork(self, tid):
+        mm = self.k.tasks[tid].mm
+        child = self.call(self.k.fork, tid)
+        if child is not None and (any(v.flags & VM_LOCKED for v in mm.vmas)
+                                  or any(mm is m for m in self.unmerged_ok)):
+            self.unmerged_ok.append(self.k.group(child).mm)
+        return child
+
     @precondition(lambda self: len(self.user_groups()) < MAX_GROUPS)
     @rule(i=idx)
     def fork(self, i):
         tid = self.pick(self.user_tids(), i)
         if tid is not None:
-            mm = self.k.tasks[tid].mm
-            child = self.call(self.k.fork, tid)
-            if child is not None and (any(v.flags & VM_LOCKED for v in mm.vmas)
-                                      or any(mm is m for m in self.unmerged_ok)):
-                self.unmerged_ok.append(self.k.group(child).mm)
+            self._fork(tid)
 
     @rule(i=idx)
     def clone(self, i):
@@ -536,7 +1013,7 @@ class KernelMachine(RuleBasedStateMachine):
             self.call(self.k.touch, tid, *self.area(self.k.tasks[tid].mm, j, off, npages, clip), write)
 
     @rule(i=idx, j=idx, off=st.integers(-3, 600), npages=st.integers(1, 1100),
-          advice=st.sampled_from([MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_FREE, MADV_DONTNEED]))
+          advice=st.sampled_from([MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_FREE, MADV_DONTNEED, MADV_PAGEOUT]))
     def madvise_more(self, i, j, off, npages, advice):
         tid = self.pick(self.user_tids(), i)
         if tid is not None:
@@ -551,6 +1028,43 @@ class KernelMachine(RuleBasedStateMachine):
             if a is not None:
                 self.call(self.k.madvise, tid, a, npages * PAGE, MADV_HUGEPAGE)
                 self.call(self.k.touch, tid, a, min(touch, npages) * PAGE)
+
+    @precondition(lambda self: len(self.user_groups()) < MAX_GROUPS)
+    @rule(i=idx, npages=st.integers(64, 1100), touch=st.integers(1, 1100), unmapper=st.sampled_from(
+        [None, "parent", "child"]), off=st.integers(0, 1100), n=st.integers(1, 1100))
+    def fork_large(self, i, npages, touch, unmapper, off, n):
+        """Large folios shared by fork, then maybe partly unmapped by one side:
+        the MM-ID slots, the maybe-shared flag and the average page mapcount
+        at work (random sequences alone rarely fork a process holding THPs)."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is None:
+            return
+        a = self.call(self.k.mmap, tid, npages * PAGE)
+        if a is None:
+            return
+        self.call(self.k.madvise, tid, a, npages * PAGE, MADV_HUGEPAGE)
+        self.call(self.k.touch, tid, a, min(touch, npages) * PAGE)
+        child = self._fork(tid)
+        if child is not None and unmapper is not None:
+            off %= npages
+            self.call(self.k.munmap, child if unmapper == "child" else tid, a + off * PAGE,
+                      min(n, npages - off) * PAGE)
+
+    @rule(i=idx, npages=st.integers(1, 64), off=st.integers(0, 64), n=st.integers(1, 64), fork=st.booleans())
+    def pageout(self, i, npages, off, n, fork):
+        """Written anonymous pages paged out (MADV_PAGEOUT; swap entries when
+        the machine has swap), then maybe forked: slots used by two mms."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is None:
+            return
+        a = self.call(self.k.mmap, tid, npages * PAGE)
+        if a is None:
+            return
+        self.call(self.k.touch, tid, a, npages * PAGE)
+        off %= npages
+        self.call(self.k.madvise, tid, a + off * PAGE, min(n, npages - off) * PAGE, MADV_PAGEOUT)
+        if fork and len(self.user_groups()) < MAX_GROUPS:
+            self._fork(tid)
 
     @rule(i=idx, value=st.integers(0, 6))
     def clear_refs(self, i, value):
@@ -590,8 +1104,9 @@ class KernelMachine(RuleBasedStateMachine):
     @invariant()
     def consistent(self):
         if hasattr(self, "k"):
-            check_world(self.k, self.unmerged_ok)
-            check_smaps(self.k)
+            maps = check_world(self.k, self.unmerged_ok)
+            check_smaps(self.k, maps)
+            check_pagemap(self.k, maps)
 
 
 TestKernelStateMachine = KernelMachine.TestCase
