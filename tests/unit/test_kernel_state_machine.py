@@ -18,11 +18,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from procsim import Kernel, KernelConfig
 from procsim.kernel import (MREMAP_FIXED, MREMAP_MAYMOVE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE,
-                            MADV_NOHUGEPAGE, LIBC)
+                            MADV_NOHUGEPAGE, MADV_PAGEOUT, LIBC)
 from procsim.mm import memory as M
-from procsim.mm.mm import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, TASK_SIZE, ZERO_PFN
-from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_RW, PTRS_PER_TABLE, pte_pfn
-from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
+from procsim.mm.mm import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, TASK_SIZE, ZERO_PFN
+from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_RW, PTRS_PER_TABLE, is_swap_pte,
+                                  pte_pfn, pte_present, swp_offset)
+from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED,
                             MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_EXEC, VM_LOCKED, VM_MAYSHARE,
                             VM_PFNMAP, VM_SHARED, VM_STACK, VM_WRITE)
 
@@ -88,7 +89,7 @@ def check_mm(k: Kernel, mm, tally: list, may_be_unmerged: bool = False) -> None:
     # pgoff + index, shared mappings only map the cache, anonymous VMAs never do
     for v in mm.vmas:
         for va, sl in mm.pgtable.spans(v.start, v.end):
-            nz = np.nonzero(sl)[0]
+            nz = np.nonzero(pte_present(sl))[0]
             if not len(nz):
                 continue
             pf = pte_pfn(sl[nz])
@@ -117,8 +118,12 @@ def check_mm(k: Kernel, mm, tally: list, may_be_unmerged: bool = False) -> None:
             pfnmap[lo:hi] = bool(v.flags & VM_PFNMAP)
             writable[lo:hi] = bool(v.flags & VM_WRITE)
             shared[lo:hi] = bool(v.flags & VM_MAYSHARE)
-        present = table != 0
-        stray = present & ~covered
+        present = pte_present(table)
+        swapped = is_swap_pte(table)
+        assert not (table[~present & ~swapped] != 0).any(), "non-present entry that is no swap entry"
+        assert not (swapped & (~covered | shared)).any(), "swap entry outside a private VMA"
+        rss[MM_SWAPENTS] += int(swapped.sum())
+        stray = (present | swapped) & ~covered
         assert not stray.any(), f"PTE outside any VMA at {base + int(np.argmax(stray)) * PAGE:#x}"
         ptes = table[present]
         pfns = pte_pfn(ptes)
@@ -151,8 +156,7 @@ def check_mm(k: Kernel, mm, tally: list, may_be_unmerged: bool = False) -> None:
             tally.append((np.zeros(0, np.int64), np.zeros(0, bool), mm.mm_id, [head]))
             continue
         tally.append((pfns[real], rw[real] & anon[real], mm.mm_id, []))
-    assert mm.rss[MM_FILEPAGES] == rss[MM_FILEPAGES] and mm.rss[MM_ANONPAGES] == rss[MM_ANONPAGES] \
-        and mm.rss[MM_SHMEMPAGES] == rss[MM_SHMEMPAGES], (mm.rss, rss)
+    assert mm.rss == rss, (mm.rss, rss)
 
 
 def check_memory(k: Kernel, mms: list, tally: list) -> None:
@@ -181,7 +185,8 @@ def check_memory(k: Kernel, mms: list, tally: list) -> None:
     assert not mem.mapcount[freed].any() and not mem.order[freed].any()
     # every used frame is owned: anon frames by a mapping (of any page of
     # their folio), cache frames by a file
-    anon = (mem.flags & M.PG_ANON) != 0
+    # hugetlb pool frames are outside the page counters (checked by check_hugetlb)
+    anon = ((mem.flags & M.PG_ANON) != 0) & ((mem.flags & M.PG_HUGETLB) == 0)
     anon[: mem.first_free] = False
     assert (mem.folio_mapcount(np.nonzero(anon)[0]) > 0).all(), "anonymous folio nobody maps (leaked)"
     files = {id(f): f for f in k.vfs.files.values()}
@@ -191,6 +196,8 @@ def check_memory(k: Kernel, mms: list, tally: list) -> None:
                 files[id(v.file)] = v.file
     owned = np.zeros(n, np.int32)
     for f in files.values():
+        if f.hugetlb:
+            continue
         c = f.cache[f.cache != 0]
         np.add.at(owned, c, 1)
         kinds = mem.flags[c] & (M.PG_FILE | M.PG_SHMEM)
@@ -211,7 +218,7 @@ def check_folios(k: Kernel, tally: list) -> None:
     agree with the page tables, "maybe shared" is never a false exclusive,
     AnonPages counters match both models' definitions."""
     mem = k.mem
-    used = np.nonzero(mem.flags != 0)[0]
+    used = np.nonzero((mem.flags != 0) & ((mem.flags & M.PG_HUGETLB) == 0))[0]
     used = used[used >= mem.first_free]
     heads, order = mem.folio_head(used)
     large_heads = np.unique(heads[order > 0])
@@ -266,6 +273,120 @@ def check_smaps(k: Kernel) -> None:
         assert total == mm.rss_pages * PAGE, (total, mm.rss_pages)
 
 
+def check_swap(k: Kernel, mms: list) -> None:
+    """The swap area: every slot's count is the number of swap entries that
+    refer to it over all page tables; the header slot is never used; free
+    and used slots add up to SwapTotal."""
+    swap = k.mem.swap
+    counts = np.zeros(swap.nr_slots, np.int64)
+    for mm in mms:
+        for table in mm.pgtable.tables.values():
+            sw = is_swap_pte(table)
+            if sw.any():
+                offs = swp_offset(table[sw])
+                assert ((offs >= 1) & (offs < swap.nr_slots)).all(), "swap entry beyond the area"
+                np.add.at(counts, offs, 1)
+    bad = np.nonzero(counts != swap.swap_map)[0]
+    assert not len(bad), f"slot {bad[0]}: swap_map {swap.swap_map[bad[0]]}, {counts[bad[0]]} entries"
+    assert swap.inuse_pages == int(np.count_nonzero(swap.swap_map))
+    assert swap.nr_free + swap.inuse_pages == swap.pages and swap.nr_free >= 0
+
+
+def check_hugetlb(k: Kernel, mms: list) -> None:
+    """The hugetlb pool: free + in use = total, 0 <= Rsvd <= Free and equal
+    to the reservations the VMAs and files hold; mapcounts and
+    hugetlb_usage equal the huge PTEs; private VMAs map anonymous pages,
+    shared ones their file's page at the right index; every page in use is
+    mapped or in a live file (no leak); hugetlb stays out of RSS."""
+    mem = k.mem
+    pool = mem.hugetlb
+    hfl = (mem.flags & M.PG_HUGETLB) != 0
+    hp = np.nonzero(hfl)[0]
+    heads = hp[hp % PTRS_PER_TABLE == 0]
+    assert len(hp) == PTRS_PER_TABLE * len(heads) == PTRS_PER_TABLE * pool.nr_huge_pages
+    assert (mem.order[hp] == 9).all() and (mem.mapcount[hp] == 0).all()
+    free = set(pool._free)
+    assert len(free) == len(pool._free) == pool.free_huge_pages and free <= set(heads.tolist())
+    assert 0 <= pool.resv_huge_pages <= pool.free_huge_pages <= pool.nr_huge_pages
+    for h in free:
+        assert mem.large_mapcount[h] == 0 and not mem.flags[h] & M.PG_ANON
+    tally: dict[int, int] = {}
+    files: dict[int, object] = {}
+    resvs: dict[int, object] = {}
+    for mm in mms:
+        nent = 0
+        hdata = 0
+        for v in mm.vmas:
+            if not v.is_hugetlb:
+                continue
+            assert v.start % PMD_SIZE == 0 and v.end % PMD_SIZE == 0 and v.file is not None and v.file.hugetlb
+            if v.flags & VM_WRITE and not v.flags & VM_SHARED:
+                hdata += v.npages
+            files[id(v.file)] = v.file
+            if v.resv is not None:
+                assert not v.flags & VM_MAYSHARE
+                resvs[id(v.resv)] = v.resv
+        assert mm.hugetlb_data_vm == hdata
+        for idx, e in mm.pgtable.hugetlb.items():
+            base = idx << PMD_SHIFT
+            v = mm.vmas.lookup(base)
+            assert v is not None and v.is_hugetlb and v.end >= base + PMD_SIZE, f"stray huge PTE at {base:#x}"
+            head = e >> PAGE_SHIFT
+            assert head not in free and mem.flags[head] & M.PG_HUGETLB and head % PTRS_PER_TABLE == 0
+            i = (v.pgoff + ((base - v.start) >> PAGE_SHIFT)) >> 9
+            if v.flags & VM_MAYSHARE:
+                assert not mem.flags[head] & M.PG_ANON and v.file.cache[i] == head, "shared huge PTE off its file"
+            else:
+                assert mem.flags[head] & M.PG_ANON, "private huge PTE maps a non-anonymous page"
+                if e & int(PTE_RW):
+                    assert mem.large_mapcount[head] == 1, "writable huge PTE of a shared private page"
+            tally[head] = tally.get(head, 0) + 1
+            nent += 1
+        assert mm.hugetlb_usage == nent * PTRS_PER_TABLE, (mm.hugetlb_usage, nent)
+    cached = set()
+    for f in files.values():
+        c = f.cache[f.cache != 0].tolist()
+        assert not set(c) & free and not set(c) & cached
+        cached |= set(c)
+    for h in heads.tolist():
+        assert mem.large_mapcount[h] == mem.entire_mapcount[h] == tally.get(h, 0), (h, tally.get(h))
+    assert set(tally) | cached == set(heads.tolist()) - free, "hugetlb page in use but neither mapped nor cached"
+    held = sum(len(r.reserved) for r in resvs.values()) + sum(len(f.resv) for f in files.values())
+    assert held == pool.resv_huge_pages, (held, pool.resv_huge_pages)
+
+
+def check_smaps_swap_hugetlb(k: Kernel) -> None:
+    """smaps Swap, SwapPss and *_Hugetlb against the model: per mm the
+    VMAs' Swap is VmSwap; over all mms SwapPss adds up to every used slot's
+    4 KiB split among its users (exactly, with the per-entry rounding);
+    each huge PTE is 2 MiB of Private_ or Shared_Hugetlb (HugetlbPages), and
+    a hugetlb VMA has no Rss."""
+    from procsim.mm import stats
+    swap_pss = 0
+    for mm in live_mms(k):
+        # (check_smaps already walks every VMA; mms with neither swap
+        # entries nor hugetlb VMAs have nothing to add here)
+        if not mm.rss[MM_SWAPENTS] and not any(v.is_hugetlb for v in mm.vmas):
+            continue
+        sw = hp = 0
+        for v in mm.vmas:
+            s = stats.smaps_vma(mm, v)
+            sw += s.swap
+            swap_pss += s.swap_pss
+            hp += s.shared_hugetlb + s.private_hugetlb
+            if v.is_hugetlb:
+                assert s.resident == s.pss == s.swap == 0
+            else:
+                assert s.shared_hugetlb == s.private_hugetlb == 0
+        assert sw == mm.rss[MM_SWAPENTS] * PAGE, (sw, mm.rss)
+        assert hp == mm.hugetlb_usage * PAGE
+    full = PAGE << 12
+    c = k.mem.swap.swap_map.astype(np.int64)
+    c = c[c > 0]
+    want = int(np.where(c >= 2, c * (full // np.maximum(c, 1)), full).sum())
+    assert swap_pss == want, (swap_pss, want)
+
+
 def check_tasks(k: Kernel) -> None:
     model = k.config.cpumask_model
     for tid, t in k.tasks.items():
@@ -311,6 +432,8 @@ def check_world(k: Kernel, unmerged_ok=()) -> None:
     for mm in mms:
         check_mm(k, mm, tally, any(mm is m for m in unmerged_ok))
     check_memory(k, mms, tally)
+    check_swap(k, mms)
+    check_hugetlb(k, mms)
     check_tasks(k)
 
 
@@ -329,13 +452,16 @@ def snapshot(k: Kernel):
             entry.append((mm.brk, mm.start_brk, mm.cpumask, mm.total_vm, mm.locked_vm))
             entry.append(tuple((i, t.tobytes()) for i, t in mm.pgtable.tables.items()))
             entry.append(tuple(mm.pgtable.huge))
+            entry.append((tuple(mm.pgtable.hugetlb.items()), mm.hugetlb_usage))
         groups.append(tuple(entry))
     cpus = tuple((c.curr.pid if c.curr else None, id(c.loaded_mm), c.is_lazy, c.irq_tlb_count)
                  for c in k.sched.cpus)
     files = tuple((path, f.size, f.writable, f.nr_mappings) for path, f in sorted(k.vfs.files.items()))
     mem = k.mem
+    pool = mem.hugetlb
     return (tuple(groups), cpus, files, mem.nr_free, mem.mapcount.tobytes(), mem.flags.tobytes(),
-            mem.order.tobytes(), mem.large_mapcount.tobytes(), (mem.thp.enabled, tuple(mem.thp.per_order.items())))
+            mem.order.tobytes(), mem.large_mapcount.tobytes(), (mem.thp.enabled, tuple(mem.thp.per_order.items())),
+            mem.swap.swap_map.tobytes(), (pool.nr_huge_pages, pool.resv_huge_pages, tuple(pool._free)))
 
 
 # -- the machine -------------------------------------------------------------------
@@ -354,14 +480,16 @@ class KernelMachine(RuleBasedStateMachine):
 
     @initialize(cpus=st.integers(1, 4), arch=st.sampled_from(["x86", "x86", "x86-eager", "arm64", "riscv"]),
                 model=st.sampled_from(["page", "no_page"]), thp=st.sampled_from(["madvise", "always", "never"]),
-                mthp=st.sampled_from([None, 16, 64]))
-    def boot(self, cpus, arch, model, thp, mthp):
+                mthp=st.sampled_from([None, 16, 64]),
+                # swap: none, 63 slots (fills up: pages stay resident), 64 MiB
+                swap=st.sampled_from([0, 256 << 10, 64 << 20]), huge=st.sampled_from([0, 3, 16]))
+    def boot(self, cpus, arch, model, thp, mthp, swap, huge):
         sizes = {mthp: "always"} if mthp else {}
+        kw = dict(mapcount_model=model, thp_enabled=thp, thp_sizes=sizes, swap_bytes=swap, hugepages=huge)
         if arch == "x86-eager":
-            self.k = boot(nr_cpus=cpus, cpumask_model="eager_clear", mapcount_model=model, thp_enabled=thp,
-                          thp_sizes=sizes)
+            self.k = boot(nr_cpus=cpus, cpumask_model="eager_clear", **kw)
         else:
-            self.k = boot(nr_cpus=cpus, arch=arch, mapcount_model=model, thp_enabled=thp, thp_sizes=sizes)
+            self.k = boot(nr_cpus=cpus, arch=arch, **kw)
         self.k.spawn(["/usr/bin/bash"], uid=1000, gid=1000)
         self.errors = 0
         self.unmerged_ok = []
@@ -411,11 +539,15 @@ class KernelMachine(RuleBasedStateMachine):
     def fork(self, i):
         tid = self.pick(self.user_tids(), i)
         if tid is not None:
-            mm = self.k.tasks[tid].mm
-            child = self.call(self.k.fork, tid)
-            if child is not None and (any(v.flags & VM_LOCKED for v in mm.vmas)
-                                      or any(mm is m for m in self.unmerged_ok)):
-                self.unmerged_ok.append(self.k.group(child).mm)
+            self.fork_of(tid)
+
+    def fork_of(self, tid):
+        mm = self.k.tasks[tid].mm
+        child = self.call(self.k.fork, tid)
+        if child is not None and (any(v.flags & VM_LOCKED for v in mm.vmas)
+                                  or any(mm is m for m in self.unmerged_ok)):
+            self.unmerged_ok.append(self.k.group(child).mm)
+        return child
 
     @rule(i=idx)
     def clone(self, i):
@@ -536,7 +668,7 @@ class KernelMachine(RuleBasedStateMachine):
             self.call(self.k.touch, tid, *self.area(self.k.tasks[tid].mm, j, off, npages, clip), write)
 
     @rule(i=idx, j=idx, off=st.integers(-3, 600), npages=st.integers(1, 1100),
-          advice=st.sampled_from([MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_FREE, MADV_DONTNEED]))
+          advice=st.sampled_from([MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_FREE, MADV_DONTNEED, MADV_PAGEOUT]))
     def madvise_more(self, i, j, off, npages, advice):
         tid = self.pick(self.user_tids(), i)
         if tid is not None:
@@ -551,6 +683,94 @@ class KernelMachine(RuleBasedStateMachine):
             if a is not None:
                 self.call(self.k.madvise, tid, a, npages * PAGE, MADV_HUGEPAGE)
                 self.call(self.k.touch, tid, a, min(touch, npages) * PAGE)
+
+    @rule(i=idx, j=idx, off=st.integers(-2, 40), npages=st.integers(1, 600))
+    def pageout(self, i, j, off, npages):
+        """MADV_PAGEOUT near a VMA: swap entries, split THPs, skipped COW pages."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            self.call(self.k.madvise, tid, *self.area(self.k.tasks[tid].mm, j, off, npages), MADV_PAGEOUT)
+
+    @rule(i=idx, npages=st.integers(1, 1100), touch=st.integers(1, 1100), off=st.integers(0, 600),
+          nout=st.integers(1, 700), thp=st.booleans(), lazy=st.booleans(),
+          fork=st.sampled_from(["no", "before", "after"]), back=st.integers(0, 800), write=st.booleans())
+    def swap_region(self, i, npages, touch, off, nout, thp, lazy, fork, back, write):
+        """Anonymous memory touched (THPs if advised), perhaps MADV_FREEd,
+        partly paged out (before or after a fork), and partly touched back."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is None:
+            return
+        a = self.call(self.k.mmap, tid, npages * PAGE)
+        if a is None:
+            return
+        if thp:
+            self.call(self.k.madvise, tid, a, npages * PAGE, MADV_HUGEPAGE)
+        self.call(self.k.touch, tid, a, min(touch, npages) * PAGE)
+        off = off % npages
+        if lazy:
+            self.call(self.k.madvise, tid, a, npages * PAGE, MADV_FREE)
+        if fork == "before" and len(self.user_groups()) < MAX_GROUPS:
+            self.fork(i)
+        self.call(self.k.madvise, tid, a + off * PAGE, min(nout, npages - off) * PAGE, MADV_PAGEOUT)
+        if fork == "after" and len(self.user_groups()) < MAX_GROUPS:
+            self.fork(i)
+        if back:
+            self.call(self.k.touch, tid, a, min(back, npages) * PAGE, write)
+
+    @rule(i=idx, shared=st.booleans(), noreserve=st.booleans(), nhuge=st.integers(1, 3),
+          extra=st.sampled_from([0, 0, 4096, 1 << 20]), touch=st.integers(0, 3), write=st.booleans(),
+          prot=st.sampled_from([3, 3, 1, 0]))
+    def hugetlb_region(self, i, shared, noreserve, nhuge, extra, touch, write, prot):
+        """A MAP_HUGETLB mapping (its length rounded up to 2 MiB), partly touched."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is None:
+            return
+        flags = (MAP_SHARED if shared else MAP_PRIVATE) | MAP_ANONYMOUS | MAP_HUGETLB
+        flags |= MAP_NORESERVE if noreserve else 0
+        a = self.call(self.k.mmap, tid, (nhuge << 21) - extra if extra < nhuge << 21 else 4096, prot, flags)
+        if a is not None and touch and prot:
+            self.call(self.k.touch, tid, a, min(touch, nhuge) << 21, write and bool(prot & 2))
+
+    @rule(i=idx, j=idx, off=st.integers(0, 1100), npages=st.integers(1, 1100), write=st.booleans(),
+          fork=st.booleans())
+    def touch_swapped_or_hugetlb(self, i, j, off, npages, write, fork):
+        """Touch a VMA, of any process, that holds swap entries or hugetlb
+        pages (swap-ins, hugetlb COW), perhaps right after a fork."""
+        if fork and len(self.user_groups()) < MAX_GROUPS:
+            self.fork(i)
+        vs = [(t, v) for t in self.user_tids() for v in self.k.tasks[t].mm.vmas
+              if v.is_hugetlb or self.k.tasks[t].mm.swap_entries(v.start, v.end)]
+        if not vs:
+            return
+        tid, v = self.pick(vs, j)
+        off = off % v.npages
+        self.call(self.k.touch, tid, v.start + off * PAGE, min(npages, v.npages - off) * PAGE,
+                  write and bool(v.flags & VM_WRITE))
+
+    @rule(i=idx, shared=st.booleans(), nhuge=st.integers(1, 2), first_write=st.booleans(),
+          who=st.sampled_from(["parent", "child", "both"]), exit_child=st.booleans())
+    def hugetlb_fork(self, i, shared, nhuge, first_write, who, exit_child):
+        """hugetlb across fork: private pages shared copy-on-write (then
+        copied or reused), shared ones faulted in by the child."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is None or len(self.user_groups()) >= MAX_GROUPS:
+            return
+        flags = (MAP_SHARED if shared else MAP_PRIVATE) | MAP_ANONYMOUS | MAP_HUGETLB
+        a = self.call(self.k.mmap, tid, nhuge << 21, 3, flags)
+        if a is None:
+            return
+        self.call(self.k.touch, tid, a, nhuge << 21, first_write)
+        child = self.fork_of(tid)
+        if child is None:
+            return
+        for t in {"parent": [tid], "child": [child], "both": [child, tid]}[who]:
+            self.call(self.k.touch, t, a, nhuge << 21, True)
+        if exit_child:
+            self.call(self.k.exit_group, child)
+
+    @rule(nr=st.integers(0, 10))
+    def nr_hugepages(self, nr):
+        self.k.set_nr_hugepages(nr)
 
     @rule(i=idx, value=st.integers(0, 6))
     def clear_refs(self, i, value):
@@ -592,6 +812,7 @@ class KernelMachine(RuleBasedStateMachine):
         if hasattr(self, "k"):
             check_world(self.k, self.unmerged_ok)
             check_smaps(self.k)
+            check_smaps_swap_hugetlb(self.k)
 
 
 TestKernelStateMachine = KernelMachine.TestCase
