@@ -627,6 +627,7 @@ class Kernel:
             if length > TASK_SIZE:
                 raise _err(errno.ENOMEM, "length exceeds the address space")
             start = self._mmap_start(mm, length, flags, addr)
+            mm.check_split(start, start + length)  # before a file is made or grown
             vmf = prot_to_vm(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
             file = None
             pgoff = None  # anonymous: map_region uses addr >> PAGE_SHIFT

@@ -32,8 +32,8 @@ from procsim.mm import memory as M
 from procsim.mm import stats
 from procsim.mm.mm import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, TASK_SIZE, ZERO_PFN
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_PRESENT, PTE_RW, PTE_SOFT_DIRTY,
-                                  PTRS_PER_TABLE, is_swap_pte, pte_pfn, swp_offset)
-from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
+                                  PTRS_PER_TABLE, is_swap_pte, pte_pfn, pte_present, swp_offset)
+from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED,
                             MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_EXEC, VM_LOCKED, VM_MAYSHARE,
                             VM_PFNMAP, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE)
 from procsim.procfs import global_files as G
@@ -280,7 +280,8 @@ def check_memory(k: Kernel, mms: list, tally: list) -> Mappings:
     assert not mem.mapcount[freed].any() and not mem.order[freed].any()
     # every used frame is owned: anon frames by a mapping (of any page of
     # their folio), cache frames by a file
-    anon = (mem.flags & M.PG_ANON) != 0
+    # hugetlb pool frames are outside the page counters (checked by check_hugetlb)
+    anon = ((mem.flags & M.PG_ANON) != 0) & ((mem.flags & M.PG_HUGETLB) == 0)
     anon[: mem.first_free] = False
     assert (mem.folio_mapcount(np.nonzero(anon)[0]) > 0).all(), "anonymous folio nobody maps (leaked)"
     files = {id(f): f for f in k.vfs.files.values()}
@@ -290,6 +291,8 @@ def check_memory(k: Kernel, mms: list, tally: list) -> Mappings:
                 files[id(v.file)] = v.file
     owned = np.zeros(n, np.int32)
     for f in files.values():
+        if f.hugetlb:
+            continue
         c = f.cache[f.cache != 0]
         np.add.at(owned, c, 1)
         kinds = mem.flags[c] & (M.PG_FILE | M.PG_SHMEM)
@@ -311,7 +314,7 @@ def check_folios(k: Kernel, tally: list) -> dict[str, int]:
     agree with the page tables, "maybe shared" is never a false exclusive,
     AnonPages counters match both models' definitions."""
     mem = k.mem
-    used = np.nonzero(mem.flags != 0)[0]
+    used = np.nonzero((mem.flags != 0) & ((mem.flags & M.PG_HUGETLB) == 0))[0]
     used = used[used >= mem.first_free]
     heads, order = mem.folio_head(used)
     large_heads = np.unique(heads[order > 0])
@@ -603,6 +606,9 @@ def check_kpagecount(k: Kernel, maps: Mappings) -> None:
         assert (got[mapped] >= 1).all(), "a page of a mapped folio has kpagecount 0 under no_page"
     fl = mem.flags[pfns]
     want[(fl & M.PG_RESERVED) != 0] = 0
+    # hugetlb: the folio's total mapcount under both models (seed-mechanisms §5.2)
+    huge = (fl & M.PG_HUGETLB) != 0
+    want[huge] = mem.large_mapcount[mem.folio_head(pfns[huge])[0]]
     assert not want[fl == 0].any(), "a free frame is mapped"
     bad = np.flatnonzero(got != want)
     assert not len(bad), (f"kpagecount of PFN {pfns[bad[0]]} is {got[bad[0]]}, expected {want[bad[0]]} "
@@ -618,6 +624,7 @@ def check_meminfo(k: Kernel, maps: Mappings) -> None:
     assert G.mem_snapshot(k) == G._mem_snapshot(k), "meminfo's memoised snapshot is stale"
     mi = kb_lines(G.meminfo(Ctx(k, ROOT_CALLER)).decode())
     fl = mem.flags[mem.first_free:]
+    fl = fl[(fl & M.PG_HUGETLB) == 0]  # the hugetlb pool is on no LRU list and in no page cache count
     n_anon = int(np.count_nonzero(fl & M.PG_ANON))
     n_file = int(np.count_nonzero(fl & M.PG_FILE))
     n_shmem = int(np.count_nonzero(fl & M.PG_SHMEM))
@@ -724,6 +731,20 @@ def check_pagemap(k: Kernel, maps: Mappings) -> None:
             want[present & (pfn != ZERO_PFN) & ((fl & M.PG_ANON) == 0)] |= np.uint64(stats.PM_FILE)
             want[sd | ((present | swapped) & ((ptes & PTE_SOFT_DIRTY) != 0))] |= np.uint64(stats.PM_SOFT_DIRTY)
             want[normal[excl]] |= np.uint64(stats.PM_MMAP_EXCLUSIVE)
+            # hugetlb pages live outside the PTE tables: each 4 KiB slot is
+            # present, PFN head + index, exclusive when the folio is mapped
+            # once, PM_FILE when not anonymous (shared hugetlb) (spec §10.1)
+            for idx in mm.pgtable.hugetlb_in(lo, hi):
+                head = int(mm.pgtable.hugetlb[idx]) >> PAGE_SHIFT
+                base = idx << PMD_SHIFT
+                a, b = max(lo, base), min(hi, base + PMD_SIZE)
+                e = np.uint64(stats.PM_PRESENT) | np.arange(head + ((a - base) >> PAGE_SHIFT),
+                                                            head + ((b - base) >> PAGE_SHIFT), dtype=np.uint64)
+                if not mem.flags[head] & M.PG_ANON:
+                    e |= np.uint64(stats.PM_FILE)
+                if mem.large_mapcount[head] == 1:
+                    e |= np.uint64(stats.PM_MMAP_EXCLUSIVE)
+                want[(a - lo) >> PAGE_SHIFT:(b - lo) >> PAGE_SHIFT] = e
             bad = np.flatnonzero(got != want)
             assert not len(bad), (f"pagemap at {lo + int(bad[0]) * PAGE:#x}: {int(got[bad[0]]):#x}, "
                                   f"expected {int(want[bad[0]]):#x} ({mem.mapcount_model})")
@@ -732,6 +753,120 @@ def check_pagemap(k: Kernel, maps: Mappings) -> None:
             if user is not None:
                 flags_only = got & ~np.uint64(stats.PM_PFRAME_MASK)
                 assert (read_pagemap(user, lo, hi) == flags_only).all(), "pagemap without CAP_SYS_ADMIN"
+
+
+def check_swap(k: Kernel, mms: list) -> None:
+    """The swap area: every slot's count is the number of swap entries that
+    refer to it over all page tables; the header slot is never used; free
+    and used slots add up to SwapTotal."""
+    swap = k.mem.swap
+    counts = np.zeros(swap.nr_slots, np.int64)
+    for mm in mms:
+        for table in mm.pgtable.tables.values():
+            sw = is_swap_pte(table)
+            if sw.any():
+                offs = swp_offset(table[sw])
+                assert ((offs >= 1) & (offs < swap.nr_slots)).all(), "swap entry beyond the area"
+                np.add.at(counts, offs, 1)
+    bad = np.nonzero(counts != swap.swap_map)[0]
+    assert not len(bad), f"slot {bad[0]}: swap_map {swap.swap_map[bad[0]]}, {counts[bad[0]]} entries"
+    assert swap.inuse_pages == int(np.count_nonzero(swap.swap_map))
+    assert swap.nr_free + swap.inuse_pages == swap.pages and swap.nr_free >= 0
+
+
+def check_hugetlb(k: Kernel, mms: list) -> None:
+    """The hugetlb pool: free + in use = total, 0 <= Rsvd <= Free and equal
+    to the reservations the VMAs and files hold; mapcounts and
+    hugetlb_usage equal the huge PTEs; private VMAs map anonymous pages,
+    shared ones their file's page at the right index; every page in use is
+    mapped or in a live file (no leak); hugetlb stays out of RSS."""
+    mem = k.mem
+    pool = mem.hugetlb
+    hfl = (mem.flags & M.PG_HUGETLB) != 0
+    hp = np.nonzero(hfl)[0]
+    heads = hp[hp % PTRS_PER_TABLE == 0]
+    assert len(hp) == PTRS_PER_TABLE * len(heads) == PTRS_PER_TABLE * pool.nr_huge_pages
+    assert (mem.order[hp] == 9).all() and (mem.mapcount[hp] == 0).all()
+    free = set(pool._free)
+    assert len(free) == len(pool._free) == pool.free_huge_pages and free <= set(heads.tolist())
+    assert 0 <= pool.resv_huge_pages <= pool.free_huge_pages <= pool.nr_huge_pages
+    for h in free:
+        assert mem.large_mapcount[h] == 0 and not mem.flags[h] & M.PG_ANON
+    tally: dict[int, int] = {}
+    files: dict[int, object] = {}
+    resvs: dict[int, object] = {}
+    for mm in mms:
+        nent = 0
+        hdata = 0
+        for v in mm.vmas:
+            if not v.is_hugetlb:
+                continue
+            assert v.start % PMD_SIZE == 0 and v.end % PMD_SIZE == 0 and v.file is not None and v.file.hugetlb
+            if v.flags & VM_WRITE and not v.flags & VM_SHARED:
+                hdata += v.npages
+            files[id(v.file)] = v.file
+            if v.resv is not None:
+                assert not v.flags & VM_MAYSHARE
+                resvs[id(v.resv)] = v.resv
+        assert mm.hugetlb_data_vm == hdata
+        for idx, e in mm.pgtable.hugetlb.items():
+            base = idx << PMD_SHIFT
+            v = mm.vmas.lookup(base)
+            assert v is not None and v.is_hugetlb and v.end >= base + PMD_SIZE, f"stray huge PTE at {base:#x}"
+            head = e >> PAGE_SHIFT
+            assert head not in free and mem.flags[head] & M.PG_HUGETLB and head % PTRS_PER_TABLE == 0
+            i = (v.pgoff + ((base - v.start) >> PAGE_SHIFT)) >> 9
+            if v.flags & VM_MAYSHARE:
+                assert not mem.flags[head] & M.PG_ANON and v.file.cache[i] == head, "shared huge PTE off its file"
+            else:
+                assert mem.flags[head] & M.PG_ANON, "private huge PTE maps a non-anonymous page"
+                if e & int(PTE_RW):
+                    assert mem.large_mapcount[head] == 1, "writable huge PTE of a shared private page"
+            tally[head] = tally.get(head, 0) + 1
+            nent += 1
+        assert mm.hugetlb_usage == nent * PTRS_PER_TABLE, (mm.hugetlb_usage, nent)
+    cached = set()
+    for f in files.values():
+        c = f.cache[f.cache != 0].tolist()
+        assert not set(c) & free and not set(c) & cached
+        cached |= set(c)
+    for h in heads.tolist():
+        assert mem.large_mapcount[h] == mem.entire_mapcount[h] == tally.get(h, 0), (h, tally.get(h))
+    assert set(tally) | cached == set(heads.tolist()) - free, "hugetlb page in use but neither mapped nor cached"
+    held = sum(len(r.reserved) for r in resvs.values()) + sum(len(f.resv) for f in files.values())
+    assert held == pool.resv_huge_pages, (held, pool.resv_huge_pages)
+
+
+def check_smaps_swap_hugetlb(k: Kernel) -> None:
+    """smaps Swap, SwapPss and *_Hugetlb against the model: per mm the
+    VMAs' Swap is VmSwap; over all mms SwapPss adds up to every used slot's
+    4 KiB split among its users (exactly, with the per-entry rounding);
+    each huge PTE is 2 MiB of Private_ or Shared_Hugetlb (HugetlbPages), and
+    a hugetlb VMA has no Rss."""
+    from procsim.mm import stats
+    swap_pss = 0
+    for mm in live_mms(k):
+        # (check_smaps already walks every VMA; mms with neither swap
+        # entries nor hugetlb VMAs have nothing to add here)
+        if not mm.rss[MM_SWAPENTS] and not any(v.is_hugetlb for v in mm.vmas):
+            continue
+        sw = hp = 0
+        for v in mm.vmas:
+            s = stats.smaps_vma(mm, v)
+            sw += s.swap
+            swap_pss += s.swap_pss
+            hp += s.shared_hugetlb + s.private_hugetlb
+            if v.is_hugetlb:
+                assert s.resident == s.pss == s.swap == 0
+            else:
+                assert s.shared_hugetlb == s.private_hugetlb == 0
+        assert sw == mm.rss[MM_SWAPENTS] * PAGE, (sw, mm.rss)
+        assert hp == mm.hugetlb_usage * PAGE
+    full = PAGE << 12
+    c = k.mem.swap.swap_map.astype(np.int64)
+    c = c[c > 0]
+    want = int(np.where(c >= 2, c * (full // np.maximum(c, 1)), full).sum())
+    assert swap_pss == want, (swap_pss, want)
 
 
 def check_tasks(k: Kernel) -> None:
@@ -781,6 +916,8 @@ def check_world(k: Kernel, unmerged_ok=()) -> Mappings:
     maps = check_memory(k, mms, tally)
     check_kpagecount(k, maps)
     check_meminfo(k, maps)
+    check_swap(k, mms)
+    check_hugetlb(k, mms)
     check_tasks(k)
     return maps
 
@@ -800,14 +937,16 @@ def snapshot(k: Kernel):
             entry.append((mm.brk, mm.start_brk, mm.cpumask, mm.total_vm, mm.locked_vm))
             entry.append(tuple((i, t.tobytes()) for i, t in mm.pgtable.tables.items()))
             entry.append(tuple(mm.pgtable.huge))
+            entry.append((tuple(mm.pgtable.hugetlb.items()), mm.hugetlb_usage))
         groups.append(tuple(entry))
     cpus = tuple((c.curr.pid if c.curr else None, id(c.loaded_mm), c.is_lazy, c.irq_tlb_count)
                  for c in k.sched.cpus)
     files = tuple((path, f.size, f.writable, f.nr_mappings) for path, f in sorted(k.vfs.files.items()))
     mem = k.mem
+    pool = mem.hugetlb
     return (tuple(groups), cpus, files, mem.nr_free, mem.mapcount.tobytes(), mem.flags.tobytes(),
             mem.order.tobytes(), mem.large_mapcount.tobytes(), (mem.thp.enabled, tuple(mem.thp.per_order.items())),
-            mem.swap.swap_map.tobytes())
+            mem.swap.swap_map.tobytes(), (pool.nr_huge_pages, pool.resv_huge_pages, tuple(pool._free)))
 
 
 # -- the machine -------------------------------------------------------------------
@@ -826,11 +965,14 @@ class KernelMachine(RuleBasedStateMachine):
 
     @initialize(cpus=st.integers(1, 4), arch=st.sampled_from(["x86", "x86", "x86-eager", "arm64", "riscv"]),
                 model=st.sampled_from(["page", "no_page"]), thp=st.sampled_from(["madvise", "always", "never"]),
-                mthp=st.sampled_from([None, 16, 64]), swap=st.sampled_from([0, 64 << 20, 64 << 20]),
+                mthp=st.sampled_from([None, 16, 64]),
+                # swap: none, 63 slots (fills up: pages stay resident), 64 MiB
+                swap=st.sampled_from([0, 256 << 10, 64 << 20]), huge=st.sampled_from([0, 3, 16]),
                 soft_dirty=st.booleans())
-    def boot(self, cpus, arch, model, thp, mthp, swap, soft_dirty):
+    def boot(self, cpus, arch, model, thp, mthp, swap, huge, soft_dirty):
         sizes = {mthp: "always"} if mthp else {}
-        kw = dict(mapcount_model=model, thp_enabled=thp, thp_sizes=sizes, swap_bytes=swap, mem_soft_dirty=soft_dirty)
+        kw = dict(mapcount_model=model, thp_enabled=thp, thp_sizes=sizes, swap_bytes=swap, hugepages=huge,
+                  mem_soft_dirty=soft_dirty)
         if arch == "x86-eager":
             self.k = boot(nr_cpus=cpus, cpumask_model="eager_clear", **kw)
         else:
@@ -1050,21 +1192,93 @@ class KernelMachine(RuleBasedStateMachine):
             self.call(self.k.munmap, child if unmapper == "child" else tid, a + off * PAGE,
                       min(n, npages - off) * PAGE)
 
-    @rule(i=idx, npages=st.integers(1, 64), off=st.integers(0, 64), n=st.integers(1, 64), fork=st.booleans())
-    def pageout(self, i, npages, off, n, fork):
-        """Written anonymous pages paged out (MADV_PAGEOUT; swap entries when
-        the machine has swap), then maybe forked: slots used by two mms."""
+    @rule(i=idx, j=idx, off=st.integers(-2, 40), npages=st.integers(1, 600))
+    def pageout(self, i, j, off, npages):
+        """MADV_PAGEOUT near a VMA: swap entries, split THPs, skipped COW pages."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is not None:
+            self.call(self.k.madvise, tid, *self.area(self.k.tasks[tid].mm, j, off, npages), MADV_PAGEOUT)
+
+    @rule(i=idx, npages=st.integers(1, 1100), touch=st.integers(1, 1100), off=st.integers(0, 600),
+          nout=st.integers(1, 700), thp=st.booleans(), lazy=st.booleans(),
+          fork=st.sampled_from(["no", "before", "after"]), back=st.integers(0, 800), write=st.booleans())
+    def swap_region(self, i, npages, touch, off, nout, thp, lazy, fork, back, write):
+        """Anonymous memory touched (THPs if advised), perhaps MADV_FREEd,
+        partly paged out (before or after a fork), and partly touched back."""
         tid = self.pick(self.user_tids(), i)
         if tid is None:
             return
         a = self.call(self.k.mmap, tid, npages * PAGE)
         if a is None:
             return
-        self.call(self.k.touch, tid, a, npages * PAGE)
-        off %= npages
-        self.call(self.k.madvise, tid, a + off * PAGE, min(n, npages - off) * PAGE, MADV_PAGEOUT)
+        if thp:
+            self.call(self.k.madvise, tid, a, npages * PAGE, MADV_HUGEPAGE)
+        self.call(self.k.touch, tid, a, min(touch, npages) * PAGE)
+        off = off % npages
+        if lazy:
+            self.call(self.k.madvise, tid, a, npages * PAGE, MADV_FREE)
+        if fork == "before" and len(self.user_groups()) < MAX_GROUPS:
+            self.fork(i)
+        self.call(self.k.madvise, tid, a + off * PAGE, min(nout, npages - off) * PAGE, MADV_PAGEOUT)
+        if fork == "after" and len(self.user_groups()) < MAX_GROUPS:
+            self.fork(i)
+        if back:
+            self.call(self.k.touch, tid, a, min(back, npages) * PAGE, write)
+
+    @rule(i=idx, shared=st.booleans(), noreserve=st.booleans(), nhuge=st.integers(1, 3),
+          extra=st.sampled_from([0, 0, 4096, 1 << 20]), touch=st.integers(0, 3), write=st.booleans(),
+          prot=st.sampled_from([3, 3, 1, 0]))
+    def hugetlb_region(self, i, shared, noreserve, nhuge, extra, touch, write, prot):
+        """A MAP_HUGETLB mapping (its length rounded up to 2 MiB), partly touched."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is None:
+            return
+        flags = (MAP_SHARED if shared else MAP_PRIVATE) | MAP_ANONYMOUS | MAP_HUGETLB
+        flags |= MAP_NORESERVE if noreserve else 0
+        a = self.call(self.k.mmap, tid, (nhuge << 21) - extra if extra < nhuge << 21 else 4096, prot, flags)
+        if a is not None and touch and prot:
+            self.call(self.k.touch, tid, a, min(touch, nhuge) << 21, write and bool(prot & 2))
+
+    @rule(i=idx, j=idx, off=st.integers(0, 1100), npages=st.integers(1, 1100), write=st.booleans(),
+          fork=st.booleans())
+    def touch_swapped_or_hugetlb(self, i, j, off, npages, write, fork):
+        """Touch a VMA, of any process, that holds swap entries or hugetlb
+        pages (swap-ins, hugetlb COW), perhaps right after a fork."""
         if fork and len(self.user_groups()) < MAX_GROUPS:
-            self._fork(tid)
+            self.fork(i)
+        vs = [(t, v) for t in self.user_tids() for v in self.k.tasks[t].mm.vmas
+              if v.is_hugetlb or self.k.tasks[t].mm.swap_entries(v.start, v.end)]
+        if not vs:
+            return
+        tid, v = self.pick(vs, j)
+        off = off % v.npages
+        self.call(self.k.touch, tid, v.start + off * PAGE, min(npages, v.npages - off) * PAGE,
+                  write and bool(v.flags & VM_WRITE))
+
+    @rule(i=idx, shared=st.booleans(), nhuge=st.integers(1, 2), first_write=st.booleans(),
+          who=st.sampled_from(["parent", "child", "both"]), exit_child=st.booleans())
+    def hugetlb_fork(self, i, shared, nhuge, first_write, who, exit_child):
+        """hugetlb across fork: private pages shared copy-on-write (then
+        copied or reused), shared ones faulted in by the child."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is None or len(self.user_groups()) >= MAX_GROUPS:
+            return
+        flags = (MAP_SHARED if shared else MAP_PRIVATE) | MAP_ANONYMOUS | MAP_HUGETLB
+        a = self.call(self.k.mmap, tid, nhuge << 21, 3, flags)
+        if a is None:
+            return
+        self.call(self.k.touch, tid, a, nhuge << 21, first_write)
+        child = self._fork(tid)
+        if child is None:
+            return
+        for t in {"parent": [tid], "child": [child], "both": [child, tid]}[who]:
+            self.call(self.k.touch, t, a, nhuge << 21, True)
+        if exit_child:
+            self.call(self.k.exit_group, child)
+
+    @rule(nr=st.integers(0, 10))
+    def nr_hugepages(self, nr):
+        self.k.set_nr_hugepages(nr)
 
     @rule(i=idx, value=st.integers(0, 6))
     def clear_refs(self, i, value):
@@ -1107,6 +1321,7 @@ class KernelMachine(RuleBasedStateMachine):
             maps = check_world(self.k, self.unmerged_ok)
             check_smaps(self.k, maps)
             check_pagemap(self.k, maps)
+            check_smaps_swap_hugetlb(self.k)
 
 
 TestKernelStateMachine = KernelMachine.TestCase
