@@ -76,15 +76,15 @@ def smaps_block(ctx: Ctx, mm: MM, v: VMA, kb: list[int]) -> str:
     page_kb = 2048 if v.flags & VM_HUGETLB else 4
     out = [maps.maps_line(mm, v), f"Size:           {(v.end - v.start) >> 10:>8} kB\n",
            f"KernelPageSize: {page_kb:>8} kB\n", f"MMUPageSize:    {page_kb:>8} kB\n",
-           _SMAPS.fmt.format(*kb), f"THPeligible:     {int(k.mem.thp.thp_eligible(v)):>8}\n"]
+           _SMAPS.fmt.format(*kb), f"THPeligible:    {int(k.mem.thp.thp_eligible(v)):>8}\n"]
     if k.config.pkeys:
-        out.append(f"ProtectionKey:   {(v.flags >> 32) & 0xF:>8}\n")
+        out.append(f"ProtectionKey:  {(v.flags >> 32) & 0xF:>8}\n")
     out.append(vm_flags(v.flags))
     return "".join(out)
 
 
 def _gate_block(pkeys: bool) -> str:
-    return (maps.VSYSCALL.decode() + _GATE_TAIL + ("ProtectionKey:          0\n" if pkeys else "")
+    return (maps.VSYSCALL.decode() + _GATE_TAIL + ("ProtectionKey:         0\n" if pkeys else "")
             + "VmFlags: ex \n")
 
 

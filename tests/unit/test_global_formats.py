@@ -480,16 +480,33 @@ def test_small_files(k: Kernel) -> None:
 @pytest.mark.parametrize("ncpu", [2, 8, 128])
 def test_formats_selfcheck_script(tmp_path: Path, ncpu: int) -> None:
     """formats_selfcheck.py --root rebuilds meminfo, stat, uptime, loadavg,
-    interrupts and cpuinfo byte for byte. Its per-process part needs a pid
-    directory: the real /proc/self's files stand in (they pass on the VM)."""
-    k = make_kernel(nr_cpus=ncpu, swap_bytes=2 << 30)
-    k.run(k.spawn(["/usr/bin/bash"]), 0)
+    interrupts, cpuinfo and a process's maps, smaps, smaps_rollup, status,
+    statm and stat byte for byte. The process has THPs, swap entries shared
+    with a child and a hugetlb page, so every smaps line has a value."""
+    from procsim.kernel import MADV_HUGEPAGE, MADV_PAGEOUT
+    from procsim.mm.vma import MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE
+    from procsim.procfs.tree import ProcFS
+    k = make_kernel(nr_cpus=ncpu, swap_bytes=2 << 30, hugepages=2)
+    pid = k.spawn(["/usr/bin/bash"])
+    k.run(pid, 0)
+    a = k.mmap(pid, 8 << 20)
+    k.madvise(pid, a, 8 << 20, MADV_HUGEPAGE)
+    k.touch(pid, a, 8 << 20)
+    k.madvise(pid, a, 1 << 20, MADV_PAGEOUT)
+    h = k.mmap(pid, 2 << 20, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB)
+    k.touch(pid, h, 2 << 20)
+    k.fork(pid)
     k.advance(30)
     for name in ("meminfo", "stat", "uptime", "loadavg", "interrupts", "cpuinfo", "vmstat"):
         (tmp_path / name).write_bytes(getattr(G, name)(Ctx(k, Caller(1, 0, 0))))
-    (tmp_path / "self").mkdir()
+    fs = ProcFS(k)
+    (tmp_path / str(pid)).mkdir()
     for name in ("maps", "smaps", "smaps_rollup", "status", "statm", "stat"):
-        shutil.copyfile(f"/proc/self/{name}", tmp_path / "self" / name)
-    r = subprocess.run([sys.executable, str(SELFCHECK), "--root", str(tmp_path), "self"],
+        h = fs.open(f"/proc/{pid}/{name}", os.O_RDONLY, Caller(1, 0, 0))
+        data, off = b"", 0
+        while chunk := h.read(1 << 20, off):
+            data, off = data + chunk, off + len(chunk)
+        (tmp_path / str(pid) / name).write_bytes(data)
+    r = subprocess.run([sys.executable, str(SELFCHECK), "--root", str(tmp_path), str(pid)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "OK", r.stdout + r.stderr

@@ -79,9 +79,14 @@ def test_smaps_keys_are_the_real_kernels() -> None:
     for b in ours:
         assert keys(b) == real_keys, b
     assert ours[-1] == real[-1].split("\n", 1)[0] + "\n" + ours[-1].split("\n", 1)[1]
-    assert ours[-1].endswith("THPeligible:           0\n" + "ProtectionKey:          0\n" * HOST_PKEYS
+    assert ours[-1].endswith("THPeligible:           0\n" + "ProtectionKey:         0\n" * HOST_PKEYS
                              + "VmFlags: ex \n")
     assert field(ours[-1], "Size") == 4 and field(ours[-1], "Rss") == 0
+    # the unitless lines are label + value in 24 columns too (spec §4 table)
+    for b in ours:
+        for line in b.splitlines():
+            if line.startswith(("THPeligible:", "ProtectionKey:")):
+                assert len(line) == 24, line
 
 
 def test_smaps_rollup_keys_and_header_are_the_real_kernels(k: Kernel) -> None:
