@@ -18,10 +18,12 @@ def is_initial_stack(mm: MM, v: VMA) -> bool:
 
 
 def vma_name(mm: MM, v: VMA) -> str:
+    """get_vma_name(): the name as PROCMAP_QUERY returns it, raw (a file
+    path keeps its real newlines); maps_line() escapes it for the text."""
     if v.file is not None:
         if v.anon_name is not None:
             return f"[anon_shmem:{v.anon_name}]"
-        return v.file.d_path().replace("\n", "\\012")
+        return v.file.d_path()
     if v.special is not None:
         return v.special
     if is_initial_heap(mm, v):
@@ -40,6 +42,8 @@ def maps_line(mm: MM, v: VMA) -> str:
     else:
         head = f"{v.start:08x}-{v.end:08x} {v.perms()} 00000000 00:00 0 "
     name = vma_name(mm, v)
+    if v.file is not None and v.anon_name is None:
+        name = name.replace("\n", "\\012")  # seq_path(m, path, "\n"): paths only
     return (head.ljust(72) + " " + name + "\n") if name else head + "\n"
 
 

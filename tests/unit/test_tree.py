@@ -120,3 +120,17 @@ def test_sys_files(fs: ProcFS) -> None:
     assert read_all(fs, "/sys/devices/system/cpu/possible") == b"0-3\n"
     assert b"[madvise]" in read_all(fs, "/sys/kernel/mm/transparent_hugepage/enabled")
     assert read_all(fs, "/proc/sys/kernel/pid_max") == b"32768\n"
+
+
+def test_maps_fd_keeps_the_mm_of_its_open(fs: ProcFS) -> None:
+    """Every open binds the mm, also a second open in the same generation
+    (served from the cached open plan) by another caller: after an exec,
+    both read empty rather than the new image."""
+    from procsim.procfs.context import Caller
+    k = fs.kernel
+    p = k.spawn(["/usr/bin/bash"])
+    first = fs.open(f"/proc/{p}/maps", os.O_RDONLY, ROOT)
+    second = fs.open(f"/proc/{p}/maps", os.O_RDONLY, Caller(ROOT.pid + 1, 0, 0))
+    assert first.read(4096, 0) == second.read(4096, 0) != b""
+    k.exec(p, "/usr/bin/sleep", ["sleep", "1"])
+    assert first.read(4096, 0) == second.read(4096, 0) == b""
