@@ -394,7 +394,7 @@ class ProcFS:
                 if e.write_open_errno and flags & os.O_ACCMODE:
                     raise OSError(e.write_open_errno, path)
                 if ctx.caller is not caller:
-                    ctx = Ctx(k, caller, ctx.task, ctx.thread_view)
+                    ctx = Ctx(k, caller, ctx.task, ctx.thread_view, ctx.mm)
                 return Handle(k, e, ctx, flags, self, key)
         with k.lock:
             self._sync(True)
