@@ -322,6 +322,7 @@ class Kernel:
                 t.pid = tg.tgid
                 self.tasks[t.pid] = t
             old = tg.mm
+            self.vfs.executable(path)  # an ELF object: it has a build ID
             mm = self._exec_mm(path, argv, envp or [])
             tg.mm = mm
             mm.users = 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import zlib
 
 from procsim.mm.vma import File
@@ -24,6 +26,24 @@ KNOWN_SIZES = {
 }
 DEFAULT_SIZE = 256 * 1024
 
+# Shared objects by name: libc.so.6, libtinfo.so.6.4, foo.so, ld-linux-x86-64.so.2
+_SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
+_PROGRAM_DIRS = frozenset(("bin", "sbin", "libexec"))
+
+
+def looks_like_elf(path: str) -> bool:
+    """Whether a file at `path` is taken to be an ELF object: a shared object
+    by its name, or anything in a bin, sbin or libexec directory. (Data files,
+    locale archives, caches are not, and have no build ID.)"""
+    head, _, name = path.rpartition("/")
+    return bool(_SHARED_OBJECT.search(name)) or not _PROGRAM_DIRS.isdisjoint(head.split("/"))
+
+
+def default_build_id(path: str) -> bytes:
+    """A stable, made-up build ID for the ELF file at `path` (the same on
+    every machine and run, different for different paths)."""
+    return hashlib.sha1(b"procsim build-id\0" + path.encode("utf-8", "surrogateescape")).digest()
+
 
 class VFS:
     def __init__(self) -> None:
@@ -36,11 +56,21 @@ class VFS:
         if f is None:
             ino = 100000 + zlib.crc32(path.encode()) % 900000
             f = File(path, ino, ROOT_DEV, size or KNOWN_SIZES.get(path, DEFAULT_SIZE))
+            if looks_like_elf(path):
+                f.build_id = default_build_id(path)
             self.files[path] = f
         elif size and size > f.size:
             f.size = size
         if writable:
             f.writable = True
+        return f
+
+    def executable(self, path: str) -> File:
+        """The file an exec maps: an ELF object whatever its name, so it has
+        a build ID (unless one was set for it)."""
+        f = self.file(path)
+        if f.build_id is None:
+            f.build_id = default_build_id(path)
         return f
 
     def shmem(self, size: int, path: str = "/dev/zero") -> File:

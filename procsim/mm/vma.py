@@ -72,6 +72,9 @@ class File:
     hugetlb: bool = False
     # hugetlbfs: huge page indices reserved and not yet instantiated
     resv: set[int] | None = None
+    # the GNU build ID note of an ELF file (what PROCMAP_QUERY returns for
+    # every VMA of the file); None for files that are not ELF objects
+    build_id: bytes | None = None
 
     @property
     def npages(self) -> int:
