@@ -101,6 +101,21 @@ def c_spawn(k: Kernel, argv, parent=1, uid=None, gid=None, pid=None, exe=None, e
                    env=None if env is None else _str_list(env, "env"))
 
 
+def c_exec(k: Kernel, pid, path, argv=None, env=None, layout=None, build_ids=None) -> None:
+    """exec; `layout`: the text of a real /proc/PID/maps to replay exactly
+    (procsim/layout.py), `build_ids`: {name: hex} for its files."""
+    k.exec(_int(pid, "pid"), _str(path, "path") or "", _str_list(argv or [path], "argv"),
+           None if env is None else _str_list(env, "env"), _str(layout, "layout"), _str_dict(build_ids, "build_ids"))
+
+
+def _str_dict(v: Any, name: str) -> dict[str, str] | None:
+    if v is None:
+        return None
+    if isinstance(v, dict) and all(isinstance(a, str) and isinstance(b, str) for a, b in v.items()):
+        return v
+    raise CommandError(errno.EINVAL, f"{name}: expected an object of strings")
+
+
 def c_mmap(k: Kernel, pid, length, prot="rw", shared=False, path=None, offset=0, addr=0,
            fixed=False, noreplace=False, growsdown=False, locked=False, noreserve=False,
            writable=True, hugetlb=False) -> int:
@@ -231,9 +246,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "fork": lambda k, pid, child=None: k.fork(_int(pid, "pid"), None if child is None else _int(child, "child")),
     "clone": lambda k, pid, comm=None, tid=None: k.clone_thread(_int(pid, "pid"), _str(comm, "comm"),
                                                                  None if tid is None else _int(tid, "tid")),
-    "exec": lambda k, pid, path, argv=None, env=None: k.exec(_int(pid, "pid"), _str(path, "path") or "",
-                                                             _str_list(argv or [path], "argv"),
-                                                             None if env is None else _str_list(env, "env")),
+    "exec": c_exec,
     "exit": lambda k, pid, code=0: k.exit(_int(pid, "pid"), _int(code, "code")),
     "exit_group": lambda k, pid, code=0: k.exit_group(_int(pid, "pid"), _int(code, "code")),
     "kill": lambda k, pid, sig=9: k.kill(_int(pid, "pid"), _int(sig, "sig")),

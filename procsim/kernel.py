@@ -17,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from procsim.config import KernelConfig
+from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import memory as M
 from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, ResvMap, huge_align
 from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
@@ -301,9 +302,12 @@ class Kernel:
             self._changed("clone", pid=tg.tgid, tid=tid)
             return tid
 
-    def exec(self, pid: int, path: str, argv: list[str], envp: list[str] | None = None) -> None:
+    def exec(self, pid: int, path: str, argv: list[str], envp: list[str] | None = None,
+             layout: str | None = None, build_ids: dict[str, str] | None = None) -> None:
         """execve: a fresh mm with a realistic layout (ELF segments of the
-        executable, ld.so and libc, heap, stack, vvar, vdso)."""
+        executable, ld.so and libc, heap, stack, vvar, vdso); or, with
+        `layout` (the text of a real /proc/PID/maps), exactly those VMAs,
+        with `build_ids` (name -> hex) for their files (procsim/layout.py)."""
         with self.lock:
             t = self.task(pid)
             tg = t.tg
@@ -313,6 +317,7 @@ class Kernel:
                 raise _err(errno.EINVAL, "kernel threads do not exec")
             if not path.startswith("/"):
                 raise _err(errno.ENOENT, f"exec path must be absolute: {path}")
+            replay = self._replay_layout(path, argv, envp or [], layout, build_ids)
             for other in list(tg.threads):  # de_thread: the other threads die
                 if other is not t:
                     self._drop_thread(other)
@@ -322,8 +327,12 @@ class Kernel:
                 t.pid = tg.tgid
                 self.tasks[t.pid] = t
             old = tg.mm
-            self.vfs.executable(path)  # an ELF object: it has a build ID
-            mm = self._exec_mm(path, argv, envp or [])
+            if replay is None:
+                self.vfs.executable(path)  # an ELF object: it has a build ID
+                mm = self._exec_mm(path, argv, envp or [])
+            else:
+                mm = replay.commit()
+                mm.next_trim_cpumask = self.jiffies + self.config.hz
             tg.mm = mm
             mm.users = 1
             if old is not None:
@@ -404,6 +413,19 @@ class Kernel:
         mm.fault(stack_top - 3 * PAGE_SIZE, stack_top, True)
         mm.next_trim_cpumask = self.jiffies + self.config.hz
         return mm
+
+    def _replay_layout(self, path: str, argv: list[str], envp: list[str], layout: str | None,
+                       build_ids: dict[str, str] | None) -> Replay | None:
+        """The mm of an exec with a layout, built and checked before anything
+        changes (EINVAL if it cannot be replayed); None without a layout."""
+        if layout is None:
+            if build_ids:
+                raise _err(errno.EINVAL, "build_ids need a layout")
+            return None
+        try:
+            return replay_layout(self.mem, self.vfs, self.vdso_pages, path, argv, envp, layout, build_ids or {})
+        except LayoutError as e:
+            raise _err(errno.EINVAL, str(e)) from None
 
     def _put_mm(self, mm: MM) -> None:
         mm.users -= 1

@@ -236,6 +236,22 @@ class MM:
         self._insert(vma)
         return self._merge_around(vma), flush
 
+    def install_vma(self, vma: VMA) -> None:
+        """Insert `vma` as it is into a free range, never merged with its
+        neighbours: a replayed layout, where the kernel kept them apart.
+        Neighbours that could merge get distinct anon_vmas, as two VMAs that
+        each faulted on their own have, so later changes keep them apart too."""
+        if self.vmas.overlapping(vma.start, vma.end):
+            raise MMError(errno.EINVAL, f"{vma.start:#x}-{vma.end:#x} overlaps a VMA")
+        for a, b in ((self.vmas.find(vma.start - 1), vma), (vma, self.vmas.find(vma.end))):
+            if a is not None and b is not None and a.can_merge(b):
+                other = a if b is vma else b
+                other.anon_vma = other.anon_vma or object()
+                vma.anon_vma = object()
+        if vma.file is not None:
+            vma.file.nr_mappings += 1
+        self._insert(vma)
+
     def unmap(self, start: int, end: int) -> Flush | None:
         self.check_split(start, end)
         victims = self._isolate(start, end)
