@@ -67,7 +67,7 @@ class ObserverHandle:
     def write(self, data: bytes, offset: int) -> int:
         raise OSError(errno.EINVAL, self.path)
 
-    def ioctl(self, cmd: int, data: bytearray) -> None:
+    def ioctl(self, cmd: int, data: bytearray, arg: int = 0, mem: object = None) -> int:
         raise OSError(errno.ENOTTY, self.path)
 
     def release(self) -> None:

@@ -17,13 +17,15 @@ from dataclasses import dataclass
 
 from procsim.kernel import Kernel
 from procsim.procfs import global_files as G
-from procsim.procfs import clear_refs, maps, numa_maps, observer, pagemap, pid as P, smaps, sysfs_mm
+from procsim.procfs import clear_refs, maps, numa_maps, observer, pagemap, pid as P, procmap_query, smaps, sysfs_mm
 from procsim.procfs.context import Caller, Ctx
+from procsim.procfs.uaccess import NO_USER_MEMORY, IoctlArg, UserMemory
 from procsim.task import Task
 
 Render = Callable[[Ctx], bytes]
 Write = Callable[[Ctx, bytes], int]
 PRead = Callable[[Ctx, int, int], bytes]  # (ctx, size, offset)
+Ioctl = Callable[[Ctx, int, int, UserMemory], int]  # (ctx, cmd, arg, caller's memory) -> result
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Entry:
     # only what it covers, nothing is kept
     pread: PRead | None = None
     binds_mm: bool = False         # reads see the mm taken at open (proc_mem_open)
+    ioctl: Ioctl | None = None     # the file's unlocked_ioctl; None: every cmd gets ioctl_errno
     ioctl_errno: int = errno.ENOTTY
 
     @property
@@ -66,7 +69,7 @@ TGID_ENTRIES = (
     _f("cmdline", P.cmdline),
     _f("comm", P.comm, 0o644),
     _f("environ", P.environ, 0o400, ptrace_open=True),
-    _f("maps", maps.render, records=True, **_MM_FILE),
+    _f("maps", maps.render, records=True, ioctl=procmap_query.maps_ioctl, **_MM_FILE),
     _f("numa_maps", numa_maps.numa_maps, records=True, **_MM_FILE),
     Entry("pagemap", 0o400, pread=pagemap.pagemap, needs_mm=True, ioctl_errno=errno.EINVAL, **_MM_FILE),
     _f("smaps", smaps.smaps, records=True, **_MM_FILE),
@@ -513,8 +516,15 @@ class Handle:
             self.kernel.generation += 1
             return n
 
-    def ioctl(self, cmd: int, data: bytearray) -> None:
-        raise OSError(self.entry.ioctl_errno, self.entry.name)
+    def ioctl(self, cmd: int, data: bytearray, arg: int = 0, mem: UserMemory | None = None) -> int:
+        """`data`: the argument bytes the transport copied in from `arg` (a
+        restricted FUSE ioctl: _IOC_SIZE(cmd) of them), changed in place for
+        the copy back; `mem`: the caller's memory, for the rest. No kernel
+        lock: ioctls that need one take it (PROCMAP_QUERY does not)."""
+        fn = self.entry.ioctl
+        if fn is None:
+            raise OSError(self.entry.ioctl_errno, self.entry.name)
+        return fn(self.ctx, cmd, arg, IoctlArg(arg, data, mem or NO_USER_MEMORY))
 
     def release(self) -> None:
         self.buf = None

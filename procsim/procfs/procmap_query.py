@@ -1,0 +1,207 @@
+"""PROCMAP_QUERY: ioctl(fd of /proc/PID/maps, 0xC0686611, struct procmap_query *)
+(spec §6; fs/proc/task_mmu.c do_procmap_query()).
+
+The query runs without the kernel lock, as the real one runs without
+mmap_lock: it walks the mm bound to the file at open with per-VMA read locks
+(`lock_next_vma` / `vma_end_read`), reads everything it reports while the
+VMA is locked, and copies out to the caller only after releasing it. Every
+check comes in the kernel's order, so a call that breaks several rules gets
+the errno of the first; on an error the caller's struct is not written.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import astuple, dataclass
+
+from procsim.mm.hugetlb import HPAGE_SIZE
+from procsim.mm.mm import MM
+from procsim.mm.mmap_lock import lock_next_vma, vma_end_read
+from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE
+from procsim.mm.vma import VM_EXEC, VM_MAYSHARE, VM_READ, VM_WRITE, VMA
+from procsim.procfs.context import Ctx
+from procsim.procfs.maps import bound_mm, vma_name
+from procsim.procfs.uaccess import UserMemory, check_zeroed_user
+
+PROCMAP_QUERY = 0xC0686611  # _IOWR('f', 17, struct procmap_query)
+
+# query_flags (and, for the first four, vma_flags)
+PROCMAP_QUERY_VMA_READABLE = 0x01
+PROCMAP_QUERY_VMA_WRITABLE = 0x02
+PROCMAP_QUERY_VMA_EXECUTABLE = 0x04
+PROCMAP_QUERY_VMA_SHARED = 0x08
+PROCMAP_QUERY_COVERING_OR_NEXT_VMA = 0x10
+PROCMAP_QUERY_FILE_BACKED_VMA = 0x20
+PROCMAP_QUERY_VALID_FLAGS_MASK = 0x3F
+
+# struct procmap_query: 104 bytes, no padding (little endian on x86_64)
+_STRUCT = struct.Struct("<QQQQQQQQQIIIIQQ")
+SIZEOF_PROCMAP_QUERY = _STRUCT.size
+# offsetofend(struct procmap_query, query_addr): a caller's struct must reach it
+PROCMAP_QUERY_MIN_SIZE = 24
+PATH_MAX = 4096  # the name buffer used is at most this big
+
+
+@dataclass(slots=True)
+class ProcmapQuery:
+    """struct procmap_query, field for field (include/uapi/linux/fs.h)."""
+    size: int = 0
+    query_flags: int = 0
+    query_addr: int = 0
+    vma_start: int = 0
+    vma_end: int = 0
+    vma_flags: int = 0
+    vma_page_size: int = 0
+    vma_offset: int = 0
+    inode: int = 0
+    dev_major: int = 0
+    dev_minor: int = 0
+    vma_name_size: int = 0
+    build_id_size: int = 0
+    vma_name_addr: int = 0
+    build_id_addr: int = 0
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> "ProcmapQuery":
+        return cls(*_STRUCT.unpack(raw))
+
+    def pack(self) -> bytes:
+        return _STRUCT.pack(*astuple(self))
+
+
+@dataclass(slots=True)
+class _Found:
+    """What the query copies out, taken while the VMA was read-locked."""
+    name: bytes | None      # NUL-terminated, when a name was asked for and exists
+    build_id: bytes | None  # when a build ID was asked for and exists
+
+
+def _err(err: int, msg: str) -> OSError:
+    return OSError(err, msg)
+
+
+def maps_ioctl(ctx: Ctx, cmd: int, arg: int, mem: UserMemory) -> int:
+    """procfs_procmap_ioctl(): the ioctls of a maps fd."""
+    if cmd != PROCMAP_QUERY:
+        raise _err(errno.ENOTTY, "maps: unknown ioctl")
+    return do_procmap_query(bound_mm(ctx), arg, mem)
+
+
+def do_procmap_query(mm: MM | None, arg: int, mem: UserMemory) -> int:
+    """The query against `mm`, the address space the fd was opened on (None:
+    there was none, a kernel thread or a zombie). Returns 0 or raises."""
+    karg, usize = _copy_query_from_user(arg, mem)
+    if karg.query_flags & ~PROCMAP_QUERY_VALID_FLAGS_MASK:
+        raise _err(errno.EINVAL, f"unknown query flags {karg.query_flags:#x}")
+    # either both buffer address and size are set, or both are zero
+    if bool(karg.vma_name_size) != bool(karg.vma_name_addr):
+        raise _err(errno.EINVAL, "vma_name_size and vma_name_addr disagree")
+    if bool(karg.build_id_size) != bool(karg.build_id_addr):
+        raise _err(errno.EINVAL, "build_id_size and build_id_addr disagree")
+    if mm is None or mm.users <= 0:  # mmget_not_zero(): exited, or exec'd since open
+        raise _err(errno.ESRCH, "the address space is gone")
+    found = _query_locked(mm, karg)
+    # copy-out order as the kernel's: name, build ID, then the struct, so a
+    # bad build ID pointer fails after the name was written
+    if found.name is not None:
+        mem.write(karg.vma_name_addr, found.name)
+    if found.build_id is not None:
+        mem.write(karg.build_id_addr, found.build_id)
+    mem.write(arg, karg.pack()[: min(usize, SIZEOF_PROCMAP_QUERY)])
+    return 0
+
+
+def _copy_query_from_user(arg: int, mem: UserMemory) -> tuple[ProcmapQuery, int]:
+    """The caller's struct: its size checked, then copy_struct_from_user()
+    (fields beyond a smaller size are 0; bytes beyond ours must be 0)."""
+    usize = int.from_bytes(mem.read(arg, 8), "little")
+    if usize > PAGE_SIZE:  # can never be that large: reject abuse
+        raise _err(errno.E2BIG, f"size {usize} > {PAGE_SIZE}")
+    if usize < PROCMAP_QUERY_MIN_SIZE:
+        raise _err(errno.EINVAL, f"size {usize} < {PROCMAP_QUERY_MIN_SIZE}")
+    if usize > SIZEOF_PROCMAP_QUERY and not check_zeroed_user(
+            mem, arg + SIZEOF_PROCMAP_QUERY, usize - SIZEOF_PROCMAP_QUERY):
+        raise _err(errno.E2BIG, "non-zero bytes past the known struct")
+    raw = mem.read(arg, min(usize, SIZEOF_PROCMAP_QUERY))
+    return ProcmapQuery.unpack(raw.ljust(SIZEOF_PROCMAP_QUERY, b"\0")), usize
+
+
+def _query_locked(mm: MM, karg: ProcmapQuery) -> _Found:
+    """query_matching_vma() and the fill-in, one VMA read-locked at a time."""
+    addr, flags = karg.query_addr, karg.query_flags
+    while True:
+        vma = lock_next_vma(mm, addr)
+        if vma is None:  # past the last VMA: the gate VMA is never a candidate
+            raise _err(errno.ENOENT, f"no VMA at or after {addr:#x}")
+        try:
+            if _matches(vma, flags) and (flags & PROCMAP_QUERY_COVERING_OR_NEXT_VMA or vma.start <= addr):
+                return _fill(mm, vma, karg)
+            addr = vma.end
+        finally:
+            vma_end_read(vma)
+        if not flags & PROCMAP_QUERY_COVERING_OR_NEXT_VMA:
+            raise _err(errno.ENOENT, "no matching VMA covers the address")
+
+
+def _matches(vma: VMA, flags: int) -> bool:
+    """The file-backed and permission filters (SHARED means VM_MAYSHARE)."""
+    if flags & PROCMAP_QUERY_FILE_BACKED_VMA and vma.file is None:
+        return False
+    return not (flags & PROCMAP_QUERY_VMA_READABLE and not vma.flags & VM_READ
+                or flags & PROCMAP_QUERY_VMA_WRITABLE and not vma.flags & VM_WRITE
+                or flags & PROCMAP_QUERY_VMA_EXECUTABLE and not vma.flags & VM_EXEC
+                or flags & PROCMAP_QUERY_VMA_SHARED and not vma.flags & VM_MAYSHARE)
+
+
+def vma_query_flags(vma: VMA) -> int:
+    f = vma.flags
+    return ((PROCMAP_QUERY_VMA_READABLE if f & VM_READ else 0)
+            | (PROCMAP_QUERY_VMA_WRITABLE if f & VM_WRITE else 0)
+            | (PROCMAP_QUERY_VMA_EXECUTABLE if f & VM_EXEC else 0)
+            | (PROCMAP_QUERY_VMA_SHARED if f & VM_MAYSHARE else 0))
+
+
+def _fill(mm: MM, vma: VMA, karg: ProcmapQuery) -> _Found:
+    """Fill karg's output fields from the locked VMA; the build ID and the
+    name are checked against the caller's buffer sizes (ENAMETOOLONG)."""
+    karg.vma_start, karg.vma_end = vma.start, vma.end
+    karg.vma_flags = vma_query_flags(vma)
+    karg.vma_page_size = HPAGE_SIZE if vma.is_hugetlb else PAGE_SIZE  # vma_kernel_pagesize()
+    f = vma.file
+    if f is not None:
+        karg.vma_offset = vma.pgoff << PAGE_SHIFT
+        karg.dev_major, karg.dev_minor = f.dev
+        karg.inode = f.ino
+    else:
+        karg.vma_offset = karg.dev_major = karg.dev_minor = karg.inode = 0
+    build_id = _build_id(vma, karg) if karg.build_id_size else None
+    name = _name(mm, vma, karg) if karg.vma_name_size else None
+    return _Found(name, build_id)
+
+
+def _build_id(vma: VMA, karg: ProcmapQuery) -> bytes | None:
+    """build_id_parse() of the VMA's file, whatever part of it is mapped; no
+    file or no ELF build ID is no error, just size 0."""
+    bid = vma.file.build_id if vma.file is not None else None
+    if not bid:
+        karg.build_id_size = 0
+        return None
+    if karg.build_id_size < len(bid):
+        raise _err(errno.ENAMETOOLONG, f"build ID of {len(bid)} bytes does not fit in {karg.build_id_size}")
+    karg.build_id_size = len(bid)
+    return bid
+
+
+def _name(mm: MM, vma: VMA, karg: ProcmapQuery) -> bytes | None:
+    """The raw name plus its NUL, which must fit in min(vma_name_size,
+    PATH_MAX) bytes; an unnamed VMA gives size 0 and leaves the buffer alone."""
+    name = vma_name(mm, vma)
+    if not name:
+        karg.vma_name_size = 0
+        return None
+    raw = name.encode("utf-8", "surrogateescape") + b"\0"
+    if len(raw) > min(karg.vma_name_size, PATH_MAX):
+        raise _err(errno.ENAMETOOLONG, f"name of {len(raw)} bytes does not fit in {karg.vma_name_size}")
+    karg.vma_name_size = len(raw)
+    return raw
