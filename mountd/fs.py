@@ -31,6 +31,7 @@ import mfusepy  # noqa: E402
 from mfusepy import FUSE, FuseOSError, Operations, fuse_get_context  # noqa: E402
 
 from mountd.control import ControlServer  # noqa: E402
+from mountd.process_vm import ProcessMemory  # noqa: E402
 from procsim.procfs.context import Caller  # noqa: E402
 from procsim.procfs.tree import ProcFS  # noqa: E402
 
@@ -239,7 +240,9 @@ class ProcsimOps(Operations):
 
     def ioctl(self, path: str | None, cmd: int, arg: Any, fi: Any, flags: int, data: Any) -> int:
         # Restricted FUSE ioctl: the kernel copied _IOC_SIZE(cmd) bytes of the
-        # caller's argument to `data` and copies them back if _IOC_READ is set.
+        # caller's argument at `arg` to `data` and copies them back if
+        # _IOC_READ is set and we succeed; anything else the handler needs
+        # of the caller's memory it reaches through ProcessMemory.
         if flags & FUSE_IOCTL_DIR:
             raise FuseOSError(errno.ENOTTY)
         h = self._handle(fi)
@@ -247,7 +250,7 @@ class ProcsimOps(Operations):
         size = (cmd >> 16) & 0x3FFF
         buf = bytearray(ctypes.string_at(data, size)) if size and data else bytearray(size)
         # ENOTTY for unknown commands, explicitly (ENOSYS would become ENOTTY too, but slower)
-        ret = _guarded("ioctl", path, h.ioctl, cmd, buf)
+        ret = _guarded("ioctl", path, h.ioctl, cmd, buf, arg or 0, ProcessMemory(_caller().pid))
         if size and data and (cmd >> 30) & _IOC_READ:
             n = min(size, len(buf))
             ctypes.memmove(data, bytes(buf[:n]), n)
