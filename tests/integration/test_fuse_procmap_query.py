@@ -298,3 +298,58 @@ def test_write_only_and_thread_maps_fds_answer(machine, real_pid: int, mirror: i
             finally:
                 os.close(fd)
     assert got[0].startswith("0 ") and got == [got[0]] * 4
+
+
+# -- examples/addr2map.py ---------------------------------------------------------------------
+
+
+ADDR2MAP = REPO / "examples" / "addr2map.py"
+
+
+def addr2map(*args: str) -> str:
+    r = subprocess.run([sys.executable, str(ADDR2MAP), *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def probe_addresses(maps_text: str) -> list[str]:
+    """Start, middle and last byte of every VMA, the gaps, 0 and the gate VMA."""
+    addrs = [0, Q.GATE]
+    for a, b, _, _ in Q.parse_maps(maps_text):
+        addrs += [a, a + (b - a) // 2 + 0x123, b - 1, b]
+    return [f"{x:x}" for x in addrs]
+
+
+def test_addr2map_answers_as_on_the_real_kernel(machine, real_pid: int, mirror: int) -> None:
+    addrs = probe_addresses(read(f"/proc/{real_pid}/maps"))
+    real = addr2map(str(real_pid), *addrs)
+    assert addr2map("--proc", machine.proc, str(mirror), *addrs) == real
+    assert "build_id=" in real and "not mapped" in real and "(deleted)" in real and "\\012" in real
+    # the file offset of an address is the VMA's offset plus the distance into it
+    line = next(ln for ln in real.splitlines() if "r-xp" in ln and "file_offset" in ln and "build_id" in ln)
+    addr, rng, _, off = line.split()[:4]
+    assert int(line.split("file_offset=")[1].split()[0], 16) == int(off, 16) + int(addr, 16) - int(rng.split("-")[0], 16)
+
+
+def test_addr2map_falls_back_to_maps_without_the_ioctl(machine, mirror: int, tmp_path: Path) -> None:
+    """Where the ioctl is ENOTTY (a regular file here, an older kernel in
+    life) the tool reads maps and gives the same mappings, without build IDs."""
+    text = read(f"{machine.proc}/{mirror}/maps")
+    addrs = probe_addresses(text)
+    with_ioctl = addr2map("--proc", machine.proc, str(mirror), *addrs)
+    expected = "".join(ln.split(" build_id=")[0] + "\n" for ln in with_ioctl.splitlines())
+    (tmp_path / str(mirror)).mkdir()
+    (tmp_path / str(mirror) / "maps").write_text(text)
+    assert addr2map("--proc", str(tmp_path), str(mirror), *addrs) == expected
+    assert addr2map("--proc", machine.proc, "--maps", str(mirror), *addrs) == expected
+
+
+def test_addr2map_on_a_default_process(machine) -> None:
+    pid = machine.ctl.spawn(argv=["/usr/bin/python3", "-c", "pass"])
+    vmas = machine.ctl.vmas(pid=pid)
+    out = addr2map("--proc", machine.proc, str(pid), *(f"{v['start'] + 0x10:x}" for v in vmas)).splitlines()
+    assert len(out) == len(vmas)
+    for v, line in zip(vmas, out):
+        assert line.split()[1:3] == [f"{v['start']:08x}-{v['end']:08x}", v["perms"]], line
+        if v["path"] and v["path"].startswith("/usr/lib/x86_64-linux-gnu/lib"):
+            assert "build_id=" in line, line
