@@ -144,6 +144,7 @@ class ProcsimOps(Operations):
         self._fhs = itertools.count(1)
         self._stat_cache: dict[int, tuple[Any, Any]] = {}
         self._dir_cache: dict[int, tuple[tuple[str, ...], tuple[bytes, ...]]] = {}
+        self._user_mem: ProcessMemory | None = None  # the last ioctl caller's memory
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -239,18 +240,27 @@ class ProcsimOps(Operations):
         return _guarded("write", path, self._handle(fi).write, data, offset)
 
     def ioctl(self, path: str | None, cmd: int, arg: Any, fi: Any, flags: int, data: Any) -> int:
+        return self.ioctl_fh(fi.fh, cmd, arg, flags, data)
+
+    def ioctl_fh(self, fh: int, cmd: int, arg: int | None, flags: int, data: int | None) -> int:
         # Restricted FUSE ioctl: the kernel copied _IOC_SIZE(cmd) bytes of the
         # caller's argument at `arg` to `data` and copies them back if
         # _IOC_READ is set and we succeed; anything else the handler needs
         # of the caller's memory it reaches through ProcessMemory.
         if flags & FUSE_IOCTL_DIR:
             raise FuseOSError(errno.ENOTTY)
-        h = self._handle(fi)
+        h = self.handles.get(fh)
+        if h is None:
+            raise FuseOSError(errno.EBADF)
         cmd &= 0xFFFFFFFF
         size = (cmd >> 16) & 0x3FFF
         buf = bytearray(ctypes.string_at(data, size)) if size and data else bytearray(size)
         # ENOTTY for unknown commands, explicitly (ENOSYS would become ENOTTY too, but slower)
-        ret = _guarded("ioctl", path, h.ioctl, cmd, buf, arg or 0, ProcessMemory(_caller().pid))
+        pid = _caller().pid
+        mem = self._user_mem
+        if mem is None or mem.pid != pid:
+            mem = self._user_mem = ProcessMemory(pid)
+        ret = _guarded("ioctl", None, h.ioctl, cmd, buf, arg or 0, mem)
         if size and data and (cmd >> 30) & _IOC_READ:
             n = min(size, len(buf))
             ctypes.memmove(data, bytes(buf[:n]), n)
@@ -325,6 +335,8 @@ _OPEN_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 _READ_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
                            ctypes.c_int64, ctypes.c_void_p)
 _RELEASE_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_IOCTL_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+                            ctypes.c_uint, ctypes.c_void_p)
 
 
 class RawPath:
@@ -351,7 +363,7 @@ class RawPath:
     def install(self, fuse_ops: Any) -> None:
         protos = dict(f[:2] for f in type(fuse_ops)._fields_)
         for name, proto_t, fn in (("open", _OPEN_T, self.open), ("read", _READ_T, self.read),
-                                  ("release", _RELEASE_T, self.release)):
+                                  ("release", _RELEASE_T, self.release), ("ioctl", _IOCTL_T, self.ioctl)):
             if name not in protos or not getattr(fuse_ops, name):
                 continue  # not registered by mfusepy: leave it so
             thunk = proto_t(fn)
@@ -410,6 +422,15 @@ class RawPath:
             self._bufs.clear()
         mv = self._bufs[addr, size] = memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
         return mv
+
+    def ioctl(self, path: int, cmd: int, arg: int | None, fip: int, flags: int, data: int | None) -> int:
+        try:
+            return self.ops.ioctl_fh((self._fi.get(fip) or self._view(fip)).fh, cmd, arg, flags, data)
+        except OSError as e:
+            return -(e.errno or errno.EIO)
+        except BaseException:
+            log.exception("ioctl: internal error")
+            return -errno.EIO
 
     def release(self, path: int, fip: int) -> int:
         try:

@@ -22,8 +22,9 @@ class _IOVec(ctypes.Structure):
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-_SIG = ([ctypes.c_int, ctypes.POINTER(_IOVec), ctypes.c_ulong, ctypes.POINTER(_IOVec), ctypes.c_ulong,
-         ctypes.c_ulong], ctypes.c_ssize_t)
+# iovec pointers as plain addresses: ctypes then converts ints, not objects
+_SIG = ([ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong],
+        ctypes.c_ssize_t)
 _readv = _libc.process_vm_readv
 _writev = _libc.process_vm_writev
 for _f in (_readv, _writev):
@@ -33,13 +34,14 @@ for _f in (_readv, _writev):
 class ProcessMemory:
     """The address space of process (or thread) `pid`."""
 
-    __slots__ = ("pid", "_local", "_remote")
+    __slots__ = ("pid", "_local", "_remote", "_lp", "_rp")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         # one iovec pair per object: built once, filled per call
         self._local = _IOVec()
         self._remote = _IOVec()
+        self._lp, self._rp = ctypes.addressof(self._local), ctypes.addressof(self._remote)
 
     def read(self, addr: int, n: int) -> bytes:
         if n == 0:
@@ -53,8 +55,8 @@ class ProcessMemory:
         n = len(data)
         if n == 0:
             return
-        buf = ctypes.create_string_buffer(data, n)
-        if self._transfer(_writev, ctypes.addressof(buf), addr, n) != n:
+        # the bytes object's own buffer is the source: no copy (the kernel only reads it)
+        if self._transfer(_writev, ctypes.cast(data, ctypes.c_void_p).value, addr, n) != n:
             raise efault(addr)
 
     def _transfer(self, fn, local: int, remote: int, n: int) -> int:
@@ -62,4 +64,4 @@ class ProcessMemory:
             return -errno.EFAULT
         self._local.iov_base, self._local.iov_len = local, n
         self._remote.iov_base, self._remote.iov_len = remote, n
-        return fn(self.pid, ctypes.byref(self._local), 1, ctypes.byref(self._remote), 1, 0)
+        return fn(self.pid, self._lp, 1, self._rp, 1, 0)
