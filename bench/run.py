@@ -1,6 +1,6 @@
 """procsim benchmarks: the single entry point of `make bench`.
 
-    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,memory,mmfiles] [--quick]
+    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,memory,mmfiles,procmap] [--quick]
 
 Method (../shared/spec/fuse-performance.md): a C client (fbench) runs each
 workload for a fixed time per repetition (0.3 s; 0.6 s for the scan), 5
@@ -43,6 +43,7 @@ from common import (PROCSIM, REPO, MountError, ProcsimMount, fmt, fmt_ratio, log
                     pin_process, ratio, read_status_field, sim_pids, stop_pid, table, vm_rss_bytes)
 from floor import Floor, FloorServer, run_client  # noqa: E402
 import mmfiles  # noqa: E402
+import procmap_query  # noqa: E402
 import scenarios  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -451,6 +452,8 @@ def report(env: dict, results: dict, floor: Floor) -> str:
         L.append("")
     if "mmfiles" in results:
         L.extend(mmfiles.report(results["mmfiles"]))
+    if "procmap" in results:
+        L.extend(procmap_query.report(results["procmap"]))
     for k, v in results.get("errors", {}).items():
         L.append(f"{k}: FAILED: {v}")
     return "\n".join(L)
@@ -459,7 +462,7 @@ def report(env: dict, results: dict, floor: Floor) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="server runs per micro-benchmark (default 3)")
-    ap.add_argument("--only", default="status,scan,ps,memory,mmfiles", help="comma-separated subset")
+    ap.add_argument("--only", default="status,scan,ps,memory,mmfiles,procmap", help="comma-separated subset")
     ap.add_argument("--clock", default="manual", choices=("manual", "wall"), help="mount clock (default manual)")
     ap.add_argument("--ps-procs", type=int, default=1000)
     ap.add_argument("--ps-reps", type=int, default=5)
@@ -510,6 +513,12 @@ def main() -> int:
             except Exception as e:  # the control channel's own errors included
                 results["errors"]["mmfiles"] = f"{type(e).__name__}: {e}"
                 log(f"mmfiles: {type(e).__name__}: {e}")
+        if "procmap" in only:
+            try:
+                results["procmap"] = procmap_query.bench_procmap(floor, a.rounds, cpu)
+            except Exception as e:  # the control channel's own errors included
+                results["errors"]["procmap"] = f"{type(e).__name__}: {e}"
+                log(f"procmap: {type(e).__name__}: {e}")
     except (KeyboardInterrupt, Interrupted) as e:
         results["errors"]["interrupted"] = str(e) or "KeyboardInterrupt"
     finally:
