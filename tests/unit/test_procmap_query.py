@@ -819,3 +819,33 @@ def test_layout_process_forks_and_exits_cleanly(k: Kernel, fs: ProcFS, zoo: int)
     k.exit_group(c)
     k.exit_group(zoo)
     assert k.mem.hugetlb.in_use == used
+
+
+def test_layout_from_scenario_activity(tmp_path) -> None:
+    """`exec` in a scenario takes layout= and build_ids= too (docs/scenario-format.md)."""
+    from procsim import scenario
+    lines = ZOO.splitlines()[:3] + [ZOO.splitlines()[-2]]
+    (tmp_path / "s.toml").write_text(f'''
+[machine]
+nr_cpus = 2
+mem = "1G"
+
+[[process]]
+name = "app"
+argv = ["/usr/bin/sleep", "100"]
+
+[[activity]]
+at = 0
+op = "exec"
+pid = "app"
+path = "/opt/app/bin/app"
+layout = """
+{chr(10).join(lines)}
+"""
+build_ids = {{ "/opt/app/bin/app" = "abcd" }}
+''')
+    k = scenario.load(str(tmp_path / "s.toml"))
+    pid = next(g.tgid for g in k.groups.values() if g.leader.comm == "app")
+    fs = ProcFS(k)
+    assert read_all(fs, f"/proc/{pid}/maps").decode().splitlines()[:-1] == lines
+    assert query(maps_fd(fs, pid), 0x400000, bid_size=20).bid[:3] == b"\xab\xcdB"
