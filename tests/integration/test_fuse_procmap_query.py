@@ -99,6 +99,23 @@ def test_the_mirror_has_the_real_maps(machine, real_pid: int, mirror: int) -> No
     assert "/dev/zero (deleted)" in real and "gone.so (deleted)" in real and "odd\\012name.dat" in real
 
 
+def test_procsim_ctl_exec_with_a_layout(machine, real_pid: int) -> None:
+    """The command line of the README: layout="$(cat /proc/PID/maps)" (no final newline)."""
+    layout = read(f"/proc/{real_pid}/maps")
+    pid = machine.ctl.spawn(argv=["/usr/bin/sleep", "600"])
+
+    def ctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mountd.cli", "ctl", machine.mnt, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    r = ctl("exec", f"pid={pid}", "path=/usr/bin/sleep", 'argv=["sleep"]', f"layout={layout.rstrip(chr(10))}")
+    assert r.returncode == 0, r.stderr
+    assert read(f"{machine.proc}/{pid}/maps") == layout
+    r = ctl("exec", f"pid={pid}", "path=/usr/bin/sleep", "layout=00400000-00401000 r--p nonsense")
+    assert r.returncode != 0 and "EINVAL" in r.stderr
+    assert read(f"{machine.proc}/{pid}/maps") == layout
+
+
 def test_the_spec_script_gives_the_same_answers(machine, real_pid: int, mirror: int) -> None:
     if not SPEC_SCRIPT.is_file():
         # the script lives next to the repository; without it, its cases
