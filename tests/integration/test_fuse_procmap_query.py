@@ -345,7 +345,8 @@ def test_addr2map_answers_as_on_the_real_kernel(machine, real_pid: int, mirror: 
     # the file offset of an address is the VMA's offset plus the distance into it
     line = next(ln for ln in real.splitlines() if "r-xp" in ln and "file_offset" in ln and "build_id" in ln)
     addr, rng, _, off = line.split()[:4]
-    assert int(line.split("file_offset=")[1].split()[0], 16) == int(off, 16) + int(addr, 16) - int(rng.split("-")[0], 16)
+    file_offset = int(line.split("file_offset=")[1].split()[0], 16)
+    assert file_offset == int(off, 16) + int(addr, 16) - int(rng.split("-")[0], 16)
 
 
 def test_addr2map_falls_back_to_maps_without_the_ioctl(machine, mirror: int, tmp_path: Path) -> None:

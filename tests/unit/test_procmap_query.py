@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from procfs_helpers import ROOT, errno_of, read_all
+from procfs_helpers import ROOT, read_all
 from procsim import Kernel, KernelConfig
 from procsim.commands import CommandError, execute
 from procsim.kernel import KernelError
