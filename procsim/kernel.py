@@ -21,6 +21,7 @@ from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import memory as M
 from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, ResvMap, huge_align
 from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
+from procsim.mm.mmap_lock import mmap_write_lock
 from procsim.mm.pagetable import PAGE_SIZE, PTE_PRESENT, pte_pfn
 from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
@@ -864,68 +865,70 @@ class Kernel:
         """brk(2): returns the new break, or the old one if it cannot move."""
         with self.lock:
             t, mm = self._user_mm(tid)
-            if new_brk < mm.start_brk:
-                return mm.brk
-            old_end, new_end = page_align(mm.brk), page_align(new_brk)
-            if new_end < old_end:
-                self._flush(t, mm.unmap(new_end, old_end))
-            elif new_end > old_end:
-                if mm.vmas.overlapping(old_end, new_end + PAGE_SIZE):
-                    return mm.brk  # would collide with the next mapping
-                rw = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
-                mm.map_region(old_end, new_end, rw)
-            mm.brk = new_brk
-            self._changed("mm", pid=t.tgid)
-            return new_brk
+            with mmap_write_lock(mm):  # one write cycle: readers see it whole
+                if new_brk < mm.start_brk:
+                    return mm.brk
+                old_end, new_end = page_align(mm.brk), page_align(new_brk)
+                if new_end < old_end:
+                    self._flush(t, mm.unmap(new_end, old_end))
+                elif new_end > old_end:
+                    if mm.vmas.overlapping(old_end, new_end + PAGE_SIZE):
+                        return mm.brk  # would collide with the next mapping
+                    rw = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
+                    mm.map_region(old_end, new_end, rw)
+                mm.brk = new_brk
+                self._changed("mm", pid=t.tgid)
+                return new_brk
 
     def mremap(self, tid: int, old_addr: int, old_len: int, new_len: int, flags: int = 0,
                new_addr: int = 0) -> int:
         with self.lock:
             t, mm = self._user_mm(tid)
-            if old_addr % PAGE_SIZE or flags & ~3 or (flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE):
-                raise _err(errno.EINVAL, "bad mremap flags or alignment")
-            old_len, new_len = page_align(old_len), page_align(new_len)
-            if not new_len:
-                raise _err(errno.EINVAL, "new length is zero")
-            if not old_len:
-                # Linux: EINVAL for private mappings (the shared-duplicate case is
-                # not modelled); going on split the VMA around an empty range
-                raise _err(errno.EINVAL, "old length is zero")
-            vma = mm.vmas.lookup(old_addr)
-            if vma is None or old_addr + old_len > vma.end:
-                raise _err(errno.EFAULT, "old range is not one mapping")
-            if vma.is_hugetlb:
-                # as 6.18 does: 2 MiB aligned addresses, lengths rounded up to
-                # huge pages, no growing (EINVAL); shrinking and moving work
-                if old_addr % HPAGE_SIZE or flags & MREMAP_FIXED and new_addr % HPAGE_SIZE:
-                    raise _err(errno.EINVAL, "hugetlb mremap address not 2 MiB aligned")
-                old_len, new_len = huge_align(old_len), huge_align(new_len)
-                if new_len > old_len:
-                    raise _err(errno.EINVAL, "hugetlb mappings cannot grow")
-            old_end = old_addr + old_len
-            if new_len > old_len and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
-                raise _err(errno.EFAULT, "vdso, vvar and PFN maps cannot grow")  # vma_to_resize()
-            if flags & MREMAP_FIXED:
-                if new_addr % PAGE_SIZE or new_addr + new_len > TASK_SIZE or (
-                        new_addr < old_end and old_addr < new_addr + new_len):
-                    raise _err(errno.EINVAL, "bad fixed destination")
-                return self._mremap_move(t, mm, vma, old_addr, old_len, new_len, new_addr)
-            if new_len <= old_len:
-                if new_len < old_len:
-                    self._flush(t, mm.unmap(old_addr + new_len, old_end))
-                self._changed("mm", pid=t.tgid)
-                return old_addr
-            grow_end = old_addr + new_len
-            if old_end == vma.end and not mm.vmas.overlapping(old_end, grow_end) and grow_end <= TASK_SIZE:
-                # anonymous VMAs need the following pgoff too, or the grown part would not merge
-                mm.map_region(old_end, grow_end, vma.flags, vma.file,
-                              vma.pgoff + ((old_end - vma.start) >> 12), vma.special)
-                self._changed("mm", pid=t.tgid)
-                return old_addr
-            if not flags & MREMAP_MAYMOVE:
-                raise _err(errno.ENOMEM, "cannot grow in place")
-            dest = mm.get_unmapped_area(new_len)
-            return self._mremap_move(t, mm, vma, old_addr, old_len, new_len, dest)
+            with mmap_write_lock(mm):  # one write cycle: readers see it whole
+                if old_addr % PAGE_SIZE or flags & ~3 or (flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE):
+                    raise _err(errno.EINVAL, "bad mremap flags or alignment")
+                old_len, new_len = page_align(old_len), page_align(new_len)
+                if not new_len:
+                    raise _err(errno.EINVAL, "new length is zero")
+                if not old_len:
+                    # Linux: EINVAL for private mappings (the shared-duplicate case is
+                    # not modelled); going on split the VMA around an empty range
+                    raise _err(errno.EINVAL, "old length is zero")
+                vma = mm.vmas.lookup(old_addr)
+                if vma is None or old_addr + old_len > vma.end:
+                    raise _err(errno.EFAULT, "old range is not one mapping")
+                if vma.is_hugetlb:
+                    # as 6.18 does: 2 MiB aligned addresses, lengths rounded up to
+                    # huge pages, no growing (EINVAL); shrinking and moving work
+                    if old_addr % HPAGE_SIZE or flags & MREMAP_FIXED and new_addr % HPAGE_SIZE:
+                        raise _err(errno.EINVAL, "hugetlb mremap address not 2 MiB aligned")
+                    old_len, new_len = huge_align(old_len), huge_align(new_len)
+                    if new_len > old_len:
+                        raise _err(errno.EINVAL, "hugetlb mappings cannot grow")
+                old_end = old_addr + old_len
+                if new_len > old_len and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
+                    raise _err(errno.EFAULT, "vdso, vvar and PFN maps cannot grow")  # vma_to_resize()
+                if flags & MREMAP_FIXED:
+                    if new_addr % PAGE_SIZE or new_addr + new_len > TASK_SIZE or (
+                            new_addr < old_end and old_addr < new_addr + new_len):
+                        raise _err(errno.EINVAL, "bad fixed destination")
+                    return self._mremap_move(t, mm, vma, old_addr, old_len, new_len, new_addr)
+                if new_len <= old_len:
+                    if new_len < old_len:
+                        self._flush(t, mm.unmap(old_addr + new_len, old_end))
+                    self._changed("mm", pid=t.tgid)
+                    return old_addr
+                grow_end = old_addr + new_len
+                if old_end == vma.end and not mm.vmas.overlapping(old_end, grow_end) and grow_end <= TASK_SIZE:
+                    # anonymous VMAs need the following pgoff too, or the grown part would not merge
+                    mm.map_region(old_end, grow_end, vma.flags, vma.file,
+                                  vma.pgoff + ((old_end - vma.start) >> 12), vma.special)
+                    self._changed("mm", pid=t.tgid)
+                    return old_addr
+                if not flags & MREMAP_MAYMOVE:
+                    raise _err(errno.ENOMEM, "cannot grow in place")
+                dest = mm.get_unmapped_area(new_len)
+                return self._mremap_move(t, mm, vma, old_addr, old_len, new_len, dest)
 
     def _mremap_move(self, t: Task, mm: MM, vma, old_addr: int, old_len: int, new_len: int,
                      dest: int) -> int:

@@ -9,6 +9,7 @@ which TLB flush to send; the scheduler decides who gets IPIs.
 from __future__ import annotations
 
 import errno
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PT
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO,
                             VM_LOCKED, VM_PFNMAP, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
                             VM_READ, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA, File)
+from procsim.mm.mmap_lock import MmapLock, mmap_write_lock, vma_start_write
 from procsim.mm.vmatree import VMATree
 
 MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
@@ -53,10 +55,21 @@ def page_align(n: int) -> int:
     return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
 
 
+def _write_locked(fn):
+    """The method changes VMAs: it runs in a write cycle of the mmap lock
+    (nested in the caller's, if the syscall holds one already)."""
+    @functools.wraps(fn)
+    def locked(self, *args, **kw):
+        with mmap_write_lock(self):
+            return fn(self, *args, **kw)
+    return locked
+
+
 class MM:
     def __init__(self, mem: M.MemMap, mmap_base: int) -> None:
         self.mem = mem
-        self.vmas = VMATree()
+        self.mmap_lock = MmapLock()
+        self.vmas = VMATree(self.mmap_lock)
         self.pgtable = PageTable()
         self.mmap_base = mmap_base
         self.total_vm = self.hiwater_vm = 0
@@ -220,6 +233,7 @@ class MM:
 
     # -- mapping --------------------------------------------------------------
 
+    @_write_locked
     def map_region(self, start: int, end: int, flags: int, file: File | None = None,
                    pgoff: int | None = None, special: str | None = None,
                    anon_vma: object | None = None) -> tuple[VMA, Flush | None]:
@@ -236,6 +250,7 @@ class MM:
         self._insert(vma)
         return self._merge_around(vma), flush
 
+    @_write_locked
     def install_vma(self, vma: VMA) -> None:
         """Insert `vma` as it is into a free range, never merged with its
         neighbours: a replayed layout, where the kernel kept them apart.
@@ -252,6 +267,7 @@ class MM:
             vma.file.nr_mappings += 1
         self._insert(vma)
 
+    @_write_locked
     def unmap(self, start: int, end: int) -> Flush | None:
         self.check_split(start, end)
         victims = self._isolate(start, end)
@@ -272,6 +288,7 @@ class MM:
             new |= VM_ACCOUNT
         return new
 
+    @_write_locked
     def protect(self, start: int, end: int, prot_flags: int) -> Flush:
         # mprotect_fixup() leaves a VMA whose flags do not change alone: no
         # split (a split [vdso] or [vvar] would never merge back)
@@ -281,6 +298,7 @@ class MM:
         for v in vmas:
             new = self._prot_flags(v, prot_flags)
             self._account(v, -1)
+            vma_start_write(self.mmap_lock, v)
             v.flags = new
             self._account(v, +1)
             if not new & VM_WRITE:
@@ -296,12 +314,12 @@ class MM:
                         ht[idx] &= ~_HPTE_RW
                     elif new & VM_SHARED:
                         ht[idx] |= _HPTE_RW
-        self.vmas.seq += 1
         for v in vmas:
             if v in self.vmas._v:
                 self._merge_around(v)
         return Flush(start, end)
 
+    @_write_locked
     def lock(self, start: int, end: int, on: bool, onfault: bool = False,
              special_pages: np.ndarray | None = None) -> int:
         """mlock/mlock2/munlock; returns the faults taken populating."""
@@ -316,9 +334,9 @@ class MM:
         vmas = [v for lo, hi in ranges for v in self._isolate(lo, hi)]
         for v in vmas:
             self._account(v, -1)
+            vma_start_write(self.mmap_lock, v)
             v.flags = (v.flags & ~mask) | bits
             self._account(v, +1)
-        self.vmas.seq += 1
         for v in vmas:
             if v in self.vmas._v:
                 self._merge_around(v)
@@ -326,6 +344,7 @@ class MM:
             return self.populate(start, end, special_pages)
         return 0
 
+    @_write_locked
     def set_vma_flags(self, start: int, end: int, set_bits: int, clear_bits: int) -> None:
         """Change VMA flags over [start, end) (madvise HUGEPAGE/NOHUGEPAGE):
         split where they change, merge where they now match."""
@@ -334,8 +353,8 @@ class MM:
                   if (v.flags & ~clear_bits) | set_bits != v.flags]
         vmas = [v for lo, hi in ranges for v in self._isolate(lo, hi)]
         for v in vmas:
+            vma_start_write(self.mmap_lock, v)
             v.flags = (v.flags & ~clear_bits) | set_bits
-        self.vmas.seq += 1
         for v in vmas:
             if v in self.vmas._v:
                 self._merge_around(v)
@@ -381,6 +400,7 @@ class MM:
             mem.flags[p] &= ~np.uint32(M.PG_DIRTY | M.PG_SWAPBACKED | M.PG_REFERENCED)
             sl[present[excl]] &= ~(PTE_DIRTY | PTE_ACCESSED)
 
+    @_write_locked
     def clear_refs(self, value: int) -> None:
         """Write to /proc/PID/clear_refs (spec §11.2); value already checked 1..5."""
         if value == 5:
@@ -389,6 +409,7 @@ class MM:
         mem = self.mem
         for v in self.vmas:
             if value == 4:
+                vma_start_write(self.mmap_lock, v)
                 v.flags &= ~VM_SOFTDIRTY
                 for _, sl in self.pgtable.spans(v.start, v.end):
                     # write-protect so that the next write faults and sets it
@@ -406,7 +427,6 @@ class MM:
                 sl[present] &= ~PTE_ACCESSED
                 pfns = pte_pfn(sl[present])
                 mem.flags[pfns[pfns != ZERO_PFN]] &= ~np.uint32(M.PG_REFERENCED)
-        self.vmas.seq += 1
 
     def populate(self, start: int, end: int, special_pages: np.ndarray | None = None) -> int:
         """__mm_populate() for mlock and MAP_LOCKED: fault the range in as
@@ -1039,6 +1059,7 @@ class MM:
             child.rss[MM_SHMEMPAGES] += int(shm.sum())
             child.rss[MM_FILEPAGES] += int(real.sum() - anon.sum() - shm.sum())
         child.hiwater_rss = child.rss_pages
+        child.vmas.publish()
         return child
 
     def _dup_hugetlb(self, v: VMA, child: "MM") -> None:
@@ -1060,6 +1081,7 @@ class MM:
             mem.flags[sl] = (mem.flags[sl] | np.uint32(M.PG_DIRTY)) & ~np.uint32(M.PG_ANON_EXCLUSIVE)
             child.hugetlb_usage += HPAGE_NR
 
+    @_write_locked
     def teardown(self) -> None:
         """exit_mmap: unmap everything."""
         self.update_hiwater_rss()

@@ -106,6 +106,12 @@ class VMA:
     # private hugetlb: the ResvMap of the mapping that reserved its pages
     # (vm_private_data with HPAGE_RESV_OWNER); split parts share it
     resv: object | None = None
+    # per-VMA lock (procsim.mm.mmap_lock): the mm_lock_seq of the write
+    # cycle that locked it, its lock-free readers, and whether it is out of
+    # the tree (a reader holding it must look again)
+    vm_lock_seq: int = -1
+    vm_readers: int = 0
+    detached: bool = True
 
     @property
     def npages(self) -> int:

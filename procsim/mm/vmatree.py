@@ -1,21 +1,30 @@
-"""The VMA index of an mm: sorted by start address, with a sequence count
-bumped by every change so that readers can tell a tree changed under them."""
+"""The VMA index of an mm: sorted by start address. Writers (holding the
+mmap write lock) change it in place; lock-free readers see `rcu`, a
+read-only snapshot published when the write cycle ends, as RCU readers of
+the maple tree see a consistent tree while a writer prepares the next one."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator
+from operator import attrgetter
 
 from sortedcontainers import SortedKeyList
 
+from procsim.mm.mmap_lock import MmapLock, vma_start_write
 from procsim.mm.vma import VMA
+
+_END = attrgetter("end")
 
 
 class VMATree:
-    __slots__ = ("_v", "seq")
+    __slots__ = ("_v", "lock", "rcu", "_dirty")
 
-    def __init__(self) -> None:
+    def __init__(self, lock: MmapLock) -> None:
         self._v = SortedKeyList(key=lambda v: v.start)
-        self.seq = 0  # mm_lock_seq: bumped on every write
+        self.lock = lock
+        self.rcu: tuple[VMA, ...] = ()
+        self._dirty = False
 
     def __len__(self) -> int:
         return len(self._v)
@@ -24,12 +33,32 @@ class VMATree:
         return iter(self._v)
 
     def insert(self, vma: VMA) -> None:
+        # a VMA readers can find is write-locked already (removed first, or
+        # new: in no snapshot until the cycle ends)
         self._v.add(vma)
-        self.seq += 1
+        vma.detached = False
+        self._dirty = True
+        self.lock.step()
 
     def remove(self, vma: VMA) -> None:
+        vma_start_write(self.lock, vma)
         self._v.remove(vma)
-        self.seq += 1
+        vma.detached = True
+        self._dirty = True
+        self.lock.step()
+
+    def publish(self) -> None:
+        """End of a write cycle: readers see the tree as it is now."""
+        if self._dirty:
+            self.rcu = tuple(self._v)
+            self._dirty = False
+
+    def rcu_find(self, addr: int) -> VMA | None:
+        """Lock-free find(): the first VMA of the published snapshot with
+        end > addr. Its VMAs may be changing: the caller read-locks and checks."""
+        snap = self.rcu
+        i = bisect_right(snap, addr, key=_END)
+        return snap[i] if i < len(snap) else None
 
     def find(self, addr: int) -> VMA | None:
         """The VMA containing addr, else the first one above it (find_vma)."""

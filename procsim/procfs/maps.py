@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+
 from procsim.mm.mm import MM
+from procsim.mm.mmap_lock import lock_next_vma, vma_end_read
 from procsim.mm.vma import VMA
 from procsim.procfs.context import Ctx
 
@@ -66,3 +69,70 @@ def render(ctx: Ctx) -> bytes:
         return b""
     body = "".join(maps_line(mm, v) for v in mm.vmas).encode()
     return body + VSYSCALL if ctx.kernel.config.arch == "x86" else body
+
+
+# m->index of a maps file: the end of the last VMA shown, or these sentinels
+SENTINEL_VMA_END, SENTINEL_VMA_GATE = -1, -2
+_GATE = object()  # the gate VMA as a record
+
+
+class MapsSeq:
+    """proc_maps_private and the maps seq_operations, walking the VMAs
+    without the mmap lock (Linux 6.17+): one VMA read-locked at a time
+    (lock_next_vma), the position being the end of the last VMA shown, so a
+    read() that starts after a change resumes at the first VMA ending past
+    it: a VMA that grew is shown again (a duplicate, allowed), none that
+    existed before and after the change is skipped."""
+
+    __slots__ = ("ctx", "mm", "last_pos", "locked")
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.mm: MM | None = None
+        self.last_pos = 0   # where the last lookup started: the next read() restarts there
+        self.locked: VMA | None = None
+
+    def start(self, index: int):
+        if index == SENTINEL_VMA_END:
+            return None, index
+        ctx = self.ctx
+        t = ctx.task
+        if t is not None and ctx.kernel.tasks.get(t.pid) is not t:
+            raise OSError(errno.ESRCH, "maps")  # the task was reaped
+        self.mm = bound_mm(ctx)
+        if self.mm is None:  # exited or exec'd since open: EOF
+            return None, index
+        if index > 0:
+            index = self.last_pos  # redo the lookup of the record that did not fit
+        if index == SENTINEL_VMA_GATE:
+            return self._gate(), index
+        return self._get(index)
+
+    def next(self, rec, index: int):
+        if index == SENTINEL_VMA_GATE:
+            return None, SENTINEL_VMA_END
+        return self._get(index)
+
+    def stop(self, rec) -> None:
+        self._unlock()
+
+    def show(self, rec) -> bytes:
+        return VSYSCALL if rec is _GATE else maps_line(self.mm, rec).encode()
+
+    def _get(self, pos: int):
+        """proc_get_vma(): the next VMA from pos, read-locked, then the gate."""
+        self._unlock()
+        vma = lock_next_vma(self.mm, pos)
+        self.last_pos = pos
+        if vma is not None:
+            self.locked = vma
+            return vma, vma.end
+        return self._gate(), SENTINEL_VMA_GATE
+
+    def _gate(self):
+        return _GATE if self.ctx.kernel.config.arch == "x86" else None
+
+    def _unlock(self) -> None:
+        if self.locked is not None:
+            vma_end_read(self.locked)
+            self.locked = None

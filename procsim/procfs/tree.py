@@ -19,6 +19,7 @@ from procsim.kernel import Kernel
 from procsim.procfs import global_files as G
 from procsim.procfs import clear_refs, maps, numa_maps, observer, pagemap, pid as P, procmap_query, smaps, sysfs_mm
 from procsim.procfs.context import Caller, Ctx
+from procsim.procfs.seq_file import SeqFile, SeqOps
 from procsim.procfs.uaccess import NO_USER_MEMORY, IoctlArg, UserMemory
 from procsim.task import Task
 
@@ -47,6 +48,9 @@ class Entry:
     pread: PRead | None = None
     binds_mm: bool = False         # reads see the mm taken at open (proc_mem_open)
     ioctl: Ioctl | None = None     # the file's unlocked_ioctl; None: every cmd gets ioctl_errno
+    # a seq_file read record by record as read() asks, without the kernel
+    # lock (maps): its seq_operations for an open file
+    seq: Callable[[Ctx], SeqOps] | None = None
     ioctl_errno: int = errno.ENOTTY
 
     @property
@@ -69,7 +73,7 @@ TGID_ENTRIES = (
     _f("cmdline", P.cmdline),
     _f("comm", P.comm, 0o644),
     _f("environ", P.environ, 0o400, ptrace_open=True),
-    _f("maps", maps.render, records=True, ioctl=procmap_query.maps_ioctl, **_MM_FILE),
+    _f("maps", maps.render, seq=maps.MapsSeq, ioctl=procmap_query.maps_ioctl, **_MM_FILE),
     _f("numa_maps", numa_maps.numa_maps, records=True, **_MM_FILE),
     Entry("pagemap", 0o400, pread=pagemap.pagemap, needs_mm=True, ioctl_errno=errno.EINVAL, **_MM_FILE),
     _f("smaps", smaps.smaps, records=True, **_MM_FILE),
@@ -378,6 +382,16 @@ class ProcFS:
                 raise OSError(errno.EINVAL, path)
             return n.target
 
+    def follow_nowait(self) -> None:
+        """Catch up with the wall clock (due activity runs) for a reader that
+        takes no kernel lock: only if no writer holds it now (one that does
+        is changing the world anyway), so the reader never waits for it."""
+        if self._wall and time.monotonic() >= self._next_follow and self.kernel.lock.acquire(blocking=False):
+            try:
+                self._sync(True)
+            finally:
+                self.kernel.lock.release()
+
     def _current(self) -> bool:
         """Lock-free: are the caches those of the world as it is now? (A
         command running on the control thread may be half-way; answering
@@ -457,7 +471,7 @@ class Handle:
     """One open file description: the seq_file buffer of §1.3. (A plain
     slotted class: one is made per open, on the FUSE hot path.)"""
 
-    __slots__ = ("kernel", "entry", "ctx", "flags", "buf", "fs", "key")
+    __slots__ = ("kernel", "entry", "ctx", "flags", "buf", "fs", "key", "seqf")
 
     def __init__(self, kernel: Kernel, entry: Entry, ctx: Ctx, flags: int,
                  fs: ProcFS | None = None, key: tuple | None = None) -> None:
@@ -468,11 +482,18 @@ class Handle:
         self.buf: bytes | None = None
         self.fs = fs      # the ProcFS whose render cache serves offset-0 reads
         self.key = key    # this file's key in that cache
+        self.seqf: SeqFile | None = None
 
     def read(self, size: int, offset: int) -> bytes:
         if self.entry.pread is not None:
             with self.kernel.lock:
                 return self.entry.pread(self.ctx, size, offset)
+        if self.entry.seq is not None:
+            if self.fs is not None:
+                self.fs.follow_nowait()
+            if self.seqf is None:
+                self.seqf = SeqFile(self.entry.seq(self.ctx))
+            return self.seqf.read(size, offset)
         buf = self.buf
         if offset == 0 or buf is None:
             buf = None
@@ -527,4 +548,4 @@ class Handle:
         return fn(self.ctx, cmd, arg, IoctlArg(arg, data, mem or NO_USER_MEMORY))
 
     def release(self) -> None:
-        self.buf = None
+        self.buf = self.seqf = None
