@@ -19,11 +19,15 @@ _END = attrgetter("end")
 
 class VMATree:
     __slots__ = ("_v", "lock", "rcu", "_dirty")
+    # rcu: (VMAs, their ends) as of the last write cycle; the ends are kept
+    # apart because a writer changes VMA objects in place (write-locked):
+    # a lookup must see the range a VMA had in the snapshot, as the maple
+    # tree keeps mapping a range to a VMA until the writer stores another
 
     def __init__(self, lock: MmapLock) -> None:
         self._v = SortedKeyList(key=lambda v: v.start)
         self.lock = lock
-        self.rcu: tuple[VMA, ...] = ()
+        self.rcu: tuple[tuple[VMA, ...], tuple[int, ...]] = ((), ())
         self._dirty = False
 
     def __len__(self) -> int:
@@ -50,15 +54,16 @@ class VMATree:
     def publish(self) -> None:
         """End of a write cycle: readers see the tree as it is now."""
         if self._dirty:
-            self.rcu = tuple(self._v)
+            vmas = tuple(self._v)
+            self.rcu = vmas, tuple(map(_END, vmas))
             self._dirty = False
 
     def rcu_find(self, addr: int) -> VMA | None:
         """Lock-free find(): the first VMA of the published snapshot with
         end > addr. Its VMAs may be changing: the caller read-locks and checks."""
-        snap = self.rcu
-        i = bisect_right(snap, addr, key=_END)
-        return snap[i] if i < len(snap) else None
+        vmas, ends = self.rcu
+        i = bisect_right(ends, addr)
+        return vmas[i] if i < len(vmas) else None
 
     def find(self, addr: int) -> VMA | None:
         """The VMA containing addr, else the first one above it (find_vma)."""

@@ -299,8 +299,16 @@ def test_reader_at_every_writer_step_sees_no_false_gap(fs, chunk):
 
     handles: list = []
 
+    looked: list[tuple[int, tuple[int, int] | None]] = []
+    region = range(base + 3 * P * 10 - P, base + 3 * P * 16, P)
+
     def one_pass(h):
         passes.append(_read_fd(h, chunk))
+        for a in region:  # PROCMAP_QUERY's lookups, in the middle of VMAs too
+            v = lock_next_vma(mm, a)
+            looked.append((a, None if v is None else (v.start, v.end)))
+            if v is not None:
+                vma_end_read(v)
 
     def at_step():
         # a whole pass now, in another thread: it finishes against the
@@ -319,6 +327,7 @@ def test_reader_at_every_writer_step_sees_no_false_gap(fs, chunk):
         before = _lines(_one_instant(fs, pid))
         passes.clear()
         threads.clear()
+        looked.clear()
         handles[:] = [fs.open(f"proc/{pid}/maps", os.O_RDONLY, ROOT) for _ in range(32)]
         lock.on_write_step = at_step
         try:
@@ -331,6 +340,11 @@ def test_reader_at_every_writer_step_sees_no_false_gap(fs, chunk):
         for text in passes:
             _check_pass(text, before, after)
             checked += 1
+        b_spans, a_spans = _covered(before), _covered(after)
+        for a, got in looked:
+            if any(s <= a < e for s, e in b_spans) and any(s <= a < e for s, e in a_spans):
+                assert got is not None and got[0] <= a < got[1], f"lookup at {a:#x} gave {got}"
+                assert got in b_spans or got in a_spans
     assert checked >= 30
 
 
@@ -360,3 +374,44 @@ def test_reader_interleaved_between_chunks_random_changes(fs):
             assert any(gs <= s and e <= ge for gs, ge in got), f"{s:#x}-{e:#x} missing"
         ends = [e for _, e in got]
         assert all(b > a for a, b in zip(ends, ends[1:]))
+
+
+def test_lookups_racing_a_writer_thread_never_skip_a_mapped_address(fs):
+    """A real race (two threads, a tiny switch interval): a writer splits
+    and merges a VMA while a lock-free reader looks up an address that is
+    mapped in every state; the reader must always get the VMA covering it."""
+    import sys
+    k = fs.kernel
+    pid, base = _proc(fs, 40)
+    mm = k.tasks[pid].mm
+    addr = base + 3 * P * 10
+    stop = threading.Event()
+
+    def writer():
+        while not stop.is_set():
+            k.mmap(pid, P, NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, addr)
+            k.mmap(pid, P, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, addr)
+            k.mremap(pid, addr, 3 * P, 2 * P)
+            k.mremap(pid, addr, 2 * P, 3 * P)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    t = threading.Thread(target=writer)
+    t.start()
+    bad, n = [], 0
+    try:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            for a in (addr, addr + P):  # mapped in every state
+                v = lock_next_vma(mm, a)
+                n += 1
+                if v is None or not v.start <= a < v.end:
+                    bad.append((a, v and (v.start, v.end)))
+                if v is not None:
+                    vma_end_read(v)
+    finally:
+        stop.set()
+        t.join(10)
+        sys.setswitchinterval(old)
+    assert not bad, bad[:5]
+    assert n > 1000 and mm.mmap_lock.fallbacks > 0  # the race really happened
