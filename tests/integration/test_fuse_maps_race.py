@@ -804,7 +804,9 @@ def run_readers(env: Env, addrs: list[int], work: str, body: Callable[[], None])
             try:
                 p.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                pass
+                p.kill()  # our own reader, by pid
+                p.wait()
+                raise AssertionError(f"reader {p.pid} did not stop within 60 s") from None
             assert p.returncode == 0, f"reader {p.pid} exited with {p.returncode}: {p.stderr.read()[-2000:]}"
     finally:
         for p in procs:  # only our own readers, by pid
