@@ -1002,6 +1002,16 @@ class Kernel:
             self._changed("mm", pid=t.tgid)
             return n
 
+    def access(self, tid: int, vas: np.ndarray, write: bool = False) -> int:
+        """User loads or stores to the pages at `vas` (page aligned, any order):
+        accessed (and dirty) bits set by the hardware walk, faults where
+        needed (MM.access). Returns the number of faults."""
+        with self.lock:
+            t, mm = self._user_mm(tid)
+            n = self._charge_faults(t, mm, lambda: mm.access(vas, write, self.vdso_pages))
+            self._changed("mm", pid=t.tgid)
+            return n
+
     def _fault(self, t: Task, mm: MM, start: int, end: int, write: bool) -> int:
         return self._charge_faults(t, mm, lambda: mm.fault(start, end, write, self.vdso_pages))
 

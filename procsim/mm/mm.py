@@ -89,6 +89,8 @@ class MM:
         self.users = 0  # thread groups' tasks using it (CLONE_VM)
         # MM ID for the large-folio owner slots (mm_alloc_id at mm creation)
         self.mm_id = mem.alloc_mm_id()
+        # ground-truth recorder of user accesses (workloads); never inherited
+        self.access_log = None
 
     # -- accounting -----------------------------------------------------------
 
@@ -552,6 +554,7 @@ class MM:
                 head = mem.alloc_folio(9, flags)
                 if head >= 0:
                     pt.tables[idx] = mk_pte(np.arange(head, head + PTRS_PER_TABLE, dtype=np.int64), True, True)
+                    pt.mark_young(idx)
                     pt.huge.add(idx)
                     mem.map_pmd(head, self.mm_id)
                     self.rss[MM_ANONPAGES] += PTRS_PER_TABLE
@@ -581,6 +584,7 @@ class MM:
                 continue
             if t is None:
                 t = pt.tables[idx] = np.zeros(PTRS_PER_TABLE, np.uint64)
+            pt.mark_young(idx)
             pfns = []
             for slot, head, o in got:
                 p = np.arange(head, head + (1 << o), dtype=np.int64)
@@ -649,7 +653,100 @@ class MM:
         self._hugetlb_fault_check(start, end, write)
         for v in self.vmas.overlapping(start, end):
             faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
+        if self.access_log is not None:
+            self.access_log.record_range(start, end)
         return faults
+
+    def access(self, vas: np.ndarray, write: bool, special_pages: np.ndarray | None = None) -> int:
+        """User loads (or stores) to the pages at the page-aligned addresses
+        `vas` (any order, repeats allowed), as the CPU does them: a present,
+        permitted PTE just gets its accessed bit (and dirty bit on a store)
+        set by the hardware walk, which also sets the A bits of the PMD and
+        PUD above it (and of a huge PMD: one bit for the 2 MiB); the rest
+        take the page faults `fault` takes (one call per run of contiguous
+        faulting pages). EFAULT, before anything changes, if a page is
+        unmapped or not permitted; EINVAL if an address is not page aligned.
+        Returns the number of faults."""
+        vas = np.unique(np.asarray(vas, dtype=np.int64))
+        if not len(vas):
+            return 0
+        if (vas & (PAGE_SIZE - 1)).any():
+            raise MMError(errno.EINVAL, "addresses must be page aligned")
+        first, last = int(vas[0]), int(vas[-1])
+        vmas = self.vmas.overlapping(max(first, 0), min(last, TASK_SIZE) + PAGE_SIZE) if first >= 0 else []
+        if not vmas:
+            raise MMError(errno.EFAULT, f"no mapping at {first:#x}")
+        starts = np.array([v.start for v in vmas], np.int64)
+        ends = np.array([v.end for v in vmas], np.int64)
+        which = np.searchsorted(starts, vas, "right") - 1
+        bad = (which < 0) | (vas >= ends[np.maximum(which, 0)])
+        if bad.any():
+            raise MMError(errno.EFAULT, f"no mapping at {int(vas[np.argmax(bad)]):#x}")
+        need = VM_WRITE if write else VM_READ | VM_WRITE | VM_EXEC
+        denied = np.array([not v.flags & need for v in vmas])[which]
+        if denied.any():
+            raise MMError(errno.EFAULT, f"access not permitted at {int(vas[np.argmax(denied)]):#x}")
+        bounds = np.searchsorted(which, np.arange(len(vmas) + 1)).tolist()
+        groups = [(v, vas[bounds[k]: bounds[k + 1]]) for k, v in enumerate(vmas) if bounds[k + 1] > bounds[k]]
+        for v, sel in groups:
+            if v.is_hugetlb:
+                for lo, hi in self._runs(sel, PMD_SHIFT):
+                    self._hugetlb_fault_check(max(lo, v.start), min(hi, v.end), write)
+        faults = 0
+        for v, sel in groups:
+            if v.is_hugetlb:
+                for lo, hi in self._runs(sel, PMD_SHIFT):
+                    faults += self._fault_hugetlb(v, max(lo, v.start), min(hi, v.end), write)
+                continue
+            slow = self._access_ptes(sel, write)
+            if len(slow):
+                for lo, hi in self._runs(slow, PAGE_SHIFT):
+                    faults += self._fault_vma(v, lo, hi, write, special_pages)
+        if self.access_log is not None:
+            self.access_log.record_pages(vas)
+        return faults
+
+    @staticmethod
+    def _runs(vas: np.ndarray, shift: int) -> list[tuple[int, int]]:
+        """[lo, hi) ranges of the runs of consecutive (1 << shift)-sized
+        blocks that the sorted addresses `vas` fall in."""
+        blk = np.unique(vas >> shift)
+        cut = np.flatnonzero(np.diff(blk) != 1) + 1
+        los = blk[np.concatenate(([0], cut))] << shift
+        his = (blk[np.concatenate((cut - 1, [len(blk) - 1]))] + 1) << shift
+        return list(zip(los.tolist(), his.tolist()))
+
+    def _access_ptes(self, vas: np.ndarray, write: bool) -> np.ndarray:
+        """The hardware side of `access` for sorted pages of one non-hugetlb
+        VMA, one PTE table at a time: set A (and D) where the PTE permits the
+        access; return the addresses that must fault."""
+        pt = self.pgtable
+        pmd = vas >> PMD_SHIFT
+        cut = np.flatnonzero(np.diff(pmd)) + 1
+        los = np.concatenate(([0], cut)).tolist()
+        his = np.concatenate((cut, [len(vas)])).tolist()
+        bits = PTE_ACCESSED | (PTE_DIRTY if write else np.uint64(0))
+        want = PTE_PRESENT | (PTE_RW if write else np.uint64(0))
+        slow = []
+        tables, huge = pt.tables, pt.huge
+        for lo, hi, idx in zip(los, his, pmd[los].tolist()):
+            t = tables.get(idx)
+            if t is None:
+                slow.append(vas[lo:hi])
+                continue
+            off = (vas[lo:hi] >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
+            ok = (t[off] & want) == want
+            if not ok.all():
+                slow.append(vas[lo:hi][~ok])
+                off = off[ok]
+                if not len(off):
+                    continue
+            if idx in huge:
+                t |= bits  # one A (and D) bit for the whole huge PMD
+            else:
+                t[off] |= bits
+            pt.mark_young(idx)
+        return np.concatenate(slow) if slow else vas[:0]
 
     def _fault_vma(self, v: VMA, lo: int, hi: int, write: bool, special_pages) -> int:
         if v.is_hugetlb:

@@ -86,7 +86,7 @@ def swp_offset(ptes: np.ndarray) -> np.ndarray:
 class PageTable:
     """The user page tables of one mm."""
 
-    __slots__ = ("tables", "huge", "hugetlb")
+    __slots__ = ("tables", "huge", "hugetlb", "old", "old_pud", "walk_steps")
 
     def __init__(self) -> None:
         self.tables: SortedDict = SortedDict()  # PMD index -> np.uint64[512]
@@ -100,6 +100,14 @@ class PageTable:
         # PMD index -> huge PTE (int, x86 bits with _PAGE_PSE) mapping one 2 MiB
         # hugetlb page: no PTE table below it, as for a real huge PTE.
         self.hugetlb: SortedDict = SortedDict()
+        # Upper-level accessed bits (seed-mechanisms §2.2: hardware sets the A
+        # bit of every level it walks). Kept inverted, as the PMD and PUD
+        # indices whose A bit an idle scan cleared: a table not listed is
+        # young, so anything that may set a PTE A bit (mark_young) only has
+        # to forget the index. An idle PMD or PUD is skipped whole.
+        self.old: set[int] = set()
+        self.old_pud: set[int] = set()
+        self.walk_steps = 0  # entries the idle_bitmap walk examined (seed §2.6 item 5)
 
     def spans(self, start: int, end: int) -> Iterator[tuple[int, int, np.ndarray]]:
         """(va of first entry, slice of the table) for every existing table
@@ -113,6 +121,13 @@ class PageTable:
             hi = min(end, base + PMD_SIZE)
             t = self.tables[idx]
             yield lo, t[(lo - base) >> PAGE_SHIFT : (hi - base) >> PAGE_SHIFT]
+
+    def mark_young(self, idx: int) -> None:
+        """The hardware walked PMD `idx` (and its PUD) to set a PTE A bit."""
+        if self.old:
+            self.old.discard(idx)
+        if self.old_pud:
+            self.old_pud.discard(idx >> 9)
 
     def read(self, start: int, end: int) -> np.ndarray:
         """All entries of [start, end) as one flat array (zeros for holes)."""
@@ -132,6 +147,7 @@ class PageTable:
             off = (va >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
             k = min(PTRS_PER_TABLE - off, n - i)
             chunk = ptes[i : i + k]
+            self.mark_young(idx)
             t = self.tables.get(idx)
             if t is None:
                 if chunk.any():
