@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from procsim.mm import memory as M
-from procsim.mm.pagetable import (PAGE_SHIFT, PMD_SHIFT, PTE_ACCESSED, PTE_PRESENT, PTRS_PER_TABLE,
+from procsim.mm.pagetable import (PAGE_SHIFT, PMD_SHIFT, POOL_ROWS, PTE_ACCESSED, PTE_PRESENT, PTRS_PER_TABLE,
                                   PageTable)
 from procsim.mm.rmap import clear_young
 
@@ -28,6 +28,8 @@ _YOUNG = PTE_PRESENT | PTE_ACCESSED
 _NOT_A = ~PTE_ACCESSED
 _HPTE_YOUNG = int(_YOUNG)
 _HPTE_NOT_A = ~int(PTE_ACCESSED)
+_YOUNG_BYTE = np.uint8(int(_YOUNG))          # both bits live in an entry's low byte
+_NOT_A_BYTE = np.uint8(0xFF & ~int(PTE_ACCESSED))
 
 
 def idle_read(pt: PageTable, start: int, end: int) -> np.ndarray:
@@ -62,13 +64,19 @@ def idle_read(pt: PageTable, start: int, end: int) -> np.ndarray:
         leafset = set(leaf)
         young = [i for i in young if i not in leafset]
     if young:
-        # descend: 512 PTEs per table, all the tables at once
-        stack = np.stack([tables[i] for i in young])
-        acc = (stack & _YOUNG) == _YOUNG
-        accessed[np.asarray(young, np.int64) - lo_pmd] = acc
-        for i in np.flatnonzero(acc.any(axis=1)).tolist():
-            t = tables[young[i]]
-            np.bitwise_and(t, _NOT_A, out=t)
+        # descend: 512 PTEs per table, a run of consecutive pool rows at once
+        rows = tables.rows
+        g = np.array([rows[i] for i in young], np.int64)
+        pos = np.asarray(young, np.int64) - lo_pmd
+        cut = np.flatnonzero((np.diff(g) != 1) | (np.diff(g // POOL_ROWS) != 0)) + 1
+        for a, b in zip([0, *cut.tolist()], [*cut.tolist(), len(g)]):
+            r = int(g[a])
+            run = tables.blocks[r // POOL_ROWS][r % POOL_ROWS: r % POOL_ROWS + b - a]
+            low = run.view(np.uint8)[:, ::8]  # byte 0 of each entry: present and A
+            acc = (low & _YOUNG_BYTE) == _YOUNG_BYTE
+            if acc.any():
+                accessed[pos[a:b]] = acc
+                np.bitwise_and(low, _NOT_A_BYTE, out=low)
         steps += len(young) * (PTRS_PER_TABLE + 1)
     for i in leaf:  # a leaf huge PMD: one bit for 2 MiB
         t = tables[i]
