@@ -30,16 +30,19 @@ _HPTE_YOUNG = int(_YOUNG)
 _HPTE_NOT_A = ~int(PTE_ACCESSED)
 _YOUNG_BYTE = np.uint8(int(_YOUNG))          # both bits live in an entry's low byte
 _NOT_A_BYTE = np.uint8(0xFF & ~int(PTE_ACCESSED))
+_PMD_BYTES = PTRS_PER_TABLE // 8
 
 
 def idle_read(pt: PageTable, start: int, end: int) -> np.ndarray:
-    """Test and clear the accessed bits of [start, end) (page aligned):
-    one bool per page, True = idle (not present, a hole, or not accessed
-    since the last scan). Every upper-level entry examined is left old."""
+    """Test and clear the accessed bits of [start, end) (multiples of 8
+    pages): the idle bits packed little-endian, 1 = idle (not present, a
+    hole, or not accessed since the last scan), as uint8. Every
+    upper-level entry examined is left old."""
     n = (end - start) >> PAGE_SHIFT
     lo_pmd, hi_pmd = start >> PMD_SHIFT, ((end - 1) >> PMD_SHIFT) + 1
-    # one row of 512 per PMD of the 2 MiB-aligned window
-    accessed = np.zeros((hi_pmd - lo_pmd, PTRS_PER_TABLE), bool)
+    # 64 bytes (512 bits) per PMD of the 2 MiB-aligned window, all idle
+    out = np.full((hi_pmd - lo_pmd) * _PMD_BYTES, 0xFF, np.uint8)
+    packed = out.reshape(-1, _PMD_BYTES)
     idxs = list(pt.tables.irange(lo_pmd, hi_pmd - 1))
     htlb = list(pt.hugetlb.irange(lo_pmd, hi_pmd - 1)) if pt.hugetlb else []
     steps = 0
@@ -75,20 +78,20 @@ def idle_read(pt: PageTable, start: int, end: int) -> np.ndarray:
             low = run.view(np.uint8)[:, ::8]  # byte 0 of each entry: present and A
             acc = (low & _YOUNG_BYTE) == _YOUNG_BYTE
             if acc.any():
-                accessed[pos[a:b]] = acc
+                packed[pos[a:b]] = np.packbits(~acc, axis=1, bitorder="little")
                 np.bitwise_and(low, _NOT_A_BYTE, out=low)
         steps += len(young) * (PTRS_PER_TABLE + 1)
     for i in leaf:  # a leaf huge PMD: one bit for 2 MiB
         t = tables[i]
         steps += 1
         if (t[0] & _YOUNG) == _YOUNG:
-            accessed[i - lo_pmd] = True
+            packed[i - lo_pmd] = 0
             np.bitwise_and(t, _NOT_A, out=t)
     for i in hyoung:  # a hugetlb huge PTE at PMD level
         e = pt.hugetlb[i]
         steps += 1
         if e & _HPTE_YOUNG == _HPTE_YOUNG:
-            accessed[i - lo_pmd] = True
+            packed[i - lo_pmd] = 0
             pt.hugetlb[i] = e & _HPTE_NOT_A
     # the walk cleared every A bit below the PMDs it examined: they are old,
     # and so is each PUD the range covers whole
@@ -101,8 +104,8 @@ def idle_read(pt: PageTable, start: int, end: int) -> np.ndarray:
         if first_pud <= p < last_pud:
             pt.old_pud.add(p)
     pt.walk_steps += steps
-    off = (start >> PAGE_SHIFT) - (lo_pmd << (PMD_SHIFT - PAGE_SHIFT))
-    return ~accessed.reshape(-1)[off: off + n]
+    off = ((start >> PAGE_SHIFT) - (lo_pmd << (PMD_SHIFT - PAGE_SHIFT))) >> 3
+    return out[off: off + (n >> 3)]
 
 
 def idle_write(pt: PageTable, start: int, idle: np.ndarray) -> None:
