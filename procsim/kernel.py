@@ -936,9 +936,13 @@ class Kernel:
             return self._mremap_move_hugetlb(t, mm, vma, old_addr, old_len, new_len, dest)
         keep = min(old_len, new_len)
         ptes = mm.pgtable.read(old_addr, old_addr + keep)
-        # the moved VMA keeps its pgoff and anon_vma (copy_vma), anonymous ones too
+        # the moved VMA keeps its pgoff and anon_vma (copy_vma), except an
+        # anonymous one never faulted (no anon_vma): it takes the pgoff of its
+        # new address, so it can merge there (checked on 6.18)
         pgoff = vma.pgoff + ((old_addr - vma.start) >> 12)
         flags, file, special, anon_vma = vma.flags, vma.file, vma.special, vma.anon_vma
+        if file is None and special is None and anon_vma is None:
+            pgoff = dest >> 12
         flush = mm.unmap(dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
         self._flush(t, flush)
         # huge PMDs are moved as PTEs (move_huge_pmd() is not modelled)

@@ -32,10 +32,7 @@ Scenarios (the selftest's, adapted to the control channel):
   remap   a page of another protection mmap(FIXED)ed into the middle (a
           split in three), restored by mprotect as the selftest's patch_vma.
           The selftest's source page, mremap(FIXED|MAYMOVE|DONTUNMAP) from
-          the next VMA, is not possible here (no DONTUNMAP), and a page
-          moved in by mremap would not merge back: the model keeps a moved
-          VMA's pgoff even when it was never faulted (Linux's copy_vma()
-          gives such a VMA the pgoff of its new address)
+          the next VMA, is not possible here (no DONTUNMAP)
   move    mremap(FIXED|MAYMOVE) the middle page out to a free address above
           the region and back (a real, temporary hole; mremap moves)
 
