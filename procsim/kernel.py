@@ -26,10 +26,10 @@ from procsim.mm.pagetable import PAGE_SIZE, PTE_PRESENT, pte_pfn
 from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
-                            MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT, VM_DONTDUMP,
+                            MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT,
                             VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYEXEC,
                             VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
-                            VM_SHARED, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, prot_to_vm)
+                            VM_SHARED, VM_VVAR, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, prot_to_vm)
 from procsim.sched import NSEC, Sched
 from procsim.task import PF_FORKNOEXEC, PF_KTHREAD, PF_RANDOMIZE, Cred, Task, ThreadGroup
 from procsim.vfs import VFS
@@ -385,9 +385,8 @@ class Kernel:
         mm.start_brk = mm.brk = end_data + (rng.randrange(1 << 13) << 12)
         load_elf(LDSO, None)
         vdso = mm.get_unmapped_area(8 * PAGE_SIZE)
-        vvar = VM_READ | VM_MAYREAD | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP
-        mm.map_region(vdso, vdso + 4 * PAGE_SIZE, vvar, special="[vvar]")
-        mm.map_region(vdso + 4 * PAGE_SIZE, vdso + 6 * PAGE_SIZE, vvar, special="[vvar_vclock]")
+        mm.map_region(vdso, vdso + 4 * PAGE_SIZE, VM_VVAR, special="[vvar]")
+        mm.map_region(vdso + 4 * PAGE_SIZE, vdso + 6 * PAGE_SIZE, VM_VVAR, special="[vvar_vclock]")
         mm.map_region(vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, rx | VM_DONTEXPAND, special="[vdso]")
         mm.fault(vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, False, self.vdso_pages)
         _, _, _, libc_end = load_elf(LIBC, None)
