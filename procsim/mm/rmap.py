@@ -24,10 +24,11 @@ import itertools
 import numpy as np
 
 from procsim.mm import memory as M
-from procsim.mm.pagetable import (PAGE_SHIFT, PMD_SHIFT, PTE_ACCESSED, PTE_PRESENT, PTRS_PER_TABLE,
+from procsim.mm.pagetable import (PAGE_SHIFT, PMD_SHIFT, POOL_ROWS, PTE_ACCESSED, PTE_PRESENT, PTRS_PER_TABLE,
                                   PageTable, pte_pfn)
 
 _ids = itertools.count(1)
+_YOUNG = PTE_PRESENT | PTE_ACCESSED
 
 
 def new_mapping_id() -> int:
@@ -84,6 +85,20 @@ def _vma_ids(v) -> list[int]:
     return ids
 
 
+def _candidates(mem: M.MemMap) -> dict[int, list]:
+    """mapping id -> the (mm, VMA) pairs that may map its pages."""
+    out: dict[int, list] = {}
+    for mm in list(mem.mms):
+        if not mm.mm_id:
+            continue  # torn down
+        for v in mm.vmas:
+            if v.special is not None or v.is_hugetlb:
+                continue
+            for i in _vma_ids(v):
+                out.setdefault(i, []).append((mm, v))
+    return out
+
+
 def clear_young(mem: M.MemMap, heads: np.ndarray) -> np.ndarray:
     """page_idle_clear_pte_refs() for the folios with head PFNs `heads`:
     walk every PTE (or huge PMD) that maps each, clear its accessed bit,
@@ -94,27 +109,27 @@ def clear_young(mem: M.MemMap, heads: np.ndarray) -> np.ndarray:
     mapping = mem.rmap_mapping[heads]
     index = mem.rmap_index[heads]
     nr = np.int64(1) << mem.order[heads].astype(np.int64)
-    live = mapping != 0
-    if not live.any():
+    ids = np.unique(mapping[mapping != 0]).tolist()
+    if not ids:
         return young
-    for mm in list(mem.mms):
-        if not mm.mm_id:
-            continue  # torn down
-        for v in mm.vmas:
-            ids = _vma_ids(v)
-            if not ids or v.special is not None or v.is_hugetlb:
-                continue
-            sel = live & np.isin(mapping, ids) & (index < v.pgoff + v.npages) & (index + nr > v.pgoff)
+    cands = _candidates(mem)
+    for mid in ids:
+        of = mapping == mid
+        for mm, v in cands.get(mid, ()):
+            sel = of & (index < v.pgoff + v.npages) & (index + nr > v.pgoff)
             if not sel.any():
                 continue
             f = np.flatnonzero(sel)
             # every page of each folio: pfn head + j at index + j
             cnt = nr[f]
-            rep = np.repeat(f, cnt)
-            j = np.arange(len(rep), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-            idx = index[rep] + j
-            inside = (idx >= v.pgoff) & (idx < v.pgoff + v.npages)
-            rep, j, idx = rep[inside], j[inside], idx[inside]
+            if (cnt == 1).all():
+                rep, j, idx = f, np.zeros(len(f), np.int64), index[f]
+            else:
+                rep = np.repeat(f, cnt)
+                j = np.arange(len(rep), dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+                idx = index[rep] + j
+                inside = (idx >= v.pgoff) & (idx < v.pgoff + v.npages)
+                rep, j, idx = rep[inside], j[inside], idx[inside]
             vas = v.start + ((idx - v.pgoff) << PAGE_SHIFT)
             hit = test_clear_young_ptes(mm.pgtable, vas, heads[rep] + j)
             young[rep[hit]] = True
@@ -124,27 +139,29 @@ def clear_young(mem: M.MemMap, heads: np.ndarray) -> np.ndarray:
 def test_clear_young_ptes(pt: PageTable, vas: np.ndarray, pfns: np.ndarray) -> np.ndarray:
     """ptep_clear_young_notify() at each address whose PTE maps the expected
     PFN (pmdp_clear_young_notify() for a huge PMD: one bit for all 512).
-    Returns, per address, whether the bit was set."""
+    Returns, per address, whether the bit was set. The entries of all the
+    tables are gathered at once from the table pool."""
     out = np.zeros(len(vas), bool)
-    order = np.argsort(vas, kind="stable")
-    vas, pfns = vas[order], pfns[order]
+    tables = pt.tables
     pmd = vas >> PMD_SHIFT
-    cut = np.flatnonzero(np.diff(pmd)) + 1
-    los = np.concatenate(([0], cut)).tolist()
-    his = np.concatenate((cut, [len(vas)])).tolist()
-    for lo, hi, i in zip(los, his, pmd[los].tolist()):
-        t = pt.tables.get(i)
-        if t is None:
-            continue
-        off = (vas[lo:hi] >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
-        e = t[off]
-        match = ((e & PTE_PRESENT) != 0) & (pte_pfn(e) == pfns[lo:hi])
-        acc = match & ((e & PTE_ACCESSED) != 0)
+    rows = tables.rows
+    upmd, inv = np.unique(pmd, return_inverse=True)
+    g = np.array([rows.get(i, -1) for i in upmd.tolist()], np.int64)[inv]
+    off = (vas >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
+    block = g // POOL_ROWS
+    huge = set(pt.huge) if pt.huge else ()
+    for b in np.unique(block[g >= 0]).tolist():
+        sel = np.flatnonzero(block == b)
+        flat = (g[sel] % POOL_ROWS) * PTRS_PER_TABLE + off[sel]
+        arr = tables.blocks[b].reshape(-1)
+        e = arr[flat]
+        acc = ((e & _YOUNG) == _YOUNG) & (pte_pfn(e) == pfns[sel])
         if not acc.any():
             continue
-        out[order[lo:hi][acc]] = True
-        if i in pt.huge:
-            t &= ~PTE_ACCESSED
-        else:
-            t[off[acc]] &= ~PTE_ACCESSED
+        out[sel[acc]] = True
+        arr[flat[acc]] = e[acc] & ~PTE_ACCESSED
+    if huge:
+        for i in set(pmd[out].tolist()) & huge:
+            t = tables[i]
+            t &= ~PTE_ACCESSED  # the huge PMD's one bit, in all its copies
     return out
