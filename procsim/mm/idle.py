@@ -37,7 +37,8 @@ def idle_read(pt: PageTable, start: int, end: int) -> np.ndarray:
     """Test and clear the accessed bits of [start, end) (multiples of 8
     pages): the idle bits packed little-endian, 1 = idle (not present, a
     hole, or not accessed since the last scan), as uint8. Every
-    upper-level entry examined is left old."""
+    upper-level entry the range covers whole is left old; a huge leaf
+    entry has one bit, cleared however much of it the range covers."""
     n = (end - start) >> PAGE_SHIFT
     lo_pmd, hi_pmd = start >> PMD_SHIFT, ((end - 1) >> PMD_SHIFT) + 1
     # 64 bytes (512 bits) per PMD of the 2 MiB-aligned window, all idle
@@ -66,6 +67,22 @@ def idle_read(pt: PageTable, start: int, end: int) -> np.ndarray:
     if leaf:
         leafset = set(leaf)
         young = [i for i in young if i not in leafset]
+    # a PTE table the range covers only in part: only its entries in the
+    # range are tested and cleared, and its PMD stays young
+    c0 = (start >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
+    c1 = ((end - 1) >> PAGE_SHIFT & (PTRS_PER_TABLE - 1)) + 1
+    part = {i: (c0 if i == lo_pmd else 0, c1 if i == hi_pmd - 1 else PTRS_PER_TABLE)
+            for i in (lo_pmd, hi_pmd - 1) if young and i in (young[0], young[-1])}
+    part = {i: c for i, c in part.items() if c != (0, PTRS_PER_TABLE)}
+    for i, (a, b) in part.items():
+        sub = tables[i][a:b]
+        acc = (sub & _YOUNG) == _YOUNG
+        if acc.any():
+            packed[i - lo_pmd, a >> 3: b >> 3] = np.packbits(~acc, bitorder="little")
+            sub[acc] &= _NOT_A
+        steps += b - a + 1
+    if part:
+        young = [i for i in young if i not in part]
     if young:
         # descend: 512 PTEs per table, a run of consecutive pool rows at once
         rows = tables.rows

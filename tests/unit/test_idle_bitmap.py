@@ -162,6 +162,17 @@ def test_an_idle_pmd_is_skipped_without_its_ptes(fs, p):
     assert pt.walk_steps - steps == 1
 
 
+def test_a_partial_read_keeps_the_rest_of_the_table(k, fs, p):
+    """A read of one word tests and clears only its 64 pages: an access
+    elsewhere in the same PTE table is still reported by a later read."""
+    k.mmap(p, 128 * PAGE, RW, ANON | MAP_FIXED, VA)
+    k.access(p, VA + PAGE * np.array([1, 100]), write=True)
+    h = idle_file(fs, p)
+    assert words(h.read(8, OFF)) == [bits(1)]
+    assert words(h.read(8, OFF + 8)) == [bits(100 - 64)]
+    assert words(h.read(16, OFF)) == [ONES, ONES]
+
+
 def test_writes_or_in_idle_bits(k, fs, p):
     """A 1 bit clears that page's accessed bit, a 0 bit leaves it."""
     k.mmap(p, 64 * PAGE, RW, ANON | MAP_FIXED, VA)

@@ -87,10 +87,20 @@ class IdleMachine(KernelMachine):
                 lo = max(h << PMD_SHIFT, start)
                 hi = min((h + 1) << PMD_SHIFT, end)
                 acc[(lo - start) >> PAGE_SHIFT: (hi - start) >> PAGE_SHIFT] = True
+        # the rest of the PTE tables the range touches must keep their bits
+        # (huge PMDs excepted: one bit for all 512 entries)
+        wlo, whi = start & ~((1 << PMD_SHIFT) - 1), -(-end >> PMD_SHIFT) << PMD_SHIFT
+        before = pt.read(wlo, whi)
         with self.k.lock:
             got = idle.idle_read(pt, start, end)
         assert np.array_equal(np.unpackbits(got, bitorder="little").astype(bool), ~acc)
         assert not ((pt.read(start, end) & PTE_ACCESSED) != 0).any()
+        after = pt.read(wlo, whi)
+        outside = np.ones(len(before), bool)
+        outside[(start - wlo) >> PAGE_SHIFT: (end - wlo) >> PAGE_SHIFT] = False
+        for h in pt.huge_in(wlo, whi):
+            outside[((h << PMD_SHIFT) - wlo) >> PAGE_SHIFT: (((h + 1) << PMD_SHIFT) - wlo) >> PAGE_SHIFT] = False
+        assert np.array_equal(before[outside], after[outside]), "a read changed entries outside its range"
 
     @rule(i=idx, j=idx)
     def page_idle_write(self, i, j):
