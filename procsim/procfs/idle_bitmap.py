@@ -53,6 +53,7 @@ def pid_read(ctx: Ctx, size: int, offset: int) -> bytes:
         return b""
     hi = min(hi, offset + READ_MAX)
     out = idle.idle_read(mm.pgtable, offset * VA_PER_BYTE, hi * VA_PER_BYTE)
+    ctx.kernel.generation += 1  # the read cleared accessed bits: renders of before are stale
     if hi == IDLE_BITMAP_END:
         out[-1] &= 0x7F  # the page at TASK_SIZE: no page, as past max_pfn
     return out.tobytes()
@@ -92,6 +93,7 @@ def global_read(ctx: Ctx, size: int, offset: int) -> bytes:
     bits = np.zeros(end - pfn, bool)  # past max_pfn: no page, 0
     top = min(end, max_pfn)
     bits[: top - pfn] = idle.page_idle_read(mem, pfn, top)
+    ctx.kernel.generation += 1  # accessed bits and idle flags changed
     return _pack(bits)
 
 

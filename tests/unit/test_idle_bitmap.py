@@ -173,6 +173,22 @@ def test_a_partial_read_keeps_the_rest_of_the_table(k, fs, p):
     assert words(h.read(16, OFF)) == [ONES, ONES]
 
 
+def test_a_read_is_seen_by_files_rendered_before(k, fs, p):
+    """smaps_rollup rendered before an idle_bitmap read (and cached) must
+    not be served after it: the read cleared the accessed bits behind
+    Referenced."""
+    k.mmap(p, 4 * PAGE, RW, ANON | MAP_FIXED, VA)
+    k.touch(p, VA, 4 * PAGE)
+
+    def referenced() -> int:
+        text = fs.open(f"/proc/{p}/smaps_rollup", os.O_RDONLY, ROOT).read(1 << 20, 0).decode()
+        return int(next(line for line in text.splitlines() if line.startswith("Referenced:")).split()[1])
+
+    before = referenced()
+    idle_file(fs, p).read(8, OFF)
+    assert referenced() == before - 16
+
+
 def test_writes_or_in_idle_bits(k, fs, p):
     """A 1 bit clears that page's accessed bit, a 0 bit leaves it."""
     k.mmap(p, 64 * PAGE, RW, ANON | MAP_FIXED, VA)
