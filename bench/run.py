@@ -469,7 +469,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="server runs per micro-benchmark (default 3)")
     ap.add_argument("--only", default="status,scan,ps,memory,mmfiles,procmap",
-                    help="comma-separated subset; `writer` (about 2 min) and `idle` (1 TiB: about 8 min, "
+                    help="comma-separated subset; `writer` (about 2 min) and `idle` (1 TiB: about 3.5 min, "
                          "8 GiB of RAM; 16 GiB with --quick) only when asked for")
     ap.add_argument("--idle-gib", type=int, default=1024, help="GiB the idle benchmark touches (default 1 TiB)")
     ap.add_argument("--clock", default="manual", choices=("manual", "wall"), help="mount clock (default manual)")
