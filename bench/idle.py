@@ -338,7 +338,7 @@ def report(r: dict) -> list[str]:
         L.append(f"   extrapolated linearly to 1 TiB (x{k:.0f}; measured at {size / GiB:.0f} GiB): "
                  f"per-process read {r['pid_ws_s'] * k:.1f} s (10% ws) / {r['pid_all_s'] * k:.1f} s (all), "
                  f"daemon RSS {(r['rss_before'] + r['bytes_per_page'] * (TiB // PAGE)) / GiB:.1f} GiB "
-                 f"(an overestimate: the small run's fixed costs counted per page; 1 TiB measured: 30.2 B/page)")
+                 f"(an overestimate: the small run's fixed costs counted per page)")
     if "resv_walk_s" in r:
         L.append(f"   empty {RESV_LEN / TiB:.0f} TiB reservation: daemon-side walk {r['resv_walk_s']:.3f} s, "
                  f"{r['resv_steps']} walk steps; reading a 1 TiB slice through the mount (32 MiB of ones) "
