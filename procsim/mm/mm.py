@@ -23,6 +23,7 @@ from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PT
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO,
                             VM_LOCKED, VM_PFNMAP, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
                             VM_READ, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA, File)
+from procsim.mm.counter_tree import RssStat
 from procsim.mm.mmap_lock import MmapLock, mmap_write_lock, vma_start_write
 from procsim.mm.vmatree import VMATree
 
@@ -74,7 +75,9 @@ class MM:
         self.mmap_base = mmap_base
         self.total_vm = self.hiwater_vm = 0
         self.locked_vm = self.pinned_vm = self.data_vm = self.exec_vm = self.stack_vm = 0
-        self.rss = [0, 0, 0, 0]
+        # per-CPU counter trees (or flat percpu_counters): adds go to rss.cpu,
+        # the CPU of the task the kernel is running this mm's code for
+        self.rss = RssStat.for_mem(mem)
         self.hiwater_rss = 0
         self.hugetlb_usage = 0   # pages (4 KiB) of hugetlb pages mapped (status HugetlbPages)
         self.hugetlb_data_vm = 0  # the part of data_vm that is private writable hugetlb (not committed)
@@ -119,7 +122,8 @@ class MM:
 
     @property
     def rss_pages(self) -> int:
-        return self.rss[MM_FILEPAGES] + self.rss[MM_ANONPAGES] + self.rss[MM_SHMEMPAGES]
+        """get_mm_rss_sum(): the precise sum, as /proc shows it."""
+        return self.rss.rss_precise()
 
     def update_hiwater_rss(self) -> None:
         self.hiwater_rss = max(self.hiwater_rss, self.rss_pages)
@@ -375,7 +379,7 @@ class MM:
             swp = is_swap_pte(sl)
             if swp.any():
                 mem.swap.free(swp_offset(sl[swp]))
-                self.rss[MM_SWAPENTS] -= int(swp.sum())
+                self.rss.add(MM_SWAPENTS, -int(swp.sum()))
                 sl[swp] = 0
             present = np.nonzero(sl & PTE_PRESENT)[0]
             if not len(present):
@@ -472,7 +476,7 @@ class MM:
         swp = is_swap_pte(ptes)
         if swp.any():
             self.mem.swap.free(swp_offset(ptes[swp]))
-            self.rss[MM_SWAPENTS] -= int(swp.sum())
+            self.rss.add(MM_SWAPENTS, -int(swp.sum()))
             ptes = ptes[~swp]
         pfns = pte_pfn(ptes)
         pfns = pfns[pfns != ZERO_PFN]
@@ -483,9 +487,9 @@ class MM:
         anon = (fl & M.PG_ANON) != 0
         shmem = (fl & M.PG_SHMEM) != 0
         special = (fl & M.PG_RESERVED) != 0
-        self.rss[MM_ANONPAGES] -= int(anon.sum())
-        self.rss[MM_SHMEMPAGES] -= int(shmem.sum())
-        self.rss[MM_FILEPAGES] -= int(len(pfns) - anon.sum() - shmem.sum() - (special.sum() if pfnmap else 0))
+        self.rss.add(MM_ANONPAGES, -int(anon.sum()))
+        self.rss.add(MM_SHMEMPAGES, -int(shmem.sum()))
+        self.rss.add(MM_FILEPAGES, -int(len(pfns) - anon.sum() - shmem.sum() - (special.sum() if pfnmap else 0)))
         counted = pfns[~special]
         mem.unmap_pages(counted, self.mm_id)
         return len(pfns) + nhuge
@@ -520,7 +524,7 @@ class MM:
                 del self.pgtable.tables[idx]
                 self.pgtable.huge.discard(idx)
                 self.mem.unmap_pmd(head, self.mm_id)
-                self.rss[MM_ANONPAGES] -= PTRS_PER_TABLE
+                self.rss.add(MM_ANONPAGES, -PTRS_PER_TABLE)
                 n += PTRS_PER_TABLE
             else:
                 self.split_huge_pmd(idx)
@@ -554,7 +558,7 @@ class MM:
                     pt.tables[idx] = mk_pte(np.arange(head, head + PTRS_PER_TABLE, dtype=np.int64), True, True)
                     pt.huge.add(idx)
                     mem.map_pmd(head, self.mm_id)
-                    self.rss[MM_ANONPAGES] += PTRS_PER_TABLE
+                    self.rss.add(MM_ANONPAGES, PTRS_PER_TABLE)
                     v.anon_vma = v.anon_vma or object()
                     mem.thp_fault_alloc += 1
                     faults += 1
@@ -588,7 +592,7 @@ class MM:
                 pfns.append(p)
             allp = np.concatenate(pfns)
             mem.map_pages(allp, self.mm_id)
-            self.rss[MM_ANONPAGES] += len(allp)
+            self.rss.add(MM_ANONPAGES, len(allp))
             v.anon_vma = v.anon_vma or object()
             faults += len(got)
         return faults
@@ -633,7 +637,15 @@ class MM:
     def fault(self, start: int, end: int, write: bool, special_pages: np.ndarray | None = None) -> int:
         """Touch every page of [start, end) (reads or writes); returns the number
         of page faults taken. EFAULT if a page is unmapped or not permitted."""
+        self.check_fault(start, end, write)
         faults = 0
+        for v in self.vmas.overlapping(start, end):
+            faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
+        return faults
+
+    def check_fault(self, start: int, end: int, write: bool) -> None:
+        """What fault() checks before it changes anything: EFAULT if a page
+        of [start, end) is unmapped or not permitted."""
         addr = start
         for v in self.vmas.overlapping(start, end):
             if v.start > addr:
@@ -647,9 +659,6 @@ class MM:
         if addr < end:
             raise MMError(errno.EFAULT, f"no mapping at {addr:#x}")
         self._hugetlb_fault_check(start, end, write)
-        for v in self.vmas.overlapping(start, end):
-            faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
-        return faults
 
     def _fault_vma(self, v: VMA, lo: int, hi: int, write: bool, special_pages) -> int:
         if v.is_hugetlb:
@@ -682,14 +691,14 @@ class MM:
                 pfns = special_pages[(vi + v.pgoff) % len(special_pages)]
                 ptes[mi] = mk_pte(pfns, False, False)
                 if not v.flags & VM_PFNMAP:  # vmf_insert_pfn() (vvar) charges no RSS
-                    self.rss[MM_FILEPAGES] += nmiss
+                    self.rss.add(MM_FILEPAGES, nmiss)
             elif v.file is None:
                 if write:
                     pfns = mem.alloc(nmiss, ANON_NEW)
                     v.anon_vma = v.anon_vma or object()  # anon_vma_prepare()
                     mem.map_pages(pfns, self.mm_id)
                     ptes[mi] = mk_pte(pfns, True, True)
-                    self.rss[MM_ANONPAGES] += nmiss
+                    self.rss.add(MM_ANONPAGES, nmiss)
                 else:
                     ptes[mi] = mk_pte(np.full(nmiss, ZERO_PFN), False, False)
             else:
@@ -700,12 +709,12 @@ class MM:
                     v.anon_vma = v.anon_vma or object()
                     mem.map_pages(pfns, self.mm_id)
                     ptes[mi] = mk_pte(pfns, True, True)
-                    self.rss[MM_ANONPAGES] += nmiss
+                    self.rss.add(MM_ANONPAGES, nmiss)
                 else:
                     mem.map_pages(pfns, self.mm_id)
                     rw = shared and bool(v.flags & VM_WRITE)
                     ptes[mi] = mk_pte(pfns, rw, write and shared)
-                    self.rss[MM_SHMEMPAGES if v.file.shmem else MM_FILEPAGES] += nmiss
+                    self.rss.add(MM_SHMEMPAGES if v.file.shmem else MM_FILEPAGES, nmiss)
                     if write:
                         mem.flags[pfns] |= M.PG_DIRTY
         if write:
@@ -747,8 +756,8 @@ class MM:
         new = mk_pte(pfns, bool(v.flags & VM_WRITE), write)
         new[(ents & PTE_SOFT_DIRTY) != 0] |= PTE_SOFT_DIRTY
         ptes[sel] = new
-        self.rss[MM_SWAPENTS] -= n
-        self.rss[MM_ANONPAGES] += n
+        self.rss.add(MM_SWAPENTS, -n)
+        self.rss.add(MM_ANONPAGES, n)
         self.nr_major += n
         v.anon_vma = v.anon_vma or object()
         return n
@@ -783,8 +792,8 @@ class MM:
             v.anon_vma = v.anon_vma or object()
             out[copy] = mk_pte(new, True, True)
             nfile = int(was_file.sum())
-            self.rss[MM_FILEPAGES] -= nfile
-            self.rss[MM_ANONPAGES] += nfile + int((old == ZERO_PFN).sum())
+            self.rss.add(MM_FILEPAGES, -nfile)
+            self.rss.add(MM_ANONPAGES, nfile + int((old == ZERO_PFN).sum()))
         return out
 
     def _cache_pages(self, file: File, pgoffs: np.ndarray) -> np.ndarray:
@@ -844,7 +853,7 @@ class MM:
                     drop = lazy & ~dirty
                     sl[pres[drop]] = 0
                     mem.unmap_pages(pfns[drop], self.mm_id)
-                    self.rss[MM_ANONPAGES] -= int(drop.sum())
+                    self.rss.add(MM_ANONPAGES, -int(drop.sum()))
                     cand &= ~lazy
                 ci = np.nonzero(cand)[0]
                 slots = swap.alloc(len(ci))
@@ -854,8 +863,8 @@ class MM:
                 old = sl[pres[ci]]
                 sl[pres[ci]] = swp_entry_pte(slots, (old & PTE_SOFT_DIRTY) != 0)
                 mem.unmap_pages(pfns[ci], self.mm_id)
-                self.rss[MM_ANONPAGES] -= len(slots)
-                self.rss[MM_SWAPENTS] += len(slots)
+                self.rss.add(MM_ANONPAGES, -len(slots))
+                self.rss.add(MM_SWAPENTS, len(slots))
                 swap.pswpout += len(slots)
                 out += len(slots)
         return out
@@ -999,6 +1008,7 @@ class MM:
     def dup(self, mmap_base: int) -> "MM":
         """dup_mm: copy VMAs; share pages copy-on-write."""
         child = MM(self.mem, mmap_base)
+        child.rss.cpu = self.rss.cpu  # add_mm_rss_vec() runs on the forking task's CPU
         for name in ("total_vm", "hiwater_vm", "locked_vm", "data_vm", "hugetlb_data_vm", "exec_vm", "stack_vm",
                      "start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
                      "start_stack", "arg_start", "arg_end", "env_start", "env_end"):
@@ -1034,7 +1044,7 @@ class MM:
             if swp.any():
                 # copy_nonpresent_pte(): swap_duplicate() per entry
                 self.mem.swap.duplicate(swp_offset(ptes[swp]))
-                child.rss[MM_SWAPENTS] += int(swp.sum())
+                child.rss.add(MM_SWAPENTS, int(swp.sum()))
             if not v.flags & VM_MAYSHARE:
                 ptes[present] &= ~PTE_RW
                 self.pgtable.write(v.start, ptes)
@@ -1055,9 +1065,9 @@ class MM:
                 self.mem.map_pmd(self._huge_head(idx), child.mm_id)
             anon = real & ((fl & M.PG_ANON) != 0)
             shm = real & ((fl & M.PG_SHMEM) != 0)
-            child.rss[MM_ANONPAGES] += int(anon.sum())
-            child.rss[MM_SHMEMPAGES] += int(shm.sum())
-            child.rss[MM_FILEPAGES] += int(real.sum() - anon.sum() - shm.sum())
+            child.rss.add(MM_ANONPAGES, int(anon.sum()))
+            child.rss.add(MM_SHMEMPAGES, int(shm.sum()))
+            child.rss.add(MM_FILEPAGES, int(real.sum() - anon.sum() - shm.sum()))
         child.hiwater_rss = child.rss_pages
         child.vmas.publish()
         return child
