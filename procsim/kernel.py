@@ -1048,6 +1048,8 @@ class Kernel:
                 raise
             oom.kill_current = False
             self.kill(t.tgid, 9)
+            if oom.events:
+                oom.events[-1].free_after = self.mem.nr_free
             raise _err(errno.ENOMEM, f"out of memory: the OOM killer killed {t.tgid} ({t.comm}) itself") from None
         finally:
             oom.current = prev
