@@ -106,6 +106,12 @@ class TreeShape:
     def precise(self, pcpu: np.ndarray, items: np.ndarray, k: int) -> int:
         return int(pcpu[k].sum(dtype=np.int64))
 
+    def approx_all(self, pcpu: np.ndarray, items: np.ndarray) -> list[int]:
+        return (items[:, self.root] if self.levels else pcpu[:, 0]).tolist()
+
+    def precise_all(self, pcpu: np.ndarray, items: np.ndarray) -> list[int]:
+        return pcpu.sum(axis=1, dtype=np.int64).tolist()
+
     def set(self, pcpu: np.ndarray, items: np.ndarray, k: int, v: int) -> int:
         """percpu_counter_tree_set(): returns the new bias (v - sum of level 0)."""
         return v - self.precise(pcpu, items, k)
@@ -142,6 +148,12 @@ class FlatShape:
 
     def precise(self, pcpu: np.ndarray, items: np.ndarray, k: int) -> int:
         return int(items[k, 0]) + int(pcpu[k].sum(dtype=np.int64))
+
+    def approx_all(self, pcpu: np.ndarray, items: np.ndarray) -> list[int]:
+        return items[:, 0].tolist()
+
+    def precise_all(self, pcpu: np.ndarray, items: np.ndarray) -> list[int]:
+        return (items[:, 0] + pcpu.sum(axis=1, dtype=np.int64)).tolist()
 
     def set(self, pcpu: np.ndarray, items: np.ndarray, k: int, v: int) -> int:
         """percpu_counter_set(): every residue to 0, the count to v (no bias)."""
@@ -194,6 +206,14 @@ class Counters:
     def precise(self, k: int) -> int:
         """percpu_counter_tree_precise_sum(): a walk over every CPU."""
         return self.shape.precise(self.pcpu, self.items, k) + self.bias[k]
+
+    def approx_all(self) -> list[int]:
+        """Every counter's approximate sum (one read of each root)."""
+        return [a + b for a, b in zip(self.shape.approx_all(self.pcpu, self.items), self.bias)]
+
+    def precise_all(self) -> list[int]:
+        """Every counter's precise sum (one walk over the CPUs for all of them)."""
+        return [a + b for a, b in zip(self.shape.precise_all(self.pcpu, self.items), self.bias)]
 
     def approx_positive(self, k: int) -> int:
         return max(0, self.approx(k))

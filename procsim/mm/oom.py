@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from procsim.mm.counter_tree import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, NR_MM_COUNTERS
+from procsim.mm.counter_tree import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
 from procsim.mm.pagetable import PAGE_SIZE
 from procsim.task import PF_KTHREAD, Task, ThreadGroup
 
@@ -63,37 +63,50 @@ def _pgtable_pages(tg: ThreadGroup) -> int:
     return tg.mm.pgtable.pgtables_bytes() // PAGE_SIZE
 
 
+def _base(tg: ThreadGroup, totalpages: int) -> int | None:
+    """The part of oom_badness() that is not RSS: page-table pages and
+    oom_score_adj in thousandths of totalpages; None when the process must
+    never be chosen (unkillable, no mm, adj -1000: LONG_MIN)."""
+    if oom_unkillable(tg) or tg.mm is None:
+        return None
+    adj = tg.oom_score_adj
+    if adj == OOM_SCORE_ADJ_MIN:
+        return None
+    return _pgtable_pages(tg) + adj * (totalpages // 1000)
+
+
+def _rss_precise(tg: ThreadGroup) -> int:
+    """get_mm_rss_sum() + the swap entries: every counter precise, clamped at 0."""
+    return sum(max(0, v) for v in tg.mm.rss.precise_all())
+
+
+def _rss_bounds(tg: ThreadGroup) -> tuple[int, int]:
+    """Bounds of _rss_precise() from the approximate sums: each counter's
+    precise value is within [approx - over, approx + under], and at least 0."""
+    r = tg.mm.rss
+    over, under = r.shape.over, r.shape.under
+    lo = hi = 0
+    for a in r.approx_all():
+        lo += max(0, a - over)
+        hi += max(0, a + under)
+    return lo, hi
+
+
 def oom_badness(tg: ThreadGroup, totalpages: int) -> int:
     """oom_badness(): rss + swap entries + page-table pages (precise sums,
     get_mm_rss_sum), plus oom_score_adj in thousandths of totalpages;
     LONG_MIN for what must never be chosen (unkillable, no mm, adj -1000)."""
-    if oom_unkillable(tg) or tg.mm is None:
-        return LONG_MIN
-    adj = tg.oom_score_adj
-    if adj == OOM_SCORE_ADJ_MIN:
-        return LONG_MIN
-    r = tg.mm.rss
-    points = r.rss_precise() + r.precise_positive(MM_SWAPENTS) + _pgtable_pages(tg)
-    return points + adj * (totalpages // 1000)
+    base = _base(tg, totalpages)
+    return LONG_MIN if base is None else _rss_precise(tg) + base
 
 
 def badness_bounds(tg: ThreadGroup, totalpages: int) -> tuple[int, int] | None:
-    """Pass 1: bounds of oom_badness() from the approximate sums (each
-    counter's precise value is within [approx - over, approx + under], and
-    at least 0); None when the process is not eligible."""
-    if oom_unkillable(tg) or tg.mm is None:
+    """Pass 1: bounds of oom_badness() from the approximate sums; None when
+    the process is not eligible."""
+    base = _base(tg, totalpages)
+    if base is None:
         return None
-    adj = tg.oom_score_adj
-    if adj == OOM_SCORE_ADJ_MIN:
-        return None
-    r = tg.mm.rss
-    over, under = r.shape.over, r.shape.under
-    lo = hi = 0
-    for k in range(NR_MM_COUNTERS):
-        a = r.approx(k)
-        lo += max(0, a - over)
-        hi += max(0, a + under)
-    base = _pgtable_pages(tg) + adj * (totalpages // 1000)
+    lo, hi = _rss_bounds(tg)
     return lo + base, hi + base
 
 
@@ -169,9 +182,10 @@ def select_bad_process(groups: Iterable[ThreadGroup], totalpages: int, two_pass:
     cands: list[Candidate] = []
     if not two_pass:
         for tg in groups:
-            p = oom_badness(tg, totalpages)
-            if p == LONG_MIN:
+            base = _base(tg, totalpages)
+            if base is None:
                 continue
+            p = _rss_precise(tg) + base
             evals += 1
             if record:
                 cands.append(Candidate(tg.tgid, tg.leader.comm, tg.oom_score_adj, p, p, p))
@@ -181,16 +195,18 @@ def select_bad_process(groups: Iterable[ThreadGroup], totalpages: int, two_pass:
     eligible = []
     best_lo = LONG_MIN
     for tg in groups:
-        b = badness_bounds(tg, totalpages)
-        if b is None:
+        base = _base(tg, totalpages)   # mm_pgtables_bytes() and the adj: read once
+        if base is None:
             continue
-        eligible.append((tg, b[0], b[1]))
-        if b[0] > best_lo:
-            best_lo = b[0]
-    for tg, lo, hi in eligible:
+        lo, hi = _rss_bounds(tg)
+        lo += base
+        eligible.append((tg, base, lo, hi + base))
+        if lo > best_lo:
+            best_lo = lo
+    for tg, base, lo, hi in eligible:
         p = None
         if hi >= best_lo:
-            p = oom_badness(tg, totalpages)
+            p = _rss_precise(tg) + base
             evals += 1
             if p >= chosen_points:
                 chosen, chosen_points = tg, p
