@@ -338,8 +338,9 @@ class RssStat(Counters):
         return f"RssStat({list(self)}, approx={[self.approx(k) for k in range(NR_MM_COUNTERS)]})"
 
     def rss_precise(self) -> int:
-        """get_mm_rss_sum(): file + anon + shmem, precise."""
-        return self[MM_FILEPAGES] + self[MM_ANONPAGES] + self[MM_SHMEMPAGES]
+        """get_mm_rss_sum(): file + anon + shmem, precise (one walk over the CPUs)."""
+        v = self.precise_all()
+        return max(0, v[MM_FILEPAGES]) + max(0, v[MM_ANONPAGES]) + max(0, v[MM_SHMEMPAGES])
 
     def rss_approx(self) -> int:
         """get_mm_rss(): file + anon + shmem, each approximate and clamped at 0."""

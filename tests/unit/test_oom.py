@@ -368,9 +368,13 @@ def test_a_fault_that_cannot_be_satisfied_kills_the_biggest_process():
     guarded = spawn_touched(k, 50, "guarded")
     k.groups[guarded].oom_score_adj = -1000
     free_before = meminfo_free_kb(k)
+    big_mm = k.groups[big].mm
     hog = k.spawn(["/usr/bin/hog"])
     a = execute(k, "mmap", {"pid": hog, "length": 1 << 30})
     n = execute(k, "touch", {"pid": hog, "addr": a, "length": 200 * MiB})
+    # check_mm() at teardown: every counter of the victim's mm back to exactly 0
+    assert big_mm.rss.precise_all() == [0, 0, 0, 0]
+    assert all(big_mm.rss.precise_compare_value(i, 0) == 0 for i in range(4))
     assert n == 200 * MiB // 4096                 # the allocation was retried and satisfied
     assert big not in k.groups and {small, mid, guarded, hog} <= set(k.groups)
     ev = k.oom.events[-1]
