@@ -677,6 +677,8 @@ class MM:
         swapped = is_swap_pte(ptes)
         if swapped.any():
             faults += self._swapin(v, ptes, swapped, write)
+            # an allocation below may fail (out of memory): keep the swap-ins whole
+            self.pgtable.write(lo, ptes)
         missing = ptes == 0
         nmiss = int(missing.sum())
         faults += nmiss
@@ -786,8 +788,8 @@ class MM:
             old = pfns[copy]
             was_file = (~anon[copy]) & (old != ZERO_PFN)
             real = old[old != ZERO_PFN]
+            new = mem.alloc(n, ANON_NEW)  # first: it may fail (out of memory) with nothing changed
             mem.unmap_pages(real, self.mm_id)
-            new = mem.alloc(n, ANON_NEW)
             mem.map_pages(new, self.mm_id)
             v.anon_vma = v.anon_vma or object()
             out[copy] = mk_pte(new, True, True)

@@ -429,3 +429,139 @@ def test_a_zombie_keeps_no_memory_and_is_never_chosen():
     assert k.groups[child].zombie
     sel = O.select_bad_process(list(k.groups.values()), O.total_pages(k), record=True)
     assert child not in {c.pid for c in sel.candidates} and sel.chosen.tgid == bash
+
+
+# -- OOM kills mid-fault leave a consistent world (the state machine's checks) ---------
+
+@st.composite
+def oom_worlds(draw):
+    return dict(
+        swap=draw(st.sampled_from([0, 8 << 20])),
+        thp=draw(st.sampled_from(["never", "always"])),
+        procs=draw(st.lists(st.tuples(st.integers(1, 3000),              # pages touched
+                                      st.sampled_from([0, 0, -1000, 500]),  # oom_score_adj
+                                      st.integers(0, 64),                 # pages paged out
+                                      st.booleans()),                     # forked from the previous one
+                            min_size=1, max_size=4)),
+        hog=draw(st.integers(2000, 20000)),
+        hog_adj=draw(st.sampled_from([0, -1000, 1000])),
+        reswap=draw(st.booleans()),
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(oom_worlds())
+def test_oom_kills_mid_fault_keep_the_world_consistent(w):
+    import test_kernel_state_machine as SM
+
+    def check_world(k: Kernel) -> None:
+        """The state machine's check_world() but for meminfo's MemTotal identity,
+        which cannot hold once user pages leave less than the kernel's own pools
+        (a fault with no victim to kill fills memory to the last frame)."""
+        mms = SM.live_mms(k)
+        tally: list = []
+        for mm in mms:
+            SM.check_mm(k, mm, tally)
+        maps = SM.check_memory(k, mms, tally)
+        SM.check_kpagecount(k, maps)
+        SM.check_swap(k, mms)
+        SM.check_hugetlb(k, mms)
+        SM.check_tasks(k)
+    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20,
+                            swap_bytes=w["swap"], thp_enabled=w["thp"]))
+    k.create_init()
+    k.kthread("kthreadd", pid=2)
+    prev = region = None
+    for pages, adj, out, forked in w["procs"]:
+        p = k.fork(prev) if forked and prev is not None else k.spawn(["/usr/bin/app"])
+        k.groups[p].oom_score_adj = adj
+        try:
+            a = execute(k, "mmap", {"pid": p, "length": pages * 4096})
+            execute(k, "touch", {"pid": p, "addr": a, "length": pages * 4096})
+            if out:
+                execute(k, "madvise", {"pid": p, "addr": a, "length": out * 4096, "advice": "pageout"})
+            region = (a, pages)
+        except CommandError as e:
+            assert e.errno == errno.ENOMEM
+        prev = p if p in k.groups else None
+        check_world(k)
+    try:
+        if w["reswap"] and prev is not None and region is not None:
+            # swap-ins and new pages in one fault: the last region grown by the hog's size
+            hog, (a, pages) = prev, region
+            k.groups[hog].oom_score_adj = w["hog_adj"]
+            a = execute(k, "mremap", {"pid": hog, "addr": a, "old_length": pages * 4096,
+                                      "new_length": (pages + w["hog"]) * 4096, "maymove": True})
+            length = (pages + w["hog"]) * 4096
+        else:
+            hog = k.spawn(["/usr/bin/hog"])
+            k.groups[hog].oom_score_adj = w["hog_adj"]
+            a = execute(k, "mmap", {"pid": hog, "length": w["hog"] * 4096})
+            length = w["hog"] * 4096
+        execute(k, "touch", {"pid": hog, "addr": a, "length": length})
+    except CommandError as e:
+        assert e.errno == errno.ENOMEM
+    check_world(k)
+    for ev in k.oom.events:
+        assert ev.victim is None or ev.victim.tgid not in k.groups or k.groups[ev.victim.tgid].zombie
+
+
+def test_swap_ins_then_out_of_memory_in_one_fault_stay_consistent():
+    """A fault that swaps pages in and then cannot get frames for new pages
+    (no victim) keeps the swap-ins: the swap entries used to stay in the page
+    table with their slots freed and RSS already counting the pages."""
+    import test_kernel_state_machine as SM
+    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20, swap_bytes=8 << 20,
+                            thp_enabled="never"))
+    k.create_init()
+    k.kthread("kthreadd", pid=2)
+    p = k.spawn(["/usr/bin/app"])
+    k.groups[p].oom_score_adj = -1000
+    a = execute(k, "mmap", {"pid": p, "length": 150 * 4096})
+    execute(k, "touch", {"pid": p, "addr": a, "length": 100 * 4096})
+    execute(k, "madvise", {"pid": p, "addr": a, "length": 50 * 4096, "advice": "pageout"})
+    h = k.spawn(["/usr/bin/hog"])
+    k.groups[h].oom_score_adj = -1000
+    fill = k.mem.nr_free - 70
+    b = execute(k, "mmap", {"pid": h, "length": fill * 4096})
+    execute(k, "touch", {"pid": h, "addr": b, "length": fill * 4096})
+    assert k.mem.nr_free == 70  # room for the 50 swap-ins, not for them and 50 new pages
+    with pytest.raises(CommandError) as e:
+        execute(k, "touch", {"pid": p, "addr": a, "length": 150 * 4096})
+    assert e.value.errno == errno.ENOMEM
+    mm = k.groups[p].mm
+    assert mm.rss[MM_SWAPENTS] == 0 and mm.swap_entries(a, a + 150 * 4096) == 0 and k.mem.swap.inuse_pages == 0
+    assert mm.rss[MM_ANONPAGES] >= 100 and mm.present_pages(a, a + 150 * 4096) == 100
+    mms = SM.live_mms(k)
+    tally: list = []
+    for m in mms:
+        SM.check_mm(k, m, tally)
+    SM.check_memory(k, mms, tally)
+    SM.check_swap(k, mms)
+
+
+def test_cow_fault_out_of_memory_changes_nothing():
+    """A write to copy-on-write pages that cannot get frames (no victim)
+    fails before the old pages lose their mapping: mapcounts stay right."""
+    import test_kernel_state_machine as SM
+    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20, thp_enabled="never"))
+    k.create_init()
+    k.kthread("kthreadd", pid=2)
+    p = k.spawn(["/usr/bin/app"])
+    k.groups[p].oom_score_adj = -1000
+    a = execute(k, "mmap", {"pid": p, "length": 100 * 4096})
+    execute(k, "touch", {"pid": p, "addr": a, "length": 100 * 4096})
+    child = k.fork(p)
+    h = k.spawn(["/usr/bin/hog"])
+    k.groups[h].oom_score_adj = -1000
+    fill = k.mem.nr_free - 50
+    b = execute(k, "mmap", {"pid": h, "length": fill * 4096})
+    execute(k, "touch", {"pid": h, "addr": b, "length": fill * 4096})
+    with pytest.raises(CommandError) as e:
+        execute(k, "touch", {"pid": p, "addr": a, "length": 100 * 4096})
+    assert e.value.errno == errno.ENOMEM and child in k.groups
+    mms = SM.live_mms(k)
+    tally: list = []
+    for m in mms:
+        SM.check_mm(k, m, tally)
+    SM.check_memory(k, mms, tally)
