@@ -10,11 +10,14 @@ each on a random CPU, toward a size drawn from a log-normal distribution
 (median 4,000 pages, a few processes of gigabytes). The same changes are
 replayed into flat percpu_counters so both kinds hold the same truth.
 
-Measured (each a median over `rounds` repetitions in this run):
+Measured (each a median over `rounds` repetitions in this run, at least 5
+for the selections):
   * victim selection, select_bad_process() over the 10,000: two passes
     (approximations prune, precise sums decide) vs one exhaustive scan of
     precise sums; with counter trees and with flat counters (whose wide
-    accuracy range prunes little). Also counted: precise evaluations and
+    accuracy range prunes less); the last process, the memory hog, at
+    16 GiB, at 2 GiB (above the others by less than 4 flat ranges) and
+    at an ordinary size (nothing stands out: little to prune). Also counted: precise evaluations and
     per-CPU counter slots read, the work that dominates in the kernel
     (a precise sum reads one per-CPU counter, one cache line, per CPU).
   * per-counter operations, tree vs flat: an add (random CPU, +-1..64
@@ -97,31 +100,43 @@ def _per_op(fn, n: int, rounds: int) -> float:
     return _median_time(lambda: fn(n), rounds) / n
 
 
+HOG_SIZES = (("hog 16 GiB", 4 << 20), ("hog 2 GiB", 512 << 10), ("no outlier", 4000))
+
+
 def bench_selection(k: Kernel, flats: list[RssStat], rounds: int) -> dict:
+    """Selection with the hog (the last process) at each size of HOG_SIZES:
+    far above everyone, above the rest by less than the flat counters'
+    accuracy range, and an ordinary process (nothing stands out)."""
     groups = list(k.groups.values())
     tp = O.total_pages(k)
     nr_cpus = k.config.nr_cpus
-    out = {}
-    trees = [g.mm.rss for g in groups if g.mm is not None]
     with_mm = [g for g in groups if g.mm is not None]
-    for kind in ("tree", "flat"):
-        if kind == "flat":
-            for g, f in zip(with_mm, flats):
-                g.mm.rss = f
-        row = {}
-        for mode, two in (("two_pass", True), ("exhaustive", False)):
-            sel = O.select_bad_process(groups, tp, two, record=False)
-            secs = _median_time(lambda: O.select_bad_process(groups, tp, two, record=False), rounds)
-            eligible = sum(1 for g in groups if O.badness_bounds(g, tp) is not None)
-            # per-CPU slots read: an approximate read is one load per counter (the root, or the
-            # flat count), a precise read one per CPU per counter
-            slots = (eligible * NR_MM_COUNTERS if two else 0) + sel.precise_evals * NR_MM_COUNTERS * nr_cpus
-            row[mode] = {"seconds": secs, "victim": sel.chosen.tgid, "points": sel.points,
-                         "precise_evals": sel.precise_evals, "eligible": eligible, "slots_read": slots}
-        assert row["two_pass"]["victim"] == row["exhaustive"]["victim"]
-        row["speedup"] = row["exhaustive"]["seconds"] / row["two_pass"]["seconds"]
-        row["slots_ratio"] = row["exhaustive"]["slots_read"] / row["two_pass"]["slots_read"]
-        out[kind] = row
+    trees = [g.mm.rss for g in with_mm]
+    hog_tree, hog_flat = trees[-1], flats[-1]
+    out = {}
+    for name, size in HOG_SIZES:
+        for c in (hog_tree, hog_flat):  # resize the hog (unmaps or faults on CPU 1): `size` anon pages
+            for kk in range(NR_MM_COUNTERS):
+                c.add(kk, (size if kk == MM_ANONPAGES else 0) - c.precise(kk), 1)
+        res = {}
+        for kind in ("tree", "flat"):
+            for g, c in zip(with_mm, trees if kind == "tree" else flats):
+                g.mm.rss = c
+            row = {}
+            for mode, two in (("two_pass", True), ("exhaustive", False)):
+                sel = O.select_bad_process(groups, tp, two, record=False)
+                secs = _median_time(lambda: O.select_bad_process(groups, tp, two, record=False), max(rounds, 5))
+                eligible = sum(1 for g in groups if O.badness_bounds(g, tp) is not None)
+                # per-CPU slots read: an approximate read is one load per counter (the root, or
+                # the flat count), a precise read one per CPU per counter
+                slots = (eligible * NR_MM_COUNTERS if two else 0) + sel.precise_evals * NR_MM_COUNTERS * nr_cpus
+                row[mode] = {"seconds": secs, "victim": sel.chosen.tgid, "points": sel.points,
+                             "precise_evals": sel.precise_evals, "eligible": eligible, "slots_read": slots}
+            assert row["two_pass"]["victim"] == row["exhaustive"]["victim"]
+            row["speedup"] = row["exhaustive"]["seconds"] / row["two_pass"]["seconds"]
+            row["slots_ratio"] = row["exhaustive"]["slots_read"] / row["two_pass"]["slots_read"]
+            res[kind] = row
+        out[name] = res
     for g, t in zip(with_mm, trees):
         g.mm.rss = t
     return out
@@ -222,14 +237,15 @@ def report(r: dict) -> list[str]:
     L = [f"RSS counters and OOM selection (--only oom): {r['nr_cpus']} CPUs, {r['processes']} processes "
          f"(built in {r['build_seconds']:.0f} s), median of {r['rounds']} rounds"]
     rows = []
-    for kind in ("tree", "flat"):
-        s = r["selection"][kind]
-        tp, ex = s["two_pass"], s["exhaustive"]
-        rows.append([kind, f"{tp['seconds'] * 1e3:.1f} ms", f"{ex['seconds'] * 1e3:.1f} ms", f"{s['speedup']:.2f}x",
-                     f"{tp['precise_evals']}/{tp['eligible']}", f"{tp['slots_read']:,}", f"{ex['slots_read']:,}",
-                     f"{s['slots_ratio']:.1f}x", str(tp["victim"])])
-    L.append(table(["counters", "two-pass", "exhaustive", "speedup", "precise evals", "slots 2-pass",
-                    "slots exh.", "slots ratio", "victim"], rows))
+    for scen, res in r["selection"].items():
+        for kind in ("tree", "flat"):
+            s = res[kind]
+            tp, ex = s["two_pass"], s["exhaustive"]
+            rows.append([scen, kind, f"{tp['seconds'] * 1e3:.1f} ms", f"{ex['seconds'] * 1e3:.1f} ms",
+                         f"{s['speedup']:.2f}x", f"{tp['precise_evals']}/{tp['eligible']}", f"{tp['slots_read']:,}",
+                         f"{ex['slots_read']:,}", f"{s['slots_ratio']:.1f}x", str(tp["victim"])])
+    L.append(table(["victim", "counters", "two-pass", "exhaustive", "speedup", "precise evals", "slots 2-pass",
+                    "slots exh.", "slots ratio", "victim pid"], rows))
     rows = []
     for kind in ("tree", "flat"):
         o, a, d = r["ops"][kind], r["accuracy"][kind], r["drift"][kind]
