@@ -220,7 +220,10 @@ def bench_oom(rounds: int = 3, nr_cpus: int = 384, nprocs: int = 10_000) -> dict
         t = time.perf_counter()
         k, flats = build(nr_cpus, nprocs)
         build_s = time.perf_counter() - t
-        res = {"nr_cpus": nr_cpus, "processes": sum(1 for g in k.groups.values() if g.mm is not None),
+        mms = [g.mm for g in k.groups.values() if g.mm is not None]
+        res = {"nr_cpus": nr_cpus, "processes": len(mms),
+               "counter_bytes": {"tree": sum(m.rss.pcpu.nbytes + m.rss.items.nbytes for m in mms),
+                                 "flat": sum(f.pcpu.nbytes + f.items.nbytes for f in flats)},
                "build_seconds": build_s, "rounds": rounds,
                "selection": bench_selection(k, flats, rounds),
                "ops": bench_counter_ops(nr_cpus, rounds),
@@ -264,6 +267,9 @@ def report(r: dict) -> list[str]:
     L.append("   largest gap, 10k procs: over every counter of the machine above (12-24 changes each);"
              " CPU-hopping drift: one process faulting pages in one by one on a CPU it leaves every 64 faults,"
              " unmapping 512 at a time (300,000 faults), the largest |precise - approx| seen")
+    cb = r["counter_bytes"]
+    L.append(f"   counter arrays of all {r['processes']} mms (4 counters each): tree {cb['tree'] / MiB:.1f} MiB, "
+             f"flat {cb['flat'] / MiB:.1f} MiB")
     L.append("   slots: per-CPU counter slots read by the selection (approximate read 1 per counter,"
              " precise read 1 per CPU per counter): the kernel's cost; in the model a precise sum is"
              " one numpy sum, so time ratios are smaller than slot ratios")
