@@ -1,6 +1,6 @@
 """procsim benchmarks: the single entry point of `make bench`.
 
-    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,memory,mmfiles,procmap,writer,idle] [--quick]
+    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,memory,mmfiles,procmap,oom,writer,idle] [--quick]
 
 Method (../shared/spec/fuse-performance.md): a C client (fbench) runs each
 workload for a fixed time per repetition (0.3 s; 0.6 s for the scan), 5
@@ -44,6 +44,7 @@ from common import (PROCSIM, REPO, MountError, ProcsimMount, fmt, fmt_ratio, log
 from floor import Floor, FloorServer, run_client  # noqa: E402
 import mmfiles  # noqa: E402
 import idle as idle_bench  # noqa: E402
+import oom  # noqa: E402
 import procmap_query  # noqa: E402
 import writer_latency  # noqa: E402
 import scenarios  # noqa: E402
@@ -456,6 +457,8 @@ def report(env: dict, results: dict, floor: Floor) -> str:
         L.extend(mmfiles.report(results["mmfiles"]))
     if "procmap" in results:
         L.extend(procmap_query.report(results["procmap"]))
+    if "oom" in results:
+        L.extend(oom.report(results["oom"]))
     if "writer" in results:
         L.extend(writer_latency.report(results["writer"]))
     if "idle" in results:
@@ -468,7 +471,7 @@ def report(env: dict, results: dict, floor: Floor) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="server runs per micro-benchmark (default 3)")
-    ap.add_argument("--only", default="status,scan,ps,memory,mmfiles,procmap",
+    ap.add_argument("--only", default="status,scan,ps,memory,mmfiles,procmap,oom",
                     help="comma-separated subset; `writer` (about 2 min) and `idle` (1 TiB: about 3.5 min, "
                          "8 GiB of RAM; 16 GiB with --quick) only when asked for")
     ap.add_argument("--idle-gib", type=int, default=1024, help="GiB the idle benchmark touches (default 1 TiB)")
@@ -528,6 +531,12 @@ def main() -> int:
             except Exception as e:  # the control channel's own errors included
                 results["errors"]["procmap"] = f"{type(e).__name__}: {e}"
                 log(f"procmap: {type(e).__name__}: {e}")
+        if "oom" in only:
+            try:
+                results["oom"] = oom.bench_oom(a.rounds, nprocs=1000 if a.quick else 10_000)
+            except Exception as e:
+                results["errors"]["oom"] = f"{type(e).__name__}: {e}"
+                log(f"oom: {type(e).__name__}: {e}")
         if "idle" in only:
             try:
                 results["idle"] = idle_bench.bench_idle((16 if a.quick else a.idle_gib) * GiB, workdir)

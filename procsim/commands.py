@@ -15,7 +15,8 @@ from typing import Any
 
 from procsim.bitmap import parse_list
 from procsim.kernel import MADVISE_NAMES, MREMAP_FIXED, MREMAP_MAYMOVE, Kernel, KernelError
-from procsim.mm import stats
+from procsim.mm import oom, stats
+from procsim.mm.counter_tree import NR_MM_COUNTERS, RSS_NAMES
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
@@ -161,6 +162,52 @@ def c_swap(k: Kernel) -> dict:
             "pswpin": sw.pswpin, "pswpout": sw.pswpout}
 
 
+def c_rss_counters(k: Kernel, pid) -> dict | None:
+    """A process's RSS counters (pages): the counter kind and accuracy, and
+    per counter the precise and approximate sums and the range [min, max]
+    the approximation allows for the precise value. None without an mm."""
+    mm = k.group(_int(pid, "pid")).mm
+    if mm is None:
+        return None
+    r, s = mm.rss, mm.rss.shape
+    counters = {}
+    for i in range(NR_MM_COUNTERS):
+        lo, hi = r.range(i)
+        counters[RSS_NAMES[i]] = {"precise": r.precise(i), "approx": r.approx(i), "min": lo, "max": hi}
+    return {"kind": s.kind, "nr_cpus": s.nr_cpus, "batch": s.batch, "levels": s.levels,
+            "under": s.under, "over": s.over, "counters": counters}
+
+
+def c_oom_score_adj(k: Kernel, pid, value=None) -> dict:
+    """Set oom_score_adj (as a writer with CAP_SYS_RESOURCE: -1000..1000, it
+    also sets the floor for unprivileged writers) and/or read the process's
+    oom_score_adj, oom_adj and oom_score."""
+    tg = k.group(_int(pid, "pid"))
+    if value is not None:
+        v = _int(value, "value")
+        if not oom.OOM_SCORE_ADJ_MIN <= v <= oom.OOM_SCORE_ADJ_MAX:
+            raise CommandError(errno.EINVAL, f"value: oom_score_adj takes -1000 to 1000, got {v}")
+        oom.set_oom_adj(tg, v, capable=True, legacy=False)
+        k._changed("oom_score_adj", pid=tg.tgid)
+    return {"oom_score_adj": tg.oom_score_adj, "oom_score_adj_min": tg.oom_score_adj_min,
+            "oom_adj": oom.oom_adj_of(tg.oom_score_adj), "oom_score": oom.proc_oom_score(tg, oom.total_pages(k))}
+
+
+def c_oom(k: Kernel) -> list[dict]:
+    """The OOM killer's events (the last 64), oldest first: trigger, task
+    dump, candidates with their pass-1 bounds and precise scores, victim."""
+    return [ev.as_dict() for ev in k.oom.events]
+
+
+def c_oom_select(k: Kernel, two_pass=True) -> dict:
+    """Which process the OOM killer would choose now (nothing is killed)."""
+    sel = oom.select_bad_process(list(k.groups.values()), oom.total_pages(k), _bool(two_pass, "two_pass"),
+                                 record=True)
+    return {"victim": sel.chosen.tgid if sel.chosen is not None else None,
+            "points": sel.points if sel.chosen is not None else None, "precise_evals": sel.precise_evals,
+            "best_lo": sel.best_lo, "candidates": [dataclasses.asdict(c) for c in sel.candidates]}
+
+
 def c_thp(k: Kernel, enabled=None, size=None, mode=None) -> dict:
     """Set THP knobs (`enabled` top level; `size` in kB or "64k" with `mode`)
     and return them all."""
@@ -285,6 +332,10 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "task": c_status,
     "cpus": c_cpus,
     "swap": c_swap,
+    "rss_counters": c_rss_counters,
+    "oom_score_adj": c_oom_score_adj,
+    "oom": c_oom,
+    "oom_select": c_oom_select,
     "now": lambda k: k.now / 1e9,
 }
 

@@ -49,6 +49,15 @@ class KernelConfig:
     mem_soft_dirty: bool = False
     # protection keys (smaps ProtectionKey line): on for the reference VM
     pkeys: bool = True
+    # RSS counters: "tree" (hierarchical per-CPU counter tree, batch 32) or
+    # "flat" (the older percpu_counter, batch max(32, 2 * nr_cpus))
+    rss_counter: str = "tree"
+    # /proc/PID/stat field 24 (rss): "precise" (get_mm_counter_sum, as status
+    # and statm) or "approx" (get_mm_rss, the cheaper read of mainline stat)
+    stat_rss: str = "precise"
+    # OOM victim selection: two passes (approximation ranges prune, precise
+    # sums decide) or, False, one exhaustive scan of precise sums
+    oom_two_pass: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -85,6 +94,12 @@ class KernelConfig:
             self.pid_max = min(4 << 20, max(32768, 1024 * self.nr_cpus))
         if not 301 <= self.pid_max <= 4 << 20:
             raise ValueError("pid_max must be between 301 and 4194304")
+        if self.rss_counter not in ("tree", "flat"):
+            raise ValueError("rss_counter must be tree or flat")
+        if self.stat_rss not in ("precise", "approx"):
+            raise ValueError("stat_rss must be precise or approx")
+        if not isinstance(self.oom_two_pass, bool):
+            raise ValueError("oom_two_pass must be true or false")
         if self.hz not in (100, 250, 300, 1000) or self.user_hz != 100:
             raise ValueError("hz must be 100, 250, 300 or 1000 and user_hz 100")
 

@@ -19,10 +19,12 @@ import numpy as np
 from procsim.config import KernelConfig
 from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import memory as M
+from procsim.mm.counter_tree import make_shape
 from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, ResvMap, huge_align
 from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
 from procsim.mm.mmap_lock import mmap_write_lock
-from procsim.mm.pagetable import PAGE_SIZE, PTE_PRESENT, pte_pfn
+from procsim.mm.oom import OomKiller
+from procsim.mm.pagetable import PAGE_SIZE, PMD_SIZE, PTE_PRESENT, pte_pfn
 from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
@@ -78,6 +80,10 @@ class Kernel:
         self.mem.soft_dirty = config.mem_soft_dirty
         self.mem.swap = SwapDevice(config.swap_bytes)
         self.mem.hugetlb.set_nr(config.hugepages)  # the boot pool, as vm.nr_hugepages= does
+        # every mm's RSS counters: counter trees (or flat percpu_counters) for nr_cpus
+        self.mem.rss_shape = make_shape(config.rss_counter, config.nr_cpus)
+        self.oom = OomKiller(self)
+        self.mem.oom_handler = self.oom.alloc_failed
         self.sched = Sched(config)
         self.vfs = VFS()
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
@@ -195,6 +201,7 @@ class Kernel:
             raise _err(errno.ESRCH, f"task {tid} is a zombie")
         if t.mm is None:
             raise _err(errno.EINVAL, f"task {tid} is a kernel thread")
+        t.mm.rss.cpu = t.cpu  # what the syscall does to RSS counts on the task's CPU
         return t, t.mm
 
     def _alloc_pid(self, want: int | None) -> int:
@@ -281,6 +288,7 @@ class Kernel:
                                 (parent.flags | PF_FORKNOEXEC) & ~PF_KTHREAD)
             t.tg.pgid, t.tg.sid, t.tg.umask = ptg.pgid, ptg.sid, ptg.umask
             t.tg.sig_ignore, t.tg.sig_catch = ptg.sig_ignore, ptg.sig_catch
+            t.tg.oom_score_adj, t.tg.oom_score_adj_min = ptg.oom_score_adj, ptg.oom_score_adj_min
             t.cpu = parent.cpu
             self._changed("spawn", pid=cpid)
             return cpid
@@ -330,7 +338,7 @@ class Kernel:
             old = tg.mm
             if replay is None:
                 self.vfs.executable(path)  # an ELF object: it has a build ID
-                mm = self._exec_mm(path, argv, envp or [])
+                mm = self._exec_mm(path, argv, envp or [], t.cpu)
             else:
                 mm = replay.commit()
                 mm.next_trim_cpumask = self.jiffies + self.config.hz
@@ -345,10 +353,11 @@ class Kernel:
                 self.sched._switch_mm(self.sched.cpus[t.cpu], mm)
             self._changed("exec", pid=tg.tgid)
 
-    def _exec_mm(self, path: str, argv: list[str], envp: list[str]) -> MM:
+    def _exec_mm(self, path: str, argv: list[str], envp: list[str], cpu: int = 0) -> MM:
         rng = self.rng
         mmap_base = 0x7F0000000000 + (rng.randrange(1 << 28) << 12)
         mm = MM(self.mem, mmap_base)
+        mm.rss.cpu = cpu
         rx = VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
         ro = VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
         rw = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
@@ -1016,14 +1025,47 @@ class Kernel:
             return n
 
     def _fault(self, t: Task, mm: MM, start: int, end: int, write: bool) -> int:
-        return self._charge_faults(t, mm, lambda: mm.fault(start, end, write, self.vdso_pages))
+        return self._charge_faults(t, mm, lambda: self._fault_range(mm, start, end, write))
 
-    @staticmethod
-    def _charge_faults(t: Task, mm: MM, fault: Callable[[], int]) -> int:
+    def _fault_range(self, mm: MM, start: int, end: int, write: bool) -> int:
+        """mm.fault over [start, end). When the range could need more frames
+        than are free, it is faulted in PMD-aligned steps (at most half of
+        what is free each), so the task grows as it would page by page and
+        the OOM killer, if it must run, sees it at its size by then."""
+        free = self.mem.nr_free
+        if 2 * ((end - start) // PAGE_SIZE) <= free:
+            return mm.fault(start, end, write, self.vdso_pages)
+        mm.check_fault(start, end, write)  # the whole range, before anything changes
+        n, a = 0, start
+        while a < end:
+            step = max(PMD_SIZE, (self.mem.nr_free // 2) * PAGE_SIZE)
+            b = min(end, (a + step) & ~(PMD_SIZE - 1))
+            if b <= a:
+                b = min(end, (a & ~(PMD_SIZE - 1)) + PMD_SIZE)
+            n += mm.fault(a, b, write, self.vdso_pages)
+            a = b
+        return n
+
+    def _charge_faults(self, t: Task, mm: MM, fault: Callable[[], int]) -> int:
         """Run a faulting mm operation and charge its faults to the task, as
-        mm_account_fault() does: swap-ins are major (maj_flt), the rest minor."""
+        mm_account_fault() does: swap-ins are major (maj_flt), the rest minor.
+        Its allocations may call the OOM killer (`t` is current); if that
+        chooses `t` itself, `t` is killed here and the call fails ENOMEM."""
         major = mm.nr_major
-        n = fault()
+        oom = self.oom
+        prev, oom.current, oom.kill_current = oom.current, t, False
+        try:
+            n = fault()
+        except M.OutOfMemory:
+            if not oom.kill_current:
+                raise
+            oom.kill_current = False
+            self.kill(t.tgid, 9)
+            if oom.events:
+                oom.events[-1].free_after = self.mem.nr_free
+            raise _err(errno.ENOMEM, f"out of memory: the OOM killer killed {t.tgid} ({t.comm}) itself") from None
+        finally:
+            oom.current = prev
         major = mm.nr_major - major
         t.maj_flt += major
         t.min_flt += n - major

@@ -198,6 +198,9 @@ MACHINE = {"arch": ("arch", _t_str), "nr_cpus": ("nr_cpus", _t_int), "mem": ("me
 MACHINE.update({"mapcount_model": ("mapcount_model", _t_str), "thp_enabled": ("thp_enabled", _t_str),
                 "thp_sizes": ("thp_sizes", _t_table), "mem_soft_dirty": ("mem_soft_dirty", _t_bool),
                 "pkeys": ("pkeys", _t_bool)})
+# RSS counters and the OOM killer
+MACHINE.update({"rss_counter": ("rss_counter", _t_str), "stat_rss": ("stat_rss", _t_str),
+                "oom_two_pass": ("oom_two_pass", _t_bool)})
 KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any}
 PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "argv": _t_strs, "exe": _t_str,
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,

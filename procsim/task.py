@@ -71,6 +71,9 @@ class ThreadGroup:
     sig_catch: int = 0
     fdsize: int = 64
     dumpable: bool = True
+    # signal->oom_score_adj and the floor an unprivileged writer may not go below
+    oom_score_adj: int = 0
+    oom_score_adj_min: int = 0
 
     @property
     def leader(self) -> "Task":

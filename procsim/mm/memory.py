@@ -50,7 +50,7 @@ MAPCOUNT_MODELS = ("page", "no_page")
 
 
 class OutOfMemory(Exception):
-    """No free frame left (the OOM killer is a later issue)."""
+    """No free frame left, and the OOM killer could not free enough."""
 
 
 def _i64(a) -> np.ndarray:
@@ -161,9 +161,13 @@ class MemMap:
             if flags & f:
                 self.nr_flag[f] += n
 
+    # the OOM killer (the kernel installs it): called with n when fewer than n
+    # frames are free; True once it has freed enough (procsim/mm/oom.py)
+    oom_handler = None
+
     def alloc(self, n: int, flags: int) -> np.ndarray:
         """n free order-0 frames (int64 PFNs), their flags set and mapcount 0."""
-        if n > self.nr_free:
+        if n > self.nr_free and not (self.oom_handler is not None and self.oom_handler(n)):
             raise OutOfMemory(f"cannot allocate {n} frames: {self.nr_free} free")
         parts = []
         need = n

@@ -23,6 +23,7 @@ from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PT
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO,
                             VM_LOCKED, VM_PFNMAP, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
                             VM_READ, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA, File)
+from procsim.mm.counter_tree import RssStat
 from procsim.mm.mmap_lock import MmapLock, mmap_write_lock, vma_start_write
 from procsim.mm.rmap import AnonVma, set_anon_rmap, set_file_rmap
 from procsim.mm.vmatree import VMATree
@@ -84,7 +85,9 @@ class MM:
         self.mmap_base = mmap_base
         self.total_vm = self.hiwater_vm = 0
         self.locked_vm = self.pinned_vm = self.data_vm = self.exec_vm = self.stack_vm = 0
-        self.rss = [0, 0, 0, 0]
+        # per-CPU counter trees (or flat percpu_counters): adds go to rss.cpu,
+        # the CPU of the task the kernel is running this mm's code for
+        self.rss = RssStat.for_mem(mem)
         self.hiwater_rss = 0
         self.hugetlb_usage = 0   # pages (4 KiB) of hugetlb pages mapped (status HugetlbPages)
         self.hugetlb_data_vm = 0  # the part of data_vm that is private writable hugetlb (not committed)
@@ -132,7 +135,8 @@ class MM:
 
     @property
     def rss_pages(self) -> int:
-        return self.rss[MM_FILEPAGES] + self.rss[MM_ANONPAGES] + self.rss[MM_SHMEMPAGES]
+        """get_mm_rss_sum(): the precise sum, as /proc shows it."""
+        return self.rss.rss_precise()
 
     def update_hiwater_rss(self) -> None:
         self.hiwater_rss = max(self.hiwater_rss, self.rss_pages)
@@ -388,7 +392,7 @@ class MM:
             swp = is_swap_pte(sl)
             if swp.any():
                 mem.swap.free(swp_offset(sl[swp]))
-                self.rss[MM_SWAPENTS] -= int(swp.sum())
+                self.rss.add(MM_SWAPENTS, -int(swp.sum()))
                 sl[swp] = 0
             present = np.nonzero(sl & PTE_PRESENT)[0]
             if not len(present):
@@ -485,7 +489,7 @@ class MM:
         swp = is_swap_pte(ptes)
         if swp.any():
             self.mem.swap.free(swp_offset(ptes[swp]))
-            self.rss[MM_SWAPENTS] -= int(swp.sum())
+            self.rss.add(MM_SWAPENTS, -int(swp.sum()))
             ptes = ptes[~swp]
         pfns = pte_pfn(ptes)
         pfns = pfns[pfns != ZERO_PFN]
@@ -496,9 +500,9 @@ class MM:
         anon = (fl & M.PG_ANON) != 0
         shmem = (fl & M.PG_SHMEM) != 0
         special = (fl & M.PG_RESERVED) != 0
-        self.rss[MM_ANONPAGES] -= int(anon.sum())
-        self.rss[MM_SHMEMPAGES] -= int(shmem.sum())
-        self.rss[MM_FILEPAGES] -= int(len(pfns) - anon.sum() - shmem.sum() - (special.sum() if pfnmap else 0))
+        self.rss.add(MM_ANONPAGES, -int(anon.sum()))
+        self.rss.add(MM_SHMEMPAGES, -int(shmem.sum()))
+        self.rss.add(MM_FILEPAGES, -int(len(pfns) - anon.sum() - shmem.sum() - (special.sum() if pfnmap else 0)))
         counted = pfns[~special]
         mem.unmap_pages(counted, self.mm_id)
         return len(pfns) + nhuge
@@ -533,7 +537,7 @@ class MM:
                 del self.pgtable.tables[idx]
                 self.pgtable.huge.discard(idx)
                 self.mem.unmap_pmd(head, self.mm_id)
-                self.rss[MM_ANONPAGES] -= PTRS_PER_TABLE
+                self.rss.add(MM_ANONPAGES, -PTRS_PER_TABLE)
                 n += PTRS_PER_TABLE
             else:
                 self.split_huge_pmd(idx)
@@ -568,7 +572,7 @@ class MM:
                     pt.mark_young(idx)
                     pt.huge.add(idx)
                     mem.map_pmd(head, self.mm_id)
-                    self.rss[MM_ANONPAGES] += PTRS_PER_TABLE
+                    self.rss.add(MM_ANONPAGES, PTRS_PER_TABLE)
                     v.anon_vma = v.anon_vma or AnonVma()
                     mem.thp_fault_alloc += 1
                     faults += 1
@@ -604,7 +608,7 @@ class MM:
                 pfns.append(p)
             allp = np.concatenate(pfns)
             mem.map_pages(allp, self.mm_id)
-            self.rss[MM_ANONPAGES] += len(allp)
+            self.rss.add(MM_ANONPAGES, len(allp))
             v.anon_vma = v.anon_vma or AnonVma()
             faults += len(got)
         return faults
@@ -649,7 +653,17 @@ class MM:
     def fault(self, start: int, end: int, write: bool, special_pages: np.ndarray | None = None) -> int:
         """Touch every page of [start, end) (reads or writes); returns the number
         of page faults taken. EFAULT if a page is unmapped or not permitted."""
+        self.check_fault(start, end, write)
         faults = 0
+        for v in self.vmas.overlapping(start, end):
+            faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
+        if self.access_log is not None:
+            self.access_log.record_range(start, end)
+        return faults
+
+    def check_fault(self, start: int, end: int, write: bool) -> None:
+        """What fault() checks before it changes anything: EFAULT if a page
+        of [start, end) is unmapped or not permitted."""
         addr = start
         for v in self.vmas.overlapping(start, end):
             if v.start > addr:
@@ -663,11 +677,6 @@ class MM:
         if addr < end:
             raise MMError(errno.EFAULT, f"no mapping at {addr:#x}")
         self._hugetlb_fault_check(start, end, write)
-        for v in self.vmas.overlapping(start, end):
-            faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
-        if self.access_log is not None:
-            self.access_log.record_range(start, end)
-        return faults
 
     def access(self, vas: np.ndarray, write: bool, special_pages: np.ndarray | None = None) -> int:
         """User loads (or stores) to the pages at the page-aligned addresses
@@ -781,6 +790,8 @@ class MM:
         swapped = is_swap_pte(ptes)
         if swapped.any():
             faults += self._swapin(v, ptes, swapped, write)
+            # an allocation below may fail (out of memory): keep the swap-ins whole
+            self.pgtable.write(lo, ptes)
         missing = ptes == 0
         nmiss = int(missing.sum())
         faults += nmiss
@@ -795,14 +806,14 @@ class MM:
                 pfns = special_pages[(vi + v.pgoff) % len(special_pages)]
                 ptes[mi] = mk_pte(pfns, False, False)
                 if not v.flags & VM_PFNMAP:  # vmf_insert_pfn() (vvar) charges no RSS
-                    self.rss[MM_FILEPAGES] += nmiss
+                    self.rss.add(MM_FILEPAGES, nmiss)
             elif v.file is None:
                 if write:
                     pfns = mem.alloc(nmiss, ANON_NEW)
                     v.anon_vma = v.anon_vma or AnonVma()  # anon_vma_prepare()
                     mem.map_pages(pfns, self.mm_id)
                     ptes[mi] = mk_pte(pfns, True, True)
-                    self.rss[MM_ANONPAGES] += nmiss
+                    self.rss.add(MM_ANONPAGES, nmiss)
                 else:
                     ptes[mi] = mk_pte(np.full(nmiss, ZERO_PFN), False, False)
             else:
@@ -813,12 +824,12 @@ class MM:
                     v.anon_vma = v.anon_vma or AnonVma()
                     mem.map_pages(pfns, self.mm_id)
                     ptes[mi] = mk_pte(pfns, True, True)
-                    self.rss[MM_ANONPAGES] += nmiss
+                    self.rss.add(MM_ANONPAGES, nmiss)
                 else:
                     mem.map_pages(pfns, self.mm_id)
                     rw = shared and bool(v.flags & VM_WRITE)
                     ptes[mi] = mk_pte(pfns, rw, write and shared)
-                    self.rss[MM_SHMEMPAGES if v.file.shmem else MM_FILEPAGES] += nmiss
+                    self.rss.add(MM_SHMEMPAGES if v.file.shmem else MM_FILEPAGES, nmiss)
                     if write:
                         mem.flags[pfns] |= M.PG_DIRTY
         if write:
@@ -868,8 +879,8 @@ class MM:
         new = mk_pte(pfns, bool(v.flags & VM_WRITE), write)
         new[(ents & PTE_SOFT_DIRTY) != 0] |= PTE_SOFT_DIRTY
         ptes[sel] = new
-        self.rss[MM_SWAPENTS] -= n
-        self.rss[MM_ANONPAGES] += n
+        self.rss.add(MM_SWAPENTS, -n)
+        self.rss.add(MM_ANONPAGES, n)
         self.nr_major += n
         v.anon_vma = v.anon_vma or AnonVma()
         return n
@@ -898,14 +909,14 @@ class MM:
             old = pfns[copy]
             was_file = (~anon[copy]) & (old != ZERO_PFN)
             real = old[old != ZERO_PFN]
+            new = mem.alloc(n, ANON_NEW)  # first: it may fail (out of memory) with nothing changed
             mem.unmap_pages(real, self.mm_id)
-            new = mem.alloc(n, ANON_NEW)
             mem.map_pages(new, self.mm_id)
             v.anon_vma = v.anon_vma or AnonVma()
             out[copy] = mk_pte(new, True, True)
             nfile = int(was_file.sum())
-            self.rss[MM_FILEPAGES] -= nfile
-            self.rss[MM_ANONPAGES] += nfile + int((old == ZERO_PFN).sum())
+            self.rss.add(MM_FILEPAGES, -nfile)
+            self.rss.add(MM_ANONPAGES, nfile + int((old == ZERO_PFN).sum()))
         return out
 
     def _cache_pages(self, file: File, pgoffs: np.ndarray) -> np.ndarray:
@@ -966,7 +977,7 @@ class MM:
                     drop = lazy & ~dirty
                     sl[pres[drop]] = 0
                     mem.unmap_pages(pfns[drop], self.mm_id)
-                    self.rss[MM_ANONPAGES] -= int(drop.sum())
+                    self.rss.add(MM_ANONPAGES, -int(drop.sum()))
                     cand &= ~lazy
                 ci = np.nonzero(cand)[0]
                 slots = swap.alloc(len(ci))
@@ -976,8 +987,8 @@ class MM:
                 old = sl[pres[ci]]
                 sl[pres[ci]] = swp_entry_pte(slots, (old & PTE_SOFT_DIRTY) != 0)
                 mem.unmap_pages(pfns[ci], self.mm_id)
-                self.rss[MM_ANONPAGES] -= len(slots)
-                self.rss[MM_SWAPENTS] += len(slots)
+                self.rss.add(MM_ANONPAGES, -len(slots))
+                self.rss.add(MM_SWAPENTS, len(slots))
                 swap.pswpout += len(slots)
                 out += len(slots)
         return out
@@ -1122,6 +1133,7 @@ class MM:
     def dup(self, mmap_base: int) -> "MM":
         """dup_mm: copy VMAs; share pages copy-on-write."""
         child = MM(self.mem, mmap_base)
+        child.rss.cpu = self.rss.cpu  # add_mm_rss_vec() runs on the forking task's CPU
         for name in ("total_vm", "hiwater_vm", "locked_vm", "data_vm", "hugetlb_data_vm", "exec_vm", "stack_vm",
                      "start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
                      "start_stack", "arg_start", "arg_end", "env_start", "env_end"):
@@ -1157,7 +1169,7 @@ class MM:
             if swp.any():
                 # copy_nonpresent_pte(): swap_duplicate() per entry
                 self.mem.swap.duplicate(swp_offset(ptes[swp]))
-                child.rss[MM_SWAPENTS] += int(swp.sum())
+                child.rss.add(MM_SWAPENTS, int(swp.sum()))
             if not v.flags & VM_MAYSHARE:
                 ptes[present] &= ~PTE_RW
                 self.pgtable.write(v.start, ptes)
@@ -1178,9 +1190,9 @@ class MM:
                 self.mem.map_pmd(self._huge_head(idx), child.mm_id)
             anon = real & ((fl & M.PG_ANON) != 0)
             shm = real & ((fl & M.PG_SHMEM) != 0)
-            child.rss[MM_ANONPAGES] += int(anon.sum())
-            child.rss[MM_SHMEMPAGES] += int(shm.sum())
-            child.rss[MM_FILEPAGES] += int(real.sum() - anon.sum() - shm.sum())
+            child.rss.add(MM_ANONPAGES, int(anon.sum()))
+            child.rss.add(MM_SHMEMPAGES, int(shm.sum()))
+            child.rss.add(MM_FILEPAGES, int(real.sum() - anon.sum() - shm.sum()))
         child.hiwater_rss = child.rss_pages
         child.vmas.publish()
         return child

@@ -16,10 +16,32 @@ class Caller:
     pid: int
     uid: int
     gid: int
+    # effective capabilities; None: those of the real process `pid` (from the
+    # host's /proc), or every capability for root if it cannot be read
+    caps: int | None = None
 
     @property
     def is_root(self) -> bool:
         return self.uid == 0
+
+    def capable(self, cap: int) -> bool:
+        """capable(cap) for the writer: a root shell in a container may well
+        lack CAP_SYS_RESOURCE, and the kernel then refuses what needs it."""
+        caps = self.caps if self.caps is not None else _host_cap_eff(self.pid)
+        if caps is None:
+            return self.is_root
+        return bool(caps >> cap & 1)
+
+
+def _host_cap_eff(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 @dataclass(slots=True)

@@ -149,7 +149,9 @@ def stat(ctx: Ctx) -> bytes:
     state = "Z" if tg.zombie else t.state
     nthreads = len(tg.threads)
     if mm is not None:
-        vsize, rss = mm.total_vm * PAGE_SIZE, mm.rss_pages
+        # get_mm_counter_sum (as status and statm), or get_mm_rss if so configured
+        rss = mm.rss.rss_approx() if ctx.kernel.config.stat_rss == "approx" else mm.rss_pages
+        vsize = mm.total_vm * PAGE_SIZE
         code = (mm.start_code, mm.end_code) if permitted else (1, 1)
         stack = mm.start_stack if permitted else 0
         addrs = (mm.start_data, mm.end_data, mm.start_brk, mm.arg_start, mm.arg_end,

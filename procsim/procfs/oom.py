@@ -1,0 +1,174 @@
+"""The OOM files: /proc/PID/{oom_score,oom_score_adj,oom_adj} (fs/proc/base.c),
+the [ext] /proc/PID/rss_counters (the RSS counters' approximations and
+accuracy ranges) and the [ext] /proc/procsim/oom_log (the OOM killer's
+reports, dmesg style)."""
+
+from __future__ import annotations
+
+import errno
+
+from procsim.mm import oom as O
+from procsim.mm.counter_tree import NR_MM_COUNTERS, RSS_NAMES
+from procsim.procfs.context import Ctx
+
+PROC_NUMBUF = 13   # writes: at most PROC_NUMBUF - 1 bytes are looked at, the count is returned
+_SPACE = b" \t\n\v\f\r\xa0"  # isspace() of the kernel's Latin-1 ctype table (strstrip)
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def kstrtoint(s: bytes) -> int:
+    """kstrtoint(s, 0): an optional sign, then 0x.. hex, 0.. octal or decimal
+    digits, one trailing newline at most; EINVAL for anything else, ERANGE
+    for what does not fit an int."""
+    neg = s[:1] == b"-"
+    if neg:
+        s = s[1:]            # kstrtoll(): what follows '-' may not have a sign
+    elif s[:1] == b"+":
+        s = s[1:]            # kstrtoull() skips one '+'
+    base = 10
+    if s[:1] == b"0":
+        if s[1:2] in (b"x", b"X") and s[2:3] and s[2:3] in b"0123456789abcdefABCDEF":
+            base, s = 16, s[2:]
+        else:
+            base = 8
+    value, n = 0, 0
+    for c in s:
+        d = c - 48 if 48 <= c <= 57 else (c | 0x20) - 87 if 97 <= (c | 0x20) <= 102 else 99
+        if d >= base:
+            break
+        value = value * base + d
+        n += 1
+    if value >= 1 << 64:
+        raise OSError(errno.ERANGE, "out of range")
+    if not n:
+        raise OSError(errno.EINVAL, "not a number")
+    rest = s[n:]
+    if rest[:1] == b"\n":
+        rest = rest[1:]
+    if rest:
+        raise OSError(errno.EINVAL, "not a number")
+    if neg:
+        if value > 1 << 63:
+            raise OSError(errno.ERANGE, "out of range")
+        value = -value
+    elif value >= 1 << 63:
+        raise OSError(errno.ERANGE, "out of range")
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise OSError(errno.ERANGE, "out of int range")
+    return value
+
+
+def _parse_write(data: bytes) -> tuple[int, int]:
+    """What oom_{score_,}adj_write() read: (count, value)."""
+    count = min(len(data), PROC_NUMBUF - 1)
+    text = data[:count].split(b"\0", 1)[0].strip(_SPACE)
+    return count, kstrtoint(text)
+
+
+def _set(ctx: Ctx, value: int, legacy: bool) -> None:
+    k, t = ctx.kernel, ctx.task
+    if k.tasks.get(t.pid) is not t:
+        raise OSError(errno.ESRCH, "oom_score_adj")
+    try:
+        O.set_oom_adj(t.tg, value, ctx.caller.capable(O.CAP_SYS_RESOURCE), legacy)
+    except O.OomAdjDenied as e:
+        raise OSError(errno.EACCES, str(e)) from None
+
+
+def oom_score(ctx: Ctx) -> bytes:
+    return f"{O.proc_oom_score(ctx.task.tg, O.total_pages(ctx.kernel))}\n".encode()
+
+
+def oom_score_adj(ctx: Ctx) -> bytes:
+    return f"{ctx.task.tg.oom_score_adj}\n".encode()
+
+
+def oom_score_adj_write(ctx: Ctx, data: bytes) -> int:
+    count, value = _parse_write(data)
+    if not O.OOM_SCORE_ADJ_MIN <= value <= O.OOM_SCORE_ADJ_MAX:
+        raise OSError(errno.EINVAL, "oom_score_adj takes -1000 to 1000")
+    _set(ctx, value, legacy=False)
+    return count
+
+
+def oom_adj(ctx: Ctx) -> bytes:
+    return f"{O.oom_adj_of(ctx.task.tg.oom_score_adj)}\n".encode()
+
+
+def oom_adj_write(ctx: Ctx, data: bytes) -> int:
+    count, value = _parse_write(data)
+    if not O.OOM_ADJUST_MIN <= value <= O.OOM_ADJUST_MAX and value != O.OOM_DISABLE:
+        raise OSError(errno.EINVAL, "oom_adj takes -17 to 15")
+    _set(ctx, O.score_adj_of_oom_adj(value), legacy=True)
+    return count
+
+
+def rss_counters(ctx: Ctx) -> bytes:
+    """[ext] The mm's four RSS counters: a line naming the counter kind and
+    its accuracy (pages: the precise value is within [approx - over,
+    approx + under]), then one line per counter: name, precise sum,
+    approximate sum, and the range of the precise value the approximation
+    allows (min max)."""
+    t = ctx.task
+    mm = None if t.dead else t.mm
+    if mm is None:
+        return b""
+    r = mm.rss
+    s = r.shape
+    out = [f"counter {s.describe()} under {s.under} over {s.over}\n"]
+    for k in range(NR_MM_COUNTERS):
+        lo, hi = r.range(k)
+        out.append(f"{RSS_NAMES[k]} {r.precise(k)} {r.approx(k)} {lo} {hi}\n")
+    return "".join(out).encode()
+
+
+# -- the OOM report -------------------------------------------------------------
+
+def _stamp(ns: int) -> str:
+    return f"[{ns // 1_000_000_000:5d}.{ns // 1000 % 1_000_000:06d}] "
+
+
+def _kb(pages: int) -> int:
+    return pages * 4
+
+
+def event_lines(ev: O.OomEvent) -> list[str]:
+    """One event as the kernel logs it (dump_header's first line, dump_tasks,
+    dump_oom_victim and __oom_kill_process's line), then the procsim lines
+    with the selection: each candidate's pass-1 bounds and precise score."""
+    ts = _stamp(ev.time_ns)
+    out = [f"{ev.trigger_comm} invoked oom-killer: gfp_mask={O.GFP_USER_FAULT}, order={ev.order}, "
+           f"oom_score_adj={ev.trigger_oom_score_adj}",
+           "Tasks state (memory values in pages):",
+           "[  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents "
+           "oom_score_adj name"]
+    for d in ev.tasks:
+        out.append(f"[{d.pid:7d}] {d.uid:5d} {d.tgid:5d} {d.total_vm:8d} {d.rss:8d} {d.rss_anon:8d} "
+                   f"{d.rss_file:8d} {d.rss_shmem:9d} {d.pgtables_bytes:8d} {d.swapents:8d}         "
+                   f"{d.oom_score_adj:5d} {d.comm}")
+    v = ev.victim
+    if v is not None:
+        out.append(f"oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,"
+                   f"task_memcg=/,task={v.comm},pid={v.pid},uid={v.uid}")
+        out.append(f"Out of memory: Killed process {v.pid} ({v.comm}) total-vm:{_kb(v.total_vm)}kB, "
+                   f"anon-rss:{_kb(v.rss_anon)}kB, file-rss:{_kb(v.rss_file)}kB, shmem-rss:{_kb(v.rss_shmem)}kB, "
+                   f"UID:{v.uid} pgtables:{v.pgtables_bytes >> 10}kB oom_score_adj:{v.oom_score_adj}")
+    sel = "two-pass" if ev.two_pass else "exhaustive"
+    best = "-" if ev.best_lo is None else ev.best_lo
+    out.append(f"procsim oom: selection {sel} candidates {len(ev.candidates)} precise {ev.precise_evals} "
+               f"best_lo {best} totalpages {ev.totalpages}")
+    out.append("procsim oom: [  pid  ]           lo           hi       points name")
+    for c in ev.candidates:
+        pts = "-" if c.points is None else str(c.points)
+        out.append(f"procsim oom: [{c.pid:7d}] {c.lo:12d} {c.hi:12d} {pts:>12} {c.comm}")
+    if v is None:
+        out.append("procsim oom: no killable process: the allocation fails")
+    else:
+        out.append(f"procsim oom: victim {v.pid} points {ev.victim_points} oom_score {ev.victim_oom_score} "
+                   f"free {ev.free_before} -> {'-' if ev.free_after is None else ev.free_after} pages")
+    return [ts + line + "\n" for line in out]
+
+
+def oom_log(ctx: Ctx) -> bytes:
+    """[ext] /proc/procsim/oom_log: the last OOM events, oldest first."""
+    return "".join(line for ev in ctx.kernel.oom.events for line in event_lines(ev)).encode()
