@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 PAGE = 4096
 THREAD_STACK = 8 << 20  # glibc's default pthread stack
 GUARD = PAGE
-QUERIES = {"ps", "vmas", "task", "cpus", "now", "advance"}
+QUERIES = {"ps", "vmas", "task", "cpus", "now", "advance", "clock", "workloads", "wss_truth"}
 # What an `as` name binds: the result of these commands.
 BINDS = {"spawn": "process", "fork": "process", "clone": "thread", "mmap": "map", "mremap": "map"}
 PID_ARGS = ("pid", "tid", "parent")
