@@ -24,6 +24,7 @@ from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_I
                             VM_LOCKED, VM_PFNMAP, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
                             VM_READ, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA, File)
 from procsim.mm.mmap_lock import MmapLock, mmap_write_lock, vma_start_write
+from procsim.mm.rmap import AnonVma, set_anon_rmap, set_file_rmap
 from procsim.mm.vmatree import VMATree
 
 MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
@@ -91,6 +92,7 @@ class MM:
         self.mm_id = mem.alloc_mm_id()
         # ground-truth recorder of user accesses (workloads); never inherited
         self.access_log = None
+        mem.mms.add(self)
 
     # -- accounting -----------------------------------------------------------
 
@@ -263,8 +265,8 @@ class MM:
         for a, b in ((self.vmas.find(vma.start - 1), vma), (vma, self.vmas.find(vma.end))):
             if a is not None and b is not None and a.can_merge(b):
                 other = a if b is vma else b
-                other.anon_vma = other.anon_vma or object()
-                vma.anon_vma = object()
+                other.anon_vma = other.anon_vma or AnonVma()
+                vma.anon_vma = AnonVma()
         if vma.file is not None:
             vma.file.nr_mappings += 1
         self._insert(vma)
@@ -428,7 +430,7 @@ class MM:
                     continue
                 sl[present] &= ~PTE_ACCESSED
                 pfns = pte_pfn(sl[present])
-                mem.flags[pfns[pfns != ZERO_PFN]] &= ~np.uint32(M.PG_REFERENCED)
+                mem.flags[pfns[pfns != ZERO_PFN]] &= ~np.uint32(M.PG_REFERENCED | M.PG_YOUNG)
 
     def populate(self, start: int, end: int, special_pages: np.ndarray | None = None) -> int:
         """__mm_populate() for mlock and MAP_LOCKED: fault the range in as
@@ -558,7 +560,7 @@ class MM:
                     pt.huge.add(idx)
                     mem.map_pmd(head, self.mm_id)
                     self.rss[MM_ANONPAGES] += PTRS_PER_TABLE
-                    v.anon_vma = v.anon_vma or object()
+                    v.anon_vma = v.anon_vma or AnonVma()
                     mem.thp_fault_alloc += 1
                     faults += 1
                     continue
@@ -593,7 +595,7 @@ class MM:
             allp = np.concatenate(pfns)
             mem.map_pages(allp, self.mm_id)
             self.rss[MM_ANONPAGES] += len(allp)
-            v.anon_vma = v.anon_vma or object()
+            v.anon_vma = v.anon_vma or AnonVma()
             faults += len(got)
         return faults
 
@@ -783,7 +785,7 @@ class MM:
             elif v.file is None:
                 if write:
                     pfns = mem.alloc(nmiss, ANON_NEW)
-                    v.anon_vma = v.anon_vma or object()  # anon_vma_prepare()
+                    v.anon_vma = v.anon_vma or AnonVma()  # anon_vma_prepare()
                     mem.map_pages(pfns, self.mm_id)
                     ptes[mi] = mk_pte(pfns, True, True)
                     self.rss[MM_ANONPAGES] += nmiss
@@ -794,7 +796,7 @@ class MM:
                 if write and not shared:
                     # private write fault on a file page: copy it now
                     pfns = mem.alloc(nmiss, ANON_NEW)
-                    v.anon_vma = v.anon_vma or object()
+                    v.anon_vma = v.anon_vma or AnonVma()
                     mem.map_pages(pfns, self.mm_id)
                     ptes[mi] = mk_pte(pfns, True, True)
                     self.rss[MM_ANONPAGES] += nmiss
@@ -818,10 +820,18 @@ class MM:
         # on 6.18: a written private page's kpageflags is 0x400005828,
         # without REFERENCED or DIRTY)
         pfns = pfns[pfns != ZERO_PFN]
-        mem.flags[pfns[(mem.flags[pfns] & M.PG_ANON) == 0]] |= M.PG_REFERENCED
+        # folio_mark_accessed() also ends an idle period
+        cache = pfns[(mem.flags[pfns] & M.PG_ANON) == 0]
+        mem.flags[cache] = (mem.flags[cache] | np.uint32(M.PG_REFERENCED)) & ~np.uint32(M.PG_IDLE)
         self.pgtable.write(lo, ptes)
         if self.pgtable.huge:
             self._sync_huge_bits(lo, hi)
+        if v.anon_vma is not None:
+            # new anonymous folios join the VMA's anon_vma (whole large
+            # folios: their head may lie before lo)
+            alo = max(v.start, lo & ~(PMD_SIZE - 1))
+            ahi = min(v.end, (hi + PMD_SIZE - 1) & ~(PMD_SIZE - 1))
+            set_anon_rmap(mem, v, alo, ptes if (alo, ahi) == (lo, hi) else self.pgtable.read(alo, ahi))
         self.update_hiwater_rss()
         return faults
 
@@ -847,7 +857,7 @@ class MM:
         self.rss[MM_SWAPENTS] -= n
         self.rss[MM_ANONPAGES] += n
         self.nr_major += n
-        v.anon_vma = v.anon_vma or object()
+        v.anon_vma = v.anon_vma or AnonVma()
         return n
 
     def _wp_fault(self, v: VMA, ptes: np.ndarray, shared: bool) -> np.ndarray:
@@ -877,7 +887,7 @@ class MM:
             mem.unmap_pages(real, self.mm_id)
             new = mem.alloc(n, ANON_NEW)
             mem.map_pages(new, self.mm_id)
-            v.anon_vma = v.anon_vma or object()
+            v.anon_vma = v.anon_vma or AnonVma()
             out[copy] = mk_pte(new, True, True)
             nfile = int(was_file.sum())
             self.rss[MM_FILEPAGES] -= nfile
@@ -892,6 +902,7 @@ class MM:
             kind = M.PG_SHMEM | M.PG_LRU if file.shmem else M.PG_FILE | M.PG_LRU
             new = self.mem.alloc(int(absent.sum()), kind)
             file.cache[pgoffs[absent]] = new
+            set_file_rmap(self.mem, file, new, pgoffs[absent])
             pfns = file.cache[pgoffs]
         return pfns
 
@@ -1018,7 +1029,7 @@ class MM:
             raise MMError(errno.EFAULT, "SIGBUS: no free huge page for the fault")
         if reserved:
             resv.reserved.discard(i)
-        v.anon_vma = v.anon_vma or object()  # anon_vma_prepare() of a private fault
+        v.anon_vma = v.anon_vma or AnonVma()  # anon_vma_prepare() of a private fault
         return head
 
     def _fault_hugetlb(self, v: VMA, lo: int, hi: int, write: bool) -> int:
@@ -1042,6 +1053,7 @@ class MM:
                 e = self._hugetlb_wp(v, e, shared)
                 faults += 1
             pt.hugetlb[idx] = e | _HPTE_ACCESSED
+            pt.mark_young(idx)
         return faults
 
     def _hugetlb_wp(self, v: VMA, e: int, shared: bool) -> int:
@@ -1109,7 +1121,7 @@ class MM:
                 child._account(VMA(v.start, v.end, v.flags & ~(VM_LOCKED | VM_LOCKONFAULT)), -1)
                 continue
             nv = VMA(v.start, v.end, v.flags & ~(VM_LOCKED | VM_LOCKONFAULT), v.pgoff, v.file,
-                     v.special, v.anon_name, object() if v.anon_vma is not None else None)
+                     v.special, v.anon_name, AnonVma(v.anon_vma.root) if v.anon_vma is not None else None)
             child.vmas.insert(nv)
             if v.file is not None:
                 v.file.nr_mappings += 1
