@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from procsim.mm.access_log import AccessLog
+from procsim.mm.access_log import AccessLog, sorted_unique
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.vma import VM_EXEC, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE
 
@@ -243,6 +243,8 @@ class Workload:
 
     def vas(self, pos: np.ndarray) -> np.ndarray:
         """Page indices of the region -> addresses."""
+        if len(self.ranges) == 1:
+            return int(self.ranges[0, 0]) + (pos << PAGE_SHIFT)
         r = np.searchsorted(self._cum, pos, "right") - 1
         return self.ranges[r, 0] + ((pos - self._cum[r]) << PAGE_SHIFT)
 
@@ -460,16 +462,20 @@ class Workloads:
             k0 = kk
 
     def _access(self, w: Workload, pos: np.ndarray, write: bool) -> bool:
-        vas = w.vas(pos)
+        """Make the accesses to region pages `pos`: each page once (repeats
+        within a step change no bit), the ones no longer permitted dropped."""
+        upos = sorted_unique(pos)
+        vas = w.vas(upos)
         ok = self._permitted(w.mm, vas, write)
-        n = len(vas)
+        n = len(pos)
+        made = n if ok.all() else int(ok[np.searchsorted(upos, pos)].sum())
         vas = vas[ok]
-        w.dropped += n - len(vas)
-        w.accesses += len(vas)
+        w.dropped += n - made
+        w.accesses += made
         if write:
-            w.writes += len(vas)
+            w.writes += made
         else:
-            w.reads += len(vas)
+            w.reads += made
         if not len(vas):
             return True
         try:
