@@ -36,6 +36,7 @@ memory).
 from __future__ import annotations
 
 import errno
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ from procsim.mm.vma import VM_EXEC, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE
 if TYPE_CHECKING:
     from procsim.kernel import Kernel
     from procsim.mm.mm import MM
+
+log = logging.getLogger(__name__)
 
 NSEC = 1_000_000_000
 PAGE_SHIFT = 12
@@ -437,7 +440,11 @@ class Workloads:
         """Run every running workload's ticks that start in [ta, tb)."""
         for w in list(self.items.values()):
             if w.state == "running":
-                self._step_one(w, ta, tb)
+                try:
+                    self._step_one(w, ta, tb)
+                except Exception as e:  # a bug must not stop the clock: this workload stops
+                    log.exception("workload %d failed", w.id)
+                    w.state, w.error = "failed", f"internal error: {e!r}"
 
     def _step_one(self, w: Workload, ta: int, tb: int) -> None:
         t = self.k.tasks.get(w.tid)

@@ -329,3 +329,18 @@ def test_large_rates_are_batched_and_fast_enough():
     assert w["accesses"] == 3_000_000 and w["faults"] == 0
     n = len(pages(k, pid, addr, t0))
     assert n == pytest.approx(65536 * (1 - math.exp(-3e6 / 65536)), abs=2)   # all of them, in effect
+
+
+def test_a_failing_workload_does_not_stop_the_clock(monkeypatch):
+    k = boot()
+    pid, addr = proc(k)
+    k.workloads.start(pid, pattern="uniform", rate=100, addr=addr, length=16 * MB)
+
+    def broken(*a, **kw):
+        raise AssertionError("a bug in the mm")
+    monkeypatch.setattr(k, "access", broken)
+    before = k.now
+    k.advance(1)
+    assert k.now == before + 10**9
+    w = k.workloads.list()[0]
+    assert w["state"] == "failed" and "a bug in the mm" in w["error"]
