@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from procsim.mm import memory as M
-from procsim.mm.pagetable import (PAGE_SHIFT, PMD_SHIFT, PTE_ACCESSED, PTE_PRESENT, PTRS_PER_TABLE,
+from procsim.mm.pagetable import (PAGE_SHIFT, PMD_SHIFT, POOL_ROWS, PTE_ACCESSED, PTE_PRESENT, PTRS_PER_TABLE,
                                   PageTable)
 from procsim.mm.rmap import clear_young
 
@@ -28,16 +28,21 @@ _YOUNG = PTE_PRESENT | PTE_ACCESSED
 _NOT_A = ~PTE_ACCESSED
 _HPTE_YOUNG = int(_YOUNG)
 _HPTE_NOT_A = ~int(PTE_ACCESSED)
+_YOUNG_BYTE = np.uint8(int(_YOUNG))          # both bits live in an entry's low byte
+_NOT_A_BYTE = np.uint8(0xFF & ~int(PTE_ACCESSED))
+_PMD_BYTES = PTRS_PER_TABLE // 8
 
 
 def idle_read(pt: PageTable, start: int, end: int) -> np.ndarray:
-    """Test and clear the accessed bits of [start, end) (page aligned):
-    one bool per page, True = idle (not present, a hole, or not accessed
-    since the last scan). Every upper-level entry examined is left old."""
+    """Test and clear the accessed bits of [start, end) (multiples of 8
+    pages): the idle bits packed little-endian, 1 = idle (not present, a
+    hole, or not accessed since the last scan), as uint8. Every
+    upper-level entry examined is left old."""
     n = (end - start) >> PAGE_SHIFT
     lo_pmd, hi_pmd = start >> PMD_SHIFT, ((end - 1) >> PMD_SHIFT) + 1
-    # one row of 512 per PMD of the 2 MiB-aligned window
-    accessed = np.zeros((hi_pmd - lo_pmd, PTRS_PER_TABLE), bool)
+    # 64 bytes (512 bits) per PMD of the 2 MiB-aligned window, all idle
+    out = np.full((hi_pmd - lo_pmd) * _PMD_BYTES, 0xFF, np.uint8)
+    packed = out.reshape(-1, _PMD_BYTES)
     idxs = list(pt.tables.irange(lo_pmd, hi_pmd - 1))
     htlb = list(pt.hugetlb.irange(lo_pmd, hi_pmd - 1)) if pt.hugetlb else []
     steps = 0
@@ -62,25 +67,31 @@ def idle_read(pt: PageTable, start: int, end: int) -> np.ndarray:
         leafset = set(leaf)
         young = [i for i in young if i not in leafset]
     if young:
-        # descend: 512 PTEs per table, all the tables at once
-        stack = np.stack([tables[i] for i in young])
-        acc = (stack & _YOUNG) == _YOUNG
-        accessed[np.asarray(young, np.int64) - lo_pmd] = acc
-        for i in np.flatnonzero(acc.any(axis=1)).tolist():
-            t = tables[young[i]]
-            np.bitwise_and(t, _NOT_A, out=t)
+        # descend: 512 PTEs per table, a run of consecutive pool rows at once
+        rows = tables.rows
+        g = np.array([rows[i] for i in young], np.int64)
+        pos = np.asarray(young, np.int64) - lo_pmd
+        cut = np.flatnonzero((np.diff(g) != 1) | (np.diff(g // POOL_ROWS) != 0)) + 1
+        for a, b in zip([0, *cut.tolist()], [*cut.tolist(), len(g)]):
+            r = int(g[a])
+            run = tables.blocks[r // POOL_ROWS][r % POOL_ROWS: r % POOL_ROWS + b - a]
+            low = run.view(np.uint8)[:, ::8]  # byte 0 of each entry: present and A
+            acc = (low & _YOUNG_BYTE) == _YOUNG_BYTE
+            if acc.any():
+                packed[pos[a:b]] = np.packbits(~acc, axis=1, bitorder="little")
+                np.bitwise_and(low, _NOT_A_BYTE, out=low)
         steps += len(young) * (PTRS_PER_TABLE + 1)
     for i in leaf:  # a leaf huge PMD: one bit for 2 MiB
         t = tables[i]
         steps += 1
         if (t[0] & _YOUNG) == _YOUNG:
-            accessed[i - lo_pmd] = True
+            packed[i - lo_pmd] = 0
             np.bitwise_and(t, _NOT_A, out=t)
     for i in hyoung:  # a hugetlb huge PTE at PMD level
         e = pt.hugetlb[i]
         steps += 1
         if e & _HPTE_YOUNG == _HPTE_YOUNG:
-            accessed[i - lo_pmd] = True
+            packed[i - lo_pmd] = 0
             pt.hugetlb[i] = e & _HPTE_NOT_A
     # the walk cleared every A bit below the PMDs it examined: they are old,
     # and so is each PUD the range covers whole
@@ -93,8 +104,8 @@ def idle_read(pt: PageTable, start: int, end: int) -> np.ndarray:
         if first_pud <= p < last_pud:
             pt.old_pud.add(p)
     pt.walk_steps += steps
-    off = (start >> PAGE_SHIFT) - (lo_pmd << (PMD_SHIFT - PAGE_SHIFT))
-    return ~accessed.reshape(-1)[off: off + n]
+    off = ((start >> PAGE_SHIFT) - (lo_pmd << (PMD_SHIFT - PAGE_SHIFT))) >> 3
+    return out[off: off + (n >> 3)]
 
 
 def idle_write(pt: PageTable, start: int, idle: np.ndarray) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 from procsim.mm import memory as M
 from procsim.mm.hugetlb import HPAGE_NR, HPAGE_ORDER, HPAGE_SIZE
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_ACCESSED, PTE_DIRTY,
-                                  PTE_PRESENT, PTE_PSE, PTE_RW, PTE_SOFT_DIRTY, PTE_USER, PTRS_PER_TABLE,
+                                  POOL_ROWS, PTE_PRESENT, PTE_PSE, PTE_RW, PTE_SOFT_DIRTY, PTE_USER, PTRS_PER_TABLE,
                                   PageTable, is_swap_pte, mk_pte, pte_pfn, pte_present, swp_entry_pte,
                                   swp_offset)
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO,
@@ -50,6 +50,15 @@ class Flush:
     start: int
     end: int
     freed_tables: bool = False
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """np.unique by sorting (numpy's hash-based unique is several times
+    slower on millions of addresses); no sort for sorted input."""
+    if len(a) > 1 and not (a[1:] > a[:-1]).all():
+        a = np.sort(a)
+        a = a[np.concatenate(([True], a[1:] != a[:-1]))]
+    return a
 
 
 def page_align(n: int) -> int:
@@ -585,7 +594,8 @@ class MM:
             if not got:
                 continue
             if t is None:
-                t = pt.tables[idx] = np.zeros(PTRS_PER_TABLE, np.uint64)
+                pt.tables[idx] = np.zeros(PTRS_PER_TABLE, np.uint64)
+                t = pt.tables[idx]
             pt.mark_young(idx)
             pfns = []
             for slot, head, o in got:
@@ -669,7 +679,7 @@ class MM:
         faulting pages). EFAULT, before anything changes, if a page is
         unmapped or not permitted; EINVAL if an address is not page aligned.
         Returns the number of faults."""
-        vas = np.unique(np.asarray(vas, dtype=np.int64))
+        vas = _sorted_unique(np.asarray(vas, dtype=np.int64))
         if not len(vas):
             return 0
         if (vas & (PAGE_SIZE - 1)).any():
@@ -712,7 +722,7 @@ class MM:
     def _runs(vas: np.ndarray, shift: int) -> list[tuple[int, int]]:
         """[lo, hi) ranges of the runs of consecutive (1 << shift)-sized
         blocks that the sorted addresses `vas` fall in."""
-        blk = np.unique(vas >> shift)
+        blk = _sorted_unique(vas >> shift)
         cut = np.flatnonzero(np.diff(blk) != 1) + 1
         los = blk[np.concatenate(([0], cut))] << shift
         his = (blk[np.concatenate((cut - 1, [len(blk) - 1]))] + 1) << shift
@@ -720,35 +730,39 @@ class MM:
 
     def _access_ptes(self, vas: np.ndarray, write: bool) -> np.ndarray:
         """The hardware side of `access` for sorted pages of one non-hugetlb
-        VMA, one PTE table at a time: set A (and D) where the PTE permits the
-        access; return the addresses that must fault."""
+        VMA: set A (and D) where the PTE permits the access, gathering the
+        entries of all the tables at once (they are rows of the table
+        pool); return the addresses that must fault."""
         pt = self.pgtable
+        tables = pt.tables
         pmd = vas >> PMD_SHIFT
-        cut = np.flatnonzero(np.diff(pmd)) + 1
-        los = np.concatenate(([0], cut)).tolist()
-        his = np.concatenate((cut, [len(vas)])).tolist()
+        first = np.flatnonzero(np.concatenate(([True], pmd[1:] != pmd[:-1])))
+        upmd = pmd[first]
+        count = np.diff(np.append(first, len(pmd)))
+        rows = tables.rows
+        g = np.repeat(np.array([rows.get(i, -1) for i in upmd.tolist()], np.int64), count)
         bits = PTE_ACCESSED | (PTE_DIRTY if write else np.uint64(0))
         want = PTE_PRESENT | (PTE_RW if write else np.uint64(0))
-        slow = []
-        tables, huge = pt.tables, pt.huge
-        for lo, hi, idx in zip(los, his, pmd[los].tolist()):
-            t = tables.get(idx)
-            if t is None:
-                slow.append(vas[lo:hi])
-                continue
-            off = (vas[lo:hi] >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
-            ok = (t[off] & want) == want
-            if not ok.all():
-                slow.append(vas[lo:hi][~ok])
-                off = off[ok]
-                if not len(off):
-                    continue
-            if idx in huge:
-                t |= bits  # one A (and D) bit for the whole huge PMD
-            else:
-                t[off] |= bits
-            pt.mark_young(idx)
-        return np.concatenate(slow) if slow else vas[:0]
+        ok = g >= 0
+        off = (vas >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
+        block = g // POOL_ROWS
+        for b in _sorted_unique(block[ok]).tolist():
+            sel = np.flatnonzero(block == b)
+            flat = (g[sel] % POOL_ROWS) * PTRS_PER_TABLE + off[sel]
+            arr = tables.blocks[b].reshape(-1)
+            e = arr[flat]
+            good = (e & want) == want
+            arr[flat[good]] = e[good] | bits
+            ok[sel[~good]] = False
+        if pt.huge:  # a huge PMD has one A (and D) bit for its 512 entries
+            for i in set(pmd[ok].tolist()) & set(pt.huge):
+                t = tables[i]
+                t |= np.bitwise_or.reduce(t & bits)
+        if pt.old or pt.old_pud:
+            hit = _sorted_unique(pmd[ok])
+            pt.old.difference_update(hit.tolist())
+            pt.old_pud.difference_update(_sorted_unique(hit >> 9).tolist())
+        return vas[~ok]
 
     def _fault_vma(self, v: VMA, lo: int, hi: int, write: bool, special_pages) -> int:
         if v.is_hugetlb:

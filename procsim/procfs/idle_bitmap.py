@@ -22,7 +22,7 @@ VA_PER_BYTE = 8 << PAGE_SHIFT  # 32 KiB of address space per byte
 # the page after the last user page, rounded up to a whole word (as the
 # global bitmap rounds max_pfn): the array ends at 2^32 bytes
 IDLE_BITMAP_END = -(-(TASK_SIZE >> PAGE_SHIFT) // BITS) * WORD
-CHUNK = 1 << 30  # VA walked per step of a long read (128 KiB of bitmap)
+READ_MAX = 1 << 20  # bytes one read returns at most (32 GiB of VA; FUSE asks for 128 KiB)
 KERNFS_MAX = 4096  # sysfs moves at most one page per read or write call
 
 
@@ -44,23 +44,18 @@ def _unpack(data: bytes) -> np.ndarray:
 def pid_read(ctx: Ctx, size: int, offset: int) -> bytes:
     """Test-and-clear read: 1 = idle (not accessed since the last scan, not
     present, or a hole), 0 = accessed (now cleared). 0 bytes once the mm is
-    gone, EOF at the end of user space."""
+    gone, EOF at the end of user space; at most READ_MAX bytes per call (a
+    short read, as the kernel may return)."""
     _aligned(size, offset)
     mm = maps.bound_mm(ctx)
     hi = min(IDLE_BITMAP_END, offset + size)
     if mm is None or offset >= hi:
         return b""
-    start, end = offset * VA_PER_BYTE, hi * VA_PER_BYTE
-    parts = []
-    for lo in range(start, end, CHUNK):
-        bits = idle.idle_read(mm.pgtable, lo, min(end, lo + CHUNK))
-        parts.append(bits)
-    bits = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    top = TASK_SIZE >> PAGE_SHIFT
-    last = (end >> PAGE_SHIFT) - top
-    if last > 0:
-        bits[-last:] = False  # past TASK_SIZE: no page, as past max_pfn
-    return _pack(bits)
+    hi = min(hi, offset + READ_MAX)
+    out = idle.idle_read(mm.pgtable, offset * VA_PER_BYTE, hi * VA_PER_BYTE)
+    if hi == IDLE_BITMAP_END:
+        out[-1] &= 0x7F  # the page at TASK_SIZE: no page, as past max_pfn
+    return out.tobytes()
 
 
 def pid_write(ctx: Ctx, data: bytes, offset: int) -> int:

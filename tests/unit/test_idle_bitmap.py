@@ -12,7 +12,7 @@ import struct
 import numpy as np
 import pytest
 
-from procsim.kernel import MREMAP_FIXED, MREMAP_MAYMOVE
+from procsim.kernel import MADV_DONTNEED, MREMAP_FIXED, MREMAP_MAYMOVE
 from procsim.mm import memory as M
 from procsim.mm.pagetable import PAGE_SHIFT, PMD_SIZE, PTE_ACCESSED, pte_pfn
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
@@ -373,3 +373,77 @@ def test_unmapped_and_exited_pages_read_zero(k, fs, p):
     assert gread(fs, a) == 0 and gread(fs, b) == 1
     k.exit_group(p)
     assert gread(fs, b) == 0
+
+
+# -- every path that sets an accessed bit makes its PMD young again -------------------
+
+def _scan_twice(h, off, n=8):
+    h.read(n, off)
+    assert h.read(n, off) == b"\xff" * n  # now idle: the PMD is old
+
+
+def test_fault_into_an_old_pmd_is_seen(k, fs, p):
+    k.mmap(p, 64 * PAGE, RW, ANON | MAP_FIXED, VA)
+    k.touch(p, VA, PAGE)
+    h = idle_file(fs, p)
+    _scan_twice(h, OFF)
+    k.touch(p, VA + 9 * PAGE, PAGE)            # a new page, same PTE table
+    assert words(h.read(8, OFF)) == [bits(9)]
+
+
+def test_mremap_into_an_old_pmd_is_seen(k, fs, p):
+    k.mmap(p, 64 * PAGE, RW, ANON | MAP_FIXED, VA)
+    k.touch(p, VA, PAGE)
+    other = VA + (1 << 30)
+    k.mmap(p, PAGE, RW, ANON | MAP_FIXED, other)
+    k.touch(p, other, PAGE)
+    h = idle_file(fs, p)
+    _scan_twice(h, OFF)
+    # the touched page moves into the old table, its A bit with it
+    k.access(p, np.array([other]), write=False)
+    k.mremap(p, other, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, VA + 20 * PAGE)
+    assert words(h.read(8, OFF)) == [bits(20)]
+
+
+def test_thp_fault_into_an_old_pmd_index_is_seen(fs, p):
+    k = fs.kernel
+    k.set_thp(enabled="always")
+    k.mmap(p, PMD_SIZE, RW, ANON | MAP_FIXED, GBASE)
+    k.touch(p, GBASE, PAGE)
+    h = idle_file(fs, p)
+    off = GBASE // 32768
+    _scan_twice(h, off, 64)
+    k.madvise(p, GBASE, PMD_SIZE, MADV_DONTNEED)  # the PMD goes
+    assert GBASE >> 21 not in k.group(p).mm.pgtable.tables
+    k.touch(p, GBASE, PAGE)                     # a new THP at the same index
+    assert GBASE >> 21 in k.group(p).mm.pgtable.huge
+    assert h.read(64, off) == b"\0" * 64
+
+
+def test_fork_child_sees_its_own_accesses(k, fs, p):
+    k.mmap(p, 64 * PAGE, RW, ANON | MAP_FIXED, VA)
+    k.touch(p, VA, 64 * PAGE)
+    h = idle_file(fs, p)
+    _scan_twice(h, OFF)
+    c = k.fork(p)
+    hc = idle_file(fs, c)
+    # fork copies the PTEs with their (cleared) A bits
+    assert words(hc.read(8, OFF)) == [ONES]
+    k.access(c, np.array([VA + 2 * PAGE]), write=False)
+    assert words(hc.read(8, OFF)) == [bits(2)]
+    assert words(h.read(8, OFF)) == [ONES]      # not the parent's
+
+
+def test_table_pool_rows_are_reused_clean(k, p):
+    pt = k.group(p).mm.pgtable
+    k.mmap(p, 4 * PMD_SIZE, RW, ANON | MAP_FIXED, GBASE)
+    k.touch(p, GBASE, 4 * PMD_SIZE)
+    rows = {i: pt.tables.rows[i] for i in range(GBASE >> 21, (GBASE >> 21) + 4)}
+    k.munmap(p, GBASE, 2 * PMD_SIZE)
+    assert (GBASE >> 21) not in pt.tables and (GBASE >> 21) not in pt.tables.rows
+    k.mmap(p, PMD_SIZE, RW, ANON | MAP_FIXED, GBASE + (1 << 30))
+    k.touch(p, GBASE + (1 << 30), PAGE)
+    t = pt.tables[(GBASE + (1 << 30)) >> 21]
+    assert pt.tables.rows[(GBASE + (1 << 30)) >> 21] in rows.values()  # a freed row, reused
+    assert np.count_nonzero(t) == 1
+    assert t.base is not None  # a view of a pool block
