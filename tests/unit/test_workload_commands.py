@@ -295,3 +295,17 @@ def test_queries_are_not_activity(op):
     with pytest.raises(ScenarioError) as e:
         load(f'[[activity]]\nat = 1\nop = "{op}"\n'.replace("[[activity]]", "\n[[activity]]"))
     assert "only reads the world" in str(e.value)
+
+
+def test_the_demo_scenario_runs_its_workloads():
+    k = scenario.load("examples/wss-demo.toml", clock="manual")
+    n = scenario.names(k)
+    ws = {w["pid"]: w for w in k.workloads.list()}
+    assert set(ws) == {n.pid("cache"), n.pid("batch"), n.pid("web")}
+    assert [ws[n.pid(p)]["pages"] for p in ("cache", "batch", "web")] == [262144, 131072, 196608]
+    t = k.now / 1e9
+    k.advance(1)
+    assert len(k.wss_truth(n.pid("batch"), t)) == 25000          # the scan
+    hot = len(k.wss_truth(n.pid("cache"), t))
+    assert 32768 < hot < 32768 + 25000                           # the hot 128 MiB, and some cold pages
+    assert all(w["state"] == "running" and w["faults"] == 0 for w in k.workloads.list())
