@@ -258,3 +258,41 @@ def test_on_the_real_proc_it_prints_only_estimates():
     finally:
         child.kill()
         child.wait()
+
+
+def ctl(m: Machine, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mountd.cli", "ctl", m.mnt, *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_procsim_ctl_starts_changes_stops_and_scores(m):
+    """The same vocabulary from the command line: JSON values, errno names on failure."""
+    pid = pid_of(m, "scan")
+    addr = m.ctl.mmap(pid=pid, length=4 * MB)
+    m.ctl.touch(pid=pid, addr=addr, length=4 * MB)
+    m.ctl.advance(seconds=0.5)                                  # the touch is not in the interval below
+    r = ctl(m, "workload_start", f"pid={pid}", "pattern=phases", "rate=100", f"addr={addr}", "length=4M",
+            'phases=[{"pattern":"scan","duration":1},{"pattern":"scan","duration":1,"offset":"2M"}]')
+    assert r.returncode == 0, r.stderr
+    wid = json.loads(r.stdout)
+    t0 = float(ctl(m, "now").stdout)
+    assert ctl(m, "advance", "seconds=1").returncode == 0
+    got = json.loads(ctl(m, "wss_truth", f"pid={pid}", f"since={t0}", "ranges=true").stdout)
+    mine = [r for r in got["ranges"] if addr <= r[0] < addr + 4 * MB]   # the scan's heap workload runs too
+    assert mine == [[addr, addr + 100 * 4096]]
+    assert ctl(m, "workload_change", f"id={wid}", "rate=200").returncode == 0
+    bad = ctl(m, "workload_change", f"id={wid}", "rate=-1")
+    assert bad.returncode != 0 and "EINVAL" in bad.stderr
+    assert [w["spec"]["rate"] for w in json.loads(ctl(m, "workloads", f"pid={pid}").stdout)
+            if w["id"] == wid] == [200]
+    out = json.loads(ctl(m, "workload_stop", f"id={wid}").stdout)
+    assert out["state"] == "stopped" and out["accesses"] == 100
+    gone = ctl(m, "workload_stop", "id=999")
+    assert gone.returncode != 0 and "ENOENT" in gone.stderr
+
+
+def test_a_sys_root_without_the_global_bitmap(m, tmp_path):
+    """--sys elsewhere: the global method is unavailable, the others measure."""
+    got = samples(m, pid_of(m, "hotcold"), "--sys", str(tmp_path), "--interval", "0.2")
+    assert got["global"]["error"].startswith("unavailable")
+    assert got["refs"]["pages"] == got["refs"]["truth"] and got["pid"]["pages"] == got["pid"]["truth"]
