@@ -217,7 +217,7 @@ def parse_phase(d: dict, region: int, where: str, rate: float | None = None,
 class Workload:
     id: int
     tid: int
-    mm: "MM"
+    mm: "MM | None"                 # dropped once the workload ends (it may be large)
     spec: dict                      # the arguments as given (merged over changes)
     ranges: np.ndarray              # int64[n, 2]: [start, end) address ranges of the region
     phases: list[Phase]
@@ -228,7 +228,6 @@ class Workload:
     changes: int = 0
     state: str = "running"          # running, stopped, exited, failed
     error: str = ""
-    ticks_run: int = 0              # ticks before this one (since the last change)
     accesses: int = 0
     reads: int = 0
     writes: int = 0
@@ -352,7 +351,7 @@ class Workloads:
     def stop(self, wid: int) -> dict:
         w = self._get(wid)
         if w.state == "running":
-            w.state = "stopped"
+            self._end(w, "stopped")
         return w.info()
 
     def list(self, pid: int | None = None) -> list[dict]:
@@ -444,16 +443,15 @@ class Workloads:
                     self._step_one(w, ta, tb)
                 except Exception as e:  # a bug must not stop the clock: this workload stops
                     log.exception("workload %d failed", w.id)
-                    w.state, w.error = "failed", f"internal error: {e!r}"
+                    self._end(w, "failed", f"internal error: {e!r}")
 
     def _step_one(self, w: Workload, ta: int, tb: int) -> None:
         t = self.k.tasks.get(w.tid)
         if t is None or t.dead or t.tg.zombie:
-            w.state = "exited"
+            self._end(w, "exited")
             return
         if t.mm is not w.mm:
-            w.state = "exited"
-            w.error = "exec: the address space it ran in is gone"
+            self._end(w, "exited", "exec: the address space it ran in is gone")
             return
         q = w.tick_ns
         k0 = max(0, -(-(ta - w.start) // q))
@@ -488,10 +486,13 @@ class Workloads:
         try:
             w.faults += self.k.access(w.tid, vas, write)
         except (OSError, OutOfMemory) as e:
-            w.state = "failed"
-            w.error = f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}"
+            self._end(w, "failed", f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}")
             return False
         return True
+
+    @staticmethod
+    def _end(w: Workload, state: str, error: str = "") -> None:
+        w.state, w.error, w.mm = state, error, None
 
     @staticmethod
     def _permitted(mm: "MM", vas: np.ndarray, write: bool) -> np.ndarray:

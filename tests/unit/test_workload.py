@@ -240,6 +240,7 @@ def test_workload_ends_with_its_task_and_with_exec():
     w = k.workloads.list(pid2)[0]
     assert w["state"] == "exited" and "exec" in w["error"]
     assert not k.workloads.active
+    assert all(w.mm is None for w in k.workloads.items.values())   # the old address spaces are let go
 
 
 def test_out_of_memory_fails_the_workload_and_the_clock_goes_on():
