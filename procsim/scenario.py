@@ -759,6 +759,8 @@ class _Builder:
                 base = ref.split("+", 1)[0].rsplit(":", 1)[-1]
                 start = self.names.addr(ref.split("+", 1)[0], pid)
                 v["length"] = self.map_sizes.get((base, start), 0) - (v["addr"] - start)
+        elif isinstance(v.get("addr"), str):
+            v["addr"] = self._call(where, self.names.addr, v["addr"], pid)
         self._exec(where, "workload_start", pid=pid, **v)
 
     @staticmethod

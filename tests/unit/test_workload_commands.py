@@ -309,3 +309,55 @@ def test_the_demo_scenario_runs_its_workloads():
     hot = len(k.wss_truth(n.pid("cache"), t))
     assert 32768 < hot < 32768 + 25000                           # the hot 128 MiB, and some cold pages
     assert all(w["state"] == "running" and w["faults"] == 0 for w in k.workloads.list())
+
+
+def test_every_scenario_workload_key_reaches_the_workload():
+    k = load("""
+[[process.workloads]]
+pattern = "hot_cold"
+rate = 500
+write = 0.5
+addr = "cache+1M"
+length = "2M"
+seed = 99
+tick = 0.05
+hot = "64K"
+hot_offset = "1M"
+hot_prob = 0.7
+
+[[process.workloads]]
+pattern = "zipf"
+rate = 10
+map = "log"
+exponent = 2.5
+
+[[process.workloads]]
+pattern = "scan"
+rate = 10
+vmas = "readable"
+offset = 0.5
+
+[[process.workloads]]
+pattern = "phases"
+rate = 10
+map = "log"
+repeat = false
+phases = [{ pattern = "uniform", duration = 1, rate = 20, write = 1.0 }]
+""")
+    pid = scenario.names(k).pid("db")
+    cache = scenario.names(k).addr("cache", pid)
+    log = scenario.names(k).addr("log", pid)
+    a, b, c, d = k.workloads.list(pid)
+    assert a["spec"] == {"pattern": "hot_cold", "rate": 500, "write": 0.5, "addr": cache + MB, "length": "2M",
+                         "seed": 99, "tick": 0.05, "hot": "64K", "hot_offset": "1M", "hot_prob": 0.7}
+    assert a["seed"] == 99 and a["ranges"] == [[cache + MB, cache + 3 * MB]]
+    ph = k.workloads.items[a["id"]].phases[0]
+    assert (ph.hot, ph.hot_offset, ph.hot_prob, ph.write) == (16, 256, 0.7, 0.5)
+    assert k.workloads.items[a["id"]].tick_ns == 50_000_000
+    assert k.workloads.items[b["id"]].phases[0].exponent == 2.5 and b["ranges"] == [[log, log + 4 * MB]]
+    mm = k.group(pid).mm
+    readable = [[v.start, v.end] for v in mm.vmas if v.flags & 1 and not v.special]   # VM_READ
+    assert c["ranges"] == readable
+    assert k.workloads.items[c["id"]].phases[0].offset == c["pages"] // 2
+    wd = k.workloads.items[d["id"]]
+    assert (wd.repeat, wd.phases[0].rate, wd.phases[0].write, wd.phases[0].ticks) == (False, 20, 1.0, 100)
