@@ -59,6 +59,20 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 # -- real /proc --------------------------------------------------------------
 
+class BuildError(Exception):
+    """A C helper could not be built (no gcc, or a compile error)."""
+
+
+def build_c(src: Path, out: Path, *flags: str) -> str:
+    """gcc -O2 src -o out; returns the binary's path."""
+    try:
+        subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out), str(src), *flags],
+                       check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise BuildError(f"{getattr(e, 'stderr', None) or e!s:.200}") from None
+    return str(out)
+
+
 def vm_rss_bytes(pid: int) -> int:
     """VmRSS of a real process, from the real /proc."""
     with open(f"/proc/{pid}/status") as f:

@@ -18,10 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from common import REPO, force_unmount, is_mounted, log, median, stop_pid
+from common import REPO, BuildError, build_c, force_unmount, is_mounted, log, median, stop_pid
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,11 +56,9 @@ class Floor:
                            "../shared/bench/fuse-floor); C-baseline columns skipped, Python client used")
             return
         try:
-            subprocess.run(["gcc", "-O2", "-o", str(self.build / "fbench"), str(self.src / "fbench.c")],
-                           check=True, capture_output=True, text=True)
-            self.fbench = str(self.build / "fbench")
-        except (OSError, subprocess.CalledProcessError) as e:
-            self.reason = f"cannot build fbench: {getattr(e, 'stderr', e)}"
+            self.fbench = build_c(self.src / "fbench.c", self.build / "fbench")
+        except BuildError as e:
+            self.reason = f"cannot build fbench: {e}"
 
     @property
     def available(self) -> bool:
@@ -82,16 +80,14 @@ class Floor:
         content = (self.src / "content.h").read_text()
         patched, n = re.subn(r"#define STATUS_SZ \d+", f"#define STATUS_SZ {status_size}", content)
         if n != 1:
-            log(f"warning: could not set STATUS_SZ in content.h; the C /status keeps its own size")
+            log("warning: could not set STATUS_SZ in content.h; the C /status keeps its own size")
             patched = content
         (d / "content.h").write_text(patched)
         try:
-            subprocess.run(["gcc", "-O2", "-o", str(d / "cfs_ll"), str(d / "cfs_ll.c"), *flags],
-                           check=True, capture_output=True, text=True)
-        except subprocess.CalledProcessError as e:
-            self.reason = f"cannot build cfs_ll: {e.stderr}"
+            self._servers[status_size] = build_c(d / "cfs_ll.c", d / "cfs_ll", *flags)
+        except BuildError as e:
+            self.reason = f"cannot build cfs_ll: {e}"
             return None
-        self._servers[status_size] = str(d / "cfs_ll")
         return self._servers[status_size]
 
     def cleanup(self) -> None:

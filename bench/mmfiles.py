@@ -110,7 +110,7 @@ def bench_mmfiles(workdir: str, nvmas: int, touched: int, reps: int, clock: str)
         f.write(f'description = "bench: smaps and pagemap"\n[machine]\nnr_cpus = 2\n'
                 f'mem = "{max(8, 2 * touched // GiB + 2)}G"\n\n'
                 f'[[process]]\nname = "app"\npid = 100\nargv = ["/usr/bin/app"]\n')
-    log(f"[mmfiles] simulated: same shape")
+    log("[mmfiles] simulated: same shape")
     with ProcsimMount(scenario=scen, clock=clock) as m:
         c = m.client()
         addr = c.mmap(pid=100, length=touched)

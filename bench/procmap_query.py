@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ProcsimMount, fmt, fmt_ratio, log, median, pin_process, ratio, stop_pid, table  # noqa: E402
+from common import BuildError, ProcsimMount, build_c, fmt, fmt_ratio, log, median, pin_process, ratio, stop_pid, table  # noqa: E402
 from floor import Floor, FloorServer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -59,11 +59,9 @@ class Client:
         self.binary: str | None = None
         self.note: str | None = None
         try:
-            subprocess.run(["gcc", "-O2", "-o", str(self.dir / "pmqbench"), str(HERE / "pmqbench.c")],
-                           check=True, capture_output=True, text=True)
-            self.binary = str(self.dir / "pmqbench")
-        except (OSError, subprocess.CalledProcessError) as e:
-            self.note = f"pmqbench not built ({getattr(e, 'stderr', e)!s:.200}); ctypes client used"
+            self.binary = build_c(HERE / "pmqbench.c", self.dir / "pmqbench")
+        except BuildError as e:
+            self.note = f"pmqbench not built ({e}); ctypes client used"
 
     @property
     def name(self) -> str:

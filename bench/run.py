@@ -40,7 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (PROCSIM, REPO, MountError, ProcsimMount, fmt, fmt_ratio, log, median,  # noqa: E402
-                    pin_process, ratio, read_status_field, sim_pids, stop_pid, table, vm_rss_bytes)
+                    pin_process, ratio, read_status_field, sim_pids, table, vm_rss_bytes)
 from floor import Floor, FloorServer, run_client  # noqa: E402
 import mmfiles  # noqa: E402
 import idle as idle_bench  # noqa: E402

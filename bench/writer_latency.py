@@ -60,7 +60,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ProcsimMount, fmt, fmt_ratio, log, median, pin_process, ratio, stop_pid, table  # noqa: E402
+from common import BuildError, ProcsimMount, build_c, fmt, fmt_ratio, log, median, pin_process, ratio, stop_pid, table  # noqa: E402
 
 PAGE = 4096
 REGION = 128 << 20
@@ -272,14 +272,13 @@ class Programs:
         self.scanner: list[str] = [sys.executable, "-c", SCANNER_PY]
         self.note: str | None = None
         try:
+            built = {}
             for name, src in (("wlmapper", MAPPER_C), ("wlscanner", SCANNER_C)):
                 (self.dir / f"{name}.c").write_text(src)
-                subprocess.run(["gcc", "-O2", "-Wall", "-o", str(self.dir / name), str(self.dir / f"{name}.c")],
-                               check=True, capture_output=True, text=True)
-            self.mapper = str(self.dir / "wlmapper")
-            self.scanner = [str(self.dir / "wlscanner")]
-        except (OSError, subprocess.CalledProcessError) as e:
-            self.note = f"gcc build failed ({getattr(e, 'stderr', e)!s:.200}): Python scanners, no real mapper"
+                built[name] = build_c(self.dir / f"{name}.c", self.dir / name)
+            self.mapper, self.scanner = built["wlmapper"], [built["wlscanner"]]
+        except BuildError as e:
+            self.note = f"gcc build failed ({e}): Python scanners, no real mapper"
 
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

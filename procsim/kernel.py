@@ -27,10 +27,10 @@ from procsim.mm.pagetable import PAGE_SIZE, PTE_PRESENT, pte_pfn
 from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
-                            MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT, VM_DONTDUMP,
+                            MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT,
                             VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYEXEC,
                             VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
-                            VM_SHARED, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, prot_to_vm)
+                            VM_SHARED, VM_VVAR, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, prot_to_vm)
 from procsim.sched import NSEC, Sched
 from procsim.task import PF_FORKNOEXEC, PF_KTHREAD, PF_RANDOMIZE, Cred, Task, ThreadGroup
 from procsim.vfs import VFS
@@ -390,9 +390,8 @@ class Kernel:
         mm.start_brk = mm.brk = end_data + (rng.randrange(1 << 13) << 12)
         load_elf(LDSO, None)
         vdso = mm.get_unmapped_area(8 * PAGE_SIZE)
-        vvar = VM_READ | VM_MAYREAD | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP
-        mm.map_region(vdso, vdso + 4 * PAGE_SIZE, vvar, special="[vvar]")
-        mm.map_region(vdso + 4 * PAGE_SIZE, vdso + 6 * PAGE_SIZE, vvar, special="[vvar_vclock]")
+        mm.map_region(vdso, vdso + 4 * PAGE_SIZE, VM_VVAR, special="[vvar]")
+        mm.map_region(vdso + 4 * PAGE_SIZE, vdso + 6 * PAGE_SIZE, VM_VVAR, special="[vvar_vclock]")
         mm.map_region(vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, rx | VM_DONTEXPAND, special="[vdso]")
         mm.fault(vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, False, self.vdso_pages)
         _, _, _, libc_end = load_elf(LIBC, None)
@@ -941,9 +940,13 @@ class Kernel:
             return self._mremap_move_hugetlb(t, mm, vma, old_addr, old_len, new_len, dest)
         keep = min(old_len, new_len)
         ptes = mm.pgtable.read(old_addr, old_addr + keep)
-        # the moved VMA keeps its pgoff and anon_vma (copy_vma), anonymous ones too
+        # the moved VMA keeps its pgoff and anon_vma (copy_vma), except an
+        # anonymous one never faulted (no anon_vma): it takes the pgoff of its
+        # new address, so it can merge there (checked on 6.18)
         pgoff = vma.pgoff + ((old_addr - vma.start) >> 12)
         flags, file, special, anon_vma = vma.flags, vma.file, vma.special, vma.anon_vma
+        if file is None and special is None and anon_vma is None:
+            pgoff = dest >> 12
         flush = mm.unmap(dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
         self._flush(t, flush)
         # huge PMDs are moved as PTEs (move_huge_pmd() is not modelled)

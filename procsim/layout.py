@@ -27,15 +27,14 @@ from procsim.mm import memory as M
 from procsim.mm.hugetlb import HPAGE_SIZE, HUGETLB_ANON_PATH, HUGETLBFS_DEV
 from procsim.mm.mm import MM, MMError, TASK_SIZE
 from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE
-from procsim.mm.vma import (VM_ACCOUNT, VM_DONTDUMP, VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_IO,
-                            VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
-                            VM_SHARED, VM_WRITE, VMA, File)
+from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB,
+                            VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_READ,
+                            VM_SHARED, VM_VVAR, VM_WRITE, VMA, File)
 from procsim.vfs import SHMEM_DEV, VFS, default_build_id, looks_like_elf
 
 BUILD_ID_SIZE_MAX = 20
 DELETED = " (deleted)"
 SPECIALS = ("[vdso]", "[vvar]", "[vvar_vclock]", "[uprobes]")
-_VVAR_FLAGS = VM_READ | VM_MAYREAD | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP
 _MAY = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 _LINE = re.compile(r"([0-9a-f]+)-([0-9a-f]+) ([r-])([w-])([x-])([ps]) ([0-9a-f]+) "
                    r"([0-9a-f]+):([0-9a-f]+) ([0-9]+) ?(.*)")
@@ -140,7 +139,7 @@ class _Builder:
         special = None
         if ln.name in SPECIALS:
             special = ln.name
-            flags = (ln.prot & VM_READ) | _VVAR_FLAGS if ln.name.startswith("[vvar") else flags | VM_DONTEXPAND
+            flags = (ln.prot & VM_READ) | VM_VVAR if ln.name.startswith("[vvar") else flags | VM_DONTEXPAND
         elif ln.shared:
             raise LayoutError(f"layout: a shared anonymous VMA has a shmem file: {ln.text!r}")
         elif ln.prot & VM_WRITE:

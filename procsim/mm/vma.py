@@ -31,6 +31,8 @@ VM_NOHUGEPAGE = 1 << 30
 VM_SPECIAL_MASK = VM_IO | VM_DONTEXPAND | VM_PFNMAP  # VM_SPECIAL (mixedmap not modelled)
 
 VM_STACK = VM_GROWSDOWN  # x86
+# the vDSO data pages ([vvar], [vvar_vclock]): a PFN map, read-only, no growth, no dump
+VM_VVAR = VM_READ | VM_MAYREAD | VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP
 VM_PROT_MASK = VM_READ | VM_WRITE | VM_EXEC
 
 # smaps VmFlags mnemonics by bit; "" = never printed, missing = "??".

@@ -94,5 +94,10 @@ class VMATree:
         i = self._v.index(vma) + 1
         return self._v[i] if i < len(self._v) else None
 
+    def window(self, vma: VMA, n: int) -> list[VMA]:
+        """vma and the VMAs after it, n at most."""
+        i = self._v.index(vma)
+        return list(self._v.islice(i, i + n))
+
     def last(self) -> VMA | None:
         return self._v[-1] if self._v else None

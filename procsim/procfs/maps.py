@@ -136,3 +136,43 @@ class MapsSeq:
         if self.locked is not None:
             vma_end_read(self.locked)
             self.locked = None
+
+
+class MeasuredMapsSeq(MapsSeq):
+    """The walk of smaps and numa_maps: as maps, plus numbers from the page
+    tables. Those are taken under the kernel lock when a VMA is looked up
+    (where Linux holds the page-table lock in its walk), for a window of
+    VMAs at a time, so a writer waits for one window's measurement, never
+    for a whole file; the VMA then stays read-locked, without the kernel
+    lock, until it has been shown. A window's numbers serve later lookups
+    while the kernel generation has not moved: they are then what a
+    measurement now would give."""
+
+    __slots__ = ("measured", "_window", "_gen")
+    WINDOW = 16  # VMAs measured together: about four 4 KiB reads of smaps
+
+    def __init__(self, ctx: Ctx) -> None:
+        super().__init__(ctx)
+        self.measured = None
+        self._window: dict[VMA, object] = {}
+        self._gen = -1
+
+    def measure(self, vmas: list[VMA]) -> list:
+        """The numbers of each VMA, for show(); called under the kernel lock."""
+        raise NotImplementedError
+
+    def _get(self, pos: int):
+        # drop the VMA held before waiting for the kernel lock: its holder may
+        # be a writer waiting for that very VMA's readers
+        self._unlock()
+        k = self.ctx.kernel
+        with k.lock:
+            rec, index = super()._get(pos)
+            if not isinstance(rec, VMA):
+                return rec, index
+            if self._gen != k.generation or rec not in self._window:
+                vmas = self.mm.vmas.window(rec, self.WINDOW)
+                self._window = dict(zip(vmas, self.measure(vmas)))
+                self._gen = k.generation
+            self.measured = self._window[rec]
+        return rec, index

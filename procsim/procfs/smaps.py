@@ -99,6 +99,22 @@ def smaps(ctx: Ctx) -> bytes:
     return (body + _gate_block(cfg.pkeys) if cfg.arch == "x86" else body).encode()
 
 
+class SmapsSeq(maps.MeasuredMapsSeq):
+    """smaps read as Linux 6.17+ reads it: the lock-free maps walk, each
+    VMA's block measured when it is reached."""
+
+    __slots__ = ()
+
+    def measure(self, vmas: list[VMA]) -> list[list[int]]:
+        k = self.ctx.kernel
+        return _SMAPS.kb(stats.smaps_array(self.mm, vmas, special_mapcount=k.vdso_mapcount))
+
+    def show(self, rec) -> bytes:
+        if isinstance(rec, VMA):
+            return smaps_block(self.ctx, self.mm, rec, self.measured).encode()
+        return _gate_block(self.ctx.kernel.config.pkeys).encode()
+
+
 def smaps_rollup(ctx: Ctx) -> bytes:
     mm = maps.bound_mm(ctx)
     if mm is None:  # the process died after open: mmget fails

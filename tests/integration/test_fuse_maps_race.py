@@ -32,10 +32,7 @@ Scenarios (the selftest's, adapted to the control channel):
   remap   a page of another protection mmap(FIXED)ed into the middle (a
           split in three), restored by mprotect as the selftest's patch_vma.
           The selftest's source page, mremap(FIXED|MAYMOVE|DONTUNMAP) from
-          the next VMA, is not possible here (no DONTUNMAP), and a page
-          moved in by mremap would not merge back: the model keeps a moved
-          VMA's pgoff even when it was never faulted (Linux's copy_vma()
-          gives such a VMA the pgoff of its new address)
+          the next VMA, is not possible here (no DONTUNMAP)
   move    mremap(FIXED|MAYMOVE) the middle page out to a free address above
           the region and back (a real, temporary hole; mremap moves)
 
@@ -959,3 +956,164 @@ def test_checker_timeline() -> None:
     assert tl.candidates(21.0, 22) == BOTH          # op 2 completes exactly at t0: both
     assert tl.candidates(21.5, 29) == ORIG
     assert tl.candidates(40, 50) == MOD
+
+
+# -- smaps on the same walk ------------------------------------------------------------------
+
+# A real smaps reader: read(fd, 4096) to EOF, lseek(0), again; argv: smaps
+# path, output path, stop-file path. Output: one JSON line per pass (the
+# first MAX_SMAPS_PASSES), {"e": error} on an error; "ready" on stdout after
+# the first pass; one last pass after the stop file appears.
+MAX_SMAPS_PASSES = 30
+SMAPS_READER = r"""
+import json, os, sys
+path, out, stop, cap = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+fd = os.open(path, os.O_RDONLY)
+n = 0
+with open(out, "w") as log:
+    try:
+        while True:
+            last = os.path.exists(stop)
+            os.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while data := os.read(fd, 4096):
+                chunks.append(data.decode())
+            if n < cap or last:
+                log.write(json.dumps({"p": chunks, "last": last}) + "\n")
+            n += 1
+            if n == 1:
+                print("ready", flush=True)
+            if last:
+                break
+    except OSError as e:
+        log.write(json.dumps({"e": repr(e)}) + "\n")
+"""
+
+
+def check_smaps_pass(shapes: list[Shape], chunks: list[str]) -> int:
+    """One smaps pass against the states the writer moves between: whole
+    blocks per read, headers from those states in the maps walk's order, no
+    stable VMA missing, no gap over addresses mapped in every state. Returns
+    the number of blocks."""
+    heads: list[Line] = []
+    for text in chunks:
+        if not text or len(text) >= P or not text.endswith("\n"):
+            raise Violation(f"read of {len(text)} bytes is not whole blocks below a page: ...{text[-80:]!r}")
+        lines = text[:-1].split("\n")
+        if not LINE_RE.fullmatch(lines[0]) or not lines[-1].startswith("VmFlags:"):
+            raise Violation(f"read does not hold whole smaps blocks: {lines[0]!r} ... {lines[-1]!r}")
+        for i, ln in enumerate(lines):
+            if LINE_RE.fullmatch(ln):
+                h = parse_line(ln)
+                size = lines[i + 1]
+                if size != f"Size:           {(h.end - h.start) >> 10:>8} kB":
+                    raise Violation(f"block of {ln!r} has {size!r}")
+                heads.append(h)
+    known = frozenset().union(*(s.lineset for s in shapes))
+    for prev, h in zip(heads, heads[1:]):
+        if h.end <= prev.end or (h.start < prev.end and h.start > prev.start):
+            raise Violation(f"{h.text!r} after {prev.text!r}: vm_end does not increase", "order")
+    texts = [h.text for h in heads]
+    for t in texts:
+        if t not in known:
+            raise Violation(f"block {t!r} belongs to no state of the writer", "phantom")
+    stable = frozenset.intersection(*(s.lineset for s in shapes))
+    missing = sorted(stable - set(texts))
+    if missing:
+        raise Violation(f"stable VMA missing: {missing[0]!r}", "missing")
+    always = shapes[0].mapped
+    for s in shapes[1:]:
+        always = intersect_spans(always, s.mapped)
+    hole = uncovered(always, merge_spans([(h.start, h.end) for h in heads]))
+    if hole:
+        raise Violation(f"gap {hole[0]:#x}-{hole[1]:#x} mapped in every state", "gap")
+    if texts[-1].endswith(GATE) is False or sum(t.endswith(GATE) for t in texts) != 1:
+        raise Violation("the gate block is not once, last", "gate")
+    return len(heads)
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.name in ("split", "move")], ids=lambda s: s.name)
+def test_smaps_race(env: Env, spec: Spec, tmp_path) -> None:
+    """smaps walks the VMAs as maps does (seed-mechanisms §4.4: the same
+    m_start/m_next), with each window of VMAs measured under the kernel
+    lock: the same guarantees hold while a writer changes the target."""
+    a, shapes, _ = prepare(env, spec)
+    smaps = env.maps[: -len("maps")] + "smaps"
+    writer = Writer(env, spec, a, SECONDS)
+    stop, out = str(tmp_path / "stop"), [str(tmp_path / f"smaps{i}.jsonl") for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", SMAPS_READER, smaps, o, stop, str(MAX_SMAPS_PASSES)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+             for o in out]
+    try:
+        for p in procs:
+            ready, _, _ = select.select([p.stdout], [], [], 60)
+            assert ready and p.stdout.readline() == "ready\n", f"smaps reader {p.pid} did not start"
+        writer.start()
+        writer.join(SECONDS + 60)
+        assert not writer.is_alive() and writer.error is None, writer.error
+        with open(stop, "w"):
+            pass
+        for p in procs:
+            p.wait(timeout=60)
+            assert p.returncode == 0, p.stderr.read()[-2000:]
+    finally:
+        for p in procs:  # only our own readers, by pid
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+            p.stderr.close()
+    assert len(writer.log) >= MIN_OPS
+    final = read_chunks(smaps)
+    for path in out:
+        passes = [json.loads(x) for x in open(path)]
+        errors = [x["e"] for x in passes if "e" in x]
+        assert not errors, errors
+        assert len(passes) >= 3, f"only {len(passes)} smaps passes"
+        if VERBOSE:
+            print(f"smaps {spec.name}: {len(passes)} passes, {len(writer.log)} changes")
+        for x in passes:
+            n = check_smaps_pass(shapes, x["p"])
+            assert n >= NVMAS
+        # the last pass began after the writer stopped: the restored state, whole
+        assert passes[-1]["last"] and "".join(passes[-1]["p"]) == "".join(final)
+        assert [h for h in check_smaps_heads(final)] == [ln.text for ln in shapes[0].lines]
+
+
+def check_smaps_heads(chunks: list[str]) -> list[str]:
+    return [ln for c in chunks for ln in c[:-1].split("\n") if LINE_RE.fullmatch(ln)]
+
+
+def test_smaps_checker_rejects_a_gap_and_a_phantom(env: Env) -> None:
+    """The checker's teeth, on a real smaps text of the region."""
+    chunks = read_chunks(env.maps[: -len("maps")] + "smaps")
+    shape = Shape("now", env.original)
+    assert check_smaps_pass([shape], chunks) >= NVMAS
+    # drop one block: a gap (and a stable VMA missing)
+    blocks = "".join(chunks).split("\n")
+    heads = [i for i, ln in enumerate(blocks) if LINE_RE.fullmatch(ln)]
+    cut = "\n".join(blocks[: heads[10]] + blocks[heads[11]:])
+    with pytest.raises(Violation, match="missing|gap"):
+        check_smaps_pass([shape], _rechunk(cut))
+    # a VMA of no state
+    phantom = Shape("other", env.original.replace(f"{env.base:08x}-", f"{env.base + P:08x}-", 1))
+    with pytest.raises(Violation, match="belongs to no state|does not increase"):
+        check_smaps_pass([phantom], chunks)
+
+
+def _rechunk(text: str) -> list[str]:
+    """Whole blocks, fewer than 4096 bytes per chunk (as seq_file cuts them)."""
+    blocks, cur = [], []
+    for ln in text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"):
+        if LINE_RE.fullmatch(ln) and cur:
+            blocks.append("\n".join(cur) + "\n")
+            cur = []
+        cur.append(ln)
+    blocks.append("\n".join(cur) + "\n")
+    out, buf = [], ""
+    for b in blocks:
+        if buf and len(buf) + len(b) >= P:
+            out.append(buf)
+            buf = ""
+        buf += b
+    return out + [buf]

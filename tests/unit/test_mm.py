@@ -525,6 +525,23 @@ def test_mremap_moved_anon_vma_keeps_its_pgoff(k, p):
     assert layout(mm) == [(98, 2, "rw-p"), (100, 4, "rw-p")]
 
 
+@pytest.mark.parametrize("faulted", [False, True])
+def test_mremap_moved_never_faulted_anon_vma_takes_the_new_pgoff(k, p, faulted):
+    """copy_vma(): an anonymous VMA without anon_vma gets the pgoff of its new
+    address and merges with never-faulted neighbours there; a faulted one keeps
+    its own. Checked on Linux 6.18 (a page moved into a one-page hole of a
+    16-page mapping: one VMA, or three once the page had been written)."""
+    mm = mm_of(k, p)
+    k.mmap(p, 16 * PAGE, RW, ANON | MAP_FIXED, BASE)
+    k.munmap(p, BASE + 5 * PAGE, PAGE)
+    src = k.mmap(p, PAGE, RW, ANON | MAP_FIXED, BASE + 200 * PAGE)
+    if faulted:
+        k.touch(p, src, PAGE)
+    k.mremap(p, src, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, BASE + 5 * PAGE)
+    want = [(0, 5, "rw-p"), (5, 1, "rw-p"), (6, 10, "rw-p")] if faulted else [(0, 16, "rw-p")]
+    assert layout(mm) == want
+
+
 def test_mremap_moves_shared_anonymous_memory(k, p):
     """Moving the only mapping of shared anonymous memory keeps its pages (the
     shmem file lost its last reference half-way and freed them under the
