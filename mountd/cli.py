@@ -40,11 +40,16 @@ class CLIError(Exception):
 
 def namespace_argv(mnt: str, cmd: Sequence[str], bind_sys: bool = False) -> list[str]:
     """argv that runs `cmd` in a private mount namespace with MNT/proc bound
-    over /proc (and MNT/sys over /sys). sh binds, then execs `cmd`, so `cmd`
-    keeps the pid we spawned: ps must find its own pid in the simulated /proc."""
+    over /proc and MNT/sys/kernel/mm over /sys/kernel/mm (the page_idle
+    bitmap and THP switches belong to the machine whose /proc the command
+    sees; the rest of the host's /sys stays), or all of MNT/sys over /sys
+    with `bind_sys`. sh binds, then execs `cmd`, so `cmd` keeps the pid we
+    spawned: ps must find its own pid in the simulated /proc."""
     script = 'mount --bind "$0/proc" /proc || exit 125; '
     if bind_sys:
         script += 'mount --bind "$0/sys" /sys || exit 125; '
+    else:
+        script += 'mount --bind "$0/sys/kernel/mm" /sys/kernel/mm || exit 125; '
     script += 'exec "$@"'
     return ["unshare", "--mount", "--propagation", "private", "--",
             "sh", "-c", script, os.path.abspath(mnt), *cmd]
@@ -336,10 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a command against a temporary machine", description=(
         "Mount a machine in a temporary directory, run CMD in a private mount namespace with the "
-        "simulated /proc bound over /proc, unmount, and exit with CMD's status. Needs root."),
+        "simulated /proc bound over /proc and its /sys/kernel/mm over /sys/kernel/mm, unmount, and exit "
+        "with CMD's status. Needs root."),
         epilog="example: procsim run --clock manual -- ps aux")
     _add_machine_args(p, "wall")
-    p.add_argument("--bind-sys", action="store_true", help="also bind MNT/sys over /sys")
+    p.add_argument("--bind-sys", action="store_true",
+                   help="bind all of MNT/sys over /sys (default: only MNT/sys/kernel/mm over /sys/kernel/mm)")
     p.add_argument("--log", metavar="FILE", help="append the daemon's log to FILE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
 

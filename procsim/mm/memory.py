@@ -9,6 +9,8 @@ large machine costs nothing until its frames are used.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from procsim.mm.swap import SwapDevice
@@ -35,6 +37,12 @@ PG_HUGETLB = 1 << 11
 # PageAnonExclusive, kept for hugetlb pages only (kpageflags bit 34 of a
 # private hugetlb page; fork clears it). Other anonymous pages derive it.
 PG_ANON_EXCLUSIVE = 1 << 12
+# Idle page tracking (the page_ext bits of 64-bit kernels): PG_IDLE set by a
+# write of the page_idle bitmap and cleared by an access found through the
+# rmap; PG_YOUNG remembers an accessed bit that idle tracking cleared, so
+# reclaim and smaps Referenced still see the access.
+PG_IDLE = 1 << 13
+PG_YOUNG = 1 << 14
 
 HPAGE_PMD_ORDER = 9
 MAX_FOLIO_ORDER = HPAGE_PMD_ORDER  # anonymous folios: order 0 and 2..9
@@ -82,6 +90,12 @@ class MemMap:
         self.mm_id1 = np.zeros(nr_pages, np.int32)
         self.mm_cnt0 = np.zeros(nr_pages, np.int32)
         self.mm_cnt1 = np.zeros(nr_pages, np.int32)
+        # rmap (folio->mapping and folio->index, per frame; rmap.py): the
+        # anon_vma root or file the page belongs to (0: none yet) and its
+        # page index there (linear page index for anon, file pgoff)
+        self.rmap_mapping = np.zeros(nr_pages, np.int32)
+        self.rmap_index = np.zeros(nr_pages, np.int64)
+        self.mms: weakref.WeakSet = weakref.WeakSet()  # every mm, for rmap walks
         # Frames below first_free are the kernel's own (never handed out).
         self.first_free = max(1, min(reserved_pages, nr_pages))
         self.flags[: self.first_free] = PG_RESERVED
@@ -140,6 +154,7 @@ class MemMap:
         self.flags[pfns] = flags
         self.order[pfns] = order
         self.mapcount[pfns] = 0
+        self.rmap_mapping[pfns] = 0
         n = len(pfns) if not isinstance(pfns, slice) else pfns.stop - pfns.start
         self.nr_free -= n
         for f in self.nr_flag:

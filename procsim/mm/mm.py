@@ -17,7 +17,7 @@ import numpy as np
 from procsim.mm import memory as M
 from procsim.mm.hugetlb import HPAGE_NR, HPAGE_ORDER, HPAGE_SIZE
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_ACCESSED, PTE_DIRTY,
-                                  PTE_PRESENT, PTE_PSE, PTE_RW, PTE_SOFT_DIRTY, PTE_USER, PTRS_PER_TABLE,
+                                  POOL_ROWS, PTE_PRESENT, PTE_PSE, PTE_RW, PTE_SOFT_DIRTY, PTE_USER, PTRS_PER_TABLE,
                                   PageTable, is_swap_pte, mk_pte, pte_pfn, pte_present, swp_entry_pte,
                                   swp_offset)
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO,
@@ -25,6 +25,7 @@ from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_I
                             VM_READ, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA, File)
 from procsim.mm.counter_tree import RssStat
 from procsim.mm.mmap_lock import MmapLock, mmap_write_lock, vma_start_write
+from procsim.mm.rmap import AnonVma, set_anon_rmap, set_file_rmap
 from procsim.mm.vmatree import VMATree
 
 MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
@@ -50,6 +51,15 @@ class Flush:
     start: int
     end: int
     freed_tables: bool = False
+
+
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """np.unique by sorting (numpy's hash-based unique is several times
+    slower on millions of addresses); no sort for sorted input."""
+    if len(a) > 1 and not (a[1:] > a[:-1]).all():
+        a = np.sort(a)
+        a = a[np.concatenate(([True], a[1:] != a[:-1]))]
+    return a
 
 
 def page_align(n: int) -> int:
@@ -92,6 +102,9 @@ class MM:
         self.users = 0  # thread groups' tasks using it (CLONE_VM)
         # MM ID for the large-folio owner slots (mm_alloc_id at mm creation)
         self.mm_id = mem.alloc_mm_id()
+        # ground-truth recorder of user accesses (workloads); never inherited
+        self.access_log = None
+        mem.mms.add(self)
 
     # -- accounting -----------------------------------------------------------
 
@@ -265,8 +278,8 @@ class MM:
         for a, b in ((self.vmas.find(vma.start - 1), vma), (vma, self.vmas.find(vma.end))):
             if a is not None and b is not None and a.can_merge(b):
                 other = a if b is vma else b
-                other.anon_vma = other.anon_vma or object()
-                vma.anon_vma = object()
+                other.anon_vma = other.anon_vma or AnonVma()
+                vma.anon_vma = AnonVma()
         if vma.file is not None:
             vma.file.nr_mappings += 1
         self._insert(vma)
@@ -430,7 +443,7 @@ class MM:
                     continue
                 sl[present] &= ~PTE_ACCESSED
                 pfns = pte_pfn(sl[present])
-                mem.flags[pfns[pfns != ZERO_PFN]] &= ~np.uint32(M.PG_REFERENCED)
+                mem.flags[pfns[pfns != ZERO_PFN]] &= ~np.uint32(M.PG_REFERENCED | M.PG_YOUNG)
 
     def populate(self, start: int, end: int, special_pages: np.ndarray | None = None) -> int:
         """__mm_populate() for mlock and MAP_LOCKED: fault the range in as
@@ -556,10 +569,11 @@ class MM:
                 head = mem.alloc_folio(9, flags)
                 if head >= 0:
                     pt.tables[idx] = mk_pte(np.arange(head, head + PTRS_PER_TABLE, dtype=np.int64), True, True)
+                    pt.mark_young(idx)
                     pt.huge.add(idx)
                     mem.map_pmd(head, self.mm_id)
                     self.rss.add(MM_ANONPAGES, PTRS_PER_TABLE)
-                    v.anon_vma = v.anon_vma or object()
+                    v.anon_vma = v.anon_vma or AnonVma()
                     mem.thp_fault_alloc += 1
                     faults += 1
                     continue
@@ -584,7 +598,9 @@ class MM:
             if not got:
                 continue
             if t is None:
-                t = pt.tables[idx] = np.zeros(PTRS_PER_TABLE, np.uint64)
+                pt.tables[idx] = np.zeros(PTRS_PER_TABLE, np.uint64)
+                t = pt.tables[idx]
+            pt.mark_young(idx)
             pfns = []
             for slot, head, o in got:
                 p = np.arange(head, head + (1 << o), dtype=np.int64)
@@ -593,7 +609,7 @@ class MM:
             allp = np.concatenate(pfns)
             mem.map_pages(allp, self.mm_id)
             self.rss.add(MM_ANONPAGES, len(allp))
-            v.anon_vma = v.anon_vma or object()
+            v.anon_vma = v.anon_vma or AnonVma()
             faults += len(got)
         return faults
 
@@ -641,6 +657,8 @@ class MM:
         faults = 0
         for v in self.vmas.overlapping(start, end):
             faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
+        if self.access_log is not None:
+            self.access_log.record_range(start, end)
         return faults
 
     def check_fault(self, start: int, end: int, write: bool) -> None:
@@ -659,6 +677,101 @@ class MM:
         if addr < end:
             raise MMError(errno.EFAULT, f"no mapping at {addr:#x}")
         self._hugetlb_fault_check(start, end, write)
+
+    def access(self, vas: np.ndarray, write: bool, special_pages: np.ndarray | None = None) -> int:
+        """User loads (or stores) to the pages at the page-aligned addresses
+        `vas` (any order, repeats allowed), as the CPU does them: a present,
+        permitted PTE just gets its accessed bit (and dirty bit on a store)
+        set by the hardware walk, which also sets the A bits of the PMD and
+        PUD above it (and of a huge PMD: one bit for the 2 MiB); the rest
+        take the page faults `fault` takes (one call per run of contiguous
+        faulting pages). EFAULT, before anything changes, if a page is
+        unmapped or not permitted; EINVAL if an address is not page aligned.
+        Returns the number of faults."""
+        vas = _sorted_unique(np.asarray(vas, dtype=np.int64))
+        if not len(vas):
+            return 0
+        if (vas & (PAGE_SIZE - 1)).any():
+            raise MMError(errno.EINVAL, "addresses must be page aligned")
+        first, last = int(vas[0]), int(vas[-1])
+        vmas = self.vmas.overlapping(max(first, 0), min(last, TASK_SIZE) + PAGE_SIZE) if first >= 0 else []
+        if not vmas:
+            raise MMError(errno.EFAULT, f"no mapping at {first:#x}")
+        starts = np.array([v.start for v in vmas], np.int64)
+        ends = np.array([v.end for v in vmas], np.int64)
+        which = np.searchsorted(starts, vas, "right") - 1
+        bad = (which < 0) | (vas >= ends[np.maximum(which, 0)])
+        if bad.any():
+            raise MMError(errno.EFAULT, f"no mapping at {int(vas[np.argmax(bad)]):#x}")
+        need = VM_WRITE if write else VM_READ | VM_WRITE | VM_EXEC
+        denied = np.array([not v.flags & need for v in vmas])[which]
+        if denied.any():
+            raise MMError(errno.EFAULT, f"access not permitted at {int(vas[np.argmax(denied)]):#x}")
+        bounds = np.searchsorted(which, np.arange(len(vmas) + 1)).tolist()
+        groups = [(v, vas[bounds[k]: bounds[k + 1]]) for k, v in enumerate(vmas) if bounds[k + 1] > bounds[k]]
+        for v, sel in groups:
+            if v.is_hugetlb:
+                for lo, hi in self._runs(sel, PMD_SHIFT):
+                    self._hugetlb_fault_check(max(lo, v.start), min(hi, v.end), write)
+        faults = 0
+        for v, sel in groups:
+            if v.is_hugetlb:
+                for lo, hi in self._runs(sel, PMD_SHIFT):
+                    faults += self._fault_hugetlb(v, max(lo, v.start), min(hi, v.end), write)
+                continue
+            slow = self._access_ptes(sel, write)
+            if len(slow):
+                for lo, hi in self._runs(slow, PAGE_SHIFT):
+                    faults += self._fault_vma(v, lo, hi, write, special_pages)
+        if self.access_log is not None:
+            self.access_log.record_pages(vas)
+        return faults
+
+    @staticmethod
+    def _runs(vas: np.ndarray, shift: int) -> list[tuple[int, int]]:
+        """[lo, hi) ranges of the runs of consecutive (1 << shift)-sized
+        blocks that the sorted addresses `vas` fall in."""
+        blk = _sorted_unique(vas >> shift)
+        cut = np.flatnonzero(np.diff(blk) != 1) + 1
+        los = blk[np.concatenate(([0], cut))] << shift
+        his = (blk[np.concatenate((cut - 1, [len(blk) - 1]))] + 1) << shift
+        return list(zip(los.tolist(), his.tolist()))
+
+    def _access_ptes(self, vas: np.ndarray, write: bool) -> np.ndarray:
+        """The hardware side of `access` for sorted pages of one non-hugetlb
+        VMA: set A (and D) where the PTE permits the access, gathering the
+        entries of all the tables at once (they are rows of the table
+        pool); return the addresses that must fault."""
+        pt = self.pgtable
+        tables = pt.tables
+        pmd = vas >> PMD_SHIFT
+        first = np.flatnonzero(np.concatenate(([True], pmd[1:] != pmd[:-1])))
+        upmd = pmd[first]
+        count = np.diff(np.append(first, len(pmd)))
+        rows = tables.rows
+        g = np.repeat(np.array([rows.get(i, -1) for i in upmd.tolist()], np.int64), count)
+        bits = PTE_ACCESSED | (PTE_DIRTY if write else np.uint64(0))
+        want = PTE_PRESENT | (PTE_RW if write else np.uint64(0))
+        ok = g >= 0
+        off = (vas >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
+        block = g // POOL_ROWS
+        for b in _sorted_unique(block[ok]).tolist():
+            sel = np.flatnonzero(block == b)
+            flat = (g[sel] % POOL_ROWS) * PTRS_PER_TABLE + off[sel]
+            arr = tables.blocks[b].reshape(-1)
+            e = arr[flat]
+            good = (e & want) == want
+            arr[flat[good]] = e[good] | bits
+            ok[sel[~good]] = False
+        if pt.huge:  # a huge PMD has one A (and D) bit for its 512 entries
+            for i in set(pmd[ok].tolist()) & set(pt.huge):
+                t = tables[i]
+                t |= np.bitwise_or.reduce(t & bits)
+        if pt.old or pt.old_pud:
+            hit = _sorted_unique(pmd[ok])
+            pt.old.difference_update(hit.tolist())
+            pt.old_pud.difference_update(_sorted_unique(hit >> 9).tolist())
+        return vas[~ok]
 
     def _fault_vma(self, v: VMA, lo: int, hi: int, write: bool, special_pages) -> int:
         if v.is_hugetlb:
@@ -697,7 +810,7 @@ class MM:
             elif v.file is None:
                 if write:
                     pfns = mem.alloc(nmiss, ANON_NEW)
-                    v.anon_vma = v.anon_vma or object()  # anon_vma_prepare()
+                    v.anon_vma = v.anon_vma or AnonVma()  # anon_vma_prepare()
                     mem.map_pages(pfns, self.mm_id)
                     ptes[mi] = mk_pte(pfns, True, True)
                     self.rss.add(MM_ANONPAGES, nmiss)
@@ -708,7 +821,7 @@ class MM:
                 if write and not shared:
                     # private write fault on a file page: copy it now
                     pfns = mem.alloc(nmiss, ANON_NEW)
-                    v.anon_vma = v.anon_vma or object()
+                    v.anon_vma = v.anon_vma or AnonVma()
                     mem.map_pages(pfns, self.mm_id)
                     ptes[mi] = mk_pte(pfns, True, True)
                     self.rss.add(MM_ANONPAGES, nmiss)
@@ -732,10 +845,18 @@ class MM:
         # on 6.18: a written private page's kpageflags is 0x400005828,
         # without REFERENCED or DIRTY)
         pfns = pfns[pfns != ZERO_PFN]
-        mem.flags[pfns[(mem.flags[pfns] & M.PG_ANON) == 0]] |= M.PG_REFERENCED
+        # folio_mark_accessed() also ends an idle period
+        cache = pfns[(mem.flags[pfns] & M.PG_ANON) == 0]
+        mem.flags[cache] = (mem.flags[cache] | np.uint32(M.PG_REFERENCED)) & ~np.uint32(M.PG_IDLE)
         self.pgtable.write(lo, ptes)
         if self.pgtable.huge:
             self._sync_huge_bits(lo, hi)
+        if v.anon_vma is not None:
+            # new anonymous folios join the VMA's anon_vma (whole large
+            # folios: their head may lie before lo)
+            alo = max(v.start, lo & ~(PMD_SIZE - 1))
+            ahi = min(v.end, (hi + PMD_SIZE - 1) & ~(PMD_SIZE - 1))
+            set_anon_rmap(mem, v, alo, ptes if (alo, ahi) == (lo, hi) else self.pgtable.read(alo, ahi))
         self.update_hiwater_rss()
         return faults
 
@@ -761,7 +882,7 @@ class MM:
         self.rss.add(MM_SWAPENTS, -n)
         self.rss.add(MM_ANONPAGES, n)
         self.nr_major += n
-        v.anon_vma = v.anon_vma or object()
+        v.anon_vma = v.anon_vma or AnonVma()
         return n
 
     def _wp_fault(self, v: VMA, ptes: np.ndarray, shared: bool) -> np.ndarray:
@@ -791,7 +912,7 @@ class MM:
             new = mem.alloc(n, ANON_NEW)  # first: it may fail (out of memory) with nothing changed
             mem.unmap_pages(real, self.mm_id)
             mem.map_pages(new, self.mm_id)
-            v.anon_vma = v.anon_vma or object()
+            v.anon_vma = v.anon_vma or AnonVma()
             out[copy] = mk_pte(new, True, True)
             nfile = int(was_file.sum())
             self.rss.add(MM_FILEPAGES, -nfile)
@@ -806,6 +927,7 @@ class MM:
             kind = M.PG_SHMEM | M.PG_LRU if file.shmem else M.PG_FILE | M.PG_LRU
             new = self.mem.alloc(int(absent.sum()), kind)
             file.cache[pgoffs[absent]] = new
+            set_file_rmap(self.mem, file, new, pgoffs[absent])
             pfns = file.cache[pgoffs]
         return pfns
 
@@ -932,7 +1054,7 @@ class MM:
             raise MMError(errno.EFAULT, "SIGBUS: no free huge page for the fault")
         if reserved:
             resv.reserved.discard(i)
-        v.anon_vma = v.anon_vma or object()  # anon_vma_prepare() of a private fault
+        v.anon_vma = v.anon_vma or AnonVma()  # anon_vma_prepare() of a private fault
         return head
 
     def _fault_hugetlb(self, v: VMA, lo: int, hi: int, write: bool) -> int:
@@ -956,6 +1078,7 @@ class MM:
                 e = self._hugetlb_wp(v, e, shared)
                 faults += 1
             pt.hugetlb[idx] = e | _HPTE_ACCESSED
+            pt.mark_young(idx)
         return faults
 
     def _hugetlb_wp(self, v: VMA, e: int, shared: bool) -> int:
@@ -1024,7 +1147,7 @@ class MM:
                 child._account(VMA(v.start, v.end, v.flags & ~(VM_LOCKED | VM_LOCKONFAULT)), -1)
                 continue
             nv = VMA(v.start, v.end, v.flags & ~(VM_LOCKED | VM_LOCKONFAULT), v.pgoff, v.file,
-                     v.special, v.anon_name, object() if v.anon_vma is not None else None)
+                     v.special, v.anon_name, AnonVma(v.anon_vma.root) if v.anon_vma is not None else None)
             child.vmas.insert(nv)
             if v.file is not None:
                 v.file.nr_mappings += 1

@@ -83,13 +83,63 @@ def swp_offset(ptes: np.ndarray) -> np.ndarray:
     return (~(ptes >> np.uint64(PAGE_SHIFT)) & SWP_OFFSET_MASK).astype(np.int64)
 
 
+POOL_ROWS = 1024  # PTE tables per pool block (4 MiB, committed as used)
+
+
+class TableDict(SortedDict):
+    """PMD index -> PTE table, where every table is a row of a 2-D pool
+    block: a scan of many tables (the idle bitmap walk) reads and clears
+    runs of consecutive rows as one array instead of one object per table.
+    Storing an array copies it into the index's row (a table object is
+    always the row view); deleting frees the row. `rows` maps each index to
+    its global row number (block * POOL_ROWS + row)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks: list[np.ndarray] = []
+        self.rows: dict[int, int] = {}
+        self._free: list[int] = []
+
+    def __setitem__(self, idx: int, table: np.ndarray) -> None:
+        g = self.rows.get(idx)
+        if g is not None:
+            row = self.row(g)
+            if row is not table:
+                row[:] = table
+            return
+        if self._free:
+            g = self._free.pop()
+        else:
+            g = len(self.blocks) * POOL_ROWS
+            self.blocks.append(np.zeros((POOL_ROWS, PTRS_PER_TABLE), np.uint64))
+            self._free.extend(range(g + POOL_ROWS - 1, g, -1))
+        row = self.row(g)
+        row[:] = table
+        self.rows[idx] = g
+        super().__setitem__(idx, row)
+
+    def __delitem__(self, idx: int) -> None:
+        super().__delitem__(idx)
+        g = self.rows.pop(idx)
+        self.row(g)[:] = 0
+        self._free.append(g)
+
+    def row(self, g: int) -> np.ndarray:
+        return self.blocks[g // POOL_ROWS][g % POOL_ROWS]
+
+    def pop(self, *a):  # not used: would bypass the row bookkeeping
+        raise NotImplementedError
+
+    popitem = clear = update = setdefault = pop
+
+
 class PageTable:
     """The user page tables of one mm."""
 
-    __slots__ = ("tables", "huge", "hugetlb")
+    __slots__ = ("tables", "huge", "hugetlb", "old", "old_pud", "walk_steps")
 
     def __init__(self) -> None:
-        self.tables: SortedDict = SortedDict()  # PMD index -> np.uint64[512]
+        self.tables: TableDict = TableDict()  # PMD index -> np.uint64[512] (a pool row)
         # PMD indices mapped by one huge PMD (an order-9 folio). Their table
         # is the page table the kernel deposits for a THP (and counts in
         # mm_pgtables_bytes): it holds the 512 translations in PTE form, with
@@ -100,6 +150,14 @@ class PageTable:
         # PMD index -> huge PTE (int, x86 bits with _PAGE_PSE) mapping one 2 MiB
         # hugetlb page: no PTE table below it, as for a real huge PTE.
         self.hugetlb: SortedDict = SortedDict()
+        # Upper-level accessed bits (seed-mechanisms §2.2: hardware sets the A
+        # bit of every level it walks). Kept inverted, as the PMD and PUD
+        # indices whose A bit an idle scan cleared: a table not listed is
+        # young, so anything that may set a PTE A bit (mark_young) only has
+        # to forget the index. An idle PMD or PUD is skipped whole.
+        self.old: set[int] = set()
+        self.old_pud: set[int] = set()
+        self.walk_steps = 0  # entries the idle_bitmap walk examined (seed §2.6 item 5)
 
     def spans(self, start: int, end: int) -> Iterator[tuple[int, int, np.ndarray]]:
         """(va of first entry, slice of the table) for every existing table
@@ -113,6 +171,13 @@ class PageTable:
             hi = min(end, base + PMD_SIZE)
             t = self.tables[idx]
             yield lo, t[(lo - base) >> PAGE_SHIFT : (hi - base) >> PAGE_SHIFT]
+
+    def mark_young(self, idx: int) -> None:
+        """The hardware walked PMD `idx` (and its PUD) to set a PTE A bit."""
+        if self.old:
+            self.old.discard(idx)
+        if self.old_pud:
+            self.old_pud.discard(idx >> 9)
 
     def read(self, start: int, end: int) -> np.ndarray:
         """All entries of [start, end) as one flat array (zeros for holes)."""
@@ -132,11 +197,12 @@ class PageTable:
             off = (va >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
             k = min(PTRS_PER_TABLE - off, n - i)
             chunk = ptes[i : i + k]
+            self.mark_young(idx)
             t = self.tables.get(idx)
             if t is None:
                 if chunk.any():
-                    t = self.tables[idx] = np.zeros(PTRS_PER_TABLE, np.uint64)
-                    t[off : off + k] = chunk
+                    self.tables[idx] = np.zeros(PTRS_PER_TABLE, np.uint64)
+                    self.tables[idx][off : off + k] = chunk
             else:
                 t[off : off + k] = chunk
             i += k
@@ -184,7 +250,8 @@ class PageTable:
 
     def copy(self) -> "PageTable":
         pt = PageTable()
-        pt.tables = SortedDict({k: v.copy() for k, v in self.tables.items()})
+        for k, v in self.tables.items():
+            pt.tables[k] = v
         pt.huge = SortedSet(self.huge)
         pt.hugetlb = SortedDict(self.hugetlb)
         return pt

@@ -30,6 +30,7 @@ MAX_SWAPFILES_SHIFT = 5  # pagemap swap frame: type in bits 0-4, offset above
 KPF_LOCKED, KPF_REFERENCED, KPF_UPTODATE, KPF_DIRTY, KPF_LRU, KPF_ACTIVE = 0, 2, 3, 4, 5, 6
 KPF_BUDDY, KPF_MMAP, KPF_ANON, KPF_SWAPBACKED, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 10, 11, 12, 14, 15, 16
 KPF_HUGE = 17
+KPF_IDLE = 25
 KPF_UNEVICTABLE, KPF_THP, KPF_ZERO_PAGE, KPF_RESERVED, KPF_MLOCKED, KPF_OWNER_2 = 18, 22, 24, 32, 33, 34
 
 
@@ -177,7 +178,7 @@ def smaps_array(mm: MM, vmas: list[VMA], special_mapcount: int | dict[int, int] 
 
     dirty = ((ptes & PTE_DIRTY) != 0) | ((fl & M.PG_DIRTY) != 0)
     cls = ((fl & M.PG_ANON) != 0).astype(np.int64) | ((fl & M.PG_SWAPBACKED) != 0) * _SWAPBACKED \
-        | dirty * _DIRTY | (((ptes & PTE_ACCESSED) != 0) | ((fl & M.PG_REFERENCED) != 0)) * _YOUNG \
+        | dirty * _DIRTY | (((ptes & PTE_ACCESSED) != 0) | ((fl & (M.PG_REFERENCED | M.PG_YOUNG)) != 0)) * _YOUNG \
         | huge * _HUGE | private * _PRIVATE
     counts = np.bincount(seg * 64 + cls, minlength=n * 64).reshape(n, 64)
     out[:, [COL[c] for c in _PAGE_COLS]] = (counts @ _PAGE_SEL) * PAGE_SIZE
@@ -382,6 +383,8 @@ def kpageflags(mem: M.MemMap, lo: int, hi: int) -> np.ndarray:
     put(large & (heads != pfns), KPF_COMPOUND_TAIL)
     put(large & ~hugetlb, KPF_THP)
     put(hugetlb, KPF_HUGE)
+    # the folio's idle flag (kept on the head page), shown on every page
+    put(used & ((mem.flags[heads] & M.PG_IDLE) != 0), KPF_IDLE)
     # a pool page is UPTODATE once it has been used (6.18: fresh pool pages
     # 0x28000 head / 0x30000 tail, after use and munmap 0x28018)
     fresh = hugetlb & ((fl & (M.PG_ANON | M.PG_DIRTY)) == 0)

@@ -77,6 +77,8 @@ class File:
     # the GNU build ID note of an ELF file (what PROCMAP_QUERY returns for
     # every VMA of the file); None for files that are not ELF objects
     build_id: bytes | None = None
+    # the rmap id of its page cache (procsim.mm.rmap), assigned on first use
+    rmap_id: int = field(default=0, compare=False)
 
     @property
     def npages(self) -> int:
@@ -103,7 +105,7 @@ class VMA:
     anon_name: str | None = None
     # anon_vma: set by the first fault that gives a private VMA an anonymous
     # page; shared by the parts of a split, fresh in a fork child. VMAs whose
-    # anon_vmas differ never merge (is_mergeable_anon_vma).
+    # anon_vmas differ never merge (is_mergeable_anon_vma). An rmap.AnonVma.
     anon_vma: object | None = None
     # private hugetlb: the ResvMap of the mapping that reserved its pages
     # (vm_private_data with HPAGE_RESV_OWNER); split parts share it

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from procsim.kernel import Kernel
 from procsim.procfs import global_files as G
-from procsim.procfs import clear_refs, maps, numa_maps, observer, pagemap, pid as P, procmap_query, smaps, sysfs_mm
-from procsim.procfs import oom
+from procsim.procfs import (clear_refs, idle_bitmap, maps, numa_maps, observer, oom, pagemap, pid as P,
+                            procmap_query, smaps, sysfs_mm)
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.seq_file import SeqFile, SeqOps
 from procsim.procfs.uaccess import NO_USER_MEMORY, IoctlArg, UserMemory
@@ -27,6 +27,7 @@ from procsim.task import Task
 Render = Callable[[Ctx], bytes]
 Write = Callable[[Ctx, bytes], int]
 PRead = Callable[[Ctx, int, int], bytes]  # (ctx, size, offset)
+PWrite = Callable[[Ctx, bytes, int], int]  # (ctx, data, offset)
 Ioctl = Callable[[Ctx, int, int, UserMemory], int]  # (ctx, cmd, arg, caller's memory) -> result
 
 
@@ -53,6 +54,7 @@ class Entry:
     # lock (maps): its seq_operations for an open file
     seq: Callable[[Ctx], SeqOps] | None = None
     ioctl_errno: int = errno.ENOTTY
+    pwrite: PWrite | None = None   # a write by position (the idle bitmaps)
 
     @property
     def is_dir(self) -> bool:
@@ -76,6 +78,8 @@ TGID_ENTRIES = (
     _f("environ", P.environ, 0o400, ptrace_open=True),
     _f("maps", maps.render, seq=maps.MapsSeq, ioctl=procmap_query.maps_ioctl, **_MM_FILE),
     _f("numa_maps", numa_maps.numa_maps, seq=numa_maps.NumaMapsSeq, **_MM_FILE),
+    Entry("idle_bitmap", 0o600, pread=idle_bitmap.pid_read, pwrite=idle_bitmap.pid_write, needs_mm=True,
+          **_MM_FILE),
     _f("oom_adj", oom.oom_adj, 0o644, write=oom.oom_adj_write),
     _f("oom_score", oom.oom_score),
     _f("oom_score_adj", oom.oom_score_adj, 0o644, write=oom.oom_score_adj_write),
@@ -113,11 +117,14 @@ SYS_ENTRIES = (
     _d("devices", _d("system", _d("cpu",
                                   _f("online", G.cpu_online, **_SYSFS_RO),
                                   _f("possible", G.cpu_possible, **_SYSFS_RO)))),
-    _d("kernel", _d("mm", _d("transparent_hugepage",
-                             Entry("enabled", 0o644, sysfs_mm.thp_enabled, sysfs_mm.thp_enabled_write),
-                             _f("hpage_pmd_size", sysfs_mm.hpage_pmd_size, **_SYSFS_RO),
-                             *(_d(f"hugepages-{kb}kB", Entry("enabled", 0o644, *sysfs_mm.size_enabled(kb)))
-                               for kb in sysfs_mm.ANON_SIZES_KB)))),
+    _d("kernel", _d("mm",
+                    _d("page_idle", Entry("bitmap", 0o600, pread=idle_bitmap.global_read,
+                                          pwrite=idle_bitmap.global_write)),
+                    _d("transparent_hugepage",
+                       Entry("enabled", 0o644, sysfs_mm.thp_enabled, sysfs_mm.thp_enabled_write),
+                       _f("hpage_pmd_size", sysfs_mm.hpage_pmd_size, **_SYSFS_RO),
+                       *(_d(f"hugepages-{kb}kB", Entry("enabled", 0o644, *sysfs_mm.size_enabled(kb)))
+                         for kb in sysfs_mm.ANON_SIZES_KB)))),
 )
 ROOT = _d("", _d("proc", *PROC_ENTRIES), _d("sys", *SYS_ENTRIES))
 
@@ -533,6 +540,12 @@ class Handle:
             return self.entry.render(self.ctx)
 
     def write(self, data: bytes, offset: int) -> int:
+        pw = self.entry.pwrite
+        if pw is not None:
+            with self.kernel.lock:
+                n = pw(self.ctx, data, offset)
+                self.kernel.generation += 1
+                return n
         w = self.entry.write
         if w is None:
             raise OSError(self.entry.write_errno, self.entry.name)
