@@ -17,7 +17,7 @@ sysdeps:
 $(BIN)/procsim: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip >/dev/null
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,plot]'
 	@touch $@
 
 deps: sysdeps $(BIN)/procsim

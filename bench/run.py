@@ -1,6 +1,6 @@
 """procsim benchmarks: the single entry point of `make bench`.
 
-    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,memory,mmfiles,procmap,oom,writer,idle] [--quick]
+    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,memory,mmfiles,procmap,oom,wss,idle,writer] [--quick]
 
 Method (../shared/spec/fuse-performance.md): a C client (fbench) runs each
 workload for a fixed time per repetition (0.3 s; 0.6 s for the scan), 5
@@ -43,10 +43,11 @@ from common import (PROCSIM, REPO, MountError, ProcsimMount, fmt, fmt_ratio, log
                     pin_process, ratio, read_status_field, sim_pids, table, vm_rss_bytes)
 from floor import Floor, FloorServer, run_client  # noqa: E402
 import mmfiles  # noqa: E402
-import idle as idle_bench  # noqa: E402
 import oom  # noqa: E402
+import idle as idle_bench  # noqa: E402
 import procmap_query  # noqa: E402
 import writer_latency  # noqa: E402
+import wss as wss_bench  # noqa: E402
 import scenarios  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -463,6 +464,8 @@ def report(env: dict, results: dict, floor: Floor) -> str:
         L.extend(writer_latency.report(results["writer"]))
     if "idle" in results:
         L.extend(idle_bench.report(results["idle"]))
+    if "wss" in results:
+        L.extend(wss_bench.report(results["wss"]))
     for k, v in results.get("errors", {}).items():
         L.append(f"{k}: FAILED: {v}")
     return "\n".join(L)
@@ -471,9 +474,9 @@ def report(env: dict, results: dict, floor: Floor) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="server runs per micro-benchmark (default 3)")
-    ap.add_argument("--only", default="status,scan,ps,memory,mmfiles,procmap,oom",
-                    help="comma-separated subset; `writer` (about 2 min) and `idle` (1 TiB: about 3.5 min, "
-                         "8 GiB of RAM; 16 GiB with --quick) only when asked for")
+    ap.add_argument("--only", default="status,scan,ps,memory,mmfiles,procmap,oom,wss,idle",
+                    help="comma-separated subset; `writer` (about 2 min) only when asked for; `idle` "
+                         "touches 1 TiB (about 3.5 min, 8 GiB of RAM; 16 GiB with --quick)")
     ap.add_argument("--idle-gib", type=int, default=1024, help="GiB the idle benchmark touches (default 1 TiB)")
     ap.add_argument("--clock", default="manual", choices=("manual", "wall"), help="mount clock (default manual)")
     ap.add_argument("--ps-procs", type=int, default=1000)
@@ -549,6 +552,12 @@ def main() -> int:
             except Exception as e:  # the control channel's own errors included
                 results["errors"]["writer"] = f"{type(e).__name__}: {e}"
                 log(f"writer: {type(e).__name__}: {e}")
+        if "wss" in only:
+            try:
+                results["wss"] = wss_bench.bench_wss(a.rounds)
+            except Exception as e:  # the control channel's own errors included
+                results["errors"]["wss"] = f"{type(e).__name__}: {e}"
+                log(f"wss: {type(e).__name__}: {e}")
     except (KeyboardInterrupt, Interrupted) as e:
         results["errors"]["interrupted"] = str(e) or "KeyboardInterrupt"
     finally:

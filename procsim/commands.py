@@ -19,6 +19,8 @@ from procsim.mm import oom, stats
 from procsim.mm.counter_tree import NR_MM_COUNTERS, RSS_NAMES
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.mm import MMError
+from procsim.mm.access_log import ranges as vpn_ranges
+from procsim.workload import WorkloadError
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
                             MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED)
 
@@ -288,6 +290,92 @@ def c_cpus(k: Kernel) -> list[dict]:
              "lazy": c.is_lazy, "tlb": c.irq_tlb_count} for c in k.sched.cpus]
 
 
+# -- workloads and their ground truth (procsim/workload.py, procsim/mm/access_log.py) --
+
+def _wl_args(**given: Any) -> dict:
+    """The workload parameters given (None: not given); sizes and names stay
+    as they are for procsim.workload to check."""
+    return {key: v for key, v in given.items() if v is not None}
+
+
+def _wl(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except WorkloadError as e:
+        raise CommandError(e.errno, e.msg) from None
+
+
+def c_workload_start(k: Kernel, pid, pattern, rate=None, write=None, addr=None, length=None, vmas=None,
+                     seed=None, tick=None, hot=None, hot_prob=None, hot_offset=None, exponent=None,
+                     offset=None, phases=None, repeat=None) -> int:
+    """Start an access pattern on task `pid` (procsim/workload.py); returns its id.
+    Its address space is tracked from now on (see `wss_truth`)."""
+    spec = _wl_args(pattern=pattern, rate=rate, write=write, addr=addr, length=length, vmas=vmas, seed=seed,
+                    tick=tick, hot=hot, hot_prob=hot_prob, hot_offset=hot_offset, exponent=exponent,
+                    offset=offset, phases=phases, repeat=repeat)
+    return _wl(lambda: k.workloads.start(_int(pid, "pid"), **spec))
+
+
+def c_workload_change(k: Kernel, id, pattern=None, rate=None, write=None, addr=None, length=None, vmas=None,
+                      tick=None, hot=None, hot_prob=None, hot_offset=None, exponent=None, offset=None,
+                      phases=None, repeat=None) -> None:
+    """Change a running workload from now on: the parameters given replace its own."""
+    spec = _wl_args(pattern=pattern, rate=rate, write=write, addr=addr, length=length, vmas=vmas, tick=tick,
+                    hot=hot, hot_prob=hot_prob, hot_offset=hot_offset, exponent=exponent, offset=offset,
+                    phases=phases, repeat=repeat)
+    _wl(lambda: k.workloads.change(_int(id, "id"), **spec))
+
+
+def c_workload_stop(k: Kernel, id) -> dict:
+    """Stop a workload; returns its final state and counts."""
+    return _wl(lambda: k.workloads.stop(_int(id, "id")))
+
+
+def c_workloads(k: Kernel, pid=None) -> list[dict]:
+    """Every workload (of `pid` if given): parameters, state, counts."""
+    return k.workloads.list(None if pid is None else _int(pid, "pid"))
+
+
+def c_track(k: Kernel, pid) -> float:
+    """Record which pages pid touches from now on; returns now (seconds)."""
+    k.track(_int(pid, "pid"))
+    return k.now / 1e9
+
+
+def _seconds(v: Any, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise CommandError(errno.EINVAL, f"{name}: expected seconds, got {v!r}")
+    try:
+        s = float(v)
+    except ValueError:
+        raise CommandError(errno.EINVAL, f"{name}: expected seconds, got {v!r}") from None
+    if not 0 <= s < 1e9:  # also NaN and inf
+        raise CommandError(errno.EINVAL, f"{name}: expected seconds since boot, got {v!r}")
+    return s
+
+
+def c_wss_truth(k: Kernel, pid, since, until=None, ranges=False) -> dict:
+    """The ground truth: how many pages pid touched in [since, until)
+    (seconds since boot, as `now` gives them; until omitted: up to now),
+    and with `ranges` the [start, end) address runs of those pages."""
+    since_s = _seconds(since, "since")
+    until_s = None if until is None else _seconds(until, "until")
+    want = _bool(ranges, "ranges")
+    pid = _int(pid, "pid")
+    vpns = k.wss_truth(pid, since_s, until_s)
+    out = {"pid": pid, "since": since_s, "until": until_s, "now": k.now / 1e9,
+           "pages": len(vpns), "bytes": len(vpns) << 12}
+    if want:
+        out["ranges"] = vpn_ranges(vpns)
+    return out
+
+
+def c_clock(k: Kernel) -> dict:
+    """The clock: its mode (`manual`: moves only by `advance`; `wall`:
+    follows real time) and now, in seconds since boot."""
+    return {"mode": k.config.clock, "now": k.now / 1e9}
+
+
 COMMANDS: dict[str, Callable[..., Any]] = {
     "spawn": c_spawn,
     "fork": lambda k, pid, child=None: k.fork(_int(pid, "pid"), None if child is None else _int(child, "child")),
@@ -325,6 +413,10 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "affinity": lambda k, tid, cpus: k.set_affinity(_int(tid, "tid"), _cpus(cpus, k)),
     "nice": lambda k, tid, nice: k.set_nice(_int(tid, "tid"), _int(nice, "nice")),
     "advance": c_advance,
+    "workload_start": c_workload_start,
+    "workload_change": c_workload_change,
+    "workload_stop": c_workload_stop,
+    "track": c_track,
     # queries
     "ps": c_ps,
     "vmas": c_vmas,
@@ -337,6 +429,9 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "oom": c_oom,
     "oom_select": c_oom_select,
     "now": lambda k: k.now / 1e9,
+    "clock": c_clock,
+    "workloads": c_workloads,
+    "wss_truth": c_wss_truth,
 }
 
 

@@ -20,6 +20,7 @@ from procsim.config import KernelConfig
 from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import memory as M
 from procsim.mm.counter_tree import make_shape
+from procsim.mm.access_log import AccessLog, HistoryLost
 from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, ResvMap, huge_align
 from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
 from procsim.mm.mmap_lock import mmap_write_lock
@@ -35,6 +36,7 @@ from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_G
 from procsim.sched import NSEC, Sched
 from procsim.task import PF_FORKNOEXEC, PF_KTHREAD, PF_RANDOMIZE, Cred, Task, ThreadGroup
 from procsim.vfs import VFS
+from procsim.workload import Workloads
 
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 LDSO = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
@@ -101,6 +103,7 @@ class Kernel:
         for cpu in self.sched.cpus:  # every CPU idled since boot
             cpu.idle = self.now
         self.generation = 0  # bumped on every change; lets caches know
+        self.workloads = Workloads(self)  # access patterns run as the clock moves (procsim/workload.py)
 
     # -- time -----------------------------------------------------------------
 
@@ -131,6 +134,8 @@ class Kernel:
         LOAD_FREQ until it settles (it is a fixed point once the number of
         active tasks stays put), so a long advance costs no more than a short one."""
         if target > self.now:
+            if self.workloads.active:  # their accesses in [now, target), stamped now
+                self.workloads.step(self.now, target)
             span = target - self.now
             self.sched.account(span)
             # Idle CPUs still switch to kworkers now and then; keeps vmstat cs moving.
@@ -1023,6 +1028,29 @@ class Kernel:
             n = self._charge_faults(t, mm, lambda: mm.access(vas, write, self.vdso_pages))
             self._changed("mm", pid=t.tgid)
             return n
+
+    def track(self, pid: int) -> AccessLog:
+        """Record from now on which pages pid's address space touches (the
+        ground truth of working-set estimates); workloads do it themselves."""
+        with self.lock:
+            _, mm = self._user_mm(pid)
+            return self.workloads.track(mm)
+
+    def wss_truth(self, pid: int, since: float, until: float | None = None) -> np.ndarray:
+        """The virtual page numbers (sorted) pid's address space touched at
+        virtual times in [since, until) seconds since boot (until None: up
+        to now, included). Needs `track` or a workload first; an interval
+        that ends in the past and reaches back beyond the kept history is
+        ENODATA (procsim/mm/access_log.py)."""
+        with self.lock:
+            _, mm = self._user_mm(pid)
+            log = mm.access_log
+            if log is None:
+                raise _err(errno.EINVAL, f"pid {pid} is not tracked (track it or start a workload)")
+            try:
+                return log.touched(round(since * NSEC), None if until is None else round(until * NSEC))
+            except HistoryLost as e:
+                raise _err(errno.ENODATA, str(e)) from None
 
     def _fault(self, t: Task, mm: MM, start: int, end: int, write: bool) -> int:
         return self._charge_faults(t, mm, lambda: self._fault_range(mm, start, end, write))

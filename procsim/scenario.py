@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 PAGE = 4096
 THREAD_STACK = 8 << 20  # glibc's default pthread stack
 GUARD = PAGE
-QUERIES = {"ps", "vmas", "task", "cpus", "now", "advance"}
+QUERIES = {"ps", "vmas", "task", "cpus", "now", "advance", "clock", "workloads", "wss_truth"}
 # What an `as` name binds: the result of these commands.
 BINDS = {"spawn": "process", "fork": "process", "clone": "thread", "mmap": "map", "mremap": "map"}
 PID_ARGS = ("pid", "tid", "parent")
@@ -205,13 +205,17 @@ KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any}
 PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "argv": _t_strs, "exe": _t_str,
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,
            "run_on": _t_any, "state": _t_str, "count": _t_count, "libs": _t_any, "maps": _t_tables,
-           "threads": _t_tables, "ops": _t_tables}
+           "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables}
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
           "state": _t_str, "nice": _t_int, "stack": _t_size}
 MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,
        "writable": _t_bool, "addr": _t_size, "fixed": _t_bool, "locked": _t_bool, "noreserve": _t_bool,
        "growsdown": _t_bool, "hugetlb": _t_bool, "touch": _t_any, "write": _t_bool, "protect": _t_tables,
        "count": _t_count}
+# a process's workloads: the workload_start arguments, and `map` (a mapping's
+# name: its start, and its size unless `length` is given) for addr
+WORKLOAD = {key: _t_any for key in ("pattern", "rate", "write", "addr", "length", "vmas", "seed", "tick", "hot",
+                                    "hot_prob", "hot_offset", "exponent", "offset", "phases", "repeat", "map")}
 PROTECT = {"start": _t_size, "size": _t_size, "prot": _t_prot}
 LIB = {"path": _t_str, "size": _t_size}
 EVENT = {"at": _t_num, "every": _t_num, "count": _t_count, "op": _t_str, "as": _t_str, "cycle": _t_table,
@@ -409,6 +413,7 @@ class _Builder:
         self.names = Names()
         self.building = True
         self.dynamic: set[str] = set()  # names only activity `as` will bind
+        self.map_sizes: dict[tuple[str, int], int] = {}  # (map name, start) -> size as declared
 
     # errors ---------------------------------------------------------------
 
@@ -620,6 +625,8 @@ class _Builder:
             self._map(pid, m, j, where)
         for j, op in enumerate(v.get("ops", [])):
             self._op(pid, op, f"{where} ops #{j + 1}")
+        for j, wl in enumerate(v.get("workloads", [])):
+            self._workload(pid, wl, f"{where} workload #{j + 1}")
         self._place(pid, v, r, where, main=True)
         for tid, tv, rr, tw in placements:
             self._place(tid, tv, rr, tw)
@@ -694,7 +701,7 @@ class _Builder:
         n = max(6, -(-size // PAGE))
         hdr, text = max(1, n // 12), max(1, (n - 3) * 3 // 5)  # rodata keeps at least a page
         base = self._exec(where, "mmap", pid=pid, length=n * PAGE, prot="r", path=path)
-        tx, relro, data = base + hdr * PAGE, base + (n - 2) * PAGE, base + (n - 1) * PAGE
+        tx, relro = base + hdr * PAGE, base + (n - 2) * PAGE  # data: the last page, rw-
         self._exec(where, "mprotect", pid=pid, addr=tx, length=text * PAGE, prot="rx")
         self._exec(where, "mprotect", pid=pid, addr=relro, length=2 * PAGE, prot="rw")
         self._exec(where, "touch", pid=pid, addr=relro, length=2 * PAGE, write=True)
@@ -725,6 +732,7 @@ class _Builder:
             addr = self._exec(w, "mmap", **args)
             if name:
                 self.names.maps.setdefault(pid, {})[name] = addr
+                self.map_sizes[(name, addr)] = size
             for p in v.get("protect", []):
                 pv = _fields(p, PROTECT, f"{w} protect", ("size",))
                 start = pv.get("start", 0)
@@ -738,6 +746,25 @@ class _Builder:
                               if parse_size(p.get("start", 0)) == 0), prot)
                 write = v.get("write", bool(_t_prot(first, f"{w}: protect") & 2))
                 self._exec(w, "touch", pid=pid, addr=addr, length=length, write=write)
+
+    def _workload(self, pid: int, d: Any, where: str) -> None:
+        """A workload_start on the process (procsim/workload.py); `map`
+        names the region: its start, and its declared size unless `length`."""
+        v = _fields(d, WORKLOAD, where, ("pattern",))
+        if "map" in v:
+            if "addr" in v or "vmas" in v:
+                raise ScenarioError(f"{where}: give map, addr or vmas, not two of them")
+            ref = v.pop("map")
+            if not isinstance(ref, str):
+                raise ScenarioError(f"{where}: map: expected a mapping name, got {ref!r}")
+            v["addr"] = self._call(where, self.names.addr, ref, pid)
+            if "length" not in v:
+                base = ref.split("+", 1)[0].rsplit(":", 1)[-1]
+                start = self.names.addr(ref.split("+", 1)[0], pid)
+                v["length"] = self.map_sizes.get((base, start), 0) - (v["addr"] - start)
+        elif isinstance(v.get("addr"), str):
+            v["addr"] = self._call(where, self.names.addr, v["addr"], pid)
+        self._exec(where, "workload_start", pid=pid, **v)
 
     @staticmethod
     def _touch_length(t: Any, size: int, where: str) -> int:

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 from procsim.kernel import Kernel
 from procsim.procfs import global_files as G
-from procsim.procfs import (clear_refs, idle_bitmap, maps, numa_maps, observer, pagemap, pid as P, procmap_query,
-                            smaps, sysfs_mm)
-from procsim.procfs import oom
+from procsim.procfs import (clear_refs, idle_bitmap, maps, numa_maps, observer, oom, pagemap, pid as P,
+                            procmap_query, smaps, sysfs_mm)
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.seq_file import SeqFile, SeqOps
 from procsim.procfs.uaccess import NO_USER_MEMORY, IoctlArg, UserMemory
@@ -77,10 +76,10 @@ TGID_ENTRIES = (
     _f("cmdline", P.cmdline),
     _f("comm", P.comm, 0o644),
     _f("environ", P.environ, 0o400, ptrace_open=True),
-    Entry("idle_bitmap", 0o600, pread=idle_bitmap.pid_read, pwrite=idle_bitmap.pid_write, needs_mm=True,
-          **_MM_FILE),
     _f("maps", maps.render, seq=maps.MapsSeq, ioctl=procmap_query.maps_ioctl, **_MM_FILE),
     _f("numa_maps", numa_maps.numa_maps, seq=numa_maps.NumaMapsSeq, **_MM_FILE),
+    Entry("idle_bitmap", 0o600, pread=idle_bitmap.pid_read, pwrite=idle_bitmap.pid_write, needs_mm=True,
+          **_MM_FILE),
     _f("oom_adj", oom.oom_adj, 0o644, write=oom.oom_adj_write),
     _f("oom_score", oom.oom_score),
     _f("oom_score_adj", oom.oom_score_adj, 0o644, write=oom.oom_score_adj_write),
