@@ -33,12 +33,14 @@ if TYPE_CHECKING:
     from procsim.mm.vma import VMA
 
 EAGAIN = object()  # vma_start_read(): the VMA was detached from the tree
+NO_CHANGE = (1 << 64, -1)  # (changed_lo, changed_hi) of a cycle that changed nothing yet
 
 
 class MmapLock:
     """mmap_lock (an rwsem; re-entrant for its writer) and mm_lock_seq."""
 
-    __slots__ = ("seq", "_cond", "_readers", "_owner", "_depth", "fallbacks", "on_write_step")
+    __slots__ = ("seq", "_cond", "_readers", "_owner", "_depth", "fallbacks", "on_write_step",
+                 "changed_lo", "changed_hi")
 
     def __init__(self) -> None:
         self.seq = 0
@@ -50,6 +52,15 @@ class MmapLock:
         # Called at each step of a writer (a VMA write-locked, the tree
         # changed): tests run readers there to see every intermediate state.
         self.on_write_step: Callable[[], None] | None = None
+        # the hull of the address ranges this write cycle changed (VMAs
+        # write-locked, inserted, removed): what the tree republishes
+        self.changed_lo, self.changed_hi = NO_CHANGE
+
+    def changed(self, start: int, end: int) -> None:
+        if start < self.changed_lo:
+            self.changed_lo = start
+        if end > self.changed_hi:
+            self.changed_hi = end
 
     @property
     def write_held(self) -> bool:
@@ -119,6 +130,7 @@ def vma_start_write(lock: MmapLock, vma: "VMA") -> None:
         return
     assert lock.write_held, "VMA changed without the mmap write lock"
     vma.vm_lock_seq = lock.seq
+    lock.changed(vma.start, vma.end)  # its range as readers know it
     while vma.vm_readers:  # a reader prints it right now: microseconds
         time.sleep(0)
     lock.step()

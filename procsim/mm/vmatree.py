@@ -11,14 +11,14 @@ from operator import attrgetter
 
 from sortedcontainers import SortedKeyList
 
-from procsim.mm.mmap_lock import MmapLock, vma_start_write
+from procsim.mm.mmap_lock import NO_CHANGE, MmapLock, vma_start_write
 from procsim.mm.vma import VMA
 
 _END = attrgetter("end")
 
 
 class VMATree:
-    __slots__ = ("_v", "lock", "rcu", "_dirty")
+    __slots__ = ("_v", "lock", "rcu")
     # rcu: (VMAs, their ends) as of the last write cycle; the ends are kept
     # apart because a writer changes VMA objects in place (write-locked):
     # a lookup must see the range a VMA had in the snapshot, as the maple
@@ -28,7 +28,6 @@ class VMATree:
         self._v = SortedKeyList(key=lambda v: v.start)
         self.lock = lock
         self.rcu: tuple[tuple[VMA, ...], tuple[int, ...]] = ((), ())
-        self._dirty = False
 
     def __len__(self) -> int:
         return len(self._v)
@@ -41,22 +40,32 @@ class VMATree:
         # new: in no snapshot until the cycle ends)
         self._v.add(vma)
         vma.detached = False
-        self._dirty = True
+        self.lock.changed(vma.start, vma.end)
         self.lock.step()
 
     def remove(self, vma: VMA) -> None:
         vma_start_write(self.lock, vma)
         self._v.remove(vma)
         vma.detached = True
-        self._dirty = True
         self.lock.step()
 
     def publish(self) -> None:
-        """End of a write cycle: readers see the tree as it is now."""
-        if self._dirty:
-            vmas = tuple(self._v)
-            self.rcu = vmas, tuple(map(_END, vmas))
-            self._dirty = False
+        """End of a write cycle: readers see the tree as it is now. Only the
+        part the cycle changed is rebuilt (the rest of the snapshot is
+        shared): a one-page mmap among thousands of VMAs costs a few
+        slices, not a copy of the tree."""
+        lock = self.lock
+        lo, hi = lock.changed_lo, lock.changed_hi
+        if hi < 0:
+            return
+        lock.changed_lo, lock.changed_hi = NO_CHANGE
+        vmas, ends = self.rcu
+        mid = self.overlapping(lo, hi)
+        if mid:  # a VMA grown in place reaches past what was write-locked
+            lo, hi = min(lo, mid[0].start), max(hi, mid[-1].end)
+        # no VMA outside the changed hull straddles it (VMAs never overlap)
+        i, j = bisect_right(ends, lo), bisect_right(ends, hi)
+        self.rcu = vmas[:i] + tuple(mid) + vmas[j:], ends[:i] + tuple(map(_END, mid)) + ends[j:]
 
     def rcu_find(self, addr: int) -> VMA | None:
         """Lock-free find(): the first VMA of the published snapshot with

@@ -109,6 +109,10 @@ def check_mm(k: Kernel, mm, tally: list, may_be_unmerged: bool = False) -> None:
             assert may_be_unmerged or not prev.can_merge(v), f"unmerged neighbours {fmt(prev)} {fmt(v)}"
         assert mm.vmas.lookup(v.start) is v and mm.vmas.lookup(v.end - 1) is v
         prev = v
+    # the lock-free readers' snapshot, rebuilt piecewise at each write cycle,
+    # is the tree as it is between cycles
+    vmas = tuple(mm.vmas)
+    assert mm.vmas.rcu == (vmas, tuple(v.end for v in vmas)), "published VMA snapshot differs from the tree"
     assert {n: getattr(mm, n) for n in vm_counters(mm)} == vm_counters(mm)
     # every page maps what the VMA says: file pages are the file's own page at
     # pgoff + index, shared mappings only map the cache, anonymous VMAs never do
