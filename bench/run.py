@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (PROCSIM, REPO, MountError, ProcsimMount, fmt, fmt_ratio, log, median,  # noqa: E402
+from common import (PROCSIM, REPO, ProcsimMount, fmt, fmt_ratio, log, median,  # noqa: E402
                     pin_process, ratio, read_status_field, sim_pids, table, vm_rss_bytes)
 from floor import Floor, FloorServer, run_client  # noqa: E402
 import mmfiles  # noqa: E402
@@ -454,18 +454,10 @@ def report(env: dict, results: dict, floor: Floor) -> str:
                  f"touch took {t['seconds']:.1f} s in {t['bytes'] // t['chunk_bytes']} control calls; "
                  f"simulated VmRSS {t['sim_vmrss']}; 1 TiB process VmSize {tb['sim_vmsize']}")
         L.append("")
-    if "mmfiles" in results:
-        L.extend(mmfiles.report(results["mmfiles"]))
-    if "procmap" in results:
-        L.extend(procmap_query.report(results["procmap"]))
-    if "oom" in results:
-        L.extend(oom.report(results["oom"]))
-    if "writer" in results:
-        L.extend(writer_latency.report(results["writer"]))
-    if "idle" in results:
-        L.extend(idle_bench.report(results["idle"]))
-    if "wss" in results:
-        L.extend(wss_bench.report(results["wss"]))
+    for key, section in (("mmfiles", mmfiles.report), ("procmap", procmap_query.report), ("oom", oom.report),
+                         ("writer", writer_latency.report), ("idle", idle_bench.report), ("wss", wss_bench.report)):
+        if key in results:
+            L.extend(section(results[key]))
     for k, v in results.get("errors", {}).items():
         L.append(f"{k}: FAILED: {v}")
     return "\n".join(L)
@@ -504,60 +496,32 @@ def main() -> int:
     t_start = time.perf_counter()
     workdir = tempfile.mkdtemp(prefix="procsim-bench-work-")
     try:
-        if only & {"status", "scan"}:
+        # (result key, wanted, the measurement): one failing measurement is
+        # reported and the others still run
+        runs = (
+            ("micro", bool(only & {"status", "scan"}),
+             lambda: bench_micro(floor, a.rounds, a.clock, "status" in only, "scan" in only, cpu)),
+            ("ps", "ps" in only, lambda: bench_ps(a.ps_procs, a.ps_reps, cpu, workdir)),
+            ("memory", "memory" in only, lambda: bench_memory(a.clock, workdir, a.touch_pages, a.chunk)),
+            ("mmfiles", "mmfiles" in only, lambda: mmfiles.bench_mmfiles(workdir, a.vmas, a.mm_touch, 5, a.clock)),
+            ("procmap", "procmap" in only, lambda: procmap_query.bench_procmap(floor, a.rounds, cpu)),
+            ("oom", "oom" in only, lambda: oom.bench_oom(a.rounds, nprocs=1000 if a.quick else 10_000)),
+            ("idle", "idle" in only,
+             lambda: idle_bench.bench_idle((16 if a.quick else a.idle_gib) * GiB, workdir)),
+            ("writer", "writer" in only,
+             lambda: writer_latency.bench_writer(a.rounds, 2.0 if a.quick else 5.0, workdir=workdir)),
+            ("wss", "wss" in only, lambda: wss_bench.bench_wss(a.rounds)),
+        )
+        for name, wanted, measure in runs:
+            if not wanted:
+                continue
             try:
-                results["micro"] = bench_micro(floor, a.rounds, a.clock, "status" in only, "scan" in only, cpu)
-            except (MountError, RuntimeError, OSError) as e:
-                results["errors"]["micro"] = str(e)
-                log(f"micro: {e}")
-        if "ps" in only:
-            try:
-                results["ps"] = bench_ps(a.ps_procs, a.ps_reps, cpu, workdir)
-            except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
-                results["errors"]["ps"] = str(e)
-                log(f"ps: {e}")
-        if "memory" in only:
-            try:
-                results["memory"] = bench_memory(a.clock, workdir, a.touch_pages, a.chunk)
+                results[name] = measure()
+            except Interrupted:
+                raise
             except Exception as e:  # the control channel's own errors included
-                results["errors"]["memory"] = f"{type(e).__name__}: {e}"
-                log(f"memory: {type(e).__name__}: {e}")
-        if "mmfiles" in only:
-            try:
-                results["mmfiles"] = mmfiles.bench_mmfiles(workdir, a.vmas, a.mm_touch, 5, a.clock)
-            except Exception as e:  # the control channel's own errors included
-                results["errors"]["mmfiles"] = f"{type(e).__name__}: {e}"
-                log(f"mmfiles: {type(e).__name__}: {e}")
-        if "procmap" in only:
-            try:
-                results["procmap"] = procmap_query.bench_procmap(floor, a.rounds, cpu)
-            except Exception as e:  # the control channel's own errors included
-                results["errors"]["procmap"] = f"{type(e).__name__}: {e}"
-                log(f"procmap: {type(e).__name__}: {e}")
-        if "oom" in only:
-            try:
-                results["oom"] = oom.bench_oom(a.rounds, nprocs=1000 if a.quick else 10_000)
-            except Exception as e:
-                results["errors"]["oom"] = f"{type(e).__name__}: {e}"
-                log(f"oom: {type(e).__name__}: {e}")
-        if "idle" in only:
-            try:
-                results["idle"] = idle_bench.bench_idle((16 if a.quick else a.idle_gib) * GiB, workdir)
-            except Exception as e:  # the control channel's own errors included
-                results["errors"]["idle"] = f"{type(e).__name__}: {e}"
-                log(f"idle: {type(e).__name__}: {e}")
-        if "writer" in only:
-            try:
-                results["writer"] = writer_latency.bench_writer(a.rounds, 2.0 if a.quick else 5.0, workdir=workdir)
-            except Exception as e:  # the control channel's own errors included
-                results["errors"]["writer"] = f"{type(e).__name__}: {e}"
-                log(f"writer: {type(e).__name__}: {e}")
-        if "wss" in only:
-            try:
-                results["wss"] = wss_bench.bench_wss(a.rounds)
-            except Exception as e:  # the control channel's own errors included
-                results["errors"]["wss"] = f"{type(e).__name__}: {e}"
-                log(f"wss: {type(e).__name__}: {e}")
+                results["errors"][name] = f"{type(e).__name__}: {e}"
+                log(f"{name}: {type(e).__name__}: {e}")
     except (KeyboardInterrupt, Interrupted) as e:
         results["errors"]["interrupted"] = str(e) or "KeyboardInterrupt"
     finally:

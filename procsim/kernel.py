@@ -417,13 +417,7 @@ class Kernel:
         # stack with argv and envp at its top
         stack_top = 0x7FFC00000000 + (rng.randrange(1 << 20) << 12)
         mm.map_region(stack_top - STACK_SIZE, stack_top, rw | VM_GROWSDOWN)
-        args = sum(len(a) + 1 for a in argv)
-        env = sum(len(e) + 1 for e in envp)
-        mm.env_end = stack_top - 8 - len(path) - 1
-        mm.env_start = mm.env_end - env
-        mm.arg_end = mm.env_start
-        mm.arg_start = mm.arg_end - args
-        mm.start_stack = (mm.arg_start - 8 * (len(argv) + len(envp) + 24)) & ~0xF
+        mm.start_stack = mm.set_args(stack_top, path, argv, envp)
         mm.fault(stack_top - 3 * PAGE_SIZE, stack_top, True)
         mm.next_trim_cpumask = self.jiffies + self.config.hz
         return mm

@@ -282,15 +282,8 @@ def _set_stack(mm: MM, vmas: list[VMA], lines: list[MapsLine], path: str, argv: 
     stack = next((v for v, ln in zip(vmas, lines) if ln.name == "[stack]"), None)
     if stack is None:
         return
-    top = stack.end
-    args = sum(len(a) + 1 for a in argv)
-    env = sum(len(e) + 1 for e in envp)
-    mm.env_end = top - 8 - len(path) - 1
-    mm.env_start = mm.env_end - env
-    mm.arg_end = mm.env_start
-    mm.arg_start = mm.arg_end - args
-    sp = (mm.arg_start - 8 * (len(argv) + len(envp) + 24)) & ~0xF
-    mm.start_stack = min(max(sp, stack.start + 16), top - 16)
+    sp = mm.set_args(stack.end, path, argv, envp)
+    mm.start_stack = min(max(sp, stack.start + 16), stack.end - 16)
 
 
 def _set_code(mm: MM, vmas: list[VMA], path: str) -> None:
