@@ -327,27 +327,20 @@ def test_parse_host_follows_the_conditions_of_show_cpuinfo() -> None:
         parse_host("processor\t: 0\nBogoMIPS\t: 50.00\n\n")
 
 
-@vendor_only("AuthenticAMD")
-def test_amd_epyc_layout_as_the_amd_host() -> None:
-    ours = blocks(text(kernel(nr_cpus=2)))[0]
+@pytest.mark.parametrize("cpu, vendor", [("amd-epyc", "AuthenticAMD"), ("intel-xeon", "GenuineIntel")])
+def test_model_as_a_host_of_its_vendor(cpu: str, vendor: str) -> None:
+    if HOST_VENDOR != vendor:
+        pytest.skip(f"host CPU is {HOST_VENDOR or 'not x86'}, not {vendor}")
+    ours = blocks(text(kernel(cpu=cpu, nr_cpus=2)))[0]
     h = blocks(real_cpuinfo())[0]
-    assert list(ours) == list(h)
-    for key in ("vendor_id", "clflush size", "cache_alignment", "power management"):
+    for key in ("vendor_id", "clflush size", "cache_alignment"):
         assert ours[key] == h[key]
-    # the flags both have print in the same order (the host is the bit order's witness)
-    common = set(ours["flags"].split()) & set(h["flags"].split())
-    assert [f for f in ours["flags"].split() if f in common] == [f for f in h["flags"].split() if f in common]
-    common = set(ours["bugs"].split()) & set(h["bugs"].split())
-    assert [f for f in ours["bugs"].split() if f in common] == [f for f in h["bugs"].split() if f in common]
-
-
-@vendor_only("GenuineIntel")
-def test_intel_xeon_layout_as_the_intel_host() -> None:
-    ours = blocks(text(kernel(cpu="intel-xeon", nr_cpus=2)))[0]
-    h = blocks(real_cpuinfo())[0]
-    # the model is a KVM guest without nested VMX; a bare-metal host has vmx flags
-    assert [l for l in ours] == [l for l in h if l != "vmx flags"]
-    assert ours["clflush size"] == h["clflush size"] and ours["vendor_id"] == h["vendor_id"]
+    # the flags and bugs both have print in the same order: the host's kernel
+    # is the witness of the capability-bit order
+    for key in ("flags", "bugs"):
+        common = set(ours[key].split()) & set(h[key].split())
+        assert [f for f in ours[key].split() if f in common] == [f for f in h[key].split() if f in common]
+        assert len(common) >= (30 if key == "flags" else 2)
 
 
 @x86_host_only
