@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from procsim import utsname
+from procsim.cpu import X86_MODELS, CpuInfoX86, identify
+
 ARCHES = ("x86", "arm64", "riscv")
 # How mm_cpumask evolves (seed-mechanisms §1.3, §1.5).
 CPUMASK_MODELS = ("lazy_trim", "eager_clear", "never_set", "never_clear")
@@ -32,13 +35,19 @@ class KernelConfig:
     clock: str = "manual"
     seed: int = 0
     hostname: str = "procsim"
-    osrelease: str = "6.18.0-procsim"
+    # utsname release and the /proc/version banner ("host": this machine's);
+    # None: procsim's own release, or the banner's (procsim/utsname.py)
+    osrelease: str | None = None
+    version: str | None = None
     pid_max: int | None = None  # None: the boot default, scaled by CPU count as pid_idr_init does
     btime: int = 1767225600  # 2026-01-01T00:00:00Z; wall clock mode uses now - uptime
     boot_uptime: float = 3600.0  # seconds already elapsed at mount
     kernel_reserved_bytes: int = 256 << 20
-    model_name: str = "procsim virtual CPU"
-    cpu_mhz: float = 2445.402
+    # the x86 CPU model (procsim/cpu.py; None: amd-epyc on x86) and its
+    # overrides (None: the model's own)
+    cpu: str | None = None
+    model_name: str | None = None
+    cpu_mhz: float | None = None
     # CONFIG_PAGE_MAPCOUNT ("page") or CONFIG_NO_PAGE_MAPCOUNT ("no_page")
     mapcount_model: str = "page"
     # /sys/kernel/mm/transparent_hugepage/enabled and, by size in kB,
@@ -47,8 +56,9 @@ class KernelConfig:
     thp_sizes: dict = field(default_factory=dict)
     # CONFIG_MEM_SOFT_DIRTY (off on the reference VM: clear_refs 4 does nothing)
     mem_soft_dirty: bool = False
-    # protection keys (smaps ProtectionKey line): on for the reference VM
-    pkeys: bool = True
+    # protection keys: smaps ProtectionKey lines and cpuinfo "pku ospke";
+    # None: as the CPU model has them (on for the reference VM and non-x86)
+    pkeys: bool | None = None
     # RSS counters: "tree" (hierarchical per-CPU counter tree, batch 32) or
     # "flat" (the older percpu_counter, batch max(32, 2 * nr_cpus))
     rss_counter: str = "tree"
@@ -59,6 +69,8 @@ class KernelConfig:
     # sums decide) or, False, one exhaustive scan of precise sums
     oom_two_pass: bool = True
     extra: dict = field(default_factory=dict)
+    # boot_cpu_data: the identified x86 CPU (None on other arches)
+    boot_cpu: CpuInfoX86 | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHES:
@@ -102,6 +114,25 @@ class KernelConfig:
             raise ValueError("oom_two_pass must be true or false")
         if self.hz not in (100, 250, 300, 1000) or self.user_hz != 100:
             raise ValueError("hz must be 100, 250, 300 or 1000 and user_hz 100")
+        self.osrelease, self.version = utsname.resolve(self.osrelease, self.version, self.btime)
+        self._identify_cpu()
+
+    def _identify_cpu(self) -> None:
+        if self.cpu_mhz is not None and (isinstance(self.cpu_mhz, bool) or not 0 < self.cpu_mhz < 1e6):
+            raise ValueError("cpu_mhz must be a positive number of MHz")
+        if self.arch != "x86":
+            if self.cpu is not None:
+                raise ValueError(f"cpu models are x86 CPUs; {self.arch} has its own")
+            if self.pkeys is None:
+                self.pkeys = True
+            return
+        if self.cpu is None:
+            self.cpu = "amd-epyc"
+        if self.cpu not in X86_MODELS:
+            raise ValueError(f"cpu must be one of {', '.join(X86_MODELS)}")
+        if self.pkeys is not None and not isinstance(self.pkeys, bool):
+            raise ValueError("pkeys must be true or false")
+        self.boot_cpu, self.pkeys = identify(self.cpu, self.model_name, self.cpu_mhz, self.pkeys)
 
     @property
     def nr_pages(self) -> int:
@@ -109,7 +140,7 @@ class KernelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "KernelConfig":
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls) if f.init}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown machine keys: {', '.join(sorted(unknown))}")

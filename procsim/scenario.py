@@ -194,6 +194,8 @@ MACHINE = {"arch": ("arch", _t_str), "nr_cpus": ("nr_cpus", _t_int), "mem": ("me
            "pid_max": ("pid_max", _t_int), "btime": ("btime", _t_int), "boot_uptime": ("boot_uptime", _t_num),
            "kernel_reserved": ("kernel_reserved_bytes", _t_size), "model_name": ("model_name", _t_str),
            "cpu_mhz": ("cpu_mhz", _t_num), "hugepages": ("hugepages", _t_int)}
+# the CPU model (procsim/cpu.py) and the kernel's build banner
+MACHINE.update({"cpu": ("cpu", _t_str), "version": ("version", _t_str)})
 # the memory-accounting knobs: mapcount model, THP policy, soft-dirty, pkeys
 MACHINE.update({"mapcount_model": ("mapcount_model", _t_str), "thp_enabled": ("thp_enabled", _t_str),
                 "thp_sizes": ("thp_sizes", _t_table), "mem_soft_dirty": ("mem_soft_dirty", _t_bool),

@@ -1,4 +1,4 @@
-"""Machine-wide files: /proc/meminfo, stat, uptime, loadavg, cpuinfo,
+"""Machine-wide files: /proc/meminfo, stat, uptime, loadavg,
 interrupts, vmstat, version, the sysctls ps and top read, and the sysfs CPU
 and THP files (spec §15–§20). One `name(ctx) -> bytes` function per file.
 
@@ -12,20 +12,18 @@ for kernel state the model does not keep (see `_State`):
   model only keeps fault counts in live tasks; faults of processes that were
   reaped are carried over, and every event counter is clamped monotonic.
 
-Machine-specific constants (devices, kernel pools, CPU identity) copy the
+Machine-specific constants (devices, kernel pools) copy the
 reference VM of spec §0.1 (a Firecracker-style KVM guest on AMD EPYC).
 """
 
 from __future__ import annotations
 
 import math
-import time
 import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from procsim.bitmap import list_str
-from procsim.config import KernelConfig
 from procsim.kernel import Kernel
 from procsim.mm import memory as M
 from procsim.mm.hugetlb import HPAGE_NR
@@ -650,93 +648,6 @@ def loadavg(ctx: Ctx) -> bytes:
     return f"{_load(a[0])} {_load(a[1])} {_load(a[2])} {running}/{k.nr_threads()} {k.last_pid}\n".encode()
 
 
-# -- /proc/cpuinfo --------------------------------------------------------------------------
-
-X86_FLAGS = ("fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr "
-             "sse sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl "
-             "xtopology nonstop_tsc cpuid extd_apicid tsc_known_freq pni pclmulqdq ssse3 fma cx16 pcid "
-             "sse4_1 sse4_2 x2apic movbe popcnt tsc_deadline_timer aes xsave avx f16c rdrand hypervisor "
-             "lahf_lm cmp_legacy cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw topoext vmmcall "
-             "fsgsbase tsc_adjust bmi1 avx2 smep bmi2 erms invpcid rdseed adx smap clflushopt clwb sha_ni "
-             "xsaveopt xsavec xgetbv1 xsaves clzero xsaveerptr arat umip vaes vpclmulqdq rdpid fsrm "
-             "pku ospke")  # the VM's list plus pku ospke: the spec's config has protection keys
-X86_BUGS = "sysret_ss_attrs null_seg spectre_v1 spectre_v2 spec_store_bypass srso spectre_v2_user"
-ARM64_FEATURES = ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm "
-                  "lrcpc dcpop asimddp ssbs")  # Neoverse N1
-ARM64_TIMER_HZ = 25_000_000
-RISCV_ISA = "rv64imafdc_zicntr_zicsr_zifencei_zihpm"  # SiFive U74
-
-
-def _x86_field(label: str, value: object) -> str:
-    """The colon lands in column 16 with 8-column tabs."""
-    tabs = "\t\t" if len(label) < 8 else "\t"
-    return f"{label}{tabs}: {value}\n"
-
-
-def _bogomips(lpj: int, hz: int) -> str:
-    """c_show(): loops_per_jiffy / (500000/HZ) with two truncated decimals."""
-    return f"{lpj // (500000 // hz)}.{lpj // (5000 // hz) % 100:02d}"
-
-
-@dataclass(frozen=True, slots=True)
-class CpuId:
-    """What /proc/cpuinfo shows of the machine's configuration."""
-    arch: str
-    ncpu: int
-    model_name: str
-    cpu_mhz: float
-    hz: int
-
-    @classmethod
-    def of(cls, cfg: KernelConfig) -> "CpuId":
-        return cls(cfg.arch, cfg.nr_cpus, cfg.model_name, cfg.cpu_mhz, cfg.hz)
-
-
-def _x86_block(cpu: int, c: CpuId) -> str:
-    khz = round(c.cpu_mhz * 1000)  # tsc_khz; loops_per_jiffy follows from it
-    fields = (("processor", cpu), ("vendor_id", "AuthenticAMD"), ("cpu family", 25), ("model", 1),
-              ("model name", c.model_name or "unknown"), ("stepping", 1), ("microcode", "0x1000065"),
-              ("cpu MHz", f"{khz // 1000}.{khz % 1000:03d}"), ("cache size", "512 KB"),
-              ("physical id", 0), ("siblings", c.ncpu), ("core id", cpu), ("cpu cores", c.ncpu),
-              ("apicid", cpu), ("initial apicid", cpu), ("fpu", "yes"), ("fpu_exception", "yes"),
-              ("cpuid level", 16), ("wp", "yes"), ("flags", X86_FLAGS), ("bugs", X86_BUGS),
-              ("bogomips", _bogomips(khz * 1000 // c.hz, c.hz)), ("TLB size", "2560 4K pages"),
-              ("clflush size", 64), ("cache_alignment", 64),
-              ("address sizes", "48 bits physical, 48 bits virtual"))
-    # "power management:" lists no items, so nothing follows its colon
-    return "".join(_x86_field(label, v) for label, v in fields) + "power management:\n\n"
-
-
-def _arm64_block(cpu: int, c: CpuId) -> str:
-    """arch/arm64/kernel/cpuinfo.c c_show(); "CPU architecture: 8" has no TAB."""
-    return (f"processor\t: {cpu}\n"
-            f"BogoMIPS\t: {_bogomips(ARM64_TIMER_HZ // c.hz, c.hz)}\n"
-            f"Features\t: {ARM64_FEATURES}\n"
-            "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x3\n"
-            "CPU part\t: 0xd0c\nCPU revision\t: 1\n\n")
-
-
-def _riscv_block(cpu: int, c: CpuId) -> str:
-    """arch/riscv/kernel/cpu.c c_show() on a device-tree machine."""
-    return (f"processor\t: {cpu}\nhart\t\t: {cpu}\nisa\t\t: {RISCV_ISA}\nmmu\t\t: sv39\n"
-            "uarch\t\t: sifive,u74-mc\nmvendorid\t: 0x489\nmarchid\t\t: 0x8000000000000007\n"
-            f"mimpid\t\t: 0x4210427\nhart isa\t: {RISCV_ISA}\n\n")
-
-
-CPUINFO_BLOCK = {"x86": _x86_block, "arm64": _arm64_block, "riscv": _riscv_block}
-
-
-@lru_cache(maxsize=16)
-def _cpuinfo(c: CpuId) -> bytes:
-    block = CPUINFO_BLOCK[c.arch]
-    return "".join(block(cpu, c) for cpu in range(c.ncpu)).encode()
-
-
-def cpuinfo(ctx: Ctx) -> bytes:
-    """One block per online CPU; static for a given config, so cached."""
-    return _cpuinfo(CpuId.of(ctx.kernel.config))
-
-
 # -- /proc/interrupts ---------------------------------------------------------------------
 
 
@@ -887,20 +798,9 @@ def vmstat(ctx: Ctx) -> bytes:
 
 # -- small files ------------------------------------------------------------------------------
 
-COMPILER = "gcc (GCC) 14.2.0, GNU ld (GNU Binutils) 2.43.1"
-
-
-@lru_cache(maxsize=8)
-def _version(osrelease: str, build_time: int) -> bytes:
-    # UTS_VERSION carries `LC_ALL=C date` of the build (two weeks before boot)
-    built = time.strftime("%a %b %e %H:%M:%S UTC %Y", time.gmtime(build_time))
-    return (f"Linux version {osrelease} (builder@procsim) ({COMPILER}) "
-            f"#1 SMP PREEMPT_DYNAMIC {built}\n").encode()
-
-
 def version(ctx: Ctx) -> bytes:
-    c = ctx.kernel.config
-    return _version(c.osrelease, c.btime - 14 * 86400)
+    """linux_proc_banner, resolved with osrelease at boot (procsim/utsname.py)."""
+    return f"{ctx.kernel.config.version}\n".encode()
 
 
 def osrelease(ctx: Ctx) -> bytes:

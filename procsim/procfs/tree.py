@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from procsim.kernel import Kernel
-from procsim.procfs import global_files as G
+from procsim.procfs import cpuinfo, global_files as G
 from procsim.procfs import (clear_refs, idle_bitmap, maps, numa_maps, observer, oom, pagemap, pid as P,
                             procmap_query, smaps, sysfs_mm)
 from procsim.procfs.context import Caller, Ctx
@@ -96,7 +96,7 @@ TID_ENTRIES = TGID_ENTRIES
 # Global files, with the kernel's EIO for writes to them.
 _GLOBAL = dict(write_errno=errno.EIO)
 PROC_ENTRIES = (
-    _f("cpuinfo", G.cpuinfo, records=True, **_GLOBAL),
+    _f("cpuinfo", cpuinfo.cpuinfo, records=True, **_GLOBAL),
     _f("interrupts", G.interrupts, records=True, **_GLOBAL),
     Entry("kpagecount", 0o400, pread=pagemap.kpagecount, **_GLOBAL),
     Entry("kpageflags", 0o400, pread=pagemap.kpageflags, **_GLOBAL),

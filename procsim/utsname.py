@@ -1,0 +1,55 @@
+"""The kernel's release and build banner (init/version.c): /proc/version is
+linux_proc_banner, "Linux version <release> (<by>@<host>) (<compiler>)
+<UTS_VERSION>", and its release is the same utsname release that
+/proc/sys/kernel/osrelease prints, so one cannot disagree with the other.
+"""
+
+from __future__ import annotations
+
+import time
+
+DEFAULT_RELEASE = "6.18.0-procsim"
+COMPILER = "gcc (GCC) 14.2.0, GNU ld (GNU Binutils) 2.43.1"
+HOST_VERSION = "/proc/version"
+BANNER = "Linux version "
+
+
+def _built(btime: int) -> str:
+    # UTS_VERSION carries `LC_ALL=C date` of the build (two weeks before boot)
+    return time.strftime("%a %b %e %H:%M:%S UTC %Y", time.gmtime(btime - 14 * 86400))
+
+
+def default_banner(release: str, btime: int) -> str:
+    """procsim's own build for its own release; any other release gets a
+    neutral build identity rather than claiming procsim built it."""
+    host = "procsim" if release == DEFAULT_RELEASE else "localhost"
+    return f"{BANNER}{release} (builder@{host}) ({COMPILER}) #1 SMP PREEMPT_DYNAMIC {_built(btime)}"
+
+
+def banner_release(banner: str) -> str:
+    if not banner.startswith(BANNER) or not banner[len(BANNER):].split(" ", 1)[0]:
+        raise ValueError(f"version must begin with {BANNER!r} and the release, got {banner!r}")
+    return banner[len(BANNER):].split(" ", 1)[0]
+
+
+def read_host() -> str:
+    try:
+        with open(HOST_VERSION) as f:
+            return f.read().rstrip("\n")
+    except OSError as e:
+        raise ValueError(f"version = host: cannot read {HOST_VERSION}: {e.strerror}") from None
+
+
+def resolve(osrelease: str | None, version: str | None, btime: int) -> tuple[str, str]:
+    """(osrelease, banner) from the scenario's keys: the banner's release is
+    the osrelease; given both, they must agree; given neither, procsim's own."""
+    if version is None:
+        release = osrelease or DEFAULT_RELEASE
+        return release, default_banner(release, btime)
+    banner = read_host() if version == "host" else version
+    if "\n" in banner:
+        raise ValueError("version must be one line")
+    release = banner_release(banner)
+    if osrelease is not None and osrelease != release:
+        raise ValueError(f"osrelease {osrelease!r} disagrees with the release in version ({release!r})")
+    return release, banner
