@@ -34,7 +34,9 @@ from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_G
                             VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
                             VM_SHARED, VM_VVAR, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, prot_to_vm)
 from procsim.sched import NSEC, Sched
-from procsim.task import PF_FORKNOEXEC, PF_KTHREAD, PF_RANDOMIZE, Cred, Task, ThreadGroup
+from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
+from procsim.task import (PF_FORKNOEXEC, PF_KTHREAD, PF_NO_SETAFFINITY, PF_NOFREEZE, PF_NOT_INHERITED,
+                          PF_RANDOMIZE, Cred, Task, ThreadGroup)
 from procsim.vfs import VFS
 from procsim.workload import Workloads
 
@@ -261,18 +263,34 @@ class Kernel:
             return 1
 
     def kthread(self, comm: str, pid: int | None = None, cpu: int | None = None) -> int:
-        """A kernel thread (no mm), a child of kthreadd (pid 2) unless it is kthreadd."""
+        """A kernel thread (no mm), a child of kthreadd (pid 2) unless it is
+        kthreadd. Its flags, scheduling and binding follow its kind
+        (procsim/kthread.py); a per-CPU kind without `cpu` is bound to the
+        CPU in its name."""
         with self.lock:
             pid = self._alloc_pid(pid)
             parent = self.groups.get(2) if pid != 2 else None
-            t = self._new_group(pid, parent, Cred.of(0, 0), None, [], [], None, comm,
-                                PF_KTHREAD | (0x40 if pid != 2 else 0x8040))
+            # copy_process() for kthreadd itself; kthreadd() then sets PF_NOFREEZE,
+            # which every thread it creates inherits
+            flags = PF_KTHREAD | PF_FORKNOEXEC | PF_NOFREEZE
+            if parent is not None:
+                flags = (parent.leader.flags & ~PF_NOT_INHERITED) | PF_FORKNOEXEC
+            kind = kthread_kind(comm) if pid != 2 else KthreadKind()
+            flags = (flags | kind.set_flags) & ~kind.clear_flags
+            t = self._new_group(pid, parent, Cred.of(0, 0), None, [], [], None, comm, flags)
             t.tg.pgid = t.tg.sid = 0
             t.tg.sig_ignore = (1 << 64) - 1
             t.tg.umask = 0o022
             t.tg.tty_nr, t.tg.tpgid = 0, -1
-            t.state = "I" if comm.startswith(("kworker", "rcu_")) else "S"
+            if pid == 2:
+                t.exit_signal = 0  # rest_init(): kernel_thread(kthreadd, ..., CLONE_FS | CLONE_FILES)
+            t.state = kind.state
+            t.policy, t.rt_priority, t.nice = kind.policy, kind.rt_priority, kind.nice
+            if cpu is None and kind.bound:
+                named = cpu_in_name(comm)
+                cpu = named if named is not None and named < self.config.nr_cpus else None
             if cpu is not None:
+                self._check_cpu(cpu)
                 t.cpus_allowed = 1 << cpu
                 t.cpu = cpu
             self._changed("spawn", pid=pid)
@@ -290,7 +308,7 @@ class Kernel:
                 mm.next_trim_cpumask = self.jiffies + self.config.hz
             t = self._new_group(cpid, ptg, Cred(**vars(ptg.cred)), mm, list(ptg.cmdline),
                                 list(ptg.environ), ptg.exe, parent.comm,
-                                (parent.flags | PF_FORKNOEXEC) & ~PF_KTHREAD)
+                                (parent.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC) & ~PF_KTHREAD)
             t.tg.pgid, t.tg.sid, t.tg.umask = ptg.pgid, ptg.sid, ptg.umask
             t.tg.sig_ignore, t.tg.sig_catch = ptg.sig_ignore, ptg.sig_catch
             t.tg.oom_score_adj, t.tg.oom_score_adj_min = ptg.oom_score_adj, ptg.oom_score_adj_min
@@ -306,8 +324,9 @@ class Kernel:
             if tg.zombie:
                 raise _err(errno.ESRCH, f"{pid} is a zombie")
             tid = self._alloc_pid(tid)
-            t = Task(tid, tg, (comm or creator.comm)[:15], self.now, flags=creator.flags | 0x40,
-                     cpu=creator.cpu, cpus_allowed=creator.cpus_allowed, nice=creator.nice)
+            t = Task(tid, tg, (comm or creator.comm)[:15], self.now,
+                     flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
+                     cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1)
             tg.threads.append(t)
             self.tasks[tid] = t
             if tg.mm is not None:
@@ -605,6 +624,8 @@ class Kernel:
         """sched_setaffinity; a task running on a CPU it may no longer use moves."""
         with self.lock:
             t = self.task(tid)
+            if t.flags & PF_NO_SETAFFINITY:  # bound kthreads and workqueue workers
+                raise _err(errno.EINVAL, f"{tid} may not change its affinity (PF_NO_SETAFFINITY)")
             mask &= self.sched.all_cpus_mask
             if not mask:
                 raise _err(errno.EINVAL, "affinity mask has no online CPU")
