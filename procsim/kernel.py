@@ -88,9 +88,9 @@ class Kernel:
         self.mem.rss_shape = make_shape(config.rss_counter, config.nr_cpus)
         self.oom = OomKiller(self)
         self.mem.oom_handler = self.oom.alloc_failed
-        self.sched = Sched(config)
-        self.vfs = VFS()
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
+        self.sched = Sched(config, self.tasks)
+        self.vfs = VFS()
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
         self.last_pid = 0
         self.nr_forks = 0
@@ -156,7 +156,7 @@ class Kernel:
         self.generation += 1
 
     def _calc_load(self) -> None:
-        active = sum(1 for t in self.tasks.values() if t.state in ("R", "D") and not t.dead) * FIXED_1
+        active = (self.sched.nr_running() + self.sched.nr_uninterruptible()) * FIXED_1  # calc_load_fold_active()
         for i, e in enumerate(EXP):
             a = self.avenrun[i] * e + active * (FIXED_1 - e)
             a += FIXED_1 - 1 if active >= self.avenrun[i] else 0
