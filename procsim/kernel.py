@@ -50,7 +50,6 @@ MADVISE_NAMES = {"normal": MADV_NORMAL, "dontneed": MADV_DONTNEED, "free": MADV_
                  "hugepage": MADV_HUGEPAGE, "nohugepage": MADV_NOHUGEPAGE, "pageout": MADV_PAGEOUT}
 FSHIFT, FIXED_1 = 11, 1 << 11
 EXP = (1884, 2014, 2037)  # 1/exp(5s/1min), 5min, 15min in fixed point
-LOAD_FREQ = 5 * NSEC + NSEC // 100
 
 
 class KernelError(OSError):
@@ -71,11 +70,15 @@ def _exit_status(code: int) -> int:
 
 
 class Kernel:
-    def __init__(self, config: KernelConfig | None = None) -> None:
+    def __init__(self, config: KernelConfig | None = None, at_boot: bool = False) -> None:
+        """A machine `boot_uptime` seconds after a boot in which nothing ran
+        (its CPUs idled throughout); or, `at_boot`, one whose clock is at 0,
+        for a caller that plays the history up to boot_uptime through the
+        kernel itself (the scenario loader, procsim/history.py)."""
         self.config = config = config or KernelConfig()
         self.lock = threading.RLock()
         self.rng = random.Random(config.seed)
-        self.now = int(config.boot_uptime * NSEC)  # ns since boot (CLOCK_BOOTTIME)
+        self.now = 0 if at_boot else int(config.boot_uptime * NSEC)  # ns since boot (CLOCK_BOOTTIME)
         self.btime = config.btime
         self._wall_origin: float | None = None
         reserved = config.kernel_reserved_bytes // PAGE_SIZE
@@ -95,7 +98,8 @@ class Kernel:
         self.last_pid = 0
         self.nr_forks = 0
         self.avenrun = [0, 0, 0]
-        self._next_load = self.now + LOAD_FREQ
+        self.load_freq = (5 * config.hz + 1) * NSEC // config.hz  # LOAD_FREQ: 5 s and a jiffy
+        self._next_load = self.now + self.load_freq
         self._events: list[tuple[int, int, Callable[[], None]]] = []
         self._event_seq = 0
         self.observers: list[Callable[[str, dict], None]] = []
@@ -133,7 +137,7 @@ class Kernel:
     def _tick(self, target: int) -> None:
         """Move the clock to `target` with nothing happening in between: time
         is charged in one go and the load average is recomputed every
-        LOAD_FREQ until it settles (it is a fixed point once the number of
+        load_freq until it settles (it is a fixed point once the number of
         active tasks stays put), so a long advance costs no more than a short one."""
         if target > self.now:
             if self.workloads.active:  # their accesses in [now, target), stamped now
@@ -145,13 +149,13 @@ class Kernel:
             for cpu in self.sched.cpus:
                 cpu.nr_switches += kworker_switches
             if self._next_load <= target:
-                n = (target - self._next_load) // LOAD_FREQ + 1
+                n = (target - self._next_load) // self.load_freq + 1
                 for _ in range(n):
                     before = list(self.avenrun)
                     self._calc_load()
                     if self.avenrun == before:
                         break
-                self._next_load += n * LOAD_FREQ
+                self._next_load += n * self.load_freq
             self.now = target
         self.generation += 1
 
@@ -595,10 +599,11 @@ class Kernel:
             self._changed("sched", tid=tid)
 
     def sleep(self, tid: int, state: str = "S") -> None:
-        """The task blocks (S or D) or stops (T); its CPU goes idle."""
+        """The task blocks (S or D) or stops (T), or a kernel thread waits in
+        TASK_IDLE (I, counted in no load); its CPU goes idle."""
         with self.lock:
             t = self.task(tid)
-            if state not in ("S", "D", "T"):
+            if state not in ("S", "D", "T") and not (state == "I" and t.tg.kthread):
                 raise _err(errno.EINVAL, f"cannot sleep in state {state!r}")
             if t.on_cpu:
                 self.sched.switch_to(self.sched.cpus[t.cpu], None)

@@ -179,7 +179,8 @@ class Sched:
             if t is None:
                 cpu.idle += dt
                 continue
-            sys = dt // 10
+            # a kernel thread runs in kernel mode only; a user task mostly in user mode
+            sys = dt if t.mm is None else dt // 10
             t.utime += dt - sys
             t.stime += sys
             if t.nice > 0:
