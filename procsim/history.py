@@ -19,7 +19,7 @@ import random
 
 from procsim.kernel import Kernel
 from procsim.sched import NSEC
-from procsim.task import Task
+from procsim.task import PF_FORKNOEXEC, Task
 
 MS = NSEC // 1000
 INIT_AT = (0.2, 0.4)          # s: the kernel's own start before rest_init()
@@ -89,7 +89,7 @@ class BootHistory:
             startup, period, burst = (1.0, 5.0), (10.0, 120.0), (0.5, 10.0)
         else:
             rss_mib = t.mm.rss_pages >> 8 if t.mm is not None else 0
-            base = (10.0, 40.0) if t.flags & 0x40 == 0 else (2.0, 10.0)  # exec'd, or a fork (PF_FORKNOEXEC)
+            base = (2.0, 10.0) if t.flags & PF_FORKNOEXEC else (10.0, 40.0)  # a fork, or an exec
             if t.tgid == 1:
                 base = (500.0, 900.0)  # systemd brings the machine up
             startup = (base[0] + rss_mib / 2, base[1] + rss_mib / 2)
