@@ -281,7 +281,8 @@ def c_status(k: Kernel, pid) -> dict:
             "on_cpu": t.on_cpu, "cpus_allowed": t.cpus_allowed,
             "mm_cpumask": mm.cpumask if mm else None,
             "rss": list(mm.rss) if mm else None, "total_vm": mm.total_vm if mm else 0,
-            "hugetlb_pages": mm.hugetlb_usage if mm else 0, "min_flt": t.min_flt, "maj_flt": t.maj_flt}
+            "hugetlb_pages": mm.hugetlb_usage if mm else 0, "min_flt": t.min_flt, "maj_flt": t.maj_flt,
+            "utime": t.utime, "stime": t.stime, "start_time": t.start_time}  # ns
 
 
 def c_cpus(k: Kernel) -> list[dict]:

@@ -34,7 +34,9 @@ from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_G
                             VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
                             VM_SHARED, VM_VVAR, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, prot_to_vm)
 from procsim.sched import NSEC, Sched
-from procsim.task import PF_FORKNOEXEC, PF_KTHREAD, PF_RANDOMIZE, Cred, Task, ThreadGroup
+from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
+from procsim.task import (PF_FORKNOEXEC, PF_KTHREAD, PF_NO_SETAFFINITY, PF_NOFREEZE, PF_NOT_INHERITED,
+                          PF_RANDOMIZE, Cred, Task, ThreadGroup)
 from procsim.vfs import VFS
 from procsim.workload import Workloads
 
@@ -48,7 +50,6 @@ MADVISE_NAMES = {"normal": MADV_NORMAL, "dontneed": MADV_DONTNEED, "free": MADV_
                  "hugepage": MADV_HUGEPAGE, "nohugepage": MADV_NOHUGEPAGE, "pageout": MADV_PAGEOUT}
 FSHIFT, FIXED_1 = 11, 1 << 11
 EXP = (1884, 2014, 2037)  # 1/exp(5s/1min), 5min, 15min in fixed point
-LOAD_FREQ = 5 * NSEC + NSEC // 100
 
 
 class KernelError(OSError):
@@ -69,11 +70,15 @@ def _exit_status(code: int) -> int:
 
 
 class Kernel:
-    def __init__(self, config: KernelConfig | None = None) -> None:
+    def __init__(self, config: KernelConfig | None = None, at_boot: bool = False) -> None:
+        """A machine `boot_uptime` seconds after a boot in which nothing ran
+        (its CPUs idled throughout); or, `at_boot`, one whose clock is at 0,
+        for a caller that plays the history up to boot_uptime through the
+        kernel itself (the scenario loader, procsim/history.py)."""
         self.config = config = config or KernelConfig()
         self.lock = threading.RLock()
         self.rng = random.Random(config.seed)
-        self.now = int(config.boot_uptime * NSEC)  # ns since boot (CLOCK_BOOTTIME)
+        self.now = 0 if at_boot else int(config.boot_uptime * NSEC)  # ns since boot (CLOCK_BOOTTIME)
         self.btime = config.btime
         self._wall_origin: float | None = None
         reserved = config.kernel_reserved_bytes // PAGE_SIZE
@@ -86,14 +91,15 @@ class Kernel:
         self.mem.rss_shape = make_shape(config.rss_counter, config.nr_cpus)
         self.oom = OomKiller(self)
         self.mem.oom_handler = self.oom.alloc_failed
-        self.sched = Sched(config)
-        self.vfs = VFS()
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
+        self.sched = Sched(config, self.tasks)
+        self.vfs = VFS()
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
         self.last_pid = 0
         self.nr_forks = 0
         self.avenrun = [0, 0, 0]
-        self._next_load = self.now + LOAD_FREQ
+        self.load_freq = (5 * config.hz + 1) * NSEC // config.hz  # LOAD_FREQ: 5 s and a jiffy
+        self._next_load = self.now + self.load_freq
         self._events: list[tuple[int, int, Callable[[], None]]] = []
         self._event_seq = 0
         self.observers: list[Callable[[str, dict], None]] = []
@@ -131,7 +137,7 @@ class Kernel:
     def _tick(self, target: int) -> None:
         """Move the clock to `target` with nothing happening in between: time
         is charged in one go and the load average is recomputed every
-        LOAD_FREQ until it settles (it is a fixed point once the number of
+        load_freq until it settles (it is a fixed point once the number of
         active tasks stays put), so a long advance costs no more than a short one."""
         if target > self.now:
             if self.workloads.active:  # their accesses in [now, target), stamped now
@@ -143,18 +149,18 @@ class Kernel:
             for cpu in self.sched.cpus:
                 cpu.nr_switches += kworker_switches
             if self._next_load <= target:
-                n = (target - self._next_load) // LOAD_FREQ + 1
+                n = (target - self._next_load) // self.load_freq + 1
                 for _ in range(n):
                     before = list(self.avenrun)
                     self._calc_load()
                     if self.avenrun == before:
                         break
-                self._next_load += n * LOAD_FREQ
+                self._next_load += n * self.load_freq
             self.now = target
         self.generation += 1
 
     def _calc_load(self) -> None:
-        active = sum(1 for t in self.tasks.values() if t.state in ("R", "D") and not t.dead) * FIXED_1
+        active = (self.sched.nr_running() + self.sched.nr_uninterruptible()) * FIXED_1  # calc_load_fold_active()
         for i, e in enumerate(EXP):
             a = self.avenrun[i] * e + active * (FIXED_1 - e)
             a += FIXED_1 - 1 if active >= self.avenrun[i] else 0
@@ -261,18 +267,34 @@ class Kernel:
             return 1
 
     def kthread(self, comm: str, pid: int | None = None, cpu: int | None = None) -> int:
-        """A kernel thread (no mm), a child of kthreadd (pid 2) unless it is kthreadd."""
+        """A kernel thread (no mm), a child of kthreadd (pid 2) unless it is
+        kthreadd. Its flags, scheduling and binding follow its kind
+        (procsim/kthread.py); a per-CPU kind without `cpu` is bound to the
+        CPU in its name."""
         with self.lock:
             pid = self._alloc_pid(pid)
             parent = self.groups.get(2) if pid != 2 else None
-            t = self._new_group(pid, parent, Cred.of(0, 0), None, [], [], None, comm,
-                                PF_KTHREAD | (0x40 if pid != 2 else 0x8040))
+            # copy_process() for kthreadd itself; kthreadd() then sets PF_NOFREEZE,
+            # which every thread it creates inherits
+            flags = PF_KTHREAD | PF_FORKNOEXEC | PF_NOFREEZE
+            if parent is not None:
+                flags = (parent.leader.flags & ~PF_NOT_INHERITED) | PF_FORKNOEXEC
+            kind = kthread_kind(comm) if pid != 2 else KthreadKind()
+            flags = (flags | kind.set_flags) & ~kind.clear_flags
+            t = self._new_group(pid, parent, Cred.of(0, 0), None, [], [], None, comm, flags)
             t.tg.pgid = t.tg.sid = 0
             t.tg.sig_ignore = (1 << 64) - 1
             t.tg.umask = 0o022
             t.tg.tty_nr, t.tg.tpgid = 0, -1
-            t.state = "I" if comm.startswith(("kworker", "rcu_")) else "S"
+            if pid == 2:
+                t.exit_signal = 0  # rest_init(): kernel_thread(kthreadd, ..., CLONE_FS | CLONE_FILES)
+            t.state = kind.state
+            t.policy, t.rt_priority, t.nice = kind.policy, kind.rt_priority, kind.nice
+            if cpu is None and kind.bound:
+                named = cpu_in_name(comm)
+                cpu = named if named is not None and named < self.config.nr_cpus else None
             if cpu is not None:
+                self._check_cpu(cpu)
                 t.cpus_allowed = 1 << cpu
                 t.cpu = cpu
             self._changed("spawn", pid=pid)
@@ -290,7 +312,7 @@ class Kernel:
                 mm.next_trim_cpumask = self.jiffies + self.config.hz
             t = self._new_group(cpid, ptg, Cred(**vars(ptg.cred)), mm, list(ptg.cmdline),
                                 list(ptg.environ), ptg.exe, parent.comm,
-                                (parent.flags | PF_FORKNOEXEC) & ~PF_KTHREAD)
+                                (parent.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC) & ~PF_KTHREAD)
             t.tg.pgid, t.tg.sid, t.tg.umask = ptg.pgid, ptg.sid, ptg.umask
             t.tg.sig_ignore, t.tg.sig_catch = ptg.sig_ignore, ptg.sig_catch
             t.tg.oom_score_adj, t.tg.oom_score_adj_min = ptg.oom_score_adj, ptg.oom_score_adj_min
@@ -306,8 +328,9 @@ class Kernel:
             if tg.zombie:
                 raise _err(errno.ESRCH, f"{pid} is a zombie")
             tid = self._alloc_pid(tid)
-            t = Task(tid, tg, (comm or creator.comm)[:15], self.now, flags=creator.flags | 0x40,
-                     cpu=creator.cpu, cpus_allowed=creator.cpus_allowed, nice=creator.nice)
+            t = Task(tid, tg, (comm or creator.comm)[:15], self.now,
+                     flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
+                     cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1)
             tg.threads.append(t)
             self.tasks[tid] = t
             if tg.mm is not None:
@@ -576,10 +599,11 @@ class Kernel:
             self._changed("sched", tid=tid)
 
     def sleep(self, tid: int, state: str = "S") -> None:
-        """The task blocks (S or D) or stops (T); its CPU goes idle."""
+        """The task blocks (S or D) or stops (T), or a kernel thread waits in
+        TASK_IDLE (I, counted in no load); its CPU goes idle."""
         with self.lock:
             t = self.task(tid)
-            if state not in ("S", "D", "T"):
+            if state not in ("S", "D", "T") and not (state == "I" and t.tg.kthread):
                 raise _err(errno.EINVAL, f"cannot sleep in state {state!r}")
             if t.on_cpu:
                 self.sched.switch_to(self.sched.cpus[t.cpu], None)
@@ -605,6 +629,8 @@ class Kernel:
         """sched_setaffinity; a task running on a CPU it may no longer use moves."""
         with self.lock:
             t = self.task(tid)
+            if t.flags & PF_NO_SETAFFINITY:  # bound kthreads and workqueue workers
+                raise _err(errno.EINVAL, f"{tid} may not change its affinity (PF_NO_SETAFFINITY)")
             mask &= self.sched.all_cpus_mask
             if not mask:
                 raise _err(errno.EINVAL, "affinity mask has no online CPU")

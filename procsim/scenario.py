@@ -29,6 +29,7 @@ from typing import Any
 from procsim.bitmap import iter_bits, parse_list
 from procsim.commands import COMMANDS, CommandError, execute
 from procsim.config import KernelConfig
+from procsim.history import BootHistory
 from procsim.kernel import Kernel, KernelError
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.mm import MMError
@@ -203,11 +204,11 @@ MACHINE.update({"mapcount_model": ("mapcount_model", _t_str), "thp_enabled": ("t
 # RSS counters and the OOM killer
 MACHINE.update({"rss_counter": ("rss_counter", _t_str), "stat_rss": ("stat_rss", _t_str),
                 "oom_two_pass": ("oom_two_pass", _t_bool)})
-KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any}
+KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any, "start": _t_num}
 PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "argv": _t_strs, "exe": _t_str,
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,
            "run_on": _t_any, "state": _t_str, "count": _t_count, "libs": _t_any, "maps": _t_tables,
-           "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables}
+           "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables, "start": _t_num}
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
           "state": _t_str, "nice": _t_int, "stack": _t_size}
 MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,
@@ -416,6 +417,7 @@ class _Builder:
         self.building = True
         self.dynamic: set[str] = set()  # names only activity `as` will bind
         self.map_sizes: dict[tuple[str, int], int] = {}  # (map name, start) -> size as declared
+        self.workloads: list[tuple[int, Any, str]] = []  # started when the world starts
 
     # errors ---------------------------------------------------------------
 
@@ -460,7 +462,8 @@ class _Builder:
 
     def build(self, seed: int | None, clock: str | None) -> Kernel:
         top = _fields(self.doc, TOP, self.source)
-        self.k = k = Kernel(self._machine(top.get("machine", {}), seed, clock))
+        self.k = k = Kernel(self._machine(top.get("machine", {}), seed, clock), at_boot=True)
+        self.history = BootHistory(k)
         _REGISTRY[k] = self.names
         self.names.description = top.get("description", "")
         procs = top.get("process", [])
@@ -470,14 +473,20 @@ class _Builder:
         if inits:
             self._process(procs[0], 0, init=True)
         else:
+            self.history.enter(self.history.default_start("init"))
             k.create_init()
             self.names.add_process("init", 1)
-        k.kthread("kthreadd", pid=2)
+            self.history.started(1)
+        k.kthread("kthreadd", pid=2)  # rest_init(): right after init
         self.names.add_process("kthreadd", 2)
+        self.history.started(2)
         for i, d in enumerate(top.get("kthread", [])):
             self._kthread(d, i)
         for i, d in enumerate(procs[1:] if inits else procs, 1 if inits else 0):
             self._process(d, i)
+        self.history.finish()
+        for pid, wl, where in self.workloads:  # access patterns run from the start on
+            self._workload(pid, wl, where)
         events = top.get("activity", [])
         self.dynamic = {e["as"] for e in events if isinstance(e, dict) and isinstance(e.get("as"), str)}
         start = k.now
@@ -518,19 +527,39 @@ class _Builder:
             bad = [c for c in comms if "{cpu}" not in c]
             if bad:
                 raise ScenarioError(f"{where}: with cpus, each comm needs a {{cpu}} placeholder ({bad[0]!r})")
+            first = True
             for cpu in iter_bits(mask):
                 for c in comms:
-                    self._new_kthread(c.replace("{cpu}", str(cpu)), None, cpu, where)
+                    self._new_kthread(c.replace("{cpu}", str(cpu)), None, cpu, where, v if first else {})
+                    first = False
             return
         cpu = self._cpu(v["cpu"], f"{where}: cpu") if "cpu" in v else None
         if any("{cpu}" in c for c in comms):
             raise ScenarioError(f"{where}: a {{cpu}} placeholder needs cpus (the cpus to make one for)")
-        for c in comms:
-            self._new_kthread(c, v.get("pid"), cpu, where)
+        for j, c in enumerate(comms):
+            self._new_kthread(c, v.get("pid"), cpu, where, v if j == 0 else {})
 
-    def _new_kthread(self, comm: str, pid: int | None, cpu: int | None, where: str) -> None:
+    def _new_kthread(self, comm: str, pid: int | None, cpu: int | None, where: str, v: dict) -> None:
+        self._enter(v, "kthread", where)
         pid = self._call(where, self.k.kthread, comm, pid, cpu)
         self.names.add_process(None, pid, comm)
+        self.history.started(pid)
+
+    def _enter(self, v: dict, what: str, where: str, parent_start: int | None = None) -> None:
+        """Move the clock to the task's creation: its `start` (seconds after
+        boot) or a default staggered after what came before."""
+        h, k = self.history, self.k
+        if "start" not in v:
+            h.enter(h.default_start(what, parent_start))
+            return
+        at = int(round(v["start"] * NSEC))
+        if not 0 <= at <= h.t0:
+            raise ScenarioError(f"{where}: start: {v['start']} s is outside 0..{k.config.boot_uptime:g} "
+                                "(boot_uptime, when the world starts)")
+        if at < k.now:
+            raise ScenarioError(f"{where}: start: {v['start']} s is before the task created before it "
+                                f"({k.now / NSEC:g} s): tasks are created in the order declared")
+        h.enter(at)
 
     # processes ------------------------------------------------------------------
 
@@ -555,6 +584,8 @@ class _Builder:
             vr = v
             if "count" in v and "argv" in v:
                 vr = dict(v, argv=[_numbered(a, r) for a in v["argv"]])
+            if r and "start" in v:  # the first replica starts then, the others after it
+                vr = {key: val for key, val in vr.items() if key != "start"}
             self._one_process(vr, r, name, where, init)
 
     def _one_process(self, v: dict, r: int, name: str | None, where: str, init: bool) -> None:
@@ -567,6 +598,7 @@ class _Builder:
                 if bad in v:
                     raise ScenarioError(f"{where}: init (pid 1) takes no {bad!r}")
             argv = v.get("argv", ["/sbin/init"])
+            self._enter(v, "init", where)
             pid = self._call(where, k.create_init, argv)
             if "exe" in v or "env" in v:
                 self._call(where, k.exec, 1, v.get("exe", "/usr/lib/systemd/systemd"), argv,
@@ -580,6 +612,7 @@ class _Builder:
                 raise ScenarioError(f"{where}: parent {parent!r} is not a process defined above") from None
             if ppid not in k.tasks:
                 raise ScenarioError(f"{where}: parent {parent!r}: no such pid")
+            self._enter(v, "service" if ppid == 1 else "child", where, k.tasks[ppid].start_time)
             # None: the parent's (the documented default); gid follows an explicit uid
             uid = v.get("uid")
             gid = v.get("gid", uid)
@@ -621,6 +654,7 @@ class _Builder:
             for rr in range(tv.get("count", 1)):
                 nthread += 1
                 tw = f"{where} thread {nthread}"
+                self.history.enter(self.history.default_start("thread"))
                 placements.append((self._thread(pid, tv, rr, tw), tv, rr, tw))
         # after the thread stacks: a stack's guard page then separates them from the maps
         for j, m in enumerate(v.get("maps", [])):
@@ -628,7 +662,7 @@ class _Builder:
         for j, op in enumerate(v.get("ops", [])):
             self._op(pid, op, f"{where} ops #{j + 1}")
         for j, wl in enumerate(v.get("workloads", [])):
-            self._workload(pid, wl, f"{where} workload #{j + 1}")
+            self.workloads.append((pid, wl, f"{where} workload #{j + 1}"))
         self._place(pid, v, r, where, main=True)
         for tid, tv, rr, tw in placements:
             self._place(tid, tv, rr, tw)
@@ -636,6 +670,9 @@ class _Builder:
             if k.task(pid).tg.parent is None or k.task(pid).tg.parent.tgid in (1, 2):
                 raise ScenarioError(f"{where}: a zombie needs a parent that is not init (init reaps at once)")
             self._call(where, k.exit_group, pid, 0)
+        for tid in [pid] + [tid for tid, *_ in placements]:
+            if tid in k.tasks:
+                self.history.started(tid)
 
     def _thread(self, pid: int, tv: dict, r: int, where: str) -> int:
         k = self.k
@@ -677,6 +714,7 @@ class _Builder:
             if state not in (None, "R"):
                 raise ScenarioError(f"{where}: a task that runs on a cpu is in state R, not {state}")
             cpu = self._cpu(cpu, f"{where}: run_on")
+            self.history.yield_cpu(cpu)  # a boot-history burst there ends
             curr = k.sched.cpus[cpu].curr
             if curr is not None and curr.pid != tid:
                 raise ScenarioError(f"{where}: cpu {cpu} already runs pid {curr.pid} ({curr.comm}); "

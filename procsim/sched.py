@@ -52,6 +52,7 @@ class TLBStats:
 @dataclass
 class Sched:
     config: KernelConfig
+    tasks: dict[int, Task] = field(default_factory=dict)  # the kernel's task table, by tid
     cpus: list[CPU] = field(default_factory=list)
     tlb: TLBStats = field(default_factory=TLBStats)
 
@@ -178,7 +179,8 @@ class Sched:
             if t is None:
                 cpu.idle += dt
                 continue
-            sys = dt // 10
+            # a kernel thread runs in kernel mode only; a user task mostly in user mode
+            sys = dt if t.mm is None else dt // 10
             t.utime += dt - sys
             t.stime += sys
             if t.nice > 0:
@@ -188,4 +190,11 @@ class Sched:
             cpu.system += sys
 
     def nr_running(self) -> int:
-        return sum(1 for c in self.cpus if c.curr is not None)
+        """nr_running(): the tasks on run queues, running or waiting for a
+        CPU (state R). Whoever reads /proc is a host process, never one of
+        them, so nothing is added for the reader."""
+        return sum(1 for t in self.tasks.values() if t.state == "R" and not t.dead)
+
+    def nr_uninterruptible(self) -> int:
+        """Tasks in D: /proc/stat procs_blocked, and part of the load."""
+        return sum(1 for t in self.tasks.values() if t.state == "D" and not t.dead)

@@ -6,12 +6,22 @@ from dataclasses import dataclass, field
 
 from procsim.mm.mm import MM
 
-# PF_* flags shown in /proc/PID/stat field 9.
+# PF_* flags shown in /proc/PID/stat field 9 (include/linux/sched.h).
 PF_EXITING = 0x4
+PF_WQ_WORKER = 0x20
 PF_FORKNOEXEC = 0x40
 PF_SUPERPRIV = 0x100
+PF_MEMALLOC = 0x800
+PF_NOFREEZE = 0x8000
+PF_KCOMPACTD = 0x10000
+PF_KSWAPD = 0x20000
+PF_MEMALLOC_NOFS = 0x40000
 PF_KTHREAD = 0x200000
 PF_RANDOMIZE = 0x400000
+PF_NO_SETAFFINITY = 0x4000000
+# what copy_process() does not pass from parent to child
+PF_NOT_INHERITED = PF_SUPERPRIV | PF_WQ_WORKER | PF_NO_SETAFFINITY
+SIGCHLD = 17
 
 STATE_NAMES = {
     "R": "R (running)", "S": "S (sleeping)", "D": "D (disk sleep)", "T": "T (stopped)",
@@ -110,6 +120,9 @@ class Task:
     maj_flt: int = 0
     sig_pending: int = 0
     sig_blocked: int = 0
+    # the signal the parent gets at exit (stat field 38): SIGCHLD for a fork,
+    # -1 for a CLONE_THREAD thread, 0 for kthreadd (kernel_thread() without SIGCHLD)
+    exit_signal: int = SIGCHLD
     dead: bool = False  # exited thread (non-leaders vanish, leaders wait for the group)
 
     @property

@@ -587,19 +587,6 @@ def _softirqs(s: IrqSnapshot) -> list[int]:
             s.device_total("disk"), 0, 0, ticks * 2 // 3, 0, ticks // 3]
 
 
-def _nr_running_blocked(k: Kernel) -> tuple[int, int]:
-    """nr_running() (the reader itself is always running) and tasks in D."""
-    running = blocked = 0
-    for t in k.tasks.values():
-        if t.dead:
-            continue
-        if t.state == "R":
-            running += 1
-        elif t.state == "D":
-            blocked += 1
-    return max(running, 1), blocked
-
-
 def _cpu_row(c: CPU) -> list[int]:
     """The 7 modelled columns in ns; steal, guest and guest_nice are 0."""
     return [c.user, c.nice, c.system, c.idle, c.iowait, c.irq, c.softirq]
@@ -615,7 +602,7 @@ def stat(ctx: Ctx) -> bytes:
     lines += [f"cpu{c.id} " + " ".join(str(_ticks(v)) for v in r) + " 0 0 0" for c, r in zip(cpus, rows)]
     irqs = irq_snapshot(k)
     lines.append(_intr_line(irqs))
-    running, blocked = _nr_running_blocked(k)
+    running, blocked = k.sched.nr_running(), k.sched.nr_uninterruptible()
     soft = _softirqs(irqs)
     lines += [f"ctxt {sum(c.nr_switches for c in cpus)}", f"btime {k.btime}", f"processes {k.nr_forks}",
               f"procs_running {running}", f"procs_blocked {blocked}",
@@ -644,7 +631,7 @@ def _load(avenrun: int) -> str:
 def loadavg(ctx: Ctx) -> bytes:
     k = ctx.kernel
     a = k.avenrun
-    running, _ = _nr_running_blocked(k)
+    running = k.sched.nr_running()
     return f"{_load(a[0])} {_load(a[1])} {_load(a[2])} {running}/{k.nr_threads()} {k.last_pid}\n".encode()
 
 

@@ -170,7 +170,7 @@ def stat(ctx: Ctx) -> bytes:
         code[0], code[1], stack, 0, 0,
         t.sig_pending & 0x7FFFFFFF, t.sig_blocked & 0x7FFFFFFF,
         tg.sig_ignore & 0x7FFFFFFF, tg.sig_catch & 0x7FFFFFFF,
-        wchan, 0, 0, 17 if t.is_leader else -1, t.cpu, t.rt_priority, t.policy, 0, 0, 0,
+        wchan, 0, 0, t.exit_signal, t.cpu, t.rt_priority, t.policy, 0, 0, 0,
         *addrs, exit_code,
     )
     return f"{t.pid} ({t.comm}) {' '.join(map(str, fields))}\n".encode()

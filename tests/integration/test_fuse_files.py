@@ -149,10 +149,11 @@ def test_cat_loadavg(machine, ps):
     threads = [tid for p in ps.values() for tid in p["threads"]]
     assert int(mt[5]) == len(threads)
     running = sum(1 for tid in threads if machine.ctl.task(pid=tid)["state"] == "R")
-    assert int(mt[4]) == max(running, 1)
+    assert int(mt[4]) == running  # nr_running(): the reader (a host process) is not counted
     assert int(mt[6]) >= max(ps)  # the last pid handed out
-    # manual clock, never advanced: no load sample has been taken yet
-    assert mt.group(1, 2, 3) == ("0.00", "0.00", "0.00")
+    # an hour of boot history with 6 tasks running for the last 20 minutes or more
+    one, five, fifteen = map(float, mt.group(1, 2, 3))
+    assert one == pytest.approx(running, abs=0.05) and fifteen <= five <= one
 
 
 def test_grep_tlb_line_of_interrupts(machine):

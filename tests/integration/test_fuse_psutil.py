@@ -50,7 +50,10 @@ def test_process_fields(procfs):
         name = full if len(p["comm"]) >= 15 and full.startswith(p["comm"]) else p["comm"]
         assert proc.name() == name
         ct = proc.cpu_times()
-        assert ct.user == ct.system == 0.0  # manual clock, never advanced: nobody ran yet
+        # the boot history's CPU time, in USER_HZ ticks, summed over the threads
+        ts = [procfs.ctl.task(pid=tid) for tid in p["threads"]]
+        assert ct.user == sum(x["utime"] for x in ts) // 10**7 / 100
+        assert ct.system == sum(x["stime"] for x in ts) // 10**7 / 100
 
 
 def test_virtual_memory_and_swap(procfs):
@@ -90,28 +93,37 @@ maps = [{ name = "buf", size = "8M", touch = "4M" }]
 
 
 def test_cpu_times_after_running(procsim_mount):
-    """A process alone on a CPU for 10 s of virtual time has used 10 s of CPU."""
+    """A process alone on a CPU for 10 s of virtual time has used 10 s of CPU
+    more than the boot history gave it."""
     m = procsim_mount(scenario=QUIET)
     boot = m.ctl.now()
-    m.ctl.run(tid=200, cpu=1)
-    m.ctl.advance(seconds=10)
-    late = m.ctl.spawn(argv=["/usr/bin/late"])
     old = psutil.PROCFS_PATH
     psutil.PROCFS_PATH = m.proc
     try:
-        # create_time = btime + start: the scenario's process when the world
-        # started, the spawned one at the clock's time of the spawn
+        ct0, per_cpu0 = psutil.Process(200).cpu_times(), psutil.cpu_times(percpu=True)
+    finally:
+        psutil.PROCFS_PATH = old
+    m.ctl.run(tid=200, cpu=1)
+    m.ctl.advance(seconds=10)
+    late = m.ctl.spawn(argv=["/usr/bin/late"])
+    psutil.PROCFS_PATH = m.proc
+    try:
+        # create_time = btime + start: the scenario's process at its start in
+        # the boot history, the spawned one at the clock's time of the spawn
         btime = psutil.boot_time()
         assert btime == 1767225600  # KernelConfig default btime
-        assert psutil.Process(200).create_time() == btime + boot
+        start = m.ctl.task(pid=200)["start_time"] / 1e9
+        assert 0 < start < boot and psutil.Process(200).create_time() == pytest.approx(btime + start, abs=0.01)
         assert psutil.Process(late).create_time() == btime + boot + 10
         ct = psutil.Process(200).cpu_times()
         per_cpu = psutil.cpu_times(percpu=True)
         assert psutil.Process(200).status() == psutil.STATUS_RUNNING
     finally:
         psutil.PROCFS_PATH = old
-    assert ct.user + ct.system == pytest.approx(10.0)
-    assert ct.system == pytest.approx(1.0)  # the model charges a tenth as system time
-    assert per_cpu[1].user + per_cpu[1].system == pytest.approx(10.0)
-    assert per_cpu[0].user + per_cpu[0].system == 0.0
-    assert per_cpu[0].idle >= 10.0
+    # ticks truncate: each delta is within one tick per counter of the exact 10 s and 1 s
+    assert (ct.user + ct.system) - (ct0.user + ct0.system) == pytest.approx(10.0, abs=0.021)
+    assert ct.system - ct0.system == pytest.approx(1.0, abs=0.011)  # the model charges a tenth as system time
+    busy1 = (per_cpu[1].user + per_cpu[1].system) - (per_cpu0[1].user + per_cpu0[1].system)
+    assert busy1 == pytest.approx(10.0, abs=0.021)
+    assert per_cpu[0].user + per_cpu[0].system == per_cpu0[0].user + per_cpu0[0].system
+    assert per_cpu[0].idle - per_cpu0[0].idle == pytest.approx(10.0, abs=0.011)

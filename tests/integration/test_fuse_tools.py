@@ -59,7 +59,13 @@ def test_ps_aux(machine):
         assert mem == f"{permille // 10}.{permille % 10}"
         assert st[0] == p["state"]
         assert ("l" in st) == (len(p["threads"]) > 1)
-        assert cpu == "0.0" and time_ == "0:00"  # manual clock: nobody has run yet
+        # TIME and %CPU from the boot history's CPU time (all threads) and start time
+        ts = [machine.ctl.task(pid=tid) for tid in p["threads"]]
+        ticks = sum(x["utime"] for x in ts) // 10**7 + sum(x["stime"] for x in ts) // 10**7  # stat's utime + stime
+        assert time_ == f"{ticks // 6000}:{ticks // 100 % 60:02d}"
+        busy_s = ticks / 100
+        elapsed = machine.ctl.now() - t["start_time"] / 1e9
+        assert float(cpu) == pytest.approx(100 * busy_s / elapsed, abs=0.15)
         assert cmd == command(p)
 
 
@@ -232,14 +238,21 @@ def test_ps_and_top_cpu_after_running(procsim_mount):
     """busy runs alone on CPU 1 for 10 s of virtual time, idle never runs:
     ps's %CPU (cpu time / time since start) is 100.0 and 0.0, TIME 0:10."""
     m = procsim_mount(scenario=QUIET)
+    before = m.ctl.task(pid=200)
     m.ctl.run(tid=200, cpu=1)
     m.ctl.advance(seconds=10)
     rows = {int(l.split()[0]): l.split() for l in run(m, "ps", "-o", "pid=,pcpu=,time=,stat=", "-p", "200,210")
             .splitlines()}
-    assert rows[200][1:] == ["100", "00:00:10", "R"]  # procps prints 100 % without decimals
+    # the boot history gave busy a little CPU time since its start, a few s after boot
+    cpu_s = (before["utime"] + before["stime"]) // 10**7 / 100 + 10
+    assert rows[200][2:] == ["00:00:10", "R"] and cpu_s < 11
+    elapsed = m.ctl.now() - before["start_time"] / 1e9
+    assert float(rows[200][1]) == pytest.approx(100 * cpu_s / elapsed, abs=0.15)
     assert rows[210][1:3] == ["0.0", "00:00:00"]
     top = run(m, "top", "-b", "-n", "1", "-w", "512").splitlines()
     assert re.match(r"top - \d\d:\d\d:\d\d up\s+1:00,", top[0]), top[0]  # 3610 s of uptime
     assert re.match(r"Tasks: +\d+ total, +1 running", top[1]), top[1]
     busy = next(l.split() for l in top[7:] if l.split() and l.split()[0] == "200")
-    assert busy[7] == "R" and busy[10] == "0:10.00"  # S and TIME+
+    after = m.ctl.task(pid=200)
+    hundredths = after["utime"] // 10**7 + after["stime"] // 10**7
+    assert busy[7] == "R" and busy[10] == f"0:{hundredths // 100:02d}.{hundredths % 100:02d}"  # S and TIME+

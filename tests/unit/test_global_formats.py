@@ -281,6 +281,18 @@ def test_procs_running_and_blocked(k: Kernel) -> None:
     assert render(k, G.loadavg).split()[3].startswith("2/")
 
 
+def test_procs_running_is_exact_when_nothing_runs(k: Kernel) -> None:
+    # nr_running() counts simulated run queues; the reading process is a host
+    # one, so an idle world reads 0 (the old floor of 1 counted a phantom reader)
+    assert all(t.state != "R" for t in k.tasks.values())
+    assert stat_field(render(k, G.stat), "procs_running") == [0]
+    assert render(k, G.loadavg).split()[3] == f"0/{k.nr_threads()}"
+    woken = k.spawn(["/usr/bin/bash"])
+    k.wake(woken)  # runnable but on no CPU: still on a run queue
+    assert stat_field(render(k, G.stat), "procs_running") == [1]
+    assert render(k, G.loadavg).split()[3] == f"1/{k.nr_threads()}"
+
+
 # -- /proc/interrupts ------------------------------------------------------------------------
 
 
