@@ -3,7 +3,7 @@
 Built for speed as measured in spec/fuse-performance.md: libfuse3, a
 single-threaded loop (nothreads), direct I/O set per open through raw_fi,
 1 s entry/attr timeouts with liveness checked at open, no negative caching,
-and only the operations /proc needs (no flush, create, access, xattr...).
+and only the operations /proc needs (no flush, access, ...).
 
 Every method is: who is calling (fuse_get_context -> Caller), one ProcFS
 call, and a translation of the answer. Errors are the ProcFS's OSErrors,
@@ -93,10 +93,10 @@ def _stat_dict(a: Any) -> dict[str, Any]:
             "st_size": 0, "st_blksize": 1024, "st_atime": t, "st_mtime": t, "st_ctime": t}
 
 
-def _guarded(op: str, path: str | None, fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args); an OSError is the answer, anything else a logged bug (EIO)."""
+def _guarded(op: str, path: str | None, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """fn(*args, **kw); an OSError is the answer, anything else a logged bug (EIO)."""
     try:
-        return fn(*args)
+        return fn(*args, **kw)
     except OSError:
         raise
     except Exception:
@@ -181,30 +181,75 @@ class ProcsimOps(Operations):
     def readlink(self, path: str) -> str:
         return _guarded("readlink", path, self.fs.readlink, path, _caller())
 
+    # Inode operations: ProcFS has the kernel's answer to each (procsim/procfs/tree.py).
     def truncate(self, path: str, length: int, fh: Any = None) -> int:
-        # procfs accepts a size change as a no-op (wss.pl opens clear_refs
-        # O_WRONLY|O_TRUNC); we only check that the file still exists.
-        self.getattr(path)
+        # a size change is a no-op where it is allowed (wss.pl opens
+        # clear_refs O_WRONLY|O_TRUNC)
+        _guarded("truncate", path, self.fs.setattr, path, _caller(), size=length)
         return 0
 
-    # Namespace changes: procfs has no such inode operations. The kernel's
-    # own lookup has already answered EEXIST/ENOENT where the name exists or
-    # not, so what reaches us is the VFS's answer for the remaining case:
-    # a new name's lookup fails (ENOENT); an existing entry cannot go (EPERM).
+    def chmod(self, path: str, mode: int) -> int:
+        _guarded("chmod", path, self.fs.setattr, path, _caller(), mode=mode)
+        return 0
+
+    def chown(self, path: str, uid: int, gid: int) -> int:
+        _guarded("chown", path, self.fs.setattr, path, _caller(), uid=uid, gid=gid)
+        return 0
+
+    def utimens(self, path: str, times: Any = None) -> int:
+        _guarded("utimens", path, self.fs.setattr, path, _caller(), times=True)
+        return 0
+
+    def fsync(self, path: str, datasync: int, fh: Any) -> int:
+        _guarded("fsync", path, self.fs.fsync, path, _caller())
+        return 0
+
+    def fsyncdir(self, path: str, datasync: int, fh: Any) -> int:
+        _guarded("fsyncdir", path, self.fs.fsync, path, _caller())
+        return 0
+
+    def lseek(self, path: str, offset: int, whence: int) -> int:
+        return _guarded("lseek", path, self.fs.lseek, path, _caller(), offset, whence)
+
+    def listxattr(self, path: str) -> tuple[str, ...]:
+        return _guarded("listxattr", path, self.fs.listxattr, path, _caller())
+
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        return _guarded("getxattr", path, self.fs.getxattr, path, name, _caller())
+
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
+        _guarded("setxattr", path, self.fs.setxattr, path, name, _caller(), bool(options & os.XATTR_REPLACE))
+        return 0
+
+    def removexattr(self, path: str, name: str) -> int:
+        _guarded("removexattr", path, self.fs.setxattr, path, name, _caller(), True)
+        return 0
+
+    # Namespace changes: the kernel's own lookup has already answered EEXIST
+    # where a new name exists; ProcFS answers the rest.
     def mkdir(self, path: str, mode: int) -> int:
-        raise FuseOSError(errno.ENOENT)
+        return _guarded("mkdir", path, self.fs.new_name, "mkdir", path, _caller(), mode)
+
+    def mknod(self, path: str, mode: int, dev: int) -> int:
+        return _guarded("mknod", path, self.fs.new_name, "mknod", path, _caller(), mode)
 
     def create(self, path: str, mode: int, fi: Any = None) -> int:
-        raise FuseOSError(errno.ENOENT)
+        return _guarded("create", path, self.fs.new_name, "create", path, _caller(), mode)
+
+    def symlink(self, target: str, source: str) -> int:
+        return _guarded("symlink", target, self.fs.new_name, "symlink", target, _caller())
+
+    def link(self, target: str, source: str) -> int:
+        return _guarded("link", target, self.fs.new_name, "link", target, _caller(), 0, source)
+
+    def rename(self, old: str, new: str) -> int:
+        return _guarded("rename", old, self.fs.rename, old, new, _caller())
 
     def unlink(self, path: str) -> int:
-        raise FuseOSError(errno.EPERM)
+        return _guarded("unlink", path, self.fs.unlink, path, _caller())
 
     def rmdir(self, path: str) -> int:
-        raise FuseOSError(errno.EPERM)
-
-    def chmod(self, path: str, mode: int) -> int:
-        raise FuseOSError(errno.EPERM)  # proc_setattr() refuses ATTR_MODE
+        return _guarded("rmdir", path, self.fs.rmdir, path, _caller())
 
     # -- files ------------------------------------------------------------------
 
@@ -298,6 +343,12 @@ class _FUSE(FUSE):
         # struct (which also covers mfusepy's memset)
         buf[0] = self.operations.stat_struct(None if path is None else path.decode(self.encoding, self.errors))
         return 0
+
+    def lseek(self, path: bytes | None, offset: int, whence: int, fip: Any) -> int:
+        # libfuse3 >= 3.8 has the callback, mfusepy no wrapper for it; FUSE
+        # sends only SEEK_DATA and SEEK_HOLE (fuse_file_llseek)
+        return self.operations.lseek(None if path is None else path.decode(self.encoding, self.errors),
+                                     offset, whence)
 
     def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any,
                        flags: int) -> int:

@@ -94,6 +94,7 @@ class Kernel:
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
         self.sched = Sched(config, self.tasks)
         self.vfs = VFS()
+        self._max_threads: int | None = None  # kernel.threads-max, once written
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
         self.last_pid = 0
         self.nr_forks = 0
@@ -216,6 +217,9 @@ class Kernel:
         return t, t.mm
 
     def _alloc_pid(self, want: int | None) -> int:
+        if self.tasks and len(self.tasks) >= self.max_threads:
+            # copy_process: nr_threads (every task not yet released) >= max_threads
+            raise _err(errno.EAGAIN, f"threads-max ({self.max_threads}) reached")
         if want is not None:
             if not 1 <= want < self.config.pid_max:
                 raise _err(errno.EINVAL, f"pid {want} out of range")
@@ -1157,8 +1161,25 @@ class Kernel:
 
     @property
     def max_threads(self) -> int:
-        """set_max_threads(): one task per 8 thread-stack-sized chunks of RAM."""
+        """The limit fork() enforces: kernel.threads-max once written, else
+        set_max_threads()'s boot value, one task per 8 thread-stack-sized
+        chunks of RAM."""
+        if self._max_threads is not None:
+            return self._max_threads
         return max(20, min(self.config.nr_pages // 32, 0x3FFFFFFF))
+
+    def set_max_threads(self, n: int) -> None:
+        """kernel.threads-max (sysctl_max_threads); the range is the sysctl's."""
+        with self.lock:
+            self._max_threads = n
+            self.generation += 1
+
+    def set_pid_max(self, n: int) -> None:
+        """kernel.pid_max: pids at or above it are no longer handed out
+        (existing ones stay); the range is the sysctl's."""
+        with self.lock:
+            self.config.pid_max = n
+            self.generation += 1
 
     def thread_groups(self) -> list[ThreadGroup]:
         return [self.groups[k] for k in sorted(self.groups)]

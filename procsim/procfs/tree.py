@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from procsim.kernel import Kernel
 from procsim.procfs import cpuinfo, global_files as G
 from procsim.procfs import (clear_refs, idle_bitmap, maps, numa_maps, observer, oom, pagemap, pid as P,
-                            procmap_query, smaps, sysfs_mm)
+                            procmap_query, smaps, sysctl, sysfs_mm)
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.seq_file import SeqFile, SeqOps
 from procsim.procfs.uaccess import NO_USER_MEMORY, IoctlArg, UserMemory
@@ -55,6 +55,9 @@ class Entry:
     seq: Callable[[Ctx], SeqOps] | None = None
     ioctl_errno: int = errno.ENOTTY
     pwrite: PWrite | None = None   # a write by position (the idle bitmaps)
+    # a sysctl without write bits: proc_sys_permission refuses MAY_WRITE even
+    # to root (EACCES for an open for writing or O_TRUNC, truncate, user.* xattrs)
+    deny_write: bool = False
 
     @property
     def is_dir(self) -> bool:
@@ -108,9 +111,10 @@ PROC_ENTRIES = (
     _f("version", G.version, **_GLOBAL),
     _f("vmstat", G.vmstat, **_GLOBAL),
     _d("sys", _d("kernel",
-                 _f("osrelease", G.osrelease, **_GLOBAL),
-                 _f("pid_max", G.pid_max, 0o644, **_GLOBAL),
-                 _f("threads-max", G.threads_max, 0o644, **_GLOBAL))),
+                 _f("osrelease", G.osrelease, deny_write=True),
+                 Entry("pid_max", 0o644, pread=sysctl.dointvec_read(G.pid_max), pwrite=sysctl.pid_max_write),
+                 Entry("threads-max", 0o644, pread=sysctl.dointvec_read(G.threads_max),
+                       pwrite=sysctl.threads_max_write))),
 )
 _SYSFS_RO = dict(write_open_errno=errno.EACCES)
 SYS_ENTRIES = (
@@ -127,6 +131,11 @@ SYS_ENTRIES = (
                          for kb in sysfs_mm.ANON_SIZES_KB)))),
 )
 ROOT = _d("", _d("proc", *PROC_ENTRIES), _d("sys", *SYS_ENTRIES))
+
+
+def _top(path: str) -> str:
+    """The mount a path is in: proc or sys."""
+    return path.strip("/").split("/", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,6 +404,164 @@ class ProcFS:
                 raise OSError(errno.EINVAL, path)
             return n.target
 
+    # -- inode operations besides lookup, read and write ---------------------
+    #
+    # What the VFS asks of procfs, sysctl and kernfs inodes once it has done
+    # its own checks (a name that exists is EEXIST, a directory is EISDIR,
+    # mode bits for non-root). Each answer was taken from a 6.18 kernel
+    # (tests/integration/test_fuse_errors.py compares them).
+
+    def _family(self, path: str, caller: Caller) -> tuple[str, Node]:
+        """Which inode operations serve `path`: "piddir" (/proc/PID,
+        /proc/PID/task/TID: no attribute or xattr change), "taskdir", "pid"
+        (files in those), "sysctl" (/proc/sys), "sysfs" (kernfs), "link" or
+        "proc" (the rest of /proc: proc_dir_entry inodes)."""
+        with self.kernel.lock:
+            self._sync(False)
+            n = self._node(path, caller)
+        if n.kind == "link":
+            return "link", n
+        if n.task is not None or n.observer is not None:
+            if n.entry is None:
+                return "piddir", n
+            return ("taskdir" if n.entry is _TASK_DIR else "pid"), n
+        top = path.strip("/").split("/")
+        if top[0] == "sys":
+            return "sysfs", n
+        if top[:2] == ["proc", "sys"]:
+            return "sysctl", n
+        return "proc", n
+
+    @staticmethod
+    def _sysctl_ro(fam: str, n: Node) -> bool:
+        """A sysctl inode root may not write (proc_sys_permission): a
+        directory, or a file without write bits."""
+        return fam == "sysctl" and (n.kind == "dir" or n.entry.deny_write)
+
+    def setattr(self, path: str, caller: Caller, *, mode: int | None = None, uid: int = -1, gid: int = -1,
+                times: bool = False, size: int | None = None) -> None:
+        """chmod (mode), chown (uid/gid, -1: unchanged), utimens (times),
+        truncate (size). Owner and mode of a /proc or /sys entry may be set
+        to what they are (Linux would keep other values in the
+        proc_dir_entry or kernfs node; we refuse them, EPERM); times are
+        accepted and not kept (an inode's times are not modelled)."""
+        fam, n = self._family(path, caller)
+        a = self.getattr(path, caller)
+        if fam == "piddir" and (mode is not None or uid != -1 or gid != -1 or times):
+            raise OSError(errno.EPERM, path)  # the pid directories' inodes refuse any change
+        if mode is not None:
+            if fam in ("pid", "taskdir", "sysctl", "piddir"):
+                raise OSError(errno.EPERM, path)  # proc_setattr, proc_sys_setattr: no ATTR_MODE
+            if mode & 0o7777 != a.mode & 0o7777:
+                raise OSError(errno.EPERM, path)
+        if uid != -1 or gid != -1:
+            if fam == "sysctl":
+                raise OSError(errno.EPERM, path)  # proc_sys_setattr: no ATTR_UID/ATTR_GID
+            if fam in ("proc", "sysfs") and (uid not in (-1, a.uid) or gid not in (-1, a.gid)):
+                raise OSError(errno.EPERM, path)
+            # pid files: accepted, and stat keeps showing the task's owner (pid_getattr)
+        if size is not None and self._sysctl_ro(fam, n):
+            raise OSError(errno.EACCES, path)
+
+    def fsync(self, path: str, caller: Caller) -> None:
+        """fsync/fdatasync: procfs and sysctl files and every directory have
+        no ->fsync (EINVAL); kernfs files have noop_fsync."""
+        fam, n = self._family(path, caller)
+        if not (fam == "sysfs" and n.kind == "file"):
+            raise OSError(errno.EINVAL, path)
+
+    def listxattr(self, path: str, caller: Caller) -> tuple[str, ...]:
+        """No xattrs anywhere (and, without an LSM, no security ones)."""
+        self._family(path, caller)
+        return ()
+
+    def getxattr(self, path: str, name: str, caller: Caller) -> bytes:
+        """procfs has no xattr handlers (EOPNOTSUPP); kernfs has them, with
+        nothing stored (ENODATA)."""
+        fam, _ = self._family(path, caller)
+        # (kernfs has no system.* handler: POSIX ACLs are EOPNOTSUPP there too)
+        kernfs = fam == "sysfs" and not name.startswith("system.")
+        raise OSError(errno.ENODATA if kernfs else errno.EOPNOTSUPP, path)
+
+    def setxattr(self, path: str, name: str, caller: Caller, replace: bool = False) -> None:
+        """setxattr (replace: XATTR_REPLACE) and removexattr (replace=True)."""
+        fam, n = self._family(path, caller)
+        if fam == "piddir":
+            raise OSError(errno.EPERM, path)
+        user = name.startswith("user.")
+        if user and self._sysctl_ro(fam, n):
+            raise OSError(errno.EACCES, path)  # xattr_permission: user.* needs MAY_WRITE
+        if fam == "sysfs" and not user and replace:
+            raise OSError(errno.ENODATA, path)  # kernfs: no such xattr to replace or remove
+        # (kernfs would store a new trusted.* or security.* xattr: not modelled)
+        raise OSError(errno.EOPNOTSUPP, path)
+
+    def new_name(self, op: str, path: str, caller: Caller, mode: int = 0, source: str | None = None) -> None:
+        """mkdir, mknod, create, symlink, link (from `source`) of a name
+        that does not exist: always an error. procfs and sysctl lookups
+        fail for unknown names (ENOENT) before any inode operation is
+        asked; kernfs gives a negative dentry, and then has no such op."""
+        parent = path.rsplit("/", 1)[0] or "/"
+        fam, _ = self._family(parent, caller)
+        if fam != "sysfs":
+            raise OSError(errno.ENOENT, path)
+        if op == "link" and source is not None and _top(source) != _top(path):
+            raise OSError(errno.EXDEV, path)  # /proc and /sys are two mounts
+        # vfs_create without ->create is EACCES; mkdir (kernfs_iop_mkdir
+        # without a syscall op), mknod, symlink, link: EPERM
+        creates = op == "create" or (op == "mknod" and S.S_ISREG(mode))
+        raise OSError(errno.EACCES if creates else errno.EPERM, path)
+
+    def rename(self, old: str, new: str, caller: Caller) -> None:
+        """rename: never possible. Across /proc and /sys: EXDEV; to a new
+        name in /proc: its lookup fails (ENOENT); otherwise the directory's
+        write permission (sysctl: EACCES), then no ->rename (EPERM)."""
+        fam, _ = self._family(old, caller)
+        if _top(old) != _top(new):
+            raise OSError(errno.EXDEV, new)
+        try:
+            self.getattr(new, caller)
+        except OSError:
+            if fam != "sysfs":
+                raise OSError(errno.ENOENT, new) from None
+        self._remove(old, caller)
+
+    def _remove(self, path: str, caller: Caller) -> None:
+        parent = path.rsplit("/", 1)[0] or "/"
+        pfam, pn = self._family(parent, caller)
+        if self._sysctl_ro(pfam, pn):
+            raise OSError(errno.EACCES, path)  # may_delete: no MAY_WRITE on a sysctl directory
+        raise OSError(errno.EPERM, path)
+
+    def unlink(self, path: str, caller: Caller) -> None:
+        self._remove(path, caller)
+
+    def rmdir(self, path: str, caller: Caller) -> None:
+        if path.strip("/") in ("proc", "sys"):
+            raise OSError(errno.EBUSY, path)  # a mount's root
+        self._remove(path, caller)
+
+    def lseek(self, path: str, caller: Caller, offset: int, whence: int) -> int:
+        """SEEK_DATA and SEEK_HOLE (FUSE answers SEEK_SET/CUR/END itself):
+        seq_lseek and mem_lseek refuse them (EINVAL); sysctl files
+        (default_llseek, i_size 0) have no data (ENXIO); kernfs attributes
+        are one page long (generic_file_llseek); clear_refs has noop_llseek."""
+        fam, n = self._family(path, caller)
+        if n.kind == "dir":
+            raise OSError(errno.ENXIO, path)  # generic: a directory's i_size is 0
+        e = n.entry
+        if fam == "sysctl":
+            size = 0
+        elif fam == "sysfs":
+            size = 0 if e.pread is not None else 4096  # bin attributes: their size (page_idle: 0)
+        elif e is not None and e.render is None and e.pread is None and e.pwrite is None:
+            return 0  # write-only clear_refs: the position stays 0
+        else:
+            raise OSError(errno.EINVAL, path)
+        if offset < 0 or offset >= size:
+            raise OSError(errno.ENXIO, path)
+        return offset if whence == os.SEEK_DATA else size
+
     def follow_nowait(self) -> None:
         """Catch up with the wall clock (due activity runs) for a reader that
         takes no kernel lock: only if no writer holds it now (one that does
@@ -423,6 +590,10 @@ class ProcFS:
                 e, ctx, key = plan
                 if e.write_open_errno and flags & os.O_ACCMODE:
                     raise OSError(e.write_open_errno, path)
+                if e.deny_write and flags & (os.O_ACCMODE | os.O_TRUNC):
+                    raise OSError(errno.EACCES, path)
+                if flags & os.O_DIRECT:
+                    raise OSError(errno.EINVAL, path)
                 if ctx.caller is not caller:
                     ctx = Ctx(k, caller, ctx.task, ctx.thread_view, ctx.mm)
                 return Handle(k, e, ctx, flags, self, key)
@@ -432,12 +603,16 @@ class ProcFS:
             if n.observer is not None:
                 if flags & os.O_ACCMODE != os.O_RDONLY:
                     raise OSError(errno.EACCES, path)
+                if flags & os.O_DIRECT:
+                    raise OSError(errno.EINVAL, path)
                 return observer.ObserverHandle(n.observer)
             if n.kind == "dir":
                 raise OSError(errno.EISDIR, path)
             e = n.entry
             if e.write_open_errno and flags & os.O_ACCMODE:
                 raise OSError(e.write_open_errno, path)
+            if e.deny_write and flags & (os.O_ACCMODE | os.O_TRUNC):
+                raise OSError(errno.EACCES, path)
             t = n.task
             ctx = Ctx(k, caller, t, n.thread_view)
             if t is not None:
@@ -456,6 +631,9 @@ class ProcFS:
             key = (id(e), id(t), id(ctx.mm), n.thread_view, caller.uid)
             if not uses_caller:
                 self._opens[(path, caller.uid)] = (e, ctx, key)
+            if flags & os.O_DIRECT:
+                # no procfs or sysfs file has FMODE_CAN_ODIRECT (do_dentry_open)
+                raise OSError(errno.EINVAL, path)
             return Handle(k, e, ctx, flags, self, key)
 
     def content(self, h: "Handle") -> bytes:

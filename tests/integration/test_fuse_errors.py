@@ -4,10 +4,13 @@ changed world, and a daemon that keeps serving."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import json
+import mmap
 import os
+import re
 import shutil
 import signal
 import socket
@@ -164,6 +167,326 @@ def test_namespace_changes_get_the_real_errno(machine, op, real_path, mnt_path):
     real = do(real_path)
     assert real in (errno.ENOENT, errno.EPERM)
     assert do(f"{machine.proc}/{mnt_path}") == real
+
+
+# -- inode operations: the answers of a 6.18 kernel -------------------------------------
+#
+# Each case runs an operation against a /proc and /sys tree: on the mount (pid
+# 1) and on this host (a real child of ours). `want` is what a 6.18 host
+# answered; the mount must give it everywhere, the host is asked too when it
+# runs 6.18 and root has what the case needs.
+
+CAP_SYS_ADMIN = 21
+
+
+def answer(fn) -> object:
+    """"ok", an errno name, or what fn returned when that is not None."""
+    try:
+        r = fn()
+    except OSError as e:
+        return errno.errorcode.get(e.errno, e.errno)
+    return "ok" if r is None else r
+
+
+def on_fd(path: str, flags: int, fn=lambda fd: None):
+    def go():
+        fd = os.open(path, flags)
+        try:
+            return fn(fd)
+        finally:
+            os.close(fd)
+    return go
+
+
+def same_owner(path: str):
+    st = os.stat(path)
+    return lambda: os.chown(path, st.st_uid, st.st_gid)
+
+
+def same_mode(path: str):
+    st = os.stat(path)
+    return lambda: os.chmod(path, st.st_mode & 0o7777)
+
+
+def same_times(path: str):
+    st = os.stat(path)
+    return lambda: os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def seek(path: str, whence: int, off: int = 0, flags: int = os.O_RDONLY):
+    return on_fd(path, flags, lambda fd: os.lseek(fd, off, whence))
+
+
+def bytewise(path: str) -> object:
+    """Read one byte at a time: "first byte" if that stops after one, as an int sysctl does."""
+    whole = read(path).encode()
+    got = b""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while c := os.read(fd, 1):
+            got += c
+    finally:
+        os.close(fd)
+    return "first byte" if got == whole[:1] else "whole" if got == whole else got
+
+
+def pread_at_1(path: str) -> object:
+    whole = read(path).encode()
+    got = on_fd(path, os.O_RDONLY, lambda fd: os.pread(fd, 4096, 1))()
+    return "EOF" if got == b"" else "rest" if got == whole[1:] else got
+
+
+def write_sysctl(path: str, data: bytes | None):
+    """write(data) (None: the current value) to a sysctl; "ok" for a whole write."""
+    def go():
+        cur = read(path).encode()
+        d = cur if data is None else data
+        n = on_fd(path, os.O_WRONLY, lambda fd: os.write(fd, d))()
+        assert read(path).encode() == cur  # the current value again, or nothing written
+        return None if n == len(d) else n
+    return go
+
+
+PID, KERN, CPU = "{pid}", "{P}/sys/kernel", "{S}/devices/system/cpu"
+WO = os.O_WRONLY
+INODE_CASES = [
+    # (id, operation on (P, S, pid) -> callable, 6.18's answer, needs)
+    ("fsync pid file", lambda p: on_fd(f"{p.P}/{p.pid}/status", 0, os.fsync), "EINVAL", ()),
+    ("fsync global file", lambda p: on_fd(f"{p.P}/meminfo", 0, os.fsync), "EINVAL", ()),
+    ("fdatasync sysctl", lambda p: on_fd(f"{p.P}/sys/kernel/pid_max", 0, os.fdatasync), "EINVAL", ()),
+    ("fsync pid dir", lambda p: on_fd(f"{p.P}/{p.pid}", os.O_DIRECTORY, os.fsync), "EINVAL", ()),
+    ("fsync sysfs file", lambda p: on_fd(f"{p.S}/devices/system/cpu/online", 0, os.fsync), "ok", ()),
+    ("fsync sysfs dir", lambda p: on_fd(f"{p.S}/devices/system/cpu", os.O_DIRECTORY, os.fsync), "EINVAL", ()),
+    ("O_DIRECT pid file", lambda p: on_fd(f"{p.P}/{p.pid}/status", os.O_DIRECT), "EINVAL", ()),
+    ("O_DIRECT global file", lambda p: on_fd(f"{p.P}/meminfo", os.O_DIRECT), "EINVAL", ()),
+    ("O_DIRECT sysctl", lambda p: on_fd(f"{p.P}/sys/kernel/pid_max", os.O_DIRECT), "EINVAL", ()),
+    ("O_DIRECT sysfs", lambda p: on_fd(f"{p.S}/devices/system/cpu/online", os.O_DIRECT), "EINVAL", ()),
+    ("O_WRONLY|O_DIRECT osrelease", lambda p: on_fd(f"{p.P}/sys/kernel/osrelease", WO | os.O_DIRECT), "EACCES", ()),
+    ("O_WRONLY osrelease", lambda p: on_fd(f"{p.P}/sys/kernel/osrelease", WO), "EACCES", ()),
+    ("O_RDWR osrelease", lambda p: on_fd(f"{p.P}/sys/kernel/osrelease", os.O_RDWR), "EACCES", ()),
+    ("O_RDONLY|O_TRUNC osrelease", lambda p: on_fd(f"{p.P}/sys/kernel/osrelease", os.O_TRUNC), "EACCES", ()),
+    ("truncate osrelease", lambda p: lambda: os.truncate(f"{p.P}/sys/kernel/osrelease", 0), "EACCES", ()),
+    ("truncate pid file", lambda p: lambda: os.truncate(f"{p.P}/{p.pid}/status", 0), "ok", ()),
+    ("O_WRONLY|O_TRUNC clear_refs", lambda p: on_fd(f"{p.P}/{p.pid}/clear_refs", WO | os.O_TRUNC), "ok", ()),
+    ("rename to a new name", lambda p: lambda: os.rename(f"{p.P}/{p.pid}/status", f"{p.P}/{p.pid}/new"),
+     "ENOENT", ()),
+    ("rename over a pid file", lambda p: lambda: os.rename(f"{p.P}/{p.pid}/status", f"{p.P}/{p.pid}/stat"),
+     "EPERM", ()),
+    ("rename over a sysctl", lambda p: lambda: os.rename(f"{p.P}/sys/kernel/pid_max",
+                                                         f"{p.P}/sys/kernel/osrelease"), "EACCES", ()),
+    ("rename in sysfs", lambda p: lambda: os.rename(f"{p.S}/devices/system/cpu/online",
+                                                    f"{p.S}/devices/system/cpu/new"), "EPERM", ()),
+    ("rename /proc to /sys", lambda p: lambda: os.rename(f"{p.P}/loadavg", f"{p.S}/devices/new"), "EXDEV", ()),
+    ("symlink in a pid dir", lambda p: lambda: os.symlink("x", f"{p.P}/{p.pid}/new"), "ENOENT", ()),
+    ("symlink in /proc", lambda p: lambda: os.symlink("x", f"{p.P}/new"), "ENOENT", ()),
+    ("symlink in sysfs", lambda p: lambda: os.symlink("x", f"{p.S}/devices/new"), "EPERM", ()),
+    ("link into a pid dir", lambda p: lambda: os.link(f"{p.P}/meminfo", f"{p.P}/{p.pid}/new"), "ENOENT", ()),
+    ("link in sysfs", lambda p: lambda: os.link(f"{p.S}/devices/system/cpu/online", f"{p.S}/devices/new"),
+     "EPERM", ()),
+    ("link /proc to /sys", lambda p: lambda: os.link(f"{p.P}/meminfo", f"{p.S}/devices/new"), "EXDEV", ()),
+    ("mkfifo in a pid dir", lambda p: lambda: os.mkfifo(f"{p.P}/{p.pid}/new"), "ENOENT", ()),
+    ("mkdir in a sysctl dir", lambda p: lambda: os.mkdir(f"{p.P}/sys/kernel/new"), "ENOENT", ()),
+    ("mkdir in sysfs", lambda p: lambda: os.mkdir(f"{p.S}/devices/new"), "EPERM", ()),
+    ("mkfifo in sysfs", lambda p: lambda: os.mkfifo(f"{p.S}/devices/new"), "EPERM", ()),
+    ("mknod S_IFREG in sysfs", lambda p: lambda: os.mknod(f"{p.S}/devices/new", 0o100644), "EACCES", ()),
+    ("O_CREAT in sysfs", lambda p: on_fd(f"{p.S}/devices/new", WO | os.O_CREAT), "EACCES", ()),
+    ("O_CREAT|O_EXCL of a pid file", lambda p: on_fd(f"{p.P}/{p.pid}/status", WO | os.O_CREAT | os.O_EXCL),
+     "EEXIST", ()),
+    ("unlink a sysctl", lambda p: lambda: os.unlink(f"{p.P}/sys/kernel/pid_max"), "EACCES", ()),
+    ("unlink a sysfs file", lambda p: lambda: os.unlink(f"{p.S}/devices/system/cpu/online"), "EPERM", ()),
+    ("rmdir a sysctl dir", lambda p: lambda: os.rmdir(f"{p.P}/sys/kernel"), "EACCES", ()),
+    ("rmdir a pid dir", lambda p: lambda: os.rmdir(f"{p.P}/{p.pid}"), "EPERM", ()),
+    ("open a dir O_WRONLY", lambda p: on_fd(f"{p.P}/{p.pid}", WO), "EISDIR", ()),
+    ("read a dir", lambda p: on_fd(f"{p.P}/{p.pid}", 0, lambda fd: os.read(fd, 10)), "EISDIR", ()),
+    ("O_DIRECTORY of a file", lambda p: on_fd(f"{p.P}/meminfo", os.O_DIRECTORY), "ENOTDIR", ()),
+    ("readlink of a file", lambda p: lambda: os.readlink(f"{p.P}/meminfo"), "EINVAL", ()),
+    ("write on an O_RDONLY fd", lambda p: on_fd(f"{p.P}/meminfo", 0, lambda fd: os.write(fd, b"x")), "EBADF", ()),
+    ("chown pid file", lambda p: same_owner(f"{p.P}/{p.pid}/status"), "ok", ()),
+    ("chown pid dir", lambda p: same_owner(f"{p.P}/{p.pid}"), "EPERM", ()),
+    ("chown task dir", lambda p: same_owner(f"{p.P}/{p.pid}/task"), "ok", ()),
+    ("chown thread dir", lambda p: same_owner(f"{p.P}/{p.pid}/task/{p.pid}"), "EPERM", ()),
+    ("chown sysctl", lambda p: same_owner(f"{p.P}/sys/kernel/pid_max"), "EPERM", ()),
+    ("chown global file", lambda p: same_owner(f"{p.P}/loadavg"), "ok", ()),
+    ("chown sysfs file", lambda p: same_owner(f"{p.S}/devices/system/cpu/online"), "ok", ()),
+    ("lchown /proc/self", lambda p: lambda: os.lchown(f"{p.P}/self", 0, 0), "ok", ()),
+    ("chmod pid file", lambda p: same_mode(f"{p.P}/{p.pid}/status"), "EPERM", ()),
+    ("chmod sysctl", lambda p: same_mode(f"{p.P}/sys/kernel/pid_max"), "EPERM", ()),
+    ("chmod global file", lambda p: same_mode(f"{p.P}/loadavg"), "ok", ()),
+    ("chmod /proc", lambda p: same_mode(p.P), "ok", ()),
+    ("chmod sysfs dir", lambda p: same_mode(f"{p.S}/devices/system/cpu"), "ok", ()),
+    ("utime pid file", lambda p: same_times(f"{p.P}/{p.pid}/status"), "ok", ()),
+    ("utime now pid file", lambda p: lambda: os.utime(f"{p.P}/{p.pid}/status"), "ok", ()),
+    ("utime pid dir", lambda p: same_times(f"{p.P}/{p.pid}"), "EPERM", ()),
+    ("utime sysctl", lambda p: same_times(f"{p.P}/sys/kernel/pid_max"), "ok", ()),
+    ("utime global file", lambda p: same_times(f"{p.P}/loadavg"), "ok", ()),
+    ("utime sysfs file", lambda p: same_times(f"{p.S}/devices/system/cpu/online"), "ok", ()),
+    ("listxattr pid file", lambda p: lambda: os.listxattr(f"{p.P}/{p.pid}/status"), [], ()),
+    ("listxattr pid dir", lambda p: lambda: os.listxattr(f"{p.P}/{p.pid}"), [], ()),
+    ("listxattr global file", lambda p: lambda: os.listxattr(f"{p.P}/meminfo"), [], ()),
+    ("listxattr sysctl", lambda p: lambda: os.listxattr(f"{p.P}/sys/kernel/osrelease"), [], ()),
+    ("listxattr sysfs", lambda p: lambda: os.listxattr(f"{p.S}/devices/system/cpu/online"), [], ()),
+    ("getxattr user.x pid file", lambda p: lambda: os.getxattr(f"{p.P}/{p.pid}/status", "user.x"), "ENOTSUP", ()),
+    ("getxattr user.x sysfs", lambda p: lambda: os.getxattr(f"{p.S}/devices/system/cpu/online", "user.x"),
+     "ENODATA", ()),
+    ("getxattr security.selinux global", lambda p: lambda: os.getxattr(f"{p.P}/meminfo", "security.selinux"),
+     "ENOTSUP", ("no labelling LSM",)),
+    ("getxattr posix ACL sysfs", lambda p: lambda: os.getxattr(f"{p.S}/devices", "system.posix_acl_access"),
+     "ENOTSUP", ()),
+    ("setxattr user.x pid file", lambda p: lambda: os.setxattr(f"{p.P}/{p.pid}/status", "user.x", b"1"),
+     "ENOTSUP", ()),
+    ("setxattr user.x pid dir", lambda p: lambda: os.setxattr(f"{p.P}/{p.pid}", "user.x", b"1"), "EPERM", ()),
+    ("setxattr user.x osrelease", lambda p: lambda: os.setxattr(f"{p.P}/sys/kernel/osrelease", "user.x", b"1"),
+     "EACCES", ()),
+    ("setxattr user.x sysctl dir", lambda p: lambda: os.setxattr(f"{p.P}/sys/kernel", "user.x", b"1"),
+     "EACCES", ()),
+    ("setxattr user.x sysfs", lambda p: lambda: os.setxattr(f"{p.S}/devices", "user.x", b"1"), "ENOTSUP", ()),
+    ("replace trusted.x sysfs", lambda p: lambda: os.setxattr(f"{p.S}/devices", "trusted.x", b"1",
+                                                              os.XATTR_REPLACE), "ENODATA", ("CAP_SYS_ADMIN",)),
+    ("removexattr user.x pid file", lambda p: lambda: os.removexattr(f"{p.P}/{p.pid}/status", "user.x"),
+     "ENOTSUP", ()),
+    ("removexattr trusted.x sysfs", lambda p: lambda: os.removexattr(f"{p.S}/devices", "trusted.x"),
+     "ENODATA", ("CAP_SYS_ADMIN",)),
+    ("SEEK_DATA pid file", lambda p: seek(f"{p.P}/{p.pid}/status", os.SEEK_DATA), "EINVAL", ()),
+    ("SEEK_HOLE global file", lambda p: seek(f"{p.P}/meminfo", os.SEEK_HOLE), "EINVAL", ()),
+    ("SEEK_DATA pagemap", lambda p: seek(f"{p.P}/{p.pid}/pagemap", os.SEEK_DATA), "EINVAL", ()),
+    ("SEEK_DATA sysctl", lambda p: seek(f"{p.P}/sys/kernel/pid_max", os.SEEK_DATA), "ENXIO", ()),
+    ("SEEK_HOLE sysctl at 1", lambda p: seek(f"{p.P}/sys/kernel/osrelease", os.SEEK_HOLE, 1), "ENXIO", ()),
+    ("SEEK_DATA clear_refs", lambda p: seek(f"{p.P}/{p.pid}/clear_refs", os.SEEK_DATA, 5, WO), 0, ()),
+    ("SEEK_DATA sysfs at 1", lambda p: seek(f"{p.S}/devices/system/cpu/online", os.SEEK_DATA, 1), 1, ()),
+    ("SEEK_HOLE sysfs", lambda p: seek(f"{p.S}/devices/system/cpu/online", os.SEEK_HOLE), 4096, ()),
+    ("SEEK_DATA dir", lambda p: seek(f"{p.P}/{p.pid}", os.SEEK_DATA), "ENXIO", ()),
+    ("pid_max byte by byte", lambda p: lambda: bytewise(f"{p.P}/sys/kernel/pid_max"), "first byte", ()),
+    ("threads-max at offset 1", lambda p: lambda: pread_at_1(f"{p.P}/sys/kernel/threads-max"), "EOF", ()),
+    ("osrelease at offset 1", lambda p: lambda: pread_at_1(f"{p.P}/sys/kernel/osrelease"), "rest", ()),
+    ("osrelease byte by byte", lambda p: lambda: bytewise(f"{p.P}/sys/kernel/osrelease"), "whole", ()),
+    ("pid_max := its value", lambda p: write_sysctl(f"{p.P}/sys/kernel/pid_max", None), "ok", ("writable sysctls",)),
+    ("threads-max := its value", lambda p: write_sysctl(f"{p.P}/sys/kernel/threads-max", None), "ok",
+     ("writable sysctls",)),
+    *((f"pid_max := {d!r}", lambda p, d=d: write_sysctl(f"{p.P}/sys/kernel/pid_max", d), "EINVAL",
+       ("writable sysctls",)) for d in (b"abc", b"1", b"300", b"4194305", b"99999999999", b"-5", b"\n", b"0x")),
+    *((f"threads-max := {d!r}", lambda p, d=d: write_sysctl(f"{p.P}/sys/kernel/threads-max", d), "EINVAL",
+       ("writable sysctls",)) for d in (b"abc", b"0", b"1073741824", b"99999999999", b"-5")),
+]
+
+
+class Roots:
+    def __init__(self, proc: str, sys_: str, pid: int) -> None:
+        self.P, self.S, self.pid = proc, sys_, pid
+
+
+def _cap_eff() -> int:
+    return int(re.search(r"^CapEff:\s+([0-9a-f]+)$", read("/proc/self/status"), re.M)[1], 16)
+
+
+def missing(needs: tuple[str, ...]) -> str | None:
+    """Why root here cannot make the kernel give the measured answer, or None."""
+    for need in needs:
+        if need == "CAP_SYS_ADMIN" and not _cap_eff() >> CAP_SYS_ADMIN & 1:
+            return "root lacks CAP_SYS_ADMIN (trusted.* xattrs)"
+        if need == "no labelling LSM" and any(os.path.exists(p) for p in ("/sys/fs/selinux", "/sys/fs/smackfs")):
+            return "an LSM labels inodes here (security.* xattrs exist)"
+    return None
+
+
+def host_differs(needs: tuple[str, ...]) -> str | None:
+    """Why this host's /proc cannot be compared with the 6.18 answers, or None."""
+    release = os.uname().release
+    if not release.startswith("6.18"):
+        return f"host kernel {release}: the answers were measured on 6.18"
+    if "writable sysctls" in needs and os.statvfs("/proc/sys").f_flag & os.ST_RDONLY:
+        return "/proc/sys is mounted read-only here"
+    for path in ("/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max", "/sys/devices/system/cpu/online"):
+        if not os.path.exists(path):
+            return f"host lacks {path}"
+    return missing(needs)
+
+
+@pytest.mark.parametrize("name,op,want,needs", INODE_CASES, ids=[c[0] for c in INODE_CASES])
+def test_inode_op_on_the_mount(machine, name, op, want, needs):
+    if why := missing(needs):
+        pytest.skip(why)
+    before = fingerprint_files(machine)
+    assert answer(op(Roots(machine.proc, machine.sys, 1))) == want
+    assert fingerprint_files(machine) == before  # nothing changed, whatever the answer
+
+
+@pytest.mark.parametrize("name,op,want,needs", INODE_CASES, ids=[c[0] for c in INODE_CASES])
+def test_inode_op_on_this_host(real_child, name, op, want, needs):
+    if why := host_differs(needs):
+        pytest.skip(why)
+    assert answer(op(Roots("/proc", "/sys", real_child))) == want
+
+
+def fingerprint_files(m) -> tuple:
+    return tuple(read(f"{m.proc}/{f}") for f in ("1/status", "meminfo", "sys/kernel/pid_max",
+                                                 "sys/kernel/threads-max", "sys/kernel/osrelease"))
+
+
+def test_sysctl_writes_change_the_simulated_kernel(procsim_machine):
+    m = procsim_machine
+    path = f"{m.proc}/sys/kernel/pid_max"
+    with open(path, "w") as f:
+        f.write("4096\n")
+    assert read(path) == "4096\n"
+    with pytest.raises(OSError) as e:
+        m.ctl.spawn(argv=["/usr/bin/x"], pid=4096)  # pids are below pid_max
+    assert e.value.errno == errno.EINVAL
+    assert m.ctl.spawn(argv=["/usr/bin/x"], pid=4095) == 4095
+    nr = sum(len(os.listdir(f"{m.proc}/{p}/task")) for p in os.listdir(m.proc) if p.isdigit())
+    with open(f"{m.proc}/sys/kernel/threads-max", "w") as f:
+        f.write(f"{nr}\n")
+    with pytest.raises(OSError) as e:
+        m.ctl.spawn(argv=["/usr/bin/y"])  # copy_process: nr_threads >= max_threads
+    assert e.value.errno == errno.EAGAIN
+    assert sum(len(os.listdir(f"{m.proc}/{p}/task")) for p in os.listdir(m.proc) if p.isdigit()) == nr
+
+
+# -- answers FUSE gives itself (README, "What FUSE decides") ------------------------------
+
+FUSE_CASES = [
+    # (id, operation, 6.18's answer, the mount's: FUSE answers without asking the daemon)
+    ("SEEK_END text file", lambda p: seek(f"{p.P}/meminfo", os.SEEK_END), "EINVAL", 0),
+    ("SEEK_END sysfs", lambda p: seek(f"{p.S}/devices/system/cpu/online", os.SEEK_END), 4096, 0),
+    ("SEEK_SET 2^62 sysfs", lambda p: seek(f"{p.S}/devices/system/cpu/online", os.SEEK_SET, 1 << 62),
+     "EINVAL", 1 << 62),
+    ("SEEK_CUR clear_refs", lambda p: seek(f"{p.P}/{p.pid}/clear_refs", os.SEEK_CUR, 7, WO), 0, 7),
+    ("fcntl(F_SETFL, O_DIRECT)", lambda p: on_fd(f"{p.P}/meminfo", 0,
+                                                lambda fd: fcntl.fcntl(fd, fcntl.F_SETFL, os.O_DIRECT)), "EINVAL", 0),
+    ("0-byte write global file", lambda p: on_fd(f"{p.P}/meminfo", WO, lambda fd: os.write(fd, b"")), "EIO", 0),
+    ("0-byte write pid file", lambda p: on_fd(f"{p.P}/{p.pid}/status", WO, lambda fd: os.write(fd, b"")),
+     "EINVAL", 0),
+    ("pwrite pid file", lambda p: on_fd(f"{p.P}/{p.pid}/status", WO, lambda fd: os.pwrite(fd, b"x", 5)),
+     "ESPIPE", "EINVAL"),
+    ("rmdir of a pid file", lambda p: lambda: os.rmdir(f"{p.P}/{p.pid}/status"), "EPERM", "ENOTDIR"),
+    ("MAP_PRIVATE mmap", lambda p: on_fd(f"{p.P}/{p.pid}/status", 0, lambda fd: mmap_errno(fd, mmap.MAP_PRIVATE)),
+     "ENODEV", "ok"),
+    ("MAP_SHARED mmap global file", lambda p: on_fd(f"{p.P}/meminfo", 0, lambda fd: mmap_errno(fd, mmap.MAP_SHARED)),
+     "EIO", "ENODEV"),
+]
+
+
+def mmap_errno(fd: int, flags: int) -> None:
+    """mmap(2) of one page (Python's mmap module refuses st_size 0 itself)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    addr = libc.mmap(None, 4096, mmap.PROT_READ, flags, fd, 0)
+    if addr == ctypes.c_void_p(-1).value:
+        raise OSError(ctypes.get_errno(), "mmap")
+    libc.munmap(ctypes.c_void_p(addr), ctypes.c_size_t(4096))
+
+
+@pytest.mark.parametrize("name,op,kernel,fuse", FUSE_CASES, ids=[c[0] for c in FUSE_CASES])
+def test_what_fuse_decides_on_the_mount(machine, name, op, kernel, fuse):
+    """Not the daemon's to answer: the README lists these beside the kernel's answer."""
+    assert answer(op(Roots(machine.proc, machine.sys, 1))) == fuse
+
+
+@pytest.mark.parametrize("name,op,kernel,fuse", FUSE_CASES, ids=[c[0] for c in FUSE_CASES])
+def test_what_fuse_decides_on_this_host(real_child, name, op, kernel, fuse):
+    if why := host_differs(()):
+        pytest.skip(why)
+    assert answer(op(Roots("/proc", "/sys", real_child))) == kernel
 
 
 # -- files of a process that exits ----------------------------------------------------

@@ -7,6 +7,8 @@ import errno
 import os
 import stat as S
 
+import pytest
+
 from procfs_helpers import NOBODY, ROOT, errno_of, read_all
 from procsim.procfs.tree import ProcFS
 
@@ -135,3 +137,220 @@ def test_maps_fd_keeps_the_mm_of_its_open(fs: ProcFS) -> None:
     k.exec(p, "/usr/bin/sleep", ["sleep", "1"])
     assert second.read(4096, 0) == b""  # (first: the two share a render-cache key)
     assert first.read(4096, 0) == b""
+
+
+# -- sysctls: proc_dointvec_minmax (answers measured on a 6.18 host, pid_max 32768) ----------------
+
+
+def _sysctl_write(fs: ProcFS, name: str, data: bytes, offset: int = 0) -> int:
+    return fs.open(f"/proc/sys/kernel/{name}", os.O_WRONLY, ROOT).write(data, offset)
+
+
+def _world(fs: ProcFS) -> tuple:
+    k = fs.kernel
+    return (k.config.pid_max, k.max_threads, read_all(fs, "/proc/sys/kernel/pid_max"),
+            read_all(fs, "/proc/sys/kernel/threads-max"), read_all(fs, "/proc/1/status"))
+
+
+@pytest.mark.parametrize("data,used", [
+    (b"32768\n", 6), (b"32768", 5), (b" 32768", 6), (b"\t32768\n\n", 8),
+    (b"32768 5", 6), (b"32768\nx", 6),           # one number: what follows its blanks is left unwritten
+    (b"0x8000", 6), (b"0X8000", 6), (b"0100000", 7),  # base 0: hex and octal
+])
+def test_sysctl_write_of_the_current_value(fs: ProcFS, data: bytes, used: int) -> None:
+    before = _world(fs)
+    assert _sysctl_write(fs, "pid_max", data) == used
+    assert _world(fs) == before
+
+
+@pytest.mark.parametrize("data", [
+    b"32768x", b"32768,5", b"+32768", b"abc", b"\n", b"-", b"-0", b"-5", b"08", b"0x", b"00x8000",
+    b"32768\0", b"32768\0x", b"0" * 5000 + b"32768",   # a NUL is no blank; 21 digits are too many
+    b"99999999999", b"2147483648", str((1 << 32) + 32768).encode(),  # beyond an int
+    b"1", b"0", b"300", b"4194305",                     # outside [RESERVED_PIDS + 1, PID_MAX_LIMIT]
+])
+def test_bad_pid_max_writes_are_einval_and_change_nothing(fs: ProcFS, data: bytes) -> None:
+    before = _world(fs)
+    assert errno_of(_sysctl_write, fs, "pid_max", data) == errno.EINVAL
+    assert _world(fs) == before
+
+
+@pytest.mark.parametrize("data", [b"abc", b"0", b"-5", b"1073741824", b"99999999999"])
+def test_bad_threads_max_writes_are_einval_and_change_nothing(fs: ProcFS, data: bytes) -> None:
+    before = _world(fs)
+    assert errno_of(_sysctl_write, fs, "threads-max", data) == errno.EINVAL
+    assert _world(fs) == before
+
+
+def test_sysctl_writes_past_offset_0_and_empty_ones_are_ignored(fs: ProcFS) -> None:
+    before = _world(fs)
+    assert _sysctl_write(fs, "pid_max", b"abc", 1) == 3     # sysctl_writes_strict: ignored whole
+    assert _sysctl_write(fs, "pid_max", b"1000\n", 2) == 5
+    assert _sysctl_write(fs, "pid_max", b"") == 0
+    assert _world(fs) == before
+
+
+def test_sysctl_writes_change_the_kernel(fs: ProcFS) -> None:
+    k = fs.kernel
+    assert _sysctl_write(fs, "pid_max", b"1000\n") == 5
+    assert k.config.pid_max == 1000 and read_all(fs, "/proc/sys/kernel/pid_max") == b"1000\n"
+    assert errno_of(lambda: k.spawn(["/usr/bin/true"], pid=1000)) == errno.EINVAL
+    assert k.spawn(["/usr/bin/true"], pid=999) == 999
+    assert k.spawn(["/usr/bin/true"]) == 300  # pids wrap below the new pid_max
+    # threads-max accepts 1..FUTEX_TID_MASK (a 6.18 host took "1" and "19"); fork then stops at it
+    n = len(k.tasks)
+    assert _sysctl_write(fs, "threads-max", str(n).encode()) == len(str(n))
+    assert k.max_threads == n and read_all(fs, "/proc/sys/kernel/threads-max") == f"{n}\n".encode()
+    assert errno_of(k.spawn, ["/usr/bin/true"]) == errno.EAGAIN
+    assert len(k.tasks) == n
+    assert _sysctl_write(fs, "threads-max", b"0x3fffffff") == 10
+    assert k.spawn(["/usr/bin/true"]) > 0
+
+
+def test_sysctl_reads_at_an_offset(fs: ProcFS) -> None:
+    h = fs.open("/proc/sys/kernel/pid_max", os.O_RDONLY, ROOT)
+    assert h.read(1, 0) == b"3" and h.read(1, 1) == b""    # an int: EOF past offset 0 (cat -u reads "3")
+    assert h.read(100, 3) == b"" and h.read(100, 0) == b"32768\n"
+    h = fs.open("/proc/sys/kernel/threads-max", os.O_RDONLY, ROOT)
+    assert h.read(100, 2) == b""
+    h = fs.open("/proc/sys/kernel/osrelease", os.O_RDONLY, ROOT)
+    assert h.read(100, 1) == b".18.0-procsim\n"              # a string: read from the offset
+
+
+def test_read_only_sysctl_refuses_root_writers(fs: ProcFS) -> None:
+    for flags in (os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_TRUNC, os.O_WRONLY | os.O_APPEND):
+        assert errno_of(fs.open, "/proc/sys/kernel/osrelease", flags, ROOT) == errno.EACCES
+    assert errno_of(lambda: fs.setattr("/proc/sys/kernel/osrelease", ROOT, size=0)) == errno.EACCES
+    fs.setattr("/proc/sys/kernel/pid_max", ROOT, size=0)  # 0644: a no-op
+
+
+# -- inode operations (answers of a 6.18 host; the FUSE test compares them live) -----------------
+
+
+def test_o_direct_is_einval_after_the_other_checks(fs: ProcFS) -> None:
+    for path in ("/proc/1/status", "/proc/meminfo", "/proc/sys/kernel/pid_max", "/sys/devices/system/cpu/online"):
+        assert errno_of(fs.open, path, os.O_RDONLY | os.O_DIRECT, ROOT) == errno.EINVAL, path
+        assert errno_of(fs.open, path, os.O_RDONLY | os.O_DIRECT, ROOT) == errno.EINVAL, path  # cached plan
+    assert errno_of(fs.open, "/proc/sys/kernel/osrelease", os.O_WRONLY | os.O_DIRECT, ROOT) == errno.EACCES
+    assert errno_of(fs.open, "/proc/2/maps", os.O_RDONLY | os.O_DIRECT, NOBODY) == errno.EACCES
+
+
+def test_fsync(fs: ProcFS) -> None:
+    for path in ("/proc/1/status", "/proc/meminfo", "/proc/sys/kernel/pid_max", "/proc/1", "/proc", "/sys/devices"):
+        assert errno_of(fs.fsync, path, ROOT) == errno.EINVAL, path
+    fs.fsync("/sys/devices/system/cpu/online", ROOT)  # kernfs: noop_fsync
+
+
+@pytest.mark.parametrize("path,mode,owner,times", [
+    ("/proc/1", errno.EPERM, errno.EPERM, errno.EPERM),
+    ("/proc/1/task/1", errno.EPERM, errno.EPERM, errno.EPERM),
+    ("/proc/1/task", errno.EPERM, None, None),
+    ("/proc/1/status", errno.EPERM, None, None),
+    ("/proc/1/clear_refs", errno.EPERM, None, None),
+    ("/proc/sys/kernel/pid_max", errno.EPERM, errno.EPERM, None),
+    ("/proc/sys", errno.EPERM, errno.EPERM, None),
+    ("/proc/meminfo", None, None, None),
+    ("/proc", None, None, None),
+    ("/sys/devices/system/cpu/online", None, None, None),
+])
+def test_setattr_to_the_current_values(fs: ProcFS, path: str, mode, owner, times) -> None:
+    a = fs.getattr(path, ROOT)
+    def err(**kw):
+        try:
+            fs.setattr(path, ROOT, **kw)
+        except OSError as e:
+            return e.errno
+        return None
+    assert err(mode=a.mode & 0o7777) == mode
+    assert err(uid=a.uid, gid=a.gid) == owner
+    assert err(times=True) == times
+    assert err() is None  # chown(-1, -1)
+    assert fs.getattr(path, ROOT) == a
+
+
+def test_setattr_that_would_change_an_owner_or_mode_is_refused(fs: ProcFS) -> None:
+    # (Linux keeps them in the proc_dir_entry / kernfs node: not modelled)
+    a = fs.getattr("/proc/meminfo", ROOT)
+    assert errno_of(lambda: fs.setattr("/proc/meminfo", ROOT, mode=0o400)) == errno.EPERM
+    assert errno_of(lambda: fs.setattr("/proc/meminfo", ROOT, uid=1000)) == errno.EPERM
+    fs.setattr("/proc/1/status", ROOT, uid=1000, gid=1000)  # accepted; stat still shows the task's owner
+    assert fs.getattr("/proc/meminfo", ROOT) == a and fs.getattr("/proc/1/status", ROOT).uid == 0
+
+
+def test_xattrs(fs: ProcFS) -> None:
+    for path in ("/proc/1", "/proc/1/status", "/proc/meminfo", "/proc/sys/kernel/osrelease", "/sys/devices"):
+        assert fs.listxattr(path, ROOT) == ()
+    assert errno_of(fs.listxattr, "/proc/nope", ROOT) == errno.ENOENT
+    assert errno_of(fs.getxattr, "/proc/1/status", "user.x", ROOT) == errno.EOPNOTSUPP
+    assert errno_of(fs.getxattr, "/sys/devices/system/cpu/online", "security.selinux", ROOT) == errno.ENODATA
+    assert errno_of(fs.getxattr, "/sys/devices", "system.posix_acl_access", ROOT) == errno.EOPNOTSUPP
+    assert errno_of(fs.setxattr, "/proc/1", "trusted.x", ROOT) == errno.EPERM
+    assert errno_of(fs.setxattr, "/proc/sys/kernel/osrelease", "user.x", ROOT) == errno.EACCES
+    assert errno_of(fs.setxattr, "/proc/sys/kernel", "user.x", ROOT) == errno.EACCES
+    assert errno_of(fs.setxattr, "/proc/sys/kernel/osrelease", "trusted.x", ROOT) == errno.EOPNOTSUPP
+    assert errno_of(fs.setxattr, "/proc/sys/kernel/pid_max", "user.x", ROOT) == errno.EOPNOTSUPP
+    assert errno_of(fs.setxattr, "/sys/devices", "trusted.x", ROOT, True) == errno.ENODATA
+    assert errno_of(fs.setxattr, "/sys/devices", "user.x", ROOT) == errno.EOPNOTSUPP
+
+
+@pytest.mark.parametrize("op,path,mode,source,want", [
+    ("mkdir", "/proc/1/new", 0o755, None, errno.ENOENT),
+    ("mkdir", "/proc/new", 0o755, None, errno.ENOENT),
+    ("mknod", "/proc/sys/kernel/new", S.S_IFIFO | 0o644, None, errno.ENOENT),
+    ("symlink", "/proc/1/new", 0, None, errno.ENOENT),
+    ("link", "/proc/1/new", 0, "/proc/meminfo", errno.ENOENT),
+    ("create", "/proc/new", 0o644, None, errno.ENOENT),
+    ("mkdir", "/sys/devices/system/cpu/new", 0o755, None, errno.EPERM),
+    ("mknod", "/sys/devices/system/cpu/new", S.S_IFIFO | 0o644, None, errno.EPERM),
+    ("mknod", "/sys/devices/system/cpu/new", S.S_IFREG | 0o644, None, errno.EACCES),
+    ("create", "/sys/devices/system/cpu/new", 0o644, None, errno.EACCES),
+    ("symlink", "/sys/devices/system/cpu/new", 0, None, errno.EPERM),
+    ("link", "/sys/devices/system/cpu/new", 0, "/sys/devices/system/cpu/online", errno.EPERM),
+    ("link", "/sys/devices/system/cpu/new", 0, "/proc/meminfo", errno.EXDEV),
+])
+def test_new_names_are_refused(fs: ProcFS, op, path, mode, source, want) -> None:
+    assert errno_of(fs.new_name, op, path, ROOT, mode, source) == want
+
+
+@pytest.mark.parametrize("old,new,want", [
+    ("/proc/1/status", "/proc/1/newname", errno.ENOENT),
+    ("/proc/1", "/proc/newpid", errno.ENOENT),
+    ("/proc/1/status", "/proc/1/stat", errno.EPERM),
+    ("/proc/loadavg", "/proc/uptime", errno.EPERM),
+    ("/proc/sys/kernel/pid_max", "/proc/sys/kernel/osrelease", errno.EACCES),
+    ("/proc/sys/kernel/pid_max", "/proc/sys/kernel/newname", errno.ENOENT),
+    ("/sys/devices/system/cpu/online", "/sys/devices/system/cpu/newname", errno.EPERM),
+    ("/proc/loadavg", "/sys/devices/system/cpu/newname", errno.EXDEV),
+])
+def test_rename(fs: ProcFS, old, new, want) -> None:
+    assert errno_of(fs.rename, old, new, ROOT) == want
+
+
+def test_unlink_and_rmdir(fs: ProcFS) -> None:
+    assert errno_of(fs.unlink, "/proc/1/status", ROOT) == errno.EPERM
+    assert errno_of(fs.unlink, "/proc/sys/kernel/pid_max", ROOT) == errno.EACCES
+    assert errno_of(fs.unlink, "/sys/devices/system/cpu/online", ROOT) == errno.EPERM
+    assert errno_of(fs.rmdir, "/proc/1", ROOT) == errno.EPERM
+    assert errno_of(fs.rmdir, "/proc/sys/kernel", ROOT) == errno.EACCES
+    assert errno_of(fs.rmdir, "/proc", ROOT) == errno.EBUSY
+
+
+@pytest.mark.parametrize("path,off,data,hole", [
+    ("/proc/1/status", 0, errno.EINVAL, errno.EINVAL),
+    ("/proc/meminfo", 1, errno.EINVAL, errno.EINVAL),
+    ("/proc/1/pagemap", 0, errno.EINVAL, errno.EINVAL),
+    ("/proc/sys/kernel/pid_max", 0, errno.ENXIO, errno.ENXIO),
+    ("/proc/sys/kernel/osrelease", 1, errno.ENXIO, errno.ENXIO),
+    ("/proc/1/clear_refs", 1, 0, 0),
+    ("/sys/devices/system/cpu/online", 0, 0, 4096),
+    ("/sys/devices/system/cpu/online", 1, 1, 4096),
+    ("/proc/1", 0, errno.ENXIO, errno.ENXIO),
+])
+def test_seek_data_and_hole(fs: ProcFS, path, off, data, hole) -> None:
+    def seek(whence):
+        try:
+            return fs.lseek(path, ROOT, off, whence)
+        except OSError as e:
+            return e.errno
+    # (a result is an offset where the want is an offset, an errno where it is one)
+    assert seek(os.SEEK_DATA) == data and seek(os.SEEK_HOLE) == hole

@@ -1,0 +1,116 @@
+"""/proc/sys semantics: how an integer sysctl is read and written
+(kernel/sysctl.c proc_dointvec_minmax, sysctl_writes_strict = 1).
+
+The render functions give a sysctl's current text; these wrappers add what
+the handler does with offsets and input, and call a kernel setter with a
+value that passed the table's [min, max]. Checked on a 6.18 host: see
+tests/integration/test_fuse_errors.py.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+
+from procsim.procfs.context import Ctx
+
+PAGE_SIZE = 4096
+TMPBUFLEN = 22       # proc_get_long's buffer: 21 digits is taken as too long
+INT_MAX = (1 << 31) - 1
+_WSPACE = b" \t\n"   # proc_wspace_sep
+
+
+def _einval() -> OSError:
+    return OSError(errno.EINVAL, "invalid argument")
+
+
+def _strtoul(s: bytes) -> tuple[int, int]:
+    """simple_strtoul with base 0 (0x hex, 0 octal): (value, digits used);
+    OverflowError past unsigned long, as _parse_integer reports it."""
+    base, i = 10, 0
+    if s[:1] == b"0":
+        if s[1:2] in (b"x", b"X") and s[2:3] and s[2:3] in b"0123456789abcdefABCDEF":
+            base, i = 16, 2
+        else:
+            base = 8
+    v, j = 0, i
+    while j < len(s):
+        c = s[j]
+        d = c - 48 if 48 <= c <= 57 else (c | 0x20) - 87 if 97 <= (c | 0x20) <= 102 else 99
+        if d >= base:
+            break
+        v = v * base + d
+        if v >> 64:
+            raise OverflowError
+        j += 1
+    return v, j
+
+
+def parse_int(data: bytes) -> tuple[int, int]:
+    """One integer as proc_dointvec writes it: (value, bytes consumed).
+
+    Leading blanks are skipped; the number (optional '-', decimal, 0x hex or
+    0 octal) must be followed by a blank or the end of the write, and blanks
+    after it are consumed too; anything else is EINVAL. What follows the
+    blanks is not consumed (write(2) then returns less than it was given).
+    """
+    left = data[: PAGE_SIZE - 1]
+    n = len(left)
+    p = len(left) - len(left.lstrip(_WSPACE))
+    if p == n:
+        raise _einval()  # nothing but blanks
+    tmp = left[p : p + TMPBUFLEN - 1]
+    neg = tmp[:1] == b"-" and n - p > 1
+    q = 1 if neg else 0
+    if not tmp[q : q + 1].isdigit():
+        raise _einval()
+    try:
+        v, used = _strtoul(tmp[q:])
+    except OverflowError:
+        raise _einval() from None
+    length = q + used
+    if length == TMPBUFLEN - 1:
+        raise _einval()
+    p += length
+    if p < n and left[p] not in _WSPACE:
+        raise _einval()
+    # do_proc_dointvec_conv: the value must fit an int
+    if v > (INT_MAX + 1 if neg else INT_MAX):
+        raise _einval()
+    rest = left[p:]
+    p += len(rest) - len(rest.lstrip(_WSPACE))
+    return (-v if neg else v), len(data) - (n - p)
+
+
+def dointvec_read(render: Callable[[Ctx], bytes]) -> Callable[[Ctx, int, int], bytes]:
+    """A read of an integer sysctl: the whole value at offset 0, EOF at any
+    other offset (the handler formats from the start and refuses *ppos > 0),
+    so a reader taking one byte at a time gets only the first digit."""
+    def pread(ctx: Ctx, size: int, offset: int) -> bytes:
+        return render(ctx)[:size] if offset == 0 else b""
+    return pread
+
+
+def dointvec_minmax_write(lo: int, hi: int, store: Callable[[Ctx, int], None]
+                          ) -> Callable[[Ctx, bytes, int], int]:
+    """A write of an integer sysctl with the table's [lo, hi]: a bad number
+    or one out of range is EINVAL and stores nothing; a write at an offset
+    other than 0 is ignored whole (sysctl_writes_strict = 1)."""
+    def pwrite(ctx: Ctx, data: bytes, offset: int) -> int:
+        if offset != 0 or not data:
+            return len(data)
+        v, used = parse_int(data)
+        if not lo <= v <= hi:
+            raise _einval()
+        store(ctx, v)
+        return used
+    return pwrite
+
+
+# The tables' bounds (kernel/pid.c, kernel/fork.c).
+RESERVED_PIDS = 300
+PID_MAX_LIMIT = 4 << 20
+MAX_THREADS = 0x3FFFFFFF  # FUTEX_TID_MASK
+
+pid_max_write = dointvec_minmax_write(RESERVED_PIDS + 1, PID_MAX_LIMIT, lambda ctx, v: ctx.kernel.set_pid_max(v))
+threads_max_write = dointvec_minmax_write(1, MAX_THREADS, lambda ctx, v: ctx.kernel.set_max_threads(v))
