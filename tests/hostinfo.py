@@ -171,7 +171,7 @@ def pkeys() -> bool:
     return _smaps_has("ProtectionKey")
 
 
-def vsyscall() -> str | None:
+def vsyscall_mode() -> str | None:
     """The vsyscall mode: "xonly", "emulate", "none" (the boot parameter,
     else the config default), None off x86_64 or if unknown."""
     if machine_arch() != "x86_64":
@@ -213,12 +213,13 @@ def _who() -> str:
 
 def missing(kernel: str | None = None, min_kernel: str | None = None, arch: str | None = None,
             vendor: str | None = None, config: Iterable[str] = (), cpu_flags: Iterable[str] = (),
-            caps: Iterable[str] = (), files: Iterable[str] = (), features: Iterable[str] = ()) -> list[str]:
+            caps: Iterable[str] = (), files: Iterable[str] = (), features: Iterable[str] = (),
+            vsyscall: str | None = None) -> list[str]:
     """What the host lacks for a comparison, in words; [] if nothing.
 
     kernel="6.18": that major.minor; min_kernel="6.11": that or later;
     config=("CONFIG_X", "!CONFIG_Y"): built with X, without Y; features:
-    names in FEATURES."""
+    names in FEATURES; vsyscall="xonly": the gate VMA's mode."""
     why = []
     rel = kernel_release()
     if kernel and kernel_version()[:2] != tuple(map(int, kernel.split(".")))[:2]:
@@ -245,6 +246,8 @@ def missing(kernel: str | None = None, min_kernel: str | None = None, arch: str 
     why += [f"{_who()} lacks {c}" for c in caps if not has_cap(c)]
     why += [f"host has no {f}" for f in files if not os.path.exists(f)]
     why += [FEATURES[name][1] for name in features if not FEATURES[name][0]()]
+    if vsyscall and vsyscall_mode() != vsyscall:
+        why.append(f"host vsyscall mode is {vsyscall_mode()}; needs {vsyscall}")
     return why
 
 
