@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from hostinfo import missing
 from mountd.pytest_plugin import Machine, mount_machine
 
 
@@ -29,6 +30,8 @@ def fuse_usable() -> str | None:
         return "needs /dev/fuse"
     if not shutil.which("fusermount3"):
         return "needs fusermount3 (fuse3)"
+    if why := missing(caps=("CAP_SYS_ADMIN",)):  # mount(2), via fusermount3, and unshare --mount
+        return why[0] + " (FUSE mounts need it)"
     return None
 
 

@@ -23,6 +23,7 @@ import time
 import pytest
 
 from fusehelpers import model, read
+from hostinfo import requires_host
 
 pytestmark = pytest.mark.fuse
 
@@ -58,6 +59,7 @@ def real_child():
 # -- writes to read-only files --------------------------------------------------------
 
 
+@requires_host(caps=("CAP_DAC_OVERRIDE",))  # root's open(O_WRONLY) of a 0444 file succeeds
 def test_root_write_to_pid_file_is_einval_as_on_the_real_kernel(machine, real_child):
     real = write_errno(f"/proc/{real_child}/status")
     assert real == errno.EINVAL  # spec §1.4
@@ -65,6 +67,7 @@ def test_root_write_to_pid_file_is_einval_as_on_the_real_kernel(machine, real_ch
         assert write_errno(f"{machine.proc}/1/{name}") == real, name
 
 
+@requires_host(caps=("CAP_DAC_OVERRIDE",))
 def test_root_write_to_global_file_is_eio_as_on_the_real_kernel(machine):
     real = write_errno("/proc/meminfo")
     assert real == errno.EIO  # spec §1.4
@@ -102,6 +105,7 @@ UNPRIVILEGED = textwrap.dedent("""
 """)
 
 
+@requires_host(caps=("CAP_SETUID", "CAP_SETGID"))  # to become uid 65534
 def test_unprivileged_reader_gets_the_real_kernels_answers(machine):
     """As uid 65534: EACCES for writes to 0444 files and for root's environ
     (0400) and maps (ptrace check at open), reads of status work - the same
@@ -157,6 +161,8 @@ def test_ioctl_is_enotty(machine, real_child, name):
     ("unlink", "/proc/self/status", "1/status"),
     ("create", "/proc/newfile", "newfile"),
 ])
+# without it the VFS refuses write access to the 0555 directory (EACCES) before FUSE is asked
+@requires_host(caps=("CAP_DAC_OVERRIDE",))
 def test_namespace_changes_get_the_real_errno(machine, op, real_path, mnt_path):
     def do(path):
         if op == "mkdir":

@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from fusehelpers import PAGE, kb, model, psutil_procfs, read, stat_fields, statm, status
+from hostinfo import has_cap
 
 pytestmark = pytest.mark.fuse
 
@@ -37,12 +38,6 @@ name = "guard"
 argv = ["/usr/bin/guard"]
 maps = [{ name = "heap", size = "64M", touch = "60M" }]
 """
-
-
-def have_cap_sys_resource() -> bool:
-    """Whether a shell started from here may lower oom_score_adj (it inherits our capabilities)."""
-    caps = int(re.search(r"^CapEff:\s+([0-9a-f]+)$", read("/proc/self/status"), re.M)[1], 16)
-    return bool(caps >> 24 & 1)
 
 
 def sh(cmd: str) -> subprocess.CompletedProcess:
@@ -87,7 +82,7 @@ def test_oom_files_with_cat_and_echo(procsim_mount):
     assert read(f"{d}/oom_score_adj") == "500\n"
     # below the floor (0): only a writer with CAP_SYS_RESOURCE (a container's root may lack it)
     r = sh(f"echo -5 > {d}/oom_score_adj")
-    if have_cap_sys_resource():
+    if has_cap("CAP_SYS_RESOURCE"):  # the shell inherits our capabilities
         assert r.returncode == 0 and read(f"{d}/oom_score_adj") == "-5\n"
     else:
         assert r.returncode != 0 and "Permission denied" in r.stderr

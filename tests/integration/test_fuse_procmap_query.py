@@ -28,8 +28,12 @@ import pytest
 
 import pmquery as Q
 from fusehelpers import REPO, read
+from hostinfo import requires_host
 
 pytestmark = pytest.mark.fuse
+
+# the tests that ask the real kernel too: PROCMAP_QUERY (with build IDs) is 6.11's
+real_ioctl = requires_host(min_kernel="6.11")
 
 SPEC_SCRIPT = REPO.parent / "shared" / "spec" / "procfs-check" / "procmap_query.py"
 
@@ -116,6 +120,7 @@ def test_procsim_ctl_exec_with_a_layout(machine, real_pid: int) -> None:
     assert read(f"{machine.proc}/{pid}/maps") == layout
 
 
+@real_ioctl
 def test_the_spec_script_gives_the_same_answers(machine, real_pid: int, mirror: int) -> None:
     if not SPEC_SCRIPT.is_file():
         # the script lives next to the repository; without it, its cases
@@ -127,6 +132,7 @@ def test_the_spec_script_gives_the_same_answers(machine, real_pid: int, mirror: 
     assert sim == real
 
 
+@real_ioctl
 def test_every_vma_filter_and_error_gives_the_same_answer(machine, real_pid: int, mirror: int) -> None:
     real = Q.run_cases(f"/proc/{real_pid}/maps")
     sim = Q.run_cases(f"{machine.proc}/{mirror}/maps")
@@ -139,6 +145,7 @@ def test_every_vma_filter_and_error_gives_the_same_answer(machine, real_pid: int
     assert "name=b'/" in text and "\\n" in text and "(deleted)" in text and "bid=" in text
 
 
+@real_ioctl
 def test_queries_from_another_thread_write_its_buffers(machine, real_pid: int, mirror: int) -> None:
     """The FUSE context pid of a thread's request is the TID: the name is
     written into the caller's memory through it."""
@@ -162,6 +169,7 @@ def test_queries_from_another_thread_write_its_buffers(machine, real_pid: int, m
 # -- buffers the daemon cannot write, structs FUSE cannot copy --------------------------------
 
 
+@real_ioctl
 def test_unwritable_name_buffer_is_efault_and_the_struct_is_kept(machine, real_pid: int, mirror: int) -> None:
     ro = Q.Pages(1, prot=mmap.PROT_READ)
     try:
@@ -179,6 +187,7 @@ def test_unwritable_name_buffer_is_efault_and_the_struct_is_kept(machine, real_p
         ro.close()
 
 
+@real_ioctl
 def test_short_struct_at_the_end_of_a_mapping(machine, real_pid: int, mirror: int) -> None:
     """The documented FUSE limitation: FUSE copies 104 bytes whatever the
     caller's size, so a 40-byte struct that ends where the mapping ends
@@ -236,6 +245,7 @@ def test_process_that_exits_with_the_fd_open(machine) -> None:
         os.close(fd)
 
 
+@real_ioctl
 def test_real_process_that_exits_with_the_fd_open() -> None:
     """The same on the real kernel, for reference."""
     p = subprocess.Popen(["sleep", "60"])
@@ -272,6 +282,7 @@ def test_exec_since_open(machine) -> None:
         os.close(fd)
 
 
+@requires_host(min_kernel="6.11", features=("kthreadd",))
 def test_kernel_thread_is_esrch(machine, real_pid: int) -> None:
     for root in ("/proc", machine.proc):
         fd = os.open(f"{root}/2/maps", os.O_RDONLY)
@@ -286,6 +297,7 @@ def test_kernel_thread_is_esrch(machine, real_pid: int) -> None:
 
 @pytest.mark.parametrize("name,err", [("smaps", errno.ENOTTY), ("status", errno.ENOTTY),
                                       ("smaps_rollup", errno.ENOTTY), ("pagemap", errno.EINVAL)])
+@real_ioctl
 def test_other_files_refuse(machine, real_pid: int, mirror: int, name: str, err: int) -> None:
     for root, pid in (("/proc", real_pid), (machine.proc, mirror)):
         fd = os.open(f"{root}/{pid}/{name}", os.O_RDONLY)
@@ -305,6 +317,7 @@ def test_other_commands_on_maps_are_enotty(machine, real_pid: int, mirror: int) 
             os.close(fd)
 
 
+@real_ioctl
 def test_write_only_and_thread_maps_fds_answer(machine, real_pid: int, mirror: int) -> None:
     got = []
     for root, pid in (("/proc", real_pid), (machine.proc, mirror)):
@@ -337,6 +350,7 @@ def probe_addresses(maps_text: str) -> list[str]:
     return [f"{x:x}" for x in addrs]
 
 
+@real_ioctl
 def test_addr2map_answers_as_on_the_real_kernel(machine, real_pid: int, mirror: int) -> None:
     addrs = probe_addresses(read(f"/proc/{real_pid}/maps"))
     real = addr2map(str(real_pid), *addrs)

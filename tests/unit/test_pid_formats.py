@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from hostinfo import STATUS_CONFIG, requires_host
 from procsim import Kernel, KernelConfig
 from procsim.procfs import maps, pid as P
 from procsim.procfs.context import Caller, Ctx
@@ -36,6 +37,7 @@ def real_labels(path: str) -> list[str]:
         return [line.split(":", 1)[0] for line in f]
 
 
+@requires_host(kernel="6.18", arch="x86_64", config=STATUS_CONFIG)
 def test_status_lines_match_the_real_kernel_order(k: Kernel) -> None:
     p = k.spawn(["/usr/bin/bash"], uid=1000, gid=1000)
     k.config.proc_cpus_active_mm = False
@@ -56,9 +58,13 @@ def test_status_every_line_is_label_tab_value(k: Kernel) -> None:
         assert re.fullmatch(r" *\d+ kB", d[key]) and len(d[key]) >= 11, key
 
 
+@requires_host(kernel="6.18", arch="x86_64", config=STATUS_CONFIG, features=("kthreadd",))
 def test_kthread_status_matches_real_kthreadd_labels(k: Kernel) -> None:
     ours = [line.split(":", 1)[0] for line in render(k, P.status, 2).splitlines()]
     assert ours == [lbl for lbl in real_labels("/proc/2/status") if not lbl.startswith("x86_Thread")]
+
+
+def test_kthread_status(k: Kernel) -> None:
     d = status_dict(render(k, P.status, 2))
     assert d["Kthread"] == "1" and d["PPid"] == "0" and d["SigIgn"] == "ffffffffffffffff"
     assert "Cpus_active_mm" not in d
@@ -152,8 +158,6 @@ def test_maps_lines_and_names(k: Kernel) -> None:
             assert line[73:] == name, line  # column 73, as the real kernel pads
             names.append(name)
     assert text.splitlines()[-1].endswith("[vsyscall]")
-    real = [line for line in open("/proc/self/maps") if line.rstrip().endswith("[vsyscall]")]
-    assert text.splitlines()[-1] + "\n" == real[0]
     for want in ("/usr/bin/bash", "[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]",
                  "/usr/lib/x86_64-linux-gnu/libc.so.6"):
         assert want in names
@@ -162,6 +166,13 @@ def test_maps_lines_and_names(k: Kernel) -> None:
     k.mprotect(p, a, 4096, 1)
     anon = [line for line in render(k, maps.render, p).splitlines() if line.startswith(f"{a:08x}")]
     assert anon == [f"{a:08x}-{a + 4096:08x} r--p 00000000 00:00 0 "]
+
+
+@requires_host(arch="x86_64", vsyscall="xonly")
+def test_maps_gate_vma_as_real(k: Kernel) -> None:
+    text = render(k, maps.render, k.spawn(["/usr/bin/bash"]))
+    real = [line for line in open("/proc/self/maps") if line.rstrip().endswith("[vsyscall]")]
+    assert text.splitlines()[-1] + "\n" == real[0]
 
 
 def test_shared_anon_and_file_names(k: Kernel) -> None:
