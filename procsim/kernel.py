@@ -32,7 +32,8 @@ from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_G
                             MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT,
                             VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYEXEC,
                             VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
-                            VM_SHARED, VM_VVAR, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, prot_to_vm)
+                            VM_PROT_MASK, VM_SHARED, VM_VVAR, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE,
+                            prot_to_vm)
 from procsim.sched import NSEC, Sched
 from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
 from procsim.task import (PF_FORKNOEXEC, PF_KTHREAD, PF_NO_SETAFFINITY, PF_NOFREEZE, PF_NOT_INHERITED,
@@ -794,9 +795,14 @@ class Kernel:
                 raise _err(errno.EINVAL, f"bad prot {prot:#x}")
             end = addr + page_align(length)
             self._check_mapped(mm, addr, end)
+            # do_mprotect_pkey(): each asked VM_READ/WRITE/EXEC bit needs its
+            # VM_MAY* bit (bits 4-6), else EACCES: a read-only shared file
+            # mapping refuses PROT_WRITE, the [vvar] pages PROT_WRITE and
+            # PROT_EXEC (observed on 6.18); checked before any change
+            want = prot_to_vm(prot)
             for v in mm.vmas.overlapping(addr, end):
-                if prot & 2 and v.flags & VM_MAYSHARE and not v.flags & VM_MAYWRITE:
-                    raise _err(errno.EACCES, "PROT_WRITE on a read-only shared file mapping")
+                if want & ~(v.flags >> 4) & VM_PROT_MASK:
+                    raise _err(errno.EACCES, f"prot {prot:#x} exceeds the VM_MAY* bits of the VMA at {v.start:#x}")
             self._flush(t, mm.protect(addr, end, prot_to_vm(prot)))
             self._changed("mm", pid=t.tgid)
 

@@ -918,7 +918,10 @@ class MM:
         if n:
             old = pfns[copy]
             was_file = (~anon[copy]) & (old != ZERO_PFN)
-            real = old[old != ZERO_PFN]
+            # the vDSO text (a [vdso] made writable) is copied as a file page,
+            # but kernel pages keep no mapcount in the mem_map (their users are
+            # counted from the page tables: Kernel.vdso_mapcount)
+            real = old[(old != ZERO_PFN) & ((fl[copy] & M.PG_RESERVED) == 0)]
             new = mem.alloc(n, ANON_NEW)  # first: it may fail (out of memory) with nothing changed
             mem.unmap_pages(real, self.mm_id)
             mem.map_pages(new, self.mm_id)

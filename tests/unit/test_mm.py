@@ -15,6 +15,8 @@ from procsim.mm.pagetable import PMD_SIZE, PTE_RW, pte_pfn
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
                             MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, MNEMONICS, PROT_EXEC, PROT_NONE,
                             PROT_READ, PROT_WRITE)
+from procsim.mm import memory as M
+from procsim.mm import stats
 from procsim.procfs.maps import maps_line, vma_name
 from test_kernel_state_machine import boot, check_world, snapshot, vm_counters
 
@@ -421,6 +423,69 @@ def test_vvar_pages_are_not_rss(k, p):
     assert (pfns(mm, vvar.start, vvar.npages) > 0).all()
     c = k.fork(p)
     assert mm_of(k, c).rss == mm_of(k, c).rss  # counted consistently (check_world)
+
+
+@pytest.mark.parametrize("name", ["[vvar]", "[vvar_vclock]"])
+def test_vvar_refuses_write_and_exec_protection(k, p, name):
+    """do_mprotect_pkey(): each asked VM_READ/WRITE/EXEC bit needs its VM_MAY*
+    bit; the vDSO data pages only have VM_MAYREAD. Observed on 6.18: PROT_WRITE,
+    PROT_EXEC and any mix with them fail with EACCES, PROT_READ and PROT_NONE
+    succeed, and a range from [vvar] over [vdso] fails changing nothing.
+    (mprotect used to make [vvar] rwx, and a later mlock then write-faulted
+    the vDSO pages.)"""
+    mm = mm_of(k, p)
+    v = special(mm, name)
+    vdso = special(mm, "[vdso]")
+    before = snapshot(k)
+    for prot in (PROT_WRITE, RW, PROT_EXEC, PROT_READ | PROT_EXEC, RW | PROT_EXEC):
+        with pytest.raises(KernelError) as e:
+            k.mprotect(p, v.start, v.end - v.start, prot)
+        assert e.value.errno == errno.EACCES, prot
+        assert snapshot(k) == before
+    with pytest.raises(KernelError) as e:
+        k.mprotect(p, v.start, vdso.end - v.start, RW | PROT_EXEC)
+    assert e.value.errno == errno.EACCES
+    assert snapshot(k) == before
+    k.mprotect(p, v.start, v.end - v.start, PROT_NONE)
+    assert special(mm, name).perms() == "---p"
+    k.mprotect(p, v.start, v.end - v.start, PROT_READ)
+    assert special(mm, name).perms() == "r--p"
+
+
+def test_writable_vdso_is_copied_on_write(k, p):
+    """The [vdso] has VM_MAYWRITE: mprotect(PROT_WRITE) succeeds, and mlock
+    (which leaves the VM_SPECIAL VMA unlocked) write-faults it in: each vDSO
+    text page is copied to a new anonymous page (wp_page_copy), the kernel's
+    pages are unmapped from this mm. Observed on 6.18 after mprotect(rwx) +
+    mlock: `rwxp ... [vdso]`, Rss = Anonymous = Private_Dirty = 8 kB,
+    VmFlags "rd wr ex mr mw me de ac". (The model used to drop a mapcount
+    the kernel pages never held: -1 in the mem_map, state machine.)"""
+    mm = mm_of(k, p)
+    v = special(mm, "[vdso]")
+    kernel_pages = pfns(mm, v.start, v.npages)
+    assert sorted(kernel_pages.tolist()) == k.vdso_pages.tolist()
+    users = dict(k.vdso_mapcount)
+    rss = list(mm.rss)
+    k.mprotect(p, v.start, v.end - v.start, PROT_READ | PROT_WRITE | PROT_EXEC)
+    k.mlock(p, v.start, v.end - v.start)
+    v = special(mm, "[vdso]")
+    assert maps_line(mm, v).endswith(" rwxp 00000000 00:00 0                          [vdso]\n")
+    assert vmflags(v) == "rd wr ex mr mw me de ac"
+    copies = pfns(mm, v.start, v.npages)
+    assert not np.isin(copies, kernel_pages).any()
+    assert (k.mem.flags[copies] & M.PG_ANON).all()
+    assert (k.mem.mapcount[copies] == 1).all()
+    assert not k.mem.mapcount[kernel_pages].any()  # kernel pages: no mem_map mapcount
+    assert all(k.vdso_mapcount[pfn] == users[pfn] - 1 for pfn in kernel_pages.tolist())
+    assert mm.rss[MM_FILEPAGES] == rss[MM_FILEPAGES] - 2
+    assert mm.rss[MM_ANONPAGES] == rss[MM_ANONPAGES] + 2
+    st = stats.smaps_vma(mm, v, k.vdso_mapcount)
+    assert (st.resident, st.anonymous, st.private_dirty, st.pss >> stats.PSS_SHIFT) == (2 * PAGE,) * 4
+    c = k.fork(p)  # the child shares the copies (COW), not the kernel's pages
+    assert (pfns(mm_of(k, c), v.start, v.npages) == copies).all()
+    assert (k.mem.mapcount[copies] == 2).all()
+    k.exit_group(c)
+    assert (k.mem.mapcount[copies] == 1).all()
 
 
 # -- brk ------------------------------------------------------------------------------
