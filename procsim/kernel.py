@@ -30,7 +30,7 @@ from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
                             MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT,
-                            VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYEXEC,
+                            VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_MAYEXEC,
                             VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
                             VM_PROT_MASK, VM_SHARED, VM_VVAR, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE,
                             prot_to_vm)
@@ -840,13 +840,11 @@ class Kernel:
                 mm.lazyfree(addr, end)
                 self._flush(t, Flush(addr, end))
             elif advice in (MADV_HUGEPAGE, MADV_NOHUGEPAGE):
-                # hugepage_madvise(): each clears the other; VM_SPECIAL VMAs are left alone
-                # (but hugetlb VMAs take the flag: 6.18 showed `ht hg`)
+                # hugepage_madvise(): each clears the other, in every VMA (6.18 showed
+                # `ht hg` on hugetlb, `pf io de dd hg` on [vvar], `de hg` on [vdso])
                 on, off = (VM_HUGEPAGE, VM_NOHUGEPAGE) if advice == MADV_HUGEPAGE else (VM_NOHUGEPAGE, VM_HUGEPAGE)
                 mm.check_split(addr, end, lambda v: (v.flags & ~off) | on != v.flags)
-                for v in vmas:
-                    if not v.flags & (VM_IO | VM_PFNMAP | VM_DONTEXPAND) or v.is_hugetlb:
-                        mm.set_vma_flags(max(addr, v.start), min(end, v.end), on, off)
+                mm.set_vma_flags(addr, end, on, off)
             self._changed("mm", pid=t.tgid)
 
     def clear_refs(self, pid: int, value: int) -> None:
@@ -971,6 +969,8 @@ class Kernel:
 
     def _mremap_move(self, t: Task, mm: MM, vma, old_addr: int, old_len: int, new_len: int,
                      dest: int) -> int:
+        # prep_move_vma(): moving part of a VMA splits it; may_split() first
+        mm.check_split(old_addr, old_addr + old_len)
         if vma.is_hugetlb:
             return self._mremap_move_hugetlb(t, mm, vma, old_addr, old_len, new_len, dest)
         keep = min(old_len, new_len)
