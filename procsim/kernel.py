@@ -30,9 +30,10 @@ from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
                             MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT,
-                            VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYEXEC,
+                            VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_MAYEXEC,
                             VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
-                            VM_SHARED, VM_VVAR, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE, prot_to_vm)
+                            VM_PROT_MASK, VM_SHARED, VM_VVAR, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE,
+                            prot_to_vm)
 from procsim.sched import NSEC, Sched
 from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
 from procsim.task import (PF_FORKNOEXEC, PF_KTHREAD, PF_NO_SETAFFINITY, PF_NOFREEZE, PF_NOT_INHERITED,
@@ -798,9 +799,14 @@ class Kernel:
                 raise _err(errno.EINVAL, f"bad prot {prot:#x}")
             end = addr + page_align(length)
             self._check_mapped(mm, addr, end)
+            # do_mprotect_pkey(): each asked VM_READ/WRITE/EXEC bit needs its
+            # VM_MAY* bit (bits 4-6), else EACCES: a read-only shared file
+            # mapping refuses PROT_WRITE, the [vvar] pages PROT_WRITE and
+            # PROT_EXEC (observed on 6.18); checked before any change
+            want = prot_to_vm(prot)
             for v in mm.vmas.overlapping(addr, end):
-                if prot & 2 and v.flags & VM_MAYSHARE and not v.flags & VM_MAYWRITE:
-                    raise _err(errno.EACCES, "PROT_WRITE on a read-only shared file mapping")
+                if want & ~(v.flags >> 4) & VM_PROT_MASK:
+                    raise _err(errno.EACCES, f"prot {prot:#x} exceeds the VM_MAY* bits of the VMA at {v.start:#x}")
             self._flush(t, mm.protect(addr, end, prot_to_vm(prot)))
             self._changed("mm", pid=t.tgid)
 
@@ -838,13 +844,11 @@ class Kernel:
                 mm.lazyfree(addr, end)
                 self._flush(t, Flush(addr, end))
             elif advice in (MADV_HUGEPAGE, MADV_NOHUGEPAGE):
-                # hugepage_madvise(): each clears the other; VM_SPECIAL VMAs are left alone
-                # (but hugetlb VMAs take the flag: 6.18 showed `ht hg`)
+                # hugepage_madvise(): each clears the other, in every VMA (6.18 showed
+                # `ht hg` on hugetlb, `pf io de dd hg` on [vvar], `de hg` on [vdso])
                 on, off = (VM_HUGEPAGE, VM_NOHUGEPAGE) if advice == MADV_HUGEPAGE else (VM_NOHUGEPAGE, VM_HUGEPAGE)
                 mm.check_split(addr, end, lambda v: (v.flags & ~off) | on != v.flags)
-                for v in vmas:
-                    if not v.flags & (VM_IO | VM_PFNMAP | VM_DONTEXPAND) or v.is_hugetlb:
-                        mm.set_vma_flags(max(addr, v.start), min(end, v.end), on, off)
+                mm.set_vma_flags(addr, end, on, off)
             self._changed("mm", pid=t.tgid)
 
     def clear_refs(self, pid: int, value: int) -> None:
@@ -969,6 +973,8 @@ class Kernel:
 
     def _mremap_move(self, t: Task, mm: MM, vma, old_addr: int, old_len: int, new_len: int,
                      dest: int) -> int:
+        # prep_move_vma(): moving part of a VMA splits it; may_split() first
+        mm.check_split(old_addr, old_addr + old_len)
         if vma.is_hugetlb:
             return self._mremap_move_hugetlb(t, mm, vma, old_addr, old_len, new_len, dest)
         keep = min(old_len, new_len)

@@ -167,14 +167,19 @@ class MM:
         return tail
 
     def check_split(self, start: int, end: int, changing=None) -> None:
-        """hugetlb_vm_op_split(): a hugetlb VMA may only be cut at a 2 MiB
-        boundary (munmap, mprotect, MAP_FIXED over part of it: EINVAL).
+        """vm_ops->may_split(): a hugetlb VMA may only be cut at a 2 MiB
+        boundary (hugetlb_vm_op_split), a special mapping ([vvar], [vdso])
+        never (special_mapping_split): munmap, mprotect, madvise, mremap or
+        MAP_FIXED over part of it fail with EINVAL (observed on 6.18).
         Checked before anything changes. `changing(vma)`: only VMAs it
         accepts would be split (mprotect leaves unchanged ones whole)."""
         for addr in (start, end):
             v = self.vmas.lookup(addr)
-            if v is not None and v.is_hugetlb and v.start < addr and addr & (HPAGE_SIZE - 1) \
-                    and (changing is None or changing(v)):
+            if v is None or v.start == addr or changing is not None and not changing(v):
+                continue
+            if v.special is not None:
+                raise MMError(errno.EINVAL, f"{addr:#x} splits {v.special}")
+            if v.is_hugetlb and addr & (HPAGE_SIZE - 1):
                 raise MMError(errno.EINVAL, f"{addr:#x} splits a huge page")
 
     def _isolate(self, start: int, end: int) -> list[VMA]:
@@ -318,7 +323,7 @@ class MM:
     @_write_locked
     def protect(self, start: int, end: int, prot_flags: int) -> Flush:
         # mprotect_fixup() leaves a VMA whose flags do not change alone: no
-        # split (a split [vdso] or [vvar] would never merge back)
+        # split (partial mprotect of [vdso] with unchanged flags succeeds)
         self.check_split(start, end, lambda v: self._prot_flags(v, prot_flags) != v.flags)
         vmas = [x for v in self.vmas.overlapping(start, end) if self._prot_flags(v, prot_flags) != v.flags
                 for x in self._isolate(max(start, v.start), min(end, v.end))]
@@ -918,7 +923,10 @@ class MM:
         if n:
             old = pfns[copy]
             was_file = (~anon[copy]) & (old != ZERO_PFN)
-            real = old[old != ZERO_PFN]
+            # the vDSO text (a [vdso] made writable) is copied as a file page,
+            # but kernel pages keep no mapcount in the mem_map (their users are
+            # counted from the page tables: Kernel.vdso_mapcount)
+            real = old[(old != ZERO_PFN) & ((fl[copy] & M.PG_RESERVED) == 0)]
             new = mem.alloc(n, ANON_NEW)  # first: it may fail (out of memory) with nothing changed
             mem.unmap_pages(real, self.mm_id)
             mem.map_pages(new, self.mm_id)

@@ -92,7 +92,8 @@ def _candidates(mem: M.MemMap) -> dict[int, list]:
         if not mm.mm_id:
             continue  # torn down
         for v in mm.vmas:
-            if v.special is not None or v.is_hugetlb:
+            # special VMAs count too: a written [vdso] holds anonymous copies
+            if v.is_hugetlb:
                 continue
             for i in _vma_ids(v):
                 out.setdefault(i, []).append((mm, v))

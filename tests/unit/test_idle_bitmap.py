@@ -474,3 +474,21 @@ def test_table_pool_rows_are_reused_clean(k, p):
     assert pt.tables.rows[(GBASE + (1 << 30)) >> 21] in rows.values()  # a freed row, reused
     assert np.count_nonzero(t) == 1
     assert t.base is not None  # a view of a pool block
+
+
+def test_global_idle_finds_a_copied_vdso_page(k, fs, p):
+    """A [vdso] made writable and written holds private anonymous copies
+    (wp_page_copy gives the VMA an anon_vma): the rmap walk must reach them
+    there, or marking one idle leaves its accessed bit set and a new access
+    goes unseen. (The walk used to skip special VMAs.)"""
+    mm = k.group(p).mm
+    (v,) = [v for v in mm.vmas if v.special == "[vdso]"]
+    k.mprotect(p, v.start, v.end - v.start, PROT_READ | PROT_WRITE)
+    k.touch(p, v.start, PAGE)
+    pfn = pfn_of(k, p, v.start)
+    assert k.mem.flags[pfn] & M.PG_ANON
+    gmark(fs, pfn)
+    assert not mm.pgtable.read(v.start, v.start + PAGE)[0] & PTE_ACCESSED
+    assert gread(fs, pfn) == 1
+    k.access(p, np.array([v.start]), write=False)
+    assert gread(fs, pfn) == 0

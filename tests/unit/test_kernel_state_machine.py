@@ -1332,3 +1332,29 @@ TestKernelStateMachine = KernelMachine.TestCase
 TestKernelStateMachine.settings = settings(max_examples=50, stateful_step_count=30, deadline=None,
                                            suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.filter_too_much])
+
+
+def test_replay_vdso_mapcount_underflow():
+    """A sequence the machine found (shrunk, steps as printed): the mprotect
+    made [vvar] and [vdso] rwx (now EACCES: [vvar] has no VM_MAYWRITE), and
+    the mlock then write-faulted the vDSO text, dropping a mapcount its
+    kernel pages never held ("mapcount of PFN 2 is -1")."""
+    m = KernelMachine()
+    m.boot(cpus=2, mthp=None, soft_dirty=False, huge=0, swap=0, model="page", arch="x86", thp="madvise")
+    steps = [
+        ("fork", dict(i=6807)), ("advance", dict(dt=0.01)),
+        ("mremap", dict(i=65535, j=435, k2=143, mode="plain", new=36, off=19, off2=6, old=21)),
+        ("swap_region", dict(back=365, fork="after", i=0, lazy=False, nout=1, npages=1, off=0, thp=False,
+                             touch=1, write=False)),
+        ("clear_refs", dict(i=0, value=0)), ("poke_any_pid", dict(tid=1)),
+        ("thp_region", dict(i=25, npages=512, touch=1)), ("advance", dict(dt=0.01)), ("run", dict(cpu=0, i=0)),
+        ("advance", dict(dt=5.0)), ("mprotect", dict(i=0, j=74, npages=34, off=-1, prot=7)),
+        ("clone", dict(i=0)), ("spawn", {}),
+        ("mremap", dict(i=0, j=0, k2=0, mode="plain", new=0, off=0, off2=0, old=0)),
+        ("mprotect", dict(i=484, j=0, npages=1, off=0, prot=0)), ("spawn", {}),
+        ("mlock", dict(i=0, j=171, npages=8, off=0, onoff="on")),
+    ]
+    m.consistent()
+    for name, kw in steps:
+        getattr(m, name)(**kw)
+        m.consistent()

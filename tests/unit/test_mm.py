@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 
 from procsim import Kernel
-from procsim.kernel import LDSO, LIBC, MADV_DONTNEED, MREMAP_FIXED, MREMAP_MAYMOVE, KernelError
+from procsim.kernel import (LDSO, LIBC, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MREMAP_FIXED, MREMAP_MAYMOVE,
+                            KernelError)
 from procsim.mm.mm import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, ZERO_PFN, MMError
 from procsim.mm.pagetable import PMD_SIZE, PTE_RW, pte_pfn
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
                             MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, MNEMONICS, PROT_EXEC, PROT_NONE,
                             PROT_READ, PROT_WRITE)
+from procsim.mm import memory as M
+from procsim.mm import stats
 from procsim.procfs.maps import maps_line, vma_name
 from test_kernel_state_machine import boot, check_world, snapshot, vm_counters
 
@@ -316,11 +319,13 @@ def test_unchanged_flags_do_not_split(k, p):
     a = k.mmap(p, 4 * PAGE, RW, ANON | MAP_LOCKED | MAP_FIXED, BASE)
     k.mlock(p, a + PAGE, PAGE)
     assert layout(mm) == [(0, 4, "rw-p")]
-    # a real change to the vDSO splits it for good (special mappings never merge)
+    # a real change to part of the vDSO would split it: EINVAL, as observed on
+    # 6.18 (special_mapping_split; this used to split it for good)
     n = len(mm.vmas)
-    k.mprotect(p, vdso.start, PAGE, PROT_READ)
-    k.mprotect(p, vdso.start, PAGE, PROT_READ | PROT_EXEC)
-    assert len(mm.vmas) == n + 1
+    with pytest.raises(OSError) as e:
+        k.mprotect(p, vdso.start, PAGE, PROT_READ)
+    assert e.value.errno == errno.EINVAL
+    assert len(mm.vmas) == n and special(mm, "[vdso]").npages == 2
 
 
 def test_mlock_skips_special_and_inaccessible_vmas(k, p):
@@ -421,6 +426,110 @@ def test_vvar_pages_are_not_rss(k, p):
     assert (pfns(mm, vvar.start, vvar.npages) > 0).all()
     c = k.fork(p)
     assert mm_of(k, c).rss == mm_of(k, c).rss  # counted consistently (check_world)
+
+
+@pytest.mark.parametrize("name", ["[vvar]", "[vvar_vclock]"])
+def test_vvar_refuses_write_and_exec_protection(k, p, name):
+    """do_mprotect_pkey(): each asked VM_READ/WRITE/EXEC bit needs its VM_MAY*
+    bit; the vDSO data pages only have VM_MAYREAD. Observed on 6.18: PROT_WRITE,
+    PROT_EXEC and any mix with them fail with EACCES, PROT_READ and PROT_NONE
+    succeed, and a range from [vvar] over [vdso] fails changing nothing.
+    (mprotect used to make [vvar] rwx, and a later mlock then write-faulted
+    the vDSO pages.)"""
+    mm = mm_of(k, p)
+    v = special(mm, name)
+    vdso = special(mm, "[vdso]")
+    before = snapshot(k)
+    for prot in (PROT_WRITE, RW, PROT_EXEC, PROT_READ | PROT_EXEC, RW | PROT_EXEC):
+        with pytest.raises(KernelError) as e:
+            k.mprotect(p, v.start, v.end - v.start, prot)
+        assert e.value.errno == errno.EACCES, prot
+        assert snapshot(k) == before
+    with pytest.raises(KernelError) as e:
+        k.mprotect(p, v.start, vdso.end - v.start, RW | PROT_EXEC)
+    assert e.value.errno == errno.EACCES
+    assert snapshot(k) == before
+    k.mprotect(p, v.start, v.end - v.start, PROT_NONE)
+    assert special(mm, name).perms() == "---p"
+    k.mprotect(p, v.start, v.end - v.start, PROT_READ)
+    assert special(mm, name).perms() == "r--p"
+
+
+@pytest.mark.parametrize("op", ["mprotect", "munmap", "mmap_fixed", "madvise_hugepage", "mremap_shrink",
+                                "mremap_move_part", "mremap_fixed_into"])
+@pytest.mark.parametrize("name", ["[vvar]", "[vdso]"])
+def test_special_mappings_are_never_split(k, p, name, op):
+    """special_mapping_split(): [vvar] and [vdso] cannot be cut, whatever the
+    alignment; each operation on part of one fails with EINVAL and changes
+    nothing (observed on 6.18 for all of these on the 2-page [vdso])."""
+    mm = mm_of(k, p)
+    v = special(mm, name)
+    other = k.mmap(p, 4 * PAGE, RW)
+    before = snapshot(k)
+    calls = {
+        "mprotect": lambda: k.mprotect(p, v.start, PAGE, PROT_NONE),
+        "munmap": lambda: k.munmap(p, v.start + PAGE, PAGE),
+        "mmap_fixed": lambda: k.mmap(p, PAGE, RW, ANON | MAP_FIXED, v.start),
+        "madvise_hugepage": lambda: k.madvise(p, v.start, PAGE, MADV_HUGEPAGE),
+        "mremap_shrink": lambda: k.mremap(p, v.start, v.end - v.start, PAGE),
+        "mremap_move_part": lambda: k.mremap(p, v.start, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, BASE),
+        "mremap_fixed_into": lambda: k.mremap(p, other, PAGE, PAGE, MREMAP_MAYMOVE | MREMAP_FIXED,
+                                              v.start + PAGE),
+    }
+    with pytest.raises(OSError) as e:
+        calls[op]()
+    assert e.value.errno == errno.EINVAL
+    assert snapshot(k) == before
+
+
+def test_madvise_hugepage_flags_special_mappings(k, p):
+    """hugepage_madvise() sets VM_HUGEPAGE/VM_NOHUGEPAGE on a whole [vvar] or
+    [vdso] too (observed on 6.18: `rd mr pf io de dd hg`, `rd ex mr mw me de
+    nh`); the THP eligibility stays 0 (VM_SPECIAL)."""
+    mm = mm_of(k, p)
+    vvar, vdso = special(mm, "[vvar]"), special(mm, "[vdso]")
+    k.madvise(p, vvar.start, vvar.end - vvar.start, MADV_HUGEPAGE)
+    k.madvise(p, vdso.start, vdso.end - vdso.start, MADV_NOHUGEPAGE)
+    assert vmflags(special(mm, "[vvar]")) == "rd mr pf io de dd hg"
+    assert vmflags(special(mm, "[vdso]")) == "rd ex mr mw me de nh"
+    k.madvise(p, vdso.start, vdso.end - vdso.start, MADV_HUGEPAGE)
+    assert vmflags(special(mm, "[vdso]")) == "rd ex mr mw me de hg"
+
+
+def test_writable_vdso_is_copied_on_write(k, p):
+    """The [vdso] has VM_MAYWRITE: mprotect(PROT_WRITE) succeeds, and mlock
+    (which leaves the VM_SPECIAL VMA unlocked) write-faults it in: each vDSO
+    text page is copied to a new anonymous page (wp_page_copy), the kernel's
+    pages are unmapped from this mm. Observed on 6.18 after mprotect(rwx) +
+    mlock: `rwxp ... [vdso]`, Rss = Anonymous = Private_Dirty = 8 kB,
+    VmFlags "rd wr ex mr mw me de ac". (The model used to drop a mapcount
+    the kernel pages never held: -1 in the mem_map, state machine.)"""
+    mm = mm_of(k, p)
+    v = special(mm, "[vdso]")
+    kernel_pages = pfns(mm, v.start, v.npages)
+    assert sorted(kernel_pages.tolist()) == k.vdso_pages.tolist()
+    users = dict(k.vdso_mapcount)
+    rss = list(mm.rss)
+    k.mprotect(p, v.start, v.end - v.start, PROT_READ | PROT_WRITE | PROT_EXEC)
+    k.mlock(p, v.start, v.end - v.start)
+    v = special(mm, "[vdso]")
+    assert maps_line(mm, v).endswith(" rwxp 00000000 00:00 0                          [vdso]\n")
+    assert vmflags(v) == "rd wr ex mr mw me de ac"
+    copies = pfns(mm, v.start, v.npages)
+    assert not np.isin(copies, kernel_pages).any()
+    assert (k.mem.flags[copies] & M.PG_ANON).all()
+    assert (k.mem.mapcount[copies] == 1).all()
+    assert not k.mem.mapcount[kernel_pages].any()  # kernel pages: no mem_map mapcount
+    assert all(k.vdso_mapcount[pfn] == users[pfn] - 1 for pfn in kernel_pages.tolist())
+    assert mm.rss[MM_FILEPAGES] == rss[MM_FILEPAGES] - 2
+    assert mm.rss[MM_ANONPAGES] == rss[MM_ANONPAGES] + 2
+    st = stats.smaps_vma(mm, v, k.vdso_mapcount)
+    assert (st.resident, st.anonymous, st.private_dirty, st.pss >> stats.PSS_SHIFT) == (2 * PAGE,) * 4
+    c = k.fork(p)  # the child shares the copies (COW), not the kernel's pages
+    assert (pfns(mm_of(k, c), v.start, v.npages) == copies).all()
+    assert (k.mem.mapcount[copies] == 2).all()
+    k.exit_group(c)
+    assert (k.mem.mapcount[copies] == 1).all()
 
 
 # -- brk ------------------------------------------------------------------------------
