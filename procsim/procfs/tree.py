@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from procsim.kernel import Kernel
 from procsim.procfs import maps, observer
-from procsim.procfs.base import TASK, TGID_DIR, TID_DIR
+from procsim.procfs.base import TGID_DIR, TID_DIR
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Bin, Dir, File, Handle, Node, WriteOnly
 from procsim.procfs.root import PROC
@@ -220,8 +220,8 @@ class ProcFS:
 
     def _family(self, path: str, caller: Caller) -> tuple[str, Node]:
         """Which inode operations serve `path`: "piddir" (/proc/PID,
-        /proc/PID/task/TID: no attribute or xattr change), "taskdir", "pid"
-        (files in those), "sysctl" (/proc/sys), "sysfs" (kernfs), "link" or
+        /proc/PID/task/TID: no attribute or xattr change), "pid" (what is
+        in those, task/ included: proc_setattr), "sysctl" (/proc/sys), "sysfs" (kernfs), "link" or
         "proc" (the rest of /proc: proc_dir_entry inodes)."""
         with self.kernel.lock:
             self._sync(False)
@@ -231,7 +231,7 @@ class ProcFS:
         if n.observer is not None or n.entry in _PID_DIRS:
             return "piddir", n
         if n.task is not None:
-            return ("taskdir" if n.entry is TASK else "pid"), n
+            return "pid", n
         top = path.strip("/").split("/")
         if top[0] == "sys":
             return "sysfs", n
@@ -257,7 +257,7 @@ class ProcFS:
         if fam == "piddir" and (mode is not None or uid != -1 or gid != -1 or times):
             raise OSError(errno.EPERM, path)  # the pid directories' inodes refuse any change
         if mode is not None:
-            if fam in ("pid", "taskdir", "sysctl", "piddir"):
+            if fam in ("pid", "sysctl", "piddir"):
                 raise OSError(errno.EPERM, path)  # proc_setattr, proc_sys_setattr: no ATTR_MODE
             if mode & 0o7777 != a.mode & 0o7777:
                 raise OSError(errno.EPERM, path)
