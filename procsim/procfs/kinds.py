@@ -102,8 +102,15 @@ class ShowHandle(Handle):
 
     __slots__ = ("buf",)
 
-    def __init__(self, *args: Any) -> None:
-        Handle.__init__(self, *args)
+    def __init__(self, kernel: Kernel, entry: "Show", ctx: Ctx, flags: int,
+                 fs: "ProcFS | None" = None, key: tuple | None = None) -> None:
+        # (Handle.__init__ inlined: this is every open of status)
+        self.kernel = kernel
+        self.entry = entry
+        self.ctx = ctx
+        self.flags = flags
+        self.fs = fs
+        self.key = key
         self.buf: bytes | None = None
 
     def read(self, size: int, offset: int) -> bytes:
@@ -260,9 +267,11 @@ class Dir:
     children: tuple["Kind", ...]
     mode: int = 0o555
     by_name: dict[str, "Kind"] = field(init=False, repr=False)
+    subdirs: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_name", {e.name: e for e in self.children})
+        object.__setattr__(self, "subdirs", sum(1 for e in self.children if e.kind == "dir"))
 
     @classmethod
     def of(cls, name: str, *children: "Kind") -> "Dir":
@@ -282,7 +291,7 @@ class Dir:
         return [e.name for e in self.children]
 
     def nlink(self, parent: Node) -> int:
-        return 2 + sum(1 for e in self.children if e.kind == "dir")
+        return 2 + self.subdirs
 
 
 @dataclass(frozen=True, slots=True, eq=False)
