@@ -23,6 +23,7 @@ from procsim.kernel import MADV_DONTNEED, MADV_HUGEPAGE, MADV_PAGEOUT, Kernel, K
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.procfs.context import Caller
+from procsim.procfs.kinds import Bin, WriteOnly
 from procsim.procfs.tree import ProcFS
 
 ROOT = Caller(os.getpid(), 0, 0)  # a reader outside the world, with every privilege
@@ -158,7 +159,7 @@ def files(fs: ProcFS) -> list[str]:
             n = fs.resolve(path, ROOT)
             if n.kind == "dir":
                 stack.append(path)
-            elif n.kind == "file" and n.entry is not None and (n.entry.render or n.entry.pread or n.entry.seq):
+            elif n.kind == "file" and n.entry is not None and not isinstance(n.entry, WriteOnly):
                 out.append(path)
     return out
 
@@ -176,7 +177,7 @@ def read(fs: ProcFS, path: str, chunk: int = 4096) -> bytes:
     try:
         name = path.rsplit("/", 1)[1]
         h = fs.open(path, os.O_RDONLY, ROOT)
-        if h.entry.pread is None:
+        if not isinstance(h.entry, Bin):
             out, off = b"", 0
             while data := h.read(chunk, off):
                 out += data

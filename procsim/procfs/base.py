@@ -1,0 +1,60 @@
+"""/proc/PID and /proc/PID/task/TID (fs/proc/base.c's tgid_base_stuff and
+tid_base_stuff): one row per file, link or subdirectory, listed in table
+order. A directory node carries its task; its rows are looked up with it.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from procsim.kernel import Kernel
+from procsim.procfs import (clear_refs, idle_bitmap, maps, numa_maps, oom, pagemap, pid as P, procmap_query,
+                            smaps)
+from procsim.procfs.context import Caller
+from procsim.procfs.kinds import Bin, Dir, DynDir, Node, Seq, Show, WriteOnly
+
+_MM_FILE = dict(ptrace_open=True, binds_mm=True)
+
+# The files of both a process and each of its threads, in name order (the
+# order they are listed in).
+TID_ENTRIES = (
+    WriteOnly("clear_refs", clear_refs.write),
+    Show("cmdline", P.cmdline),
+    Show("comm", P.comm, 0o644),
+    Show("environ", P.environ, 0o400, ptrace_open=True),
+    Bin("idle_bitmap", idle_bitmap.pid_read, 0o600, idle_bitmap.pid_write, needs_mm=True, **_MM_FILE),
+    Seq("maps", maps.MapsSeq, ioctl=procmap_query.maps_ioctl, **_MM_FILE),
+    Seq("numa_maps", numa_maps.NumaMapsSeq, **_MM_FILE),
+    Show("oom_adj", oom.oom_adj, 0o644, oom.oom_adj_write),
+    Show("oom_score", oom.oom_score),
+    Show("oom_score_adj", oom.oom_score_adj, 0o644, oom.oom_score_adj_write),
+    Bin("pagemap", pagemap.pagemap, needs_mm=True, ioctl_errno=errno.EINVAL, **_MM_FILE),
+    Show("rss_counters", oom.rss_counters, needs_mm=True),  # [ext]
+    Seq("smaps", smaps.SmapsSeq, **_MM_FILE),
+    Show("smaps_rollup", smaps.smaps_rollup, needs_mm=True, **_MM_FILE),
+    Show("stat", P.stat),
+    Show("statm", P.statm),
+    Show("status", P.status),
+)
+TID_DIR = Dir("TID", TID_ENTRIES)
+
+
+def _tid_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, bool]:
+    if name.isdigit():
+        for t in parent.task.tg.threads:
+            if str(t.pid) == name:
+                return Node("dir", TID_DIR, t, True), False
+    raise OSError(errno.ENOENT, name)
+
+
+def _tid_readdir(parent: Node, kernel: Kernel) -> list[str]:
+    return [str(t.pid) for t in parent.task.tg.threads]
+
+
+def _task_nlink(parent: Node) -> int:
+    return 2 + len(parent.task.tg.threads)
+
+
+TASK = DynDir("task", lookup=_tid_lookup, readdir=_tid_readdir, links=_task_nlink)
+TGID_ENTRIES = (*TID_ENTRIES, TASK)
+TGID_DIR = Dir("PID", TGID_ENTRIES)

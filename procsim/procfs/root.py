@@ -1,0 +1,66 @@
+"""/proc itself (fs/proc/root.c): the global files, /proc/sys, and, after
+the rows, one directory per process (proc_pid_lookup, proc_pid_readdir)."""
+
+from __future__ import annotations
+
+import errno
+
+from procsim.kernel import Kernel
+from procsim.procfs import cpuinfo, global_files as G
+from procsim.procfs import observer, oom, pagemap, sysctl
+from procsim.procfs.base import TGID_DIR
+from procsim.procfs.context import Caller, Ctx
+from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Show
+
+
+def _self(ctx: Ctx) -> str:
+    return str(ctx.caller.pid)
+
+
+def _thread_self(ctx: Ctx) -> str:
+    pid = ctx.caller.pid
+    return f"{pid}/task/{pid}"
+
+
+# Global files, with the kernel's EIO for writes to them.
+_GLOBAL = dict(write_errno=errno.EIO)
+PROC_ENTRIES = (
+    Show("cpuinfo", cpuinfo.cpuinfo, records=True, **_GLOBAL),
+    Show("interrupts", G.interrupts, records=True, **_GLOBAL),
+    Bin("kpagecount", pagemap.kpagecount, **_GLOBAL),
+    Bin("kpageflags", pagemap.kpageflags, **_GLOBAL),
+    Show("loadavg", G.loadavg, **_GLOBAL),
+    Show("meminfo", G.meminfo, **_GLOBAL),
+    Dir.of("procsim", Show("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
+    Show("stat", G.stat, **_GLOBAL),
+    Show("uptime", G.uptime, **_GLOBAL),
+    Show("version", G.version, **_GLOBAL),
+    Show("vmstat", G.vmstat, **_GLOBAL),
+    Dir.of("sys", Dir.of("kernel",
+                         Show("osrelease", G.osrelease, deny_write=True),
+                         Bin("pid_max", sysctl.dointvec_read(G.pid_max), 0o644, sysctl.pid_max_write),
+                         Bin("threads-max", sysctl.dointvec_read(G.threads_max), 0o644,
+                             sysctl.threads_max_write))),
+    Link("self", _self),
+    Link("thread-self", _thread_self),
+)
+
+
+def _pid_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, bool]:
+    if name.isdigit() and name == str(int(name)):
+        t = kernel.tasks.get(int(name))
+        if t is not None and not (t.dead and not t.is_leader):
+            return Node("dir", TGID_DIR, t), False
+        if int(name) == caller.pid:
+            # the caller is not simulated: it sees its own real directory
+            real = observer.real_path(caller.pid)
+            observer.lstat(real)
+            return Node("dir", observer=real), True
+    raise OSError(errno.ENOENT, name)
+
+
+def _pid_readdir(parent: Node, kernel: Kernel) -> list[str]:
+    return [str(p) for p in sorted(kernel.groups)]
+
+
+PROC = DynDir("proc", PROC_ENTRIES, lookup=_pid_lookup, readdir=_pid_readdir)

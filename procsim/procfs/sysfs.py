@@ -1,0 +1,31 @@
+"""/sys: the few kernfs attributes procsim serves."""
+
+from __future__ import annotations
+
+import errno
+
+from procsim.procfs import global_files as G
+from procsim.procfs import idle_bitmap, sysfs_mm
+from procsim.procfs.kinds import Bin, Dir, Show
+
+_SYSFS_RO = dict(write_open_errno=errno.EACCES)
+
+
+def _hugepages(kb: int) -> Dir:
+    render, write = sysfs_mm.size_enabled(kb)
+    return Dir.of(f"hugepages-{kb}kB", Show("enabled", render, 0o644, write))
+
+
+SYS_ENTRIES = (
+    Dir.of("devices", Dir.of("system", Dir.of("cpu",
+                                              Show("online", G.cpu_online, **_SYSFS_RO),
+                                              Show("possible", G.cpu_possible, **_SYSFS_RO)))),
+    Dir.of("kernel", Dir.of("mm",
+                            Dir.of("page_idle", Bin("bitmap", idle_bitmap.global_read, 0o600,
+                                                    idle_bitmap.global_write)),
+                            Dir.of("transparent_hugepage",
+                                   Show("enabled", sysfs_mm.thp_enabled, 0o644, sysfs_mm.thp_enabled_write),
+                                   Show("hpage_pmd_size", sysfs_mm.hpage_pmd_size, **_SYSFS_RO),
+                                   *(_hugepages(kb) for kb in sysfs_mm.ANON_SIZES_KB)))),
+)
+SYS = Dir("sys", SYS_ENTRIES)
