@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from procsim.kernel import Kernel
-from procsim.procfs import cpuinfo, global_files as G
+from procsim.procfs import cpuinfo, interrupts, meminfo, small_files, stat, vmstat
 from procsim.procfs import (clear_refs, idle_bitmap, maps, numa_maps, observer, oom, pagemap, pid as P,
                             procmap_query, smaps, sysctl, sysfs_mm)
 from procsim.procfs.context import Caller, Ctx
@@ -100,27 +100,27 @@ TID_ENTRIES = TGID_ENTRIES
 _GLOBAL = dict(write_errno=errno.EIO)
 PROC_ENTRIES = (
     _f("cpuinfo", cpuinfo.cpuinfo, records=True, **_GLOBAL),
-    _f("interrupts", G.interrupts, records=True, **_GLOBAL),
+    _f("interrupts", interrupts.interrupts, records=True, **_GLOBAL),
     Entry("kpagecount", 0o400, pread=pagemap.kpagecount, **_GLOBAL),
     Entry("kpageflags", 0o400, pread=pagemap.kpageflags, **_GLOBAL),
-    _f("loadavg", G.loadavg, **_GLOBAL),
-    _f("meminfo", G.meminfo, **_GLOBAL),
+    _f("loadavg", stat.loadavg, **_GLOBAL),
+    _f("meminfo", meminfo.meminfo, **_GLOBAL),
     _d("procsim", _f("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
-    _f("stat", G.stat, **_GLOBAL),
-    _f("uptime", G.uptime, **_GLOBAL),
-    _f("version", G.version, **_GLOBAL),
-    _f("vmstat", G.vmstat, **_GLOBAL),
+    _f("stat", stat.stat, **_GLOBAL),
+    _f("uptime", stat.uptime, **_GLOBAL),
+    _f("version", small_files.version, **_GLOBAL),
+    _f("vmstat", vmstat.vmstat, **_GLOBAL),
     _d("sys", _d("kernel",
-                 _f("osrelease", G.osrelease, deny_write=True),
-                 Entry("pid_max", 0o644, pread=sysctl.dointvec_read(G.pid_max), pwrite=sysctl.pid_max_write),
-                 Entry("threads-max", 0o644, pread=sysctl.dointvec_read(G.threads_max),
+                 _f("osrelease", small_files.osrelease, deny_write=True),
+                 Entry("pid_max", 0o644, pread=sysctl.dointvec_read(small_files.pid_max), pwrite=sysctl.pid_max_write),
+                 Entry("threads-max", 0o644, pread=sysctl.dointvec_read(small_files.threads_max),
                        pwrite=sysctl.threads_max_write))),
 )
 _SYSFS_RO = dict(write_open_errno=errno.EACCES)
 SYS_ENTRIES = (
     _d("devices", _d("system", _d("cpu",
-                                  _f("online", G.cpu_online, **_SYSFS_RO),
-                                  _f("possible", G.cpu_possible, **_SYSFS_RO)))),
+                                  _f("online", small_files.cpu_online, **_SYSFS_RO),
+                                  _f("possible", small_files.cpu_possible, **_SYSFS_RO)))),
     _d("kernel", _d("mm",
                     _d("page_idle", Entry("bitmap", 0o600, pread=idle_bitmap.global_read,
                                           pwrite=idle_bitmap.global_write)),
