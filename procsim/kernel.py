@@ -108,6 +108,8 @@ class Kernel:
         # The vDSO: two kernel pages (from the reserved region) every process maps.
         self.vdso_pages = np.arange(2, 4, dtype=np.int64)
         self._vdso_memo: tuple[int, dict[int, int]] | None = None
+        # the memory snapshot of the current generation (procsim/mm/show_mem.py): a pure cache
+        self.mem_snapshot_memo: tuple[int, object] | None = None
         for cpu in self.sched.cpus:  # every CPU idled since boot
             cpu.idle = self.now
         self.generation = 0  # bumped on every change; lets caches know
@@ -1127,6 +1129,9 @@ class Kernel:
         major = mm.nr_major - major
         t.maj_flt += major
         t.min_flt += n - major
+        ev = self.mem.vm_events  # count_vm_event(PGFAULT), PGMAJFAULT
+        ev.pgfault += n
+        ev.pgmajfault += major
         return n
 
     @staticmethod

@@ -15,6 +15,8 @@ import numpy as np
 
 from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
+from procsim.mm.vmstat import VmEvents
+from procsim.mm.zone import alloc_zone
 
 # Page flags kept per frame (a subset of the kernel's PG_* and KPF_* bits).
 PG_ANON = 1 << 0        # anonymous (PageAnon)
@@ -106,6 +108,8 @@ class MemMap:
         # allocations cheap after munmap)
         self._blocks: list[list[int]] = [[] for _ in range(MAX_FOLIO_ORDER + 1)]
         self.nr_free = nr_pages - self.first_free
+        # memblock_free_all(): every free frame enters the buddy allocator (pgfree)
+        self.vm_events = VmEvents(alloc_zone(self.nr_free), self.nr_free)
         # vmstat-style counters, kept at alloc/free/map so reads are O(1).
         self.nr_flag = {PG_ANON: 0, PG_FILE: 0, PG_SHMEM: 0}
         self.nr_mapped_file = 0  # page-cache frames mapped at least once (Mapped)
@@ -157,6 +161,7 @@ class MemMap:
         self.rmap_mapping[pfns] = 0
         n = len(pfns) if not isinstance(pfns, slice) else pfns.stop - pfns.start
         self.nr_free -= n
+        self.vm_events.pgalloc += n
         for f in self.nr_flag:
             if flags & f:
                 self.nr_flag[f] += n
@@ -197,6 +202,7 @@ class MemMap:
             need -= take
         pfns = parts[0] if len(parts) == 1 else np.concatenate(parts)
         self._set_new(pfns, flags, 0)
+        self.vm_events.numa_hit += n  # n order-0 allocations
         return pfns
 
     def alloc_folio(self, order: int, flags: int) -> int:
@@ -223,6 +229,7 @@ class MemMap:
             self._next = start + nr
             head = start
         self._set_new(slice(head, head + nr), flags, order)
+        self.vm_events.numa_hit += 1
         self.large_mapcount[head] = self.entire_mapcount[head] = 0
         self.mm_id0[head] = self.mm_id1[head] = self.mm_cnt0[head] = self.mm_cnt1[head] = 0
         return head
@@ -242,6 +249,7 @@ class MemMap:
         self.order[pfns] = 0
         self._freed.append(pfns.copy())
         self.nr_free += len(pfns)
+        self.vm_events.pgfree += len(pfns)
 
     def free_folio(self, head: int) -> None:
         order = int(self.order[head])
@@ -257,6 +265,7 @@ class MemMap:
         self.mm_id0[head] = self.mm_id1[head] = self.mm_cnt0[head] = self.mm_cnt1[head] = 0
         self._blocks[order].append(head)
         self.nr_free += 1 << order
+        self.vm_events.pgfree += 1 << order
         self.deferred_split.discard(head)
 
     def free_pfns(self) -> np.ndarray:

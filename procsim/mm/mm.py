@@ -944,6 +944,8 @@ class MM:
         if absent.any():
             kind = M.PG_SHMEM | M.PG_LRU if file.shmem else M.PG_FILE | M.PG_LRU
             new = self.mem.alloc(int(absent.sum()), kind)
+            if not file.shmem:  # read from disk (shmem pages start zeroed)
+                self.mem.vm_events.pgpgin += len(new) * (PAGE_SIZE // 1024)
             file.cache[pgoffs[absent]] = new
             set_file_rmap(self.mem, file, new, pgoffs[absent])
             pfns = file.cache[pgoffs]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import cpuinfo, global_files as G
-from procsim.procfs import observer, oom, pagemap, sysctl
+from procsim.procfs import (cpuinfo, interrupts, meminfo, observer, oom, pagemap, small_files, stat, sysctl,
+                            vmstat)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Show
@@ -26,20 +26,20 @@ def _thread_self(ctx: Ctx) -> str:
 _GLOBAL = dict(write_errno=errno.EIO)
 PROC_ENTRIES = (
     Show("cpuinfo", cpuinfo.cpuinfo, records=True, **_GLOBAL),
-    Show("interrupts", G.interrupts, records=True, **_GLOBAL),
+    Show("interrupts", interrupts.interrupts, records=True, **_GLOBAL),
     Bin("kpagecount", pagemap.kpagecount, **_GLOBAL),
     Bin("kpageflags", pagemap.kpageflags, **_GLOBAL),
-    Show("loadavg", G.loadavg, **_GLOBAL),
-    Show("meminfo", G.meminfo, **_GLOBAL),
+    Show("loadavg", stat.loadavg, **_GLOBAL),
+    Show("meminfo", meminfo.meminfo, **_GLOBAL),
     Dir.of("procsim", Show("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
-    Show("stat", G.stat, **_GLOBAL),
-    Show("uptime", G.uptime, **_GLOBAL),
-    Show("version", G.version, **_GLOBAL),
-    Show("vmstat", G.vmstat, **_GLOBAL),
+    Show("stat", stat.stat, **_GLOBAL),
+    Show("uptime", stat.uptime, **_GLOBAL),
+    Show("version", small_files.version, **_GLOBAL),
+    Show("vmstat", vmstat.vmstat, **_GLOBAL),
     Dir.of("sys", Dir.of("kernel",
-                         Show("osrelease", G.osrelease, deny_write=True),
-                         Bin("pid_max", sysctl.dointvec_read(G.pid_max), 0o644, sysctl.pid_max_write),
-                         Bin("threads-max", sysctl.dointvec_read(G.threads_max), 0o644,
+                         Show("osrelease", small_files.osrelease, deny_write=True),
+                         Bin("pid_max", sysctl.dointvec_read(small_files.pid_max), 0o644, sysctl.pid_max_write),
+                         Bin("threads-max", sysctl.dointvec_read(small_files.threads_max), 0o644,
                              sysctl.threads_max_write))),
     Link("self", _self),
     Link("thread-self", _thread_self),

@@ -232,9 +232,9 @@ def test_topology_intel_pairs_hyperthreads() -> None:
 
 
 def test_stat_rows_follow_nr_cpus() -> None:
-    from procsim.procfs import global_files as G
+    from procsim.procfs import stat as proc_stat
     k = kernel(cpu="intel-xeon", nr_cpus=4)
-    stat = G.stat(Ctx(k, Caller(1, 0, 0))).decode()
+    stat = proc_stat.stat(Ctx(k, Caller(1, 0, 0))).decode()
     assert [l.split()[0] for l in stat.splitlines() if l.startswith("cpu")] == ["cpu", "cpu0", "cpu1", "cpu2", "cpu3"]
     assert [b["processor"] for b in blocks(text(k))] == ["0", "1", "2", "3"]
 

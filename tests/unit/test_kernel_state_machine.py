@@ -36,7 +36,9 @@ from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PT
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED,
                             MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_EXEC, VM_LOCKED, VM_MAYSHARE,
                             VM_PFNMAP, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE)
-from procsim.procfs import global_files as G
+from procsim.mm import show_mem
+from procsim.mm import zone
+from procsim.procfs import meminfo as meminfo_f
 from procsim.procfs import pagemap as PM
 from procsim.procfs import pid as P
 from procsim.procfs import smaps as SM
@@ -625,8 +627,8 @@ def check_meminfo(k: Kernel, maps: Mappings) -> None:
     what the frames say, AnonPages is each model's own definition, and the
     memoised snapshot is not stale."""
     mem = k.mem
-    assert G.mem_snapshot(k) == G._mem_snapshot(k), "meminfo's memoised snapshot is stale"
-    mi = kb_lines(G.meminfo(Ctx(k, ROOT_CALLER)).decode())
+    assert show_mem.mem_snapshot(k) == show_mem._mem_snapshot(k), "meminfo's memoised snapshot is stale"
+    mi = kb_lines(meminfo_f.meminfo(Ctx(k, ROOT_CALLER)).decode())
     fl = mem.flags[mem.first_free:]
     fl = fl[(fl & M.PG_HUGETLB) == 0]  # the hugetlb pool is on no LRU list and in no page cache count
     n_anon = int(np.count_nonzero(fl & M.PG_ANON))
@@ -653,7 +655,7 @@ def check_meminfo(k: Kernel, maps: Mappings) -> None:
     assert mi["SwapTotal"] == (swap_pages - 1 if swap_pages >= 2 else 0) * kb
     assert mi["SwapFree"] == mi["SwapTotal"] - int(np.count_nonzero(maps.swap)) * kb <= mi["SwapTotal"]
     # (MemTotal - hugetlb pool) * overcommit_ratio / 100 + SwapTotal
-    assert mi["CommitLimit"] == (mi["MemTotal"] - mi["Hugetlb"]) // kb * G.OVERCOMMIT_RATIO // 100 * kb \
+    assert mi["CommitLimit"] == (mi["MemTotal"] - mi["Hugetlb"]) // kb * zone.OVERCOMMIT_RATIO // 100 * kb \
         + mi["SwapTotal"]
     assert mi["MemFree"] <= mi["MemTotal"] and mi["MemAvailable"] <= mi["MemTotal"]
     # mem_snapshot's identity, plus the anon frames AnonPages leaves out

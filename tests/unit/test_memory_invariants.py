@@ -26,7 +26,7 @@ from procsim.kernel import MADV_HUGEPAGE
 from procsim.mm.pagetable import PMD_SHIFT, PMD_SIZE
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE
 from procsim.mm import stats
-from procsim.procfs import global_files as G
+from procsim.procfs import meminfo as meminfo_f
 from procsim.procfs import pagemap as PM
 from procsim.procfs import smaps as SM
 from procsim.procfs.context import Ctx
@@ -105,7 +105,7 @@ def shared(st):
 
 
 def meminfo(k):
-    return kb_lines(G.meminfo(Ctx(k, ROOT_CALLER)).decode())
+    return kb_lines(meminfo_f.meminfo(Ctx(k, ROOT_CALLER)).decode())
 
 
 # -- §5.7.1 ------------------------------------------------------------------------------

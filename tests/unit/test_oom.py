@@ -18,7 +18,8 @@ from procsim.commands import CommandError, execute
 from procsim.mm import oom as O
 from procsim.mm.counter_tree import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
 from procsim.procfs.context import Caller, Ctx
-from procsim.procfs import global_files as G, pid as P
+from procsim.procfs import pid as P
+from procsim.procfs import meminfo as meminfo_f
 from procsim.procfs.tree import ProcFS
 
 from procfs_helpers import errno_of, read_all
@@ -351,7 +352,7 @@ def test_ties_go_to_the_later_process():
 # -- OOM kills from faults ------------------------------------------------------------
 
 def meminfo_free_kb(k: Kernel) -> int:
-    text = G.meminfo(Ctx(k, PRIV)).decode()
+    text = meminfo_f.meminfo(Ctx(k, PRIV)).decode()
     return int(re.search(r"^MemFree:\s+(\d+) kB", text, re.M)[1])
 
 

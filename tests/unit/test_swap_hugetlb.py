@@ -25,7 +25,8 @@ from procsim.mm import stats
 from procsim.mm.mm import MM_ANONPAGES, MM_SWAPENTS
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_HUGETLB, MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE,
                             MAP_SHARED, MNEMONICS)
-from procsim.procfs import global_files as G
+from procsim.procfs import meminfo as meminfo_f
+from procsim.procfs import vmstat
 from procsim.procfs import pid as P
 from procsim.procfs.context import Caller, Ctx
 from test_kernel_state_machine import check_hugetlb, check_smaps_swap_hugetlb, check_swap, check_world
@@ -78,7 +79,7 @@ def status(k: Kernel, pid: int) -> dict[str, str]:
 
 
 def meminfo(k: Kernel) -> dict[str, int]:
-    text = G.meminfo(Ctx(k, Caller(1, 0, 0))).decode()
+    text = meminfo_f.meminfo(Ctx(k, Caller(1, 0, 0))).decode()
     return {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()}
 
 
@@ -140,7 +141,7 @@ def test_pageout_then_fault_back(ks: Kernel) -> None:
     k.touch(p, a + 2 * PAGE, 2 * PAGE, write=False)
     assert meminfo(k)["SwapFree"] == 65532 and mm.rss[MM_SWAPENTS] == 0
     assert pagemap(k, p, a + 2 * PAGE)[0] >> 56 == 0x81
-    v = G.vmstat_values(k)
+    v = vmstat.vmstat_values(k)
     assert v["pswpout"] == 4 and v["pswpin"] == 4 and v["pgmajfault"] == 4
     check(k)
 
@@ -372,7 +373,7 @@ def test_meminfo_hugetlb_and_swap_lines() -> None:
     parts = (m["MemFree"] + m["Buffers"] + m["Cached"] + m["AnonPages"] + m["Slab"] + m["PageTables"]
              + m["Percpu"] + m["VmallocUsed"] + m["Hugetlb"])
     assert parts == m["MemTotal"]
-    text = G.meminfo(Ctx(k, Caller(1, 0, 0))).decode()
+    text = meminfo_f.meminfo(Ctx(k, Caller(1, 0, 0))).decode()
     assert "HugePages_Total:       4\nHugePages_Free:        4\n" in text
 
 

@@ -1,0 +1,210 @@
+"""The machine's memory at one instant (si_meminfo(), si_mem_available(),
+the node and zone stat items meminfo and vmstat print): a pure function of
+kernel state, memoised per `kernel.generation` on the kernel (a cache that
+cannot change a result: every change bumps the generation).
+
+The frame counts come from the mem_map; the kernel's own pools (slab, kernel
+stacks, page tables, percpu, vmalloc, buffers) are estimated from the objects
+the model has (tasks, mms, VMAs) and come out of the free frames.
+
+Machine-specific constants copy the reference VM of spec §0.1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from procsim.mm import memory as M
+from procsim.mm.hugetlb import HPAGE_NR
+from procsim.mm.mm import MM
+from procsim.mm.zone import OVERCOMMIT_RATIO, Zones, zones
+
+if TYPE_CHECKING:
+    from procsim.kernel import Kernel
+
+PAGE_SIZE = 4096
+PAGE_KB = PAGE_SIZE // 1024
+HPAGE_KB = 2048
+GiB_KB = 1 << 20
+
+# Kernel memory outside the frame allocator's user pages, in pages: what a freshly
+# booted server holds, capped for small machines, plus a cost per kernel object.
+SLAB_RECLAIMABLE_BOOT = 32768    # dentry and inode caches (128 MiB), at most RAM/64
+SLAB_UNRECLAIMABLE_BOOT = 6144   # early kmalloc, kmem_cache, ... (24 MiB), at most RAM/256
+SLAB_PER_THREAD = 3              # task_struct, pid, cred, signal, files (~12 KiB)
+SLAB_PER_PROCESS_RECLAIMABLE = 4  # /proc and other dentries/inodes of a process
+SLAB_PER_MM = 2                  # mm_struct, maple nodes, anon_vma roots
+VMAS_PER_SLAB_PAGE = 16          # vm_area_struct + anon_vma_chain ~ 256 bytes
+THREAD_STACK_PAGES = 4           # THREAD_SIZE = 16 KiB on x86_64, vmalloc'ed
+PERCPU_PAGES = (22, 75)          # percpu first chunk: base, and per CPU (688 kB at 2 CPUs)
+VMALLOC_OTHER_PAGES = 3072       # vmalloc besides stacks (12 MiB), at most RAM/64
+BUFFERS_MAX_PAGES = 1024         # block-device metadata cache, RAM/4096 up to 4 MiB
+
+
+@dataclass(frozen=True, slots=True)
+class MemSnapshot:
+    """The machine's memory at one instant, in pages (kernel_stack_kb in kB,
+    as NR_KERNEL_STACK_KB). Exact identity, in pages:
+
+        total = free + buffers + file + shmem + anon + slab_reclaimable
+                + slab_unreclaimable + kernel_stack + pagetables + percpu
+                + (vmalloc_used - kernel_stack) + anon_unmapped + hugetlb
+
+    (anon_unmapped is 0 unless large folios are partially mapped: like the
+    kernel's NR_ANON_MAPPED, AnonPages then leaves some allocated pages out)
+    i.e. meminfo's MemTotal = MemFree + Buffers + Cached + AnonPages + Slab +
+    KernelStack + PageTables + Percpu + VmallocUsed - KernelStack + Hugetlb
+    (stacks are vmalloc'ed, so VmallocUsed already holds them; the hugetlb
+    pool is in MemTotal and not in MemFree, as on Linux).
+    """
+    total: int
+    free: int
+    buffers: int
+    file: int          # page cache of files, shmem excluded
+    shmem: int
+    anon: int          # AnonPages: NR_ANON_MAPPED as the mapcount model counts it
+    anon_unmapped: int  # anon frames of partially mapped large folios AnonPages leaves out
+    anon_thp: int      # AnonHugePages: pages of PMD-mapped anon folios
+    mapped: int
+    active_anon: int
+    inactive_anon: int
+    active_file: int
+    inactive_file: int
+    unevictable: int
+    mlocked: int
+    slab_reclaimable: int
+    slab_unreclaimable: int
+    kernel_stack_kb: int
+    pagetables: int
+    percpu: int
+    vmalloc_used: int
+    swap_total: int
+    swap_free: int
+    hugetlb: int        # the hugetlb pool, in pages (Hugetlb); HugePages_* below in huge pages
+    huge_total: int
+    huge_free: int
+    huge_rsvd: int
+    committed: int
+    commit_limit: int
+    available: int
+    zones: Zones
+
+    @property
+    def cached(self) -> int:
+        """NR_FILE_PAGES - swapcache - buffers: files and shmem."""
+        return self.file + self.shmem
+
+
+def _mms(k: Kernel) -> list[MM]:
+    """Every live address space once (vfork-style sharing counts once)."""
+    seen: dict[int, MM] = {}
+    for g in k.groups.values():
+        if g.mm is not None:
+            seen[id(g.mm)] = g.mm
+    return list(seen.values())
+
+
+def mem_snapshot(k: Kernel) -> MemSnapshot:
+    """The memory snapshot for the kernel's current generation (memoised)."""
+    memo = k.mem_snapshot_memo
+    if memo is None or memo[0] != k.generation:
+        memo = k.mem_snapshot_memo = (k.generation, _mem_snapshot(k))
+    return memo[1]
+
+
+def _mem_snapshot(k: Kernel) -> MemSnapshot:
+    mem, cfg = k.mem, k.config
+    total = mem.nr_pages - mem.first_free          # totalram_pages: RAM less reserved frames
+    anon, file, shmem = mem.nr_flag[M.PG_ANON], mem.nr_flag[M.PG_FILE], mem.nr_flag[M.PG_SHMEM]
+    # AnonPages counts mapped anon pages; the LRU lists hold whole folios
+    anon_mapped = mem.nr_anon_mapped
+    mms = _mms(k)
+    nvmas = sum(len(mm.vmas) for mm in mms)
+    stacks = sum(1 for t in k.tasks.values() if not t.dead) + cfg.nr_cpus  # + idle tasks
+    # NR_PAGETABLE counts each mm's PGD too, which mm_pgtables_bytes (VmPTE) leaves out
+    pagetables = sum(mm.pgtable.pgtables_bytes() for mm in mms) // PAGE_SIZE + len(mms)
+    kstack = stacks * THREAD_STACK_PAGES
+    sunreclaim = (min(SLAB_UNRECLAIMABLE_BOOT, total // 256) + k.nr_threads() * SLAB_PER_THREAD
+                  + len(mms) * SLAB_PER_MM + nvmas // VMAS_PER_SLAB_PAGE)
+    sreclaim = min(SLAB_RECLAIMABLE_BOOT, total // 64) + len(k.groups) * SLAB_PER_PROCESS_RECLAIMABLE
+    percpu = PERCPU_PAGES[0] + PERCPU_PAGES[1] * cfg.nr_cpus
+    vmalloc_other = min(VMALLOC_OTHER_PAGES, total // 64)
+    buffers = min(total // 4096, BUFFERS_MAX_PAGES)
+    # The pools come out of the free frames; when memory is short the
+    # shrinkers give back reclaimable slab first, the rest floors at zero.
+    pinned = sunreclaim + kstack + pagetables + percpu + vmalloc_other + buffers
+    sreclaim = max(0, min(sreclaim, mem.nr_free - pinned))
+    free = max(0, mem.nr_free - pinned - sreclaim)
+
+    # LRU lists: shmem sits on the anon lists, buffers on the file lists.
+    # Mlocked pages (VmLck, bounded by what is resident) move to the
+    # unevictable list, taken from anon first. Of the evictable pages a fixed
+    # share is active: 1/8 of anon (new anon starts inactive), 1/2 of file.
+    anon_lru, file_lru = anon + shmem, file + buffers
+    mlocked = min(sum(mm.locked_vm for mm in mms), anon_lru + file_lru)
+    unevict_anon = min(mlocked, anon_lru)
+    ev_anon, ev_file = anon_lru - unevict_anon, file_lru - (mlocked - unevict_anon)
+    active_anon, active_file = ev_anon // 8, ev_file // 2
+
+    # The swap area's own count (its header page is not swap space: 64 MiB
+    # of swap shows 65532 kB); free slots, not the mms' swap entries (a slot
+    # shared after fork is one slot).
+    swap_total, swap_free = mem.swap.pages, mem.swap.nr_free
+    pool = mem.hugetlb
+    hugetlb = pool.nr_huge_pages * HPAGE_NR
+    # Committed_AS: accountable private writable memory (data_vm + stack_vm
+    # of every mm, charged again on fork; hugetlb is never VM_ACCOUNT) plus
+    # shmem, which is charged once per object (resident pages stand in for
+    # the object sizes).
+    committed = sum(mm.data_vm - mm.hugetlb_data_vm + mm.stack_vm for mm in mms) + shmem
+    # the hugetlb pool is not committable (6.18: 4 x 2 MiB took 4096 kB off)
+    commit_limit = (total - hugetlb) * OVERCOMMIT_RATIO // 100 + swap_total
+
+    z = zones(total)
+    pagecache = ev_file  # active + inactive file, as si_mem_available() counts it
+    available = free - z.totalreserve
+    available += pagecache - min(pagecache // 2, z.wmark_low)
+    available += sreclaim - min(sreclaim // 2, z.wmark_low)
+    return MemSnapshot(
+        total=total, free=free, buffers=buffers, file=file, shmem=shmem, anon=anon_mapped,
+        anon_unmapped=anon - anon_mapped, anon_thp=mem.nr_anon_thps,
+        mapped=mem.nr_mapped_file, active_anon=active_anon, inactive_anon=ev_anon - active_anon,
+        active_file=active_file, inactive_file=ev_file - active_file, unevictable=mlocked,
+        mlocked=mlocked, slab_reclaimable=sreclaim, slab_unreclaimable=sunreclaim,
+        kernel_stack_kb=kstack * PAGE_KB, pagetables=pagetables, percpu=percpu,
+        vmalloc_used=vmalloc_other + kstack, swap_total=swap_total, swap_free=swap_free,
+        hugetlb=hugetlb, huge_total=pool.nr_huge_pages, huge_free=pool.free_huge_pages,
+        huge_rsvd=pool.resv_huge_pages,
+        committed=committed, commit_limit=commit_limit, available=max(available, 0), zones=z)
+
+
+def _by_2m(kb: int) -> tuple[int, int]:
+    """(4 KiB part, 2 MiB part) of a range."""
+    return kb % HPAGE_KB, kb - kb % HPAGE_KB
+
+
+@lru_cache(maxsize=16)
+def direct_map(phys_kb: int) -> tuple[int, int, int]:
+    """DirectMap4k/2M/1G: RAM below the 3 GiB PCI hole and the rest above
+    4 GiB. The first 2 GiB use 2 MiB pages with 26 MiB split to 4 KiB (BIOS
+    area, kernel text/rodata permissions); whole, aligned GiBs use 1 GiB
+    pages. Reproduces the reference VM (26 GiB of RAM)."""
+    low = min(phys_kb, 3 * GiB_KB)
+    high = phys_kb - low
+    first = min(low, 2 * GiB_KB)
+    k4 = min(first, 26624)
+    a, m2 = _by_2m(first - k4)
+    k4 += a
+    g1 = 0
+    rest = low - first  # [2 GiB, 3 GiB)
+    if rest == GiB_KB:
+        g1 += GiB_KB
+    else:
+        a, b = _by_2m(rest)
+        k4, m2 = k4 + a, m2 + b
+    g1 += high - high % GiB_KB
+    a, b = _by_2m(high % GiB_KB)
+    return k4 + a, m2 + b, g1
+

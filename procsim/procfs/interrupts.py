@@ -1,0 +1,76 @@
+"""/proc/interrupts (spec §20): show_interrupts() and arch_show_interrupts()
+over the counts of procsim/irq.py."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from procsim.irq import ArchRow, IrqLine, irq_snapshot
+from procsim.procfs.context import Ctx
+
+
+def irq_prec(n: int) -> int:
+    """Width of the IRQ-number column: digits of nr_irqs, at least 3."""
+    prec, j = 3, 1000
+    while j <= n and prec < 10:
+        prec += 1
+        j *= 10
+    return prec
+
+@lru_cache(maxsize=16)
+def _interrupts_header(ncpu: int, prec: int) -> str:
+    return " " * (prec + 8) + "".join(f"CPU{i:<8}" for i in range(ncpu)) + "\n"
+
+
+@lru_cache(maxsize=32)
+def _counts_fmt(ncpu: int, before: bool) -> str:
+    """' %10u' per CPU on IRQ lines, '%10u ' on arch lines."""
+    return (" %10d" if before else "%10d ") * ncpu
+
+
+@lru_cache(maxsize=512)
+def _device_parts(line: IrqLine, prec: int) -> tuple[str, str]:
+    """show_interrupts() for one descriptor (kernel/irq/proc.c), around the
+    per-CPU counts: the IRQ number, then chip, hwirq, level, flow and action."""
+    tail = f" {line.chip:>8} {line.hwirq:>{prec}}"
+    if line.level is not None:
+        tail += f" {line.level:<8}"
+    if line.flow is not None:
+        tail += f"-{line.flow:<8}"
+    return f"{line.irq:>{prec}}:", f"{tail}  {line.action}\n"
+
+
+@lru_cache(maxsize=512)
+def _arch_parts(arch: str, row: ArchRow, prec: int) -> tuple[str, str]:
+    """The label and description around an arch line's counts."""
+    if row.desc is None:  # ERR/MIS/Err: "%*s: %10u", one machine-wide count
+        return f"{row.name:>{prec}}: ", "\n"
+    if arch == "x86":  # "%*s: " + "%10u " per CPU + "  desc"
+        return f"{row.name:>{prec}}: ", f"  {row.desc}\n"
+    # arm64/riscv: "%*s%u:%s" (IPI, number, a space when prec >= 4) then counts
+    label = f"{row.name[:3]:>{prec - 1}}{row.name[3:]}:" + (" " if prec >= 4 else "")
+    return label, ("      " if arch == "arm64" else " ") + f"{row.desc}\n"
+
+
+def _device_line(line: IrqLine, counts: list[int], prec: int) -> str:
+    head, tail = _device_parts(line, prec)
+    return head + _counts_fmt(len(counts), True) % tuple(counts) + tail
+
+
+def _arch_line(arch: str, row: ArchRow, counts: list[int] | int, prec: int) -> str:
+    head, tail = _arch_parts(arch, row, prec)
+    if isinstance(counts, int):
+        return f"{head}{counts:>10}{tail}"
+    return head + _counts_fmt(len(counts), False) % tuple(counts) + tail
+
+
+def interrupts(ctx: Ctx) -> bytes:
+    k = ctx.kernel
+    arch = k.config.arch
+    s = irq_snapshot(k)
+    prec = irq_prec(s.nr_irqs)
+    out = [_interrupts_header(k.config.nr_cpus, prec)]
+    out += [_device_line(line, counts, prec) for line, counts in s.devices]
+    out += [_arch_line(arch, row, counts, prec) for row, counts in s.arch]
+    return "".join(out).encode()
+

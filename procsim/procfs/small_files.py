@@ -1,0 +1,43 @@
+"""Small machine-wide files: /proc/version, the kernel sysctls ps and top
+read (osrelease, pid_max, threads-max) and /sys/devices/system/cpu/online
+and possible."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from procsim.bitmap import list_str
+from procsim.procfs.context import Ctx
+
+
+def version(ctx: Ctx) -> bytes:
+    """linux_proc_banner, resolved with osrelease at boot (procsim/utsname.py)."""
+    return f"{ctx.kernel.config.version}\n".encode()
+
+
+def osrelease(ctx: Ctx) -> bytes:
+    return f"{ctx.kernel.config.osrelease}\n".encode()
+
+
+def pid_max(ctx: Ctx) -> bytes:
+    return f"{ctx.kernel.config.pid_max}\n".encode()
+
+
+def threads_max(ctx: Ctx) -> bytes:
+    """kernel.threads-max: the limit fork() enforces (Kernel.max_threads)."""
+    return f"{ctx.kernel.max_threads}\n".encode()
+
+
+@lru_cache(maxsize=16)
+def _cpu_list(ncpu: int) -> bytes:
+    return f"{list_str((1 << ncpu) - 1)}\n".encode()
+
+
+def cpu_online(ctx: Ctx) -> bytes:
+    return _cpu_list(ctx.kernel.config.nr_cpus)
+
+
+def cpu_possible(ctx: Ctx) -> bytes:
+    """Every possible CPU is online: no hotplug in the model."""
+    return _cpu_list(ctx.kernel.config.nr_cpus)
+
