@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import inspect
 import logging
 import math
 import re
@@ -405,8 +404,8 @@ def _seconds(ns: int) -> float:
 
 def _params(op: str) -> tuple[list[str], list[str]]:
     """A command's argument names, and the required ones."""
-    ps = list(inspect.signature(COMMANDS[op]).parameters.values())[1:]
-    return [p.name for p in ps], [p.name for p in ps if p.default is inspect.Parameter.empty]
+    ps = COMMANDS[op].params
+    return [p.name for p in ps], [p.name for p in ps if p.required]
 
 
 class _Builder:
