@@ -141,3 +141,31 @@ def test_client_methods_are_the_table():
             assert (d is inspect.Parameter.empty) if p.required else d == p.default, (op, p.name)
         assert method.__doc__ == cmd.doc and cmd.doc, op
     assert not hasattr(Client, "no_such_command")
+
+
+def test_scenario_activity_of_the_wrong_type_is_a_load_error(tmp_path):
+    """A timed event with a bad value fails the load, naming it, rather than
+    being skipped when it comes due."""
+    from procsim import scenario
+    doc = """
+[machine]
+nr_cpus = 2
+mem = "1G"
+[[process]]
+name = "app"
+argv = ["/usr/bin/app"]
+maps = [{ name = "buf", size = "1M" }]
+[[activity]]
+at = 5
+op = "touch"
+pid = "app"
+addr = "app:buf"
+length = 4096
+write = "no"
+"""
+    f = tmp_path / "bad.toml"
+    f.write_text(doc)
+    with pytest.raises(scenario.ScenarioError, match=r"activity #1 \(touch\): write: expected true or false, got 'no'"):
+        scenario.load(str(f), clock="manual")
+    f.write_text(doc.replace('write = "no"', "write = false"))
+    scenario.load(str(f), clock="manual")  # names for pid and addr still resolve
