@@ -25,14 +25,15 @@ Python API:
         c.mmap(pid=pid, length=1 << 20)
         c.call("exit_group", pid=pid)      # same thing, by name
 
-This module imports only the standard library at load time: the client side
-is used by the pytest plugin and by scripts that do not need the kernel.
+Client has one method per command, generated from the command table
+(procsim/commands.py): its parameters, defaults, types and docstring are
+the table's, so `help(Client.mmap)` shows them and a misspelt keyword fails
+in Python before anything is sent.
 """
 
 from __future__ import annotations
 
 import errno
-import functools
 import inspect
 import json
 import logging
@@ -40,7 +41,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
 log = logging.getLogger("procsim.control")
 
@@ -139,11 +140,6 @@ class Client:
         """Command names and their parameter names."""
         return self.call("ops")
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return functools.partial(self.call, name)
-
     def _close(self) -> None:
         for f in (self._rfile, self._sock):
             if f is not None:
@@ -165,6 +161,39 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client({self.mnt!r})"
+
+
+def _client_method(cmd: Any) -> Callable[..., Any]:
+    """Client.<command>: binds the arguments to the table's signature and
+    sends only those given (the daemon fills in the defaults)."""
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for p in cmd.params:
+        default = inspect.Parameter.empty if p.required else p.default
+        hint = Optional[p.type.annotation] if default is None else p.type.annotation
+        params.append(inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                                        annotation=hint))
+    sig = inspect.Signature(params)
+
+    def method(self: Client, *args: Any, **kwargs: Any) -> Any:
+        bound = sig.bind(self, *args, **kwargs)
+        given = {name: v for name, v in bound.arguments.items() if name != "self"}
+        return self.call(cmd.name, **given)
+
+    method.__name__ = cmd.name
+    method.__qualname__ = f"Client.{cmd.name}"
+    method.__doc__ = cmd.doc
+    method.__signature__ = sig  # type: ignore[attr-defined]
+    return method
+
+
+def _add_command_methods() -> None:
+    from procsim.commands import COMMANDS
+    for name, cmd in COMMANDS.items():
+        assert not hasattr(Client, name), f"command {name!r} shadows Client.{name}"
+        setattr(Client, name, _client_method(cmd))
+
+
+_add_command_methods()
 
 
 # -- server -----------------------------------------------------------------------
@@ -335,10 +364,6 @@ class ControlServer:
 
     def _ops(self) -> dict[str, list[str]]:
         out = {}
-        for name, fn in sorted(self._commands.COMMANDS.items()):
-            try:
-                params = list(inspect.signature(fn).parameters)[1:]  # drop the kernel
-            except (TypeError, ValueError):
-                params = []
-            out[name] = params
+        for name, cmd in sorted(self._commands.COMMANDS.items()):
+            out[name] = [p.name for p in cmd.params]
         return out

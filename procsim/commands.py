@@ -1,8 +1,10 @@
 """The command vocabulary shared by scenario activity, live control and the
-Python client: a name, a kernel call, and argument checking.
+Python client: a table of commands, each a name, typed parameters
+(procsim/params.py) and a kernel call.
 
-Every command validates its arguments before the kernel is touched, and the
-kernel validates the world before changing it, so a bad command changes
+Every command's arguments are parsed by the table before the kernel is
+touched (unknown, missing and ill-typed parameters are EINVAL, named), and
+the kernel validates the world before changing it, so a bad command changes
 nothing.
 """
 
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from procsim.bitmap import parse_list
@@ -19,6 +23,8 @@ from procsim.mm import oom, stats
 from procsim.mm.counter_tree import NR_MM_COUNTERS, RSS_NAMES
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.mm import MMError
+from procsim.params import (BOOL, CPULIST, INT, KB, PROT, RAW, REQUIRED, SECONDS, SIZE, STR, STR_MAP, STRS,
+                            Param, ParamError, Type)
 from procsim.mm.access_log import ranges as vpn_ranges
 from procsim.workload import WorkloadError
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
@@ -32,126 +38,58 @@ class CommandError(Exception):
         self.msg = msg
 
 
-def _int(v: Any, name: str) -> int:
-    if isinstance(v, bool):
-        raise CommandError(errno.EINVAL, f"{name}: expected an integer")
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str):
-        try:
-            return int(v, 0)
-        except ValueError:
-            pass
-        units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-        s = v.strip().lower().removesuffix("ib").removesuffix("b")
-        if s and s[-1] in units:
-            try:
-                return int(float(s[:-1]) * units[s[-1]])
-            except ValueError:
-                pass
-    raise CommandError(errno.EINVAL, f"{name}: expected an integer, got {v!r}")
-
-
-def _prot(v: Any) -> int:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if isinstance(v, str):
-        if v in ("none", "---", ""):
-            return 0
-        bits = {"r": 1, "w": 2, "x": 4, "-": 0}
-        if all(c in bits for c in v):
-            return sum(bits[c] for c in set(v))
-    raise CommandError(errno.EINVAL, f"prot: expected 'rwx' letters or an integer, got {v!r}")
-
-
-def _str_list(v: Any, name: str) -> list[str]:
-    if isinstance(v, str):
-        return v.split()
-    if isinstance(v, list) and all(isinstance(x, str) for x in v):
-        return v
-    raise CommandError(errno.EINVAL, f"{name}: expected a list of strings")
-
-
-def _bool(v: Any, name: str) -> bool:
-    """A flag: a boolean, 0 or 1 (not any truthy value: "no" is no yes)."""
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int) and v in (0, 1):
-        return bool(v)
-    raise CommandError(errno.EINVAL, f"{name}: expected true or false, got {v!r}")
-
-
-def _str(v: Any, name: str) -> str | None:
-    """An optional text argument (a comm, a path, a state letter)."""
-    if v is None or isinstance(v, str):
-        return v
-    raise CommandError(errno.EINVAL, f"{name}: expected a string, got {v!r}")
-
-
-def _cpus(v: Any, k: Kernel) -> int:
-    if isinstance(v, list):
-        v = ",".join(str(_int(x, "cpus")) for x in v)
+def _cpus(v: str, k: Kernel) -> int:
     try:
-        return parse_list(str(v), k.config.nr_cpus)
+        return parse_list(v, k.config.nr_cpus)
     except ValueError as e:
         raise CommandError(errno.EINVAL, f"cpus: {e}") from None
 
 
-def c_spawn(k: Kernel, argv, parent=1, uid=None, gid=None, pid=None, exe=None, env=None) -> int:
-    return k.spawn(_str_list(argv, "argv"), parent=_int(parent, "parent"),
-                   uid=None if uid is None else _int(uid, "uid"), gid=None if gid is None else _int(gid, "gid"),
-                   pid=None if pid is None else _int(pid, "pid"), exe=_str(exe, "exe"),
-                   env=None if env is None else _str_list(env, "env"))
+def c_spawn(k: Kernel, argv, parent, uid, gid, pid, exe, env) -> int:
+    """Start a process: fork `parent` and exec `argv` (`exe`: the program's
+    path when it is not argv[0]); returns its pid. uid/gid default to the
+    parent's."""
+    return k.spawn(argv, parent=parent, uid=uid, gid=gid, pid=pid, exe=exe, env=env)
 
 
-def c_exec(k: Kernel, pid, path, argv=None, env=None, layout=None, build_ids=None) -> None:
+def c_exec(k: Kernel, pid, path, argv, env, layout, build_ids) -> None:
     """exec; `layout`: the text of a real /proc/PID/maps to replay exactly
     (procsim/layout.py), `build_ids`: {name: hex} for its files."""
-    k.exec(_int(pid, "pid"), _str(path, "path") or "", _str_list(argv or [path], "argv"),
-           None if env is None else _str_list(env, "env"), _str(layout, "layout"), _str_dict(build_ids, "build_ids"))
+    k.exec(pid, path, argv if argv is not None else [path], env, layout, build_ids)
 
 
-def _str_dict(v: Any, name: str) -> dict[str, str] | None:
-    if v is None:
-        return None
-    if isinstance(v, dict) and all(isinstance(a, str) and isinstance(b, str) for a, b in v.items()):
-        return v
-    raise CommandError(errno.EINVAL, f"{name}: expected an object of strings")
-
-
-def c_mmap(k: Kernel, pid, length, prot="rw", shared=False, path=None, offset=0, addr=0,
-           fixed=False, noreplace=False, growsdown=False, locked=False, noreserve=False,
-           writable=True, hugetlb=False) -> int:
-    """mmap; `hugetlb`: MAP_HUGETLB (anonymous only; the length is rounded
-    up to 2 MiB and taken from the hugetlb pool, see the `hugepages` command)."""
+def c_mmap(k: Kernel, pid, length, prot, shared, path, offset, addr, fixed, noreplace, growsdown, locked,
+           noreserve, writable, hugetlb) -> int:
+    """mmap; returns the address. `hugetlb`: MAP_HUGETLB (anonymous only; the
+    length is rounded up to 2 MiB and taken from the hugetlb pool, see the
+    `hugepages` command). `writable`: a file opened for writing."""
     flags = (MAP_SHARED if shared else MAP_PRIVATE) | (0 if path else MAP_ANONYMOUS)
     flags |= (MAP_FIXED if fixed else 0) | (MAP_FIXED_NOREPLACE if noreplace else 0)
     flags |= (MAP_GROWSDOWN if growsdown else 0) | (MAP_LOCKED if locked else 0)
-    flags |= MAP_NORESERVE if noreserve else 0
-    flags |= MAP_HUGETLB if _bool(hugetlb, "hugetlb") else 0
-    return k.mmap(_int(pid, "pid"), _int(length, "length"), _prot(prot), flags, _int(addr, "addr"),
-                  _str(path, "path"), _int(offset, "offset"), bool(writable))
+    flags |= (MAP_NORESERVE if noreserve else 0) | (MAP_HUGETLB if hugetlb else 0)
+    return k.mmap(pid, length, prot, flags, addr, path, offset, writable)
 
 
-def c_mremap(k: Kernel, pid, addr, old_length, new_length, maymove=False, new_addr=None) -> int:
+def c_mremap(k: Kernel, pid, addr, old_length, new_length, maymove, new_addr) -> int:
+    """mremap; `new_addr` implies MREMAP_MAYMOVE|MREMAP_FIXED. Returns the address."""
     flags = MREMAP_MAYMOVE if maymove or new_addr is not None else 0
     flags |= MREMAP_FIXED if new_addr is not None else 0
-    return k.mremap(_int(pid, "pid"), _int(addr, "addr"), _int(old_length, "old_length"),
-                    _int(new_length, "new_length"), flags, _int(new_addr or 0, "new_addr"))
+    return k.mremap(pid, addr, old_length, new_length, flags, new_addr or 0)
 
 
-def c_madvise(k: Kernel, pid, addr, length, advice="dontneed") -> None:
-    name = str(advice).lower().removeprefix("madv_")
+def c_madvise(k: Kernel, pid, addr, length, advice) -> None:
+    """madvise with a modelled advice (`dontneed`, `pageout`, `hugepage`, ...)."""
+    name = advice.lower().removeprefix("madv_")
     if name not in MADVISE_NAMES:
         raise CommandError(errno.EINVAL, f"advice {advice!r} is not modelled ({', '.join(MADVISE_NAMES)})")
-    k.madvise(_int(pid, "pid"), _int(addr, "addr"), _int(length, "length"), MADVISE_NAMES[name])
+    k.madvise(pid, addr, length, MADVISE_NAMES[name])
 
 
-def c_hugepages(k: Kernel, nr=None) -> dict:
+def c_hugepages(k: Kernel, nr) -> dict:
     """Set vm.nr_hugepages (`nr`, optional) and return the pool as
     /proc/meminfo's HugePages_* lines count it."""
     if nr is not None:
-        k.set_nr_hugepages(_int(nr, "nr"))
+        k.set_nr_hugepages(nr)
     pool = k.mem.hugetlb
     return {"total": pool.nr_huge_pages, "free": pool.free_huge_pages, "rsvd": pool.resv_huge_pages,
             "surp": 0, "size_kb": 2048}
@@ -168,7 +106,7 @@ def c_rss_counters(k: Kernel, pid) -> dict | None:
     """A process's RSS counters (pages): the counter kind and accuracy, and
     per counter the precise and approximate sums and the range [min, max]
     the approximation allows for the precise value. None without an mm."""
-    mm = k.group(_int(pid, "pid")).mm
+    mm = k.group(pid).mm
     if mm is None:
         return None
     r, s = mm.rss, mm.rss.shape
@@ -180,16 +118,15 @@ def c_rss_counters(k: Kernel, pid) -> dict | None:
             "under": s.under, "over": s.over, "counters": counters}
 
 
-def c_oom_score_adj(k: Kernel, pid, value=None) -> dict:
+def c_oom_score_adj(k: Kernel, pid, value) -> dict:
     """Set oom_score_adj (as a writer with CAP_SYS_RESOURCE: -1000..1000, it
     also sets the floor for unprivileged writers) and/or read the process's
     oom_score_adj, oom_adj and oom_score."""
-    tg = k.group(_int(pid, "pid"))
+    tg = k.group(pid)
     if value is not None:
-        v = _int(value, "value")
-        if not oom.OOM_SCORE_ADJ_MIN <= v <= oom.OOM_SCORE_ADJ_MAX:
-            raise CommandError(errno.EINVAL, f"value: oom_score_adj takes -1000 to 1000, got {v}")
-        oom.set_oom_adj(tg, v, capable=True, legacy=False)
+        if not oom.OOM_SCORE_ADJ_MIN <= value <= oom.OOM_SCORE_ADJ_MAX:
+            raise CommandError(errno.EINVAL, f"value: oom_score_adj takes -1000 to 1000, got {value}")
+        oom.set_oom_adj(tg, value, capable=True, legacy=False)
         k._changed("oom_score_adj", pid=tg.tgid)
     return {"oom_score_adj": tg.oom_score_adj, "oom_score_adj_min": tg.oom_score_adj_min,
             "oom_adj": oom.oom_adj_of(tg.oom_score_adj), "oom_score": oom.proc_oom_score(tg, oom.total_pages(k))}
@@ -201,22 +138,20 @@ def c_oom(k: Kernel) -> list[dict]:
     return [ev.as_dict() for ev in k.oom.events]
 
 
-def c_oom_select(k: Kernel, two_pass=True) -> dict:
+def c_oom_select(k: Kernel, two_pass) -> dict:
     """Which process the OOM killer would choose now (nothing is killed)."""
-    sel = oom.select_bad_process(list(k.groups.values()), oom.total_pages(k), _bool(two_pass, "two_pass"),
-                                 record=True)
+    sel = oom.select_bad_process(list(k.groups.values()), oom.total_pages(k), two_pass, record=True)
     return {"victim": sel.chosen.tgid if sel.chosen is not None else None,
             "points": sel.points if sel.chosen is not None else None, "precise_evals": sel.precise_evals,
             "best_lo": sel.best_lo, "candidates": [dataclasses.asdict(c) for c in sel.candidates]}
 
 
-def c_thp(k: Kernel, enabled=None, size=None, mode=None) -> dict:
+def c_thp(k: Kernel, enabled, size, mode) -> dict:
     """Set THP knobs (`enabled` top level; `size` in kB or "64k" with `mode`)
     and return them all."""
     if (size is None) != (mode is None):
         raise CommandError(errno.EINVAL, "thp: size and mode go together")
-    kb = None if size is None else _int(size, "size") // (1024 if isinstance(size, str) and not str(size).isdigit() else 1)
-    k.set_thp(enabled, kb, mode)
+    k.set_thp(enabled, size, mode)
     thp = k.mem.thp
     return {"enabled": thp.enabled, "sizes": {f"{4 << o}kB": m for o, m in sorted(thp.per_order.items())}}
 
@@ -228,13 +163,14 @@ MAX_ADVANCE_S = 3600.0
 
 
 def c_advance(k: Kernel, seconds) -> None:
-    s = float(seconds)
-    if not 0 <= s <= MAX_ADVANCE_S:  # also NaN
+    """Move the clock forward (manual clock): activity and workloads run."""
+    if seconds > MAX_ADVANCE_S:
         raise CommandError(errno.EINVAL, f"seconds: expected 0 to {MAX_ADVANCE_S:g}, got {seconds!r}")
-    k.advance(s)
+    k.advance(seconds)
 
 
 def c_ps(k: Kernel) -> list[dict]:
+    """Every thread group: pid, ppid, comm, uid, state, threads, cmdline, RSS pages."""
     out = []
     for tg in k.thread_groups():
         out.append({"pid": tg.tgid, "ppid": tg.parent.tgid if tg.parent else 0, "comm": tg.leader.comm,
@@ -245,7 +181,8 @@ def c_ps(k: Kernel) -> list[dict]:
 
 
 def c_vmas(k: Kernel, pid) -> list[dict]:
-    mm = k.group(_int(pid, "pid")).mm
+    """A process's VMAs: range, perms, flags, path, resident/swap/hugetlb pages."""
+    mm = k.group(pid).mm
     if mm is None:
         return []
     return [{"start": v.start, "end": v.end, "perms": v.perms(), "flags": v.flags,
@@ -259,7 +196,7 @@ def c_memory(k: Kernel, pid) -> dict:
     """The model's smaps numbers of a process, in bytes (PSS values already
     divided out of their fixed point): per VMA and the rollup, as
     memory-measuring tools would total them."""
-    mm = k.group(_int(pid, "pid")).mm
+    mm = k.group(pid).mm
     if mm is None:
         return {"vmas": [], "rollup": None}
     users = k.vdso_mapcount
@@ -275,7 +212,9 @@ def c_memory(k: Kernel, pid) -> dict:
 
 
 def c_status(k: Kernel, pid) -> dict:
-    t = k.task(_int(pid, "pid"))
+    """One task: scheduling state, cpumasks, RSS counters, faults; utime,
+    stime and start_time in nanoseconds."""
+    t = k.task(pid)
     mm = t.mm
     return {"pid": t.pid, "tgid": t.tgid, "comm": t.comm, "state": t.state, "cpu": t.cpu,
             "on_cpu": t.on_cpu, "cpus_allowed": t.cpus_allowed,
@@ -286,18 +225,13 @@ def c_status(k: Kernel, pid) -> dict:
 
 
 def c_cpus(k: Kernel) -> list[dict]:
+    """Every CPU: the running task, the loaded mm's owner, lazy TLB, TLB IPIs."""
     return [{"cpu": c.id, "curr": c.curr.pid if c.curr else None,
              "loaded_mm_pid": next((g.tgid for g in k.groups.values() if g.mm is c.loaded_mm and c.loaded_mm), None),
              "lazy": c.is_lazy, "tlb": c.irq_tlb_count} for c in k.sched.cpus]
 
 
 # -- workloads and their ground truth (procsim/workload.py, procsim/mm/access_log.py) --
-
-def _wl_args(**given: Any) -> dict:
-    """The workload parameters given (None: not given); sizes and names stay
-    as they are for procsim.workload to check."""
-    return {key: v for key, v in given.items() if v is not None}
-
 
 def _wl(fn: Callable[[], Any]) -> Any:
     try:
@@ -306,67 +240,52 @@ def _wl(fn: Callable[[], Any]) -> Any:
         raise CommandError(e.errno, e.msg) from None
 
 
-def c_workload_start(k: Kernel, pid, pattern, rate=None, write=None, addr=None, length=None, vmas=None,
-                     seed=None, tick=None, hot=None, hot_prob=None, hot_offset=None, exponent=None,
-                     offset=None, phases=None, repeat=None) -> int:
+def _given(**spec: Any) -> dict:
+    """The workload parameters given (None: not given), for procsim.workload to check."""
+    return {key: v for key, v in spec.items() if v is not None}
+
+
+def c_workload_start(k: Kernel, pid, **spec: Any) -> int:
     """Start an access pattern on task `pid` (procsim/workload.py); returns its id.
     Its address space is tracked from now on (see `wss_truth`)."""
-    spec = _wl_args(pattern=pattern, rate=rate, write=write, addr=addr, length=length, vmas=vmas, seed=seed,
-                    tick=tick, hot=hot, hot_prob=hot_prob, hot_offset=hot_offset, exponent=exponent,
-                    offset=offset, phases=phases, repeat=repeat)
-    return _wl(lambda: k.workloads.start(_int(pid, "pid"), **spec))
+    return _wl(lambda: k.workloads.start(pid, **_given(**spec)))
 
 
-def c_workload_change(k: Kernel, id, pattern=None, rate=None, write=None, addr=None, length=None, vmas=None,
-                      tick=None, hot=None, hot_prob=None, hot_offset=None, exponent=None, offset=None,
-                      phases=None, repeat=None) -> None:
+def c_workload_change(k: Kernel, id, **spec: Any) -> None:
     """Change a running workload from now on: the parameters given replace its own."""
-    spec = _wl_args(pattern=pattern, rate=rate, write=write, addr=addr, length=length, vmas=vmas, tick=tick,
-                    hot=hot, hot_prob=hot_prob, hot_offset=hot_offset, exponent=exponent, offset=offset,
-                    phases=phases, repeat=repeat)
-    _wl(lambda: k.workloads.change(_int(id, "id"), **spec))
+    _wl(lambda: k.workloads.change(id, **_given(**spec)))
 
 
 def c_workload_stop(k: Kernel, id) -> dict:
     """Stop a workload; returns its final state and counts."""
-    return _wl(lambda: k.workloads.stop(_int(id, "id")))
+    return _wl(lambda: k.workloads.stop(id))
 
 
-def c_workloads(k: Kernel, pid=None) -> list[dict]:
+def c_workloads(k: Kernel, pid) -> list[dict]:
     """Every workload (of `pid` if given): parameters, state, counts."""
-    return k.workloads.list(None if pid is None else _int(pid, "pid"))
+    return k.workloads.list(pid)
 
 
 def c_track(k: Kernel, pid) -> float:
     """Record which pages pid touches from now on; returns now (seconds)."""
-    k.track(_int(pid, "pid"))
+    k.track(pid)
     return k.now / 1e9
 
 
-def _seconds(v: Any, name: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-        raise CommandError(errno.EINVAL, f"{name}: expected seconds, got {v!r}")
-    try:
-        s = float(v)
-    except ValueError:
-        raise CommandError(errno.EINVAL, f"{name}: expected seconds, got {v!r}") from None
-    if not 0 <= s < 1e9:  # also NaN and inf
-        raise CommandError(errno.EINVAL, f"{name}: expected seconds since boot, got {v!r}")
-    return s
+MAX_SECONDS = 1e9  # since boot: far beyond any clock the daemon reaches
 
 
-def c_wss_truth(k: Kernel, pid, since, until=None, ranges=False) -> dict:
+def c_wss_truth(k: Kernel, pid, since, until, ranges) -> dict:
     """The ground truth: how many pages pid touched in [since, until)
     (seconds since boot, as `now` gives them; until omitted: up to now),
     and with `ranges` the [start, end) address runs of those pages."""
-    since_s = _seconds(since, "since")
-    until_s = None if until is None else _seconds(until, "until")
-    want = _bool(ranges, "ranges")
-    pid = _int(pid, "pid")
-    vpns = k.wss_truth(pid, since_s, until_s)
-    out = {"pid": pid, "since": since_s, "until": until_s, "now": k.now / 1e9,
+    for name, s in (("since", since), ("until", until)):
+        if s is not None and s >= MAX_SECONDS:
+            raise CommandError(errno.EINVAL, f"{name}: expected seconds since boot, got {s!r}")
+    vpns = k.wss_truth(pid, since, until)
+    out = {"pid": pid, "since": since, "until": until, "now": k.now / 1e9,
            "pages": len(vpns), "bytes": len(vpns) << 12}
-    if want:
+    if ranges:
         out["ranges"] = vpn_ranges(vpns)
     return out
 
@@ -377,81 +296,156 @@ def c_clock(k: Kernel) -> dict:
     return {"mode": k.config.clock, "now": k.now / 1e9}
 
 
-COMMANDS: dict[str, Callable[..., Any]] = {
-    "spawn": c_spawn,
-    "fork": lambda k, pid, child=None: k.fork(_int(pid, "pid"), None if child is None else _int(child, "child")),
-    "clone": lambda k, pid, comm=None, tid=None: k.clone_thread(_int(pid, "pid"), _str(comm, "comm"),
-                                                                 None if tid is None else _int(tid, "tid")),
-    "exec": c_exec,
-    "exit": lambda k, pid, code=0: k.exit(_int(pid, "pid"), _int(code, "code")),
-    "exit_group": lambda k, pid, code=0: k.exit_group(_int(pid, "pid"), _int(code, "code")),
-    "kill": lambda k, pid, sig=9: k.kill(_int(pid, "pid"), _int(sig, "sig")),
-    "wait": lambda k, pid, child=None: k.wait(_int(pid, "pid"), None if child is None else _int(child, "child")),
-    "setuid": lambda k, pid, uid, gid=None: k.set_cred(_int(pid, "pid"), _int(uid, "uid"),
-                                                      _int(uid if gid is None else gid, "gid")),
-    "mmap": c_mmap,
-    "munmap": lambda k, pid, addr, length: k.munmap(_int(pid, "pid"), _int(addr, "addr"), _int(length, "length")),
-    "mprotect": lambda k, pid, addr, length, prot: k.mprotect(_int(pid, "pid"), _int(addr, "addr"),
-                                                             _int(length, "length"), _prot(prot)),
-    "mlock": lambda k, pid, addr, length, onfault=False: k.mlock(_int(pid, "pid"), _int(addr, "addr"),
-                                                                _int(length, "length"), True, bool(onfault)),
-    "munlock": lambda k, pid, addr, length: k.mlock(_int(pid, "pid"), _int(addr, "addr"),
-                                                   _int(length, "length"), False),
-    "madvise": c_madvise,
-    "clear_refs": lambda k, pid, value: k.clear_refs(_int(pid, "pid"), _int(value, "value")),
-    "thp": c_thp,
-    "hugepages": c_hugepages,
-    "shrink": lambda k: k.shrink_deferred_split(),
-    "brk": lambda k, pid, addr: k.brk(_int(pid, "pid"), _int(addr, "addr")),
-    "mremap": c_mremap,
-    "touch": lambda k, pid, addr, length, write=True: k.touch(_int(pid, "pid"), _int(addr, "addr"),
-                                                             _int(length, "length"), bool(write)),
-    "run": lambda k, tid, cpu, preempt=False: k.run(_int(tid, "tid"), _int(cpu, "cpu"), bool(preempt)),
-    "migrate": lambda k, tid, cpu: k.run(_int(tid, "tid"), _int(cpu, "cpu"), True),
-    "sleep": lambda k, tid, state="S": k.sleep(_int(tid, "tid"), _str(state, "state")),
-    "wake": lambda k, tid: k.wake(_int(tid, "tid")),
-    "idle": lambda k, cpu: k.idle(_int(cpu, "cpu")),
-    "affinity": lambda k, tid, cpus: k.set_affinity(_int(tid, "tid"), _cpus(cpus, k)),
-    "nice": lambda k, tid, nice: k.set_nice(_int(tid, "tid"), _int(nice, "nice")),
-    "advance": c_advance,
-    "workload_start": c_workload_start,
-    "workload_change": c_workload_change,
-    "workload_stop": c_workload_stop,
-    "track": c_track,
+# -- the table ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    call: Callable[..., Any]  # (kernel, **parsed parameters)
+    params: tuple[Param, ...]
+    doc: str
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+def _cmd(name: str, call: Callable[..., Any], *params: Param, doc: str | None = None) -> Command:
+    return Command(name, call, params, doc or inspect.getdoc(call) or "")
+
+
+def _p(name: str, type_: Type, default: Any = REQUIRED) -> Param:
+    return Param(name, type_, default)
+
+
+PID, TID = _p("pid", INT), _p("tid", INT)
+ADDR, LENGTH = _p("addr", SIZE), _p("length", SIZE)
+# the workload spec (procsim/workload.py checks each key and its range)
+_WL = tuple(_p(n, RAW, None) for n in ("pattern", "rate", "write", "addr", "length", "vmas", "seed", "tick",
+                                         "hot", "hot_prob", "hot_offset", "exponent", "offset", "phases",
+                                         "repeat"))
+_WL_CHANGE = tuple(p for p in _WL if p.name != "seed")
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    _cmd("spawn", c_spawn, _p("argv", STRS), _p("parent", INT, 1), _p("uid", INT, None), _p("gid", INT, None),
+         _p("pid", INT, None), _p("exe", STR, None), _p("env", STRS, None)),
+    _cmd("fork", lambda k, pid, child: k.fork(pid, child), PID, _p("child", INT, None),
+         doc="fork(): a copy of `pid` (COW), optionally with pid `child`; returns the child's pid."),
+    _cmd("clone", lambda k, pid, comm, tid: k.clone_thread(pid, comm, tid), PID, _p("comm", STR, None),
+         _p("tid", INT, None), doc="A new thread in `pid`'s group (CLONE_VM|CLONE_THREAD); returns its tid."),
+    _cmd("exec", c_exec, PID, _p("path", STR), _p("argv", STRS, None), _p("env", STRS, None),
+         _p("layout", STR, None), _p("build_ids", STR_MAP, None)),
+    _cmd("exit", lambda k, pid, code: k.exit(pid, code), PID, _p("code", INT, 0),
+         doc="exit() of one thread (the group exits with its last thread)."),
+    _cmd("exit_group", lambda k, pid, code: k.exit_group(pid, code), PID, _p("code", INT, 0),
+         doc="exit_group(): every thread of `pid`'s group."),
+    _cmd("kill", lambda k, pid, sig: k.kill(pid, sig), PID, _p("sig", INT, 9),
+         doc="Send signal `sig` (default SIGKILL) to a process."),
+    _cmd("wait", lambda k, pid, child: k.wait(pid, child), PID, _p("child", INT, None),
+         doc="wait(): `pid` reaps a zombie child (`child`, or any); returns its pid."),
+    _cmd("setuid", lambda k, pid, uid, gid: k.set_cred(pid, uid, uid if gid is None else gid), PID,
+         _p("uid", INT), _p("gid", INT, None), doc="Set real, effective, saved and fs ids (gid defaults to uid)."),
+    _cmd("mmap", c_mmap, PID, LENGTH, _p("prot", PROT, "rw"), _p("shared", BOOL, False), _p("path", STR, None),
+         _p("offset", SIZE, 0), _p("addr", SIZE, 0), _p("fixed", BOOL, False), _p("noreplace", BOOL, False),
+         _p("growsdown", BOOL, False), _p("locked", BOOL, False), _p("noreserve", BOOL, False),
+         _p("writable", BOOL, True), _p("hugetlb", BOOL, False)),
+    _cmd("munmap", lambda k, pid, addr, length: k.munmap(pid, addr, length), PID, ADDR, LENGTH, doc="munmap()."),
+    _cmd("mprotect", lambda k, pid, addr, length, prot: k.mprotect(pid, addr, length, prot), PID, ADDR, LENGTH,
+         _p("prot", PROT), doc="mprotect()."),
+    _cmd("mlock", lambda k, pid, addr, length, onfault: k.mlock(pid, addr, length, True, onfault), PID, ADDR,
+         LENGTH, _p("onfault", BOOL, False), doc="mlock(), or mlock2(MLOCK_ONFAULT) with `onfault`."),
+    _cmd("munlock", lambda k, pid, addr, length: k.mlock(pid, addr, length, False), PID, ADDR, LENGTH,
+         doc="munlock()."),
+    _cmd("madvise", c_madvise, PID, ADDR, LENGTH, _p("advice", STR, "dontneed")),
+    _cmd("clear_refs", lambda k, pid, value: k.clear_refs(pid, value), PID, _p("value", INT),
+         doc="Write `value` to /proc/PID/clear_refs (1-5)."),
+    _cmd("thp", c_thp, _p("enabled", STR, None), _p("size", KB, None), _p("mode", STR, None)),
+    _cmd("hugepages", c_hugepages, _p("nr", INT, None)),
+    _cmd("shrink", lambda k: k.shrink_deferred_split(), doc="Run the deferred-split shrinker (split queued THPs)."),
+    _cmd("brk", lambda k, pid, addr: k.brk(pid, addr), PID, ADDR, doc="brk(); returns the new break."),
+    _cmd("mremap", c_mremap, PID, ADDR, _p("old_length", SIZE), _p("new_length", SIZE),
+         _p("maymove", BOOL, False), _p("new_addr", SIZE, None)),
+    _cmd("touch", lambda k, pid, addr, length, write: k.touch(pid, addr, length, write), PID, ADDR, LENGTH,
+         _p("write", BOOL, True), doc="Access every page of a range (a write unless `write` is false): faults."),
+    _cmd("run", lambda k, tid, cpu, preempt: k.run(tid, cpu, preempt), TID, _p("cpu", INT),
+         _p("preempt", BOOL, False), doc="Schedule `tid` on `cpu` (`preempt`: take it from its current task)."),
+    _cmd("migrate", lambda k, tid, cpu: k.run(tid, cpu, True), TID, _p("cpu", INT),
+         doc="Move a running task to another CPU."),
+    _cmd("sleep", lambda k, tid, state: k.sleep(tid, state), TID, _p("state", STR, "S"),
+         doc="Put a task to sleep (`state` S, D, T, t, I)."),
+    _cmd("wake", lambda k, tid: k.wake(tid), TID, doc="Wake a sleeping task (runnable)."),
+    _cmd("idle", lambda k, cpu: k.idle(cpu), _p("cpu", INT), doc="Switch a CPU to its idle task."),
+    _cmd("affinity", lambda k, tid, cpus: k.set_affinity(tid, _cpus(cpus, k)), TID, _p("cpus", CPULIST),
+         doc="sched_setaffinity()."),
+    _cmd("nice", lambda k, tid, nice: k.set_nice(tid, nice), TID, _p("nice", INT), doc="setpriority()."),
+    _cmd("advance", c_advance, _p("seconds", SECONDS)),
+    _cmd("workload_start", c_workload_start, PID, *[p if p.name != "pattern" else _p("pattern", RAW)
+                                                    for p in _WL]),
+    _cmd("workload_change", c_workload_change, _p("id", INT), *_WL_CHANGE),
+    _cmd("workload_stop", c_workload_stop, _p("id", INT)),
+    _cmd("track", c_track, PID),
     # queries
-    "ps": c_ps,
-    "vmas": c_vmas,
-    "memory": c_memory,
-    "task": c_status,
-    "cpus": c_cpus,
-    "swap": c_swap,
-    "rss_counters": c_rss_counters,
-    "oom_score_adj": c_oom_score_adj,
-    "oom": c_oom,
-    "oom_select": c_oom_select,
-    "now": lambda k: k.now / 1e9,
-    "clock": c_clock,
-    "workloads": c_workloads,
-    "wss_truth": c_wss_truth,
-}
+    _cmd("ps", c_ps),
+    _cmd("vmas", c_vmas, PID),
+    _cmd("memory", c_memory, PID),
+    _cmd("task", c_status, PID),
+    _cmd("cpus", c_cpus),
+    _cmd("swap", c_swap),
+    _cmd("rss_counters", c_rss_counters, PID),
+    _cmd("oom_score_adj", c_oom_score_adj, PID, _p("value", INT, None)),
+    _cmd("oom", c_oom),
+    _cmd("oom_select", c_oom_select, _p("two_pass", BOOL, True)),
+    _cmd("now", lambda k: k.now / 1e9, doc="The clock, in seconds since boot."),
+    _cmd("clock", c_clock),
+    _cmd("workloads", c_workloads, _p("pid", INT, None)),
+    _cmd("wss_truth", c_wss_truth, PID, _p("since", SECONDS), _p("until", SECONDS, None),
+         _p("ranges", BOOL, False)),
+)}
+
+
+def _names(xs: list[str]) -> str:
+    q = [repr(x) for x in xs]
+    return q[0] if len(q) == 1 else f"{', '.join(q[:-1])} and {q[-1]}"
+
+
+def parse_args(cmd: Command, args: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter of `cmd`, parsed from `args` (defaults filled in);
+    CommandError(EINVAL) naming the parameter that is unknown, missing or
+    does not parse."""
+    op = cmd.name
+    known = {p.name for p in cmd.params}
+    unknown = sorted(set(args) - known)
+    if unknown:
+        takes = ", ".join(p.name for p in cmd.params) or "no parameters"
+        raise CommandError(errno.EINVAL, f"{op}: unknown parameter {_names(unknown)} (takes: {takes})")
+    missing = [p.name for p in cmd.params if p.required and p.name not in args]
+    if missing:
+        s = "s" if len(missing) > 1 else ""
+        raise CommandError(errno.EINVAL, f"{op}: missing parameter{s} {_names(missing)}")
+    out = {}
+    for p in cmd.params:
+        try:
+            out[p.name] = p.parse(args.get(p.name, p.default))
+        except ParamError as e:
+            raise CommandError(errno.EINVAL, f"{op}: {p.name}: {e}") from None
+    return out
 
 
 def execute(k: Kernel, op: str, args: dict[str, Any]) -> Any:
     """Run one command; every failure is a CommandError with the kernel's errno."""
-    fn = COMMANDS.get(op)
-    if fn is None:
+    cmd = COMMANDS.get(op)
+    if cmd is None:
         raise CommandError(errno.EINVAL, f"unknown command {op!r} (known: {', '.join(sorted(COMMANDS))})")
+    parsed = parse_args(cmd, args)
     with k.lock:
         try:
             try:
-                return fn(k, **args)
+                return cmd.call(k, **parsed)
             except BaseException:
                 # a command that failed half-way (out of memory mid-touch) may
                 # have changed something: renderers' caches must not trust it
                 k.generation += 1
                 raise
-        except TypeError as e:
-            raise CommandError(errno.EINVAL, f"{op}: {e}") from None
         except (KernelError, MMError) as e:
             raise CommandError(e.errno, f"{op}: {e.strerror}") from None
         except OutOfMemory as e:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import inspect
 import logging
 import math
 import re
@@ -28,6 +27,7 @@ from typing import Any
 
 from procsim.bitmap import iter_bits, parse_list
 from procsim.commands import COMMANDS, CommandError, execute
+from procsim.params import INT, SIZE, ParamError
 from procsim.config import KernelConfig
 from procsim.history import BootHistory
 from procsim.kernel import Kernel, KernelError
@@ -405,8 +405,8 @@ def _seconds(ns: int) -> float:
 
 def _params(op: str) -> tuple[list[str], list[str]]:
     """A command's argument names, and the required ones."""
-    ps = list(inspect.signature(COMMANDS[op]).parameters.values())[1:]
-    return [p.name for p in ps], [p.name for p in ps if p.default is inspect.Parameter.empty]
+    ps = COMMANDS[op].params
+    return [p.name for p in ps], [p.name for p in ps if p.required]
 
 
 class _Builder:
@@ -842,6 +842,18 @@ class _Builder:
             raise ScenarioError(f"{where}: {op} needs {', '.join(repr(m) for m in missing)}")
         return params, BINDS.get(op)
 
+    def _typecheck(self, op: str, args: dict, where: str) -> None:
+        """Values of the wrong type are load errors, not events skipped later.
+        Text for a pid or an address may be a name, resolved when it runs."""
+        for key, v in args.items():
+            p = COMMANDS[op].param(key)
+            if isinstance(v, str) and p.type in (INT, SIZE):
+                continue
+            try:
+                p.parse(v)
+            except ParamError as e:
+                raise ScenarioError(f"{where}: {key}: {e}") from None
+
     def _run(self, op: str, args: dict, bind: str | None, what: str | None) -> Any:
         """Resolve names, execute one command, name its result."""
         k = self.k
@@ -886,6 +898,7 @@ class _Builder:
             if key in cycle and key in rand:
                 raise ScenarioError(f"{where}: {key!r} is in both cycle and random")
         _, what = self._check(op, set(args) | set(cycle) | set(rand), where)
+        self._typecheck(op, args, where)
         bind = meta.get("as")
         if bind is not None and what is None:
             raise ScenarioError(f"{where}: as: {op} returns nothing to name")

@@ -595,6 +595,8 @@ def test_bad_control_commands_change_nothing(procsim_machine):
         ("touch", {"pid": victim, "addr": hole, "length": 4096}, errno.EFAULT),  # nothing mapped there
         # (a touch of more than free RAM runs the OOM killer, which changes the world: test_fuse_oom.py)
         ("touch", {"pid": kthread, "addr": addr, "length": 4096}, errno.EINVAL),
+        ("touch", {"pid": victim, "addr": addr, "length": 4096, "write": "no"}, errno.EINVAL),  # not a flag
+        ("mlock", {"pid": victim, "addr": addr, "length": 4096, "onfault": "yes"}, errno.EINVAL),
         ("munmap", {"pid": victim, "addr": addr + 1, "length": 4096}, errno.EINVAL),
         ("mprotect", {"pid": victim, "addr": hole, "length": 4096, "prot": "r"}, errno.ENOMEM),
         ("mprotect", {"pid": victim, "addr": addr, "length": 4096, "prot": "rwz"}, errno.EINVAL),
@@ -621,6 +623,15 @@ def test_bad_control_commands_change_nothing(procsim_machine):
             ctl.call(op, **args)
         assert e.value.errno == want, (op, args, e.value)
         assert str(e.value.msg), (op, args)  # a reason, not an empty error
+    # the reasons name the parameter, in the command's words
+    with pytest.raises(OSError) as e:
+        ctl.call("mmap", prot="r")
+    assert e.value.msg == "mmap: missing parameters 'pid' and 'length'"
+    with pytest.raises(OSError) as e:
+        ctl.call("touch", pid=victim, addr=addr, length=4096, write="no")
+    assert e.value.msg == "touch: write: expected true or false, got 'no'"
+    with pytest.raises(TypeError):  # the client's own signature: nothing is sent
+        ctl.touch(pid=victim, addr=addr, length=4096, colour="red")
     # requests the transport itself refuses
     for req in ({"op": 5}, {"op": "ps", "args": [1]}, {"args": {}}, [1, 2]):
         rep = ctl.request(req)

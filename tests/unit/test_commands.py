@@ -93,7 +93,7 @@ _mutating = sorted(set(COMMANDS) - QUERIES - {"advance"})
 @st.composite
 def garbage_command(draw):
     op = draw(st.sampled_from(_mutating))
-    params = [p for p in inspect.signature(COMMANDS[op]).parameters if p != "k"]
+    params = [p.name for p in COMMANDS[op].params]
     names = draw(st.lists(st.sampled_from(params + ["bogus"]), unique=True, max_size=len(params) + 1))
     return op, {n: draw(_values) for n in names}
 
