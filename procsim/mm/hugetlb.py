@@ -5,7 +5,8 @@ Pool pages are order-9 folios flagged PG_HUGETLB, taken from the mem_map at
 boot (vm.nr_hugepages): MemTotal keeps them, MemFree does not, and they are
 never in RSS, AnonPages, Mapped or Shmem.
 
-Reservations (HugePages_Rsvd) are made at mmap for every huge page of the
+Reservations (HugePages_Rsvd) are made at mmap (reserve_pages(), which a
+layout replay's hugetlb VMAs go through too) for every huge page of the
 mapping and consumed by the fault that instantiates it, so a mapping that
 mmap() accepted cannot run out of pages later; MAP_NORESERVE mappings make
 none and their faults may find the pool empty (SIGBUS). Private mappings

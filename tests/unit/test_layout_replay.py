@@ -29,9 +29,9 @@ PAGE = 4096
 HUGE = 2 << 20
 REPO = pathlib.Path(__file__).resolve().parents[2]
 _HEAD = re.compile(r"[0-9a-f]+-[0-9a-f]+ ")
-# VmFlags set by madvise() (MADV_HUGEPAGE, MADV_NOHUGEPAGE): a state maps
-# does not show, so a replay cannot have it
-MADVISED = {"hg", "nh"}
+# VmFlags of a state maps does not show, so a replay cannot have it:
+# madvise() (MADV_[NO]HUGEPAGE, MADV_WIPEONFORK, MADV_MERGEABLE) and mlock()
+NOT_IN_MAPS = {"hg", "nh", "wf", "mg", "lo"}
 
 
 def boot(hugepages: int = 4) -> Kernel:
@@ -98,7 +98,7 @@ def test_replay_vmflags_are_the_hosts() -> None:
         got = smaps_flags(read_all(ProcFS(k), f"/proc/{pid}/smaps").decode())
         assert [ln for ln, _ in got[:len(blocks)]] == [ln for ln, _ in blocks]
         for (ln, want), (_, have) in zip(blocks, got):
-            assert set(have.split()) == set(want.split()) - MADVISED and have.split() == sorted(
+            assert set(have.split()) == set(want.split()) - NOT_IN_MAPS and have.split() == sorted(
                 have.split(), key=want.split().index), ln
             relro += ln.split()[1] == "r--p" and "ac" in want.split()
     assert relro >= 2  # the RELRO segments of at least libc and ld.so were compared
