@@ -21,7 +21,7 @@ from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import memory as M
 from procsim.mm.counter_tree import make_shape
 from procsim.mm.access_log import AccessLog, HistoryLost
-from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, ResvMap, huge_align
+from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, huge_align
 from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
 from procsim.mm.mmap_lock import mmap_write_lock
 from procsim.mm.oom import OomKiller
@@ -455,7 +455,8 @@ class Kernel:
     def _replay_layout(self, path: str, argv: list[str], envp: list[str], layout: str | None,
                        build_ids: dict[str, str] | None) -> Replay | None:
         """The mm of an exec with a layout, built and checked before anything
-        changes (EINVAL if it cannot be replayed); None without a layout."""
+        changes (EINVAL if it cannot be replayed, ENOMEM if the hugetlb pool
+        cannot cover its reservations); None without a layout."""
         if layout is None:
             if build_ids:
                 raise _err(errno.EINVAL, "build_ids need a layout")
@@ -464,6 +465,8 @@ class Kernel:
             return replay_layout(self.mem, self.vfs, self.vdso_pages, path, argv, envp, layout, build_ids or {})
         except LayoutError as e:
             raise _err(errno.EINVAL, str(e)) from None
+        except MMError as e:
+            raise _err(e.errno, str(e)) from None
 
     def _put_mm(self, mm: MM) -> None:
         mm.users -= 1
@@ -764,22 +767,21 @@ class Kernel:
             vmf |= VM_NORESERVE
         if flags & MAP_GROWSDOWN:
             vmf |= VM_GROWSDOWN
-        n = length >> HPAGE_SHIFT
-        reserve = not flags & MAP_NORESERVE
-        if reserve and not pool.reserve(n):
-            raise _err(errno.ENOMEM, f"cannot reserve {n} huge pages: {pool.available} free and unreserved")
+        reserved = None
+        if not flags & MAP_NORESERVE:  # before the file: a fresh one, nothing reserved in it
+            try:
+                reserved = pool.reserve_pages(0, length >> HPAGE_SHIFT)
+            except OSError as e:
+                raise _err(e.errno, e.strerror) from None
         file = pool.anon_file(length)
         try:
             vma, flush = mm.map_region(start, start + length, vmf, file, 0)
         except MMError:
-            if reserve:
-                pool.unreserve(n)
+            if reserved:
+                pool.unreserve(len(reserved))
             raise
-        if reserve:
-            if shared:
-                file.resv = set(range(n))
-            else:
-                vma.resv = ResvMap(set(range(n)))
+        if reserved is not None:
+            pool.set_vma_resv(vma, reserved)
         self._flush(t, flush)
         if flags & MAP_LOCKED:
             self._charge_faults(t, mm, lambda: mm.populate(start, start + length))

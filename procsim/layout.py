@@ -9,26 +9,29 @@ neighbours); the result is checked by rendering it, so what maps shows for
 the process is the input, byte for byte (the [vsyscall] line aside: the
 renderer adds the gate VMA itself).
 
-What a maps line does not say is chosen as mmap would have: VM_MAY* flags,
-VM_ACCOUNT on private writable mappings, VM_SHARED on writable (or shmem)
-shared ones, a read-only open for other shared file mappings, VM_GROWSDOWN
-on [stack], VM_NORESERVE on hugetlb mappings (they reserve nothing). No page
-is touched except the vDSO's.
+What a maps line does not say is chosen as mmap and the ELF loaders would
+have: VM_MAY* flags, VM_ACCOUNT on private writable mappings and on RELRO
+segments (_is_relro), VM_SHARED on writable (or shmem) shared ones, a
+read-only open for other shared file mappings, VM_GROWSDOWN on [stack];
+hugetlb mappings reserve their huge pages as mmap does (HugePages_Rsvd), none
+being touched. No page is touched except the vDSO's.
 """
 
 from __future__ import annotations
 
+import errno
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from procsim.mm import memory as M
-from procsim.mm.hugetlb import HPAGE_SIZE, HUGETLB_ANON_PATH, HUGETLBFS_DEV
+from procsim.mm.hugetlb import HPAGE_ORDER, HPAGE_SHIFT, HPAGE_SIZE, HUGETLB_ANON_PATH, HUGETLBFS_DEV
+from procsim.mm.maps_format import maps_line
 from procsim.mm.mm import MM, MMError, TASK_SIZE
 from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB,
-                            VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_READ,
+                            VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ,
                             VM_SHARED, VM_VVAR, VM_WRITE, VMA, File)
 from procsim.vfs import SHMEM_DEV, VFS, default_build_id, looks_like_elf
 
@@ -178,7 +181,7 @@ class _Builder:
         if hugetlb:
             if (ln.start | ln.end | ln.offset) % HPAGE_SIZE:
                 raise LayoutError(f"layout: a hugetlb VMA not 2 MiB aligned: {ln.text!r}")
-            flags |= VM_HUGETLB | VM_DONTEXPAND | VM_NORESERVE
+            flags |= VM_HUGETLB | VM_DONTEXPAND
         pgoff = ln.offset >> PAGE_SHIFT
         self._need_size(f, ln.offset + ln.end - ln.start)
         return VMA(ln.start, ln.end, flags, pgoff, f, None, anon_name)
@@ -232,22 +235,57 @@ def build(mem: M.MemMap, vfs: VFS, vdso_pages: np.ndarray, path: str, argv: list
     mm = b.mm
     try:
         vmas = [b.vma(ln) for ln in lines]
+        for v, w in zip(vmas, vmas[1:]):
+            if _is_relro(v, w):
+                v.flags |= VM_ACCOUNT
         b.finish()
         for v in vmas:
             mm.install_vma(v)
+            if v.is_hugetlb:  # once installed, so that abort() releases it
+                _reserve_hugetlb(mem, v)
         _set_brk(mm, vmas, lines)
         _set_stack(mm, vmas, lines, path, argv, envp)
         _set_code(mm, vmas, path)
         _map_vdso(mm, vmas, vdso_pages)
         _set_build_ids(b, vmas, path, build_ids)
         _check_round_trip(mm, lines)
-    except (LayoutError, MMError) as e:
+    except MMError as e:
         b.replay.abort()
+        if e.errno != errno.EINVAL:
+            raise  # e.g. ENOMEM: the hugetlb pool cannot cover the reservations
         raise LayoutError(str(e)) from None
     except BaseException:
         b.replay.abort()
         raise
     return b.replay
+
+
+def _is_relro(v: VMA, nxt: VMA) -> bool:
+    """Whether `v` is an ELF object's RELRO segment, which keeps VM_ACCOUNT
+    (smaps `ac`): the loaders (ld.so; the kernel's for the executable) map
+    the writable PT_LOAD private and writable, so accounted, and once
+    relocated mprotect() its start read-only, which keeps VM_ACCOUNT. A maps
+    text has no history: as the loaders lay segments out, a private r--p
+    VMA of a file directly followed by a private writable VMA of the same
+    file is that start. (So on every object of this host's processes, lld's
+    separate RELRO segment too; an object without RELRO whose last
+    read-only segment touches its data would be marked as well: maps cannot
+    tell them apart.)"""
+    return (v.file is not None and nxt.file is v.file and not v.is_hugetlb and v.end == nxt.start
+            and v.flags & (VM_READ | VM_WRITE | VM_EXEC | VM_MAYSHARE) == VM_READ
+            and nxt.flags & (VM_WRITE | VM_MAYSHARE) == VM_WRITE)
+
+
+def _reserve_hugetlb(mem: M.MemMap, v: VMA) -> None:
+    """The reservations mmap makes for a hugetlb VMA (hugetlbfs_file_mmap)."""
+    pool = mem.hugetlb
+    first = v.pgoff >> HPAGE_ORDER
+    try:
+        reserved = pool.reserve_pages(first, first + ((v.end - v.start) >> HPAGE_SHIFT),
+                                      v.file if v.flags & VM_MAYSHARE else None)
+    except OSError as e:
+        raise MMError(e.errno, f"layout: {e.strerror}") from None
+    pool.set_vma_resv(v, reserved)
 
 
 def _mmap_base(lines: list[MapsLine]) -> int:
@@ -326,9 +364,7 @@ def _set_build_ids(b: _Builder, vmas: list[VMA], path: str, build_ids: dict[str,
 
 
 def _check_round_trip(mm: MM, lines: list[MapsLine]) -> None:
-    """What maps will show must be the input. (Rendering is imported here:
-    procfs is built on the kernel, not the other way round.)"""
-    from procsim.procfs.maps import maps_line
+    """What maps will show must be the input."""
     for v, ln in zip(mm.vmas, lines):
         got = maps_line(mm, v).rstrip("\n")
         if got != ln.text:

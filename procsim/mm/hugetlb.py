@@ -5,7 +5,8 @@ Pool pages are order-9 folios flagged PG_HUGETLB, taken from the mem_map at
 boot (vm.nr_hugepages): MemTotal keeps them, MemFree does not, and they are
 never in RSS, AnonPages, Mapped or Shmem.
 
-Reservations (HugePages_Rsvd) are made at mmap for every huge page of the
+Reservations (HugePages_Rsvd) are made at mmap (reserve_pages(), which a
+layout replay's hugetlb VMAs go through too) for every huge page of the
 mapping and consumed by the fault that instantiates it, so a mapping that
 mmap() accepted cannot run out of pages later; MAP_NORESERVE mappings make
 none and their faults may find the pool empty (SIGBUS). Private mappings
@@ -20,11 +21,12 @@ the folio mapcount on every subpage, as on Linux.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 
 from procsim.mm import memory as M
 from procsim.mm.pagetable import PMD_SHIFT, PMD_SIZE
-from procsim.mm.vma import File
+from procsim.mm.vma import VM_MAYSHARE, VMA, File
 
 HPAGE_ORDER = 9
 HPAGE_NR = 1 << HPAGE_ORDER
@@ -109,6 +111,30 @@ class HugetlbPool:
     def unreserve(self, n: int) -> None:
         self.resv_huge_pages -= n
         assert self.resv_huge_pages >= 0, "HugePages_Rsvd went negative"
+
+    def reserve_pages(self, first: int, last: int, file: File | None = None) -> set[int]:
+        """hugetlb_reserve_pages() for a new mapping of the huge pages
+        [first, last) of a file (file offset / 2 MiB), not MAP_NORESERVE:
+        the indices reserved, for set_vma_resv(). `file`: that of a shared
+        mapping, whose indices already reserved or instantiated need no
+        new reservation (region_chg() on the inode's map); a private
+        mapping reserves all. ENOMEM, nothing changed, when the free
+        unreserved pages cannot cover them."""
+        want = set(range(first, last))
+        if file is not None:
+            want = {i for i in want - (file.resv or set()) if not (i < len(file.cache) and file.cache[i])}
+        if not self.reserve(len(want)):
+            raise OSError(errno.ENOMEM, f"cannot reserve {len(want)} huge pages: {self.available} free and unreserved")
+        return want
+
+    @staticmethod
+    def set_vma_resv(v: VMA, reserved: set[int]) -> None:
+        """Record what reserve_pages() reserved for `v`: in its file when
+        shared, in a ResvMap the VMA owns when private."""
+        if v.flags & VM_MAYSHARE:
+            v.file.resv = (v.file.resv or set()) | reserved
+        else:
+            v.resv = ResvMap(reserved)
 
     # -- pages ------------------------------------------------------------------
 

@@ -1,53 +1,17 @@
-"""/proc/PID/maps (spec §3) and the VMA naming rules shared with smaps (§2.4)."""
+"""/proc/PID/maps (spec §3). The line of a VMA and its name (§2.4, shared
+with smaps and PROCMAP_QUERY) are the model's: procsim/mm/maps_format.py."""
 
 from __future__ import annotations
 
 import errno
 
+from procsim.mm.maps_format import is_initial_heap, is_initial_stack, maps_line, vma_name  # noqa: F401 (served here)
 from procsim.mm.mm import MM
 from procsim.mm.mmap_lock import lock_next_vma, vma_end_read
 from procsim.mm.vma import VMA
 from procsim.procfs.context import Ctx
 
 VSYSCALL = b"ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n"
-
-
-def is_initial_heap(mm: MM, v: VMA) -> bool:
-    return v.start <= mm.brk and v.end >= mm.start_brk
-
-
-def is_initial_stack(mm: MM, v: VMA) -> bool:
-    return v.start <= mm.start_stack <= v.end
-
-
-def vma_name(mm: MM, v: VMA) -> str:
-    """get_vma_name(): the name as PROCMAP_QUERY returns it, raw (a file
-    path keeps its real newlines); maps_line() escapes it for the text."""
-    if v.file is not None:
-        if v.anon_name is not None:
-            return f"[anon_shmem:{v.anon_name}]"
-        return v.file.d_path()
-    if v.special is not None:
-        return v.special
-    if is_initial_heap(mm, v):
-        return "[heap]"
-    if is_initial_stack(mm, v):
-        return "[stack]"
-    if v.anon_name is not None:
-        return f"[anon:{v.anon_name}]"
-    return ""
-
-
-def maps_line(mm: MM, v: VMA) -> str:
-    if v.file is not None:
-        f = v.file
-        head = f"{v.start:08x}-{v.end:08x} {v.perms()} {v.pgoff << 12:08x} {f.dev[0]:02x}:{f.dev[1]:02x} {f.ino} "
-    else:
-        head = f"{v.start:08x}-{v.end:08x} {v.perms()} 00000000 00:00 0 "
-    name = vma_name(mm, v)
-    if v.file is not None and v.anon_name is None:
-        name = name.replace("\n", "\\012")  # seq_path(m, path, "\n"): paths only
-    return (head.ljust(72) + " " + name + "\n") if name else head + "\n"
 
 
 def task_mm(ctx: Ctx) -> MM | None:

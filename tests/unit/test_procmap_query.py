@@ -814,7 +814,7 @@ def test_layout_process_forks_and_exits_cleanly(k: Kernel, fs: ProcFS, zoo: int)
     c = k.fork(zoo)
     assert read_all(fs, f"/proc/{c}/maps").decode() == ZOO
     k.touch(c, 0x7F0000203000, 2 * PAGE)
-    k.touch(c, 0x7F0000000000, PAGE)  # a hugetlb fault (no reservation: MAP_NORESERVE-like)
+    k.touch(c, 0x7F0000000000, PAGE)  # a hugetlb fault (a fork child has no reservation of its own)
     assert k.mem.hugetlb.in_use == used + 1
     k.exit_group(c)
     k.exit_group(zoo)
