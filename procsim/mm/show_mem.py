@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from procsim.mm import memory as M
 from procsim.mm.hugetlb import HPAGE_NR
 from procsim.mm.mm import MM
+from procsim.mm.vma import VM_ACCOUNT
 from procsim.mm.zone import OVERCOMMIT_RATIO, Zones, zones
 
 if TYPE_CHECKING:
@@ -154,11 +155,12 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
     swap_total, swap_free = mem.swap.pages, mem.swap.nr_free
     pool = mem.hugetlb
     hugetlb = pool.nr_huge_pages * HPAGE_NR
-    # Committed_AS: accountable private writable memory (data_vm + stack_vm
-    # of every mm, charged again on fork; hugetlb is never VM_ACCOUNT) plus
-    # shmem, which is charged once per object (resident pages stand in for
-    # the object sizes).
-    committed = sum(mm.data_vm - mm.hugetlb_data_vm + mm.stack_vm for mm in mms) + shmem
+    # Committed_AS (vm_committed_as): the pages of every VM_ACCOUNT VMA, the
+    # charge mmap/brk/mprotect made and only unmap returns (so a RELRO
+    # segment made read-only stays charged; fork charges the copy again;
+    # hugetlb is never VM_ACCOUNT), plus shmem, charged once per object
+    # (resident pages stand in for the object sizes).
+    committed = sum(v.npages for mm in mms for v in mm.vmas if v.flags & VM_ACCOUNT) + shmem
     # the hugetlb pool is not committable (6.18: 4 x 2 MiB took 4096 kB off)
     commit_limit = (total - hugetlb) * OVERCOMMIT_RATIO // 100 + swap_total
 

@@ -31,7 +31,7 @@ from procsim.procfs import stat as proc_stat
 from procsim.procfs import vmstat
 from procsim.procfs.context import Caller, Ctx
 
-MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS = 0x01, 0x02, 0x20
+MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE = 0x01, 0x02, 0x20, 0x4000
 SELFCHECK = Path("/work/shared/spec/procfs-check/formats_selfcheck.py")
 
 # spec §15.2: the lines the reference config prints, in order
@@ -511,3 +511,24 @@ def test_formats_selfcheck_script(tmp_path: Path, ncpu: int) -> None:
     r = subprocess.run([sys.executable, str(SELFCHECK), "--root", str(tmp_path), str(pid)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "OK", r.stdout + r.stderr
+
+
+def test_committed_as_is_the_vm_account_charge(k: Kernel) -> None:
+    """mmap of private writable memory charges it (VM_ACCOUNT); mprotect to
+    read-only keeps the charge (as a RELRO segment keeps `ac`); munmap
+    returns it; read-only and MAP_NORESERVE mappings are never charged."""
+    p = k.spawn(["/usr/bin/bash"])
+
+    def committed() -> int:
+        return kv(render(k, meminfo_f.meminfo))["Committed_AS"]
+
+    c0 = committed()
+    a = k.mmap(p, 16 << 20)
+    assert committed() - c0 == 16 << 10
+    k.mprotect(p, a, 8 << 20, 1)  # PROT_READ: the first half keeps VM_ACCOUNT
+    assert committed() - c0 == 16 << 10
+    k.mmap(p, 4 << 20, 1)  # read-only: nothing to commit
+    k.mmap(p, 4 << 20, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+    assert committed() - c0 == 16 << 10
+    k.munmap(p, a, 16 << 20)
+    assert committed() == c0
