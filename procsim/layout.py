@@ -11,7 +11,8 @@ renderer adds the gate VMA itself).
 
 What a maps line does not say is chosen as mmap and the ELF loaders would
 have: VM_MAY* flags, VM_ACCOUNT on private writable mappings and on RELRO
-segments (_is_relro), VM_SHARED on writable (or shmem) shared ones, a
+segments (_is_relro), VM_NORESERVE without it on glibc's thread-arena heaps
+(_mark_malloc_heaps), VM_SHARED on writable (or shmem) shared ones, a
 read-only open for other shared file mappings, VM_GROWSDOWN on [stack];
 hugetlb mappings reserve their huge pages as mmap does (HugePages_Rsvd), none
 being touched. No page is touched except the vDSO's.
@@ -31,8 +32,8 @@ from procsim.mm.maps_format import maps_line
 from procsim.mm.mm import MM, MMError, TASK_SIZE
 from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB,
-                            VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ,
-                            VM_SHARED, VM_VVAR, VM_WRITE, VMA, File)
+                            VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE,
+                            VM_PROT_MASK, VM_READ, VM_SHARED, VM_VVAR, VM_WRITE, VMA, File)
 from procsim.vfs import SHMEM_DEV, VFS, default_build_id, looks_like_elf
 
 BUILD_ID_SIZE_MAX = 20
@@ -238,6 +239,7 @@ def build(mem: M.MemMap, vfs: VFS, vdso_pages: np.ndarray, path: str, argv: list
         for v, w in zip(vmas, vmas[1:]):
             if _is_relro(v, w):
                 v.flags |= VM_ACCOUNT
+        _mark_malloc_heaps(vmas)
         b.finish()
         for v in vmas:
             mm.install_vma(v)
@@ -274,6 +276,36 @@ def _is_relro(v: VMA, nxt: VMA) -> bool:
     return (v.file is not None and nxt.file is v.file and not v.is_hugetlb and v.end == nxt.start
             and v.flags & (VM_READ | VM_WRITE | VM_EXEC | VM_MAYSHARE) == VM_READ
             and nxt.flags & (VM_WRITE | VM_MAYSHARE) == VM_WRITE)
+
+
+# glibc's arena heaps (malloc/arena.c new_heap): HEAP_MAX_SIZE on 64-bit
+HEAP_MAX_SIZE = 64 << 20
+
+
+def _mark_malloc_heaps(vmas: list[VMA]) -> None:
+    """glibc maps each thread arena's heap MAP_NORESERVE and PROT_NONE,
+    HEAP_MAX_SIZE long and aligned, then mprotect()s its used start
+    read-write, which (VM_NORESERVE) charges nothing: VmFlags `nr`, no `ac`.
+    In a maps text that is a run of unnamed private anonymous VMAs, a
+    read-write one first and PROT_NONE after it, that tiles one aligned
+    HEAP_MAX_SIZE block exactly; anything else mapped so is rare enough to
+    take that shape only by design."""
+    i = 0
+    while i < len(vmas):
+        v = vmas[i]
+        j = i + 1
+        if _plain_anon(v) and v.start % HEAP_MAX_SIZE == 0 and v.flags & VM_PROT_MASK == VM_READ | VM_WRITE:
+            while (j < len(vmas) and vmas[j].start == vmas[j - 1].end and _plain_anon(vmas[j])
+                   and not vmas[j].flags & VM_PROT_MASK and vmas[j - 1].end < v.start + HEAP_MAX_SIZE):
+                j += 1
+            if vmas[j - 1].end == v.start + HEAP_MAX_SIZE:
+                for h in vmas[i:j]:
+                    h.flags = (h.flags & ~VM_ACCOUNT) | VM_NORESERVE
+        i = j
+
+
+def _plain_anon(v: VMA) -> bool:
+    return v.file is None and v.special is None and v.anon_name is None and not v.flags & (VM_MAYSHARE | VM_GROWSDOWN)
 
 
 def _reserve_hugetlb(mem: M.MemMap, v: VMA) -> None:

@@ -79,10 +79,23 @@ def check(k: Kernel) -> None:
 
 def host_smaps() -> list[str]:
     """The smaps of a real cat (bash -c execs it: $$ is cat reading its own)
-    and of this Python process, each a shape of ld.so's segments."""
+    and of a Python process with a thread that has malloc()ed (so a glibc
+    thread arena, mapped MAP_NORESERVE), each a shape of ld.so's segments."""
     cat = subprocess.run(["bash", "-c", "cat /proc/$$/smaps"], capture_output=True, text=True, check=True).stdout
-    with open("/proc/self/smaps") as f:
-        return [cat, f.read()]
+    threaded = subprocess.run([sys.executable, "-c", ARENA], capture_output=True, text=True, check=True).stdout
+    return [cat, threaded]
+
+
+ARENA = """
+import threading
+def arena():
+    global keep
+    keep = [bytearray(512) for _ in range(200)]  # small objects: malloc in the thread's arena
+    print(open("/proc/self/smaps").read(), end="")
+t = threading.Thread(target=arena)
+t.start()
+t.join()
+"""
 
 
 @requires_host(kernel="6.18", arch="x86_64")
@@ -90,7 +103,7 @@ def test_replay_vmflags_are_the_hosts() -> None:
     """Every VMA of a real process, every segment kind (ELF text, rodata,
     RELRO, data, bss, heap, stack, vvar, vdso, shared file, locale files),
     replayed from its maps lines, has the VmFlags the host shows."""
-    relro = 0
+    relro = noreserve = 0
     for real in host_smaps():
         blocks = [(ln, fl) for ln, fl in smaps_flags(real) if not ln.endswith("[vsyscall]")]
         k = boot()
@@ -101,7 +114,9 @@ def test_replay_vmflags_are_the_hosts() -> None:
             assert set(have.split()) == set(want.split()) - NOT_IN_MAPS and have.split() == sorted(
                 have.split(), key=want.split().index), ln
             relro += ln.split()[1] == "r--p" and "ac" in want.split()
+            noreserve += "nr" in want.split()
     assert relro >= 2  # the RELRO segments of at least libc and ld.so were compared
+    assert noreserve >= 1  # and a thread arena's heap
 
 
 # -- RELRO: the rule, on the layouts the loaders make --------------------------------------
