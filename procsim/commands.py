@@ -23,8 +23,9 @@ from procsim.mm import oom, stats
 from procsim.mm.counter_tree import NR_MM_COUNTERS, RSS_NAMES
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.mm import MMError
-from procsim.params import (BOOL, CPULIST, INT, KB, PROT, RAW, REQUIRED, SECONDS, SIZE, STR, STR_MAP, STRS,
-                            Param, ParamError, Type)
+from procsim.params import (BOOL, CPULIST, INT, KB, PROT, RAW, REQUIRED, RLIM, SECONDS, SIZE, STR, STR_MAP,
+                            STRS, Param, ParamError, Type)
+from procsim import resource
 from procsim.mm.access_log import ranges as vpn_ranges
 from procsim.workload import WorkloadError
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
@@ -154,6 +155,48 @@ def c_thp(k: Kernel, enabled, size, mode) -> dict:
     k.set_thp(enabled, size, mode)
     thp = k.mem.thp
     return {"enabled": thp.enabled, "sizes": {f"{4 << o}kB": m for o, m in sorted(thp.per_order.items())}}
+
+
+def _rlim_json(v: int) -> int | str:
+    return "unlimited" if v == resource.RLIM_INFINITY else v
+
+
+def c_prlimit(k: Kernel, pid, resource_, soft, hard) -> dict:
+    """prlimit(2) by process `pid` on itself: with `soft` and/or `hard` (a
+    number or "unlimited"; the one not given keeps its value) set the limit
+    `resource` (prlimit(1)'s names: nofile, as, data, memlock, nproc, ...),
+    as the process may (a raised hard limit needs root; soft above hard is
+    EINVAL). Returns the limit as it is now and as it was; without
+    `resource`, every limit."""
+    tg = k.group(pid)
+    if resource_ is None:
+        if soft is not None or hard is not None:
+            raise CommandError(errno.EINVAL, "prlimit: soft and hard need a resource")
+        return {name: {"soft": _rlim_json(r.cur), "hard": _rlim_json(r.max)}
+                for name, r in zip(resource.NAMES, tg.rlim)}
+    try:
+        res = resource.resource_index(resource_)
+    except ValueError as e:
+        raise CommandError(errno.EINVAL, f"prlimit: resource: {e}") from None
+    old = tg.rlim[res]
+    new = None
+    if soft is not None or hard is not None:
+        new = resource.Rlimit(old.cur if soft is None else soft, old.max if hard is None else hard)
+    k.prlimit(pid, res, new)
+    now = k.group(pid).rlim[res]
+    return {"resource": resource_, "soft": _rlim_json(now.cur), "hard": _rlim_json(now.max),
+            "old_soft": _rlim_json(old.cur), "old_hard": _rlim_json(old.max)}
+
+
+def c_io(k: Kernel, pid, read, write, path, offset, thread) -> dict:
+    """File I/O by task `pid` on `path` (pread of `read` bytes, then pwrite
+    of `write` bytes, at `offset`); returns the task's /proc/PID/io
+    counters (`thread`: the thread's own, task/TID/io)."""
+    if read:
+        k.read(pid, path, read, offset)
+    if write:
+        k.write(pid, path, write, offset)
+    return k.io_accounting(pid, whole=not thread)
 
 
 # Activity runs event by event (a busy scenario costs a few ms per simulated
@@ -378,6 +421,18 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     _cmd("affinity", lambda k, tid, cpus: k.set_affinity(tid, _cpus(cpus, k)), TID, _p("cpus", CPULIST),
          doc="sched_setaffinity()."),
     _cmd("nice", lambda k, tid, nice: k.set_nice(tid, nice), TID, _p("nice", INT), doc="setpriority()."),
+    _cmd("prlimit", lambda k, pid, resource, soft, hard: c_prlimit(k, pid, resource, soft, hard), PID,
+         _p("resource", STR, None), _p("soft", RLIM, None), _p("hard", RLIM, None), doc=inspect.getdoc(c_prlimit)),
+    _cmd("read", lambda k, pid, path, length, offset: k.read(pid, path, length, offset), PID, _p("path", STR),
+         LENGTH, _p("offset", SIZE, 0),
+         doc="pread(2) of `length` bytes of `path` at `offset` by task `pid`: the bytes read (io: rchar, syscr, "
+             "read_bytes for page-cache misses)."),
+    _cmd("write", lambda k, pid, path, length, offset: k.write(pid, path, length, offset), PID, _p("path", STR),
+         LENGTH, _p("offset", SIZE, 0),
+         doc="pwrite(2) of `length` bytes to `path` at `offset` by task `pid` (io: wchar, syscw, write_bytes for "
+             "newly dirtied pages)."),
+    _cmd("io", c_io, PID, _p("read", SIZE, 0), _p("write", SIZE, 0), _p("path", STR, "/var/lib/app/data"),
+         _p("offset", SIZE, 0), _p("thread", BOOL, False)),
     _cmd("advance", c_advance, _p("seconds", SECONDS)),
     _cmd("workload_start", c_workload_start, PID, *[p if p.name != "pattern" else _p("pattern", RAW)
                                                     for p in _WL]),

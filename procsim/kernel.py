@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from procsim import nsproxy, resource, utsname
+from procsim import ioac, nsproxy, resource, utsname
 from procsim.config import KernelConfig
 from procsim.layout import LayoutError, Replay, build as replay_layout
-from procsim.mm import memory as M
+from procsim.mm import filemap, memory as M, rlimit as rl
 from procsim.mm.counter_tree import make_shape
 from procsim.mm.access_log import AccessLog, HistoryLost
 from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, huge_align
@@ -277,6 +277,7 @@ class Kernel:
                                 "swapper", PF_RANDOMIZE)
             t.tg.sid = t.tg.pgid = 1
             self.exec(1, "/usr/lib/systemd/systemd", argv or ["/sbin/init"], ["HOME=/", "TERM=linux"])
+            t.tg.rlim = resource.systemd_pid1(t.tg.rlim)  # the init system's policy (procsim/resource.py)
             return 1
 
     def kthread(self, comm: str, pid: int | None = None, cpu: int | None = None) -> int:
@@ -319,6 +320,7 @@ class Kernel:
             ptg = parent.tg
             if ptg.zombie:
                 raise _err(errno.ESRCH, f"{pid} is a zombie")
+            self._check_nproc(ptg)
             cpid = self._alloc_pid(child_pid)
             mm = ptg.mm.dup(ptg.mm.mmap_base) if ptg.mm is not None else None
             if mm is not None:  # init_new_context(): first trim a second after creation, not at once
@@ -333,6 +335,14 @@ class Kernel:
             self._changed("spawn", pid=cpid)
             return cpid
 
+    def _check_nproc(self, tg: ThreadGroup) -> None:
+        """copy_process()'s RLIMIT_NPROC check for a task of `tg`'s real user."""
+        uid = tg.cred.uid
+        if uid and tg.cred.euid:  # (root is exempt: no count needed)
+            n = sum(len(g.threads) for g in self.groups.values() if g.cred.uid == uid)
+            if resource.nproc_overlimit(n, tg.rlim, uid, False):
+                raise _err(errno.EAGAIN, f"RLIMIT_NPROC ({tg.rlim[resource.RLIMIT_NPROC].cur}) of uid {uid} reached")
+
     def clone_thread(self, pid: int, comm: str | None = None, tid: int | None = None) -> int:
         """clone(CLONE_VM|CLONE_THREAD|...): a new thread in pid's group."""
         with self.lock:
@@ -340,6 +350,7 @@ class Kernel:
             tg = creator.tg
             if tg.zombie:
                 raise _err(errno.ESRCH, f"{pid} is a zombie")
+            self._check_nproc(tg)
             tid = self._alloc_pid(tid)
             t = Task(tid, tg, (comm or creator.comm)[:15], self.now,
                      flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
@@ -490,6 +501,7 @@ class Kernel:
         tg.dead_stime += t.stime
         tg.dead_min_flt += t.min_flt
         tg.dead_maj_flt += t.maj_flt
+        tg.ioac.add(t.ioac)  # __exit_signal()
         tg.threads.remove(t)
         del self.tasks[t.pid]
         if tg.mm is not None:
@@ -590,6 +602,8 @@ class Kernel:
             tg.parent.children.remove(tg)
             tg.parent.cutime += tg.leader.utime + tg.dead_utime + tg.cutime
             tg.parent.cstime += tg.leader.stime + tg.dead_stime + tg.cstime
+            tg.parent.ioac.add(tg.leader.ioac)  # wait_task_zombie(): the child's I/O and its children's
+            tg.parent.ioac.add(tg.ioac)
         for t in tg.threads:
             self.tasks.pop(t.pid, None)
         self.groups.pop(tg.tgid, None)
@@ -703,6 +717,8 @@ class Kernel:
                 raise _err(errno.ENOMEM, "length exceeds the address space")
             start = self._mmap_start(mm, length, flags, addr)
             mm.check_split(start, start + length)  # before a file is made or grown
+            self._rlimit_check(t, rl.mmap_errno(mm, t.tg.rlim, rl.mmap_vm_flags(prot, flags), start, start + length,
+                                                t.tg.cred.euid == 0), "mmap")
             vmf = prot_to_vm(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
             file = None
             pgoff = None  # anonymous: map_region uses addr >> PAGE_SHIFT
@@ -767,6 +783,8 @@ class Kernel:
         if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) and addr % HPAGE_SIZE:
             raise _err(errno.EINVAL, "MAP_HUGETLB at an address not 2 MiB aligned")
         start = self._mmap_start(mm, length, flags, addr, HPAGE_SIZE)
+        self._rlimit_check(t, rl.mmap_errno(mm, t.tg.rlim, rl.mmap_vm_flags(prot, flags), start, start + length,
+                                            t.tg.cred.euid == 0), "mmap")
         shared = flags & (MAP_SHARED | MAP_PRIVATE) == MAP_SHARED
         vmf = prot_to_vm(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_HUGETLB | VM_DONTEXPAND
         if shared:
@@ -795,6 +813,12 @@ class Kernel:
             self._charge_faults(t, mm, lambda: mm.populate(start, start + length))
         self._changed("mm", pid=t.tgid)
         return start
+
+    @staticmethod
+    def _rlimit_check(t: Task, err: int, what: str) -> None:
+        """Fail a syscall with the errno the rlimit checks chose (procsim/mm/rlimit.py)."""
+        if err:
+            raise _err(err, f"{what}: {errno.errorcode[err]} (limits of {t.tgid}: see /proc/{t.tgid}/limits)")
 
     def munmap(self, tid: int, addr: int, length: int) -> None:
         with self.lock:
@@ -827,6 +851,8 @@ class Kernel:
             t, mm = self._user_mm(tid)
             self._check_range(addr, length)
             end = addr + page_align(length)
+            if on:
+                self._rlimit_check(t, rl.mlock_errno(mm, t.tg.rlim, addr, end, t.tg.cred.euid == 0), "mlock")
             self._check_mapped(mm, addr, end)
             self._charge_faults(t, mm, lambda: mm.lock(addr, end, on, onfault, self.vdso_pages))
             self._changed("mm", pid=t.tgid)
@@ -922,12 +948,14 @@ class Kernel:
                 if new_brk < mm.start_brk:
                     return mm.brk
                 old_end, new_end = page_align(mm.brk), page_align(new_brk)
+                rw = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
+                if not rl.brk_ok(mm, t.tg.rlim, new_brk, new_end - old_end, rw):
+                    return mm.brk  # RLIMIT_DATA or RLIMIT_AS: the break stays
                 if new_end < old_end:
                     self._flush(t, mm.unmap(new_end, old_end))
                 elif new_end > old_end:
                     if mm.vmas.overlapping(old_end, new_end + PAGE_SIZE):
                         return mm.brk  # would collide with the next mapping
-                    rw = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
                     mm.map_region(old_end, new_end, rw)
                 mm.brk = new_brk
                 self._changed("mm", pid=t.tgid)
@@ -961,6 +989,8 @@ class Kernel:
                 old_end = old_addr + old_len
                 if new_len > old_len and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
                     raise _err(errno.EFAULT, "vdso, vvar and PFN maps cannot grow")  # vma_to_resize()
+                self._rlimit_check(t, rl.mremap_errno(mm, t.tg.rlim, vma.flags, new_len - old_len,
+                                                      t.tg.cred.euid == 0), "mremap")
                 if flags & MREMAP_FIXED:
                     if new_addr % PAGE_SIZE or new_addr + new_len > TASK_SIZE or (
                             new_addr < old_end and old_addr < new_addr + new_len):
@@ -1122,6 +1152,8 @@ class Kernel:
         Its allocations may call the OOM killer (`t` is current); if that
         chooses `t` itself, `t` is killed here and the call fails ENOMEM."""
         major = mm.nr_major
+        ev = self.mem.vm_events
+        pgpgin = ev.pgpgin  # file pages the faults read in: the task's read_bytes (submit_bio)
         oom = self.oom
         prev, oom.current, oom.kill_current = oom.current, t, False
         try:
@@ -1139,7 +1171,8 @@ class Kernel:
         major = mm.nr_major - major
         t.maj_flt += major
         t.min_flt += n - major
-        ev = self.mem.vm_events  # count_vm_event(PGFAULT), PGMAJFAULT
+        t.ioac.read_bytes += (ev.pgpgin - pgpgin) * 1024
+        # count_vm_event(PGFAULT), PGMAJFAULT
         ev.pgfault += n
         ev.pgmajfault += major
         return n
@@ -1158,6 +1191,65 @@ class Kernel:
             a = v.end
         if a < end:
             raise _err(errno.ENOMEM, f"range {start:#x}-{end:#x} is not fully mapped")
+
+    # -- file I/O -----------------------------------------------------------------
+
+    def read(self, tid: int, path: str, count: int, offset: int = 0) -> int:
+        """pread(2) of `count` bytes at `offset` of the file at `path`: the
+        bytes returned (0 at or past EOF). Counts syscr and rchar (vfs_read),
+        and the pages the page cache missed as read_bytes and pgpgin."""
+        with self.lock:
+            t = self._io_task(tid, count, offset)
+            f = self.vfs.file(path)
+            n = max(0, min(count, f.size - offset))
+            t.ioac.read_bytes += filemap.find_or_create(self.mem, f, filemap.pages_of(offset, n))
+            t.ioac.syscr += 1
+            t.ioac.rchar += n
+            self._changed("io", tid=t.pid)
+            return n
+
+    def write(self, tid: int, path: str, count: int, offset: int = 0) -> int:
+        """pwrite(2) of `count` bytes at `offset` of the file at `path` (it
+        grows to cover them): counts syscw and wchar (vfs_write), the pages
+        newly dirtied as write_bytes; a partly written page that was not
+        cached and held data is read first (read_bytes, pgpgin). Past
+        RLIMIT_FSIZE the write is cut short, or fails EFBIG at the limit."""
+        with self.lock:
+            t = self._io_task(tid, count, offset)
+            fsize = t.tg.rlim[resource.RLIMIT_FSIZE].cur
+            if offset + count > fsize:  # generic_write_check_limits() (SIGXFSZ is not sent)
+                if offset >= fsize:
+                    t.ioac.syscw += 1  # vfs_write counts the call whatever it returns
+                    self._changed("io", tid=t.pid)
+                    raise _err(errno.EFBIG, f"write at {offset}: RLIMIT_FSIZE is {fsize}")
+                count = fsize - offset
+            f = self.vfs.file(path)
+            pages = filemap.pages_of(offset, count)
+            if len(pages):
+                # the pages a write covers only in part, below the old EOF, must be read (read-modify-write)
+                starts = pages << 12
+                partial = (starts < offset) | (starts + 4096 > offset + count)
+                t.ioac.read_bytes += filemap.find_or_create(self.mem, f, pages, partial & (starts < f.size))
+                f.size = max(f.size, offset + count)
+                t.ioac.write_bytes += filemap.mark_dirty(self.mem, f, pages)
+            t.ioac.syscw += 1
+            t.ioac.wchar += count
+            self._changed("io", tid=t.pid)
+            return count
+
+    def _io_task(self, tid: int, count: int, offset: int) -> Task:
+        t = self.task(tid)
+        if t.dead or t.tg.zombie:
+            raise _err(errno.ESRCH, f"task {tid} has exited")
+        if count < 0 or offset < 0:
+            raise _err(errno.EINVAL, "count and offset must not be negative")
+        return t
+
+    def io_accounting(self, tid: int, whole: bool = True) -> dict[str, int]:
+        """/proc/PID/io's counters (whole: the thread group's), or a thread's own."""
+        with self.lock:
+            t = self.task(tid)
+            return (ioac.group_ioac(t.tg) if whole else t.ioac).as_dict()
 
     # -- whole-machine views --------------------------------------------------
 
@@ -1195,10 +1287,12 @@ class Kernel:
             self._max_threads = n
             self.generation += 1
 
-    def prlimit(self, pid: int, res: int, new: resource.Rlimit | None = None) -> resource.Rlimit:
+    def prlimit(self, pid: int, res: int, new: resource.Rlimit | None = None,
+                capable: bool | None = None) -> resource.Rlimit:
         """prlimit(2) by the process itself: the old limit; with `new`, set
-        it if do_prlimit() allows (a raised hard limit needs the process to
-        be root, CAP_SYS_RESOURCE)."""
+        it if do_prlimit() allows (a raised hard limit needs CAP_SYS_RESOURCE:
+        `capable`, by default whether the process is root; the scenario
+        loader sets limits as the init system does, capable)."""
         with self.lock:
             tg = self.task(pid).tg
             if not 0 <= res < resource.RLIM_NLIMITS:
@@ -1206,7 +1300,7 @@ class Kernel:
             old = tg.rlim[res]
             if new is not None:
                 try:
-                    resource.check_new(old, new, res, tg.cred.euid == 0)
+                    resource.check_new(old, new, res, tg.cred.euid == 0 if capable is None else capable)
                 except OSError as e:
                     raise _err(e.errno, f"prlimit: {e.strerror}") from None
                 tg.rlim[res] = new
@@ -1253,6 +1347,9 @@ class Kernel:
             if not path.startswith("/"):
                 path = "/usr/bin/" + path
             child = self.fork(parent, pid)
+            if parent == 1 and self.groups[1].exe == "/usr/lib/systemd/systemd":
+                # a service: systemd sets its limits before the exec
+                self.groups[child].rlim = resource.systemd_service(resource.init_rlimits(self.max_threads))
             if uid is not None or gid is not None or groups:
                 pc = self.group(parent).cred
                 self.group(child).cred = Cred.of(pc.euid if uid is None else uid,

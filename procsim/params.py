@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from procsim.mm.vma import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
+from procsim.resource import RLIM_INFINITY
 
 PROT_BITS = {"r": PROT_READ, "w": PROT_WRITE, "x": PROT_EXEC, "-": PROT_NONE}
 SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -137,6 +138,20 @@ def _kilobytes(v: Any) -> int:
         raise ParamError('kB ("64") or a size ("64k")', v) from None
 
 
+def _rlim(v: Any) -> int:
+    """An rlimit value: "unlimited" (or "infinity", RLIM_INFINITY), or a
+    size in bytes from 0 to 2^64-2 ("1024", "8M")."""
+    if isinstance(v, str) and v.strip().lower() in ("unlimited", "infinity"):
+        return RLIM_INFINITY
+    try:
+        n = _size(v)
+    except ParamError:
+        raise ParamError('a limit ("unlimited", "1024", "8M")', v) from None
+    if not 0 <= n < RLIM_INFINITY:
+        raise ParamError('a limit from 0 to 2^64-2, or "unlimited"', v)
+    return n
+
+
 def _raw(v: Any) -> Any:
     """Checked by the subsystem that takes it (workload specs, THP modes)."""
     return v
@@ -152,6 +167,7 @@ STR_MAP = Type("string map", _str_map, dict[str, str])
 CPULIST = Type("cpulist", _cpulist, str | list[int])
 KB = Type("kB", _kilobytes, int | str)
 SECONDS = Type("seconds", _seconds, float)
+RLIM = Type("rlimit", _rlim, int | str)
 RAW = Type("value", _raw, Any)
 
 REQUIRED: Any = object()  # a parameter without a default

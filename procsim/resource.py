@@ -66,3 +66,57 @@ def check_new(old: Rlimit, new: Rlimit, resource: int, may_raise_hard: bool) -> 
         raise OSError(errno.EPERM, "nofile above fs.nr_open")
     if new.max > old.max and not may_raise_hard:
         raise OSError(errno.EPERM, "raising a hard limit needs CAP_SYS_RESOURCE")
+
+
+def nproc_overlimit(nr_tasks: int, rlim: list[Rlimit], uid: int, capable: bool) -> bool:
+    """copy_process(): the new task would make the real user's count of
+    tasks (threads, zombies until reaped) exceed RLIMIT_NPROC; root
+    (INIT_USER) and CAP_SYS_RESOURCE/CAP_SYS_ADMIN are exempt (EAGAIN)."""
+    return nr_tasks + 1 > rlim[RLIMIT_NPROC].cur and uid != 0 and not capable
+
+
+# -- what /proc/PID/limits prints (fs/proc/base.c lnames[]) ------------------------------
+
+# (name, unit) by index; a limit without a unit ends its line after the hard limit
+LNAMES = (("Max cpu time", "seconds"), ("Max file size", "bytes"), ("Max data size", "bytes"),
+          ("Max stack size", "bytes"), ("Max core file size", "bytes"), ("Max resident set", "bytes"),
+          ("Max processes", "processes"), ("Max open files", "files"), ("Max locked memory", "bytes"),
+          ("Max address space", "bytes"), ("Max file locks", "locks"), ("Max pending signals", "signals"),
+          ("Max msgqueue size", "bytes"), ("Max nice priority", None), ("Max realtime priority", None),
+          ("Max realtime timeout", "us"))
+
+
+def resource_index(name: str) -> int:
+    """The index of a limit by its prlimit(1) name (`nofile`, `as`, ...);
+    ValueError naming the known ones."""
+    try:
+        return NAMES.index(name)
+    except ValueError:
+        raise ValueError(f"no resource {name!r} (known: {', '.join(NAMES)})") from None
+
+
+# -- the init system's policy (systemd), not the kernel's --------------------------------
+
+# systemd's main() raises pid 1's own limits (bump_rlimit_nofile to fs.nr_open,
+# bump_rlimit_memlock to HIGH_RLIMIT_MEMLOCK) and gives its services the limits it
+# was started with, except DefaultLimitNOFILE=1024:524288 (HIGH_RLIMIT_NOFILE as
+# the hard limit, so select() users keep a soft 1024).
+HIGH_RLIMIT_MEMLOCK = 64 << 20
+HIGH_RLIMIT_NOFILE = 512 * 1024
+SYSTEMD_SERVICE_NOFILE = Rlimit(INR_OPEN_CUR, HIGH_RLIMIT_NOFILE)
+
+
+def systemd_pid1(rlim: list[Rlimit]) -> list[Rlimit]:
+    """pid 1's limits once systemd has bumped its own (never lowered)."""
+    out = list(rlim)
+    for res, high in ((RLIMIT_NOFILE, NR_OPEN), (RLIMIT_MEMLOCK, HIGH_RLIMIT_MEMLOCK)):
+        out[res] = Rlimit(max(high, rlim[res].cur), max(high, rlim[res].max))
+    return out
+
+
+def systemd_service(boot: list[Rlimit]) -> list[Rlimit]:
+    """A service's limits: the ones systemd was started with (the kernel's
+    boot values), RLIMIT_NOFILE from DefaultLimitNOFILE."""
+    out = list(boot)
+    out[RLIMIT_NOFILE] = SYSTEMD_SERVICE_NOFILE
+    return out

@@ -27,7 +27,8 @@ from typing import Any
 
 from procsim.bitmap import iter_bits, parse_list
 from procsim.commands import COMMANDS, CommandError, execute
-from procsim.params import INT, SIZE, ParamError
+from procsim import resource
+from procsim.params import INT, RLIM, SIZE, ParamError
 from procsim.config import KernelConfig
 from procsim.history import BootHistory
 from procsim.kernel import Kernel, KernelError
@@ -208,7 +209,8 @@ KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any, "start"
 PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "argv": _t_strs, "exe": _t_str,
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,
            "run_on": _t_any, "state": _t_str, "count": _t_count, "libs": _t_any, "maps": _t_tables,
-           "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables, "start": _t_num}
+           "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables, "start": _t_num,
+           "limits": _t_table}
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
           "state": _t_str, "nice": _t_int, "stack": _t_size}
 MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,
@@ -433,6 +435,19 @@ class _Builder:
         except OutOfMemory as e:
             raise ScenarioError(f"{where}: out of memory: {e}") from None
 
+    def _limit(self, pid: int, res: str, lim: Any, where: str) -> None:
+        """One of a process's `limits`: a value (soft and hard) or [soft,
+        hard], set as the init system sets a unit's limits (privileged)."""
+        try:
+            idx = resource.resource_index(res)
+            pair = lim if isinstance(lim, list) else [lim, lim]
+            if len(pair) != 2:
+                raise ParamError("a limit or [soft, hard]", lim)
+            soft, hard = (RLIM.parse(x) for x in pair)
+        except (ValueError, ParamError) as e:
+            raise ScenarioError(f"{where}: {e}") from None
+        self._call(where, self.k.prlimit, pid, idx, resource.Rlimit(soft, hard), True)
+
     def _cpu(self, v: Any, where: str) -> int:
         n = self.k.config.nr_cpus
         if not _is_int(v):
@@ -642,6 +657,8 @@ class _Builder:
             self._call(where, k.set_affinity, pid, self._cpus(v["cpus"], f"{where}: cpus"))
         if "nice" in v:
             self._call(where, k.set_nice, pid, v["nice"])
+        for res, lim in v.get("limits", {}).items():
+            self._limit(pid, res, lim, f"{where}: limits.{res}")
         libs = v.get("libs", [])
         if not isinstance(libs, list):
             raise ScenarioError(f"{where}: libs: expected a list of paths or tables")

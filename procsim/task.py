@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from procsim.ioac import TaskIoAccounting
 from procsim.mm.mm import MM
 from procsim.nsproxy import Nsproxy
 from procsim.resource import Rlimit
@@ -87,6 +88,8 @@ class ThreadGroup:
     oom_score_adj: int = 0
     oom_score_adj_min: int = 0
     rlim: list[Rlimit] = field(default_factory=list)  # signal->rlim (procsim/resource.py)
+    # signal->ioac: the I/O of its dead threads and reaped children (procsim/ioac.py)
+    ioac: TaskIoAccounting = field(default_factory=TaskIoAccounting)
 
     @property
     def leader(self) -> "Task":
@@ -128,6 +131,7 @@ class Task:
     exit_signal: int = SIGCHLD
     nsproxy: Nsproxy | None = None  # the namespaces it sees (procsim/nsproxy.py)
     dead: bool = False  # exited thread (non-leaders vanish, leaders wait for the group)
+    ioac: TaskIoAccounting = field(default_factory=TaskIoAccounting)  # its own I/O (procsim/ioac.py)
 
     @property
     def tgid(self) -> int:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import (clear_refs, idle_bitmap, maps, numa_maps, oom, pagemap, pid as P, procmap_query,
-                            smaps)
-from procsim.procfs.context import Caller
-from procsim.procfs.kinds import Bin, Dir, DynDir, Node, Seq, Show, WriteOnly
+from procsim.procfs import (clear_refs, idle_bitmap, io, limits, maps, numa_maps, oom, pagemap, pid as P,
+                            procmap_query, smaps)
+from procsim.procfs.context import Caller, ptrace_may_read
+from procsim.procfs.kinds import Bin, Dir, DynDir, Node, PtraceShow, Seq, Show, WriteOnly
 
 _MM_FILE = dict(ptrace_open=True, binds_mm=True)
 
@@ -23,6 +23,8 @@ TID_ENTRIES = (
     Show("comm", P.comm, 0o644),
     Show("environ", P.environ, 0o400, ptrace_open=True),
     Bin("idle_bitmap", idle_bitmap.pid_read, 0o600, idle_bitmap.pid_write, needs_mm=True, **_MM_FILE),
+    PtraceShow("io", io.proc_io, 0o400, may_read=ptrace_may_read),
+    Show("limits", limits.proc_pid_limits),
     Seq("maps", maps.MapsSeq, ioctl=procmap_query.maps_ioctl, **_MM_FILE),
     Seq("numa_maps", numa_maps.NumaMapsSeq, **_MM_FILE),
     Show("oom_adj", oom.oom_adj, 0o644, oom.oom_adj_write),

@@ -64,3 +64,32 @@ class Ctx:
             return True
         c = self.task.tg.cred
         return self.task.tg.dumpable and self.caller.uid == c.uid == c.euid == c.suid
+
+
+CAP_SYS_PTRACE = 19
+
+
+def ptrace_may_read(ctx: Ctx) -> bool:
+    """__ptrace_may_access(PTRACE_MODE_READ_FSCREDS) of the reader on the
+    task: the same uid and gid in all three (real, effective, saved), or
+    CAP_SYS_PTRACE; a non-dumpable mm needs CAP_SYS_PTRACE; then commoncap:
+    the task's capabilities within the reader's (its effective set stands
+    for the permitted one), or CAP_SYS_PTRACE."""
+    caller, c, tg = ctx.caller, ctx.task.tg.cred, ctx.task.tg
+    same = caller.uid == c.uid == c.euid == c.suid and caller.gid == c.gid == c.egid == c.sgid
+    ptracer = None  # capable(CAP_SYS_PTRACE), looked up once if needed
+
+    def has_ptrace() -> bool:
+        nonlocal ptracer
+        if ptracer is None:
+            ptracer = caller.capable(CAP_SYS_PTRACE)
+        return ptracer
+
+    if not same and not has_ptrace():
+        return False
+    if tg.mm is not None and not tg.dumpable and not has_ptrace():
+        return False
+    caps = caller.caps if caller.caps is not None else _host_cap_eff(caller.pid)
+    if caps is None:
+        caps = c.cap_eff if caller.is_root else 0
+    return c.cap_eff & ~caps == 0 or has_ptrace()

@@ -217,6 +217,25 @@ class Show(File):
     records: bool = False          # multi-record seq_file: whole records, <= 1 page per read
 
 
+class PtraceShowHandle(ShowHandle):
+    """A show function that checks the reader's ptrace access each time it
+    runs (at every read from the start, as seq_read runs ->show), before
+    any cached copy is served: do_io_accounting's EACCES."""
+
+    __slots__ = ()
+
+    def read(self, size: int, offset: int) -> bytes:
+        if (offset == 0 or self.buf is None) and not self.entry.may_read(self.ctx):
+            raise OSError(errno.EACCES, self.entry.name)
+        return ShowHandle.read(self, size, offset)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PtraceShow(Show):
+    handle: ClassVar[type[Handle]] = PtraceShowHandle
+    may_read: Callable[[Ctx], bool] = lambda ctx: True
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Seq(File):
     handle: ClassVar[type[Handle]] = SeqHandle

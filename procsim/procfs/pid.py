@@ -6,10 +6,10 @@ from __future__ import annotations
 from procsim.bitmap import list_str, mask_str
 from procsim.mm.mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
 from procsim.procfs.context import Ctx
+from procsim.resource import RLIMIT_RSS
 from procsim.task import STATE_NAMES, Task
 from procsim.units import PAGE_SIZE, K, clock_t
 
-RLIM_INFINITY = 18446744073709551615
 NODE_BITS = 1024
 MEMS_ALLOWED = mask_str(1, NODE_BITS)
 CAP_FULL = 0x000001FFFFFFFFFF
@@ -160,7 +160,7 @@ def stat(ctx: Ctx) -> bytes:
         state, _ppid(t), tg.pgid, tg.sid, tg.tty_nr, tg.tpgid, t.flags,
         minflt, 0, majflt, 0,
         clock_t(utime), clock_t(stime), clock_t(tg.cutime), clock_t(tg.cstime),
-        t.prio, t.nice, nthreads, 0, clock_t(t.start_time), vsize, rss, RLIM_INFINITY,
+        t.prio, t.nice, nthreads, 0, clock_t(t.start_time), vsize, rss, tg.rlim[RLIMIT_RSS].cur,
         code[0], code[1], stack, 0, 0,
         t.sig_pending & 0x7FFFFFFF, t.sig_blocked & 0x7FFFFFFF,
         tg.sig_ignore & 0x7FFFFFFF, tg.sig_catch & 0x7FFFFFFF,

@@ -11,12 +11,12 @@ import stat as S
 import pytest
 
 from procsim.procfs import base, root, tree
-from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Seq, Show, WriteOnly
+from procsim.procfs.kinds import Bin, Dir, DynDir, Link, PtraceShow, Seq, Show, WriteOnly
 from procsim.procfs.tree import ProcFS
 
 from procfs_helpers import ROOT, errno_of, read_all
 
-KIND_OF = {Show: "file", Seq: "file", Bin: "file", WriteOnly: "file", Dir: "dir", DynDir: "dir", Link: "link"}
+KIND_OF = {Show: "file", PtraceShow: "file", Seq: "file", Bin: "file", WriteOnly: "file", Dir: "dir", DynDir: "dir", Link: "link"}
 
 
 def test_every_row_is_the_node_of_its_name(fs: ProcFS) -> None:

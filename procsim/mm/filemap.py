@@ -1,0 +1,56 @@
+"""The page cache as read(2) and write(2) use it (mm/filemap.c): pages
+looked up by index, read from disk on a miss (pgpgin and the reader's
+read_bytes, as submit_bio counts them together), dirtied by writes
+(write_bytes once per page that was clean, folio_account_dirtied).
+
+No writeback is modelled: a dirtied page stays dirty (kpageflags, smaps
+Dirty of a mapping of it)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from procsim.mm import memory as M
+from procsim.mm.rmap import set_file_rmap
+from procsim.mm.vma import File
+from procsim.units import PAGE_SHIFT, PAGE_SIZE
+
+
+def pages_of(offset: int, count: int) -> np.ndarray:
+    """The page indices of bytes [offset, offset + count)."""
+    if count <= 0:
+        return np.zeros(0, np.int64)
+    return np.arange(offset >> PAGE_SHIFT, ((offset + count - 1) >> PAGE_SHIFT) + 1, dtype=np.int64)
+
+
+def find_or_create(mem: M.MemMap, file: File, pgoffs: np.ndarray, read: np.ndarray | None = None) -> int:
+    """The page-cache pages of `file` at `pgoffs`, allocated where absent
+    (first: an allocation that fails changes nothing); those also in `read`
+    (a mask, all of them when None) are read from disk. Returns the bytes
+    read from disk."""
+    if not len(pgoffs):
+        return 0
+    file.ensure(int(pgoffs.max()) + 1)
+    absent = file.cache[pgoffs] == 0
+    if not absent.any():
+        return 0
+    kind = M.PG_SHMEM | M.PG_LRU if file.shmem else M.PG_FILE | M.PG_LRU
+    new = mem.alloc(int(absent.sum()), kind)
+    file.cache[pgoffs[absent]] = new
+    set_file_rmap(mem, file, new, pgoffs[absent])
+    if file.shmem:  # tmpfs pages start zeroed: no I/O
+        return 0
+    nread = int((absent if read is None else absent & read).sum())
+    mem.vm_events.pgpgin += nread * (PAGE_SIZE // 1024)
+    return nread * PAGE_SIZE
+
+
+def mark_dirty(mem: M.MemMap, file: File, pgoffs: np.ndarray) -> int:
+    """folio_mark_dirty() of cached pages; returns the bytes newly dirtied
+    (the writer's write_bytes; tmpfs has no writeback to account)."""
+    if not len(pgoffs):
+        return 0
+    pfns = file.cache[pgoffs]
+    clean = (mem.flags[pfns] & M.PG_DIRTY) == 0
+    mem.flags[pfns[clean]] |= np.uint32(M.PG_DIRTY)
+    return 0 if file.shmem else int(clean.sum()) * PAGE_SIZE
