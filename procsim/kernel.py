@@ -1210,7 +1210,7 @@ class Kernel:
 
     def write(self, tid: int, path: str, count: int, offset: int = 0) -> int:
         """pwrite(2) of `count` bytes at `offset` of the file at `path` (it
-        grows to cover them): counts syscw and wchar (vfs_write), the pages
+        grows to cover them; a path not used before is a new, empty file): counts syscw and wchar (vfs_write), the pages
         newly dirtied as write_bytes; a partly written page that was not
         cached and held data is read first (read_bytes, pgpgin). Past
         RLIMIT_FSIZE the write is cut short, or fails EFBIG at the limit."""
@@ -1223,7 +1223,10 @@ class Kernel:
                     self._changed("io", tid=t.pid)
                     raise _err(errno.EFBIG, f"write at {offset}: RLIMIT_FSIZE is {fsize}")
                 count = fsize - offset
+            new = path not in self.vfs.files
             f = self.vfs.file(path)
+            if new:  # O_CREAT: a file no one has used yet starts empty
+                f.size = 0
             pages = filemap.pages_of(offset, count)
             if len(pages):
                 # the pages a write covers only in part, below the old EOF, must be read (read-modify-write)

@@ -1,0 +1,181 @@
+"""/proc/PID/io (fs/proc/base.c do_io_accounting) over the per-task counters
+of procsim/ioac.py: what read and write count, page-cache misses as
+read_bytes together with pgpgin, dirtied pages as write_bytes, the thread
+group's sum with its dead threads and reaped children, and the read-time
+ptrace check."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+
+import pytest
+
+from hostinfo import requires_host
+from procfs_helpers import ROOT, errno_of, read_all
+from procsim import Kernel
+from procsim.commands import CommandError, execute
+from procsim.mm.vma import MAP_PRIVATE, PROT_READ
+from procsim.procfs.context import Caller
+from procsim.procfs.tree import ProcFS
+from procsim.resource import RLIM_INFINITY, RLIMIT_FSIZE, Rlimit
+
+FILE = "/srv/data/table.db"
+
+
+def io_of(fs: ProcFS, path: str, caller: Caller = ROOT) -> dict[str, int]:
+    text = read_all(fs, path, caller).decode()
+    return {k: int(v) for k, v in re.findall(r"^(\w+): (\d+)$", text, re.M)}
+
+
+def pgpgin(k: Kernel) -> int:
+    return k.mem.vm_events.pgpgin
+
+
+@requires_host(kernel="6.18")
+def test_format_is_this_hosts(fs: ProcFS) -> None:
+    """The seven lines, in this host's order and form."""
+    p = fs.kernel.spawn(["/usr/bin/app"])
+    with open("/proc/self/io") as f:
+        host = f.read()
+    ours = read_all(fs, f"/proc/{p}/io").decode()
+    assert re.sub(r"\d+", "N", ours) == re.sub(r"\d+", "N", host)
+
+
+def test_read_counts_rchar_and_page_cache_misses(fs: ProcFS) -> None:
+    k = fs.kernel
+    p = k.spawn(["/usr/bin/app"])
+    k.vfs.file(FILE, 1 << 20)
+    g0 = pgpgin(k)
+    assert k.read(p, FILE, 10000, 4096) == 10000
+    # bytes 4096..14095: pages 1-3 read from disk
+    assert io_of(fs, f"/proc/{p}/io") == dict(rchar=10000, wchar=0, syscr=1, syscw=0, read_bytes=3 * 4096,
+                                              write_bytes=0, cancelled_write_bytes=0)
+    assert (pgpgin(k) - g0) * 1024 == 3 * 4096
+    assert k.read(p, FILE, 8192, 4096) == 8192                       # cached now: no disk read
+    assert k.read(p, FILE, 4096, (1 << 20) - 100) == 100             # short at EOF
+    assert k.read(p, FILE, 4096, 1 << 21) == 0                       # past EOF: a call, no bytes
+    io = io_of(fs, f"/proc/{p}/io")
+    assert (io["rchar"], io["syscr"], io["read_bytes"]) == (10000 + 8192 + 100, 4, 4 * 4096)
+    assert (pgpgin(k) - g0) * 1024 == io["read_bytes"]
+    assert b"pgpgin %d\n" % pgpgin(k) in read_all(fs, "/proc/vmstat")
+    # another process finds the pages cached: rchar, no read_bytes
+    q = k.spawn(["/usr/bin/other"])
+    k.read(q, FILE, 8192, 4096)
+    assert io_of(fs, f"/proc/{q}/io")["read_bytes"] == 0
+
+
+def test_file_faults_count_read_bytes_not_rchar(fs: ProcFS) -> None:
+    """A fault on a file mapping reads the page in (submit_bio counts it as
+    read_bytes and pgpgin), but no read(2) happened."""
+    k = fs.kernel
+    p = k.spawn(["/usr/bin/app"])
+    k.vfs.file("/srv/data/mapped", 1 << 20)
+    a = k.mmap(p, 1 << 20, PROT_READ, MAP_PRIVATE, path="/srv/data/mapped")
+    before, g0 = io_of(fs, f"/proc/{p}/io"), pgpgin(k)
+    k.touch(p, a, 64 << 10, write=False)
+    io = io_of(fs, f"/proc/{p}/io")
+    assert io["read_bytes"] - before["read_bytes"] == (pgpgin(k) - g0) * 1024 == 64 << 10
+    assert io["rchar"] == before["rchar"] and io["syscr"] == before["syscr"]
+
+
+def test_write_counts_wchar_and_newly_dirtied_pages(fs: ProcFS) -> None:
+    k = fs.kernel
+    p = k.spawn(["/usr/bin/app"])
+    path = "/var/log/app.log"
+    assert k.write(p, path, 100, 0) == 100                           # a new page: dirtied, nothing to read
+    k.write(p, path, 100, 100)                                       # the same page: already dirty
+    io = io_of(fs, f"/proc/{p}/io")
+    assert (io["wchar"], io["syscw"], io["write_bytes"], io["read_bytes"]) == (200, 2, 4096, 0)
+    k.write(p, path, 8192, 4096)                                     # two whole new pages
+    assert io_of(fs, f"/proc/{p}/io")["write_bytes"] == 3 * 4096
+    # a part of an uncached page of an existing file is read first
+    k.vfs.file(FILE, 1 << 20)
+    g0 = pgpgin(k)
+    k.write(p, FILE, 100, 8192 + 50)
+    io = io_of(fs, f"/proc/{p}/io")
+    assert io["read_bytes"] == 4096 == (pgpgin(k) - g0) * 1024 and io["write_bytes"] == 4 * 4096
+    assert k.vfs.file(path).size == 4096 + 8192                      # the file grew
+
+
+def test_fsize_limit_cuts_writes(fs: ProcFS) -> None:
+    k = fs.kernel
+    p = k.spawn(["/usr/bin/app"], uid=1000, gid=1000)
+    k.prlimit(p, RLIMIT_FSIZE, Rlimit(6000, RLIM_INFINITY))
+    assert k.write(p, "/tmp/f", 10000, 0) == 6000
+    assert errno_of(k.write, p, "/tmp/f", 10, 6000) == errno.EFBIG
+    io = io_of(fs, f"/proc/{p}/io")
+    assert (io["wchar"], io["syscw"]) == (6000, 2)                    # vfs_write counts the failed call
+    assert k.vfs.file("/tmp/f").size == 6000
+
+
+def test_threads_group_sum_dead_threads_and_reaped_children(fs: ProcFS) -> None:
+    k = fs.kernel
+    p = k.spawn(["/usr/bin/app"])
+    t = k.clone_thread(p)
+    k.read(p, FILE, 1000)
+    k.read(t, FILE, 3000)
+    assert io_of(fs, f"/proc/{p}/task/{t}/io")["rchar"] == 3000
+    assert io_of(fs, f"/proc/{p}/task/{p}/io")["rchar"] == 1000
+    assert io_of(fs, f"/proc/{p}/io")["rchar"] == 4000
+    k.exit(t)                                                        # its counts stay in signal->ioac
+    assert io_of(fs, f"/proc/{p}/io")["rchar"] == 4000
+    assert io_of(fs, f"/proc/{p}/task/{p}/io")["rchar"] == 1000
+    c = k.fork(p)
+    assert io_of(fs, f"/proc/{c}/io")["rchar"] == 0                  # not inherited
+    k.write(c, "/tmp/out", 500)
+    k.exit_group(c)
+    assert io_of(fs, f"/proc/{p}/io")["wchar"] == 0                  # a zombie: not yet the parent's
+    assert io_of(fs, f"/proc/{c}/io")["wchar"] == 500
+    k.wait(p, c)                                                     # wait_task_zombie adds it
+    io = io_of(fs, f"/proc/{p}/io")
+    assert (io["rchar"], io["wchar"]) == (4000, 500)
+    assert io_of(fs, f"/proc/{p}/task/{p}/io")["wchar"] == 0
+
+
+def test_ptrace_read_check_at_each_read(fs: ProcFS) -> None:
+    """do_io_accounting's PTRACE_MODE_READ_FSCREDS check, at read: a reader
+    of another uid without CAP_SYS_PTRACE gets EACCES (the mode already
+    refuses a non-root one at open, through FUSE); the same uid may; root
+    without CAP_SYS_PTRACE may not read a process whose capabilities it
+    lacks. A cached copy is not served around the check."""
+    k = fs.kernel
+    u = k.spawn(["/usr/bin/app"], uid=1000, gid=1000)
+    r = k.spawn(["/usr/bin/daemon"])
+    me = os.getpid()
+    full, no_ptrace = (1 << 41) - 1, ((1 << 41) - 1) & ~(1 << 19)
+    assert io_of(fs, f"/proc/{u}/io", Caller(me, 0, 0, full))
+    assert io_of(fs, f"/proc/{u}/io", Caller(me, 1000, 1000, 0))                # the same user
+    assert errno_of(read_all, fs, f"/proc/{u}/io", Caller(me, 1001, 1001, 0)) == errno.EACCES
+    assert errno_of(read_all, fs, f"/proc/{u}/io", Caller(me, 1000, 1001, 0)) == errno.EACCES  # gid too
+    assert errno_of(read_all, fs, f"/proc/{u}/io", Caller(me, 0, 0, no_ptrace)) == errno.EACCES
+    assert errno_of(read_all, fs, f"/proc/{r}/io", Caller(me, 65534, 65534, 0)) == errno.EACCES
+    assert errno_of(read_all, fs, f"/proc/{r}/io", Caller(me, 0, 0, no_ptrace)) == errno.EACCES  # caps ⊄ its own
+    assert io_of(fs, f"/proc/{r}/io", Caller(me, 0, 0, full))
+    assert errno_of(read_all, fs, f"/proc/{r}/io", Caller(me, 0, 0, no_ptrace)) == errno.EACCES  # not the cache's
+    k.groups[u].dumpable = False
+    assert errno_of(read_all, fs, f"/proc/{u}/io", Caller(me, 1000, 1000, 0)) == errno.EACCES
+    assert errno_of(read_all, fs, f"/proc/{u}/task/{u}/io", Caller(me, 1000, 1000, 0)) == errno.EACCES
+    # the open succeeds (the refusal is the read's), as on 6.18
+    h = fs.open(f"/proc/{r}/io", os.O_RDONLY, Caller(me, 0, 0, no_ptrace))
+    assert errno_of(h.read, 4096, 0) == errno.EACCES
+
+
+def test_io_and_read_write_commands(fs: ProcFS) -> None:
+    k = fs.kernel
+    p = k.spawn(["/usr/bin/app"])
+    t = k.clone_thread(p)
+    assert execute(k, "read", {"pid": p, "path": FILE, "length": "8K"}) == 8192
+    assert execute(k, "write", {"pid": t, "path": "/tmp/x", "length": 10, "offset": "4K"}) == 10
+    got = execute(k, "io", {"pid": p})
+    assert got == io_of(fs, f"/proc/{p}/io") and got["rchar"] == 8192 and got["wchar"] == 10
+    assert execute(k, "io", {"pid": t, "thread": True, "read": 100, "path": FILE}) == \
+        io_of(fs, f"/proc/{p}/task/{t}/io")
+    before = io_of(fs, f"/proc/{p}/io")
+    for bad in ({"pid": p, "path": FILE, "length": "lots"}, {"pid": p, "path": FILE, "length": -1},
+                {"pid": p, "length": 10}, {"pid": 99999, "path": FILE, "length": 10}):
+        with pytest.raises(CommandError) as e:
+            execute(k, "read", bad)
+        assert e.value.errno == (errno.ESRCH if bad["pid"] == 99999 else errno.EINVAL)
+    assert io_of(fs, f"/proc/{p}/io") == before
