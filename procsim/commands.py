@@ -28,6 +28,7 @@ from procsim.params import (BOOL, CPULIST, INT, KB, PROT, RAW, REQUIRED, RLIM, S
 from procsim import resource
 from procsim.mm.access_log import ranges as vpn_ranges
 from procsim.workload import WorkloadError
+from procsim.workload_io import IO_KEYS
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
                             MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED)
 
@@ -366,7 +367,7 @@ ADDR, LENGTH = _p("addr", SIZE), _p("length", SIZE)
 # the workload spec (procsim/workload.py checks each key and its range)
 _WL = tuple(_p(n, RAW, None) for n in ("pattern", "rate", "write", "addr", "length", "vmas", "seed", "tick",
                                          "hot", "hot_prob", "hot_offset", "exponent", "offset", "phases",
-                                         "repeat"))
+                                         "repeat", *IO_KEYS))
 _WL_CHANGE = tuple(p for p in _WL if p.name != "seed")
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (

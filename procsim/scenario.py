@@ -35,6 +35,7 @@ from procsim.kernel import Kernel, KernelError
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.units import NSEC, PAGE_SIZE
+from procsim.workload_io import IO_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "pa
 # a process's workloads: the workload_start arguments, and `map` (a mapping's
 # name: its start, and its size unless `length` is given) for addr
 WORKLOAD = {key: _t_any for key in ("pattern", "rate", "write", "addr", "length", "vmas", "seed", "tick", "hot",
-                                    "hot_prob", "hot_offset", "exponent", "offset", "phases", "repeat", "map")}
+                                    "hot_prob", "hot_offset", "exponent", "offset", "phases", "repeat", "map", *IO_KEYS)}
 PROTECT = {"start": _t_size, "size": _t_size, "prot": _t_prot}
 LIB = {"path": _t_str, "size": _t_size}
 EVENT = {"at": _t_num, "every": _t_num, "count": _t_count, "op": _t_str, "as": _t_str, "cycle": _t_table,

@@ -47,6 +47,7 @@ from procsim.mm.access_log import AccessLog, sorted_unique
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.vma import VM_EXEC, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE
 from procsim.units import NSEC, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE
+from procsim.workload_io import IO_KEYS, FileIo, parse_io
 
 if TYPE_CHECKING:
     from procsim.kernel import Kernel
@@ -59,7 +60,7 @@ MIN_TICK, MAX_TICK = 1e-4, 60.0
 MAX_RATE = 1e9          # accesses per second
 BATCH = 1 << 22         # accesses per Kernel.access call at most
 PATTERNS = ("hot_cold", "uniform", "zipf", "scan", "phases")
-COMMON = ("pattern", "rate", "write", "addr", "length", "vmas", "seed", "tick")
+COMMON = ("pattern", "rate", "write", "addr", "length", "vmas", "seed", "tick", *IO_KEYS)
 PATTERN_KEYS = {"hot_cold": ("hot", "hot_prob", "hot_offset"), "uniform": (), "zipf": ("exponent",),
                 "scan": ("offset",), "phases": ("phases", "repeat")}
 PHASE_KEYS = ("pattern", "duration", "rate", "write")
@@ -230,6 +231,7 @@ class Workload:
     writes: int = 0
     dropped: int = 0
     faults: int = 0
+    io: FileIo | None = None        # its file I/O (procsim/workload_io.py)
     _cum: np.ndarray = field(default=None, repr=False)  # pages before each range
 
     def __post_init__(self) -> None:
@@ -293,7 +295,8 @@ class Workload:
                 "pattern": self.spec.get("pattern"), "spec": self.spec, "pages": self.npages,
                 "ranges": self.ranges.tolist(), "seed": self.seed, "changes": self.changes,
                 "start": self.start / NSEC, "accesses": self.accesses, "reads": self.reads,
-                "writes": self.writes, "dropped": self.dropped, "faults": self.faults}
+                "writes": self.writes, "dropped": self.dropped, "faults": self.faults,
+                "io": self.io.info() if self.io is not None else None}
 
 
 # -- the set of workloads of a kernel -------------------------------------------------
@@ -397,8 +400,10 @@ class Workloads:
         else:
             phases = [parse_phase(spec, npages, "", tick=tick)]
             repeat = True
+        old = self.items.get(wid)
+        io = parse_io(spec, _size, _bad, old.io if old is not None else None)
         return Workload(wid, tid, mm, spec, ranges, phases, repeat, max(1, round(tick * NSEC)), seed,
-                        self.k.now, changes)
+                        self.k.now, changes, io=io)
 
     @staticmethod
     def _region(mm: "MM", spec: dict) -> np.ndarray:
@@ -461,6 +466,8 @@ class Workloads:
             for pos, write in ((reads, False), (writes, True)):
                 if len(pos) and not self._access(w, pos, write):
                     return
+            if w.io is not None and not self._io(w, k0, kk):
+                return
             k0 = kk
 
     def _access(self, w: Workload, pos: np.ndarray, write: bool) -> bool:
@@ -482,6 +489,15 @@ class Workloads:
             return True
         try:
             w.faults += self.k.access(w.tid, vas, write)
+        except (OSError, OutOfMemory) as e:
+            self._end(w, "failed", f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}")
+            return False
+        return True
+
+    def _io(self, w: Workload, k0: int, k1: int) -> bool:
+        """The file I/O of ticks [k0, k1); a failing call ends the workload."""
+        try:
+            w.io.run(self.k, w.tid, k0, k1, w.tick_ns / NSEC)
         except (OSError, OutOfMemory) as e:
             self._end(w, "failed", f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}")
             return False

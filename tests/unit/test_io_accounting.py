@@ -179,3 +179,48 @@ def test_io_and_read_write_commands(fs: ProcFS) -> None:
             execute(k, "read", bad)
         assert e.value.errno == (errno.ESRCH if bad["pid"] == 99999 else errno.EINVAL)
     assert io_of(fs, f"/proc/{p}/io") == before
+
+
+def test_workload_file_io_at_a_rate() -> None:
+    """A workload's reads and writes at their rates, through the kernel's
+    counters: the first pass over the file misses the page cache
+    (read_bytes = pgpgin), the second finds it cached; the same ticks give
+    the same I/O however the clock moves."""
+    from procsim import KernelConfig
+
+    def run(steps: list[float]) -> tuple[dict, int]:
+        k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30, clock="manual"))
+        k.create_init()
+        p = k.spawn(["/usr/bin/db"])
+        k.vfs.file("/srv/db", 1 << 20)
+        g0 = pgpgin(k)
+        k.workloads.start(p, pattern="uniform", rate=0, file="/srv/db", read_rate="512K", write_rate="64K",
+                          io_size=4096, span="128K")
+        for s in steps:
+            k.advance(s)
+        return k.io_accounting(p), (pgpgin(k) - g0) * 1024
+
+    io, disk = run([1.0])
+    assert (io["syscr"], io["rchar"], io["read_bytes"]) == (128, 512 << 10, 512 << 10)
+    assert (io["syscw"], io["wchar"], io["write_bytes"]) == (16, 64 << 10, 64 << 10)
+    assert disk == io["read_bytes"]
+    io3, disk3 = run([0.5, 0.25, 2.25])
+    # 3 s: 1.5 MiB read of a 1 MiB file (then cached), the 128K log span dirtied once
+    assert io3["read_bytes"] == 1 << 20 == disk3 and io3["rchar"] == (1536 << 10) - 4096  # one read at EOF
+    assert io3["write_bytes"] == 128 << 10 and io3["wchar"] == 192 << 10
+    assert run([3.0]) == (io3, disk3)
+
+
+def test_workload_io_keys_are_checked() -> None:
+    from procsim.workload import WorkloadError
+    from procsim import KernelConfig
+    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30, clock="manual"))
+    k.create_init()
+    p = k.spawn(["/usr/bin/db"])
+    for bad, msg in (({"read_rate": "1M"}, "needs a 'file'"), ({"file": "rel/path", "read_rate": 1}, "absolute"),
+                     ({"file": "/f"}, "read_rate and/or write_rate"), ({"file": "/f", "read_rate": "fast"}, "size"),
+                     ({"file": "/f", "read_rate": 1, "io_size": 0}, "io_size")):
+        with pytest.raises(WorkloadError, match=msg) as e:
+            k.workloads.start(p, pattern="uniform", rate=0, **bad)
+        assert e.value.errno == errno.EINVAL
+    assert not k.workloads.items

@@ -1,0 +1,85 @@
+"""File I/O a workload does besides its memory accesses: sequential
+read(2)s and write(2)s of `io_size` bytes on one file at `read_rate` and
+`write_rate` bytes per second, in the workload's ticks (tick k does the
+calls whose bytes fall in it, so the I/O, like the accesses, depends only
+on the ticks run). Reads go through the file from its start and wrap at
+its end (a second pass finds the pages cached: rchar grows, read_bytes no
+more); writes go from the start of `span` bytes and wrap there (a log
+rewritten in place; no writeback is modelled, so a page counts in
+write_bytes the first time it is dirtied). The counters are the kernel's
+(Kernel.read/write, procsim/ioac.py)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from procsim.kernel import Kernel
+
+IO_KEYS = ("file", "read_rate", "write_rate", "io_size", "span")
+DEFAULT_IO_SIZE = 64 << 10
+DEFAULT_SPAN = 64 << 20
+MAX_IO_RATE = 1 << 40  # bytes per second
+
+
+@dataclass
+class FileIo:
+    path: str
+    read_rate: int
+    write_rate: int
+    io_size: int
+    span: int
+    read_pos: int = 0
+    write_pos: int = 0
+    reads: int = 0       # calls made
+    writes: int = 0
+
+    def calls(self, rate: int, k0: int, k1: int, tick_s: float) -> int:
+        """read or write calls due in ticks [k0, k1) at `rate` bytes per second."""
+        done = lambda k: math.floor(rate * k * tick_s) // self.io_size  # noqa: E731
+        return done(k1) - done(k0)
+
+    def run(self, k: "Kernel", tid: int, k0: int, k1: int, tick_s: float) -> None:
+        for _ in range(self.calls(self.read_rate, k0, k1, tick_s)):
+            n = k.read(tid, self.path, self.io_size, self.read_pos)
+            self.read_pos = 0 if n < self.io_size else self.read_pos + n
+            self.reads += 1
+        for _ in range(self.calls(self.write_rate, k0, k1, tick_s)):
+            k.write(tid, self.path, self.io_size, self.write_pos)
+            self.write_pos = (self.write_pos + self.io_size) % self.span
+            self.writes += 1
+
+    def info(self) -> dict:
+        return {"file": self.path, "read_calls": self.reads, "write_calls": self.writes,
+                "read_pos": self.read_pos, "write_pos": self.write_pos}
+
+
+def parse_io(spec: dict, size: Callable[[Any, str], int], bad: Callable[[str], OSError],
+             old: FileIo | None = None) -> FileIo | None:
+    """The I/O keys of a workload spec -> FileIo (None without `file`);
+    positions carry over from `old` on the same file."""
+    given = [key for key in IO_KEYS if key in spec]
+    if not given:
+        return None
+    if "file" not in spec:
+        raise bad(f"{given[0]} needs a 'file' to do I/O on")
+    path = spec["file"]
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise bad(f"file: expected an absolute path, got {path!r}")
+    rates = {}
+    for key in ("read_rate", "write_rate"):
+        rates[key] = size(spec.get(key, 0), key)
+        if not 0 <= rates[key] <= MAX_IO_RATE:
+            raise bad(f"{key}: expected 0 to {MAX_IO_RATE} bytes per second, got {spec[key]!r}")
+    if not any(rates.values()):
+        raise bad("file: give read_rate and/or write_rate (bytes per second)")
+    io_size = size(spec.get("io_size", DEFAULT_IO_SIZE), "io_size")
+    span = size(spec.get("span", DEFAULT_SPAN), "span")
+    if not 0 < io_size <= 1 << 30 or not io_size <= span <= 1 << 40:
+        raise bad("io_size: expected 1 byte to 1 GiB, and span at least io_size")
+    io = FileIo(path, rates["read_rate"], rates["write_rate"], io_size, span)
+    if old is not None and old.path == path:
+        io.read_pos, io.write_pos, io.reads, io.writes = old.read_pos, old.write_pos % span, old.reads, old.writes
+    return io
