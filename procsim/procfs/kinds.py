@@ -3,6 +3,8 @@ as fs/proc/base.c has ONE, REG, DIR and LNK: a row's kind alone says how it
 is looked up, listed, opened, read and written.
 
   Show      a show function renders the whole file (single_open)
+  PtraceShow  a Show whose reader is checked at each read (io: EACCES
+            after a successful open)
   Seq       a seq_file, read record by record as read() asks (maps, smaps)
   Bin       read and written by position, nothing kept (pagemap, kpage*,
             the idle bitmaps, the integer sysctls)
