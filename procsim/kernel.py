@@ -1154,6 +1154,7 @@ class Kernel:
         major = mm.nr_major
         ev = self.mem.vm_events
         pgpgin = ev.pgpgin  # file pages the faults read in: the task's read_bytes (submit_bio)
+        dirtied = self.mem.nr_dirtied  # and the shared file pages they dirtied: its write_bytes
         oom = self.oom
         prev, oom.current, oom.kill_current = oom.current, t, False
         try:
@@ -1172,6 +1173,7 @@ class Kernel:
         t.maj_flt += major
         t.min_flt += n - major
         t.ioac.read_bytes += (ev.pgpgin - pgpgin) * 1024
+        t.ioac.write_bytes += (self.mem.nr_dirtied - dirtied) * PAGE_SIZE
         # count_vm_event(PGFAULT), PGMAJFAULT
         ev.pgfault += n
         ev.pgmajfault += major

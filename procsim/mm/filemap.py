@@ -45,12 +45,25 @@ def find_or_create(mem: M.MemMap, file: File, pgoffs: np.ndarray, read: np.ndarr
     return nread * PAGE_SIZE
 
 
+def account_dirtied(mem: M.MemMap, pfns: np.ndarray) -> int:
+    """folio_mark_dirty() of page-cache pages: the clean ones become dirty;
+    those of files with writeback (not shmem) count in NR_FILE_DIRTY and
+    NR_DIRTIED (folio_account_dirtied). Returns the bytes so accounted: the
+    dirtier's write_bytes (a store through a shared mapping is charged by
+    Kernel._charge_faults from the NR_DIRTIED it moved)."""
+    if not len(pfns):
+        return 0
+    fl = mem.flags[pfns]
+    clean = pfns[(fl & M.PG_DIRTY) == 0]
+    mem.flags[clean] |= np.uint32(M.PG_DIRTY)
+    n = int(np.count_nonzero(mem.flags[clean] & (M.PG_FILE | M.PG_SHMEM) == M.PG_FILE))
+    mem.nr_file_dirty += n
+    mem.nr_dirtied += n
+    return n * PAGE_SIZE
+
+
 def mark_dirty(mem: M.MemMap, file: File, pgoffs: np.ndarray) -> int:
-    """folio_mark_dirty() of cached pages; returns the bytes newly dirtied
-    (the writer's write_bytes; tmpfs has no writeback to account)."""
+    """A write(2) dirties cached pages of `file`; returns the bytes newly dirtied."""
     if not len(pgoffs):
         return 0
-    pfns = file.cache[pgoffs]
-    clean = (mem.flags[pfns] & M.PG_DIRTY) == 0
-    mem.flags[pfns[clean]] |= np.uint32(M.PG_DIRTY)
-    return 0 if file.shmem else int(clean.sum()) * PAGE_SIZE
+    return account_dirtied(mem, np.unique(file.cache[pgoffs]))

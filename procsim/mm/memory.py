@@ -113,6 +113,10 @@ class MemMap:
         # vmstat-style counters, kept at alloc/free/map so reads are O(1).
         self.nr_flag = {PG_ANON: 0, PG_FILE: 0, PG_SHMEM: 0}
         self.nr_mapped_file = 0  # page-cache frames mapped at least once (Mapped)
+        # dirty page cache of files with writeback (NR_FILE_DIRTY: meminfo Dirty,
+        # vmstat nr_dirty; not shmem) and pages ever dirtied (NR_DIRTIED; mm/filemap.py)
+        self.nr_file_dirty = 0
+        self.nr_dirtied = 0
         # NR_ANON_MAPPED as each model computes it: pages with a precise
         # mapcount (PAGE_MAPCOUNT), or whole folios as soon as any page is
         # mapped (NO_PAGE_MAPCOUNT)
@@ -237,6 +241,7 @@ class MemMap:
     def _uncount(self, fl: np.ndarray) -> None:
         for f in self.nr_flag:
             self.nr_flag[f] -= int(np.count_nonzero(fl & f))
+        self.nr_file_dirty -= int(np.count_nonzero(fl & (PG_FILE | PG_DIRTY | PG_SHMEM) == PG_FILE | PG_DIRTY))
 
     def free(self, pfns: np.ndarray) -> None:
         """Free order-0 frames (pages of split folios are order 0 too)."""

@@ -24,6 +24,7 @@ from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_I
                             VM_LOCKED, VM_PFNMAP, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
                             VM_READ, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA, File)
 from procsim.mm.counter_tree import RssStat
+from procsim.mm.filemap import account_dirtied
 from procsim.mm.mmap_lock import MmapLock, mmap_write_lock, vma_start_write
 from procsim.mm.rmap import AnonVma, set_anon_rmap, set_file_rmap
 from procsim.mm.vmatree import VMATree
@@ -842,11 +843,13 @@ class MM:
                     self.rss.add(MM_ANONPAGES, nmiss)
                 else:
                     mem.map_pages(pfns, self.mm_id)
-                    rw = shared and bool(v.flags & VM_WRITE)
+                    # a shared file with writeback is mapped read-only until written
+                    # (vma_wants_writenotify): the write fault dirties the page
+                    rw = shared and bool(v.flags & VM_WRITE) and (write or v.file.shmem)
                     ptes[mi] = mk_pte(pfns, rw, write and shared)
                     self.rss.add(MM_SHMEMPAGES if v.file.shmem else MM_FILEPAGES, nmiss)
                     if write:
-                        mem.flags[pfns] |= M.PG_DIRTY
+                        account_dirtied(mem, pfns)  # NR_FILE_DIRTY; the task's write_bytes
         if write:
             wp = (~missing) & ((ptes & PTE_RW) == 0)
             if wp.any():
@@ -904,6 +907,7 @@ class MM:
         """Write to present read-only PTEs: reuse or copy (do_wp_page)."""
         mem = self.mem
         if shared:
+            account_dirtied(mem, pte_pfn(ptes))  # wp_page_shared: folio_mark_dirty
             return ptes | PTE_RW | PTE_DIRTY
         pfns = pte_pfn(ptes)
         fl = mem.flags[pfns]

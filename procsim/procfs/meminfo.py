@@ -24,7 +24,7 @@ def meminfo(ctx: Ctx) -> bytes:
         ("Active(file)", m.active_file * p), ("Inactive(file)", m.inactive_file * p),
         ("Unevictable", m.unevictable * p), ("Mlocked", m.mlocked * p),
         ("SwapTotal", m.swap_total * p), ("SwapFree", m.swap_free * p),
-        ("Zswap", 0), ("Zswapped", 0), ("Dirty", 0), ("Writeback", 0),
+        ("Zswap", 0), ("Zswapped", 0), ("Dirty", k.mem.nr_file_dirty * p), ("Writeback", 0),
         ("AnonPages", m.anon * p), ("Mapped", m.mapped * p), ("Shmem", m.shmem * p),
         ("KReclaimable", m.slab_reclaimable * p), ("Slab", slab * p),
         ("SReclaimable", m.slab_reclaimable * p), ("SUnreclaim", m.slab_unreclaimable * p),

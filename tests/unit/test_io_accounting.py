@@ -224,3 +224,33 @@ def test_workload_io_keys_are_checked() -> None:
             k.workloads.start(p, pattern="uniform", rate=0, **bad)
         assert e.value.errno == errno.EINVAL
     assert not k.workloads.items
+
+
+def test_dirty_page_cache_agrees_with_meminfo_vmstat_and_write_bytes(fs: ProcFS) -> None:
+    """Pages dirtied by write(2) and by stores through a shared file mapping
+    are meminfo's Dirty and vmstat's nr_dirty (nr_dirtied counts them ever),
+    and the dirtier's write_bytes; shmem (tmpfs) is not counted."""
+    from procsim.mm.vma import MAP_ANONYMOUS, MAP_SHARED, PROT_WRITE
+
+    k = fs.kernel
+
+    def dirty() -> tuple[int, int, int]:
+        mi = dict(re.findall(r"^(\w+):\s+(\d+) kB$", read_all(fs, "/proc/meminfo").decode(), re.M))
+        vm = dict(re.findall(r"^(\w+) (\d+)$", read_all(fs, "/proc/vmstat").decode(), re.M))
+        return int(mi["Dirty"]), int(vm["nr_dirty"]), int(vm["nr_dirtied"])
+
+    assert dirty() == (0, 0, 0)
+    p = k.spawn(["/usr/bin/app"])
+    k.write(p, "/var/log/a", 3 * 4096)
+    assert dirty() == (12, 3, 3)
+    k.vfs.file("/srv/shared", 1 << 20, writable=True)
+    a = k.mmap(p, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, path="/srv/shared")
+    k.touch(p, a, 4 * 4096, write=False)                             # read-mapped first
+    w0 = io_of(fs, f"/proc/{p}/io")["write_bytes"]
+    k.touch(p, a, 4 * 4096, write=True)                              # write-protect faults dirty them
+    k.touch(p, a + 4 * 4096, 2 * 4096, write=True)                   # write faults dirty them
+    assert dirty() == (36, 9, 9)
+    assert io_of(fs, f"/proc/{p}/io")["write_bytes"] - w0 == 6 * 4096
+    s = k.mmap(p, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS)
+    k.touch(p, s, 1 << 20)                                           # shmem: no writeback, not Dirty
+    assert dirty() == (36, 9, 9)
