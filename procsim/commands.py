@@ -432,6 +432,10 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
          LENGTH, _p("offset", SIZE, 0),
          doc="pwrite(2) of `length` bytes to `path` at `offset` by task `pid` (io: wchar, syscw, write_bytes for "
              "newly dirtied pages)."),
+    _cmd("truncate", lambda k, pid, path, length: k.truncate(pid, path, length), PID, _p("path", STR),
+         _p("length", SIZE),
+         doc="truncate(2) of `path` to `length` bytes by task `pid`: dirty page cache past the end is "
+             "cancelled_write_bytes; mappings of it are unmapped."),
     _cmd("io", c_io, PID, _p("read", SIZE, 0), _p("write", SIZE, 0), _p("path", STR, "/var/lib/app/data"),
          _p("offset", SIZE, 0), _p("thread", BOOL, False)),
     _cmd("advance", c_advance, _p("seconds", SECONDS)),

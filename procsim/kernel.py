@@ -1242,6 +1242,40 @@ class Kernel:
             self._changed("io", tid=t.pid)
             return count
 
+    def truncate(self, tid: int, path: str, length: int) -> None:
+        """truncate(2): the file at `path` gets `length` bytes. Growing past
+        RLIMIT_FSIZE is EFBIG; shrinking unmaps the pages past the new end
+        from every address space (private COW copies too, as
+        unmap_mapping_range(even_cows) does) and drops them from the page
+        cache: the dirty ones count as the caller's cancelled_write_bytes."""
+        with self.lock:
+            t = self._io_task(tid, length, 0)
+            f = self.vfs.file(path)
+            if f.hugetlb or f.shmem:
+                raise _err(errno.EINVAL, f"truncate: {path} is not a regular file on disk")
+            if length > f.size and length > t.tg.rlim[resource.RLIMIT_FSIZE].cur:
+                raise _err(errno.EFBIG, f"truncate to {length}: RLIMIT_FSIZE is {t.tg.rlim[resource.RLIMIT_FSIZE].cur}")
+            first = -(-length // PAGE_SIZE)
+            if length < f.size:
+                for mm in list(self.mem.mms):
+                    self._unmap_file_tail(mm, f, first)
+                t.ioac.cancelled_write_bytes += filemap.truncate_pages(self.mem, f, first)
+            f.size = length
+            self._changed("io", tid=t.pid)
+
+    def _unmap_file_tail(self, mm: MM, f, first: int) -> None:
+        """Zap what `mm` maps of file `f` from page `first` on."""
+        vmas = [v for v in mm.vmas if v.file is f and v.pgoff + (v.npages) > first]
+        if not vmas:
+            return
+        user = next((t for t in self.tasks.values() if t.mm is mm and not t.dead), None)
+        with mmap_write_lock(mm):
+            for v in vmas:
+                lo = v.start + max(0, first - v.pgoff) * PAGE_SIZE
+                mm.update_hiwater_rss()
+                if mm._zap_vma(v, lo, v.end, close=False) and user is not None:
+                    self._flush(user, Flush(lo, v.end))
+
     def _io_task(self, tid: int, count: int, offset: int) -> Task:
         t = self.task(tid)
         if t.dead or t.tg.zombie:

@@ -62,6 +62,22 @@ def account_dirtied(mem: M.MemMap, pfns: np.ndarray) -> int:
     return n * PAGE_SIZE
 
 
+def truncate_pages(mem: M.MemMap, file: File, first: int) -> int:
+    """truncate_inode_pages_range() from page `first` on, once nothing maps
+    those pages: they leave the page cache and are freed; dirty ones were
+    never written back (folio_account_cleaned). Returns those bytes: the
+    truncating task's cancelled_write_bytes."""
+    if first >= len(file.cache):
+        return 0
+    tail = file.cache[first:]
+    pfns = tail[tail != 0]
+    fl = mem.flags[pfns]
+    cancelled = 0 if file.shmem else int(np.count_nonzero(fl & M.PG_DIRTY)) * PAGE_SIZE
+    mem.free(pfns)
+    tail[:] = 0
+    return cancelled
+
+
 def mark_dirty(mem: M.MemMap, file: File, pgoffs: np.ndarray) -> int:
     """A write(2) dirties cached pages of `file`; returns the bytes newly dirtied."""
     if not len(pgoffs):

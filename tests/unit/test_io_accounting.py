@@ -254,3 +254,34 @@ def test_dirty_page_cache_agrees_with_meminfo_vmstat_and_write_bytes(fs: ProcFS)
     s = k.mmap(p, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS)
     k.touch(p, s, 1 << 20)                                           # shmem: no writeback, not Dirty
     assert dirty() == (36, 9, 9)
+
+
+def test_truncate_cancels_dirty_page_cache(fs: ProcFS) -> None:
+    """truncate drops the page cache past the new end: its dirty pages are
+    the truncating task's cancelled_write_bytes (not the writer's) and
+    leave Dirty; mappings of the dropped pages are unmapped; growing past
+    RLIMIT_FSIZE is EFBIG and changes nothing."""
+    from procsim.mm.vma import MAP_SHARED, PROT_WRITE
+
+    k = fs.kernel
+    w = k.spawn(["/usr/bin/writer"])
+    c = k.spawn(["/usr/bin/cleaner"], uid=1000, gid=1000)
+    path = "/var/spool/job"
+    k.write(w, path, 10 * 4096)
+    reader = k.spawn(["/usr/bin/reader"])
+    a = k.mmap(reader, 10 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, path=path)
+    k.touch(reader, a, 10 * 4096, write=False)
+    rss = k.groups[reader].mm.rss_pages
+    free = k.mem.nr_free
+    k.truncate(c, path, 4 * 4096 + 100)                                # pages 5..9 go; page 4 stays (partly)
+    assert io_of(fs, f"/proc/{c}/io")["cancelled_write_bytes"] == 5 * 4096
+    assert io_of(fs, f"/proc/{w}/io")["cancelled_write_bytes"] == 0
+    assert k.groups[reader].mm.rss_pages == rss - 5 and k.mem.nr_free == free + 5
+    assert k.mem.nr_file_dirty == 5 and k.vfs.file(path).size == 4 * 4096 + 100
+    k.prlimit(c, RLIMIT_FSIZE, Rlimit(1 << 20, RLIM_INFINITY))
+    assert errno_of(k.truncate, c, path, 2 << 20) == errno.EFBIG
+    assert k.vfs.file(path).size == 4 * 4096 + 100
+    k.truncate(c, path, 1 << 20)                                       # growing within the limit: a hole
+    assert io_of(fs, f"/proc/{c}/io")["cancelled_write_bytes"] == 5 * 4096
+    assert execute(k, "truncate", {"pid": c, "path": path, "length": 0}) is None
+    assert io_of(fs, f"/proc/{c}/io")["cancelled_write_bytes"] == 10 * 4096 and k.mem.nr_file_dirty == 0
