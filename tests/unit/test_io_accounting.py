@@ -285,3 +285,57 @@ def test_truncate_cancels_dirty_page_cache(fs: ProcFS) -> None:
     assert io_of(fs, f"/proc/{c}/io")["cancelled_write_bytes"] == 5 * 4096
     assert execute(k, "truncate", {"pid": c, "path": path, "length": 0}) is None
     assert io_of(fs, f"/proc/{c}/io")["cancelled_write_bytes"] == 10 * 4096 and k.mem.nr_file_dirty == 0
+
+
+HOST_READ = r'''
+import os, sys
+path = sys.argv[1]
+io = os.open("/proc/self/io", os.O_RDONLY)
+
+def snap():
+    text = os.pread(io, 4096, 0).decode()
+    d = {k: int(v) for k, v in (l.split(": ") for l in text.splitlines())}
+    return d, len(text)
+
+fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+os.write(fd, b"x" * (64 << 10))
+os.fsync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)   # out of the page cache
+out = []
+for _ in range(2):
+    a, n = snap()
+    os.pread(fd, 64 << 10, 0)
+    b, _ = snap()
+    # less what the first snapshot's own read counted
+    out.append([b["rchar"] - a["rchar"] - n, b["syscr"] - a["syscr"] - 1, b["read_bytes"] - a["read_bytes"]])
+os.unlink(path)
+print(out)
+'''
+
+
+def test_read_counters_as_this_hosts_kernel() -> None:
+    """A 64 KiB pread of a file not in the page cache, then again: rchar and
+    syscr count both, read_bytes only the first, on this host's ext4 (or
+    other disk file system) as in the model."""
+    import subprocess
+    import sys
+    d = os.path.dirname(os.path.abspath(__file__))
+    fstype = subprocess.run(["stat", "-f", "-c", "%T", d], capture_output=True, text=True).stdout.strip()
+    if fstype in ("tmpfs", "ramfs", "overlayfs", "fuseblk", "") or fstype.startswith("fuse"):
+        pytest.skip(f"{d} is on {fstype or 'an unknown file system'}: its reads do not reach a disk")
+    r = subprocess.run([sys.executable, "-c", HOST_READ, os.path.join(d, f".io-test-{os.getpid()}")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    host = eval(r.stdout)
+    from procsim import KernelConfig
+    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30))
+    k.create_init()
+    p = k.spawn(["/usr/bin/python3"])
+    k.vfs.file("/data/f", 64 << 10)
+    model = []
+    for _ in range(2):
+        a = k.io_accounting(p)
+        k.read(p, "/data/f", 64 << 10, 0)
+        b = k.io_accounting(p)
+        model.append([b[x] - a[x] for x in ("rchar", "syscr", "read_bytes")])
+    assert model == host == [[64 << 10, 1, 64 << 10], [64 << 10, 1, 0]]
