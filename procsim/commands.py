@@ -162,13 +162,14 @@ def _rlim_json(v: int) -> int | str:
     return "unlimited" if v == resource.RLIM_INFINITY else v
 
 
-def c_prlimit(k: Kernel, pid, resource_, soft, hard) -> dict:
+def c_prlimit(k: Kernel, pid, resource_, soft, hard, privileged=False) -> dict:
     """prlimit(2) by process `pid` on itself: with `soft` and/or `hard` (a
     number or "unlimited"; the one not given keeps its value) set the limit
     `resource` (prlimit(1)'s names: nofile, as, data, memlock, nproc, ...),
     as the process may (a raised hard limit needs root; soft above hard is
-    EINVAL). Returns the limit as it is now and as it was; without
-    `resource`, every limit."""
+    EINVAL); `privileged`: as root with CAP_SYS_RESOURCE does it (prlimit
+    --pid by an administrator). Returns the limit as it is now and as it
+    was; without `resource`, every limit."""
     tg = k.group(pid)
     if resource_ is None:
         if soft is not None or hard is not None:
@@ -183,7 +184,7 @@ def c_prlimit(k: Kernel, pid, resource_, soft, hard) -> dict:
     new = None
     if soft is not None or hard is not None:
         new = resource.Rlimit(old.cur if soft is None else soft, old.max if hard is None else hard)
-    k.prlimit(pid, res, new)
+    k.prlimit(pid, res, new, True if privileged else None)
     now = k.group(pid).rlim[res]
     return {"resource": resource_, "soft": _rlim_json(now.cur), "hard": _rlim_json(now.max),
             "old_soft": _rlim_json(old.cur), "old_hard": _rlim_json(old.max)}
@@ -422,8 +423,10 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     _cmd("affinity", lambda k, tid, cpus: k.set_affinity(tid, _cpus(cpus, k)), TID, _p("cpus", CPULIST),
          doc="sched_setaffinity()."),
     _cmd("nice", lambda k, tid, nice: k.set_nice(tid, nice), TID, _p("nice", INT), doc="setpriority()."),
-    _cmd("prlimit", lambda k, pid, resource, soft, hard: c_prlimit(k, pid, resource, soft, hard), PID,
-         _p("resource", STR, None), _p("soft", RLIM, None), _p("hard", RLIM, None), doc=inspect.getdoc(c_prlimit)),
+    _cmd("prlimit", lambda k, pid, resource, soft, hard, privileged: c_prlimit(k, pid, resource, soft, hard,
+                                                                               privileged), PID,
+         _p("resource", STR, None), _p("soft", RLIM, None), _p("hard", RLIM, None), _p("privileged", BOOL, False),
+         doc=inspect.getdoc(c_prlimit)),
     _cmd("read", lambda k, pid, path, length, offset: k.read(pid, path, length, offset), PID, _p("path", STR),
          LENGTH, _p("offset", SIZE, 0),
          doc="pread(2) of `length` bytes of `path` at `offset` by task `pid`: the bytes read (io: rchar, syscr, "

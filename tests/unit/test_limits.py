@@ -142,7 +142,10 @@ def test_prlimit_command_sets_and_refuses() -> None:
     assert _cmd_errno(k, "prlimit", pid=p, resource="nofile", soft=True) == errno.EINVAL     # not a number
     assert _cmd_errno(k, "prlimit", pid=p, soft=1) == errno.EINVAL                          # no resource
     assert _cmd_errno(k, "prlimit", pid=99999, resource="nofile") == errno.ESRCH
+    assert _cmd_errno(k, "prlimit", pid=p, resource="nofile", hard=600000, privileged="yes") == errno.EINVAL
     assert k.groups[p].rlim == before
+    r = execute(k, "prlimit", {"pid": p, "resource": "nofile", "hard": 600000, "privileged": True})
+    assert (r["soft"], r["hard"]) == (100, 600000)                                           # an administrator
     # root may raise a hard limit, up to fs.nr_open for nofile
     assert execute(k, "prlimit", {"pid": 1, "resource": "as", "soft": "1G", "hard": "2G"})["hard"] == 2 << 30
     assert execute(k, "prlimit", {"pid": 1, "resource": "as", "hard": "unlimited"})["hard"] == "unlimited"
