@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from procsim.mm.vma import (MAP_GROWSDOWN, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED, VM_GROWSDOWN, VM_LOCKED, VM_SHARED,
                             VM_STACK, VM_WRITE, prot_to_vm)
 from procsim.resource import RLIM_INFINITY, RLIMIT_AS, RLIMIT_DATA, RLIMIT_MEMLOCK, Rlimit
 from procsim.units import PAGE_SHIFT
+
+if TYPE_CHECKING:
+    from procsim.mm.mm import MM
 
 IGNORE_RLIMIT_DATA = False  # the ignore_rlimit_data boot parameter's default
 
@@ -27,7 +31,7 @@ def is_data_mapping(flags: int) -> bool:
     return flags & (VM_WRITE | VM_SHARED | VM_STACK) == VM_WRITE
 
 
-def may_expand_vm(mm, rlim: Sequence[Rlimit], flags: int, npages: int) -> bool:
+def may_expand_vm(mm: "MM", rlim: Sequence[Rlimit], flags: int, npages: int) -> bool:
     """Whether the mm may grow by `npages` of a mapping with `flags`:
     RLIMIT_AS over total_vm, and RLIMIT_DATA over data_vm for data mappings
     (with the Valgrind exception: a soft limit of 0 checks the hard one)."""
@@ -55,7 +59,7 @@ def can_do_mlock(rlim: Sequence[Rlimit], capable: bool) -> bool:
     return rlim[RLIMIT_MEMLOCK].cur != 0 or capable
 
 
-def mlock_future_ok(mm, rlim: Sequence[Rlimit], flags: int, nbytes: int, capable: bool) -> bool:
+def mlock_future_ok(mm: "MM", rlim: Sequence[Rlimit], flags: int, nbytes: int, capable: bool) -> bool:
     """A new (or grown) VM_LOCKED mapping of `nbytes` within RLIMIT_MEMLOCK
     (mmap MAP_LOCKED, mremap of a locked VMA: else EAGAIN)."""
     if not flags & VM_LOCKED or capable:
@@ -63,7 +67,7 @@ def mlock_future_ok(mm, rlim: Sequence[Rlimit], flags: int, nbytes: int, capable
     return (nbytes >> PAGE_SHIFT) + mm.locked_vm <= rlim[RLIMIT_MEMLOCK].cur >> PAGE_SHIFT
 
 
-def mlock_ok(mm, rlim: Sequence[Rlimit], start: int, end: int, capable: bool) -> bool:
+def mlock_ok(mm: "MM", rlim: Sequence[Rlimit], start: int, end: int, capable: bool) -> bool:
     """do_mlock(): locked_vm plus the range within RLIMIT_MEMLOCK, not
     counting pages of the range that are already locked (else ENOMEM)."""
     if capable:
@@ -77,7 +81,7 @@ def mlock_ok(mm, rlim: Sequence[Rlimit], start: int, end: int, capable: bool) ->
     return locked <= limit
 
 
-def replaced_pages(mm, start: int, end: int) -> int:
+def replaced_pages(mm: "MM", start: int, end: int) -> int:
     """Pages of [start, end) already mapped (a MAP_FIXED mmap unmaps them
     first: they do not count against the limits)."""
     return sum((min(end, v.end) - max(start, v.start)) >> PAGE_SHIFT for v in mm.vmas.overlapping(start, end))
@@ -86,7 +90,7 @@ def replaced_pages(mm, start: int, end: int) -> int:
 # -- one call per syscall: the errno it fails with, 0 if the limits allow it ---------------
 
 
-def mmap_errno(mm, rlim: Sequence[Rlimit], flags: int, start: int, end: int, capable: bool) -> int:
+def mmap_errno(mm: "MM", rlim: Sequence[Rlimit], flags: int, start: int, end: int, capable: bool) -> int:
     """do_mmap() and mmap_region(): MAP_LOCKED needs can_do_mlock (EPERM) and
     room under RLIMIT_MEMLOCK (EAGAIN); the new pages, less those a MAP_FIXED
     replaces, must fit RLIMIT_AS and RLIMIT_DATA (ENOMEM)."""
@@ -99,7 +103,7 @@ def mmap_errno(mm, rlim: Sequence[Rlimit], flags: int, start: int, end: int, cap
     return 0
 
 
-def brk_ok(mm, rlim: Sequence[Rlimit], new_brk: int, grow: int, flags: int) -> bool:
+def brk_ok(mm: "MM", rlim: Sequence[Rlimit], new_brk: int, grow: int, flags: int) -> bool:
     """brk(2): check_data_rlimit for any new break (a shrink too), and
     may_expand_vm for the `grow` bytes do_brk_flags() maps (False: the break
     stays where it was)."""
@@ -108,7 +112,7 @@ def brk_ok(mm, rlim: Sequence[Rlimit], new_brk: int, grow: int, flags: int) -> b
     return grow <= 0 or may_expand_vm(mm, rlim, flags, grow >> PAGE_SHIFT)
 
 
-def mremap_errno(mm, rlim: Sequence[Rlimit], flags: int, grow: int, capable: bool) -> int:
+def mremap_errno(mm: "MM", rlim: Sequence[Rlimit], flags: int, grow: int, capable: bool) -> int:
     """An mremap that grows a VMA by `grow` bytes (resize_is_valid()): a
     locked VMA within RLIMIT_MEMLOCK (EAGAIN), then may_expand_vm (ENOMEM)."""
     if grow <= 0:
@@ -120,7 +124,7 @@ def mremap_errno(mm, rlim: Sequence[Rlimit], flags: int, grow: int, capable: boo
     return 0
 
 
-def mlock_errno(mm, rlim: Sequence[Rlimit], start: int, end: int, capable: bool) -> int:
+def mlock_errno(mm: "MM", rlim: Sequence[Rlimit], start: int, end: int, capable: bool) -> int:
     """do_mlock(): EPERM without can_do_mlock, ENOMEM past RLIMIT_MEMLOCK."""
     if not can_do_mlock(rlim, capable):
         return errno.EPERM
