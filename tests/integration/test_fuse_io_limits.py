@@ -129,3 +129,26 @@ def test_pidstat_d(procsim_mount):
     assert float(col["kB_wr/s"]) == pytest.approx(128, rel=0.1), r.stdout
     assert float(col["kB_ccwr/s"]) == 0
     assert re.search(r"\bpostgres\b", r.stdout)
+
+
+@pytest.mark.skipif(shutil.which("capsh") is None, reason="needs capsh")
+def test_io_ptrace_check_for_root_without_cap_sys_ptrace(procsim_mount):
+    """As on this host: root without CAP_SYS_PTRACE opens another user's io
+    (CAP_DAC_OVERRIDE passes the mode) and its read fails EACCES; with the
+    capability (this test's own root) the read succeeds. The daemon takes
+    the reader's capabilities from its real CapEff."""
+    m = procsim_mount(SCENARIO)
+    pid = _pid(m, "/usr/bin/postgres")
+    code = ("import os, sys\n"
+            "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "try:\n"
+            "    print(len(os.read(fd, 4096)))\n"
+            "except OSError as e:\n"
+            "    print('read', e.errno)\n")
+    r = subprocess.run(["capsh", "--drop=cap_sys_ptrace", "--", "-c", f"{sys.executable} -c \"{code}\" {m.proc}/{pid}/io"],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode:
+        pytest.skip(f"cannot drop CAP_SYS_PTRACE here: {r.stderr[-200:]}")
+    assert r.stdout.split() == ["read", str(errno.EACCES)]
+    with open(f"{m.proc}/{pid}/io") as f:  # this test's own root, with CAP_SYS_PTRACE
+        assert f.read().startswith("rchar: ")
