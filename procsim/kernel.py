@@ -1087,9 +1087,23 @@ class Kernel:
         with self.lock:
             t, mm = self._user_mm(tid)
             self._check_range(addr, length)
+            self._expand_stack(t, mm, addr)
             n = self._fault(t, mm, addr, addr + page_align(length), write)
             self._changed("mm", pid=t.tgid)
             return n
+
+    def _expand_stack(self, t: Task, mm: MM, addr: int) -> None:
+        """A fault below a VM_GROWSDOWN VMA (with nothing mapped in between)
+        grows it down to the faulting page, within the limits
+        (procsim/mm/rlimit.py: ENOMEM, where the task would get SIGSEGV)."""
+        v = mm.vmas.find(addr)
+        if v is None or v.start <= addr or not v.flags & VM_GROWSDOWN:
+            return
+        self._rlimit_check(t, rl.stack_growth_errno(mm, t.tg.rlim, v, mm.vmas.prev(v), addr,
+                                                    t.tg.cred.euid == 0), "stack growth")
+        with mmap_write_lock(mm):
+            mm.map_region(addr, v.start, v.flags, v.file, v.pgoff - ((v.start - addr) >> 12))
+        self._changed("mm", pid=t.tgid)
 
     def access(self, tid: int, vas: np.ndarray, write: bool = False) -> int:
         """User loads or stores to the pages at `vas` (page aligned, any order):

@@ -1,6 +1,7 @@
-"""The address-space limits mmap, brk, mremap and mlock check (mm/vma.c
-may_expand_vm, include/linux/mm.h check_data_rlimit, mm/mlock.c
-can_do_mlock, mlock_future_ok and do_mlock's count): pure functions of an
+"""The address-space limits mmap, brk, mremap, mlock and stack growth check
+(mm/vma.c may_expand_vm and acct_stack_growth, include/linux/mm.h
+check_data_rlimit, mm/mlock.c can_do_mlock, mlock_future_ok and do_mlock's
+count): pure functions of an
 mm and its thread group's rlimits, so each syscall calls one of them before
 it changes anything.
 
@@ -15,9 +16,9 @@ import errno
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from procsim.mm.vma import (MAP_GROWSDOWN, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED, VM_GROWSDOWN, VM_LOCKED, VM_SHARED,
-                            VM_STACK, VM_WRITE, prot_to_vm)
-from procsim.resource import RLIM_INFINITY, RLIMIT_AS, RLIMIT_DATA, RLIMIT_MEMLOCK, Rlimit
+from procsim.mm.vma import (MAP_GROWSDOWN, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED, VM_EXEC, VM_GROWSDOWN, VM_LOCKED,
+                            VM_READ, VM_SHARED, VM_STACK, VM_WRITE, prot_to_vm)
+from procsim.resource import RLIM_INFINITY, RLIMIT_AS, RLIMIT_DATA, RLIMIT_MEMLOCK, RLIMIT_STACK, Rlimit
 from procsim.units import PAGE_SHIFT
 
 if TYPE_CHECKING:
@@ -129,6 +130,29 @@ def mlock_errno(mm: "MM", rlim: Sequence[Rlimit], start: int, end: int, capable:
     if not can_do_mlock(rlim, capable):
         return errno.EPERM
     if not mlock_ok(mm, rlim, start, end, capable):
+        return errno.ENOMEM
+    return 0
+
+
+STACK_GUARD_GAP = 256 << PAGE_SHIFT  # stack_guard_gap: 256 pages
+_VM_RWX = VM_READ | VM_WRITE | VM_EXEC  # vma_is_accessible()
+
+
+def stack_growth_errno(mm, rlim: Sequence[Rlimit], vma, prev, addr: int, capable: bool) -> int:
+    """expand_downwards() of the VM_GROWSDOWN `vma` to page `addr`: the
+    guard gap above an accessible `prev` that is no stack, then
+    acct_stack_growth(): may_expand_vm, the stack's new size within
+    RLIMIT_STACK, a locked stack within RLIMIT_MEMLOCK (each ENOMEM; the
+    faulting task would get SIGSEGV)."""
+    if prev is not None and not prev.flags & VM_GROWSDOWN and prev.flags & _VM_RWX \
+            and addr - prev.end < STACK_GUARD_GAP:
+        return errno.ENOMEM
+    grow = (vma.start - addr) >> PAGE_SHIFT
+    if grow > vma.pgoff or not may_expand_vm(mm, rlim, vma.flags, grow):
+        return errno.ENOMEM
+    if vma.end - addr > rlim[RLIMIT_STACK].cur:
+        return errno.ENOMEM
+    if not mlock_future_ok(mm, rlim, vma.flags, grow << PAGE_SHIFT, capable):
         return errno.ENOMEM
     return 0
 

@@ -240,3 +240,85 @@ def _model(case: str) -> dict:
 @pytest.mark.parametrize("case", ["as", "data", "memlock", "nproc"])
 def test_same_answers_as_this_hosts_kernel(case: str) -> None:
     assert _model(case) == _host(case)
+
+
+def test_stack_growth_and_rlimit_stack() -> None:
+    """A touch below [stack] grows it (expand_downwards: VmStk and the maps
+    line follow) within RLIMIT_STACK, the guard gap and RLIMIT_AS; past
+    them it fails ENOMEM (the task's SIGSEGV) and nothing changes."""
+    from procsim.procfs.tree import ProcFS
+    from procfs_helpers import read_all
+
+    k, p = machine()
+    mm = k.groups[p].mm
+    stack = next(v for v in mm.vmas if v.flags & MAP_GROWSDOWN and v.start <= mm.start_stack <= v.end)
+    top, size = stack.end, stack.end - stack.start
+    k.prlimit(p, 3, Rlimit(size + 64 * PAGE_SIZE, RLIM_INFINITY))     # RLIMIT_STACK
+    stk0 = mm.stack_vm
+    k.touch(p, top - size - 16 * PAGE_SIZE, PAGE_SIZE)
+    grown = next(v for v in mm.vmas if v.end == top)
+    assert grown.start == top - size - 16 * PAGE_SIZE and mm.stack_vm == stk0 + 16
+    fs = ProcFS(k)
+    assert f"{grown.start:012x}-{top:012x} rw-p".encode() in read_all(fs, f"/proc/{p}/maps")
+    assert b"[stack]" in read_all(fs, f"/proc/{p}/maps").split(f"{grown.start:012x}-".encode())[1].split(b"\n")[0]
+    before = state(k, p)
+    assert errno_of(k.touch, p, top - size - 65 * PAGE_SIZE, PAGE_SIZE) == errno.ENOMEM  # past RLIMIT_STACK
+    assert state(k, p) == before
+    k.touch(p, top - size - 64 * PAGE_SIZE, PAGE_SIZE)                  # exactly at it
+    # the guard gap: a mapping just below keeps the stack 1 MiB away
+    low = next(v for v in mm.vmas if v.end == top).start
+    k.prlimit(p, 3, Rlimit(RLIM_INFINITY, RLIM_INFINITY))
+    k.mmap(p, PAGE_SIZE, PROT_READ, ANON | MAP_FIXED, low - 300 * PAGE_SIZE)
+    before = state(k, p)
+    assert errno_of(k.touch, p, low - 100 * PAGE_SIZE, PAGE_SIZE) == errno.ENOMEM
+    assert state(k, p) == before
+    k.touch(p, low - 43 * PAGE_SIZE, PAGE_SIZE)                         # 256 pages above it: allowed
+
+
+STACK_SCRIPT = r'''
+import ctypes, os, resource as r, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+P = 4096
+base = 0x600000000000
+top = base + 16 * P
+# MAP_PRIVATE|MAP_ANONYMOUS|MAP_GROWSDOWN|MAP_FIXED_NOREPLACE
+a = libc.mmap(base, 16 * P, 3, 0x22 | 0x100 | 0x100000, -1, 0)
+assert a == base, ctypes.get_errno()
+r.setrlimit(r.RLIMIT_STACK, (int(sys.argv[1]) * P, r.RLIM_INFINITY))
+below = int(sys.argv[2])
+if len(sys.argv) > 3:   # a mapping `gap` pages under the growsdown one
+    libc.mmap(base - int(sys.argv[3]) * P, P, 1, 0x22 | 0x100000, -1, 0)
+ctypes.memset(base - below * P, 1, 1)
+print("ok")
+'''
+
+
+def test_stack_growth_as_this_hosts_kernel() -> None:
+    """A MAP_GROWSDOWN mapping of 16 pages grows on a touch below it as the
+    host's kernel grows it: within RLIMIT_STACK and the 256-page guard gap,
+    else the task dies of SIGSEGV (the model: ENOMEM, nothing changed)."""
+    probes = [(64, 16, None), (64, 48, None), (64, 49, None), (1 << 20, 100, 400), (1 << 20, 100, 300)]
+    host = []
+    for lim, below, gap in probes:
+        argv = [sys.executable, "-c", STACK_SCRIPT, str(lim), str(below)] + ([str(gap)] if gap else [])
+        res = subprocess.run(argv, capture_output=True, text=True)
+        if res.returncode not in (0, -11):
+            pytest.skip(f"cannot set up the probe here: {res.stderr.strip()[-200:]}")
+        host.append("ok" if res.returncode == 0 else "SIGSEGV")
+    model = []
+    for lim, below, gap in probes:
+        k, p = machine()
+        base = 0x600000000000
+        k.mmap(p, 16 * PAGE_SIZE, RW, ANON | MAP_GROWSDOWN | MAP_FIXED, base)
+        k.prlimit(p, 3, Rlimit(lim * PAGE_SIZE, RLIM_INFINITY))
+        if gap:
+            k.mmap(p, PAGE_SIZE, PROT_READ, ANON | MAP_FIXED, base - gap * PAGE_SIZE)
+        try:
+            k.touch(p, base - below * PAGE_SIZE, PAGE_SIZE)
+            model.append("ok")
+        except OSError as e:
+            assert e.errno == errno.ENOMEM
+            model.append("SIGSEGV")
+    assert model == host == ["ok", "ok", "SIGSEGV", "ok", "SIGSEGV"]
