@@ -818,7 +818,7 @@ class Kernel:
     def _rlimit_check(t: Task, err: int, what: str) -> None:
         """Fail a syscall with the errno the rlimit checks chose (procsim/mm/rlimit.py)."""
         if err:
-            raise _err(err, f"{what}: {errno.errorcode[err]} (limits of {t.tgid}: see /proc/{t.tgid}/limits)")
+            raise _err(err, f"{errno.errorcode[err]}: {what} over a limit of /proc/{t.tgid}/limits")
 
     def munmap(self, tid: int, addr: int, length: int) -> None:
         with self.lock:
