@@ -18,7 +18,7 @@ import numpy as np
 
 from procsim.config import KernelConfig
 from procsim.layout import LayoutError, Replay, build as replay_layout
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
 from procsim.mm.access_log import AccessLog, HistoryLost
 from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, huge_align

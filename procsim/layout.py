@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_ORDER, HPAGE_SHIFT, HPAGE_SIZE, HUGETLB_ANON_PATH, HUGETLBFS_DEV
 from procsim.mm.maps_format import maps_line
 from procsim.mm.mm import MM, MMError, TASK_SIZE

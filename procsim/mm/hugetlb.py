@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm.pagetable import PMD_SHIFT, PMD_SIZE
 from procsim.mm.vma import VM_MAYSHARE, VMA, File
 

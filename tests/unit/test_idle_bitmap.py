@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from procsim.kernel import MADV_DONTNEED, MREMAP_FIXED, MREMAP_MAYMOVE
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm.pagetable import PMD_SIZE, PTE_ACCESSED, pte_pfn
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
 from procsim.procfs.idle_bitmap import IDLE_BITMAP_END

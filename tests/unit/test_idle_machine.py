@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule
 
 from procsim.mm import idle
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm.mm import ZERO_PFN
 from procsim.mm.pagetable import PAGE_SHIFT, PMD_SHIFT, PTE_ACCESSED, PTE_PRESENT, pte_pfn
 from test_kernel_state_machine import KernelMachine, idx
