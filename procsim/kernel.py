@@ -21,6 +21,7 @@ from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
 from procsim.mm.access_log import AccessLog, HistoryLost
+from procsim.mm import huge_memory
 from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, huge_align
 from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
 from procsim.mm.mmap_lock import mmap_write_lock
@@ -993,7 +994,7 @@ class Kernel:
         flush = mm.unmap(dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
         self._flush(t, flush)
         # huge PMDs are moved as PTEs (move_huge_pmd() is not modelled)
-        mm.split_huge_pmds(old_addr, old_addr + keep)
+        huge_memory.split_huge_pmds(mm, old_addr, old_addr + keep)
         ptes = mm.pgtable.read(old_addr, old_addr + keep)
         # take the translations first so that unmap only zaps what does not move
         mm.pgtable.take(old_addr, old_addr + keep)

@@ -157,7 +157,7 @@ class MM:
         assert not (vma.is_hugetlb and addr & (HPAGE_SIZE - 1)), "hugetlb VMA split inside a huge page"
         # vma_adjust_trans_huge(): a huge PMD cannot straddle two VMAs
         if addr & (PMD_SIZE - 1) and (addr >> PMD_SHIFT) in self.pgtable.huge:
-            self.split_huge_pmd(addr >> PMD_SHIFT)
+            huge_memory.split_huge_pmd(self, addr >> PMD_SHIFT)
         self.vmas.remove(vma)
         tail = vma.split_at(addr)
         if tail.file is not None:
@@ -402,7 +402,7 @@ class MM:
         for idx in self.pgtable.huge_in(start, end):
             base = idx << PMD_SHIFT
             if not (start <= base and base + PMD_SIZE <= end):
-                self.split_huge_pmd(idx)
+                huge_memory.split_huge_pmd(self, idx)
         for va, sl in self.pgtable.spans(start, end):
             swp = is_swap_pte(sl)
             if swp.any():
@@ -497,7 +497,7 @@ class MM:
         maps, and the swap slots of swap entries (zap_nonpresent_ptes ->
         free_swap_and_cache). `pfnmap`: the range is a VM_PFNMAP VMA, whose
         pages were never charged to RSS."""
-        nhuge = self._zap_huge(start, end)
+        nhuge = huge_memory.zap_huge_pmds(self, start, end)
         ptes = self.pgtable.take(start, end)
         if not len(ptes):
             return nhuge
@@ -523,127 +523,6 @@ class MM:
         return len(pfns) + nhuge
 
     # -- huge PMDs ------------------------------------------------------------
-
-    def _huge_head(self, idx: int) -> int:
-        return int(self.pgtable.tables[idx][0] >> np.uint64(PAGE_SHIFT))
-
-    def split_huge_pmd(self, idx: int) -> None:
-        """__split_huge_pmd(): the PMD becomes 512 PTEs with its bits; the folio
-        stays whole (one PMD mapping becomes 512 PTE mappings)."""
-        head = self._huge_head(idx)
-        self.pgtable.huge.discard(idx)
-        self.mem.map_pages(np.arange(head, head + PTRS_PER_TABLE, dtype=np.int64), self.mm_id)
-        self.mem.unmap_pmd(head, self.mm_id)
-        self.mem.split_pmds += 1
-
-    def split_huge_pmds(self, start: int, end: int) -> None:
-        for idx in self.pgtable.huge_in(start, end):
-            self.split_huge_pmd(idx)
-
-    def _zap_huge(self, start: int, end: int) -> int:
-        """zap_huge_pmd() for huge PMDs inside [start, end), splitting those the
-        range only partly covers. The deposited table goes with the PMD, so
-        the next fault there may get a THP again."""
-        n = 0
-        for idx in self.pgtable.huge_in(start, end):
-            base = idx << PMD_SHIFT
-            if start <= base and base + PMD_SIZE <= end:
-                head = self._huge_head(idx)
-                del self.pgtable.tables[idx]
-                self.pgtable.huge.discard(idx)
-                self.mem.unmap_pmd(head, self.mm_id)
-                self.rss.add(MM_ANONPAGES, -PTRS_PER_TABLE)
-                n += PTRS_PER_TABLE
-            else:
-                self.split_huge_pmd(idx)
-        return n
-
-    def _sync_huge_bits(self, start: int, end: int) -> None:
-        """A huge PMD has one young, dirty and soft-dirty bit: keep the 512
-        copies of it equal after a partial access."""
-        bits = PTE_ACCESSED | PTE_DIRTY | PTE_SOFT_DIRTY
-        for idx in self.pgtable.huge_in(start, end):
-            t = self.pgtable.tables[idx]
-            t |= np.bitwise_or.reduce(t & bits)
-
-    def _fault_large(self, v: VMA, lo: int, hi: int, orders: int) -> int:
-        """Anonymous write faults that get a large folio: do_huge_pmd_anonymous_page
-        where the PMD is still none (no page table at all) and the aligned
-        2 MiB lies inside the VMA, else alloc_anon_folio's highest enabled
-        order whose aligned block is inside the VMA and wholly pte_none.
-        Pages left missing are order-0 faults for the caller. Returns the
-        faults taken (one per folio)."""
-        mem, pt = self.mem, self.pgtable
-        flags = ANON_NEW
-        small_orders = [o for o in range(8, 1, -1) if orders >> o & 1]
-        faults = 0
-        for idx in range(lo >> PMD_SHIFT, ((hi - 1) >> PMD_SHIFT) + 1):
-            base = idx << PMD_SHIFT
-            t = pt.tables.get(idx)
-            if orders >> 9 & 1 and t is None and v.start <= base and base + PMD_SIZE <= v.end:
-                head = mem.alloc_folio(9, flags)
-                if head >= 0:
-                    pt.tables[idx] = mk_pte(np.arange(head, head + PTRS_PER_TABLE, dtype=np.int64), True, True)
-                    pt.mark_young(idx)
-                    pt.huge.add(idx)
-                    mem.map_pmd(head, self.mm_id)
-                    self.rss.add(MM_ANONPAGES, PTRS_PER_TABLE)
-                    v.anon_vma = v.anon_vma or AnonVma()
-                    mem.thp_fault_alloc += 1
-                    faults += 1
-                    continue
-            if not small_orders:
-                continue
-            none = np.ones(PTRS_PER_TABLE, bool) if t is None else t == 0
-            touched = np.zeros(PTRS_PER_TABLE, bool)
-            touched[(max(lo, base) - base) >> PAGE_SHIFT: (min(hi, base + PMD_SIZE) - base) >> PAGE_SHIFT] = True
-            inside = np.zeros(PTRS_PER_TABLE, bool)
-            inside[(max(v.start, base) - base) >> PAGE_SHIFT: (min(v.end, base + PMD_SIZE) - base) >> PAGE_SHIFT] = True
-            got: list[tuple[int, int, int]] = []  # (slot, head, order)
-            for o in small_orders:
-                nr = 1 << o
-                ok = (none & inside).reshape(-1, nr).all(1) & (touched & none).reshape(-1, nr).any(1)
-                for b in np.nonzero(ok)[0].tolist():
-                    head = mem.alloc_folio(o, flags)
-                    if head < 0:
-                        break  # no block of this order: lower orders for the rest
-                    got.append((b * nr, head, o))
-                    none[b * nr: (b + 1) * nr] = False
-                    mem.mthp_fault_alloc[o] += 1
-            if not got:
-                continue
-            if t is None:
-                pt.tables[idx] = np.zeros(PTRS_PER_TABLE, np.uint64)
-                t = pt.tables[idx]
-            pt.mark_young(idx)
-            pfns = []
-            for slot, head, o in got:
-                p = np.arange(head, head + (1 << o), dtype=np.int64)
-                t[slot: slot + len(p)] = mk_pte(p, True, True)
-                pfns.append(p)
-            allp = np.concatenate(pfns)
-            mem.map_pages(allp, self.mm_id)
-            self.rss.add(MM_ANONPAGES, len(allp))
-            v.anon_vma = v.anon_vma or AnonVma()
-            faults += len(got)
-        return faults
-
-    def _huge_wp(self, lo: int, hi: int) -> int:
-        """do_huge_pmd_wp_page(): a write to a read-only huge PMD reuses the
-        folio if this PMD is its only mapping, else splits the PMD and lets
-        the PTE-level fault copy the written pages."""
-        faults = 0
-        for idx in self.pgtable.huge_in(lo, hi):
-            t = self.pgtable.tables[idx]
-            if t[0] & PTE_RW:
-                continue
-            head = self._huge_head(idx)
-            if self.mem.large_mapcount[head] == 1:
-                t |= PTE_RW | PTE_DIRTY
-                faults += 1
-            else:
-                self.split_huge_pmd(idx)
-        return faults
 
     def zap(self, start: int, end: int) -> Flush | None:
         """madvise(MADV_DONTNEED). In a hugetlb VMA the start must be 2 MiB
@@ -797,9 +676,9 @@ class MM:
         if write and v.is_anon and not shared:
             orders = mem.thp.anon_orders(v.flags)
             if orders:
-                faults += self._fault_large(v, lo, hi, orders)
+                faults += huge_memory.fault_large(self, v, lo, hi, orders)
         if write and self.pgtable.huge:
-            faults += self._huge_wp(lo, hi)
+            faults += huge_memory.do_huge_pmd_wp_page(self, lo, hi)
         ptes = self.pgtable.read(lo, hi)
         idx = np.arange(len(ptes))
         swapped = is_swap_pte(ptes)
@@ -865,7 +744,7 @@ class MM:
         mem.flags[cache] = (mem.flags[cache] | np.uint32(M.PG_REFERENCED)) & ~np.uint32(M.PG_IDLE)
         self.pgtable.write(lo, ptes)
         if self.pgtable.huge:
-            self._sync_huge_bits(lo, hi)
+            huge_memory.sync_huge_bits(self, lo, hi)
         if v.anon_vma is not None:
             # new anonymous folios join the VMA's anon_vma (whole large
             # folios: their head may lie before lo)
@@ -974,9 +853,9 @@ class MM:
                 continue
             lo, hi = max(start, v.start), min(end, v.end)
             for idx in self.pgtable.huge_in(lo, hi):
-                head = self._huge_head(idx)
+                head = huge_memory.huge_head(self, idx)
                 if mem.large_mapcount[head] == 1:
-                    self.split_huge_pmd(idx)
+                    huge_memory.split_huge_pmd(self, idx)
                     mem.split_folio(head)
             for _, sl in self.pgtable.spans(lo, hi):
                 pres = np.nonzero(sl & PTE_PRESENT)[0]
@@ -1207,7 +1086,7 @@ class MM:
             child.pgtable.write(v.start, ptes)
             for idx in huge:
                 child.pgtable.huge.add(idx)
-                self.mem.map_pmd(self._huge_head(idx), child.mm_id)
+                self.mem.map_pmd(huge_memory.huge_head(self, idx), child.mm_id)
             anon = real & ((fl & M.PG_ANON) != 0)
             shm = real & ((fl & M.PG_SHMEM) != 0)
             child.rss.add(MM_ANONPAGES, int(anon.sum()))
@@ -1262,3 +1141,7 @@ class MM:
     def swap_entries(self, start: int, end: int) -> int:
         """Swap entries in [start, end) (they make up rss[MM_SWAPENTS])."""
         return self.pgtable.count_swap(start, end)
+
+
+# the operations on an mm (their modules import MM from here)
+from procsim.mm import huge_memory  # noqa: E402
