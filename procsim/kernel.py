@@ -21,12 +21,12 @@ from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
 from procsim.mm.access_log import AccessLog, HistoryLost
-from procsim.mm import huge_memory
+from procsim.mm import huge_memory, memory
 from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, huge_align
 from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
 from procsim.mm.mmap_lock import mmap_write_lock
 from procsim.mm.oom import OomKiller
-from procsim.mm.pagetable import PAGE_SIZE, PMD_SIZE, PTE_PRESENT, pte_pfn
+from procsim.mm.pagetable import PAGE_SIZE, PTE_PRESENT, pte_pfn
 from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
@@ -415,12 +415,12 @@ class Kernel:
                 a += n * PAGE_SIZE
                 pg += n
             # what the loader and early start-up touch
-            mm.fault(base, base + PAGE_SIZE, False)
+            memory.fault(mm, base, base + PAGE_SIZE, False)
             t0 = base + hdr * PAGE_SIZE
-            mm.fault(t0, t0 + max(1, text // 2) * PAGE_SIZE, False)
+            memory.fault(mm, t0, t0 + max(1, text // 2) * PAGE_SIZE, False)
             r0 = t0 + text * PAGE_SIZE
-            mm.fault(r0, r0 + max(1, rodata // 2) * PAGE_SIZE, False)
-            mm.fault(a - PAGE_SIZE, a, True)
+            memory.fault(mm, r0, r0 + max(1, rodata // 2) * PAGE_SIZE, False)
+            memory.fault(mm, a - PAGE_SIZE, a, True)
             return base, t0, r0, a
 
         exe_base = 0x550000000000 + (rng.randrange(1 << 28) << 12)
@@ -433,23 +433,23 @@ class Kernel:
         mm.map_region(vdso, vdso + 4 * PAGE_SIZE, VM_VVAR, special="[vvar]")
         mm.map_region(vdso + 4 * PAGE_SIZE, vdso + 6 * PAGE_SIZE, VM_VVAR, special="[vvar_vclock]")
         mm.map_region(vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, rx | VM_DONTEXPAND, special="[vdso]")
-        mm.fault(vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, False, self.vdso_pages)
+        memory.fault(mm, vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, False, self.vdso_pages)
         _, _, _, libc_end = load_elf(LIBC, None)
         bss = mm.get_unmapped_area(13 * PAGE_SIZE, libc_end)
         mm.map_region(bss, bss + 13 * PAGE_SIZE, rw)
-        mm.fault(bss, bss + 4 * PAGE_SIZE, True)
+        memory.fault(mm, bss, bss + 4 * PAGE_SIZE, True)
         tls = mm.get_unmapped_area(3 * PAGE_SIZE)
         mm.map_region(tls, tls + 3 * PAGE_SIZE, rw)
-        mm.fault(tls, tls + 2 * PAGE_SIZE, True)
+        memory.fault(mm, tls, tls + 2 * PAGE_SIZE, True)
         # heap: the first malloc arena
         mm.map_region(mm.start_brk, mm.start_brk + STACK_SIZE, rw)
         mm.brk = mm.start_brk + STACK_SIZE
-        mm.fault(mm.start_brk, mm.start_brk + 8 * PAGE_SIZE, True)
+        memory.fault(mm, mm.start_brk, mm.start_brk + 8 * PAGE_SIZE, True)
         # stack with argv and envp at its top
         stack_top = 0x7FFC00000000 + (rng.randrange(1 << 20) << 12)
         mm.map_region(stack_top - STACK_SIZE, stack_top, rw | VM_GROWSDOWN)
         mm.start_stack = mm.set_args(stack_top, path, argv, envp)
-        mm.fault(stack_top - 3 * PAGE_SIZE, stack_top, True)
+        memory.fault(mm, stack_top - 3 * PAGE_SIZE, stack_top, True)
         mm.next_trim_cpumask = self.jiffies + self.config.hz
         return mm
 
@@ -727,7 +727,7 @@ class Kernel:
             _, flush = mm.map_region(start, start + length, vmf, file, pgoff)
             self._flush(t, flush)
             if flags & MAP_LOCKED:  # mm_populate(): never fails, even for PROT_NONE
-                self._charge_faults(t, mm, lambda: mm.populate(start, start + length, self.vdso_pages))
+                self._charge_faults(t, mm, lambda: memory.populate(mm, start, start + length, self.vdso_pages))
             self._changed("mm", pid=t.tgid)
             return start
 
@@ -785,7 +785,7 @@ class Kernel:
             pool.set_vma_resv(vma, reserved)
         self._flush(t, flush)
         if flags & MAP_LOCKED:
-            self._charge_faults(t, mm, lambda: mm.populate(start, start + length))
+            self._charge_faults(t, mm, lambda: memory.populate(mm, start, start + length))
         self._changed("mm", pid=t.tgid)
         return start
 
@@ -1060,7 +1060,7 @@ class Kernel:
         needed (MM.access). Returns the number of faults."""
         with self.lock:
             t, mm = self._user_mm(tid)
-            n = self._charge_faults(t, mm, lambda: mm.access(vas, write, self.vdso_pages))
+            n = self._charge_faults(t, mm, lambda: memory.access(mm, vas, write, self.vdso_pages))
             self._changed("mm", pid=t.tgid)
             return n
 
@@ -1088,26 +1088,7 @@ class Kernel:
                 raise _err(errno.ENODATA, str(e)) from None
 
     def _fault(self, t: Task, mm: MM, start: int, end: int, write: bool) -> int:
-        return self._charge_faults(t, mm, lambda: self._fault_range(mm, start, end, write))
-
-    def _fault_range(self, mm: MM, start: int, end: int, write: bool) -> int:
-        """mm.fault over [start, end). When the range could need more frames
-        than are free, it is faulted in PMD-aligned steps (at most half of
-        what is free each), so the task grows as it would page by page and
-        the OOM killer, if it must run, sees it at its size by then."""
-        free = self.mem.nr_free
-        if 2 * ((end - start) // PAGE_SIZE) <= free:
-            return mm.fault(start, end, write, self.vdso_pages)
-        mm.check_fault(start, end, write)  # the whole range, before anything changes
-        n, a = 0, start
-        while a < end:
-            step = max(PMD_SIZE, (self.mem.nr_free // 2) * PAGE_SIZE)
-            b = min(end, (a + step) & ~(PMD_SIZE - 1))
-            if b <= a:
-                b = min(end, (a & ~(PMD_SIZE - 1)) + PMD_SIZE)
-            n += mm.fault(a, b, write, self.vdso_pages)
-            a = b
-        return n
+        return self._charge_faults(t, mm, lambda: memory.fault_in_steps(mm, start, end, write, self.vdso_pages))
 
     def _charge_faults(self, t: Task, mm: MM, fault: Callable[[], int]) -> int:
         """Run a faulting mm operation and charge its faults to the task, as

@@ -28,6 +28,7 @@ import numpy as np
 
 from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_ORDER, HPAGE_SHIFT, HPAGE_SIZE, HUGETLB_ANON_PATH, HUGETLBFS_DEV
+from procsim.mm import memory
 from procsim.mm.maps_format import maps_line
 from procsim.mm.mm import MM, MMError, TASK_SIZE
 from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE
@@ -371,7 +372,7 @@ def _map_vdso(mm: MM, vmas: list[VMA], vdso_pages: np.ndarray) -> None:
     """The vDSO text pages are mapped from exec on (as _exec_mm does)."""
     for v in vmas:
         if v.special == "[vdso]" and v.npages == len(vdso_pages):
-            mm.fault(v.start, v.end, False, vdso_pages)
+            memory.fault(mm, v.start, v.end, False, vdso_pages)
 
 
 def _set_build_ids(b: _Builder, vmas: list[VMA], path: str, build_ids: dict[str, str]) -> None:

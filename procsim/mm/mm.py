@@ -17,15 +17,15 @@ import numpy as np
 from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_NR, HPAGE_ORDER, HPAGE_SIZE
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_ACCESSED, PTE_DIRTY,
-                                  POOL_ROWS, PTE_PRESENT, PTE_PSE, PTE_RW, PTE_SOFT_DIRTY, PTE_USER, PTRS_PER_TABLE,
-                                  PageTable, is_swap_pte, mk_pte, pte_pfn, pte_present, swp_entry_pte,
+                                  PTE_PRESENT, PTE_PSE, PTE_RW, PTE_SOFT_DIRTY, PTE_USER, PTRS_PER_TABLE,
+                                  PageTable, is_swap_pte, pte_pfn, pte_present, swp_entry_pte,
                                   swp_offset)
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO,
                             VM_LOCKED, VM_PFNMAP, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
-                            VM_READ, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA, File)
+                            VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA, File)
 from procsim.mm.counter_tree import RssStat
 from procsim.mm.mmap_lock import MmapLock, mmap_write_lock, vma_start_write
-from procsim.mm.rmap import AnonVma, set_anon_rmap, set_file_rmap
+from procsim.mm.rmap import AnonVma
 from procsim.mm.vmatree import VMATree
 
 MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
@@ -53,13 +53,6 @@ class Flush:
     freed_tables: bool = False
 
 
-def _sorted_unique(a: np.ndarray) -> np.ndarray:
-    """np.unique by sorting (numpy's hash-based unique is several times
-    slower on millions of addresses); no sort for sorted input."""
-    if len(a) > 1 and not (a[1:] > a[:-1]).all():
-        a = np.sort(a)
-        a = a[np.concatenate(([True], a[1:] != a[:-1]))]
-    return a
 
 
 def page_align(n: int) -> int:
@@ -307,7 +300,7 @@ class MM:
             return None
         self.update_hiwater_rss()
         for v in victims:
-            self._zap_vma(v, v.start, v.end, close=True)
+            memory.zap_vma(self, v, v.start, v.end, close=True)
             self._remove(v)
             self._file_put(v.file)
         freed = self.pgtable.free_empty(start, end, lambda lo, hi: bool(self.vmas.overlapping(lo, hi)))
@@ -373,7 +366,7 @@ class MM:
             if v in self.vmas._v:
                 self._merge_around(v)
         if on and not onfault:
-            return self.populate(start, end, special_pages)
+            return memory.populate(self, start, end, special_pages)
         return 0
 
     @_write_locked
@@ -460,67 +453,7 @@ class MM:
                 pfns = pte_pfn(sl[present])
                 mem.flags[pfns[pfns != ZERO_PFN]] &= ~np.uint32(M.PG_REFERENCED | M.PG_YOUNG)
 
-    def populate(self, start: int, end: int, special_pages: np.ndarray | None = None) -> int:
-        """__mm_populate() for mlock and MAP_LOCKED: fault the range in as
-        get_user_pages does, with write faults in private writable VMAs (so the
-        memory is really there, not the zero page) and read faults elsewhere;
-        holes, PROT_NONE and I/O or PFN-map VMAs are skipped, never an error.
-        (This used to read-fault everything and fail with EFAULT on PROT_NONE
-        after the flags had been changed.)"""
-        faults = 0
-        for v in self.vmas.overlapping(start, end):
-            if v.flags & (VM_IO | VM_PFNMAP) or not v.flags & (VM_READ | VM_WRITE | VM_EXEC):
-                continue
-            if v.special is not None and (special_pages is None or not len(special_pages)):
-                continue
-            write = v.flags & (VM_WRITE | VM_SHARED) == VM_WRITE
-            try:
-                faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
-            except MMError:
-                if not v.is_hugetlb:
-                    raise
-                # an empty pool (MAP_NORESERVE) ends population quietly:
-                # mm_populate() ignores errors
-        return faults
-
     # -- pages ----------------------------------------------------------------
-
-    def _zap_vma(self, v: VMA, start: int, end: int, close: bool) -> int:
-        """Zap [start, end) of one VMA. `close`: the range stops being mapped
-        (munmap, exit), not just emptied (MADV_DONTNEED)."""
-        if v.is_hugetlb:
-            return self._zap_hugetlb(v, start, end, close)
-        return self._zap(start, end, bool(v.flags & VM_PFNMAP))
-
-    def _zap(self, start: int, end: int, pfnmap: bool = False) -> int:
-        """Remove the translations of [start, end); free anon pages no one
-        maps, and the swap slots of swap entries (zap_nonpresent_ptes ->
-        free_swap_and_cache). `pfnmap`: the range is a VM_PFNMAP VMA, whose
-        pages were never charged to RSS."""
-        nhuge = huge_memory.zap_huge_pmds(self, start, end)
-        ptes = self.pgtable.take(start, end)
-        if not len(ptes):
-            return nhuge
-        swp = is_swap_pte(ptes)
-        if swp.any():
-            self.mem.swap.free(swp_offset(ptes[swp]))
-            self.rss.add(MM_SWAPENTS, -int(swp.sum()))
-            ptes = ptes[~swp]
-        pfns = pte_pfn(ptes)
-        pfns = pfns[pfns != ZERO_PFN]
-        if not len(pfns):
-            return nhuge
-        mem = self.mem
-        fl = mem.flags[pfns]
-        anon = (fl & M.PG_ANON) != 0
-        shmem = (fl & M.PG_SHMEM) != 0
-        special = (fl & M.PG_RESERVED) != 0
-        self.rss.add(MM_ANONPAGES, -int(anon.sum()))
-        self.rss.add(MM_SHMEMPAGES, -int(shmem.sum()))
-        self.rss.add(MM_FILEPAGES, -int(len(pfns) - anon.sum() - shmem.sum() - (special.sum() if pfnmap else 0)))
-        counted = pfns[~special]
-        mem.unmap_pages(counted, self.mm_id)
-        return len(pfns) + nhuge
 
     # -- huge PMDs ------------------------------------------------------------
 
@@ -541,294 +474,8 @@ class MM:
             lo, hi = max(start, v.start), min(end, v.end)
             if v.is_hugetlb:
                 hi = min((hi + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1), v.end)
-            n += self._zap_vma(v, lo, hi, close=False)
+            n += memory.zap_vma(self, v, lo, hi, close=False)
         return Flush(start, end) if n else None
-
-    def fault(self, start: int, end: int, write: bool, special_pages: np.ndarray | None = None) -> int:
-        """Touch every page of [start, end) (reads or writes); returns the number
-        of page faults taken. EFAULT if a page is unmapped or not permitted."""
-        self.check_fault(start, end, write)
-        faults = 0
-        for v in self.vmas.overlapping(start, end):
-            faults += self._fault_vma(v, max(start, v.start), min(end, v.end), write, special_pages)
-        if self.access_log is not None:
-            self.access_log.record_range(start, end)
-        return faults
-
-    def check_fault(self, start: int, end: int, write: bool) -> None:
-        """What fault() checks before it changes anything: EFAULT if a page
-        of [start, end) is unmapped or not permitted."""
-        addr = start
-        for v in self.vmas.overlapping(start, end):
-            if v.start > addr:
-                raise MMError(errno.EFAULT, f"no mapping at {addr:#x}")
-            # x86 cannot map a page writable or executable but not readable:
-            # reads of -w- and --x mappings succeed (access_error())
-            need = VM_WRITE if write else VM_READ | VM_WRITE | VM_EXEC
-            if not v.flags & need:
-                raise MMError(errno.EFAULT, f"access not permitted at {max(addr, v.start):#x}")
-            addr = v.end
-        if addr < end:
-            raise MMError(errno.EFAULT, f"no mapping at {addr:#x}")
-        self._hugetlb_fault_check(start, end, write)
-
-    def access(self, vas: np.ndarray, write: bool, special_pages: np.ndarray | None = None) -> int:
-        """User loads (or stores) to the pages at the page-aligned addresses
-        `vas` (any order, repeats allowed), as the CPU does them: a present,
-        permitted PTE just gets its accessed bit (and dirty bit on a store)
-        set by the hardware walk, which also sets the A bits of the PMD and
-        PUD above it (and of a huge PMD: one bit for the 2 MiB); the rest
-        take the page faults `fault` takes (one call per run of contiguous
-        faulting pages). EFAULT, before anything changes, if a page is
-        unmapped or not permitted; EINVAL if an address is not page aligned.
-        Returns the number of faults."""
-        vas = _sorted_unique(np.asarray(vas, dtype=np.int64))
-        if not len(vas):
-            return 0
-        if (vas & (PAGE_SIZE - 1)).any():
-            raise MMError(errno.EINVAL, "addresses must be page aligned")
-        first, last = int(vas[0]), int(vas[-1])
-        vmas = self.vmas.overlapping(max(first, 0), min(last, TASK_SIZE) + PAGE_SIZE) if first >= 0 else []
-        if not vmas:
-            raise MMError(errno.EFAULT, f"no mapping at {first:#x}")
-        starts = np.array([v.start for v in vmas], np.int64)
-        ends = np.array([v.end for v in vmas], np.int64)
-        which = np.searchsorted(starts, vas, "right") - 1
-        bad = (which < 0) | (vas >= ends[np.maximum(which, 0)])
-        if bad.any():
-            raise MMError(errno.EFAULT, f"no mapping at {int(vas[np.argmax(bad)]):#x}")
-        need = VM_WRITE if write else VM_READ | VM_WRITE | VM_EXEC
-        denied = np.array([not v.flags & need for v in vmas])[which]
-        if denied.any():
-            raise MMError(errno.EFAULT, f"access not permitted at {int(vas[np.argmax(denied)]):#x}")
-        bounds = np.searchsorted(which, np.arange(len(vmas) + 1)).tolist()
-        groups = [(v, vas[bounds[k]: bounds[k + 1]]) for k, v in enumerate(vmas) if bounds[k + 1] > bounds[k]]
-        for v, sel in groups:
-            if v.is_hugetlb:
-                for lo, hi in self._runs(sel, PMD_SHIFT):
-                    self._hugetlb_fault_check(max(lo, v.start), min(hi, v.end), write)
-        faults = 0
-        for v, sel in groups:
-            if v.is_hugetlb:
-                for lo, hi in self._runs(sel, PMD_SHIFT):
-                    faults += self._fault_hugetlb(v, max(lo, v.start), min(hi, v.end), write)
-                continue
-            slow = self._access_ptes(sel, write)
-            if len(slow):
-                for lo, hi in self._runs(slow, PAGE_SHIFT):
-                    faults += self._fault_vma(v, lo, hi, write, special_pages)
-        if self.access_log is not None:
-            self.access_log.record_pages(vas)
-        return faults
-
-    @staticmethod
-    def _runs(vas: np.ndarray, shift: int) -> list[tuple[int, int]]:
-        """[lo, hi) ranges of the runs of consecutive (1 << shift)-sized
-        blocks that the sorted addresses `vas` fall in."""
-        blk = _sorted_unique(vas >> shift)
-        cut = np.flatnonzero(np.diff(blk) != 1) + 1
-        los = blk[np.concatenate(([0], cut))] << shift
-        his = (blk[np.concatenate((cut - 1, [len(blk) - 1]))] + 1) << shift
-        return list(zip(los.tolist(), his.tolist()))
-
-    def _access_ptes(self, vas: np.ndarray, write: bool) -> np.ndarray:
-        """The hardware side of `access` for sorted pages of one non-hugetlb
-        VMA: set A (and D) where the PTE permits the access, gathering the
-        entries of all the tables at once (they are rows of the table
-        pool); return the addresses that must fault."""
-        pt = self.pgtable
-        tables = pt.tables
-        pmd = vas >> PMD_SHIFT
-        first = np.flatnonzero(np.concatenate(([True], pmd[1:] != pmd[:-1])))
-        upmd = pmd[first]
-        count = np.diff(np.append(first, len(pmd)))
-        rows = tables.rows
-        g = np.repeat(np.array([rows.get(i, -1) for i in upmd.tolist()], np.int64), count)
-        bits = PTE_ACCESSED | (PTE_DIRTY if write else np.uint64(0))
-        want = PTE_PRESENT | (PTE_RW if write else np.uint64(0))
-        ok = g >= 0
-        off = (vas >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
-        block = g // POOL_ROWS
-        for b in _sorted_unique(block[ok]).tolist():
-            sel = np.flatnonzero(block == b)
-            flat = (g[sel] % POOL_ROWS) * PTRS_PER_TABLE + off[sel]
-            arr = tables.blocks[b].reshape(-1)
-            e = arr[flat]
-            good = (e & want) == want
-            arr[flat[good]] = e[good] | bits
-            ok[sel[~good]] = False
-        if pt.huge:  # a huge PMD has one A (and D) bit for its 512 entries
-            for i in set(pmd[ok].tolist()) & set(pt.huge):
-                t = tables[i]
-                t |= np.bitwise_or.reduce(t & bits)
-        if pt.old or pt.old_pud:
-            hit = _sorted_unique(pmd[ok])
-            pt.old.difference_update(hit.tolist())
-            pt.old_pud.difference_update(_sorted_unique(hit >> 9).tolist())
-        return vas[~ok]
-
-    def _fault_vma(self, v: VMA, lo: int, hi: int, write: bool, special_pages) -> int:
-        if v.is_hugetlb:
-            return self._fault_hugetlb(v, lo, hi, write)
-        mem = self.mem
-        faults = 0
-        shared = bool(v.flags & VM_MAYSHARE)
-        if write and v.is_anon and not shared:
-            orders = mem.thp.anon_orders(v.flags)
-            if orders:
-                faults += huge_memory.fault_large(self, v, lo, hi, orders)
-        if write and self.pgtable.huge:
-            faults += huge_memory.do_huge_pmd_wp_page(self, lo, hi)
-        ptes = self.pgtable.read(lo, hi)
-        idx = np.arange(len(ptes))
-        swapped = is_swap_pte(ptes)
-        if swapped.any():
-            faults += self._swapin(v, ptes, swapped, write)
-            # an allocation below may fail (out of memory): keep the swap-ins whole
-            self.pgtable.write(lo, ptes)
-        missing = ptes == 0
-        nmiss = int(missing.sum())
-        faults += nmiss
-        if nmiss:
-            mi = idx[missing]
-            # page index in the VMA (the read starts at lo, not at v.start: file
-            # offsets used to be taken from lo, mapping the wrong file pages)
-            vi = mi + ((lo - v.start) >> PAGE_SHIFT)
-            if v.special is not None:
-                if special_pages is None or not len(special_pages):
-                    raise MMError(errno.EFAULT, f"{v.special} has no pages to map")
-                pfns = special_pages[(vi + v.pgoff) % len(special_pages)]
-                ptes[mi] = mk_pte(pfns, False, False)
-                if not v.flags & VM_PFNMAP:  # vmf_insert_pfn() (vvar) charges no RSS
-                    self.rss.add(MM_FILEPAGES, nmiss)
-            elif v.file is None:
-                if write:
-                    pfns = mem.alloc(nmiss, ANON_NEW)
-                    v.anon_vma = v.anon_vma or AnonVma()  # anon_vma_prepare()
-                    mem.map_pages(pfns, self.mm_id)
-                    ptes[mi] = mk_pte(pfns, True, True)
-                    self.rss.add(MM_ANONPAGES, nmiss)
-                else:
-                    ptes[mi] = mk_pte(np.full(nmiss, ZERO_PFN), False, False)
-            else:
-                pfns = self._cache_pages(v.file, v.pgoff + vi)
-                if write and not shared:
-                    # private write fault on a file page: copy it now
-                    pfns = mem.alloc(nmiss, ANON_NEW)
-                    v.anon_vma = v.anon_vma or AnonVma()
-                    mem.map_pages(pfns, self.mm_id)
-                    ptes[mi] = mk_pte(pfns, True, True)
-                    self.rss.add(MM_ANONPAGES, nmiss)
-                else:
-                    mem.map_pages(pfns, self.mm_id)
-                    rw = shared and bool(v.flags & VM_WRITE)
-                    ptes[mi] = mk_pte(pfns, rw, write and shared)
-                    self.rss.add(MM_SHMEMPAGES if v.file.shmem else MM_FILEPAGES, nmiss)
-                    if write:
-                        mem.flags[pfns] |= M.PG_DIRTY
-        if write:
-            wp = (~missing) & ((ptes & PTE_RW) == 0)
-            if wp.any():
-                faults += int(wp.sum())
-                ptes[wp] = self._wp_fault(v, ptes[wp], shared)
-            ptes |= PTE_DIRTY | (PTE_SOFT_DIRTY if mem.soft_dirty else np.uint64(0))
-        ptes |= PTE_ACCESSED
-        pfns = pte_pfn(ptes)
-        # page-cache pages are marked accessed (folio_mark_accessed on the
-        # fault path); anonymous ones only get the PTE young bit (observed
-        # on 6.18: a written private page's kpageflags is 0x400005828,
-        # without REFERENCED or DIRTY)
-        pfns = pfns[pfns != ZERO_PFN]
-        # folio_mark_accessed() also ends an idle period
-        cache = pfns[(mem.flags[pfns] & M.PG_ANON) == 0]
-        mem.flags[cache] = (mem.flags[cache] | np.uint32(M.PG_REFERENCED)) & ~np.uint32(M.PG_IDLE)
-        self.pgtable.write(lo, ptes)
-        if self.pgtable.huge:
-            huge_memory.sync_huge_bits(self, lo, hi)
-        if v.anon_vma is not None:
-            # new anonymous folios join the VMA's anon_vma (whole large
-            # folios: their head may lie before lo)
-            alo = max(v.start, lo & ~(PMD_SIZE - 1))
-            ahi = min(v.end, (hi + PMD_SIZE - 1) & ~(PMD_SIZE - 1))
-            set_anon_rmap(mem, v, alo, ptes if (alo, ahi) == (lo, hi) else self.pgtable.read(alo, ahi))
-        self.update_hiwater_rss()
-        return faults
-
-    def _swapin(self, v: VMA, ptes: np.ndarray, sel: np.ndarray, write: bool) -> int:
-        """do_swap_page() for the swap entries `sel` of `ptes` (changed in
-        place): each is read into a new order-0 anonymous page, mapped
-        writable where the VMA allows (the page is this mm's alone), and its
-        slot reference dropped. A major fault each. No swap cache: the page
-        is dirty as a folio removed from the swap cache is, and the slot is
-        freed at once (on 6.18 a read fault keeps the slot and the page in
-        the swap cache; a write fault frees it and dirties the page, kpageflags
-        0x400005838)."""
-        mem = self.mem
-        ents = ptes[sel]
-        n = len(ents)
-        pfns = mem.alloc(n, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)  # may fail: nothing changed yet
-        mem.map_pages(pfns, self.mm_id)
-        mem.swap.free(swp_offset(ents))
-        mem.swap.pswpin += n
-        new = mk_pte(pfns, bool(v.flags & VM_WRITE), write)
-        new[(ents & PTE_SOFT_DIRTY) != 0] |= PTE_SOFT_DIRTY
-        ptes[sel] = new
-        self.rss.add(MM_SWAPENTS, -n)
-        self.rss.add(MM_ANONPAGES, n)
-        self.nr_major += n
-        v.anon_vma = v.anon_vma or AnonVma()
-        return n
-
-    def _wp_fault(self, v: VMA, ptes: np.ndarray, shared: bool) -> np.ndarray:
-        """Write to present read-only PTEs: reuse or copy (do_wp_page)."""
-        mem = self.mem
-        if shared:
-            return ptes | PTE_RW | PTE_DIRTY
-        pfns = pte_pfn(ptes)
-        fl = mem.flags[pfns]
-        anon = (fl & M.PG_ANON) != 0
-        heads, order = mem.folio_head(pfns)
-        large = order > 0
-        # small folio: reuse when mapped once. Large (PTE-mapped) folio: reuse
-        # when more than one page is mapped, all by one mm (not maybe shared,
-        # and refcount == large mapcount, always true here): the MM-ID rule of
-        # __wp_can_reuse_large_anon_folio(), the same for both mapcount models
-        reuse_large = large & (mem.large_mapcount[heads] > 1) & ((mem.flags[heads] & M.PG_MAYBE_SHARED) == 0)
-        reuse = anon & (pfns != ZERO_PFN) & np.where(large, reuse_large, mem.mapcount[pfns] == 1)
-        out = ptes.copy()
-        out[reuse] |= PTE_RW | PTE_DIRTY
-        copy = ~reuse
-        n = int(copy.sum())
-        if n:
-            old = pfns[copy]
-            was_file = (~anon[copy]) & (old != ZERO_PFN)
-            # the vDSO text (a [vdso] made writable) is copied as a file page,
-            # but kernel pages keep no mapcount in the mem_map (their users are
-            # counted from the page tables: Kernel.vdso_mapcount)
-            real = old[(old != ZERO_PFN) & ((fl[copy] & M.PG_RESERVED) == 0)]
-            new = mem.alloc(n, ANON_NEW)  # first: it may fail (out of memory) with nothing changed
-            mem.unmap_pages(real, self.mm_id)
-            mem.map_pages(new, self.mm_id)
-            v.anon_vma = v.anon_vma or AnonVma()
-            out[copy] = mk_pte(new, True, True)
-            nfile = int(was_file.sum())
-            self.rss.add(MM_FILEPAGES, -nfile)
-            self.rss.add(MM_ANONPAGES, nfile + int((old == ZERO_PFN).sum()))
-        return out
-
-    def _cache_pages(self, file: File, pgoffs: np.ndarray) -> np.ndarray:
-        file.ensure(int(pgoffs.max()) + 1)
-        pfns = file.cache[pgoffs]
-        absent = pfns == 0
-        if absent.any():
-            kind = M.PG_SHMEM | M.PG_LRU if file.shmem else M.PG_FILE | M.PG_LRU
-            new = self.mem.alloc(int(absent.sum()), kind)
-            if not file.shmem:  # read from disk (shmem pages start zeroed)
-                self.mem.vm_events.pgpgin += len(new) * (PAGE_SIZE // 1024)
-            file.cache[pgoffs[absent]] = new
-            set_file_rmap(self.mem, file, new, pgoffs[absent])
-            pfns = file.cache[pgoffs]
-        return pfns
 
     # -- swap -------------------------------------------------------------------
 
@@ -1120,7 +767,7 @@ class MM:
         """exit_mmap: unmap everything."""
         self.update_hiwater_rss()
         for v in list(self.vmas):
-            self._zap_vma(v, v.start, v.end, close=True)
+            memory.zap_vma(self, v, v.start, v.end, close=True)
             self._remove(v)
             self._file_put(v.file)
         self.pgtable = PageTable()
@@ -1144,4 +791,4 @@ class MM:
 
 
 # the operations on an mm (their modules import MM from here)
-from procsim.mm import huge_memory  # noqa: E402
+from procsim.mm import huge_memory, memory  # noqa: E402
