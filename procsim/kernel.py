@@ -17,11 +17,14 @@ from collections.abc import Callable
 import numpy as np
 
 from procsim.config import KernelConfig
+from procsim.errors import KernelError
 from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
 from procsim.mm.access_log import AccessLog, HistoryLost
-from procsim.mm import huge_memory, memory
+from procsim.mm import huge_memory, madvise, memory
+from procsim.mm.madvise import (MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE,  # noqa: F401 (the API's)
+                                MADV_NORMAL, MADV_PAGEOUT, MADVISE_NAMES)
 from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, huge_align
 from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
 from procsim.mm.mmap_lock import mmap_write_lock
@@ -33,7 +36,7 @@ from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_G
                             MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT,
                             VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_MAYEXEC,
                             VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
-                            VM_PROT_MASK, VM_SHARED, VM_VVAR, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE,
+                            VM_PROT_MASK, VM_SHARED, VM_VVAR, VM_WRITE,
                             prot_to_vm)
 from procsim.sched import NSEC, Sched
 from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
@@ -46,19 +49,8 @@ LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 LDSO = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
 STACK_SIZE = 132 * 1024
 MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
-MADV_NORMAL, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE = 0, 4, 8, 14, 15
-MADV_PAGEOUT = 21
-MADVISE_NAMES = {"normal": MADV_NORMAL, "dontneed": MADV_DONTNEED, "free": MADV_FREE,
-                 "hugepage": MADV_HUGEPAGE, "nohugepage": MADV_NOHUGEPAGE, "pageout": MADV_PAGEOUT}
 FSHIFT, FIXED_1 = 11, 1 << 11
 EXP = (1884, 2014, 2037)  # 1/exp(5s/1min), 5min, 15min in fixed point
-
-
-class KernelError(OSError):
-    """A syscall failed: errno and message, the world unchanged."""
-
-    def __init__(self, err: int, msg: str) -> None:
-        super().__init__(err, msg)
 
 
 def _err(err: int, msg: str) -> KernelError:
@@ -832,28 +824,7 @@ class Kernel:
             if advice not in MADVISE_NAMES.values():
                 raise _err(errno.EINVAL, f"madvise advice {advice} is not modelled")
             self._check_mapped(mm, addr, end)
-            vmas = mm.vmas.overlapping(addr, end)
-            if advice == MADV_DONTNEED:
-                self._flush(t, mm.zap(addr, end))
-            elif advice == MADV_PAGEOUT:
-                # can_madv_lru_vma(): locked, PFN-map and hugetlb VMAs are
-                # refused (6.18: EINVAL on an mlocked range and on hugetlb)
-                if any(v.flags & (VM_LOCKED | VM_PFNMAP | VM_HUGETLB) for v in vmas):
-                    raise _err(errno.EINVAL, "MADV_PAGEOUT on locked, PFN-map or hugetlb memory")
-                mm.pageout(addr, end)
-                self._flush(t, Flush(addr, end))
-            elif advice == MADV_FREE:
-                # madvise_dontneed_free_valid_vma() + vma_is_anonymous()
-                if any(not v.is_anon or v.flags & (VM_LOCKED | VM_PFNMAP) for v in vmas):
-                    raise _err(errno.EINVAL, "MADV_FREE needs private anonymous, unlocked memory")
-                mm.lazyfree(addr, end)
-                self._flush(t, Flush(addr, end))
-            elif advice in (MADV_HUGEPAGE, MADV_NOHUGEPAGE):
-                # hugepage_madvise(): each clears the other, in every VMA (6.18 showed
-                # `ht hg` on hugetlb, `pf io de dd hg` on [vvar], `de hg` on [vdso])
-                on, off = (VM_HUGEPAGE, VM_NOHUGEPAGE) if advice == MADV_HUGEPAGE else (VM_NOHUGEPAGE, VM_HUGEPAGE)
-                mm.check_split(addr, end, lambda v: (v.flags & ~off) | on != v.flags)
-                mm.set_vma_flags(addr, end, on, off)
+            self._flush(t, madvise.do_madvise(mm, addr, end, advice))
             self._changed("mm", pid=t.tgid)
 
     def clear_refs(self, pid: int, value: int) -> None:

@@ -9,7 +9,6 @@ which TLB flush to send; the scheduler decides who gets IPIs.
 from __future__ import annotations
 
 import errno
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,13 +17,13 @@ from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_NR, HPAGE_ORDER, HPAGE_SIZE
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_ACCESSED, PTE_DIRTY,
                                   PTE_PRESENT, PTE_PSE, PTE_RW, PTE_SOFT_DIRTY, PTE_USER, PTRS_PER_TABLE,
-                                  PageTable, is_swap_pte, pte_pfn, pte_present, swp_entry_pte,
+                                  PageTable, is_swap_pte, pte_pfn, pte_present, 
                                   swp_offset)
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO,
                             VM_LOCKED, VM_PFNMAP, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
                             VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA, File)
 from procsim.mm.counter_tree import RssStat
-from procsim.mm.mmap_lock import MmapLock, mmap_write_lock, vma_start_write
+from procsim.mm.mmap_lock import MmapLock, vma_start_write, write_locked
 from procsim.mm.rmap import AnonVma
 from procsim.mm.vmatree import VMATree
 
@@ -58,15 +57,6 @@ class Flush:
 def page_align(n: int) -> int:
     return (n + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
 
-
-def _write_locked(fn):
-    """The method changes VMAs: it runs in a write cycle of the mmap lock
-    (nested in the caller's, if the syscall holds one already)."""
-    @functools.wraps(fn)
-    def locked(self, *args, **kw):
-        with mmap_write_lock(self):
-            return fn(self, *args, **kw)
-    return locked
 
 
 class MM:
@@ -258,7 +248,7 @@ class MM:
 
     # -- mapping --------------------------------------------------------------
 
-    @_write_locked
+    @write_locked
     def map_region(self, start: int, end: int, flags: int, file: File | None = None,
                    pgoff: int | None = None, special: str | None = None,
                    anon_vma: object | None = None) -> tuple[VMA, Flush | None]:
@@ -275,7 +265,7 @@ class MM:
         self._insert(vma)
         return self._merge_around(vma), flush
 
-    @_write_locked
+    @write_locked
     def install_vma(self, vma: VMA) -> None:
         """Insert `vma` as it is into a free range, never merged with its
         neighbours: a replayed layout, where the kernel kept them apart.
@@ -292,7 +282,7 @@ class MM:
             vma.file.nr_mappings += 1
         self._insert(vma)
 
-    @_write_locked
+    @write_locked
     def unmap(self, start: int, end: int) -> Flush | None:
         self.check_split(start, end)
         victims = self._isolate(start, end)
@@ -313,7 +303,7 @@ class MM:
             new |= VM_ACCOUNT
         return new
 
-    @_write_locked
+    @write_locked
     def protect(self, start: int, end: int, prot_flags: int) -> Flush:
         # mprotect_fixup() leaves a VMA whose flags do not change alone: no
         # split (partial mprotect of [vdso] with unchanged flags succeeds)
@@ -344,7 +334,7 @@ class MM:
                 self._merge_around(v)
         return Flush(start, end)
 
-    @_write_locked
+    @write_locked
     def lock(self, start: int, end: int, on: bool, onfault: bool = False,
              special_pages: np.ndarray | None = None) -> int:
         """mlock/mlock2/munlock; returns the faults taken populating."""
@@ -369,63 +359,7 @@ class MM:
             return memory.populate(self, start, end, special_pages)
         return 0
 
-    @_write_locked
-    def set_vma_flags(self, start: int, end: int, set_bits: int, clear_bits: int) -> None:
-        """Change VMA flags over [start, end) (madvise HUGEPAGE/NOHUGEPAGE):
-        split where they change, merge where they now match."""
-        self.check_split(start, end, lambda v: (v.flags & ~clear_bits) | set_bits != v.flags)
-        ranges = [(max(start, v.start), min(end, v.end)) for v in self.vmas.overlapping(start, end)
-                  if (v.flags & ~clear_bits) | set_bits != v.flags]
-        vmas = [v for lo, hi in ranges for v in self._isolate(lo, hi)]
-        for v in vmas:
-            vma_start_write(self.mmap_lock, v)
-            v.flags = (v.flags & ~clear_bits) | set_bits
-        for v in vmas:
-            if v in self.vmas._v:
-                self._merge_around(v)
-
-    def lazyfree(self, start: int, end: int) -> None:
-        """madvise(MADV_FREE) on private anonymous VMAs: pages only this mm maps
-        become clean and not swap-backed (LazyFree) until written again. Huge
-        PMDs partly covered are split; large folios partly covered, or maybe
-        shared, are split if they can be and skipped otherwise, as
-        madvise_free_pte_range() does. Swap entries in the range are freed:
-        the data is not needed any more (6.18: SwapFree grew by the range)."""
-        mem = self.mem
-        for idx in self.pgtable.huge_in(start, end):
-            base = idx << PMD_SHIFT
-            if not (start <= base and base + PMD_SIZE <= end):
-                huge_memory.split_huge_pmd(self, idx)
-        for va, sl in self.pgtable.spans(start, end):
-            swp = is_swap_pte(sl)
-            if swp.any():
-                mem.swap.free(swp_offset(sl[swp]))
-                self.rss.add(MM_SWAPENTS, -int(swp.sum()))
-                sl[swp] = 0
-            present = np.nonzero(sl & PTE_PRESENT)[0]
-            if not len(present):
-                continue
-            pfns = pte_pfn(sl[present])
-            ok = (pfns != ZERO_PFN) & ((mem.flags[pfns] & M.PG_ANON) != 0)
-            heads, order = mem.folio_head(pfns)
-            for h in np.unique(heads[ok & (order > 0)]).tolist():
-                if (va >> PMD_SHIFT) in self.pgtable.huge:
-                    continue  # wholly covered huge PMD: handled as one folio below
-                nr = 1 << int(mem.order[h])
-                sel = heads == h
-                if mem.maybe_mapped_shared(np.array([h]))[0] or int(sel.sum()) < nr:
-                    mem.split_folio(h)
-            heads, order = mem.folio_head(pfns)
-            excl = ok & (mem.folio_mapcount(pfns) == 1)
-            if (va >> PMD_SHIFT) in self.pgtable.huge:
-                excl = ok & (mem.large_mapcount[heads] == 1)
-            else:
-                excl |= ok & (order > 0) & ~mem.maybe_mapped_shared(pfns)
-            p = pfns[excl]
-            mem.flags[p] &= ~np.uint32(M.PG_DIRTY | M.PG_SWAPBACKED | M.PG_REFERENCED)
-            sl[present[excl]] &= ~(PTE_DIRTY | PTE_ACCESSED)
-
-    @_write_locked
+    @write_locked
     def clear_refs(self, value: int) -> None:
         """Write to /proc/PID/clear_refs (spec §11.2); value already checked 1..5."""
         if value == 5:
@@ -457,87 +391,7 @@ class MM:
 
     # -- huge PMDs ------------------------------------------------------------
 
-    def zap(self, start: int, end: int) -> Flush | None:
-        """madvise(MADV_DONTNEED). In a hugetlb VMA the start must be 2 MiB
-        aligned (EINVAL) and the end is rounded up to a huge page, as
-        madvise_dontneed_free_valid_vma() does (checked on 6.18: a 4 KiB
-        DONTNEED at an aligned start dropped the 2 MiB page)."""
-        vmas = self.vmas.overlapping(start, end)
-        for v in vmas:
-            if v.flags & (VM_LOCKED | VM_IO):
-                raise MMError(errno.EINVAL, "cannot discard locked or I/O mappings")
-            if v.is_hugetlb and max(start, v.start) & (HPAGE_SIZE - 1):
-                raise MMError(errno.EINVAL, "MADV_DONTNEED inside a huge page")
-        self.update_hiwater_rss()
-        n = 0
-        for v in vmas:
-            lo, hi = max(start, v.start), min(end, v.end)
-            if v.is_hugetlb:
-                hi = min((hi + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1), v.end)
-            n += memory.zap_vma(self, v, lo, hi, close=False)
-        return Flush(start, end) if n else None
-
     # -- swap -------------------------------------------------------------------
-
-    def pageout(self, start: int, end: int) -> int:
-        """madvise(MADV_PAGEOUT) on [start, end) (the caller has refused
-        locked, PFN-map and hugetlb VMAs with EINVAL): anonymous pages only
-        this mm maps are written to swap, their frames freed. Returns the
-        pages paged out.
-
-        As madvise_cold_or_pageout_pte_range() + reclaim: huge PMDs and large
-        folios only this mm maps are split first (a THP is swapped whole only
-        into a free swap cluster; 6.18 split it, thp_swpout_fallback), shared
-        ones (after fork, or maybe mapped shared) are skipped, as are the zero
-        page, page-cache pages and shared memory (simplification: file and
-        shmem reclaim are not modelled). Clean MADV_FREE pages are dropped
-        instead (PTE none, no slot), re-dirtied ones become swap-backed again
-        and stay. A full swap area leaves the rest resident, no error."""
-        mem, swap = self.mem, self.mem.swap
-        out = 0
-        for v in self.vmas.overlapping(start, end):
-            if v.flags & VM_MAYSHARE or v.special is not None or v.is_hugetlb:
-                continue
-            lo, hi = max(start, v.start), min(end, v.end)
-            for idx in self.pgtable.huge_in(lo, hi):
-                head = huge_memory.huge_head(self, idx)
-                if mem.large_mapcount[head] == 1:
-                    huge_memory.split_huge_pmd(self, idx)
-                    mem.split_folio(head)
-            for _, sl in self.pgtable.spans(lo, hi):
-                pres = np.nonzero(sl & PTE_PRESENT)[0]
-                if not len(pres):
-                    continue
-                pfns = pte_pfn(sl[pres])
-                anon = (pfns != ZERO_PFN) & ((mem.flags[pfns] & M.PG_ANON) != 0)
-                heads, order = mem.folio_head(pfns)
-                for h in np.unique(heads[anon & (order > 0)]).tolist():
-                    if not mem.maybe_mapped_shared(np.array([h], np.int64))[0]:
-                        mem.split_folio(h)
-                fl = mem.flags[pfns]
-                cand = anon & (mem.order[pfns] == 0) & (mem.mapcount[pfns] == 1)
-                lazy = cand & ((fl & M.PG_SWAPBACKED) == 0)
-                if lazy.any():
-                    dirty = ((sl[pres] & PTE_DIRTY) != 0) | ((fl & M.PG_DIRTY) != 0)
-                    mem.flags[pfns[lazy & dirty]] |= np.uint32(M.PG_SWAPBACKED)
-                    drop = lazy & ~dirty
-                    sl[pres[drop]] = 0
-                    mem.unmap_pages(pfns[drop], self.mm_id)
-                    self.rss.add(MM_ANONPAGES, -int(drop.sum()))
-                    cand &= ~lazy
-                ci = np.nonzero(cand)[0]
-                slots = swap.alloc(len(ci))
-                if not len(slots):
-                    continue
-                ci = ci[: len(slots)]
-                old = sl[pres[ci]]
-                sl[pres[ci]] = swp_entry_pte(slots, (old & PTE_SOFT_DIRTY) != 0)
-                mem.unmap_pages(pfns[ci], self.mm_id)
-                self.rss.add(MM_ANONPAGES, -len(slots))
-                self.rss.add(MM_SWAPENTS, len(slots))
-                swap.pswpout += len(slots)
-                out += len(slots)
-        return out
 
     # -- hugetlb ----------------------------------------------------------------
 
@@ -762,7 +616,7 @@ class MM:
             mem.flags[sl] = (mem.flags[sl] | np.uint32(M.PG_DIRTY)) & ~np.uint32(M.PG_ANON_EXCLUSIVE)
             child.hugetlb_usage += HPAGE_NR
 
-    @_write_locked
+    @write_locked
     def teardown(self) -> None:
         """exit_mmap: unmap everything."""
         self.update_hiwater_rss()
