@@ -27,17 +27,18 @@ from procsim.mm.madvise import (MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NO
                                 MADV_NORMAL, MADV_PAGEOUT, MADVISE_NAMES)
 from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, huge_align
 from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
+from procsim.mm.mlock import do_mlock
+from procsim.mm.mmap import (check_split, do_brk, do_mmap, do_munmap, exit_mmap, get_unmapped_area,
+                             map_region)
 from procsim.mm.mmap_lock import mmap_write_lock
+from procsim.mm.mprotect import do_mprotect
 from procsim.mm.oom import OomKiller
 from procsim.mm.pagetable import PAGE_SIZE, PTE_PRESENT, pte_pfn
 from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
-from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
-                            MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT,
-                            VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_MAYEXEC,
-                            VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
-                            VM_PROT_MASK, VM_SHARED, VM_VVAR, VM_WRITE,
-                            prot_to_vm)
+from procsim.mm.vma import (MAP_ANONYMOUS, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT, VM_DONTEXPAND,
+                            VM_EXEC, VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_PFNMAP, VM_READ,
+                            VM_VVAR, VM_WRITE)
 from procsim.sched import NSEC, Sched
 from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
 from procsim.task import (PF_FORKNOEXEC, PF_KTHREAD, PF_NO_SETAFFINITY, PF_NOFREEZE, PF_NOT_INHERITED,
@@ -398,12 +399,12 @@ class Kernel:
             rodata = max(1, npages - hdr - text - 2)
             total = hdr + text + rodata + 2
             if base is None:
-                base = mm.get_unmapped_area(total * PAGE_SIZE)
+                base = get_unmapped_area(mm, total * PAGE_SIZE)
             a = base
             segs = [(hdr, ro), (text, rx), (rodata, ro), (1, ro | VM_ACCOUNT), (1, rw)]
             pg = 0
             for n, fl in segs:
-                mm.map_region(a, a + n * PAGE_SIZE, fl, f, pg)
+                map_region(mm, a, a + n * PAGE_SIZE, fl, f, pg)
                 a += n * PAGE_SIZE
                 pg += n
             # what the loader and early start-up touch
@@ -421,25 +422,25 @@ class Kernel:
         mm.start_data, mm.end_data = end_code, end_data
         mm.start_brk = mm.brk = end_data + (rng.randrange(1 << 13) << 12)
         load_elf(LDSO, None)
-        vdso = mm.get_unmapped_area(8 * PAGE_SIZE)
-        mm.map_region(vdso, vdso + 4 * PAGE_SIZE, VM_VVAR, special="[vvar]")
-        mm.map_region(vdso + 4 * PAGE_SIZE, vdso + 6 * PAGE_SIZE, VM_VVAR, special="[vvar_vclock]")
-        mm.map_region(vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, rx | VM_DONTEXPAND, special="[vdso]")
+        vdso = get_unmapped_area(mm, 8 * PAGE_SIZE)
+        map_region(mm, vdso, vdso + 4 * PAGE_SIZE, VM_VVAR, special="[vvar]")
+        map_region(mm, vdso + 4 * PAGE_SIZE, vdso + 6 * PAGE_SIZE, VM_VVAR, special="[vvar_vclock]")
+        map_region(mm, vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, rx | VM_DONTEXPAND, special="[vdso]")
         memory.fault(mm, vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, False, self.vdso_pages)
         _, _, _, libc_end = load_elf(LIBC, None)
-        bss = mm.get_unmapped_area(13 * PAGE_SIZE, libc_end)
-        mm.map_region(bss, bss + 13 * PAGE_SIZE, rw)
+        bss = get_unmapped_area(mm, 13 * PAGE_SIZE, libc_end)
+        map_region(mm, bss, bss + 13 * PAGE_SIZE, rw)
         memory.fault(mm, bss, bss + 4 * PAGE_SIZE, True)
-        tls = mm.get_unmapped_area(3 * PAGE_SIZE)
-        mm.map_region(tls, tls + 3 * PAGE_SIZE, rw)
+        tls = get_unmapped_area(mm, 3 * PAGE_SIZE)
+        map_region(mm, tls, tls + 3 * PAGE_SIZE, rw)
         memory.fault(mm, tls, tls + 2 * PAGE_SIZE, True)
         # heap: the first malloc arena
-        mm.map_region(mm.start_brk, mm.start_brk + STACK_SIZE, rw)
+        map_region(mm, mm.start_brk, mm.start_brk + STACK_SIZE, rw)
         mm.brk = mm.start_brk + STACK_SIZE
         memory.fault(mm, mm.start_brk, mm.start_brk + 8 * PAGE_SIZE, True)
         # stack with argv and envp at its top
         stack_top = 0x7FFC00000000 + (rng.randrange(1 << 20) << 12)
-        mm.map_region(stack_top - STACK_SIZE, stack_top, rw | VM_GROWSDOWN)
+        map_region(mm, stack_top - STACK_SIZE, stack_top, rw | VM_GROWSDOWN)
         mm.start_stack = mm.set_args(stack_top, path, argv, envp)
         memory.fault(mm, stack_top - 3 * PAGE_SIZE, stack_top, True)
         mm.next_trim_cpumask = self.jiffies + self.config.hz
@@ -464,7 +465,7 @@ class Kernel:
     def _put_mm(self, mm: MM) -> None:
         mm.users -= 1
         if mm.users <= 0:
-            mm.teardown()
+            exit_mmap(mm)
             self.sched.mm_gone(mm)
 
     def _drop_thread(self, t: Task) -> None:
@@ -679,113 +680,18 @@ class Kernel:
             anon = bool(flags & MAP_ANONYMOUS)
             if anon == (path is not None):
                 raise _err(errno.EINVAL if path else errno.EBADF, "a mapping is anonymous or has a file")
-            length = page_align(length)
-            if flags & MAP_HUGETLB:
-                if not anon:  # only hugetlbfs files may be mapped with it (not modelled)
-                    raise _err(errno.EINVAL, "MAP_HUGETLB needs an anonymous mapping")
-                return self._mmap_hugetlb(t, mm, length, prot, flags, addr)
-            if length > TASK_SIZE:
-                raise _err(errno.ENOMEM, "length exceeds the address space")
-            start = self._mmap_start(mm, length, flags, addr)
-            mm.check_split(start, start + length)  # before a file is made or grown
-            vmf = prot_to_vm(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
-            file = None
-            pgoff = None  # anonymous: map_region uses addr >> PAGE_SHIFT
-            if kind == MAP_SHARED:
-                vmf |= VM_MAYSHARE | VM_SHARED
-                if anon:
-                    file = self.vfs.shmem(length)
-                else:
-                    if not writable and prot & 2:  # before vfs.file() grows the inode
-                        raise _err(errno.EACCES, "PROT_WRITE on a file opened read-only")
-                    file = self.vfs.file(path, offset + length, writable)
-                    # VM_SHARED/VM_MAYWRITE follow this open's mode, not whether the
-                    # inode was ever opened for writing (File.writable is sticky)
-                    if not writable:
-                        vmf &= ~(VM_SHARED | VM_MAYWRITE)
-                pgoff = offset >> 12
-            else:
-                if not anon:
-                    file = self.vfs.file(path, offset + length)
-                    pgoff = offset >> 12
-                if prot & 2 and not flags & MAP_NORESERVE:
-                    vmf |= VM_ACCOUNT
-            if flags & MAP_NORESERVE:  # do_mmap() sets it whatever prot and kind are
-                vmf |= VM_NORESERVE
-            if flags & MAP_GROWSDOWN:
-                vmf |= VM_GROWSDOWN
-            if flags & MAP_LOCKED:
-                vmf |= VM_LOCKED
-            _, flush = mm.map_region(start, start + length, vmf, file, pgoff)
+            start, end, flush = do_mmap(mm, self.vfs, page_align(length), prot, flags, addr, path, offset, writable)
             self._flush(t, flush)
             if flags & MAP_LOCKED:  # mm_populate(): never fails, even for PROT_NONE
-                self._charge_faults(t, mm, lambda: memory.populate(mm, start, start + length, self.vdso_pages))
+                self._charge_faults(t, mm, lambda: memory.populate(mm, start, end, self.vdso_pages))
             self._changed("mm", pid=t.tgid)
             return start
-
-    @staticmethod
-    def _mmap_start(mm: MM, length: int, flags: int, addr: int, align: int = PAGE_SIZE) -> int:
-        """Where a new mapping goes: the fixed address, checked, or a free area."""
-        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
-            if addr < 0x1000 or addr + length > TASK_SIZE:
-                raise _err(errno.EPERM if addr < 0x10000 else errno.ENOMEM, "fixed address out of range")
-            # NOREPLACE wins even together with MAP_FIXED (do_mmap() checks it first)
-            if flags & MAP_FIXED_NOREPLACE and mm.vmas.overlapping(addr, addr + length):
-                raise _err(errno.EEXIST, "MAP_FIXED_NOREPLACE range is in use")
-            return addr
-        return mm.get_unmapped_area(length, addr, align)
-
-    def _mmap_hugetlb(self, t: Task, mm: MM, length: int, prot: int, flags: int, addr: int) -> int:
-        """mmap(MAP_ANONYMOUS | MAP_HUGETLB), private or shared (as checked on
-        6.18): the length is rounded up to 2 MiB, a fixed address must be 2
-        MiB aligned (EINVAL) and a hint is aligned up; the VMA maps a new
-        `/anon_hugepage (deleted)` hugetlbfs file from offset 0, with
-        VmFlags `rd wr mr mw me de ht` (private) or `rd wr sh mr mw me ms de
-        ht` (shared): VM_HUGETLB and VM_DONTEXPAND, never VM_ACCOUNT (hugetlb
-        is not charged to Committed_AS). Every page is reserved now
-        (HugePages_Rsvd; ENOMEM if the free pool cannot cover it) unless
-        MAP_NORESERVE (`nr`). MAP_LOCKED populates but does not lock."""
-        pool = self.mem.hugetlb
-        length = huge_align(length)
-        if length > TASK_SIZE:
-            raise _err(errno.ENOMEM, "length exceeds the address space")
-        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) and addr % HPAGE_SIZE:
-            raise _err(errno.EINVAL, "MAP_HUGETLB at an address not 2 MiB aligned")
-        start = self._mmap_start(mm, length, flags, addr, HPAGE_SIZE)
-        shared = flags & (MAP_SHARED | MAP_PRIVATE) == MAP_SHARED
-        vmf = prot_to_vm(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_HUGETLB | VM_DONTEXPAND
-        if shared:
-            vmf |= VM_MAYSHARE | VM_SHARED
-        if flags & MAP_NORESERVE:
-            vmf |= VM_NORESERVE
-        if flags & MAP_GROWSDOWN:
-            vmf |= VM_GROWSDOWN
-        reserved = None
-        if not flags & MAP_NORESERVE:  # before the file: a fresh one, nothing reserved in it
-            try:
-                reserved = pool.reserve_pages(0, length >> HPAGE_SHIFT)
-            except OSError as e:
-                raise _err(e.errno, e.strerror) from None
-        file = pool.anon_file(length)
-        try:
-            vma, flush = mm.map_region(start, start + length, vmf, file, 0)
-        except MMError:
-            if reserved:
-                pool.unreserve(len(reserved))
-            raise
-        if reserved is not None:
-            pool.set_vma_resv(vma, reserved)
-        self._flush(t, flush)
-        if flags & MAP_LOCKED:
-            self._charge_faults(t, mm, lambda: memory.populate(mm, start, start + length))
-        self._changed("mm", pid=t.tgid)
-        return start
 
     def munmap(self, tid: int, addr: int, length: int) -> None:
         with self.lock:
             t, mm = self._user_mm(tid)
             self._check_range(addr, length)
-            self._flush(t, mm.unmap(addr, addr + page_align(length)))
+            self._flush(t, do_munmap(mm, addr, addr + page_align(length)))
             self._changed("mm", pid=t.tgid)
 
     def mprotect(self, tid: int, addr: int, length: int, prot: int) -> None:
@@ -796,15 +702,7 @@ class Kernel:
                 raise _err(errno.EINVAL, f"bad prot {prot:#x}")
             end = addr + page_align(length)
             self._check_mapped(mm, addr, end)
-            # do_mprotect_pkey(): each asked VM_READ/WRITE/EXEC bit needs its
-            # VM_MAY* bit (bits 4-6), else EACCES: a read-only shared file
-            # mapping refuses PROT_WRITE, the [vvar] pages PROT_WRITE and
-            # PROT_EXEC (observed on 6.18); checked before any change
-            want = prot_to_vm(prot)
-            for v in mm.vmas.overlapping(addr, end):
-                if want & ~(v.flags >> 4) & VM_PROT_MASK:
-                    raise _err(errno.EACCES, f"prot {prot:#x} exceeds the VM_MAY* bits of the VMA at {v.start:#x}")
-            self._flush(t, mm.protect(addr, end, prot_to_vm(prot)))
+            self._flush(t, do_mprotect(mm, addr, end, prot))
             self._changed("mm", pid=t.tgid)
 
     def mlock(self, tid: int, addr: int, length: int, on: bool = True, onfault: bool = False) -> None:
@@ -813,7 +711,7 @@ class Kernel:
             self._check_range(addr, length)
             end = addr + page_align(length)
             self._check_mapped(mm, addr, end)
-            self._charge_faults(t, mm, lambda: mm.lock(addr, end, on, onfault, self.vdso_pages))
+            self._charge_faults(t, mm, lambda: do_mlock(mm, addr, end, on, onfault, self.vdso_pages))
             self._changed("mm", pid=t.tgid)
 
     def madvise(self, tid: int, addr: int, length: int, advice: int) -> None:
@@ -883,17 +781,8 @@ class Kernel:
         with self.lock:
             t, mm = self._user_mm(tid)
             with mmap_write_lock(mm):  # one write cycle: readers see it whole
-                if new_brk < mm.start_brk:
+                if not do_brk(mm, new_brk, lambda flush: self._flush(t, flush)):
                     return mm.brk
-                old_end, new_end = page_align(mm.brk), page_align(new_brk)
-                if new_end < old_end:
-                    self._flush(t, mm.unmap(new_end, old_end))
-                elif new_end > old_end:
-                    if mm.vmas.overlapping(old_end, new_end + PAGE_SIZE):
-                        return mm.brk  # would collide with the next mapping
-                    rw = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
-                    mm.map_region(old_end, new_end, rw)
-                mm.brk = new_brk
                 self._changed("mm", pid=t.tgid)
                 return new_brk
 
@@ -932,25 +821,25 @@ class Kernel:
                     return self._mremap_move(t, mm, vma, old_addr, old_len, new_len, new_addr)
                 if new_len <= old_len:
                     if new_len < old_len:
-                        self._flush(t, mm.unmap(old_addr + new_len, old_end))
+                        self._flush(t, do_munmap(mm, old_addr + new_len, old_end))
                     self._changed("mm", pid=t.tgid)
                     return old_addr
                 grow_end = old_addr + new_len
                 if old_end == vma.end and not mm.vmas.overlapping(old_end, grow_end) and grow_end <= TASK_SIZE:
                     # anonymous VMAs need the following pgoff too, or the grown part would not merge
-                    mm.map_region(old_end, grow_end, vma.flags, vma.file,
+                    map_region(mm, old_end, grow_end, vma.flags, vma.file,
                                   vma.pgoff + ((old_end - vma.start) >> 12), vma.special)
                     self._changed("mm", pid=t.tgid)
                     return old_addr
                 if not flags & MREMAP_MAYMOVE:
                     raise _err(errno.ENOMEM, "cannot grow in place")
-                dest = mm.get_unmapped_area(new_len)
+                dest = get_unmapped_area(mm, new_len)
                 return self._mremap_move(t, mm, vma, old_addr, old_len, new_len, dest)
 
     def _mremap_move(self, t: Task, mm: MM, vma, old_addr: int, old_len: int, new_len: int,
                      dest: int) -> int:
         # prep_move_vma(): moving part of a VMA splits it; may_split() first
-        mm.check_split(old_addr, old_addr + old_len)
+        check_split(mm, old_addr, old_addr + old_len)
         if vma.is_hugetlb:
             return self._mremap_move_hugetlb(t, mm, vma, old_addr, old_len, new_len, dest)
         keep = min(old_len, new_len)
@@ -962,7 +851,7 @@ class Kernel:
         flags, file, special, anon_vma = vma.flags, vma.file, vma.special, vma.anon_vma
         if file is None and special is None and anon_vma is None:
             pgoff = dest >> 12
-        flush = mm.unmap(dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
+        flush = do_munmap(mm, dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
         self._flush(t, flush)
         # huge PMDs are moved as PTEs (move_huge_pmd() is not modelled)
         huge_memory.split_huge_pmds(mm, old_addr, old_addr + keep)
@@ -970,8 +859,8 @@ class Kernel:
         # take the translations first so that unmap only zaps what does not move
         mm.pgtable.take(old_addr, old_addr + keep)
         self._hold_file(file, +1)
-        self._flush(t, mm.unmap(old_addr, old_addr + old_len))
-        mm.map_region(dest, dest + new_len, flags, file, pgoff, special, anon_vma)
+        self._flush(t, do_munmap(mm, old_addr, old_addr + old_len))
+        map_region(mm, dest, dest + new_len, flags, file, pgoff, special, anon_vma)
         self._hold_file(file, -1)
         mm.pgtable.write(dest, ptes)
         self._changed("mm", pid=t.tgid)
@@ -992,7 +881,7 @@ class Kernel:
         keep = new_len  # never more than old_len
         pgoff = vma.pgoff + ((old_addr - vma.start) >> 12)
         flags, file, anon_vma, resv = vma.flags, vma.file, vma.anon_vma, vma.resv
-        flush = mm.unmap(dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
+        flush = do_munmap(mm, dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
         self._flush(t, flush)
         pt = mm.pgtable
         moved = {idx: pt.hugetlb.pop(idx) for idx in pt.hugetlb_in(old_addr, old_addr + keep)}
@@ -1001,8 +890,8 @@ class Kernel:
         # the moved entries are out of the table: unmap drops only the rest
         # (and releases kept_resv too: taken back below)
         self._hold_file(file, +1)
-        self._flush(t, mm.unmap(old_addr, old_addr + old_len))
-        vma, _ = mm.map_region(dest, dest + new_len, flags, file, pgoff, None, anon_vma)
+        self._flush(t, do_munmap(mm, old_addr, old_addr + old_len))
+        vma, _ = map_region(mm, dest, dest + new_len, flags, file, pgoff, None, anon_vma)
         self._hold_file(file, -1)
         vma.resv = resv
         if kept_resv:

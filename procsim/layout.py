@@ -30,6 +30,7 @@ from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_ORDER, HPAGE_SHIFT, HPAGE_SIZE, HUGETLB_ANON_PATH, HUGETLBFS_DEV
 from procsim.mm import memory
 from procsim.mm.maps_format import maps_line
+from procsim.mm.mmap import exit_mmap, install_vma
 from procsim.mm.mm import MM, MMError, TASK_SIZE
 from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB,
@@ -124,7 +125,7 @@ class Replay:
         return self.mm
 
     def abort(self) -> None:
-        self.mm.teardown()
+        exit_mmap(self.mm)
 
 
 class _Builder:
@@ -243,7 +244,7 @@ def build(mem: M.MemMap, vfs: VFS, vdso_pages: np.ndarray, path: str, argv: list
         _mark_malloc_heaps(vmas)
         b.finish()
         for v in vmas:
-            mm.install_vma(v)
+            install_vma(mm, v)
             if v.is_hugetlb:  # once installed, so that abort() releases it
                 _reserve_hugetlb(mem, v)
         _set_brk(mm, vmas, lines)

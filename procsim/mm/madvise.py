@@ -12,6 +12,7 @@ from procsim.errors import KernelError
 from procsim.mm import huge_memory, memory, page_alloc as M, vmscan
 from procsim.mm.hugetlb import HPAGE_SIZE
 from procsim.mm.mm import MM, MM_SWAPENTS, ZERO_PFN, Flush, MMError
+from procsim.mm.mmap import check_split, isolate, vma_merge
 from procsim.mm.mmap_lock import vma_start_write, write_locked
 from procsim.mm.pagetable import (PMD_SHIFT, PMD_SIZE, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT, is_swap_pte, pte_pfn,
                                   swp_offset)
@@ -46,7 +47,7 @@ def do_madvise(mm: MM, start: int, end: int, advice: int) -> Flush | None:
         # hugepage_madvise(): each clears the other, in every VMA (6.18 showed
         # `ht hg` on hugetlb, `pf io de dd hg` on [vvar], `de hg` on [vdso])
         on, off = (VM_HUGEPAGE, VM_NOHUGEPAGE) if advice == MADV_HUGEPAGE else (VM_NOHUGEPAGE, VM_HUGEPAGE)
-        mm.check_split(start, end, lambda v: (v.flags & ~off) | on != v.flags)
+        check_split(mm, start, end, lambda v: (v.flags & ~off) | on != v.flags)
         madvise_update_vma(mm, start, end, on, off)
     return None
 
@@ -118,13 +119,13 @@ def madvise_free(mm: MM, start: int, end: int) -> None:
 def madvise_update_vma(mm: MM, start: int, end: int, set_bits: int, clear_bits: int) -> None:
     """Change VMA flags over [start, end) (madvise HUGEPAGE/NOHUGEPAGE):
     split where they change, merge where they now match."""
-    mm.check_split(start, end, lambda v: (v.flags & ~clear_bits) | set_bits != v.flags)
+    check_split(mm, start, end, lambda v: (v.flags & ~clear_bits) | set_bits != v.flags)
     ranges = [(max(start, v.start), min(end, v.end)) for v in mm.vmas.overlapping(start, end)
               if (v.flags & ~clear_bits) | set_bits != v.flags]
-    vmas = [v for lo, hi in ranges for v in mm._isolate(lo, hi)]
+    vmas = [v for lo, hi in ranges for v in isolate(mm, lo, hi)]
     for v in vmas:
         vma_start_write(mm.mmap_lock, v)
         v.flags = (v.flags & ~clear_bits) | set_bits
     for v in vmas:
         if v in mm.vmas._v:
-            mm._merge_around(v)
+            vma_merge(mm, v)

@@ -14,14 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from procsim.mm import page_alloc as M
-from procsim.mm.hugetlb import HPAGE_NR, HPAGE_ORDER, HPAGE_SIZE
-from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_ACCESSED, PTE_DIRTY,
+from procsim.mm.hugetlb import HPAGE_NR, HPAGE_ORDER
+from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PTE_ACCESSED, PTE_DIRTY,
                                   PTE_PRESENT, PTE_PSE, PTE_RW, PTE_SOFT_DIRTY, PTE_USER, PTRS_PER_TABLE,
-                                  PageTable, is_swap_pte, pte_pfn, pte_present, 
-                                  swp_offset)
-from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO,
-                            VM_LOCKED, VM_PFNMAP, VM_LOCKONFAULT, VM_MAYSHARE, VM_NORESERVE, VM_PROT_MASK,
-                            VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA, File)
+                                  PageTable, is_swap_pte, pte_pfn, pte_present, swp_offset)
+from procsim.mm.vma import (VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO, VM_LOCKED, VM_LOCKONFAULT, VM_MAYSHARE,
+                            VM_PFNMAP, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA)
 from procsim.mm.counter_tree import RssStat
 from procsim.mm.mmap_lock import MmapLock, vma_start_write, write_locked
 from procsim.mm.rmap import AnonVma
@@ -91,7 +89,7 @@ class MM:
 
     # -- accounting -----------------------------------------------------------
 
-    def _account(self, vma: VMA, sign: int) -> None:
+    def vm_stat_account(self, vma: VMA, sign: int) -> None:
         n = sign * vma.npages
         f = vma.flags
         if n < 0:
@@ -108,13 +106,13 @@ class MM:
         if f & VM_LOCKED:
             self.locked_vm += n
 
-    def _insert(self, vma: VMA) -> None:
+    def link_vma(self, vma: VMA) -> None:
         self.vmas.insert(vma)
-        self._account(vma, +1)
+        self.vm_stat_account(vma, +1)
 
-    def _remove(self, vma: VMA) -> None:
+    def unlink_vma(self, vma: VMA) -> None:
         self.vmas.remove(vma)
-        self._account(vma, -1)
+        self.vm_stat_account(vma, -1)
 
     @property
     def rss_pages(self) -> int:
@@ -136,228 +134,7 @@ class MM:
 
     # -- VMA tree surgery -----------------------------------------------------
 
-    def _split(self, vma: VMA, addr: int) -> VMA:
-        assert not (vma.is_hugetlb and addr & (HPAGE_SIZE - 1)), "hugetlb VMA split inside a huge page"
-        # vma_adjust_trans_huge(): a huge PMD cannot straddle two VMAs
-        if addr & (PMD_SIZE - 1) and (addr >> PMD_SHIFT) in self.pgtable.huge:
-            huge_memory.split_huge_pmd(self, addr >> PMD_SHIFT)
-        self.vmas.remove(vma)
-        tail = vma.split_at(addr)
-        if tail.file is not None:
-            tail.file.nr_mappings += 1  # each VMA holds its own file reference
-        self.vmas.insert(vma)
-        self.vmas.insert(tail)
-        return tail
-
-    def check_split(self, start: int, end: int, changing=None) -> None:
-        """vm_ops->may_split(): a hugetlb VMA may only be cut at a 2 MiB
-        boundary (hugetlb_vm_op_split), a special mapping ([vvar], [vdso])
-        never (special_mapping_split): munmap, mprotect, madvise, mremap or
-        MAP_FIXED over part of it fail with EINVAL (observed on 6.18).
-        Checked before anything changes. `changing(vma)`: only VMAs it
-        accepts would be split (mprotect leaves unchanged ones whole)."""
-        for addr in (start, end):
-            v = self.vmas.lookup(addr)
-            if v is None or v.start == addr or changing is not None and not changing(v):
-                continue
-            if v.special is not None:
-                raise MMError(errno.EINVAL, f"{addr:#x} splits {v.special}")
-            if v.is_hugetlb and addr & (HPAGE_SIZE - 1):
-                raise MMError(errno.EINVAL, f"{addr:#x} splits a huge page")
-
-    def _isolate(self, start: int, end: int) -> list[VMA]:
-        """Split VMAs at start and end; return those wholly inside [start, end)."""
-        out = []
-        for v in self.vmas.overlapping(start, end):
-            if v.start < start:
-                v = self._split(v, start)
-            if v.end > end:
-                self._split(v, end)
-            out.append(v)
-        return out
-
-    def _merge_around(self, vma: VMA) -> VMA:
-        # Loop: protect() and lock() change several VMAs, and one that already
-        # absorbed its next neighbour must still try the one after (a single
-        # attempt per side left e.g. mprotect across two VMAs with 3 pieces).
-        while True:
-            prev = self.vmas.prev(vma)
-            nxt = self.vmas.next(vma)
-            if not (prev is not None and prev.can_merge(vma) or nxt is not None and vma.can_merge(nxt)):
-                return vma
-            vma = self._merge_once(vma)
-
-    def _merge_once(self, vma: VMA) -> VMA:
-        prev = self.vmas.prev(vma)
-        if prev is not None and prev.can_merge(vma):
-            self.vmas.remove(vma)
-            self.vmas.remove(prev)
-            prev.end = vma.end
-            prev.anon_vma = prev.anon_vma or vma.anon_vma
-            self._file_put(vma.file)  # the absorbed VMA's file reference goes
-            self.vmas.insert(prev)
-            vma = prev
-        nxt = self.vmas.next(vma)
-        if nxt is not None and vma.can_merge(nxt):
-            self.vmas.remove(nxt)
-            self.vmas.remove(vma)
-            vma.end = nxt.end
-            vma.anon_vma = vma.anon_vma or nxt.anon_vma
-            self._file_put(nxt.file)
-            self.vmas.insert(vma)
-        return vma
-
-    def _file_put(self, file: File | None) -> None:
-        """Drop a VMA's reference to its file. The last unmap of a deleted shmem
-        inode (shared anonymous memory) frees its pages, as the final fput does;
-        before this they were leaked."""
-        if file is None:
-            return
-        file.nr_mappings -= 1
-        if file.nr_mappings == 0 and file.hugetlb:
-            # the anonymous hugetlbfs file goes with its last mapping: its
-            # pages return to the pool, its unused reservations are released
-            pool = self.mem.hugetlb
-            for head in file.cache[file.cache != 0].tolist():
-                pool.free(head)
-            file.cache = np.zeros(0, np.int64)
-            pool.unreserve(len(file.resv or ()))
-            file.resv = set()
-            return
-        if file.nr_mappings == 0 and file.shmem and file.deleted:
-            cached = file.cache[file.cache != 0]
-            self.mem.free(cached)
-            file.cache = np.zeros(0, np.int64)
-
-    def get_unmapped_area(self, length: int, hint: int = 0, align: int = PAGE_SIZE) -> int:
-        """Top-down search below mmap_base, as x86's default layout does;
-        `align` (a power of two) for hugetlb mappings, which get 2 MiB."""
-        mask = ~(align - 1)
-        if hint:
-            hint = (hint + align - 1) & mask
-            if MMAP_MIN_ADDR <= hint and hint + length <= TASK_SIZE and not self.vmas.overlapping(hint, hint + length):
-                return hint
-        top = self.mmap_base
-        for v in reversed(self.vmas.overlapping(MMAP_MIN_ADDR, self.mmap_base)):
-            if (top - length) & mask >= v.end:
-                return (top - length) & mask
-            top = min(top, v.start)
-        if (top - length) & mask >= MMAP_MIN_ADDR:
-            return (top - length) & mask
-        raise MMError(errno.ENOMEM, "no room in the address space")
-
     # -- mapping --------------------------------------------------------------
-
-    @write_locked
-    def map_region(self, start: int, end: int, flags: int, file: File | None = None,
-                   pgoff: int | None = None, special: str | None = None,
-                   anon_vma: object | None = None) -> tuple[VMA, Flush | None]:
-        """Install a VMA over [start, end), replacing what was there (MAP_FIXED).
-        pgoff None: an anonymous VMA's is start >> PAGE_SHIFT (as mmap and brk
-        set it, so that neighbours merge), 0 otherwise. mremap passes the
-        moved VMA's pgoff and anon_vma."""
-        if pgoff is None:
-            pgoff = start >> PAGE_SHIFT if file is None and special is None else 0
-        flush = self.unmap(start, end) if self.vmas.overlapping(start, end) else None
-        vma = VMA(start, end, flags, pgoff, file, special, anon_vma=anon_vma)
-        if file is not None:
-            file.nr_mappings += 1
-        self._insert(vma)
-        return self._merge_around(vma), flush
-
-    @write_locked
-    def install_vma(self, vma: VMA) -> None:
-        """Insert `vma` as it is into a free range, never merged with its
-        neighbours: a replayed layout, where the kernel kept them apart.
-        Neighbours that could merge get distinct anon_vmas, as two VMAs that
-        each faulted on their own have, so later changes keep them apart too."""
-        if self.vmas.overlapping(vma.start, vma.end):
-            raise MMError(errno.EINVAL, f"{vma.start:#x}-{vma.end:#x} overlaps a VMA")
-        for a, b in ((self.vmas.find(vma.start - 1), vma), (vma, self.vmas.find(vma.end))):
-            if a is not None and b is not None and a.can_merge(b):
-                other = a if b is vma else b
-                other.anon_vma = other.anon_vma or AnonVma()
-                vma.anon_vma = AnonVma()
-        if vma.file is not None:
-            vma.file.nr_mappings += 1
-        self._insert(vma)
-
-    @write_locked
-    def unmap(self, start: int, end: int) -> Flush | None:
-        self.check_split(start, end)
-        victims = self._isolate(start, end)
-        if not victims:
-            return None
-        self.update_hiwater_rss()
-        for v in victims:
-            memory.zap_vma(self, v, v.start, v.end, close=True)
-            self._remove(v)
-            self._file_put(v.file)
-        freed = self.pgtable.free_empty(start, end, lambda lo, hi: bool(self.vmas.overlapping(lo, hi)))
-        return Flush(start, end, freed)
-
-    @staticmethod
-    def _prot_flags(v: VMA, prot_flags: int) -> int:
-        new = (v.flags & ~VM_PROT_MASK) | prot_flags
-        if new & VM_WRITE and not v.flags & (VM_ACCOUNT | VM_WRITE | VM_HUGETLB | VM_SHARED | VM_NORESERVE):
-            new |= VM_ACCOUNT
-        return new
-
-    @write_locked
-    def protect(self, start: int, end: int, prot_flags: int) -> Flush:
-        # mprotect_fixup() leaves a VMA whose flags do not change alone: no
-        # split (partial mprotect of [vdso] with unchanged flags succeeds)
-        self.check_split(start, end, lambda v: self._prot_flags(v, prot_flags) != v.flags)
-        vmas = [x for v in self.vmas.overlapping(start, end) if self._prot_flags(v, prot_flags) != v.flags
-                for x in self._isolate(max(start, v.start), min(end, v.end))]
-        for v in vmas:
-            new = self._prot_flags(v, prot_flags)
-            self._account(v, -1)
-            vma_start_write(self.mmap_lock, v)
-            v.flags = new
-            self._account(v, +1)
-            if not new & VM_WRITE:
-                for _, sl in self.pgtable.spans(v.start, v.end):
-                    sl[pte_present(sl)] &= ~PTE_RW
-            elif new & VM_SHARED:
-                for _, sl in self.pgtable.spans(v.start, v.end):
-                    sl[pte_present(sl)] |= PTE_RW
-            if v.is_hugetlb:
-                ht = self.pgtable.hugetlb
-                for idx in self.pgtable.hugetlb_in(v.start, v.end):
-                    if not new & VM_WRITE:
-                        ht[idx] &= ~_HPTE_RW
-                    elif new & VM_SHARED:
-                        ht[idx] |= _HPTE_RW
-        for v in vmas:
-            if v in self.vmas._v:
-                self._merge_around(v)
-        return Flush(start, end)
-
-    @write_locked
-    def lock(self, start: int, end: int, on: bool, onfault: bool = False,
-             special_pages: np.ndarray | None = None) -> int:
-        """mlock/mlock2/munlock; returns the faults taken populating."""
-        # apply_vma_lock_flags(): the new lock bits replace the old ones (mlock
-        # after mlock2(ONFAULT) drops lf)
-        bits = (VM_LOCKED | (VM_LOCKONFAULT if onfault else 0)) if on else 0
-        mask = VM_LOCKED | VM_LOCKONFAULT
-        # mlock_fixup() leaves VM_SPECIAL VMAs (vvar, vdso) and unchanged ones
-        # alone: no flag, no split
-        ranges = [(max(start, v.start), min(end, v.end)) for v in self.vmas.overlapping(start, end)
-                  if not v.flags & VM_SPECIAL and v.flags & mask != bits]
-        vmas = [v for lo, hi in ranges for v in self._isolate(lo, hi)]
-        for v in vmas:
-            self._account(v, -1)
-            vma_start_write(self.mmap_lock, v)
-            v.flags = (v.flags & ~mask) | bits
-            self._account(v, +1)
-        for v in vmas:
-            if v in self.vmas._v:
-                self._merge_around(v)
-        if on and not onfault:
-            return memory.populate(self, start, end, special_pages)
-        return 0
 
     @write_locked
     def clear_refs(self, value: int) -> None:
@@ -544,7 +321,7 @@ class MM:
         child.locked_vm = 0
         for v in self.vmas:
             if v.flags & (1 << 17):  # VM_DONTCOPY: dup_mmap skips the VMA entirely
-                child._account(VMA(v.start, v.end, v.flags & ~(VM_LOCKED | VM_LOCKONFAULT)), -1)
+                child.vm_stat_account(VMA(v.start, v.end, v.flags & ~(VM_LOCKED | VM_LOCKONFAULT)), -1)
                 continue
             nv = VMA(v.start, v.end, v.flags & ~(VM_LOCKED | VM_LOCKONFAULT), v.pgoff, v.file,
                      v.special, v.anon_name, AnonVma(v.anon_vma.root) if v.anon_vma is not None else None)
@@ -616,18 +393,6 @@ class MM:
             mem.flags[sl] = (mem.flags[sl] | np.uint32(M.PG_DIRTY)) & ~np.uint32(M.PG_ANON_EXCLUSIVE)
             child.hugetlb_usage += HPAGE_NR
 
-    @write_locked
-    def teardown(self) -> None:
-        """exit_mmap: unmap everything."""
-        self.update_hiwater_rss()
-        for v in list(self.vmas):
-            memory.zap_vma(self, v, v.start, v.end, close=True)
-            self._remove(v)
-            self._file_put(v.file)
-        self.pgtable = PageTable()
-        self.mem.free_mm_id(self.mm_id)
-        self.mm_id = 0
-
     # -- queries --------------------------------------------------------------
 
     def present_pages(self, start: int, end: int) -> int:
@@ -645,4 +410,4 @@ class MM:
 
 
 # the operations on an mm (their modules import MM from here)
-from procsim.mm import huge_memory, memory  # noqa: E402
+from procsim.mm import huge_memory  # noqa: E402
