@@ -18,6 +18,7 @@ import numpy as np
 
 from procsim.config import KernelConfig
 from procsim.errors import KernelError
+from procsim.fork import dup_mm
 from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
@@ -308,7 +309,7 @@ class Kernel:
             if ptg.zombie:
                 raise _err(errno.ESRCH, f"{pid} is a zombie")
             cpid = self._alloc_pid(child_pid)
-            mm = ptg.mm.dup(ptg.mm.mmap_base) if ptg.mm is not None else None
+            mm = dup_mm(ptg.mm) if ptg.mm is not None else None
             if mm is not None:  # init_new_context(): first trim a second after creation, not at once
                 mm.next_trim_cpumask = self.jiffies + self.config.hz
             t = self._new_group(cpid, ptg, Cred(**vars(ptg.cred)), mm, list(ptg.cmdline),

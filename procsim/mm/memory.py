@@ -14,11 +14,13 @@ import errno
 import numpy as np
 
 from procsim.mm import huge_memory
+from procsim.mm.hugetlb import (copy_hugetlb_page_range, hugetlb_fault, hugetlb_fault_check,
+                                zap_hugetlb)
 from procsim.mm import page_alloc as M
 from procsim.mm.mm import ANON_NEW, MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, TASK_SIZE, ZERO_PFN, MMError
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, POOL_ROWS, PTE_ACCESSED, PTE_DIRTY,
                                   PTE_PRESENT, PTE_RW, PTE_SOFT_DIRTY, PTRS_PER_TABLE, is_swap_pte, mk_pte, pte_pfn,
-                                  swp_offset)
+                                  pte_present, swp_offset)
 from procsim.mm.rmap import AnonVma, set_anon_rmap, set_file_rmap
 from procsim.mm.vma import VM_EXEC, VM_IO, VM_MAYSHARE, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, VMA, File
 
@@ -79,7 +81,7 @@ def check_fault(mm: MM, start: int, end: int, write: bool) -> None:
         addr = v.end
     if addr < end:
         raise MMError(errno.EFAULT, f"no mapping at {addr:#x}")
-    mm._hugetlb_fault_check(start, end, write)
+    hugetlb_fault_check(mm, start, end, write)
 
 
 def access(mm: MM, vas: np.ndarray, write: bool, special_pages: np.ndarray | None = None) -> int:
@@ -116,12 +118,12 @@ def access(mm: MM, vas: np.ndarray, write: bool, special_pages: np.ndarray | Non
     for v, sel in groups:
         if v.is_hugetlb:
             for lo, hi in _runs(sel, PMD_SHIFT):
-                mm._hugetlb_fault_check(max(lo, v.start), min(hi, v.end), write)
+                hugetlb_fault_check(mm, max(lo, v.start), min(hi, v.end), write)
     faults = 0
     for v, sel in groups:
         if v.is_hugetlb:
             for lo, hi in _runs(sel, PMD_SHIFT):
-                faults += mm._fault_hugetlb(v, max(lo, v.start), min(hi, v.end), write)
+                faults += hugetlb_fault(mm, v, max(lo, v.start), min(hi, v.end), write)
             continue
         slow = _access_ptes(mm, sel, write)
         if len(slow):
@@ -181,7 +183,7 @@ def _access_ptes(mm: MM, vas: np.ndarray, write: bool) -> np.ndarray:
 
 def fault_vma(mm: MM, v: VMA, lo: int, hi: int, write: bool, special_pages) -> int:
     if v.is_hugetlb:
-        return mm._fault_hugetlb(v, lo, hi, write)
+        return hugetlb_fault(mm, v, lo, hi, write)
     mem = mm.mem
     faults = 0
     shared = bool(v.flags & VM_MAYSHARE)
@@ -350,7 +352,7 @@ def zap_vma(mm: MM, v: VMA, start: int, end: int, close: bool) -> int:
     """Zap [start, end) of one VMA. `close`: the range stops being mapped
     (munmap, exit), not just emptied (MADV_DONTNEED)."""
     if v.is_hugetlb:
-        return mm._zap_hugetlb(v, start, end, close)
+        return zap_hugetlb(mm, v, start, end, close)
     return zap_page_range(mm, start, end, bool(v.flags & VM_PFNMAP))
 
 
@@ -407,3 +409,53 @@ def populate(mm: MM, start: int, end: int, special_pages: np.ndarray | None = No
             # an empty pool (MAP_NORESERVE) ends population quietly:
             # mm_populate() ignores errors
     return faults
+
+
+def copy_page_range(mm: MM, child: MM, v: VMA) -> None:
+    """copy_page_range() at fork for one VMA of `mm`, already in `child`:
+    private pages are shared copy-on-write (both PTEs write-protected),
+    swap entries duplicated, huge PMDs shared as PMD mappings; a VMA with
+    nothing anonymous (file, shmem, vDSO) is not copied: the child faults
+    it in itself."""
+    if v.is_hugetlb:
+        copy_hugetlb_page_range(mm, v, child)
+        return
+    ptes = mm.pgtable.read(v.start, v.end)
+    present = pte_present(ptes)
+    swp = is_swap_pte(ptes)
+    if not present.any() and not swp.any():
+        return
+    # swap entries stand in for no frame: read them as the zero page
+    pfns = np.where(present, pte_pfn(ptes), ZERO_PFN)
+    fl = mm.mem.flags[pfns]
+    if not v.flags & VM_PFNMAP and not ((fl & M.PG_ANON) != 0).any() and not swp.any():
+        # vma_needs_copy(): no anon_vma and not a PFN map: the child
+        # faults file, shmem and vDSO pages in itself
+        return
+    if swp.any():
+        # copy_nonpresent_pte(): swap_duplicate() per entry
+        mm.mem.swap.duplicate(swp_offset(ptes[swp]))
+        child.rss.add(MM_SWAPENTS, int(swp.sum()))
+    if not v.flags & VM_MAYSHARE:
+        ptes[present] &= ~PTE_RW
+        mm.pgtable.write(v.start, ptes)
+    # kernel pages (PFN maps) carry no mapcount and no RSS
+    real = present & (pfns != ZERO_PFN) & ((fl & M.PG_RESERVED) == 0)
+    # copy_huge_pmd(): a huge PMD is shared as one PMD mapping
+    huge = mm.pgtable.huge_in(v.start, v.end)
+    pte_mapped = real
+    if huge:
+        pte_mapped = real.copy()
+        for idx in huge:
+            off = ((idx << PMD_SHIFT) - v.start) >> PAGE_SHIFT
+            pte_mapped[off: off + PTRS_PER_TABLE] = False
+    mm.mem.map_pages(pfns[pte_mapped], child.mm_id)
+    child.pgtable.write(v.start, ptes)
+    for idx in huge:
+        child.pgtable.huge.add(idx)
+        mm.mem.map_pmd(huge_memory.huge_head(mm, idx), child.mm_id)
+    anon = real & ((fl & M.PG_ANON) != 0)
+    shm = real & ((fl & M.PG_SHMEM) != 0)
+    child.rss.add(MM_ANONPAGES, int(anon.sum()))
+    child.rss.add(MM_SHMEMPAGES, int(shm.sum()))
+    child.rss.add(MM_FILEPAGES, int(real.sum() - anon.sum() - shm.sum()))

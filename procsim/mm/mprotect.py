@@ -7,13 +7,12 @@ from __future__ import annotations
 import errno
 
 from procsim.errors import KernelError
+from procsim.mm.hugetlb import HPTE_RW
 from procsim.mm.mm import MM, Flush
 from procsim.mm.mmap import check_split, isolate, vma_merge
 from procsim.mm.mmap_lock import vma_start_write, write_locked
 from procsim.mm.pagetable import PTE_RW, pte_present
 from procsim.mm.vma import VM_ACCOUNT, VM_HUGETLB, VM_NORESERVE, VM_PROT_MASK, VM_SHARED, VM_WRITE, VMA, prot_to_vm
-
-_HPTE_RW = int(PTE_RW)
 
 
 def do_mprotect(mm: MM, start: int, end: int, prot: int) -> Flush:
@@ -59,9 +58,9 @@ def mprotect_fixup(mm: MM, start: int, end: int, prot_flags: int) -> Flush:
             ht = mm.pgtable.hugetlb
             for idx in mm.pgtable.hugetlb_in(v.start, v.end):
                 if not new & VM_WRITE:
-                    ht[idx] &= ~_HPTE_RW
+                    ht[idx] &= ~HPTE_RW
                 elif new & VM_SHARED:
-                    ht[idx] |= _HPTE_RW
+                    ht[idx] |= HPTE_RW
     for v in vmas:
         if v in mm.vmas._v:
             vma_merge(mm, v)
