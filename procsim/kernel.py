@@ -23,22 +23,21 @@ from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
 from procsim.mm.access_log import AccessLog, HistoryLost
-from procsim.mm import huge_memory, madvise, memory
+from procsim.mm import madvise, memory
 from procsim.mm.madvise import (MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE,  # noqa: F401 (the API's)
                                 MADV_NORMAL, MADV_PAGEOUT, MADVISE_NAMES)
-from procsim.mm.hugetlb import HPAGE_SHIFT, HPAGE_SIZE, huge_align
 from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
 from procsim.mm.mlock import do_mlock
-from procsim.mm.mmap import (check_split, do_brk, do_mmap, do_munmap, exit_mmap, get_unmapped_area,
-                             map_region)
+from procsim.mm.mmap import do_brk, do_mmap, do_munmap, exit_mmap, get_unmapped_area, map_region
 from procsim.mm.mmap_lock import mmap_write_lock
 from procsim.mm.mprotect import do_mprotect
+from procsim.mm.mremap import MREMAP_FIXED, MREMAP_MAYMOVE, do_mremap  # noqa: F401 (MREMAP_*: the API's)
 from procsim.mm.oom import OomKiller
 from procsim.mm.pagetable import PAGE_SIZE, PTE_PRESENT, pte_pfn
 from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT, VM_DONTEXPAND,
-                            VM_EXEC, VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_PFNMAP, VM_READ,
+                            VM_EXEC, VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_READ,
                             VM_VVAR, VM_WRITE)
 from procsim.sched import NSEC, Sched
 from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
@@ -50,7 +49,6 @@ from procsim.workload import Workloads
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 LDSO = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
 STACK_SIZE = 132 * 1024
-MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 FSHIFT, FIXED_1 = 11, 1 << 11
 EXP = (1884, 2014, 2037)  # 1/exp(5s/1min), 5min, 15min in fixed point
 
@@ -792,118 +790,9 @@ class Kernel:
         with self.lock:
             t, mm = self._user_mm(tid)
             with mmap_write_lock(mm):  # one write cycle: readers see it whole
-                if old_addr % PAGE_SIZE or flags & ~3 or (flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE):
-                    raise _err(errno.EINVAL, "bad mremap flags or alignment")
-                old_len, new_len = page_align(old_len), page_align(new_len)
-                if not new_len:
-                    raise _err(errno.EINVAL, "new length is zero")
-                if not old_len:
-                    # Linux: EINVAL for private mappings (the shared-duplicate case is
-                    # not modelled); going on split the VMA around an empty range
-                    raise _err(errno.EINVAL, "old length is zero")
-                vma = mm.vmas.lookup(old_addr)
-                if vma is None or old_addr + old_len > vma.end:
-                    raise _err(errno.EFAULT, "old range is not one mapping")
-                if vma.is_hugetlb:
-                    # as 6.18 does: 2 MiB aligned addresses, lengths rounded up to
-                    # huge pages, no growing (EINVAL); shrinking and moving work
-                    if old_addr % HPAGE_SIZE or flags & MREMAP_FIXED and new_addr % HPAGE_SIZE:
-                        raise _err(errno.EINVAL, "hugetlb mremap address not 2 MiB aligned")
-                    old_len, new_len = huge_align(old_len), huge_align(new_len)
-                    if new_len > old_len:
-                        raise _err(errno.EINVAL, "hugetlb mappings cannot grow")
-                old_end = old_addr + old_len
-                if new_len > old_len and vma.flags & (VM_DONTEXPAND | VM_PFNMAP):
-                    raise _err(errno.EFAULT, "vdso, vvar and PFN maps cannot grow")  # vma_to_resize()
-                if flags & MREMAP_FIXED:
-                    if new_addr % PAGE_SIZE or new_addr + new_len > TASK_SIZE or (
-                            new_addr < old_end and old_addr < new_addr + new_len):
-                        raise _err(errno.EINVAL, "bad fixed destination")
-                    return self._mremap_move(t, mm, vma, old_addr, old_len, new_len, new_addr)
-                if new_len <= old_len:
-                    if new_len < old_len:
-                        self._flush(t, do_munmap(mm, old_addr + new_len, old_end))
-                    self._changed("mm", pid=t.tgid)
-                    return old_addr
-                grow_end = old_addr + new_len
-                if old_end == vma.end and not mm.vmas.overlapping(old_end, grow_end) and grow_end <= TASK_SIZE:
-                    # anonymous VMAs need the following pgoff too, or the grown part would not merge
-                    map_region(mm, old_end, grow_end, vma.flags, vma.file,
-                                  vma.pgoff + ((old_end - vma.start) >> 12), vma.special)
-                    self._changed("mm", pid=t.tgid)
-                    return old_addr
-                if not flags & MREMAP_MAYMOVE:
-                    raise _err(errno.ENOMEM, "cannot grow in place")
-                dest = get_unmapped_area(mm, new_len)
-                return self._mremap_move(t, mm, vma, old_addr, old_len, new_len, dest)
-
-    def _mremap_move(self, t: Task, mm: MM, vma, old_addr: int, old_len: int, new_len: int,
-                     dest: int) -> int:
-        # prep_move_vma(): moving part of a VMA splits it; may_split() first
-        check_split(mm, old_addr, old_addr + old_len)
-        if vma.is_hugetlb:
-            return self._mremap_move_hugetlb(t, mm, vma, old_addr, old_len, new_len, dest)
-        keep = min(old_len, new_len)
-        ptes = mm.pgtable.read(old_addr, old_addr + keep)
-        # the moved VMA keeps its pgoff and anon_vma (copy_vma), except an
-        # anonymous one never faulted (no anon_vma): it takes the pgoff of its
-        # new address, so it can merge there (checked on 6.18)
-        pgoff = vma.pgoff + ((old_addr - vma.start) >> 12)
-        flags, file, special, anon_vma = vma.flags, vma.file, vma.special, vma.anon_vma
-        if file is None and special is None and anon_vma is None:
-            pgoff = dest >> 12
-        flush = do_munmap(mm, dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
-        self._flush(t, flush)
-        # huge PMDs are moved as PTEs (move_huge_pmd() is not modelled)
-        huge_memory.split_huge_pmds(mm, old_addr, old_addr + keep)
-        ptes = mm.pgtable.read(old_addr, old_addr + keep)
-        # take the translations first so that unmap only zaps what does not move
-        mm.pgtable.take(old_addr, old_addr + keep)
-        self._hold_file(file, +1)
-        self._flush(t, do_munmap(mm, old_addr, old_addr + old_len))
-        map_region(mm, dest, dest + new_len, flags, file, pgoff, special, anon_vma)
-        self._hold_file(file, -1)
-        mm.pgtable.write(dest, ptes)
-        self._changed("mm", pid=t.tgid)
-        return dest
-
-    @staticmethod
-    def _hold_file(file, n: int) -> None:
-        """copy_vma() takes the new VMA's file reference before the old VMA
-        goes: without it, moving the only mapping of a deleted shmem or
-        hugetlbfs file freed the file's pages under the moved PTEs."""
-        if file is not None:
-            file.nr_mappings += n
-
-    def _mremap_move_hugetlb(self, t: Task, mm: MM, vma, old_addr: int, old_len: int, new_len: int,
-                             dest: int) -> int:
-        """move_hugetlb_page_tables(): the huge PTEs of the kept part move to
-        dest with their mappings and reservations; the rest is unmapped."""
-        keep = new_len  # never more than old_len
-        pgoff = vma.pgoff + ((old_addr - vma.start) >> 12)
-        flags, file, anon_vma, resv = vma.flags, vma.file, vma.anon_vma, vma.resv
-        flush = do_munmap(mm, dest, dest + new_len) if mm.vmas.overlapping(dest, dest + new_len) else None
-        self._flush(t, flush)
-        pt = mm.pgtable
-        moved = {idx: pt.hugetlb.pop(idx) for idx in pt.hugetlb_in(old_addr, old_addr + keep)}
-        i0 = pgoff >> 9
-        kept_resv = resv.reserved.intersection(range(i0, i0 + (keep >> HPAGE_SHIFT))) if resv else set()
-        # the moved entries are out of the table: unmap drops only the rest
-        # (and releases kept_resv too: taken back below)
-        self._hold_file(file, +1)
-        self._flush(t, do_munmap(mm, old_addr, old_addr + old_len))
-        vma, _ = map_region(mm, dest, dest + new_len, flags, file, pgoff, None, anon_vma)
-        self._hold_file(file, -1)
-        vma.resv = resv
-        if kept_resv:
-            ok = self.mem.hugetlb.reserve(len(kept_resv))  # just released: cannot fail
-            assert ok
-            resv.reserved |= kept_resv
-        shift = (dest - old_addr) >> HPAGE_SHIFT
-        for idx, e in moved.items():
-            pt.hugetlb[idx + shift] = e
-        self._changed("mm", pid=t.tgid)
-        return dest
+                addr = do_mremap(mm, old_addr, old_len, new_len, flags, new_addr, lambda f: self._flush(t, f))
+                self._changed("mm", pid=t.tgid)
+                return addr
 
     def touch(self, tid: int, addr: int, length: int, write: bool = True) -> int:
         """Access every page of [addr, addr+length): faults allocate frames and
