@@ -16,51 +16,42 @@ from collections.abc import Callable
 
 import numpy as np
 
+from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
 from procsim.errors import KernelError
+from procsim.exec import do_execve
+from procsim.exit import do_exit, do_group_exit, do_wait, exit_status
 from procsim.fork import dup_mm
-from procsim.layout import LayoutError, Replay, build as replay_layout
-from procsim.mm import page_alloc as M
-from procsim.mm.counter_tree import make_shape
+from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
+from procsim.mm import madvise, memory, page_alloc as M
 from procsim.mm.access_log import AccessLog, HistoryLost
-from procsim.mm import madvise, memory
-from procsim.mm.madvise import (MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE,  # noqa: F401 (the API's)
+from procsim.mm.counter_tree import make_shape
+# the syscalls' constants, for callers of the API (madvise advice, mremap flags)
+from procsim.mm.madvise import (MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE,  # noqa: F401
                                 MADV_NORMAL, MADV_PAGEOUT, MADVISE_NAMES)
-from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
 from procsim.mm.mlock import do_mlock
-from procsim.mm.mmap import do_brk, do_mmap, do_munmap, exit_mmap, get_unmapped_area, map_region
+from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
+from procsim.mm.mmap import do_brk, do_mmap, do_munmap
 from procsim.mm.mmap_lock import mmap_write_lock
 from procsim.mm.mprotect import do_mprotect
-from procsim.mm.mremap import MREMAP_FIXED, MREMAP_MAYMOVE, do_mremap  # noqa: F401 (MREMAP_*: the API's)
+from procsim.mm.mremap import MREMAP_FIXED, MREMAP_MAYMOVE, do_mremap  # noqa: F401
 from procsim.mm.oom import OomKiller
 from procsim.mm.pagetable import PAGE_SIZE, PTE_PRESENT, pte_pfn
 from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
-from procsim.mm.vma import (MAP_ANONYMOUS, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT, VM_DONTEXPAND,
-                            VM_EXEC, VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_READ,
-                            VM_VVAR, VM_WRITE)
+from procsim.mm.vma import MAP_ANONYMOUS, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED
 from procsim.sched import NSEC, Sched
-from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
 from procsim.task import (PF_FORKNOEXEC, PF_KTHREAD, PF_NO_SETAFFINITY, PF_NOFREEZE, PF_NOT_INHERITED,
                           PF_RANDOMIZE, Cred, Task, ThreadGroup)
 from procsim.vfs import VFS
 from procsim.workload import Workloads
 
-LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
-LDSO = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
-STACK_SIZE = 132 * 1024
 FSHIFT, FIXED_1 = 11, 1 << 11
 EXP = (1884, 2014, 2037)  # 1/exp(5s/1min), 5min, 15min in fixed point
 
 
 def _err(err: int, msg: str) -> KernelError:
     return KernelError(err, msg)
-
-
-def _exit_status(code: int) -> int:
-    """exit(code) as wait(2) reports it: the low byte of the code, shifted
-    left by 8 (exit(3) -> 768, exit(259) -> 768), as do_exit() stores it."""
-    return (code & 0xFF) << 8
 
 
 class Kernel:
@@ -354,168 +345,25 @@ class Kernel:
                 raise _err(errno.EINVAL, "kernel threads do not exec")
             if not path.startswith("/"):
                 raise _err(errno.ENOENT, f"exec path must be absolute: {path}")
-            replay = self._replay_layout(path, argv, envp or [], layout, build_ids)
-            for other in list(tg.threads):  # de_thread: the other threads die
-                if other is not t:
-                    self._drop_thread(other)
-            if t.pid != tg.tgid:
-                # de_thread(): a non-leader that execs takes over the leader's pid
-                del self.tasks[t.pid]
-                t.pid = tg.tgid
-                self.tasks[t.pid] = t
-            old = tg.mm
-            if replay is None:
-                self.vfs.executable(path)  # an ELF object: it has a build ID
-                mm = self._exec_mm(path, argv, envp or [], t.cpu)
-            else:
-                mm = replay.commit()
-                mm.next_trim_cpumask = self.jiffies + self.config.hz
-            tg.mm = mm
-            mm.users = 1
-            if old is not None:
-                self._put_mm(old)
-            tg.cmdline, tg.environ, tg.exe = list(argv), list(envp or []), path
-            t.comm = path.rsplit("/", 1)[-1][:15]
-            t.flags = (t.flags & ~PF_FORKNOEXEC) | PF_RANDOMIZE
-            if t.on_cpu:
-                self.sched._switch_mm(self.sched.cpus[t.cpu], mm)
+            do_execve(self, t, path, argv, envp or [], layout, build_ids)
             self._changed("exec", pid=tg.tgid)
-
-    def _exec_mm(self, path: str, argv: list[str], envp: list[str], cpu: int = 0) -> MM:
-        rng = self.rng
-        mmap_base = 0x7F0000000000 + (rng.randrange(1 << 28) << 12)
-        mm = MM(self.mem, mmap_base)
-        mm.rss.cpu = cpu
-        rx = VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
-        ro = VM_READ | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
-        rw = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
-
-        def load_elf(file_path: str, base: int | None) -> tuple[int, int, int, int]:
-            f = self.vfs.file(file_path)
-            npages = max(5, f.npages)
-            hdr = max(1, npages // 12)
-            text = max(1, npages * 3 // 5)
-            rodata = max(1, npages - hdr - text - 2)
-            total = hdr + text + rodata + 2
-            if base is None:
-                base = get_unmapped_area(mm, total * PAGE_SIZE)
-            a = base
-            segs = [(hdr, ro), (text, rx), (rodata, ro), (1, ro | VM_ACCOUNT), (1, rw)]
-            pg = 0
-            for n, fl in segs:
-                map_region(mm, a, a + n * PAGE_SIZE, fl, f, pg)
-                a += n * PAGE_SIZE
-                pg += n
-            # what the loader and early start-up touch
-            memory.fault(mm, base, base + PAGE_SIZE, False)
-            t0 = base + hdr * PAGE_SIZE
-            memory.fault(mm, t0, t0 + max(1, text // 2) * PAGE_SIZE, False)
-            r0 = t0 + text * PAGE_SIZE
-            memory.fault(mm, r0, r0 + max(1, rodata // 2) * PAGE_SIZE, False)
-            memory.fault(mm, a - PAGE_SIZE, a, True)
-            return base, t0, r0, a
-
-        exe_base = 0x550000000000 + (rng.randrange(1 << 28) << 12)
-        _, start_code, end_code, end_data = load_elf(path, exe_base)
-        mm.start_code, mm.end_code = start_code, end_code
-        mm.start_data, mm.end_data = end_code, end_data
-        mm.start_brk = mm.brk = end_data + (rng.randrange(1 << 13) << 12)
-        load_elf(LDSO, None)
-        vdso = get_unmapped_area(mm, 8 * PAGE_SIZE)
-        map_region(mm, vdso, vdso + 4 * PAGE_SIZE, VM_VVAR, special="[vvar]")
-        map_region(mm, vdso + 4 * PAGE_SIZE, vdso + 6 * PAGE_SIZE, VM_VVAR, special="[vvar_vclock]")
-        map_region(mm, vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, rx | VM_DONTEXPAND, special="[vdso]")
-        memory.fault(mm, vdso + 6 * PAGE_SIZE, vdso + 8 * PAGE_SIZE, False, self.vdso_pages)
-        _, _, _, libc_end = load_elf(LIBC, None)
-        bss = get_unmapped_area(mm, 13 * PAGE_SIZE, libc_end)
-        map_region(mm, bss, bss + 13 * PAGE_SIZE, rw)
-        memory.fault(mm, bss, bss + 4 * PAGE_SIZE, True)
-        tls = get_unmapped_area(mm, 3 * PAGE_SIZE)
-        map_region(mm, tls, tls + 3 * PAGE_SIZE, rw)
-        memory.fault(mm, tls, tls + 2 * PAGE_SIZE, True)
-        # heap: the first malloc arena
-        map_region(mm, mm.start_brk, mm.start_brk + STACK_SIZE, rw)
-        mm.brk = mm.start_brk + STACK_SIZE
-        memory.fault(mm, mm.start_brk, mm.start_brk + 8 * PAGE_SIZE, True)
-        # stack with argv and envp at its top
-        stack_top = 0x7FFC00000000 + (rng.randrange(1 << 20) << 12)
-        map_region(mm, stack_top - STACK_SIZE, stack_top, rw | VM_GROWSDOWN)
-        mm.start_stack = mm.set_args(stack_top, path, argv, envp)
-        memory.fault(mm, stack_top - 3 * PAGE_SIZE, stack_top, True)
-        mm.next_trim_cpumask = self.jiffies + self.config.hz
-        return mm
-
-    def _replay_layout(self, path: str, argv: list[str], envp: list[str], layout: str | None,
-                       build_ids: dict[str, str] | None) -> Replay | None:
-        """The mm of an exec with a layout, built and checked before anything
-        changes (EINVAL if it cannot be replayed, ENOMEM if the hugetlb pool
-        cannot cover its reservations); None without a layout."""
-        if layout is None:
-            if build_ids:
-                raise _err(errno.EINVAL, "build_ids need a layout")
-            return None
-        try:
-            return replay_layout(self.mem, self.vfs, self.vdso_pages, path, argv, envp, layout, build_ids or {})
-        except LayoutError as e:
-            raise _err(errno.EINVAL, str(e)) from None
-        except MMError as e:
-            raise _err(e.errno, str(e)) from None
-
-    def _put_mm(self, mm: MM) -> None:
-        mm.users -= 1
-        if mm.users <= 0:
-            exit_mmap(mm)
-            self.sched.mm_gone(mm)
-
-    def _drop_thread(self, t: Task) -> None:
-        """A non-leader thread exits and is released at once."""
-        if t.on_cpu:
-            self.sched.switch_to(self.sched.cpus[t.cpu], None)
-        tg = t.tg
-        tg.dead_utime += t.utime
-        tg.dead_stime += t.stime
-        tg.dead_min_flt += t.min_flt
-        tg.dead_maj_flt += t.maj_flt
-        tg.threads.remove(t)
-        del self.tasks[t.pid]
-        if tg.mm is not None:
-            tg.mm.users -= 1
 
     def exit(self, tid: int, code: int = 0) -> None:
         """A thread exits; when the last one goes, the group becomes a zombie."""
         with self.lock:
             t = self.task(tid)
-            tg = t.tg
-            if tg.zombie:
+            if t.tg.zombie:
                 raise _err(errno.ESRCH, f"{tid} is already a zombie")
             if t.dead:
                 raise _err(errno.ESRCH, f"{tid} has already exited")
-            if not t.is_leader:
-                self._drop_thread(t)
-                if not tg.live_threads:
-                    # the last thread after the leader: the group ends (it used
-                    # to stay alive forever with no thread and its mm)
-                    self._exit_group_final(tg, _exit_status(code))
-                    return
-                self._changed("exit", pid=tg.tgid, tid=tid)
-                return
-            if len(tg.live_threads) > 1:
-                # the leader exits first: it lingers as a zombie thread until the group ends
-                if t.on_cpu:
-                    self.sched.switch_to(self.sched.cpus[t.cpu], None)
-                t.dead, t.state = True, "Z"
-                self._changed("exit", pid=tg.tgid, tid=tid)
-                return
-            self._exit_group_final(tg, _exit_status(code))
+            do_exit(self, t, exit_status(code))
 
     def exit_group(self, pid: int, code: int = 0) -> None:
         with self.lock:
             tg = self.group(pid)
             if tg.zombie:
                 raise _err(errno.ESRCH, f"{pid} is already a zombie")
-            for other in list(tg.threads[1:]):
-                self._drop_thread(other)
-            self._exit_group_final(tg, _exit_status(code))
+            do_group_exit(self, tg, exit_status(code))
 
     def kill(self, pid: int, sig: int = 9) -> None:
         """The process dies from signal `sig` (kill(2): 0 only checks the pid)."""
@@ -529,57 +377,12 @@ class Kernel:
                 raise _err(errno.ESRCH, f"{pid} is already a zombie")
             # Killed by a signal, the wait status is the signal number itself
             # (stat field 52 showed 9 << 8 = 2304 for SIGKILL, the real kernel 9).
-            for other in list(tg.threads[1:]):
-                self._drop_thread(other)
-            self._exit_group_final(tg, sig & 0x7F)
-
-    def _exit_group_final(self, tg: ThreadGroup, status: int) -> None:
-        """The group ends; `status` is in wait(2) form (see _exit_status)."""
-        for other in list(tg.threads[1:]):
-            self._drop_thread(other)
-        t = tg.leader
-        if t.on_cpu:
-            self.sched.switch_to(self.sched.cpus[t.cpu], None)
-        if tg.mm is not None:
-            mm, tg.mm = tg.mm, None
-            self._put_mm(mm)
-        t.dead, t.state = True, "Z"
-        tg.zombie = True
-        tg.exit_code = status
-        tg.fdsize = 0
-        init = self.groups.get(1)
-        for child in list(tg.children):  # reparent to init
-            child.parent = init
-            if init is not None and init is not tg:
-                init.children.append(child)
-                if child.zombie:
-                    self._release(child)
-        tg.children.clear()
-        self._changed("exit", pid=tg.tgid)
-        if tg.parent is None or tg.parent.tgid == 1 or tg.parent.zombie or tg.parent.kthread:
-            self._release(tg)  # init and kthreadd reap at once
+            do_group_exit(self, tg, sig & 0x7F)
 
     def wait(self, pid: int, child: int | None = None) -> int:
         """The parent reaps a zombie child (any, if child is None); returns its pid."""
         with self.lock:
-            tg = self.group(pid)
-            for c in tg.children:
-                if c.zombie and (child is None or c.tgid == child):
-                    self._release(c)
-                    return c.tgid
-            if child is not None and not any(c.tgid == child for c in tg.children):
-                raise _err(errno.ECHILD, f"{child} is not a child of {pid}")
-            raise _err(errno.EAGAIN, "no zombie child to reap")
-
-    def _release(self, tg: ThreadGroup) -> None:
-        if tg.parent is not None and tg in tg.parent.children:
-            tg.parent.children.remove(tg)
-            tg.parent.cutime += tg.leader.utime + tg.dead_utime + tg.cutime
-            tg.parent.cstime += tg.leader.stime + tg.dead_stime + tg.cstime
-        for t in tg.threads:
-            self.tasks.pop(t.pid, None)
-        self.groups.pop(tg.tgid, None)
-        self._changed("reap", pid=tg.tgid)
+            return do_wait(self, pid, child)
 
     # -- credentials and scheduling ---------------------------------------------
 

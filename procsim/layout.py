@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from procsim.binfmt_elf import set_args
 from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_ORDER, HPAGE_SHIFT, HPAGE_SIZE, HUGETLB_ANON_PATH, HUGETLBFS_DEV
 from procsim.mm import memory
@@ -354,7 +355,7 @@ def _set_stack(mm: MM, vmas: list[VMA], lines: list[MapsLine], path: str, argv: 
     stack = next((v for v, ln in zip(vmas, lines) if ln.name == "[stack]"), None)
     if stack is None:
         return
-    sp = mm.set_args(stack.end, path, argv, envp)
+    sp = set_args(mm, stack.end, path, argv, envp)
     mm.start_stack = min(max(sp, stack.start + 16), stack.end - 16)
 
 

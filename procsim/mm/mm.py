@@ -116,16 +116,6 @@ class MM:
         """get_mm_rss_sum(): the precise sum, as /proc shows it."""
         return self.rss.rss_precise()
 
-    def set_args(self, top: int, path: str, argv: list[str], envp: list[str]) -> int:
-        """Place argv and envp strings below the executable's path at the
-        top of the stack, as the ELF loader lays them out; returns the
-        initial stack pointer below the pointer arrays and auxv."""
-        self.env_end = top - 8 - len(path) - 1
-        self.env_start = self.env_end - sum(len(e) + 1 for e in envp)
-        self.arg_end = self.env_start
-        self.arg_start = self.arg_end - sum(len(a) + 1 for a in argv)
-        return (self.arg_start - 8 * (len(argv) + len(envp) + 24)) & ~0xF
-
     def update_hiwater_rss(self) -> None:
         self.hiwater_rss = max(self.hiwater_rss, self.rss_pages)
 
