@@ -21,8 +21,7 @@ from procsim.config import KernelConfig
 from procsim.errors import KernelError
 from procsim.exec import do_execve
 from procsim.exit import do_exit, do_group_exit, do_wait, exit_status
-from procsim.fork import dup_mm
-from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
+from procsim.fork import alloc_pid, copy_process, copy_thread, kernel_thread, new_group
 from procsim.mm import madvise, memory, page_alloc as M
 from procsim.mm.access_log import AccessLog, HistoryLost
 from procsim.mm.counter_tree import make_shape
@@ -41,8 +40,7 @@ from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED
 from procsim.sched import NSEC, Sched
-from procsim.task import (PF_FORKNOEXEC, PF_KTHREAD, PF_NO_SETAFFINITY, PF_NOFREEZE, PF_NOT_INHERITED,
-                          PF_RANDOMIZE, Cred, Task, ThreadGroup)
+from procsim.task import PF_KTHREAD, PF_NO_SETAFFINITY, PF_RANDOMIZE, Cred, Task, ThreadGroup
 from procsim.vfs import VFS
 from procsim.workload import Workloads
 
@@ -203,25 +201,6 @@ class Kernel:
         t.mm.rss.cpu = t.cpu  # what the syscall does to RSS counts on the task's CPU
         return t, t.mm
 
-    def _alloc_pid(self, want: int | None) -> int:
-        if self.tasks and len(self.tasks) >= self.max_threads:
-            # copy_process: nr_threads (every task not yet released) >= max_threads
-            raise _err(errno.EAGAIN, f"threads-max ({self.max_threads}) reached")
-        if want is not None:
-            if not 1 <= want < self.config.pid_max:
-                raise _err(errno.EINVAL, f"pid {want} out of range")
-            if want in self.tasks:
-                raise _err(errno.EEXIST, f"pid {want} is in use")
-            self.last_pid = max(self.last_pid, want)
-            return want
-        pid = self.last_pid
-        for _ in range(self.config.pid_max):
-            pid = pid + 1 if pid + 1 < self.config.pid_max else 300
-            if pid not in self.tasks:
-                self.last_pid = pid
-                return pid
-        raise _err(errno.EAGAIN, "pid space exhausted")
-
     def _changed(self, what: str, **info) -> None:
         self.generation += 1
         for cb in self.observers:
@@ -229,30 +208,11 @@ class Kernel:
 
     # -- processes ------------------------------------------------------------
 
-    def _new_group(self, tgid: int, parent: ThreadGroup | None, cred: Cred, mm: MM | None,
-                   cmdline: list[str], environ: list[str], exe: str | None, comm: str,
-                   flags: int, pgid: int | None = None, sid: int | None = None) -> Task:
-        tg = ThreadGroup(tgid, parent, pgid or tgid, sid or tgid, cred, mm, cmdline, environ, exe)
-        t = Task(tgid, tg, comm[:15] if mm is not None else comm, self.now, flags=flags)
-        t.cpus_allowed = self.sched.all_cpus_mask
-        tg.threads.append(t)
-        if mm is not None:
-            mm.users += 1
-        if parent is not None:
-            parent.children.append(tg)
-            tg.tty_nr, tg.tpgid = parent.tty_nr, parent.tpgid
-            t.cpus_allowed = parent.leader.cpus_allowed
-            t.nice = parent.leader.nice
-        self.tasks[tgid] = t
-        self.groups[tgid] = tg
-        self.nr_forks += 1
-        return t
-
     def create_init(self, argv: list[str] | None = None) -> int:
         """pid 1: the first user process, exec'd from nothing."""
         with self.lock:
-            t = self._new_group(self._alloc_pid(1), None, Cred.of(0, 0), None, [], [], None,
-                                "swapper", PF_RANDOMIZE)
+            t = new_group(self, alloc_pid(self, 1), None, Cred.of(0, 0), None, [], [], None,
+                          "swapper", PF_RANDOMIZE)
             t.tg.sid = t.tg.pgid = 1
             self.exec(1, "/usr/lib/systemd/systemd", argv or ["/sbin/init"], ["HOME=/", "TERM=linux"])
             return 1
@@ -263,31 +223,7 @@ class Kernel:
         (procsim/kthread.py); a per-CPU kind without `cpu` is bound to the
         CPU in its name."""
         with self.lock:
-            pid = self._alloc_pid(pid)
-            parent = self.groups.get(2) if pid != 2 else None
-            # copy_process() for kthreadd itself; kthreadd() then sets PF_NOFREEZE,
-            # which every thread it creates inherits
-            flags = PF_KTHREAD | PF_FORKNOEXEC | PF_NOFREEZE
-            if parent is not None:
-                flags = (parent.leader.flags & ~PF_NOT_INHERITED) | PF_FORKNOEXEC
-            kind = kthread_kind(comm) if pid != 2 else KthreadKind()
-            flags = (flags | kind.set_flags) & ~kind.clear_flags
-            t = self._new_group(pid, parent, Cred.of(0, 0), None, [], [], None, comm, flags)
-            t.tg.pgid = t.tg.sid = 0
-            t.tg.sig_ignore = (1 << 64) - 1
-            t.tg.umask = 0o022
-            t.tg.tty_nr, t.tg.tpgid = 0, -1
-            if pid == 2:
-                t.exit_signal = 0  # rest_init(): kernel_thread(kthreadd, ..., CLONE_FS | CLONE_FILES)
-            t.state = kind.state
-            t.policy, t.rt_priority, t.nice = kind.policy, kind.rt_priority, kind.nice
-            if cpu is None and kind.bound:
-                named = cpu_in_name(comm)
-                cpu = named if named is not None and named < self.config.nr_cpus else None
-            if cpu is not None:
-                self._check_cpu(cpu)
-                t.cpus_allowed = 1 << cpu
-                t.cpu = cpu
+            pid = kernel_thread(self, comm, pid, cpu)
             self._changed("spawn", pid=pid)
             return pid
 
@@ -297,17 +233,7 @@ class Kernel:
             ptg = parent.tg
             if ptg.zombie:
                 raise _err(errno.ESRCH, f"{pid} is a zombie")
-            cpid = self._alloc_pid(child_pid)
-            mm = dup_mm(ptg.mm) if ptg.mm is not None else None
-            if mm is not None:  # init_new_context(): first trim a second after creation, not at once
-                mm.next_trim_cpumask = self.jiffies + self.config.hz
-            t = self._new_group(cpid, ptg, Cred(**vars(ptg.cred)), mm, list(ptg.cmdline),
-                                list(ptg.environ), ptg.exe, parent.comm,
-                                (parent.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC) & ~PF_KTHREAD)
-            t.tg.pgid, t.tg.sid, t.tg.umask = ptg.pgid, ptg.sid, ptg.umask
-            t.tg.sig_ignore, t.tg.sig_catch = ptg.sig_ignore, ptg.sig_catch
-            t.tg.oom_score_adj, t.tg.oom_score_adj_min = ptg.oom_score_adj, ptg.oom_score_adj_min
-            t.cpu = parent.cpu
+            cpid = copy_process(self, parent, child_pid)
             self._changed("spawn", pid=cpid)
             return cpid
 
@@ -318,15 +244,7 @@ class Kernel:
             tg = creator.tg
             if tg.zombie:
                 raise _err(errno.ESRCH, f"{pid} is a zombie")
-            tid = self._alloc_pid(tid)
-            t = Task(tid, tg, (comm or creator.comm)[:15], self.now,
-                     flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
-                     cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1)
-            tg.threads.append(t)
-            self.tasks[tid] = t
-            if tg.mm is not None:
-                tg.mm.users += 1
-            self.nr_forks += 1
+            tid = copy_thread(self, creator, comm, tid)
             self._changed("clone", pid=tg.tgid, tid=tid)
             return tid
 
@@ -398,7 +316,7 @@ class Kernel:
             t = self.task(tid)
             if t.dead:
                 raise _err(errno.ESRCH, f"{tid} has exited")
-            self._check_cpu(cpu)
+            self.check_cpu(cpu)
             if not t.cpus_allowed >> cpu & 1:
                 raise _err(errno.EINVAL, f"cpu {cpu} is not in the affinity of {tid}")
             self.sched.switch_to(self.sched.cpus[cpu], t, preempt)
@@ -427,7 +345,7 @@ class Kernel:
 
     def idle(self, cpu: int) -> None:
         with self.lock:
-            self._check_cpu(cpu)
+            self.check_cpu(cpu)
             self.sched.switch_to(self.sched.cpus[cpu], None)
             self._changed("sched", cpu=cpu)
 
@@ -457,7 +375,7 @@ class Kernel:
             self.task(tid).nice = nice
             self._changed("sched", tid=tid)
 
-    def _check_cpu(self, cpu: int) -> None:
+    def check_cpu(self, cpu: int) -> None:
         if not 0 <= cpu < self.config.nr_cpus:
             raise _err(errno.EINVAL, f"cpu {cpu} does not exist (0-{self.config.nr_cpus - 1})")
 
