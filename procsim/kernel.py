@@ -8,10 +8,8 @@ file is always rendered from one instant.
 from __future__ import annotations
 
 import errno
-import heapq
 import random
 import threading
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -22,37 +20,34 @@ from procsim.errors import KernelError
 from procsim.exec import do_execve
 from procsim.exit import do_exit, do_group_exit, do_wait, exit_status
 from procsim.fork import alloc_pid, copy_process, copy_thread, kernel_thread, new_group
-from procsim.mm import madvise, memory, page_alloc as M
-from procsim.mm.access_log import AccessLog, HistoryLost
+from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
 # the syscalls' constants, for callers of the API (madvise advice, mremap flags)
 from procsim.mm.madvise import (MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE,  # noqa: F401
                                 MADV_NORMAL, MADV_PAGEOUT, MADVISE_NAMES)
-from procsim.mm.mlock import do_mlock
-from procsim.mm.mm import MM, MMError, TASK_SIZE, Flush, page_align
-from procsim.mm.mmap import do_brk, do_mmap, do_munmap
-from procsim.mm.mmap_lock import mmap_write_lock
-from procsim.mm.mprotect import do_mprotect
-from procsim.mm.mremap import MREMAP_FIXED, MREMAP_MAYMOVE, do_mremap  # noqa: F401
+from procsim.mm.mm import MM
+from procsim.mm.mremap import MREMAP_FIXED, MREMAP_MAYMOVE  # noqa: F401
 from procsim.mm.oom import OomKiller
-from procsim.mm.pagetable import PAGE_SIZE, PTE_PRESENT, pte_pfn
+from procsim.mm.pagetable import PAGE_SIZE
 from procsim.mm.swap import SwapDevice
+from procsim.mm.syscalls import MmSyscalls
 from procsim.mm.thp import THPSettings
-from procsim.mm.vma import MAP_ANONYMOUS, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED
 from procsim.sched import NSEC, Sched
 from procsim.task import PF_KTHREAD, PF_NO_SETAFFINITY, PF_RANDOMIZE, Cred, Task, ThreadGroup
+from procsim.timekeeping import Timekeeping
 from procsim.vfs import VFS
 from procsim.workload import Workloads
-
-FSHIFT, FIXED_1 = 11, 1 << 11
-EXP = (1884, 2014, 2037)  # 1/exp(5s/1min), 5min, 15min in fixed point
 
 
 def _err(err: int, msg: str) -> KernelError:
     return KernelError(err, msg)
 
 
-class Kernel:
+class Kernel(Timekeeping, MmSyscalls):
+    """The machine's state and the syscall-level API; the clock and timed
+    events are Timekeeping's (procsim/timekeeping.py), the memory syscalls
+    MmSyscalls' (procsim/mm/syscalls.py)."""
+
     def __init__(self, config: KernelConfig | None = None, at_boot: bool = False) -> None:
         """A machine `boot_uptime` seconds after a boot in which nothing ran
         (its CPUs idled throughout); or, `at_boot`, one whose clock is at 0,
@@ -96,90 +91,6 @@ class Kernel:
             cpu.idle = self.now
         self.generation = 0  # bumped on every change; lets caches know
         self.workloads = Workloads(self)  # access patterns run as the clock moves (procsim/workload.py)
-
-    # -- time -----------------------------------------------------------------
-
-    @property
-    def jiffies(self) -> int:
-        return self.now * self.config.hz // NSEC
-
-    def advance(self, seconds: float) -> None:
-        """Step the virtual clock, running due activity in time order."""
-        if seconds < 0:
-            raise _err(errno.EINVAL, "time only moves forward")
-        self.advance_to(self.now + int(seconds * NSEC))
-
-    def advance_to(self, target: int) -> None:
-        with self.lock:
-            while self._events and self._events[0][0] <= target:
-                at, _, fn = heapq.heappop(self._events)
-                self._tick(at)
-                try:
-                    fn()
-                except (KernelError, MMError, M.OutOfMemory):
-                    pass  # activity against a process that is gone: skip, like a failed syscall
-            self._tick(target)
-
-    def _tick(self, target: int) -> None:
-        """Move the clock to `target` with nothing happening in between: time
-        is charged in one go and the load average is recomputed every
-        load_freq until it settles (it is a fixed point once the number of
-        active tasks stays put), so a long advance costs no more than a short one."""
-        if target > self.now:
-            if self.workloads.active:  # their accesses in [now, target), stamped now
-                self.workloads.step(self.now, target)
-            span = target - self.now
-            self.sched.account(span)
-            # Idle CPUs still switch to kworkers now and then; keeps vmstat cs moving.
-            kworker_switches = target // (NSEC // 50) - self.now // (NSEC // 50)
-            for cpu in self.sched.cpus:
-                cpu.nr_switches += kworker_switches
-            if self._next_load <= target:
-                n = (target - self._next_load) // self.load_freq + 1
-                for _ in range(n):
-                    before = list(self.avenrun)
-                    self._calc_load()
-                    if self.avenrun == before:
-                        break
-                self._next_load += n * self.load_freq
-            self.now = target
-        self.generation += 1
-
-    def _calc_load(self) -> None:
-        active = (self.sched.nr_running() + self.sched.nr_uninterruptible()) * FIXED_1  # calc_load_fold_active()
-        for i, e in enumerate(EXP):
-            a = self.avenrun[i] * e + active * (FIXED_1 - e)
-            a += FIXED_1 - 1 if active >= self.avenrun[i] else 0
-            self.avenrun[i] = a // FIXED_1
-
-    def follow_wall(self) -> None:
-        """In wall-clock mode, catch the virtual clock up with real time."""
-        if self.config.clock != "wall":
-            return
-        real = time.monotonic()
-        if self._wall_origin is None:
-            self._wall_origin = real - self.now / NSEC
-            self.btime = int(time.time() - self.now / NSEC)
-            return
-        target = int((real - self._wall_origin) * NSEC)
-        if target > self.now:
-            self.advance_to(target)
-
-    def at(self, when_s: float, fn: Callable[[], None], every_s: float | None = None,
-           count: int | None = None) -> None:
-        """Run fn at virtual time `when_s` (seconds since boot), optionally repeating."""
-        when = int(when_s * NSEC)
-
-        def run(n: int = 0) -> None:
-            fn()
-            if every_s and (count is None or n + 1 < count):
-                self._push(self.now + int(every_s * NSEC), lambda: run(n + 1))
-
-        self._push(when, run)
-
-    def _push(self, when: int, fn: Callable[[], None]) -> None:
-        self._event_seq += 1
-        heapq.heappush(self._events, (when, self._event_seq, fn))
 
     # -- lookup ---------------------------------------------------------------
 
@@ -379,251 +290,7 @@ class Kernel:
         if not 0 <= cpu < self.config.nr_cpus:
             raise _err(errno.EINVAL, f"cpu {cpu} does not exist (0-{self.config.nr_cpus - 1})")
 
-    # -- memory syscalls ------------------------------------------------------
-
-    def _flush(self, t: Task, flush: Flush | None) -> None:
-        if flush is not None:
-            self.sched.flush_tlb(t.mm, t.cpu, flush, self.jiffies)
-
-    def mmap(self, tid: int, length: int, prot: int = 3, flags: int = MAP_PRIVATE | MAP_ANONYMOUS,
-             addr: int = 0, path: str | None = None, offset: int = 0, writable: bool = True) -> int:
-        """mmap(2). `path` names the file for file mappings (`writable`: opened O_RDWR)."""
-        with self.lock:
-            t, mm = self._user_mm(tid)
-            if length <= 0 or addr % PAGE_SIZE or offset % PAGE_SIZE or offset < 0:
-                raise _err(errno.EINVAL, "length must be positive; addr and offset page aligned")
-            if prot & ~7:
-                raise _err(errno.EINVAL, f"bad prot {prot:#x}")
-            kind = flags & (MAP_SHARED | MAP_PRIVATE)
-            if kind not in (MAP_SHARED, MAP_PRIVATE):
-                raise _err(errno.EINVAL, "exactly one of MAP_SHARED and MAP_PRIVATE")
-            anon = bool(flags & MAP_ANONYMOUS)
-            if anon == (path is not None):
-                raise _err(errno.EINVAL if path else errno.EBADF, "a mapping is anonymous or has a file")
-            start, end, flush = do_mmap(mm, self.vfs, page_align(length), prot, flags, addr, path, offset, writable)
-            self._flush(t, flush)
-            if flags & MAP_LOCKED:  # mm_populate(): never fails, even for PROT_NONE
-                self._charge_faults(t, mm, lambda: memory.populate(mm, start, end, self.vdso_pages))
-            self._changed("mm", pid=t.tgid)
-            return start
-
-    def munmap(self, tid: int, addr: int, length: int) -> None:
-        with self.lock:
-            t, mm = self._user_mm(tid)
-            self._check_range(addr, length)
-            self._flush(t, do_munmap(mm, addr, addr + page_align(length)))
-            self._changed("mm", pid=t.tgid)
-
-    def mprotect(self, tid: int, addr: int, length: int, prot: int) -> None:
-        with self.lock:
-            t, mm = self._user_mm(tid)
-            self._check_range(addr, length)
-            if prot & ~7:
-                raise _err(errno.EINVAL, f"bad prot {prot:#x}")
-            end = addr + page_align(length)
-            self._check_mapped(mm, addr, end)
-            self._flush(t, do_mprotect(mm, addr, end, prot))
-            self._changed("mm", pid=t.tgid)
-
-    def mlock(self, tid: int, addr: int, length: int, on: bool = True, onfault: bool = False) -> None:
-        with self.lock:
-            t, mm = self._user_mm(tid)
-            self._check_range(addr, length)
-            end = addr + page_align(length)
-            self._check_mapped(mm, addr, end)
-            self._charge_faults(t, mm, lambda: do_mlock(mm, addr, end, on, onfault, self.vdso_pages))
-            self._changed("mm", pid=t.tgid)
-
-    def madvise(self, tid: int, addr: int, length: int, advice: int) -> None:
-        with self.lock:
-            t, mm = self._user_mm(tid)
-            self._check_range(addr, length)
-            end = addr + page_align(length)
-            if advice not in MADVISE_NAMES.values():
-                raise _err(errno.EINVAL, f"madvise advice {advice} is not modelled")
-            self._check_mapped(mm, addr, end)
-            self._flush(t, madvise.do_madvise(mm, addr, end, advice))
-            self._changed("mm", pid=t.tgid)
-
-    def clear_refs(self, pid: int, value: int) -> None:
-        """A write of `value` to /proc/PID/clear_refs (spec §11): 1 all, 2 anon,
-        3 file: clear accessed/referenced; 4 soft-dirty; 5 reset VmHWM."""
-        with self.lock:
-            if not 1 <= value <= 5:
-                raise _err(errno.EINVAL, f"clear_refs value {value} is not 1..5")
-            tg = self.group(pid)
-            if tg.mm is None:
-                return  # zombie or kernel thread: accepted, nothing happens
-            tg.mm.clear_refs(value)
-            for t in tg.threads:  # the TLB flush of clear_refs
-                if not t.dead:
-                    self._flush(t, Flush(0, TASK_SIZE))
-                    break
-            self._changed("mm", pid=tg.tgid)
-
-    def set_thp(self, enabled: str | None = None, size_kb: int | None = None, mode: str | None = None) -> None:
-        """Write /sys/kernel/mm/transparent_hugepage/enabled (`enabled`) or
-        hugepages-<size_kb>kB/enabled (`mode`)."""
-        with self.lock:
-            if enabled is not None and enabled not in ("always", "madvise", "never"):
-                raise _err(errno.EINVAL, f"transparent_hugepage/enabled: bad mode {enabled!r}")
-            try:
-                if size_kb is not None:  # checked and applied before enabled, which cannot fail after
-                    self.mem.thp.set_size(size_kb, mode or "")
-                if enabled is not None:
-                    self.mem.thp.set_enabled(enabled)
-            except ValueError as e:
-                raise _err(errno.EINVAL, str(e)) from None
-            self._changed("thp")
-
-    def set_nr_hugepages(self, nr: int) -> int:
-        """Write /proc/sys/vm/nr_hugepages: grow the pool from free memory
-        (it may end smaller than asked) or shrink it by its free, unreserved
-        pages (pages in use or reserved stay: no surplus pages). Returns
-        HugePages_Total."""
-        with self.lock:
-            if nr < 0:
-                raise _err(errno.EINVAL, f"nr_hugepages {nr} is negative")
-            n = self.mem.hugetlb.set_nr(nr)
-            self._changed("mm")
-            return n
-
-    def shrink_deferred_split(self) -> int:
-        """Run the deferred-split shrinker (memory pressure): partially mapped
-        large folios are split and their unmapped pages freed; returns frames freed."""
-        with self.lock:
-            n = self.mem.deferred_split_scan()
-            self._changed("mm")
-            return n
-
-    def brk(self, tid: int, new_brk: int) -> int:
-        """brk(2): returns the new break, or the old one if it cannot move."""
-        with self.lock:
-            t, mm = self._user_mm(tid)
-            with mmap_write_lock(mm):  # one write cycle: readers see it whole
-                if not do_brk(mm, new_brk, lambda flush: self._flush(t, flush)):
-                    return mm.brk
-                self._changed("mm", pid=t.tgid)
-                return new_brk
-
-    def mremap(self, tid: int, old_addr: int, old_len: int, new_len: int, flags: int = 0,
-               new_addr: int = 0) -> int:
-        with self.lock:
-            t, mm = self._user_mm(tid)
-            with mmap_write_lock(mm):  # one write cycle: readers see it whole
-                addr = do_mremap(mm, old_addr, old_len, new_len, flags, new_addr, lambda f: self._flush(t, f))
-                self._changed("mm", pid=t.tgid)
-                return addr
-
-    def touch(self, tid: int, addr: int, length: int, write: bool = True) -> int:
-        """Access every page of [addr, addr+length): faults allocate frames and
-        break COW. Returns the number of faults."""
-        with self.lock:
-            t, mm = self._user_mm(tid)
-            self._check_range(addr, length)
-            n = self._fault(t, mm, addr, addr + page_align(length), write)
-            self._changed("mm", pid=t.tgid)
-            return n
-
-    def access(self, tid: int, vas: np.ndarray, write: bool = False) -> int:
-        """User loads or stores to the pages at `vas` (page aligned, any order):
-        accessed (and dirty) bits set by the hardware walk, faults where
-        needed (MM.access). Returns the number of faults."""
-        with self.lock:
-            t, mm = self._user_mm(tid)
-            n = self._charge_faults(t, mm, lambda: memory.access(mm, vas, write, self.vdso_pages))
-            self._changed("mm", pid=t.tgid)
-            return n
-
-    def track(self, pid: int) -> AccessLog:
-        """Record from now on which pages pid's address space touches (the
-        ground truth of working-set estimates); workloads do it themselves."""
-        with self.lock:
-            _, mm = self._user_mm(pid)
-            return self.workloads.track(mm)
-
-    def wss_truth(self, pid: int, since: float, until: float | None = None) -> np.ndarray:
-        """The virtual page numbers (sorted) pid's address space touched at
-        virtual times in [since, until) seconds since boot (until None: up
-        to now, included). Needs `track` or a workload first; an interval
-        that ends in the past and reaches back beyond the kept history is
-        ENODATA (procsim/mm/access_log.py)."""
-        with self.lock:
-            _, mm = self._user_mm(pid)
-            log = mm.access_log
-            if log is None:
-                raise _err(errno.EINVAL, f"pid {pid} is not tracked (track it or start a workload)")
-            try:
-                return log.touched(round(since * NSEC), None if until is None else round(until * NSEC))
-            except HistoryLost as e:
-                raise _err(errno.ENODATA, str(e)) from None
-
-    def _fault(self, t: Task, mm: MM, start: int, end: int, write: bool) -> int:
-        return self._charge_faults(t, mm, lambda: memory.fault_in_steps(mm, start, end, write, self.vdso_pages))
-
-    def _charge_faults(self, t: Task, mm: MM, fault: Callable[[], int]) -> int:
-        """Run a faulting mm operation and charge its faults to the task, as
-        mm_account_fault() does: swap-ins are major (maj_flt), the rest minor.
-        Its allocations may call the OOM killer (`t` is current); if that
-        chooses `t` itself, `t` is killed here and the call fails ENOMEM."""
-        major = mm.nr_major
-        oom = self.oom
-        prev, oom.current, oom.kill_current = oom.current, t, False
-        try:
-            n = fault()
-        except M.OutOfMemory:
-            if not oom.kill_current:
-                raise
-            oom.kill_current = False
-            self.kill(t.tgid, 9)
-            if oom.events:
-                oom.events[-1].free_after = self.mem.nr_free
-            raise _err(errno.ENOMEM, f"out of memory: the OOM killer killed {t.tgid} ({t.comm}) itself") from None
-        finally:
-            oom.current = prev
-        major = mm.nr_major - major
-        t.maj_flt += major
-        t.min_flt += n - major
-        ev = self.mem.vm_events  # count_vm_event(PGFAULT), PGMAJFAULT
-        ev.pgfault += n
-        ev.pgmajfault += major
-        return n
-
-    @staticmethod
-    def _check_range(addr: int, length: int) -> None:
-        if addr % PAGE_SIZE or length <= 0 or addr + length > TASK_SIZE:
-            raise _err(errno.EINVAL, "address must be page aligned and the range inside user space")
-
-    @staticmethod
-    def _check_mapped(mm: MM, start: int, end: int) -> None:
-        a = start
-        for v in mm.vmas.overlapping(start, end):
-            if v.start > a:
-                break
-            a = v.end
-        if a < end:
-            raise _err(errno.ENOMEM, f"range {start:#x}-{end:#x} is not fully mapped")
-
     # -- whole-machine views --------------------------------------------------
-
-    @property
-    def vdso_mapcount(self) -> dict[int, int]:
-        """PTE mappings of each vDSO text page over all address spaces, by
-        PFN (their smaps Pss share): kernel pages keep no mapcount in the
-        mem_map, so they are counted from the [vdso] VMAs' page tables, once
-        per generation. A fork child maps none until it faults them."""
-        memo = self._vdso_memo
-        if memo is not None and memo[0] == self.generation:
-            return memo[1]
-        counts = dict.fromkeys(self.vdso_pages.tolist(), 0)
-        for mm in {id(g.mm): g.mm for g in self.groups.values() if g.mm is not None}.values():
-            for v in mm.vmas:
-                if v.special == "[vdso]":
-                    ptes = mm.pgtable.read(v.start, v.end)
-                    for pfn in pte_pfn(ptes[(ptes & PTE_PRESENT) != 0]).tolist():
-                        counts[pfn] = counts.get(pfn, 0) + 1
-        self._vdso_memo = (self.generation, counts)
-        return counts
 
     @property
     def max_threads(self) -> int:
