@@ -4,10 +4,10 @@
 What changes an mm lives with its Linux file, as functions taking the mm:
 mm/mmap.py (mmap, munmap, brk, VMA split and merge), mprotect.py,
 mlock.py, mremap.py, madvise.py, memory.py (faults, zap, populate),
-huge_memory.py, hugetlb.py, vmscan.py (pageout); fork's copy is
-procsim/fork.py. Operations that change translations return a `Flush`
-telling the kernel which TLB flush to send; the scheduler decides who gets
-IPIs.
+huge_memory.py, hugetlb.py, vmscan.py (pageout), task_mmu.py (clear_refs);
+fork's copy is procsim/fork.py. Operations that change translations return
+a `Flush` telling the kernel which TLB flush to send; the scheduler decides
+who gets IPIs.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ import numpy as np
 
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import RssStat
-from procsim.mm.mmap_lock import MmapLock, vma_start_write, write_locked
-from procsim.mm.pagetable import (PAGE_SIZE, PTE_ACCESSED, PTE_RW, PTE_SOFT_DIRTY, PageTable, pte_pfn,
-                                  pte_present)
-from procsim.mm.vma import (VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO, VM_LOCKED, VM_MAYSHARE, VM_PFNMAP,
-                            VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE, VMA)
+from procsim.mm.mmap_lock import MmapLock
+from procsim.mm.pagetable import PAGE_SIZE, PageTable, pte_pfn, pte_present
+from procsim.mm.vma import (VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO, VM_LOCKED, VM_PFNMAP, VM_SHARED, VM_STACK,
+                            VM_WRITE, VMA)
 from procsim.mm.vmatree import VMATree
 
 MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
@@ -118,36 +117,6 @@ class MM:
 
     def update_hiwater_rss(self) -> None:
         self.hiwater_rss = max(self.hiwater_rss, self.rss_pages)
-
-    # -- /proc/PID/clear_refs (fs/proc/task_mmu.c) ------------------------------
-
-    @write_locked
-    def clear_refs(self, value: int) -> None:
-        """Write to /proc/PID/clear_refs (spec §11.2); value already checked 1..5."""
-        if value == 5:
-            self.hiwater_rss = self.rss_pages
-            return
-        mem = self.mem
-        for v in self.vmas:
-            if value == 4:
-                vma_start_write(self.mmap_lock, v)
-                v.flags &= ~VM_SOFTDIRTY
-                for _, sl in self.pgtable.spans(v.start, v.end):
-                    # write-protect so that the next write faults and sets it
-                    # again (swap entries only lose the bit)
-                    had = (sl & PTE_SOFT_DIRTY) != 0
-                    sl[had & pte_present(sl)] &= ~(PTE_RW if not v.flags & VM_MAYSHARE else np.uint64(0))
-                    sl[had] &= ~PTE_SOFT_DIRTY
-                continue
-            if v.flags & VM_PFNMAP or (value == 2 and v.file is not None) or (value == 3 and v.file is None):
-                continue
-            for _, sl in self.pgtable.spans(v.start, v.end):
-                present = pte_present(sl)
-                if not present.any():
-                    continue
-                sl[present] &= ~PTE_ACCESSED
-                pfns = pte_pfn(sl[present])
-                mem.flags[pfns[pfns != ZERO_PFN]] &= ~np.uint32(M.PG_REFERENCED | M.PG_YOUNG)
 
     # -- queries --------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from procsim.mm.mmap_lock import mmap_write_lock
 from procsim.mm.mprotect import do_mprotect
 from procsim.mm.mremap import do_mremap
 from procsim.mm.pagetable import PAGE_SIZE, PTE_PRESENT, pte_pfn
+from procsim.mm.task_mmu import clear_refs
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED
 from procsim.sched import NSEC
 from procsim.task import Task
@@ -110,7 +111,7 @@ class MmSyscalls:
             tg = self.group(pid)
             if tg.mm is None:
                 return  # zombie or kernel thread: accepted, nothing happens
-            tg.mm.clear_refs(value)
+            clear_refs(tg.mm, value)
             for t in tg.threads:  # the TLB flush of clear_refs
                 if not t.dead:
                     self._flush(t, Flush(0, TASK_SIZE))
