@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from procsim import resource
 from procsim.errors import KernelError
 from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
 from procsim.mm.memory import copy_page_range
@@ -76,8 +77,10 @@ def new_group(k: Kernel, tgid: int, parent: ThreadGroup | None, cred: Cred, mm: 
               flags: int, pgid: int | None = None, sid: int | None = None) -> Task:
     """A new thread group with its leader, a child of `parent`."""
     tg = ThreadGroup(tgid, parent, pgid or tgid, sid or tgid, cred, mm, cmdline, environ, exe)
+    tg.rlim = list(parent.rlim) if parent is not None else resource.init_rlimits(k.max_threads)
     t = Task(tgid, tg, comm[:15] if mm is not None else comm, k.now, flags=flags)
     t.cpus_allowed = k.sched.all_cpus_mask
+    t.nsproxy = parent.leader.nsproxy if parent is not None else k.init_nsproxy
     tg.threads.append(t)
     if mm is not None:
         mm.users += 1
@@ -117,7 +120,8 @@ def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> 
     tid = alloc_pid(k, tid)
     t = Task(tid, tg, (comm or creator.comm)[:15], k.now,
              flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
-             cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1)
+             cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1,
+             nsproxy=creator.nsproxy)
     tg.threads.append(t)
     k.tasks[tid] = t
     if tg.mm is not None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from procsim import nsproxy, resource, utsname
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
 from procsim.errors import KernelError
@@ -72,6 +73,9 @@ class Kernel(Timekeeping, MmSyscalls):
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
         self.sched = Sched(config, self.tasks)
         self.vfs = VFS()
+        self.uts = utsname.UtsName(config.hostname.encode())  # nodename, domainname (init_uts_ns)
+        self.init_ns = nsproxy.init_namespaces()  # the initial namespace of each kind, by kind
+        self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         self._max_threads: int | None = None  # kernel.threads-max, once written
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
         self.last_pid = 0
@@ -306,6 +310,39 @@ class Kernel(Timekeeping, MmSyscalls):
         with self.lock:
             self._max_threads = n
             self.generation += 1
+
+    def prlimit(self, pid: int, res: int, new: resource.Rlimit | None = None) -> resource.Rlimit:
+        """prlimit(2) by the process itself: the old limit; with `new`, set
+        it if do_prlimit() allows (a raised hard limit needs the process to
+        be root, CAP_SYS_RESOURCE)."""
+        with self.lock:
+            tg = self.task(pid).tg
+            if not 0 <= res < resource.RLIM_NLIMITS:
+                raise _err(errno.EINVAL, f"prlimit: no resource {res}")
+            old = tg.rlim[res]
+            if new is not None:
+                try:
+                    resource.check_new(old, new, res, tg.cred.euid == 0)
+                except OSError as e:
+                    raise _err(e.errno, f"prlimit: {e.strerror}") from None
+                tg.rlim[res] = new
+                self._changed("rlimit", pid=tg.tgid, resource=res)
+            return old
+
+    def sethostname(self, name: bytes) -> None:
+        """sethostname(2): the utsname nodename."""
+        self._set_uts("nodename", name)
+
+    def setdomainname(self, name: bytes) -> None:
+        """setdomainname(2): the utsname domainname (NIS)."""
+        self._set_uts("domainname", name)
+
+    def _set_uts(self, field: str, name: bytes) -> None:
+        if len(name) > utsname.NEW_UTS_LEN:
+            raise _err(errno.EINVAL, f"{field}: longer than {utsname.NEW_UTS_LEN} bytes")
+        with self.lock:
+            setattr(self.uts, field, name)
+            self._changed("uts", field=field)
 
     def set_pid_max(self, n: int) -> None:
         """kernel.pid_max: pids at or above it are no longer handed out

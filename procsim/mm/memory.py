@@ -17,7 +17,8 @@ from procsim.mm import huge_memory
 from procsim.mm.hugetlb import (copy_hugetlb_page_range, hugetlb_fault, hugetlb_fault_check,
                                 zap_hugetlb)
 from procsim.mm import page_alloc as M
-from procsim.mm.mm import ANON_NEW, MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, TASK_SIZE, ZERO_PFN, MMError
+from procsim.mm.mm import (ANON_NEW, MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, TASK_SIZE, ZERO_PFN,
+                           MMError)
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, POOL_ROWS, PTE_ACCESSED, PTE_DIRTY,
                                   PTE_PRESENT, PTE_RW, PTE_SOFT_DIRTY, PTRS_PER_TABLE, is_swap_pte, mk_pte, pte_pfn,
                                   pte_present, swp_offset)

@@ -23,9 +23,9 @@ from procsim.mm.pagetable import PAGE_SIZE, PageTable, pte_pfn, pte_present
 from procsim.mm.vma import (VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO, VM_LOCKED, VM_PFNMAP, VM_SHARED, VM_STACK,
                             VM_WRITE, VMA)
 from procsim.mm.vmatree import VMATree
+from procsim.units import TASK_SIZE
 
 MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
-TASK_SIZE = 0x7FFFFFFFF000
 MMAP_MIN_ADDR = 0x10000
 # a new anonymous folio: its dirtiness is in the PTE that maps it, not the folio
 ANON_NEW = M.PG_ANON | M.PG_LRU

@@ -19,9 +19,9 @@ from procsim.mm.mmap_lock import write_locked
 from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PageTable
 from procsim.mm.rmap import AnonVma
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED,
-                            MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_ACCOUNT, VM_DONTEXPAND, VM_GROWSDOWN,
-                            VM_HUGETLB, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE,
-                            VM_READ, VM_SHARED, VM_WRITE, VMA, File, prot_to_vm)
+                            MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_WRITE, VM_ACCOUNT, VM_DONTEXPAND,
+                            VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
+                            VM_NORESERVE, VM_READ, VM_SHARED, VM_WRITE, VMA, File, prot_to_vm)
 from procsim.vfs import VFS
 
 
@@ -49,7 +49,7 @@ def do_mmap(mm: MM, vfs: VFS, length: int, prot: int, flags: int, addr: int, pat
         if anon:
             file = vfs.shmem(length)
         else:
-            if not writable and prot & 2:  # before vfs.file() grows the inode
+            if not writable and prot & PROT_WRITE:  # before vfs.file() grows the inode
                 raise KernelError(errno.EACCES, "PROT_WRITE on a file opened read-only")
             file = vfs.file(path, offset + length, writable)
             # VM_SHARED/VM_MAYWRITE follow this open's mode, not whether the
@@ -61,7 +61,7 @@ def do_mmap(mm: MM, vfs: VFS, length: int, prot: int, flags: int, addr: int, pat
         if not anon:
             file = vfs.file(path, offset + length)
             pgoff = offset >> 12
-        if prot & 2 and not flags & MAP_NORESERVE:
+        if prot & PROT_WRITE and not flags & MAP_NORESERVE:
             vmf |= VM_ACCOUNT
     if flags & MAP_NORESERVE:  # do_mmap() sets it whatever prot and kind are
         vmf |= VM_NORESERVE

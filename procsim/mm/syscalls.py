@@ -28,7 +28,7 @@ from procsim.mm.mprotect import do_mprotect
 from procsim.mm.mremap import do_mremap
 from procsim.mm.pagetable import PAGE_SIZE, PTE_PRESENT, pte_pfn
 from procsim.mm.task_mmu import clear_refs
-from procsim.mm.vma import MAP_ANONYMOUS, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED
+from procsim.mm.vma import MAP_ANONYMOUS, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
 from procsim.sched import NSEC
 from procsim.task import Task
 
@@ -42,7 +42,8 @@ class MmSyscalls:
         if flush is not None:
             self.sched.flush_tlb(t.mm, t.cpu, flush, self.jiffies)
 
-    def mmap(self, tid: int, length: int, prot: int = 3, flags: int = MAP_PRIVATE | MAP_ANONYMOUS,
+    def mmap(self, tid: int, length: int, prot: int = PROT_READ | PROT_WRITE,
+             flags: int = MAP_PRIVATE | MAP_ANONYMOUS,
              addr: int = 0, path: str | None = None, offset: int = 0, writable: bool = True) -> int:
         """mmap(2). `path` names the file for file mappings (`writable`: opened O_RDWR)."""
         with self.lock:
