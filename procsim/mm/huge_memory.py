@@ -29,6 +29,7 @@ def split_huge_pmd(mm: MM, idx: int) -> None:
 
 
 def split_huge_pmds(mm: MM, start: int, end: int) -> None:
+    """split_huge_pmd() of every huge PMD in [start, end)."""
     for idx in mm.pgtable.huge_in(start, end):
         split_huge_pmd(mm, idx)
 

@@ -182,7 +182,11 @@ def _access_ptes(mm: MM, vas: np.ndarray, write: bool) -> np.ndarray:
     return vas[~ok]
 
 
-def fault_vma(mm: MM, v: VMA, lo: int, hi: int, write: bool, special_pages) -> int:
+def fault_vma(mm: MM, v: VMA, lo: int, hi: int, write: bool, special_pages: np.ndarray | None) -> int:
+    """handle_mm_fault() for every page of [lo, hi) in `v`: large folios,
+    huge-PMD write faults, swap-ins, missing pages (anonymous, zero page,
+    file, shmem, special), write-protect faults; sets accessed/dirty bits
+    and the rmap of new anonymous folios. Returns the faults taken."""
     if v.is_hugetlb:
         return hugetlb_fault(mm, v, lo, hi, write)
     mem = mm.mem
@@ -335,6 +339,8 @@ def do_swap_page(mm: MM, v: VMA, ptes: np.ndarray, sel: np.ndarray, write: bool)
 
 
 def cache_pages(mm: MM, file: File, pgoffs: np.ndarray) -> np.ndarray:
+    """The page-cache frames of `file` at `pgoffs`, read in (or, shmem,
+    zero-filled) where absent."""
     file.ensure(int(pgoffs.max()) + 1)
     pfns = file.cache[pgoffs]
     absent = pfns == 0

@@ -86,6 +86,8 @@ class MM:
     # -- accounting -----------------------------------------------------------
 
     def vm_stat_account(self, vma: VMA, sign: int) -> None:
+        """Add (sign +1) or remove (-1) the VMA's pages in total_vm and the
+        exec/stack/data/locked counters its flags select."""
         n = sign * vma.npages
         f = vma.flags
         if n < 0:
@@ -103,10 +105,12 @@ class MM:
             self.locked_vm += n
 
     def link_vma(self, vma: VMA) -> None:
+        """vma_link(): insert into the VMA tree and account it."""
         self.vmas.insert(vma)
         self.vm_stat_account(vma, +1)
 
     def unlink_vma(self, vma: VMA) -> None:
+        """Remove from the VMA tree and unaccount it."""
         self.vmas.remove(vma)
         self.vm_stat_account(vma, -1)
 

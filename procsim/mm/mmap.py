@@ -148,6 +148,7 @@ def do_brk(mm: MM, new_brk: int, flush: Callable[[Flush | None], None]) -> bool:
 
 
 def split_vma(mm: MM, vma: VMA, addr: int) -> VMA:
+    """__split_vma(): cut `vma` at `addr`; returns the upper part."""
     assert not (vma.is_hugetlb and addr & (HPAGE_SIZE - 1)), "hugetlb VMA split inside a huge page"
     # vma_adjust_trans_huge(): a huge PMD cannot straddle two VMAs
     if addr & (PMD_SIZE - 1) and (addr >> PMD_SHIFT) in mm.pgtable.huge:
@@ -161,7 +162,7 @@ def split_vma(mm: MM, vma: VMA, addr: int) -> VMA:
     return tail
 
 
-def check_split(mm: MM, start: int, end: int, changing=None) -> None:
+def check_split(mm: MM, start: int, end: int, changing: Callable[[VMA], bool] | None = None) -> None:
     """vm_ops->may_split(): a hugetlb VMA may only be cut at a 2 MiB
     boundary (hugetlb_vm_op_split), a special mapping ([vvar], [vdso])
     never (special_mapping_split): munmap, mprotect, madvise, mremap or
@@ -191,6 +192,7 @@ def isolate(mm: MM, start: int, end: int) -> list[VMA]:
 
 
 def vma_merge(mm: MM, vma: VMA) -> VMA:
+    """Merge `vma` with the neighbours it can merge with; returns the result."""
     # Loop: protect() and lock() change several VMAs, and one that already
     # absorbed its next neighbour must still try the one after (a single
     # attempt per side left e.g. mprotect across two VMAs with 3 pieces).
@@ -302,6 +304,8 @@ def install_vma(mm: MM, vma: VMA) -> None:
 
 @write_locked
 def do_munmap(mm: MM, start: int, end: int) -> Flush | None:
+    """munmap [start, end): split at its ends, zap and remove the VMAs inside,
+    free empty page tables; the flush, or None if nothing was mapped."""
     check_split(mm, start, end)
     victims = isolate(mm, start, end)
     if not victims:

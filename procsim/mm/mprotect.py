@@ -37,6 +37,9 @@ def _prot_flags(v: VMA, prot_flags: int) -> int:
 
 @write_locked
 def mprotect_fixup(mm: MM, start: int, end: int, prot_flags: int) -> Flush:
+    """Give the VMAs of [start, end) the VM_READ/WRITE/EXEC bits `prot_flags`
+    (VM_ACCOUNT when a private mapping first becomes writable) and their
+    PTEs and huge PTEs the write bit that follows."""
     # mprotect_fixup() leaves a VMA whose flags do not change alone: no
     # split (partial mprotect of [vdso] with unchanged flags succeeds)
     check_split(mm, start, end, lambda v: _prot_flags(v, prot_flags) != v.flags)
