@@ -1,6 +1,12 @@
 """Kernel: the machine. Owns the clock, CPUs, physical memory and the task
 table, and offers the syscall-level API every other part goes through.
 
+The entry points here check arguments, find the task, and call the code
+that does the work, each part where Linux has it: process creation in
+fork.py, exec in exec.py (the image in binfmt_elf.py), exit and wait in
+exit.py, the clock in timekeeping.py, the memory syscalls in
+mm/syscalls.py (and the mm code under mm/).
+
 All mutation happens under `self.lock`; renderers read under it too, so a
 file is always rendered from one instant.
 """
