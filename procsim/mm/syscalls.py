@@ -186,7 +186,7 @@ class MmSyscalls:
     def access(self, tid: int, vas: np.ndarray, write: bool = False) -> int:
         """User loads or stores to the pages at `vas` (page aligned, any order):
         accessed (and dirty) bits set by the hardware walk, faults where
-        needed (MM.access). Returns the number of faults."""
+        needed (memory.access). Returns the number of faults."""
         with self.lock:
             t, mm = self._user_mm(tid)
             n = self._charge_faults(t, mm, lambda: memory.access(mm, vas, write, self.vdso_pages))

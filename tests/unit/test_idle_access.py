@@ -1,4 +1,4 @@
-"""MM.access: vectorised user loads and stores (the hardware side of the
+"""memory.access: vectorised user loads and stores (the hardware side of the
 accessed and dirty bits), faults where needed, and the ground-truth hooks."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The kernel state machine of test_kernel_state_machine, with user accesses
-(MM.access), idle bitmap reads and page_idle writes added to its syscalls,
+(memory.access), idle bitmap reads and page_idle writes added to its syscalls,
 and three more invariants checked after every step:
 
 * rmap: every present PTE of a user page (anonymous, page cache, shmem) in
