@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm.rmap import set_file_rmap
 from procsim.mm.vma import File
 from procsim.units import PAGE_SHIFT, PAGE_SIZE

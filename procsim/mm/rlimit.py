@@ -16,6 +16,7 @@ import errno
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from procsim.errors import KernelError
 from procsim.mm.vma import (MAP_GROWSDOWN, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED, VM_EXEC, VM_GROWSDOWN, VM_LOCKED,
                             VM_READ, VM_SHARED, VM_STACK, VM_WRITE, prot_to_vm)
 from procsim.resource import RLIM_INFINITY, RLIMIT_AS, RLIMIT_DATA, RLIMIT_MEMLOCK, RLIMIT_STACK, Rlimit
@@ -89,6 +90,12 @@ def replaced_pages(mm: "MM", start: int, end: int) -> int:
 
 
 # -- one call per syscall: the errno it fails with, 0 if the limits allow it ---------------
+
+
+def check(err: int, what: str) -> None:
+    """Fail the syscall with the errno a check below chose (0: it passes)."""
+    if err:
+        raise KernelError(err, f"{errno.errorcode[err]}: {what} over a limit (see /proc/PID/limits)")
 
 
 def mmap_errno(mm: "MM", rlim: Sequence[Rlimit], flags: int, start: int, end: int, capable: bool) -> int:
