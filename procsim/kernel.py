@@ -906,6 +906,15 @@ class Kernel:
             self._changed("mm")
             return n
 
+    def shrink_swap_cache(self) -> int:
+        """A later reclaim pass over the swap cache (memory pressure): the
+        folios nobody maps are freed, their slots keep their swap entries
+        (procsim/mm/swapcache.py); returns frames freed."""
+        with self.lock:
+            n = self.mem.swap_cache.shrink()
+            self._changed("mm")
+            return n
+
     def brk(self, tid: int, new_brk: int) -> int:
         """brk(2): returns the new break, or the old one if it cannot move."""
         with self.lock:

@@ -45,6 +45,9 @@ PG_ANON_EXCLUSIVE = 1 << 12
 # reclaim and smaps Referenced still see the access.
 PG_IDLE = 1 << 13
 PG_YOUNG = 1 << 14
+# In the swap cache (PG_swapcache): an order-0 anonymous folio that holds a
+# swap slot's data (procsim/mm/swapcache.py); unmapping it does not free it.
+PG_SWAPCACHE = 1 << 15
 
 HPAGE_PMD_ORDER = 9
 MAX_FOLIO_ORDER = HPAGE_PMD_ORDER  # anonymous folios: order 0 and 2..9
@@ -131,6 +134,8 @@ class MemMap:
         self.swap = SwapDevice(0)  # no swap until the kernel sets one up
         from procsim.mm.hugetlb import HugetlbPool  # it builds on MemMap
         self.hugetlb = HugetlbPool(self)
+        from procsim.mm.swapcache import SwapCache
+        self.swap_cache = SwapCache(self)
 
     @property
     def nr_anon_mapped(self) -> int:
@@ -171,7 +176,11 @@ class MemMap:
     oom_handler = None
 
     def alloc(self, n: int, flags: int) -> np.ndarray:
-        """n free order-0 frames (int64 PFNs), their flags set and mapcount 0."""
+        """n free order-0 frames (int64 PFNs), their flags set and mapcount 0.
+        Short of frames, reclaim first frees the swap cache's unmapped
+        folios, then the OOM killer runs."""
+        if n > self.nr_free:
+            self.swap_cache.shrink()
         if n > self.nr_free and not (self.oom_handler is not None and self.oom_handler(n)):
             raise OutOfMemory(f"cannot allocate {n} frames: {self.nr_free} free")
         parts = []
@@ -361,7 +370,8 @@ class MemMap:
 
     def unmap_pages(self, pfns: np.ndarray, mm_id: int = 0) -> None:
         """One PTE mapping fewer; anonymous folios nobody maps any more are
-        freed, partially mapped ones go on the deferred split queue."""
+        freed (but those the swap cache holds), partially mapped ones go on
+        the deferred split queue."""
         if not len(pfns):
             return
         after = self.mapcount[pfns] - 1
@@ -372,7 +382,7 @@ class MemMap:
         if len(small_gone):
             self._small_mapped(small_gone, -1)
             fl = self.flags[small_gone]
-            self.free(small_gone[(fl & PG_ANON) != 0])
+            self.free(small_gone[(fl & (PG_ANON | PG_SWAPCACHE)) == PG_ANON])
         if not large.any():
             return
         lp = pfns[large]
@@ -473,7 +483,7 @@ class MemMap:
 
     def folio_mapcount(self, pfns: np.ndarray) -> np.ndarray:
         """folio_mapcount(): total mappings of each frame's folio (also its
-        reference count here: no GUP or swap-cache references are modelled)."""
+        reference count here, less the swap cache's: no GUP is modelled)."""
         heads, order = self.folio_head(pfns)
         return np.where(order > 0, self.large_mapcount[heads], self.mapcount[pfns])
 

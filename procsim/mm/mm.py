@@ -397,7 +397,10 @@ class MM:
         PMDs partly covered are split; large folios partly covered, or maybe
         shared, are split if they can be and skipped otherwise, as
         madvise_free_pte_range() does. Swap entries in the range are freed:
-        the data is not needed any more (6.18: SwapFree grew by the range)."""
+        the data is not needed any more (6.18: SwapFree grew by the range),
+        with the cached folios only they kept (free_swap_and_cache). A page
+        the swap cache holds leaves it first, if no swap entry still needs
+        its slot, and is skipped otherwise (madvise_free_pte_range())."""
         mem = self.mem
         for idx in self.pgtable.huge_in(start, end):
             base = idx << PMD_SHIFT
@@ -406,7 +409,7 @@ class MM:
         for va, sl in self.pgtable.spans(start, end):
             swp = is_swap_pte(sl)
             if swp.any():
-                mem.swap.free(swp_offset(sl[swp]))
+                mem.swap_cache.free_swap_and_cache(swp_offset(sl[swp]))
                 self.rss.add(MM_SWAPENTS, -int(swp.sum()))
                 sl[swp] = 0
             present = np.nonzero(sl & PTE_PRESENT)[0]
@@ -428,6 +431,9 @@ class MM:
                 excl = ok & (mem.large_mapcount[heads] == 1)
             else:
                 excl |= ok & (order > 0) & ~mem.maybe_mapped_shared(pfns)
+            sc = excl & mem.swap_cache.cached(pfns)
+            if sc.any():
+                excl[sc] = mem.swap_cache.folio_free_swap(pfns[sc])
             p = pfns[excl]
             mem.flags[p] &= ~np.uint32(M.PG_DIRTY | M.PG_SWAPBACKED | M.PG_REFERENCED)
             sl[present[excl]] &= ~(PTE_DIRTY | PTE_ACCESSED)
@@ -503,7 +509,7 @@ class MM:
             return nhuge
         swp = is_swap_pte(ptes)
         if swp.any():
-            self.mem.swap.free(swp_offset(ptes[swp]))
+            self.mem.swap_cache.free_swap_and_cache(swp_offset(ptes[swp]))
             self.rss.add(MM_SWAPENTS, -int(swp.sum()))
             ptes = ptes[~swp]
         pfns = pte_pfn(ptes)
@@ -520,6 +526,7 @@ class MM:
         self.rss.add(MM_FILEPAGES, -int(len(pfns) - anon.sum() - shmem.sum() - (special.sum() if pfnmap else 0)))
         counted = pfns[~special]
         mem.unmap_pages(counted, self.mm_id)
+        mem.swap_cache.free_swap_cache(pfns[anon])
         return len(pfns) + nhuge
 
     # -- huge PMDs ------------------------------------------------------------
@@ -877,28 +884,63 @@ class MM:
 
     def _swapin(self, v: VMA, ptes: np.ndarray, sel: np.ndarray, write: bool) -> int:
         """do_swap_page() for the swap entries `sel` of `ptes` (changed in
-        place): each is read into a new order-0 anonymous page, mapped
-        writable where the VMA allows (the page is this mm's alone), and its
-        slot reference dropped. A major fault each. No swap cache: the page
-        is dirty as a folio removed from the swap cache is, and the slot is
-        freed at once (on 6.18 a read fault keeps the slot and the page in
-        the swap cache; a write fault frees it and dirties the page, kpageflags
-        0x400005838)."""
-        mem = self.mem
-        ents = ptes[sel]
+        place). Each slot's folio is taken from the swap cache (a minor
+        fault: 6.18 counted none major right after MADV_PAGEOUT) or read
+        into a new order-0 folio added to the cache (a major fault, pswpin).
+        The entry's reference to the slot goes; the folio stays in the cache
+        and its slot stays allocated (6.18: SwapFree unchanged, VmSwap down,
+        kpageflags 0x2400007828), unless should_try_to_free_swap(): a write
+        fault to a folio no one else maps, a VM_LOCKED VMA, or swap more
+        than half full free the slot if no other entry needs it
+        (folio_free_swap: the folio leaves the cache, dirty: 6.18 showed
+        0x400005838 after a write fault).
+
+        A folio no other entry or mapping shares is mapped writable where
+        the VMA allows (dirty on a write); a shared one read-only, and a write
+        then breaks COW in the same fault (do_wp_page, the caller's pass). (Linux decides this
+        by the swap PTE's exclusive bit, which fork clears and nothing sets
+        again; the model asks the swap counts and mapcounts.)"""
+        mem, swap, sc = self.mem, self.mem.swap, self.mem.swap_cache
+        idx = np.flatnonzero(sel)
+        ents = ptes[idx]
         n = len(ents)
-        pfns = mem.alloc(n, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)  # may fail: nothing changed yet
+        offs = swp_offset(ents)
+        pfns = sc.lookup(offs)
+        miss = np.unique(offs[pfns == 0])
+        if len(miss):
+            # the fault holds the folios it found: reclaim for the new ones
+            # must not free them; the allocation may fail with nothing changed
+            sc.held = pfns[pfns != 0]
+            try:
+                new = mem.alloc(len(miss), M.PG_ANON | M.PG_LRU)
+            finally:
+                sc.held = np.zeros(0, np.int64)
+            swap.swapcache_prepare(miss)
+            sc.add(miss, new)
+            swap.pswpin += len(miss)
+            self.nr_major += len(miss)
+            pfns = sc.lookup(offs)
+        others = mem.mapcount[pfns] > 0
         mem.map_pages(pfns, self.mm_id)
-        mem.swap.free(swp_offset(ents))
-        mem.swap.pswpin += n
-        new = mk_pte(pfns, bool(v.flags & VM_WRITE), write)
-        new[(ents & PTE_SOFT_DIRTY) != 0] |= PTE_SOFT_DIRTY
-        ptes[sel] = new
+        swap.free(offs)
+        excl = ~others & (swap.count(offs) == 0)
+        if v.flags & VM_LOCKED or swap.vm_swap_full():
+            sc.folio_free_swap(pfns)
+        elif write:
+            sc.folio_free_swap(pfns[excl])
+        rw = excl & bool(v.flags & VM_WRITE)
+        new_ptes = mk_pte(pfns, False, False)
+        new_ptes[rw] |= PTE_RW
+        if write:
+            new_ptes[rw] |= PTE_DIRTY
+        new_ptes[(ents & PTE_SOFT_DIRTY) != 0] |= PTE_SOFT_DIRTY
         self.rss.add(MM_SWAPENTS, -n)
         self.rss.add(MM_ANONPAGES, n)
-        self.nr_major += n
         v.anon_vma = v.anon_vma or AnonVma()
-        return n
+        ptes[idx] = new_ptes
+        # a write to a read-only one goes on to do_wp_page within this fault:
+        # the caller's write-protect pass, which counts it
+        return n - int(np.count_nonzero(~rw)) if write else n
 
     def _wp_fault(self, v: VMA, ptes: np.ndarray, shared: bool) -> np.ndarray:
         """Write to present read-only PTEs: reuse or copy (do_wp_page)."""
@@ -916,6 +958,12 @@ class MM:
         # __wp_can_reuse_large_anon_folio(), the same for both mapcount models
         reuse_large = large & (mem.large_mapcount[heads] > 1) & ((mem.flags[heads] & M.PG_MAYBE_SHARED) == 0)
         reuse = anon & (pfns != ZERO_PFN) & np.where(large, reuse_large, mem.mapcount[pfns] == 1)
+        # a folio the swap cache holds is reused only if it can leave the
+        # cache: no other swap entry needs its slot (wp_can_reuse_anon_folio)
+        sc = mem.swap_cache
+        cached = reuse & sc.cached(pfns)
+        if cached.any():
+            reuse[cached] = ~sc.swapped(pfns[cached])
         out = ptes.copy()
         out[reuse] |= PTE_RW | PTE_DIRTY
         copy = ~reuse
@@ -929,12 +977,15 @@ class MM:
             real = old[(old != ZERO_PFN) & ((fl[copy] & M.PG_RESERVED) == 0)]
             new = mem.alloc(n, ANON_NEW)  # first: it may fail (out of memory) with nothing changed
             mem.unmap_pages(real, self.mm_id)
+            sc.free_swap_cache(real)  # wp_page_copy()
             mem.map_pages(new, self.mm_id)
             v.anon_vma = v.anon_vma or AnonVma()
             out[copy] = mk_pte(new, True, True)
             nfile = int(was_file.sum())
             self.rss.add(MM_FILEPAGES, -nfile)
             self.rss.add(MM_ANONPAGES, nfile + int((old == ZERO_PFN).sum()))
+        if cached.any():  # after the copies' allocation, which may fail
+            sc.folio_free_swap(pfns[cached & reuse])
         return out
 
     def _cache_pages(self, file: File, pgoffs: np.ndarray) -> np.ndarray:
@@ -966,8 +1017,17 @@ class MM:
         page, page-cache pages and shared memory (simplification: file and
         shmem reclaim are not modelled). Clean MADV_FREE pages are dropped
         instead (PTE none, no slot), re-dirtied ones become swap-backed again
-        and stay. A full swap area leaves the rest resident, no error."""
-        mem, swap = self.mem, self.mem.swap
+        and stay. A full swap area leaves the rest resident, no error.
+
+        Each folio goes through the swap cache (shrink_folio_list): a new
+        slot, held by the cache (add_to_swap), the PTE made a swap entry
+        (try_to_unmap), the folio written and, written back, left in the
+        cache unmapped (6.18: SwapCached grew by what went out, MemFree did
+        not). A folio the cache holds already (a read fault brought it back)
+        keeps its slot: written again if the PTE made it dirty (it stays
+        cached), freed at once without I/O if clean (6.18: pswpout 0 and
+        SwapCached down by the range)."""
+        mem, swap, sc = self.mem, self.mem.swap, self.mem.swap_cache
         out = 0
         for v in self.vmas.overlapping(start, end):
             if v.flags & VM_MAYSHARE or v.special is not None or v.is_hugetlb:
@@ -999,18 +1059,29 @@ class MM:
                     mem.unmap_pages(pfns[drop], self.mm_id)
                     self.rss.add(MM_ANONPAGES, -int(drop.sum()))
                     cand &= ~lazy
-                ci = np.nonzero(cand)[0]
+                incache = cand & sc.cached(pfns)
+                ci = np.nonzero(cand & ~incache)[0]
                 slots = swap.alloc(len(ci))
-                if not len(slots):
-                    continue
                 ci = ci[: len(slots)]
-                old = sl[pres[ci]]
+                sc.add(slots, pfns[ci])
+                hi = np.nonzero(incache)[0]
+                ci = np.concatenate([hi, ci])
+                if not len(ci):
+                    continue
+                slots = np.concatenate([sc.slot[pfns[hi]].astype(np.int64), slots])
+                p, old = pfns[ci], sl[pres[ci]]
+                dirty = ((old & PTE_DIRTY) != 0) | ((mem.flags[p] & M.PG_DIRTY) != 0) | ~incache[ci]
                 sl[pres[ci]] = swp_entry_pte(slots, (old & PTE_SOFT_DIRTY) != 0)
-                mem.unmap_pages(pfns[ci], self.mm_id)
-                self.rss.add(MM_ANONPAGES, -len(slots))
-                self.rss.add(MM_SWAPENTS, len(slots))
-                swap.pswpout += len(slots)
-                out += len(slots)
+                swap.duplicate(slots)
+                mem.unmap_pages(p, self.mm_id)
+                self.rss.add(MM_ANONPAGES, -len(ci))
+                self.rss.add(MM_SWAPENTS, len(ci))
+                # written out and back (clean), or clean already: freed
+                mem.flags[p] &= ~np.uint32(M.PG_DIRTY)
+                swap.pswpout += int(dirty.sum())
+                sc.delete(p[~dirty])
+                mem.free(p[~dirty])
+                out += len(ci)
         return out
 
     # -- hugetlb ----------------------------------------------------------------
