@@ -924,10 +924,12 @@ class MM:
         mem.map_pages(pfns, self.mm_id)
         swap.free(offs)
         excl = ~others & (swap.count(offs) == 0)
-        if v.flags & VM_LOCKED or swap.vm_swap_full():
+        if v.flags & VM_LOCKED:
             sc.folio_free_swap(pfns)
-        elif write:
-            sc.folio_free_swap(pfns[excl])
+        else:
+            if write:
+                sc.folio_free_swap(pfns[excl])
+            sc.folio_free_swap(pfns, while_full=True)
         rw = excl & bool(v.flags & VM_WRITE)
         new_ptes = mk_pte(pfns, False, False)
         new_ptes[rw] |= PTE_RW

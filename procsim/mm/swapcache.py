@@ -90,13 +90,19 @@ class SwapCache:
         """folio_swapped(): swap entries still refer to each cached folio's slot."""
         return self.mem.swap.count(self.slot[pfns].astype(np.int64)) > 0
 
-    def folio_free_swap(self, pfns: np.ndarray) -> np.ndarray:
+    def folio_free_swap(self, pfns: np.ndarray, while_full: bool = False) -> np.ndarray:
         """folio_free_swap(): the cached folios among `pfns` whose slot no
         swap entry uses any more leave the cache, dirty (their only copy is
-        now in memory); returns which did."""
+        now in memory); returns which did. `while_full`: one after the other,
+        only while swap stays more than half full (each fault of a batch
+        asks vm_swap_full() again)."""
         from procsim.mm.memory import PG_DIRTY
         ok = self.cached(pfns)
         ok[ok] = ~self.swapped(pfns[ok])
+        if while_full:
+            swap = self.mem.swap
+            budget = max(0, (swap.pages - 2 * swap.nr_free + 1) // 2)  # frees until nr_free * 2 >= pages
+            ok[np.flatnonzero(ok)[budget:]] = False
         p = pfns[ok]
         self.delete(p)
         self.mem.flags[p] |= np.uint32(PG_DIRTY)
@@ -131,8 +137,7 @@ class SwapCache:
         unmapped = self.mem.mapcount[pfns] == 0
         self.delete(pfns[unmapped])
         self.mem.free(pfns[unmapped])
-        if swap.vm_swap_full():
-            self.folio_free_swap(pfns[~unmapped])
+        self.folio_free_swap(pfns[~unmapped], while_full=True)
 
     def shrink(self) -> int:
         """A later reclaim pass over the cache (memory pressure, or the
@@ -150,6 +155,5 @@ class SwapCache:
         gone = pfns[unmapped]
         self.delete(gone)
         self.mem.free(gone)
-        if self.mem.swap.vm_swap_full():
-            self.folio_free_swap(pfns[~unmapped])
+        self.folio_free_swap(pfns[~unmapped], while_full=True)
         return len(gone)
