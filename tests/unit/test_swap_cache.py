@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from hostinfo import requires_host
+from hostinfo import online_cpus, requires_host
 from procsim import Kernel, KernelConfig
 from procsim.kernel import MADV_FREE, MADV_PAGEOUT
 from procsim.mm import stats
@@ -411,6 +411,12 @@ def test_simulated_experiment() -> None:
 
 
 NOISE_KB = 64  # other processes, and what stat_refresh cannot fold without root
+# 6.18 freed the slots of all but up to 28 of the 1024 write-faulted pages
+# (those kept theirs until munmap): should_try_to_free_swap() wants no
+# reference but the swap cache's and the fault's, and a folio still in a
+# per-CPU folio batch (FOLIO_BATCH_SIZE 31; written back, the folios were
+# queued for rotation) has one more. The model has no folio batches.
+FOLIO_BATCH_KB = 31 * 4
 
 
 @requires_host(kernel="6.18", features=("active-swap",))
@@ -425,11 +431,16 @@ def test_swap_cache_matches_the_host() -> None:
     if host[0]["SwapFree"] < 4 * 8192:
         pytest.skip("the host's swap has less than 32 MiB free")
     sim = simulate()
+    batches = FOLIO_BATCH_KB * online_cpus()
     for step in range(4):
         for key in ("SwapCached", "SwapFree", "VmSwap"):
             h = host[step + 1][key] - host[step][key]
             s = sim[step + 1][key] - sim[step][key]
-            assert abs(h - s) <= NOISE_KB, (step, key, h, s)
+            assert abs(h - s) <= NOISE_KB + (batches if step >= 2 and key != "VmSwap" else 0), (step, key, h, s)
+    # the slots the write faults kept went at munmap: together, as in the model
+    for key in ("SwapCached", "SwapFree"):
+        h, s = host[4][key] - host[2][key], sim[4][key] - sim[2][key]
+        assert abs(h - s) <= NOISE_KB, (key, h, s)
     # read and write faults: minor, one per page (the child's Python adds a few of its own)
     for step in (1, 2):
         assert host[step + 1]["majflt"] == host[step]["majflt"] and sim[step + 1]["majflt"] == sim[step]["majflt"]
