@@ -896,10 +896,11 @@ class MM:
         0x400005838 after a write fault).
 
         A folio no other entry or mapping shares is mapped writable where
-        the VMA allows (dirty on a write); a shared one read-only, and a write
-        then breaks COW in the same fault (do_wp_page, the caller's pass). (Linux decides this
-        by the swap PTE's exclusive bit, which fork clears and nothing sets
-        again; the model asks the swap counts and mapcounts.)"""
+        the VMA allows (dirty on a write); a shared one read-only, and a
+        write then breaks COW in the same fault (do_wp_page: the caller's
+        write-protect pass). Linux tells the two apart by the swap PTE's
+        exclusive bit, which fork clears; the model asks the swap counts and
+        mapcounts, the truth that bit approximates."""
         mem, swap, sc = self.mem, self.mem.swap, self.mem.swap_cache
         idx = np.flatnonzero(sel)
         ents = ptes[idx]
@@ -1078,7 +1079,8 @@ class MM:
                 mem.unmap_pages(p, self.mm_id)
                 self.rss.add(MM_ANONPAGES, -len(ci))
                 self.rss.add(MM_SWAPENTS, len(ci))
-                # written out and back (clean), or clean already: freed
+                # dirty ones are written and, written back, stay cached clean;
+                # clean ones (cached already, unchanged since) are freed at once
                 mem.flags[p] &= ~np.uint32(M.PG_DIRTY)
                 swap.pswpout += int(dirty.sum())
                 sc.delete(p[~dirty])

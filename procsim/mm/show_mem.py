@@ -181,7 +181,9 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
     commit_limit = (total - hugetlb) * OVERCOMMIT_RATIO // 100 + swap_total
 
     z = zones(total)
-    pagecache = ev_file  # active + inactive file, as si_mem_available() counts it
+    # active + inactive file, as si_mem_available() counts it: the swap
+    # cache's folios are on the anon lists, so they never count as available
+    pagecache = ev_file
     available = free - z.totalreserve
     available += pagecache - min(pagecache // 2, z.wmark_low)
     available += sreclaim - min(sreclaim // 2, z.wmark_low)
