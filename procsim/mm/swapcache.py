@@ -46,6 +46,8 @@ class SwapCache:
 
     def pfns(self) -> np.ndarray:
         """Every cached folio."""
+        if not self.nr_swapcached:  # no scan of the slots (millions on a large area)
+            return np.zeros(0, np.int64)
         f = self._folios()
         return f[f != 0]
 
@@ -111,6 +113,8 @@ class SwapCache:
     def free_swap_cache(self, pfns: np.ndarray) -> None:
         """free_swap_cache() after an unmap: a cached folio nobody maps and
         no swap entry needs is freed with its slot."""
+        if not self.nr_swapcached:
+            return
         pfns = pfns[self.cached(pfns)]
         if not len(pfns):
             return
