@@ -18,19 +18,16 @@ invariants check it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from procsim.mm.memory import MemMap
+from procsim.mm import memory as M  # memory.py makes the cache in MemMap.__init__: no cycle
 
 
 class SwapCache:
     """The swap cache of the one swap area (swapper_spaces), as two arrays:
     slot -> PFN (the cache's xarray) and PFN -> slot (folio->swap)."""
 
-    def __init__(self, mem: MemMap) -> None:
+    def __init__(self, mem: M.MemMap) -> None:
         self.mem = mem
         self.folio = np.zeros(0, np.int64)             # per slot: the cached PFN, 0: none
         self.slot = np.zeros(mem.nr_pages, np.int32)   # per PFN: its slot while cached
@@ -58,35 +55,32 @@ class SwapCache:
     def add(self, offsets: np.ndarray, pfns: np.ndarray) -> None:
         """add_to_swap_cache(): distinct slots, already held with
         SWAP_HAS_CACHE (folio_alloc_swap, swapcache_prepare), now hold `pfns`."""
-        from procsim.mm.memory import PG_SWAPCACHE
         if not len(offsets):
             return
         f = self._folios()
         assert not f[offsets].any() and self.mem.swap.has_cache(offsets).all()
         f[offsets] = pfns
         self.slot[pfns] = offsets
-        self.mem.flags[pfns] |= np.uint32(PG_SWAPCACHE)
+        self.mem.flags[pfns] |= np.uint32(M.PG_SWAPCACHE)
         self.nr_swapcached += len(pfns)
 
     def delete(self, pfns: np.ndarray) -> None:
         """delete_from_swap_cache() + put_swap_folio(): the folios leave the
         cache (their frames stay, the caller frees or keeps them); their
         slots lose SWAP_HAS_CACHE and are free if no swap entry is left."""
-        from procsim.mm.memory import PG_SWAPCACHE
         if not len(pfns):
             return
         offsets = self.slot[pfns].astype(np.int64)
         assert (self._folios()[offsets] == pfns).all(), "folio not in the swap cache"
         self.folio[offsets] = 0
         self.slot[pfns] = 0
-        self.mem.flags[pfns] &= ~np.uint32(PG_SWAPCACHE)
+        self.mem.flags[pfns] &= ~np.uint32(M.PG_SWAPCACHE)
         self.nr_swapcached -= len(pfns)
         self.mem.swap.put_cache(offsets)
 
     def cached(self, pfns: np.ndarray) -> np.ndarray:
         """folio_test_swapcache() of each frame."""
-        from procsim.mm.memory import PG_SWAPCACHE
-        return (self.mem.flags[pfns] & PG_SWAPCACHE) != 0
+        return (self.mem.flags[pfns] & M.PG_SWAPCACHE) != 0
 
     def swapped(self, pfns: np.ndarray) -> np.ndarray:
         """folio_swapped(): swap entries still refer to each cached folio's slot."""
@@ -98,7 +92,6 @@ class SwapCache:
         now in memory); returns which did. `while_full`: one after the other,
         only while swap stays more than half full (each fault of a batch
         asks vm_swap_full() again)."""
-        from procsim.mm.memory import PG_DIRTY
         ok = self.cached(pfns)
         ok[ok] = ~self.swapped(pfns[ok])
         if while_full:
@@ -107,7 +100,7 @@ class SwapCache:
             ok[np.flatnonzero(ok)[budget:]] = False
         p = pfns[ok]
         self.delete(p)
-        self.mem.flags[p] |= np.uint32(PG_DIRTY)
+        self.mem.flags[p] |= np.uint32(M.PG_DIRTY)
         return ok
 
     def free_swap_cache(self, pfns: np.ndarray) -> None:
