@@ -1292,6 +1292,45 @@ class KernelMachine(RuleBasedStateMachine):
         if back:
             self.call(self.k.touch, tid, a, min(back, npages) * PAGE, write)
 
+    @rule(i=idx, npages=st.integers(1, 300), fork=st.booleans(),
+          steps=st.lists(st.tuples(st.sampled_from(["read", "write", "store", "pageout", "free", "dontneed",
+                                                    "munmap", "shrink", "exit_child"]),
+                                   st.booleans(), st.integers(0, 299), st.integers(1, 300)), max_size=6))
+    def swap_cache_cycle(self, i, npages, fork, steps):
+        """Pages through the swap cache: paged out, perhaps shared with a
+        child, then read and write faults, stores to mapped cached pages,
+        paging out again, MADV_FREE/DONTNEED, munmap and reclaim, by the
+        parent or the child, in any order."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is None:
+            return
+        a = self.call(self.k.mmap, tid, npages * PAGE)
+        if a is None:
+            return
+        self.call(self.k.touch, tid, a, npages * PAGE)
+        self.call(self.k.madvise, tid, a, npages * PAGE, MADV_PAGEOUT)
+        child = self._fork(tid) if fork and len(self.user_groups()) < MAX_GROUPS else None
+        for op, in_child, off, n in steps:
+            who = child if in_child and child is not None else tid
+            if who not in self.k.tasks or self.k.tasks[who].dead:
+                continue
+            off %= npages
+            lo, ln = a + off * PAGE, min(n, npages - off) * PAGE
+            if op == "shrink":
+                self.k.shrink_swap_cache()
+            elif op == "exit_child":
+                if child is not None and who == child:
+                    self.call(self.k.exit_group, child)
+            elif op in ("read", "write"):
+                self.call(self.k.touch, who, lo, ln, op == "write")
+            elif op == "store":
+                self.call(self.k.access, who, np.arange(lo, lo + ln, PAGE, dtype=np.int64), True)
+            elif op == "munmap":
+                self.call(self.k.munmap, who, lo, ln)
+            else:
+                advice = {"pageout": MADV_PAGEOUT, "free": MADV_FREE, "dontneed": MADV_DONTNEED}[op]
+                self.call(self.k.madvise, who, lo, ln, advice)
+
     @rule(i=idx, shared=st.booleans(), noreserve=st.booleans(), nhuge=st.integers(1, 3),
           extra=st.sampled_from([0, 0, 4096, 1 << 20]), touch=st.integers(0, 3), write=st.booleans(),
           prot=st.sampled_from([3, 3, 1, 0]))
