@@ -1119,7 +1119,8 @@ class Kernel:
 
     def _charge_faults(self, t: Task, mm: MM, fault: Callable[[], int]) -> int:
         """Run a faulting mm operation and charge its faults to the task, as
-        mm_account_fault() does: swap-ins are major (maj_flt), the rest minor.
+        mm_account_fault() does: swap-ins that read the page are major
+        (maj_flt), the rest minor (those the swap cache served too).
         Its allocations may call the OOM killer (`t` is current); if that
         chooses `t` itself, `t` is killed here and the call fails ENOMEM."""
         major = mm.nr_major
