@@ -5,7 +5,10 @@ Python client: a table of commands, each a name, typed parameters
 Every command's arguments are parsed by the table before the kernel is
 touched (unknown, missing and ill-typed parameters are EINVAL, named), and
 the kernel validates the world before changing it, so a bad command changes
-nothing.
+nothing. A query (marked in the table) only reads: it runs under the kernel
+lock and leaves `generation`, and so every render cache, as it was; any
+other command runs as a Kernel.syscall, whose kernel calls record what
+they change.
 """
 
 from __future__ import annotations
