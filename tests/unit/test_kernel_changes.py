@@ -202,3 +202,32 @@ def test_procfs_writes_and_idle_reads_are_recorded(world) -> None:
         assert seen == []
     finally:
         k.observers.pop()
+
+
+def test_every_change_is_recorded() -> None:
+    """Commands that change the world, one after another on one machine:
+    each moves the generation (so the mount's caches need no dropping)."""
+    k = small()
+    pid = execute(k, "spawn", {"argv": ["/usr/bin/python3"]})
+    addr = None
+
+    def step(op: str, args: dict):
+        before = k.generation
+        out = execute(k, op, args)
+        assert k.generation > before, op
+        return out
+
+    addr = step("mmap", {"pid": pid, "length": 1 << 20})
+    step("touch", {"pid": pid, "addr": addr, "length": 1 << 16})
+    step("track", {"pid": pid})
+    wid = step("workload_start", {"pid": pid, "pattern": "uniform", "rate": 1000, "addr": addr,
+                                  "length": 1 << 20})
+    step("workload_change", {"id": wid, "rate": 2000})
+    step("advance", {"seconds": 0.5})
+    step("workload_stop", {"id": wid})
+    step("clear_refs", {"pid": pid, "value": 1})
+    tid = step("clone", {"pid": pid})
+    step("nice", {"tid": tid, "nice": 5})
+    step("exit", {"pid": tid})
+    step("setuid", {"pid": pid, "uid": 1000})
+    step("kill", {"pid": pid})
