@@ -527,8 +527,10 @@ class Invalidator:
         threading.Thread(target=self._loop, name="procsim-invalidate", daemon=True).start()
 
     def detach(self) -> None:
+        """The session ends: stop notifying, and stop procfs queueing for us."""
         with self._lock:
             self._se = None
+        self.dentries.close()
         self._pending.set()
 
     def _loop(self) -> None:
