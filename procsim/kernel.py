@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from procsim import utsname
+from procsim import nsproxy, resource, utsname
 from procsim.config import KernelConfig
 from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import idle
@@ -100,6 +100,8 @@ class Kernel:
         self.sched = Sched(config, self.tasks)
         self.vfs = VFS()
         self.uts = utsname.UtsName(config.hostname.encode())  # nodename, domainname (init_uts_ns)
+        self.init_ns = nsproxy.init_namespaces()  # the initial namespace of each kind, by kind
+        self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         self._max_threads: int | None = None  # kernel.threads-max, once written
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
         self.last_pid = 0
@@ -280,8 +282,10 @@ class Kernel:
                    cmdline: list[str], environ: list[str], exe: str | None, comm: str,
                    flags: int, pgid: int | None = None, sid: int | None = None) -> Task:
         tg = ThreadGroup(tgid, parent, pgid or tgid, sid or tgid, cred, mm, cmdline, environ, exe)
+        tg.rlim = list(parent.rlim) if parent is not None else resource.init_rlimits(self.max_threads)
         t = Task(tgid, tg, comm[:15] if mm is not None else comm, self.now, flags=flags)
         t.cpus_allowed = self.sched.all_cpus_mask
+        t.nsproxy = parent.leader.nsproxy if parent is not None else self.init_nsproxy
         tg.threads.append(t)
         if mm is not None:
             mm.users += 1
@@ -368,7 +372,8 @@ class Kernel:
             tid = self._alloc_pid(tid)
             t = Task(tid, tg, (comm or creator.comm)[:15], self.now,
                      flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
-                     cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1)
+                     cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1,
+                     nsproxy=creator.nsproxy)
             tg.threads.append(t)
             self.tasks[tid] = t
             if tg.mm is not None:
@@ -1218,6 +1223,24 @@ class Kernel:
         with self.lock:
             self._max_threads = n
             self._changed("sysctl")
+
+    def prlimit(self, pid: int, res: int, new: resource.Rlimit | None = None) -> resource.Rlimit:
+        """prlimit(2) by the process itself: the old limit; with `new`, set
+        it if do_prlimit() allows (a raised hard limit needs the process to
+        be root, CAP_SYS_RESOURCE)."""
+        with self.lock:
+            tg = self.task(pid).tg
+            if not 0 <= res < resource.RLIM_NLIMITS:
+                raise _err(errno.EINVAL, f"prlimit: no resource {res}")
+            old = tg.rlim[res]
+            if new is not None:
+                try:
+                    resource.check_new(old, new, res, tg.cred.euid == 0)
+                except OSError as e:
+                    raise _err(e.errno, f"prlimit: {e.strerror}") from None
+                tg.rlim[res] = new
+                self._changed("rlimit", pid=tg.tgid, resource=res)
+            return old
 
     def sethostname(self, name: bytes) -> None:
         """sethostname(2): the utsname nodename."""
