@@ -1,7 +1,7 @@
 """The ground truth of which pages an address space touched, and when.
 
-An `AccessLog` hangs on an mm (`mm.access_log`); `MM.access` reports every
-page a user access reaches and `MM.fault` every range it faults in. The log
+An `AccessLog` hangs on an mm (`mm.access_log`); `memory.access` reports every
+page a user access reaches and `memory.fault` every range it faults in. The log
 answers "which pages were touched in [t0, t1)" so that working-set
 estimates (smaps Referenced, the page_idle bitmap, idle_bitmap) can be
 scored against what really happened.
@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PAGE_SHIFT = 12
+from procsim.units import PAGE_SHIFT
+
 CHUNK_SHIFT = 9                  # pages per chunk: one PTE table
 CHUNK_PAGES = 1 << CHUNK_SHIFT
 _WORDS = CHUNK_PAGES // 64       # 8 u64 words of bitmap per chunk

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 import numpy as np
 from sortedcontainers import SortedDict, SortedSet
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
+from procsim.units import PAGE_SHIFT, PAGE_SIZE
+
 PTRS_PER_TABLE = 512
 PMD_SHIFT = PAGE_SHIFT + 9
 PMD_SIZE = 1 << PMD_SHIFT
@@ -241,6 +241,15 @@ class PageTable:
 
     def count_swap(self, start: int, end: int) -> int:
         return sum(int(np.count_nonzero(is_swap_pte(sl))) for _, sl in self.spans(start, end))
+
+    def take_hugetlb(self, start: int, end: int) -> dict[int, int]:
+        """Remove the huge PTEs of [start, end) (mremap moving them); by PMD index."""
+        return {idx: self.hugetlb.pop(idx) for idx in self.hugetlb_in(start, end)}
+
+    def put_hugetlb(self, entries: dict[int, int], shift: int) -> None:
+        """Install huge PTEs taken by take_hugetlb `shift` PMDs away."""
+        for idx, e in entries.items():
+            self.hugetlb[idx + shift] = e
 
     def hugetlb_in(self, start: int, end: int) -> list[int]:
         """PMD indices of hugetlb entries overlapping [start, end)."""

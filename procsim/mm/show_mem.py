@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_NR
 from procsim.mm.mm import MM
 from procsim.mm.vma import VM_ACCOUNT
 from procsim.mm.zone import OVERCOMMIT_RATIO, Zones, zones
+from procsim.units import PAGE_SIZE
 
 if TYPE_CHECKING:
     from procsim.kernel import Kernel
 
-PAGE_SIZE = 4096
 PAGE_KB = PAGE_SIZE // 1024
 HPAGE_KB = 2048
 GiB_KB = 1 << 20

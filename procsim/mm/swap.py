@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from procsim.mm.pagetable import PAGE_SIZE
+from procsim.units import PAGE_SIZE
+
 
 SWAP_HAS_CACHE = 0x40  # the swap cache holds a folio for the slot
 _LOW = SWAP_HAS_CACHE - 1

@@ -18,16 +18,21 @@ invariants check it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from procsim.mm import memory as M  # memory.py makes the cache in MemMap.__init__: no cycle
+from procsim.mm.page_flags import PG_DIRTY, PG_SWAPCACHE
+
+if TYPE_CHECKING:
+    from procsim.mm.page_alloc import MemMap
 
 
 class SwapCache:
     """The swap cache of the one swap area (swapper_spaces), as two arrays:
     slot -> PFN (the cache's xarray) and PFN -> slot (folio->swap)."""
 
-    def __init__(self, mem: M.MemMap) -> None:
+    def __init__(self, mem: MemMap) -> None:
         self.mem = mem
         self.folio = np.zeros(0, np.int64)             # per slot: the cached PFN, 0: none
         self.slot = np.zeros(mem.nr_pages, np.int32)   # per PFN: its slot while cached
@@ -61,7 +66,7 @@ class SwapCache:
         assert not f[offsets].any() and self.mem.swap.has_cache(offsets).all()
         f[offsets] = pfns
         self.slot[pfns] = offsets
-        self.mem.flags[pfns] |= np.uint32(M.PG_SWAPCACHE)
+        self.mem.flags[pfns] |= np.uint32(PG_SWAPCACHE)
         self.nr_swapcached += len(pfns)
 
     def delete(self, pfns: np.ndarray) -> None:
@@ -74,13 +79,13 @@ class SwapCache:
         assert (self._folios()[offsets] == pfns).all(), "folio not in the swap cache"
         self.folio[offsets] = 0
         self.slot[pfns] = 0
-        self.mem.flags[pfns] &= ~np.uint32(M.PG_SWAPCACHE)
+        self.mem.flags[pfns] &= ~np.uint32(PG_SWAPCACHE)
         self.nr_swapcached -= len(pfns)
         self.mem.swap.put_cache(offsets)
 
     def cached(self, pfns: np.ndarray) -> np.ndarray:
         """folio_test_swapcache() of each frame."""
-        return (self.mem.flags[pfns] & M.PG_SWAPCACHE) != 0
+        return (self.mem.flags[pfns] & PG_SWAPCACHE) != 0
 
     def swapped(self, pfns: np.ndarray) -> np.ndarray:
         """folio_swapped(): swap entries still refer to each cached folio's slot."""
@@ -100,7 +105,7 @@ class SwapCache:
             ok[np.flatnonzero(ok)[budget:]] = False
         p = pfns[ok]
         self.delete(p)
-        self.mem.flags[p] |= np.uint32(M.PG_DIRTY)
+        self.mem.flags[p] |= np.uint32(PG_DIRTY)
         return ok
 
     def free_swap_cache(self, pfns: np.ndarray) -> None:
