@@ -87,7 +87,7 @@ class KernelConfig:
         if self.cpumask_model is None:
             self.cpumask_model = a.cpumask_model
         model = mm_cpumask.get(self.cpumask_model)
-        if model.arches is not None and self.arch not in model.arches:
+        if not model.fits(self.arch):
             raise ValueError(f"cpumask_model {self.cpumask_model} is an {' or '.join(model.arches)} model")
         if self.proc_cpus_active_mm is None:
             self.proc_cpus_active_mm = a.proc_cpus_active_mm

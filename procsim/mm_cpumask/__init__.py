@@ -33,6 +33,10 @@ class CpumaskModel:
     # flush_tlb_mm_range IPIs the other CPUs in the mask (x86's shootdowns)
     ipi_flush: ClassVar[bool] = False
 
+    def fits(self, arch_name: str) -> bool:
+        """Whether the architecture's TLB code can keep the mask this way."""
+        return self.arches is None or arch_name in self.arches
+
     def switch_mm(self, prev: MM | None, mm: MM, bit: int) -> None:
         """A CPU (bit) loads mm in place of prev (None: init_mm)."""
         if self.sets_bits:
