@@ -54,11 +54,11 @@ class Sched:
     tasks: dict[int, Task] = field(default_factory=dict)  # the kernel's task table, by tid
     cpus: list[CPU] = field(default_factory=list)
     tlb: TLBStats = field(default_factory=TLBStats)
-    cpumask: CpumaskModel = field(init=False, repr=False)  # the mm_cpumask model
+    cpumask_model: CpumaskModel = field(init=False, repr=False)  # how mm_cpumask is kept
 
     def __post_init__(self) -> None:
         self.cpus = [CPU(i) for i in range(self.config.nr_cpus)]
-        self.cpumask = mm_cpumask.get(self.config.cpumask_model)
+        self.cpumask_model = mm_cpumask.get(self.config.cpumask_model)
 
     @property
     def all_cpus_mask(self) -> int:
@@ -99,7 +99,7 @@ class Sched:
 
     def _switch_mm(self, cpu: CPU, mm: MM) -> None:
         if cpu.loaded_mm is not mm:
-            self.cpumask.switch_mm(cpu.loaded_mm, mm, 1 << cpu.id)
+            self.cpumask_model.switch_mm(cpu.loaded_mm, mm, 1 << cpu.id)
             cpu.loaded_mm = mm
         cpu.is_lazy = False
 
@@ -115,11 +115,11 @@ class Sched:
     def flush_tlb(self, mm: MM, initiator: int, flush: Flush, jiffies: int) -> None:
         """flush_tlb_mm_range from CPU `initiator`."""
         mm.tlb_gen += 1
-        if not self.cpumask.ipi_flush:
+        if not self.cpumask_model.ipi_flush:
             return  # broadcast invalidation: no IPI-based shootdowns
         me = 1 << initiator
         if mm.cpumask & ~me:
-            trim = self.cpumask.trim_due(mm, jiffies, self.config.hz)
+            trim = self.cpumask_model.trim_due(mm, jiffies, self.config.hz)
             self._flush_multi(mm, initiator, flush, trim)
         elif self.cpus[initiator].loaded_mm is mm:
             self._local_flush(flush)
@@ -141,7 +141,7 @@ class Sched:
 
     def _flush_func(self, cpu: CPU, mm: MM, flush: Flush) -> None:
         if cpu.loaded_mm is not mm:
-            self.cpumask.flush_other_mm(mm, 1 << cpu.id)
+            self.cpumask_model.flush_other_mm(mm, 1 << cpu.id)
             return
         if cpu.is_lazy:
             # switch_mm_irqs_off(NULL, &init_mm) clears is_lazy, so the next
@@ -149,7 +149,7 @@ class Sched:
             # lazy, only freed-table flushes could ever remove it
             cpu.loaded_mm = None
             cpu.is_lazy = False
-            self.cpumask.drop_lazy(mm, 1 << cpu.id)
+            self.cpumask_model.drop_lazy(mm, 1 << cpu.id)
             return
         self._local_flush(flush)
 

@@ -72,7 +72,7 @@ def test_unknown_names_are_config_errors() -> None:
 def test_arch_machine_renders(name: str) -> None:
     a = arch.get(name)
     k = boot(arch=name)
-    assert k.config.cpumask_model == a.cpumask_model and k.sched.cpumask is mm_cpumask.get(a.cpumask_model)
+    assert k.config.cpumask_model == a.cpumask_model and k.sched.cpumask_model is mm_cpumask.get(a.cpumask_model)
     assert k.config.proc_cpus_active_mm == a.proc_cpus_active_mm
     p = spawn(k)
     k.run(p, 1)
@@ -123,7 +123,7 @@ def _arch_for(model: str) -> str:
 def test_cpumask_model_contract(name: str) -> None:
     m = mm_cpumask.get(name)
     k = boot(arch=_arch_for(name), cpumask_model=name, nr_cpus=4)
-    assert k.sched.cpumask is m
+    assert k.sched.cpumask_model is m
     p, q = spawn(k), spawn(k)
     t = k.clone_thread(p)
     k.run(p, 1)

@@ -877,7 +877,7 @@ def check_smaps_swap_hugetlb(k: Kernel) -> None:
 
 
 def check_tasks(k: Kernel) -> None:
-    sets_bits = k.sched.cpumask.sets_bits
+    sets_bits = k.sched.cpumask_model.sets_bits
     for tid, t in k.tasks.items():
         assert t.pid == tid and t in t.tg.threads
         assert k.groups.get(t.tgid) is t.tg
