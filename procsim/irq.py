@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from procsim import arch
 from procsim.mm.vmstat import pgpgout_kb
-from procsim.sched import CPU, NSEC
+from procsim.sched import CPU
+from procsim.units import NSEC
 
 if TYPE_CHECKING:
     from procsim.kernel import Kernel

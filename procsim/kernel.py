@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from procsim import utsname
 from procsim.config import KernelConfig
 from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import memory as M
@@ -33,7 +34,7 @@ from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_G
                             VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_MAYEXEC,
                             VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
                             VM_PROT_MASK, VM_SHARED, VM_VVAR, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE,
-                            prot_to_vm)
+                            PROT_READ, PROT_WRITE, prot_to_vm)
 from procsim.sched import NSEC, Sched
 from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
 from procsim.task import (PF_FORKNOEXEC, PF_KTHREAD, PF_NO_SETAFFINITY, PF_NOFREEZE, PF_NOT_INHERITED,
@@ -95,6 +96,7 @@ class Kernel:
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
         self.sched = Sched(config, self.tasks)
         self.vfs = VFS()
+        self.uts = utsname.UtsName(config.hostname.encode())  # nodename, domainname (init_uts_ns)
         self._max_threads: int | None = None  # kernel.threads-max, once written
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
         self.last_pid = 0
@@ -671,7 +673,8 @@ class Kernel:
         if flush is not None:
             self.sched.flush_tlb(t.mm, t.cpu, flush, self.jiffies)
 
-    def mmap(self, tid: int, length: int, prot: int = 3, flags: int = MAP_PRIVATE | MAP_ANONYMOUS,
+    def mmap(self, tid: int, length: int, prot: int = PROT_READ | PROT_WRITE,
+             flags: int = MAP_PRIVATE | MAP_ANONYMOUS,
              addr: int = 0, path: str | None = None, offset: int = 0, writable: bool = True) -> int:
         """mmap(2). `path` names the file for file mappings (`writable`: opened O_RDWR)."""
         with self.lock:
@@ -703,7 +706,7 @@ class Kernel:
                 if anon:
                     file = self.vfs.shmem(length)
                 else:
-                    if not writable and prot & 2:  # before vfs.file() grows the inode
+                    if not writable and prot & PROT_WRITE:  # before vfs.file() grows the inode
                         raise _err(errno.EACCES, "PROT_WRITE on a file opened read-only")
                     file = self.vfs.file(path, offset + length, writable)
                     # VM_SHARED/VM_MAYWRITE follow this open's mode, not whether the
@@ -715,7 +718,7 @@ class Kernel:
                 if not anon:
                     file = self.vfs.file(path, offset + length)
                     pgoff = offset >> 12
-                if prot & 2 and not flags & MAP_NORESERVE:
+                if prot & PROT_WRITE and not flags & MAP_NORESERVE:
                     vmf |= VM_ACCOUNT
             if flags & MAP_NORESERVE:  # do_mmap() sets it whatever prot and kind are
                 vmf |= VM_NORESERVE
@@ -1186,6 +1189,21 @@ class Kernel:
         with self.lock:
             self._max_threads = n
             self.generation += 1
+
+    def sethostname(self, name: bytes) -> None:
+        """sethostname(2): the utsname nodename."""
+        self._set_uts("nodename", name)
+
+    def setdomainname(self, name: bytes) -> None:
+        """setdomainname(2): the utsname domainname (NIS)."""
+        self._set_uts("domainname", name)
+
+    def _set_uts(self, field: str, name: bytes) -> None:
+        if len(name) > utsname.NEW_UTS_LEN:
+            raise _err(errno.EINVAL, f"{field}: longer than {utsname.NEW_UTS_LEN} bytes")
+        with self.lock:
+            setattr(self.uts, field, name)
+            self._changed("uts", field=field)
 
     def set_pid_max(self, n: int) -> None:
         """kernel.pid_max: pids at or above it are no longer handed out

@@ -33,11 +33,11 @@ from procsim.history import BootHistory
 from procsim.kernel import Kernel, KernelError
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.mm import MMError
-from procsim.sched import NSEC
+from procsim.units import NSEC, PAGE_SIZE
 
 log = logging.getLogger(__name__)
 
-PAGE = 4096
+PAGE = PAGE_SIZE
 THREAD_STACK = 8 << 20  # glibc's default pthread stack
 GUARD = PAGE
 QUERIES = {"ps", "vmas", "task", "cpus", "now", "advance", "clock", "workloads", "wss_truth"}
@@ -696,8 +696,8 @@ class _Builder:
         stack = tv.get("stack", THREAD_STACK)
         if stack:  # glibc's allocate_stack: PROT_NONE, then all but the guard made rw
             size = -(-stack // PAGE) * PAGE + GUARD
-            base = self._exec(where, "mmap", pid=tid, length=size, prot=0)
-            self._exec(where, "mprotect", pid=tid, addr=base + GUARD, length=size - GUARD, prot=3)
+            base = self._exec(where, "mmap", pid=tid, length=size, prot="none")
+            self._exec(where, "mprotect", pid=tid, addr=base + GUARD, length=size - GUARD, prot="rw")
             self._exec(where, "touch", pid=tid, addr=base + size - 2 * PAGE, length=2 * PAGE, write=True)
         return tid
 

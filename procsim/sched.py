@@ -14,8 +14,8 @@ from procsim.config import KernelConfig
 from procsim.mm.mm import MM, Flush
 from procsim.mm_cpumask import CpumaskModel
 from procsim.task import Task
+from procsim.units import NSEC
 
-NSEC = 1_000_000_000
 TLB_SINGLE_PAGE_FLUSH_CEILING = 33
 
 
