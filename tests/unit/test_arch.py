@@ -146,3 +146,52 @@ def test_cpumask_model_contract(name: str) -> None:
     else:
         assert qmm.cpumask == 0
     check_world(k)
+
+
+# -- a new architecture or model is one module and one registry row -------------------
+
+
+def test_a_new_arch_and_model_are_one_module_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registering a module is all it takes: a toy architecture with its own
+    model boots, and its cpuinfo, interrupts, maps and mask are its own."""
+    import sys
+    import types
+
+    from procsim.irq import ArchRow, IrqLine
+
+    class Toy(Arch):
+        name = "toy"
+        cpumask_model = "toy_keep"
+        gate_vma = b"ffff0000-ffff1000 r-xp 00000000 00:00 0                                  [vectors]\n"
+        device_irqs = (IrqLine(3, "TOY-PIC", 3, "Level", None, "toy-timer", kind="timer"),)
+        irq_rows = (ArchRow("IPI0", "Rescheduling interrupts", "res"),)
+
+        def show_cpuinfo(self, boot_cpu: object, cpu: int, nr_cpus: int, hz: int) -> str:
+            return f"processor\t: {cpu}\nmodel\t\t: toy\n\n"
+
+    class ToyKeep(CpumaskModel):
+        name = "toy_keep"
+        arches = ("toy",)
+
+    for modname, attr, obj in (("toy_arch", "ARCH", Toy()), ("toy_keep", "MODEL", ToyKeep())):
+        mod = types.ModuleType(modname)
+        setattr(mod, attr, obj)
+        monkeypatch.setitem(sys.modules, modname, mod)
+    monkeypatch.setitem(arch.ARCHES, "toy", "toy_arch")
+    monkeypatch.setitem(mm_cpumask.MODELS, "toy_keep", "toy_keep")
+    monkeypatch.setattr(arch, "_loaded", {})
+    monkeypatch.setattr(mm_cpumask, "_loaded", {})
+
+    k = boot(arch="toy")
+    assert k.config.cpumask_model == "toy_keep" and not k.config.proc_cpus_active_mm
+    with pytest.raises(ValueError, match="cpumask_model toy_keep is an toy model"):
+        KernelConfig(cpumask_model="toy_keep")
+    p = spawn(k)
+    k.run(p, 2)
+    fs = ProcFS(k)
+    assert read_all(fs, "/proc/cpuinfo").decode().count("model\t\t: toy\n") == NCPU
+    lines = read_all(fs, "/proc/interrupts").decode().splitlines()
+    assert lines[1].endswith("TOY-PIC   3 Level     toy-timer") and lines[2].startswith("IPI0:")
+    assert read_all(fs, f"/proc/{p}/maps").endswith(Toy.gate_vma)
+    assert k.group(p).mm.cpumask == 0b100
+    check_world(k)
