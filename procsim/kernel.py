@@ -18,6 +18,9 @@ import numpy as np
 
 from procsim import nsproxy, resource, utsname
 from procsim.config import KernelConfig
+from procsim.fs.fdtable import FilesStruct
+from procsim.fs.fs_struct import FsStruct
+from procsim.fs.syscalls import FileState, FileSyscalls
 from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import memory as M
 from procsim.mm.counter_tree import make_shape
@@ -71,7 +74,7 @@ def _exit_status(code: int) -> int:
     return (code & 0xFF) << 8
 
 
-class Kernel:
+class Kernel(FileSyscalls):
     def __init__(self, config: KernelConfig | None = None, at_boot: bool = False) -> None:
         """A machine `boot_uptime` seconds after a boot in which nothing ran
         (its CPUs idled throughout); or, `at_boot`, one whose clock is at 0,
@@ -96,6 +99,8 @@ class Kernel:
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
         self.sched = Sched(config, self.tasks)
         self.vfs = VFS()
+        # open files, fd numbers' inodes, mount tables (procsim/fs/)
+        self.files = FileState(config.nr_pages, reserved)
         self.uts = utsname.UtsName(config.hostname.encode())  # nodename, domainname (init_uts_ns)
         self.init_ns = nsproxy.init_namespaces()  # the initial namespace of each kind, by kind
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
@@ -257,6 +262,10 @@ class Kernel:
         t = Task(tgid, tg, comm[:15] if mm is not None else comm, self.now, flags=flags)
         t.cpus_allowed = self.sched.all_cpus_mask
         t.nsproxy = parent.leader.nsproxy if parent is not None else self.init_nsproxy
+        # copy_files(), copy_fs(): fork's copies (a kernel thread gets an empty table)
+        pt = parent.leader if parent is not None else None
+        t.files = pt.files.dup() if pt is not None and pt.files is not None else FilesStruct()
+        t.fs = pt.fs.copy() if pt is not None and pt.fs is not None else FsStruct()
         tg.threads.append(t)
         if mm is not None:
             mm.users += 1
@@ -344,7 +353,9 @@ class Kernel:
             t = Task(tid, tg, (comm or creator.comm)[:15], self.now,
                      flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
                      cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1,
-                     nsproxy=creator.nsproxy)
+                     nsproxy=creator.nsproxy, files=creator.files, fs=creator.fs)
+            if t.files is not None:
+                t.files.users += 1  # CLONE_FILES: one table
             tg.threads.append(t)
             self.tasks[tid] = t
             if tg.mm is not None:
@@ -389,6 +400,8 @@ class Kernel:
             if old is not None:
                 self._put_mm(old)
             tg.cmdline, tg.environ, tg.exe = list(argv), list(envp or []), path
+            tg.exe_file = self.vfs.files.get(path) or self.vfs.executable(path)
+            self._exec_files(t)
             t.comm = path.rsplit("/", 1)[-1][:15]
             t.flags = (t.flags & ~PF_FORKNOEXEC) | PF_RANDOMIZE
             if t.on_cpu:
@@ -492,6 +505,7 @@ class Kernel:
         tg.dead_maj_flt += t.maj_flt
         tg.threads.remove(t)
         del self.tasks[t.pid]
+        self._exit_files(t)
         if tg.mm is not None:
             tg.mm.users -= 1
 
@@ -518,6 +532,7 @@ class Kernel:
                 if t.on_cpu:
                     self.sched.switch_to(self.sched.cpus[t.cpu], None)
                 t.dead, t.state = True, "Z"
+                self._exit_files(t)  # /proc/PID/fd of the group is empty from now on
                 self._changed("exit", pid=tg.tgid, tid=tid)
                 return
             self._exit_group_final(tg, _exit_status(code))
@@ -560,7 +575,8 @@ class Kernel:
         t.dead, t.state = True, "Z"
         tg.zombie = True
         tg.exit_code = status
-        tg.fdsize = 0
+        tg.exe_file = None  # went with the mm
+        self._exit_files(t)
         init = self.groups.get(1)
         for child in list(tg.children):  # reparent to init
             child.parent = init
