@@ -91,6 +91,12 @@ class FileSyscalls:
 
     # -- helpers ----------------------------------------------------------------
 
+    def set_file_sysctl(self: "Kernel", name: str, value: int) -> None:
+        """fs.file-max (max_files) or fs.nr_open (nr_open)."""
+        with self.lock:
+            setattr(self.files, name, value)
+            self.generation += 1
+
     def mnt_ns(self: "Kernel", t: "Task") -> MntNamespace:
         """The mount table of t's mount namespace (made at first use: a
         namespace made by unshare starts as a copy of the initial one)."""

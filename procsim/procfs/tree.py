@@ -42,6 +42,7 @@ class Attr:
     gid: int = 0
     nlink: int = 1
     time: float = 0.0
+    size: int = 0
 
 
 # Rendered files larger than this are not kept between opens: they are rare
@@ -173,9 +174,11 @@ class ProcFS:
                 uid, gid = c.euid, c.egid
         t = self._mount_time
         if n.kind == "dir":
-            return Attr(S.S_IFDIR | n.entry.mode, uid, gid, n.entry.nlink(n), t)
+            size = n.entry.size(n) if getattr(n.entry, "size", None) is not None else 0
+            return Attr(S.S_IFDIR | n.entry.mode, uid, gid, n.entry.nlink(n), t, size)
         if n.kind == "link":
-            return Attr(S.S_IFLNK | n.entry.mode, 0, 0, 1, t)
+            # a process's links are owned as its directory is (task_dump_owner)
+            return Attr(n.mode or S.S_IFLNK | n.entry.mode, uid, gid, 1, t, n.size)
         return Attr(S.S_IFREG | n.entry.mode, uid, gid, 1, t)
 
     def readdir(self, path: str, caller: Caller) -> list[str]:
@@ -191,6 +194,10 @@ class ProcFS:
             if names is not None:
                 return names
             n, uses_caller = self._walk(path, caller)
+            perm = getattr(n.entry, "permission", None) if n.kind == "dir" else None
+            if perm is not None:
+                perm(n, caller)
+                uses_caller = True
             names = tuple(self._list(n, path))
             if not uses_caller:
                 self._dirs[path] = names
@@ -209,6 +216,10 @@ class ProcFS:
             n = self._node(path, caller)
             if n.kind != "link":
                 raise OSError(errno.EINVAL, path)
+            if n.ptrace and not Ctx(self.kernel, caller, n.task, n.thread_view).may_ptrace():
+                raise OSError(errno.EACCES, path)  # proc_fd_access_allowed()
+            if n.err:
+                raise OSError(n.err, path)
             return n.target
 
     # -- inode operations besides lookup, read and write ---------------------
@@ -402,7 +413,7 @@ class ProcFS:
                 if flags & os.O_DIRECT:
                     raise OSError(errno.EINVAL, path)
                 if ctx.caller is not caller:
-                    ctx = Ctx(k, caller, ctx.task, ctx.thread_view, ctx.mm)
+                    ctx = Ctx(k, caller, ctx.task, ctx.thread_view, ctx.mm, ctx.arg)
                 return e.handle(k, e, ctx, flags, self, key)
         with k.lock:
             self._sync(True)
@@ -423,7 +434,7 @@ class ProcFS:
             if e.deny_write and flags & (os.O_ACCMODE | os.O_TRUNC):
                 raise OSError(errno.EACCES, path)
             t = n.task
-            ctx = Ctx(k, caller, t, n.thread_view)
+            ctx = Ctx(k, caller, t, n.thread_view, arg=n.arg)
             if t is not None:
                 if e.needs_mm and (t.mm is None or t.dead):
                     raise OSError(errno.ESRCH, path)
@@ -437,7 +448,7 @@ class ProcFS:
             # unique, and the cache only holds tasks of this generation); the
             # mm too, for a file opened before an exec. Renders see the
             # reader only through its uid (may_ptrace).
-            key = (id(e), id(t), id(ctx.mm), n.thread_view, caller.uid)
+            key = (id(e), id(t), id(ctx.mm), n.thread_view, caller.uid, n.arg)
             if not uses_caller:
                 self._opens[(path, caller.uid)] = (e, ctx, key)
             if flags & os.O_DIRECT:
