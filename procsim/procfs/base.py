@@ -28,8 +28,8 @@ TID_ENTRIES = (
     fd.FDINFO_DIR,
     Bin("idle_bitmap", idle_bitmap.pid_read, 0o600, idle_bitmap.pid_write, needs_mm=True, **_MM_FILE),
     Seq("maps", maps.MapsSeq, ioctl=procmap_query.maps_ioctl, **_MM_FILE),
-    Show("mountinfo", mounts.mountinfo, records=True),
-    Show("mounts", mounts.mounts, records=True),
+    Show("mountinfo", mounts.mountinfo, records=True, open_check=mounts.mounts_open),
+    Show("mounts", mounts.mounts, records=True, open_check=mounts.mounts_open),
     Seq("numa_maps", numa_maps.NumaMapsSeq, **_MM_FILE),
     Show("oom_adj", oom.oom_adj, 0o644, oom.oom_adj_write),
     Show("oom_score", oom.oom_score),
@@ -65,5 +65,5 @@ def _task_nlink(parent: Node) -> int:
 TASK = DynDir("task", lookup=_tid_lookup, readdir=_tid_readdir, links=_task_nlink)
 # a process has these besides its threads' (tgid_base_stuff only)
 TGID_ENTRIES = tuple(sorted((*TID_ENTRIES, fd.MAP_FILES_DIR, Show("mountstats", mounts.mountstats, 0o400,
-                                                                  records=True), TASK), key=lambda e: e.name))
+                                                                  records=True, open_check=mounts.mounts_open), TASK), key=lambda e: e.name))
 TGID_DIR = Dir("PID", TGID_ENTRIES)

@@ -210,6 +210,8 @@ class File:
     deny_write: bool = False
     ioctl: Ioctl | None = None     # the file's unlocked_ioctl; None: every cmd gets ioctl_errno
     ioctl_errno: int = errno.ENOTTY
+    # more of the open's checks on the task (mounts: EINVAL once it has no namespaces)
+    open_check: Callable[[Ctx], None] | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -11,10 +11,17 @@ from procsim.fs.mount import Mount, mangle
 from procsim.procfs.context import Ctx
 
 
+def mounts_open(ctx: Ctx) -> None:
+    """mounts_open_common(): EINVAL for a task without namespaces (it exited)."""
+    t = ctx.task
+    if t.nsproxy is None or t.fs is None or t.tg.zombie or t.dead:
+        raise OSError(errno.EINVAL, "mounts")
+
+
 def _mounts(ctx: Ctx) -> list[Mount]:
     t = ctx.task
-    if t.nsproxy is None or t.fs is None or t.tg.zombie:
-        raise OSError(errno.EINVAL, "mounts")  # mounts_open_common(): no nsproxy (an exited task)
+    if t.fs is None:
+        return []  # exited since the open (the seq_file holds the namespace; nothing useful to show)
     root = t.fs.root
     table = ctx.kernel.mnt_ns(t).mounts
     if root == "/":

@@ -442,6 +442,8 @@ class ProcFS:
                     raise OSError(errno.EACCES, path)
                 if e.binds_mm:
                     ctx.mm = maps.task_mm(ctx)
+                if e.open_check is not None:
+                    e.open_check(ctx)
             # ids, not the objects (cheaper to hash and compare). The task
             # object, not its pid: a handle kept open across the pid's reuse
             # must not be served the new process's bytes (a live task's id is
