@@ -93,19 +93,17 @@ class FilesStruct:
         f.refs += 1
         if old is None:
             self.nr_open_fds += 1
-        else:
-            old.refs -= 1
         return old
 
     def remove(self, fd: int) -> OpenFile:
-        """file_close_fd(): take the file out of its slot (EBADF if none)."""
+        """file_close_fd(): take the file out of its slot (EBADF if none);
+        the caller drops the slot's reference (fput)."""
         f = self.get(fd)
         self.fd[fd] = None
         self.close_on_exec[fd] = 0
         self.nr_open_fds -= 1
         if fd < self.next_fd:
             self.next_fd = fd
-        f.refs -= 1
         return f
 
     # -- process lifetime -----------------------------------------------------
@@ -133,7 +131,6 @@ class FilesStruct:
         out = []
         for fd, f in enumerate(self.fd):
             if f is not None:
-                f.refs -= 1
                 out.append(f)
                 self.fd[fd] = None
         self.close_on_exec[:] = bytes(len(self.close_on_exec))

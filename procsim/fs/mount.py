@@ -12,6 +12,7 @@ mnt_id in fdinfo only.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -123,3 +124,21 @@ def mangle(s: str) -> str:
 def kdev(dev: tuple[int, int]) -> int:
     """The kernel's internal dev_t (MKDEV: major << 20 | minor), as fdinfo's sdev: prints it."""
     return dev[0] << 20 | dev[1]
+
+
+def _unmangle(s: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
+
+
+def parse_mountinfo(text: str) -> MntNamespace:
+    """A mount table from a real /proc/PID/mountinfo (the inverse of its
+    rendering): to give a machine this host's mounts, or to check the format."""
+    mounts = []
+    for line in text.splitlines():
+        left, _, right = line.partition(" - ")
+        f = left.split(" ")
+        fstype, source, sopts = right.split(" ", 2)
+        major, minor = f[2].split(":")
+        mounts.append(Mount(int(f[0]), int(f[1]), (int(major), int(minor)), _unmangle(f[3]), _unmangle(f[4]), f[5],
+                            _unmangle(fstype), _unmangle(source), sopts, " ".join(f[6:])))
+    return MntNamespace(mounts)

@@ -119,7 +119,9 @@ class FileSyscalls:
         return t, t.files
 
     def _nofile(self: "Kernel", t: "Task") -> int:
-        return min(t.tg.rlim[resource.RLIMIT_NOFILE].cur, self.files.nr_open)
+        """rlimit(RLIMIT_NOFILE): fds at or above it are EMFILE (EBADF for dup2);
+        the table itself stops at fs.nr_open (expand_files: EMFILE)."""
+        return t.tg.rlim[resource.RLIMIT_NOFILE].cur
 
     def _new_file(self: "Kernel", kind: str, mnt: Mount, flags: int, inode: Inode | None = None,
                   ino: int = 0, private: object = None) -> OpenFile:
@@ -133,7 +135,7 @@ class FileSyscalls:
         anything is made."""
         if self.files.nr_files + n > self.files.max_files and t.tg.cred.euid != 0:
             raise OSError(errno.ENFILE, "fs.file-max reached")
-        end = self._nofile(t)
+        end = min(self._nofile(t), self.files.nr_open)
         free = sum(1 for f in files.fd[:end] if f is None) + max(0, end - files.max_fds)
         if free < n:
             raise OSError(errno.EMFILE, f"no free fd below RLIMIT_NOFILE ({end})")
@@ -144,7 +146,8 @@ class FileSyscalls:
         return fd
 
     def fput(self: "Kernel", f: OpenFile) -> None:
-        """The last reference to an open file is gone: __fput()."""
+        """Drop one reference (an fd slot's); at the last, __fput()."""
+        f.refs -= 1
         if f.refs > 0:
             return
         self.files.nr_files -= 1
@@ -504,6 +507,9 @@ class FileSyscalls:
                 t = self.task(pid)
                 p = _resolve(t, path)
                 inode = self.vfs.files.get(p)
+                kind = inode.kind if inode is not None else _kind_of_path(p, self.mnt_ns(t))
+                if kind == F.DIR and p not in self.files.removed:
+                    raise OSError(errno.EISDIR, p)
                 if inode is None:
                     raise OSError(errno.ENOENT, f"{p}: not a file the machine knows")
                 if inode.kind == F.DIR:
