@@ -408,7 +408,10 @@ def _masked(label: str, text: str) -> str:
     text = re.sub(r"(pos:0 ino:)[0-9a-f]+( sdev:f\n)", r"\1#\2", text)  # the pipe's inode
     text = re.sub(r"eventfd-id: \d+", "eventfd-id: #", text)
     text = re.sub(r"it_value: \(\d+, \d+\)", "it_value: #", text)
-    return re.sub(r" ino:[0-9a-f]+ (sdev:fe00000 .* f_handle:)[0-9a-f]+", r" ino:# \1#", text)
+    text = re.sub(r" ino:[0-9a-f]+ (sdev:fe00000 .* f_handle:)[0-9a-f]+", r" ino:# \1#", text)
+    # epoll's items are in its tree's order, by the address of their struct file
+    head = [line for line in text.splitlines(True) if not line.startswith("tfd:")]
+    return "".join(head + sorted(line for line in text.splitlines(True) if line.startswith("tfd:")))
 
 
 @requires_host(min_kernel="6.18", arch="x86_64", files=("/proc/self/fdinfo",))
