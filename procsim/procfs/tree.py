@@ -28,6 +28,10 @@ __all__ = ["Attr", "Handle", "Node", "ProcFS", "ROOT"]
 
 ROOT = Dir.of("", PROC, SYS)
 _PID_DIRS = (TGID_DIR, TID_DIR)
+# An observer (a real process reading the mount) is in the machine's initial
+# mount namespace: its own mount files are the model's, as init's, so that
+# /proc/mounts (-> self/mounts) shows the simulated machine to lsof and others.
+_OBSERVER_MOUNT_FILES = ("mountinfo", "mounts", "mountstats")
 
 
 def _top(path: str) -> str:
@@ -142,6 +146,10 @@ class ProcFS:
             if node.kind != "dir":
                 raise OSError(errno.ENOTDIR, "/".join(parts[: i + 1]))
             if node.observer is not None:
+                init = k.tasks.get(1)
+                if name in _OBSERVER_MOUNT_FILES and observer.is_process_dir(node.observer) and init is not None:
+                    node, uses_caller = Node("file", TGID_DIR.by_name[name], init), True
+                    continue
                 real = observer.child(node.observer, name)
                 node, uses_caller = Node("dir" if observer.is_dir(real) else "file", observer=real), True
                 continue
@@ -207,7 +215,10 @@ class ProcFS:
         if n.kind != "dir":
             raise OSError(errno.ENOTDIR, path)
         if n.observer is not None:
-            return observer.listdir(n.observer)
+            names = observer.listdir(n.observer)
+            if observer.is_process_dir(n.observer) and 1 in self.kernel.tasks:
+                names = sorted(names + list(_OBSERVER_MOUNT_FILES))
+            return names
         return n.entry.names(n, self.kernel)
 
     def readlink(self, path: str, caller: Caller) -> str:
