@@ -193,13 +193,13 @@ class FileSyscalls:
         if inode is None and path in self.files.removed and not creat:
             raise OSError(errno.ENOENT, f"{path}: no such file (unlinked)")
         if inode is not None and creat and flags & F.O_EXCL:
-            raise OSError(errno.EEXIST, path)
+            raise OSError(errno.EEXIST, f"{path}: exists (O_CREAT|O_EXCL)")
         kind = inode.kind if inode is not None else (F.DIR if flags & F.O_DIRECTORY and not creat
                                                      else _kind_of_path(path, ns))
         if flags & F.O_DIRECTORY and kind != F.DIR:
-            raise OSError(errno.ENOTDIR, path)
+            raise OSError(errno.ENOTDIR, f"{path}: not a directory")
         if kind == F.DIR and (flags & F.O_ACCMODE != F.O_RDONLY or creat):
-            raise OSError(errno.EISDIR, path)
+            raise OSError(errno.EISDIR, f"{path}: is a directory")
         self._check_room(t, files, 1)
         mnt = ns.lookup(path)
         if inode is None:
@@ -439,7 +439,7 @@ class FileSyscalls:
                 inode = self.vfs.files.get(p)
                 if inode is None:
                     if p in self.files.removed:
-                        raise OSError(errno.ENOENT, p)
+                        raise OSError(errno.ENOENT, f"{p}: no such file (unlinked)")
                     ns = self.mnt_ns(t)
                     inode = self.vfs.file(p, dev=ns.lookup(p).dev)
                     inode.kind = _kind_of_path(p, ns)
@@ -486,11 +486,11 @@ class FileSyscalls:
                 p = _resolve(t, path)
                 inode = self.vfs.files.get(p)
                 if inode is None and p in self.files.removed:
-                    raise OSError(errno.ENOENT, p)
+                    raise OSError(errno.ENOENT, f"{p}: no such file (unlinked)")
                 # a path never used is taken to be a directory (chdir made it one)
                 kind = inode.kind if inode is not None else _kind_of_path(p, self.mnt_ns(t))
                 if kind == F.CHR or inode is not None and kind != F.DIR:
-                    raise OSError(errno.ENOTDIR, p)
+                    raise OSError(errno.ENOTDIR, f"{p}: not a directory")
                 if inode is None:
                     inode = self.vfs.file(p, dev=self.mnt_ns(t).lookup(p).dev)
                     inode.kind = F.DIR
@@ -509,11 +509,11 @@ class FileSyscalls:
                 inode = self.vfs.files.get(p)
                 kind = inode.kind if inode is not None else _kind_of_path(p, self.mnt_ns(t))
                 if kind == F.DIR and p not in self.files.removed:
-                    raise OSError(errno.EISDIR, p)
+                    raise OSError(errno.EISDIR, f"{p}: is a directory")
                 if inode is None:
                     raise OSError(errno.ENOENT, f"{p}: not a file the machine knows")
                 if inode.kind == F.DIR:
-                    raise OSError(errno.EISDIR, p)
+                    raise OSError(errno.EISDIR, f"{p}: is a directory")
                 del self.vfs.files[p]
                 inode.deleted = True
                 self.files.removed.add(p)

@@ -471,3 +471,83 @@ def test_sysctls_file_max_and_nr_open(k):
     k.prlimit(p, RLIMIT_NOFILE, Rlimit(2048, 2048))
     fs.open("/proc/sys/fs/nr_open", os.O_WRONLY, ROOT).write(b"128\n", 0)
     assert errno_of(k.dup2, p, 0, 200) == errno.EMFILE  # past fs.nr_open, within the rlimit
+
+
+# -- scenarios -------------------------------------------------------------------------------
+
+
+def _machine(**proc) -> Kernel:
+    from procsim.scenario import build
+    return build({"machine": {"nr_cpus": 2, "mem": "2G"},
+                  "process": [{"name": "app", "pid": 100, "argv": ["/usr/sbin/app"], **proc},
+                              {"name": "child", "pid": 101, "parent": "app", "argv": ["/usr/bin/helper"]}]})
+
+
+def test_scenario_files_stdio_and_cwd():
+    k = _machine(stdio="journal", cwd="/srv/app", files=[
+        {"path": "/var/log/app.log", "flags": "O_WRONLY|O_APPEND|O_CREAT", "pos": 4096},
+        {"kind": "socket", "family": "inet6", "count": 2, "cloexec": False},
+        {"kind": "pipe"},
+        {"kind": "epoll", "watch": [5]},
+        {"path": "/tmp/spool", "flags": "O_RDWR|O_CREAT", "unlink": True},
+        {"path": "/dev/null", "fd": 20},
+        {"kind": "timerfd", "value": 2.0, "interval": 0.5},
+    ])
+    fs = ProcFS(k)
+    links = fds(fs, 100)
+    assert links[0] == "/dev/null" and links[1] == links[2] and links[1].startswith("socket:[")
+    assert links[3] == "/var/log/app.log" and "pos:\t4096\nflags:\t0102001\n" in fdinfo(fs, 100, 3)
+    assert links[6].startswith("pipe:[") and links[7] == links[6]
+    assert links[8] == "anon_inode:[eventpoll]" and re.search(r"^tfd: +5 events: +19 ", fdinfo(fs, 100, 8), re.M)
+    assert links[9] == "/tmp/spool (deleted)" and links[20] == "/dev/null"
+    # built during the boot history: the timer has fired every 0.5 s since, unread
+    t = fdinfo(fs, 100, 10)
+    ticks, ns = int(re.search(r"ticks: (\d+)", t)[1]), int(re.search(r"it_value: \(0, (\d+)\)", t)[1])
+    assert "it_interval: (0, 500000000)\n" in t and ticks > 1 and 0 < ns <= 500000000
+    assert fs.readlink("/proc/100/cwd", ROOT) == "/srv/app"
+    # the child (fork + exec): what was not close-on-exec, and the cwd
+    assert sorted(fds(fs, 101)) == [0, 1, 2, 3, 4, 5, 9, 20]
+
+
+@pytest.mark.parametrize("files, pattern", [
+    ([{"path": "/x", "colour": 1}], r"files #1: unknown key 'colour'"),
+    ([{"kind": "fifo"}], r"files #1: kind: expected one of"),
+    ([{"kind": "pipe", "fd": 9}], r"files #1: fd: a pipe makes 2 fds"),
+    ([{"kind": "socket", "path": "/x"}], r"'path' is for kind file"),
+    ([{"path": "/x", "count": 0}], r"count: expected a positive integer"),
+    ([{"path": "/x", "flags": "O_BOGUS"}], r"files #1: open: flags: expected open flags"),
+    ([{"path": "/etc", "flags": "O_WRONLY"}], r"files #1: open: .*directory"),
+    ([{"kind": "socket", "family": "ipx"}], r"family: one of unix"),
+])
+def test_scenario_files_errors(files, pattern):
+    from procsim.scenario import ScenarioError
+    with pytest.raises(ScenarioError, match=pattern):
+        _machine(files=files)
+
+
+def test_scenario_stdio_and_cwd_errors():
+    from procsim.scenario import ScenarioError
+    with pytest.raises(ScenarioError, match="stdio: expected a path"):
+        _machine(stdio="tty")
+    with pytest.raises(ScenarioError, match="cwd.*not a directory"):
+        _machine(cwd="/dev/null")
+
+
+def test_default_machine_fd_tables():
+    """The default machine's processes hold what such processes hold, and
+    /proc/sys/fs/file-nr counts their open files."""
+    from procsim import scenario
+    k = scenario.load()
+    fs = ProcFS(k)
+    init = fds(fs, 1)
+    assert init[0] == init[1] == init[2] == "/dev/null" and len(init) > 30
+    assert any(t.startswith("socket:[") for t in init.values()) and "anon_inode:[eventpoll]" in init.values()
+    bash = next(g.tgid for g in k.thread_groups() if g.leader.comm == "bash")
+    assert fds(fs, bash)[0] == "/dev/pts/0" and fdsize(fs, bash) == 256  # its fd 255
+    py = next(g.tgid for g in k.thread_groups() if g.leader.comm.startswith("python"))
+    assert "/tmp/etl-spool.bin (deleted)" in fds(fs, py).values()
+    for g in k.thread_groups():
+        if g.mm is None and not g.zombie:
+            assert fs.readdir(f"/proc/{g.tgid}/fd", ROOT) == []
+    total = {id(f) for g in k.thread_groups() if g.leader.files for _, f in g.leader.files.items()}
+    assert file_nr(fs)[0] == len(total)
