@@ -92,12 +92,30 @@ class RealFds:
         os.unlink(self.path)
 
 
+def model_bytes(scenario_path: str) -> dict:
+    """The model's own memory for the fds (in this process, no FUSE): the
+    fd tables (slots, close-on-exec bytes, the files_struct) and the open
+    file descriptions, per fd."""
+    import sys
+    from procsim import scenario
+    k = scenario.load(scenario_path)
+    tables = {id(t.files): t.files for t in k.tasks.values() if t.files is not None}
+    files = {id(f): f for ft in tables.values() for _, f in ft.items()}
+    nfds = sum(ft.nr_open_fds for ft in tables.values())
+    slots = sum(sys.getsizeof(ft.fd) + sys.getsizeof(ft.close_on_exec) + sys.getsizeof(ft) for ft in tables.values())
+    descr = sum(sys.getsizeof(f) + (sys.getsizeof(f.private) if f.private is not None else 0) for f in files.values())
+    return {"nfds": nfds, "nfiles": len(files), "table_bytes": slots, "file_bytes": descr,
+            "bytes_per_fd": (slots + descr) / max(1, nfds), "bytes_per_file": descr / max(1, len(files))}
+
+
 def bench_lsof(workdir: str, reps: int = 3) -> dict:
     res: dict = {"nprocs": NPROCS, "fds": NPROCS * FDS_PER_PROC, "reps": reps}
     bare = os.path.join(workdir, "lsof-bare.toml")
     full = os.path.join(workdir, "lsof.toml")
     _scenario(bare, False)
     _scenario(full, True)
+    res["model"] = model_bytes(full)
+    res["fds"] = res["model"]["nfds"]  # the 100 and stdio: 103 a process, as the real sleeps hold
     log(f"[lsof] simulated: {NPROCS} processes without fds (the memory baseline)")
     with ProcsimMount(scenario=bare, workdir=workdir) as m:
         res["bare_rss_boot"] = vm_rss_bytes(m.pid)
@@ -137,4 +155,8 @@ def report(r: dict) -> list[str]:
             table(["", "lines sim / real", "sim ms", "real ms", "ratio"], rows),
             f"   daemon memory: {r['full_rss'] / (1 << 20):.1f} MiB with the fds, {r['bare_rss'] / (1 << 20):.1f} MiB "
             f"without, after the lsof runs: {r['bytes_per_fd']:.0f} B per fd (the render caches of this "
-            f"generation included); at boot {r['bytes_per_fd_boot']:.0f} B per fd", ""]
+            f"generation included, and libfuse's node per looked-up name); at boot {r['bytes_per_fd_boot']:.0f} B "
+            f"per fd (within the noise)",
+            f"   the model itself: {r['model']['bytes_per_fd']:.1f} B per fd (fd tables "
+            f"{r['model']['table_bytes'] / (1 << 20):.2f} MiB; {r['model']['nfiles']} open files shared by the forks, "
+            f"{r['model']['bytes_per_file']:.0f} B each)", ""]
