@@ -551,3 +551,113 @@ def test_default_machine_fd_tables():
             assert fs.readdir(f"/proc/{g.tgid}/fd", ROOT) == []
     total = {id(f) for g in k.thread_groups() if g.leader.files for _, f in g.leader.files.items()}
     assert file_nr(fs)[0] == len(total)
+
+
+# -- a state machine: the tables and what /proc shows agree after any sequence -------------------
+
+from hypothesis import HealthCheck, settings, strategies as st  # noqa: E402
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule  # noqa: E402
+
+_idx = st.integers(0, 1 << 16)
+
+
+class FdMachine(RuleBasedStateMachine):
+    """Random opens, closes, dups, pipes, forks, threads, execs and exits;
+    after each step fd/ = fdinfo/ = the table, FDSize is the table's size
+    rule, every file's references are the slots holding it, and file-nr
+    counts the files."""
+
+    @initialize()
+    def boot(self):
+        self.k = Kernel()
+        self.k.create_init()
+        self.fs = ProcFS(self.k)
+        self.pids = [proc(self.k)]
+
+    def _pid(self, i: int) -> int:
+        live = [p for p in self.pids if p in self.k.tasks and not self.k.tasks[p].tg.zombie]
+        return live[i % len(live)] if live else proc(self.k)
+
+    def _try(self, fn, *args):
+        before = state(self.k)
+        try:
+            return fn(*args)
+        except KernelError:
+            assert state(self.k)[:4] == before[:4]  # nothing changed (the generation may move)
+
+    @rule(i=_idx, path=st.sampled_from(["/etc/passwd", "/tmp/a", "/tmp/b", "/etc", "/dev/null"]),
+          flags=st.sampled_from([F.O_RDONLY, F.O_WRONLY | F.O_CREAT, F.O_RDWR | F.O_CLOEXEC,
+                                 F.O_RDONLY | F.O_DIRECTORY]))
+    def open(self, i, path, flags):
+        self._try(self.k.open, self._pid(i), path, flags)
+
+    @rule(i=_idx, fd=st.integers(-1, 140))
+    def close(self, i, fd):
+        self._try(self.k.close, self._pid(i), fd)
+
+    @rule(i=_idx, fd=st.integers(0, 10), new=st.integers(0, 300), cloexec=st.booleans())
+    def dup2(self, i, fd, new, cloexec):
+        self._try(self.k.dup2, self._pid(i), fd, new, F.O_CLOEXEC if cloexec else 0, cloexec)
+
+    @rule(i=_idx, fd=st.integers(0, 10))
+    def dup(self, i, fd):
+        self._try(self.k.dup, self._pid(i), fd)
+
+    @rule(i=_idx)
+    def pipe(self, i):
+        self._try(self.k.pipe, self._pid(i), F.O_CLOEXEC)
+
+    @rule(i=_idx, limit=st.integers(3, 12))
+    def nofile(self, i, limit):
+        self.k.prlimit(self._pid(i), RLIMIT_NOFILE, Rlimit(limit, 4096))
+
+    @rule(i=_idx)
+    def fork(self, i):
+        self.pids.append(self.k.fork(self._pid(i)))
+
+    @rule(i=_idx)
+    def thread(self, i):
+        self.k.clone_thread(self._pid(i))
+
+    @rule(i=_idx)
+    def exec(self, i):
+        self.k.exec(self._pid(i), "/usr/bin/true", ["true"])
+
+    @rule(i=_idx)
+    def exit(self, i):
+        p = self._pid(i)
+        if p != 1:
+            self.k.exit_group(p)
+
+    @rule(path=st.sampled_from(["/tmp/a", "/tmp/b"]))
+    def unlink(self, path):
+        self._try(self.k.unlink, path, 1)
+
+    @invariant()
+    def agree(self):
+        k, fs = self.k, self.fs
+        refs: dict[int, int] = {}
+        files = {}
+        tables = {id(t.files): t.files for t in k.tasks.values() if t.files is not None}
+        for ft in tables.values():
+            for _, f in ft.items():
+                refs[id(f)] = refs.get(id(f), 0) + 1
+                files[id(f)] = f
+        assert all(f.refs == refs[i] for i, f in files.items())
+        assert file_nr(fs)[0] == len(files) == k.files.nr_files
+        for g in k.thread_groups():
+            t = g.leader
+            names = fs.readdir(f"/proc/{g.tgid}/fd", ROOT)
+            assert names == fs.readdir(f"/proc/{g.tgid}/fdinfo", ROOT)
+            if t.files is None:
+                assert names == [] and fdsize(fs, g.tgid) == 0
+                continue
+            assert names == [str(fd) for fd in t.files.open_fds()]
+            top = max(map(int, names), default=0)
+            assert fdsize(fs, g.tgid) == t.files.max_fds >= top + 1 and (t.files.max_fds == 64 or
+                                                                       t.files.max_fds & (t.files.max_fds - 1) == 0)
+
+
+TestFdMachine = FdMachine.TestCase
+TestFdMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
+                                  suppress_health_check=[HealthCheck.too_slow])
