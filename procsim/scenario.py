@@ -32,7 +32,7 @@ from procsim.params import INT, SIZE, ParamError
 from procsim.config import KernelConfig
 from procsim.history import BootHistory
 from procsim.kernel import Kernel, KernelError
-from procsim.mm.memory import OutOfMemory
+from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.units import NSEC, PAGE_SIZE
 

@@ -15,6 +15,7 @@ import posixpath
 from typing import TYPE_CHECKING
 
 from procsim import resource
+from procsim.errors import KernelError
 from procsim.fs import file as F
 from procsim.fs.fdtable import FilesStruct
 from procsim.fs.file import OpenFile
@@ -41,7 +42,6 @@ KNOWN_DIRS = frozenset(("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "
 
 
 def _fail(err: int, msg: str) -> OSError:
-    from procsim.kernel import KernelError
     return KernelError(err, msg)
 
 
@@ -165,7 +165,6 @@ class FileSyscalls:
 
     def _errors(self: "Kernel", fn, *args):
         """Run fn, the kernel's OSErrors as KernelError (the world unchanged)."""
-        from procsim.kernel import KernelError
         try:
             return fn(*args)
         except KernelError:
