@@ -40,8 +40,8 @@ def release_thread(k: Kernel, t: Task) -> None:
     tg.dead_min_flt += t.min_flt
     tg.dead_maj_flt += t.maj_flt
     tg.threads.remove(t)
-    del k.tasks[t.pid]
     k._exit_files(t)
+    k._release_task(t)
     if tg.mm is not None:
         tg.mm.users -= 1
 
@@ -123,6 +123,6 @@ def release_task(k: Kernel, tg: ThreadGroup) -> None:
         tg.parent.cutime += tg.leader.utime + tg.dead_utime + tg.cutime
         tg.parent.cstime += tg.leader.stime + tg.dead_stime + tg.cstime
     for t in tg.threads:
-        k.tasks.pop(t.pid, None)
+        k._release_task(t)
     k.groups.pop(tg.tgid, None)
     k._changed("reap", pid=tg.tgid)

@@ -1012,11 +1012,8 @@ def _numbered(text: str, r: int) -> str:
 
 
 def _setproctitle(k: Kernel, pid: int, argv: list[str]) -> None:
-    """A forked process rewriting its own argv area, as setproctitle() does
-    (nginx workers, postgres backends). The kernel has no call for this
-    userspace write, so the builder sets the command line directly."""
-    with k.lock:
-        k.group(pid).cmdline = list(argv)
+    """A forked process rewriting its own argv area, as setproctitle() does."""
+    k.set_proctitle(pid, argv)
 
 
 # -- entry points ------------------------------------------------------------------

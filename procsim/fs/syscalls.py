@@ -60,7 +60,7 @@ class FileState:
         self.eventfd_ids: set[int] = set()
         self.epolls: list[F.Eventpoll] = []
         self.removed: set[str] = set()   # unlinked paths (nothing there until created again)
-        self.generation = 0              # of recreated paths' inode numbers
+        self.recreated = 0               # paths created again after an unlink (their new inode numbers)
 
     def get_next_ino(self) -> int:
         self.next_ino += 1
@@ -95,7 +95,7 @@ class FileSyscalls:
         """fs.file-max (max_files) or fs.nr_open (nr_open)."""
         with self.lock:
             setattr(self.files, name, value)
-            self.generation += 1
+            self._changed("sysctl")
 
     def mnt_ns(self: "Kernel", t: "Task") -> MntNamespace:
         """The mount table of t's mount namespace (made at first use: a
@@ -205,8 +205,8 @@ class FileSyscalls:
             salt = ""
             if path in self.files.removed:
                 self.files.removed.discard(path)
-                self.files.generation += 1
-                salt = f"\0{self.files.generation}"
+                self.files.recreated += 1
+                salt = f"\0{self.files.recreated}"
             inode = vfs.file(path, dev=mnt.dev, salt=salt)
             inode.kind = kind
         if kind == F.REG and flags & F.O_TRUNC and flags & F.O_ACCMODE:
