@@ -41,7 +41,8 @@ def release_thread(k: Kernel, t: Task) -> None:
     tg.dead_maj_flt += t.maj_flt
     tg.ioac.add(t.ioac)  # __exit_signal(): signal->ioac keeps a dead thread's I/O
     tg.threads.remove(t)
-    del k.tasks[t.pid]
+    k._exit_files(t)
+    k._release_task(t)
     if tg.mm is not None:
         tg.mm.users -= 1
 
@@ -63,6 +64,7 @@ def do_exit(k: Kernel, t: Task, status: int) -> None:
         if t.on_cpu:
             k.sched.switch_to(k.sched.cpus[t.cpu], None)
         t.dead, t.state = True, "Z"
+        k._exit_files(t)  # /proc/PID/fd of the group is empty from now on
         k._changed("exit", pid=tg.tgid, tid=t.pid)
         return
     exit_notify(k, tg, status)
@@ -88,7 +90,8 @@ def exit_notify(k: Kernel, tg: ThreadGroup, status: int) -> None:
     t.dead, t.state = True, "Z"
     tg.zombie = True
     tg.exit_code = status
-    tg.fdsize = 0
+    tg.exe_file = None  # went with the mm
+    k._exit_files(t)
     init = k.groups.get(1)
     for child in list(tg.children):  # reparent to init
         child.parent = init
@@ -123,6 +126,6 @@ def release_task(k: Kernel, tg: ThreadGroup) -> None:
         tg.parent.ioac.add(tg.leader.ioac)  # wait_task_zombie(): the child's I/O and its children's
         tg.parent.ioac.add(tg.ioac)
     for t in tg.threads:
-        k.tasks.pop(t.pid, None)
+        k._release_task(t)
     k.groups.pop(tg.tgid, None)
     k._changed("reap", pid=tg.tgid)

@@ -26,6 +26,7 @@ from importlib import resources
 from typing import Any
 
 from procsim.bitmap import iter_bits, parse_list
+from procsim import scenario_files
 from procsim.commands import COMMANDS, CommandError, execute
 from procsim import resource
 from procsim.params import INT, RLIM, SIZE, ParamError
@@ -211,6 +212,7 @@ PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "a
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,
            "run_on": _t_any, "state": _t_str, "count": _t_count, "libs": _t_any, "maps": _t_tables,
            "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables, "start": _t_num,
+           "files": _t_tables, "cwd": _t_str, "stdio": _t_str,  # files: procsim/scenario_files.py
            "limits": _t_table}
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
           "state": _t_str, "nice": _t_int, "stack": _t_size}
@@ -677,6 +679,7 @@ class _Builder:
         # after the thread stacks: a stack's guard page then separates them from the maps
         for j, m in enumerate(v.get("maps", [])):
             self._map(pid, m, j, where)
+        scenario_files.setup(self, pid, v, where)
         for j, op in enumerate(v.get("ops", [])):
             self._op(pid, op, f"{where} ops #{j + 1}")
         for j, wl in enumerate(v.get("workloads", [])):
@@ -1027,11 +1030,8 @@ def _numbered(text: str, r: int) -> str:
 
 
 def _setproctitle(k: Kernel, pid: int, argv: list[str]) -> None:
-    """A forked process rewriting its own argv area, as setproctitle() does
-    (nginx workers, postgres backends). The kernel has no call for this
-    userspace write, so the builder sets the command line directly."""
-    with k.lock:
-        k.group(pid).cmdline = list(argv)
+    """A forked process rewriting its own argv area, as setproctitle() does."""
+    k.set_proctitle(pid, argv)
 
 
 # -- entry points ------------------------------------------------------------------

@@ -68,9 +68,10 @@ def vmstat_values(k: Kernel) -> dict[str, int]:
         "nr_free_pages_blocks": m.free * 7 // 8 // PAGEBLOCK_PAGES * PAGEBLOCK_PAGES,
         "nr_mlock": m.mlocked,
         "nr_slab_reclaimable": m.slab_reclaimable, "nr_slab_unreclaimable": m.slab_unreclaimable,
-        "nr_anon_pages": m.anon, "nr_mapped": m.mapped, "nr_file_pages": m.cached + m.buffers,
-        "nr_dirty": k.mem.nr_file_dirty, "nr_zone_write_pending": k.mem.nr_file_dirty,
-        "nr_dirtied": k.mem.nr_dirtied, "nr_shmem": m.shmem, "nr_kernel_stack": m.kernel_stack_kb, "nr_page_table_pages": m.pagetables,
+        "nr_anon_pages": m.anon, "nr_mapped": m.mapped, "nr_file_pages": m.file_pages,
+        "nr_swapcached": m.swapcached,
+        "nr_dirty": k.mem.nr_file_dirty, "nr_zone_write_pending": k.mem.nr_file_dirty, "nr_dirtied": k.mem.nr_dirtied,
+        "nr_shmem": m.shmem, "nr_kernel_stack": m.kernel_stack_kb, "nr_page_table_pages": m.pagetables,
         "nr_dirty_threshold": dirtyable * DIRTY_RATIO // 100,
         "nr_dirty_background_threshold": dirtyable * DIRTY_BACKGROUND_RATIO // 100,
         "nr_memmap_boot_pages": k.mem.nr_pages // 64,  # 64-byte struct page per frame
