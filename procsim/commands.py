@@ -196,6 +196,12 @@ def c_prlimit(k: Kernel, pid, resource_, soft, hard, privileged=False) -> dict:
             "old_soft": _rlim_json(old.cur), "old_hard": _rlim_json(old.max)}
 
 
+def _path_or_fd(op: str, path: str | None, fd: int | None) -> bool:
+    if (path is None) == (fd is None):
+        raise CommandError(errno.EINVAL, f"{op}: give path or fd (one of them)")
+    return True
+
+
 def c_io(k: Kernel, pid, read, write, path, offset, thread) -> dict:
     """File I/O by task `pid` on `path` (pread of `read` bytes, then pwrite
     of `write` bytes, at `offset`); returns the task's /proc/PID/io
@@ -519,14 +525,18 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                                                                                privileged), PID,
          _p("resource", STR, None), _p("soft", RLIM, None), _p("hard", RLIM, None), _p("privileged", BOOL, False),
          doc=inspect.getdoc(c_prlimit)),
-    _cmd("read", lambda k, pid, path, length, offset: k.read(pid, path, length, offset), PID, _p("path", STR),
-         LENGTH, _p("offset", SIZE, 0),
-         doc="pread(2) of `length` bytes of `path` at `offset` by task `pid`: the bytes read (io: rchar, syscr, "
+    _cmd("read", lambda k, pid, length, path, fd, offset: k.read(pid, path, length, offset, fd)
+         if _path_or_fd("read", path, fd) else 0, PID, LENGTH, _p("path", STR, None), _p("fd", INT, None),
+         _p("offset", SIZE, None),
+         doc="read(2) of `length` bytes by task `pid` from its open `fd` (at the file position, which moves; "
+             "pread at `offset`), or pread of `path` (at `offset`, default 0): the bytes read (io: rchar, syscr, "
              "read_bytes for page-cache misses)."),
-    _cmd("write", lambda k, pid, path, length, offset: k.write(pid, path, length, offset), PID, _p("path", STR),
-         LENGTH, _p("offset", SIZE, 0),
-         doc="pwrite(2) of `length` bytes to `path` at `offset` by task `pid` (io: wchar, syscw, write_bytes for "
-             "newly dirtied pages)."),
+    _cmd("write", lambda k, pid, length, path, fd, offset: k.write(pid, path, length, offset, fd)
+         if _path_or_fd("write", path, fd) else 0, PID, LENGTH, _p("path", STR, None), _p("fd", INT, None),
+         _p("offset", SIZE, None),
+         doc="write(2) of `length` bytes by task `pid` to its open `fd` (at the file position, or the end with "
+             "O_APPEND; pwrite at `offset`), or pwrite to `path` (io: wchar, syscw, write_bytes for newly "
+             "dirtied pages)."),
     _cmd("truncate", lambda k, pid, path, length: k.truncate(pid, path, length), PID, _p("path", STR),
          _p("length", SIZE),
          doc="truncate(2) of `path` to `length` bytes by task `pid`: dirty page cache past the end is "

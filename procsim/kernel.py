@@ -335,27 +335,45 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
 
     # -- file I/O (procsim/read_write.py) ---------------------------------------
 
-    def read(self, tid: int, path: str, count: int, offset: int = 0) -> int:
-        """pread(2) of `count` bytes at `offset` of the file at `path`: the
-        bytes returned (0 at or past EOF). Counts syscr and rchar (vfs_read),
-        and the pages the page cache missed as read_bytes and pgpgin."""
+    def read(self, tid: int, path: str | None, count: int, offset: int | None = 0, fd: int | None = None) -> int:
+        """pread(2) of `count` bytes at `offset` of the file at `path`; or,
+        with `fd`, read(2) of the task's open file (at its position, which
+        moves, unless `offset` is given: pread). The bytes returned (0 at or
+        past EOF). Counts syscr and rchar (vfs_read), and the pages the page
+        cache missed as read_bytes and pgpgin."""
         with self.lock:
-            t = self._io_task(tid, count, offset)
-            n = read_write.vfs_read(self, t, path, count, offset)
+            t = self._io_task(tid, count, offset or 0)
+            if fd is None:
+                n = read_write.vfs_read(self, t, read_write.path_inode(self, path), count, offset or 0)
+            else:
+                f = read_write.fd_file(self, t, fd, read_write.FMODE_READ)
+                n = read_write.vfs_read(self, t, f.inode, count, f.f_pos if offset is None else offset)
+                if offset is None:
+                    f.f_pos += n
             self._changed("io", tid=t.pid)
             return n
 
-    def write(self, tid: int, path: str, count: int, offset: int = 0) -> int:
+    def write(self, tid: int, path: str | None, count: int, offset: int | None = 0, fd: int | None = None) -> int:
         """pwrite(2) of `count` bytes at `offset` of the file at `path` (it
         grows to cover them; a path not used before is a new, empty file):
         counts syscw and wchar (vfs_write), the pages newly dirtied as
         write_bytes; a partly written page that was not cached and held
         data is read first (read_bytes, pgpgin). Past RLIMIT_FSIZE the
-        write is cut short, or fails EFBIG at the limit."""
+        write is cut short, or fails EFBIG at the limit. With `fd`: write(2)
+        at the open file's position (its end with O_APPEND), which moves,
+        unless `offset` is given (pwrite)."""
         with self.lock:
-            t = self._io_task(tid, count, offset)
+            t = self._io_task(tid, count, offset or 0)
             try:
-                return read_write.vfs_write(self, t, path, count, offset)
+                if fd is None:
+                    return read_write.vfs_write(self, t, read_write.path_inode(self, path, create=True), count,
+                                                offset or 0)
+                f = read_write.fd_file(self, t, fd, read_write.FMODE_WRITE)
+                pos = offset if offset is not None else f.inode.size if f.f_flags & read_write.O_APPEND else f.f_pos
+                n = read_write.vfs_write(self, t, f.inode, count, pos)
+                if offset is None:
+                    f.f_pos = pos + n
+                return n
             finally:
                 self._changed("io", tid=t.pid)
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from procsim import resource
 from procsim.errors import KernelError
+from procsim.fs.file import DIR, FMODE_READ, FMODE_WRITE, MEMFD, O_APPEND, REG, OpenFile  # noqa: F401 (the Kernel's)
 from procsim.mm import filemap, memory
 from procsim.mm.mm import MM, Flush
 from procsim.mm.mmap_lock import mmap_write_lock
@@ -22,11 +23,10 @@ if TYPE_CHECKING:
     from procsim.kernel import Kernel
 
 
-def vfs_read(k: Kernel, t: Task, path: str, count: int, offset: int) -> int:
-    """A read of `count` bytes at `offset`: the bytes read (short at EOF).
-    rchar and syscr (vfs_read); pages missing from the cache are read from
-    disk: read_bytes and pgpgin."""
-    f = k.vfs.file(path)
+def vfs_read(k: Kernel, t: Task, f: File, count: int, offset: int) -> int:
+    """A read of `count` bytes of inode `f` at `offset`: the bytes read
+    (short at EOF). rchar and syscr (vfs_read); pages missing from the
+    cache are read from disk: read_bytes and pgpgin."""
     n = max(0, min(count, f.size - offset))
     t.ioac.read_bytes += filemap.find_or_create(k.mem, f, filemap.pages_of(offset, n))
     t.ioac.syscr += 1
@@ -34,22 +34,28 @@ def vfs_read(k: Kernel, t: Task, path: str, count: int, offset: int) -> int:
     return n
 
 
-def vfs_write(k: Kernel, t: Task, path: str, count: int, offset: int) -> int:
-    """A write of `count` bytes at `offset` (a path not used before is a new,
-    empty file; the file grows to cover the write): wchar and syscw, the
-    pages newly dirtied as write_bytes; a partly written page below the old
-    end that is not cached is read first (read_bytes). RLIMIT_FSIZE cuts
-    the write short, or fails it EFBIG at the limit (no SIGXFSZ)."""
+def path_inode(k: Kernel, path: str, create: bool = False) -> File:
+    """The inode at `path` (the model's disk has every path); `create`: a
+    path not used before is a new, empty file (O_CREAT)."""
+    new = path not in k.vfs.files
+    f = k.vfs.file(path)
+    if new and create:
+        f.size = 0
+    return f
+
+
+def vfs_write(k: Kernel, t: Task, f: File, count: int, offset: int) -> int:
+    """A write of `count` bytes of inode `f` at `offset` (the file grows to
+    cover it): wchar and syscw, the pages newly dirtied as write_bytes; a
+    partly written page below the old end that is not cached is read first
+    (read_bytes). RLIMIT_FSIZE cuts the write short, or fails it EFBIG at
+    the limit (no SIGXFSZ)."""
     fsize = t.tg.rlim[resource.RLIMIT_FSIZE].cur
     if offset + count > fsize:  # generic_write_check_limits()
         if offset >= fsize:
             t.ioac.syscw += 1  # vfs_write counts the call whatever it returns
             raise KernelError(errno.EFBIG, f"write at {offset}: RLIMIT_FSIZE is {fsize}")
         count = fsize - offset
-    new = path not in k.vfs.files
-    f = k.vfs.file(path)
-    if new:  # O_CREAT
-        f.size = 0
     pages = filemap.pages_of(offset, count)
     if len(pages):
         starts = pages << PAGE_SHIFT
@@ -62,13 +68,34 @@ def vfs_write(k: Kernel, t: Task, path: str, count: int, offset: int) -> int:
     return count
 
 
+def fd_file(k: Kernel, t: Task, fd: int, mode: int) -> OpenFile:
+    """fdget() for read(2)/write(2): EBADF unless the fd is open with `mode`
+    (FMODE_READ/FMODE_WRITE); EISDIR for a directory; only regular files and
+    memfds carry data here (EINVAL for pipes, sockets and anon inodes: not
+    modelled)."""
+    files = t.files
+    if files is None:
+        raise KernelError(errno.EBADF, f"task {t.pid} has no files")
+    try:
+        f = files.get(fd)
+    except OSError as e:
+        raise KernelError(e.errno, e.strerror) from None
+    if not f.mode & mode:
+        raise KernelError(errno.EBADF, f"fd {fd} is not open for {'reading' if mode == FMODE_READ else 'writing'}")
+    if f.kind == DIR:
+        raise KernelError(errno.EISDIR, f"fd {fd} is a directory")
+    if f.kind not in (REG, MEMFD) or f.inode is None:
+        raise KernelError(errno.EINVAL, f"fd {fd}: reads and writes of a {f.kind} are not modelled")
+    return f
+
+
 def do_truncate(k: Kernel, t: Task, path: str, length: int) -> None:
     """The file gets `length` bytes. Growing past RLIMIT_FSIZE is EFBIG;
     shrinking unmaps the pages past the new end from every address space
     (private COW copies too, as unmap_mapping_range(even_cows) does) and
     drops them from the page cache: the dirty ones are the caller's
     cancelled_write_bytes."""
-    f = k.vfs.file(path)
+    f = path_inode(k, path)
     if f.hugetlb or f.shmem:
         raise KernelError(errno.EINVAL, f"truncate: {path} is not a regular file on disk")
     limit = t.tg.rlim[resource.RLIMIT_FSIZE].cur

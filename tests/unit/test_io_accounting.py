@@ -339,3 +339,39 @@ def test_read_counters_as_this_hosts_kernel() -> None:
         b = k.io_accounting(p)
         model.append([b[x] - a[x] for x in ("rchar", "syscr", "read_bytes")])
     assert model == host == [[64 << 10, 1, 64 << 10], [64 << 10, 1, 0]]
+
+
+def test_read_and_write_through_fds() -> None:
+    """read/write on an open fd: at the file position (which moves), at the
+    end with O_APPEND, pread/pwrite at an offset; EBADF for a closed fd or
+    the wrong access mode (and no call counted), EISDIR for a directory;
+    the counters are the same as by path."""
+    from procsim import KernelConfig
+    from procsim.fs import file as F
+    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30))
+    k.create_init()
+    p = k.spawn(["/usr/bin/app"])
+    k.vfs.file(FILE, 1 << 20)
+    rfd = k.open(p, FILE, F.O_RDONLY)
+    assert k.read(p, None, 5000, None, fd=rfd) == 5000
+    assert k.read(p, None, 5000, None, fd=rfd) == 5000
+    assert k.lseek(p, rfd, 0, 1) == 10000                              # the position moved
+    assert k.read(p, None, 100, 0, fd=rfd) == 100 and k.lseek(p, rfd, 0, 1) == 10000  # pread: it stays
+    wfd = k.open(p, "/var/log/x.log", F.O_WRONLY | F.O_APPEND)
+    end = k.vfs.file("/var/log/x.log").size
+    assert end % 4096 == 0
+    k.write(p, None, 300, None, fd=wfd)                                 # at the end: a new page
+    k.write(p, None, 300, None, fd=wfd)
+    assert k.lseek(p, wfd, 0, 1) == end + 600
+    before = k.io_accounting(p)
+    assert (before["rchar"], before["syscr"], before["wchar"], before["syscw"]) == (10100, 3, 600, 2)
+    assert before["read_bytes"] == 3 * 4096 and before["write_bytes"] == 4096
+    for fn, fd in ((k.read, wfd), (k.write, rfd), (k.read, 99)):
+        assert errno_of(fn, p, None, 10, None, fd) == errno.EBADF
+    d = k.open(p, "/var/log", F.O_RDONLY | F.O_DIRECTORY)
+    assert errno_of(k.read, p, None, 10, None, d) == errno.EISDIR
+    assert k.io_accounting(p) == before
+    with pytest.raises(CommandError) as e:
+        execute(k, "read", {"pid": p, "length": 10, "path": FILE, "fd": rfd})
+    assert e.value.errno == errno.EINVAL
+    assert execute(k, "read", {"pid": p, "length": 10, "fd": rfd}) == 10
