@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from procsim import Kernel, KernelConfig
+from procsim import Kernel, KernelConfig, arch, mm_cpumask
 from procsim.kernel import (MREMAP_FIXED, MREMAP_MAYMOVE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE,
                             MADV_NOHUGEPAGE, MADV_PAGEOUT, LIBC)
 from procsim.mm import page_alloc as M
@@ -458,7 +458,8 @@ def check_rendered_smaps(k: Kernel, mm, a: np.ndarray, total: np.ndarray) -> Non
     ctx = mm_ctx(k, mm)
     text = SM.smaps(ctx).decode()
     nblocks = len(_VMA_LINE.findall(text))
-    assert nblocks == len(a) + (k.config.arch == "x86"), "one smaps block per VMA (+ the gate VMA)"
+    gate = arch.get(k.config.arch).gate_vma is not None
+    assert nblocks == len(a) + gate, "one smaps block per VMA (+ the gate VMA)"
     column: dict[str, list[int]] = {}
     for label, value in _KB_LINE.findall(text):
         column.setdefault(label, []).append(int(value))
@@ -876,7 +877,7 @@ def check_smaps_swap_hugetlb(k: Kernel) -> None:
 
 
 def check_tasks(k: Kernel) -> None:
-    model = k.config.cpumask_model
+    sets_bits = k.sched.cpumask_model.sets_bits
     for tid, t in k.tasks.items():
         assert t.pid == tid and t in t.tg.threads
         assert k.groups.get(t.tgid) is t.tg
@@ -896,7 +897,7 @@ def check_tasks(k: Kernel) -> None:
             assert tg in tg.parent.children or tg.parent.tgid not in k.groups
     assert sum(c.irq_tlb_count for c in k.sched.cpus) == k.sched.tlb.remote_flush_received
     for cpu in k.sched.cpus:
-        if cpu.loaded_mm is not None and model != "never_set":
+        if cpu.loaded_mm is not None and sets_bits:
             # a CPU keeps its bit in the mm it has loaded, lazily or not
             assert cpu.loaded_mm.cpumask >> cpu.id & 1, f"CPU {cpu.id} lost its bit in its loaded mm"
         t = cpu.curr
@@ -906,7 +907,7 @@ def check_tasks(k: Kernel) -> None:
         assert t.cpus_allowed >> cpu.id & 1
         if t.mm is not None:
             assert cpu.loaded_mm is t.mm and not cpu.is_lazy
-            if model == "never_set":
+            if not sets_bits:
                 assert t.mm.cpumask == 0
             else:
                 assert t.mm.cpumask >> cpu.id & 1, f"CPU {cpu.id} runs {t.pid} but is not in its mm_cpumask"
@@ -967,22 +968,30 @@ EXPECTED = {errno.EINVAL, errno.ENOMEM, errno.EFAULT, errno.ESRCH, errno.EEXIST,
 idx = st.integers(0, 1 << 16)
 
 
+def _machines() -> list[tuple[str, str | None]]:
+    """Every registered architecture with the mm_cpumask model it selects
+    (listed twice: the machines as they boot weigh more), then with each
+    other model it allows."""
+    own = [(a, None) for a in arch.names()]
+    other = [(a, m) for a in arch.names() for m in mm_cpumask.names()
+             if m != arch.get(a).cpumask_model and mm_cpumask.get(m).fits(a)]
+    return own + own + other
+
+
 class KernelMachine(RuleBasedStateMachine):
 
-    @initialize(cpus=st.integers(1, 4), arch=st.sampled_from(["x86", "x86", "x86-eager", "arm64", "riscv"]),
+    @initialize(cpus=st.integers(1, 4), machine=st.sampled_from(_machines()),
                 model=st.sampled_from(["page", "no_page"]), thp=st.sampled_from(["madvise", "always", "never"]),
                 mthp=st.sampled_from([None, 16, 64]),
                 # swap: none, 63 slots (fills up: pages stay resident), 64 MiB
                 swap=st.sampled_from([0, 256 << 10, 64 << 20]), huge=st.sampled_from([0, 3, 16]),
                 soft_dirty=st.booleans())
-    def boot(self, cpus, arch, model, thp, mthp, swap, huge, soft_dirty):
+    def boot(self, cpus, machine, model, thp, mthp, swap, huge, soft_dirty):
         sizes = {mthp: "always"} if mthp else {}
         kw = dict(mapcount_model=model, thp_enabled=thp, thp_sizes=sizes, swap_bytes=swap, hugepages=huge,
                   mem_soft_dirty=soft_dirty)
-        if arch == "x86-eager":
-            self.k = boot(nr_cpus=cpus, cpumask_model="eager_clear", **kw)
-        else:
-            self.k = boot(nr_cpus=cpus, arch=arch, **kw)
+        name, cpumask = machine
+        self.k = boot(nr_cpus=cpus, arch=name, cpumask_model=cpumask, **kw)
         self.k.spawn(["/usr/bin/bash"], uid=1000, gid=1000)
         self.errors = 0
         self.unmerged_ok = []
@@ -1342,7 +1351,7 @@ def test_replay_vdso_mapcount_underflow():
     the mlock then write-faulted the vDSO text, dropping a mapcount its
     kernel pages never held ("mapcount of PFN 2 is -1")."""
     m = KernelMachine()
-    m.boot(cpus=2, mthp=None, soft_dirty=False, huge=0, swap=0, model="page", arch="x86", thp="madvise")
+    m.boot(cpus=2, mthp=None, soft_dirty=False, huge=0, swap=0, model="page", machine=("x86", None), thp="madvise")
     steps = [
         ("fork", dict(i=6807)), ("advance", dict(dt=0.01)),
         ("mremap", dict(i=65535, j=435, k2=143, mode="plain", new=36, off=19, off2=6, old=21)),
