@@ -95,6 +95,7 @@ class Kernel:
         self.mem.oom_handler = self.oom.alloc_failed
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
         self.sched = Sched(config, self.tasks)
+        self.sched.clock = self.now
         self.vfs = VFS()
         self.uts = utsname.UtsName(config.hostname.encode())  # nodename, domainname (init_uts_ns)
         self.init_ns = nsproxy.init_namespaces()  # the initial namespace of each kind, by kind
@@ -268,6 +269,9 @@ class Kernel:
         self.tasks[tgid] = t
         self.groups[tgid] = tg
         self.nr_forks += 1
+        if parent is not None:
+            tg.autogroup = parent.autogroup  # sched_autogroup_fork()
+        self.sched.sched_fork(t, parent.leader if parent is not None else None)
         return t
 
     def create_init(self, argv: list[str] | None = None) -> int:
@@ -330,6 +334,8 @@ class Kernel:
             t.tg.sig_ignore, t.tg.sig_catch = ptg.sig_ignore, ptg.sig_catch
             t.tg.oom_score_adj, t.tg.oom_score_adj_min = ptg.oom_score_adj, ptg.oom_score_adj_min
             t.cpu = parent.cpu
+            t.real_parent = parent
+            self.sched.sched_fork(t, parent)  # the forking thread's, not the leader's
             self._changed("spawn", pid=cpid)
             return cpid
 
@@ -347,6 +353,7 @@ class Kernel:
                      nsproxy=creator.nsproxy)
             tg.threads.append(t)
             self.tasks[tid] = t
+            self.sched.sched_fork(t, creator)
             if tg.mm is not None:
                 tg.mm.users += 1
             self.nr_forks += 1
@@ -624,6 +631,8 @@ class Kernel:
                 raise _err(errno.EINVAL, f"cannot sleep in state {state!r}")
             if t.on_cpu:
                 self.sched.switch_to(self.sched.cpus[t.cpu], None)
+            else:
+                self.sched.dequeue(t)
             t.state = state
             self._changed("sched", tid=tid)
 
@@ -633,6 +642,7 @@ class Kernel:
             t = self.task(tid)
             if t.dead:
                 raise _err(errno.ESRCH, f"{tid} has exited")
+            self.sched.enqueue(t)
             t.state = "R"
             self._changed("sched", tid=tid)
 
@@ -658,7 +668,7 @@ class Kernel:
                     self.sched.switch_to(self.sched.cpus[t.cpu], None)
                     self.sched.switch_to(self.sched.cpus[new], t, preempt=True)
                 else:
-                    t.cpu = new
+                    self.sched.set_task_cpu(t, new)
             self._changed("sched", tid=tid)
 
     def set_nice(self, tid: int, nice: int) -> None:
