@@ -59,6 +59,7 @@ class Sched:
     clock: int = 0  # rq clock, ns since boot: moved by account() as the kernel's clock moves
     cfs: CfsRqs = field(default_factory=CfsRqs)
     autogroup_seq: int = 0  # autogroup_seq_nr: the id of the last autogroup made
+    autogroup_next: int = 0  # jiffies before which an unprivileged autogroup nice change is EAGAIN
 
     def __post_init__(self) -> None:
         self.cpus = [CPU(i) for i in range(self.config.nr_cpus)]

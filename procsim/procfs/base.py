@@ -9,7 +9,7 @@ import errno
 
 from procsim.kernel import Kernel
 from procsim.procfs import (clear_refs, idle_bitmap, maps, numa_maps, oom, pagemap, pid as P, procmap_query,
-                            smaps)
+                            sched, smaps)
 from procsim.procfs.context import Caller
 from procsim.procfs.kinds import Bin, Dir, DynDir, Node, Seq, Show, WriteOnly
 
@@ -17,7 +17,7 @@ _MM_FILE = dict(ptrace_open=True, binds_mm=True)
 
 # The files of both a process and each of its threads, in name order (the
 # order they are listed in).
-TID_ENTRIES = (
+COMMON_ENTRIES = (
     WriteOnly("clear_refs", clear_refs.write),
     Show("cmdline", P.cmdline),
     Show("comm", P.comm, 0o644),
@@ -29,13 +29,30 @@ TID_ENTRIES = (
     Show("oom_score", oom.oom_score),
     Show("oom_score_adj", oom.oom_score_adj, 0o644, oom.oom_score_adj_write),
     Bin("pagemap", pagemap.pagemap, needs_mm=True, ioctl_errno=errno.EINVAL, **_MM_FILE),
+    Show("personality", sched.personality, 0o400, ptrace_open=True),
     Show("rss_counters", oom.rss_counters, needs_mm=True),  # [ext]
+    Show("sched", sched.sched, 0o644, sched.sched_write),
+    Show("schedstat", sched.schedstat),
     Seq("smaps", smaps.SmapsSeq, **_MM_FILE),
     Show("smaps_rollup", smaps.smaps_rollup, needs_mm=True, **_MM_FILE),
+    Show("stack", sched.stack, 0o400, ptrace_open=True),
     Show("stat", P.stat),
     Show("statm", P.statm),
     Show("status", P.status),
+    Show("syscall", sched.syscall, 0o400, ptrace_open=True),
+    Show("wchan", sched.wchan),
 )
+# what only a thread (tid_base_stuff) or only a process (tgid_base_stuff) has
+TID_ONLY = (Show("children", sched.children),)
+TGID_ONLY = (Show("autogroup", sched.autogroup, 0o644, sched.autogroup_write),
+             Show("timerslack_ns", sched.timerslack_ns, 0o666, sched.timerslack_ns_write))
+
+
+def _by_name(*rows):
+    return tuple(sorted(rows, key=lambda e: e.name))
+
+
+TID_ENTRIES = _by_name(*COMMON_ENTRIES, *TID_ONLY)
 TID_DIR = Dir("TID", TID_ENTRIES)
 
 
@@ -56,5 +73,5 @@ def _task_nlink(parent: Node) -> int:
 
 
 TASK = DynDir("task", lookup=_tid_lookup, readdir=_tid_readdir, links=_task_nlink)
-TGID_ENTRIES = (*TID_ENTRIES, TASK)
+TGID_ENTRIES = _by_name(*COMMON_ENTRIES, *TGID_ONLY, TASK)
 TGID_DIR = Dir("PID", TGID_ENTRIES)
