@@ -306,7 +306,8 @@ class Kernel:
             if pid == 2:
                 t.exit_signal = 0  # rest_init(): kernel_thread(kthreadd, ..., CLONE_FS | CLONE_FILES)
             t.state = kind.state
-            t.policy, t.rt_priority, t.nice = kind.policy, kind.rt_priority, kind.nice
+            t.nice = kind.nice
+            self.sched.set_params(t, kind.policy, kind.rt_priority)
             if cpu is None and kind.bound:
                 named = cpu_in_name(comm)
                 cpu = named if named is not None and named < self.config.nr_cpus else None

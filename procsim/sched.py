@@ -94,6 +94,16 @@ class Sched:
         a.last_update_time = self.clock
         se.vruntime = self.cfs.place(child.cpu, child.tg.autogroup.id)
 
+    def set_params(self, t: Task, policy: int, rt_priority: int) -> None:
+        """__setscheduler_params(): the averages so far at the old weight,
+        then the new policy; an RT task keeps no timer slack."""
+        self._pelt(t, t.state == "R", t.on_cpu)
+        t.policy, t.rt_priority = policy, rt_priority
+        if not self._fair(t):
+            t.timer_slack_ns = 0
+        elif t.timer_slack_ns == 0:
+            t.timer_slack_ns = t.default_timer_slack_ns
+
     def enqueue(self, t: Task) -> None:
         """A sleeping task wakes on its CPU's run queue and waits there."""
         if t.state == "R":

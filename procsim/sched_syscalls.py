@@ -51,13 +51,7 @@ def sched_setscheduler(k: Kernel, tid: int, policy: int, priority: int) -> None:
                     raise KernelError(errno.EPERM, f"sched_setscheduler: priority {priority} above RLIMIT_RTPRIO {rlim}")
             if t.policy == SCHED_IDLE and policy != SCHED_IDLE and not can_nice(t, t.nice):
                 raise KernelError(errno.EPERM, "sched_setscheduler: leaving SCHED_IDLE needs CAP_SYS_NICE")
-        k.sched._pelt(t, t.state == "R", t.on_cpu)  # the averages so far, at the old weight
-        t.policy, t.rt_priority = policy, priority
-        # __setscheduler_params(): RT tasks have no timer slack
-        if rt:
-            t.timer_slack_ns = 0
-        elif t.timer_slack_ns == 0:
-            t.timer_slack_ns = t.default_timer_slack_ns
+        k.sched.set_params(t, policy, priority)
         k._changed("sched", tid=tid)
 
 
