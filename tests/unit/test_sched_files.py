@@ -477,3 +477,33 @@ def test_user_waits_name_real_symbols() -> None:
     for name, w in USER_WAITS.items():
         assert w.frames[0].startswith(w.wchan + "+"), name
         assert len(w.args) == 6 and w.nr is not None
+
+
+def test_scenario_sessions_and_policies(loaded: ProcFS) -> None:
+    import tomllib
+    k = loaded.kernel
+    by_comm = {g.leader.comm: g for g in k.thread_groups() if not g.kthread}
+    sshd, bash, cron = by_comm["sshd"], by_comm["bash"], by_comm["cron"]
+    # services and logins lead sessions with autogroups of their own; children share them
+    assert cron.sid == cron.tgid and _text(loaded, f"/proc/{cron.tgid}/autogroup") == \
+        f"/autogroup-{cron.autogroup.id} nice 0\n"
+    assert len({sshd.autogroup.id, bash.autogroup.id, cron.autogroup.id}) == 3
+    assert all(c.autogroup is bash.autogroup for c in bash.children)
+    assert _text(loaded, "/proc/1/autogroup") == ""
+    doc = tomllib.loads("""
+[machine]
+nr_cpus = 2
+mem = "1G"
+[[process]]
+name = "rt"
+argv = ["/usr/bin/rt"]
+policy = "rr"
+rtprio = 20
+setsid = false
+""")
+    k2 = scenario.build(doc, clock="manual")
+    t = next(g.leader for g in k2.thread_groups() if g.leader.comm == "rt")
+    assert (t.policy, t.rt_priority, t.timer_slack_ns, t.tg.sid) == (2, 20, 0, 1)
+    doc["process"][0]["rtprio"] = 0
+    with pytest.raises(scenario.ScenarioError, match="priority 0 is invalid"):
+        scenario.build(doc, clock="manual")
