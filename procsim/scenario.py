@@ -640,7 +640,7 @@ class _Builder:
                 pid = self._call(where, k.spawn, v["argv"], parent=ppid, uid=uid, gid=gid,
                                  groups=tuple(groups), exe=v.get("exe"), env=v.get("env"), pid=v.get("pid"))
                 names.add_process(name, pid, k.task(pid).comm)
-        if not init and v.get("setsid", ppid == 1):  # systemd starts each service in a session of its own
+        if not init and v.get("setsid", False):
             self._call(where, sched_syscalls.setsid, k, pid)
         if "cpus" in v:
             self._call(where, k.set_affinity, pid, self._cpus(v["cpus"], f"{where}: cpus"))
