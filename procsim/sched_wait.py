@@ -70,7 +70,13 @@ USER_WAITS: dict[str, Wait] = {
     "recvfrom": _user("__skb_wait_for_more_packets", 45, (4, "heap", 0x2000, 0, 0, 0), 0x28929,
                       "__skb_wait_for_more_packets+0x120/0x170", "__unix_dgram_recvmsg+0x117/0x470",
                       "sock_recvmsg+0xb2/0xc0", "__sys_recvfrom+0x12f/0x1d0", "__x64_sys_recvfrom+0x20/0x40"),
-    # TASK_KILLABLE in a FUSE request (D): the only D wait the reference host can be put in at will
+    # disk sleep (D): fsync waiting for its pages' writeback (ext4 without a journal, as on the host)
+    "fsync": _user("folio_wait_bit", 74, (3, 0, 0, "heap", 0, 0), 0xf0c20,
+                   "folio_wait_bit+0x120/0x250", "folio_wait_writeback+0x2a/0x90",
+                   "__filemap_fdatawait_range+0xac/0x110", "file_write_and_wait_range+0x8f/0xc0",
+                   "generic_buffers_fsync_noflush+0x1f/0x120", "ext4_fsync_nojournal.constprop.0+0x55/0x150",
+                   "ext4_sync_file+0x226/0x2f0", "do_fsync+0x3b/0xa0", "__x64_sys_fsync+0xf/0x20"),
+    # TASK_KILLABLE in a FUSE request (D)
     "fuse_read": _user("request_wait_answer", 0, (3, "heap", 0x20000, 0, 0, 0), 0x162ad,
                        "request_wait_answer+0x16a/0x280", "__fuse_simple_request+0x120/0x330",
                        "fuse_direct_io+0x674/0xa60", "fuse_file_read_iter+0x196/0x1c0",
@@ -150,7 +156,7 @@ def wait_of(t: Task) -> Wait:
     if t.wait is not None:
         return USER_WAITS[t.wait]
     if t.state == "D":
-        return USER_WAITS["fuse_read"]
+        return USER_WAITS["fsync"]
     prog = program_of(t)
     leader, other = PROGRAM_WAITS.get(prog, ("poll", "futex"))
     if prog == "nginx" and "master" in t.tg.cmdline[0]:
