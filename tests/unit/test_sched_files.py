@@ -73,7 +73,7 @@ def _host_waiter(kind: str) -> int:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # until it sleeps (a busy host may be slow to get there)
             time.sleep(0.1)
-            if _host(pid, "wchan") not in ("0", "do_wait" if kind != "wait4" else ""):
+            if _host(pid, "wchan") != "0":
                 break
         time.sleep(0.1)
         return pid
