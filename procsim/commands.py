@@ -5,7 +5,10 @@ Python client: a table of commands, each a name, typed parameters
 Every command's arguments are parsed by the table before the kernel is
 touched (unknown, missing and ill-typed parameters are EINVAL, named), and
 the kernel validates the world before changing it, so a bad command changes
-nothing.
+nothing. A query (marked in the table) only reads: it runs under the kernel
+lock and leaves `generation`, and so every render cache, as it was; any
+other command runs as a Kernel.syscall, whose kernel calls record what
+they change.
 """
 
 from __future__ import annotations
@@ -20,10 +23,9 @@ from typing import Any
 from procsim.bitmap import parse_list
 from procsim import sched_syscalls
 from procsim.kernel import MADVISE_NAMES, MREMAP_FIXED, MREMAP_MAYMOVE, Kernel, KernelError
-from procsim.sched_wait import USER_WAITS
 from procsim.mm import oom, stats
 from procsim.mm.counter_tree import NR_MM_COUNTERS, RSS_NAMES
-from procsim.mm.memory import OutOfMemory
+from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.params import (BOOL, CPULIST, INT, KB, PROT, RAW, REQUIRED, SECONDS, SIZE, STR, STR_MAP, STRS,
                             Param, ParamError, Type)
@@ -128,8 +130,7 @@ def c_oom_score_adj(k: Kernel, pid, value) -> dict:
     if value is not None:
         if not oom.OOM_SCORE_ADJ_MIN <= value <= oom.OOM_SCORE_ADJ_MAX:
             raise CommandError(errno.EINVAL, f"value: oom_score_adj takes -1000 to 1000, got {value}")
-        oom.set_oom_adj(tg, value, capable=True, legacy=False)
-        k._changed("oom_score_adj", pid=tg.tgid)
+        k.set_oom_score_adj(tg.tgid, value, capable=True)
     return {"oom_score_adj": tg.oom_score_adj, "oom_score_adj_min": tg.oom_score_adj_min,
             "oom_adj": oom.oom_adj_of(tg.oom_score_adj), "oom_score": oom.proc_oom_score(tg, oom.total_pages(k))}
 
@@ -153,7 +154,8 @@ def c_thp(k: Kernel, enabled, size, mode) -> dict:
     and return them all."""
     if (size is None) != (mode is None):
         raise CommandError(errno.EINVAL, "thp: size and mode go together")
-    k.set_thp(enabled, size, mode)
+    if enabled is not None or size is not None:
+        k.set_thp(enabled, size, mode)
     thp = k.mem.thp
     return {"enabled": thp.enabled, "sizes": {f"{4 << o}kB": m for o, m in sorted(thp.per_order.items())}}
 
@@ -162,14 +164,7 @@ def c_sleep(k: Kernel, tid, state, wait) -> None:
     """Put a task to sleep (`state` S, D, T, I); `wait`: the blocking call
     it sleeps in (wchan, stack and syscall show it; omitted: the one it had,
     or its program's usual one)."""
-    if wait is not None:
-        if wait not in USER_WAITS:
-            raise CommandError(errno.EINVAL, f"wait: expected one of {', '.join(USER_WAITS)}, got {wait!r}")
-        if k.task(tid).tg.kthread:
-            raise CommandError(errno.EINVAL, f"wait: {tid} is a kernel thread (it waits in its thread function)")
-    k.sleep(tid, state)
-    if wait is not None:
-        k.task(tid).wait = wait
+    k.sleep(tid, state, wait)
 
 
 def c_sched_setscheduler(k: Kernel, tid, policy, priority) -> dict:
@@ -344,13 +339,28 @@ class Command:
     call: Callable[..., Any]  # (kernel, **parsed parameters)
     params: tuple[Param, ...]
     doc: str
+    # A query reads the kernel and changes nothing: it runs under the lock
+    # alone and leaves `generation` (and so every render cache) as it was.
+    # `setters`: the parameters that make a query a change when given
+    # (hugepages nr=, oom_score_adj value=, thp's knobs).
+    query: bool = False
+    setters: tuple[str, ...] = ()
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
 
+    def is_query(self, parsed: dict[str, Any]) -> bool:
+        """Whether this call of the command (its parsed parameters) only reads."""
+        return self.query and all(parsed.get(n) is None for n in self.setters)
+
 
 def _cmd(name: str, call: Callable[..., Any], *params: Param, doc: str | None = None) -> Command:
     return Command(name, call, params, doc or inspect.getdoc(call) or "")
+
+
+def _query(name: str, call: Callable[..., Any], *params: Param, doc: str | None = None,
+           setters: tuple[str, ...] = ()) -> Command:
+    return Command(name, call, params, doc or inspect.getdoc(call) or "", query=True, setters=setters)
 
 
 def _p(name: str, type_: Type, default: Any = REQUIRED) -> Param:
@@ -398,8 +408,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     _cmd("madvise", c_madvise, PID, ADDR, LENGTH, _p("advice", STR, "dontneed")),
     _cmd("clear_refs", lambda k, pid, value: k.clear_refs(pid, value), PID, _p("value", INT),
          doc="Write `value` to /proc/PID/clear_refs (1-5)."),
-    _cmd("thp", c_thp, _p("enabled", STR, None), _p("size", KB, None), _p("mode", STR, None)),
-    _cmd("hugepages", c_hugepages, _p("nr", INT, None)),
+    _query("thp", c_thp, _p("enabled", STR, None), _p("size", KB, None), _p("mode", STR, None),
+           setters=("enabled", "size", "mode")),
+    _query("hugepages", c_hugepages, _p("nr", INT, None), setters=("nr",)),
     _cmd("shrink", lambda k: k.shrink_deferred_split(), doc="Run the deferred-split shrinker (split queued THPs)."),
     _cmd("brk", lambda k, pid, addr: k.brk(pid, addr), PID, ADDR, doc="brk(); returns the new break."),
     _cmd("mremap", c_mremap, PID, ADDR, _p("old_length", SIZE), _p("new_length", SIZE),
@@ -426,21 +437,21 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     _cmd("workload_stop", c_workload_stop, _p("id", INT)),
     _cmd("track", c_track, PID),
     # queries
-    _cmd("ps", c_ps),
-    _cmd("vmas", c_vmas, PID),
-    _cmd("memory", c_memory, PID),
-    _cmd("task", c_status, PID),
-    _cmd("cpus", c_cpus),
-    _cmd("swap", c_swap),
-    _cmd("rss_counters", c_rss_counters, PID),
-    _cmd("oom_score_adj", c_oom_score_adj, PID, _p("value", INT, None)),
-    _cmd("oom", c_oom),
-    _cmd("oom_select", c_oom_select, _p("two_pass", BOOL, True)),
-    _cmd("now", lambda k: k.now / 1e9, doc="The clock, in seconds since boot."),
-    _cmd("clock", c_clock),
-    _cmd("workloads", c_workloads, _p("pid", INT, None)),
-    _cmd("wss_truth", c_wss_truth, PID, _p("since", SECONDS), _p("until", SECONDS, None),
-         _p("ranges", BOOL, False)),
+    _query("ps", c_ps),
+    _query("vmas", c_vmas, PID),
+    _query("memory", c_memory, PID),
+    _query("task", c_status, PID),
+    _query("cpus", c_cpus),
+    _query("swap", c_swap),
+    _query("rss_counters", c_rss_counters, PID),
+    _query("oom_score_adj", c_oom_score_adj, PID, _p("value", INT, None), setters=("value",)),
+    _query("oom", c_oom),
+    _query("oom_select", c_oom_select, _p("two_pass", BOOL, True)),
+    _query("now", lambda k: k.now / 1e9, doc="The clock, in seconds since boot."),
+    _query("clock", c_clock),
+    _query("workloads", c_workloads, _p("pid", INT, None)),
+    _query("wss_truth", c_wss_truth, PID, _p("since", SECONDS), _p("until", SECONDS, None),
+           _p("ranges", BOOL, False)),
 )}
 
 
@@ -478,15 +489,11 @@ def execute(k: Kernel, op: str, args: dict[str, Any]) -> Any:
     if cmd is None:
         raise CommandError(errno.EINVAL, f"unknown command {op!r} (known: {', '.join(sorted(COMMANDS))})")
     parsed = parse_args(cmd, args)
-    with k.lock:
+    # a query only reads; anything else runs as a syscall, whose failure
+    # half-way (out of memory mid-touch) is recorded as a change
+    with k.lock if cmd.is_query(parsed) else k.syscall(op):
         try:
-            try:
-                return cmd.call(k, **parsed)
-            except BaseException:
-                # a command that failed half-way (out of memory mid-touch) may
-                # have changed something: renderers' caches must not trust it
-                k.generation += 1
-                raise
+            return cmd.call(k, **parsed)
         except (KernelError, MMError) as e:
             raise CommandError(e.errno, f"{op}: {e.strerror}") from None
         except OutOfMemory as e:

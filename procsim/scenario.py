@@ -32,7 +32,7 @@ from procsim.params import INT, SIZE, ParamError
 from procsim.config import KernelConfig
 from procsim.history import BootHistory
 from procsim.kernel import Kernel, KernelError
-from procsim.mm.memory import OutOfMemory
+from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.units import NSEC, PAGE_SIZE
 
@@ -1015,11 +1015,8 @@ def _numbered(text: str, r: int) -> str:
 
 
 def _setproctitle(k: Kernel, pid: int, argv: list[str]) -> None:
-    """A forked process rewriting its own argv area, as setproctitle() does
-    (nginx workers, postgres backends). The kernel has no call for this
-    userspace write, so the builder sets the command line directly."""
-    with k.lock:
-        k.group(pid).cmdline = list(argv)
+    """A forked process rewriting its own argv area, as setproctitle() does."""
+    k.set_proctitle(pid, argv)
 
 
 # -- entry points ------------------------------------------------------------------

@@ -92,3 +92,16 @@ def autogroup_set_nice(k: Kernel, pid: int, nice: int, cap_nice: bool, cap_admin
             raise KernelError(errno.EINVAL, "autogroup: the root task group has no shares to set")
         tg.autogroup.nice = nice
         k._changed("autogroup", pid=pid)
+
+
+def set_timer_slack(k: Kernel, tid: int, slack: int) -> None:
+    """timerslack_ns_write()'s change: 0 restores the default; an RT task
+    keeps none."""
+    with k.lock:
+        t = k.task(tid)
+        if t.policy in (SCHED_FIFO, SCHED_RR):
+            slack = 0
+        elif slack == 0:
+            slack = t.default_timer_slack_ns
+        t.timer_slack_ns = slack
+        k._changed("timerslack", tid=tid)

@@ -75,12 +75,10 @@ class Handle:
         w = self.entry.write
         if w is None:
             raise OSError(self.entry.write_errno, self.entry.name)
+        # a write changes the world only through kernel calls, which
+        # record the change (and so move the caches' generation)
         with self.kernel.lock:
-            n = w(self.ctx, data)
-            # a write changes what files show: make sure caches see it even
-            # if the writer did not go through a kernel call that says so
-            self.kernel.generation += 1
-            return n
+            return w(self.ctx, data)
 
     def ioctl(self, cmd: int, data: bytearray, arg: int = 0, mem: UserMemory | None = None) -> int:
         """`data`: the argument bytes the transport copied in from `arg` (a
@@ -182,9 +180,7 @@ class BinHandle(Handle):
         if pw is None:
             raise OSError(self.entry.write_errno, self.entry.name)
         with self.kernel.lock:
-            n = pw(self.ctx, data, offset)
-            self.kernel.generation += 1
-            return n
+            return pw(self.ctx, data, offset)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -19,7 +19,7 @@ from procsim.mm.vma import VM_EXEC
 from procsim.procfs.context import Ctx
 from procsim.sched_fair import AUTOGROUP_DEFAULT, SCHED_FIXEDPOINT_SHIFT, base_slice, task_weight
 from procsim.sched_wait import PREEMPTED, Wait, blocked, wait_of
-from procsim.task import SCHED_BATCH, SCHED_IDLE, SCHED_OTHER, SCHED_FIFO, SCHED_RR, Task
+from procsim.task import SCHED_BATCH, SCHED_IDLE, SCHED_OTHER, Task
 
 CAP_SYS_ADMIN, CAP_SYS_NICE = 21, 23
 PROC_NUMBUF = 13
@@ -201,11 +201,7 @@ def timerslack_ns_write(ctx: Ctx, data: bytes) -> int:
     t = _live(ctx, "timerslack_ns")
     if not ctx.caller.capable(CAP_SYS_NICE):
         raise OSError(errno.EPERM, "timerslack_ns")
-    if t.policy in (SCHED_FIFO, SCHED_RR):
-        slack = 0
-    elif slack == 0:
-        slack = t.default_timer_slack_ns
-    t.timer_slack_ns = slack
+    sched_syscalls.set_timer_slack(ctx.kernel, t.pid, slack)
     return len(data)
 
 

@@ -55,7 +55,8 @@ class ProcFS:
 
     Everything served is a function of the kernel's state, the path and the
     reader. The kernel bumps `generation` on every change (syscalls, clock
-    ticks, scenario activity), so within one generation a path resolves to
+    ticks, scenario activity, writes to these files and the idle bitmaps'
+    test-and-clear reads: Kernel._changed records each), so within one generation a path resolves to
     the same node, has the same attributes, and a file renders to the same
     bytes: those are cached per generation and dropped at once when it moves.
     A read at offset 0 therefore still "rebuilds" the content (it gets the
@@ -94,8 +95,9 @@ class ProcFS:
 
     def invalidate(self) -> None:
         """Drop every cache (the next request re-resolves and re-renders).
-        Not needed after kernel changes, which move `generation`; a safety net
-        for callers that change state some other way."""
+        Not needed after kernel changes, which move `generation`: only for
+        what ProcFS itself changes (mount_time) and for tests that change
+        state behind the kernel's back."""
         with self.kernel.lock:
             self._gen = -1
             self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}

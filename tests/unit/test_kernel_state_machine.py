@@ -28,7 +28,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from procsim import Kernel, KernelConfig
 from procsim.kernel import (MREMAP_FIXED, MREMAP_MAYMOVE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE,
                             MADV_NOHUGEPAGE, MADV_PAGEOUT, LIBC)
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm import stats
 from procsim.mm.mm import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, TASK_SIZE, ZERO_PFN
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_PRESENT, PTE_RW, PTE_SOFT_DIRTY,
