@@ -200,7 +200,7 @@ def test_a_zombie_and_a_running_task_show_what_the_host_shows(fs: ProcFS) -> Non
     time.sleep(0.3)
     try:
         hz = {f: _host(z, f) for f in ("wchan", "stack", "syscall")}
-        deadline = time.monotonic() + 10
+        hr_wchan, deadline = None, time.monotonic() + 10
         while time.monotonic() < deadline:  # once it spins (runnable: R in stat)
             running = lambda: _host(spin.pid, "stat").rsplit(")", 1)[1].split()[0] == "R"
             if running() and (hr_wchan := _host(spin.pid, "wchan")) is not None and running():
