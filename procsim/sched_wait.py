@@ -33,6 +33,13 @@ class Wait:
     pc: int = 0                    # the return address: an offset into libc's text
 
 
+# a stopped task (T) left its wait for the signal and stops on the way out of
+# the syscall, whose registers syscall still shows
+STOPPED = Wait("do_signal_stop", ("do_signal_stop+0x16f/0x210", "get_signal+0x242/0x8a0",
+                                  "arch_do_signal_or_restart+0x71/0x2a0", "exit_to_user_mode_loop+0x6b/0xe0",
+                                  "do_syscall_64+0x250/0x290", ENTRY[1]))
+
+
 def _user(wchan: str, nr: int, args: tuple, pc: int, *frames: str) -> Wait:
     return Wait(wchan, (*frames, *ENTRY), nr, args, pc)
 
@@ -146,8 +153,11 @@ def program_of(t: Task) -> str:
     return word.rstrip(":").rsplit("/", 1)[-1].lstrip("-")
 
 
-def wait_of(t: Task) -> Wait:
-    """Where a sleeping task waits."""
+def wait_of(t: Task, stopped: bool = True) -> Wait:
+    """Where a sleeping task waits (`stopped`: a stopped one in
+    do_signal_stop; else the call it was stopped in)."""
+    if stopped and t.state == "T" and not t.tg.kthread:
+        return STOPPED
     if t.tg.kthread:
         for pattern, w in KTHREAD_WAITS:
             if pattern.match(t.comm):

@@ -161,7 +161,7 @@ def syscall(ctx: Ctx) -> bytes:
         return b"running\n"
     if t.tg.kthread or t.mm is None:
         return b"0 0x0 0x0 0x0 0x0 0x0 0x0 0x0 0x0\n"
-    w = wait_of(t)
+    w = wait_of(t, stopped=False)
     args, sp, pc = _regs(t, w)
     return (f"{w.nr} " + " ".join(f"{x:#x}" for x in (*args, sp, pc)) + "\n").encode()
 

@@ -550,3 +550,23 @@ def test_disk_sleep_is_an_fsync_waiting_for_writeback(fs: ProcFS, tmp_path) -> N
         pytest.skip(f"the fsync was not caught in the model's wait (seen: {sorted(seen)})")
     assert _text(fs, f"/proc/{p}/wchan") == "folio_wait_bit" and "folio_wait_bit" in seen
     assert _text(fs, f"/proc/{p}/syscall").split()[0] == "74" and calls == {"74"}
+
+
+@HOST_618
+def test_a_stopped_task_stops_in_do_signal_stop(fs: ProcFS) -> None:
+    host = _host_waiter("epoll_wait")
+    try:
+        os.kill(host, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while _host(host, "wchan") != "do_signal_stop" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        h = {f: _host(host, f) for f in ("wchan", "stack", "syscall")}
+    finally:
+        os.kill(host, signal.SIGKILL)
+        os.waitpid(host, 0)
+    pid = _sleeper(fs, "epoll_wait")
+    execute(fs.kernel, "sleep", {"tid": pid, "state": "T"})
+    assert _text(fs, f"/proc/{pid}/wchan") == h["wchan"] == "do_signal_stop"
+    if os.uname().release == REFERENCE_RELEASE:
+        assert _text(fs, f"/proc/{pid}/stack") == h["stack"]
+    assert _text(fs, f"/proc/{pid}/syscall").split()[0] == h["syscall"].split()[0] == "232"  # still its call
