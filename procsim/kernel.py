@@ -334,7 +334,9 @@ class Kernel(Timekeeping, MmSyscalls):
         with self.lock:
             if not -20 <= nice <= 19:
                 raise _err(errno.EINVAL, "nice must be in -20..19")
-            self.task(tid).nice = nice
+            t = self.task(tid)
+            self.sched.reweight(t)  # the load averages so far count at the old weight
+            t.nice = nice
             self._changed("sched", tid=tid)
 
     def check_cpu(self, cpu: int) -> None:

@@ -94,6 +94,11 @@ class Sched:
         a.last_update_time = self.clock
         se.vruntime = self.cfs.place(child.cpu, child.tg.autogroup.id)
 
+    def reweight(self, t: Task) -> None:
+        """reweight_entity() is preceded by update_load_avg(): bring the
+        averages up to now before the weight changes."""
+        self._pelt(t, t.state == "R", t.on_cpu)
+
     def set_params(self, t: Task, policy: int, rt_priority: int) -> None:
         """__setscheduler_params(): the averages so far at the old weight,
         then the new policy; an RT task keeps no timer slack."""
