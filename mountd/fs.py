@@ -90,7 +90,7 @@ def _caller() -> Caller:
 def _stat_dict(a: Any) -> dict[str, Any]:
     t = int(a.time * 1e9)  # the mount (inode creation) time, as procfs does
     return {"st_mode": a.mode, "st_uid": a.uid, "st_gid": a.gid, "st_nlink": a.nlink,
-            "st_size": 0, "st_blksize": 1024, "st_atime": t, "st_mtime": t, "st_ctime": t}
+            "st_size": a.size, "st_blksize": 1024, "st_atime": t, "st_mtime": t, "st_ctime": t}
 
 
 def _guarded(op: str, path: str | None, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:

@@ -28,6 +28,7 @@ from procsim.errors import KernelError
 from procsim.exec import do_execve
 from procsim.exit import do_exit, do_group_exit, do_wait, exit_status
 from procsim.fork import alloc_pid, copy_process, copy_thread, kernel_thread, new_group
+from procsim.fs.syscalls import FileState, FileSyscalls
 from procsim.mm import idle, oom
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
@@ -53,10 +54,11 @@ def _err(err: int, msg: str) -> KernelError:
     return KernelError(err, msg)
 
 
-class Kernel(Timekeeping, MmSyscalls):
+class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
     """The machine's state and the syscall-level API; the clock and timed
     events are Timekeeping's (procsim/timekeeping.py), the memory syscalls
-    MmSyscalls' (procsim/mm/syscalls.py)."""
+    MmSyscalls' (procsim/mm/syscalls.py), the file syscalls FileSyscalls'
+    (procsim/fs/syscalls.py)."""
 
     def __init__(self, config: KernelConfig | None = None, at_boot: bool = False) -> None:
         """A machine `boot_uptime` seconds after a boot in which nothing ran
@@ -83,6 +85,8 @@ class Kernel(Timekeeping, MmSyscalls):
         self.sched = Sched(config, self.tasks)
         self.sched.clock = self.now
         self.vfs = VFS()
+        # open files, fd numbers' inodes, mount tables (procsim/fs/)
+        self.files = FileState(config.nr_pages, reserved)
         self.uts = utsname.UtsName(config.hostname.encode())  # nodename, domainname (init_uts_ns)
         self.init_ns = nsproxy.init_namespaces()  # the initial namespace of each kind, by kind
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)

@@ -26,7 +26,7 @@ from importlib import resources
 from typing import Any
 
 from procsim.bitmap import iter_bits, parse_list
-from procsim import sched_syscalls
+from procsim import sched_syscalls, scenario_files
 from procsim.commands import COMMANDS, CommandError, c_sched_setscheduler, execute
 from procsim.params import INT, SIZE, ParamError
 from procsim.config import KernelConfig
@@ -210,6 +210,7 @@ PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "a
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,
            "run_on": _t_any, "state": _t_str, "count": _t_count, "libs": _t_any, "maps": _t_tables,
            "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables, "start": _t_num,
+           "files": _t_tables, "cwd": _t_str, "stdio": _t_str,  # files: procsim/scenario_files.py
            "setsid": _t_bool, "policy": _t_any, "rtprio": _t_int}
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
           "state": _t_str, "nice": _t_int, "stack": _t_size}
@@ -665,6 +666,7 @@ class _Builder:
         # after the thread stacks: a stack's guard page then separates them from the maps
         for j, m in enumerate(v.get("maps", [])):
             self._map(pid, m, j, where)
+        scenario_files.setup(self, pid, v, where)
         for j, op in enumerate(v.get("ops", [])):
             self._op(pid, op, f"{where} ops #{j + 1}")
         for j, wl in enumerate(v.get("workloads", [])):

@@ -32,7 +32,9 @@ def fingerprint(k) -> tuple:
     vmas = {p["pid"]: execute(k, "vmas", {"pid": p["pid"]}) for p in ps if not p["zombie"]}
     files = tuple(read(f"/proc/{f}") for f in ("meminfo", "stat", "loadavg", "interrupts", "vmstat"))
     status = tuple(read(f"/proc/{p['pid']}/status") for p in ps)
-    return repr(ps), repr(vmas), files, status, k.now, len(k.tasks)
+    fds = {p["pid"]: execute(k, "fds", {"pid": p["pid"]}) for p in ps}
+    vfs = (sorted(k.vfs.files), sorted(k.files.removed), read("/proc/sys/fs/file-nr"))
+    return repr(ps), repr(vmas), files, status, k.now, len(k.tasks), repr(fds), vfs
 
 
 def test_spawn_without_program_leaves_nothing_behind():
