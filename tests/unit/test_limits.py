@@ -194,3 +194,14 @@ def test_zombie_and_kernel_thread_limits(fs: ProcFS) -> None:
     k.wait(parent, z)
     assert errno_of(read_all, fs, f"/proc/{z}/limits") == errno.ENOENT
     assert read_all(fs, "/proc/2/limits").startswith(b"Limit ")
+
+
+def test_scenario_limits_come_before_the_policy() -> None:
+    """A non-root process may take SCHED_FIFO up to its RLIMIT_RTPRIO, so
+    `limits` is applied before `policy` (without it: EPERM)."""
+    doc = '[[process]]\nargv = ["/usr/bin/audio"]\nuid = 1000\npolicy = "fifo"\nrtprio = 5\n'
+    k = build(tomllib.loads(doc + "limits = { rtprio = 10 }\n"), clock="manual")
+    t = next(g.leader for g in k.groups.values() if g.cmdline == ["/usr/bin/audio"])
+    assert (t.policy, t.rt_priority) == (1, 5)
+    with pytest.raises(ScenarioError):
+        build(tomllib.loads(doc), clock="manual")
