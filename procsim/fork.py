@@ -8,6 +8,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from procsim import resource
+from procsim.nsproxy import alloc_pid_nrs
 from procsim.errors import KernelError
 from procsim.fs.fdtable import FilesStruct
 from procsim.fs.fs_struct import FsStruct
@@ -83,6 +84,20 @@ def new_group(k: Kernel, tgid: int, parent: ThreadGroup | None, cred: Cred, mm: 
     t = Task(tgid, tg, comm[:15] if mm is not None else comm, k.now, flags=flags)
     t.cpus_allowed = k.sched.all_cpus_mask
     t.nsproxy = parent.leader.nsproxy if parent is not None else k.init_nsproxy
+    if parent is not None:
+        pt0 = parent.leader
+        # the child lives in the parent's pid_for_children (and time_for_children)
+        pns = pt0.nsproxy.pid_for_children
+        if pns.level > 0:
+            t.pid_ns = pns
+            alloc_pid_nrs(k, tgid, pns)
+        if pt0.nsproxy.time is not None:
+            t.nsproxy = pt0.nsproxy.with_(time=None)
+        t.loginuid, t.sessionid = pt0.loginuid, pt0.sessionid
+        tg.cgroup = k.cgroups.attach(tgid, None, parent.cgroup) if parent.cgroup in k.cgroups.cgroups \
+            else "/"
+    else:
+        k.cgroups.attach(tgid, None, "/")
     # copy_files(), copy_fs(): fork's copies (a kernel thread gets an empty table)
     pt = parent.leader if parent is not None else None
     t.files = pt.files.dup() if pt is not None and pt.files is not None else FilesStruct()
@@ -127,7 +142,10 @@ def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> 
     t = Task(tid, tg, (comm or creator.comm)[:15], k.now,
              flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
              cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1,
-             nsproxy=creator.nsproxy, files=creator.files, fs=creator.fs)
+             nsproxy=creator.nsproxy, files=creator.files, fs=creator.fs, pid_ns=creator.pid_ns,
+             loginuid=creator.loginuid, sessionid=creator.sessionid)
+    if creator.pid_ns is not None:
+        alloc_pid_nrs(k, tid, creator.pid_ns)
     if t.files is not None:
         t.files.users += 1  # CLONE_FILES: one table
     tg.threads.append(t)
