@@ -93,6 +93,7 @@ def new_group(k: Kernel, tgid: int, parent: ThreadGroup | None, cred: Cred, mm: 
             alloc_pid_nrs(k, tgid, pns)
         if pt0.nsproxy.time is not None:
             t.nsproxy = pt0.nsproxy.with_(time=None)
+        t.nsproxy.time_for_children.frozen = True  # timens_on_fork(): offsets now fixed
         t.loginuid, t.sessionid = pt0.loginuid, pt0.sessionid
         tg.cgroup = k.cgroups.attach(tgid, None, parent.cgroup) if parent.cgroup in k.cgroups.cgroups \
             else "/"

@@ -436,6 +436,33 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
             setattr(ns, which, tuple(lines))
             self._changed("ns", pid=pid)
 
+    def set_setgroups(self, pid: int, allow: bool) -> None:
+        """proc_setgroups_write(): deny only before gid_map is written, and
+        never back to allow (EPERM)."""
+        with self.lock:
+            ns = nsproxy.user_ns(self, self.task(pid))
+            if allow and not ns.setgroups or not allow and ns.gid_map:
+                raise _err(errno.EPERM, "setgroups")
+            if ns.setgroups != allow:
+                ns.setgroups = allow
+                self._changed("ns", pid=pid)
+
+    def set_timens_offsets(self, pid: int, offsets: dict[int, tuple[int, int]], capable: bool = True) -> None:
+        """proc_timens_set_offset() of pid's time_for_children: EACCES once a
+        task is in it (or for the initial one), EPERM without CAP_SYS_TIME."""
+        with self.lock:
+            t = self.task(pid)
+            ns = t.nsproxy.time_for_children
+            if ns is self.init_ns["time"] or ns.frozen:
+                raise _err(errno.EACCES, "timens_offsets: the namespace has tasks")
+            if not capable:
+                raise _err(errno.EPERM, "timens_offsets: needs CAP_SYS_TIME")
+            new = list(ns.time_offsets)
+            for i, v in offsets.items():
+                new[i] = v
+            ns.time_offsets = tuple(new)
+            self._changed("ns", pid=pid)
+
     def copy_mnt_ns(self, old, new) -> None:
         """copy_mnt_ns(): the new namespace's table, a copy of the old's."""
         src = self.mnt_ns_table(old)

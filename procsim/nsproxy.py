@@ -64,6 +64,9 @@ class Namespace:
     gid_map: IdMap = ()
     setgroups: bool = True                    # user: "allow" / "deny"
     cgroup_root: str = "/"                    # cgroup: the cgroup it was made in
+    # time: (secs, nsecs) of CLOCK_MONOTONIC and CLOCK_BOOTTIME; frozen once a task entered it
+    time_offsets: tuple = ((0, 0), (0, 0))
+    frozen: bool = False
 
     def alloc_nr(self, gpid: int) -> int:
         self.last_pid += 1
