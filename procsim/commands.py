@@ -370,17 +370,22 @@ def c_mounts(k: Kernel, pid) -> list[dict]:
              "super_opts": m.super_opts} for m in k.mnt_ns(k.task(pid)).mounts]
 
 
+def _clone_flags(flags: str | None) -> int:
+    if flags is None:
+        return 0
+    try:
+        return nsproxy.parse_flags(flags)
+    except ValueError as e:
+        raise CommandError(errno.EINVAL, f"flags: {e}") from None
+
+
 def c_unshare(k: Kernel, pid, flags) -> None:
     """unshare(2) by `pid`: `flags` "CLONE_NEWPID|CLONE_NEWNS" (or short
     names pid, mnt, uts, ipc, net, cgroup, time, user, or a number). EINVAL
     for an unknown flag, EPERM for anything but a user namespace without
     root (euid 0), ESRCH for an exited process. CLONE_NEWPID and
     CLONE_NEWTIME take effect for its children only."""
-    try:
-        bits = nsproxy.parse_flags(flags)
-    except ValueError as e:
-        raise CommandError(errno.EINVAL, f"flags: {e}") from None
-    k.unshare(pid, bits)
+    k.unshare(pid, _clone_flags(flags))
 
 
 def c_namespaces(k: Kernel, pid) -> dict:
@@ -450,8 +455,10 @@ _WL_CHANGE = tuple(p for p in _WL if p.name != "seed")
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     _cmd("spawn", c_spawn, _p("argv", STRS), _p("parent", INT, 1), _p("uid", INT, None), _p("gid", INT, None),
          _p("pid", INT, None), _p("exe", STR, None), _p("env", STRS, None)),
-    _cmd("fork", lambda k, pid, child: k.fork(pid, child), PID, _p("child", INT, None),
-         doc="fork(): a copy of `pid` (COW), optionally with pid `child`; returns the child's pid."),
+    _cmd("fork", lambda k, pid, child, flags: k.fork(pid, child, _clone_flags(flags)), PID, _p("child", INT, None),
+         _p("flags", STR, None),
+         doc="fork(): a copy of `pid` (COW), optionally with pid `child`; `flags`: clone()'s CLONE_NEW* for "
+             "the child (as unshare's); returns the child's pid."),
     _cmd("clone", lambda k, pid, comm, tid: k.clone_thread(pid, comm, tid), PID, _p("comm", STR, None),
          _p("tid", INT, None), doc="A new thread in `pid`'s group (CLONE_VM|CLONE_THREAD); returns its tid."),
     _cmd("exec", c_exec, PID, _p("path", STR), _p("argv", STRS, None), _p("env", STRS, None),

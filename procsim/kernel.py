@@ -188,13 +188,15 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
             self._changed("spawn", pid=pid)
             return pid
 
-    def fork(self, pid: int, child_pid: int | None = None) -> int:
+    def fork(self, pid: int, child_pid: int | None = None, clone_flags: int = 0) -> int:
+        """fork(), or clone() with CLONE_NEW* `clone_flags` (the child in new
+        namespaces; a new pid namespace's first process is its pid 1)."""
         with self.lock:
             parent = self.task(pid)
             ptg = parent.tg
             if ptg.zombie:
                 raise _err(errno.ESRCH, f"{pid} is a zombie")
-            cpid = copy_process(self, parent, child_pid)
+            cpid = copy_process(self, parent, child_pid, clone_flags)
             self._changed("spawn", pid=cpid)
             return cpid
 
@@ -524,16 +526,16 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
 
     def spawn(self, argv: list[str], *, parent: int = 1, uid: int | None = None, gid: int | None = None,
               groups: tuple[int, ...] = (), exe: str | None = None, env: list[str] | None = None,
-              pid: int | None = None) -> int:
-        """fork from `parent`, set credentials (None: the parent's), exec
-        argv[0] (or exe)."""
+              pid: int | None = None, clone_flags: int = 0) -> int:
+        """fork from `parent` (clone with CLONE_NEW* `clone_flags`), set
+        credentials (None: the parent's), exec argv[0] (or exe)."""
         with self.lock:
             path = exe or (argv[0] if argv else "")
             if not path:  # checked before the fork, so a bad spawn leaves nothing behind
                 raise _err(errno.ENOENT, "spawn: no program (empty argv and no exe)")
             if not path.startswith("/"):
                 path = "/usr/bin/" + path
-            child = self.fork(parent, pid)
+            child = self.fork(parent, pid, clone_flags)
             if uid is not None or gid is not None or groups:
                 pc = self.group(parent).cred
                 self.group(child).cred = dataclasses.replace(

@@ -26,7 +26,7 @@ from importlib import resources
 from typing import Any
 
 from procsim.bitmap import iter_bits, parse_list
-from procsim import scenario_files
+from procsim import nsproxy, scenario_files
 from procsim.commands import COMMANDS, CommandError, execute
 from procsim.params import INT, SIZE, ParamError
 from procsim.config import KernelConfig
@@ -210,7 +210,8 @@ PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "a
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,
            "run_on": _t_any, "state": _t_str, "count": _t_count, "libs": _t_any, "maps": _t_tables,
            "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables, "start": _t_num,
-           "files": _t_tables, "cwd": _t_str, "stdio": _t_str}  # files: procsim/scenario_files.py
+           "files": _t_tables, "cwd": _t_str, "stdio": _t_str,  # files: procsim/scenario_files.py
+           "clone": _t_str, "hostname": _t_str, "cgroup": _t_str, "loginuid": _t_int}
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
           "state": _t_str, "nice": _t_int, "stack": _t_size}
 MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,
@@ -621,11 +622,17 @@ class _Builder:
             groups = v.get("groups", [])
             if not isinstance(groups, list) or not all(_is_int(g) for g in groups):
                 raise ScenarioError(f"{where}: groups: expected a list of gids")
+            flags = 0
+            if "clone" in v:
+                try:
+                    flags = nsproxy.parse_flags(v["clone"])
+                except ValueError as e:
+                    raise ScenarioError(f"{where}: clone: {e}") from None
             if fork:
                 for bad in ("exe", "env"):
                     if bad in v:
                         raise ScenarioError(f"{where}: {bad!r} needs an exec; a forked process keeps its parent's")
-                pid = self._call(where, k.fork, ppid, v.get("pid"))
+                pid = self._call(where, k.fork, ppid, v.get("pid"), flags)
                 if "uid" in v or "gid" in v or groups:
                     pc = k.group(ppid).cred
                     self._call(where, k.set_cred, pid, pc.euid if uid is None else uid,
@@ -638,8 +645,10 @@ class _Builder:
                 if "argv" not in v:
                     raise ScenarioError(f"{where}: missing key 'argv' (or fork = true)")
                 pid = self._call(where, k.spawn, v["argv"], parent=ppid, uid=uid, gid=gid,
-                                 groups=tuple(groups), exe=v.get("exe"), env=v.get("env"), pid=v.get("pid"))
+                                 groups=tuple(groups), exe=v.get("exe"), env=v.get("env"), pid=v.get("pid"),
+                                 clone_flags=flags)
                 names.add_process(name, pid, k.task(pid).comm)
+        self._identity(pid, v, where, init)
         if "cpus" in v:
             self._call(where, k.set_affinity, pid, self._cpus(v["cpus"], f"{where}: cpus"))
         if "nice" in v:
@@ -676,6 +685,21 @@ class _Builder:
         for tid in [pid] + [tid for tid, *_ in placements]:
             if tid in k.tasks:
                 self.history.started(tid)
+
+    def _identity(self, pid: int, v: dict, where: str, init: bool) -> None:
+        """Its cgroup (made as needed, as systemd does before the exec), its
+        uts namespace's hostname, its audit login (pam_loginuid)."""
+        k = self.k
+        if init and "clone" in v:
+            raise ScenarioError(f"{where}: init (pid 1) takes no 'clone'")
+        if "cgroup" in v:
+            self._call(where, k.cgroup_attach, pid, v["cgroup"], True)
+        if "hostname" in v:
+            if k.task(pid).nsproxy.uts is k.init_ns["uts"]:
+                raise ScenarioError(f"{where}: hostname needs its own uts namespace (clone = \"uts\")")
+            self._call(where, k.sethostname, v["hostname"].encode(), pid)
+        if "loginuid" in v:
+            self._call(where, k.set_loginuid, pid, v["loginuid"])
 
     def _thread(self, pid: int, tv: dict, r: int, where: str) -> int:
         k = self.k
