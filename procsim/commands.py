@@ -564,6 +564,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
          _p("create", BOOL, False),
          doc="Write `pid` to PATH/cgroup.procs: its thread group moves (`create`: mkdir -p first). ENOENT "
              "for a cgroup not there, EBUSY for one with controllers enabled for its children."),
+    _cmd("setsid", lambda k, pid: k.setsid(pid), PID,
+         doc="setsid(2): `pid` leads a new session (EPERM for a process group leader); returns the sid."),
     _cmd("login", lambda k, pid, uid: k.set_loginuid(pid, uid), PID, _p("uid", INT),
          doc="audit_set_loginuid() (pam_loginuid): `pid`'s loginuid, and a new session id."),
     # queries

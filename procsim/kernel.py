@@ -438,6 +438,18 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
             setattr(ns, which, tuple(lines))
             self._changed("ns", pid=pid)
 
+    def setsid(self, pid: int) -> int:
+        """setsid(2): a new session and process group led by `pid`, without
+        a controlling tty; EPERM for a process group leader."""
+        with self.lock:
+            tg = self.group(pid)
+            if tg.pgid == tg.tgid or any(g.pgid == tg.tgid for g in self.groups.values()):
+                raise _err(errno.EPERM, f"{pid} leads a process group")
+            tg.sid = tg.pgid = tg.tgid
+            tg.tty_nr, tg.tpgid = 0, -1
+            self._changed("setsid", pid=pid)
+            return tg.tgid
+
     def set_setgroups(self, pid: int, allow: bool) -> None:
         """proc_setgroups_write(): deny only before gid_map is written, and
         never back to allow (EPERM)."""

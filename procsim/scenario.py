@@ -211,7 +211,7 @@ PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "a
            "run_on": _t_any, "state": _t_str, "count": _t_count, "libs": _t_any, "maps": _t_tables,
            "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables, "start": _t_num,
            "files": _t_tables, "cwd": _t_str, "stdio": _t_str,  # files: procsim/scenario_files.py
-           "clone": _t_str, "hostname": _t_str, "cgroup": _t_str, "loginuid": _t_int}
+           "clone": _t_str, "hostname": _t_str, "cgroup": _t_str, "loginuid": _t_int, "setsid": _t_bool}
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
           "state": _t_str, "nice": _t_int, "stack": _t_size}
 MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,
@@ -692,8 +692,15 @@ class _Builder:
         k = self.k
         if init and "clone" in v:
             raise ScenarioError(f"{where}: init (pid 1) takes no 'clone'")
+        if v.get("setsid"):
+            self._call(where, k.setsid, pid)
         if "cgroup" in v:
             self._call(where, k.cgroup_attach, pid, v["cgroup"], True)
+            ns = k.task(pid).nsproxy.cgroup
+            if ns is not k.init_ns["cgroup"] and ns is not k.task(pid).tg.parent.leader.nsproxy.cgroup:
+                # a runtime moves the process, then unshares the cgroup
+                # namespace: the namespace is rooted at its cgroup
+                ns.cgroup_root = k.task(pid).tg.cgroup
         if "hostname" in v:
             if k.task(pid).nsproxy.uts is k.init_ns["uts"]:
                 raise ScenarioError(f"{where}: hostname needs its own uts namespace (clone = \"uts\")")

@@ -359,3 +359,49 @@ def test_unset_loginuid_format_matches_the_host(fs):
     p = _spawn(fs)
     assert read_all(fs, f"/proc/{p}/loginuid") == host
     assert read_all(fs, f"/proc/{p}/sessionid") == open("/proc/self/sessionid", "rb").read()
+
+
+# -- scenarios ------------------------------------------------------------------------
+
+
+def test_container_scenario():
+    from procsim import scenario
+    from procsim.procfs.tree import ProcFS
+    k = scenario.load("examples/container.toml", clock="manual")
+    fs = ProcFS(k)
+    web = next(g.tgid for g in k.groups.values() if g.cmdline[:1] == ["nginx: master process nginx -g daemon off;"])
+    workers = sorted(g.tgid for g in k.groups.values() if g.cmdline[:1] == ["nginx: worker process"])
+    st = read_all(fs, f"/proc/{workers[1]}/status").decode()
+    assert f"NSpid:\t{workers[1]}\t3\n" in st and f"NSsid:\t{web}\t1\n" in st
+    for kind in ("pid", "mnt", "uts", "ipc", "net", "cgroup"):
+        assert fs.readlink(f"/proc/{workers[0]}/ns/{kind}", ROOT) != fs.readlink(f"/proc/1/ns/{kind}", ROOT)
+    assert fs.readlink(f"/proc/{web}/ns/user", ROOT) == fs.readlink("/proc/1/ns/user", ROOT)
+    inside = Caller(workers[0], 0, 0)
+    assert read_all(fs, f"/proc/{workers[0]}/cgroup", inside) == b"0::/\n"
+    assert read_all(fs, f"/proc/{workers[0]}/cgroup") == b"0::/system.slice/docker-4f2a.scope\n"
+    assert read_all(fs, "/proc/sys/kernel/hostname", inside) == b"4f2a9c1e7b3d\n"
+    assert read_all(fs, "/proc/sys/kernel/hostname") == b"host\n"
+
+
+def test_default_scenario_cgroups():
+    from procsim import scenario
+    k = scenario.load("procsim/scenarios/default.toml", clock="manual")
+    assert k.group(1).cgroup == "/init.scope" and k.group(2).cgroup == "/"
+    by_cmd = {g.cmdline[0]: g for g in k.groups.values() if g.cmdline}
+    assert by_cmd["/usr/lib/systemd/systemd-journald"].cgroup == "/system.slice/systemd-journald.service"
+    bash = by_cmd["-bash"]
+    assert bash.cgroup == "/user.slice/user-1000.slice/session-1.scope"
+    assert (bash.leader.loginuid, bash.leader.sessionid) == (1000, 1)
+    assert by_cmd["/usr/lib/systemd/systemd-journald"].leader.loginuid == 4294967295
+
+
+def test_scenario_identity_key_errors(tmp_path):
+    from procsim import scenario
+    base = '[machine]\nnr_cpus = 1\nmem = "1G"\nkernel_reserved = "64M"\nclock = "manual"\n[[process]]\nname = "a"\nargv = ["/bin/a"]\n'
+    for extra, words in (('clone = "pid|bogus"\n', "clone"), ('hostname = "x"\n', "uts namespace"),
+                         ('cgroup = "/system.slice"\ncgroup_x = 1\n', "cgroup_x")):
+        f = tmp_path / "s.toml"
+        f.write_text(base + extra)
+        with pytest.raises(scenario.ScenarioError) as e:
+            scenario.load(str(f), clock="manual")
+        assert words in str(e.value)
