@@ -26,8 +26,8 @@ from importlib import resources
 from typing import Any
 
 from procsim.bitmap import iter_bits, parse_list
-from procsim import nsproxy, scenario_files
-from procsim.commands import COMMANDS, CommandError, execute
+from procsim import nsproxy, sched_syscalls, scenario_files
+from procsim.commands import COMMANDS, CommandError, c_sched_setscheduler, execute
 from procsim.params import INT, SIZE, ParamError
 from procsim.config import KernelConfig
 from procsim.history import BootHistory
@@ -211,7 +211,8 @@ PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "a
            "run_on": _t_any, "state": _t_str, "count": _t_count, "libs": _t_any, "maps": _t_tables,
            "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables, "start": _t_num,
            "files": _t_tables, "cwd": _t_str, "stdio": _t_str,  # files: procsim/scenario_files.py
-           "clone": _t_str, "hostname": _t_str, "cgroup": _t_str, "loginuid": _t_int, "setsid": _t_bool}
+           "clone": _t_str, "hostname": _t_str, "cgroup": _t_str, "loginuid": _t_int,
+           "setsid": _t_bool, "policy": _t_any, "rtprio": _t_int}
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
           "state": _t_str, "nice": _t_int, "stack": _t_size}
 MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,
@@ -648,11 +649,15 @@ class _Builder:
                                  groups=tuple(groups), exe=v.get("exe"), env=v.get("env"), pid=v.get("pid"),
                                  clone_flags=flags)
                 names.add_process(name, pid, k.task(pid).comm)
+        if not init and v.get("setsid", False):
+            self._call(where, sched_syscalls.setsid, k, pid)
         self._identity(pid, v, where, init)
         if "cpus" in v:
             self._call(where, k.set_affinity, pid, self._cpus(v["cpus"], f"{where}: cpus"))
         if "nice" in v:
             self._call(where, k.set_nice, pid, v["nice"])
+        if "policy" in v:
+            self._call(where, c_sched_setscheduler, k, pid, v["policy"], v.get("rtprio", 0))
         libs = v.get("libs", [])
         if not isinstance(libs, list):
             raise ScenarioError(f"{where}: libs: expected a list of paths or tables")
@@ -692,8 +697,6 @@ class _Builder:
         k = self.k
         if init and "clone" in v:
             raise ScenarioError(f"{where}: init (pid 1) takes no 'clone'")
-        if v.get("setsid"):
-            self._call(where, k.setsid, pid)
         if "cgroup" in v:
             self._call(where, k.cgroup_attach, pid, v["cgroup"], True)
             ns = k.task(pid).nsproxy.cgroup
