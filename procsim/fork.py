@@ -131,12 +131,19 @@ def copy_process(k: Kernel, parent: Task, child_pid: int | None, clone_flags: in
     child (its own namespaces, checked before anything is made)."""
     ptg = parent.tg
     nsp, user = None, None
+    inum = k.ns_next_inum
     if clone_flags:
         try:
             nsp, user = create_new_namespaces(k, parent, clone_flags, ptg.cred.euid == 0)
         except OSError as e:
             raise KernelError(e.errno, str(e.strerror or e)) from None
-    cpid = alloc_pid(k, child_pid)
+    try:
+        cpid = alloc_pid(k, child_pid)
+    except KernelError:
+        if nsp is not None:  # free_nsproxy(): the namespaces made for the child go, and their numbers
+            k.files.mnt_ns.pop(nsp.mnt, None)
+            k.ns_next_inum = inum
+        raise
     mm = dup_mm(ptg.mm) if ptg.mm is not None else None
     if mm is not None:  # init_new_context(): first trim a second after creation, not at once
         mm.next_trim_cpumask = k.jiffies + k.config.hz

@@ -405,3 +405,16 @@ def test_scenario_identity_key_errors(tmp_path):
         with pytest.raises(scenario.ScenarioError) as e:
             scenario.load(str(f), clock="manual")
         assert words in str(e.value)
+
+
+def test_clone_with_new_namespaces_and_its_errors(fs):
+    k = fs.kernel
+    p = _spawn(fs)
+    with pytest.raises(CommandError) as e:
+        execute(k, "fork", {"pid": p, "child": 1, "flags": "pid|mnt"})  # pid 1 is in use
+    assert e.value.errno == errno.EEXIST
+    assert k.ns_next_inum == N.PROC_DYNAMIC_FIRST and len(k.files.mnt_ns) <= 1
+    c = execute(k, "fork", {"pid": p, "flags": "pid|mnt"})
+    assert f"NSpid:\t{c}\t1\n" in read_all(fs, f"/proc/{c}/status").decode()
+    assert fs.readlink(f"/proc/{p}/ns/mnt", ROOT) == "mnt:[4026531832]"
+    assert fs.readlink(f"/proc/{c}/ns/mnt", ROOT) == f"mnt:[{0xF0000000}]"
