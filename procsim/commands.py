@@ -101,10 +101,11 @@ def c_hugepages(k: Kernel, nr) -> dict:
 
 
 def c_swap(k: Kernel) -> dict:
-    """The swap area, in pages (SwapTotal/SwapFree) and the pswpin/pswpout counts."""
+    """The swap area, in pages (SwapTotal/SwapFree, the swap cache's SwapCached)
+    and the pswpin/pswpout counts."""
     sw = k.mem.swap
     return {"total": sw.pages, "free": sw.nr_free, "used": sw.inuse_pages,
-            "pswpin": sw.pswpin, "pswpout": sw.pswpout}
+            "cached": k.mem.swap_cache.nr_swapcached, "pswpin": sw.pswpin, "pswpout": sw.pswpout}
 
 
 def c_rss_counters(k: Kernel, pid) -> dict | None:
@@ -451,6 +452,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
            setters=("enabled", "size", "mode")),
     _query("hugepages", c_hugepages, _p("nr", INT, None), setters=("nr",)),
     _cmd("shrink", lambda k: k.shrink_deferred_split(), doc="Run the deferred-split shrinker (split queued THPs)."),
+    _cmd("shrink_swapcache", lambda k: k.shrink_swap_cache(),
+         doc="A reclaim pass over the swap cache: free the folios nobody maps; returns frames freed."),
     _cmd("brk", lambda k, pid, addr: k.brk(pid, addr), PID, ADDR, doc="brk(); returns the new break."),
     _cmd("mremap", c_mremap, PID, ADDR, _p("old_length", SIZE), _p("new_length", SIZE),
          _p("maymove", BOOL, False), _p("new_addr", SIZE, None)),

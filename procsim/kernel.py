@@ -29,7 +29,7 @@ from procsim.exec import do_execve
 from procsim.exit import do_exit, do_group_exit, do_wait, exit_status
 from procsim.fork import alloc_pid, copy_process, copy_thread, kernel_thread, new_group
 from procsim.fs.syscalls import FileState, FileSyscalls
-from procsim.mm import idle, oom
+from procsim.mm import oom
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
 # the syscalls' constants, for callers of the API (madvise advice, mremap flags)
@@ -436,39 +436,3 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
             tg = self.group(pid)
             tg.cmdline = list(argv)
             self._changed("cmdline", pid=tg.tgid)
-
-    def idle_bitmap_read(self, mm: MM, start: int, end: int) -> np.ndarray:
-        """A read of /proc/PID/idle_bitmap over [start, end) of `mm`: tests and
-        clears accessed bits (procsim/mm/idle.py), so it is a change."""
-        with self.lock:
-            try:
-                return idle.idle_read(mm.pgtable, start, end)
-            finally:
-                self._changed("idle")
-
-    def idle_bitmap_write(self, mm: MM, start: int, pages: np.ndarray) -> None:
-        """A write to /proc/PID/idle_bitmap: the pages marked in `pages`
-        (bool per page from `start`) lose their accessed bits."""
-        with self.lock:
-            try:
-                idle.idle_write(mm.pgtable, start, pages)
-            finally:
-                self._changed("idle")
-
-    def page_idle_read(self, lo: int, hi: int) -> np.ndarray:
-        """A read of /sys/kernel/mm/page_idle/bitmap for PFNs [lo, hi): the
-        rmap walk clears accessed bits and idle flags."""
-        with self.lock:
-            try:
-                return idle.page_idle_read(self.mem, lo, hi)
-            finally:
-                self._changed("idle")
-
-    def page_idle_write(self, pfns: np.ndarray) -> None:
-        """A write to /sys/kernel/mm/page_idle/bitmap: the user folios among
-        `pfns` become idle."""
-        with self.lock:
-            try:
-                idle.page_idle_write(self.mem, pfns)
-            finally:
-                self._changed("idle")

@@ -1,7 +1,8 @@
 """The memory half of the Kernel's syscall-level API (the SYSCALL_DEFINEs
 of mm/): mmap, munmap, mprotect, mlock, madvise, brk, mremap, user
 accesses and touches, clear_refs, the THP and hugetlb switches, working-set
-tracking. Each entry point checks its arguments, finds the task and its
+tracking, the idle-tracking reads and writes (they clear accessed
+bits). Each entry point checks its arguments, finds the task and its
 mm, calls the mm code (procsim/mm/mmap.py, mprotect.py, ...) and sends
 the TLB flushes and fault charges that result.
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from procsim.errors import KernelError
-from procsim.mm import madvise, memory, page_alloc as M
+from procsim.mm import idle, madvise, memory, page_alloc as M
 from procsim.mm.access_log import AccessLog, HistoryLost
 from procsim.mm.madvise import MADVISE_NAMES
 from procsim.mm.mlock import do_mlock
@@ -154,6 +155,15 @@ class MmSyscalls:
             self._changed("mm")
             return n
 
+    def shrink_swap_cache(self) -> int:
+        """A later reclaim pass over the swap cache (memory pressure): the
+        folios nobody maps are freed, their slots keep their swap entries
+        (procsim/mm/swapcache.py); returns frames freed."""
+        with self.lock:
+            n = self.mem.swap_cache.shrink()
+            self._changed("mm")
+            return n
+
     def brk(self, tid: int, new_brk: int) -> int:
         """brk(2): returns the new break, or the old one if it cannot move."""
         with self.lock:
@@ -221,7 +231,8 @@ class MmSyscalls:
 
     def _charge_faults(self, t: Task, mm: MM, fault: Callable[[], int]) -> int:
         """Run a faulting mm operation and charge its faults to the task, as
-        mm_account_fault() does: swap-ins are major (maj_flt), the rest minor.
+        mm_account_fault() does: swap-ins that read the page are major
+        (maj_flt), the rest minor (those the swap cache served too).
         Its allocations may call the OOM killer (`t` is current); if that
         chooses `t` itself, `t` is killed here and the call fails ENOMEM."""
         major = mm.nr_major
@@ -280,3 +291,41 @@ class MmSyscalls:
                         counts[pfn] = counts.get(pfn, 0) + 1
         self._vdso_memo = (self.generation, counts)
         return counts
+
+    # -- idle page tracking: reads and writes through procfs and sysfs that change bits ----
+
+    def idle_bitmap_read(self, mm: MM, start: int, end: int) -> np.ndarray:
+        """A read of /proc/PID/idle_bitmap over [start, end) of `mm`: tests and
+        clears accessed bits (procsim/mm/idle.py), so it is a change."""
+        with self.lock:
+            try:
+                return idle.idle_read(mm.pgtable, start, end)
+            finally:
+                self._changed("idle")
+
+    def idle_bitmap_write(self, mm: MM, start: int, pages: np.ndarray) -> None:
+        """A write to /proc/PID/idle_bitmap: the pages marked in `pages`
+        (bool per page from `start`) lose their accessed bits."""
+        with self.lock:
+            try:
+                idle.idle_write(mm.pgtable, start, pages)
+            finally:
+                self._changed("idle")
+
+    def page_idle_read(self, lo: int, hi: int) -> np.ndarray:
+        """A read of /sys/kernel/mm/page_idle/bitmap for PFNs [lo, hi): the
+        rmap walk clears accessed bits and idle flags."""
+        with self.lock:
+            try:
+                return idle.page_idle_read(self.mem, lo, hi)
+            finally:
+                self._changed("idle")
+
+    def page_idle_write(self, pfns: np.ndarray) -> None:
+        """A write to /sys/kernel/mm/page_idle/bitmap: the user folios among
+        `pfns` become idle."""
+        with self.lock:
+            try:
+                idle.page_idle_write(self.mem, pfns)
+            finally:
+                self._changed("idle")

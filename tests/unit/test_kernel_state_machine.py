@@ -37,11 +37,13 @@ from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_G
                             MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, VM_EXEC, VM_LOCKED, VM_MAYSHARE,
                             VM_PFNMAP, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE)
 from procsim.mm import show_mem
+from procsim.mm.swap import SWAP_HAS_CACHE, swap_count
 from procsim.mm import zone
 from procsim.procfs import meminfo as meminfo_f
 from procsim.procfs import pagemap as PM
 from procsim.procfs import pid as P
 from procsim.procfs import smaps as SM
+from procsim.procfs import vmstat as VS
 from procsim.procfs.context import Caller, Ctx
 
 PAGE = PAGE_SIZE
@@ -206,7 +208,13 @@ class Mappings:
     anon_pages: dict        # AnonPages in pages, as each mapcount model defines it
     swap: np.ndarray        # per swap slot: the swap entries referring to it
     kernel: np.ndarray      # per PFN: PTE mappings of kernel (vDSO) pages, outside PFN maps
+    swapcache: np.ndarray   # per swap slot: the swap cache holds a folio for it
     _cs: np.ndarray | None = None
+
+    @property
+    def swap_used(self) -> np.ndarray:
+        """Slots in use: referred to by swap entries or held by the swap cache."""
+        return (self.swap > 0) | self.swapcache
 
     def precise(self, mem: M.MemMap, pfns: np.ndarray) -> np.ndarray:
         """CONFIG_PAGE_MAPCOUNT's page mapcount: PTEs of the page + PMDs of its folio."""
@@ -267,12 +275,13 @@ def check_memory(k: Kernel, mms: list, tally: list) -> Mappings:
     slots = np.concatenate([t.swap for t in tally] + [np.zeros(0, np.int64)])
     assert ((slots >= 1) & (slots < max(swap.nr_slots, 1))).all(), "swap entry outside the swap area (or slot 0)"
     users = np.bincount(slots, minlength=swap.nr_slots)
-    bad = np.flatnonzero(users != swap.swap_map)
+    bad = np.flatnonzero(users != swap_count(swap.swap_map))
     assert not len(bad), f"swap slot {bad[0]} has count {swap.swap_map[bad[0]]}, {users[bad[0]]} entries use it"
-    assert swap.inuse_pages == int(np.count_nonzero(users)), (swap.inuse_pages, int(np.count_nonzero(users)))
+    incache = check_swap_cache(k)
+    assert swap.inuse_pages == int(np.count_nonzero((users > 0) | incache)), swap.inuse_pages
     kernel = np.bincount(np.concatenate([t.kernel for t in tally] + [np.zeros(0, np.int64)]), minlength=n)
     maps = Mappings(counted.astype(np.int64), np.bincount(pmd_heads, minlength=n).astype(np.int64),
-                    check_folios(k, tally), users.astype(np.int64), kernel.astype(np.int64))
+                    check_folios(k, tally), users.astype(np.int64), kernel.astype(np.int64), incache)
     # a writable PTE of an anon page means the page is exclusive (COW done)
     assert (mem.precise_page_mapcount(writers) == 1).all(), "writable PTE of a shared anon page"
     assert not mem.mapcount[: mem.first_free].any(), "kernel pages carry mapcounts"
@@ -287,9 +296,11 @@ def check_memory(k: Kernel, mms: list, tally: list) -> Mappings:
     # every used frame is owned: anon frames by a mapping (of any page of
     # their folio), cache frames by a file
     # hugetlb pool frames are outside the page counters (checked by check_hugetlb)
+    # (or by the swap cache, check_swap_cache)
     anon = ((mem.flags & M.PG_ANON) != 0) & ((mem.flags & M.PG_HUGETLB) == 0)
     anon[: mem.first_free] = False
-    assert (mem.folio_mapcount(np.nonzero(anon)[0]) > 0).all(), "anonymous folio nobody maps (leaked)"
+    owners = mem.folio_mapcount(np.nonzero(anon)[0]) + ((mem.flags[anon] & M.PG_SWAPCACHE) != 0)
+    assert (owners > 0).all(), "anonymous folio nobody maps (leaked)"
     files = {id(f): f for f in k.vfs.files.values()}
     for mm in mms:
         for v in mm.vmas:
@@ -313,6 +324,36 @@ def check_memory(k: Kernel, mms: list, tally: list) -> Mappings:
     assert mem.nr_flag[M.PG_SHMEM] == int(np.count_nonzero(mem.flags[mem.first_free:] & M.PG_SHMEM))
     assert mem.nr_mapped_file == int(np.count_nonzero(cached & (mem.mapcount > 0)))
     return maps
+
+
+def check_swap_cache(k: Kernel) -> np.ndarray:
+    """The swap cache: its two maps (slot -> folio, folio -> slot) agree
+    with each other, with PG_SWAPCACHE and with SWAP_HAS_CACHE in swap_map;
+    its folios are order-0, anonymous and swap-backed; nr_swapcached is its
+    size; no fault holds a folio between calls; and no cached folio is both
+    unmapped and needed by no swap entry (it would be leaked: Linux frees
+    it at once). Returns, per slot, whether the cache holds it."""
+    mem, swap, sc = k.mem, k.mem.swap, k.mem.swap_cache
+    has = (swap.swap_map & SWAP_HAS_CACHE) != 0
+    folio = sc.folio if len(sc.folio) == swap.nr_slots else np.zeros(swap.nr_slots, np.int64)
+    slots = np.flatnonzero(folio)
+    assert (np.flatnonzero(has) == slots).all() and len(slots) == int(has.sum()), \
+        "SWAP_HAS_CACHE and the swap cache disagree"
+    pfns = folio[slots]
+    assert sc.nr_swapcached == len(pfns) == len(np.unique(pfns)), (sc.nr_swapcached, len(pfns))
+    assert (sc.slot[pfns] == slots).all(), "folio->swap is not the slot that caches the folio"
+    flagged = np.flatnonzero((mem.flags & M.PG_SWAPCACHE) != 0)
+    assert (np.sort(pfns) == flagged).all() and len(flagged) == len(pfns), "PG_SWAPCACHE off the swap cache"
+    assert not sc.slot[np.setdiff1d(np.flatnonzero(sc.slot), pfns)].any()
+    fl = mem.flags[pfns]
+    assert (fl & (M.PG_ANON | M.PG_SWAPBACKED) == M.PG_ANON | M.PG_SWAPBACKED).all()
+    assert not (fl & M.PG_HUGETLB).any() and not mem.order[pfns].any(), "a large or hugetlb folio in the swap cache"
+    assert not len(sc.held)
+    leaked = (mem.mapcount[pfns] == 0) & (swap_count(swap.swap_map[slots]) == 0)
+    assert not leaked.any(), f"swap-cache folio {pfns[leaked][0]} neither mapped nor swapped (leaked)"
+    # an unmapped one was written back: clean
+    assert not (fl[mem.mapcount[pfns] == 0] & M.PG_DIRTY).any(), "an unmapped swap-cache folio is dirty"
+    return has
 
 
 def check_folios(k: Kernel, tally: list) -> dict[str, int]:
@@ -620,6 +661,14 @@ def check_kpagecount(k: Kernel, maps: Mappings) -> None:
     bad = np.flatnonzero(got != want)
     assert not len(bad), (f"kpagecount of PFN {pfns[bad[0]]} is {got[bad[0]]}, expected {want[bad[0]]} "
                           f"({mem.mapcount_model}, order {mem.order[pfns[bad[0]]]})")
+    # kpageflags: SWAPCACHE (and PG_owner_priv_1, bit 37, its alias) exactly
+    # on the swap cache's folios, always with ANON and SWAPBACKED
+    kf = np.frombuffer(PM.kpageflags(ctx, (hi - mem.first_free) * 8, mem.first_free * 8), "<u8")
+    incache = np.isin(np.arange(mem.first_free, hi), mem.swap_cache.pfns())
+    bits = np.uint64((1 << stats.KPF_SWAPCACHE) | (1 << stats.KPF_OWNER_PRIVATE))
+    assert ((kf & bits) == np.where(incache, bits, 0)).all(), "kpageflags SWAPCACHE is not the swap cache"
+    both = np.uint64((1 << stats.KPF_ANON) | (1 << stats.KPF_SWAPBACKED))
+    assert ((kf[incache] & both) == both).all()
 
 
 def check_meminfo(k: Kernel, maps: Mappings) -> None:
@@ -654,7 +703,16 @@ def check_meminfo(k: Kernel, maps: Mappings) -> None:
     # a swap area loses its header page (spec §15.2: 64 MiB -> 65532 kB)
     swap_pages = k.config.swap_bytes // PAGE
     assert mi["SwapTotal"] == (swap_pages - 1 if swap_pages >= 2 else 0) * kb
-    assert mi["SwapFree"] == mi["SwapTotal"] - int(np.count_nonzero(maps.swap)) * kb <= mi["SwapTotal"]
+    assert mi["SwapFree"] == mi["SwapTotal"] - int(np.count_nonzero(maps.swap_used)) * kb <= mi["SwapTotal"]
+    # SwapCached: the swap cache's folios (NR_SWAPCACHE), mapped or not; they
+    # are anonymous (in the anon LRU count above), not in Cached
+    n_swapcached = int(np.count_nonzero(maps.swapcache))
+    assert mi["SwapCached"] == n_swapcached * kb == k.mem.swap_cache.nr_swapcached * kb
+    vm = VS.vmstat_values(k)
+    assert vm["nr_swapcached"] == n_swapcached
+    # NR_FILE_PAGES holds the swap cache; meminfo's Cached is it less the
+    # swap cache and the buffers (meminfo_proc_show)
+    assert vm["nr_file_pages"] * kb == mi["Cached"] + mi["SwapCached"] + mi["Buffers"]
     # (MemTotal - hugetlb pool) * overcommit_ratio / 100 + SwapTotal
     assert mi["CommitLimit"] == (mi["MemTotal"] - mi["Hugetlb"]) // kb * zone.OVERCOMMIT_RATIO // 100 * kb \
         + mi["SwapTotal"]
@@ -775,9 +833,12 @@ def check_swap(k: Kernel, mms: list) -> None:
                 offs = swp_offset(table[sw])
                 assert ((offs >= 1) & (offs < swap.nr_slots)).all(), "swap entry beyond the area"
                 np.add.at(counts, offs, 1)
-    bad = np.nonzero(counts != swap.swap_map)[0]
+    bad = np.nonzero(counts != swap_count(swap.swap_map))[0]
     assert not len(bad), f"slot {bad[0]}: swap_map {swap.swap_map[bad[0]]}, {counts[bad[0]]} entries"
     assert swap.inuse_pages == int(np.count_nonzero(swap.swap_map))
+    cached = np.flatnonzero(swap.swap_map & SWAP_HAS_CACHE)
+    assert swap.inuse_pages == int(np.count_nonzero(counts)) + int(np.count_nonzero(counts[cached] == 0)), \
+        "a slot in use is neither in a page table nor in the swap cache"
     assert swap.nr_free + swap.inuse_pages == swap.pages and swap.nr_free >= 0
 
 
@@ -870,7 +931,7 @@ def check_smaps_swap_hugetlb(k: Kernel) -> None:
         assert sw == mm.rss[MM_SWAPENTS] * PAGE, (sw, mm.rss)
         assert hp == mm.hugetlb_usage * PAGE
     full = PAGE << 12
-    c = k.mem.swap.swap_map.astype(np.int64)
+    c = swap_count(k.mem.swap.swap_map)
     c = c[c > 0]
     want = int(np.where(c >= 2, c * (full // np.maximum(c, 1)), full).sum())
     assert swap_pss == want, (swap_pss, want)
@@ -953,7 +1014,7 @@ def snapshot(k: Kernel):
     pool = mem.hugetlb
     return (tuple(groups), cpus, files, mem.nr_free, mem.mapcount.tobytes(), mem.flags.tobytes(),
             mem.order.tobytes(), mem.large_mapcount.tobytes(), (mem.thp.enabled, tuple(mem.thp.per_order.items())),
-            mem.swap.swap_map.tobytes(), (pool.nr_huge_pages, pool.resv_huge_pages, tuple(pool._free)))
+            mem.swap.swap_map.tobytes(), mem.swap_cache.folio.tobytes(), (pool.nr_huge_pages, pool.resv_huge_pages, tuple(pool._free)))
 
 
 # -- the machine -------------------------------------------------------------------
@@ -1240,6 +1301,45 @@ class KernelMachine(RuleBasedStateMachine):
         if back:
             self.call(self.k.touch, tid, a, min(back, npages) * PAGE, write)
 
+    @rule(i=idx, npages=st.integers(1, 300), fork=st.booleans(),
+          steps=st.lists(st.tuples(st.sampled_from(["read", "write", "store", "pageout", "free", "dontneed",
+                                                    "munmap", "shrink", "exit_child"]),
+                                   st.booleans(), st.integers(0, 299), st.integers(1, 300)), max_size=6))
+    def swap_cache_cycle(self, i, npages, fork, steps):
+        """Pages through the swap cache: paged out, perhaps shared with a
+        child, then read and write faults, stores to mapped cached pages,
+        paging out again, MADV_FREE/DONTNEED, munmap and reclaim, by the
+        parent or the child, in any order."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is None:
+            return
+        a = self.call(self.k.mmap, tid, npages * PAGE)
+        if a is None:
+            return
+        self.call(self.k.touch, tid, a, npages * PAGE)
+        self.call(self.k.madvise, tid, a, npages * PAGE, MADV_PAGEOUT)
+        child = self._fork(tid) if fork and len(self.user_groups()) < MAX_GROUPS else None
+        for op, in_child, off, n in steps:
+            who = child if in_child and child is not None else tid
+            if who not in self.k.tasks or self.k.tasks[who].dead:
+                continue
+            off %= npages
+            lo, ln = a + off * PAGE, min(n, npages - off) * PAGE
+            if op == "shrink":
+                self.k.shrink_swap_cache()
+            elif op == "exit_child":
+                if child is not None and who == child:
+                    self.call(self.k.exit_group, child)
+            elif op in ("read", "write"):
+                self.call(self.k.touch, who, lo, ln, op == "write")
+            elif op == "store":
+                self.call(self.k.access, who, np.arange(lo, lo + ln, PAGE, dtype=np.int64), True)
+            elif op == "munmap":
+                self.call(self.k.munmap, who, lo, ln)
+            else:
+                advice = {"pageout": MADV_PAGEOUT, "free": MADV_FREE, "dontneed": MADV_DONTNEED}[op]
+                self.call(self.k.madvise, who, lo, ln, advice)
+
     @rule(i=idx, shared=st.booleans(), noreserve=st.booleans(), nhuge=st.integers(1, 3),
           extra=st.sampled_from([0, 0, 4096, 1 << 20]), touch=st.integers(0, 3), write=st.booleans(),
           prot=st.sampled_from([3, 3, 1, 0]))
@@ -1304,6 +1404,10 @@ class KernelMachine(RuleBasedStateMachine):
     @rule()
     def shrink(self):
         self.k.shrink_deferred_split()
+
+    @rule()
+    def shrink_swapcache(self):
+        self.k.shrink_swap_cache()
 
     @rule(size=st.sampled_from([16, 32, 64, 2048]), mode=st.sampled_from(["always", "inherit", "madvise", "never"]))
     def thp_size(self, size, mode):
