@@ -26,8 +26,8 @@ from importlib import resources
 from typing import Any
 
 from procsim.bitmap import iter_bits, parse_list
-from procsim import scenario_files
-from procsim.commands import COMMANDS, CommandError, execute
+from procsim import sched_syscalls, scenario_files
+from procsim.commands import COMMANDS, CommandError, c_sched_setscheduler, execute
 from procsim.params import INT, SIZE, ParamError
 from procsim.config import KernelConfig
 from procsim.history import BootHistory
@@ -210,7 +210,8 @@ PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "a
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,
            "run_on": _t_any, "state": _t_str, "count": _t_count, "libs": _t_any, "maps": _t_tables,
            "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables, "start": _t_num,
-           "files": _t_tables, "cwd": _t_str, "stdio": _t_str}  # files: procsim/scenario_files.py
+           "files": _t_tables, "cwd": _t_str, "stdio": _t_str,  # files: procsim/scenario_files.py
+           "setsid": _t_bool, "policy": _t_any, "rtprio": _t_int}
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
           "state": _t_str, "nice": _t_int, "stack": _t_size}
 MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,
@@ -640,10 +641,14 @@ class _Builder:
                 pid = self._call(where, k.spawn, v["argv"], parent=ppid, uid=uid, gid=gid,
                                  groups=tuple(groups), exe=v.get("exe"), env=v.get("env"), pid=v.get("pid"))
                 names.add_process(name, pid, k.task(pid).comm)
+        if not init and v.get("setsid", False):
+            self._call(where, sched_syscalls.setsid, k, pid)
         if "cpus" in v:
             self._call(where, k.set_affinity, pid, self._cpus(v["cpus"], f"{where}: cpus"))
         if "nice" in v:
             self._call(where, k.set_nice, pid, v["nice"])
+        if "policy" in v:
+            self._call(where, c_sched_setscheduler, k, pid, v["policy"], v.get("rtprio", 0))
         libs = v.get("libs", [])
         if not isinstance(libs, list):
             raise ScenarioError(f"{where}: libs: expected a list of paths or tables")
