@@ -23,7 +23,7 @@ from procsim.commands import CommandError, execute
 from procsim.kernel import KernelError
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, MAP_SHARED
 from procsim.procfs.tree import ProcFS
-from test_kernel_state_machine import check_hugetlb, check_world
+from invariants import check_hugetlb, check_world
 
 PAGE = 4096
 HUGE = 2 << 20

@@ -19,7 +19,7 @@ from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_G
 from procsim.mm import memory as M
 from procsim.mm import stats
 from procsim.procfs.maps import maps_line, vma_name
-from test_kernel_state_machine import boot, check_world, snapshot, vm_counters
+from invariants import boot, check_world, snapshot, vm_counters
 
 PAGE = 4096
 RW = PROT_READ | PROT_WRITE

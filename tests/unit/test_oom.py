@@ -454,7 +454,7 @@ def oom_worlds(draw):
 @settings(max_examples=25, deadline=None)
 @given(oom_worlds())
 def test_oom_kills_mid_fault_keep_the_world_consistent(w):
-    import test_kernel_state_machine as SM
+    import invariants as SM
 
     def check_world(k: Kernel) -> None:
         """The state machine's check_world() but for meminfo's MemTotal identity,
@@ -512,7 +512,7 @@ def test_swap_ins_then_out_of_memory_in_one_fault_stay_consistent():
     """A fault that swaps pages in and then cannot get frames for new pages
     (no victim) keeps the swap-ins: the swap entries used to stay in the page
     table with their slots freed and RSS already counting the pages."""
-    import test_kernel_state_machine as SM
+    import invariants as SM
     k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20, swap_bytes=8 << 20,
                             thp_enabled="never"))
     k.create_init()
@@ -545,7 +545,7 @@ def test_swap_ins_then_out_of_memory_in_one_fault_stay_consistent():
 def test_cow_fault_out_of_memory_changes_nothing():
     """A write to copy-on-write pages that cannot get frames (no victim)
     fails before the old pages lose their mapping: mapcounts stay right."""
-    import test_kernel_state_machine as SM
+    import invariants as SM
     k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20, thp_enabled="never"))
     k.create_init()
     k.kthread("kthreadd", pid=2)

@@ -10,7 +10,7 @@ from procsim.bitmap import list_str, mask_str
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE
 from procsim.procfs import pid as P
 from procsim.procfs.context import Caller, Ctx
-from test_kernel_state_machine import check_world
+from invariants import check_world
 
 PAGE = 4096
 RW = PROT_READ | PROT_WRITE
