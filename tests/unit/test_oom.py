@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from hostinfo import possible_cpus
-from procsim import Kernel, KernelConfig
+from procsim import Kernel
 from procsim.commands import CommandError, execute
 from procsim.mm import oom as O
 from procsim.mm.counter_tree import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
@@ -23,6 +23,7 @@ from procsim.procfs import meminfo as meminfo_f
 from procsim.procfs.tree import ProcFS
 
 from procfs_helpers import errno_of, read_all
+from invariants import boot
 
 MiB = 1 << 20
 CAP = 1 << O.CAP_SYS_RESOURCE
@@ -31,12 +32,7 @@ PRIV = Caller(os.getpid(), 0, 0, caps=CAP)
 
 
 def machine(**kw) -> Kernel:
-    cfg = dict(nr_cpus=4, mem_bytes=1 << 30)
-    cfg.update(kw)
-    k = Kernel(KernelConfig(**cfg))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
-    return k
+    return boot(**kw)
 
 
 def status_pages(k: Kernel, pid: int) -> dict[str, int]:
@@ -292,9 +288,7 @@ def populations(draw):
 
 
 def build(n_cpus: int, procs, counter: str = "tree") -> Kernel:
-    k = Kernel(KernelConfig(nr_cpus=n_cpus, mem_bytes=1 << 30, rss_counter=counter))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
+    k = boot(nr_cpus=n_cpus, rss_counter=counter)
     for adj, adds in procs:
         p = k.spawn(["/usr/bin/app"])
         tg = k.groups[p]
@@ -469,10 +463,8 @@ def test_oom_kills_mid_fault_keep_the_world_consistent(w):
         SM.check_swap(k, mms)
         SM.check_hugetlb(k, mms)
         SM.check_tasks(k)
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20,
-                            swap_bytes=w["swap"], thp_enabled=w["thp"]))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
+    k = boot(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20,
+             swap_bytes=w["swap"], thp_enabled=w["thp"])
     prev = region = None
     for pages, adj, out, forked in w["procs"]:
         p = k.fork(prev) if forked and prev is not None else k.spawn(["/usr/bin/app"])
@@ -513,10 +505,8 @@ def test_swap_ins_then_out_of_memory_in_one_fault_stay_consistent():
     (no victim) keeps the swap-ins: the swap entries used to stay in the page
     table with their slots freed and RSS already counting the pages."""
     import invariants as SM
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20, swap_bytes=8 << 20,
-                            thp_enabled="never"))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
+    k = boot(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20, swap_bytes=8 << 20,
+             thp_enabled="never")
     p = k.spawn(["/usr/bin/app"])
     k.groups[p].oom_score_adj = -1000
     a = execute(k, "mmap", {"pid": p, "length": 150 * 4096})
@@ -546,9 +536,7 @@ def test_cow_fault_out_of_memory_changes_nothing():
     """A write to copy-on-write pages that cannot get frames (no victim)
     fails before the old pages lose their mapping: mapcounts stay right."""
     import invariants as SM
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20, thp_enabled="never"))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
+    k = boot(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20, thp_enabled="never")
     p = k.spawn(["/usr/bin/app"])
     k.groups[p].oom_score_adj = -1000
     a = execute(k, "mmap", {"pid": p, "length": 100 * 4096})
