@@ -36,7 +36,6 @@ def _seconds(ns: int) -> float:
     return s
 
 
-
 def _params(op: str) -> tuple[list[str], list[str]]:
     """A command's argument names, and the required ones."""
     ps = COMMANDS[op].params
@@ -44,7 +43,9 @@ def _params(op: str) -> tuple[list[str], list[str]]:
 
 
 class ActivityBuilder:
-    # a part of the scenario builder (builder.py): its kernel, names and error wrapping
+    """Activity and ops: a part of the scenario builder (builder.py's _Builder, which
+    holds the kernel, the names and the boot history, and wraps errors: _call)."""
+
     k: Kernel
     names: Names
     dynamic: set[str]

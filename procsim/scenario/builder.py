@@ -25,6 +25,8 @@ from procsim.sched import NSEC
 
 
 class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder):
+    """One build: the document, the kernel it makes, the names it gives."""
+
     def __init__(self, doc: dict, source: str) -> None:
         self.doc = doc
         self.source = source

@@ -15,7 +15,9 @@ PAGE = 4096
 
 
 class MemoryBuilder:
-    # a part of the scenario builder (builder.py): its kernel, names and error wrapping
+    """Memory: a part of the scenario builder (builder.py's _Builder, which
+    holds the kernel, the names and the boot history, and wraps errors: _call)."""
+
     k: Kernel
     names: Names
     map_sizes: dict[tuple[str, int], int]

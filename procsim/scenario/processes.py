@@ -15,7 +15,9 @@ GUARD = PAGE
 
 
 class ProcessBuilder:
-    # a part of the scenario builder (builder.py): its kernel, names and error wrapping
+    """Processes and threads: a part of the scenario builder (builder.py's _Builder, which
+    holds the kernel, the names and the boot history, and wraps errors: _call)."""
+
     k: Kernel
     names: Names
     workloads: list[tuple[int, Any, str]]
