@@ -126,7 +126,7 @@ def bench_selection(k: Kernel, flats: list[RssStat], rounds: int) -> dict:
             for mode, two in (("two_pass", True), ("exhaustive", False)):
                 sel = O.select_bad_process(groups, tp, two, record=False)
                 secs = _median_time(lambda: O.select_bad_process(groups, tp, two, record=False), max(rounds, 5))
-                eligible = sum(1 for g in groups if O.badness_bounds(g, tp) is not None)
+                eligible = sum(1 for g in groups if O.oom_badness(g, tp) != O.LONG_MIN)
                 # per-CPU slots read: an approximate read is one load per counter (the root, or
                 # the flat count), a precise read one per CPU per counter
                 slots = (eligible * NR_MM_COUNTERS if two else 0) + sel.precise_evals * NR_MM_COUNTERS * nr_cpus

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 
 from procsim import utsname
 from procsim.cpu import X86_MODELS, CpuInfoX86, identify
+from procsim.units import PAGE_SIZE
 
 ARCHES = ("x86", "arm64", "riscv")
 # How mm_cpumask evolves (seed-mechanisms §1.3, §1.5).
@@ -24,9 +25,7 @@ class KernelConfig:
     swap_bytes: int = 0
     # vm.nr_hugepages at boot: 2 MiB hugetlb pages taken from RAM into the pool
     hugepages: int = 0
-    page_size: int = 4096
     hz: int = 250
-    user_hz: int = 100
     # None picks the architecture's own model: x86 lazy_trim, arm64 never_set,
     # riscv never_clear.
     cpumask_model: str | None = None
@@ -68,7 +67,6 @@ class KernelConfig:
     # OOM victim selection: two passes (approximation ranges prune, precise
     # sums decide) or, False, one exhaustive scan of precise sums
     oom_two_pass: bool = True
-    extra: dict = field(default_factory=dict)
     # boot_cpu_data: the identified x86 CPU (None on other arches)
     boot_cpu: CpuInfoX86 | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -77,9 +75,7 @@ class KernelConfig:
             raise ValueError(f"arch must be one of {', '.join(ARCHES)}")
         if not 1 <= self.nr_cpus <= 4096:
             raise ValueError("nr_cpus must be between 1 and 4096")
-        if self.page_size != 4096:
-            raise ValueError("only 4 KiB pages are modelled")
-        if self.mem_bytes < 64 << 20 or self.mem_bytes % self.page_size:
+        if self.mem_bytes < 64 << 20 or self.mem_bytes % PAGE_SIZE:
             raise ValueError("mem_bytes must be a page multiple of at least 64 MiB")
         if isinstance(self.swap_bytes, bool) or not isinstance(self.swap_bytes, int) or self.swap_bytes < 0:
             raise ValueError("swap_bytes must be a non-negative integer")
@@ -112,8 +108,11 @@ class KernelConfig:
             raise ValueError("stat_rss must be precise or approx")
         if not isinstance(self.oom_two_pass, bool):
             raise ValueError("oom_two_pass must be true or false")
-        if self.hz not in (100, 250, 300, 1000) or self.user_hz != 100:
-            raise ValueError("hz must be 100, 250, 300 or 1000 and user_hz 100")
+        if not isinstance(self.hostname, str) or len(self.hostname.encode()) > utsname.NEW_UTS_LEN \
+                or any(c in self.hostname for c in "\0\n"):
+            raise ValueError(f"hostname must be one line of at most {utsname.NEW_UTS_LEN} bytes")
+        if self.hz not in (100, 250, 300, 1000):
+            raise ValueError("hz must be 100, 250, 300 or 1000")
         self.osrelease, self.version = utsname.resolve(self.osrelease, self.version, self.btime)
         self._identify_cpu()
 
@@ -136,7 +135,7 @@ class KernelConfig:
 
     @property
     def nr_pages(self) -> int:
-        return self.mem_bytes // self.page_size
+        return self.mem_bytes // PAGE_SIZE
 
     @classmethod
     def from_dict(cls, d: dict) -> "KernelConfig":

@@ -18,8 +18,8 @@ from __future__ import annotations
 import random
 
 from procsim.kernel import Kernel
-from procsim.sched import NSEC
 from procsim.task import PF_FORKNOEXEC, Task
+from procsim.units import NSEC
 
 MS = NSEC // 1000
 INIT_AT = (0.2, 0.4)          # s: the kernel's own start before rest_init()

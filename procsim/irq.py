@@ -15,7 +15,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from procsim.mm.vmstat import pgpgout_kb
-from procsim.sched import CPU, NSEC
+from procsim.sched import CPU
+from procsim.units import NSEC
 
 if TYPE_CHECKING:
     from procsim.kernel import Kernel

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from procsim import nsproxy, resource, utsname
 from procsim.config import KernelConfig
 from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm import memory as M
@@ -33,7 +34,7 @@ from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_G
                             VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_LOCKED, VM_MAYEXEC,
                             VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE, VM_PFNMAP, VM_READ,
                             VM_PROT_MASK, VM_SHARED, VM_VVAR, VM_WRITE, VM_HUGEPAGE, VM_NOHUGEPAGE,
-                            prot_to_vm)
+                            PROT_READ, PROT_WRITE, prot_to_vm)
 from procsim.sched import NSEC, Sched
 from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
 from procsim.task import (PF_FORKNOEXEC, PF_KTHREAD, PF_NO_SETAFFINITY, PF_NOFREEZE, PF_NOT_INHERITED,
@@ -95,6 +96,9 @@ class Kernel:
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
         self.sched = Sched(config, self.tasks)
         self.vfs = VFS()
+        self.uts = utsname.UtsName(config.hostname.encode())  # nodename, domainname (init_uts_ns)
+        self.init_ns = nsproxy.init_namespaces()  # the initial namespace of each kind, by kind
+        self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         self._max_threads: int | None = None  # kernel.threads-max, once written
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
         self.last_pid = 0
@@ -249,8 +253,10 @@ class Kernel:
                    cmdline: list[str], environ: list[str], exe: str | None, comm: str,
                    flags: int, pgid: int | None = None, sid: int | None = None) -> Task:
         tg = ThreadGroup(tgid, parent, pgid or tgid, sid or tgid, cred, mm, cmdline, environ, exe)
+        tg.rlim = list(parent.rlim) if parent is not None else resource.init_rlimits(self.max_threads)
         t = Task(tgid, tg, comm[:15] if mm is not None else comm, self.now, flags=flags)
         t.cpus_allowed = self.sched.all_cpus_mask
+        t.nsproxy = parent.leader.nsproxy if parent is not None else self.init_nsproxy
         tg.threads.append(t)
         if mm is not None:
             mm.users += 1
@@ -337,7 +343,8 @@ class Kernel:
             tid = self._alloc_pid(tid)
             t = Task(tid, tg, (comm or creator.comm)[:15], self.now,
                      flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
-                     cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1)
+                     cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1,
+                     nsproxy=creator.nsproxy)
             tg.threads.append(t)
             self.tasks[tid] = t
             if tg.mm is not None:
@@ -671,7 +678,8 @@ class Kernel:
         if flush is not None:
             self.sched.flush_tlb(t.mm, t.cpu, flush, self.jiffies)
 
-    def mmap(self, tid: int, length: int, prot: int = 3, flags: int = MAP_PRIVATE | MAP_ANONYMOUS,
+    def mmap(self, tid: int, length: int, prot: int = PROT_READ | PROT_WRITE,
+             flags: int = MAP_PRIVATE | MAP_ANONYMOUS,
              addr: int = 0, path: str | None = None, offset: int = 0, writable: bool = True) -> int:
         """mmap(2). `path` names the file for file mappings (`writable`: opened O_RDWR)."""
         with self.lock:
@@ -703,7 +711,7 @@ class Kernel:
                 if anon:
                     file = self.vfs.shmem(length)
                 else:
-                    if not writable and prot & 2:  # before vfs.file() grows the inode
+                    if not writable and prot & PROT_WRITE:  # before vfs.file() grows the inode
                         raise _err(errno.EACCES, "PROT_WRITE on a file opened read-only")
                     file = self.vfs.file(path, offset + length, writable)
                     # VM_SHARED/VM_MAYWRITE follow this open's mode, not whether the
@@ -715,7 +723,7 @@ class Kernel:
                 if not anon:
                     file = self.vfs.file(path, offset + length)
                     pgoff = offset >> 12
-                if prot & 2 and not flags & MAP_NORESERVE:
+                if prot & PROT_WRITE and not flags & MAP_NORESERVE:
                     vmf |= VM_ACCOUNT
             if flags & MAP_NORESERVE:  # do_mmap() sets it whatever prot and kind are
                 vmf |= VM_NORESERVE
@@ -1186,6 +1194,39 @@ class Kernel:
         with self.lock:
             self._max_threads = n
             self.generation += 1
+
+    def prlimit(self, pid: int, res: int, new: resource.Rlimit | None = None) -> resource.Rlimit:
+        """prlimit(2) by the process itself: the old limit; with `new`, set
+        it if do_prlimit() allows (a raised hard limit needs the process to
+        be root, CAP_SYS_RESOURCE)."""
+        with self.lock:
+            tg = self.task(pid).tg
+            if not 0 <= res < resource.RLIM_NLIMITS:
+                raise _err(errno.EINVAL, f"prlimit: no resource {res}")
+            old = tg.rlim[res]
+            if new is not None:
+                try:
+                    resource.check_new(old, new, res, tg.cred.euid == 0)
+                except OSError as e:
+                    raise _err(e.errno, f"prlimit: {e.strerror}") from None
+                tg.rlim[res] = new
+                self._changed("rlimit", pid=tg.tgid, resource=res)
+            return old
+
+    def sethostname(self, name: bytes) -> None:
+        """sethostname(2): the utsname nodename."""
+        self._set_uts("nodename", name)
+
+    def setdomainname(self, name: bytes) -> None:
+        """setdomainname(2): the utsname domainname (NIS)."""
+        self._set_uts("domainname", name)
+
+    def _set_uts(self, field: str, name: bytes) -> None:
+        if len(name) > utsname.NEW_UTS_LEN:
+            raise _err(errno.EINVAL, f"{field}: longer than {utsname.NEW_UTS_LEN} bytes")
+        with self.lock:
+            setattr(self.uts, field, name)
+            self._changed("uts", field=field)
 
     def set_pid_max(self, n: int) -> None:
         """kernel.pid_max: pids at or above it are no longer handed out

@@ -29,11 +29,11 @@ import numpy as np
 from procsim.mm import memory as M
 from procsim.mm.hugetlb import HPAGE_ORDER, HPAGE_SHIFT, HPAGE_SIZE, HUGETLB_ANON_PATH, HUGETLBFS_DEV
 from procsim.mm.maps_format import maps_line
-from procsim.mm.mm import MM, MMError, TASK_SIZE
-from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE
+from procsim.mm.mm import MM, MMError
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB,
                             VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE,
                             VM_PROT_MASK, VM_READ, VM_SHARED, VM_VVAR, VM_WRITE, VMA, File)
+from procsim.units import PAGE_SHIFT, PAGE_SIZE, TASK_SIZE
 from procsim.vfs import SHMEM_DEV, VFS, default_build_id, looks_like_elf
 
 BUILD_ID_SIZE_MAX = 20

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-PROT_BITS = {"r": 1, "w": 2, "x": 4, "-": 0}  # PROT_READ, PROT_WRITE, PROT_EXEC
+from procsim.mm.vma import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
+
+PROT_BITS = {"r": PROT_READ, "w": PROT_WRITE, "x": PROT_EXEC, "-": PROT_NONE}
 SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from procsim.config import KernelConfig
 from procsim.mm.mm import MM, Flush
 from procsim.task import Task
+from procsim.units import NSEC
 
-NSEC = 1_000_000_000
 TLB_SINGLE_PAGE_FLUSH_CEILING = 33
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from procsim.mm.mm import MM
+from procsim.nsproxy import Nsproxy
+from procsim.resource import Rlimit
 
 # PF_* flags shown in /proc/PID/stat field 9 (include/linux/sched.h).
 PF_EXITING = 0x4
@@ -84,6 +86,7 @@ class ThreadGroup:
     # signal->oom_score_adj and the floor an unprivileged writer may not go below
     oom_score_adj: int = 0
     oom_score_adj_min: int = 0
+    rlim: list[Rlimit] = field(default_factory=list)  # signal->rlim (procsim/resource.py)
 
     @property
     def leader(self) -> "Task":
@@ -123,6 +126,7 @@ class Task:
     # the signal the parent gets at exit (stat field 38): SIGCHLD for a fork,
     # -1 for a CLONE_THREAD thread, 0 for kthreadd (kernel_thread() without SIGCHLD)
     exit_signal: int = SIGCHLD
+    nsproxy: Nsproxy | None = None  # the namespaces it sees (procsim/nsproxy.py)
     dead: bool = False  # exited thread (non-leaders vanish, leaders wait for the group)
 
     @property

@@ -1,4 +1,5 @@
-"""The kernel's release and build banner (init/version.c): /proc/version is
+"""utsname: the kernel's release and build banner (init/version.c), and the
+names a system sets at run time (nodename, domainname). /proc/version is
 linux_proc_banner, "Linux version <release> (<by>@<host>) (<compiler>)
 <UTS_VERSION>", and its release is the same utsname release that
 /proc/sys/kernel/osrelease prints, so one cannot disagree with the other.
@@ -7,7 +8,9 @@ linux_proc_banner, "Linux version <release> (<by>@<host>) (<compiler>)
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
+NEW_UTS_LEN = 64  # __NEW_UTS_LEN: the longest nodename or domainname
 DEFAULT_RELEASE = "6.18.0-procsim"
 COMPILER = "gcc (GCC) 14.2.0, GNU ld (GNU Binutils) 2.43.1"
 HOST_VERSION = "/proc/version"
@@ -53,3 +56,11 @@ def resolve(osrelease: str | None, version: str | None, btime: int) -> tuple[str
     if osrelease is not None and osrelease != release:
         raise ValueError(f"osrelease {osrelease!r} disagrees with the release in version ({release!r})")
     return release, banner
+
+
+@dataclass
+class UtsName:
+    """The names sethostname(2) and setdomainname(2) change (the rest of
+    utsname is fixed at build: release and version, above)."""
+    nodename: bytes
+    domainname: bytes = b"(none)"

@@ -46,6 +46,7 @@ import numpy as np
 from procsim.mm.access_log import AccessLog, sorted_unique
 from procsim.mm.memory import OutOfMemory
 from procsim.mm.vma import VM_EXEC, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE
+from procsim.units import NSEC, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE
 
 if TYPE_CHECKING:
     from procsim.kernel import Kernel
@@ -53,10 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NSEC = 1_000_000_000
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
-TASK_SIZE = 0x7FFFFFFFF000
 DEFAULT_TICK = 0.01
 MIN_TICK, MAX_TICK = 1e-4, 60.0
 MAX_RATE = 1e9          # accesses per second

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PAGE_SHIFT = 12
+from procsim.units import PAGE_SHIFT
+
 CHUNK_SHIFT = 9                  # pages per chunk: one PTE table
 CHUNK_PAGES = 1 << CHUNK_SHIFT
 _WORDS = CHUNK_PAGES // 64       # 8 u64 words of bitmap per chunk

@@ -27,9 +27,9 @@ from procsim.mm.counter_tree import RssStat
 from procsim.mm.mmap_lock import MmapLock, mmap_write_lock, vma_start_write
 from procsim.mm.rmap import AnonVma, set_anon_rmap, set_file_rmap
 from procsim.mm.vmatree import VMATree
+from procsim.units import TASK_SIZE
 
 MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES = range(4)
-TASK_SIZE = 0x7FFFFFFFF000
 MMAP_MIN_ADDR = 0x10000
 # a new anonymous folio: its dirtiness is in the PTE that maps it, not the folio
 ANON_NEW = M.PG_ANON | M.PG_LRU

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from procsim.mm.counter_tree import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
-from procsim.mm.pagetable import PAGE_SIZE
 from procsim.task import PF_KTHREAD, Task, ThreadGroup
+from procsim.units import PAGE_SIZE
 
 if TYPE_CHECKING:
     from procsim.kernel import Kernel
@@ -98,16 +98,6 @@ def oom_badness(tg: ThreadGroup, totalpages: int) -> int:
     LONG_MIN for what must never be chosen (unkillable, no mm, adj -1000)."""
     base = _base(tg, totalpages)
     return LONG_MIN if base is None else _rss_precise(tg) + base
-
-
-def badness_bounds(tg: ThreadGroup, totalpages: int) -> tuple[int, int] | None:
-    """Pass 1: bounds of oom_badness() from the approximate sums; None when
-    the process is not eligible."""
-    base = _base(tg, totalpages)
-    if base is None:
-        return None
-    lo, hi = _rss_bounds(tg)
-    return lo + base, hi + base
 
 
 def proc_oom_score(tg: ThreadGroup, totalpages: int) -> int:

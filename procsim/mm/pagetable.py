@@ -21,8 +21,8 @@ from collections.abc import Iterator
 import numpy as np
 from sortedcontainers import SortedDict, SortedSet
 
-PAGE_SHIFT = 12
-PAGE_SIZE = 1 << PAGE_SHIFT
+from procsim.units import PAGE_SHIFT, PAGE_SIZE
+
 PTRS_PER_TABLE = 512
 PMD_SHIFT = PAGE_SHIFT + 9
 PMD_SIZE = 1 << PMD_SHIFT

@@ -21,11 +21,11 @@ from procsim.mm.hugetlb import HPAGE_NR
 from procsim.mm.mm import MM
 from procsim.mm.vma import VM_ACCOUNT
 from procsim.mm.zone import OVERCOMMIT_RATIO, Zones, zones
+from procsim.units import PAGE_SIZE
 
 if TYPE_CHECKING:
     from procsim.kernel import Kernel
 
-PAGE_SIZE = 4096
 PAGE_KB = PAGE_SIZE // 1024
 HPAGE_KB = 2048
 GiB_KB = 1 << 20

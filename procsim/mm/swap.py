@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from procsim.mm.pagetable import PAGE_SIZE
+from procsim.units import PAGE_SIZE
+
 
 
 class SwapDevice:

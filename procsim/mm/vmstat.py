@@ -24,7 +24,8 @@ pswpin/pswpout are the swap device's own counts (procsim/mm/swap.py).
 
 from __future__ import annotations
 
-NSEC = 1_000_000_000  # as procsim.sched's (which imports mm: no import here)
+from procsim.units import NSEC
+
 
 PGPGOUT_KB_PER_S = 2  # journal and log writes of an idle server
 

@@ -10,7 +10,9 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-PAGE_KB = 4
+from procsim.units import PAGE_SIZE
+
+PAGE_KB = PAGE_SIZE // 1024
 
 DMA_PAGES = 3840             # ZONE_DMA managed pages on a PC: 16 MiB less firmware areas
 DMA32_PAGES = 0xC0000 - 4096  # RAM below the PCI hole at 3 GiB, less ZONE_DMA

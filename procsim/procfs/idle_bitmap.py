@@ -11,10 +11,9 @@ import errno
 import numpy as np
 
 from procsim.mm import idle
-from procsim.mm.mm import TASK_SIZE
-from procsim.mm.pagetable import PAGE_SHIFT
 from procsim.procfs import maps
 from procsim.procfs.context import Ctx
+from procsim.units import PAGE_SHIFT, TASK_SIZE
 
 WORD = 8
 BITS = 64

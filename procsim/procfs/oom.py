@@ -7,62 +7,20 @@ from __future__ import annotations
 
 import errno
 
+from procsim.kstrtox import kstrtoint, strstrip
 from procsim.mm import oom as O
 from procsim.mm.counter_tree import NR_MM_COUNTERS, RSS_NAMES
 from procsim.procfs.context import Ctx
+from procsim.units import K
 
 PROC_NUMBUF = 13   # writes: at most PROC_NUMBUF - 1 bytes are looked at, the count is returned
-_SPACE = b" \t\n\v\f\r\xa0"  # isspace() of the kernel's Latin-1 ctype table (strstrip)
-_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
-
-
-def kstrtoint(s: bytes) -> int:
-    """kstrtoint(s, 0): an optional sign, then 0x.. hex, 0.. octal or decimal
-    digits, one trailing newline at most; EINVAL for anything else, ERANGE
-    for what does not fit an int."""
-    neg = s[:1] == b"-"
-    if neg:
-        s = s[1:]            # kstrtoll(): what follows '-' may not have a sign
-    elif s[:1] == b"+":
-        s = s[1:]            # kstrtoull() skips one '+'
-    base = 10
-    if s[:1] == b"0":
-        if s[1:2] in (b"x", b"X") and s[2:3] and s[2:3] in b"0123456789abcdefABCDEF":
-            base, s = 16, s[2:]
-        else:
-            base = 8
-    value, n = 0, 0
-    for c in s:
-        d = c - 48 if 48 <= c <= 57 else (c | 0x20) - 87 if 97 <= (c | 0x20) <= 102 else 99
-        if d >= base:
-            break
-        value = value * base + d
-        n += 1
-    if value >= 1 << 64:
-        raise OSError(errno.ERANGE, "out of range")
-    if not n:
-        raise OSError(errno.EINVAL, "not a number")
-    rest = s[n:]
-    if rest[:1] == b"\n":
-        rest = rest[1:]
-    if rest:
-        raise OSError(errno.EINVAL, "not a number")
-    if neg:
-        if value > 1 << 63:
-            raise OSError(errno.ERANGE, "out of range")
-        value = -value
-    elif value >= 1 << 63:
-        raise OSError(errno.ERANGE, "out of range")
-    if not _INT_MIN <= value <= _INT_MAX:
-        raise OSError(errno.ERANGE, "out of int range")
-    return value
 
 
 def _parse_write(data: bytes) -> tuple[int, int]:
     """What oom_{score_,}adj_write() read: (count, value)."""
     count = min(len(data), PROC_NUMBUF - 1)
-    text = data[:count].split(b"\0", 1)[0].strip(_SPACE)
-    return count, kstrtoint(text)
+    text = strstrip(data[:count].split(b"\0", 1)[0])
+    return count, kstrtoint(text, 0)
 
 
 def _set(ctx: Ctx, value: int, legacy: bool) -> None:
@@ -128,8 +86,6 @@ def _stamp(ns: int) -> str:
     return f"[{ns // 1_000_000_000:5d}.{ns // 1000 % 1_000_000:06d}] "
 
 
-def _kb(pages: int) -> int:
-    return pages * 4
 
 
 def event_lines(ev: O.OomEvent) -> list[str]:
@@ -150,8 +106,8 @@ def event_lines(ev: O.OomEvent) -> list[str]:
     if v is not None:
         out.append(f"oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,"
                    f"task_memcg=/,task={v.comm},pid={v.pid},uid={v.uid}")
-        out.append(f"Out of memory: Killed process {v.pid} ({v.comm}) total-vm:{_kb(v.total_vm)}kB, "
-                   f"anon-rss:{_kb(v.rss_anon)}kB, file-rss:{_kb(v.rss_file)}kB, shmem-rss:{_kb(v.rss_shmem)}kB, "
+        out.append(f"Out of memory: Killed process {v.pid} ({v.comm}) total-vm:{K(v.total_vm)}kB, "
+                   f"anon-rss:{K(v.rss_anon)}kB, file-rss:{K(v.rss_file)}kB, shmem-rss:{K(v.rss_shmem)}kB, "
                    f"UID:{v.uid} pgtables:{v.pgtables_bytes >> 10}kB oom_score_adj:{v.oom_score_adj}")
     sel = "two-pass" if ev.two_pass else "exhaustive"
     best = "-" if ev.best_lo is None else ev.best_lo

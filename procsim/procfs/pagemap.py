@@ -10,10 +10,9 @@ import errno
 import numpy as np
 
 from procsim.mm import stats
-from procsim.mm.mm import TASK_SIZE
-from procsim.mm.pagetable import PAGE_SHIFT
 from procsim.procfs import maps
 from procsim.procfs.context import Ctx
+from procsim.units import PAGE_SHIFT, TASK_SIZE
 
 ENTRY = 8
 PAGES_PER_SECTION = 1 << 15  # 128 MiB memory sections on x86_64

@@ -7,21 +7,16 @@ from procsim.bitmap import list_str, mask_str
 from procsim.mm.mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
 from procsim.procfs.context import Ctx
 from procsim.task import STATE_NAMES, Task
+from procsim.units import PAGE_SIZE, K, clock_t
 
-PAGE_SIZE = 4096
-TICK_NS = 10_000_000  # USER_HZ = 100
 RLIM_INFINITY = 18446744073709551615
 NODE_BITS = 1024
 MEMS_ALLOWED = mask_str(1, NODE_BITS)
 CAP_FULL = 0x000001FFFFFFFFFF
 
 
-def _ticks(ns: int) -> int:
-    return ns // TICK_NS
-
-
 def _kb(pages: int) -> str:
-    return f"{pages * 4:>8} kB"
+    return f"{K(pages):>8} kB"
 
 
 def _text_bytes(mm: MM) -> int:
@@ -57,14 +52,13 @@ def _mm(ctx: Ctx) -> MM | None:
 
 def status(ctx: Ctx) -> bytes:
     t, tg, k = ctx.task, ctx.task.tg, ctx.kernel
-    view = t if ctx.thread_view or not t.dead else t  # the leader's own state for /proc/PID
     c = tg.cred
     mm = _mm(ctx)
     name = t.comm.replace("\\", "\\\\").replace("\n", "\\n")
     out = [f"Name:\t{name}\n"]
     if not tg.zombie and not t.dead:  # exit_fs() cleared task->fs
         out.append(f"Umask:\t{tg.umask:04o}\n")
-    state = "Z" if tg.zombie else view.state
+    state = "Z" if tg.zombie else t.state
     groups = " ".join(map(str, c.groups)) + " "  # trailing space even when empty
     pgid = tg.pgid
     out.append(
@@ -165,8 +159,8 @@ def stat(ctx: Ctx) -> bytes:
     fields = (
         state, _ppid(t), tg.pgid, tg.sid, tg.tty_nr, tg.tpgid, t.flags,
         minflt, 0, majflt, 0,
-        _ticks(utime), _ticks(stime), _ticks(tg.cutime), _ticks(tg.cstime),
-        t.prio, t.nice, nthreads, 0, _ticks(t.start_time), vsize, rss, RLIM_INFINITY,
+        clock_t(utime), clock_t(stime), clock_t(tg.cutime), clock_t(tg.cstime),
+        t.prio, t.nice, nthreads, 0, clock_t(t.start_time), vsize, rss, RLIM_INFINITY,
         code[0], code[1], stack, 0, 0,
         t.sig_pending & 0x7FFFFFFF, t.sig_blocked & 0x7FFFFFFF,
         tg.sig_ignore & 0x7FFFFFFF, tg.sig_catch & 0x7FFFFFFF,

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-PAGE_SIZE = 4096
+from procsim.units import PAGE_SIZE
+
 
 
 class SeqOps(Protocol):

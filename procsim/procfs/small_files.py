@@ -1,5 +1,5 @@
 """Small machine-wide files: /proc/version, the kernel sysctls ps and top
-read (osrelease, pid_max, threads-max) and /sys/devices/system/cpu/online
+read (osrelease, hostname, domainname, pid_max, threads-max) and /sys/devices/system/cpu/online
 and possible."""
 
 from __future__ import annotations
@@ -17,6 +17,14 @@ def version(ctx: Ctx) -> bytes:
 
 def osrelease(ctx: Ctx) -> bytes:
     return f"{ctx.kernel.config.osrelease}\n".encode()
+
+
+def hostname(ctx: Ctx) -> bytes:
+    return ctx.kernel.uts.nodename
+
+
+def domainname(ctx: Ctx) -> bytes:
+    return ctx.kernel.uts.domainname
 
 
 def pid_max(ctx: Ctx) -> bytes:

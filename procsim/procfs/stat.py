@@ -8,15 +8,9 @@ from functools import lru_cache
 
 from procsim.irq import IrqSnapshot, irq_snapshot
 from procsim.procfs.context import Ctx
-from procsim.sched import CPU, NSEC
+from procsim.sched import CPU
+from procsim.units import NSEC, clock_t
 
-USER_HZ = 100
-TICK_NS = NSEC // USER_HZ  # one USER_HZ clock tick
-
-
-def _ticks(ns: int) -> int:
-    """nsec_to_clock_t()."""
-    return ns // TICK_NS
 
 @lru_cache(maxsize=64)
 def _zeros(n: int) -> str:
@@ -54,8 +48,8 @@ def stat(ctx: Ctx) -> bytes:
     rows = [_cpu_row(c) for c in cpus]
     # The aggregate converts the summed ns, so it may exceed the per-CPU sum.
     agg = [sum(col) for col in zip(*rows)]
-    lines = ["cpu  " + " ".join(str(_ticks(v)) for v in agg) + " 0 0 0"]
-    lines += [f"cpu{c.id} " + " ".join(str(_ticks(v)) for v in r) + " 0 0 0" for c, r in zip(cpus, rows)]
+    lines = ["cpu  " + " ".join(str(clock_t(v)) for v in agg) + " 0 0 0"]
+    lines += [f"cpu{c.id} " + " ".join(str(clock_t(v)) for v in r) + " 0 0 0" for c, r in zip(cpus, rows)]
     irqs = irq_snapshot(k)
     lines.append(_intr_line(irqs))
     running, blocked = k.sched.nr_running(), k.sched.nr_uninterruptible()
@@ -69,8 +63,8 @@ def stat(ctx: Ctx) -> bytes:
 def uptime(ctx: Ctx) -> bytes:
     """Both numbers truncated to 1/100 s; idle sums all CPUs (iowait excluded)."""
     k = ctx.kernel
-    up = _ticks(k.now)
-    idle = _ticks(sum(c.idle for c in k.sched.cpus))
+    up = clock_t(k.now)
+    idle = clock_t(sum(c.idle for c in k.sched.cpus))
     return f"{up // 100}.{up % 100:02d} {idle // 100}.{idle % 100:02d}\n".encode()
 
 

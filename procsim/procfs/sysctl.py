@@ -1,5 +1,6 @@
-"""/proc/sys semantics: how an integer sysctl is read and written
-(kernel/sysctl.c proc_dointvec_minmax, sysctl_writes_strict = 1).
+"""/proc/sys semantics: how an integer or string sysctl is read and written
+(kernel/sysctl.c proc_dointvec_minmax and proc_dostring, sysctl_writes_strict
+= 1).
 
 The render functions give a sysctl's current text; these wrappers add what
 the handler does with offsets and input, and call a kernel setter with a
@@ -12,11 +13,12 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
+from procsim.kstrtox import INT_MAX, parse_integer, parse_integer_fixup_radix
 from procsim.procfs.context import Ctx
+from procsim.utsname import NEW_UTS_LEN
+from procsim.units import PAGE_SIZE
 
-PAGE_SIZE = 4096
 TMPBUFLEN = 22       # proc_get_long's buffer: 21 digits is taken as too long
-INT_MAX = (1 << 31) - 1
 _WSPACE = b" \t\n"   # proc_wspace_sep
 
 
@@ -25,25 +27,13 @@ def _einval() -> OSError:
 
 
 def _strtoul(s: bytes) -> tuple[int, int]:
-    """simple_strtoul with base 0 (0x hex, 0 octal): (value, digits used);
-    OverflowError past unsigned long, as _parse_integer reports it."""
-    base, i = 10, 0
-    if s[:1] == b"0":
-        if s[1:2] in (b"x", b"X") and s[2:3] and s[2:3] in b"0123456789abcdefABCDEF":
-            base, i = 16, 2
-        else:
-            base = 8
-    v, j = 0, i
-    while j < len(s):
-        c = s[j]
-        d = c - 48 if 48 <= c <= 57 else (c | 0x20) - 87 if 97 <= (c | 0x20) <= 102 else 99
-        if d >= base:
-            break
-        v = v * base + d
-        if v >> 64:
-            raise OverflowError
-        j += 1
-    return v, j
+    """strtoul_lenient() with base 0 (0x hex, 0 octal): (value, bytes used);
+    OverflowError past unsigned long."""
+    base, skip = parse_integer_fixup_radix(s, 0)
+    v, n, overflow = parse_integer(s[skip:], base)
+    if overflow:
+        raise OverflowError
+    return v, skip + n
 
 
 def parse_int(data: bytes) -> tuple[int, int]:
@@ -114,3 +104,40 @@ MAX_THREADS = 0x3FFFFFFF  # FUTEX_TID_MASK
 
 pid_max_write = dointvec_minmax_write(RESERVED_PIDS + 1, PID_MAX_LIMIT, lambda ctx, v: ctx.kernel.set_pid_max(v))
 threads_max_write = dointvec_minmax_write(1, MAX_THREADS, lambda ctx, v: ctx.kernel.set_max_threads(v))
+
+
+# -- strings (proc_dostring, as proc_do_uts_string uses it) ---------------------
+
+
+def dostring_read(value: Callable[[Ctx], bytes]) -> Callable[[Ctx, int, int], bytes]:
+    """A string sysctl read at any offset: the rest of the string from there
+    and the newline, EOF past it (so a byte-at-a-time reader gets it all)."""
+    def pread(ctx: Ctx, size: int, offset: int) -> bytes:
+        data = value(ctx)
+        return (data + b"\n")[offset:offset + size] if offset <= len(data) else b""
+    return pread
+
+
+def dostring_write(maxlen: int, value: Callable[[Ctx], bytes], store: Callable[[Ctx, bytes], None]
+                   ) -> Callable[[Ctx, bytes, int], int]:
+    """A string sysctl write (sysctl_writes_strict = 1): written at its offset
+    into the current string, up to a NUL or newline, truncated silently at
+    maxlen - 1 bytes; the whole write is taken. Past the string's end it is
+    ignored."""
+    def pwrite(ctx: Ctx, data: bytes, offset: int) -> int:
+        if not data:
+            return 0
+        old = value(ctx)[:maxlen - 1]
+        if offset > len(old):
+            return len(data)
+        text = data.split(b"\0", 1)[0].split(b"\n", 1)[0]
+        store(ctx, (old[:offset] + text)[:maxlen - 1])
+        return len(data)
+    return pwrite
+
+
+# kernel/utsname_sysctl.c: the uts strings (sizeof(new_utsname.nodename) = 65)
+hostname_write = dostring_write(NEW_UTS_LEN + 1, lambda ctx: ctx.kernel.uts.nodename,
+                                lambda ctx, v: ctx.kernel.sethostname(v))
+domainname_write = dostring_write(NEW_UTS_LEN + 1, lambda ctx: ctx.kernel.uts.domainname,
+                                  lambda ctx, v: ctx.kernel.setdomainname(v))

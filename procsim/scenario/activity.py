@@ -17,7 +17,7 @@ from procsim.kernel import Kernel, KernelError
 from procsim.params import INT, SIZE, ParamError
 from procsim.scenario.names import ADDR_ARGS, PID_ARGS, Names
 from procsim.scenario.schema import EVENT, ScenarioError, _fields, _is_int, _t_str
-from procsim.sched import NSEC
+from procsim.units import NSEC
 
 log = logging.getLogger("procsim.scenario")
 

@@ -21,7 +21,7 @@ from procsim.scenario.memory import MemoryBuilder
 from procsim.scenario.names import _REGISTRY, Names
 from procsim.scenario.processes import ProcessBuilder
 from procsim.scenario.schema import KTHREAD, TOP, ScenarioError, _fields, _is_int
-from procsim.sched import NSEC
+from procsim.units import NSEC
 
 
 class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder):

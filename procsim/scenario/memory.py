@@ -10,8 +10,9 @@ from procsim.kernel import Kernel
 from procsim.scenario.names import Names
 from procsim.scenario.schema import (LIB, MAP, PROTECT, WORKLOAD, ScenarioError, _fields, _t_prot,
                                      parse_size)
+from procsim.units import PAGE_SIZE
 
-PAGE = 4096
+PAGE = PAGE_SIZE
 
 
 class MemoryBuilder:

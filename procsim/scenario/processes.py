@@ -155,8 +155,8 @@ class ProcessBuilder:
         stack = tv.get("stack", THREAD_STACK)
         if stack:  # glibc's allocate_stack: PROT_NONE, then all but the guard made rw
             size = -(-stack // PAGE) * PAGE + GUARD
-            base = self._exec(where, "mmap", pid=tid, length=size, prot=0)
-            self._exec(where, "mprotect", pid=tid, addr=base + GUARD, length=size - GUARD, prot=3)
+            base = self._exec(where, "mmap", pid=tid, length=size, prot="none")
+            self._exec(where, "mprotect", pid=tid, addr=base + GUARD, length=size - GUARD, prot="rw")
             self._exec(where, "touch", pid=tid, addr=base + size - 2 * PAGE, length=2 * PAGE, write=True)
         return tid
 

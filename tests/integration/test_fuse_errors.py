@@ -445,6 +445,15 @@ def test_sysctl_writes_change_the_simulated_kernel(procsim_machine):
         m.ctl.spawn(argv=["/usr/bin/y"])  # copy_process: nr_threads >= max_threads
     assert e.value.errno == errno.EAGAIN
     assert sum(len(os.listdir(f"{m.proc}/{p}/task")) for p in os.listdir(m.proc) if p.isdigit()) == nr
+    # the uts strings: `hostname` style writes, read back by cat; a nobody writer is refused
+    with open(f"{m.proc}/sys/kernel/hostname", "w") as f:
+        f.write("db02\n")
+    out = subprocess.run(["cat", f"{m.proc}/sys/kernel/hostname", f"{m.proc}/sys/kernel/domainname"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == "db02\n(none)\n"
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
+                        f"echo x > {m.proc}/sys/kernel/hostname"], capture_output=True, text=True)
+    assert r.returncode and "Permission denied" in r.stderr and read(f"{m.proc}/sys/kernel/hostname") == "db02\n"
 
 
 # -- answers FUSE gives itself (README, "What FUSE decides") ------------------------------
