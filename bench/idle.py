@@ -14,7 +14,7 @@ process with SIZE of anonymous memory mapped and touched in 4 KiB pages
   MNT/proc/100/maps with os.pread (128 KiB calls), counting accessed pages
   (popcount of the complement), once with every page accessed (just
   touched) and once after a random 10% working set was accessed
-  (`bench_ws`: MM.access of random pages, untimed). One read both reports
+  (`bench_ws`: memory.access of random pages, untimed). One read both reports
   and resets (test-and-clear); goal < 2 s at 1 TiB;
 * global route (wss-v1 style, with whole runs of words): read the mapped
   ranges' pagemap (the PFNs), write ones to the page_idle bitmap words

@@ -21,7 +21,7 @@ from procsim.bitmap import parse_list
 from procsim.kernel import MADVISE_NAMES, MREMAP_FIXED, MREMAP_MAYMOVE, Kernel, KernelError
 from procsim.mm import oom, stats
 from procsim.mm.counter_tree import NR_MM_COUNTERS, RSS_NAMES
-from procsim.mm.memory import OutOfMemory
+from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.params import (BOOL, CPULIST, INT, KB, PROT, RAW, REQUIRED, SECONDS, SIZE, STR, STR_MAP, STRS,
                             Param, ParamError, Type)

@@ -26,9 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from procsim.mm import memory as M
+from procsim.binfmt_elf import set_args
+from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_ORDER, HPAGE_SHIFT, HPAGE_SIZE, HUGETLB_ANON_PATH, HUGETLBFS_DEV
+from procsim.mm import memory
 from procsim.mm.maps_format import maps_line
+from procsim.mm.mmap import exit_mmap, install_vma
 from procsim.mm.mm import MM, MMError
 from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB,
                             VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_NORESERVE,
@@ -123,7 +126,7 @@ class Replay:
         return self.mm
 
     def abort(self) -> None:
-        self.mm.teardown()
+        exit_mmap(self.mm)
 
 
 class _Builder:
@@ -242,7 +245,7 @@ def build(mem: M.MemMap, vfs: VFS, vdso_pages: np.ndarray, path: str, argv: list
         _mark_malloc_heaps(vmas)
         b.finish()
         for v in vmas:
-            mm.install_vma(v)
+            install_vma(mm, v)
             if v.is_hugetlb:  # once installed, so that abort() releases it
                 _reserve_hugetlb(mem, v)
         _set_brk(mm, vmas, lines)
@@ -352,7 +355,7 @@ def _set_stack(mm: MM, vmas: list[VMA], lines: list[MapsLine], path: str, argv: 
     stack = next((v for v, ln in zip(vmas, lines) if ln.name == "[stack]"), None)
     if stack is None:
         return
-    sp = mm.set_args(stack.end, path, argv, envp)
+    sp = set_args(mm, stack.end, path, argv, envp)
     mm.start_stack = min(max(sp, stack.start + 16), stack.end - 16)
 
 
@@ -371,7 +374,7 @@ def _map_vdso(mm: MM, vmas: list[VMA], vdso_pages: np.ndarray) -> None:
     """The vDSO text pages are mapped from exec on (as _exec_mm does)."""
     for v in vmas:
         if v.special == "[vdso]" and v.npages == len(vdso_pages):
-            mm.fault(v.start, v.end, False, vdso_pages)
+            memory.fault(mm, v.start, v.end, False, vdso_pages)
 
 
 def _set_build_ids(b: _Builder, vmas: list[VMA], path: str, build_ids: dict[str, str]) -> None:

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from procsim.mm.access_log import AccessLog, sorted_unique
-from procsim.mm.memory import OutOfMemory
+from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.vma import VM_EXEC, VM_IO, VM_PFNMAP, VM_READ, VM_WRITE
 from procsim.units import NSEC, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE
 

@@ -1,7 +1,7 @@
 """The ground truth of which pages an address space touched, and when.
 
-An `AccessLog` hangs on an mm (`mm.access_log`); `MM.access` reports every
-page a user access reaches and `MM.fault` every range it faults in. The log
+An `AccessLog` hangs on an mm (`mm.access_log`); `memory.access` reports every
+page a user access reaches and `memory.fault` every range it faults in. The log
 answers "which pages were touched in [t0, t1)" so that working-set
 estimates (smaps Referenced, the page_idle bitmap, idle_bitmap) can be
 scored against what really happened.

@@ -24,9 +24,14 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from procsim.mm import memory as M
-from procsim.mm.pagetable import PMD_SHIFT, PMD_SIZE
-from procsim.mm.vma import VM_MAYSHARE, VMA, File
+import numpy as np
+
+from procsim.mm import page_alloc as M
+from procsim.mm.mm import MM, MMError
+from procsim.mm.pagetable import (PAGE_SHIFT, PMD_SHIFT, PMD_SIZE, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT, PTE_PSE,
+                                  PTE_RW, PTE_USER)
+from procsim.mm.rmap import AnonVma
+from procsim.mm.vma import VM_MAYSHARE, VM_WRITE, VMA, File
 
 HPAGE_ORDER = 9
 HPAGE_NR = 1 << HPAGE_ORDER
@@ -34,6 +39,9 @@ HPAGE_SIZE = PMD_SIZE
 HPAGE_SHIFT = PMD_SHIFT
 HUGETLBFS_DEV = (0x00, 0x11)  # the internal hugetlbfs mount behind MAP_HUGETLB
 HUGETLB_ANON_PATH = "/anon_hugepage"
+# huge PTE bits of hugetlb entries (Python ints: one entry per 2 MiB page)
+HPTE_RW, HPTE_DIRTY, HPTE_ACCESSED = int(PTE_RW), int(PTE_DIRTY), int(PTE_ACCESSED)
+HPTE_BASE = int(PTE_PRESENT | PTE_USER | PTE_PSE)
 
 
 def huge_align(n: int) -> int:
@@ -176,3 +184,163 @@ class HugetlbPool:
         left = int(mem.large_mapcount[head])
         assert left >= 0, "hugetlb mapcount went negative"
         return left
+
+
+# -- faults, zap and fork of hugetlb mappings (mm/hugetlb.c) ----------------------
+
+def hugetlb_index(v: VMA, va: int) -> int:
+    """The huge page's index in the VMA's hugetlbfs file."""
+    return (v.pgoff + ((va - v.start) >> PAGE_SHIFT)) >> HPAGE_ORDER
+
+
+def hugetlb_fault_check(mm: MM, start: int, end: int, write: bool) -> None:
+    """Faults of [start, end) that need a pool page no reservation
+    covers (MAP_NORESERVE, a fork child's private pages, COW copies) take
+    it from the free pages nobody reserved; when there are too few the
+    access gets SIGBUS. Checked before any fault so that a failed touch
+    changes nothing. Reserved pages never fail (resv <= free)."""
+    pt, need = mm.pgtable, 0
+    for v in mm.vmas.overlapping(start, end):
+        if not v.is_hugetlb:
+            continue
+        lo, hi = max(start, v.start), min(end, v.end)
+        shared = bool(v.flags & VM_MAYSHARE)
+        for idx in range(lo >> PMD_SHIFT, ((hi - 1) >> PMD_SHIFT) + 1):
+            e = pt.hugetlb.get(idx)
+            i = hugetlb_index(v, idx << PMD_SHIFT)
+            if e is None:
+                if shared:
+                    f = v.file
+                    cached = i < len(f.cache) and f.cache[i] != 0
+                    need += not cached and i not in (f.resv or ())
+                else:
+                    need += v.resv is None or i not in v.resv.reserved
+            elif write and not shared and not e & HPTE_RW and mm.mem.large_mapcount[e >> PAGE_SHIFT] > 1:
+                need += 1
+    if need > mm.mem.hugetlb.available:
+        raise MMError(errno.EFAULT, "SIGBUS: no free huge page for the fault")
+
+
+def hugetlb_no_page(mm: MM, v: VMA, va: int) -> int:
+    """hugetlb_no_page(): the page for a fault at va: the hugetlbfs file's
+    page of a shared mapping (added to the file on first use), a new
+    anonymous page for a private one; a reservation is consumed if the
+    index has one."""
+    pool = mm.mem.hugetlb
+    i = hugetlb_index(v, va)
+    if v.flags & VM_MAYSHARE:
+        f = v.file
+        f.ensure(i + 1)
+        if f.cache[i]:
+            return int(f.cache[i])
+        reserved = f.resv is not None and i in f.resv
+        head = pool.alloc(reserved, anon=False)
+        if head < 0:
+            raise MMError(errno.EFAULT, "SIGBUS: no free huge page for the fault")
+        if reserved:
+            f.resv.discard(i)
+        f.cache[i] = head
+        return head
+    resv = v.resv
+    reserved = resv is not None and i in resv.reserved
+    head = pool.alloc(reserved, anon=True)
+    if head < 0:
+        raise MMError(errno.EFAULT, "SIGBUS: no free huge page for the fault")
+    if reserved:
+        resv.reserved.discard(i)
+    v.anon_vma = v.anon_vma or AnonVma()  # anon_vma_prepare() of a private fault
+    return head
+
+
+def hugetlb_fault(mm: MM, v: VMA, lo: int, hi: int, write: bool) -> int:
+    """hugetlb_fault() for the huge pages of [lo, hi): one minor fault per
+    huge page instantiated or write-faulted. A private read fault maps
+    the new page read-only (the next write reuses it: it is exclusive); a
+    shared mapping maps it writable when the VMA is."""
+    pt, pool = mm.pgtable, mm.mem.hugetlb
+    shared = bool(v.flags & VM_MAYSHARE)
+    faults = 0
+    for idx in range(lo >> PMD_SHIFT, ((hi - 1) >> PMD_SHIFT) + 1):
+        e = pt.hugetlb.get(idx)
+        if e is None:
+            head = hugetlb_no_page(mm, v, idx << PMD_SHIFT)
+            pool.map(head)
+            mm.hugetlb_usage += HPAGE_NR
+            rw = bool(v.flags & VM_WRITE) and (shared or write)
+            e = (head << PAGE_SHIFT) | HPTE_BASE | ((HPTE_RW | HPTE_DIRTY) if rw else 0)
+            faults += 1
+        elif write and not e & HPTE_RW:
+            e = hugetlb_wp(mm, v, e, shared)
+            faults += 1
+        pt.hugetlb[idx] = e | HPTE_ACCESSED
+        pt.mark_young(idx)
+    return faults
+
+
+def hugetlb_wp(mm: MM, v: VMA, e: int, shared: bool) -> int:
+    """hugetlb_wp(): a write to a read-only huge PTE. Shared: just make
+    it writable. Private: reuse the page if this is its only mapping,
+    else copy it into a pool page nobody reserved (simplification: the
+    reservation owner does not steal the page from its children)."""
+    if shared:
+        return e | HPTE_RW | HPTE_DIRTY
+    mem, pool = mm.mem, mm.mem.hugetlb
+    head = e >> PAGE_SHIFT
+    if mem.large_mapcount[head] == 1:
+        mem.flags[head: head + HPAGE_NR] |= np.uint32(M.PG_ANON_EXCLUSIVE)
+        return e | HPTE_RW | HPTE_DIRTY
+    new = pool.alloc(False, anon=True)
+    if new < 0:
+        raise MMError(errno.EFAULT, "SIGBUS: no free huge page for the copy")
+    pool.map(new)
+    if pool.unmap(head) == 0:
+        pool.free(head)
+    return (new << PAGE_SHIFT) | HPTE_BASE | HPTE_RW | HPTE_DIRTY
+
+
+def zap_hugetlb(mm: MM, v: VMA, start: int, end: int, close: bool) -> int:
+    """Unmap the huge pages of [start, end) (2 MiB aligned) in v. A
+    private page nobody maps any more goes back to the pool; a shared
+    one stays in its file until the file's last mapping goes.
+    `close` (munmap, exit): the range's unused reservations are released
+    (hugetlb_vm_op_close). Otherwise (MADV_DONTNEED) the reservation
+    owner gets the reservation of a freed private page back (6.18: Free
+    and Rsvd both went up by one)."""
+    pt, pool = mm.pgtable, mm.mem.hugetlb
+    shared = bool(v.flags & VM_MAYSHARE)
+    n = 0
+    for idx in pt.hugetlb_in(start, end):
+        head = pt.hugetlb.pop(idx) >> PAGE_SHIFT
+        mm.hugetlb_usage -= HPAGE_NR
+        n += 1
+        if pool.unmap(head) or shared:
+            continue
+        pool.free(head)
+        if not close and v.resv is not None and pool.reserve(1):
+            v.resv.reserved.add(hugetlb_index(v, idx << PMD_SHIFT))
+    if close and v.resv is not None:
+        i0, i1 = hugetlb_index(v, start), hugetlb_index(v, end)
+        gone = v.resv.reserved.intersection(range(i0, i1))
+        v.resv.reserved -= gone
+        pool.unreserve(len(gone))
+    return n
+
+
+def copy_hugetlb_page_range(mm: MM, v: VMA, child: "MM") -> None:
+    """copy_hugetlb_page_range(). A shared mapping is not copied (no
+    anon_vma: the child faults the file's pages in itself; 6.18: the
+    child's pagemap showed 0 until it touched the page). Private pages
+    are shared copy-on-write: both huge PTEs write-protected, the folio
+    mapped once more, no longer anon-exclusive (kpageflags after fork:
+    0x29818, DIRTY set and bit 34 gone). The child has no reservations."""
+    if v.flags & VM_MAYSHARE or v.anon_vma is None:
+        return
+    mem, pt, cpt = mm.mem, mm.pgtable, child.pgtable
+    for idx in pt.hugetlb_in(v.start, v.end):
+        e = pt.hugetlb[idx] & ~HPTE_RW
+        pt.hugetlb[idx] = cpt.hugetlb[idx] = e
+        head = e >> PAGE_SHIFT
+        mem.hugetlb.map(head)
+        sl = slice(head, head + HPAGE_NR)
+        mem.flags[sl] = (mem.flags[sl] | np.uint32(M.PG_DIRTY)) & ~np.uint32(M.PG_ANON_EXCLUSIVE)
+        child.hugetlb_usage += HPAGE_NR

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm.pagetable import (PAGE_SHIFT, PMD_SHIFT, POOL_ROWS, PTE_ACCESSED, PTE_PRESENT, PTRS_PER_TABLE,
                                   PageTable)
 from procsim.mm.rmap import clear_young

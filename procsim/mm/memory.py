@@ -1,513 +1,468 @@
-"""Physical memory: an array-backed mem_map indexed by PFN, folios, the rmap
-mapcounts (per page and per folio, with MM-ID owner tracking) and the frame
-allocator.
+"""Page faults, user accesses, zapping and population of an mm's page
+tables (mm/memory.c; populate is mm/gup.c's __mm_populate): anonymous,
+file, shmem and special-mapping faults, write-protect faults (COW), the
+swap-in fault, and the zap behind munmap, MADV_DONTNEED and exit.
 
-No Python object per page: every per-frame field is one numpy array. numpy
-arrays made with zeros() are backed by untouched anonymous memory, so a
-large machine costs nothing until its frames are used.
+Huge PMDs and large folios are mm/huge_memory.py's, hugetlb pages
+mm/hugetlb.py's; these functions call into them.
 """
 
 from __future__ import annotations
 
-import weakref
+import errno
 
 import numpy as np
 
-from procsim.mm.swap import SwapDevice
-from procsim.mm.thp import THPSettings
-from procsim.mm.vmstat import VmEvents
-from procsim.mm.zone import alloc_zone
-
-# Page flags kept per frame (a subset of the kernel's PG_* and KPF_* bits).
-PG_ANON = 1 << 0        # anonymous (PageAnon)
-PG_FILE = 1 << 1        # in a file's page cache
-PG_SHMEM = 1 << 2       # shmem / shared anonymous (swap-backed page cache)
-PG_DIRTY = 1 << 3
-PG_REFERENCED = 1 << 4
-PG_LRU = 1 << 5
-PG_ACTIVE = 1 << 6
-PG_RESERVED = 1 << 7    # kernel memory, PFN 0, the zero page
-PG_MLOCKED = 1 << 8
-PG_SWAPBACKED = 1 << 9  # anon and shmem; MADV_FREE clears it on anon (LazyFree)
-# Kept on the head page only: the folio's "maybe mapped shared" bit of the MM-ID
-# tracking (FOLIO_MM_IDS_SHARED_BIT in folio->_mm_ids).
-PG_MAYBE_SHARED = 1 << 10
-# A frame of the hugetlb pool (PageHuge: free in the pool or in use). Such
-# folios never reach the LRU, the vmstat page counters or the rmap of
-# map_pages(); hugetlb.py keeps their mapcounts.
-PG_HUGETLB = 1 << 11
-# PageAnonExclusive, kept for hugetlb pages only (kpageflags bit 34 of a
-# private hugetlb page; fork clears it). Other anonymous pages derive it.
-PG_ANON_EXCLUSIVE = 1 << 12
-# Idle page tracking (the page_ext bits of 64-bit kernels): PG_IDLE set by a
-# write of the page_idle bitmap and cleared by an access found through the
-# rmap; PG_YOUNG remembers an accessed bit that idle tracking cleared, so
-# reclaim and smaps Referenced still see the access.
-PG_IDLE = 1 << 13
-PG_YOUNG = 1 << 14
-
-HPAGE_PMD_ORDER = 9
-MAX_FOLIO_ORDER = HPAGE_PMD_ORDER  # anonymous folios: order 0 and 2..9
-MAPCOUNT_MODELS = ("page", "no_page")
+from procsim.mm import huge_memory
+from procsim.mm.hugetlb import (copy_hugetlb_page_range, hugetlb_fault, hugetlb_fault_check,
+                                zap_hugetlb)
+from procsim.mm import page_alloc as M
+from procsim.mm.mm import (ANON_NEW, MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, TASK_SIZE, ZERO_PFN,
+                           MMError)
+from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, POOL_ROWS, PTE_ACCESSED, PTE_DIRTY,
+                                  PTE_PRESENT, PTE_RW, PTE_SOFT_DIRTY, PTRS_PER_TABLE, is_swap_pte, mk_pte, pte_pfn,
+                                  pte_present, swp_offset)
+from procsim.mm.rmap import AnonVma, set_anon_rmap, set_file_rmap
+from procsim.mm.vma import VM_EXEC, VM_IO, VM_MAYSHARE, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, VMA, File
 
 
-class OutOfMemory(Exception):
-    """No free frame left, and the OOM killer could not free enough."""
+def _sorted_unique(a: np.ndarray) -> np.ndarray:
+    """np.unique by sorting (numpy's hash-based unique is several times
+    slower on millions of addresses); no sort for sorted input."""
+    if len(a) > 1 and not (a[1:] > a[:-1]).all():
+        a = np.sort(a)
+        a = a[np.concatenate(([True], a[1:] != a[:-1]))]
+    return a
 
 
-def _i64(a) -> np.ndarray:
-    return np.asarray(a, dtype=np.int64)
+def fault(mm: MM, start: int, end: int, write: bool, special_pages: np.ndarray | None = None) -> int:
+    """Touch every page of [start, end) (reads or writes); returns the number
+    of page faults taken. EFAULT if a page is unmapped or not permitted."""
+    check_fault(mm, start, end, write)
+    faults = 0
+    for v in mm.vmas.overlapping(start, end):
+        faults += fault_vma(mm, v, max(start, v.start), min(end, v.end), write, special_pages)
+    if mm.access_log is not None:
+        mm.access_log.record_range(start, end)
+    return faults
 
 
-class MemMap:
-    """struct page[] for the whole machine, as parallel arrays.
+def fault_in_steps(mm: MM, start: int, end: int, write: bool, special_pages: np.ndarray | None = None) -> int:
+    """mm.fault over [start, end). When the range could need more frames
+    than are free, it is faulted in PMD-aligned steps (at most half of
+    what is free each), so the task grows as it would page by page and
+    the OOM killer, if it must run, sees it at its size by then."""
+    free = mm.mem.nr_free
+    if 2 * ((end - start) // PAGE_SIZE) <= free:
+        return fault(mm, start, end, write, special_pages)
+    check_fault(mm, start, end, write)  # the whole range, before anything changes
+    n, a = 0, start
+    while a < end:
+        step = max(PMD_SIZE, (mm.mem.nr_free // 2) * PAGE_SIZE)
+        b = min(end, (a + step) & ~(PMD_SIZE - 1))
+        if b <= a:
+            b = min(end, (a & ~(PMD_SIZE - 1)) + PMD_SIZE)
+        n += fault(mm, a, b, write, special_pages)
+        a = b
+    return n
 
-    Folios: a folio of order o covers 2**o naturally aligned frames; every
-    frame records its folio's order, so the head of any frame is
-    `pfn & ~((1 << order) - 1)` without a lookup. Per-folio fields (large
-    mapcount, entire mapcount, the two MM-ID slots) live at the head's index of
-    their own arrays and are only ever written for large folios, so small
-    folios cost nothing there.
 
-    Mapcounts: `mapcount` is the precise number of PTEs mapping each frame
-    (CONFIG_PAGE_MAPCOUNT's page->_mapcount + 1; PMD mappings are not in it).
-    The simulator always keeps it because it is the truth the invariants are
-    checked against; `mapcount_model` only decides what the kernel *can know*
-    and therefore what /proc reports, AnonPages and deferred-split detection.
-    """
+def check_fault(mm: MM, start: int, end: int, write: bool) -> None:
+    """What fault() checks before it changes anything: EFAULT if a page
+    of [start, end) is unmapped or not permitted."""
+    addr = start
+    for v in mm.vmas.overlapping(start, end):
+        if v.start > addr:
+            raise MMError(errno.EFAULT, f"no mapping at {addr:#x}")
+        # x86 cannot map a page writable or executable but not readable:
+        # reads of -w- and --x mappings succeed (access_error())
+        need = VM_WRITE if write else VM_READ | VM_WRITE | VM_EXEC
+        if not v.flags & need:
+            raise MMError(errno.EFAULT, f"access not permitted at {max(addr, v.start):#x}")
+        addr = v.end
+    if addr < end:
+        raise MMError(errno.EFAULT, f"no mapping at {addr:#x}")
+    hugetlb_fault_check(mm, start, end, write)
 
-    def __init__(self, nr_pages: int, reserved_pages: int, mapcount_model: str = "page") -> None:
-        if mapcount_model not in MAPCOUNT_MODELS:
-            raise ValueError(f"mapcount_model must be one of {', '.join(MAPCOUNT_MODELS)}")
-        self.nr_pages = nr_pages
-        self.mapcount_model = mapcount_model
-        self.flags = np.zeros(nr_pages, np.uint32)
-        # Number of page-table entries mapping the frame, over all mms.
-        self.mapcount = np.zeros(nr_pages, np.int32)
-        self.order = np.zeros(nr_pages, np.uint8)
-        # per-folio, valid at the head of large folios
-        self.large_mapcount = np.zeros(nr_pages, np.int32)   # PTE + PMD mappings
-        self.entire_mapcount = np.zeros(nr_pages, np.int32)  # PMD mappings
-        self.mm_id0 = np.zeros(nr_pages, np.int32)
-        self.mm_id1 = np.zeros(nr_pages, np.int32)
-        self.mm_cnt0 = np.zeros(nr_pages, np.int32)
-        self.mm_cnt1 = np.zeros(nr_pages, np.int32)
-        # rmap (folio->mapping and folio->index, per frame; rmap.py): the
-        # anon_vma root or file the page belongs to (0: none yet) and its
-        # page index there (linear page index for anon, file pgoff)
-        self.rmap_mapping = np.zeros(nr_pages, np.int32)
-        self.rmap_index = np.zeros(nr_pages, np.int64)
-        self.mms: weakref.WeakSet = weakref.WeakSet()  # every mm, for rmap walks
-        # Frames below first_free are the kernel's own (never handed out).
-        self.first_free = max(1, min(reserved_pages, nr_pages))
-        self.flags[: self.first_free] = PG_RESERVED
-        self._next = self.first_free        # bump pointer over never-used frames
-        self._freed: list[np.ndarray] = []  # freed order-0 frames, reused first
-        # freed whole folios, by order (no buddy merging: fragmentation is not
-        # what this simulator is about, and reuse by order keeps large
-        # allocations cheap after munmap)
-        self._blocks: list[list[int]] = [[] for _ in range(MAX_FOLIO_ORDER + 1)]
-        self.nr_free = nr_pages - self.first_free
-        # memblock_free_all(): every free frame enters the buddy allocator (pgfree)
-        self.vm_events = VmEvents(alloc_zone(self.nr_free), self.nr_free)
-        # vmstat-style counters, kept at alloc/free/map so reads are O(1).
-        self.nr_flag = {PG_ANON: 0, PG_FILE: 0, PG_SHMEM: 0}
-        self.nr_mapped_file = 0  # page-cache frames mapped at least once (Mapped)
-        # NR_ANON_MAPPED as each model computes it: pages with a precise
-        # mapcount (PAGE_MAPCOUNT), or whole folios as soon as any page is
-        # mapped (NO_PAGE_MAPCOUNT)
-        self.nr_anon_mapped_page = 0
-        self.nr_anon_mapped_folio = 0
-        self.nr_anon_thps = 0     # pages of PMD-mapped anon folios (AnonHugePages)
-        self.deferred_split: set[int] = set()  # heads of partially mapped folios
-        self.thp_fault_alloc = 0
-        self.mthp_fault_alloc = [0] * (MAX_FOLIO_ORDER + 1)
-        self.split_folios = 0
-        self.split_pmds = 0
-        self.thp = THPSettings()  # /sys/kernel/mm/transparent_hugepage
-        self.soft_dirty = False   # CONFIG_MEM_SOFT_DIRTY: writes set the PTE soft-dirty bit
-        self._mm_ids: list[int] = []  # released MM IDs, reused first
-        self._next_mm_id = 1
-        self.swap = SwapDevice(0)  # no swap until the kernel sets one up
-        from procsim.mm.hugetlb import HugetlbPool  # it builds on MemMap
-        self.hugetlb = HugetlbPool(self)
 
-    @property
-    def nr_anon_mapped(self) -> int:
-        """AnonPages in pages, as the configured mapcount model reports it."""
-        return self.nr_anon_mapped_page if self.mapcount_model == "page" else self.nr_anon_mapped_folio
+def access(mm: MM, vas: np.ndarray, write: bool, special_pages: np.ndarray | None = None) -> int:
+    """User loads (or stores) to the pages at the page-aligned addresses
+    `vas` (any order, repeats allowed), as the CPU does them: a present,
+    permitted PTE just gets its accessed bit (and dirty bit on a store)
+    set by the hardware walk, which also sets the A bits of the PMD and
+    PUD above it (and of a huge PMD: one bit for the 2 MiB); the rest
+    take the page faults `fault` takes (one call per run of contiguous
+    faulting pages). EFAULT, before anything changes, if a page is
+    unmapped or not permitted; EINVAL if an address is not page aligned.
+    Returns the number of faults."""
+    vas = _sorted_unique(np.asarray(vas, dtype=np.int64))
+    if not len(vas):
+        return 0
+    if (vas & (PAGE_SIZE - 1)).any():
+        raise MMError(errno.EINVAL, "addresses must be page aligned")
+    first, last = int(vas[0]), int(vas[-1])
+    vmas = mm.vmas.overlapping(max(first, 0), min(last, TASK_SIZE) + PAGE_SIZE) if first >= 0 else []
+    if not vmas:
+        raise MMError(errno.EFAULT, f"no mapping at {first:#x}")
+    starts = np.array([v.start for v in vmas], np.int64)
+    ends = np.array([v.end for v in vmas], np.int64)
+    which = np.searchsorted(starts, vas, "right") - 1
+    bad = (which < 0) | (vas >= ends[np.maximum(which, 0)])
+    if bad.any():
+        raise MMError(errno.EFAULT, f"no mapping at {int(vas[np.argmax(bad)]):#x}")
+    need = VM_WRITE if write else VM_READ | VM_WRITE | VM_EXEC
+    denied = np.array([not v.flags & need for v in vmas])[which]
+    if denied.any():
+        raise MMError(errno.EFAULT, f"access not permitted at {int(vas[np.argmax(denied)]):#x}")
+    bounds = np.searchsorted(which, np.arange(len(vmas) + 1)).tolist()
+    groups = [(v, vas[bounds[k]: bounds[k + 1]]) for k, v in enumerate(vmas) if bounds[k + 1] > bounds[k]]
+    for v, sel in groups:
+        if v.is_hugetlb:
+            for lo, hi in _runs(sel, PMD_SHIFT):
+                hugetlb_fault_check(mm, max(lo, v.start), min(hi, v.end), write)
+    faults = 0
+    for v, sel in groups:
+        if v.is_hugetlb:
+            for lo, hi in _runs(sel, PMD_SHIFT):
+                faults += hugetlb_fault(mm, v, max(lo, v.start), min(hi, v.end), write)
+            continue
+        slow = _access_ptes(mm, sel, write)
+        if len(slow):
+            for lo, hi in _runs(slow, PAGE_SHIFT):
+                faults += fault_vma(mm, v, lo, hi, write, special_pages)
+    if mm.access_log is not None:
+        mm.access_log.record_pages(vas)
+    return faults
 
-    # -- MM IDs -------------------------------------------------------------
 
-    def alloc_mm_id(self) -> int:
-        """mm_alloc_id(): 1..2^31-1; 0 is MM_ID_DUMMY (a free slot)."""
-        if self._mm_ids:
-            return self._mm_ids.pop()
-        self._next_mm_id += 1
-        return self._next_mm_id - 1
+def _runs(vas: np.ndarray, shift: int) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of the runs of consecutive (1 << shift)-sized
+    blocks that the sorted addresses `vas` fall in."""
+    blk = _sorted_unique(vas >> shift)
+    cut = np.flatnonzero(np.diff(blk) != 1) + 1
+    los = blk[np.concatenate(([0], cut))] << shift
+    his = (blk[np.concatenate((cut - 1, [len(blk) - 1]))] + 1) << shift
+    return list(zip(los.tolist(), his.tolist()))
 
-    def free_mm_id(self, mm_id: int) -> None:
-        if mm_id:
-            self._mm_ids.append(mm_id)
 
-    # -- allocator ------------------------------------------------------------
+def _access_ptes(mm: MM, vas: np.ndarray, write: bool) -> np.ndarray:
+    """The hardware side of `access` for sorted pages of one non-hugetlb
+    VMA: set A (and D) where the PTE permits the access, gathering the
+    entries of all the tables at once (they are rows of the table
+    pool); return the addresses that must fault."""
+    pt = mm.pgtable
+    tables = pt.tables
+    pmd = vas >> PMD_SHIFT
+    first = np.flatnonzero(np.concatenate(([True], pmd[1:] != pmd[:-1])))
+    upmd = pmd[first]
+    count = np.diff(np.append(first, len(pmd)))
+    rows = tables.rows
+    g = np.repeat(np.array([rows.get(i, -1) for i in upmd.tolist()], np.int64), count)
+    bits = PTE_ACCESSED | (PTE_DIRTY if write else np.uint64(0))
+    want = PTE_PRESENT | (PTE_RW if write else np.uint64(0))
+    ok = g >= 0
+    off = (vas >> PAGE_SHIFT) & (PTRS_PER_TABLE - 1)
+    block = g // POOL_ROWS
+    for b in _sorted_unique(block[ok]).tolist():
+        sel = np.flatnonzero(block == b)
+        flat = (g[sel] % POOL_ROWS) * PTRS_PER_TABLE + off[sel]
+        arr = tables.blocks[b].reshape(-1)
+        e = arr[flat]
+        good = (e & want) == want
+        arr[flat[good]] = e[good] | bits
+        ok[sel[~good]] = False
+    if pt.huge:  # a huge PMD has one A (and D) bit for its 512 entries
+        for i in set(pmd[ok].tolist()) & set(pt.huge):
+            t = tables[i]
+            t |= np.bitwise_or.reduce(t & bits)
+    if pt.old or pt.old_pud:
+        hit = _sorted_unique(pmd[ok])
+        pt.old.difference_update(hit.tolist())
+        pt.old_pud.difference_update(_sorted_unique(hit >> 9).tolist())
+    return vas[~ok]
 
-    def _set_new(self, pfns, flags: int, order: int) -> None:
-        if flags & (PG_ANON | PG_SHMEM):
-            flags |= PG_SWAPBACKED
-        self.flags[pfns] = flags
-        self.order[pfns] = order
-        self.mapcount[pfns] = 0
-        self.rmap_mapping[pfns] = 0
-        n = len(pfns) if not isinstance(pfns, slice) else pfns.stop - pfns.start
-        self.nr_free -= n
-        self.vm_events.pgalloc += n
-        for f in self.nr_flag:
-            if flags & f:
-                self.nr_flag[f] += n
 
-    # the OOM killer (the kernel installs it): called with n when fewer than n
-    # frames are free; True once it has freed enough (procsim/mm/oom.py)
-    oom_handler = None
-
-    def alloc(self, n: int, flags: int) -> np.ndarray:
-        """n free order-0 frames (int64 PFNs), their flags set and mapcount 0."""
-        if n > self.nr_free and not (self.oom_handler is not None and self.oom_handler(n)):
-            raise OutOfMemory(f"cannot allocate {n} frames: {self.nr_free} free")
-        parts = []
-        need = n
-        while need and self._freed:
-            chunk = self._freed[-1]
-            if len(chunk) <= need:
-                parts.append(self._freed.pop())
-                need -= len(chunk)
+def fault_vma(mm: MM, v: VMA, lo: int, hi: int, write: bool, special_pages: np.ndarray | None) -> int:
+    """handle_mm_fault() for every page of [lo, hi) in `v`: large folios,
+    huge-PMD write faults, swap-ins, missing pages (anonymous, zero page,
+    file, shmem, special), write-protect faults; sets accessed/dirty bits
+    and the rmap of new anonymous folios. Returns the faults taken."""
+    if v.is_hugetlb:
+        return hugetlb_fault(mm, v, lo, hi, write)
+    mem = mm.mem
+    faults = 0
+    shared = bool(v.flags & VM_MAYSHARE)
+    if write and v.is_anon and not shared:
+        orders = mem.thp.anon_orders(v.flags)
+        if orders:
+            faults += huge_memory.fault_large(mm, v, lo, hi, orders)
+    if write and mm.pgtable.huge:
+        faults += huge_memory.do_huge_pmd_wp_page(mm, lo, hi)
+    ptes = mm.pgtable.read(lo, hi)
+    idx = np.arange(len(ptes))
+    swapped = is_swap_pte(ptes)
+    if swapped.any():
+        faults += do_swap_page(mm, v, ptes, swapped, write)
+        # an allocation below may fail (out of memory): keep the swap-ins whole
+        mm.pgtable.write(lo, ptes)
+    missing = ptes == 0
+    nmiss = int(missing.sum())
+    faults += nmiss
+    if nmiss:
+        mi = idx[missing]
+        # page index in the VMA (the read starts at lo, not at v.start: file
+        # offsets used to be taken from lo, mapping the wrong file pages)
+        vi = mi + ((lo - v.start) >> PAGE_SHIFT)
+        if v.special is not None:
+            if special_pages is None or not len(special_pages):
+                raise MMError(errno.EFAULT, f"{v.special} has no pages to map")
+            pfns = special_pages[(vi + v.pgoff) % len(special_pages)]
+            ptes[mi] = mk_pte(pfns, False, False)
+            if not v.flags & VM_PFNMAP:  # vmf_insert_pfn() (vvar) charges no RSS
+                mm.rss.add(MM_FILEPAGES, nmiss)
+        elif v.file is None:
+            if write:
+                pfns = mem.alloc(nmiss, ANON_NEW)
+                v.anon_vma = v.anon_vma or AnonVma()  # anon_vma_prepare()
+                mem.map_pages(pfns, mm.mm_id)
+                ptes[mi] = mk_pte(pfns, True, True)
+                mm.rss.add(MM_ANONPAGES, nmiss)
             else:
-                parts.append(chunk[-need:])
-                self._freed[-1] = chunk[:-need]
-                need = 0
-        if need:
-            k = min(need, self.nr_pages - self._next)
-            if k:
-                parts.append(np.arange(self._next, self._next + k, dtype=np.int64))
-                self._next += k
-                need -= k
-        while need:  # the rest out of freed folios, smallest first
-            o = next(o for o in range(MAX_FOLIO_ORDER + 1) if self._blocks[o])
-            head = self._blocks[o].pop()
-            block = np.arange(head, head + (1 << o), dtype=np.int64)
-            take = min(need, len(block))
-            parts.append(block[:take])
-            if take < len(block):
-                self._freed.append(block[take:])
-            need -= take
-        pfns = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        self._set_new(pfns, flags, 0)
-        self.vm_events.numa_hit += n  # n order-0 allocations
-        return pfns
-
-    def alloc_folio(self, order: int, flags: int) -> int:
-        """A naturally aligned folio of 2**order frames; its head PFN, or -1 if
-        no aligned block is free (the fault then falls back to a lower order,
-        as alloc_anon_folio() does)."""
-        nr = 1 << order
-        if nr > self.nr_free:
-            return -1
-        head = -1
-        for o in range(order, MAX_FOLIO_ORDER + 1):
-            if self._blocks[o]:
-                head = self._blocks[o].pop()
-                while o > order:  # keep the upper halves for later
-                    o -= 1
-                    self._blocks[o].append(head + (1 << o))
-                break
-        if head < 0:
-            start = (self._next + nr - 1) & ~(nr - 1)
-            if start + nr > self.nr_pages:
-                return -1
-            if start > self._next:  # the skipped frames stay free, as order-0
-                self._freed.append(np.arange(self._next, start, dtype=np.int64))
-            self._next = start + nr
-            head = start
-        self._set_new(slice(head, head + nr), flags, order)
-        self.vm_events.numa_hit += 1
-        self.large_mapcount[head] = self.entire_mapcount[head] = 0
-        self.mm_id0[head] = self.mm_id1[head] = self.mm_cnt0[head] = self.mm_cnt1[head] = 0
-        return head
-
-    def _uncount(self, fl: np.ndarray) -> None:
-        for f in self.nr_flag:
-            self.nr_flag[f] -= int(np.count_nonzero(fl & f))
-
-    def free(self, pfns: np.ndarray) -> None:
-        """Free order-0 frames (pages of split folios are order 0 too)."""
-        if not len(pfns):
-            return
-        pfns = np.asarray(pfns, dtype=np.int64)
-        self._uncount(self.flags[pfns])
-        self.flags[pfns] = 0
-        self.mapcount[pfns] = 0
-        self.order[pfns] = 0
-        self._freed.append(pfns.copy())
-        self.nr_free += len(pfns)
-        self.vm_events.pgfree += len(pfns)
-
-    def free_folio(self, head: int) -> None:
-        order = int(self.order[head])
-        if not order:
-            self.free(np.array([head], np.int64))
-            return
-        sl = slice(head, head + (1 << order))
-        self._uncount(self.flags[sl])
-        self.flags[sl] = 0
-        self.mapcount[sl] = 0
-        self.order[sl] = 0
-        self.large_mapcount[head] = self.entire_mapcount[head] = 0
-        self.mm_id0[head] = self.mm_id1[head] = self.mm_cnt0[head] = self.mm_cnt1[head] = 0
-        self._blocks[order].append(head)
-        self.nr_free += 1 << order
-        self.vm_events.pgfree += 1 << order
-        self.deferred_split.discard(head)
-
-    def free_pfns(self) -> np.ndarray:
-        """Every free frame above the reserved ones (for checks and tests)."""
-        parts = list(self._freed) + [np.arange(h, h + (1 << o), dtype=np.int64)
-                                     for o, hs in enumerate(self._blocks) for h in hs]
-        parts.append(np.arange(self._next, self.nr_pages, dtype=np.int64))
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-    # -- folio geometry -------------------------------------------------------
-
-    def folio_head(self, pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(head PFN, order) of the folio of every frame."""
-        order = self.order[pfns].astype(np.int64)
-        return pfns & ~((np.int64(1) << order) - 1), order
-
-    # -- MM-ID owner tracking (folio_add/sub_return_large_mapcount) ---------
-
-    def _mm_id_add(self, heads: np.ndarray, n: np.ndarray, mm_id: int, total: np.ndarray) -> None:
-        """mm_id adds n mappings to each folio; `total` is the new large mapcount."""
-        assert mm_id > 0, "large folios are mapped by mms with an MM ID"
-        id0, id1 = self.mm_id0[heads], self.mm_id1[heads]
-        own0 = id0 == mm_id
-        own1 = (id1 == mm_id) & ~own0
-        self.mm_cnt0[heads[own0]] += n[own0].astype(np.int32)
-        self.mm_cnt1[heads[own1]] += n[own1].astype(np.int32)
-        rest = ~own0 & ~own1
-        f0 = rest & (id0 == 0)
-        h = heads[f0]
-        self.mm_id0[h] = mm_id
-        self.mm_cnt0[h] = n[f0]
-        # other mms map it already: maybe shared
-        self.flags[h[total[f0] != n[f0]]] |= PG_MAYBE_SHARED
-        f1 = rest & ~f0 & (id1 == 0)
-        h = heads[f1]
-        self.mm_id1[h] = mm_id
-        self.mm_cnt1[h] = n[f1]
-        self.flags[h] |= PG_MAYBE_SHARED  # slot 0 has mappings too
-        # neither slot free: mm_id is untracked; the flag is already set
-
-    def _mm_id_sub(self, heads: np.ndarray, n: np.ndarray, mm_id: int, total: np.ndarray) -> None:
-        id0, id1 = self.mm_id0[heads], self.mm_id1[heads]
-        own0 = id0 == mm_id
-        own1 = (id1 == mm_id) & ~own0
-        c0 = self.mm_cnt0[heads] - np.where(own0, n, 0)
-        c1 = self.mm_cnt1[heads] - np.where(own1, n, 0)
-        keep = (own0 & (c0 > 0)) | (own1 & (c1 > 0))
-        # a per-MM count that reaches zero (or underflows: some mappings were
-        # added while the mm was untracked) frees the slot
-        drop0, drop1 = own0 & (c0 <= 0), own1 & (c1 <= 0)
-        c0[drop0] = 0
-        c1[drop1] = 0
-        self.mm_cnt0[heads] = c0
-        self.mm_cnt1[heads] = c1
-        self.mm_id0[heads[drop0]] = 0
-        self.mm_id1[heads[drop1]] = 0
-        # untracked, or its slot just went: if one slot owns every remaining
-        # mapping the folio is exclusive again (total 0 clears it too)
-        excl = ~keep & ((c0 == total) | (c1 == total))
-        self.flags[heads[excl]] &= ~np.uint32(PG_MAYBE_SHARED)
-
-    # -- rmap: PTE mappings ---------------------------------------------------
-
-    def _small_mapped(self, pfns: np.ndarray, sign: int) -> None:
-        fl = self.flags[pfns]
-        self.nr_mapped_file += sign * int(np.count_nonzero(fl & (PG_FILE | PG_SHMEM)))
-        na = sign * int(np.count_nonzero(fl & PG_ANON))
-        self.nr_anon_mapped_page += na
-        self.nr_anon_mapped_folio += na
-
-    def map_pages(self, pfns: np.ndarray, mm_id: int = 0) -> None:
-        """One more PTE mapping of each frame (frames are distinct), by mm_id
-        (folio_add_{new_,}anon_rmap_ptes / folio_add_file_rmap_ptes)."""
-        if not len(pfns):
-            return
-        before = self.mapcount[pfns]
-        self.mapcount[pfns] = before + 1
-        order = self.order[pfns]
-        large = order != 0
-        if not large.any():
-            self._small_mapped(pfns[before == 0], +1)
-            return
-        self._small_mapped(pfns[~large & (before == 0)], +1)
-        lp = pfns[large]
-        heads, lo = self.folio_head(lp)
-        self.nr_anon_mapped_page += int(np.count_nonzero((before[large] == 0) & (self.entire_mapcount[heads] == 0)))
-        uh, first, cnt = np.unique(heads, return_index=True, return_counts=True)
-        old = self.large_mapcount[uh]
-        new = old + cnt
-        self.large_mapcount[uh] = new
-        self.nr_anon_mapped_folio += int((np.int64(1) << lo[first])[old == 0].sum())
-        self._mm_id_add(uh, cnt, mm_id, new)
-
-    def unmap_pages(self, pfns: np.ndarray, mm_id: int = 0) -> None:
-        """One PTE mapping fewer; anonymous folios nobody maps any more are
-        freed, partially mapped ones go on the deferred split queue."""
-        if not len(pfns):
-            return
-        after = self.mapcount[pfns] - 1
-        self.mapcount[pfns] = after
-        order = self.order[pfns]
-        large = order != 0
-        small_gone = pfns[~large & (after == 0)]
-        if len(small_gone):
-            self._small_mapped(small_gone, -1)
-            fl = self.flags[small_gone]
-            self.free(small_gone[(fl & PG_ANON) != 0])
-        if not large.any():
-            return
-        lp = pfns[large]
-        heads, lo = self.folio_head(lp)
-        self.nr_anon_mapped_page -= int(np.count_nonzero((after[large] == 0) & (self.entire_mapcount[heads] == 0)))
-        uh, first, cnt = np.unique(heads, return_index=True, return_counts=True)
-        new = self.large_mapcount[uh] - cnt
-        self.large_mapcount[uh] = new
-        self._mm_id_sub(uh, cnt, mm_id, new)
-        for h in uh[new == 0].tolist():
-            self.nr_anon_mapped_folio -= 1 << int(self.order[h])
-            self.free_folio(h)
-        self._check_partial(uh[new > 0])
-
-    def _check_partial(self, heads: np.ndarray) -> None:
-        """deferred_split_folio() for folios that became partially mapped, as
-        each model can tell: exactly (some page unmapped) with page mapcounts,
-        by "fewer mappings than pages and no PMD" without (so a folio whose
-        remaining pages are mapped twice is missed)."""
-        for h in heads.tolist():
-            if h in self.deferred_split or self.entire_mapcount[h]:
-                continue
-            nr = 1 << int(self.order[h])
-            if self.mapcount_model == "page":
-                partial = not self.mapcount[h: h + nr].all()
-            else:
-                partial = self.large_mapcount[h] < nr
-            if partial:
-                self.deferred_split.add(h)
-
-    # -- rmap: PMD mappings ---------------------------------------------------
-
-    def map_pmd(self, head: int, mm_id: int) -> None:
-        """folio_add_{new_,}anon_rmap_pmd: one PMD maps the whole folio."""
-        nr = 1 << int(self.order[head])
-        e, old = int(self.entire_mapcount[head]), int(self.large_mapcount[head])
-        self.entire_mapcount[head] = e + 1
-        self.large_mapcount[head] = old + 1
-        if e == 0:
-            self.nr_anon_mapped_page += int(np.count_nonzero(self.mapcount[head: head + nr] == 0))
-            self.nr_anon_thps += nr
-        if old == 0:
-            self.nr_anon_mapped_folio += nr
-        h = np.array([head], np.int64)
-        self._mm_id_add(h, np.array([1], np.int32), mm_id, np.array([old + 1], np.int32))
-
-    def unmap_pmd(self, head: int, mm_id: int) -> None:
-        nr = 1 << int(self.order[head])
-        e, new = int(self.entire_mapcount[head]) - 1, int(self.large_mapcount[head]) - 1
-        self.entire_mapcount[head] = e
-        self.large_mapcount[head] = new
-        if e == 0:
-            self.nr_anon_mapped_page -= int(np.count_nonzero(self.mapcount[head: head + nr] == 0))
-            self.nr_anon_thps -= nr
-        h = np.array([head], np.int64)
-        self._mm_id_sub(h, np.array([1], np.int32), mm_id, np.array([new], np.int32))
-        if new == 0:
-            self.nr_anon_mapped_folio -= nr
-            self.free_folio(head)
+                ptes[mi] = mk_pte(np.full(nmiss, ZERO_PFN), False, False)
         else:
-            self._check_partial(h)
+            pfns = cache_pages(mm, v.file, v.pgoff + vi)
+            if write and not shared:
+                # private write fault on a file page: copy it now
+                pfns = mem.alloc(nmiss, ANON_NEW)
+                v.anon_vma = v.anon_vma or AnonVma()
+                mem.map_pages(pfns, mm.mm_id)
+                ptes[mi] = mk_pte(pfns, True, True)
+                mm.rss.add(MM_ANONPAGES, nmiss)
+            else:
+                mem.map_pages(pfns, mm.mm_id)
+                rw = shared and bool(v.flags & VM_WRITE)
+                ptes[mi] = mk_pte(pfns, rw, write and shared)
+                mm.rss.add(MM_SHMEMPAGES if v.file.shmem else MM_FILEPAGES, nmiss)
+                if write:
+                    mem.flags[pfns] |= M.PG_DIRTY
+    if write:
+        wp = (~missing) & ((ptes & PTE_RW) == 0)
+        if wp.any():
+            faults += int(wp.sum())
+            ptes[wp] = do_wp_page(mm, v, ptes[wp], shared)
+        ptes |= PTE_DIRTY | (PTE_SOFT_DIRTY if mem.soft_dirty else np.uint64(0))
+    ptes |= PTE_ACCESSED
+    pfns = pte_pfn(ptes)
+    # page-cache pages are marked accessed (folio_mark_accessed on the
+    # fault path); anonymous ones only get the PTE young bit (observed
+    # on 6.18: a written private page's kpageflags is 0x400005828,
+    # without REFERENCED or DIRTY)
+    pfns = pfns[pfns != ZERO_PFN]
+    # folio_mark_accessed() also ends an idle period
+    cache = pfns[(mem.flags[pfns] & M.PG_ANON) == 0]
+    mem.flags[cache] = (mem.flags[cache] | np.uint32(M.PG_REFERENCED)) & ~np.uint32(M.PG_IDLE)
+    mm.pgtable.write(lo, ptes)
+    if mm.pgtable.huge:
+        huge_memory.sync_huge_bits(mm, lo, hi)
+    if v.anon_vma is not None:
+        # new anonymous folios join the VMA's anon_vma (whole large
+        # folios: their head may lie before lo)
+        alo = max(v.start, lo & ~(PMD_SIZE - 1))
+        ahi = min(v.end, (hi + PMD_SIZE - 1) & ~(PMD_SIZE - 1))
+        set_anon_rmap(mem, v, alo, ptes if (alo, ahi) == (lo, hi) else mm.pgtable.read(alo, ahi))
+    mm.update_hiwater_rss()
+    return faults
 
-    # -- split ------------------------------------------------------------------
 
-    def split_folio(self, head: int) -> bool:
-        """split_folio(): the folio becomes order-0 pages; pages nobody maps are
-        freed. A PMD-mapped folio must have its PMDs split first (False)."""
-        order = int(self.order[head])
-        if not order:
-            self.deferred_split.discard(head)
-            return True
-        if self.entire_mapcount[head]:
-            return False
-        nr = 1 << order
-        pages = np.arange(head, head + nr, dtype=np.int64)
-        mapped = self.mapcount[pages] > 0
-        if self.large_mapcount[head] > 0:
-            # NO_PAGE_MAPCOUNT counted the whole folio; now only mapped pages count
-            self.nr_anon_mapped_folio -= nr - int(mapped.sum())
-        self.order[pages] = 0
-        self.flags[head] &= ~np.uint32(PG_MAYBE_SHARED)
-        self.large_mapcount[head] = 0
-        self.mm_id0[head] = self.mm_id1[head] = self.mm_cnt0[head] = self.mm_cnt1[head] = 0
-        self.deferred_split.discard(head)
-        self.free(pages[~mapped])
-        self.split_folios += 1
-        return True
+def do_wp_page(mm: MM, v: VMA, ptes: np.ndarray, shared: bool) -> np.ndarray:
+    """Write to present read-only PTEs: reuse or copy (do_wp_page)."""
+    mem = mm.mem
+    if shared:
+        return ptes | PTE_RW | PTE_DIRTY
+    pfns = pte_pfn(ptes)
+    fl = mem.flags[pfns]
+    anon = (fl & M.PG_ANON) != 0
+    heads, order = mem.folio_head(pfns)
+    large = order > 0
+    # small folio: reuse when mapped once. Large (PTE-mapped) folio: reuse
+    # when more than one page is mapped, all by one mm (not maybe shared,
+    # and refcount == large mapcount, always true here): the MM-ID rule of
+    # __wp_can_reuse_large_anon_folio(), the same for both mapcount models
+    reuse_large = large & (mem.large_mapcount[heads] > 1) & ((mem.flags[heads] & M.PG_MAYBE_SHARED) == 0)
+    reuse = anon & (pfns != ZERO_PFN) & np.where(large, reuse_large, mem.mapcount[pfns] == 1)
+    out = ptes.copy()
+    out[reuse] |= PTE_RW | PTE_DIRTY
+    copy = ~reuse
+    n = int(copy.sum())
+    if n:
+        old = pfns[copy]
+        was_file = (~anon[copy]) & (old != ZERO_PFN)
+        # the vDSO text (a [vdso] made writable) is copied as a file page,
+        # but kernel pages keep no mapcount in the mem_map (their users are
+        # counted from the page tables: Kernel.vdso_mapcount)
+        real = old[(old != ZERO_PFN) & ((fl[copy] & M.PG_RESERVED) == 0)]
+        new = mem.alloc(n, ANON_NEW)  # first: it may fail (out of memory) with nothing changed
+        mem.unmap_pages(real, mm.mm_id)
+        mem.map_pages(new, mm.mm_id)
+        v.anon_vma = v.anon_vma or AnonVma()
+        out[copy] = mk_pte(new, True, True)
+        nfile = int(was_file.sum())
+        mm.rss.add(MM_FILEPAGES, -nfile)
+        mm.rss.add(MM_ANONPAGES, nfile + int((old == ZERO_PFN).sum()))
+    return out
 
-    def deferred_split_scan(self) -> int:
-        """The deferred split shrinker: split every queued folio, freeing
-        its unmapped pages. Returns the frames freed."""
-        before = self.nr_free
-        for h in sorted(self.deferred_split):
-            self.split_folio(h)
-        return self.nr_free - before
 
-    # -- what the kernel can know, per mapcount model ---------------------------
+def do_swap_page(mm: MM, v: VMA, ptes: np.ndarray, sel: np.ndarray, write: bool) -> int:
+    """do_swap_page() for the swap entries `sel` of `ptes` (changed in
+    place): each is read into a new order-0 anonymous page, mapped
+    writable where the VMA allows (the page is this mm's alone), and its
+    slot reference dropped. A major fault each. No swap cache: the page
+    is dirty as a folio removed from the swap cache is, and the slot is
+    freed at once (on 6.18 a read fault keeps the slot and the page in
+    the swap cache; a write fault frees it and dirties the page, kpageflags
+    0x400005838)."""
+    mem = mm.mem
+    ents = ptes[sel]
+    n = len(ents)
+    pfns = mem.alloc(n, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)  # may fail: nothing changed yet
+    mem.map_pages(pfns, mm.mm_id)
+    mem.swap.free(swp_offset(ents))
+    mem.swap.pswpin += n
+    new = mk_pte(pfns, bool(v.flags & VM_WRITE), write)
+    new[(ents & PTE_SOFT_DIRTY) != 0] |= PTE_SOFT_DIRTY
+    ptes[sel] = new
+    mm.rss.add(MM_SWAPENTS, -n)
+    mm.rss.add(MM_ANONPAGES, n)
+    mm.nr_major += n
+    v.anon_vma = v.anon_vma or AnonVma()
+    return n
 
-    def folio_mapcount(self, pfns: np.ndarray) -> np.ndarray:
-        """folio_mapcount(): total mappings of each frame's folio (also its
-        reference count here: no GUP or swap-cache references are modelled)."""
-        heads, order = self.folio_head(pfns)
-        return np.where(order > 0, self.large_mapcount[heads], self.mapcount[pfns])
 
-    def precise_page_mapcount(self, pfns: np.ndarray) -> np.ndarray:
-        """folio_precise_page_mapcount(): PTE mappings of the page + PMD ones."""
-        heads, order = self.folio_head(pfns)
-        return self.mapcount[pfns] + np.where(order > 0, self.entire_mapcount[heads], 0)
+def cache_pages(mm: MM, file: File, pgoffs: np.ndarray) -> np.ndarray:
+    """The page-cache frames of `file` at `pgoffs`, read in (or, shmem,
+    zero-filled) where absent."""
+    file.ensure(int(pgoffs.max()) + 1)
+    pfns = file.cache[pgoffs]
+    absent = pfns == 0
+    if absent.any():
+        kind = M.PG_SHMEM | M.PG_LRU if file.shmem else M.PG_FILE | M.PG_LRU
+        new = mm.mem.alloc(int(absent.sum()), kind)
+        if not file.shmem:  # read from disk (shmem pages start zeroed)
+            mm.mem.vm_events.pgpgin += len(new) * (PAGE_SIZE // 1024)
+        file.cache[pgoffs[absent]] = new
+        set_file_rmap(mm.mem, file, new, pgoffs[absent])
+        pfns = file.cache[pgoffs]
+    return pfns
 
-    def average_page_mapcount(self, pfns: np.ndarray) -> np.ndarray:
-        """folio_average_page_mapcount() (seed-mechanisms §5.2)."""
-        heads, order = self.folio_head(pfns)
-        m = self.large_mapcount[heads].astype(np.int64)
-        e = self.entire_mapcount[heads].astype(np.int64)
-        nr = np.int64(1) << order
-        avg = np.maximum(((m - e + nr // 2) >> order) + e, 1)
-        large = np.where(m <= 0, 0, np.where(m <= e, e, avg))
-        return np.where(order > 0, large, self.mapcount[pfns])
 
-    def maybe_mapped_shared(self, pfns: np.ndarray) -> np.ndarray:
-        """folio_maybe_mapped_shared(): never a false "exclusive". hugetlb
-        folios have no MM-ID slots: shared when mapped more than once."""
-        heads, order = self.folio_head(pfns)
-        fl = self.flags[heads]
-        flag = ((fl & PG_MAYBE_SHARED) != 0) | ((fl & PG_HUGETLB) != 0)
-        return np.where(order > 0, (self.large_mapcount[heads] > 1) & flag, self.mapcount[pfns] > 1)
+def zap_vma(mm: MM, v: VMA, start: int, end: int, close: bool) -> int:
+    """Zap [start, end) of one VMA. `close`: the range stops being mapped
+    (munmap, exit), not just emptied (MADV_DONTNEED)."""
+    if v.is_hugetlb:
+        return zap_hugetlb(mm, v, start, end, close)
+    return zap_page_range(mm, start, end, bool(v.flags & VM_PFNMAP))
 
-    def kpagecount(self, pfns: np.ndarray) -> np.ndarray:
-        """What /proc/kpagecount reports for each frame (spec §13)."""
-        if self.mapcount_model == "page":
-            return self.precise_page_mapcount(pfns)
-        return self.average_page_mapcount(pfns)
 
-    def page_mapped_exclusively(self, pfns: np.ndarray) -> np.ndarray:
-        """__folio_page_mapped_exclusively(): pagemap PM_MMAP_EXCLUSIVE."""
-        if self.mapcount_model == "page":
-            return self.precise_page_mapcount(pfns) == 1
-        return ~self.maybe_mapped_shared(pfns)
+def zap_page_range(mm: MM, start: int, end: int, pfnmap: bool = False) -> int:
+    """Remove the translations of [start, end); free anon pages no one
+    maps, and the swap slots of swap entries (zap_nonpresent_ptes ->
+    free_swap_and_cache). `pfnmap`: the range is a VM_PFNMAP VMA, whose
+    pages were never charged to RSS."""
+    nhuge = huge_memory.zap_huge_pmds(mm, start, end)
+    ptes = mm.pgtable.take(start, end)
+    if not len(ptes):
+        return nhuge
+    swp = is_swap_pte(ptes)
+    if swp.any():
+        mm.mem.swap.free(swp_offset(ptes[swp]))
+        mm.rss.add(MM_SWAPENTS, -int(swp.sum()))
+        ptes = ptes[~swp]
+    pfns = pte_pfn(ptes)
+    pfns = pfns[pfns != ZERO_PFN]
+    if not len(pfns):
+        return nhuge
+    mem = mm.mem
+    fl = mem.flags[pfns]
+    anon = (fl & M.PG_ANON) != 0
+    shmem = (fl & M.PG_SHMEM) != 0
+    special = (fl & M.PG_RESERVED) != 0
+    mm.rss.add(MM_ANONPAGES, -int(anon.sum()))
+    mm.rss.add(MM_SHMEMPAGES, -int(shmem.sum()))
+    mm.rss.add(MM_FILEPAGES, -int(len(pfns) - anon.sum() - shmem.sum() - (special.sum() if pfnmap else 0)))
+    counted = pfns[~special]
+    mem.unmap_pages(counted, mm.mm_id)
+    return len(pfns) + nhuge
+
+
+def populate(mm: MM, start: int, end: int, special_pages: np.ndarray | None = None) -> int:
+    """__mm_populate() for mlock and MAP_LOCKED: fault the range in as
+    get_user_pages does, with write faults in private writable VMAs (so the
+    memory is really there, not the zero page) and read faults elsewhere;
+    holes, PROT_NONE and I/O or PFN-map VMAs are skipped, never an error.
+    (This used to read-fault everything and fail with EFAULT on PROT_NONE
+    after the flags had been changed.)"""
+    faults = 0
+    for v in mm.vmas.overlapping(start, end):
+        if v.flags & (VM_IO | VM_PFNMAP) or not v.flags & (VM_READ | VM_WRITE | VM_EXEC):
+            continue
+        if v.special is not None and (special_pages is None or not len(special_pages)):
+            continue
+        write = v.flags & (VM_WRITE | VM_SHARED) == VM_WRITE
+        try:
+            faults += fault_vma(mm, v, max(start, v.start), min(end, v.end), write, special_pages)
+        except MMError:
+            if not v.is_hugetlb:
+                raise
+            # an empty pool (MAP_NORESERVE) ends population quietly:
+            # mm_populate() ignores errors
+    return faults
+
+
+def copy_page_range(mm: MM, child: MM, v: VMA) -> None:
+    """copy_page_range() at fork for one VMA of `mm`, already in `child`:
+    private pages are shared copy-on-write (both PTEs write-protected),
+    swap entries duplicated, huge PMDs shared as PMD mappings; a VMA with
+    nothing anonymous (file, shmem, vDSO) is not copied: the child faults
+    it in itself."""
+    if v.is_hugetlb:
+        copy_hugetlb_page_range(mm, v, child)
+        return
+    ptes = mm.pgtable.read(v.start, v.end)
+    present = pte_present(ptes)
+    swp = is_swap_pte(ptes)
+    if not present.any() and not swp.any():
+        return
+    # swap entries stand in for no frame: read them as the zero page
+    pfns = np.where(present, pte_pfn(ptes), ZERO_PFN)
+    fl = mm.mem.flags[pfns]
+    if not v.flags & VM_PFNMAP and not ((fl & M.PG_ANON) != 0).any() and not swp.any():
+        # vma_needs_copy(): no anon_vma and not a PFN map: the child
+        # faults file, shmem and vDSO pages in itself
+        return
+    if swp.any():
+        # copy_nonpresent_pte(): swap_duplicate() per entry
+        mm.mem.swap.duplicate(swp_offset(ptes[swp]))
+        child.rss.add(MM_SWAPENTS, int(swp.sum()))
+    if not v.flags & VM_MAYSHARE:
+        ptes[present] &= ~PTE_RW
+        mm.pgtable.write(v.start, ptes)
+    # kernel pages (PFN maps) carry no mapcount and no RSS
+    real = present & (pfns != ZERO_PFN) & ((fl & M.PG_RESERVED) == 0)
+    # copy_huge_pmd(): a huge PMD is shared as one PMD mapping
+    huge = mm.pgtable.huge_in(v.start, v.end)
+    pte_mapped = real
+    if huge:
+        pte_mapped = real.copy()
+        for idx in huge:
+            off = ((idx << PMD_SHIFT) - v.start) >> PAGE_SHIFT
+            pte_mapped[off: off + PTRS_PER_TABLE] = False
+    mm.mem.map_pages(pfns[pte_mapped], child.mm_id)
+    child.pgtable.write(v.start, ptes)
+    for idx in huge:
+        child.pgtable.huge.add(idx)
+        mm.mem.map_pmd(huge_memory.huge_head(mm, idx), child.mm_id)
+    anon = real & ((fl & M.PG_ANON) != 0)
+    shm = real & ((fl & M.PG_SHMEM) != 0)
+    child.rss.add(MM_ANONPAGES, int(anon.sum()))
+    child.rss.add(MM_SHMEMPAGES, int(shm.sum()))
+    child.rss.add(MM_FILEPAGES, int(real.sum() - anon.sum() - shm.sum()))

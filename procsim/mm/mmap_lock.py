@@ -22,6 +22,7 @@ the kernel lock on any thread.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -122,6 +123,17 @@ def mmap_write_lock(mm: "MM") -> Iterator[None]:
         yield
     finally:
         lock.write_unlock(mm.vmas.publish)
+
+
+def write_locked(fn: Callable) -> Callable:
+    """The function (its first argument an mm) changes VMAs: it runs in a
+    write cycle of the mmap lock (nested in the caller's, if the syscall
+    holds one already)."""
+    @functools.wraps(fn)
+    def locked(mm: "MM", *args, **kw):
+        with mmap_write_lock(mm):
+            return fn(mm, *args, **kw)
+    return locked
 
 
 def vma_start_write(lock: MmapLock, vma: "VMA") -> None:

@@ -242,6 +242,15 @@ class PageTable:
     def count_swap(self, start: int, end: int) -> int:
         return sum(int(np.count_nonzero(is_swap_pte(sl))) for _, sl in self.spans(start, end))
 
+    def take_hugetlb(self, start: int, end: int) -> dict[int, int]:
+        """Remove the huge PTEs of [start, end) (mremap moving them); by PMD index."""
+        return {idx: self.hugetlb.pop(idx) for idx in self.hugetlb_in(start, end)}
+
+    def put_hugetlb(self, entries: dict[int, int], shift: int) -> None:
+        """Install huge PTEs taken by take_hugetlb `shift` PMDs away."""
+        for idx, e in entries.items():
+            self.hugetlb[idx + shift] = e
+
     def hugetlb_in(self, start: int, end: int) -> list[int]:
         """PMD indices of hugetlb entries overlapping [start, end)."""
         if start >= end or not self.hugetlb:

@@ -1,5 +1,6 @@
-"""Reverse map: from a folio to every PTE that maps it, as rmap_walk() finds
-them for idle page tracking.
+"""Reverse map (mm/rmap.c): from a folio to every PTE that maps it, as
+rmap_walk() finds them for idle page tracking; and the folio mapcounts the
+rmap add/remove functions keep (FolioMapcounts, a base of MemMap).
 
 Per frame the mem_map keeps two fields (12 bytes): `rmap_mapping`, the id
 of the anon_vma root (anonymous pages) or of the file (page cache, shmem)
@@ -20,12 +21,16 @@ folio's, so the answer is the same.
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from procsim.mm import memory as M
+from procsim.mm.page_flags import PG_ANON, PG_FILE, PG_HUGETLB, PG_MAYBE_SHARED, PG_RESERVED, PG_SHMEM
 from procsim.mm.pagetable import (PAGE_SHIFT, PMD_SHIFT, POOL_ROWS, PTE_ACCESSED, PTE_PRESENT, PTRS_PER_TABLE,
                                   PageTable, pte_pfn)
+
+if TYPE_CHECKING:
+    from procsim.mm.page_alloc import MemMap
 
 _ids = itertools.count(1)
 _YOUNG = PTE_PRESENT | PTE_ACCESSED
@@ -52,7 +57,7 @@ def file_mapping_id(file) -> int:
     return file.rmap_id
 
 
-def set_anon_rmap(mem: M.MemMap, v, va: int, ptes: np.ndarray) -> None:
+def set_anon_rmap(mem: MemMap, v, va: int, ptes: np.ndarray) -> None:
     """folio_add_new_anon_rmap() for the anonymous pages among `ptes` (the
     entries of v from address va) that have no mapping yet."""
     if v.anon_vma is None:
@@ -61,8 +66,8 @@ def set_anon_rmap(mem: M.MemMap, v, va: int, ptes: np.ndarray) -> None:
     if not len(present):
         return
     pfns = pte_pfn(ptes[present])
-    new = ((mem.flags[pfns] & M.PG_ANON) != 0) & (mem.rmap_mapping[pfns] == 0) \
-        & ((mem.flags[pfns] & (M.PG_RESERVED | M.PG_HUGETLB)) == 0)
+    new = ((mem.flags[pfns] & PG_ANON) != 0) & (mem.rmap_mapping[pfns] == 0) \
+        & ((mem.flags[pfns] & (PG_RESERVED | PG_HUGETLB)) == 0)
     if not new.any():
         return
     p = pfns[new]
@@ -70,7 +75,7 @@ def set_anon_rmap(mem: M.MemMap, v, va: int, ptes: np.ndarray) -> None:
     mem.rmap_index[p] = v.pgoff + ((va - v.start) >> PAGE_SHIFT) + present[new]
 
 
-def set_file_rmap(mem: M.MemMap, file, pfns: np.ndarray, pgoffs: np.ndarray) -> None:
+def set_file_rmap(mem: MemMap, file, pfns: np.ndarray, pgoffs: np.ndarray) -> None:
     """Page-cache pages of `file` at `pgoffs` (folio->mapping, folio->index)."""
     mem.rmap_mapping[pfns] = file_mapping_id(file)
     mem.rmap_index[pfns] = pgoffs
@@ -85,7 +90,7 @@ def _vma_ids(v) -> list[int]:
     return ids
 
 
-def _candidates(mem: M.MemMap) -> dict[int, list]:
+def _candidates(mem: MemMap) -> dict[int, list]:
     """mapping id -> the (mm, VMA) pairs that may map its pages."""
     out: dict[int, list] = {}
     for mm in list(mem.mms):
@@ -100,7 +105,7 @@ def _candidates(mem: M.MemMap) -> dict[int, list]:
     return out
 
 
-def clear_young(mem: M.MemMap, heads: np.ndarray) -> np.ndarray:
+def clear_young(mem: MemMap, heads: np.ndarray) -> np.ndarray:
     """page_idle_clear_pte_refs() for the folios with head PFNs `heads`:
     walk every PTE (or huge PMD) that maps each, clear its accessed bit,
     and say which folios had one set. Returns bool per head."""
@@ -166,3 +171,207 @@ def test_clear_young_ptes(pt: PageTable, vas: np.ndarray, pfns: np.ndarray) -> n
             t = tables[i]
             t &= ~PTE_ACCESSED  # the huge PMD's one bit, in all its copies
     return out
+
+
+class FolioMapcounts:
+    """The mapcounts of MemMap's folios (folio_add/remove_rmap_*,
+    folio_mapcount and the MM-ID owner slots; a base of MemMap, whose
+    arrays it keeps): PTE and PMD mappings counted per page and per folio,
+    large folios queued for deferred split when partly unmapped."""
+
+    # -- MM-ID owner tracking (folio_add/sub_return_large_mapcount) ---------
+
+    def _mm_id_add(self, heads: np.ndarray, n: np.ndarray, mm_id: int, total: np.ndarray) -> None:
+        """mm_id adds n mappings to each folio; `total` is the new large mapcount."""
+        assert mm_id > 0, "large folios are mapped by mms with an MM ID"
+        id0, id1 = self.mm_id0[heads], self.mm_id1[heads]
+        own0 = id0 == mm_id
+        own1 = (id1 == mm_id) & ~own0
+        self.mm_cnt0[heads[own0]] += n[own0].astype(np.int32)
+        self.mm_cnt1[heads[own1]] += n[own1].astype(np.int32)
+        rest = ~own0 & ~own1
+        f0 = rest & (id0 == 0)
+        h = heads[f0]
+        self.mm_id0[h] = mm_id
+        self.mm_cnt0[h] = n[f0]
+        # other mms map it already: maybe shared
+        self.flags[h[total[f0] != n[f0]]] |= PG_MAYBE_SHARED
+        f1 = rest & ~f0 & (id1 == 0)
+        h = heads[f1]
+        self.mm_id1[h] = mm_id
+        self.mm_cnt1[h] = n[f1]
+        self.flags[h] |= PG_MAYBE_SHARED  # slot 0 has mappings too
+        # neither slot free: mm_id is untracked; the flag is already set
+
+    def _mm_id_sub(self, heads: np.ndarray, n: np.ndarray, mm_id: int, total: np.ndarray) -> None:
+        id0, id1 = self.mm_id0[heads], self.mm_id1[heads]
+        own0 = id0 == mm_id
+        own1 = (id1 == mm_id) & ~own0
+        c0 = self.mm_cnt0[heads] - np.where(own0, n, 0)
+        c1 = self.mm_cnt1[heads] - np.where(own1, n, 0)
+        keep = (own0 & (c0 > 0)) | (own1 & (c1 > 0))
+        # a per-MM count that reaches zero (or underflows: some mappings were
+        # added while the mm was untracked) frees the slot
+        drop0, drop1 = own0 & (c0 <= 0), own1 & (c1 <= 0)
+        c0[drop0] = 0
+        c1[drop1] = 0
+        self.mm_cnt0[heads] = c0
+        self.mm_cnt1[heads] = c1
+        self.mm_id0[heads[drop0]] = 0
+        self.mm_id1[heads[drop1]] = 0
+        # untracked, or its slot just went: if one slot owns every remaining
+        # mapping the folio is exclusive again (total 0 clears it too)
+        excl = ~keep & ((c0 == total) | (c1 == total))
+        self.flags[heads[excl]] &= ~np.uint32(PG_MAYBE_SHARED)
+
+    # -- rmap: PTE mappings ---------------------------------------------------
+
+    def _small_mapped(self, pfns: np.ndarray, sign: int) -> None:
+        fl = self.flags[pfns]
+        self.nr_mapped_file += sign * int(np.count_nonzero(fl & (PG_FILE | PG_SHMEM)))
+        na = sign * int(np.count_nonzero(fl & PG_ANON))
+        self.nr_anon_mapped_page += na
+        self.nr_anon_mapped_folio += na
+
+    def map_pages(self, pfns: np.ndarray, mm_id: int = 0) -> None:
+        """One more PTE mapping of each frame (frames are distinct), by mm_id
+        (folio_add_{new_,}anon_rmap_ptes / folio_add_file_rmap_ptes)."""
+        if not len(pfns):
+            return
+        before = self.mapcount[pfns]
+        self.mapcount[pfns] = before + 1
+        order = self.order[pfns]
+        large = order != 0
+        if not large.any():
+            self._small_mapped(pfns[before == 0], +1)
+            return
+        self._small_mapped(pfns[~large & (before == 0)], +1)
+        lp = pfns[large]
+        heads, lo = self.folio_head(lp)
+        self.nr_anon_mapped_page += int(np.count_nonzero((before[large] == 0) & (self.entire_mapcount[heads] == 0)))
+        uh, first, cnt = np.unique(heads, return_index=True, return_counts=True)
+        old = self.large_mapcount[uh]
+        new = old + cnt
+        self.large_mapcount[uh] = new
+        self.nr_anon_mapped_folio += int((np.int64(1) << lo[first])[old == 0].sum())
+        self._mm_id_add(uh, cnt, mm_id, new)
+
+    def unmap_pages(self, pfns: np.ndarray, mm_id: int = 0) -> None:
+        """One PTE mapping fewer; anonymous folios nobody maps any more are
+        freed, partially mapped ones go on the deferred split queue."""
+        if not len(pfns):
+            return
+        after = self.mapcount[pfns] - 1
+        self.mapcount[pfns] = after
+        order = self.order[pfns]
+        large = order != 0
+        small_gone = pfns[~large & (after == 0)]
+        if len(small_gone):
+            self._small_mapped(small_gone, -1)
+            fl = self.flags[small_gone]
+            self.free(small_gone[(fl & PG_ANON) != 0])
+        if not large.any():
+            return
+        lp = pfns[large]
+        heads, lo = self.folio_head(lp)
+        self.nr_anon_mapped_page -= int(np.count_nonzero((after[large] == 0) & (self.entire_mapcount[heads] == 0)))
+        uh, first, cnt = np.unique(heads, return_index=True, return_counts=True)
+        new = self.large_mapcount[uh] - cnt
+        self.large_mapcount[uh] = new
+        self._mm_id_sub(uh, cnt, mm_id, new)
+        for h in uh[new == 0].tolist():
+            self.nr_anon_mapped_folio -= 1 << int(self.order[h])
+            self.free_folio(h)
+        self._check_partial(uh[new > 0])
+
+    def _check_partial(self, heads: np.ndarray) -> None:
+        """deferred_split_folio() for folios that became partially mapped, as
+        each model can tell: exactly (some page unmapped) with page mapcounts,
+        by "fewer mappings than pages and no PMD" without (so a folio whose
+        remaining pages are mapped twice is missed)."""
+        for h in heads.tolist():
+            if h in self.deferred_split or self.entire_mapcount[h]:
+                continue
+            nr = 1 << int(self.order[h])
+            if self.mapcount_model == "page":
+                partial = not self.mapcount[h: h + nr].all()
+            else:
+                partial = self.large_mapcount[h] < nr
+            if partial:
+                self.deferred_split.add(h)
+
+    # -- rmap: PMD mappings ---------------------------------------------------
+
+    def map_pmd(self, head: int, mm_id: int) -> None:
+        """folio_add_{new_,}anon_rmap_pmd: one PMD maps the whole folio."""
+        nr = 1 << int(self.order[head])
+        e, old = int(self.entire_mapcount[head]), int(self.large_mapcount[head])
+        self.entire_mapcount[head] = e + 1
+        self.large_mapcount[head] = old + 1
+        if e == 0:
+            self.nr_anon_mapped_page += int(np.count_nonzero(self.mapcount[head: head + nr] == 0))
+            self.nr_anon_thps += nr
+        if old == 0:
+            self.nr_anon_mapped_folio += nr
+        h = np.array([head], np.int64)
+        self._mm_id_add(h, np.array([1], np.int32), mm_id, np.array([old + 1], np.int32))
+
+    def unmap_pmd(self, head: int, mm_id: int) -> None:
+        nr = 1 << int(self.order[head])
+        e, new = int(self.entire_mapcount[head]) - 1, int(self.large_mapcount[head]) - 1
+        self.entire_mapcount[head] = e
+        self.large_mapcount[head] = new
+        if e == 0:
+            self.nr_anon_mapped_page -= int(np.count_nonzero(self.mapcount[head: head + nr] == 0))
+            self.nr_anon_thps -= nr
+        h = np.array([head], np.int64)
+        self._mm_id_sub(h, np.array([1], np.int32), mm_id, np.array([new], np.int32))
+        if new == 0:
+            self.nr_anon_mapped_folio -= nr
+            self.free_folio(head)
+        else:
+            self._check_partial(h)
+
+
+    # -- what the kernel can know, per mapcount model ---------------------------
+
+    def folio_mapcount(self, pfns: np.ndarray) -> np.ndarray:
+        """folio_mapcount(): total mappings of each frame's folio (also its
+        reference count here: no GUP or swap-cache references are modelled)."""
+        heads, order = self.folio_head(pfns)
+        return np.where(order > 0, self.large_mapcount[heads], self.mapcount[pfns])
+
+    def precise_page_mapcount(self, pfns: np.ndarray) -> np.ndarray:
+        """folio_precise_page_mapcount(): PTE mappings of the page + PMD ones."""
+        heads, order = self.folio_head(pfns)
+        return self.mapcount[pfns] + np.where(order > 0, self.entire_mapcount[heads], 0)
+
+    def average_page_mapcount(self, pfns: np.ndarray) -> np.ndarray:
+        """folio_average_page_mapcount() (seed-mechanisms §5.2)."""
+        heads, order = self.folio_head(pfns)
+        m = self.large_mapcount[heads].astype(np.int64)
+        e = self.entire_mapcount[heads].astype(np.int64)
+        nr = np.int64(1) << order
+        avg = np.maximum(((m - e + nr // 2) >> order) + e, 1)
+        large = np.where(m <= 0, 0, np.where(m <= e, e, avg))
+        return np.where(order > 0, large, self.mapcount[pfns])
+
+    def maybe_mapped_shared(self, pfns: np.ndarray) -> np.ndarray:
+        """folio_maybe_mapped_shared(): never a false "exclusive". hugetlb
+        folios have no MM-ID slots: shared when mapped more than once."""
+        heads, order = self.folio_head(pfns)
+        fl = self.flags[heads]
+        flag = ((fl & PG_MAYBE_SHARED) != 0) | ((fl & PG_HUGETLB) != 0)
+        return np.where(order > 0, (self.large_mapcount[heads] > 1) & flag, self.mapcount[pfns] > 1)
+
+    def kpagecount(self, pfns: np.ndarray) -> np.ndarray:
+        """What /proc/kpagecount reports for each frame (spec §13)."""
+        if self.mapcount_model == "page":
+            return self.precise_page_mapcount(pfns)
+        return self.average_page_mapcount(pfns)
+
+    def page_mapped_exclusively(self, pfns: np.ndarray) -> np.ndarray:
+        """__folio_page_mapped_exclusively(): pagemap PM_MMAP_EXCLUSIVE."""
+        if self.mapcount_model == "page":
+            return self.precise_page_mapcount(pfns) == 1
+        return ~self.maybe_mapped_shared(pfns)

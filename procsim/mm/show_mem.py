@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_NR
 from procsim.mm.mm import MM
 from procsim.mm.vma import VM_ACCOUNT

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_SIZE
 from procsim.mm.mm import MM, ZERO_PFN
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT,

@@ -3,7 +3,7 @@ allocation counters, as kernel state: each is counted where Linux counts
 it, never derived by a reader, and only ever grows.
 
     pgfault      every fault a task takes, minor and major
-                 (count_vm_event(PGFAULT) in handle_mm_fault; Kernel._charge_faults)
+                 (count_vm_event(PGFAULT) in handle_mm_fault; MmSyscalls._charge_faults)
     pgmajfault   faults that had to read a page in: swap-ins (mm_account_fault)
     pgalloc_<z>  pages handed out by the page allocator (MemMap._set_new),
                  charged to the zone the zonelist tries first (zone.alloc_zone)
@@ -14,7 +14,7 @@ it, never derived by a reader, and only ever grows.
                  free frame memblock_free_all() releases to the buddy allocator,
                  so pgfree - pgalloc is the allocator's free frames, as on Linux
     pgpgin       kB read from disk: file pages read into the page cache
-                 (MM._cache_pages; shmem pages are zero-filled, no I/O)
+                 (memory.cache_pages; shmem pages are zero-filled, no I/O)
     pgpgout      kB written: no writeback is modelled, so the journal and
                  log writes of an idle server, a pure function of the clock
                  (pgpgout_kb)

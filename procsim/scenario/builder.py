@@ -13,7 +13,7 @@ from procsim.bitmap import iter_bits, parse_list
 from procsim.commands import CommandError
 from procsim.history import BootHistory
 from procsim.kernel import Kernel, KernelError
-from procsim.mm.memory import OutOfMemory
+from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.scenario.activity import ActivityBuilder
 from procsim.scenario.machine import machine_config

@@ -26,7 +26,7 @@ import numpy as np
 
 from procsim import Kernel, KernelConfig, scenario
 from procsim.commands import execute
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm import stats
 from procsim.mm.mm import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, TASK_SIZE, ZERO_PFN
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_PRESENT, PTE_RW, PTE_SOFT_DIRTY,

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from procsim import scenario
 from procsim.kernel import MADV_DONTNEED, MADV_HUGEPAGE, MADV_PAGEOUT, Kernel, KernelError
-from procsim.mm.memory import OutOfMemory
+from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.procfs.context import Caller
 from procsim.procfs.kinds import Bin, WriteOnly

@@ -1,4 +1,4 @@
-"""MM.access: vectorised user loads and stores (the hardware side of the
+"""memory.access: vectorised user loads and stores (the hardware side of the
 accessed and dirty bits), faults where needed, and the ground-truth hooks."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 
 from procsim.mm.mm import MM_ANONPAGES, ZERO_PFN
 from procsim.mm.pagetable import PMD_SIZE, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT, PTE_RW, pte_pfn
+from procsim.mm.task_mmu import clear_refs
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE
 from invariants import boot, check_world
 
@@ -55,7 +56,7 @@ def test_first_access_faults_and_later_ones_only_set_bits(k, p):
     assert [bool(x & PTE_PRESENT) for x in e] == [False, True, False, True, False, True, False, False]
     mm = k.group(p).mm
     assert mm.rss[MM_ANONPAGES] == rss0 + 3
-    mm.clear_refs(1)
+    clear_refs(mm, 1)
     assert not (ptes(k, p, BASE, 8) & PTE_ACCESSED).any()
     minflt = k.task(p).min_flt
     assert k.access(p, np.array([BASE + 3 * PAGE]), write=False) == 0
@@ -140,7 +141,7 @@ def test_many_pages_vectorised(k, p):
     k.mmap(p, n * PAGE, RW, ANON | MAP_FIXED, BASE)
     k.touch(p, BASE, n * PAGE)
     mm = k.group(p).mm
-    mm.clear_refs(1)
+    clear_refs(mm, 1)
     rng = np.random.default_rng(1)
     pick = rng.choice(n, n // 10, replace=False)
     assert k.access(p, BASE + PAGE * pick, write=False) == 0

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from procsim.kernel import MADV_DONTNEED, MREMAP_FIXED, MREMAP_MAYMOVE
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm.pagetable import PMD_SIZE, PTE_ACCESSED, pte_pfn
+from procsim.mm.task_mmu import clear_refs
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE
 from procsim.procfs.idle_bitmap import IDLE_BITMAP_END
 from procsim.procfs.tree import ProcFS
@@ -100,7 +101,7 @@ def test_touched_pages_read_zero_then_one(k, fs, p):
 def test_present_but_not_accessed_is_idle(k, fs, p):
     k.mmap(p, 64 * PAGE, RW, ANON | MAP_FIXED, VA)
     k.touch(p, VA, 64 * PAGE)
-    k.group(p).mm.clear_refs(1)
+    clear_refs(k.group(p).mm, 1)
     assert words(idle_file(fs, p).read(8, OFF)) == [ONES]
 
 

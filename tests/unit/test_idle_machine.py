@@ -1,5 +1,5 @@
 """The kernel state machine of test_kernel_state_machine, with user accesses
-(MM.access), idle bitmap reads and page_idle writes added to its syscalls,
+(memory.access), idle bitmap reads and page_idle writes added to its syscalls,
 and three more invariants checked after every step:
 
 * rmap: every present PTE of a user page (anonymous, page cache, shmem) in
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule
 
 from procsim.mm import idle
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm.mm import ZERO_PFN
 from procsim.mm.pagetable import PAGE_SHIFT, PMD_SHIFT, PTE_ACCESSED, PTE_PRESENT, pte_pfn
 from test_kernel_state_machine import KernelMachine, idx

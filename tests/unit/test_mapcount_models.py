@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm import stats
 from invariants import boot, check_world
 

@@ -16,7 +16,7 @@ from procsim.mm.pagetable import PMD_SIZE, PTE_RW, pte_pfn
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_LOCKED,
                             MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, MNEMONICS, PROT_EXEC, PROT_NONE,
                             PROT_READ, PROT_WRITE)
-from procsim.mm import memory as M
+from procsim.mm import page_alloc as M
 from procsim.mm import stats
 from procsim.procfs.maps import maps_line, vma_name
 from invariants import check_world, snapshot, vm_counters

@@ -1,0 +1,125 @@
+"""Task and address-space exit (kernel/exit.c, mmput of kernel/fork.c): a
+thread exits, the group becomes a zombie, its children go to init, the
+parent (or init at once) reaps it."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from procsim.errors import KernelError
+from procsim.mm.mm import MM
+from procsim.mm.mmap import exit_mmap
+from procsim.task import Task, ThreadGroup
+
+if TYPE_CHECKING:
+    from procsim.kernel import Kernel
+
+
+def exit_status(code: int) -> int:
+    """exit(code) as wait(2) reports it: the low byte of the code, shifted
+    left by 8 (exit(3) -> 768, exit(259) -> 768), as do_exit() stores it."""
+    return (code & 0xFF) << 8
+
+
+def mmput(k: Kernel, mm: MM) -> None:
+    """Drop a user of `mm`; the last one tears the address space down."""
+    mm.users -= 1
+    if mm.users <= 0:
+        exit_mmap(mm)
+        k.sched.mm_gone(mm)
+
+
+def release_thread(k: Kernel, t: Task) -> None:
+    """A non-leader thread exits and is released at once."""
+    if t.on_cpu:
+        k.sched.switch_to(k.sched.cpus[t.cpu], None)
+    tg = t.tg
+    tg.dead_utime += t.utime
+    tg.dead_stime += t.stime
+    tg.dead_min_flt += t.min_flt
+    tg.dead_maj_flt += t.maj_flt
+    tg.threads.remove(t)
+    del k.tasks[t.pid]
+    if tg.mm is not None:
+        tg.mm.users -= 1
+
+
+def do_exit(k: Kernel, t: Task, status: int) -> None:
+    """Thread `t` (live, its group not a zombie) exits with `status` (wait(2) form)."""
+    tg = t.tg
+    if not t.is_leader:
+        release_thread(k, t)
+        if not tg.live_threads:
+            # the last thread after the leader: the group ends (it used
+            # to stay alive forever with no thread and its mm)
+            exit_notify(k, tg, status)
+            return
+        k._changed("exit", pid=tg.tgid, tid=t.pid)
+        return
+    if len(tg.live_threads) > 1:
+        # the leader exits first: it lingers as a zombie thread until the group ends
+        if t.on_cpu:
+            k.sched.switch_to(k.sched.cpus[t.cpu], None)
+        t.dead, t.state = True, "Z"
+        k._changed("exit", pid=tg.tgid, tid=t.pid)
+        return
+    exit_notify(k, tg, status)
+
+
+def do_group_exit(k: Kernel, tg: ThreadGroup, status: int) -> None:
+    """exit_group(2) or a fatal signal: every thread goes, then the group."""
+    for other in list(tg.threads[1:]):
+        release_thread(k, other)
+    exit_notify(k, tg, status)
+
+
+def exit_notify(k: Kernel, tg: ThreadGroup, status: int) -> None:
+    """The group ends; `status` is in wait(2) form (see exit_status)."""
+    for other in list(tg.threads[1:]):
+        release_thread(k, other)
+    t = tg.leader
+    if t.on_cpu:
+        k.sched.switch_to(k.sched.cpus[t.cpu], None)
+    if tg.mm is not None:
+        mm, tg.mm = tg.mm, None
+        mmput(k, mm)
+    t.dead, t.state = True, "Z"
+    tg.zombie = True
+    tg.exit_code = status
+    tg.fdsize = 0
+    init = k.groups.get(1)
+    for child in list(tg.children):  # reparent to init
+        child.parent = init
+        if init is not None and init is not tg:
+            init.children.append(child)
+            if child.zombie:
+                release_task(k, child)
+    tg.children.clear()
+    k._changed("exit", pid=tg.tgid)
+    if tg.parent is None or tg.parent.tgid == 1 or tg.parent.zombie or tg.parent.kthread:
+        release_task(k, tg)  # init and kthreadd reap at once
+
+
+def do_wait(k: Kernel, pid: int, child: int | None) -> int:
+    """pid's group reaps a zombie child (any, if child is None); returns its pid."""
+    tg = k.group(pid)
+    for c in tg.children:
+        if c.zombie and (child is None or c.tgid == child):
+            release_task(k, c)
+            return c.tgid
+    if child is not None and not any(c.tgid == child for c in tg.children):
+        raise KernelError(errno.ECHILD, f"{child} is not a child of {pid}")
+    raise KernelError(errno.EAGAIN, "no zombie child to reap")
+
+
+def release_task(k: Kernel, tg: ThreadGroup) -> None:
+    """A reaped zombie group: its times go to the parent, its pids are free."""
+    if tg.parent is not None and tg in tg.parent.children:
+        tg.parent.children.remove(tg)
+        tg.parent.cutime += tg.leader.utime + tg.dead_utime + tg.cutime
+        tg.parent.cstime += tg.leader.stime + tg.dead_stime + tg.cstime
+    for t in tg.threads:
+        k.tasks.pop(t.pid, None)
+    k.groups.pop(tg.tgid, None)
+    k._changed("reap", pid=tg.tgid)

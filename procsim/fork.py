@@ -1,0 +1,161 @@
+"""Process creation (kernel/fork.c, alloc_pid of kernel/pid.c): fork's
+copy_process, a new thread (CLONE_THREAD), kernel threads, and dup_mm, the
+child's copy of the address space (its page tables: memory.copy_page_range)."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from procsim import resource
+from procsim.errors import KernelError
+from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
+from procsim.mm.memory import copy_page_range
+from procsim.mm.mm import MM
+from procsim.mm.rmap import AnonVma
+from procsim.mm.vma import VM_LOCKED, VM_LOCKONFAULT, VMA
+from procsim.task import (PF_FORKNOEXEC, PF_KTHREAD, PF_NOFREEZE, PF_NOT_INHERITED, Cred, Task,
+                          ThreadGroup)
+
+if TYPE_CHECKING:
+    from procsim.kernel import Kernel
+
+
+def dup_mm(mm: MM) -> MM:
+    """dup_mm() and dup_mmap(): the child's copy of `mm`: its counters and
+    layout, every VMA but VM_DONTCOPY ones (unlocked), and their pages
+    shared copy-on-write (memory.copy_page_range)."""
+    child = MM(mm.mem, mm.mmap_base)
+    child.rss.cpu = mm.rss.cpu  # add_mm_rss_vec() runs on the forking task's CPU
+    for name in ("total_vm", "hiwater_vm", "locked_vm", "data_vm", "hugetlb_data_vm", "exec_vm", "stack_vm",
+                 "start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
+                 "start_stack", "arg_start", "arg_end", "env_start", "env_end"):
+        setattr(child, name, getattr(mm, name))
+    child.hiwater_vm = mm.total_vm
+    child.mmap_base = mm.mmap_base
+    # mlock is not inherited (dup_mmap clears VM_LOCKED_MASK; mm_init zeroes locked_vm)
+    child.locked_vm = 0
+    for v in mm.vmas:
+        if v.flags & (1 << 17):  # VM_DONTCOPY: dup_mmap skips the VMA entirely
+            child.vm_stat_account(VMA(v.start, v.end, v.flags & ~(VM_LOCKED | VM_LOCKONFAULT)), -1)
+            continue
+        nv = VMA(v.start, v.end, v.flags & ~(VM_LOCKED | VM_LOCKONFAULT), v.pgoff, v.file,
+                 v.special, v.anon_name, AnonVma(v.anon_vma.root) if v.anon_vma is not None else None)
+        child.vmas.insert(nv)
+        if v.file is not None:
+            v.file.nr_mappings += 1
+        copy_page_range(mm, child, v)
+    child.hiwater_rss = child.rss_pages
+    child.vmas.publish()
+    return child
+
+
+def alloc_pid(k: Kernel, want: int | None) -> int:
+    """alloc_pid(): `want` if it is free and in range, else the next free
+    pid after the last one (wrapping to 300 at pid_max)."""
+    if k.tasks and len(k.tasks) >= k.max_threads:
+        # copy_process: nr_threads (every task not yet released) >= max_threads
+        raise KernelError(errno.EAGAIN, f"threads-max ({k.max_threads}) reached")
+    if want is not None:
+        if not 1 <= want < k.config.pid_max:
+            raise KernelError(errno.EINVAL, f"pid {want} out of range")
+        if want in k.tasks:
+            raise KernelError(errno.EEXIST, f"pid {want} is in use")
+        k.last_pid = max(k.last_pid, want)
+        return want
+    pid = k.last_pid
+    for _ in range(k.config.pid_max):
+        pid = pid + 1 if pid + 1 < k.config.pid_max else 300
+        if pid not in k.tasks:
+            k.last_pid = pid
+            return pid
+    raise KernelError(errno.EAGAIN, "pid space exhausted")
+
+
+def new_group(k: Kernel, tgid: int, parent: ThreadGroup | None, cred: Cred, mm: MM | None,
+              cmdline: list[str], environ: list[str], exe: str | None, comm: str,
+              flags: int, pgid: int | None = None, sid: int | None = None) -> Task:
+    """A new thread group with its leader, a child of `parent`."""
+    tg = ThreadGroup(tgid, parent, pgid or tgid, sid or tgid, cred, mm, cmdline, environ, exe)
+    tg.rlim = list(parent.rlim) if parent is not None else resource.init_rlimits(k.max_threads)
+    t = Task(tgid, tg, comm[:15] if mm is not None else comm, k.now, flags=flags)
+    t.cpus_allowed = k.sched.all_cpus_mask
+    t.nsproxy = parent.leader.nsproxy if parent is not None else k.init_nsproxy
+    tg.threads.append(t)
+    if mm is not None:
+        mm.users += 1
+    if parent is not None:
+        parent.children.append(tg)
+        tg.tty_nr, tg.tpgid = parent.tty_nr, parent.tpgid
+        t.cpus_allowed = parent.leader.cpus_allowed
+        t.nice = parent.leader.nice
+    k.tasks[tgid] = t
+    k.groups[tgid] = tg
+    k.nr_forks += 1
+    return t
+
+
+def copy_process(k: Kernel, parent: Task, child_pid: int | None) -> int:
+    """fork(2) by `parent` (its group not a zombie): the child group, its
+    mm copied; returns the child's pid."""
+    ptg = parent.tg
+    cpid = alloc_pid(k, child_pid)
+    mm = dup_mm(ptg.mm) if ptg.mm is not None else None
+    if mm is not None:  # init_new_context(): first trim a second after creation, not at once
+        mm.next_trim_cpumask = k.jiffies + k.config.hz
+    t = new_group(k, cpid, ptg, Cred(**vars(ptg.cred)), mm, list(ptg.cmdline),
+                  list(ptg.environ), ptg.exe, parent.comm,
+                  (parent.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC) & ~PF_KTHREAD)
+    t.tg.pgid, t.tg.sid, t.tg.umask = ptg.pgid, ptg.sid, ptg.umask
+    t.tg.sig_ignore, t.tg.sig_catch = ptg.sig_ignore, ptg.sig_catch
+    t.tg.oom_score_adj, t.tg.oom_score_adj_min = ptg.oom_score_adj, ptg.oom_score_adj_min
+    t.cpu = parent.cpu
+    return cpid
+
+
+def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> int:
+    """clone(CLONE_VM|CLONE_THREAD|...) by `creator`: a new thread in its
+    group, sharing its mm; returns the new tid."""
+    tg = creator.tg
+    tid = alloc_pid(k, tid)
+    t = Task(tid, tg, (comm or creator.comm)[:15], k.now,
+             flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
+             cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1,
+             nsproxy=creator.nsproxy)
+    tg.threads.append(t)
+    k.tasks[tid] = t
+    if tg.mm is not None:
+        tg.mm.users += 1
+    k.nr_forks += 1
+    return tid
+
+
+def kernel_thread(k: Kernel, comm: str, pid: int | None, cpu: int | None) -> int:
+    """A kernel thread (no mm), a child of kthreadd (pid 2) unless it is
+    kthreadd; its flags, scheduling and binding from its kind. Returns its pid."""
+    pid = alloc_pid(k, pid)
+    parent = k.groups.get(2) if pid != 2 else None
+    # copy_process() for kthreadd itself; kthreadd() then sets PF_NOFREEZE,
+    # which every thread it creates inherits
+    flags = PF_KTHREAD | PF_FORKNOEXEC | PF_NOFREEZE
+    if parent is not None:
+        flags = (parent.leader.flags & ~PF_NOT_INHERITED) | PF_FORKNOEXEC
+    kind = kthread_kind(comm) if pid != 2 else KthreadKind()
+    flags = (flags | kind.set_flags) & ~kind.clear_flags
+    t = new_group(k, pid, parent, Cred.of(0, 0), None, [], [], None, comm, flags)
+    t.tg.pgid = t.tg.sid = 0
+    t.tg.sig_ignore = (1 << 64) - 1
+    t.tg.umask = 0o022
+    t.tg.tty_nr, t.tg.tpgid = 0, -1
+    if pid == 2:
+        t.exit_signal = 0  # rest_init(): kernel_thread(kthreadd, ..., CLONE_FS | CLONE_FILES)
+    t.state = kind.state
+    t.policy, t.rt_priority, t.nice = kind.policy, kind.rt_priority, kind.nice
+    if cpu is None and kind.bound:
+        named = cpu_in_name(comm)
+        cpu = named if named is not None and named < k.config.nr_cpus else None
+    if cpu is not None:
+        k.check_cpu(cpu)
+        t.cpus_allowed = 1 << cpu
+        t.cpu = cpu
+    return pid

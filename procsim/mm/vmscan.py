@@ -1,0 +1,76 @@
+"""Reclaim of anonymous memory (mm/vmscan.c's shrink_folio_list for
+MADV_PAGEOUT, with swap-out as add_to_swap + pageout do it): pages go to
+the swap area (mm/swap.py), clean lazily-freed pages are dropped. The
+swap-in side is do_swap_page in mm/memory.py, as in mm/memory.c."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from procsim.mm import huge_memory
+from procsim.mm import page_alloc as M
+from procsim.mm.mm import MM, MM_ANONPAGES, MM_SWAPENTS, ZERO_PFN
+from procsim.mm.pagetable import PTE_DIRTY, PTE_PRESENT, PTE_SOFT_DIRTY, pte_pfn, swp_entry_pte
+from procsim.mm.vma import VM_MAYSHARE
+
+
+def pageout(mm: MM, start: int, end: int) -> int:
+    """madvise(MADV_PAGEOUT) on [start, end) (the caller has refused
+    locked, PFN-map and hugetlb VMAs with EINVAL): anonymous pages only
+    this mm maps are written to swap, their frames freed. Returns the
+    pages paged out.
+
+    As madvise_cold_or_pageout_pte_range() + reclaim: huge PMDs and large
+    folios only this mm maps are split first (a THP is swapped whole only
+    into a free swap cluster; 6.18 split it, thp_swpout_fallback), shared
+    ones (after fork, or maybe mapped shared) are skipped, as are the zero
+    page, page-cache pages and shared memory (simplification: file and
+    shmem reclaim are not modelled). Clean MADV_FREE pages are dropped
+    instead (PTE none, no slot), re-dirtied ones become swap-backed again
+    and stay. A full swap area leaves the rest resident, no error."""
+    mem, swap = mm.mem, mm.mem.swap
+    out = 0
+    for v in mm.vmas.overlapping(start, end):
+        if v.flags & VM_MAYSHARE or v.special is not None or v.is_hugetlb:
+            continue
+        lo, hi = max(start, v.start), min(end, v.end)
+        for idx in mm.pgtable.huge_in(lo, hi):
+            head = huge_memory.huge_head(mm, idx)
+            if mem.large_mapcount[head] == 1:
+                huge_memory.split_huge_pmd(mm, idx)
+                mem.split_folio(head)
+        for _, sl in mm.pgtable.spans(lo, hi):
+            pres = np.nonzero(sl & PTE_PRESENT)[0]
+            if not len(pres):
+                continue
+            pfns = pte_pfn(sl[pres])
+            anon = (pfns != ZERO_PFN) & ((mem.flags[pfns] & M.PG_ANON) != 0)
+            heads, order = mem.folio_head(pfns)
+            for h in np.unique(heads[anon & (order > 0)]).tolist():
+                if not mem.maybe_mapped_shared(np.array([h], np.int64))[0]:
+                    mem.split_folio(h)
+            fl = mem.flags[pfns]
+            cand = anon & (mem.order[pfns] == 0) & (mem.mapcount[pfns] == 1)
+            lazy = cand & ((fl & M.PG_SWAPBACKED) == 0)
+            if lazy.any():
+                dirty = ((sl[pres] & PTE_DIRTY) != 0) | ((fl & M.PG_DIRTY) != 0)
+                mem.flags[pfns[lazy & dirty]] |= np.uint32(M.PG_SWAPBACKED)
+                drop = lazy & ~dirty
+                sl[pres[drop]] = 0
+                mem.unmap_pages(pfns[drop], mm.mm_id)
+                mm.rss.add(MM_ANONPAGES, -int(drop.sum()))
+                cand &= ~lazy
+            ci = np.nonzero(cand)[0]
+            slots = swap.alloc(len(ci))
+            if not len(slots):
+                continue
+            ci = ci[: len(slots)]
+            old = sl[pres[ci]]
+            sl[pres[ci]] = swp_entry_pte(slots, (old & PTE_SOFT_DIRTY) != 0)
+            mem.unmap_pages(pfns[ci], mm.mm_id)
+            mm.rss.add(MM_ANONPAGES, -len(slots))
+            mm.rss.add(MM_SWAPENTS, len(slots))
+            swap.pswpout += len(slots)
+            out += len(slots)
+    return out
+
