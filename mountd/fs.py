@@ -19,7 +19,6 @@ import gc
 import itertools
 import logging
 import os
-import queue
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from mfusepy import FUSE, FuseOSError, Operations, fuse_get_context  # noqa: E40
 from mountd.control import ControlServer  # noqa: E402
 from mountd.process_vm import ProcessMemory  # noqa: E402
 from procsim.procfs.context import Caller  # noqa: E402
+from procsim.procfs.pid_flush import PidFlush  # noqa: E402
 from procsim.procfs.tree import ProcFS  # noqa: E402
 
 log = logging.getLogger("procsim.fs")
@@ -90,7 +90,7 @@ def _caller() -> Caller:
 def _stat_dict(a: Any) -> dict[str, Any]:
     t = int(a.time * 1e9)  # the mount (inode creation) time, as procfs does
     return {"st_mode": a.mode, "st_uid": a.uid, "st_gid": a.gid, "st_nlink": a.nlink,
-            "st_size": 0, "st_blksize": 1024, "st_atime": t, "st_mtime": t, "st_ctime": t}
+            "st_size": a.size, "st_blksize": 1024, "st_atime": t, "st_mtime": t, "st_ctime": t}
 
 
 def _guarded(op: str, path: str | None, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -400,16 +400,15 @@ class RawPath:
     floor: through mfusepy each one costs a ctypes pointer object per
     argument, a functools.partial, its wrapper, its method and ours; Python
     also runs several times slower here than in a loop, every request coming
-    after two context switches. Answers are the same as ProcsimOps.open,
-    read and release, which serve when the hook is not installed.
+    after two context switches. Each is a thin C entry to ProcsimOps's own
+    method (open, read_fh, ioctl_fh, release_fh), which also serves
+    mfusepy's callbacks when the hook is not installed.
 
     libfuse passes `struct fuse_file_info *`; a ctypes view of it is kept
     per address (it lives on the FUSE thread's stack, so the address repeats)."""
 
     def __init__(self, ops: "ProcsimOps") -> None:
         self.ops = ops
-        self.fs = ops.fs
-        self.handles = ops.handles
         self._fi: dict[int, Any] = {}
         self._bufs: dict[tuple[int, int], memoryview] = {}
         self._thunks: list[Any] = []
@@ -432,16 +431,12 @@ class RawPath:
             fi = self._fi[addr] = mfusepy.fuse_file_info.from_address(addr)
         return fi
 
-    # Callbacks: must never raise (ctypes would print and answer 0).
+    # Callbacks: the C ends of ProcsimOps's open, read_fh, ioctl_fh and
+    # release_fh (one implementation each); they must never raise (ctypes
+    # would print and answer 0), so an OSError is its -errno.
     def open(self, path: bytes, fip: int) -> int:
         try:
-            fi = self._fi.get(fip) or self._view(fip)
-            h = self.fs.open(path.decode("utf-8", "surrogateescape"), fi.flags, _caller())
-            fh = next(self.ops._fhs)
-            self.handles[fh] = h
-            fi.fh = fh
-            fi.direct_io = 1  # as ProcsimOps.open
-            return 0
+            return self.ops.open(path.decode("utf-8", "surrogateescape"), self._fi.get(fip) or self._view(fip))
         except OSError as e:
             return -(e.errno or errno.EIO)
         except BaseException:
@@ -450,10 +445,7 @@ class RawPath:
 
     def read(self, path: int, buf: int, size: int, offset: int, fip: int) -> int:
         try:
-            h = self.handles.get((self._fi.get(fip) or self._view(fip)).fh)
-            if h is None:
-                return -errno.EBADF
-            data = h.read(size, offset)
+            data = self.ops.read_fh((self._fi.get(fip) or self._view(fip)).fh, size, offset)
             n = len(data)
             if n:
                 # a slice assignment into a view of libfuse's buffer: 5x
@@ -488,8 +480,7 @@ class RawPath:
 
     def release(self, path: int, fip: int) -> int:
         try:
-            # a handle holds nothing but its buffer: dropping it is its release
-            self.handles.pop((self._fi.get(fip) or self._view(fip)).fh, None)
+            self.ops.release_fh((self._fi.get(fip) or self._view(fip)).fh)
         except BaseException:
             log.exception("release: internal error")
         return 0
@@ -498,51 +489,27 @@ class RawPath:
 class Invalidator:
     """Makes exited pids disappear at once despite the 1 s entry timeout.
 
-    A kernel observer notes which tasks went away (exit of a thread, reap of
-    a process) or changed owner; their dentries under MNT/proc are then
-    dropped with fuse_lowlevel_notify_inval_entry. The observer only queues
-    (it runs under the kernel lock, maybe on the FUSE thread, where
-    notifying could deadlock); the control thread flushes synchronously
-    before it replies, and a small thread flushes what scenario activity
-    produces. The high-level API hides node ids, but without `use_ino`
-    libfuse reports the node id as st_ino, so a stat() of the parent gives it.
+    procfs says which dentries went stale (procsim/procfs/pid_flush.py:
+    released tasks, as proc_flush_pid, and owner changes); this forwards
+    each one to fuse_lowlevel_notify_inval_entry. procfs queues under the
+    kernel lock (maybe on the FUSE thread, where notifying could deadlock);
+    the control thread flushes synchronously before it replies, and a small
+    thread flushes what scenario activity produces. The high-level API
+    hides node ids, but without `use_ino` libfuse reports the node id as
+    st_ino, so a stat() of the parent gives it.
     """
 
-    def __init__(self, kernel: Any, mnt: str) -> None:
-        self.kernel = kernel
+    def __init__(self, dentries: PidFlush, mnt: str) -> None:
+        self.dentries = dentries
         self.mnt = mnt
         self.enabled = mfusepy.fuse_version_major == 3
-        self._known: dict[int, int] = {tid: t.tgid for tid, t in kernel.tasks.items()}  # tid -> tgid
-        self._q: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pending = threading.Event()
         self._se: int | None = None
         if self.enabled:
-            kernel.observers.append(self._event)
-
-    # runs under the kernel lock: queue only
-    def _event(self, what: str, info: dict) -> None:
-        k = self.kernel
-        if what == "spawn":
-            tg = k.groups.get(info.get("pid"))
-            if tg is not None:
-                for t in tg.threads:
-                    self._known[t.pid] = tg.tgid
-        elif what == "clone":
-            self._known[info["tid"]] = info["pid"]
-        elif what in ("exit", "reap"):
-            for tid in [t for t in self._known if t not in k.tasks]:
-                tgid = self._known.pop(tid)
-                self._q.put(("proc", str(tid)))
-                if tgid != tid:
-                    self._q.put((f"proc/{tgid}/task", str(tid)))
-            self._pending.set()
-        elif what == "cred":  # new owner of every entry: drop them all
-            tg = k.groups.get(info.get("pid"))
-            if tg is not None:
-                for t in tg.threads:
-                    self._q.put(("proc", str(t.pid)))
-                self._pending.set()
+            dentries.wake = self._pending.set
+        else:
+            dentries.close()  # nothing to forward to: do not let them pile up
 
     def attach(self) -> None:
         """Called at INIT, on the FUSE thread: find the session, start flushing."""
@@ -560,8 +527,10 @@ class Invalidator:
         threading.Thread(target=self._loop, name="procsim-invalidate", daemon=True).start()
 
     def detach(self) -> None:
+        """The session ends: stop notifying, and stop procfs queueing for us."""
         with self._lock:
             self._se = None
+        self.dentries.close()
         self._pending.set()
 
     def _loop(self) -> None:
@@ -575,13 +544,9 @@ class Invalidator:
         """Invalidate everything queued so far; returns once it is done."""
         with self._lock:
             self._pending.clear()
-            items: dict[str, set[str]] = {}
-            while True:
-                try:
-                    parent, name = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                items.setdefault(parent, set()).add(name)
+            items: dict[str, list[str]] = {}
+            for parent, name in self.dentries.drain():
+                items.setdefault(parent, []).append(name)
             if self._se is None or not items:
                 return
             notify = mfusepy._libfuse.fuse_lowlevel_notify_inval_entry
@@ -602,14 +567,12 @@ def serve(kernel: Any, mnt: str, *, on_ready: Callable[[], None] | None = None, 
     mnt = os.path.abspath(mnt)
     procfs = ProcFS(kernel)
     procfs.mount_time = time.time()
-    inval = Invalidator(kernel, mnt)
+    inval = Invalidator(PidFlush(kernel), mnt)
 
     def after_command() -> None:
-        # Commands change the world through kernel calls, which move
-        # kernel.generation and so the procfs caches; dropping them here as
-        # well costs one re-render and covers a command that changed state
-        # and then failed half-way.
-        procfs.invalidate()
+        # The procfs caches need nothing: every change (a failed command's
+        # too) moves kernel.generation, and a query moves nothing. The
+        # dentries of pids the command released go before the reply.
         inval.flush()
 
     control = ControlServer(kernel, mnt, after_command=after_command)

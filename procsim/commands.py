@@ -5,7 +5,10 @@ Python client: a table of commands, each a name, typed parameters
 Every command's arguments are parsed by the table before the kernel is
 touched (unknown, missing and ill-typed parameters are EINVAL, named), and
 the kernel validates the world before changing it, so a bad command changes
-nothing.
+nothing. A query (marked in the table) only reads: it runs under the kernel
+lock and leaves `generation`, and so every render cache, as it was; any
+other command runs as a Kernel.syscall, whose kernel calls record what
+they change.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from procsim.mm import oom, stats
 from procsim.mm.counter_tree import NR_MM_COUNTERS, RSS_NAMES
 from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
-from procsim.params import (BOOL, CPULIST, INT, KB, PROT, RAW, REQUIRED, SECONDS, SIZE, STR, STR_MAP, STRS,
-                            Param, ParamError, Type)
+from procsim.fs import file as F
+from procsim.fs.syscalls import CLOCK_BOOTTIME, CLOCK_MONOTONIC, CLOCK_REALTIME, EFD_SEMAPHORE
+from procsim.params import (BOOL, CPULIST, INT, KB, OPEN_FLAGS, PROT, RAW, REQUIRED, SECONDS, SIZE, STR, STR_MAP,
+                            STRS, Param, ParamError, Type)
 from procsim.mm.access_log import ranges as vpn_ranges
 from procsim.workload import WorkloadError
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB,
@@ -96,10 +101,11 @@ def c_hugepages(k: Kernel, nr) -> dict:
 
 
 def c_swap(k: Kernel) -> dict:
-    """The swap area, in pages (SwapTotal/SwapFree) and the pswpin/pswpout counts."""
+    """The swap area, in pages (SwapTotal/SwapFree, the swap cache's SwapCached)
+    and the pswpin/pswpout counts."""
     sw = k.mem.swap
     return {"total": sw.pages, "free": sw.nr_free, "used": sw.inuse_pages,
-            "pswpin": sw.pswpin, "pswpout": sw.pswpout}
+            "cached": k.mem.swap_cache.nr_swapcached, "pswpin": sw.pswpin, "pswpout": sw.pswpout}
 
 
 def c_rss_counters(k: Kernel, pid) -> dict | None:
@@ -126,8 +132,7 @@ def c_oom_score_adj(k: Kernel, pid, value) -> dict:
     if value is not None:
         if not oom.OOM_SCORE_ADJ_MIN <= value <= oom.OOM_SCORE_ADJ_MAX:
             raise CommandError(errno.EINVAL, f"value: oom_score_adj takes -1000 to 1000, got {value}")
-        oom.set_oom_adj(tg, value, capable=True, legacy=False)
-        k._changed("oom_score_adj", pid=tg.tgid)
+        k.set_oom_score_adj(tg.tgid, value, capable=True)
     return {"oom_score_adj": tg.oom_score_adj, "oom_score_adj_min": tg.oom_score_adj_min,
             "oom_adj": oom.oom_adj_of(tg.oom_score_adj), "oom_score": oom.proc_oom_score(tg, oom.total_pages(k))}
 
@@ -151,7 +156,8 @@ def c_thp(k: Kernel, enabled, size, mode) -> dict:
     and return them all."""
     if (size is None) != (mode is None):
         raise CommandError(errno.EINVAL, "thp: size and mode go together")
-    k.set_thp(enabled, size, mode)
+    if enabled is not None or size is not None:
+        k.set_thp(enabled, size, mode)
     thp = k.mem.thp
     return {"enabled": thp.enabled, "sizes": {f"{4 << o}kB": m for o, m in sorted(thp.per_order.items())}}
 
@@ -296,6 +302,73 @@ def c_clock(k: Kernel) -> dict:
     return {"mode": k.config.clock, "now": k.now / 1e9}
 
 
+# -- files (procsim/fs/) --------------------------------------------------------------------
+
+
+def _fl(cloexec: bool, nonblock: bool = False) -> int:
+    return (F.O_CLOEXEC if cloexec else 0) | (F.O_NONBLOCK if nonblock else 0)
+
+
+def c_socket(k: Kernel, pid, family, cloexec, nonblock) -> int:
+    """socket(): a socket inode (`socket:[ino]`) of `family` (unix, inet,
+    inet6, netlink); its protocol state belongs to the network model. Returns the fd."""
+    if family not in F.FAMILIES:
+        raise CommandError(errno.EAFNOSUPPORT, f"family: one of {', '.join(F.FAMILIES)}, got {family!r}")
+    return k.socket(pid, F.FAMILIES[family], _fl(cloexec, nonblock))
+
+
+_EPOLL_OPS = {"add": 1, "del": 2, "mod": 3}
+_CLOCKS = {"realtime": CLOCK_REALTIME, "monotonic": CLOCK_MONOTONIC, "boottime": CLOCK_BOOTTIME}
+
+
+def c_epoll_ctl(k: Kernel, pid, epfd, op, fd, events, data) -> None:
+    """epoll_ctl(): `op` add, mod or del of `fd` in `epfd`'s interest list
+    (`events`: EPOLLIN = 1, EPOLLOUT = 4 ...; `data`: defaults to the fd)."""
+    if op not in _EPOLL_OPS:
+        raise CommandError(errno.EINVAL, f"op: add, mod or del, got {op!r}")
+    k.epoll_ctl(pid, epfd, _EPOLL_OPS[op], fd, events, data)
+
+
+def c_timerfd(k: Kernel, pid, clock, value, interval, cloexec, nonblock) -> int:
+    """timerfd_create() on `clock` (monotonic, realtime, boottime), armed to
+    expire in `value` seconds and every `interval` after (0: disarmed). Returns the fd."""
+    if clock not in _CLOCKS:
+        raise CommandError(errno.EINVAL, f"clock: one of {', '.join(_CLOCKS)}, got {clock!r}")
+    with k.lock:
+        k.task(pid)
+        fd = k.timerfd_create(pid, _CLOCKS[clock], _fl(cloexec, nonblock))
+        if value:
+            k.timerfd_settime(pid, fd, int(value * 1e9), int(interval * 1e9))
+        return fd
+
+
+def c_lseek(k: Kernel, pid, fd, offset, whence) -> int:
+    """lseek(): `whence` set, cur or end; returns the new position."""
+    w = {"set": 0, "cur": 1, "end": 2}.get(whence)
+    if w is None:
+        raise CommandError(errno.EINVAL, f"whence: set, cur or end, got {whence!r}")
+    return k.lseek(pid, fd, offset, w)
+
+
+def c_fds(k: Kernel, pid) -> list[dict]:
+    """A process's open fds: kind, what fd/N links to, flags (as fdinfo,
+    with O_CLOEXEC), position, mnt_id, inode number."""
+    t = k.task(pid)
+    files = t.files
+    if files is None:
+        return []
+    return [{"fd": fd, "kind": f.kind, "path": f.d_path(), "cloexec": files.cloexec(fd),
+             "flags": f.f_flags | (F.O_CLOEXEC if files.cloexec(fd) else 0), "pos": f.f_pos,
+             "mnt_id": f.mnt.mnt_id, "ino": f.ino} for fd, f in files.items()]
+
+
+def c_mounts(k: Kernel, pid) -> list[dict]:
+    """The mount table of `pid`'s mount namespace, in mount order."""
+    return [{"mnt_id": m.mnt_id, "parent_id": m.parent_id, "dev": f"{m.dev[0]}:{m.dev[1]}", "root": m.root,
+             "mountpoint": m.mountpoint, "opts": m.opts, "fstype": m.fstype, "source": m.source,
+             "super_opts": m.super_opts} for m in k.mnt_ns(k.task(pid)).mounts]
+
+
 # -- the table ------------------------------------------------------------------------------
 
 
@@ -305,13 +378,28 @@ class Command:
     call: Callable[..., Any]  # (kernel, **parsed parameters)
     params: tuple[Param, ...]
     doc: str
+    # A query reads the kernel and changes nothing: it runs under the lock
+    # alone and leaves `generation` (and so every render cache) as it was.
+    # `setters`: the parameters that make a query a change when given
+    # (hugepages nr=, oom_score_adj value=, thp's knobs).
+    query: bool = False
+    setters: tuple[str, ...] = ()
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
 
+    def is_query(self, parsed: dict[str, Any]) -> bool:
+        """Whether this call of the command (its parsed parameters) only reads."""
+        return self.query and all(parsed.get(n) is None for n in self.setters)
+
 
 def _cmd(name: str, call: Callable[..., Any], *params: Param, doc: str | None = None) -> Command:
     return Command(name, call, params, doc or inspect.getdoc(call) or "")
+
+
+def _query(name: str, call: Callable[..., Any], *params: Param, doc: str | None = None,
+           setters: tuple[str, ...] = ()) -> Command:
+    return Command(name, call, params, doc or inspect.getdoc(call) or "", query=True, setters=setters)
 
 
 def _p(name: str, type_: Type, default: Any = REQUIRED) -> Param:
@@ -319,6 +407,7 @@ def _p(name: str, type_: Type, default: Any = REQUIRED) -> Param:
 
 
 PID, TID = _p("pid", INT), _p("tid", INT)
+FD, CLOEXEC, NONBLOCK = _p("fd", INT), _p("cloexec", BOOL, False), _p("nonblock", BOOL, False)
 ADDR, LENGTH = _p("addr", SIZE), _p("length", SIZE)
 # the workload spec (procsim/workload.py checks each key and its range)
 _WL = tuple(_p(n, RAW, None) for n in ("pattern", "rate", "write", "addr", "length", "vmas", "seed", "tick",
@@ -359,9 +448,12 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     _cmd("madvise", c_madvise, PID, ADDR, LENGTH, _p("advice", STR, "dontneed")),
     _cmd("clear_refs", lambda k, pid, value: k.clear_refs(pid, value), PID, _p("value", INT),
          doc="Write `value` to /proc/PID/clear_refs (1-5)."),
-    _cmd("thp", c_thp, _p("enabled", STR, None), _p("size", KB, None), _p("mode", STR, None)),
-    _cmd("hugepages", c_hugepages, _p("nr", INT, None)),
+    _query("thp", c_thp, _p("enabled", STR, None), _p("size", KB, None), _p("mode", STR, None),
+           setters=("enabled", "size", "mode")),
+    _query("hugepages", c_hugepages, _p("nr", INT, None), setters=("nr",)),
     _cmd("shrink", lambda k: k.shrink_deferred_split(), doc="Run the deferred-split shrinker (split queued THPs)."),
+    _cmd("shrink_swapcache", lambda k: k.shrink_swap_cache(),
+         doc="A reclaim pass over the swap cache: free the folios nobody maps; returns frames freed."),
     _cmd("brk", lambda k, pid, addr: k.brk(pid, addr), PID, ADDR, doc="brk(); returns the new break."),
     _cmd("mremap", c_mremap, PID, ADDR, _p("old_length", SIZE), _p("new_length", SIZE),
          _p("maymove", BOOL, False), _p("new_addr", SIZE, None)),
@@ -384,22 +476,64 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     _cmd("workload_change", c_workload_change, _p("id", INT), *_WL_CHANGE),
     _cmd("workload_stop", c_workload_stop, _p("id", INT)),
     _cmd("track", c_track, PID),
+    _cmd("open", lambda k, pid, path, flags: k.open(pid, path, flags), PID, _p("path", STR),
+         _p("flags", OPEN_FLAGS, "O_RDONLY"),
+         doc="open(): `path` (relative to the cwd) with `flags` (\"O_WRONLY|O_APPEND|O_CLOEXEC\"); returns the "
+             "fd. Every path exists but those unlinked (ENOENT unless O_CREAT)."),
+    # (not "close": the control Client's own close() has that name)
+    _cmd("close_fd", lambda k, pid, fd: k.close(pid, fd), PID, FD, doc="close() of a process's fd."),
+    _cmd("dup", lambda k, pid, fd, cloexec: k.dup(pid, fd, cloexec), PID, FD, CLOEXEC,
+         doc="dup() (`cloexec`: F_DUPFD_CLOEXEC); returns the lowest free fd."),
+    _cmd("dup2", lambda k, pid, fd, newfd, cloexec: k.dup2(pid, fd, newfd, F.O_CLOEXEC if cloexec else 0,
+                                                         dup3=cloexec),
+         PID, FD, _p("newfd", INT), CLOEXEC, doc="dup2(), or dup3(O_CLOEXEC) with `cloexec`; returns newfd."),
+    _cmd("cloexec", lambda k, pid, fd, on: k.set_cloexec(pid, fd, on), PID, FD, _p("on", BOOL, True),
+         doc="fcntl(F_SETFD): set or clear an fd's close-on-exec bit."),
+    _cmd("lseek", c_lseek, PID, FD, _p("offset", INT), _p("whence", STR, "set")),
+    _cmd("pipe", lambda k, pid, cloexec, nonblock: list(k.pipe(pid, _fl(cloexec, nonblock))), PID, CLOEXEC,
+         NONBLOCK, doc="pipe2(): returns [read fd, write fd] (`pipe:[ino]`)."),
+    _cmd("socket", c_socket, PID, _p("family", STR, "inet"), CLOEXEC, NONBLOCK),
+    _cmd("eventfd", lambda k, pid, count, cloexec, nonblock, semaphore: k.eventfd(
+        pid, count, _fl(cloexec, nonblock) | (EFD_SEMAPHORE if semaphore else 0)),
+         PID, _p("count", INT, 0), CLOEXEC, NONBLOCK, _p("semaphore", BOOL, False),
+         doc="eventfd2(); returns the fd."),
+    _cmd("epoll_create", lambda k, pid, cloexec: k.epoll_create(pid, _fl(cloexec)), PID, CLOEXEC,
+         doc="epoll_create1(); returns the fd."),
+    _cmd("epoll_ctl", c_epoll_ctl, PID, _p("epfd", INT), FD, _p("op", STR, "add"), _p("events", INT, 1),
+         _p("data", INT, None)),
+    _cmd("timerfd", c_timerfd, PID, _p("clock", STR, "monotonic"), _p("value", SECONDS, 0.0),
+         _p("interval", SECONDS, 0.0), CLOEXEC, NONBLOCK),
+    _cmd("signalfd", lambda k, pid, mask, cloexec, nonblock: k.signalfd(pid, mask, _fl(cloexec, nonblock)), PID,
+         _p("mask", INT), CLOEXEC, NONBLOCK,
+         doc="signalfd4(-1, mask): bit n-1 of `mask` for signal n; returns the fd."),
+    _cmd("inotify_init", lambda k, pid, cloexec, nonblock: k.inotify_init(pid, _fl(cloexec, nonblock)), PID,
+         CLOEXEC, NONBLOCK, doc="inotify_init1(); returns the fd."),
+    _cmd("inotify_add_watch", lambda k, pid, fd, path, mask: k.inotify_add_watch(pid, fd, path, mask), PID, FD,
+         _p("path", STR), _p("mask", INT), doc="inotify_add_watch(); returns the watch descriptor."),
+    _cmd("memfd_create", lambda k, pid, name, cloexec: k.memfd_create(pid, name, 1 if cloexec else 0), PID,
+         _p("name", STR), _p("cloexec", BOOL, True), doc="memfd_create(): `/memfd:NAME (deleted)`; returns the fd."),
+    _cmd("chdir", lambda k, pid, path: k.chdir(pid, path), PID, _p("path", STR), doc="chdir()."),
+    _cmd("unlink", lambda k, path, pid: k.unlink(path, pid), _p("path", STR), _p("pid", INT, 1),
+         doc="unlink() of a file the machine knows (opened, mapped or exec'd): fds, maps and exe that hold it "
+             "show ` (deleted)`."),
     # queries
-    _cmd("ps", c_ps),
-    _cmd("vmas", c_vmas, PID),
-    _cmd("memory", c_memory, PID),
-    _cmd("task", c_status, PID),
-    _cmd("cpus", c_cpus),
-    _cmd("swap", c_swap),
-    _cmd("rss_counters", c_rss_counters, PID),
-    _cmd("oom_score_adj", c_oom_score_adj, PID, _p("value", INT, None)),
-    _cmd("oom", c_oom),
-    _cmd("oom_select", c_oom_select, _p("two_pass", BOOL, True)),
-    _cmd("now", lambda k: k.now / 1e9, doc="The clock, in seconds since boot."),
-    _cmd("clock", c_clock),
-    _cmd("workloads", c_workloads, _p("pid", INT, None)),
-    _cmd("wss_truth", c_wss_truth, PID, _p("since", SECONDS), _p("until", SECONDS, None),
-         _p("ranges", BOOL, False)),
+    _query("ps", c_ps),
+    _query("vmas", c_vmas, PID),
+    _query("memory", c_memory, PID),
+    _query("task", c_status, PID),
+    _query("cpus", c_cpus),
+    _query("swap", c_swap),
+    _query("rss_counters", c_rss_counters, PID),
+    _query("oom_score_adj", c_oom_score_adj, PID, _p("value", INT, None), setters=("value",)),
+    _query("oom", c_oom),
+    _query("oom_select", c_oom_select, _p("two_pass", BOOL, True)),
+    _query("now", lambda k: k.now / 1e9, doc="The clock, in seconds since boot."),
+    _query("clock", c_clock),
+    _query("workloads", c_workloads, _p("pid", INT, None)),
+    _query("fds", c_fds, PID),
+    _query("mounts", c_mounts, _p("pid", INT, 1)),
+    _query("wss_truth", c_wss_truth, PID, _p("since", SECONDS), _p("until", SECONDS, None),
+           _p("ranges", BOOL, False)),
 )}
 
 
@@ -437,15 +571,11 @@ def execute(k: Kernel, op: str, args: dict[str, Any]) -> Any:
     if cmd is None:
         raise CommandError(errno.EINVAL, f"unknown command {op!r} (known: {', '.join(sorted(COMMANDS))})")
     parsed = parse_args(cmd, args)
-    with k.lock:
+    # a query only reads; anything else runs as a syscall, whose failure
+    # half-way (out of memory mid-touch) is recorded as a change
+    with k.lock if cmd.is_query(parsed) else k.syscall(op):
         try:
-            try:
-                return cmd.call(k, **parsed)
-            except BaseException:
-                # a command that failed half-way (out of memory mid-touch) may
-                # have changed something: renderers' caches must not trust it
-                k.generation += 1
-                raise
+            return cmd.call(k, **parsed)
         except (KernelError, MMError) as e:
             raise CommandError(e.errno, f"{op}: {e.strerror}") from None
         except OutOfMemory as e:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from procsim import utsname
-from procsim.cpu import X86_MODELS, CpuInfoX86, identify
+from procsim import arch, mm_cpumask, utsname
+from procsim.cpu import CpuInfoX86
 from procsim.units import PAGE_SIZE
 
-ARCHES = ("x86", "arm64", "riscv")
-# How mm_cpumask evolves (seed-mechanisms §1.3, §1.5).
-CPUMASK_MODELS = ("lazy_trim", "eager_clear", "never_set", "never_clear")
 CLOCKS = ("wall", "manual")
 
 GiB = 1 << 30
@@ -18,7 +15,7 @@ GiB = 1 << 30
 
 @dataclass
 class KernelConfig:
-    arch: str = "x86"
+    arch: str = "x86"  # procsim/arch/
     nr_cpus: int = 8
     mem_bytes: int = 16 * GiB
     # one swap area of this size (0: none); its first page is the header
@@ -26,8 +23,8 @@ class KernelConfig:
     # vm.nr_hugepages at boot: 2 MiB hugetlb pages taken from RAM into the pool
     hugepages: int = 0
     hz: int = 250
-    # None picks the architecture's own model: x86 lazy_trim, arm64 never_set,
-    # riscv never_clear.
+    # how mm_cpumask evolves (procsim/mm_cpumask/); None: the architecture's
+    # own (x86 lazy_trim, arm64 never_set, riscv never_clear)
     cpumask_model: str | None = None
     # ARCH_WANT_PROC_CPUS_ACTIVE_MM: None means "as the arch selects" (x86 only).
     proc_cpus_active_mm: bool | None = None
@@ -43,7 +40,7 @@ class KernelConfig:
     boot_uptime: float = 3600.0  # seconds already elapsed at mount
     kernel_reserved_bytes: int = 256 << 20
     # the x86 CPU model (procsim/cpu.py; None: amd-epyc on x86) and its
-    # overrides (None: the model's own)
+    # overrides (None: the model's own); other arches have a fixed CPU
     cpu: str | None = None
     model_name: str | None = None
     cpu_mhz: float | None = None
@@ -67,12 +64,12 @@ class KernelConfig:
     # OOM victim selection: two passes (approximation ranges prune, precise
     # sums decide) or, False, one exhaustive scan of precise sums
     oom_two_pass: bool = True
-    # boot_cpu_data: the identified x86 CPU (None on other arches)
+    # boot_cpu_data: what the arch's identify_boot_cpu() found (the x86
+    # CpuInfoX86; None on other arches)
     boot_cpu: CpuInfoX86 | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHES:
-            raise ValueError(f"arch must be one of {', '.join(ARCHES)}")
+        a = arch.get(self.arch)  # ValueError: not an architecture
         if not 1 <= self.nr_cpus <= 4096:
             raise ValueError("nr_cpus must be between 1 and 4096")
         if self.mem_bytes < 64 << 20 or self.mem_bytes % PAGE_SIZE:
@@ -84,13 +81,12 @@ class KernelConfig:
         if self.hugepages and self.hugepages * (2 << 20) > self.mem_bytes - self.kernel_reserved_bytes:
             raise ValueError(f"hugepages: {self.hugepages} x 2 MiB do not fit in the memory left to the kernel")
         if self.cpumask_model is None:
-            self.cpumask_model = {"x86": "lazy_trim", "arm64": "never_set", "riscv": "never_clear"}[self.arch]
-        if self.cpumask_model not in CPUMASK_MODELS:
-            raise ValueError(f"cpumask_model must be one of {', '.join(CPUMASK_MODELS)}")
-        if self.cpumask_model in ("lazy_trim", "eager_clear") and self.arch != "x86":
-            raise ValueError(f"cpumask_model {self.cpumask_model} is an x86 model")
+            self.cpumask_model = a.cpumask_model
+        model = mm_cpumask.get(self.cpumask_model)
+        if not model.fits(self.arch):
+            raise ValueError(f"cpumask_model {self.cpumask_model} is an {' or '.join(model.arches)} model")
         if self.proc_cpus_active_mm is None:
-            self.proc_cpus_active_mm = self.arch == "x86"
+            self.proc_cpus_active_mm = a.proc_cpus_active_mm
         if self.clock not in CLOCKS:
             raise ValueError(f"clock must be one of {', '.join(CLOCKS)}")
         if self.mapcount_model not in ("page", "no_page"):
@@ -114,24 +110,9 @@ class KernelConfig:
         if self.hz not in (100, 250, 300, 1000):
             raise ValueError("hz must be 100, 250, 300 or 1000")
         self.osrelease, self.version = utsname.resolve(self.osrelease, self.version, self.btime)
-        self._identify_cpu()
-
-    def _identify_cpu(self) -> None:
         if self.cpu_mhz is not None and (isinstance(self.cpu_mhz, bool) or not 0 < self.cpu_mhz < 1e6):
             raise ValueError("cpu_mhz must be a positive number of MHz")
-        if self.arch != "x86":
-            if self.cpu is not None:
-                raise ValueError(f"cpu models are x86 CPUs; {self.arch} has its own")
-            if self.pkeys is None:
-                self.pkeys = True
-            return
-        if self.cpu is None:
-            self.cpu = "amd-epyc"
-        if self.cpu not in X86_MODELS:
-            raise ValueError(f"cpu must be one of {', '.join(X86_MODELS)}")
-        if self.pkeys is not None and not isinstance(self.pkeys, bool):
-            raise ValueError("pkeys must be true or false")
-        self.boot_cpu, self.pkeys = identify(self.cpu, self.model_name, self.cpu_mhz, self.pkeys)
+        a.identify_boot_cpu(self)
 
     @property
     def nr_pages(self) -> int:

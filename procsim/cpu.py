@@ -3,8 +3,8 @@ struct cpuinfo_x86 (boot_cpu_data), and the topology each CPU gets from it.
 
 Three models: `amd-epyc` (the reference VM of spec §0.1/§19), `intel-xeon`
 (a Sapphire Rapids KVM guest) and `host` (this machine's own CPU 0, read once
-when the world is built). /proc/cpuinfo renders it (procfs/cpuinfo.py);
-arm64 and riscv keep the fixed identities of that renderer.
+when the world is built). arch/x86.py identifies the boot CPU with it and
+renders its /proc/cpuinfo; arm64 and riscv have fixed identities of their own.
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ def do_execve(k: Kernel, t: Task, path: str, argv: list[str], envp: list[str], l
     if old is not None:
         mmput(k, old)
     tg.cmdline, tg.environ, tg.exe = list(argv), list(envp), path
+    tg.exe_file = k.vfs.files.get(path) or k.vfs.executable(path)
+    k._exec_files(t)
     t.comm = path.rsplit("/", 1)[-1][:15]
     t.flags = (t.flags & ~PF_FORKNOEXEC) | PF_RANDOMIZE
     if t.on_cpu:

@@ -40,7 +40,8 @@ def release_thread(k: Kernel, t: Task) -> None:
     tg.dead_min_flt += t.min_flt
     tg.dead_maj_flt += t.maj_flt
     tg.threads.remove(t)
-    del k.tasks[t.pid]
+    k._exit_files(t)
+    k._release_task(t)
     if tg.mm is not None:
         tg.mm.users -= 1
 
@@ -62,6 +63,7 @@ def do_exit(k: Kernel, t: Task, status: int) -> None:
         if t.on_cpu:
             k.sched.switch_to(k.sched.cpus[t.cpu], None)
         t.dead, t.state = True, "Z"
+        k._exit_files(t)  # /proc/PID/fd of the group is empty from now on
         k._changed("exit", pid=tg.tgid, tid=t.pid)
         return
     exit_notify(k, tg, status)
@@ -87,7 +89,8 @@ def exit_notify(k: Kernel, tg: ThreadGroup, status: int) -> None:
     t.dead, t.state = True, "Z"
     tg.zombie = True
     tg.exit_code = status
-    tg.fdsize = 0
+    tg.exe_file = None  # went with the mm
+    k._exit_files(t)
     init = k.groups.get(1)
     for child in list(tg.children):  # reparent to init
         child.parent = init
@@ -120,6 +123,6 @@ def release_task(k: Kernel, tg: ThreadGroup) -> None:
         tg.parent.cutime += tg.leader.utime + tg.dead_utime + tg.cutime
         tg.parent.cstime += tg.leader.stime + tg.dead_stime + tg.cstime
     for t in tg.threads:
-        k.tasks.pop(t.pid, None)
+        k._release_task(t)
     k.groups.pop(tg.tgid, None)
     k._changed("reap", pid=tg.tgid)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from procsim import resource
 from procsim.errors import KernelError
+from procsim.fs.fdtable import FilesStruct
+from procsim.fs.fs_struct import FsStruct
 from procsim.kthread import KthreadKind, cpu_in_name, kind_of as kthread_kind
 from procsim.mm.memory import copy_page_range
 from procsim.mm.mm import MM
@@ -81,6 +83,10 @@ def new_group(k: Kernel, tgid: int, parent: ThreadGroup | None, cred: Cred, mm: 
     t = Task(tgid, tg, comm[:15] if mm is not None else comm, k.now, flags=flags)
     t.cpus_allowed = k.sched.all_cpus_mask
     t.nsproxy = parent.leader.nsproxy if parent is not None else k.init_nsproxy
+    # copy_files(), copy_fs(): fork's copies (a kernel thread gets an empty table)
+    pt = parent.leader if parent is not None else None
+    t.files = pt.files.dup() if pt is not None and pt.files is not None else FilesStruct()
+    t.fs = pt.fs.copy() if pt is not None and pt.fs is not None else FsStruct()
     tg.threads.append(t)
     if mm is not None:
         mm.users += 1
@@ -121,7 +127,9 @@ def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> 
     t = Task(tid, tg, (comm or creator.comm)[:15], k.now,
              flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
              cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1,
-             nsproxy=creator.nsproxy)
+             nsproxy=creator.nsproxy, files=creator.files, fs=creator.fs)
+    if t.files is not None:
+        t.files.users += 1  # CLONE_FILES: one table
     tg.threads.append(t)
     k.tasks[tid] = t
     if tg.mm is not None:

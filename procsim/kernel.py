@@ -16,7 +16,8 @@ from __future__ import annotations
 import errno
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -27,6 +28,8 @@ from procsim.errors import KernelError
 from procsim.exec import do_execve
 from procsim.exit import do_exit, do_group_exit, do_wait, exit_status
 from procsim.fork import alloc_pid, copy_process, copy_thread, kernel_thread, new_group
+from procsim.fs.syscalls import FileState, FileSyscalls
+from procsim.mm import idle, oom
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
 # the syscalls' constants, for callers of the API (madvise advice, mremap flags)
@@ -50,10 +53,11 @@ def _err(err: int, msg: str) -> KernelError:
     return KernelError(err, msg)
 
 
-class Kernel(Timekeeping, MmSyscalls):
+class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
     """The machine's state and the syscall-level API; the clock and timed
     events are Timekeeping's (procsim/timekeeping.py), the memory syscalls
-    MmSyscalls' (procsim/mm/syscalls.py)."""
+    MmSyscalls' (procsim/mm/syscalls.py), the file syscalls FileSyscalls'
+    (procsim/fs/syscalls.py)."""
 
     def __init__(self, config: KernelConfig | None = None, at_boot: bool = False) -> None:
         """A machine `boot_uptime` seconds after a boot in which nothing ran
@@ -79,6 +83,8 @@ class Kernel(Timekeeping, MmSyscalls):
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
         self.sched = Sched(config, self.tasks)
         self.vfs = VFS()
+        # open files, fd numbers' inodes, mount tables (procsim/fs/)
+        self.files = FileState(config.nr_pages, reserved)
         self.uts = utsname.UtsName(config.hostname.encode())  # nodename, domainname (init_uts_ns)
         self.init_ns = nsproxy.init_namespaces()  # the initial namespace of each kind, by kind
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
@@ -91,7 +97,11 @@ class Kernel(Timekeeping, MmSyscalls):
         self._next_load = self.now + self.load_freq
         self._events: list[tuple[int, int, Callable[[], None]]] = []
         self._event_seq = 0
+        # told of every change _changed records: (what, details), under the lock
         self.observers: list[Callable[[str, dict], None]] = []
+        # release_task(): told of each task as it leaves the task table, under
+        # the lock (procfs flushes the pid's dentries from it: proc_flush_pid)
+        self.on_release: list[Callable[[Task], None]] = []
         # The vDSO: two kernel pages (from the reserved region) every process maps.
         self.vdso_pages = np.arange(2, 4, dtype=np.int64)
         self._vdso_memo: tuple[int, dict[int, int]] | None = None
@@ -123,9 +133,31 @@ class Kernel(Timekeeping, MmSyscalls):
         return t, t.mm
 
     def _changed(self, what: str, **info) -> None:
+        """Record a change: the one place `generation` moves (every cache of
+        a render keys on it), and the observers hear what changed."""
         self.generation += 1
         for cb in self.observers:
             cb(what, info)
+
+    @contextmanager
+    def syscall(self, name: str) -> Iterator[None]:
+        """Run a caller's kernel calls (a command) under the lock. A call that
+        fails half-way (out of memory mid-touch) may have changed something
+        before it failed: the failure is recorded as a change too, so no
+        cache trusts what it kept from before."""
+        with self.lock:
+            try:
+                yield
+            except BaseException:
+                self._changed("failed", call=name)
+                raise
+
+    def _release_task(self, t: Task) -> None:
+        """release_task(): `t` leaves the task table and the release hooks
+        (procfs's proc_flush_pid) hear of it."""
+        if self.tasks.pop(t.pid, None) is not None:
+            for cb in self.on_release:
+                cb(t)
 
     # -- processes ------------------------------------------------------------
 
@@ -315,7 +347,7 @@ class Kernel(Timekeeping, MmSyscalls):
         """kernel.threads-max (sysctl_max_threads); the range is the sysctl's."""
         with self.lock:
             self._max_threads = n
-            self.generation += 1
+            self._changed("sysctl")
 
     def prlimit(self, pid: int, res: int, new: resource.Rlimit | None = None) -> resource.Rlimit:
         """prlimit(2) by the process itself: the old limit; with `new`, set
@@ -355,7 +387,7 @@ class Kernel(Timekeeping, MmSyscalls):
         (existing ones stay); the range is the sysctl's."""
         with self.lock:
             self.config.pid_max = n
-            self.generation += 1
+            self._changed("sysctl")
 
     def thread_groups(self) -> list[ThreadGroup]:
         return [self.groups[k] for k in sorted(self.groups)]
@@ -381,3 +413,62 @@ class Kernel(Timekeeping, MmSyscalls):
                                                  pc.egid if gid is None else gid, groups)
             self.exec(child, path, argv, env if env is not None else self.group(parent).environ)
             return child
+
+    # -- writes through procfs and sysfs ---------------------------------------------
+
+    def set_oom_score_adj(self, pid: int, value: int, capable: bool = True, legacy: bool = False) -> None:
+        """A write to /proc/PID/oom_score_adj (or, `legacy`, oom_adj, already
+        on the oom_score_adj scale): __set_oom_adj(). EACCES for a writer
+        without CAP_SYS_RESOURCE going below the floor (procsim/mm/oom.py)."""
+        with self.lock:
+            tg = self.group(pid)
+            try:
+                oom.set_oom_adj(tg, value, capable, legacy)
+            except oom.OomAdjDenied as e:
+                raise _err(errno.EACCES, str(e)) from None
+            self._changed("oom_score_adj", pid=tg.tgid)
+
+    def set_proctitle(self, pid: int, argv: list[str]) -> None:
+        """A process rewriting its own argv area, as setproctitle() does
+        (nginx workers, postgres backends): a userspace write, which
+        /proc/PID/cmdline reads back."""
+        with self.lock:
+            tg = self.group(pid)
+            tg.cmdline = list(argv)
+            self._changed("cmdline", pid=tg.tgid)
+
+    def idle_bitmap_read(self, mm: MM, start: int, end: int) -> np.ndarray:
+        """A read of /proc/PID/idle_bitmap over [start, end) of `mm`: tests and
+        clears accessed bits (procsim/mm/idle.py), so it is a change."""
+        with self.lock:
+            try:
+                return idle.idle_read(mm.pgtable, start, end)
+            finally:
+                self._changed("idle")
+
+    def idle_bitmap_write(self, mm: MM, start: int, pages: np.ndarray) -> None:
+        """A write to /proc/PID/idle_bitmap: the pages marked in `pages`
+        (bool per page from `start`) lose their accessed bits."""
+        with self.lock:
+            try:
+                idle.idle_write(mm.pgtable, start, pages)
+            finally:
+                self._changed("idle")
+
+    def page_idle_read(self, lo: int, hi: int) -> np.ndarray:
+        """A read of /sys/kernel/mm/page_idle/bitmap for PFNs [lo, hi): the
+        rmap walk clears accessed bits and idle flags."""
+        with self.lock:
+            try:
+                return idle.page_idle_read(self.mem, lo, hi)
+            finally:
+                self._changed("idle")
+
+    def page_idle_write(self, pfns: np.ndarray) -> None:
+        """A write to /sys/kernel/mm/page_idle/bitmap: the user folios among
+        `pfns` become idle."""
+        with self.lock:
+            try:
+                idle.page_idle_write(self.mem, pfns)
+            finally:
+                self._changed("idle")

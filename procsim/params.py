@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from procsim.fs.file import FLAG_NAMES
 from procsim.mm.vma import PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE
 
 PROT_BITS = {"r": PROT_READ, "w": PROT_WRITE, "x": PROT_EXEC, "-": PROT_NONE}
@@ -85,6 +86,25 @@ def _prot(v: Any) -> int:
     raise ParamError("'rwx' letters or 0-7", v)
 
 
+def _open_flags(v: Any) -> int:
+    """open(2) flags: names joined by | or , ("O_WRONLY|O_APPEND|O_CLOEXEC",
+    the O_ optional), a list of names, or the number."""
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return v
+    names = v.replace(",", "|").split("|") if isinstance(v, str) else v
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        flags = 0
+        for n in names:
+            n = n.strip().upper()
+            n = n if n.startswith("O_") else "O_" + n
+            if n not in FLAG_NAMES:
+                break
+            flags |= FLAG_NAMES[n]
+        else:
+            return flags
+    raise ParamError('open flags ("O_RDONLY", "O_WRONLY|O_APPEND|O_CLOEXEC")', v)
+
+
 def _string(v: Any) -> str:
     if isinstance(v, str):
         return v
@@ -153,6 +173,7 @@ CPULIST = Type("cpulist", _cpulist, str | list[int])
 KB = Type("kB", _kilobytes, int | str)
 SECONDS = Type("seconds", _seconds, float)
 RAW = Type("value", _raw, Any)
+OPEN_FLAGS = Type("open flags", _open_flags, str | int | list[str])
 
 REQUIRED: Any = object()  # a parameter without a default
 

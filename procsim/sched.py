@@ -1,19 +1,18 @@
 """CPUs, context switches, mm_cpumask upkeep and TLB-flush IPIs.
 
-The mm_cpumask models follow seed-mechanisms §1.3 and §1.5:
-  lazy_trim   x86 since 6.14: set on switch-in, cleared only by a flush that
-              finds the CPU running another mm (trim at most once per second)
-  eager_clear x86 up to 6.13: cleared from prev on a switch between user mms
-  never_set   arm64: the mask stays empty (broadcast TLBI, no IPIs)
-  never_clear riscv with ASIDs: set on switch-in, kept until the mm dies
+How the mask is kept is the configured model's (procsim/mm_cpumask/, after
+seed-mechanisms §1.3 and §1.5); this module calls its hooks where switch_mm
+and flush_tlb_mm_range touch the mask.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from procsim import mm_cpumask
 from procsim.config import KernelConfig
 from procsim.mm.mm import MM, Flush
+from procsim.mm_cpumask import CpumaskModel
 from procsim.task import Task
 from procsim.units import NSEC
 
@@ -55,9 +54,11 @@ class Sched:
     tasks: dict[int, Task] = field(default_factory=dict)  # the kernel's task table, by tid
     cpus: list[CPU] = field(default_factory=list)
     tlb: TLBStats = field(default_factory=TLBStats)
+    cpumask_model: CpumaskModel = field(init=False, repr=False)  # how mm_cpumask is kept
 
     def __post_init__(self) -> None:
         self.cpus = [CPU(i) for i in range(self.config.nr_cpus)]
+        self.cpumask_model = mm_cpumask.get(self.config.cpumask_model)
 
     @property
     def all_cpus_mask(self) -> int:
@@ -97,13 +98,8 @@ class Sched:
         self._switch_mm(cpu, mm)
 
     def _switch_mm(self, cpu: CPU, mm: MM) -> None:
-        model = self.config.cpumask_model
-        bit = 1 << cpu.id
         if cpu.loaded_mm is not mm:
-            if model == "eager_clear" and cpu.loaded_mm is not None:
-                cpu.loaded_mm.cpumask &= ~bit
-            if model != "never_set":
-                mm.cpumask |= bit
+            self.cpumask_model.switch_mm(cpu.loaded_mm, mm, 1 << cpu.id)
             cpu.loaded_mm = mm
         cpu.is_lazy = False
 
@@ -118,16 +114,12 @@ class Sched:
 
     def flush_tlb(self, mm: MM, initiator: int, flush: Flush, jiffies: int) -> None:
         """flush_tlb_mm_range from CPU `initiator`."""
-        model = self.config.cpumask_model
         mm.tlb_gen += 1
-        if model in ("never_set", "never_clear"):
-            return  # no IPI-based shootdowns modelled off x86
+        if not self.cpumask_model.ipi_flush:
+            return  # broadcast invalidation: no IPI-based shootdowns
         me = 1 << initiator
         if mm.cpumask & ~me:
-            trim = False
-            if model == "lazy_trim" and jiffies > mm.next_trim_cpumask:
-                trim = True
-                mm.next_trim_cpumask = jiffies + self.config.hz
+            trim = self.cpumask_model.trim_due(mm, jiffies, self.config.hz)
             self._flush_multi(mm, initiator, flush, trim)
         elif self.cpus[initiator].loaded_mm is mm:
             self._local_flush(flush)
@@ -148,10 +140,8 @@ class Sched:
             self._flush_func(cpu, mm, flush)
 
     def _flush_func(self, cpu: CPU, mm: MM, flush: Flush) -> None:
-        model = self.config.cpumask_model
         if cpu.loaded_mm is not mm:
-            if model == "lazy_trim":
-                mm.cpumask &= ~(1 << cpu.id)
+            self.cpumask_model.flush_other_mm(mm, 1 << cpu.id)
             return
         if cpu.is_lazy:
             # switch_mm_irqs_off(NULL, &init_mm) clears is_lazy, so the next
@@ -159,8 +149,7 @@ class Sched:
             # lazy, only freed-table flushes could ever remove it
             cpu.loaded_mm = None
             cpu.is_lazy = False
-            if model == "eager_clear":
-                mm.cpumask &= ~(1 << cpu.id)
+            self.cpumask_model.drop_lazy(mm, 1 << cpu.id)
             return
         self._local_flush(flush)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from procsim.fs.fdtable import FilesStruct
+from procsim.fs.fs_struct import FsStruct
 from procsim.mm.mm import MM
+from procsim.mm.vma import File as Inode
 from procsim.nsproxy import Nsproxy
 from procsim.resource import Rlimit
 
@@ -65,6 +68,7 @@ class ThreadGroup:
     cmdline: list[str]
     environ: list[str]
     exe: str | None
+    exe_file: Inode | None = None  # mm->exe_file: the inode exec'd (/proc/PID/exe)
     tty_nr: int = 0
     tpgid: int = -1
     umask: int = 0o022
@@ -81,7 +85,6 @@ class ThreadGroup:
     cstime: int = 0
     sig_ignore: int = 0
     sig_catch: int = 0
-    fdsize: int = 64
     dumpable: bool = True
     # signal->oom_score_adj and the floor an unprivileged writer may not go below
     oom_score_adj: int = 0
@@ -127,6 +130,8 @@ class Task:
     # -1 for a CLONE_THREAD thread, 0 for kthreadd (kernel_thread() without SIGCHLD)
     exit_signal: int = SIGCHLD
     nsproxy: Nsproxy | None = None  # the namespaces it sees (procsim/nsproxy.py)
+    files: FilesStruct | None = None  # task->files: the fd table (shared by CLONE_FILES threads)
+    fs: FsStruct | None = None        # task->fs: root and cwd
     dead: bool = False  # exited thread (non-leaders vanish, leaders wait for the group)
 
     @property

@@ -69,7 +69,7 @@ class Timekeeping:
                         break
                 self._next_load += n * self.load_freq
             self.now = target
-        self.generation += 1
+        self._changed("tick")
 
     def _calc_load(self) -> None:
         """calc_global_load(): fold the active tasks into the three averages."""

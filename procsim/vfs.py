@@ -50,12 +50,15 @@ class VFS:
         self.files: dict[str, File] = {}
         self._shmem_ino = 1024
 
-    def file(self, path: str, size: int | None = None, writable: bool = False) -> File:
-        """The inode at `path`, created on first use with a stable inode number."""
+    def file(self, path: str, size: int | None = None, writable: bool = False,
+             dev: tuple[int, int] = ROOT_DEV, salt: str = "") -> File:
+        """The inode at `path`, created on first use with a stable inode
+        number (on `dev`; `salt` makes a path created again after an unlink
+        a new inode)."""
         f = self.files.get(path)
         if f is None:
-            ino = 100000 + zlib.crc32(path.encode()) % 900000
-            f = File(path, ino, ROOT_DEV, size or KNOWN_SIZES.get(path, DEFAULT_SIZE))
+            ino = 100000 + zlib.crc32((path + salt).encode()) % 900000
+            f = File(path, ino, dev, size or KNOWN_SIZES.get(path, DEFAULT_SIZE))
             if looks_like_elf(path):
                 f.build_id = default_build_id(path)
             self.files[path] = f

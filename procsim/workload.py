@@ -322,6 +322,7 @@ class Workloads:
         self.next_id += 1
         self.items[wid] = w
         self.track(mm)
+        k._changed("workload", pid=t.tgid, id=wid)
         return wid
 
     def change(self, wid: int, **spec: Any) -> None:
@@ -344,11 +345,13 @@ class Workloads:
         for name in ("accesses", "reads", "writes", "dropped", "faults"):
             setattr(nw, name, getattr(w, name))
         self.items[wid] = nw
+        self.k._changed("workload", id=wid)
 
     def stop(self, wid: int) -> dict:
         w = self._get(wid)
         if w.state == "running":
             self._end(w, "stopped")
+            self.k._changed("workload", id=wid)
         return w.info()
 
     def list(self, pid: int | None = None) -> list[dict]:
@@ -358,6 +361,7 @@ class Workloads:
         if mm.access_log is None:
             k = self.k
             mm.access_log = AccessLog(lambda: k.now)
+            k._changed("track")
         return mm.access_log
 
     def _get(self, wid: Any) -> Workload:

@@ -196,8 +196,15 @@ def _no_legacy_irqs() -> bool:
     return bool(rows) and min(map(int, rows)) >= 16
 
 
+def _active_swap() -> bool:
+    """/proc/swaps lists a swap area (below its header line). Not cached:
+    swapon/swapoff change it while the tests run."""
+    return len((_read("/proc/swaps") or "").strip().splitlines()) > 1
+
+
 # Named properties a gate can ask for: (probe, what it means when missing)
 FEATURES: dict[str, tuple[Callable[[], bool], str]] = {
+    "active-swap": (_active_swap, "no active swap"),
     "kthreadd": (_pid2_is_kthreadd, "pid 2 of the host's /proc is not kthreadd (a pid namespace?)"),
     "no-legacy-irqs": (_no_legacy_irqs, "host has legacy ISA IRQs (0-15); the comparison needs none, as on the "
                                         "reference microVM"),

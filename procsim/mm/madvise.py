@@ -79,7 +79,10 @@ def madvise_free(mm: MM, start: int, end: int) -> None:
     PMDs partly covered are split; large folios partly covered, or maybe
     shared, are split if they can be and skipped otherwise, as
     madvise_free_pte_range() does. Swap entries in the range are freed:
-    the data is not needed any more (6.18: SwapFree grew by the range)."""
+    the data is not needed any more (6.18: SwapFree grew by the range),
+    with the cached folios only they kept (free_swap_and_cache). A page
+    the swap cache holds leaves it first, if no swap entry still needs
+    its slot, and is skipped otherwise (madvise_free_pte_range())."""
     mem = mm.mem
     for idx in mm.pgtable.huge_in(start, end):
         base = idx << PMD_SHIFT
@@ -88,7 +91,7 @@ def madvise_free(mm: MM, start: int, end: int) -> None:
     for va, sl in mm.pgtable.spans(start, end):
         swp = is_swap_pte(sl)
         if swp.any():
-            mem.swap.free(swp_offset(sl[swp]))
+            mem.swap_cache.free_swap_and_cache(swp_offset(sl[swp]))
             mm.rss.add(MM_SWAPENTS, -int(swp.sum()))
             sl[swp] = 0
         present = np.nonzero(sl & PTE_PRESENT)[0]
@@ -110,6 +113,9 @@ def madvise_free(mm: MM, start: int, end: int) -> None:
             excl = ok & (mem.large_mapcount[heads] == 1)
         else:
             excl |= ok & (order > 0) & ~mem.maybe_mapped_shared(pfns)
+        sc = excl & mem.swap_cache.cached(pfns)
+        if sc.any():
+            excl[sc] = mem.swap_cache.folio_free_swap(pfns[sc])
         p = pfns[excl]
         mem.flags[p] &= ~np.uint32(M.PG_DIRTY | M.PG_SWAPBACKED | M.PG_REFERENCED)
         sl[present[excl]] &= ~(PTE_DIRTY | PTE_ACCESSED)

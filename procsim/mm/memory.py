@@ -23,7 +23,7 @@ from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PO
                                   PTE_PRESENT, PTE_RW, PTE_SOFT_DIRTY, PTRS_PER_TABLE, is_swap_pte, mk_pte, pte_pfn,
                                   pte_present, swp_offset)
 from procsim.mm.rmap import AnonVma, set_anon_rmap, set_file_rmap
-from procsim.mm.vma import VM_EXEC, VM_IO, VM_MAYSHARE, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, VMA, File
+from procsim.mm.vma import VM_EXEC, VM_IO, VM_LOCKED, VM_MAYSHARE, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, VMA, File
 
 
 def _sorted_unique(a: np.ndarray) -> np.ndarray:
@@ -290,6 +290,12 @@ def do_wp_page(mm: MM, v: VMA, ptes: np.ndarray, shared: bool) -> np.ndarray:
     # __wp_can_reuse_large_anon_folio(), the same for both mapcount models
     reuse_large = large & (mem.large_mapcount[heads] > 1) & ((mem.flags[heads] & M.PG_MAYBE_SHARED) == 0)
     reuse = anon & (pfns != ZERO_PFN) & np.where(large, reuse_large, mem.mapcount[pfns] == 1)
+    # a folio the swap cache holds is reused only if it can leave the
+    # cache: no other swap entry needs its slot (wp_can_reuse_anon_folio)
+    sc = mem.swap_cache
+    cached = reuse & sc.cached(pfns)
+    if cached.any():
+        reuse[cached] = ~sc.swapped(pfns[cached])
     out = ptes.copy()
     out[reuse] |= PTE_RW | PTE_DIRTY
     copy = ~reuse
@@ -303,39 +309,80 @@ def do_wp_page(mm: MM, v: VMA, ptes: np.ndarray, shared: bool) -> np.ndarray:
         real = old[(old != ZERO_PFN) & ((fl[copy] & M.PG_RESERVED) == 0)]
         new = mem.alloc(n, ANON_NEW)  # first: it may fail (out of memory) with nothing changed
         mem.unmap_pages(real, mm.mm_id)
+        sc.free_swap_cache(real)  # wp_page_copy()
         mem.map_pages(new, mm.mm_id)
         v.anon_vma = v.anon_vma or AnonVma()
         out[copy] = mk_pte(new, True, True)
         nfile = int(was_file.sum())
         mm.rss.add(MM_FILEPAGES, -nfile)
         mm.rss.add(MM_ANONPAGES, nfile + int((old == ZERO_PFN).sum()))
+    if cached.any():  # after the copies' allocation, which may fail
+        sc.folio_free_swap(pfns[cached & reuse])
     return out
 
 
 def do_swap_page(mm: MM, v: VMA, ptes: np.ndarray, sel: np.ndarray, write: bool) -> int:
     """do_swap_page() for the swap entries `sel` of `ptes` (changed in
-    place): each is read into a new order-0 anonymous page, mapped
-    writable where the VMA allows (the page is this mm's alone), and its
-    slot reference dropped. A major fault each. No swap cache: the page
-    is dirty as a folio removed from the swap cache is, and the slot is
-    freed at once (on 6.18 a read fault keeps the slot and the page in
-    the swap cache; a write fault frees it and dirties the page, kpageflags
-    0x400005838)."""
-    mem = mm.mem
-    ents = ptes[sel]
+    place). Each slot's folio is taken from the swap cache (a minor
+    fault: 6.18 counted none major right after MADV_PAGEOUT) or read
+    into a new order-0 folio added to the cache (a major fault, pswpin).
+    The entry's reference to the slot goes; the folio stays in the cache
+    and its slot stays allocated (6.18: SwapFree unchanged, VmSwap down,
+    kpageflags 0x2400007828), unless should_try_to_free_swap(): a write
+    fault to a folio no one else maps, a VM_LOCKED VMA, or swap more
+    than half full free the slot if no other entry needs it
+    (folio_free_swap: the folio leaves the cache, dirty: 6.18 showed
+    0x400005838 after a write fault).
+
+    A folio no other entry or mapping shares is mapped writable where
+    the VMA allows (dirty on a write); a shared one read-only, and a
+    write then breaks COW in the same fault (do_wp_page: the caller's
+    write-protect pass). Linux tells the two apart by the swap PTE's
+    exclusive bit, which fork clears; the model asks the swap counts and
+    mapcounts, the truth that bit approximates."""
+    mem, swap, sc = mm.mem, mm.mem.swap, mm.mem.swap_cache
+    idx = np.flatnonzero(sel)
+    ents = ptes[idx]
     n = len(ents)
-    pfns = mem.alloc(n, M.PG_ANON | M.PG_LRU | M.PG_DIRTY)  # may fail: nothing changed yet
+    offs = swp_offset(ents)
+    pfns = sc.lookup(offs)
+    miss = np.unique(offs[pfns == 0])
+    if len(miss):
+        # the fault holds the folios it found: reclaim for the new ones
+        # must not free them; the allocation may fail with nothing changed
+        sc.held = pfns[pfns != 0]
+        try:
+            new = mem.alloc(len(miss), M.PG_ANON | M.PG_LRU)
+        finally:
+            sc.held = np.zeros(0, np.int64)
+        swap.swapcache_prepare(miss)
+        sc.add(miss, new)
+        swap.pswpin += len(miss)
+        mm.nr_major += len(miss)
+        pfns = sc.lookup(offs)
+    others = mem.mapcount[pfns] > 0
     mem.map_pages(pfns, mm.mm_id)
-    mem.swap.free(swp_offset(ents))
-    mem.swap.pswpin += n
-    new = mk_pte(pfns, bool(v.flags & VM_WRITE), write)
-    new[(ents & PTE_SOFT_DIRTY) != 0] |= PTE_SOFT_DIRTY
-    ptes[sel] = new
+    swap.free(offs)
+    excl = ~others & (swap.count(offs) == 0)
+    if v.flags & VM_LOCKED:
+        sc.folio_free_swap(pfns)
+    else:
+        if write:
+            sc.folio_free_swap(pfns[excl])
+        sc.folio_free_swap(pfns, while_full=True)
+    rw = excl & bool(v.flags & VM_WRITE)
+    new_ptes = mk_pte(pfns, False, False)
+    new_ptes[rw] |= PTE_RW
+    if write:
+        new_ptes[rw] |= PTE_DIRTY
+    new_ptes[(ents & PTE_SOFT_DIRTY) != 0] |= PTE_SOFT_DIRTY
     mm.rss.add(MM_SWAPENTS, -n)
     mm.rss.add(MM_ANONPAGES, n)
-    mm.nr_major += n
     v.anon_vma = v.anon_vma or AnonVma()
-    return n
+    ptes[idx] = new_ptes
+    # a write to a read-only one goes on to do_wp_page within this fault:
+    # the caller's write-protect pass, which counts it
+    return n - int(np.count_nonzero(~rw)) if write else n
 
 
 def cache_pages(mm: MM, file: File, pgoffs: np.ndarray) -> np.ndarray:
@@ -374,7 +421,7 @@ def zap_page_range(mm: MM, start: int, end: int, pfnmap: bool = False) -> int:
         return nhuge
     swp = is_swap_pte(ptes)
     if swp.any():
-        mm.mem.swap.free(swp_offset(ptes[swp]))
+        mm.mem.swap_cache.free_swap_and_cache(swp_offset(ptes[swp]))
         mm.rss.add(MM_SWAPENTS, -int(swp.sum()))
         ptes = ptes[~swp]
     pfns = pte_pfn(ptes)
@@ -391,6 +438,7 @@ def zap_page_range(mm: MM, start: int, end: int, pfnmap: bool = False) -> int:
     mm.rss.add(MM_FILEPAGES, -int(len(pfns) - anon.sum() - shmem.sum() - (special.sum() if pfnmap else 0)))
     counted = pfns[~special]
     mem.unmap_pages(counted, mm.mm_id)
+    mem.swap_cache.free_swap_cache(pfns[anon])
     return len(pfns) + nhuge
 
 

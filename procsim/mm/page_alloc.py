@@ -20,7 +20,7 @@ from procsim.mm.thp import THPSettings
 from procsim.mm.vmstat import VmEvents
 from procsim.mm.zone import alloc_zone
 
-from procsim.mm.page_flags import (PG_ANON, PG_FILE, PG_SHMEM, PG_DIRTY, PG_REFERENCED, PG_LRU, PG_ACTIVE, PG_RESERVED, PG_MLOCKED, PG_SWAPBACKED, PG_MAYBE_SHARED, PG_HUGETLB, PG_ANON_EXCLUSIVE, PG_IDLE, PG_YOUNG)  # noqa: F401 (M.PG_*)
+from procsim.mm.page_flags import (PG_ANON, PG_FILE, PG_SHMEM, PG_DIRTY, PG_REFERENCED, PG_LRU, PG_ACTIVE, PG_RESERVED, PG_MLOCKED, PG_SWAPBACKED, PG_MAYBE_SHARED, PG_HUGETLB, PG_ANON_EXCLUSIVE, PG_IDLE, PG_YOUNG, PG_SWAPCACHE)  # noqa: F401 (M.PG_*)
 
 HPAGE_PMD_ORDER = 9
 MAX_FOLIO_ORDER = HPAGE_PMD_ORDER  # anonymous folios: order 0 and 2..9
@@ -107,6 +107,8 @@ class MemMap(FolioMapcounts):
         self.swap = SwapDevice(0)  # no swap until the kernel sets one up
         from procsim.mm.hugetlb import HugetlbPool  # it builds on MemMap
         self.hugetlb = HugetlbPool(self)
+        from procsim.mm.swapcache import SwapCache
+        self.swap_cache = SwapCache(self)
 
     @property
     def nr_anon_mapped(self) -> int:
@@ -148,6 +150,8 @@ class MemMap(FolioMapcounts):
 
     def alloc(self, n: int, flags: int) -> np.ndarray:
         """n free order-0 frames (int64 PFNs), their flags set and mapcount 0."""
+        if n > self.nr_free:  # reclaim first frees the swap cache's unmapped folios
+            self.swap_cache.shrink()
         if n > self.nr_free and not (self.oom_handler is not None and self.oom_handler(n)):
             raise OutOfMemory(f"cannot allocate {n} frames: {self.nr_free} free")
         parts = []

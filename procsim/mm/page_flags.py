@@ -27,3 +27,6 @@ PG_ANON_EXCLUSIVE = 1 << 12
 # reclaim and smaps Referenced still see the access.
 PG_IDLE = 1 << 13
 PG_YOUNG = 1 << 14
+# In the swap cache (PG_swapcache): an order-0 anonymous folio that holds a
+# swap slot's data (procsim/mm/swapcache.py); unmapping it does not free it.
+PG_SWAPCACHE = 1 << 15

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from procsim.mm.page_flags import PG_ANON, PG_FILE, PG_HUGETLB, PG_MAYBE_SHARED, PG_RESERVED, PG_SHMEM
+from procsim.mm.page_flags import PG_ANON, PG_FILE, PG_HUGETLB, PG_MAYBE_SHARED, PG_RESERVED, PG_SHMEM, PG_SWAPCACHE
 from procsim.mm.pagetable import (PAGE_SHIFT, PMD_SHIFT, POOL_ROWS, PTE_ACCESSED, PTE_PRESENT, PTRS_PER_TABLE,
                                   PageTable, pte_pfn)
 
@@ -258,7 +258,8 @@ class FolioMapcounts:
 
     def unmap_pages(self, pfns: np.ndarray, mm_id: int = 0) -> None:
         """One PTE mapping fewer; anonymous folios nobody maps any more are
-        freed, partially mapped ones go on the deferred split queue."""
+        freed (but those the swap cache holds), partially mapped ones go on
+        the deferred split queue."""
         if not len(pfns):
             return
         after = self.mapcount[pfns] - 1
@@ -269,7 +270,7 @@ class FolioMapcounts:
         if len(small_gone):
             self._small_mapped(small_gone, -1)
             fl = self.flags[small_gone]
-            self.free(small_gone[(fl & PG_ANON) != 0])
+            self.free(small_gone[(fl & (PG_ANON | PG_SWAPCACHE)) == PG_ANON])
         if not large.any():
             return
         lp = pfns[large]
@@ -337,7 +338,7 @@ class FolioMapcounts:
 
     def folio_mapcount(self, pfns: np.ndarray) -> np.ndarray:
         """folio_mapcount(): total mappings of each frame's folio (also its
-        reference count here: no GUP or swap-cache references are modelled)."""
+        reference count here, less the swap cache's: no GUP is modelled)."""
         heads, order = self.folio_head(pfns)
         return np.where(order > 0, self.large_mapcount[heads], self.mapcount[pfns])
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_NR
 from procsim.mm.mm import MM
@@ -51,14 +53,17 @@ class MemSnapshot:
 
         total = free + buffers + file + shmem + anon + slab_reclaimable
                 + slab_unreclaimable + kernel_stack + pagetables + percpu
-                + (vmalloc_used - kernel_stack) + anon_unmapped + hugetlb
+                + (vmalloc_used - kernel_stack) + anon_unmapped
+                + swapcached_unmapped + hugetlb
 
     (anon_unmapped is 0 unless large folios are partially mapped: like the
-    kernel's NR_ANON_MAPPED, AnonPages then leaves some allocated pages out)
+    kernel's NR_ANON_MAPPED, AnonPages then leaves some allocated pages out;
+    swapcached_unmapped: swap-cache folios nobody maps, in SwapCached only)
     i.e. meminfo's MemTotal = MemFree + Buffers + Cached + AnonPages + Slab +
     KernelStack + PageTables + Percpu + VmallocUsed - KernelStack + Hugetlb
     (stacks are vmalloc'ed, so VmallocUsed already holds them; the hugetlb
-    pool is in MemTotal and not in MemFree, as on Linux).
+    pool is in MemTotal and not in MemFree, as on Linux). A mapped swap-cache
+    folio is in AnonPages and SwapCached both, as on Linux.
     """
     total: int
     free: int
@@ -67,6 +72,8 @@ class MemSnapshot:
     shmem: int
     anon: int          # AnonPages: NR_ANON_MAPPED as the mapcount model counts it
     anon_unmapped: int  # anon frames of partially mapped large folios AnonPages leaves out
+    swapcached: int    # NR_SWAPCACHE: folios in the swap cache (anonymous, on the anon LRU)
+    swapcached_unmapped: int  # the part of them nobody maps
     anon_thp: int      # AnonHugePages: pages of PMD-mapped anon folios
     mapped: int
     active_anon: int
@@ -93,9 +100,14 @@ class MemSnapshot:
     zones: Zones
 
     @property
+    def file_pages(self) -> int:
+        """NR_FILE_PAGES: the page cache, shmem, the swap cache and buffers."""
+        return self.file + self.shmem + self.swapcached + self.buffers
+
+    @property
     def cached(self) -> int:
-        """NR_FILE_PAGES - swapcache - buffers: files and shmem."""
-        return self.file + self.shmem
+        """NR_FILE_PAGES - swapcache - buffers (meminfo Cached): files and shmem."""
+        return self.file_pages - self.swapcached - self.buffers
 
 
 def _mms(k: Kernel) -> list[MM]:
@@ -120,7 +132,11 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
     total = mem.nr_pages - mem.first_free          # totalram_pages: RAM less reserved frames
     anon, file, shmem = mem.nr_flag[M.PG_ANON], mem.nr_flag[M.PG_FILE], mem.nr_flag[M.PG_SHMEM]
     # AnonPages counts mapped anon pages; the LRU lists hold whole folios
+    # (and the swap cache's folios, mapped or not: they are anonymous)
     anon_mapped = mem.nr_anon_mapped
+    cached_pfns = mem.swap_cache.pfns()
+    swapcached = len(cached_pfns)
+    swapcached_unmapped = int(np.count_nonzero(mem.mapcount[cached_pfns] == 0))
     mms = _mms(k)
     nvmas = sum(len(mm.vmas) for mm in mms)
     stacks = sum(1 for t in k.tasks.values() if not t.dead) + cfg.nr_cpus  # + idle tasks
@@ -165,13 +181,16 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
     commit_limit = (total - hugetlb) * OVERCOMMIT_RATIO // 100 + swap_total
 
     z = zones(total)
-    pagecache = ev_file  # active + inactive file, as si_mem_available() counts it
+    # active + inactive file, as si_mem_available() counts it: the swap
+    # cache's folios are on the anon lists, so they never count as available
+    pagecache = ev_file
     available = free - z.totalreserve
     available += pagecache - min(pagecache // 2, z.wmark_low)
     available += sreclaim - min(sreclaim // 2, z.wmark_low)
     return MemSnapshot(
         total=total, free=free, buffers=buffers, file=file, shmem=shmem, anon=anon_mapped,
-        anon_unmapped=anon - anon_mapped, anon_thp=mem.nr_anon_thps,
+        anon_unmapped=anon - anon_mapped - swapcached_unmapped, swapcached=swapcached,
+        swapcached_unmapped=swapcached_unmapped, anon_thp=mem.nr_anon_thps,
         mapped=mem.nr_mapped_file, active_anon=active_anon, inactive_anon=ev_anon - active_anon,
         active_file=active_file, inactive_file=ev_file - active_file, unevictable=mlocked,
         mlocked=mlocked, slab_reclaimable=sreclaim, slab_unreclaimable=sunreclaim,

@@ -28,10 +28,12 @@ MAX_SWAPFILES_SHIFT = 5  # pagemap swap frame: type in bits 0-4, offset above
 
 # kpageflags bits (spec §13.3)
 KPF_LOCKED, KPF_REFERENCED, KPF_UPTODATE, KPF_DIRTY, KPF_LRU, KPF_ACTIVE = 0, 2, 3, 4, 5, 6
-KPF_BUDDY, KPF_MMAP, KPF_ANON, KPF_SWAPBACKED, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 10, 11, 12, 14, 15, 16
+KPF_BUDDY, KPF_MMAP, KPF_ANON, KPF_SWAPCACHE, KPF_SWAPBACKED = 10, 11, 12, 13, 14
+KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 15, 16
 KPF_HUGE = 17
 KPF_IDLE = 25
 KPF_UNEVICTABLE, KPF_THP, KPF_ZERO_PAGE, KPF_RESERVED, KPF_MLOCKED, KPF_OWNER_2 = 18, 22, 24, 32, 33, 34
+KPF_OWNER_PRIVATE = 37
 
 
 @dataclass
@@ -370,6 +372,11 @@ def kpageflags(mem: M.MemMap, lo: int, hi: int) -> np.ndarray:
     anon = (fl & M.PG_ANON) != 0
     put(anon, KPF_ANON)
     put((fl & M.PG_SWAPBACKED) != 0, KPF_SWAPBACKED)
+    # PG_swapcache is PG_owner_priv_1, so the raw bit 37 shows too (6.18: a
+    # paged-out folio 0x2000007028, mapped again by a read fault 0x2400007828)
+    swapcache = (fl & M.PG_SWAPCACHE) != 0
+    put(swapcache, KPF_SWAPCACHE)
+    put(swapcache, KPF_OWNER_PRIVATE)
     put((fl & M.PG_MLOCKED) != 0, KPF_MLOCKED)
     mapped = used & (mem.kpagecount(pfns) > 0)
     put(mapped, KPF_MMAP)

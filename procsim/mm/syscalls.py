@@ -154,6 +154,15 @@ class MmSyscalls:
             self._changed("mm")
             return n
 
+    def shrink_swap_cache(self) -> int:
+        """A later reclaim pass over the swap cache (memory pressure): the
+        folios nobody maps are freed, their slots keep their swap entries
+        (procsim/mm/swapcache.py); returns frames freed."""
+        with self.lock:
+            n = self.mem.swap_cache.shrink()
+            self._changed("mm")
+            return n
+
     def brk(self, tid: int, new_brk: int) -> int:
         """brk(2): returns the new break, or the old one if it cannot move."""
         with self.lock:
@@ -221,7 +230,8 @@ class MmSyscalls:
 
     def _charge_faults(self, t: Task, mm: MM, fault: Callable[[], int]) -> int:
         """Run a faulting mm operation and charge its faults to the task, as
-        mm_account_fault() does: swap-ins are major (maj_flt), the rest minor.
+        mm_account_fault() does: swap-ins that read the page are major
+        (maj_flt), the rest minor (those the swap cache served too).
         Its allocations may call the OOM killer (`t` is current); if that
         chooses `t` itself, `t` is killed here and the call fails ENOMEM."""
         major = mm.nr_major

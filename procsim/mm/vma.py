@@ -79,6 +79,7 @@ class File:
     build_id: bytes | None = None
     # the rmap id of its page cache (procsim.mm.rmap), assigned on first use
     rmap_id: int = field(default=0, compare=False)
+    kind: str = "reg"  # its file type, as procsim/fs/file.py names them (reg, dir, chr, memfd)
 
     @property
     def npages(self) -> int:

@@ -1,7 +1,8 @@
 """Reclaim of anonymous memory (mm/vmscan.c's shrink_folio_list for
 MADV_PAGEOUT, with swap-out as add_to_swap + pageout do it): pages go to
-the swap area (mm/swap.py), clean lazily-freed pages are dropped. The
-swap-in side is do_swap_page in mm/memory.py, as in mm/memory.c."""
+the swap area (mm/swap.py) through the swap cache (mm/swapcache.py), clean
+lazily-freed pages are dropped. The swap-in side is do_swap_page in
+mm/memory.py, as in mm/memory.c."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from procsim.mm.vma import VM_MAYSHARE
 def pageout(mm: MM, start: int, end: int) -> int:
     """madvise(MADV_PAGEOUT) on [start, end) (the caller has refused
     locked, PFN-map and hugetlb VMAs with EINVAL): anonymous pages only
-    this mm maps are written to swap, their frames freed. Returns the
-    pages paged out.
+    this mm maps are written to swap and unmapped. Returns the pages
+    paged out.
 
     As madvise_cold_or_pageout_pte_range() + reclaim: huge PMDs and large
     folios only this mm maps are split first (a THP is swapped whole only
@@ -27,8 +28,17 @@ def pageout(mm: MM, start: int, end: int) -> int:
     page, page-cache pages and shared memory (simplification: file and
     shmem reclaim are not modelled). Clean MADV_FREE pages are dropped
     instead (PTE none, no slot), re-dirtied ones become swap-backed again
-    and stay. A full swap area leaves the rest resident, no error."""
-    mem, swap = mm.mem, mm.mem.swap
+    and stay. A full swap area leaves the rest resident, no error.
+
+    Each folio goes through the swap cache (shrink_folio_list): a new
+    slot, held by the cache (add_to_swap), the PTE made a swap entry
+    (try_to_unmap), the folio written and, written back, left in the
+    cache unmapped (6.18: SwapCached grew by what went out, MemFree did
+    not). A folio the cache holds already (a read fault brought it back)
+    keeps its slot: written again if the PTE made it dirty (it stays
+    cached), freed at once without I/O if clean (6.18: pswpout 0 and
+    SwapCached down by the range)."""
+    mem, swap, sc = mm.mem, mm.mem.swap, mm.mem.swap_cache
     out = 0
     for v in mm.vmas.overlapping(start, end):
         if v.flags & VM_MAYSHARE or v.special is not None or v.is_hugetlb:
@@ -60,17 +70,29 @@ def pageout(mm: MM, start: int, end: int) -> int:
                 mem.unmap_pages(pfns[drop], mm.mm_id)
                 mm.rss.add(MM_ANONPAGES, -int(drop.sum()))
                 cand &= ~lazy
-            ci = np.nonzero(cand)[0]
+            incache = cand & sc.cached(pfns)
+            ci = np.nonzero(cand & ~incache)[0]
             slots = swap.alloc(len(ci))
-            if not len(slots):
-                continue
             ci = ci[: len(slots)]
-            old = sl[pres[ci]]
+            sc.add(slots, pfns[ci])
+            hi = np.nonzero(incache)[0]
+            ci = np.concatenate([hi, ci])
+            if not len(ci):
+                continue
+            slots = np.concatenate([sc.slot[pfns[hi]].astype(np.int64), slots])
+            p, old = pfns[ci], sl[pres[ci]]
+            dirty = ((old & PTE_DIRTY) != 0) | ((mem.flags[p] & M.PG_DIRTY) != 0) | ~incache[ci]
             sl[pres[ci]] = swp_entry_pte(slots, (old & PTE_SOFT_DIRTY) != 0)
-            mem.unmap_pages(pfns[ci], mm.mm_id)
-            mm.rss.add(MM_ANONPAGES, -len(slots))
-            mm.rss.add(MM_SWAPENTS, len(slots))
-            swap.pswpout += len(slots)
-            out += len(slots)
+            swap.duplicate(slots)
+            mem.unmap_pages(p, mm.mm_id)
+            mm.rss.add(MM_ANONPAGES, -len(ci))
+            mm.rss.add(MM_SWAPENTS, len(ci))
+            # dirty ones are written and, written back, stay cached clean;
+            # clean ones (cached already, unchanged since) are freed at once
+            mem.flags[p] &= ~np.uint32(M.PG_DIRTY)
+            swap.pswpout += int(dirty.sum())
+            sc.delete(p[~dirty])
+            mem.free(p[~dirty])
+            out += len(ci)
     return out
 

@@ -4,7 +4,8 @@ it, never derived by a reader, and only ever grows.
 
     pgfault      every fault a task takes, minor and major
                  (count_vm_event(PGFAULT) in handle_mm_fault; MmSyscalls._charge_faults)
-    pgmajfault   faults that had to read a page in: swap-ins (mm_account_fault)
+    pgmajfault   faults that had to read a page in: swap-ins the swap cache
+                 could not serve (mm_account_fault)
     pgalloc_<z>  pages handed out by the page allocator (MemMap._set_new),
                  charged to the zone the zonelist tries first (zone.alloc_zone)
     numa_hit, numa_local

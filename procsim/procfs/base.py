@@ -8,10 +8,10 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import (clear_refs, idle_bitmap, maps, numa_maps, oom, pagemap, pid as P, procmap_query,
-                            smaps)
+from procsim.procfs import (clear_refs, fd, idle_bitmap, maps, mounts, numa_maps, oom, pagemap, pid as P,
+                            procmap_query, smaps)
 from procsim.procfs.context import Caller
-from procsim.procfs.kinds import Bin, Dir, DynDir, Node, Seq, Show, WriteOnly
+from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Seq, Show, WriteOnly
 
 _MM_FILE = dict(ptrace_open=True, binds_mm=True)
 
@@ -21,14 +21,21 @@ TID_ENTRIES = (
     WriteOnly("clear_refs", clear_refs.write),
     Show("cmdline", P.cmdline),
     Show("comm", P.comm, 0o644),
+    Link("cwd", fd.cwd, ptrace=True),
     Show("environ", P.environ, 0o400, ptrace_open=True),
+    Link("exe", fd.exe, ptrace=True),
+    fd.FD_DIR,
+    fd.FDINFO_DIR,
     Bin("idle_bitmap", idle_bitmap.pid_read, 0o600, idle_bitmap.pid_write, needs_mm=True, **_MM_FILE),
     Seq("maps", maps.MapsSeq, ioctl=procmap_query.maps_ioctl, **_MM_FILE),
+    Show("mountinfo", mounts.mountinfo, records=True, open_check=mounts.mounts_open),
+    Show("mounts", mounts.mounts, records=True, open_check=mounts.mounts_open),
     Seq("numa_maps", numa_maps.NumaMapsSeq, **_MM_FILE),
     Show("oom_adj", oom.oom_adj, 0o644, oom.oom_adj_write),
     Show("oom_score", oom.oom_score),
     Show("oom_score_adj", oom.oom_score_adj, 0o644, oom.oom_score_adj_write),
     Bin("pagemap", pagemap.pagemap, needs_mm=True, ioctl_errno=errno.EINVAL, **_MM_FILE),
+    Link("root", fd.root, ptrace=True),
     Show("rss_counters", oom.rss_counters, needs_mm=True),  # [ext]
     Seq("smaps", smaps.SmapsSeq, **_MM_FILE),
     Show("smaps_rollup", smaps.smaps_rollup, needs_mm=True, **_MM_FILE),
@@ -56,5 +63,7 @@ def _task_nlink(parent: Node) -> int:
 
 
 TASK = DynDir("task", lookup=_tid_lookup, readdir=_tid_readdir, links=_task_nlink)
-TGID_ENTRIES = (*TID_ENTRIES, TASK)
+# a process has these besides its threads' (tgid_base_stuff only)
+TGID_ENTRIES = tuple(sorted((*TID_ENTRIES, fd.MAP_FILES_DIR, Show("mountstats", mounts.mountstats, 0o400,
+                                                                  records=True, open_check=mounts.mounts_open), TASK), key=lambda e: e.name))
 TGID_DIR = Dir("PID", TGID_ENTRIES)

@@ -53,6 +53,7 @@ class Ctx:
     # The address space an open of maps, smaps, pagemap... took a reference
     # on (proc_mem_open): reads keep showing it, or nothing once it is gone.
     mm: MM | None = None
+    arg: int = -1  # the fd of an fdinfo/N file
 
     @property
     def tg(self) -> ThreadGroup:

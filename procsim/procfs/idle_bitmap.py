@@ -2,7 +2,9 @@
 2018 RFC; spec §12, seed-mechanisms §2.2) and /sys/kernel/mm/page_idle/bitmap
 (PFN-indexed, mm/page_idle.c; spec §14). Both are arrays of little-endian
 u64 words, bit `i % 64` of word `i // 64` for page i, read and written by
-position in whole words. The kernel logic is in procsim.mm.idle."""
+position in whole words. The kernel logic is in procsim.mm.idle, called
+through the Kernel, which records each read and write as a change (both
+clear accessed bits)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import errno
 
 import numpy as np
 
-from procsim.mm import idle
 from procsim.procfs import maps
 from procsim.procfs.context import Ctx
 from procsim.units import PAGE_SHIFT, TASK_SIZE
@@ -51,8 +52,7 @@ def pid_read(ctx: Ctx, size: int, offset: int) -> bytes:
     if mm is None or offset >= hi:
         return b""
     hi = min(hi, offset + READ_MAX)
-    out = idle.idle_read(mm.pgtable, offset * VA_PER_BYTE, hi * VA_PER_BYTE)
-    ctx.kernel.generation += 1  # the read cleared accessed bits: renders of before are stale
+    out = ctx.kernel.idle_bitmap_read(mm, offset * VA_PER_BYTE, hi * VA_PER_BYTE)
     if hi == IDLE_BITMAP_END:
         out[-1] &= 0x7F  # the page at TASK_SIZE: no page, as past max_pfn
     return out.tobytes()
@@ -70,7 +70,7 @@ def pid_write(ctx: Ctx, data: bytes, offset: int) -> int:
         raise OSError(errno.ESRCH, "the address space is gone")
     n = min(len(data), IDLE_BITMAP_END - offset)
     if n:
-        idle.idle_write(mm.pgtable, offset * VA_PER_BYTE, _unpack(data[:n]))
+        ctx.kernel.idle_bitmap_write(mm, offset * VA_PER_BYTE, _unpack(data[:n]))
     return n
 
 
@@ -83,7 +83,6 @@ def _max_pfn(ctx: Ctx) -> int:
 def global_read(ctx: Ctx, size: int, offset: int) -> bytes:
     _aligned(size, offset)
     size = min(size, KERNFS_MAX)
-    mem = ctx.kernel.mem
     max_pfn = _max_pfn(ctx)
     pfn = offset * 8
     if pfn >= max_pfn or not size:
@@ -91,14 +90,12 @@ def global_read(ctx: Ctx, size: int, offset: int) -> bytes:
     end = min(pfn + size * 8, -(-max_pfn // BITS) * BITS)
     bits = np.zeros(end - pfn, bool)  # past max_pfn: no page, 0
     top = min(end, max_pfn)
-    bits[: top - pfn] = idle.page_idle_read(mem, pfn, top)
-    ctx.kernel.generation += 1  # accessed bits and idle flags changed
+    bits[: top - pfn] = ctx.kernel.page_idle_read(pfn, top)
     return _pack(bits)
 
 
 def global_write(ctx: Ctx, data: bytes, offset: int) -> int:
     _aligned(len(data), offset)
-    mem = ctx.kernel.mem
     max_pfn = _max_pfn(ctx)
     pfn = offset * 8
     if pfn >= max_pfn:
@@ -107,5 +104,5 @@ def global_write(ctx: Ctx, data: bytes, offset: int) -> int:
     end = min(pfn + len(data) * 8, -(-max_pfn // BITS) * BITS)
     n = (end - pfn) // 8
     ones = np.flatnonzero(_unpack(data[:n])) + pfn
-    idle.page_idle_write(mem, ones[ones < max_pfn])
+    ctx.kernel.page_idle_write(ones[ones < max_pfn])
     return n

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from procsim import arch
 from procsim.irq import ArchRow, IrqLine, irq_snapshot
 from procsim.procfs.context import Ctx
 
@@ -41,15 +42,9 @@ def _device_parts(line: IrqLine, prec: int) -> tuple[str, str]:
 
 
 @lru_cache(maxsize=512)
-def _arch_parts(arch: str, row: ArchRow, prec: int) -> tuple[str, str]:
+def _arch_parts(arch_name: str, row: ArchRow, prec: int) -> tuple[str, str]:
     """The label and description around an arch line's counts."""
-    if row.desc is None:  # ERR/MIS/Err: "%*s: %10u", one machine-wide count
-        return f"{row.name:>{prec}}: ", "\n"
-    if arch == "x86":  # "%*s: " + "%10u " per CPU + "  desc"
-        return f"{row.name:>{prec}}: ", f"  {row.desc}\n"
-    # arm64/riscv: "%*s%u:%s" (IPI, number, a space when prec >= 4) then counts
-    label = f"{row.name[:3]:>{prec - 1}}{row.name[3:]}:" + (" " if prec >= 4 else "")
-    return label, ("      " if arch == "arm64" else " ") + f"{row.desc}\n"
+    return arch.get(arch_name).irq_row_parts(row, prec)
 
 
 def _device_line(line: IrqLine, counts: list[int], prec: int) -> str:
@@ -57,8 +52,8 @@ def _device_line(line: IrqLine, counts: list[int], prec: int) -> str:
     return head + _counts_fmt(len(counts), True) % tuple(counts) + tail
 
 
-def _arch_line(arch: str, row: ArchRow, counts: list[int] | int, prec: int) -> str:
-    head, tail = _arch_parts(arch, row, prec)
+def _arch_line(arch_name: str, row: ArchRow, counts: list[int] | int, prec: int) -> str:
+    head, tail = _arch_parts(arch_name, row, prec)
     if isinstance(counts, int):
         return f"{head}{counts:>10}{tail}"
     return head + _counts_fmt(len(counts), False) % tuple(counts) + tail
@@ -66,11 +61,11 @@ def _arch_line(arch: str, row: ArchRow, counts: list[int] | int, prec: int) -> s
 
 def interrupts(ctx: Ctx) -> bytes:
     k = ctx.kernel
-    arch = k.config.arch
+    name = k.config.arch
     s = irq_snapshot(k)
     prec = irq_prec(s.nr_irqs)
     out = [_interrupts_header(k.config.nr_cpus, prec)]
     out += [_device_line(line, counts, prec) for line, counts in s.devices]
-    out += [_arch_line(arch, row, counts, prec) for row, counts in s.arch]
+    out += [_arch_line(name, row, counts, prec) for row, counts in s.arch]
     return "".join(out).encode()
 

@@ -48,6 +48,11 @@ class Node:
     thread_view: bool = False
     target: str | None = None   # a link's target
     observer: str | None = None  # real /proc path served for a caller we do not simulate
+    mode: int = 0               # an fd link's own mode (its file's f_mode); 0: the row's
+    size: int = 0               # what stat says of its size (fd links: 64; fd/: the open fds)
+    ptrace: bool = False        # readlink needs ptrace read access (EACCES)
+    err: int = 0                # the errno readlink gets (exe of a kernel thread: ENOENT)
+    arg: int = -1               # the fd an fdinfo/N node is about
 
 
 # -- files ------------------------------------------------------------------------
@@ -75,12 +80,10 @@ class Handle:
         w = self.entry.write
         if w is None:
             raise OSError(self.entry.write_errno, self.entry.name)
+        # a write changes the world only through kernel calls, which
+        # record the change (and so move the caches' generation)
         with self.kernel.lock:
-            n = w(self.ctx, data)
-            # a write changes what files show: make sure caches see it even
-            # if the writer did not go through a kernel call that says so
-            self.kernel.generation += 1
-            return n
+            return w(self.ctx, data)
 
     def ioctl(self, cmd: int, data: bytearray, arg: int = 0, mem: UserMemory | None = None) -> int:
         """`data`: the argument bytes the transport copied in from `arg` (a
@@ -182,9 +185,7 @@ class BinHandle(Handle):
         if pw is None:
             raise OSError(self.entry.write_errno, self.entry.name)
         with self.kernel.lock:
-            n = pw(self.ctx, data, offset)
-            self.kernel.generation += 1
-            return n
+            return pw(self.ctx, data, offset)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -205,6 +206,8 @@ class File:
     deny_write: bool = False
     ioctl: Ioctl | None = None     # the file's unlocked_ioctl; None: every cmd gets ioctl_errno
     ioctl_errno: int = errno.ENOTTY
+    # more of the open's checks on the task (mounts: EINVAL once it has no namespaces)
+    open_check: Callable[[Ctx], None] | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -249,14 +252,21 @@ class WriteOnly(File):
 class Link:
     kind: ClassVar[str] = "link"
     name: str
-    target: LinkTarget
+    target: LinkTarget  # raises OSError for a link that cannot be followed (readlink's errno)
     mode: int = 0o777
+    ptrace: bool = False  # proc_pid_get_link: readlink needs ptrace read access
+    size: int = 0
 
     def node(self, parent: Node, caller: Caller, kernel: Kernel) -> tuple[Node, bool]:
         ctx = Ctx(kernel, caller, parent.task, parent.thread_view)
         # the target is the link's to compute on each lookup (proc_get_link):
         # it may depend on who asks, so it is never cached
-        return Node("link", self, parent.task, parent.thread_view, self.target(ctx)), True
+        try:
+            target, err = self.target(ctx), 0
+        except OSError as e:
+            target, err = None, e.errno
+        return Node("link", self, parent.task, parent.thread_view, target, ptrace=self.ptrace, err=err,
+                    size=self.size), True
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -302,8 +312,17 @@ class DynDir(Dir):
     lookup: Callable[[Node, str, Caller, Kernel], tuple[Node, bool]] | None = None
     readdir: Callable[[Node, Kernel], list[str]] | None = None
     links: Callable[[Node], int] | None = None  # nlink; None: that of the rows
+    size: Callable[[Node], int] | None = None   # what stat says of its size (fd/: the open fds)
+    # the directory's ->permission for lookups and listings (fd/: its owner;
+    # fdinfo/: ptrace access): raises EACCES; what it guards is never cached
+    permission: Callable[[Node, Caller], None] | None = None
 
     def child(self, parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, bool]:
+        if self.permission is not None:
+            self.permission(parent, caller)
+            node, _ = (Dir.child(self, parent, name, caller, kernel) if name in self.by_name
+                       else self.lookup(parent, name, caller, kernel))
+            return node, True
         if name in self.by_name:
             return Dir.child(self, parent, name, caller, kernel)
         return self.lookup(parent, name, caller, kernel)

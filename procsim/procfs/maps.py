@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import errno
 
+from procsim import arch
 from procsim.mm.maps_format import is_initial_heap, is_initial_stack, maps_line, vma_name  # noqa: F401 (served here)
 from procsim.mm.mm import MM
 from procsim.mm.mmap_lock import lock_next_vma, vma_end_read
 from procsim.mm.vma import VMA
 from procsim.procfs.context import Ctx
 
-VSYSCALL = b"ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n"
+
+def gate_vma(ctx: Ctx) -> bytes | None:
+    """The maps line of the architecture's gate VMA (x86's [vsyscall]), if any."""
+    return arch.get(ctx.kernel.config.arch).gate_vma
 
 
 def task_mm(ctx: Ctx) -> MM | None:
@@ -32,7 +36,8 @@ def render(ctx: Ctx) -> bytes:
     if mm is None:
         return b""
     body = "".join(maps_line(mm, v) for v in mm.vmas).encode()
-    return body + VSYSCALL if ctx.kernel.config.arch == "x86" else body
+    gate = gate_vma(ctx)
+    return body + gate if gate is not None else body
 
 
 # m->index of a maps file: the end of the last VMA shown, or these sentinels
@@ -81,7 +86,7 @@ class MapsSeq:
         self._unlock()
 
     def show(self, rec) -> bytes:
-        return VSYSCALL if rec is _GATE else maps_line(self.mm, rec).encode()
+        return gate_vma(self.ctx) if rec is _GATE else maps_line(self.mm, rec).encode()
 
     def _get(self, pos: int):
         """proc_get_vma(): the next VMA from pos, read-locked, then the gate."""
@@ -94,7 +99,7 @@ class MapsSeq:
         return self._gate(), SENTINEL_VMA_GATE
 
     def _gate(self):
-        return _GATE if self.ctx.kernel.config.arch == "x86" else None
+        return _GATE if gate_vma(self.ctx) is not None else None
 
     def _unlock(self) -> None:
         if self.locked is not None:

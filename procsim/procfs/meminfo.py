@@ -17,7 +17,7 @@ def meminfo(ctx: Ctx) -> bytes:
     slab = m.slab_reclaimable + m.slab_unreclaimable
     rows = (
         ("MemTotal", m.total * p), ("MemFree", m.free * p), ("MemAvailable", m.available * p),
-        ("Buffers", m.buffers * p), ("Cached", m.cached * p), ("SwapCached", 0),
+        ("Buffers", m.buffers * p), ("Cached", m.cached * p), ("SwapCached", m.swapcached * p),
         ("Active", (m.active_anon + m.active_file) * p),
         ("Inactive", (m.inactive_anon + m.inactive_file) * p),
         ("Active(anon)", m.active_anon * p), ("Inactive(anon)", m.inactive_anon * p),

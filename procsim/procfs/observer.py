@@ -37,6 +37,11 @@ def child(path: str, name: str) -> str:
     return p
 
 
+def is_process_dir(path: str) -> bool:
+    """/proc/PID itself (not a directory below it)."""
+    return path[len(REAL_PROC) + 1:].count("/") == 0
+
+
 def listdir(path: str) -> list[str]:
     names = os.listdir(path)
     if path[len(REAL_PROC) + 1:].count("/") == 0:

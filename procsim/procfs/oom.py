@@ -27,10 +27,7 @@ def _set(ctx: Ctx, value: int, legacy: bool) -> None:
     k, t = ctx.kernel, ctx.task
     if k.tasks.get(t.pid) is not t:
         raise OSError(errno.ESRCH, "oom_score_adj")
-    try:
-        O.set_oom_adj(t.tg, value, ctx.caller.capable(O.CAP_SYS_RESOURCE), legacy)
-    except O.OomAdjDenied as e:
-        raise OSError(errno.EACCES, str(e)) from None
+    k.set_oom_score_adj(t.tgid, value, ctx.caller.capable(O.CAP_SYS_RESOURCE), legacy)
 
 
 def oom_score(ctx: Ctx) -> bytes:

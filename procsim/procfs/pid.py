@@ -70,7 +70,7 @@ def status(ctx: Ctx) -> bytes:
         f"TracerPid:\t0\n"
         f"Uid:\t{c.uid}\t{c.euid}\t{c.suid}\t{c.fsuid}\n"
         f"Gid:\t{c.gid}\t{c.egid}\t{c.sgid}\t{c.fsgid}\n"
-        f"FDSize:\t{0 if t.dead else tg.fdsize}\n"  # exit_files() cleared task->files
+        f"FDSize:\t{t.files.max_fds if t.files is not None else 0}\n"  # 0: exit_files() cleared it
         f"Groups:\t{groups}\n"
         f"NStgid:\t{tg.tgid}\n"
         f"NSpid:\t{t.pid}\n"

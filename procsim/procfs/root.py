@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import (cpuinfo, interrupts, meminfo, observer, oom, pagemap, small_files, stat, sysctl,
-                            vmstat)
+from procsim.procfs import (cpuinfo, interrupts, meminfo, mounts, observer, oom, pagemap, small_files, stat,
+                            sysctl, vmstat)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Show
@@ -31,12 +31,17 @@ PROC_ENTRIES = (
     Bin("kpageflags", pagemap.kpageflags, **_GLOBAL),
     Show("loadavg", stat.loadavg, **_GLOBAL),
     Show("meminfo", meminfo.meminfo, **_GLOBAL),
+    Link("mounts", mounts.self_mounts, size=len("self/mounts")),
     Dir.of("procsim", Show("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
     Show("stat", stat.stat, **_GLOBAL),
     Show("uptime", stat.uptime, **_GLOBAL),
     Show("version", small_files.version, **_GLOBAL),
     Show("vmstat", vmstat.vmstat, **_GLOBAL),
-    Dir.of("sys", Dir.of("kernel",
+    Dir.of("sys", Dir.of("fs",
+                         Bin("file-max", sysctl.dointvec_read(small_files.file_max), 0o644, sysctl.file_max_write),
+                         Show("file-nr", small_files.file_nr, deny_write=True),
+                         Bin("nr_open", sysctl.dointvec_read(small_files.nr_open), 0o644, sysctl.nr_open_write)),
+                  Dir.of("kernel",
                          Bin("domainname", sysctl.dostring_read(small_files.domainname), 0o644,
                              sysctl.domainname_write),
                          Bin("hostname", sysctl.dostring_read(small_files.hostname), 0o644, sysctl.hostname_write),

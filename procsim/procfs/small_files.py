@@ -36,6 +36,20 @@ def threads_max(ctx: Ctx) -> bytes:
     return f"{ctx.kernel.max_threads}\n".encode()
 
 
+def file_nr(ctx: Ctx) -> bytes:
+    """fs.file-nr: open files (struct file, not fds), 0, fs.file-max."""
+    f = ctx.kernel.files
+    return f"{f.nr_files}\t0\t{f.max_files}\n".encode()
+
+
+def file_max(ctx: Ctx) -> bytes:
+    return f"{ctx.kernel.files.max_files}\n".encode()
+
+
+def nr_open(ctx: Ctx) -> bytes:
+    return f"{ctx.kernel.files.nr_open}\n".encode()
+
+
 @lru_cache(maxsize=16)
 def _cpu_list(ncpu: int) -> bytes:
     return f"{list_str((1 << ncpu) - 1)}\n".encode()

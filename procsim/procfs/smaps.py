@@ -83,8 +83,8 @@ def smaps_block(ctx: Ctx, mm: MM, v: VMA, kb: list[int]) -> str:
     return "".join(out)
 
 
-def _gate_block(pkeys: bool) -> str:
-    return (maps.VSYSCALL.decode() + _GATE_TAIL + ("ProtectionKey:         0\n" if pkeys else "")
+def _gate_block(gate: bytes, pkeys: bool) -> str:
+    return (gate.decode() + _GATE_TAIL + ("ProtectionKey:         0\n" if pkeys else "")
             + "VmFlags: ex \n")
 
 
@@ -95,8 +95,8 @@ def smaps(ctx: Ctx) -> bytes:
     vmas = list(mm.vmas)
     kb = _SMAPS.kb(stats.smaps_array(mm, vmas, special_mapcount=ctx.kernel.vdso_mapcount))
     body = "".join(smaps_block(ctx, mm, v, row) for v, row in zip(vmas, kb))
-    cfg = ctx.kernel.config
-    return (body + _gate_block(cfg.pkeys) if cfg.arch == "x86" else body).encode()
+    gate = maps.gate_vma(ctx)
+    return (body + _gate_block(gate, ctx.kernel.config.pkeys) if gate is not None else body).encode()
 
 
 class SmapsSeq(maps.MeasuredMapsSeq):
@@ -112,7 +112,7 @@ class SmapsSeq(maps.MeasuredMapsSeq):
     def show(self, rec) -> bytes:
         if isinstance(rec, VMA):
             return smaps_block(self.ctx, self.mm, rec, self.measured).encode()
-        return _gate_block(self.ctx.kernel.config.pkeys).encode()
+        return _gate_block(maps.gate_vma(self.ctx), self.ctx.kernel.config.pkeys).encode()
 
 
 def smaps_rollup(ctx: Ctx) -> bytes:

@@ -104,6 +104,10 @@ MAX_THREADS = 0x3FFFFFFF  # FUTEX_TID_MASK
 
 pid_max_write = dointvec_minmax_write(RESERVED_PIDS + 1, PID_MAX_LIMIT, lambda ctx, v: ctx.kernel.set_pid_max(v))
 threads_max_write = dointvec_minmax_write(1, MAX_THREADS, lambda ctx, v: ctx.kernel.set_max_threads(v))
+# fs/file_table.c, fs/file.c: file-max is an unsigned long sysctl; writes here
+# take what an int holds. nr_open: [BITS_PER_LONG, INT_MAX rounded down to it]
+file_max_write = dointvec_minmax_write(0, INT_MAX, lambda ctx, v: ctx.kernel.set_file_sysctl("max_files", v))
+nr_open_write = dointvec_minmax_write(64, INT_MAX & -64, lambda ctx, v: ctx.kernel.set_file_sysctl("nr_open", v))
 
 
 # -- strings (proc_dostring, as proc_do_uts_string uses it) ---------------------

@@ -28,6 +28,10 @@ __all__ = ["Attr", "Handle", "Node", "ProcFS", "ROOT"]
 
 ROOT = Dir.of("", PROC, SYS)
 _PID_DIRS = (TGID_DIR, TID_DIR)
+# An observer (a real process reading the mount) is in the machine's initial
+# mount namespace: its own mount files are the model's, as init's, so that
+# /proc/mounts (-> self/mounts) shows the simulated machine to lsof and others.
+_OBSERVER_MOUNT_FILES = ("mountinfo", "mounts", "mountstats")
 
 
 def _top(path: str) -> str:
@@ -42,6 +46,7 @@ class Attr:
     gid: int = 0
     nlink: int = 1
     time: float = 0.0
+    size: int = 0
 
 
 # Rendered files larger than this are not kept between opens: they are rare
@@ -55,7 +60,8 @@ class ProcFS:
 
     Everything served is a function of the kernel's state, the path and the
     reader. The kernel bumps `generation` on every change (syscalls, clock
-    ticks, scenario activity), so within one generation a path resolves to
+    ticks, scenario activity, writes to these files and the idle bitmaps'
+    test-and-clear reads: Kernel._changed records each), so within one generation a path resolves to
     the same node, has the same attributes, and a file renders to the same
     bytes: those are cached per generation and dropped at once when it moves.
     A read at offset 0 therefore still "rebuilds" the content (it gets the
@@ -94,8 +100,9 @@ class ProcFS:
 
     def invalidate(self) -> None:
         """Drop every cache (the next request re-resolves and re-renders).
-        Not needed after kernel changes, which move `generation`; a safety net
-        for callers that change state some other way."""
+        Not needed after kernel changes, which move `generation`: only for
+        what ProcFS itself changes (mount_time) and for tests that change
+        state behind the kernel's back."""
         with self.kernel.lock:
             self._gen = -1
             self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}
@@ -141,6 +148,10 @@ class ProcFS:
             if node.kind != "dir":
                 raise OSError(errno.ENOTDIR, "/".join(parts[: i + 1]))
             if node.observer is not None:
+                init = k.tasks.get(1)
+                if name in _OBSERVER_MOUNT_FILES and observer.is_process_dir(node.observer) and init is not None:
+                    node, uses_caller = Node("file", TGID_DIR.by_name[name], init), True
+                    continue
                 real = observer.child(node.observer, name)
                 node, uses_caller = Node("dir" if observer.is_dir(real) else "file", observer=real), True
                 continue
@@ -173,9 +184,11 @@ class ProcFS:
                 uid, gid = c.euid, c.egid
         t = self._mount_time
         if n.kind == "dir":
-            return Attr(S.S_IFDIR | n.entry.mode, uid, gid, n.entry.nlink(n), t)
+            size = n.entry.size(n) if getattr(n.entry, "size", None) is not None else 0
+            return Attr(S.S_IFDIR | n.entry.mode, uid, gid, n.entry.nlink(n), t, size)
         if n.kind == "link":
-            return Attr(S.S_IFLNK | n.entry.mode, 0, 0, 1, t)
+            # a process's links are owned as its directory is (task_dump_owner)
+            return Attr(n.mode or S.S_IFLNK | n.entry.mode, uid, gid, 1, t, n.size)
         return Attr(S.S_IFREG | n.entry.mode, uid, gid, 1, t)
 
     def readdir(self, path: str, caller: Caller) -> list[str]:
@@ -191,6 +204,10 @@ class ProcFS:
             if names is not None:
                 return names
             n, uses_caller = self._walk(path, caller)
+            perm = getattr(n.entry, "permission", None) if n.kind == "dir" else None
+            if perm is not None:
+                perm(n, caller)
+                uses_caller = True
             names = tuple(self._list(n, path))
             if not uses_caller:
                 self._dirs[path] = names
@@ -200,7 +217,10 @@ class ProcFS:
         if n.kind != "dir":
             raise OSError(errno.ENOTDIR, path)
         if n.observer is not None:
-            return observer.listdir(n.observer)
+            names = observer.listdir(n.observer)
+            if observer.is_process_dir(n.observer) and 1 in self.kernel.tasks:
+                names = sorted(names + list(_OBSERVER_MOUNT_FILES))
+            return names
         return n.entry.names(n, self.kernel)
 
     def readlink(self, path: str, caller: Caller) -> str:
@@ -209,6 +229,10 @@ class ProcFS:
             n = self._node(path, caller)
             if n.kind != "link":
                 raise OSError(errno.EINVAL, path)
+            if n.ptrace and not Ctx(self.kernel, caller, n.task, n.thread_view).may_ptrace():
+                raise OSError(errno.EACCES, path)  # proc_fd_access_allowed()
+            if n.err:
+                raise OSError(n.err, path)
             return n.target
 
     # -- inode operations besides lookup, read and write ---------------------
@@ -402,7 +426,7 @@ class ProcFS:
                 if flags & os.O_DIRECT:
                     raise OSError(errno.EINVAL, path)
                 if ctx.caller is not caller:
-                    ctx = Ctx(k, caller, ctx.task, ctx.thread_view, ctx.mm)
+                    ctx = Ctx(k, caller, ctx.task, ctx.thread_view, ctx.mm, ctx.arg)
                 return e.handle(k, e, ctx, flags, self, key)
         with k.lock:
             self._sync(True)
@@ -423,7 +447,7 @@ class ProcFS:
             if e.deny_write and flags & (os.O_ACCMODE | os.O_TRUNC):
                 raise OSError(errno.EACCES, path)
             t = n.task
-            ctx = Ctx(k, caller, t, n.thread_view)
+            ctx = Ctx(k, caller, t, n.thread_view, arg=n.arg)
             if t is not None:
                 if e.needs_mm and (t.mm is None or t.dead):
                     raise OSError(errno.ESRCH, path)
@@ -431,13 +455,15 @@ class ProcFS:
                     raise OSError(errno.EACCES, path)
                 if e.binds_mm:
                     ctx.mm = maps.task_mm(ctx)
+                if e.open_check is not None:
+                    e.open_check(ctx)
             # ids, not the objects (cheaper to hash and compare). The task
             # object, not its pid: a handle kept open across the pid's reuse
             # must not be served the new process's bytes (a live task's id is
             # unique, and the cache only holds tasks of this generation); the
             # mm too, for a file opened before an exec. Renders see the
             # reader only through its uid (may_ptrace).
-            key = (id(e), id(t), id(ctx.mm), n.thread_view, caller.uid)
+            key = (id(e), id(t), id(ctx.mm), n.thread_view, caller.uid, n.arg)
             if not uses_caller:
                 self._opens[(path, caller.uid)] = (e, ctx, key)
             if flags & os.O_DIRECT:

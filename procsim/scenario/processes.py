@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from procsim import scenario_files
 from procsim.kernel import Kernel
 from procsim.scenario.memory import PAGE
 from procsim.scenario.names import Names
@@ -118,6 +119,7 @@ class ProcessBuilder:
         # after the thread stacks: a stack's guard page then separates them from the maps
         for j, m in enumerate(v.get("maps", [])):
             self._map(pid, m, j, where)
+        scenario_files.setup(self, pid, v, where)
         for j, op in enumerate(v.get("ops", [])):
             self._op(pid, op, f"{where} ops #{j + 1}")
         for j, wl in enumerate(v.get("workloads", [])):
@@ -191,9 +193,6 @@ def _numbered(text: str, r: int) -> str:
 
 
 def _setproctitle(k: Kernel, pid: int, argv: list[str]) -> None:
-    """A forked process rewriting its own argv area, as setproctitle() does
-    (nginx workers, postgres backends). The kernel has no call for this
-    userspace write, so the builder sets the command line directly."""
-    with k.lock:
-        k.group(pid).cmdline = list(argv)
+    """A forked process rewriting its own argv area, as setproctitle() does."""
+    k.set_proctitle(pid, argv)
 

@@ -225,6 +225,30 @@ def test_live_changes_show_at_once(procsim_machine):
     assert pid not in model(m)
 
 
+def test_pid_dentries_go_with_their_task(procsim_machine):
+    """proc_flush_pid: the dentries the client's kernel cached (1 s entry
+    timeout) of a released thread, /proc/TID and /proc/PID/task/TID, are
+    gone at once, and a new owner of a process is seen at once."""
+    m = procsim_machine
+    ctl = m.ctl
+    pid = ctl.spawn(argv=["/usr/bin/python3"])
+    tid = ctl.clone(pid=pid)
+    paths = (f"{m.proc}/{tid}", f"{m.proc}/{pid}/task/{tid}")
+    for path in paths:
+        os.stat(path)  # have the kernel cache the entries
+    assert os.stat(f"{m.proc}/{pid}").st_uid == 0
+    ctl.setuid(pid=pid, uid=1000)
+    assert os.stat(f"{m.proc}/{pid}").st_uid == 1000
+    assert os.stat(f"{m.proc}/{tid}").st_uid == 1000
+    t0 = time.monotonic()
+    ctl.exit(pid=tid)
+    for path in paths:
+        with pytest.raises(FileNotFoundError):
+            os.stat(path)
+    assert time.monotonic() - t0 < 0.9  # not the entry timeout running out
+    assert os.listdir(f"{m.proc}/{pid}/task") == [str(pid)]
+
+
 def real_zombie_exit_codes() -> dict[str, str]:
     """stat field 52 of real zombies: exit(3), SIGKILL, SIGTERM."""
     out = {}

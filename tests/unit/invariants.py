@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from procsim import Kernel, KernelConfig, scenario
+from procsim import Kernel, KernelConfig, arch, scenario
 from procsim.commands import execute
 from procsim.mm import page_alloc as M
 from procsim.mm import stats
@@ -33,13 +33,16 @@ from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PT
                                   PTRS_PER_TABLE, is_swap_pte, pte_pfn, swp_offset)
 from procsim.mm.vma import VM_EXEC, VM_LOCKED, VM_MAYSHARE, VM_PFNMAP, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE
 from procsim.mm import show_mem
+from procsim.mm.swap import SWAP_HAS_CACHE, swap_count
 from procsim.mm import zone
 from procsim.procfs import meminfo as meminfo_f
 from procsim.procfs import pagemap as PM
 from procsim.procfs import pid as P
 from procsim.procfs import smaps as SM
+from procsim.procfs import vmstat as VS
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.tree import ProcFS
+
 
 PAGE = PAGE_SIZE
 
@@ -214,7 +217,13 @@ class Mappings:
     anon_pages: dict        # AnonPages in pages, as each mapcount model defines it
     swap: np.ndarray        # per swap slot: the swap entries referring to it
     kernel: np.ndarray      # per PFN: PTE mappings of kernel (vDSO) pages, outside PFN maps
+    swapcache: np.ndarray   # per swap slot: the swap cache holds a folio for it
     _cs: np.ndarray | None = None
+
+    @property
+    def swap_used(self) -> np.ndarray:
+        """Slots in use: referred to by swap entries or held by the swap cache."""
+        return (self.swap > 0) | self.swapcache
 
     def precise(self, mem: M.MemMap, pfns: np.ndarray) -> np.ndarray:
         """CONFIG_PAGE_MAPCOUNT's page mapcount: PTEs of the page + PMDs of its folio."""
@@ -275,12 +284,13 @@ def check_memory(k: Kernel, mms: list, tally: list) -> Mappings:
     slots = np.concatenate([t.swap for t in tally] + [np.zeros(0, np.int64)])
     assert ((slots >= 1) & (slots < max(swap.nr_slots, 1))).all(), "swap entry outside the swap area (or slot 0)"
     users = np.bincount(slots, minlength=swap.nr_slots)
-    bad = np.flatnonzero(users != swap.swap_map)
+    bad = np.flatnonzero(users != swap_count(swap.swap_map))
     assert not len(bad), f"swap slot {bad[0]} has count {swap.swap_map[bad[0]]}, {users[bad[0]]} entries use it"
-    assert swap.inuse_pages == int(np.count_nonzero(users)), (swap.inuse_pages, int(np.count_nonzero(users)))
+    incache = check_swap_cache(k)
+    assert swap.inuse_pages == int(np.count_nonzero((users > 0) | incache)), swap.inuse_pages
     kernel = np.bincount(np.concatenate([t.kernel for t in tally] + [np.zeros(0, np.int64)]), minlength=n)
     maps = Mappings(counted.astype(np.int64), np.bincount(pmd_heads, minlength=n).astype(np.int64),
-                    check_folios(k, tally), users.astype(np.int64), kernel.astype(np.int64))
+                    check_folios(k, tally), users.astype(np.int64), kernel.astype(np.int64), incache)
     # a writable PTE of an anon page means the page is exclusive (COW done)
     assert (mem.precise_page_mapcount(writers) == 1).all(), "writable PTE of a shared anon page"
     assert not mem.mapcount[: mem.first_free].any(), "kernel pages carry mapcounts"
@@ -295,9 +305,11 @@ def check_memory(k: Kernel, mms: list, tally: list) -> Mappings:
     # every used frame is owned: anon frames by a mapping (of any page of
     # their folio), cache frames by a file
     # hugetlb pool frames are outside the page counters (checked by check_hugetlb)
+    # (or by the swap cache, check_swap_cache)
     anon = ((mem.flags & M.PG_ANON) != 0) & ((mem.flags & M.PG_HUGETLB) == 0)
     anon[: mem.first_free] = False
-    assert (mem.folio_mapcount(np.nonzero(anon)[0]) > 0).all(), "anonymous folio nobody maps (leaked)"
+    owners = mem.folio_mapcount(np.nonzero(anon)[0]) + ((mem.flags[anon] & M.PG_SWAPCACHE) != 0)
+    assert (owners > 0).all(), "anonymous folio nobody maps (leaked)"
     files = {id(f): f for f in k.vfs.files.values()}
     for mm in mms:
         for v in mm.vmas:
@@ -321,6 +333,36 @@ def check_memory(k: Kernel, mms: list, tally: list) -> Mappings:
     assert mem.nr_flag[M.PG_SHMEM] == int(np.count_nonzero(mem.flags[mem.first_free:] & M.PG_SHMEM))
     assert mem.nr_mapped_file == int(np.count_nonzero(cached & (mem.mapcount > 0)))
     return maps
+
+
+def check_swap_cache(k: Kernel) -> np.ndarray:
+    """The swap cache: its two maps (slot -> folio, folio -> slot) agree
+    with each other, with PG_SWAPCACHE and with SWAP_HAS_CACHE in swap_map;
+    its folios are order-0, anonymous and swap-backed; nr_swapcached is its
+    size; no fault holds a folio between calls; and no cached folio is both
+    unmapped and needed by no swap entry (it would be leaked: Linux frees
+    it at once). Returns, per slot, whether the cache holds it."""
+    mem, swap, sc = k.mem, k.mem.swap, k.mem.swap_cache
+    has = (swap.swap_map & SWAP_HAS_CACHE) != 0
+    folio = sc.folio if len(sc.folio) == swap.nr_slots else np.zeros(swap.nr_slots, np.int64)
+    slots = np.flatnonzero(folio)
+    assert (np.flatnonzero(has) == slots).all() and len(slots) == int(has.sum()), \
+        "SWAP_HAS_CACHE and the swap cache disagree"
+    pfns = folio[slots]
+    assert sc.nr_swapcached == len(pfns) == len(np.unique(pfns)), (sc.nr_swapcached, len(pfns))
+    assert (sc.slot[pfns] == slots).all(), "folio->swap is not the slot that caches the folio"
+    flagged = np.flatnonzero((mem.flags & M.PG_SWAPCACHE) != 0)
+    assert (np.sort(pfns) == flagged).all() and len(flagged) == len(pfns), "PG_SWAPCACHE off the swap cache"
+    assert not sc.slot[np.setdiff1d(np.flatnonzero(sc.slot), pfns)].any()
+    fl = mem.flags[pfns]
+    assert (fl & (M.PG_ANON | M.PG_SWAPBACKED) == M.PG_ANON | M.PG_SWAPBACKED).all()
+    assert not (fl & M.PG_HUGETLB).any() and not mem.order[pfns].any(), "a large or hugetlb folio in the swap cache"
+    assert not len(sc.held)
+    leaked = (mem.mapcount[pfns] == 0) & (swap_count(swap.swap_map[slots]) == 0)
+    assert not leaked.any(), f"swap-cache folio {pfns[leaked][0]} neither mapped nor swapped (leaked)"
+    # an unmapped one was written back: clean
+    assert not (fl[mem.mapcount[pfns] == 0] & M.PG_DIRTY).any(), "an unmapped swap-cache folio is dirty"
+    return has
 
 
 def check_folios(k: Kernel, tally: list) -> dict[str, int]:
@@ -466,7 +508,8 @@ def check_rendered_smaps(k: Kernel, mm, a: np.ndarray, total: np.ndarray) -> Non
     ctx = mm_ctx(k, mm)
     text = SM.smaps(ctx).decode()
     nblocks = len(_VMA_LINE.findall(text))
-    assert nblocks == len(a) + (k.config.arch == "x86"), "one smaps block per VMA (+ the gate VMA)"
+    gate = arch.get(k.config.arch).gate_vma is not None
+    assert nblocks == len(a) + gate, "one smaps block per VMA (+ the gate VMA)"
     column: dict[str, list[int]] = {}
     for label, value in _KB_LINE.findall(text):
         column.setdefault(label, []).append(int(value))
@@ -627,6 +670,14 @@ def check_kpagecount(k: Kernel, maps: Mappings) -> None:
     bad = np.flatnonzero(got != want)
     assert not len(bad), (f"kpagecount of PFN {pfns[bad[0]]} is {got[bad[0]]}, expected {want[bad[0]]} "
                           f"({mem.mapcount_model}, order {mem.order[pfns[bad[0]]]})")
+    # kpageflags: SWAPCACHE (and PG_owner_priv_1, bit 37, its alias) exactly
+    # on the swap cache's folios, always with ANON and SWAPBACKED
+    kf = np.frombuffer(PM.kpageflags(ctx, (hi - mem.first_free) * 8, mem.first_free * 8), "<u8")
+    incache = np.isin(np.arange(mem.first_free, hi), mem.swap_cache.pfns())
+    bits = np.uint64((1 << stats.KPF_SWAPCACHE) | (1 << stats.KPF_OWNER_PRIVATE))
+    assert ((kf & bits) == np.where(incache, bits, 0)).all(), "kpageflags SWAPCACHE is not the swap cache"
+    both = np.uint64((1 << stats.KPF_ANON) | (1 << stats.KPF_SWAPBACKED))
+    assert ((kf[incache] & both) == both).all()
 
 
 def check_meminfo(k: Kernel, maps: Mappings) -> None:
@@ -661,7 +712,16 @@ def check_meminfo(k: Kernel, maps: Mappings) -> None:
     # a swap area loses its header page (spec §15.2: 64 MiB -> 65532 kB)
     swap_pages = k.config.swap_bytes // PAGE
     assert mi["SwapTotal"] == (swap_pages - 1 if swap_pages >= 2 else 0) * kb
-    assert mi["SwapFree"] == mi["SwapTotal"] - int(np.count_nonzero(maps.swap)) * kb <= mi["SwapTotal"]
+    assert mi["SwapFree"] == mi["SwapTotal"] - int(np.count_nonzero(maps.swap_used)) * kb <= mi["SwapTotal"]
+    # SwapCached: the swap cache's folios (NR_SWAPCACHE), mapped or not; they
+    # are anonymous (in the anon LRU count above), not in Cached
+    n_swapcached = int(np.count_nonzero(maps.swapcache))
+    assert mi["SwapCached"] == n_swapcached * kb == k.mem.swap_cache.nr_swapcached * kb
+    vm = VS.vmstat_values(k)
+    assert vm["nr_swapcached"] == n_swapcached
+    # NR_FILE_PAGES holds the swap cache; meminfo's Cached is it less the
+    # swap cache and the buffers (meminfo_proc_show)
+    assert vm["nr_file_pages"] * kb == mi["Cached"] + mi["SwapCached"] + mi["Buffers"]
     # (MemTotal - hugetlb pool) * overcommit_ratio / 100 + SwapTotal
     assert mi["CommitLimit"] == (mi["MemTotal"] - mi["Hugetlb"]) // kb * zone.OVERCOMMIT_RATIO // 100 * kb \
         + mi["SwapTotal"]
@@ -782,9 +842,12 @@ def check_swap(k: Kernel, mms: list) -> None:
                 offs = swp_offset(table[sw])
                 assert ((offs >= 1) & (offs < swap.nr_slots)).all(), "swap entry beyond the area"
                 np.add.at(counts, offs, 1)
-    bad = np.nonzero(counts != swap.swap_map)[0]
+    bad = np.nonzero(counts != swap_count(swap.swap_map))[0]
     assert not len(bad), f"slot {bad[0]}: swap_map {swap.swap_map[bad[0]]}, {counts[bad[0]]} entries"
     assert swap.inuse_pages == int(np.count_nonzero(swap.swap_map))
+    cached = np.flatnonzero(swap.swap_map & SWAP_HAS_CACHE)
+    assert swap.inuse_pages == int(np.count_nonzero(counts)) + int(np.count_nonzero(counts[cached] == 0)), \
+        "a slot in use is neither in a page table nor in the swap cache"
     assert swap.nr_free + swap.inuse_pages == swap.pages and swap.nr_free >= 0
 
 
@@ -877,14 +940,14 @@ def check_smaps_swap_hugetlb(k: Kernel) -> None:
         assert sw == mm.rss[MM_SWAPENTS] * PAGE, (sw, mm.rss)
         assert hp == mm.hugetlb_usage * PAGE
     full = PAGE << 12
-    c = k.mem.swap.swap_map.astype(np.int64)
+    c = swap_count(k.mem.swap.swap_map)
     c = c[c > 0]
     want = int(np.where(c >= 2, c * (full // np.maximum(c, 1)), full).sum())
     assert swap_pss == want, (swap_pss, want)
 
 
 def check_tasks(k: Kernel) -> None:
-    model = k.config.cpumask_model
+    sets_bits = k.sched.cpumask_model.sets_bits
     for tid, t in k.tasks.items():
         assert t.pid == tid and t in t.tg.threads
         assert k.groups.get(t.tgid) is t.tg
@@ -904,7 +967,7 @@ def check_tasks(k: Kernel) -> None:
             assert tg in tg.parent.children or tg.parent.tgid not in k.groups
     assert sum(c.irq_tlb_count for c in k.sched.cpus) == k.sched.tlb.remote_flush_received
     for cpu in k.sched.cpus:
-        if cpu.loaded_mm is not None and model != "never_set":
+        if cpu.loaded_mm is not None and sets_bits:
             # a CPU keeps its bit in the mm it has loaded, lazily or not
             assert cpu.loaded_mm.cpumask >> cpu.id & 1, f"CPU {cpu.id} lost its bit in its loaded mm"
         t = cpu.curr
@@ -914,7 +977,7 @@ def check_tasks(k: Kernel) -> None:
         assert t.cpus_allowed >> cpu.id & 1
         if t.mm is not None:
             assert cpu.loaded_mm is t.mm and not cpu.is_lazy
-            if model == "never_set":
+            if not sets_bits:
                 assert t.mm.cpumask == 0
             else:
                 assert t.mm.cpumask >> cpu.id & 1, f"CPU {cpu.id} runs {t.pid} but is not in its mm_cpumask"
@@ -970,7 +1033,7 @@ def snapshot(k: Kernel):
     pool = mem.hugetlb
     return (tuple(groups), cpus, files, mem.nr_free, mem.mapcount.tobytes(), mem.flags.tobytes(),
             mem.order.tobytes(), mem.large_mapcount.tobytes(), (mem.thp.enabled, tuple(mem.thp.per_order.items())),
-            mem.swap.swap_map.tobytes(), (pool.nr_huge_pages, pool.resv_huge_pages, tuple(pool._free)))
+            mem.swap.swap_map.tobytes(), mem.swap_cache.folio.tobytes(), (pool.nr_huge_pages, pool.resv_huge_pages, tuple(pool._free)))
 
 
 READER = Caller(pid=10**7, uid=0, gid=0)  # a root reader that is no simulated task
@@ -987,4 +1050,6 @@ def fingerprint(k) -> tuple:
     vmas = {p["pid"]: execute(k, "vmas", {"pid": p["pid"]}) for p in ps if not p["zombie"]}
     files = tuple(read(f"/proc/{f}") for f in ("meminfo", "stat", "loadavg", "interrupts", "vmstat"))
     status = tuple(read(f"/proc/{p['pid']}/status") for p in ps)
-    return repr(ps), repr(vmas), files, status, k.now, len(k.tasks)
+    fds = {p["pid"]: execute(k, "fds", {"pid": p["pid"]}) for p in ps}
+    vfs = (sorted(k.vfs.files), sorted(k.files.removed), read("/proc/sys/fs/file-nr"))
+    return repr(ps), repr(vmas), files, status, k.now, len(k.tasks), repr(fds), vfs

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import errno
 
+import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from invariants import PAGE, boot, check_pagemap, check_smaps, check_smaps_swap_hugetlb, check_world, snapshot
+from procsim import arch, mm_cpumask
 from procsim.kernel import (MREMAP_FIXED, MREMAP_MAYMOVE, MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE,
                             MADV_NOHUGEPAGE, MADV_PAGEOUT, LIBC)
 from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED,
@@ -38,22 +40,30 @@ EXPECTED = {errno.EINVAL, errno.ENOMEM, errno.EFAULT, errno.ESRCH, errno.EEXIST,
 idx = st.integers(0, 1 << 16)
 
 
+def _machines() -> list[tuple[str, str | None]]:
+    """Every registered architecture with the mm_cpumask model it selects
+    (listed twice: the machines as they boot weigh more), then with each
+    other model it allows."""
+    own = [(a, None) for a in arch.names()]
+    other = [(a, m) for a in arch.names() for m in mm_cpumask.names()
+             if m != arch.get(a).cpumask_model and mm_cpumask.get(m).fits(a)]
+    return own + own + other
+
+
 class KernelMachine(RuleBasedStateMachine):
 
-    @initialize(cpus=st.integers(1, 4), arch=st.sampled_from(["x86", "x86", "x86-eager", "arm64", "riscv"]),
+    @initialize(cpus=st.integers(1, 4), machine=st.sampled_from(_machines()),
                 model=st.sampled_from(["page", "no_page"]), thp=st.sampled_from(["madvise", "always", "never"]),
                 mthp=st.sampled_from([None, 16, 64]),
                 # swap: none, 63 slots (fills up: pages stay resident), 64 MiB
                 swap=st.sampled_from([0, 256 << 10, 64 << 20]), huge=st.sampled_from([0, 3, 16]),
                 soft_dirty=st.booleans())
-    def boot(self, cpus, arch, model, thp, mthp, swap, huge, soft_dirty):
+    def boot(self, cpus, machine, model, thp, mthp, swap, huge, soft_dirty):
         sizes = {mthp: "always"} if mthp else {}
         kw = dict(mapcount_model=model, thp_enabled=thp, thp_sizes=sizes, swap_bytes=swap, hugepages=huge,
                   mem_soft_dirty=soft_dirty)
-        if arch == "x86-eager":
-            self.k = boot(nr_cpus=cpus, cpumask_model="eager_clear", **kw)
-        else:
-            self.k = boot(nr_cpus=cpus, arch=arch, **kw)
+        name, cpumask = machine
+        self.k = boot(nr_cpus=cpus, arch=name, cpumask_model=cpumask, **kw)
         self.k.spawn(["/usr/bin/bash"], uid=1000, gid=1000)
         self.errors = 0
         self.unmerged_ok = []
@@ -302,6 +312,45 @@ class KernelMachine(RuleBasedStateMachine):
         if back:
             self.call(self.k.touch, tid, a, min(back, npages) * PAGE, write)
 
+    @rule(i=idx, npages=st.integers(1, 300), fork=st.booleans(),
+          steps=st.lists(st.tuples(st.sampled_from(["read", "write", "store", "pageout", "free", "dontneed",
+                                                    "munmap", "shrink", "exit_child"]),
+                                   st.booleans(), st.integers(0, 299), st.integers(1, 300)), max_size=6))
+    def swap_cache_cycle(self, i, npages, fork, steps):
+        """Pages through the swap cache: paged out, perhaps shared with a
+        child, then read and write faults, stores to mapped cached pages,
+        paging out again, MADV_FREE/DONTNEED, munmap and reclaim, by the
+        parent or the child, in any order."""
+        tid = self.pick(self.user_tids(), i)
+        if tid is None:
+            return
+        a = self.call(self.k.mmap, tid, npages * PAGE)
+        if a is None:
+            return
+        self.call(self.k.touch, tid, a, npages * PAGE)
+        self.call(self.k.madvise, tid, a, npages * PAGE, MADV_PAGEOUT)
+        child = self._fork(tid) if fork and len(self.user_groups()) < MAX_GROUPS else None
+        for op, in_child, off, n in steps:
+            who = child if in_child and child is not None else tid
+            if who not in self.k.tasks or self.k.tasks[who].dead:
+                continue
+            off %= npages
+            lo, ln = a + off * PAGE, min(n, npages - off) * PAGE
+            if op == "shrink":
+                self.k.shrink_swap_cache()
+            elif op == "exit_child":
+                if child is not None and who == child:
+                    self.call(self.k.exit_group, child)
+            elif op in ("read", "write"):
+                self.call(self.k.touch, who, lo, ln, op == "write")
+            elif op == "store":
+                self.call(self.k.access, who, np.arange(lo, lo + ln, PAGE, dtype=np.int64), True)
+            elif op == "munmap":
+                self.call(self.k.munmap, who, lo, ln)
+            else:
+                advice = {"pageout": MADV_PAGEOUT, "free": MADV_FREE, "dontneed": MADV_DONTNEED}[op]
+                self.call(self.k.madvise, who, lo, ln, advice)
+
     @rule(i=idx, shared=st.booleans(), noreserve=st.booleans(), nhuge=st.integers(1, 3),
           extra=st.sampled_from([0, 0, 4096, 1 << 20]), touch=st.integers(0, 3), write=st.booleans(),
           prot=st.sampled_from([3, 3, 1, 0]))
@@ -367,6 +416,10 @@ class KernelMachine(RuleBasedStateMachine):
     def shrink(self):
         self.k.shrink_deferred_split()
 
+    @rule()
+    def shrink_swapcache(self):
+        self.k.shrink_swap_cache()
+
     @rule(size=st.sampled_from([16, 32, 64, 2048]), mode=st.sampled_from(["always", "inherit", "madvise", "never"]))
     def thp_size(self, size, mode):
         self.k.set_thp(size_kb=size, mode=mode)
@@ -413,7 +466,7 @@ def test_replay_vdso_mapcount_underflow():
     the mlock then write-faulted the vDSO text, dropping a mapcount its
     kernel pages never held ("mapcount of PFN 2 is -1")."""
     m = KernelMachine()
-    m.boot(cpus=2, mthp=None, soft_dirty=False, huge=0, swap=0, model="page", arch="x86", thp="madvise")
+    m.boot(cpus=2, mthp=None, soft_dirty=False, huge=0, swap=0, model="page", machine=("x86", None), thp="madvise")
     steps = [
         ("fork", dict(i=6807)), ("advance", dict(dt=0.01)),
         ("mremap", dict(i=65535, j=435, k2=143, mode="plain", new=36, off=19, off2=6, old=21)),

@@ -416,6 +416,7 @@ def test_major_faults_of_all_threads_in_stat() -> None:
     a = k.mmap(pid, 16 * PAGE)
     k.touch(pid, a, 16 * PAGE)
     k.madvise(pid, a, 16 * PAGE, MADV_PAGEOUT)
+    k.shrink_swap_cache()  # out of the swap cache too: the swap-ins read them back
     tid = k.clone_thread(pid)
     k.touch(tid, a, 16 * PAGE)
     fs = ProcFS(k)

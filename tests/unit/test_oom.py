@@ -496,6 +496,7 @@ def test_swap_ins_then_out_of_memory_in_one_fault_stay_consistent():
     a = execute(k, "mmap", {"pid": p, "length": 150 * 4096})
     execute(k, "touch", {"pid": p, "addr": a, "length": 100 * 4096})
     execute(k, "madvise", {"pid": p, "addr": a, "length": 50 * 4096, "advice": "pageout"})
+    execute(k, "shrink_swapcache", {})  # the swap-ins must read the pages into new frames
     h = k.spawn(["/usr/bin/hog"])
     k.groups[h].oom_score_adj = -1000
     fill = k.mem.nr_free - 70

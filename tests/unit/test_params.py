@@ -18,7 +18,7 @@ from invariants import fingerprint, small
 # refuse it: these tests stop at the parser). RAW parameters are checked by
 # the subsystem that takes them (tests/unit/test_workload_commands.py).
 GOOD = {T.INT: 100, T.SIZE: 4096, T.BOOL: True, T.PROT: "r", T.STR: "x", T.STRS: ["x"], T.STR_MAP: {},
-        T.CPULIST: "0", T.SECONDS: 1.0, T.KB: 64, T.RAW: "uniform"}
+        T.CPULIST: "0", T.SECONDS: 1.0, T.KB: 64, T.RAW: "uniform", T.OPEN_FLAGS: "O_RDONLY"}
 # Values each type must refuse: the wrong JSON type, and text that is not one
 BAD = {
     T.INT: ["no", "4k", 1.5, True, [], {}, "0x"],
@@ -31,6 +31,7 @@ BAD = {
     T.CPULIST: [True, 1.5, {}, [True], ["0"]],
     T.SECONDS: ["no", True, [], -1, "nan", "inf", float("inf")],
     T.KB: ["no", "64Q", True, 1.5, []],
+    T.OPEN_FLAGS: ["O_BOGUS", "O_RDONLY|", -1, True, 1.5, [], [1], {}],
 }
 REQUIRED_NONE = object()  # None for a required parameter: a missing value, not "not given"
 

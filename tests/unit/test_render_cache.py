@@ -233,6 +233,38 @@ def test_raw_open_read_release(fs: ProcFS, monkeypatch: pytest.MonkeyPatch) -> N
     assert raw.open(f"/proc/{p}".encode(), ctypes.addressof(fi)) == -errno.EISDIR
 
 
+def test_raw_release_is_the_handles_release(fs: ProcFS, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RELEASE through the raw callback runs the same release as mfusepy's
+    path: the handle's own release() (a ShowHandle drops its copy)."""
+    fsmod = pytest.importorskip("mountd.fs")
+    import mfusepy
+    monkeypatch.setattr(fsmod, "fuse_get_context", lambda: (0, 0, os.getpid()))
+    monkeypatch.setattr(fsmod, "_ctx_struct", None)
+    ops = fsmod.ProcsimOps(fs)
+    raw = fsmod.RawPath(ops)
+    p = fs.kernel.spawn(["/usr/bin/bash"])
+    released = []
+
+    class Counted:
+        def release(self) -> None:
+            released.append(self)
+
+    for release in (lambda fi: raw.release(None, ctypes.addressof(fi)), lambda fi: ops.release(None, fi)):
+        fi = mfusepy.fuse_file_info()
+        fi.flags = os.O_RDONLY
+        assert raw.open(f"/proc/{p}/status".encode(), ctypes.addressof(fi)) == 0
+        h = ops.handles[fi.fh]
+        buf = ctypes.create_string_buffer(4096)
+        assert raw.read(None, ctypes.addressof(buf), 4096, 0, ctypes.addressof(fi)) > 0
+        assert h.buf is not None
+        assert release(fi) == 0
+        assert h.buf is None and fi.fh not in ops.handles
+        counted = Counted()
+        ops.handles[fi.fh] = counted
+        release(fi)
+        assert released[-1] is counted and fi.fh not in ops.handles
+
+
 def test_stat_struct_matches_getattr(fs: ProcFS, monkeypatch: pytest.MonkeyPatch) -> None:
     fsmod = pytest.importorskip("mountd.fs")
     import mfusepy

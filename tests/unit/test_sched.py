@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from procsim import Kernel, KernelConfig
+from procsim import Kernel, KernelConfig, arch, mm_cpumask
 from procsim.bitmap import list_str, mask_str
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE
 from procsim.procfs import pid as P
@@ -359,10 +359,22 @@ def test_riscv_never_clears_the_mask():
 
 
 def test_config_rejects_x86_models_elsewhere():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cpumask_model lazy_trim is an x86 model"):
         KernelConfig(arch="arm64", cpumask_model="lazy_trim")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cpumask_model eager_clear is an x86 model"):
         KernelConfig(arch="riscv", cpumask_model="eager_clear")
+
+
+@pytest.mark.parametrize("name", arch.names())
+def test_config_takes_every_model_that_fits(name):
+    """Each registered model boots on each architecture it fits, and is a
+    config error on the others."""
+    for model in mm_cpumask.names():
+        if mm_cpumask.get(model).fits(name):
+            assert KernelConfig(arch=name, cpumask_model=model).cpumask_model == model
+        else:
+            with pytest.raises(ValueError, match=f"cpumask_model {model} is an "):
+                KernelConfig(arch=name, cpumask_model=model)
 
 
 def test_kernel_threads_have_no_mask_lines(k):

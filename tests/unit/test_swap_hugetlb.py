@@ -4,11 +4,10 @@ against what Linux 6.18 showed on the reference machine (each expected
 value says where it comes from: "6.18:" is an observation made with a
 small test program, a 64 MiB swap file and vm.nr_hugepages=4).
 
-Model simplification to keep in mind: no swap cache. A swap-in always
-reads a new page (a major fault) and frees its slot at once; on 6.18 the
-pages paged out by MADV_PAGEOUT stay in the swap cache until reclaim frees
-them (a fault then is minor and finds the old PFN), and a *read* fault keeps
-the slot. The model is the state after that reclaim, with write faults.
+Pages paged out by MADV_PAGEOUT stay in the swap cache until a later
+reclaim pass frees them (k.shrink_swap_cache()): a fault then is minor and
+finds the old PFN, a read fault keeps the slot (tests/unit/test_swap_cache.py
+has the swap cache's own rules).
 """
 
 from __future__ import annotations
@@ -118,25 +117,30 @@ def test_pageout_then_fault_back(ks: Kernel) -> None:
     assert status(k, p)["VmSwap"] == "      16 kB"
     assert meminfo(k)["SwapFree"] == 65532 - 16
     assert mm.rss[MM_ANONPAGES] == anon - 4 and mm.rss[MM_SWAPENTS] == 4
-    assert k.mem.nr_free == free + 4  # no swap cache: the frames are free at once
+    # 6.18: the folios stay in the swap cache (SwapCached 16 kB, MemFree unchanged)
+    assert k.mem.nr_free == free and meminfo(k)["SwapCached"] == 16
+    check(k)
+    # a later reclaim pass frees them: SwapCached 0, the slots stay
+    assert k.shrink_swap_cache() == 4
+    assert k.mem.nr_free == free + 4 and meminfo(k)["SwapCached"] == 0
+    assert meminfo(k)["SwapFree"] == 65532 - 16
     check(k)
     t = k.task(p)
     minor, major = t.min_flt, t.maj_flt
     assert k.touch(p, a, 2 * PAGE, write=True) == 2
-    assert (t.min_flt, t.maj_flt) == (minor, major + 2)  # swap-ins are major faults
+    assert (t.min_flt, t.maj_flt) == (minor, major + 2)  # swap-ins not in the cache are major faults
     new = pagemap(k, p, a, 2)
     assert all(e >> 56 == 0x81 for e in new)
-    # new pages read from swap (the frames freed at pageout may serve other pages)
-    assert [e & PFN_MASK for e in new] != old[:2]
     # 6.18, after a write fault: 0x400005838, dirty, anon, swap-backed, not in the swap cache
     f = kpf(k, new[0] & PFN_MASK)[0]
     assert f & (KPF_DIRTY | KPF_ANON | KPF_SWAPBACKED) == KPF_DIRTY | KPF_ANON | KPF_SWAPBACKED
     assert not f & KPF_SWAPCACHE
     # 6.18: the write fault freed the slot (SwapFree +4 kB per page)
     assert meminfo(k)["SwapFree"] == 65532 - 8 and smaps(k, p, a)["Swap"] == 8
-    # a read fault: the model frees the slot too (6.18 keeps it with the page in the swap cache)
+    # a read fault keeps the slot, with the page read into the swap cache
     k.touch(p, a + 2 * PAGE, 2 * PAGE, write=False)
-    assert meminfo(k)["SwapFree"] == 65532 and mm.rss[MM_SWAPENTS] == 0
+    assert meminfo(k)["SwapFree"] == 65532 - 8 and mm.rss[MM_SWAPENTS] == 0
+    assert meminfo(k)["SwapCached"] == 8
     assert pagemap(k, p, a + 2 * PAGE)[0] >> 56 == 0x81
     v = vmstat.vmstat_values(k)
     assert v["pswpout"] == 4 and v["pswpin"] == 4 and v["pgmajfault"] == 4
@@ -173,6 +177,7 @@ def test_fork_shares_swap_slots(ks: Kernel) -> None:
     assert status(k, c)["VmSwap"] == "       8 kB"
     assert list(k.mem.swap.count(np.array([1, 2]))) == [2, 2]
     assert meminfo(k)["SwapFree"] == free  # one slot, however many entries
+    assert meminfo(k)["SwapCached"] == 8  # and one cached folio
     check(k)
     # 6.18: MADV_PAGEOUT skips the COW-shared pages (still present, not exclusive)
     k.madvise(p, a + 2 * PAGE, 2 * PAGE, MADV_PAGEOUT)
@@ -342,7 +347,15 @@ def test_swapped_pages_come_back_on_mlock(ks: Kernel) -> None:
     k.touch(p, a, 4 * PAGE)
     k.madvise(p, a, 4 * PAGE, MADV_PAGEOUT)
     major = k.task(p).maj_flt
-    k.mlock(p, a, 4 * PAGE)  # populate swaps them in
+    k.mlock(p, a, 4 * PAGE)  # populate swaps them in (from the swap cache: minor faults)
+    assert k.task(p).maj_flt == major and k.mem.swap.inuse_pages == 0
+    assert k.mem.swap_cache.nr_swapcached == 0
+    check(k)
+    # once reclaim has freed the cache, they are read back (major faults)
+    k.mlock(p, a, 4 * PAGE, False)
+    k.madvise(p, a, 4 * PAGE, MADV_PAGEOUT)
+    assert k.shrink_swap_cache() == 4
+    k.mlock(p, a, 4 * PAGE)
     assert k.task(p).maj_flt == major + 4 and k.mem.swap.inuse_pages == 0
     check(k)
 
@@ -661,10 +674,13 @@ def test_commands(ks: Kernel) -> None:
     a = execute(k, "mmap", {"pid": p, "length": "16K"})
     execute(k, "touch", {"pid": p, "addr": a, "length": "16K"})
     execute(k, "madvise", {"pid": p, "addr": a, "length": "16K", "advice": "pageout"})
-    assert execute(k, "swap", {})["used"] == 4
+    assert execute(k, "swap", {})["used"] == 4 and execute(k, "swap", {})["cached"] == 4
     vm = {v["start"]: v for v in execute(k, "vmas", {"pid": p})}
     assert vm[a]["swap_pages"] == 4 and vm[h]["hugetlb_pages"] == 0
     execute(k, "touch", {"pid": p, "addr": a, "length": "4K"})
+    assert execute(k, "task", {"pid": p})["maj_flt"] == 0  # found in the swap cache
+    assert execute(k, "shrink_swapcache", {}) == 3 and execute(k, "swap", {})["cached"] == 0
+    execute(k, "touch", {"pid": p, "addr": a + PAGE, "length": "4K"})
     assert execute(k, "task", {"pid": p})["maj_flt"] == 1
     for args in ({"pid": p, "length": "2M", "hugetlb": "yes"}, {"pid": p, "length": "2M", "hugetlb": 2},
                  {"pid": p, "length": "2M", "hugetlb": True, "path": "/srv/x"}):
