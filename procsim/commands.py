@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from procsim.bitmap import parse_list
+from procsim import sched_syscalls
 from procsim.kernel import MADVISE_NAMES, MREMAP_FIXED, MREMAP_MAYMOVE, Kernel, KernelError
 from procsim.mm import oom, stats
 from procsim.mm.counter_tree import NR_MM_COUNTERS, RSS_NAMES
@@ -162,6 +163,33 @@ def c_thp(k: Kernel, enabled, size, mode) -> dict:
     return {"enabled": thp.enabled, "sizes": {f"{4 << o}kB": m for o, m in sorted(thp.per_order.items())}}
 
 
+def c_sleep(k: Kernel, tid, state, wait) -> None:
+    """Put a task to sleep (`state` S, D, T, I); `wait`: the blocking call
+    it sleeps in (wchan, stack and syscall show it; omitted: the one it had,
+    or its program's usual one)."""
+    k.sleep(tid, state, wait)
+
+
+def c_sched_setscheduler(k: Kernel, tid, policy, priority) -> dict:
+    """sched_setscheduler() by the task itself: `policy` a number or
+    other/batch/idle/fifo/rr (EINVAL for another, for a priority outside
+    1-99 with fifo/rr or not 0 otherwise; EPERM for RT without root or
+    RLIMIT_RTPRIO). Returns policy, rt_priority, nice and prio."""
+    if isinstance(policy, bool) or not isinstance(policy, (int, str)):
+        raise CommandError(errno.EINVAL, f"policy: expected a number or a name, got {policy!r}")
+    if isinstance(policy, str):
+        name = policy.lower().removeprefix("sched_")
+        if name.lstrip("-").isdigit():
+            policy = int(name)
+        elif name in sched_syscalls.POLICY_NAMES:
+            policy = sched_syscalls.POLICY_NAMES[name]
+        else:
+            raise CommandError(errno.EINVAL, f"policy: {policy!r} is no scheduling policy")
+    sched_syscalls.sched_setscheduler(k, tid, policy, priority)
+    t = k.task(tid)
+    return {"policy": t.policy, "rt_priority": t.rt_priority, "nice": t.nice, "prio": t.prio}
+
+
 # Activity runs event by event (a busy scenario costs a few ms per simulated
 # second), and the daemon serves nothing while it does: one command may move
 # the clock at most an hour, so a typo cannot wedge the mount for days.
@@ -227,7 +255,10 @@ def c_status(k: Kernel, pid) -> dict:
             "mm_cpumask": mm.cpumask if mm else None,
             "rss": list(mm.rss) if mm else None, "total_vm": mm.total_vm if mm else 0,
             "hugetlb_pages": mm.hugetlb_usage if mm else 0, "min_flt": t.min_flt, "maj_flt": t.maj_flt,
-            "utime": t.utime, "stime": t.stime, "start_time": t.start_time}  # ns
+            "utime": t.utime, "stime": t.stime, "start_time": t.start_time,  # ns
+            "nvcsw": t.nvcsw, "nivcsw": t.nivcsw, "policy": t.policy, "rt_priority": t.rt_priority,
+            "nice": t.nice, "nr_migrations": t.se.nr_migrations, "run_delay": t.se.run_delay,
+            "pcount": t.se.pcount, "vruntime": t.se.vruntime}
 
 
 def c_cpus(k: Kernel) -> list[dict]:
@@ -463,13 +494,15 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
          _p("preempt", BOOL, False), doc="Schedule `tid` on `cpu` (`preempt`: take it from its current task)."),
     _cmd("migrate", lambda k, tid, cpu: k.run(tid, cpu, True), TID, _p("cpu", INT),
          doc="Move a running task to another CPU."),
-    _cmd("sleep", lambda k, tid, state: k.sleep(tid, state), TID, _p("state", STR, "S"),
-         doc="Put a task to sleep (`state` S, D, T, t, I)."),
+    _cmd("sleep", c_sleep, TID, _p("state", STR, "S"), _p("wait", STR, None)),
     _cmd("wake", lambda k, tid: k.wake(tid), TID, doc="Wake a sleeping task (runnable)."),
     _cmd("idle", lambda k, cpu: k.idle(cpu), _p("cpu", INT), doc="Switch a CPU to its idle task."),
     _cmd("affinity", lambda k, tid, cpus: k.set_affinity(tid, _cpus(cpus, k)), TID, _p("cpus", CPULIST),
          doc="sched_setaffinity()."),
     _cmd("nice", lambda k, tid, nice: k.set_nice(tid, nice), TID, _p("nice", INT), doc="setpriority()."),
+    _cmd("sched_setscheduler", c_sched_setscheduler, TID, _p("policy", RAW), _p("priority", INT, 0)),
+    _cmd("setsid", lambda k, pid: sched_syscalls.setsid(k, pid), PID,
+         doc="setsid(): a new session, process group and autogroup led by `pid`; returns the session id."),
     _cmd("advance", c_advance, _p("seconds", SECONDS)),
     _cmd("workload_start", c_workload_start, PID, *[p if p.name != "pattern" else _p("pattern", RAW)
                                                     for p in _WL]),

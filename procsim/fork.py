@@ -98,6 +98,9 @@ def new_group(k: Kernel, tgid: int, parent: ThreadGroup | None, cred: Cred, mm: 
     k.tasks[tgid] = t
     k.groups[tgid] = tg
     k.nr_forks += 1
+    if parent is not None:
+        tg.autogroup = parent.autogroup  # sched_autogroup_fork()
+    k.sched.sched_fork(t, parent.leader if parent is not None else None)
     return t
 
 
@@ -116,6 +119,8 @@ def copy_process(k: Kernel, parent: Task, child_pid: int | None) -> int:
     t.tg.sig_ignore, t.tg.sig_catch = ptg.sig_ignore, ptg.sig_catch
     t.tg.oom_score_adj, t.tg.oom_score_adj_min = ptg.oom_score_adj, ptg.oom_score_adj_min
     t.cpu = parent.cpu
+    t.real_parent = parent
+    k.sched.sched_fork(t, parent)  # the forking thread's, not the leader's
     return cpid
 
 
@@ -132,6 +137,7 @@ def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> 
         t.files.users += 1  # CLONE_FILES: one table
     tg.threads.append(t)
     k.tasks[tid] = t
+    k.sched.sched_fork(t, creator)
     if tg.mm is not None:
         tg.mm.users += 1
     k.nr_forks += 1
@@ -158,7 +164,8 @@ def kernel_thread(k: Kernel, comm: str, pid: int | None, cpu: int | None) -> int
     if pid == 2:
         t.exit_signal = 0  # rest_init(): kernel_thread(kthreadd, ..., CLONE_FS | CLONE_FILES)
     t.state = kind.state
-    t.policy, t.rt_priority, t.nice = kind.policy, kind.rt_priority, kind.nice
+    t.nice = kind.nice
+    k.sched.set_params(t, kind.policy, kind.rt_priority)
     if cpu is None and kind.bound:
         named = cpu_in_name(comm)
         cpu = named if named is not None and named < k.config.nr_cpus else None

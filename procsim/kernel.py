@@ -29,7 +29,7 @@ from procsim.exec import do_execve
 from procsim.exit import do_exit, do_group_exit, do_wait, exit_status
 from procsim.fork import alloc_pid, copy_process, copy_thread, kernel_thread, new_group
 from procsim.fs.syscalls import FileState, FileSyscalls
-from procsim.mm import idle, oom
+from procsim.mm import oom
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
 # the syscalls' constants, for callers of the API (madvise advice, mremap flags)
@@ -43,6 +43,7 @@ from procsim.mm.swap import SwapDevice
 from procsim.mm.syscalls import MmSyscalls
 from procsim.mm.thp import THPSettings
 from procsim.sched import NSEC, Sched
+from procsim.sched_wait import USER_WAITS
 from procsim.task import PF_KTHREAD, PF_NO_SETAFFINITY, PF_RANDOMIZE, Cred, Task, ThreadGroup
 from procsim.timekeeping import Timekeeping
 from procsim.vfs import VFS
@@ -82,6 +83,7 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
         self.mem.oom_handler = self.oom.alloc_failed
         self.tasks: dict[int, Task] = {}          # every live or zombie thread, by tid
         self.sched = Sched(config, self.tasks)
+        self.sched.clock = self.now
         self.vfs = VFS()
         # open files, fd numbers' inodes, mount tables (procsim/fs/)
         self.files = FileState(config.nr_pages, reserved)
@@ -275,15 +277,25 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
             self.sched.switch_to(self.sched.cpus[cpu], t, preempt)
             self._changed("sched", tid=tid)
 
-    def sleep(self, tid: int, state: str = "S") -> None:
+    def sleep(self, tid: int, state: str = "S", wait: str | None = None) -> None:
         """The task blocks (S or D) or stops (T), or a kernel thread waits in
-        TASK_IDLE (I, counted in no load); its CPU goes idle."""
+        TASK_IDLE (I, counted in no load); its CPU goes idle. `wait`: the
+        blocking call a user task sleeps in (procsim/sched_wait.py; None:
+        the one it had, or its program's usual one)."""
         with self.lock:
             t = self.task(tid)
             if state not in ("S", "D", "T") and not (state == "I" and t.tg.kthread):
                 raise _err(errno.EINVAL, f"cannot sleep in state {state!r}")
+            if wait is not None:
+                if wait not in USER_WAITS:
+                    raise _err(errno.EINVAL, f"wait: expected one of {', '.join(USER_WAITS)}, got {wait!r}")
+                if t.tg.kthread:
+                    raise _err(errno.EINVAL, f"wait: {tid} is a kernel thread (it waits in its thread function)")
+                t.wait = wait
             if t.on_cpu:
                 self.sched.switch_to(self.sched.cpus[t.cpu], None)
+            else:
+                self.sched.dequeue(t)
             t.state = state
             self._changed("sched", tid=tid)
 
@@ -293,6 +305,7 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
             t = self.task(tid)
             if t.dead:
                 raise _err(errno.ESRCH, f"{tid} has exited")
+            self.sched.enqueue(t)
             t.state = "R"
             self._changed("sched", tid=tid)
 
@@ -318,14 +331,16 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
                     self.sched.switch_to(self.sched.cpus[t.cpu], None)
                     self.sched.switch_to(self.sched.cpus[new], t, preempt=True)
                 else:
-                    t.cpu = new
+                    self.sched.set_task_cpu(t, new)
             self._changed("sched", tid=tid)
 
     def set_nice(self, tid: int, nice: int) -> None:
         with self.lock:
             if not -20 <= nice <= 19:
                 raise _err(errno.EINVAL, "nice must be in -20..19")
-            self.task(tid).nice = nice
+            t = self.task(tid)
+            self.sched.reweight(t)  # the load averages so far count at the old weight
+            t.nice = nice
             self._changed("sched", tid=tid)
 
     def check_cpu(self, cpu: int) -> None:
@@ -436,39 +451,3 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
             tg = self.group(pid)
             tg.cmdline = list(argv)
             self._changed("cmdline", pid=tg.tgid)
-
-    def idle_bitmap_read(self, mm: MM, start: int, end: int) -> np.ndarray:
-        """A read of /proc/PID/idle_bitmap over [start, end) of `mm`: tests and
-        clears accessed bits (procsim/mm/idle.py), so it is a change."""
-        with self.lock:
-            try:
-                return idle.idle_read(mm.pgtable, start, end)
-            finally:
-                self._changed("idle")
-
-    def idle_bitmap_write(self, mm: MM, start: int, pages: np.ndarray) -> None:
-        """A write to /proc/PID/idle_bitmap: the pages marked in `pages`
-        (bool per page from `start`) lose their accessed bits."""
-        with self.lock:
-            try:
-                idle.idle_write(mm.pgtable, start, pages)
-            finally:
-                self._changed("idle")
-
-    def page_idle_read(self, lo: int, hi: int) -> np.ndarray:
-        """A read of /sys/kernel/mm/page_idle/bitmap for PFNs [lo, hi): the
-        rmap walk clears accessed bits and idle flags."""
-        with self.lock:
-            try:
-                return idle.page_idle_read(self.mem, lo, hi)
-            finally:
-                self._changed("idle")
-
-    def page_idle_write(self, pfns: np.ndarray) -> None:
-        """A write to /sys/kernel/mm/page_idle/bitmap: the user folios among
-        `pfns` become idle."""
-        with self.lock:
-            try:
-                idle.page_idle_write(self.mem, pfns)
-            finally:
-                self._changed("idle")

@@ -13,7 +13,8 @@ from procsim import mm_cpumask
 from procsim.config import KernelConfig
 from procsim.mm.mm import MM, Flush
 from procsim.mm_cpumask import CpumaskModel
-from procsim.task import Task
+from procsim.sched_fair import LOAD_AVG_MAX, CfsRqs, task_weight
+from procsim.task import SCHED_FIFO, SCHED_RR, Task
 from procsim.units import NSEC
 
 TLB_SINGLE_PAGE_FLUSH_CEILING = 33
@@ -54,11 +55,112 @@ class Sched:
     tasks: dict[int, Task] = field(default_factory=dict)  # the kernel's task table, by tid
     cpus: list[CPU] = field(default_factory=list)
     tlb: TLBStats = field(default_factory=TLBStats)
+    clock: int = 0  # rq clock, ns since boot: moved by account() as the kernel's clock moves
+    cfs: CfsRqs = field(default_factory=CfsRqs)
+    autogroup_seq: int = 0  # autogroup_seq_nr: the id of the last autogroup made
+    autogroup_next: int = 0  # jiffies before which an unprivileged autogroup nice change is EAGAIN
     cpumask_model: CpumaskModel = field(init=False, repr=False)  # how mm_cpumask is kept
 
     def __post_init__(self) -> None:
         self.cpus = [CPU(i) for i in range(self.config.nr_cpus)]
         self.cpumask_model = mm_cpumask.get(self.config.cpumask_model)
+
+    # -- the fair class's bookkeeping (procsim/sched_fair.py) -------------------
+
+    @staticmethod
+    def _fair(t: Task) -> bool:
+        return t.policy not in (SCHED_FIFO, SCHED_RR)
+
+    def _pelt(self, t: Task, on_rq: bool, running: bool) -> None:
+        """update_load_avg(): t was in this state since its last update."""
+        if self._fair(t):
+            t.se.avg.update(self.clock, task_weight(t.nice, t.policy), on_rq, running)
+
+    def sched_fork(self, child: Task, parent: Task | None) -> None:
+        """sched_fork() and wake_up_new_task(): the child takes the parent's
+        policy, nice and timer slack, starts with the initial load averages
+        and is placed in its CPU's cfs_rq."""
+        if parent is not None:
+            child.policy, child.rt_priority, child.nice = parent.policy, parent.rt_priority, parent.nice
+            child.timer_slack_ns = child.default_timer_slack_ns = parent.timer_slack_ns
+            child.personality = parent.personality
+        se = child.se
+        w = task_weight(child.nice, child.policy)
+        a = se.avg  # init_entity_runnable_average(), post_init_entity_util_avg() on an empty cfs_rq
+        divider = LOAD_AVG_MAX - 1024
+        a.load_avg, a.util_avg = w, 512
+        a.runnable_avg = a.util_avg
+        a.load_sum = max(1, a.load_avg * divider // w)
+        a.util_sum, a.runnable_sum = a.util_avg * divider, a.runnable_avg * divider
+        a.last_update_time = self.clock
+        se.vruntime = self.cfs.place(child.cpu, child.tg.autogroup.id)
+
+    def reweight(self, t: Task) -> None:
+        """reweight_entity() is preceded by update_load_avg(): bring the
+        averages up to now before the weight changes."""
+        self._pelt(t, t.state == "R", t.on_cpu)
+
+    def set_params(self, t: Task, policy: int, rt_priority: int) -> None:
+        """__setscheduler_params(): the averages so far at the old weight,
+        then the new policy; an RT task keeps no timer slack."""
+        self._pelt(t, t.state == "R", t.on_cpu)
+        t.policy, t.rt_priority = policy, rt_priority
+        if not self._fair(t):
+            t.timer_slack_ns = 0
+        elif t.timer_slack_ns == 0:
+            t.timer_slack_ns = t.default_timer_slack_ns
+
+    def enqueue(self, t: Task) -> None:
+        """A sleeping task wakes on its CPU's run queue and waits there."""
+        if t.state == "R":
+            return
+        self._pelt(t, False, False)
+        t.se.vruntime = self.cfs.place(t.cpu, t.tg.autogroup.id)
+        t.se.last_queued = self.clock  # sched_info_enqueue()
+
+    def dequeue(self, t: Task) -> None:
+        """A runnable task that waits for a CPU leaves the run queue (it
+        sleeps or stops): the wait so far counts (sched_info_dequeue())."""
+        if t.state != "R" or t.on_cpu:
+            return
+        self._pelt(t, True, False)
+        self._arrive_wait(t)
+        t.se.avg.util_est_dequeue()
+
+    def _arrive_wait(self, t: Task) -> None:
+        se = t.se
+        if se.last_queued is not None:
+            se.run_delay += self.clock - se.last_queued
+            se.last_queued = None
+
+    def set_task_cpu(self, t: Task, cpu: int) -> None:
+        """set_task_cpu(): a task not on a CPU moves to another run queue."""
+        if t.cpu != cpu:
+            t.se.nr_migrations += 1
+            if t.state == "R":
+                t.se.vruntime = self.cfs.place(cpu, t.tg.autogroup.id)
+            t.cpu = cpu
+
+    def _switch_out(self, prev: Task, preempt: bool) -> None:
+        self._pelt(prev, True, True)
+        if preempt:
+            prev.se.last_queued = self.clock  # still runnable: it waits again
+        else:
+            prev.se.avg.util_est_dequeue()
+
+    def _switch_in(self, nxt: Task, cpu: int) -> None:
+        """Before nxt runs on `cpu`: it woke or waited there, or migrates
+        (sched_info_arrive(), set_next_entity())."""
+        se = nxt.se
+        queued = nxt.state == "R"
+        self._pelt(nxt, queued, False)
+        if nxt.cpu != cpu:
+            se.nr_migrations += 1
+        if not queued or nxt.cpu != cpu:
+            se.vruntime = self.cfs.place(cpu, nxt.tg.autogroup.id)
+        self._arrive_wait(nxt)
+        se.pcount += 1
+        se.exec_start = self.clock
 
     @property
     def all_cpus_mask(self) -> int:
@@ -73,6 +175,7 @@ class Sched:
         if prev is nxt:
             return
         if prev is not None:
+            self._switch_out(prev, preempt)
             prev.on_cpu = False
             if preempt:
                 prev.nivcsw += 1
@@ -83,6 +186,7 @@ class Sched:
         if nxt is not None:
             if nxt.on_cpu:
                 self.switch_to(self.cpus[nxt.cpu], None)
+            self._switch_in(nxt, cpu.id)
             nxt.on_cpu = True
             nxt.cpu = cpu.id
             nxt.state = "R"
@@ -162,12 +266,19 @@ class Sched:
     # -- time -----------------------------------------------------------------
 
     def account(self, dt: int) -> None:
-        """Charge dt ns of each CPU to whatever it runs."""
+        """Charge dt ns of each CPU to whatever it runs (update_curr():
+        runtime, vruntime, exec_start; the tick's load averages)."""
+        self.clock += dt
         for cpu in self.cpus:
             t = cpu.curr
             if t is None:
                 cpu.idle += dt
                 continue
+            t.se.exec_start = self.clock
+            if self._fair(t):
+                ag = t.tg.autogroup
+                t.se.vruntime += self.cfs.charge(cpu.id, ag.id, ag.weight, task_weight(t.nice, t.policy), dt)
+                t.se.avg.update(self.clock, task_weight(t.nice, t.policy), True, True)
             # a kernel thread runs in kernel mode only; a user task mostly in user mode
             sys = dt if t.mm is None else dt // 10
             t.utime += dt - sys

@@ -10,6 +10,7 @@ from procsim.mm.mm import MM
 from procsim.mm.vma import File as Inode
 from procsim.nsproxy import Nsproxy
 from procsim.resource import Rlimit
+from procsim.sched_fair import AUTOGROUP_DEFAULT, Autogroup, SchedEntity
 
 # PF_* flags shown in /proc/PID/stat field 9 (include/linux/sched.h).
 PF_EXITING = 0x4
@@ -90,6 +91,7 @@ class ThreadGroup:
     oom_score_adj: int = 0
     oom_score_adj_min: int = 0
     rlim: list[Rlimit] = field(default_factory=list)  # signal->rlim (procsim/resource.py)
+    autogroup: Autogroup = AUTOGROUP_DEFAULT  # signal->autogroup: setsid() makes one, fork shares it
 
     @property
     def leader(self) -> "Task":
@@ -133,6 +135,12 @@ class Task:
     files: FilesStruct | None = None  # task->files: the fd table (shared by CLONE_FILES threads)
     fs: FsStruct | None = None        # task->fs: root and cwd
     dead: bool = False  # exited thread (non-leaders vanish, leaders wait for the group)
+    se: SchedEntity = field(default_factory=SchedEntity)  # procsim/sched_fair.py
+    timer_slack_ns: int = 50_000
+    default_timer_slack_ns: int = 50_000
+    personality: int = 0
+    wait: str | None = None  # where it blocks when it sleeps (procsim/sched_wait.py); None: its kind's
+    real_parent: "Task | None" = None  # the thread that forked it (proc_tid_children)
 
     @property
     def tgid(self) -> int:

@@ -1,7 +1,8 @@
 """The memory half of the Kernel's syscall-level API (the SYSCALL_DEFINEs
 of mm/): mmap, munmap, mprotect, mlock, madvise, brk, mremap, user
 accesses and touches, clear_refs, the THP and hugetlb switches, working-set
-tracking. Each entry point checks its arguments, finds the task and its
+tracking, the idle-tracking reads and writes (they clear accessed
+bits). Each entry point checks its arguments, finds the task and its
 mm, calls the mm code (procsim/mm/mmap.py, mprotect.py, ...) and sends
 the TLB flushes and fault charges that result.
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from procsim.errors import KernelError
-from procsim.mm import madvise, memory, page_alloc as M
+from procsim.mm import idle, madvise, memory, page_alloc as M
 from procsim.mm.access_log import AccessLog, HistoryLost
 from procsim.mm.madvise import MADVISE_NAMES
 from procsim.mm.mlock import do_mlock
@@ -290,3 +291,41 @@ class MmSyscalls:
                         counts[pfn] = counts.get(pfn, 0) + 1
         self._vdso_memo = (self.generation, counts)
         return counts
+
+    # -- idle page tracking: reads and writes through procfs and sysfs that change bits ----
+
+    def idle_bitmap_read(self, mm: MM, start: int, end: int) -> np.ndarray:
+        """A read of /proc/PID/idle_bitmap over [start, end) of `mm`: tests and
+        clears accessed bits (procsim/mm/idle.py), so it is a change."""
+        with self.lock:
+            try:
+                return idle.idle_read(mm.pgtable, start, end)
+            finally:
+                self._changed("idle")
+
+    def idle_bitmap_write(self, mm: MM, start: int, pages: np.ndarray) -> None:
+        """A write to /proc/PID/idle_bitmap: the pages marked in `pages`
+        (bool per page from `start`) lose their accessed bits."""
+        with self.lock:
+            try:
+                idle.idle_write(mm.pgtable, start, pages)
+            finally:
+                self._changed("idle")
+
+    def page_idle_read(self, lo: int, hi: int) -> np.ndarray:
+        """A read of /sys/kernel/mm/page_idle/bitmap for PFNs [lo, hi): the
+        rmap walk clears accessed bits and idle flags."""
+        with self.lock:
+            try:
+                return idle.page_idle_read(self.mem, lo, hi)
+            finally:
+                self._changed("idle")
+
+    def page_idle_write(self, pfns: np.ndarray) -> None:
+        """A write to /sys/kernel/mm/page_idle/bitmap: the user folios among
+        `pfns` become idle."""
+        with self.lock:
+            try:
+                idle.page_idle_write(self.mem, pfns)
+            finally:
+                self._changed("idle")

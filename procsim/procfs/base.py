@@ -9,7 +9,7 @@ import errno
 
 from procsim.kernel import Kernel
 from procsim.procfs import (clear_refs, fd, idle_bitmap, maps, mounts, numa_maps, oom, pagemap, pid as P,
-                            procmap_query, smaps)
+                            procmap_query, sched, smaps)
 from procsim.procfs.context import Caller
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Seq, Show, WriteOnly
 
@@ -17,7 +17,7 @@ _MM_FILE = dict(ptrace_open=True, binds_mm=True)
 
 # The files of both a process and each of its threads, in name order (the
 # order they are listed in).
-TID_ENTRIES = (
+COMMON_ENTRIES = (
     WriteOnly("clear_refs", clear_refs.write),
     Show("cmdline", P.cmdline),
     Show("comm", P.comm, 0o644),
@@ -35,14 +35,32 @@ TID_ENTRIES = (
     Show("oom_score", oom.oom_score),
     Show("oom_score_adj", oom.oom_score_adj, 0o644, oom.oom_score_adj_write),
     Bin("pagemap", pagemap.pagemap, needs_mm=True, ioctl_errno=errno.EINVAL, **_MM_FILE),
+    Show("personality", sched.personality, 0o400, ptrace_open=True),
     Link("root", fd.root, ptrace=True),
     Show("rss_counters", oom.rss_counters, needs_mm=True),  # [ext]
+    Show("sched", sched.sched, 0o644, sched.sched_write),
+    Show("schedstat", sched.schedstat),
     Seq("smaps", smaps.SmapsSeq, **_MM_FILE),
     Show("smaps_rollup", smaps.smaps_rollup, needs_mm=True, **_MM_FILE),
+    Show("stack", sched.stack, 0o400, ptrace_open=True),
     Show("stat", P.stat),
     Show("statm", P.statm),
     Show("status", P.status),
+    Show("syscall", sched.syscall, 0o400, ptrace_open=True),
+    Show("wchan", sched.wchan),
 )
+# what only a thread (tid_base_stuff) or only a process (tgid_base_stuff) has
+TID_ONLY = (Show("children", sched.children),)
+TGID_ONLY = (Show("autogroup", sched.autogroup, 0o644, sched.autogroup_write), fd.MAP_FILES_DIR,
+             Show("mountstats", mounts.mountstats, 0o400, records=True, open_check=mounts.mounts_open),
+             Show("timerslack_ns", sched.timerslack_ns, 0o666, sched.timerslack_ns_write))
+
+
+def _by_name(*rows):
+    return tuple(sorted(rows, key=lambda e: e.name))
+
+
+TID_ENTRIES = _by_name(*COMMON_ENTRIES, *TID_ONLY)
 TID_DIR = Dir("TID", TID_ENTRIES)
 
 
@@ -63,7 +81,5 @@ def _task_nlink(parent: Node) -> int:
 
 
 TASK = DynDir("task", lookup=_tid_lookup, readdir=_tid_readdir, links=_task_nlink)
-# a process has these besides its threads' (tgid_base_stuff only)
-TGID_ENTRIES = tuple(sorted((*TID_ENTRIES, fd.MAP_FILES_DIR, Show("mountstats", mounts.mountstats, 0o400,
-                                                                  records=True, open_check=mounts.mounts_open), TASK), key=lambda e: e.name))
+TGID_ENTRIES = _by_name(*COMMON_ENTRIES, *TGID_ONLY, TASK)
 TGID_DIR = Dir("PID", TGID_ENTRIES)

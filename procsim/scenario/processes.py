@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from procsim import scenario_files
+from procsim import sched_syscalls, scenario_files
+from procsim.commands import c_sched_setscheduler
 from procsim.kernel import Kernel
 from procsim.scenario.memory import PAGE
 from procsim.scenario.names import Names
@@ -98,10 +99,14 @@ class ProcessBuilder:
                 pid = self._call(where, k.spawn, v["argv"], parent=ppid, uid=uid, gid=gid,
                                  groups=tuple(groups), exe=v.get("exe"), env=v.get("env"), pid=v.get("pid"))
                 names.add_process(name, pid, k.task(pid).comm)
+        if not init and v.get("setsid", False):
+            self._call(where, sched_syscalls.setsid, k, pid)
         if "cpus" in v:
             self._call(where, k.set_affinity, pid, self._cpus(v["cpus"], f"{where}: cpus"))
         if "nice" in v:
             self._call(where, k.set_nice, pid, v["nice"])
+        if "policy" in v:
+            self._call(where, c_sched_setscheduler, k, pid, v["policy"], v.get("rtprio", 0))
         libs = v.get("libs", [])
         if not isinstance(libs, list):
             raise ScenarioError(f"{where}: libs: expected a list of paths or tables")

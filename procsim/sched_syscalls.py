@@ -1,0 +1,107 @@
+"""The scheduling syscalls of the model (kernel/sched/syscalls.c,
+autogroup.c, kernel/sys.c): sched_setscheduler(2) as the task itself
+calls it, setsid(2)'s new autogroup, and the autogroup nice that
+/proc/PID/autogroup writes. Each validates before it changes anything and
+fails with the kernel's errno."""
+
+from __future__ import annotations
+
+import errno
+
+from procsim.kernel import Kernel, KernelError
+from procsim.resource import RLIMIT_NICE, RLIMIT_RTPRIO
+from procsim.sched_fair import Autogroup
+from procsim.task import SCHED_BATCH, SCHED_FIFO, SCHED_IDLE, SCHED_OTHER, SCHED_RR, Task
+
+SCHED_DEADLINE = 6
+MAX_RT_PRIO = 100
+POLICY_NAMES = {"other": SCHED_OTHER, "normal": SCHED_OTHER, "fifo": SCHED_FIFO, "rr": SCHED_RR,
+                "batch": SCHED_BATCH, "idle": SCHED_IDLE, "deadline": SCHED_DEADLINE}
+
+
+def _rlim(t: Task, res: int) -> int:
+    return t.tg.rlim[res].cur if t.tg.rlim else 0
+
+
+def can_nice(t: Task, nice: int) -> bool:
+    """can_nice(): nice_to_rlimit(nice) within RLIMIT_NICE, or CAP_SYS_NICE."""
+    return 20 - nice <= _rlim(t, RLIMIT_NICE) or t.tg.cred.euid == 0
+
+
+def sched_setscheduler(k: Kernel, tid: int, policy: int, priority: int) -> None:
+    """sched_setscheduler(tid, policy, {priority}) called by the task
+    itself (privileged if it runs as root: CAP_SYS_NICE). SCHED_DEADLINE
+    needs sched_setattr()'s runtime and period: EINVAL here."""
+    with k.lock:
+        if tid < 0:
+            raise KernelError(errno.EINVAL, "sched_setscheduler: negative pid")
+        t = k.task(tid)
+        if policy not in (SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE, SCHED_DEADLINE):
+            raise KernelError(errno.EINVAL, f"sched_setscheduler: no policy {policy}")
+        rt = policy in (SCHED_FIFO, SCHED_RR)
+        # sched_priority is a __u32: a negative one is out of range too
+        if not 0 <= priority <= MAX_RT_PRIO - 1 or rt != (priority != 0) or policy == SCHED_DEADLINE:
+            raise KernelError(errno.EINVAL, f"sched_setscheduler: priority {priority} is invalid for policy {policy}")
+        if t.tg.cred.euid != 0:  # user && !capable(CAP_SYS_NICE)
+            if rt:
+                rlim = _rlim(t, RLIMIT_RTPRIO)
+                if policy != t.policy and not rlim:
+                    raise KernelError(errno.EPERM, "sched_setscheduler: RT policy needs CAP_SYS_NICE or RLIMIT_RTPRIO")
+                if priority > t.rt_priority and priority > rlim:
+                    raise KernelError(errno.EPERM, f"sched_setscheduler: priority {priority} above RLIMIT_RTPRIO {rlim}")
+            if t.policy == SCHED_IDLE and policy != SCHED_IDLE and not can_nice(t, t.nice):
+                raise KernelError(errno.EPERM, "sched_setscheduler: leaving SCHED_IDLE needs CAP_SYS_NICE")
+        k.sched.set_params(t, policy, priority)
+        k._changed("sched", tid=tid)
+
+
+def setsid(k: Kernel, pid: int) -> int:
+    """setsid(2): a new session and process group led by pid, no
+    controlling tty, and a new autogroup (sched_autogroup_create_attach());
+    EPERM for a process-group leader. Returns the session id."""
+    with k.lock:
+        tg = k.group(pid)
+        if tg.zombie:
+            raise KernelError(errno.ESRCH, f"setsid: {pid} is a zombie")
+        if tg.pgid == tg.tgid or any(g.pgid == tg.tgid for g in k.groups.values()):
+            raise KernelError(errno.EPERM, f"setsid: {pid} already leads a process group")
+        tg.sid = tg.pgid = tg.tgid
+        tg.tty_nr, tg.tpgid = 0, -1
+        k.sched.autogroup_seq += 1
+        tg.autogroup = Autogroup(k.sched.autogroup_seq)
+        k._changed("setsid", pid=pid)
+        return tg.sid
+
+
+def autogroup_set_nice(k: Kernel, pid: int, nice: int, cap_nice: bool, cap_admin: bool) -> None:
+    """proc_sched_autogroup_set_nice() for a writer with the given
+    capabilities: EINVAL out of -20..19, EPERM to lower it without
+    CAP_SYS_NICE, EAGAIN within HZ/10 of the last change unless
+    CAP_SYS_ADMIN, EINVAL for the root task group (sched_group_set_shares())."""
+    with k.lock:
+        tg = k.group(pid)
+        if not -20 <= nice <= 19:
+            raise KernelError(errno.EINVAL, f"autogroup: nice {nice} out of -20..19")
+        if nice < 0 and not cap_nice:
+            raise KernelError(errno.EPERM, "autogroup: a negative nice needs CAP_SYS_NICE")
+        jiffies = k.jiffies
+        if not cap_admin and jiffies < k.sched.autogroup_next:
+            raise KernelError(errno.EAGAIN, "autogroup: changed less than HZ/10 ago")
+        k.sched.autogroup_next = jiffies + k.config.hz // 10
+        if tg.autogroup.id == 0:
+            raise KernelError(errno.EINVAL, "autogroup: the root task group has no shares to set")
+        tg.autogroup.nice = nice
+        k._changed("autogroup", pid=pid)
+
+
+def set_timer_slack(k: Kernel, tid: int, slack: int) -> None:
+    """timerslack_ns_write()'s change: 0 restores the default; an RT task
+    keeps none."""
+    with k.lock:
+        t = k.task(tid)
+        if t.policy in (SCHED_FIFO, SCHED_RR):
+            slack = 0
+        elif slack == 0:
+            slack = t.default_timer_slack_ns
+        t.timer_slack_ns = slack
+        k._changed("timerslack", tid=tid)
