@@ -19,7 +19,7 @@ from procsim.errors import KernelError
 from procsim.fs import file as F
 from procsim.fs.fdtable import FilesStruct
 from procsim.fs.file import OpenFile
-from procsim.fs.mount import ANON_INODEFS, PIPEFS, SHM_MNT, SOCKFS, Mount, MntNamespace
+from procsim.fs.mount import ANON_INODE_INO, ANON_INODEFS, PIPEFS, SHM_MNT, SOCKFS, Mount, MntNamespace
 from procsim.mm.vma import File as Inode
 
 if TYPE_CHECKING:
@@ -335,7 +335,7 @@ class FileSyscalls:
             raise OSError(errno.EINVAL, f"{kind} flags {flags:#o}")
         self._check_room(t, files, 1)
         private = make()
-        f = self._new_file(kind, ANON_INODEFS, acc | flags & F.O_NONBLOCK, ino=F.ANON_INODE_INO, private=private)
+        f = self._new_file(kind, ANON_INODEFS, acc | flags & F.O_NONBLOCK, ino=ANON_INODE_INO, private=private)
         fd = self._install(t, files, f, bool(flags & F.O_CLOEXEC))
         self._fd_changed(t)
         return fd
