@@ -100,7 +100,10 @@ class FileSyscalls:
     def mnt_ns(self: "Kernel", t: "Task") -> MntNamespace:
         """The mount table of t's mount namespace (made at first use: a
         namespace made by unshare starts as a copy of the initial one)."""
-        ns = t.nsproxy.mnt
+        return self.mnt_ns_table(t.nsproxy.mnt)
+
+    def mnt_ns_table(self: "Kernel", ns: object) -> MntNamespace:
+        """The mount table of namespace `ns` (see mnt_ns)."""
         table = self.files.mnt_ns.get(ns)
         if table is None:
             init = self.files.mnt_ns.get(self.init_ns["mnt"])

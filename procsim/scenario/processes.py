@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from procsim import sched_syscalls, scenario_files
+from procsim import nsproxy, sched_syscalls, scenario_files
 from procsim.commands import c_sched_setscheduler
 from procsim.kernel import Kernel
 from procsim.scenario.memory import PAGE
@@ -80,11 +80,17 @@ class ProcessBuilder:
             groups = v.get("groups", [])
             if not isinstance(groups, list) or not all(_is_int(g) for g in groups):
                 raise ScenarioError(f"{where}: groups: expected a list of gids")
+            flags = 0
+            if "clone" in v:
+                try:
+                    flags = nsproxy.parse_flags(v["clone"])
+                except ValueError as e:
+                    raise ScenarioError(f"{where}: clone: {e}") from None
             if fork:
                 for bad in ("exe", "env"):
                     if bad in v:
                         raise ScenarioError(f"{where}: {bad!r} needs an exec; a forked process keeps its parent's")
-                pid = self._call(where, k.fork, ppid, v.get("pid"))
+                pid = self._call(where, k.fork, ppid, v.get("pid"), flags)
                 if "uid" in v or "gid" in v or groups:
                     pc = k.group(ppid).cred
                     self._call(where, k.set_cred, pid, pc.euid if uid is None else uid,
@@ -97,10 +103,12 @@ class ProcessBuilder:
                 if "argv" not in v:
                     raise ScenarioError(f"{where}: missing key 'argv' (or fork = true)")
                 pid = self._call(where, k.spawn, v["argv"], parent=ppid, uid=uid, gid=gid,
-                                 groups=tuple(groups), exe=v.get("exe"), env=v.get("env"), pid=v.get("pid"))
+                                 groups=tuple(groups), exe=v.get("exe"), env=v.get("env"), pid=v.get("pid"),
+                                 clone_flags=flags)
                 names.add_process(name, pid, k.task(pid).comm)
         if not init and v.get("setsid", False):
             self._call(where, sched_syscalls.setsid, k, pid)
+        self._identity(pid, v, where, init)
         if "cpus" in v:
             self._call(where, k.set_affinity, pid, self._cpus(v["cpus"], f"{where}: cpus"))
         if "nice" in v:
@@ -139,6 +147,26 @@ class ProcessBuilder:
         for tid in [pid] + [tid for tid, *_ in placements]:
             if tid in k.tasks:
                 self.history.started(tid)
+
+    def _identity(self, pid: int, v: dict, where: str, init: bool) -> None:
+        """Its cgroup (made as needed, as systemd does before the exec), its
+        uts namespace's hostname, its audit login (pam_loginuid)."""
+        k = self.k
+        if init and "clone" in v:
+            raise ScenarioError(f"{where}: init (pid 1) takes no 'clone'")
+        if "cgroup" in v:
+            self._call(where, k.cgroup_attach, pid, v["cgroup"], True)
+            ns = k.task(pid).nsproxy.cgroup
+            if ns is not k.init_ns["cgroup"] and ns is not k.task(pid).tg.parent.leader.nsproxy.cgroup:
+                # a runtime moves the process, then unshares the cgroup
+                # namespace: the namespace is rooted at its cgroup
+                ns.cgroup_root = k.task(pid).tg.cgroup
+        if "hostname" in v:
+            if k.task(pid).nsproxy.uts is k.init_ns["uts"]:
+                raise ScenarioError(f"{where}: hostname needs its own uts namespace (clone = \"uts\")")
+            self._call(where, k.sethostname, v["hostname"].encode(), pid)
+        if "loginuid" in v:
+            self._call(where, k.set_loginuid, pid, v["loginuid"])
 
     def _thread(self, pid: int, tv: dict, r: int, where: str) -> int:
         k = self.k

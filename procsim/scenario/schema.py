@@ -158,7 +158,8 @@ PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "a
            "run_on": _t_any, "state": _t_str, "count": _t_count, "libs": _t_any, "maps": _t_tables,
            "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables, "start": _t_num,
            "files": _t_tables, "cwd": _t_str, "stdio": _t_str,  # files: procsim/scenario_files.py
-           "setsid": _t_bool, "policy": _t_any, "rtprio": _t_int}
+           "setsid": _t_bool, "policy": _t_any, "rtprio": _t_int,
+           "clone": _t_str, "hostname": _t_str, "cgroup": _t_str, "loginuid": _t_int}  # namespaces, cgroup, audit
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
           "state": _t_str, "nice": _t_int, "stack": _t_size}
 MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,
