@@ -16,6 +16,7 @@ import errno
 import json
 import logging
 import os
+import re
 import select
 import shutil
 import signal
@@ -55,10 +56,23 @@ def namespace_argv(mnt: str, cmd: Sequence[str], bind_sys: bool = False) -> list
 
 
 def is_mounted(mnt: str) -> bool:
+    """Whether `mnt` is a mount point, by the mount table: a FUSE mount whose
+    daemon died fails every stat (ENOTCONN), so os.path.ismount() calls it
+    unmounted while it is still there to be unmounted."""
+    target = os.path.abspath(mnt)
     try:
-        return os.path.ismount(mnt)
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f:
+                point = line.split(b" ", 5)[4]  # octal escapes: \040 for a space
+                if _unescape(point) == target:
+                    return True
     except OSError:
-        return False
+        return os.path.ismount(target)
+    return False
+
+
+def _unescape(field: bytes) -> str:
+    return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), field).decode(errors="surrogateescape")
 
 
 def _load(scenario: str | None, seed: int | None, clock: str | None) -> Any:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from procsim import nsproxy
 from procsim.bitmap import parse_list
 from procsim import sched_syscalls
 from procsim.kernel import MADVISE_NAMES, MREMAP_FIXED, MREMAP_MAYMOVE, Kernel, KernelError
@@ -451,6 +452,42 @@ def c_mounts(k: Kernel, pid) -> list[dict]:
              "super_opts": m.super_opts} for m in k.mnt_ns(k.task(pid)).mounts]
 
 
+def _clone_flags(flags: str | None) -> int:
+    if flags is None:
+        return 0
+    try:
+        return nsproxy.parse_flags(flags)
+    except ValueError as e:
+        raise CommandError(errno.EINVAL, f"flags: {e}") from None
+
+
+def c_unshare(k: Kernel, pid, flags) -> None:
+    """unshare(2) by `pid`: `flags` "CLONE_NEWPID|CLONE_NEWNS" (or short
+    names pid, mnt, uts, ipc, net, cgroup, time, user, or a number). EINVAL
+    for an unknown flag, EPERM for anything but a user namespace without
+    root (euid 0), ESRCH for an exited process. CLONE_NEWPID and
+    CLONE_NEWTIME take effect for its children only."""
+    k.unshare(pid, _clone_flags(flags))
+
+
+def c_namespaces(k: Kernel, pid) -> dict:
+    """`pid`'s namespaces: {kind: inode number}, and its pid at each level."""
+    t = k.task(pid)
+    if t.nsproxy is None:
+        raise CommandError(errno.ESRCH, f"{pid} has exited")
+    n = t.nsproxy
+    out = {kind: getattr(n, kind).inum for kind in ("cgroup", "ipc", "mnt", "net", "uts")}
+    out.update(pid=nsproxy.task_pid_ns(k, t).inum, pid_for_children=n.pid_for_children.inum,
+               time=n.time_ns.inum, time_for_children=n.time_for_children.inum,
+               user=nsproxy.user_ns(k, t).inum, nspid=nsproxy.pid_nrs(k, t.pid, nsproxy.task_pid_ns(k, t)))
+    return out
+
+
+def c_cgroups(k: Kernel) -> dict:
+    """The cgroup hierarchy: {path: [member tgids]}."""
+    return {p: sorted(cg.procs) for p, cg in sorted(k.cgroups.cgroups.items())}
+
+
 # -- the table ------------------------------------------------------------------------------
 
 
@@ -500,8 +537,10 @@ _WL_CHANGE = tuple(p for p in _WL if p.name != "seed")
 COMMANDS: dict[str, Command] = {c.name: c for c in (
     _cmd("spawn", c_spawn, _p("argv", STRS), _p("parent", INT, 1), _p("uid", INT, None), _p("gid", INT, None),
          _p("pid", INT, None), _p("exe", STR, None), _p("env", STRS, None)),
-    _cmd("fork", lambda k, pid, child: k.fork(pid, child), PID, _p("child", INT, None),
-         doc="fork(): a copy of `pid` (COW), optionally with pid `child`; returns the child's pid."),
+    _cmd("fork", lambda k, pid, child, flags: k.fork(pid, child, _clone_flags(flags)), PID, _p("child", INT, None),
+         _p("flags", STR, None),
+         doc="fork(): a copy of `pid` (COW), optionally with pid `child`; `flags`: clone()'s CLONE_NEW* for "
+             "the child (as unshare's); returns the child's pid."),
     _cmd("clone", lambda k, pid, comm, tid: k.clone_thread(pid, comm, tid), PID, _p("comm", STR, None),
          _p("tid", INT, None), doc="A new thread in `pid`'s group (CLONE_VM|CLONE_THREAD); returns its tid."),
     _cmd("exec", c_exec, PID, _p("path", STR), _p("argv", STRS, None), _p("env", STRS, None),
@@ -622,7 +661,20 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     _cmd("unlink", lambda k, path, pid: k.unlink(path, pid), _p("path", STR), _p("pid", INT, 1),
          doc="unlink() of a file the machine knows (opened, mapped or exec'd): fds, maps and exe that hold it "
              "show ` (deleted)`."),
+    _cmd("unshare", c_unshare, PID, _p("flags", STR)),
+    _cmd("sethostname", lambda k, name, pid: k.sethostname(name.encode(), pid), _p("name", STR),
+         _p("pid", INT, None), doc="sethostname(2) in `pid`'s uts namespace (default: the initial one)."),
+    _cmd("cgroup_mkdir", lambda k, path: k.cgroup_mkdir(path), _p("path", STR),
+         doc="mkdir of a cgroup (\"/system.slice/foo.service\"): EEXIST if there, ENOENT without its parent."),
+    _cmd("cgroup_attach", lambda k, pid, path, create: k.cgroup_attach(pid, path, create), PID, _p("path", STR),
+         _p("create", BOOL, False),
+         doc="Write `pid` to PATH/cgroup.procs: its thread group moves (`create`: mkdir -p first). ENOENT "
+             "for a cgroup not there, EBUSY for one with controllers enabled for its children."),
+    _cmd("login", lambda k, pid, uid: k.set_loginuid(pid, uid), PID, _p("uid", INT),
+         doc="audit_set_loginuid() (pam_loginuid): `pid`'s loginuid, and a new session id."),
     # queries
+    _query("namespaces", c_namespaces, PID),
+    _query("cgroups", c_cgroups),
     _query("ps", c_ps),
     _query("vmas", c_vmas, PID),
     _query("memory", c_memory, PID),

@@ -8,6 +8,9 @@ import errno
 from typing import TYPE_CHECKING
 
 from procsim import resource
+from dataclasses import replace
+
+from procsim.nsproxy import Nsproxy, alloc_pid_nrs, create_new_namespaces
 from procsim.errors import KernelError
 from procsim.fs.fdtable import FilesStruct
 from procsim.fs.fs_struct import FsStruct
@@ -76,13 +79,31 @@ def alloc_pid(k: Kernel, want: int | None) -> int:
 
 def new_group(k: Kernel, tgid: int, parent: ThreadGroup | None, cred: Cred, mm: MM | None,
               cmdline: list[str], environ: list[str], exe: str | None, comm: str,
-              flags: int, pgid: int | None = None, sid: int | None = None) -> Task:
+              flags: int, pgid: int | None = None, sid: int | None = None,
+              nsproxy: "Nsproxy | None" = None) -> Task:
     """A new thread group with its leader, a child of `parent`."""
     tg = ThreadGroup(tgid, parent, pgid or tgid, sid or tgid, cred, mm, cmdline, environ, exe)
     tg.rlim = list(parent.rlim) if parent is not None else resource.init_rlimits(k.max_threads)
     t = Task(tgid, tg, comm[:15] if mm is not None else comm, k.now, flags=flags)
     t.cpus_allowed = k.sched.all_cpus_mask
     t.nsproxy = parent.leader.nsproxy if parent is not None else k.init_nsproxy
+    if parent is not None:
+        pt0 = parent.leader
+        pnsp = nsproxy or pt0.nsproxy  # clone(CLONE_NEW*): the namespaces made for the child
+        t.nsproxy = pnsp
+        # the child lives in the parent's pid_for_children (and time_for_children)
+        pns = pnsp.pid_for_children
+        if pns.level > 0:
+            t.pid_ns = pns
+            alloc_pid_nrs(k, tgid, pns)
+        if pnsp.time is not None:
+            t.nsproxy = pnsp.with_(time=None)
+        t.nsproxy.time_for_children.frozen = True  # timens_on_fork(): offsets now fixed
+        t.loginuid, t.sessionid = pt0.loginuid, pt0.sessionid
+        tg.cgroup = k.cgroups.attach(tgid, None, parent.cgroup) if parent.cgroup in k.cgroups.cgroups \
+            else "/"
+    else:
+        k.cgroups.attach(tgid, None, "/")
     # copy_files(), copy_fs(): fork's copies (a kernel thread gets an empty table)
     pt = parent.leader if parent is not None else None
     t.files = pt.files.dup() if pt is not None and pt.files is not None else FilesStruct()
@@ -114,18 +135,34 @@ def check_nproc(k: Kernel, tg: ThreadGroup) -> None:
             raise KernelError(errno.EAGAIN, f"RLIMIT_NPROC ({tg.rlim[resource.RLIMIT_NPROC].cur}) of uid {uid} reached")
 
 
-def copy_process(k: Kernel, parent: Task, child_pid: int | None) -> int:
+def copy_process(k: Kernel, parent: Task, child_pid: int | None, clone_flags: int = 0) -> int:
     """fork(2) by `parent` (its group not a zombie): the child group, its
-    mm copied; returns the child's pid."""
+    mm copied; returns the child's pid. `clone_flags`: CLONE_NEW* for the
+    child (its own namespaces, checked before anything is made)."""
     ptg = parent.tg
     check_nproc(k, ptg)
-    cpid = alloc_pid(k, child_pid)
+    nsp, user = None, None
+    inum = k.ns_next_inum
+    if clone_flags:
+        try:
+            nsp, user = create_new_namespaces(k, parent, clone_flags, ptg.cred.euid == 0)
+        except OSError as e:
+            raise KernelError(e.errno, str(e.strerror or e)) from None
+    try:
+        cpid = alloc_pid(k, child_pid)
+    except KernelError:
+        if nsp is not None:  # free_nsproxy(): the namespaces made for the child go, and their numbers
+            k.files.mnt_ns.pop(nsp.mnt, None)
+            k.ns_next_inum = inum
+        raise
     mm = dup_mm(ptg.mm) if ptg.mm is not None else None
     if mm is not None:  # init_new_context(): first trim a second after creation, not at once
         mm.next_trim_cpumask = k.jiffies + k.config.hz
     t = new_group(k, cpid, ptg, Cred(**vars(ptg.cred)), mm, list(ptg.cmdline),
                   list(ptg.environ), ptg.exe, parent.comm,
-                  (parent.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC) & ~PF_KTHREAD)
+                  (parent.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC) & ~PF_KTHREAD, nsproxy=nsp)
+    if user is not None:
+        t.tg.cred = replace(t.tg.cred, user_ns=user)
     t.tg.pgid, t.tg.sid, t.tg.umask = ptg.pgid, ptg.sid, ptg.umask
     t.tg.sig_ignore, t.tg.sig_catch = ptg.sig_ignore, ptg.sig_catch
     t.tg.oom_score_adj, t.tg.oom_score_adj_min = ptg.oom_score_adj, ptg.oom_score_adj_min
@@ -144,7 +181,10 @@ def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> 
     t = Task(tid, tg, (comm or creator.comm)[:15], k.now,
              flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
              cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1,
-             nsproxy=creator.nsproxy, files=creator.files, fs=creator.fs)
+             nsproxy=creator.nsproxy, files=creator.files, fs=creator.fs, pid_ns=creator.pid_ns,
+             loginuid=creator.loginuid, sessionid=creator.sessionid)
+    if creator.pid_ns is not None:
+        alloc_pid_nrs(k, tid, creator.pid_ns)
     if t.files is not None:
         t.files.users += 1  # CLONE_FILES: one table
     tg.threads.append(t)

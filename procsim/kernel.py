@@ -13,6 +13,8 @@ file is always rendered from one instant.
 
 from __future__ import annotations
 
+import dataclasses
+
 import errno
 import random
 import threading
@@ -21,7 +23,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from procsim import ioac, nsproxy, read_write, resource, utsname
+from procsim import cgroup, ioac, nsproxy, read_write, resource, utsname
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
 from procsim.errors import KernelError
@@ -88,7 +90,10 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
         # open files, fd numbers' inodes, mount tables (procsim/fs/)
         self.files = FileState(config.nr_pages, reserved)
         self.uts = utsname.UtsName(config.hostname.encode())  # nodename, domainname (init_uts_ns)
-        self.init_ns = nsproxy.init_namespaces()  # the initial namespace of each kind, by kind
+        self.init_ns = nsproxy.init_namespaces(self.uts)  # the initial namespace of each kind, by kind
+        self.ns_next_inum = nsproxy.PROC_DYNAMIC_FIRST  # proc_alloc_inum()'s next
+        self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy's membership
+        self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         self._max_threads: int | None = None  # kernel.threads-max, once written
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
@@ -158,6 +163,9 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
         """release_task(): `t` leaves the task table and the release hooks
         (procfs's proc_flush_pid) hear of it."""
         if self.tasks.pop(t.pid, None) is not None:
+            nsproxy.free_pid_nrs(self, t.pid, t.pid_ns)
+            if t.is_leader:
+                self.cgroups.leave(t.tgid, t.tg.cgroup)
             for cb in self.on_release:
                 cb(t)
 
@@ -183,13 +191,15 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
             self._changed("spawn", pid=pid)
             return pid
 
-    def fork(self, pid: int, child_pid: int | None = None) -> int:
+    def fork(self, pid: int, child_pid: int | None = None, clone_flags: int = 0) -> int:
+        """fork(), or clone() with CLONE_NEW* `clone_flags` (the child in new
+        namespaces; a new pid namespace's first process is its pid 1)."""
         with self.lock:
             parent = self.task(pid)
             ptg = parent.tg
             if ptg.zombie:
                 raise _err(errno.ESRCH, f"{pid} is a zombie")
-            cpid = copy_process(self, parent, child_pid)
+            cpid = copy_process(self, parent, child_pid, clone_flags)
             self._changed("spawn", pid=cpid)
             return cpid
 
@@ -263,7 +273,7 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
     def set_cred(self, pid: int, uid: int, gid: int, groups: tuple[int, ...] = ()) -> None:
         with self.lock:
             tg = self.group(pid)
-            tg.cred = Cred.of(uid, gid, groups)
+            tg.cred = dataclasses.replace(Cred.of(uid, gid, groups), user_ns=tg.cred.user_ns)
             self._changed("cred", pid=pid)
 
     def run(self, tid: int, cpu: int, preempt: bool = False) -> None:
@@ -453,20 +463,139 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
                 self._changed("rlimit", pid=tg.tgid, resource=res)
             return old
 
-    def sethostname(self, name: bytes) -> None:
-        """sethostname(2): the utsname nodename."""
-        self._set_uts("nodename", name)
+    def sethostname(self, name: bytes, pid: int | None = None) -> None:
+        """sethostname(2): the utsname nodename (of `pid`'s uts namespace;
+        None: the initial one)."""
+        self._set_uts("nodename", name, pid)
 
-    def setdomainname(self, name: bytes) -> None:
+    def setdomainname(self, name: bytes, pid: int | None = None) -> None:
         """setdomainname(2): the utsname domainname (NIS)."""
-        self._set_uts("domainname", name)
+        self._set_uts("domainname", name, pid)
 
-    def _set_uts(self, field: str, name: bytes) -> None:
+    def uts_of(self, t: Task | None) -> utsname.UtsName:
+        """utsname(): the names of t's uts namespace (None: init_uts_ns)."""
+        if t is None or t.nsproxy is None:
+            return self.uts
+        return t.nsproxy.uts.uts
+
+    def _set_uts(self, field: str, name: bytes, pid: int | None = None) -> None:
         if len(name) > utsname.NEW_UTS_LEN:
             raise _err(errno.EINVAL, f"{field}: longer than {utsname.NEW_UTS_LEN} bytes")
         with self.lock:
-            setattr(self.uts, field, name)
+            setattr(self.uts_of(None if pid is None else self.task(pid)), field, name)
             self._changed("uts", field=field)
+
+    # -- namespaces, cgroups, audit ------------------------------------------------
+
+    def unshare(self, pid: int, flags: int) -> None:
+        """unshare(2) by `pid` (a thread: its own nsproxy). CLONE_NEWPID and
+        CLONE_NEWTIME change only what its children get."""
+        with self.lock:
+            t = self.task(pid)
+            if t.tg.zombie or t.dead or t.nsproxy is None:
+                raise _err(errno.ESRCH, f"{pid} has exited")
+            capable = t.tg.cred.euid == 0
+            try:
+                new, user = nsproxy.create_new_namespaces(self, t, flags, capable)
+            except OSError as e:
+                raise _err(e.errno, str(e.strerror or e)) from None
+            t.nsproxy = new
+            if user is not None:
+                # a new user ns: the creator's ids are unmapped (overflow ids
+                # until uid_map is written) but it holds every capability there
+                t.tg.cred = dataclasses.replace(t.tg.cred, user_ns=user)
+            self._changed("ns", pid=pid)
+
+    def set_id_map(self, pid: int, which: str, lines: tuple[tuple[int, int, int], ...]) -> None:
+        """A write of /proc/PID/uid_map or gid_map (map_write): once, by a
+        process with the right in the parent namespace; EPERM if written."""
+        with self.lock:
+            t = self.task(pid)
+            ns = nsproxy.user_ns(self, t)
+            if ns.parent is None or getattr(ns, which):
+                raise _err(errno.EPERM, f"{which}: already set")
+            if not lines or len(lines) > 340:
+                raise _err(errno.EINVAL, f"{which}: 1 to 340 lines")
+            for first, lower, count in lines:
+                if count == 0 or first + count > 1 << 32 or lower + count > 1 << 32:
+                    raise _err(errno.EINVAL, f"{which}: bad extent")
+            if which == "gid_map" and ns.setgroups and t.tg.cred.euid != 0:
+                raise _err(errno.EPERM, "gid_map: setgroups must be denied first")
+            setattr(ns, which, tuple(lines))
+            self._changed("ns", pid=pid)
+
+    def set_setgroups(self, pid: int, allow: bool) -> None:
+        """proc_setgroups_write(): deny only before gid_map is written, and
+        never back to allow (EPERM)."""
+        with self.lock:
+            ns = nsproxy.user_ns(self, self.task(pid))
+            if allow and not ns.setgroups or not allow and ns.gid_map:
+                raise _err(errno.EPERM, "setgroups")
+            if ns.setgroups != allow:
+                ns.setgroups = allow
+                self._changed("ns", pid=pid)
+
+    def set_timens_offsets(self, pid: int, offsets: dict[int, tuple[int, int]], capable: bool = True) -> None:
+        """proc_timens_set_offset() of pid's time_for_children: EACCES once a
+        task is in it (or for the initial one), EPERM without CAP_SYS_TIME."""
+        with self.lock:
+            t = self.task(pid)
+            ns = t.nsproxy.time_for_children
+            if ns is self.init_ns["time"] or ns.frozen:
+                raise _err(errno.EACCES, "timens_offsets: the namespace has tasks")
+            if not capable:
+                raise _err(errno.EPERM, "timens_offsets: needs CAP_SYS_TIME")
+            new = list(ns.time_offsets)
+            for i, v in offsets.items():
+                new[i] = v
+            ns.time_offsets = tuple(new)
+            self._changed("ns", pid=pid)
+
+    def copy_mnt_ns(self, old, new) -> None:
+        """copy_mnt_ns(): the new namespace's table, a copy of the old's."""
+        src = self.mnt_ns_table(old)
+        top = max(m.mnt_id for tab in self.files.mnt_ns.values() for m in tab.mounts)
+        self.files.mnt_ns[new] = src.copy(top + 1)
+
+    def cgroup_mkdir(self, path: str) -> None:
+        with self.lock:
+            try:
+                self.cgroups.mkdir(path)
+            except OSError as e:
+                raise _err(e.errno, str(e.strerror or e)) from None
+            self._changed("cgroup", path=path)
+
+    def cgroup_attach(self, pid: int, path: str, create: bool = False) -> None:
+        """A write of `pid` to PATH/cgroup.procs: the whole thread group moves."""
+        with self.lock:
+            tg = self.group(pid)
+            if tg.zombie:
+                raise _err(errno.ESRCH, f"{pid} is a zombie")
+            try:
+                if create:
+                    self.cgroups.mkdir_p(path)
+                tg.cgroup = self.cgroups.attach(tg.tgid, tg.cgroup, path)
+            except OSError as e:
+                raise _err(e.errno, str(e.strerror or e)) from None
+            self._changed("cgroup", pid=pid)
+
+    def set_loginuid(self, pid: int, uid: int, capable: bool = True) -> None:
+        """audit_set_loginuid() by `pid` itself: without CAP_AUDIT_CONTROL
+        only while its loginuid is unset (EPERM after). A set uid starts a
+        new session; 4294967295 unsets both."""
+        with self.lock:
+            t = self.task(pid)
+            if uid < 0 or uid > 4294967295:
+                raise _err(errno.EINVAL, f"loginuid {uid}")
+            if not capable and t.loginuid != 4294967295:
+                raise _err(errno.EPERM, "loginuid is set (needs CAP_AUDIT_CONTROL)")
+            if uid != 4294967295:
+                self.audit_sessionid += 1
+                t.sessionid = self.audit_sessionid
+            else:
+                t.sessionid = 4294967295
+            t.loginuid = uid
+            self._changed("audit", pid=pid)
 
     def set_pid_max(self, n: int) -> None:
         """kernel.pid_max: pids at or above it are no longer handed out
@@ -483,23 +612,24 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
 
     def spawn(self, argv: list[str], *, parent: int = 1, uid: int | None = None, gid: int | None = None,
               groups: tuple[int, ...] = (), exe: str | None = None, env: list[str] | None = None,
-              pid: int | None = None) -> int:
-        """fork from `parent`, set credentials (None: the parent's), exec
-        argv[0] (or exe)."""
+              pid: int | None = None, clone_flags: int = 0) -> int:
+        """fork from `parent` (clone with CLONE_NEW* `clone_flags`), set
+        credentials (None: the parent's), exec argv[0] (or exe)."""
         with self.lock:
             path = exe or (argv[0] if argv else "")
             if not path:  # checked before the fork, so a bad spawn leaves nothing behind
                 raise _err(errno.ENOENT, "spawn: no program (empty argv and no exe)")
             if not path.startswith("/"):
                 path = "/usr/bin/" + path
-            child = self.fork(parent, pid)
+            child = self.fork(parent, pid, clone_flags)
             if parent == 1 and self.groups[1].exe == "/usr/lib/systemd/systemd":
                 # a service: systemd sets its limits before the exec
                 self.groups[child].rlim = resource.systemd_service(resource.init_rlimits(self.max_threads))
             if uid is not None or gid is not None or groups:
                 pc = self.group(parent).cred
-                self.group(child).cred = Cred.of(pc.euid if uid is None else uid,
-                                                 pc.egid if gid is None else gid, groups)
+                self.group(child).cred = dataclasses.replace(
+                    Cred.of(pc.euid if uid is None else uid, pc.egid if gid is None else gid, groups),
+                    user_ns=pc.user_ns)
             self.exec(child, path, argv, env if env is not None else self.group(parent).environ)
             return child
 

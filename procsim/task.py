@@ -48,6 +48,7 @@ class Cred:
     sgid: int = 0
     fsgid: int = 0
     groups: tuple[int, ...] = ()
+    user_ns: object = None  # the user namespace the ids are in (procsim/nsproxy.py); None: init_user_ns
 
     @classmethod
     def of(cls, uid: int, gid: int, groups: tuple[int, ...] = ()) -> "Cred":
@@ -74,6 +75,7 @@ class ThreadGroup:
     tty_nr: int = 0
     tpgid: int = -1
     umask: int = 0o022
+    cgroup: str = "/"  # its cgroup in the v2 hierarchy (procsim/cgroup.py)
     threads: list["Task"] = field(default_factory=list)
     children: list["ThreadGroup"] = field(default_factory=list)
     zombie: bool = False
@@ -135,6 +137,10 @@ class Task:
     # -1 for a CLONE_THREAD thread, 0 for kthreadd (kernel_thread() without SIGCHLD)
     exit_signal: int = SIGCHLD
     nsproxy: Nsproxy | None = None  # the namespaces it sees (procsim/nsproxy.py)
+    pid_ns: object = None  # task_active_pid_ns() when not the initial one (nsproxy.Namespace)
+    # audit (kernel/auditsc.c): the login uid and session, inherited on fork
+    loginuid: int = 4294967295
+    sessionid: int = 4294967295
     files: FilesStruct | None = None  # task->files: the fd table (shared by CLONE_FILES threads)
     fs: FsStruct | None = None        # task->fs: root and cwd
     dead: bool = False  # exited thread (non-leaders vanish, leaders wait for the group)

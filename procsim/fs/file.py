@@ -7,7 +7,7 @@ many), the kind-specific state of anon inodes in a small object of its own.
 
 from __future__ import annotations
 
-from procsim.fs.mount import ANON_INODE_INO, Mount
+from procsim.fs.mount import Mount
 from procsim.mm.vma import File as Inode
 
 # open(2) flags, x86-64 (include/uapi/asm-generic/fcntl.h), in octal as fdinfo prints them
@@ -124,5 +124,3 @@ class Inotify:
 
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
 FAMILIES = {"unix": AF_UNIX, "inet": AF_INET, "inet6": AF_INET6, "netlink": AF_NETLINK}
-
-__all__ = ["ANON_INODE_INO", "OpenFile", "f_mode"]

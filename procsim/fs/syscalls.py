@@ -19,7 +19,7 @@ from procsim.errors import KernelError
 from procsim.fs import file as F
 from procsim.fs.fdtable import FilesStruct
 from procsim.fs.file import OpenFile
-from procsim.fs.mount import ANON_INODEFS, PIPEFS, SHM_MNT, SOCKFS, Mount, MntNamespace
+from procsim.fs.mount import ANON_INODE_INO, ANON_INODEFS, PIPEFS, SHM_MNT, SOCKFS, Mount, MntNamespace
 from procsim.mm.vma import File as Inode
 
 if TYPE_CHECKING:
@@ -100,7 +100,10 @@ class FileSyscalls:
     def mnt_ns(self: "Kernel", t: "Task") -> MntNamespace:
         """The mount table of t's mount namespace (made at first use: a
         namespace made by unshare starts as a copy of the initial one)."""
-        ns = t.nsproxy.mnt
+        return self.mnt_ns_table(t.nsproxy.mnt)
+
+    def mnt_ns_table(self: "Kernel", ns: object) -> MntNamespace:
+        """The mount table of namespace `ns` (see mnt_ns)."""
         table = self.files.mnt_ns.get(ns)
         if table is None:
             init = self.files.mnt_ns.get(self.init_ns["mnt"])
@@ -332,7 +335,7 @@ class FileSyscalls:
             raise OSError(errno.EINVAL, f"{kind} flags {flags:#o}")
         self._check_room(t, files, 1)
         private = make()
-        f = self._new_file(kind, ANON_INODEFS, acc | flags & F.O_NONBLOCK, ino=F.ANON_INODE_INO, private=private)
+        f = self._new_file(kind, ANON_INODEFS, acc | flags & F.O_NONBLOCK, ino=ANON_INODE_INO, private=private)
         fd = self._install(t, files, f, bool(flags & F.O_CLOEXEC))
         self._fd_changed(t)
         return fd

@@ -18,10 +18,10 @@ from procsim.fs.file import OpenFile
 from procsim.fs.mount import kdev
 from procsim.kernel import Kernel
 from procsim.procfs.context import Caller, Ctx
-from procsim.procfs.kinds import Dir, DynDir, Link, Node, Show
+from procsim.procfs.kinds import DynDir, Link, Node, Show
 from procsim.task import Task
 
-FD_LINK_SIZE = 64  # proc_fd_getattr... the size stat gives an fd link
+FD_LINK_SIZE = 64  # what lstat gives as an fd link's size (this host's 6.18)
 
 
 def _owner_ok(task: Task, caller: Caller) -> bool:
@@ -30,10 +30,6 @@ def _owner_ok(task: Task, caller: Caller) -> bool:
         return True
     c = task.tg.cred
     return task.tg.dumpable and caller.uid == c.euid
-
-
-def _files(task: Task):
-    return task.files
 
 
 def _fd_number(name: str) -> int | None:
@@ -231,4 +227,4 @@ def root(ctx: Ctx) -> str:
     return fs.root
 
 
-__all__ = ["FDINFO_DIR", "FD_DIR", "MAP_FILES_DIR", "cwd", "exe", "fdinfo", "root", "Dir"]
+__all__ = ["FDINFO_DIR", "FD_DIR", "MAP_FILES_DIR", "cwd", "exe", "fdinfo", "root"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from procsim.nsproxy import pid_nrs, task_pid_ns
 from procsim.bitmap import list_str, mask_str
 from procsim.mm.mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
 from procsim.procfs.context import Ctx
@@ -50,6 +51,14 @@ def _mm(ctx: Ctx) -> MM | None:
     return None if ctx.task.dead else ctx.task.mm
 
 
+def _nrs(k, gpid: int, ns) -> str:
+    """pid_nr_ns() at each level from the initial namespace down to the
+    task's (the levels a /proc of the initial namespace shows)."""
+    if ns.level == 0:
+        return str(gpid)
+    return "\t".join(map(str, pid_nrs(k, gpid, ns)))
+
+
 def status(ctx: Ctx) -> bytes:
     t, tg, k = ctx.task, ctx.task.tg, ctx.kernel
     c = tg.cred
@@ -61,6 +70,7 @@ def status(ctx: Ctx) -> bytes:
     state = "Z" if tg.zombie else t.state
     groups = " ".join(map(str, c.groups)) + " "  # trailing space even when empty
     pgid = tg.pgid
+    pns = task_pid_ns(k, t)
     out.append(
         f"State:\t{STATE_NAMES[state]}\n"
         f"Tgid:\t{tg.tgid}\n"
@@ -72,10 +82,10 @@ def status(ctx: Ctx) -> bytes:
         f"Gid:\t{c.gid}\t{c.egid}\t{c.sgid}\t{c.fsgid}\n"
         f"FDSize:\t{t.files.max_fds if t.files is not None else 0}\n"  # 0: exit_files() cleared it
         f"Groups:\t{groups}\n"
-        f"NStgid:\t{tg.tgid}\n"
-        f"NSpid:\t{t.pid}\n"
-        f"NSpgid:\t{pgid}\n"
-        f"NSsid:\t{tg.sid}\n"
+        f"NStgid:\t{_nrs(k, tg.tgid, pns)}\n"
+        f"NSpid:\t{_nrs(k, t.pid, pns)}\n"
+        f"NSpgid:\t{_nrs(k, pgid, pns)}\n"
+        f"NSsid:\t{_nrs(k, tg.sid, pns)}\n"
         f"Kthread:\t{1 if mm is None and not tg.zombie and tg.kthread else 0}\n")
     if mm is not None:
         text = min(_text_bytes(mm), mm.exec_vm * PAGE_SIZE)

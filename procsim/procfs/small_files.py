@@ -19,12 +19,18 @@ def osrelease(ctx: Ctx) -> bytes:
     return f"{ctx.kernel.config.osrelease}\n".encode()
 
 
+def reader_uts(ctx: Ctx):
+    """The uts namespace of the reader (get_uts()): a simulated task's own,
+    a real reader's the initial one."""
+    return ctx.kernel.uts_of(ctx.kernel.tasks.get(ctx.caller.pid))
+
+
 def hostname(ctx: Ctx) -> bytes:
-    return ctx.kernel.uts.nodename
+    return reader_uts(ctx).nodename
 
 
 def domainname(ctx: Ctx) -> bytes:
-    return ctx.kernel.uts.domainname
+    return reader_uts(ctx).domainname
 
 
 def pid_max(ctx: Ctx) -> bytes:

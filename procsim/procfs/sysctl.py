@@ -141,7 +141,13 @@ def dostring_write(maxlen: int, value: Callable[[Ctx], bytes], store: Callable[[
 
 
 # kernel/utsname_sysctl.c: the uts strings (sizeof(new_utsname.nodename) = 65)
-hostname_write = dostring_write(NEW_UTS_LEN + 1, lambda ctx: ctx.kernel.uts.nodename,
-                                lambda ctx, v: ctx.kernel.sethostname(v))
-domainname_write = dostring_write(NEW_UTS_LEN + 1, lambda ctx: ctx.kernel.uts.domainname,
-                                  lambda ctx, v: ctx.kernel.setdomainname(v))
+def _writer_pid(ctx: Ctx) -> int | None:
+    """A simulated writer changes its own uts namespace's names."""
+    return ctx.caller.pid if ctx.caller.pid in ctx.kernel.tasks else None
+
+
+hostname_write = dostring_write(NEW_UTS_LEN + 1, lambda ctx: ctx.kernel.uts_of(ctx.kernel.tasks.get(ctx.caller.pid)).nodename,
+                                lambda ctx, v: ctx.kernel.sethostname(v, _writer_pid(ctx)))
+domainname_write = dostring_write(NEW_UTS_LEN + 1,
+                                  lambda ctx: ctx.kernel.uts_of(ctx.kernel.tasks.get(ctx.caller.pid)).domainname,
+                                  lambda ctx, v: ctx.kernel.setdomainname(v, _writer_pid(ctx)))

@@ -463,8 +463,11 @@ class ProcFS:
             # unique, and the cache only holds tasks of this generation); the
             # mm too, for a file opened before an exec. Renders see the
             # reader only through its uid (may_ptrace).
-            key = (id(e), id(t), id(ctx.mm), n.thread_view, caller.uid, n.arg)
-            if not uses_caller:
+            # a reader that is itself a simulated task sees through its own
+            # namespaces (cgroup paths, hostname): its pid is in the key
+            sim_reader = caller.pid if caller.pid in k.tasks else 0
+            key = (id(e), id(t), id(ctx.mm), n.thread_view, caller.uid, n.arg, sim_reader)
+            if not uses_caller and not sim_reader:
                 self._opens[(path, caller.uid)] = (e, ctx, key)
             if flags & os.O_DIRECT:
                 # no procfs or sysfs file has FMODE_CAN_ODIRECT (do_dentry_open)

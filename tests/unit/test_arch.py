@@ -15,7 +15,7 @@ from procsim.mm.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PRO
 from procsim.mm_cpumask import CpumaskModel
 from procsim.procfs.tree import ProcFS
 from procfs_helpers import read_all
-from test_kernel_state_machine import check_world
+from invariants import check_world
 
 PAGE = 4096
 BASE = 0x100000000

@@ -8,33 +8,10 @@ import inspect
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from procsim import scenario
 from procsim.commands import COMMANDS, CommandError, execute
-from procsim.procfs.context import Caller
-from procsim.procfs.tree import ProcFS
+from invariants import fingerprint, small
 
-ROOT = Caller(pid=10**7, uid=0, gid=0)
 QUERIES = {"ps", "vmas", "task", "cpus", "now"}
-
-
-def small():
-    return scenario.load("examples/ci-small.toml", clock="manual")
-
-
-def fingerprint(k) -> tuple:
-    """Everything a reader could see: the model's tables and the files that sum them."""
-    fs = ProcFS(k)
-
-    def read(path: str) -> bytes:
-        return fs.open(path, 0, ROOT).read(1 << 20, 0)
-
-    ps = execute(k, "ps", {})
-    vmas = {p["pid"]: execute(k, "vmas", {"pid": p["pid"]}) for p in ps if not p["zombie"]}
-    files = tuple(read(f"/proc/{f}") for f in ("meminfo", "stat", "loadavg", "interrupts", "vmstat"))
-    status = tuple(read(f"/proc/{p['pid']}/status") for p in ps)
-    fds = {p["pid"]: execute(k, "fds", {"pid": p["pid"]}) for p in ps}
-    vfs = (sorted(k.vfs.files), sorted(k.files.removed), read("/proc/sys/fs/file-nr"))
-    return repr(ps), repr(vmas), files, status, k.now, len(k.tasks), repr(fds), vfs
 
 
 def test_spawn_without_program_leaves_nothing_behind():

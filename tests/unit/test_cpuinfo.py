@@ -18,6 +18,7 @@ from procsim.cpu import parse_host, with_pkeys
 from procsim.procfs import cpuinfo as C, smaps
 from procsim.procfs.context import Caller, Ctx
 from procsim.scenario import ScenarioError, build
+from invariants import boot
 
 MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
 
@@ -67,10 +68,7 @@ AMD_ONLY_BUGS = {"sysret_ss_attrs", "null_seg", "srso", "tsa", "div0"}
 
 def kernel(**cfg) -> Kernel:
     cfg.setdefault("nr_cpus", 8)
-    cfg.setdefault("mem_bytes", 1 << 30)
-    k = Kernel(KernelConfig(**cfg))
-    k.create_init()
-    return k
+    return boot(kthreadd=False, **cfg)
 
 
 def text(k: Kernel) -> str:

@@ -9,7 +9,7 @@ import pytest
 from procsim.kernel import MADV_DONTNEED, MADV_FREE, MADV_HUGEPAGE, MADV_NOHUGEPAGE
 from procsim.mm.pagetable import PAGE_SHIFT, PMD_SIZE
 from procsim.mm import stats
-from test_kernel_state_machine import boot, check_world
+from invariants import boot, check_world
 
 MiB = 1 << 20
 

@@ -30,6 +30,7 @@ from procsim.procfs import small_files
 from procsim.procfs import stat as proc_stat
 from procsim.procfs import vmstat
 from procsim.procfs.context import Caller, Ctx
+from invariants import boot
 
 MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_NORESERVE = 0x01, 0x02, 0x20, 0x4000
 SELFCHECK = Path("/work/shared/spec/procfs-check/formats_selfcheck.py")
@@ -48,10 +49,7 @@ X86_ARCH = "NMI LOC SPU PMI IWI RTR RES CAL TLB TRM HYP ERR MIS PIN NPI PIW".spl
 def make_kernel(**cfg) -> Kernel:
     cfg.setdefault("nr_cpus", 8)
     cfg.setdefault("mem_bytes", 4 << 30)
-    k = Kernel(KernelConfig(**cfg))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
-    return k
+    return boot(**cfg)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from procsim.mm.mm import MM_ANONPAGES, ZERO_PFN
 from procsim.mm.pagetable import PMD_SIZE, PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT, PTE_RW, pte_pfn
 from procsim.mm.task_mmu import clear_refs
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE
-from test_kernel_state_machine import boot, check_world
+from invariants import boot, check_world
 
 PAGE = 4096
 RW = PROT_READ | PROT_WRITE

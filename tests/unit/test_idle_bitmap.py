@@ -20,7 +20,7 @@ from procsim.mm.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PR
 from procsim.procfs.idle_bitmap import IDLE_BITMAP_END
 from procsim.procfs.tree import ProcFS
 from procfs_helpers import NOBODY, ROOT, errno_of
-from test_kernel_state_machine import boot, check_world
+from invariants import boot, check_world
 
 PAGE = 4096
 RW = PROT_READ | PROT_WRITE

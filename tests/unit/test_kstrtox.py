@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 from procfs_helpers import ROOT, errno_of
-from procsim import Kernel, KernelConfig
 from procsim.kstrtox import kstrtoint, kstrtoll, kstrtoull, strstrip
 from procsim.procfs.tree import ProcFS
+from invariants import boot
 
 # (bytes written, what the write returns or -errno), as a 6.18 kernel answers
 # for /proc/PID/clear_refs (count capped at 12; 1..5 taken)
@@ -27,8 +27,7 @@ CLEAR_REFS = [
 
 
 def _simulated(data: bytes) -> int:
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30))
-    k.create_init()
+    k = boot(nr_cpus=2, kthreadd=False)
     pid = k.spawn(["app"])
     h = ProcFS(k).open(f"/proc/{pid}/clear_refs", os.O_WRONLY, ROOT)
     try:

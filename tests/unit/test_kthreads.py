@@ -11,11 +11,11 @@ import re
 
 import pytest
 
-from procsim import Kernel, KernelConfig
 from procsim.procfs.tree import ProcFS
 from procsim.task import PF_SUPERPRIV
 
 from procfs_helpers import read_all
+from invariants import boot
 
 _u = os.uname()
 ON_618 = _u.release.startswith("6.18.") and _u.machine == "x86_64"
@@ -68,10 +68,7 @@ KINDS = {
 
 def _sim(comm: str) -> tuple[list[str], str]:
     """The same kthread in a machine with the host's CPU count."""
-    k = Kernel(KernelConfig(nr_cpus=NCPU, mem_bytes=1 << 30))
-    k.create_init()
-    if comm != "kthreadd":
-        k.kthread("kthreadd", pid=2)
+    k = boot(nr_cpus=NCPU, kthreadd=comm != "kthreadd")
     pid = k.kthread(comm, pid=2 if comm == "kthreadd" else None)
     fs = ProcFS(k)
     _, rest = _fields(read_all(fs, f"/proc/{pid}/stat").decode())
@@ -106,8 +103,7 @@ def test_kthread_kind_as_on_the_host(kind: str) -> None:
 
 def test_kthread_flags_by_kind() -> None:
     """The values checked on the 6.18 reference VM, for hosts that lack the kinds."""
-    k = Kernel(KernelConfig(nr_cpus=4, mem_bytes=1 << 30))
-    k.create_init()
+    k = boot(kthreadd=False)
     expect = {"kthreadd": (0x208040, 0), "kworker/2:1H-kblockd": (0x4208060, 17), "ksoftirqd/3": (0x4208040, 17),
               "kswapd0": (0x220840, 17), "khugepaged": (0x200040, 17), "rcu_preempt": (0x208040, 17)}
     fs = ProcFS(k)
@@ -124,9 +120,7 @@ def test_kthread_flags_by_kind() -> None:
 
 def test_bound_kthreads_refuse_setaffinity() -> None:
     """sched_setaffinity on a PF_NO_SETAFFINITY task is EINVAL (the host says so too)."""
-    k = Kernel(KernelConfig(nr_cpus=4, mem_bytes=1 << 30))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
+    k = boot()
     pid = k.kthread("ksoftirqd/1", cpu=1)
     with pytest.raises(OSError) as e:
         k.set_affinity(pid, 0b1111)

@@ -18,12 +18,13 @@ import pytest
 
 from hostinfo import requires_host
 from procfs_helpers import read_all
-from procsim import Kernel, KernelConfig
+from procsim import Kernel
 from procsim.commands import CommandError, execute
 from procsim.kernel import KernelError
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, MAP_SHARED
 from procsim.procfs.tree import ProcFS
-from test_kernel_state_machine import check_hugetlb, check_world
+from invariants import check_hugetlb, check_world
+import invariants
 
 PAGE = 4096
 HUGE = 2 << 20
@@ -35,10 +36,7 @@ NOT_IN_MAPS = {"hg", "nh", "wf", "mg", "lo"}
 
 
 def boot(hugepages: int = 4) -> Kernel:
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30, hugepages=hugepages))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
-    return k
+    return invariants.boot(nr_cpus=2, hugepages=hugepages)
 
 
 def smaps_flags(text: str) -> list[tuple[str, str]]:

@@ -7,7 +7,7 @@ import pytest
 
 from procsim.mm import page_alloc as M
 from procsim.mm import stats
-from test_kernel_state_machine import boot, check_world
+from invariants import boot, check_world
 
 EXCL = np.uint64(stats.PM_MMAP_EXCLUSIVE)
 

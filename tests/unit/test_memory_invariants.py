@@ -30,7 +30,7 @@ from procsim.procfs import meminfo as meminfo_f
 from procsim.procfs import pagemap as PM
 from procsim.procfs import smaps as SM
 from procsim.procfs.context import Ctx
-from test_kernel_state_machine import (ROOT_CALLER, boot, check_pagemap, check_smaps, check_world, kb_lines, mm_ctx,
+from invariants import (ROOT_CALLER, boot, check_pagemap, check_smaps, check_world, kb_lines, mm_ctx,
                                        read_pagemap)
 
 KiB, MiB = 1 << 10, 1 << 20

@@ -19,7 +19,7 @@ from procsim.mm.vma import (MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_G
 from procsim.mm import page_alloc as M
 from procsim.mm import stats
 from procsim.procfs.maps import maps_line, vma_name
-from test_kernel_state_machine import boot, check_world, snapshot, vm_counters
+from invariants import check_world, snapshot, vm_counters
 
 PAGE = 4096
 RW = PROT_READ | PROT_WRITE
@@ -27,11 +27,6 @@ ANON = MAP_PRIVATE | MAP_ANONYMOUS
 SHANON = MAP_SHARED | MAP_ANONYMOUS
 BASE = 0x100000000  # 4 GiB: free in every exec layout, 2 MiB aligned
 FILE = "/srv/data/blob.bin"
-
-
-@pytest.fixture
-def k() -> Kernel:
-    return boot()
 
 
 @pytest.fixture

@@ -13,22 +13,15 @@ import struct
 import pytest
 
 from hostinfo import pkeys, requires_host
-from procsim import Kernel, KernelConfig
+from procsim import Kernel
 from procsim.kernel import MADV_HUGEPAGE
 from procsim.procfs.tree import ProcFS
 from procfs_helpers import NOBODY, ROOT, errno_of, read_all
+from invariants import boot
 
 PAGE = 4096
 PM_PRESENT, PM_SWAP, PM_FILE, PM_EXCL = 1 << 63, 1 << 62, 1 << 61, 1 << 56
 PFN_MASK = (1 << 55) - 1
-
-
-@pytest.fixture
-def k() -> Kernel:
-    k = Kernel(KernelConfig(nr_cpus=4, mem_bytes=1 << 30))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
-    return k
 
 
 def keys(block: str) -> list[str]:
@@ -71,8 +64,7 @@ def test_smaps_keys_are_the_real_kernels() -> None:
     """Every block has the real kernel's keys in its order, VmFlags last; the
     gate block too. (ProtectionKey only with protection keys: configured as
     this host has them.)"""
-    k = Kernel(KernelConfig(nr_cpus=4, mem_bytes=1 << 30, pkeys=HOST_PKEYS))
-    k.create_init()
+    k = boot(pkeys=HOST_PKEYS, kthreadd=False)
     real = blocks(open("/proc/self/smaps").read())
     real_keys = keys(real[0])
     assert real_keys[-1] == "VmFlags"
@@ -419,8 +411,7 @@ def test_major_faults_of_all_threads_in_stat() -> None:
     """Swap-ins are major faults (mm_account_fault); /proc/PID/stat field 12
     sums them over the group's threads, exited ones included, as minflt."""
     from procsim.kernel import MADV_PAGEOUT
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30, swap_bytes=64 << 20))
-    k.create_init()
+    k = boot(nr_cpus=2, swap_bytes=64 << 20, kthreadd=False)
     pid = k.spawn(["app"])
     a = k.mmap(pid, 16 * PAGE)
     k.touch(pid, a, 16 * PAGE)

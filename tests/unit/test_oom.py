@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from hostinfo import possible_cpus
-from procsim import Kernel, KernelConfig
+from procsim import Kernel
 from procsim.commands import CommandError, execute
 from procsim.mm import oom as O
 from procsim.mm.counter_tree import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
@@ -23,6 +23,7 @@ from procsim.procfs import meminfo as meminfo_f
 from procsim.procfs.tree import ProcFS
 
 from procfs_helpers import errno_of, read_all
+from invariants import boot, check_mappings, check_swap, check_world
 
 MiB = 1 << 20
 CAP = 1 << O.CAP_SYS_RESOURCE
@@ -31,12 +32,7 @@ PRIV = Caller(os.getpid(), 0, 0, caps=CAP)
 
 
 def machine(**kw) -> Kernel:
-    cfg = dict(nr_cpus=4, mem_bytes=1 << 30)
-    cfg.update(kw)
-    k = Kernel(KernelConfig(**cfg))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
-    return k
+    return boot(**kw)
 
 
 def status_pages(k: Kernel, pid: int) -> dict[str, int]:
@@ -292,9 +288,7 @@ def populations(draw):
 
 
 def build(n_cpus: int, procs, counter: str = "tree") -> Kernel:
-    k = Kernel(KernelConfig(nr_cpus=n_cpus, mem_bytes=1 << 30, rss_counter=counter))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
+    k = boot(nr_cpus=n_cpus, rss_counter=counter)
     for adj, adds in procs:
         p = k.spawn(["/usr/bin/app"])
         tg = k.groups[p]
@@ -454,25 +448,8 @@ def oom_worlds(draw):
 @settings(max_examples=25, deadline=None)
 @given(oom_worlds())
 def test_oom_kills_mid_fault_keep_the_world_consistent(w):
-    import test_kernel_state_machine as SM
-
-    def check_world(k: Kernel) -> None:
-        """The state machine's check_world() but for meminfo's MemTotal identity,
-        which cannot hold once user pages leave less than the kernel's own pools
-        (a fault with no victim to kill fills memory to the last frame)."""
-        mms = SM.live_mms(k)
-        tally: list = []
-        for mm in mms:
-            SM.check_mm(k, mm, tally)
-        maps = SM.check_memory(k, mms, tally)
-        SM.check_kpagecount(k, maps)
-        SM.check_swap(k, mms)
-        SM.check_hugetlb(k, mms)
-        SM.check_tasks(k)
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20,
-                            swap_bytes=w["swap"], thp_enabled=w["thp"]))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
+    k = boot(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20,
+             swap_bytes=w["swap"], thp_enabled=w["thp"])
     prev = region = None
     for pages, adj, out, forked in w["procs"]:
         p = k.fork(prev) if forked and prev is not None else k.spawn(["/usr/bin/app"])
@@ -486,7 +463,7 @@ def test_oom_kills_mid_fault_keep_the_world_consistent(w):
         except CommandError as e:
             assert e.errno == errno.ENOMEM
         prev = p if p in k.groups else None
-        check_world(k)
+        check_world(k, meminfo=False)
     try:
         if w["reswap"] and prev is not None and region is not None:
             # swap-ins and new pages in one fault: the last region grown by the hog's size
@@ -503,7 +480,7 @@ def test_oom_kills_mid_fault_keep_the_world_consistent(w):
         execute(k, "touch", {"pid": hog, "addr": a, "length": length})
     except CommandError as e:
         assert e.errno == errno.ENOMEM
-    check_world(k)
+    check_world(k, meminfo=False)
     for ev in k.oom.events:
         assert ev.victim is None or ev.victim.tgid not in k.groups or k.groups[ev.victim.tgid].zombie
 
@@ -512,11 +489,8 @@ def test_swap_ins_then_out_of_memory_in_one_fault_stay_consistent():
     """A fault that swaps pages in and then cannot get frames for new pages
     (no victim) keeps the swap-ins: the swap entries used to stay in the page
     table with their slots freed and RSS already counting the pages."""
-    import test_kernel_state_machine as SM
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20, swap_bytes=8 << 20,
-                            thp_enabled="never"))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
+    k = boot(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20, swap_bytes=8 << 20,
+             thp_enabled="never")
     p = k.spawn(["/usr/bin/app"])
     k.groups[p].oom_score_adj = -1000
     a = execute(k, "mmap", {"pid": p, "length": 150 * 4096})
@@ -535,21 +509,14 @@ def test_swap_ins_then_out_of_memory_in_one_fault_stay_consistent():
     mm = k.groups[p].mm
     assert mm.rss[MM_SWAPENTS] == 0 and mm.swap_entries(a, a + 150 * 4096) == 0 and k.mem.swap.inuse_pages == 0
     assert mm.rss[MM_ANONPAGES] >= 100 and mm.present_pages(a, a + 150 * 4096) == 100
-    mms = SM.live_mms(k)
-    tally: list = []
-    for m in mms:
-        SM.check_mm(k, m, tally)
-    SM.check_memory(k, mms, tally)
-    SM.check_swap(k, mms)
+    mms, _ = check_mappings(k)
+    check_swap(k, mms)
 
 
 def test_cow_fault_out_of_memory_changes_nothing():
     """A write to copy-on-write pages that cannot get frames (no victim)
     fails before the old pages lose their mapping: mapcounts stay right."""
-    import test_kernel_state_machine as SM
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20, thp_enabled="never"))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
+    k = boot(nr_cpus=2, mem_bytes=64 << 20, kernel_reserved_bytes=16 << 20, thp_enabled="never")
     p = k.spawn(["/usr/bin/app"])
     k.groups[p].oom_score_adj = -1000
     a = execute(k, "mmap", {"pid": p, "length": 100 * 4096})
@@ -563,8 +530,4 @@ def test_cow_fault_out_of_memory_changes_nothing():
     with pytest.raises(CommandError) as e:
         execute(k, "touch", {"pid": p, "addr": a, "length": 100 * 4096})
     assert e.value.errno == errno.ENOMEM and child in k.groups
-    mms = SM.live_mms(k)
-    tally: list = []
-    for m in mms:
-        SM.check_mm(k, m, tally)
-    SM.check_memory(k, mms, tally)
+    check_mappings(k)

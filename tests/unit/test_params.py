@@ -12,7 +12,7 @@ import pytest
 from mountd.control import Client
 from procsim import params as T
 from procsim.commands import COMMANDS, CommandError, execute
-from test_commands import fingerprint, small
+from invariants import fingerprint, small
 
 # A value of the right type for each parameter type (the kernel may still
 # refuse it: these tests stop at the parser). RAW parameters are checked by

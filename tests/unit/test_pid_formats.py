@@ -8,9 +8,10 @@ import re
 import pytest
 
 from hostinfo import STATUS_CONFIG, requires_host
-from procsim import Kernel, KernelConfig
+from procsim import Kernel
 from procsim.procfs import maps, pid as P
 from procsim.procfs.context import Caller, Ctx
+from invariants import boot
 
 ROOT = Caller(1, 0, 0)
 NOBODY = Caller(1, 65534, 65534)
@@ -18,10 +19,7 @@ NOBODY = Caller(1, 65534, 65534)
 
 @pytest.fixture
 def k() -> Kernel:
-    k = Kernel(KernelConfig(nr_cpus=8, mem_bytes=1 << 30))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
-    return k
+    return boot(nr_cpus=8)
 
 
 def render(k: Kernel, fn, pid: int, caller: Caller = ROOT, thread_view: bool = False) -> str:
@@ -85,8 +83,7 @@ def test_cpus_active_mm_placement_and_forms(k: Kernel) -> None:
 
 
 def test_cpus_active_mm_absent_off_x86() -> None:
-    k = Kernel(KernelConfig(arch="arm64", nr_cpus=4, mem_bytes=1 << 30))
-    k.create_init()
+    k = boot(arch="arm64", kthreadd=False)
     p = k.spawn(["/usr/bin/bash"])
     k.run(p, 1)
     assert "Cpus_active_mm" not in render(k, P.status, p)

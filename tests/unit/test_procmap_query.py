@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pytest
 
 from procfs_helpers import ROOT, read_all
-from procsim import Kernel, KernelConfig
+from procsim import Kernel
 from procsim.commands import CommandError, execute
 from procsim.kernel import KernelError
 from procsim.mm.vma import (VM_ACCOUNT, VM_GROWSDOWN, VM_HUGETLB, VM_MAYSHARE, VM_MAYWRITE, VM_SHARED)
@@ -30,6 +30,7 @@ from procsim.procfs import procmap_query as PQ
 from procsim.procfs.procmap_query import PROCMAP_QUERY, ProcmapQuery
 from procsim.procfs.tree import Handle, ProcFS
 from procsim.vfs import default_build_id
+from invariants import boot
 
 PAGE = 4096
 HPAGE = 2 << 20
@@ -143,10 +144,7 @@ class Proc:
 
 @pytest.fixture
 def k() -> Kernel:
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30, hugepages=4))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
-    return k
+    return boot(nr_cpus=2, hugepages=4)
 
 
 @pytest.fixture
@@ -501,8 +499,7 @@ def test_exe_and_libraries_have_build_ids(k: Kernel, fs: ProcFS) -> None:
     r = query(h, libc[0], bid_size=20)
     assert r.bid[:20] == default_build_id("/usr/lib/x86_64-linux-gnu/libc.so.6")
     # stable: another machine gives the same IDs
-    k2 = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30))
-    k2.create_init()
+    k2 = boot(nr_cpus=2, kthreadd=False)
     assert k2.vfs.file("/usr/lib/x86_64-linux-gnu/libc.so.6").build_id == r.bid[:20]
     assert default_build_id("/a") != default_build_id("/b")
 

@@ -13,11 +13,12 @@ import time
 
 import pytest
 
-from procsim import Kernel, KernelConfig, scenario
+from procsim import scenario
 from procsim.procfs.context import Caller
 from procsim.procfs.tree import ProcFS
 
 from procfs_helpers import NOBODY, ROOT, errno_of, read_all
+from invariants import boot
 
 
 def field(text: bytes, name: str) -> str:
@@ -191,8 +192,7 @@ def test_invalidate_drops_everything(fs: ProcFS) -> None:
 
 
 def test_wall_clock_moves_between_reads() -> None:
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30, clock="wall"))
-    k.create_init()
+    k = boot(nr_cpus=2, clock="wall", kthreadd=False)
     fs = ProcFS(k)
     h = fs.open("/proc/uptime", os.O_RDONLY, ROOT)
     first = float(h.read(4096, 0).split()[0])

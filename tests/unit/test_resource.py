@@ -11,16 +11,15 @@ import sys
 import pytest
 
 from procfs_helpers import errno_of
-from procsim import Kernel, KernelConfig
+from procsim import Kernel
 from procsim.resource import (NR_OPEN, RLIM_INFINITY, RLIMIT_AS, RLIMIT_CORE, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE,
                               RLIMIT_NICE, RLIMIT_NOFILE, RLIMIT_NPROC, RLIMIT_RTPRIO, RLIMIT_RTTIME,
                               RLIMIT_SIGPENDING, RLIMIT_STACK, Rlimit)
+from invariants import boot
 
 
 def machine() -> Kernel:
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30))
-    k.create_init()
-    return k
+    return boot(nr_cpus=2, kthreadd=False)
 
 
 def test_boot_values_and_inheritance() -> None:

@@ -10,7 +10,8 @@ from procsim.bitmap import list_str, mask_str
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE
 from procsim.procfs import pid as P
 from procsim.procfs.context import Caller, Ctx
-from test_kernel_state_machine import check_world
+from invariants import check_world
+import invariants
 
 PAGE = 4096
 RW = PROT_READ | PROT_WRITE
@@ -21,10 +22,7 @@ LONELY = 0x200000000      # a 2 MiB region of its own: unmapping it frees its pa
 
 def boot(**kw) -> Kernel:
     kw.setdefault("nr_cpus", 8)
-    k = Kernel(KernelConfig(mem_bytes=1 << 30, **kw))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
-    return k
+    return invariants.boot(**kw)
 
 
 @pytest.fixture

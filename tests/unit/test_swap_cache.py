@@ -26,7 +26,7 @@ from procsim.procfs import meminfo as meminfo_f
 from procsim.procfs import pid as P
 from procsim.procfs import vmstat
 from procsim.procfs.context import Caller, Ctx
-from test_kernel_state_machine import check_smaps_swap_hugetlb, check_world
+from invariants import check_smaps_swap_hugetlb, check_world
 
 PAGE = 4096
 MiB = 1 << 20

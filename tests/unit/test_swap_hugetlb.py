@@ -28,7 +28,8 @@ from procsim.procfs import meminfo as meminfo_f
 from procsim.procfs import vmstat
 from procsim.procfs import pid as P
 from procsim.procfs.context import Caller, Ctx
-from test_kernel_state_machine import check_hugetlb, check_smaps_swap_hugetlb, check_swap, check_world
+from invariants import check_hugetlb, check_smaps_swap_hugetlb, check_swap, check_world
+import invariants
 
 PAGE = 4096
 HUGE = 2 << 20
@@ -39,11 +40,7 @@ SHARED = MAP_SHARED | MAP_ANONYMOUS
 
 def boot(**kw) -> Kernel:
     kw.setdefault("nr_cpus", 2)
-    kw.setdefault("mem_bytes", 1 << 30)
-    k = Kernel(KernelConfig(**kw))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
-    return k
+    return invariants.boot(**kw)
 
 
 def check(k: Kernel) -> None:

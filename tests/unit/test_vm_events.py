@@ -12,14 +12,13 @@ from procsim.kernel import MADV_HUGEPAGE, MADV_PAGEOUT, Kernel
 from procsim.mm.vma import MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs import vmstat
+from invariants import boot
 
 PAGE = 4096
 
 
 def make() -> Kernel:
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=4 << 30, swap_bytes=64 << 20))
-    k.create_init()
-    return k
+    return boot(nr_cpus=2, mem_bytes=4 << 30, swap_bytes=64 << 20, kthreadd=False)
 
 
 def vm(k: Kernel) -> dict[str, int]:
@@ -132,8 +131,7 @@ def test_pgpgout_follows_the_clock_only(seconds: int) -> None:
 
 def test_a_small_machine_allocates_from_dma32() -> None:
     """1 GiB lies below 4 GiB: ZONE_NORMAL is empty, DMA32 is the first zone tried."""
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=1 << 30))
-    k.create_init()
+    k = boot(nr_cpus=2, kthreadd=False)
     p = k.spawn(["/usr/bin/bash"])
     v0 = vm(k)
     k.touch(p, k.mmap(p, 1 << 20), 1 << 20)

@@ -8,19 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from procsim import Kernel, KernelConfig
+from procsim import Kernel
 from procsim.commands import execute
 from procsim.mm.mm import MM_ANONPAGES
+import invariants
 
 P = 4096
 MB = 1 << 20
 
 
 def boot(seed: int = 0, mem: int = 1 << 30) -> Kernel:
-    k = Kernel(KernelConfig(nr_cpus=2, mem_bytes=mem, clock="manual", seed=seed))
-    k.create_init()
-    k.kthread("kthreadd", pid=2)
-    return k
+    return invariants.boot(nr_cpus=2, mem_bytes=mem, clock="manual", seed=seed)
 
 
 def proc(k: Kernel, length: int = 16 * MB) -> tuple[int, int]:

@@ -10,13 +10,14 @@ import pytest
 from procsim import scenario
 from procsim.commands import CommandError, execute
 from procsim.scenario import ScenarioError
+from invariants import small
 
 MB = 1 << 20
 
 
 @pytest.fixture
 def k():
-    return scenario.load("examples/ci-small.toml", clock="manual")
+    return small()
 
 
 @pytest.fixture

@@ -1,0 +1,179 @@
+"""The types of a scenario's values and the keys of its tables: each
+converter checks one TOML value and names the place when it is wrong
+(ScenarioError); `_fields` checks a table against a schema."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from procsim.workload_io import IO_KEYS
+
+NAME_RE = re.compile(r"[\w.@/-]+")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be built; the message names the place."""
+
+
+# -- values -------------------------------------------------------------------
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.I)
+
+
+def parse_size(v: Any, what: str = "size") -> int:
+    """Bytes from an integer, "0x1000", or a number with a binary unit ("16G", "1.5M", "4KiB")."""
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return v
+    if isinstance(v, str):
+        s = v.strip()
+        if s.lower().startswith("0x"):
+            try:
+                return int(s, 16)
+            except ValueError:
+                pass
+        m = _SIZE_RE.fullmatch(s)
+        if m:
+            return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    raise ScenarioError(f"{what}: bad size {v!r} (bytes, or a number with K, M, G or T)")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _t_str(v, what):
+    if not isinstance(v, str):
+        raise ScenarioError(f"{what}: expected a string, got {v!r}")
+    return v
+
+
+def _t_int(v, what):
+    if not _is_int(v):
+        raise ScenarioError(f"{what}: expected an integer, got {v!r}")
+    return v
+
+
+def _t_num(v, what):
+    if not (_is_int(v) or isinstance(v, float)) or v < 0 or not math.isfinite(v):
+        raise ScenarioError(f"{what}: expected a non-negative number of seconds, got {v!r}")
+    return float(v)
+
+
+def _t_bool(v, what):
+    if not isinstance(v, bool):
+        raise ScenarioError(f"{what}: expected true or false, got {v!r}")
+    return v
+
+
+def _t_strs(v, what):
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ScenarioError(f"{what}: expected a list of strings, got {v!r}")
+    return list(v)
+
+
+def _t_env(v, what):
+    if isinstance(v, dict):
+        return [f"{k}={_t_str(x, f'{what}.{k}')}" for k, x in v.items()]
+    return _t_strs(v, what)
+
+
+def _t_any(v, what):
+    return v
+
+
+def _t_table(v, what):
+    if not isinstance(v, dict):
+        raise ScenarioError(f"{what}: expected a table, got {v!r}")
+    return v
+
+
+def _t_tables(v, what):
+    if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+        raise ScenarioError(f"{what}: expected a list of tables, got {v!r}")
+    return v
+
+
+def _t_prot(v, what):
+    if _is_int(v) and 0 <= v <= 7:
+        return v
+    if isinstance(v, str):
+        if v in ("none", "---", ""):
+            return 0
+        if all(c in "rwx-" for c in v):
+            return (1 if "r" in v else 0) | (2 if "w" in v else 0) | (4 if "x" in v else 0)
+    raise ScenarioError(f"{what}: expected 'rwx' letters, 'none' or 0-7, got {v!r}")
+
+
+def _t_name(v, what):
+    if not isinstance(v, str) or not NAME_RE.fullmatch(v):
+        raise ScenarioError(f"{what}: a name is letters, digits and . _ - @ /, got {v!r}")
+    return v
+
+
+def _t_count(v, what):
+    if not _is_int(v) or v < 1:
+        raise ScenarioError(f"{what}: expected a positive integer, got {v!r}")
+    return v
+
+
+def _t_size(v, what):
+    return parse_size(v, what)
+
+
+def _t_pid(v, what):
+    if not _is_int(v) or v < 1:
+        raise ScenarioError(f"{what}: expected a positive integer, got {v!r}")
+    return v
+
+
+def _fields(d: Any, schema: dict[str, Callable], where: str, required: tuple[str, ...] = ()) -> dict:
+    """Check a table against a schema: known keys, right types; returns converted values."""
+    if not isinstance(d, dict):
+        raise ScenarioError(f"{where}: expected a table, got {d!r}")
+    out = {}
+    for key, v in d.items():
+        conv = schema.get(key)
+        if conv is None:
+            close = difflib.get_close_matches(key, list(schema), 1, 0.75)
+            hint = f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(sorted(schema))
+            raise ScenarioError(f"{where}: unknown key {key!r} ({hint})")
+        out[key] = conv(v, f"{where}: {key}")
+    for key in required:
+        if key not in out:
+            raise ScenarioError(f"{where}: missing key {key!r}")
+    return out
+
+
+
+# -- schemas --------------------------------------------------------------------
+
+TOP = {"description": _t_str, "machine": _t_table, "process": _t_tables, "kthread": _t_tables,
+       "activity": _t_tables}
+KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any, "start": _t_num}
+PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "argv": _t_strs, "exe": _t_str,
+           "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,
+           "run_on": _t_any, "state": _t_str, "count": _t_count, "libs": _t_any, "maps": _t_tables,
+           "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables, "start": _t_num,
+           "files": _t_tables, "cwd": _t_str, "stdio": _t_str,  # files: procsim/scenario_files.py
+           "setsid": _t_bool, "policy": _t_any, "rtprio": _t_int, "limits": _t_table,
+           "clone": _t_str, "hostname": _t_str, "cgroup": _t_str, "loginuid": _t_int}  # namespaces, cgroup, audit
+THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
+          "state": _t_str, "nice": _t_int, "stack": _t_size}
+MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,
+       "writable": _t_bool, "addr": _t_size, "fixed": _t_bool, "locked": _t_bool, "noreserve": _t_bool,
+       "growsdown": _t_bool, "hugetlb": _t_bool, "touch": _t_any, "write": _t_bool, "protect": _t_tables,
+       "count": _t_count}
+# a process's workloads: the workload_start arguments, and `map` (a mapping's
+# name: its start, and its size unless `length` is given) for addr
+WORKLOAD = {key: _t_any for key in ("pattern", "rate", "write", "addr", "length", "vmas", "seed", "tick", "hot",
+                                    "hot_prob", "hot_offset", "exponent", "offset", "phases", "repeat", "map", *IO_KEYS)}
+PROTECT = {"start": _t_size, "size": _t_size, "prot": _t_prot}
+LIB = {"path": _t_str, "size": _t_size}
+EVENT = {"at": _t_num, "every": _t_num, "count": _t_count, "op": _t_str, "as": _t_str, "cycle": _t_table,
+         "random": _t_table}
+STATES = ("R", "S", "D", "T")
