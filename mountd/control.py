@@ -26,7 +26,7 @@ Python API:
         c.call("exit_group", pid=pid)      # same thing, by name
 
 Client has one method per command, generated from the command table
-(procsim/commands.py): its parameters, defaults, types and docstring are
+(procsim/commands/): its parameters, defaults, types and docstring are
 the table's, so `help(Client.mmap)` shows them and a misspelt keyword fails
 in Python before anything is sent.
 """

@@ -1,6 +1,6 @@
 """A scenario process's files: its working directory (`cwd`), its standard
 fds (`stdio`) and the files it holds open (`files`), made through the
-command table as live control would (procsim/commands.py).
+command table as live control would (procsim/commands/).
 
     stdio = "/dev/null"          # 0, 1 and 2 on that path (O_RDWR); or
     stdio = "journal"            # 0 on /dev/null, 1 and 2 on one unix socket

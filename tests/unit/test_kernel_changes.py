@@ -64,7 +64,7 @@ def test_no_private_kernel_access_above_the_kernel() -> None:
     """The layers that drive or show the kernel use its public methods
     (workload.py and mm/ are parts of the kernel: not checked)."""
     found = []
-    for p in _sources("procsim/commands.py", "procsim/scenario", "procsim/history.py", "procsim/procfs",
+    for p in _sources("procsim/commands", "procsim/scenario", "procsim/history.py", "procsim/procfs",
                       "mountd"):
         for node in ast.walk(ast.parse(p.read_text(), str(p))):
             if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
