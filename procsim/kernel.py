@@ -23,7 +23,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from procsim import cgroup, ioac, nsproxy, read_write, resource, utsname
+from procsim import cgroup, ioac, nsproxy, psi, read_write, resource, utsname
+from procsim.cgroup import memcontrol
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
 from procsim.errors import KernelError
@@ -92,7 +93,9 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
         self.uts = utsname.UtsName(config.hostname.encode())  # nodename, domainname (init_uts_ns)
         self.init_ns = nsproxy.init_namespaces(self.uts)  # the initial namespace of each kind, by kind
         self.ns_next_inum = nsproxy.PROC_DYNAMIC_FIRST  # proc_alloc_inum()'s next
-        self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy's membership
+        self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy (procsim/cgroup/)
+        self.memcg = memcontrol.MemcgState(self)  # the memory controller's charges and limits
+        self.psi = psi.PsiState(self)  # pressure stall information (procsim/psi/)
         self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         self._max_threads: int | None = None  # kernel.threads-max, once written
@@ -556,28 +559,6 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
         src = self.mnt_ns_table(old)
         top = max(m.mnt_id for tab in self.files.mnt_ns.values() for m in tab.mounts)
         self.files.mnt_ns[new] = src.copy(top + 1)
-
-    def cgroup_mkdir(self, path: str) -> None:
-        with self.lock:
-            try:
-                self.cgroups.mkdir(path)
-            except OSError as e:
-                raise _err(e.errno, str(e.strerror or e)) from None
-            self._changed("cgroup", path=path)
-
-    def cgroup_attach(self, pid: int, path: str, create: bool = False) -> None:
-        """A write of `pid` to PATH/cgroup.procs: the whole thread group moves."""
-        with self.lock:
-            tg = self.group(pid)
-            if tg.zombie:
-                raise _err(errno.ESRCH, f"{pid} is a zombie")
-            try:
-                if create:
-                    self.cgroups.mkdir_p(path)
-                tg.cgroup = self.cgroups.attach(tg.tgid, tg.cgroup, path)
-            except OSError as e:
-                raise _err(e.errno, str(e.strerror or e)) from None
-            self._changed("cgroup", pid=pid)
 
     def set_loginuid(self, pid: int, uid: int, capable: bool = True) -> None:
         """audit_set_loginuid() by `pid` itself: without CAP_AUDIT_CONTROL
