@@ -108,6 +108,13 @@ def memory_current(k: "Kernel", m: "MemCgroup") -> int:
     return m.usage * PAGE_SIZE + kstack * 1024 + pgt
 
 
+def memory_peak(k: "Kernel", m: "MemCgroup") -> int:
+    """memory.peak: the frames' high watermark with today's kernel memory
+    (stacks and page tables are counted as of now, not at their peak)."""
+    kstack, pgt = kernel_pages(k, m)
+    return max(m.watermark * PAGE_SIZE + kstack * 1024 + pgt, memory_current(k, m))
+
+
 def memory_stat(k: "Kernel", m: "MemCgroup") -> bytes:
     counts = _frame_counts(k)
     ids = [i for i in k.memcg.subtree_ids(m) if i < len(counts["charged"])]
