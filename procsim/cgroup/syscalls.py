@@ -23,7 +23,7 @@ def _os(e: OSError) -> KernelError:
     return KernelError(e.errno, str(e.strerror or e))
 
 
-def _get(k: "Kernel", path: str) -> Cgroup:
+def lookup(k: "Kernel", path: str) -> Cgroup:
     try:
         return k.cgroups.get(path)
     except OSError as e:
@@ -77,7 +77,7 @@ def attach(k: "Kernel", pid: int, path: str, create: bool = False) -> None:
 def subtree_control(k: "Kernel", path: str, buf: bytes) -> None:
     """cgroup_subtree_control_write(): space-separated "+name"/"-name";
     EINVAL for a token that is neither or names no controller."""
-    cg = _get(k, path)
+    cg = lookup(k, path)
     enable: set[str] = set()
     disable: set[str] = set()
     for tok in strstrip(buf).split(b" "):
@@ -104,7 +104,7 @@ def _memcg(k: "Kernel", cg: Cgroup) -> memcontrol.MemCgroup:
 
 def set_memory(k: "Kernel", path: str, which: str, buf: bytes) -> None:
     """memory.{max,high,low,min,swap.max}: "max" or a size (memparse)."""
-    cg = _get(k, path)
+    cg = lookup(k, path)
     m = _memcg(k, cg)
     try:
         pages = memcontrol.page_counter_memparse(buf)
@@ -123,7 +123,7 @@ def set_memory(k: "Kernel", path: str, which: str, buf: bytes) -> None:
 
 
 def set_oom_group(k: "Kernel", path: str, buf: bytes) -> None:
-    m = _memcg(k, _get(k, path))
+    m = _memcg(k, lookup(k, path))
     try:
         v = kstrtoint(strstrip(buf), 0)
     except OSError as e:
@@ -136,7 +136,7 @@ def set_oom_group(k: "Kernel", path: str, buf: bytes) -> None:
 
 
 def set_cpu_max(k: "Kernel", path: str, buf: bytes) -> None:
-    cg = _get(k, path)
+    cg = lookup(k, path)
     if cg.parent is None or not cg.has_css("cpu"):
         raise KernelError(errno.ENOENT, f"{path}: no cpu controller")
     quota, period = cgcpu.parse_cpu_max(buf, cg.cpu_max[1])
@@ -147,7 +147,7 @@ def set_cpu_max(k: "Kernel", path: str, buf: bytes) -> None:
 
 def set_cpu_weight(k: "Kernel", path: str, buf: bytes) -> None:
     """cpu_weight_write_u64(): kstrtoull, then ERANGE outside 1..10000."""
-    cg = _get(k, path)
+    cg = lookup(k, path)
     if cg.parent is None or not cg.has_css("cpu"):
         raise KernelError(errno.ENOENT, f"{path}: no cpu controller")
     try:
@@ -163,7 +163,7 @@ def set_cpu_weight(k: "Kernel", path: str, buf: bytes) -> None:
 
 def set_pids_max(k: "Kernel", path: str, buf: bytes) -> None:
     """pids_max_write(): "max" or 0..PID_MAX_LIMIT (kstrtoll); EINVAL else."""
-    cg = _get(k, path)
+    cg = lookup(k, path)
     if cg.parent is None or not cg.has_css("pids"):
         raise KernelError(errno.ENOENT, f"{path}: no pids controller")
     buf = strstrip(buf)
@@ -210,7 +210,7 @@ def procs_write(k: "Kernel", path: str, buf: bytes) -> None:
 def threads_write(k: "Kernel", path: str, buf: bytes) -> None:
     """cgroup.threads of a domain cgroup: threads move only inside a
     threaded subtree (none here): EOPNOTSUPP."""
-    _get(k, path)
+    lookup(k, path)
     raise KernelError(errno.EOPNOTSUPP, f"{path} is not threaded")
 
 

@@ -19,7 +19,7 @@ def c_cgroups(k: Kernel) -> dict:
 def c_cgroup_stat(k: Kernel, path: str) -> dict:
     """One cgroup as its files show it: members, controllers, memory
     (bytes, limits, events), pids and CPU time (us)."""
-    cg = C._get(k, path)
+    cg = C.lookup(k, path)
     out: dict = {"procs": sorted(cg.procs), "subtree_control": list(cg.subtree_control),
                  "pids_current": stat.nr_tasks(k, cg)}
     m = cg.memcg
@@ -47,5 +47,5 @@ COMMANDS = (
             "cpu.weight, pids.max, cgroup.subtree_control \"+memory -cpu\", cgroup.procs): the errno "
             "the kernel gives that write."),
     query("cgroups", c_cgroups),
-    query("cgroup_stat", c_cgroup_stat, p("path", STR)),
+    query("cgroup_stat", c_cgroup_stat, p("path", STR, "/")),
 )
