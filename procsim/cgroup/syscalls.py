@@ -63,7 +63,8 @@ def attach(k: "Kernel", pid: int, path: str, create: bool = False) -> None:
         tg = t.tg
         if tg.zombie:
             raise KernelError(errno.ESRCH, f"{pid} is a zombie")
-        if tg.leader.flags & PF_KTHREAD and tg.leader.flags & PF_NO_SETAFFINITY:
+        # kthreadd (no_cgroup_migration, cgroup_init_kthreadd) and CPU-bound kthreads
+        if tg.leader.flags & PF_KTHREAD and (tg.leader.flags & PF_NO_SETAFFINITY or tg.parent is None):
             raise KernelError(errno.EINVAL, f"{pid}: a kernel thread that may not move")
         try:
             if create:

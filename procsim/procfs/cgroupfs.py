@@ -35,6 +35,11 @@ def _max(pages: int) -> str:
     return "max" if pages >= PAGE_COUNTER_MAX else str(pages * PAGE_SIZE)
 
 
+def _mask(names) -> bytes:
+    """cgroup_print_ss_mask(): the names, a newline only after some."""
+    return (" ".join(names) + "\n").encode() if names else b""
+
+
 def _lines(*rows) -> bytes:
     return "".join(f"{r}\n" for r in rows).encode()
 
@@ -88,7 +93,7 @@ def _cpuset_cpus(k: Kernel, cg: Cgroup) -> bytes:
 # (name, render, writable, the controller it belongs to (None: core), on the root too)
 Row = tuple[str, Callable[[Kernel, Cgroup], bytes], bool, str | None, bool]
 FILES: tuple[Row, ...] = (
-    ("cgroup.controllers", lambda k, cg: (" ".join(cg.controllers()) + "\n").encode(), False, None, True),
+    ("cgroup.controllers", lambda k, cg: _mask(cg.controllers()), False, None, True),
     ("cgroup.events", lambda k, cg: _lines(f"populated {int(k.cgroups.populated(cg))}", "frozen 0"),
      False, None, False),
     ("cgroup.freeze", lambda k, cg: b"0\n", False, None, False),
@@ -97,12 +102,14 @@ FILES: tuple[Row, ...] = (
     ("cgroup.pressure", lambda k, cg: b"1\n", False, None, True),
     ("cgroup.procs", _procs, True, None, True),
     ("cgroup.stat", _stat, False, None, True),
-    ("cgroup.subtree_control", lambda k, cg: (" ".join(cg.subtree_control) + "\n").encode(), True, None, True),
+    ("cgroup.subtree_control", lambda k, cg: _mask(cg.subtree_control), True, None, True),
     ("cgroup.threads", _threads, True, None, True),
     ("cgroup.type", lambda k, cg: b"domain\n", False, None, False),
     ("cpu.max", lambda k, cg: cgcpu.cpu_max(cg), True, "cpu", False),
     ("cpu.pressure", _pressure("cpu"), False, None, True),
     ("cpu.stat", cgcpu.cpu_stat, False, None, True),
+    ("cpu.stat.local", lambda k, cg: b"throttled_usec 0\n" if cg.parent is not None and cg.has_css("cpu") else b"",
+     False, None, True),
     ("cpu.weight", lambda k, cg: f"{cg.cpu_weight}\n".encode(), True, "cpu", False),
     ("cpu.weight.nice", lambda k, cg: b"0\n", False, "cpu", False),
     ("cpuset.cpus", lambda k, cg: b"\n", False, "cpuset", False),
