@@ -80,8 +80,10 @@ class PsiState:
         if dt <= 0:
             return
         k = self.k
-        tasks = [t for t in k.tasks.values() if not t.dead and not t.tg.zombie]
         mem, io = self.stall["memory"], self.stall["io"]
+        # only these can be non-idle: runnable, in D, or with a stall to spend
+        tasks = [t for t in k.tasks.values() if t.state in ("R", "D") or t.pid in mem or t.pid in io]
+        tasks = [t for t in tasks if not t.dead and not t.tg.zombie]
         cuts = sorted({min(v, dt) for v in (*mem.values(), *io.values()) if v > 0} | {dt})
         oncpu = {cpu.curr.pid for cpu in k.sched.cpus if cpu.curr is not None}
         segments: list[tuple[int, int, dict[int, tuple[list[int], int]]]] = []
@@ -94,13 +96,26 @@ class PsiState:
                 d[tid] -= min(d[tid], dt)
                 if not d[tid] or tid not in k.tasks:
                     del d[tid]
+        busy = set().union(*(fr.keys() for _, _, fr in segments))
         for cg in list(k.cgroups.cgroups.values()):
-            if cg.psi is not None:
+            if cg.psi is not None and (cg.id in busy or self.work_at.get(cg.id) is not None):
                 self._advance(cg, segments, start, end)
 
     def _fractions(self, k: "Kernel", tasks: list["Task"], oncpu: set[int], at: int):
         """Per group id: (CPUs in each state, non-idle CPUs) for a span in
-        which task states hold."""
+        which task states hold (the same as last time while nothing moved)."""
+        mem, io = self.stall["memory"], self.stall["io"]
+        sig = tuple((t.pid, t.state, t.cpu, t.tg.cgroup, t.pid in oncpu, mem.get(t.pid, 0) > at,
+                     io.get(t.pid, 0) > at) for t in tasks)
+        if self._memo is not None and self._memo[0] == sig and self._memo[1] == k.cgroups.generation:
+            return self._memo[2]
+        out = self._count(k, tasks, oncpu, at)
+        self._memo = (sig, k.cgroups.generation, out)
+        return out
+
+    _memo = None
+
+    def _count(self, k: "Kernel", tasks: list["Task"], oncpu: set[int], at: int):
         mem, io = self.stall["memory"], self.stall["io"]
         counts: dict[int, dict[int, list[int]]] = {}
         for t in tasks:
