@@ -85,7 +85,7 @@ class CgroupRoot:
         self.cgroups: dict[str, Cgroup] = {"/": self.root}
         self.on_css_online: list = []   # callbacks (cgroup, subsystem) as a css comes and goes
         self.on_css_offline: list = []
-        self.generation = 0  # moves as cgroups come and go (caches of the tree's shape key on it)
+        self.shape_seq = 0  # moves as cgroups come and go (caches of the tree's shape key on it)
 
     def _alloc_id(self) -> int:
         self._next_id += 1
@@ -109,7 +109,7 @@ class CgroupRoot:
         if "\n" in name or len(name) > 255:
             raise OSError(errno.EINVAL, f"{name!r}: not a cgroup name")
         cg = Cgroup(path, parent, (), id=self._alloc_id())
-        self.generation += 1
+        self.shape_seq += 1
         self.cgroups[path] = cg
         parent.children[name] = cg
         for cb in self.on_css_online:
@@ -143,7 +143,7 @@ class CgroupRoot:
             cb(cg, None)
         del self.cgroups[cg.path]
         del cg.parent.children[cg.name]
-        self.generation += 1
+        self.shape_seq += 1
 
     def attach(self, tgid: int, old: str | None, new: str) -> str:
         """Move a thread group (cgroup_attach_task); returns the new path.

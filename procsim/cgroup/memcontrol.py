@@ -48,6 +48,7 @@ EVENTS = ("low", "high", "max", "oom", "oom_kill", "oom_group_kill")
 # stand-in for the time reclaim runs), and a page read back from swap
 RECLAIM_NS_PER_PAGE = 2_000
 SWAPIN_NS = 100_000
+RECLAIM_BATCH = 32 * PAGE_SIZE  # SWAP_CLUSTER_MAX pages
 
 
 @dataclass(eq=False)
@@ -146,40 +147,69 @@ class MemcgState:
 
     @contextmanager
     def charging(self, t: "Task | None") -> Iterator[None]:
-        """What `t` allocates inside is charged to its memcg."""
-        prev = self.active, self.active_task
+        """What `t` allocates inside is charged to its memcg; on the way out
+        (the operation done, its page tables and page cache consistent) the
+        limits it went over are enforced: reclaim, then the memcg OOM
+        killer for memory.max, throttling for memory.high."""
+        prev = self.active, self.active_task, self.pending
         self.active = self.memcg_of(t) if t is not None and t.mm is not None else None
         self.active_task = t
+        self.pending = 0
+        ok = False
         try:
             yield
+            ok = True
         finally:
-            self.active, self.active_task = prev
+            try:
+                if self.pending and self.active is not None:
+                    try:
+                        self.enforce(self.active, self.pending)
+                    except M.OutOfMemory:
+                        if ok:
+                            raise
+            finally:
+                self.active, self.active_task, self.pending = prev
+
+    pending = 0  # pages charged over a limit in the current operation
 
     # -- charge and uncharge -----------------------------------------------------
 
     def try_charge(self, n: int, flags: int, may_oom: bool = True) -> int:
         """The MemMap's hook before it hands out n frames: charge them to the
         active memcg (and its ancestors); returns the id to stamp them with.
-        Raises OutOfMemory when the memcg OOM killer cannot make room."""
+        Over memory.max or memory.high the charge is made and the limit
+        enforced when the operation ends (charging()): reclaim in the middle
+        of a fault would change the page tables and page cache under it. A
+        large folio (not `may_oom`) over memory.max fails at once: the fault
+        falls back to small pages."""
         if flags & M.PG_HUGETLB:
             return 0  # hugetlb is not charged (no memory_hugetlb_accounting)
         m = self.active or self.root
-        while True:
-            over = next((a for a in m.ancestors() if a.parent is not None and a.usage + n > a.max), None)
-            if over is None:
-                break
-            over.memory_event("max")
-            need = over.usage + n - over.max
-            if self.reclaim(over, need) >= need or over.usage + n <= over.max:
-                continue
-            if not may_oom:
-                raise M.OutOfMemory(f"memory cgroup {over.cgroup.path}: over memory.max")
-            self.out_of_memory(over, n)
+        over_max = any(a.parent is not None and a.usage + n > a.max for a in m.ancestors())
+        if over_max and not may_oom:
+            raise M.OutOfMemory(f"memory cgroup {m.cgroup.path}: over memory.max")
         for a in m.ancestors():
             a.usage += n
             a.watermark = max(a.watermark, a.usage)
-        self._over_high(m, n)
+        if over_max or any(a.parent is not None and a.usage > a.high for a in m.ancestors()):
+            self.pending += n
         return m.id
+
+    def enforce(self, m: MemCgroup, n: int) -> None:
+        """try_charge_memcg()'s slow path for the n pages charged over a limit:
+        for each memcg over memory.max, reclaim, then the memcg OOM killer
+        until it is under (OutOfMemory: nothing left to kill, or the
+        charging task itself chosen); then memory.high's throttling."""
+        for over in list(m.ancestors()):
+            if over.parent is None or over.usage <= over.max:
+                continue
+            over.memory_event("max")
+            while over.usage > over.max:
+                need = over.usage - over.max
+                if self.reclaim(over, need) >= need or over.usage <= over.max:
+                    break
+                self.out_of_memory(over, n)
+        self._over_high(m, n)
 
     def out_of_memory(self, over: MemCgroup, n: int) -> None:
         """mem_cgroup_oom() -> out_of_memory() with oc->memcg: a victim in
@@ -239,6 +269,7 @@ class MemcgState:
         ids = self.subtree_ids(m)
         before = m.usage
         m.count_event("pgscan_direct", want)
+        self._drop_swapcache(ids)
         for f in list(k.vfs.files.values()):
             if m.usage <= before - want:
                 break
@@ -259,9 +290,12 @@ class MemcgState:
                 if tg.mm is None or tg.zombie or m not in self.memcg_of_path(tg.cgroup).ancestors():
                     continue
                 for v in list(tg.mm.vmas):
-                    if m.usage <= before - want:
-                        break
-                    vmscan.pageout(tg.mm, v.start, v.end)
+                    # in batches (as shrink_lruvec's), so that no more than asked goes out
+                    for a in range(v.start, v.end, RECLAIM_BATCH):
+                        if m.usage <= before - want:
+                            break
+                        vmscan.pageout(tg.mm, a, min(a + RECLAIM_BATCH, v.end))
+                        self._drop_swapcache(ids)  # written back: the cached copies go (__remove_mapping)
         freed = before - m.usage
         m.count_event("pgsteal_direct", max(freed, 0))
         t = self.active_task
@@ -284,6 +318,19 @@ class MemcgState:
         if not sw.nr_slots:
             return 0
         return int(np.count_nonzero(np.isin(sw.memcg, self.subtree_ids(m)) & (sw.swap_map != 0)))
+
+    def _drop_swapcache(self, ids: np.ndarray) -> None:
+        """Swap-cache folios charged to these memcgs that nobody maps are freed
+        (their slots keep the data): SwapCache.shrink() for one memcg."""
+        mem = self.k.mem
+        sc = mem.swap_cache
+        if not sc.nr_swapcached:
+            return
+        pfns = sc.pfns()
+        gone = pfns[np.isin(mem.memcg[pfns], ids) & (mem.mapcount[pfns] == 0) & ~np.isin(pfns, sc.held)]
+        if len(gone):
+            sc.delete(gone)
+            mem.free(gone)
 
     def set_limit(self, m: MemCgroup, which: str, pages: int) -> None:
         """memory_max_write()/memory_high_write(): the new limit, then reclaim

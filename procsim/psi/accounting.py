@@ -107,10 +107,10 @@ class PsiState:
         mem, io = self.stall["memory"], self.stall["io"]
         sig = tuple((t.pid, t.state, t.cpu, t.tg.cgroup, t.pid in oncpu, mem.get(t.pid, 0) > at,
                      io.get(t.pid, 0) > at) for t in tasks)
-        if self._memo is not None and self._memo[0] == sig and self._memo[1] == k.cgroups.generation:
+        if self._memo is not None and self._memo[0] == sig and self._memo[1] == k.cgroups.shape_seq:
             return self._memo[2]
         out = self._count(k, tasks, oncpu, at)
-        self._memo = (sig, k.cgroups.generation, out)
+        self._memo = (sig, k.cgroups.shape_seq, out)
         return out
 
     _memo = None
