@@ -32,4 +32,6 @@ def forked(k: "Kernel", tg: "ThreadGroup") -> None:
     """pids.peak: the most tasks each cgroup on the way up has had."""
     cg = k.cgroups.css_of(tg.cgroup, "pids")
     for a in cg.ancestors():
+        if a.parent is None:
+            break  # (the root has no pids.peak)
         a.pids_peak = max(a.pids_peak, stat.nr_tasks(k, a))
