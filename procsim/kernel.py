@@ -95,7 +95,6 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
         self.ns_next_inum = nsproxy.PROC_DYNAMIC_FIRST  # proc_alloc_inum()'s next
         self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy (procsim/cgroup/)
         self.memcg = memcontrol.MemcgState(self)  # the memory controller's charges and limits
-        self.psi = psi.PsiState(self)  # pressure stall information (procsim/psi/)
         self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         self._max_threads: int | None = None  # kernel.threads-max, once written
@@ -112,6 +111,7 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
         # release_task(): told of each task as it leaves the task table, under
         # the lock (procfs flushes the pid's dentries from it: proc_flush_pid)
         self.on_release: list[Callable[[Task], None]] = []
+        self.psi = psi.PsiState(self)  # pressure stall information (procsim/psi/): hears changes
         # The vDSO: two kernel pages (from the reserved region) every process maps.
         self.vdso_pages = np.arange(2, 4, dtype=np.int64)
         self._vdso_memo: tuple[int, dict[int, int]] | None = None

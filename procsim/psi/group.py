@@ -82,8 +82,11 @@ class PsiGroup:
             return
         for s in range(len(STATES)):
             sample = min(self.total[s] - self.avg_total[s], period)
+            avg = self.avg[s]
+            if not sample and not (avg[0] or avg[1] or avg[2]):
+                continue  # calc_avgs() of nothing on zeros: zeros
             self.avg_total[s] += sample
-            calc_avgs(self.avg[s], missed, sample, period)
+            calc_avgs(avg, missed, sample, period)
 
     def idle(self) -> bool:
         return self.total == self.avg_total and not any(any(a) for a in self.avg)
