@@ -115,3 +115,20 @@ def test_shape_as_host(resource: str) -> None:
         parse(text)
     st = fs.getattr(f"/proc/pressure/{resource}", __import__("procfs_helpers").ROOT)
     assert st.mode & 0o777 == 0o666
+
+
+def test_kept_counts_equal_a_recount() -> None:
+    """The per-(group, CPU) counts kept as tasks change are those a recount
+    of every task gives, after the default scenario's boot and activity."""
+    from procsim import scenario
+    k = scenario.load(clock="manual")
+    k.advance(7)
+    ps = k.psi
+    ps._update(k)
+    kept = ({key: list(c) for key, c in ps._cnt.items() if any(c)},
+            {g: list(a) for g, a in ps._agg.items() if any(a)})
+    ps._rescan = True
+    ps._update(k)
+    fresh = ({key: list(c) for key, c in ps._cnt.items() if any(c)},
+             {g: list(a) for g, a in ps._agg.items() if any(a)})
+    assert kept == fresh and fresh[1]
