@@ -224,3 +224,21 @@ def write(k: "Kernel", path: str, name: str, buf: bytes) -> None:
     if w is None:
         raise KernelError(errno.EINVAL, f"{name}: not a writable cgroup file")
     w(k, path, buf)
+
+
+class CgroupSyscalls:
+    """The hierarchy's entry points as Kernel methods (a Kernel mixin)."""
+
+    def cgroup_mkdir(self: "Kernel", path: str) -> None:
+        mkdir(self, path)
+
+    def cgroup_rmdir(self: "Kernel", path: str) -> None:
+        rmdir(self, path)
+
+    def cgroup_attach(self: "Kernel", pid: int, path: str, create: bool = False) -> None:
+        """A write of `pid` to PATH/cgroup.procs: the whole thread group moves."""
+        attach(self, pid, path, create)
+
+    def cgroup_write(self: "Kernel", path: str, name: str, data: bytes) -> None:
+        """A write of `data` to the file `name` of cgroup `path`."""
+        write(self, path, name, data)
