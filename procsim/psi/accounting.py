@@ -22,6 +22,11 @@ idle machine is full pressure, not 1/nr_cpus of it). The weights are ns,
 where psi.c uses jiffies of its 2 s window (the model's spans may be
 shorter than a jiffy).
 
+The counts are kept as tasks change, as psi_task_change() keeps them: the
+kernel's change records name the task that ran, slept, woke, forked or
+moved, and only it (and the CPUs' current tasks) is counted again; a change
+that names no task recounts them all.
+
 The averages' work runs psi_period after a group's first activity and
 reschedules itself while the group is busy (psi_avgs_work); a quiet
 group's averages decay at the next update, by the periods it missed."""
