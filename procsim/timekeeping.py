@@ -15,6 +15,7 @@ import heapq
 import time
 from collections.abc import Callable
 
+from procsim.block.writeback import wb_tick
 from procsim.errors import KernelError
 from procsim.mm.mm import MMError
 from procsim.mm.page_alloc import OutOfMemory
@@ -54,6 +55,8 @@ class Timekeeping:
         if target > self.now:
             if self.workloads.active:  # their accesses in [now, target), stamped now
                 self.workloads.step(self.now, target)
+            if self.block.b_dirty:  # the flusher's wake-ups (procsim/block/writeback.py)
+                wb_tick(self, self.now, target)
             span = target - self.now
             self.sched.account(span)
             # Idle CPUs still switch to kworkers now and then; keeps vmstat cs moving.
