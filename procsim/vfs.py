@@ -48,17 +48,18 @@ def default_build_id(path: str) -> bytes:
 class VFS:
     def __init__(self) -> None:
         self.files: dict[str, File] = {}
+        self.root_dev = ROOT_DEV  # the root filesystem's device (a scenario's disks may move it)
         self._shmem_ino = 1024
 
     def file(self, path: str, size: int | None = None, writable: bool = False,
-             dev: tuple[int, int] = ROOT_DEV, salt: str = "") -> File:
+             dev: tuple[int, int] | None = None, salt: str = "") -> File:
         """The inode at `path`, created on first use with a stable inode
         number (on `dev`; `salt` makes a path created again after an unlink
         a new inode)."""
         f = self.files.get(path)
         if f is None:
             ino = 100000 + zlib.crc32((path + salt).encode()) % 900000
-            f = File(path, ino, dev, size or KNOWN_SIZES.get(path, DEFAULT_SIZE))
+            f = File(path, ino, self.root_dev if dev is None else dev, size or KNOWN_SIZES.get(path, DEFAULT_SIZE))
             if looks_like_elf(path):
                 f.build_id = default_build_id(path)
             self.files[path] = f

@@ -55,6 +55,7 @@ def install_disks(k: "Kernel", disks: list[Gendisk], root: str, mounts: list[tup
     ns = k.mnt_ns_table(k.init_ns["mnt"])
     rootm = ns.lookup("/")
     rootm.dev, rootm.source = names[root].dev, f"/dev/{root}"
+    k.vfs.root_dev = names[root].dev
     names[root].mount, names[root].fstype = "/", rootm.fstype
     shared = max((int(m.propagation.split(":")[1]) for m in ns.mounts if m.propagation.startswith("shared:")),
                  default=0)
@@ -125,6 +126,34 @@ def truncate_discard(k: "Kernel", f: "File", mnt: Mount, old_size: int, new_size
     b = k.block.bdevs.get(mnt.dev)
     if freed > 0 and b is not None:
         k.block.discard(b, freed << (PAGE_SHIFT - 9))
+
+
+QUEUE_LIMITS = {"nr_requests": (4, 2048), "read_ahead_kb": (0, 1 << 31), "rotational": (0, 1)}
+
+
+def set_queue_attr(k: "Kernel", disk: str, attr: str, text: str) -> None:
+    """A write to /sys/block/DISK/queue/ATTR (scheduler, nr_requests,
+    read_ahead_kb, rotational): EINVAL for a value the attribute refuses
+    (an unknown elevator, a number out of its range), nothing changed."""
+    b = k.block.by_name.get(disk)
+    if b is None or b.is_partition:
+        raise KernelError(errno.ENODEV, f"no disk {disk!r}")
+    q = b.disk.queue
+    if attr == "scheduler":
+        names = [s.strip("[]") for s in q.scheduler]
+        if text not in names:
+            raise KernelError(errno.EINVAL, f"scheduler {text!r}: one of {', '.join(names)}")
+        q.scheduler = tuple(f"[{s}]" if s == text else s for s in names)
+    else:
+        lo, hi = QUEUE_LIMITS[attr]
+        try:
+            v = int(text, 10)
+        except ValueError:
+            raise KernelError(errno.EINVAL, f"{attr}: {text!r} is not a number") from None
+        if not lo <= v <= hi:
+            raise KernelError(errno.EINVAL, f"{attr}: {v} out of {lo}..{hi}")
+        setattr(q, attr, v)
+    k._changed("block", disk=disk, attr=attr)
 
 
 def disks_info(k: "Kernel") -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ import errno
 
 from procsim.block.genhd import STAT_DISCARD, STAT_FLUSH, STAT_READ, STAT_WRITE, BlockDevice, DiskStats
 from procsim.block.swapfile import SWAPS_HEADER, swap_show
+from procsim.block.syscalls import set_queue_attr
+from procsim.errors import KernelError
 from procsim.kernel import Kernel
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Dir, DynDir, Node, Show
@@ -109,24 +111,10 @@ def _scheduler_show(b: BlockDevice) -> str:
 
 def _queue_write(name: str, attr: str):
     def write(ctx: Ctx, data: bytes) -> int:
-        k = ctx.kernel
-        q = _bdev(ctx, name).disk.queue
-        text = data.decode(errors="replace").strip()
-        if attr == "scheduler":
-            names = [s.strip("[]") for s in q.scheduler]
-            if text not in names:
-                raise OSError(errno.EINVAL, f"scheduler {text!r}")
-            q.scheduler = tuple(f"[{s}]" if s == text else s for s in names)
-        else:
-            try:
-                v = int(text, 10)
-            except ValueError:
-                raise OSError(errno.EINVAL, attr) from None
-            if attr == "rotational" and v not in (0, 1) or attr == "nr_requests" and not 4 <= v <= 2048 \
-                    or attr == "read_ahead_kb" and not 0 <= v <= 1 << 31:
-                raise OSError(errno.EINVAL, f"{attr}: {v}")
-            setattr(q, attr, v)
-        k._changed("block", disk=name, attr=attr)
+        try:
+            set_queue_attr(ctx.kernel, name, attr, data.decode(errors="replace").strip())
+        except KernelError as e:
+            raise OSError(e.errno, e.strerror) from None
         return len(data)
     return write
 

@@ -16,6 +16,7 @@ from procsim.kernel import Kernel, KernelError
 from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.scenario.activity import ActivityBuilder
+from procsim.scenario.block import BlockBuilder
 from procsim.scenario.machine import machine_config
 from procsim.scenario.memory import MemoryBuilder
 from procsim.scenario.names import _REGISTRY, Names
@@ -24,7 +25,7 @@ from procsim.scenario.schema import KTHREAD, TOP, ScenarioError, _fields, _is_in
 from procsim.units import NSEC
 
 
-class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder):
+class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, BlockBuilder):
     """One build: the document, the kernel it makes, the names it gives."""
 
     def __init__(self, doc: dict, source: str) -> None:
@@ -81,6 +82,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder):
         top = _fields(self.doc, TOP, self.source)
         self.k = k = Kernel(machine_config(top.get("machine", {}), seed, clock), at_boot=True)
         self.history = BootHistory(k)
+        self._disks(top)  # the disks and what is mounted on them, before anything does I/O
         _REGISTRY[k] = self.names
         self.names.description = top.get("description", "")
         procs = top.get("process", [])

@@ -153,7 +153,7 @@ def _fields(d: Any, schema: dict[str, Callable], where: str, required: tuple[str
 # -- schemas --------------------------------------------------------------------
 
 TOP = {"description": _t_str, "machine": _t_table, "process": _t_tables, "kthread": _t_tables,
-       "activity": _t_tables}
+       "activity": _t_tables, "disk": _t_tables, "swap": _t_table}  # disk, swap: procsim/scenario/block.py
 KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any, "start": _t_num}
 PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "argv": _t_strs, "exe": _t_str,
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,
@@ -176,4 +176,13 @@ PROTECT = {"start": _t_size, "size": _t_size, "prot": _t_prot}
 LIB = {"path": _t_str, "size": _t_size}
 EVENT = {"at": _t_num, "every": _t_num, "count": _t_count, "op": _t_str, "as": _t_str, "cycle": _t_table,
          "random": _t_table}
+# block devices (procsim/scenario/block.py): a disk, its queue, its partitions, where swap is
+DISK = {"name": _t_str, "size": _t_size, "major": _t_int, "minor": _t_int, "mount": _t_str, "fstype": _t_str,
+        "options": _t_str, "partition": _t_tables, "rotational": _t_bool, "scheduler": _t_str,
+        "nr_requests": _t_int, "read_ahead_kb": _t_int, "logical_block_size": _t_int,
+        "physical_block_size": _t_int, "max_sectors_kb": _t_int, "write_cache": _t_str, "latency_us": _t_num,
+        "bandwidth": _t_size, "removable": _t_bool, "ro": _t_bool}
+PARTITION = {"size": _t_size, "start": _t_int, "mount": _t_str, "fstype": _t_str, "options": _t_str,
+             "swap": _t_bool}
+SWAP = {"on": _t_str, "priority": _t_int}
 STATES = ("R", "S", "D", "T")
