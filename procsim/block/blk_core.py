@@ -66,6 +66,7 @@ class BlockState:
                 self.bdevs[p.dev] = p
                 self.by_name[p.name] = p
         self.root = self.bdevs[root]
+        self.journal = True          # the root filesystem's journal commits (journal_stats)
         self.swap = None             # procsim/block/swapfile.py SwapArea, when there is swap
         self.clock = clock           # () -> ns since boot
         self.when: int | None = None  # the instant I/O is issued at, when not now (the flusher's wake-ups)
@@ -137,7 +138,7 @@ class BlockState:
         journal commits (a pure function of the clock, like the pgpgout
         trickle they are: procsim/mm/vmstat.py) on its device and disk."""
         s = bdev.stats
-        if bdev is self.root or bdev is self.root.disk.part0:
+        if self.journal and (bdev is self.root or bdev is self.root.disk.part0):
             s = s.plus(journal_stats(self.root.disk, now))
         return s
 

@@ -96,7 +96,7 @@ def install_disks(k: "Kernel", disks: list[Gendisk], root: str, mounts: list[tup
 def do_sync(k: "Kernel") -> int:
     """sync(2); the pages written."""
     n = writeback.sync(k)
-    k._changed("io", what="sync")
+    k._changed("io", op="sync")
     return n
 
 
