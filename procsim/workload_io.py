@@ -5,8 +5,8 @@ calls whose bytes fall in it, so the I/O, like the accesses, depends only
 on the ticks run). Reads go through the file from its start and wrap at
 its end (a second pass finds the pages cached: rchar grows, read_bytes no
 more); writes go from the start of `span` bytes and wrap there (a log
-rewritten in place; no writeback is modelled, so a page counts in
-write_bytes the first time it is dirtied). The counters are the kernel's
+rewritten in place: a page counts in write_bytes each time it is dirtied
+again after writeback cleaned it, procsim/block/writeback.py). The counters are the kernel's
 (Kernel.read/write, procsim/ioac.py)."""
 
 from __future__ import annotations
