@@ -13,7 +13,7 @@ from procsim.block.syscalls import set_queue_attr
 from procsim.errors import KernelError
 from procsim.kernel import Kernel
 from procsim.procfs.context import Caller, Ctx
-from procsim.procfs.kinds import Dir, DynDir, Node, Show
+from procsim.procfs.kinds import Dir, DynDir, Link, Node, Show
 
 MS = 1_000_000
 
@@ -214,3 +214,27 @@ def _block_readdir(parent: Node, kernel: Kernel) -> list[str]:
 
 
 SYS_BLOCK = DynDir("block", (), 0o755, lookup=_block_lookup, readdir=_block_readdir)
+
+
+# /sys/dev/block/MAJ:MIN: a link per block device to its directory (a disk's
+# under /sys/block, a partition's inside its disk's)
+_DEV_LINKS: dict[tuple[str, str], Link] = {}
+
+
+def _dev_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, bool]:
+    major, _, minor = name.partition(":")
+    b = kernel.block.bdevs.get((int(major), int(minor))) if major.isdigit() and minor.isdigit() else None
+    if b is None or f"{b.dev[0]}:{b.dev[1]}" != name:
+        raise OSError(errno.ENOENT, name)
+    target = f"../../block/{b.disk.disk_name}" + (f"/{b.name}" if b.is_partition else "")
+    link = _DEV_LINKS.get((name, target))
+    if link is None:
+        link = _DEV_LINKS[(name, target)] = Link(name, lambda ctx, t=target: t)
+    return link.node(parent, caller, kernel)
+
+
+def _dev_readdir(parent: Node, kernel: Kernel) -> list[str]:
+    return [f"{b.dev[0]}:{b.dev[1]}" for d in kernel.block.disks for b in d.parts]
+
+
+SYS_DEV_BLOCK = DynDir("block", (), 0o755, lookup=_dev_lookup, readdir=_dev_readdir)

@@ -17,6 +17,7 @@ def _hugepages(kb: int) -> Dir:
 
 SYS_ENTRIES = (
     block.SYS_BLOCK,
+    Dir("dev", (block.SYS_DEV_BLOCK,), 0o755),
     Dir.of("devices", Dir.of("system", Dir.of("cpu",
                                               Show("online", small_files.cpu_online, **_SYSFS_RO),
                                               Show("possible", small_files.cpu_possible, **_SYSFS_RO)))),

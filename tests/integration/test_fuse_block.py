@@ -161,3 +161,11 @@ def test_psutil_disk_partitions(disks_machine, tmp_path):
     sizes = {f[3]: int(f[2]) for f in (ln.split() for ln in open(f"{m.proc}/partitions").read().splitlines()[2:])}
     assert int(open(f"{m.sys}/block/vda/vda1/size").read()) == sizes["vda1"] * 2 == 2 << 20
     assert int(open(f"{m.sys}/block/vdb/size").read()) == sizes["vdb"] * 2
+    # /sys/dev/block/MAJ:MIN, as the mountinfo dev field names them, leads to the same device
+    assert int(open(f"{m.sys}/dev/block/254:1/size").read()) == sizes["vda1"] * 2
+    assert open(f"{m.sys}/dev/block/254:16/dev").read() == "254:16\n"
+
+
+def test_swapon_show(disks_machine):
+    out = run(disks_machine, "swapon", "--show", "--bytes", "--raw")
+    assert out.splitlines() == ["NAME TYPE SIZE USED PRIO", f"/dev/vda2 partition {(512 << 20) - 4096} 0 -2"]

@@ -461,3 +461,14 @@ def test_sixty_four_disks_render_fast() -> None:
     assert per < 0.05, per
     stats = diskstats(fs)
     assert all(stats[f"sd{chr(97 + i)}4"][6] >= 128 for i in range(1, 26))
+
+
+def test_sys_dev_block_links() -> None:
+    k = machine()
+    fs = ProcFS(k)
+    names = fs.readdir("/sys/dev/block", ROOT)
+    assert names == ["254:0", "254:1", "254:2", "254:3", "254:16", "259:0", "259:1"]
+    assert fs.readlink("/sys/dev/block/254:0", ROOT) == "../../block/vda"
+    assert fs.readlink("/sys/dev/block/259:1", ROOT) == "../../block/nvme0n1/nvme0n1p1"
+    for bad in ("254:99", "x", "254:00"):
+        assert errno_of(fs.getattr, f"/sys/dev/block/{bad}", ROOT) == errno.ENOENT
