@@ -472,3 +472,13 @@ def test_sys_dev_block_links() -> None:
     assert fs.readlink("/sys/dev/block/259:1", ROOT) == "../../block/nvme0n1/nvme0n1p1"
     for bad in ("254:99", "x", "254:00"):
         assert errno_of(fs.getattr, f"/sys/dev/block/{bad}", ROOT) == errno.ENOENT
+
+
+def test_example_disks_scenario() -> None:
+    k = scenario.load("examples/disks.toml", clock="manual")
+    fs = ProcFS(k)
+    k.advance(60)
+    d = diskstats(fs)
+    assert d["nvme0n1"][2] > 0 and d["nvme0n1"][6] > 0 and d["sda1"][6] > 0 and d["sda"][6] == d["sda1"][6]
+    assert read_all(fs, "/sys/block/sda/queue/scheduler") == b"none mq-deadline kyber [bfq] \n"
+    assert read_all(fs, "/proc/swaps").split()[-5:] == [b"/dev/vda2", b"partition", b"2097148", b"0", b"10"]
