@@ -169,3 +169,21 @@ def test_psutil_disk_partitions(disks_machine, tmp_path):
 def test_swapon_show(disks_machine):
     out = run(disks_machine, "swapon", "--show", "--bytes", "--raw")
     assert out.splitlines() == ["NAME TYPE SIZE USED PRIO", f"/dev/vda2 partition {(512 << 20) - 4096} 0 -2"]
+
+
+def test_vmstat_p_and_D(disks_machine):
+    m = disks_machine
+    d = model(m)
+    out = run(m, "vmstat", "-p", "/dev/vda3").splitlines()
+    assert out[0].split() == ["vda3", "reads", "read", "sectors", "writes", "requested", "writes"]
+    assert [int(x) for x in out[1].split()] == [d["vda3"]["reads"], d["vda3"]["read_sectors"], d["vda3"]["writes"],
+                                                d["vda3"]["write_sectors"]]
+    summary = {ln.split(None, 1)[1].strip(): int(ln.split()[0]) for ln in run(m, "vmstat", "-D").splitlines()
+               if ln.strip()}
+    disks = [v for v in d.values() if not v["partition"]]
+    assert summary["disks"] == len(disks) and summary["partitions"] == len(d) - len(disks)
+    assert summary["total reads"] == sum(v["reads"] for v in disks)
+    assert summary["read sectors"] == sum(v["read_sectors"] for v in disks)
+    assert summary["writes"] == sum(v["writes"] for v in disks)
+    assert summary["merged writes"] == sum(v["write_merges"] for v in disks)
+    assert summary["written sectors"] == sum(v["write_sectors"] for v in disks)
