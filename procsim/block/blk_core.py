@@ -15,12 +15,16 @@ started.
 The service-time model, per disk: one server, requests served first in,
 first out. A request of n sectors takes latency_ns + n*512/bandwidth; it
 starts when it is issued or when the disk is done with the ones before it
-(busy_until), whichever is later. Its ticks (the ms fields of diskstats)
-are the time from issue to completion, queueing included; io_ticks grows
-by the time the disk was busy serving it (intervals never overlap, so a
-burst issued at one instant keeps the disk busy for its whole length). The
-simulated clock does not move inside a syscall, so every request is
-complete when the syscall returns: in_flight is 0.
+(busy_until), whichever is later. A request counts (ios, sectors, and its
+ticks, the ms fields of diskstats: the time from issue to completion,
+queueing included) once it is complete, as blk_account_io_done counts it;
+until then it is in flight (diskstats field 9, /sys/block/DEV/inflight).
+io_ticks is the time the disk was busy up to the reader's instant: the
+requests' service intervals never overlap, so a burst issued at one
+instant keeps the disk busy for its whole length and iostat's %util stays
+at most 100. The memory model's counters (pgpgin, read_bytes, pswpin) move
+when the bios are submitted, so they lead the disks' by the requests in
+flight, as on Linux. Merges count when the bios are merged (at issue).
 
 A file's I/O goes to the disk its inode's device names (the device of the
 mount the file is on); files on anonymous devices (major 0, such as the
@@ -106,15 +110,20 @@ class BlockState:
         now = self.clock() if self.when is None else self.when
         t = max(now, disk.busy_until)
         busy = wait = 0
+        targets = (bdev, disk.part0) if bdev.is_partition else (bdev,)  # part_stat_add: the disk counts it too
+        for b in targets:
+            if b.pending and b.pending[0][0] <= now:
+                b.pending = [r for r in b.pending if r[0] > now]
         for n in req_sectors:
             svc = q.service_ns(n)
             t += svc
             busy += svc
             wait += t - now
+            for b in targets:
+                b.pending.append((t, op, n, t - now, svc))
         disk.busy_until = t
-        bdev.stats.add(op, len(req_sectors), merges, sectors, wait, busy)
-        if bdev.is_partition:  # part_stat_add: the whole disk counts it too
-            disk.part0.stats.add(op, len(req_sectors), merges, sectors, wait, busy)
+        for b in targets:
+            b.stats.add(op, len(req_sectors), merges, sectors, wait, busy)
 
     def flush(self, bdev: BlockDevice) -> None:
         """An empty REQ_PREFLUSH (blkdev_issue_flush): a flush on a disk
@@ -138,9 +147,21 @@ class BlockState:
         journal commits (a pure function of the clock, like the pgpgout
         trickle they are: procsim/mm/vmstat.py) on its device and disk."""
         s = bdev.stats
+        live = [r for r in bdev.pending if r[0] > now]
+        if live:  # in flight at `now`: not counted yet, and their service is still to come
+            s = s.plus(DiskStats())
+            for done, op, n, lat, svc in live:
+                s.add(op, -1, 0, -n, -lat, -min(svc, done - now))
         if self.journal and (bdev is self.root or bdev is self.root.disk.part0):
             s = s.plus(journal_stats(self.root.disk, now))
         return s
+
+    def in_flight(self, bdev: BlockDevice, now: int) -> tuple[int, int]:
+        """blk_mq_in_flight_rw(): requests issued and not complete at `now`,
+        reads and writes (discards and flushes are writes)."""
+        ops = [r[1] for r in bdev.pending if r[0] > now]
+        reads = ops.count(STAT_READ)
+        return reads, len(ops) - reads
 
 
 def journal_stats(disk: Gendisk, now: int) -> DiskStats:

@@ -115,6 +115,10 @@ class BlockDevice:
     stats: DiskStats = field(default_factory=DiskStats)
     mount: str | None = None   # where it is mounted (the scenario's), for the `disks` query
     fstype: str | None = None
+    # requests issued and not yet complete at the last issue: (done ns, op,
+    # sectors, ns from issue to done, ns of service); `stats` holds them
+    # already, readers take away those still in flight at their instant
+    pending: list[tuple[int, int, int, int, int]] = field(default_factory=list)
 
     @property
     def is_partition(self) -> bool:

@@ -39,7 +39,7 @@ def diskstats_lines(k: Kernel) -> list[str]:
             if b.is_partition and not b.nr_sects:
                 continue
             out.append(f"{b.dev[0]:4d} {b.dev[1]:7d} {b.name} " + "%d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d"
-                       % _fields(blk.stats(b, k.now), 0) + "\n")
+                       % _fields(blk.stats(b, k.now), sum(blk.in_flight(b, k.now))) + "\n")
     return out
 
 
@@ -91,8 +91,15 @@ def _bdev(ctx: Ctx, name: str) -> BlockDevice:
 
 def part_stat_show(ctx: Ctx, name: str) -> bytes:
     b = _bdev(ctx, name)
+    k = ctx.kernel
     return (("%8d %8d %8d %8d %8d %8d %8d %8d %8d %8d %8d %8d %8d %8d %8d %8d %8d\n")
-            % _fields(ctx.kernel.block.stats(b, ctx.kernel.now), 0)).encode()
+            % _fields(k.block.stats(b, k.now), sum(k.block.in_flight(b, k.now)))).encode()
+
+
+def inflight_show(ctx: Ctx, name: str) -> bytes:
+    """part_inflight_show(): "%8u %8u\n", reads and writes in flight."""
+    k = ctx.kernel
+    return b"%8d %8d\n" % k.block.in_flight(_bdev(ctx, name), k.now)
 
 
 def _attr(fname: str, name: str, fn) -> Show:
@@ -102,7 +109,7 @@ def _attr(fname: str, name: str, fn) -> Show:
 def _common(name: str) -> list:
     return [_attr("alignment_offset", name, lambda b: 0), _attr("dev", name, lambda b: f"{b.dev[0]}:{b.dev[1]}"),
             _attr("discard_alignment", name, lambda b: 0),
-            Show("inflight", lambda ctx: b"       0        0\n", **_RO)]
+            Show("inflight", lambda ctx: inflight_show(ctx, name), **_RO)]
 
 
 def _scheduler_show(b: BlockDevice) -> str:

@@ -255,12 +255,16 @@ def test_reads_land_on_the_files_disk_and_agree_with_read_bytes_and_pgpgin() -> 
     k = machine()
     fs = ProcFS(k)
     p = k.spawn(["reader"])
+    k.advance(0.05)  # its exec's reads complete
     d0, v0 = diskstats(fs), vmstat(fs)
     io0 = k.io_accounting(p)["read_bytes"]
     k.read(p, "/data/table", 1 << 20, 0)         # 256 KiB file: 64 pages from vdb
     k.read(p, "/srv/www/index.html", 8192, 0)      # 2 pages from nvme0n1p1
     k.read(p, "/data/table", 4096, 0)             # cached: nothing
+    assert diskstats(fs)["vdb"][8] == 1 and read_all(fs, "/sys/block/vdb/inflight") == b"       1        0\n"
+    k.advance(0.05)  # the requests complete
     d1, v1 = diskstats(fs), vmstat(fs)
+    assert d1["vdb"][8] == 0 and read_all(fs, "/sys/block/vdb/inflight") == b"       0        0\n"
     delta = {n: [a - b for a, b in zip(d1[n], d0[n])] for n in d1}
     assert delta["vdb"][2] * 512 == 256 << 10 and delta["vdb"][0] == 1   # one request, no merges
     assert delta["nvme0n1p1"][2] * 512 == 8192 and delta["nvme0n1"][2] == delta["nvme0n1p1"][2]
@@ -318,10 +322,12 @@ def test_sync_and_fsync_write_and_flush() -> None:
     gen = k.generation
     assert execute(k, "fsync", {"pid": p, "path": "/data/a"}) == 16
     assert k.generation > gen
+    k.advance(0.05)
     d1 = diskstats(fs)
     assert d1["vdb"][6] - d0["vdb"][6] == 128 and d1["vdb"][15] - d0["vdb"][15] == 1
     assert d1["nvme0n1p1"][6] == d0["nvme0n1p1"][6]
     assert execute(k, "sync", {}) == 8
+    k.advance(0.05)
     d2 = diskstats(fs)
     assert d2["nvme0n1p1"][6] - d1["nvme0n1p1"][6] == 64
     for dev in ("vda1", "vda3", "vdb", "nvme0n1p1"):   # every mounted device flushed once
@@ -357,11 +363,13 @@ def test_swap_io_goes_to_the_swap_partition() -> None:
     a = k.mmap(p, 4 << 20)
     k.touch(p, a, 4 << 20)
     d0, v0 = diskstats(fs), vmstat(fs)
+    root0 = k.block.by_name["vda3"].stats.sectors[STAT_WRITE]
     k.madvise(p, a, 4 << 20, MADV_PAGEOUT)
+    k.advance(0.5)
     d1, v1 = diskstats(fs), vmstat(fs)
     out = v1["pswpout"] - v0["pswpout"]
     assert out == 1024
-    assert (d1["vda2"][6] - d0["vda2"][6]) == out * 8 and d1["vda3"][6] == d0["vda3"][6]
+    assert (d1["vda2"][6] - d0["vda2"][6]) == out * 8 and k.block.by_name["vda3"].stats.sectors[STAT_WRITE] == root0
     # slots are contiguous: one bio a page, merged into max_sectors_kb requests
     reqs = d1["vda2"][4] - d0["vda2"][4]
     assert reqs >= 1024 * 4 // 4096 and d1["vda2"][5] - d0["vda2"][5] == 1024 - reqs
@@ -369,6 +377,7 @@ def test_swap_io_goes_to_the_swap_partition() -> None:
     d1b = diskstats(fs)
     assert d1b["vda2"][6] == d1["vda2"][6]
     k.touch(p, a, 1 << 20, write=False)
+    k.advance(0.5)
     d2, v2 = diskstats(fs), vmstat(fs)
     inn = v2["pswpin"] - v1["pswpin"]
     assert inn > 0 and (d2["vda2"][2] - d1["vda2"][2]) == inn * 8
@@ -383,9 +392,12 @@ def test_swap_file_io_goes_to_the_root_disk() -> None:
     p = k.spawn(["anon"])
     a = k.mmap(p, 1 << 20)
     k.touch(p, a, 1 << 20)
-    d0 = diskstats(fs)["vda"]
+    w0 = k.block.root.stats.sectors[STAT_WRITE]
     k.madvise(p, a, 1 << 20, MADV_PAGEOUT)
-    assert diskstats(fs)["vda"][6] - d0[6] == 256 * 8
+    assert k.block.in_flight(k.block.root, k.now)[1] > 0
+    k.advance(0.05)
+    assert k.block.root.stats.sectors[STAT_WRITE] - w0 == 256 * 8
+    assert k.block.in_flight(k.block.root, k.now) == (0, 0)
 
 
 def test_truncate_on_a_discard_mount_discards_the_freed_blocks() -> None:
@@ -396,6 +408,7 @@ def test_truncate_on_a_discard_mount_discards_the_freed_blocks() -> None:
     k.write(p, "/var/tmp/big", 1 << 20, 0)
     d0 = diskstats(fs)["vda"]
     k.truncate(p, "/var/tmp/big", 4096)
+    k.advance(0.05)
     d1 = diskstats(fs)["vda"]
     assert d1[11] - d0[11] == 1 and d1[13] - d0[13] == 255 * 8   # the root is mounted with discard
     k2 = machine()
@@ -482,3 +495,28 @@ def test_example_disks_scenario() -> None:
     assert d["nvme0n1"][2] > 0 and d["nvme0n1"][6] > 0 and d["sda1"][6] > 0 and d["sda"][6] == d["sda1"][6]
     assert read_all(fs, "/sys/block/sda/queue/scheduler") == b"none mq-deadline kyber [bfq] \n"
     assert read_all(fs, "/proc/swaps").split()[-5:] == [b"/dev/vda2", b"partition", b"2097148", b"0", b"10"]
+
+
+def test_in_flight_requests_and_io_ticks_up_to_now() -> None:
+    """A burst keeps the disk busy for its length: its requests are in
+    flight and count once served; io_ticks never runs ahead of the clock."""
+    k = machine()
+    fs = ProcFS(k)
+    p = k.spawn(["dd"])
+    k.write(p, "/data/big", 256 << 20, 0)
+    t0, d0 = k.now, diskstats(fs)["vdb"]
+    execute(k, "fsync", {"pid": p, "path": "/data/big"})
+    q = k.block.by_name["vdb"].disk.queue
+    reqs = (256 << 10) // q.max_sectors_kb
+    busy = reqs * q.service_ns(q.max_sectors_kb * 2) + q.latency_ns  # the writes, then the flush
+    seen = []
+    while k.now - t0 < busy + 10 ** 8:
+        d = diskstats(fs)["vdb"]
+        assert d[9] - d0[9] <= (k.now - t0) // 10 ** 6 + 1   # io_ticks (ms) at most the time elapsed
+        assert (d[4] - d0[4]) + (d[15] - d0[15]) + d[8] == reqs + 1  # done + in flight
+        seen.append(d[8])
+        k.advance(0.05)
+    d = diskstats(fs)["vdb"]
+    assert d[8] == 0 and d[4] - d0[4] == reqs and d[15] - d0[15] == 1 and (d[6] - d0[6]) * 512 == 256 << 20
+    assert seen[0] == reqs + 1 and seen == sorted(seen, reverse=True)
+    assert d[9] - d0[9] == busy // 10 ** 6
