@@ -17,7 +17,6 @@ GPT_TAIL = 34          # the backup GPT at the end of the disk
 MAX_DISK = 1 << 60
 _SUPER_OPTS = {"ext4": "rw", "xfs": "rw,attr2,inode64,logbufs=8,logbsize=32k,noquota", "btrfs": "rw,space_cache=v2",
                "ext2": "rw", "ext3": "rw"}
-_SCHEDULERS = ("none", "mq-deadline", "kyber", "bfq")
 
 
 def _index(name: str, prefix: str) -> int:

@@ -19,7 +19,7 @@ from hostinfo import requires_host
 from procfs_helpers import ROOT, errno_of, read_all
 from procsim import scenario
 from procsim.block.blk_core import BlockState
-from procsim.block.genhd import STAT_DISCARD, STAT_FLUSH, STAT_READ, STAT_WRITE, make_disk
+from procsim.block.genhd import STAT_DISCARD, STAT_WRITE, make_disk
 from procsim.block.swapfile import SwapArea, swap_show
 from procsim.commands import CommandError, execute
 from procsim.config import KernelConfig
@@ -388,7 +388,6 @@ def test_swap_io_goes_to_the_swap_partition() -> None:
 def test_swap_file_io_goes_to_the_root_disk() -> None:
     k = Kernel(KernelConfig(swap_bytes=64 << 20))
     k.create_init()
-    fs = ProcFS(k)
     p = k.spawn(["anon"])
     a = k.mmap(p, 1 << 20)
     k.touch(p, a, 1 << 20)
@@ -398,6 +397,7 @@ def test_swap_file_io_goes_to_the_root_disk() -> None:
     k.advance(0.05)
     assert k.block.root.stats.sectors[STAT_WRITE] - w0 == 256 * 8
     assert k.block.in_flight(k.block.root, k.now) == (0, 0)
+    assert read_all(ProcFS(k), "/proc/swaps").split()[5:7] == [b"/swapfile", b"file"]
 
 
 def test_truncate_on_a_discard_mount_discards_the_freed_blocks() -> None:
