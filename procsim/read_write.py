@@ -40,7 +40,7 @@ def path_inode(k: Kernel, path: str, create: bool = False) -> File:
     of the mount it is under; `create`: a path not used before is a new,
     empty file (O_CREAT)."""
     new = path not in k.vfs.files
-    f = k.vfs.file(path, dev=k.mnt_ns_table(k.init_ns["mnt"]).lookup(path).dev) if new else k.vfs.files[path]
+    f = k.vfs.file(path)  # on the disk of its mount (VFS.dev_of)
     if new and create:
         f.size = 0
     return f

@@ -73,7 +73,8 @@ class BlockState:
         self.journal = True          # the root filesystem's journal commits (journal_stats)
         self.swap = None             # procsim/block/swapfile.py SwapArea, when there is swap
         self.clock = clock           # () -> ns since boot
-        self.when: int | None = None  # the instant I/O is issued at, when not now (the flusher's wake-ups)
+        self.when: int | None = None  # the instant I/O is issued at, when not now (the flusher's wake-ups,
+                                      # a workload's calls within the span the clock is crossing)
         self.b_dirty: dict[int, tuple[object, int]] = {}  # id(inode) -> (inode, dirtied_when): wb->b_dirty
         self.nr_writeback_runs = 0   # flusher wake-ups so far (the dirty_writeback_centisecs period)
 
@@ -81,6 +82,10 @@ class BlockState:
     def default(cls, clock) -> "BlockState":
         """The reference VM's one disk: a 256 GiB virtio disk, vda, the root filesystem."""
         return cls([make_disk("vda", 256 << 30, 0, read_ahead_kb=8192)], (254, 0), clock)
+
+    def issue_time(self) -> int:
+        """The instant the I/O being issued happens at (ns since boot)."""
+        return self.clock() if self.when is None else self.when
 
     def bdev_of(self, dev: tuple[int, int]) -> BlockDevice:
         if dev == SWAP_DEV and self.swap is not None:
@@ -107,7 +112,7 @@ class BlockState:
     def _serve(self, bdev: BlockDevice, op: int, req_sectors: list[int], merges: int, sectors: int) -> None:
         disk = bdev.disk
         q = disk.queue
-        now = self.clock() if self.when is None else self.when
+        now = self.issue_time()
         t = max(now, disk.busy_until)
         busy = wait = 0
         targets = (bdev, disk.part0) if bdev.is_partition else (bdev,)  # part_stat_add: the disk counts it too

@@ -27,9 +27,18 @@ def boot_block(k: "Kernel") -> BlockState:
     blk = BlockState.default(lambda: k.now)
     k.mem.block = blk
     blk.root.mount, blk.root.fstype = "/", "ext4"
+    k.vfs.dev_of = lambda path: inode_dev(k, path)
     if k.mem.swap.pages:
         blk.swap = SwapArea(DEFAULT_SWAP_FILE, False, blk.root)
     return blk
+
+
+def inode_dev(k: "Kernel", path: str) -> tuple[int, int]:
+    """The device a new inode at `path` is on: that of the mount it is
+    under when the mount is on a disk, else the root filesystem's (the
+    model keeps files of nodev mounts such as tmpfs on the root disk)."""
+    dev = k.mnt_ns_table(k.init_ns["mnt"]).lookup(path).dev
+    return dev if dev in k.block.bdevs else k.vfs.root_dev
 
 
 def install_disks(k: "Kernel", disks: list[Gendisk], root: str, mounts: list[tuple[str, str, str, str]],

@@ -104,4 +104,4 @@ def inode_dirtied(mem: M.MemMap, file: File) -> None:
     writeback list (b_dirty) with dirtied_when now, unless it is on it."""
     blk = mem.block
     if blk is not None and not file.shmem and id(file) not in blk.b_dirty:
-        blk.b_dirty[id(file)] = (file, blk.clock())
+        blk.b_dirty[id(file)] = (file, blk.issue_time())

@@ -520,3 +520,23 @@ def test_in_flight_requests_and_io_ticks_up_to_now() -> None:
     assert d[8] == 0 and d[4] - d0[4] == reqs and d[15] - d0[15] == 1 and (d[6] - d0[6]) * 512 == 256 << 20
     assert seen[0] == reqs + 1 and seen == sorted(seen, reverse=True)
     assert d[9] - d0[9] == busy // 10 ** 6
+
+
+def test_workload_io_is_issued_when_due_not_in_one_burst() -> None:
+    """One long advance: each call's requests are issued at the instant its
+    bytes fall due, so they do not queue behind each other (await is the
+    service time) and io_ticks stays below the time elapsed."""
+    import copy
+    doc = copy.deepcopy(DISKS)
+    doc["process"] = [{"name": "scan", "argv": ["scan"], "workloads": [
+        {"pattern": "uniform", "rate": 10, "file": "/data/huge", "read_rate": "1M", "io_size": "64K"}]}]
+    k = scenario.build(doc)
+    k.vfs.file("/data/huge", size=1 << 30)
+    fs = ProcFS(k)
+    d0 = diskstats(fs)["vdb"]
+    k.advance(100)
+    d = [a - b for a, b in zip(diskstats(fs)["vdb"], d0)]
+    q = k.block.by_name["vdb"].disk.queue
+    assert d[0] >= 1500 and d[2] * 512 == d[0] * (64 << 10)   # 1 MiB/s in 64 KiB reads
+    assert d[3] <= d[0] * (q.service_ns(128) // 10 ** 6 + 1)  # no queueing
+    assert d[9] < 100_000
