@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import (cgroupfs, cpuinfo, interrupts, meminfo, mounts, observer, oom, pagemap, pressure,
-                            small_files, stat, sysctl, vmstat)
+from procsim.procfs import (block, cgroupfs, cpuinfo, interrupts, meminfo, mounts, observer, oom, pagemap,
+                            pressure, small_files, stat, sysctl, vmstat)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Show
@@ -27,15 +27,19 @@ _GLOBAL = dict(write_errno=errno.EIO)
 PROC_ENTRIES = (
     Show("cgroups", cgroupfs.proc_cgroups, **_GLOBAL),
     Show("cpuinfo", cpuinfo.cpuinfo, records=True, **_GLOBAL),
+    Show("diskstats", block.diskstats, records=True, **_GLOBAL),
+    Show("filesystems", block.filesystems, **_GLOBAL),
     Show("interrupts", interrupts.interrupts, records=True, **_GLOBAL),
     Bin("kpagecount", pagemap.kpagecount, **_GLOBAL),
     Bin("kpageflags", pagemap.kpageflags, **_GLOBAL),
     Show("loadavg", stat.loadavg, **_GLOBAL),
     Show("meminfo", meminfo.meminfo, **_GLOBAL),
     Link("mounts", mounts.self_mounts, size=len("self/mounts")),
+    Show("partitions", block.partitions, records=True, **_GLOBAL),
     Dir("pressure", pressure.PRESSURE),
     Dir.of("procsim", Show("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
     Show("stat", stat.stat, **_GLOBAL),
+    Show("swaps", block.swaps, records=True, **_GLOBAL),
     Show("uptime", stat.uptime, **_GLOBAL),
     Show("version", small_files.version, **_GLOBAL),
     Show("vmstat", vmstat.vmstat, **_GLOBAL),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from procsim.procfs import cgroupfs, idle_bitmap, small_files, sysfs_mm
+from procsim.procfs import block, cgroupfs, idle_bitmap, small_files, sysfs_mm
 from procsim.procfs.kinds import Bin, Dir, Show
 
 _SYSFS_RO = dict(write_open_errno=errno.EACCES)
@@ -16,6 +16,8 @@ def _hugepages(kb: int) -> Dir:
 
 
 SYS_ENTRIES = (
+    block.SYS_BLOCK,
+    Dir("dev", (block.SYS_DEV_BLOCK,), 0o755),
     Dir.of("devices", Dir.of("system", Dir.of("cpu",
                                               Show("online", small_files.cpu_online, **_SYSFS_RO),
                                               Show("possible", small_files.cpu_possible, **_SYSFS_RO)))),
