@@ -260,7 +260,7 @@ def bench_idle(size: int, workdir: str | None = None, resv: bool = True) -> dict
         # per-process route
         r["pid_all_s"], r["pid_all_accessed"] = per_process_read(mnt, APP)
         t = time.perf_counter()
-        r["ws_pages"] = c.bench_ws(pid=APP, addr=BASE, length=size, seed=1)
+        r["ws_pages"] = c.call("bench_ws", pid=APP, addr=BASE, length=size, seed=1)
         r["ws_s"] = time.perf_counter() - t
         r["pid_ws_s"], r["pid_ws_accessed"] = per_process_read(mnt, APP)
         r["pid_idle_s"], r["pid_idle_accessed"] = per_process_read(mnt, APP)
@@ -273,7 +273,7 @@ def bench_idle(size: int, workdir: str | None = None, resv: bool = True) -> dict
         runs = _word_runs(mask != 0)
         r["g_words"] = int((mask != 0).sum())
         r["g_write_s"] = global_write(mnt, runs)
-        c.bench_ws(pid=APP, addr=BASE, length=size, seed=1)
+        c.call("bench_ws", pid=APP, addr=BASE, length=size, seed=1)
         r["g_pagemap2_s"], mask = pfn_bits(mnt, APP, ranges, nwords)
         runs = _word_runs(mask != 0)
         r["g_read_s"], r["g_accessed"] = global_read(mnt, runs, mask)
