@@ -100,8 +100,11 @@ def serve(mnt: str, size: int) -> None:
     k.kthread("kthreadd", pid=2)
     k.spawn(["/usr/bin/app"], pid=APP)
     k.spawn(["/usr/bin/resv"], pid=OTHER)
-    commands.COMMANDS["bench_ws"] = _bench_ws      # this process only
-    commands.COMMANDS["bench_walk"] = _bench_walk
+    from procsim.commands.core import ADDR, LENGTH, PID, cmd, p, query
+    from procsim.params import INT
+    # this process only: a command that touches pages, a query that walks them
+    commands.COMMANDS["bench_ws"] = cmd("bench_ws", _bench_ws, PID, ADDR, LENGTH, p("seed", INT, 0))
+    commands.COMMANDS["bench_walk"] = query("bench_walk", _bench_walk, PID, ADDR, LENGTH)
     mount_foreground(k, mnt)
 
 
@@ -283,7 +286,7 @@ def bench_idle(size: int, workdir: str | None = None, resv: bool = True) -> dict
         log(f"idle: global route {r['global_s']:.1f} s ({r['ratio']:.1f}x)")
         if resv:
             c.mmap(pid=OTHER, length=RESV_LEN, prot="none", addr=RESV_ADDR, fixed=True, noreserve=True)
-            w = c.bench_walk(pid=OTHER, addr=RESV_ADDR, length=RESV_LEN)
+            w = c.call("bench_walk", pid=OTHER, addr=RESV_ADDR, length=RESV_LEN)
             r["resv_walk_s"], r["resv_steps"] = w["seconds"], w["steps"]
             t = time.perf_counter()
             fd = os.open(f"{mnt}/proc/{OTHER}/idle_bitmap", os.O_RDONLY)
