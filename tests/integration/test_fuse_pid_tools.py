@@ -18,33 +18,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from fusehelpers import model, psutil_procfs, read, user_name
+from fusehelpers import IO_SCENARIO, model, psutil_procfs, read, user_name
 
 pytestmark = pytest.mark.fuse
 
 ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-
-# a wall-clock machine with one process doing file I/O at known rates
-IO_SCENARIO = """
-[machine]
-nr_cpus = 2
-mem = "2G"
-
-[[process]]
-name = "db"
-argv = ["/usr/bin/postgres", "-D", "/srv/db"]
-uid = 999
-maps = [{ name = "table", path = "/srv/db/table", size = "64M", prot = "r" }]
-
-[[process.workloads]]
-pattern = "uniform"
-rate = 0
-file = "/srv/db/table"
-read_rate = "512K"
-write_rate = "128K"
-io_size = 4096
-span = "32M"
-"""
 
 
 def run(m, *argv: str, env: dict | None = None, timeout: float = 60) -> str:
