@@ -186,3 +186,14 @@ def test_comm_write_from_another_thread_group_is_einval() -> None:
         h = fs.open(f"/proc/{pid}/comm", os.O_WRONLY, caller)
         assert errno_of(h.write, b"child", 0) == errno.EINVAL
     assert read_all(fs, f"/proc/{pid}/comm") == b"python3\n" and k.generation == gen
+
+
+def test_argv_area_addresses_count_bytes() -> None:
+    """stat's arg_start..env_end span the strings' bytes (UTF-8), as
+    cmdline and environ return them."""
+    k = boot()
+    pid = k.spawn(["/usr/bin/caf\u00e9", "\u00fc"], env=["N=\u00e9t\u00e9"])
+    mm = k.group(pid).mm
+    fs = ProcFS(k)
+    assert mm.arg_end - mm.arg_start == len(read_all(fs, f"/proc/{pid}/cmdline")) == 18
+    assert mm.env_end - mm.env_start == len(read_all(fs, f"/proc/{pid}/environ")) == 8
