@@ -18,6 +18,7 @@ from collections.abc import Callable
 from procsim.errors import KernelError
 from procsim.mm.mm import MMError
 from procsim.mm.page_alloc import OutOfMemory
+from procsim.net import flow as net_flow
 from procsim.sched import NSEC
 
 FSHIFT, FIXED_1 = 11, 1 << 11
@@ -54,6 +55,8 @@ class Timekeeping:
         if target > self.now:
             if self.workloads.active:  # their accesses in [now, target), stamped now
                 self.workloads.step(self.now, target)
+            if self.net.flows:  # sockets' traffic at byte rates (procsim/net/flow.py)
+                net_flow.step(self, self.now, target)
             span = target - self.now
             self.sched.account(span)
             # Idle CPUs still switch to kworkers now and then; keeps vmstat cs moving.

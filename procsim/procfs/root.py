@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import (cpuinfo, interrupts, meminfo, mounts, observer, oom, pagemap, small_files, stat,
+from procsim.procfs import (cpuinfo, interrupts, meminfo, mounts, net, observer, oom, pagemap, small_files, stat,
                             sysctl, vmstat)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
@@ -32,6 +32,7 @@ PROC_ENTRIES = (
     Show("loadavg", stat.loadavg, **_GLOBAL),
     Show("meminfo", meminfo.meminfo, **_GLOBAL),
     Link("mounts", mounts.self_mounts, size=len("self/mounts")),
+    Link("net", net.proc_net_link, size=len("self/net")),
     Dir.of("procsim", Show("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
     Show("stat", stat.stat, **_GLOBAL),
     Show("uptime", stat.uptime, **_GLOBAL),
