@@ -19,12 +19,13 @@ from procsim.scenario.activity import ActivityBuilder
 from procsim.scenario.machine import machine_config
 from procsim.scenario.memory import MemoryBuilder
 from procsim.scenario.names import _REGISTRY, Names
+from procsim.scenario.net import NetBuilder
 from procsim.scenario.processes import ProcessBuilder
 from procsim.scenario.schema import KTHREAD, TOP, ScenarioError, _fields, _is_int
 from procsim.units import NSEC
 
 
-class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder):
+class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, NetBuilder):
     """One build: the document, the kernel it makes, the names it gives."""
 
     def __init__(self, doc: dict, source: str) -> None:
@@ -83,6 +84,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder):
         self.history = BootHistory(k)
         _REGISTRY[k] = self.names
         self.names.description = top.get("description", "")
+        self._netdevs(top.get("netdev", []))
         procs = top.get("process", [])
         inits = [i for i, p in enumerate(procs) if isinstance(p, dict) and p.get("pid") == 1]
         if inits and inits[0] != 0:
