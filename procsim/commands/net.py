@@ -12,8 +12,7 @@ import errno
 from procsim.commands.core import CLOEXEC, FD, NONBLOCK, PID, CommandError, cmd, p, query
 from procsim.fs import file as F
 from procsim.kernel import Kernel
-from procsim.net import flow, syscalls as S
-from procsim.net.netdevice import STATS, parse_cidr
+from procsim.net import dev, flow, syscalls as S
 from procsim.net.sock import PEER_OPEN, TCP_STATE_NAMES, TYPES
 from procsim.params import BOOL, INT, SIZE, STR
 
@@ -22,13 +21,7 @@ def _fl(cloexec: bool, nonblock: bool) -> int:
     return (F.O_CLOEXEC if cloexec else 0) | (F.O_NONBLOCK if nonblock else 0)
 
 
-def _call(k: Kernel, pid: int, fn, *args):
-    """A socket call under the lock: the due timers first, the change recorded."""
-    with k.lock:
-        k.net.reap(k.now)
-        r = k._errors(fn, k, pid, *args)
-        k._changed("net", pid=pid)
-        return r
+_call = S.call
 
 
 def c_socketpair(k: Kernel, pid, type, cloexec, nonblock) -> list[int]:
@@ -47,63 +40,17 @@ def c_net_flow(k: Kernel, pid, fd, tx_rate, rx_rate) -> None:
     _call(k, pid, run)
 
 
-def _net_of(k: Kernel, pid: int):
-    t = k.task(pid)
-    if t.nsproxy is None:
-        raise CommandError(errno.ESRCH, f"{pid} has exited")
-    return k.net.net(t.nsproxy.net)
-
-
-def _device(k: Kernel, pid: int, name: str):
-    d = _net_of(k, pid).device(name)
-    if d is None:
-        raise CommandError(errno.ENODEV, f"no device {name!r} in {pid}'s network namespace")
-    return d
-
-
 def c_ip_link(k: Kernel, pid, name, up, mtu) -> dict:
     """`ip link set NAME up|down mtu N` in `pid`'s network namespace (ENODEV
     for an unknown device, EINVAL for an MTU outside 68-65535)."""
-    with k.lock:
-        d = _device(k, pid, name)
-        if mtu is not None and not 68 <= mtu <= (65536 if d.loopback else 65535):
-            raise CommandError(errno.EINVAL, f"mtu {mtu}")
-        if up is not None:
-            _net_of(k, pid).set_up(d, up)
-        if mtu is not None:
-            d.mtu = mtu
-        k._changed("netdev", dev=name)
-        return {"name": d.name, "ifindex": d.ifindex, "operstate": d.operstate, "mtu": d.mtu}
-
-
-def c_ip_addr(k: Kernel, pid, name, addr) -> None:
-    """`ip addr add ADDR/PLEN dev NAME` in `pid`'s network namespace."""
-    with k.lock:
-        d = _device(k, pid, name)
-        try:
-            version, a, plen = parse_cidr(addr)
-        except ValueError:
-            raise CommandError(errno.EINVAL, f"addr: expected ADDRESS/PREFIX, got {addr!r}") from None
-        if any(x[0] == a for x in (d.ipv4 if version == 4 else d.ipv6)):
-            raise CommandError(errno.EEXIST, f"{addr} is on {name}")
-        _net_of(k, pid).add_address(d, version, a, plen)
-        k._changed("netdev", dev=name)
+    d = dev.link_set(k, pid, name, up, mtu)
+    return {"name": d.name, "ifindex": d.ifindex, "operstate": d.operstate, "mtu": d.mtu}
 
 
 def c_netdev_rx(k: Kernel, pid, name, packets, bytes, multicast, errors, dropped) -> dict:
     """Frames from the wire that reach no socket (broadcasts, multicast,
-    bad frames, drops): the device's counters move, and IP's for the good ones."""
-    with k.lock:
-        d = _device(k, pid, name)
-        if min(packets, bytes, multicast, errors, dropped) < 0 or multicast > packets:
-            raise CommandError(errno.EINVAL, "counts: non-negative, multicast at most packets")
-        d.count("rx", packets, bytes, multicast)
-        d.stats["rx_errors"] += errors
-        d.stats["rx_crc_errors"] += errors
-        d.stats["rx_dropped"] += dropped
-        _net_of(k, pid).softnet[0] += packets
-        k._changed("netdev", dev=name)
-        return {n: d.stats[n] for n in STATS}
+    bad frames, drops): the device's counters move."""
+    return dev.rx_frames(k, pid, name, packets, bytes, multicast, errors, dropped)
 
 
 def _addr(sk, a: int, port: int) -> str:
@@ -141,7 +88,7 @@ def c_sockets(k: Kernel, pid) -> list[dict]:
 def c_netdevs(k: Kernel, pid) -> list[dict]:
     """The devices of `pid`'s network namespace with their counters."""
     return [{"name": d.name, "ifindex": d.ifindex, "mtu": d.mtu, "mac": d.mac, "operstate": d.operstate,
-             "flags": d.flags, **d.stats} for d in _net_of(k, pid).devices.values()]
+             "flags": d.flags, **d.stats} for d in dev.net_of_task(k, pid).devices.values()]
 
 
 COMMANDS = (
@@ -177,7 +124,8 @@ COMMANDS = (
         doc="The remote host of a connection closes its side: CLOSE_WAIT."),
     cmd("net_flow", c_net_flow, PID, FD, p("tx_rate", SIZE, 0), p("rx_rate", SIZE, 0)),
     cmd("ip_link", c_ip_link, p("name", STR), p("pid", INT, 1), p("up", BOOL, None), p("mtu", INT, None)),
-    cmd("ip_addr", c_ip_addr, p("name", STR), p("addr", STR), p("pid", INT, 1)),
+    cmd("ip_addr", lambda k, name, addr, pid: dev.addr_add(k, pid, name, addr), p("name", STR), p("addr", STR),
+        p("pid", INT, 1), doc="`ip addr add ADDR/PREFIX dev NAME` in `pid`'s network namespace."),
     cmd("netdev_rx", c_netdev_rx, p("name", STR), p("pid", INT, 1), p("packets", INT, 0), p("bytes", SIZE, 0),
         p("multicast", INT, 0), p("errors", INT, 0), p("dropped", INT, 0)),
     query("sockets", c_sockets, PID),

@@ -37,6 +37,16 @@ UDP_MAX = 65507                  # the largest IPv4 UDP payload
 PROT_SOCK = 1024                 # net.ipv4.ip_unprivileged_port_start
 
 
+def call(k: "Kernel", pid: int, fn, *args):
+    """A socket call by task `pid` under the lock: the due timers first,
+    the kernel's errno on failure, the change recorded on success."""
+    with k.lock:
+        k.net.reap(k.now)
+        r = k._errors(fn, k, pid, *args)
+        k._changed("net", pid=pid)
+        return r
+
+
 def _err(e: int, msg: str) -> KernelError:
     return KernelError(e, msg)
 
@@ -586,20 +596,23 @@ def send(k: "Kernel", pid: int, fd: int, length: int, to: str | None = None) -> 
     return length
 
 
-def tcp_xmit(k: "Kernel", sk: Sock, n: int) -> None:
-    """`n` bytes out: data segments, and the peer's ACKs back unless it is mute."""
+def tcp_xmit(k: "Kernel", sk: Sock, n: int, segs: int | None = None, acks: int | None = None) -> None:
+    """`n` bytes out: data segments, and the peer's ACKs back unless it is
+    mute (`segs`, `acks`: as a flow counts them over its whole run)."""
     if n <= 0:
         return
     r = _route_of(sk)
     if r is None:
         return
     dev = r[0]
-    segs = T.data_segments(dev, v6(sk), n)
+    if segs is None:
+        segs = T.data_segments(dev, v6(sk), n)
+    if acks is None:
+        acks = (segs + 1) // 2
     ext = sk.net.mib["TcpExt"]
     sk.bytes_sent += n
     sk.segs_out += segs
     if sk.peer is not None:
-        acks = (segs + 1) // 2
         _segs(k, sk, segs + acks, 0, n)
         sk.peer.rx_queue += n
         sk.peer.bytes_received += n
@@ -616,7 +629,6 @@ def tcp_xmit(k: "Kernel", sk: Sock, n: int) -> None:
         sk.tx_queue += n
         ext["TCPOrigDataSent"] += segs
         return
-    acks = (segs + 1) // 2
     _segs(k, sk, segs, acks, n)
     ext["TCPOrigDataSent"] += segs
     ext["TCPDelivered"] += segs
@@ -624,15 +636,18 @@ def tcp_xmit(k: "Kernel", sk: Sock, n: int) -> None:
     ext["TCPHPAcks"] += acks
 
 
-def tcp_rcv(k: "Kernel", sk: Sock, n: int, consume: bool = True) -> None:
+def tcp_rcv(k: "Kernel", sk: Sock, n: int, consume: bool = True, segs: int | None = None,
+            acks: int | None = None) -> None:
     """`n` bytes from the remote host: data segments in, our ACKs out."""
     if n <= 0 or sk.peer is not None or sk.state not in (TCP_ESTABLISHED, TCP_FIN_WAIT2):
         return
     r = _route_of(sk)
     if r is None:
         return
-    segs = T.data_segments(r[0], v6(sk), n)
-    acks = (segs + 1) // 2
+    if segs is None:
+        segs = T.data_segments(r[0], v6(sk), n)
+    if acks is None:
+        acks = (segs + 1) // 2
     _segs(k, sk, acks, segs, 0, n)
     sk.bytes_received += n
     sk.segs_in += segs

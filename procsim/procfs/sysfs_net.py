@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 
+from procsim.net import dev as net_dev
 from procsim.net.netdevice import STATS, NetDevice
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Dir, DynDir, Link, Node, Show
@@ -54,17 +55,14 @@ def _duplex(d: NetDevice) -> str:
 
 def mtu_write(ctx: Ctx, data: bytes) -> int:
     """dev_set_mtu(): CAP_NET_ADMIN; 68 to 65535 for Ethernet (EINVAL)."""
-    d = _dev(ctx)
+    _dev(ctx)
     if not ctx.caller.is_root:
         raise OSError(errno.EPERM, "mtu")
     try:
         v = int(data.strip(), 0)
     except ValueError:
         raise OSError(errno.EINVAL, "mtu") from None
-    if not 68 <= v <= (65536 if d.loopback else 65535):
-        raise OSError(errno.EINVAL, "mtu")
-    d.mtu = v
-    ctx.kernel._changed("netdev", dev=d.name)
+    net_dev.set_mtu(ctx.kernel, ctx.arg, v)
     return len(data)
 
 

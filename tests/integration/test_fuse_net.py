@@ -176,3 +176,53 @@ def test_psutil_net_connections_maps_sockets_to_pids(m):
     assert {c[2] for c in app} == {"ESTABLISHED", "SYN_SENT"}
     unix = [c for c in conns if c.family == 1]
     assert any(c.laddr == "/run/postgresql/.s.PGSQL.5432" and c.pid == p["postgres"] for c in unix)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not shutil.which("prometheus-node-exporter"), reason="needs prometheus-node-exporter")
+def test_node_exporter_network_collectors(m):
+    """arp, netclass, netdev (from /proc/net/dev, not netlink), netstat,
+    sockstat and softnet succeed on the mount and report the model."""
+    import subprocess
+    import time
+    import urllib.request
+    port = _free_port()
+    p = subprocess.Popen(["prometheus-node-exporter", f"--path.procfs={m.proc}", f"--path.sysfs={m.sys}",
+                          f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
+                          "--collector.arp", "--collector.netclass", "--collector.netdev", "--no-collector.netdev.netlink",
+                          "--collector.netstat", "--collector.sockstat", "--collector.softnet"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        body = None
+        for _ in range(50):
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert body is not None
+    finally:
+        p.terminate()
+        p.wait()
+    series = {}
+    for line in body.splitlines():
+        if not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            series[name] = float(value)
+    for c in ("arp", "netclass", "netdev", "netstat", "sockstat", "softnet"):
+        assert series[f'node_scrape_collector_success{{collector="{c}"}}'] == 1, c
+    devs = {d["name"]: d for d in m.ctl.netdevs()}
+    assert series['node_network_receive_bytes_total{device="eth0"}'] == devs["eth0"]["rx_bytes"]
+    assert series['node_network_transmit_packets_total{device="eth0"}'] == devs["eth0"]["tx_packets"]
+    assert series['node_network_mtu_bytes{device="eth0"}'] == devs["eth0"]["mtu"]
+    assert series["node_netstat_Tcp_ActiveOpens"] == _snmp(m, "Tcp")["ActiveOpens"]
+    with open(os.path.join(m.proc, "net/sockstat")) as f:
+        inuse = int(f.read().splitlines()[1].split()[2])
+    assert series["node_sockstat_TCP_inuse"] == inuse
+    assert series['node_arp_entries{device="eth0"}'] == 1

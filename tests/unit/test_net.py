@@ -292,7 +292,7 @@ def test_unix_sockets(k, fs):
 def _shape(line: str) -> str:
     """A line with each value replaced by "x" (the spacing of fixed-width
     columns kept) and its length: the padding to TMPSZ."""
-    return f"{re.sub(r'[0-9A-Fa-f]+', 'x', line.rstrip())} [{len(line)}]"
+    return f"{re.sub(r'[0-9A-Fa-f]+', 'x', line.strip())} [{len(line)}]"  # (sl is %4d: its spaces vary)
 
 
 @HOST_618
@@ -423,3 +423,81 @@ def test_ten_thousand_sockets_render_fast(k, fs):
     assert render < 1.0, render
     assert build < 30, build
     del lfd
+
+
+# -- process lifetime, determinism, scenarios -----------------------------------------------
+
+
+def test_fork_shares_and_exit_releases_the_sockets(k, fs):
+    a = proc(k)
+    lfd = listener(k, a, "*:6000")
+    child = k.fork(a)
+    assert ino_of(fs, child, lfd) == ino_of(fs, a, lfd)
+    k.exit(a)
+    assert [r[3] for r in rows(fs, "/proc/net/tcp")] == ["0A"]   # the child still holds it
+    k.exit(child)
+    assert rows(fs, "/proc/net/tcp") == []
+    assert "TCP: inuse 0 orphan 0 tw 0 alloc 0" in text(fs, "/proc/net/sockstat")
+
+
+def test_traffic_depends_only_on_the_time_reached(k):
+    def world(steps: list[float]) -> bytes:
+        w = Kernel()
+        w.create_init()
+        a = proc(w)
+        fd = sock(w, a)
+        run(w, "connect", pid=a, fd=fd, addr="198.51.100.7:80")
+        run(w, "net_flow", pid=a, fd=fd, tx_rate=123457, rx_rate=7654321)
+        for s in steps:
+            w.advance(s)
+        f = ProcFS(w)
+        return read_all(f, "/proc/1/net/dev") + read_all(f, "/proc/1/net/snmp") + read_all(f, "/proc/1/net/netstat")
+    assert world([10.0]) == world([0.25] * 40) == world([2.5, 7.5, 0.0])
+
+
+def test_scenario_sockets_and_netdevs(tmp_path):
+    from procsim import scenario
+    from procsim.scenario import ScenarioError
+    text_ = """
+[[netdev]]
+name = "eth0"
+ipv4 = ["192.168.10.5/24"]
+gateway = "192.168.10.1"
+[[netdev]]
+name = "eth1"
+mac = "52:54:00:00:00:99"
+mtu = 9000
+ipv4 = ["10.9.0.2/16"]
+
+[[process]]
+name = "srv"
+argv = ["/srv"]
+files = [{ kind = "socket", listen = "*:443", backlog = 10, accept = true },
+         { kind = "socket", type = "dgram", bind = "127.0.0.1:53" }]
+[[process]]
+name = "cli"
+argv = ["/cli"]
+files = [{ kind = "socket", connect = "192.168.10.5:443", count = 2, tx_rate = "1K" },
+         { kind = "socket", connect = "10.9.7.7:22", peer = "drop" }]
+"""
+    k = scenario.build(__import__("tomllib").loads(text_))
+    fs = ProcFS(k)
+    devs = [line.split(":")[0].strip() for line in text(fs, "/proc/net/dev").splitlines()[2:]]
+    assert devs == ["lo", "eth0", "eth1"]
+    assert read_all(fs, "/sys/devices/virtual/net/eth1/mtu") == b"9000\n"
+    assert read_all(fs, "/sys/devices/virtual/net/eth0/ifindex") == b"2\n"
+    st = sorted(r[3] for r in rows(fs, "/proc/net/tcp"))
+    assert st == ["01", "01", "01", "01", "02", "0A"]
+    assert len(rows(fs, "/proc/net/udp")) == 1
+    route = [line.split("\t")[:4] for line in text(fs, "/proc/net/route").splitlines()[1:]]
+    assert route == [["eth0", "00000000", "010AA8C0", "0003"], ["eth1", "0000090A", "00000000", "0001"],
+                     ["eth0", "000AA8C0", "00000000", "0001"]]
+    for bad, msg in ((
+        '[[process]]\nname = "x"\nargv = ["/x"]\nfiles = [{ kind = "socket", connect = "127.0.0.1:1" }]\n',
+        "nobody listens"), (
+        '[[process]]\nname = "x"\nargv = ["/x"]\nfiles = [{ kind = "pipe", listen = ":1" }]\n', "for kind socket"), (
+        '[[netdev]]\nname = "eth0"\nipv4 = ["10.0.0.300/8"]\n', "not ADDRESS/PREFIX"), (
+        '[[netdev]]\nname = "eth0"\nmtu = 20\n', "mtu"), (
+        '[[netdev]]\nname = "eth0"\nmacc = "x"\n', "unknown key 'macc'")):
+        with pytest.raises(ScenarioError, match=msg):
+            scenario.build(__import__("tomllib").loads(bad))
