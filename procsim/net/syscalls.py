@@ -34,6 +34,7 @@ TCP_TIMEWAIT_LEN = 60 * NSEC     # TIME_WAIT lasts 60 s
 TCP_FIN_TIMEOUT = 60 * NSEC      # net.ipv4.tcp_fin_timeout: an orphan's FIN_WAIT2
 SOMAXCONN = 4096                 # net.core.somaxconn
 UDP_MAX = 65507                  # the largest IPv4 UDP payload
+UDP_RCVBUF = 212992              # net.core.rmem_default
 PROT_SOCK = 1024                 # net.ipv4.ip_unprivileged_port_start
 
 
@@ -689,6 +690,10 @@ def _udp_send(k: "Kernel", t: "Task", sk: Sock, length: int, to: str | None) -> 
         if dst is None:
             mib["Udp6NoPorts" if is6 else "NoPorts"] += 1
             T.icmp_port_unreachable(net, is6)
+        elif dst.rx_queue + length > UDP_RCVBUF:  # __udp_queue_rcv_skb(): the receive buffer is full
+            mib["Udp6RcvbufErrors" if is6 else "RcvbufErrors"] += 1
+            mib["Udp6InErrors" if is6 else "InErrors"] += 1
+            dst.drops += 1
         else:
             mib["Udp6InDatagrams" if is6 else "InDatagrams"] += 1
             dst.rx_queue += length

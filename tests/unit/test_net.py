@@ -252,6 +252,11 @@ def test_traffic_moves_the_device_and_protocol_counters(k, fs):
     assert _mib(fs, "Udp")["InDatagrams"] == 1
     assert run(k, "recv", pid=a, fd=u2, length=4096) == 100
     assert err(k, "recv", pid=a, fd=u2, length=4096) == errno.EAGAIN
+    for _ in range(5):  # nobody reads: the fifth overflows the 208 KiB receive buffer
+        run(k, "send", pid=a, fd=udp, length=50000, to="127.0.0.1:9999")
+    u = _mib(fs, "Udp")
+    assert (u["InDatagrams"], u["RcvbufErrors"], u["InErrors"]) == (5, 1, 1)
+    assert [r[-1] for r in rows(fs, "/proc/net/udp")].count("1") == 1  # its drops column
     assert err(k, "net_flow", pid=a, fd=udp, tx_rate=1) == errno.ENOTCONN
 
 
