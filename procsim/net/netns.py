@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from procsim.net import mib_names as N
 from procsim.net.netdevice import (ARPHRD_ETHER, ARPHRD_LOOPBACK, IFA_F_NODAD, IFA_F_PERMANENT, IFA_GLOBAL,
                                    IFA_HOST, IFA_LINK, NetDevice, eui64_link_local)
-from procsim.net.sock import TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT2, TCP_TIME_WAIT, V4MAPPED, Sock
+from procsim.net.sock import TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_TIME_WAIT, V4MAPPED, Sock
 
 if TYPE_CHECKING:
     from procsim.nsproxy import Namespace
@@ -191,27 +191,8 @@ class Net:
 
     # -- sockets -------------------------------------------------------------------
 
-    def alive(self, sk: Sock, now: int) -> bool:
-        """A TIME_WAIT or orphaned FIN_WAIT2 socket is gone once its timer has run."""
-        return not sk.expires or sk.expires > now
-
     def curr_estab(self) -> int:
         return sum(1 for sk in self.tcp_ehash.values() if sk.state in (TCP_ESTABLISHED, TCP_CLOSE_WAIT))
-
-    def tcp_counts(self, now: int) -> tuple[int, int, int]:
-        """(inuse, tw, orphans) as sockstat counts them."""
-        inuse = len(self.tcp_listen)
-        tw = orphans = 0
-        for sk in self.tcp_ehash.values():
-            if sk.expires and sk.expires <= now:
-                continue
-            if sk.state == TCP_TIME_WAIT:
-                tw += 1
-            else:
-                inuse += 1
-                if sk.state == TCP_FIN_WAIT2 and sk.file is None and sk.parent is None:
-                    orphans += 1
-        return inuse, tw, orphans
 
 
 class NetState:

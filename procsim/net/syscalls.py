@@ -463,7 +463,10 @@ def _child(k: "Kernel", listener: Sock, laddr: int, lport: int, raddr: int, rpor
 def _queue_child(k: "Kernel", listener: Sock, child: Sock) -> None:
     listener.queue.append(child)
     if listener.autoaccept:
-        _accept_one(k, listener.owner, listener, 0)
+        try:
+            _accept_one(k, listener.owner, listener, 0)
+        except OSError:
+            pass  # its process is gone or out of fds: the connection waits in the queue
 
 
 def incoming(k: "Kernel", pid: int, fd: int, src: str, complete: bool = True) -> None:
