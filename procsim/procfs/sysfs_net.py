@@ -76,9 +76,8 @@ def _stat(name: str) -> Show:
     return Show(name, _attr(lambda d: d.stats[name]), **_RO)
 
 
-# the attributes served, in name order
-DEV_DIR = Dir.of(
-    "IF",
+# the attributes served, in name order (kernfs directories are 0755)
+DEV_DIR = Dir("IF", (
     _show("addr_assign_type", lambda d: 0),
     _show("addr_len", lambda d: 6),
     _show("address", lambda d: d.mac),
@@ -99,8 +98,7 @@ DEV_DIR = Dir.of(
     Dir("statistics", tuple(_stat(n) for n in sorted(STATS)), 0o755),
     _show("tx_queue_len", lambda d: d.tx_queue_len, 0o644),
     _show("type", lambda d: d.type),
-)
-DEV_DIR = Dir("IF", DEV_DIR.children, 0o755)
+), 0o755)
 _LINK = Link("IF", lambda ctx: "")
 
 
