@@ -504,3 +504,30 @@ files = [{ kind = "socket", connect = "192.168.10.5:443", count = 2, tx_rate = "
         '[[netdev]]\nname = "eth0"\nmacc = "x"\n', "unknown key 'macc'")):
         with pytest.raises(ScenarioError, match=msg):
             scenario.build(__import__("tomllib").loads(bad))
+
+
+@HOST_618
+def test_tcp6_lines_have_the_hosts_shape(k, fs):
+    a = proc(k)
+    lfd = listener(k, a, "[::1]:8080", family="inet6")
+    c = sock(k, a, "inet6")
+    run(k, "connect", pid=a, fd=c, addr="[::1]:8080")
+    c4 = sock(k, a, "inet6")
+    run(k, "connect", pid=a, fd=c4, addr="198.51.100.7:80")   # v4-mapped
+    ours = text(fs, "/proc/net/tcp6").splitlines(keepends=True)
+    assert ours[1].split()[1] == "00000000000000000000000001000000:1F90"  # ::1, as four __be32 words
+    assert ours[-1].split()[2] == "0000000000000000FFFF0000076433C6:0050"
+    try:
+        hl = socket.socket(socket.AF_INET6)
+        hl.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this host has no ::1")
+    hl.listen(4)
+    port = hl.getsockname()[1]
+    with open("/proc/net/tcp6") as f:
+        lines = f.readlines()
+    host = next(line for line in lines if f":{port:04X} " in line and " 0A " in line)
+    assert ours[0] == lines[0]
+    assert _shape(ours[1]).split("[")[0] == _shape(host).split("[")[0]
+    hl.close()
+    assert ino_of(fs, a, lfd) > 0
