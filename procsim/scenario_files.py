@@ -34,7 +34,7 @@ from typing import Any
 
 KINDS = ("file", "pipe", "socket", "eventfd", "epoll", "timerfd", "signalfd", "inotify", "memfd")
 # a socket's network keys (procsim/net/): bind, then listen or connect, then traffic
-SOCKET_KEYS = ("type", "bind", "listen", "backlog", "accept", "connect", "peer", "tx_rate", "rx_rate")
+SOCKET_KEYS = ("type", "bind", "listen", "backlog", "accept", "connect", "peer", "tx_rate", "rx_rate", "v6only")
 FILE_KEYS = {"kind", "path", "flags", "pos", "fd", "unlink", "family", "name", "count", "watch", "value",
              "interval", "clock", "mask", "cloexec", "nonblock", *SOCKET_KEYS}
 _ONLY = {"path": "file", "flags": "file", "pos": "file", "unlink": "file", "family": "socket", "name": "memfd",
@@ -150,11 +150,12 @@ def _socket_net(run, pid: int, fd: int, f: dict, where: str, err: type) -> None:
     """A socket entry's bind, listen, connect and traffic, as calls would make them."""
     if "listen" in f and "connect" in f:
         raise err(f"{where}: a socket listens or connects, not both")
+    v6only = {"v6only": f["v6only"]} if "v6only" in f else {}
     if "bind" in f:
-        run(where, "bind", pid=pid, fd=fd, addr=f["bind"])
+        run(where, "bind", pid=pid, fd=fd, addr=f["bind"], **v6only)
     if "listen" in f:
         if "bind" not in f:
-            run(where, "bind", pid=pid, fd=fd, addr=f["listen"])
+            run(where, "bind", pid=pid, fd=fd, addr=f["listen"], **v6only)
         run(where, "listen", pid=pid, fd=fd, backlog=f.get("backlog", 128), accept=f.get("accept", False))
     elif "backlog" in f or "accept" in f:
         raise err(f"{where}: backlog and accept are for a listening socket")

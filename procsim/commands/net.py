@@ -92,10 +92,11 @@ def c_netdevs(k: Kernel, pid) -> list[dict]:
 
 
 COMMANDS = (
-    cmd("bind", lambda k, pid, fd, addr: _call(k, pid, S.bind, fd, addr), PID, FD, p("addr", STR),
+    cmd("bind", lambda k, pid, fd, addr, v6only: _call(k, pid, S.bind, fd, addr, v6only), PID, FD, p("addr", STR),
+        p("v6only", BOOL, False),
         doc="bind(): an inet socket to \"ADDR:PORT\" (\"*:80\", \"[::1]:8080\"; port 0: an ephemeral one), a unix "
-            "socket to a path (\"@name\": abstract). EADDRINUSE, EADDRNOTAVAIL, EACCES below port 1024 without "
-            "root, EINVAL if bound."),
+            "socket to a path (\"@name\": abstract); `v6only`: IPV6_V6ONLY first (an inet6 wildcard then leaves "
+            "IPv4 to others). EADDRINUSE, EADDRNOTAVAIL, EACCES below port 1024 without root, EINVAL if bound."),
     cmd("listen", lambda k, pid, fd, backlog, accept: _call(k, pid, S.listen, fd, backlog, accept), PID, FD,
         p("backlog", INT, 128), p("accept", BOOL, False),
         doc="listen() (an unbound TCP socket gets an ephemeral port); `accept`: the process accepts each "

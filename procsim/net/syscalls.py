@@ -265,8 +265,22 @@ def _fam(sk: Sock, addr: int) -> tuple[int, int]:
     return (6 if v6(sk) else 4), addr
 
 
-def _overlap(a: Sock, laddr: int) -> bool:
-    return a.laddr == 0 or laddr == 0 or a.laddr == laddr
+def _covers(sk: Sock, laddr: int) -> dict[int, int | None]:
+    """The families (4, 6) a bind of `sk` to `laddr` takes, each with its
+    address (None: the wildcard); an AF_INET6 wildcard takes IPv4 too
+    unless IPV6_V6ONLY."""
+    if not v6(sk):
+        return {4: laddr or None}
+    if laddr == 0:
+        return {6: None} if sk.v6only else {4: None, 6: None}
+    fam, a = _fam(sk, laddr)
+    return {fam: a}
+
+
+def _overlap(a: Sock, sk: Sock, laddr: int) -> bool:
+    """inet_csk_bind_conflict(): the two binds share a family and an address (or a wildcard)."""
+    mine, theirs = _covers(sk, laddr), _covers(a, a.laddr)
+    return any(f in theirs and (x is None or theirs[f] is None or x == theirs[f]) for f, x in mine.items())
 
 
 def _bind_inet(k: "Kernel", t: "Task", sk: Sock, laddr: int, port: int) -> None:
@@ -279,7 +293,7 @@ def _bind_inet(k: "Kernel", t: "Task", sk: Sock, laddr: int, port: int) -> None:
         raise _err(errno.EACCES, f"port {port} < {PROT_SOCK} needs CAP_NET_BIND_SERVICE")
     if port == 0:
         port = _ephemeral(net, sk.protocol, laddr)
-    elif any(_overlap(o, laddr) for o in net.binds.get((sk.protocol, port), [])):
+    elif any(_overlap(o, sk, laddr) for o in net.binds.get((sk.protocol, port), [])):
         raise _err(errno.EADDRINUSE, f"port {port} is in use")
     sk.laddr, sk.lport, sk.bound = laddr, port, True
     net.binds.setdefault((sk.protocol, port), []).append(sk)
@@ -307,7 +321,8 @@ def sock_of(k: "Kernel", pid: int, fd: int) -> tuple["Task", Sock]:
     return t, f.private
 
 
-def bind(k: "Kernel", pid: int, fd: int, addr: str) -> None:
+def bind(k: "Kernel", pid: int, fd: int, addr: str, v6only: bool = False) -> None:
+    """bind(); `v6only`: IPV6_V6ONLY set first (an AF_INET6 socket's wildcard then leaves IPv4 alone)."""
     t, sk = sock_of(k, pid, fd)
     if sk.is_unix:
         if sk.path is not None:
@@ -321,8 +336,16 @@ def bind(k: "Kernel", pid: int, fd: int, addr: str) -> None:
         return
     if sk.protocol < 0:
         raise _err(errno.EOPNOTSUPP, "netlink sockets are not modelled")
+    if v6only and not v6(sk):
+        raise _err(errno.ENOPROTOOPT, "IPV6_V6ONLY on an AF_INET socket")
     laddr, port = parse_inet(sk, addr)
-    _bind_inet(k, t, sk, laddr, port)
+    old = sk.v6only
+    sk.v6only = v6only
+    try:
+        _bind_inet(k, t, sk, laddr, port)
+    except KernelError:
+        sk.v6only = old
+        raise
 
 
 def listen(k: "Kernel", pid: int, fd: int, backlog: int = 128, accept: bool = False) -> None:

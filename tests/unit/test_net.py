@@ -531,3 +531,16 @@ def test_tcp6_lines_have_the_hosts_shape(k, fs):
     assert _shape(ours[1]).split("[")[0] == _shape(host).split("[")[0]
     hl.close()
     assert ino_of(fs, a, lfd) > 0
+
+
+def test_an_inet6_wildcard_takes_ipv4_unless_v6only(k, fs):
+    a = proc(k)
+    v4 = sock(k, a)
+    run(k, "bind", pid=a, fd=v4, addr="0.0.0.0:22")
+    v6 = sock(k, a, "inet6")
+    assert err(k, "bind", pid=a, fd=v6, addr="[::]:22") == errno.EADDRINUSE
+    run(k, "bind", pid=a, fd=v6, addr="[::]:22", v6only=True)
+    assert err(k, "bind", pid=a, fd=sock(k, a, "inet6"), addr="[::1]:22") == errno.EADDRINUSE
+    run(k, "bind", pid=a, fd=sock(k, a, "inet6"), addr="[::ffff:10.0.2.15]:23")
+    assert err(k, "bind", pid=a, fd=sock(k, a), addr="10.0.2.15:23") == errno.EADDRINUSE
+    assert err(k, "bind", pid=a, fd=sock(k, a), addr="127.0.0.1:24", v6only=True) == errno.ENOPROTOOPT
