@@ -64,7 +64,7 @@ def dev(ctx: Ctx) -> bytes:
     out = [DEV_HEADER]
     for d in net_of(ctx).devices.values():
         s = d.stats
-        out.append("%6s:%8d %7d %4d %4d %4d %5d %10d %9d %8d %7d %4d %4d %4d %5d %7d %10d\n" % (
+        out.append("%6s: %7d %7d %4d %4d %4d %5d %10d %9d %8d %7d %4d %4d %4d %5d %7d %10d\n" % (
             d.name, s["rx_bytes"], s["rx_packets"], s["rx_errors"], s["rx_dropped"] + s["rx_missed_errors"],
             s["rx_fifo_errors"],
             s["rx_length_errors"] + s["rx_over_errors"] + s["rx_crc_errors"] + s["rx_frame_errors"],
@@ -181,8 +181,7 @@ def _udp_socks(ctx: Ctx, v6: bool) -> list[tuple[int, Sock]]:
 
 def _udp_line(slot: int, sk: Sock, v6: bool) -> str:
     addr = _in6 if v6 else _be32
-    w = 5 if not v6 else 4
-    return (f"{slot:{w}d}: {addr(sk.laddr)}:{sk.lport:04X} {addr(sk.raddr)}:{sk.rport:04X} {sk.state:02X} "
+    return (f"{slot:5d}: {addr(sk.laddr)}:{sk.lport:04X} {addr(sk.raddr)}:{sk.rport:04X} {sk.state:02X} "
             f"{0:08X}:{sk.rx_queue:08X} 00:00000000 00000000 {sk.uid:5d} {0:8d} {sk.ino} 2 {_pk(sk.id)} "
             f"{sk.drops}")
 

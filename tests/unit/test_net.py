@@ -360,6 +360,21 @@ def test_udp_and_unix_lines_have_the_hosts_shape(k, fs):
     assert len(mine.split(":", 1)[0]) == len(hline.split(":", 1)[0]) == 16
     hu.close()
     hs.close()
+    u6 = sock(k, a, "inet6", "dgram")
+    run(k, "bind", pid=a, fd=u6, addr="[::1]:0")
+    try:
+        h6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        h6.bind(("::1", 0))
+    except OSError:
+        return
+    port6 = h6.getsockname()[1]
+    with open("/proc/net/udp6") as f:
+        lines6 = f.readlines()
+    host6 = next(line for line in lines6 if f":{port6:04X} " in line)
+    ours6 = text(fs, "/proc/net/udp6").splitlines(keepends=True)
+    assert ours6[0] == lines6[0]
+    assert _shape(ours6[1]).split("[")[0] == _shape(host6).split("[")[0]
+    h6.close()
 
 
 @HOST_618
@@ -544,3 +559,25 @@ def test_an_inet6_wildcard_takes_ipv4_unless_v6only(k, fs):
     run(k, "bind", pid=a, fd=sock(k, a, "inet6"), addr="[::ffff:10.0.2.15]:23")
     assert err(k, "bind", pid=a, fd=sock(k, a), addr="10.0.2.15:23") == errno.EADDRINUSE
     assert err(k, "bind", pid=a, fd=sock(k, a), addr="127.0.0.1:24", v6only=True) == errno.ENOPROTOOPT
+
+
+@requires_host(kernel="6.18", files=("/proc/net/dev",))
+def test_dev_lines_are_the_hosts_for_the_same_counters(k):
+    """Each host device's line, rebuilt from its numbers by the model's
+    dev_seq_printf_stats: byte for byte (wide counters included)."""
+    from procsim.net.netdevice import NetDevice
+    net = k.net.net(k.init_ns["net"])
+    with open("/proc/net/dev") as f:
+        host = f.readlines()
+    for line in host[2:]:
+        name, rest = line.split(":")
+        v = list(map(int, rest.split()))
+        d = NetDevice(name.strip(), 0)
+        s = d.stats
+        (s["rx_bytes"], s["rx_packets"], s["rx_errors"], s["rx_dropped"], s["rx_fifo_errors"], s["rx_frame_errors"],
+         s["rx_compressed"], s["multicast"], s["tx_bytes"], s["tx_packets"], s["tx_errors"], s["tx_dropped"],
+         s["tx_fifo_errors"], s["collisions"], s["tx_carrier_errors"], s["tx_compressed"]) = v
+        net.add_device(d)
+    ours = text(ProcFS(k), "/proc/net/dev").splitlines(keepends=True)
+    assert ours[:2] == host[:2]
+    assert ours[-(len(host) - 2):] == host[2:]
