@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import (block, cgroupfs, cpuinfo, interrupts, meminfo, mounts, observer, oom, pagemap,
+from procsim.procfs import (block, cgroupfs, cpuinfo, interrupts, meminfo, mounts, net, observer, oom, pagemap,
                             pressure, small_files, stat, sysctl, vmstat)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
@@ -35,6 +35,7 @@ PROC_ENTRIES = (
     Show("loadavg", stat.loadavg, **_GLOBAL),
     Show("meminfo", meminfo.meminfo, **_GLOBAL),
     Link("mounts", mounts.self_mounts, size=len("self/mounts")),
+    Link("net", net.proc_net_link, size=len("self/net")),
     Show("partitions", block.partitions, records=True, **_GLOBAL),
     Dir("pressure", pressure.PRESSURE),
     Dir.of("procsim", Show("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
