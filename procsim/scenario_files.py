@@ -12,6 +12,7 @@ command table as live control would (procsim/commands/).
       { path = "/tmp/spool.dat", flags = "O_RDWR|O_CREAT", unlink = true },   # shows (deleted)
       { kind = "socket", family = "inet", count = 4 },
       { kind = "pipe" },                       # two fds: read end, write end
+      { kind = "pipe", end = "write", fd = 1 },  # one end (the other closed)
       { kind = "eventfd", value = 0 },
       { kind = "epoll", watch = [5, 6] },      # fds to watch (EPOLLIN)
       { kind = "timerfd", value = 1.0, interval = 1.0 },    # clock = "monotonic" (or realtime, boottime)
@@ -31,9 +32,9 @@ from typing import Any
 
 KINDS = ("file", "pipe", "socket", "eventfd", "epoll", "timerfd", "signalfd", "inotify", "memfd")
 FILE_KEYS = {"kind", "path", "flags", "pos", "fd", "unlink", "family", "name", "count", "watch", "value",
-             "interval", "clock", "mask", "cloexec", "nonblock"}
+             "interval", "clock", "mask", "cloexec", "nonblock", "end"}
 _ONLY = {"path": "file", "flags": "file", "pos": "file", "unlink": "file", "family": "socket", "name": "memfd",
-         "interval": "timerfd", "clock": "timerfd", "mask": "signalfd"}
+         "interval": "timerfd", "clock": "timerfd", "mask": "signalfd", "end": "pipe"}
 
 
 def setup(loader: Any, pid: int, v: dict, where: str) -> None:
@@ -107,6 +108,12 @@ def _one(run, pid: int, kind: str, f: dict, where: str, err: type) -> None:
             run(where, "unlink", pid=pid, path=f["path"])
     elif kind == "pipe":
         fds = run(where, "pipe", **common, cloexec=cloexec, nonblock=nonblock)
+        if "end" in f:  # one end only (a captured fd table): the other is closed
+            if f["end"] not in ("read", "write"):
+                raise err(f"{where}: end: expected \"read\" or \"write\", got {f['end']!r}")
+            keep = fds[0] if f["end"] == "read" else fds[1]
+            run(where, "close_fd", pid=pid, fd=fds[1] if keep == fds[0] else fds[0])
+            fds = [keep]
     elif kind == "socket":
         fds = [run(where, "socket", **common, family=f.get("family", "inet"), cloexec=cloexec, nonblock=nonblock)]
     elif kind == "eventfd":

@@ -16,6 +16,7 @@ from procsim.kernel import Kernel, KernelError
 from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.scenario.activity import ActivityBuilder
+from procsim.scenario.captured import CapturedBuilder
 from procsim.scenario.machine import machine_config
 from procsim.scenario.memory import MemoryBuilder
 from procsim.scenario.names import _REGISTRY, Names
@@ -24,7 +25,7 @@ from procsim.scenario.schema import KTHREAD, TOP, ScenarioError, _fields, _is_in
 from procsim.units import NSEC
 
 
-class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder):
+class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CapturedBuilder):
     """One build: the document, the kernel it makes, the names it gives."""
 
     def __init__(self, doc: dict, source: str) -> None:
@@ -102,6 +103,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder):
         for i, d in enumerate(procs[1:] if inits else procs, 1 if inits else 0):
             self._process(d, i)
         self.history.finish()
+        self._restore_counters()  # a captured machine's counters, over what the history made
         for pid, wl, where in self.workloads:  # access patterns run from the start on
             self._workload(pid, wl, where)
         events = top.get("activity", [])
@@ -147,6 +149,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder):
     def _new_kthread(self, comm: str, pid: int | None, cpu: int | None, where: str, v: dict) -> None:
         self._enter(v, "kthread", where)
         pid = self._call(where, self.k.kthread, comm, pid, cpu)
+        self._restore_later(pid, v, where)
         self.names.add_process(None, pid, comm)
         self.history.started(pid)
 

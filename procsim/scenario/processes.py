@@ -107,6 +107,7 @@ class ProcessBuilder:
                                  groups=tuple(groups), exe=v.get("exe"), env=v.get("env"), pid=v.get("pid"),
                                  clone_flags=flags)
                 names.add_process(name, pid, k.task(pid).comm)
+        self._captured(pid, v, where)  # captured.py: layout, comm, fds, resident pages
         if not init and v.get("setsid", False):
             self._call(where, sched_syscalls.setsid, k, pid)
         self._identity(pid, v, where, init)
@@ -150,6 +151,7 @@ class ProcessBuilder:
         for tid in [pid] + [tid for tid, *_ in placements]:
             if tid in k.tasks:
                 self.history.started(tid)
+        self._restore_later(pid, v, where, [(tid, tv["restore"]) for tid, tv, _, _ in placements if "restore" in tv])
 
     def _identity(self, pid: int, v: dict, where: str, init: bool) -> None:
         """Its cgroup (made as needed, as systemd does before the exec), its
