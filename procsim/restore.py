@@ -11,7 +11,9 @@ import errno
 
 from procsim.kernel import Kernel, KernelError
 
-TASK_COUNTERS = ("start_time", "utime", "stime", "nvcsw", "nivcsw", "min_flt", "maj_flt")
+TASK_COUNTERS = ("start_time", "utime", "stime", "nvcsw", "nivcsw", "min_flt", "maj_flt", "cpu")
+MM_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_stack", "arg_start", "arg_end",
+             "env_start", "env_end")
 GROUP_COUNTERS = ("dead_utime", "dead_stime", "dead_min_flt", "dead_maj_flt", "cutime", "cstime")
 
 
@@ -28,6 +30,8 @@ def restore_task(k: Kernel, tid: int, **values: int) -> None:
     with k.lock:
         t = k.task(tid)
         _check(values, TASK_COUNTERS)
+        if "cpu" in values and (values["cpu"] >= k.config.nr_cpus or t.on_cpu and values["cpu"] != t.cpu):
+            raise KernelError(errno.EINVAL, f"restore: cpu {values['cpu']}: out of range or not where it runs")
         if values.get("start_time", 0) > k.now:
             raise KernelError(errno.EINVAL, f"restore: start_time {values['start_time']} is after now ({k.now})")
         for key, v in values.items():
@@ -42,6 +46,19 @@ def restore_group(k: Kernel, pid: int, **values: int) -> None:
         _check(values, GROUP_COUNTERS)
         for key, v in values.items():
             setattr(tg, key, v)
+        k._changed("restore", pid=tg.tgid)
+
+
+def restore_mm(k: Kernel, pid: int, **values: int) -> None:
+    """Set the mm's code, data, stack and argument bounds (prctl(PR_SET_MM),
+    which CRIU uses for the same): what stat fields 26-28 and 45-51 show."""
+    with k.lock:
+        tg = k.group(pid)
+        if tg.mm is None:
+            raise KernelError(errno.EINVAL, "restore: a kernel thread has no mm")
+        _check(values, MM_FIELDS)
+        for key, v in values.items():
+            setattr(tg.mm, key, v)
         k._changed("restore", pid=tg.tgid)
 
 

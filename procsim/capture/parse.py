@@ -17,7 +17,10 @@ def parse_stat(text: str) -> dict[str, int | str]:
     return {"pid": int(text[:lo]), "comm": text[lo + 1:hi], "state": rest[0], "ppid": f[4], "pgrp": f[5],
             "session": f[6], "flags": f[9], "minflt": f[10], "majflt": f[12], "utime": f[14], "stime": f[15],
             "cutime": f[16], "cstime": f[17], "priority": f[18], "nice": f[19], "num_threads": f[20],
-            "starttime": f[22], "processor": f[39], "rt_priority": f[40], "policy": f[41]}
+            "starttime": f[22], "processor": f[39], "rt_priority": f[40], "policy": f[41],
+            "mm": {"start_code": f[26], "end_code": f[27], "start_stack": f[28],
+                   **{k: f[n] for n, k in ((45, "start_data"), (46, "end_data"), (48, "arg_start"),
+                                           (49, "arg_end"), (50, "env_start"), (51, "env_end")) if n in f}}}
 
 
 def parse_status(text: str) -> dict[str, str]:

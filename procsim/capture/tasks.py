@@ -67,8 +67,9 @@ class TaskCapture:
             return None
 
     def kthread(self, st: dict) -> dict:
+        status = self.status(f"{st['pid']}/status") or {}
         return {"pid": st["pid"], "comm": self._comm(st["pid"], st["comm"]),
-                "restore": self._counters(st)}
+                "restore": self._counters(st) | self._ctxt(status)}
 
     def _comm(self, pid: int, fallback: str, tid: int | None = None) -> str:
         rel = f"{pid}/comm" if tid is None else f"{pid}/task/{tid}/comm"
@@ -78,7 +79,7 @@ class TaskCapture:
     @staticmethod
     def _counters(st: dict) -> dict:
         return {"start": st["starttime"], "utime": st["utime"], "stime": st["stime"],
-                "minflt": st["minflt"], "majflt": st["majflt"]}
+                "minflt": st["minflt"], "majflt": st["majflt"], "cpu": st["processor"]}
 
     def process(self, st: dict) -> dict:
         """A `[[process]]` table for a user process whose stat is `st`."""
@@ -118,6 +119,11 @@ class TaskCapture:
         if cwd is not None and cwd.startswith("/") and not cwd.endswith(" (deleted)"):
             p["cwd"] = cwd
         self._memory(p, pid)
+        if "exe" not in p and "layout" in p:  # no exe link: the first file mapping is the executable
+            first = next((ln.split(None, 5)[5] for ln in p["layout"].splitlines()
+                          if len(ln.split(None, 5)) == 6 and ln.split(None, 5)[5].startswith("/")), None)
+            if first is not None:
+                p["exe"] = first.removesuffix(" (deleted)")
         files = self._files(pid)
         if files is not None:
             p["inherit_fds"] = False
@@ -125,6 +131,9 @@ class TaskCapture:
         p["threads"] = self._threads(pid)
         p["restore"] = self._counters(st) | {"cutime": st["cutime"], "cstime": st["cstime"]}
         p["restore"] |= self._ctxt(status)
+        mmf = st["mm"]
+        if mmf.get("start_code", 0) > 1 and mmf.get("arg_start"):  # 0 or 1: stat hid them (no ptrace access)
+            p["restore_mm"] = mmf
         if pid == 1:  # init's credentials are the kernel's (root), its parent none
             for key in ("uid", "gid", "groups", "setsid"):
                 p.pop(key, None)

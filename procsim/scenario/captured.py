@@ -20,7 +20,7 @@ PAGE = 4096
 TICK_NS = 10_000_000  # USER_HZ = 100: stat's clock ticks
 RESIDENT = {"addr": _t_size, "rss": _t_size, "dirty": _t_size, "swap": _t_size, "anon_huge": _t_size}
 RESTORE_TASK = {"start": "start_time", "utime": "utime", "stime": "stime", "minflt": "min_flt",
-                "majflt": "maj_flt", "nvcsw": "nvcsw", "nivcsw": "nivcsw"}
+                "majflt": "maj_flt", "nvcsw": "nvcsw", "nivcsw": "nivcsw", "cpu": "cpu"}
 RESTORE_GROUP = {"cutime": "cutime", "cstime": "cstime"}
 TIMES = ("start", "utime", "stime", "cutime", "cstime")
 
@@ -41,6 +41,10 @@ class CapturedBuilder:
                 self._exec(where, "close_fd", pid=pid, fd=e["fd"])
         if "resident" in v:
             self._resident(pid, v, where)
+        if "restore_mm" in v:
+            if not isinstance(v["restore_mm"], dict):
+                raise ScenarioError(f"{where}: restore_mm: expected a table")
+            self._call(f"{where}: restore_mm", restore.restore_mm, self.k, pid, **v["restore_mm"])
 
     def _replay_layout(self, pid: int, v: dict, where: str) -> None:
         text = v["layout"]
@@ -125,7 +129,7 @@ class CapturedBuilder:
                            **_task_values(tv))
             main = dict(vals)
             for key in RESTORE_TASK:
-                if key in main and key != "start":
+                if key in main and key not in ("start", "cpu"):
                     main[key] = max(0, main[key] - sum(tv.get(key, 0) for tv in others))
             self._call(f"{where}: restore", restore.restore_task, self.k, pid, **_task_values(main))
             group = {RESTORE_GROUP[key]: vals[key] * TICK_NS for key in RESTORE_GROUP if key in vals}

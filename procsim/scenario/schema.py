@@ -164,7 +164,7 @@ PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "a
            "clone": _t_str, "hostname": _t_str, "cgroup": _t_str, "loginuid": _t_int}  # namespaces, cgroup, audit
 # a captured machine's processes (procsim/scenario/captured.py)
 PROCESS.update({"layout": _t_str, "resident": _t_tables, "comm": _t_str, "inherit_fds": _t_bool,
-                "restore": _t_table})
+                "restore": _t_table, "restore_mm": _t_table})
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
           "state": _t_str, "nice": _t_int, "stack": _t_size, "restore": _t_table}
 MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,
