@@ -91,7 +91,7 @@ class TaskCapture:
         argv = raw.decode("utf-8", "surrogateescape").split("\0") if raw else []
         if argv and argv[-1] == "":
             argv.pop()
-        exe = src.readlink(f"{pid}/exe")
+        exe = src.readlink(f"{pid}/exe", quiet=True)  # none for a zombie (or a fork, in a procsim mount)
         if exe is not None and exe.endswith(" (deleted)"):
             exe = exe[:-len(" (deleted)")]
         p["argv"] = argv or [exe or st["comm"]]
