@@ -435,6 +435,8 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
         chunks of RAM."""
         if self._max_threads is not None:
             return self._max_threads
+        if self.config.threads_max is not None:
+            return self.config.threads_max
         return max(20, min(self.config.nr_pages // 32, 0x3FFFFFFF))
 
     def set_max_threads(self, n: int) -> None:

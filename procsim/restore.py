@@ -10,17 +10,23 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel, KernelError
+from procsim.fs.file import PIPE, SOCK
+from procsim.task import PF_FORKNOEXEC
 
-TASK_COUNTERS = ("start_time", "utime", "stime", "nvcsw", "nivcsw", "min_flt", "maj_flt", "cpu")
+TASK_COUNTERS = ("start_time", "utime", "stime", "nvcsw", "nivcsw", "min_flt", "maj_flt", "cpu", "sig_blocked",
+                 "forknoexec")
 MM_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_stack", "arg_start", "arg_end",
-             "env_start", "env_end")
-GROUP_COUNTERS = ("dead_utime", "dead_stime", "dead_min_flt", "dead_maj_flt", "cutime", "cstime")
+             "env_start", "env_end", "cpumask")
+GROUP_COUNTERS = ("dead_utime", "dead_stime", "dead_min_flt", "dead_maj_flt", "cutime", "cstime", "sig_ignore",
+                  "sig_catch")
 
 
 def _check(values: dict[str, int], known: tuple[str, ...]) -> None:
     for key, v in values.items():
         if key not in known:
             raise KernelError(errno.EINVAL, f"restore: no counter {key!r}")
+        if key == "forknoexec" and isinstance(v, bool):
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise KernelError(errno.EINVAL, f"restore: {key}: expected a non-negative integer, got {v!r}")
 
@@ -35,7 +41,10 @@ def restore_task(k: Kernel, tid: int, **values: int) -> None:
         if values.get("start_time", 0) > k.now:
             raise KernelError(errno.EINVAL, f"restore: start_time {values['start_time']} is after now ({k.now})")
         for key, v in values.items():
-            setattr(t, key, v)
+            if key == "forknoexec":  # PF_FORKNOEXEC: forked and not exec'd since
+                t.flags = t.flags | PF_FORKNOEXEC if v else t.flags & ~PF_FORKNOEXEC
+            else:
+                setattr(t, key, v)
         k._changed("restore", tid=tid)
 
 
@@ -57,9 +66,28 @@ def restore_mm(k: Kernel, pid: int, **values: int) -> None:
         if tg.mm is None:
             raise KernelError(errno.EINVAL, "restore: a kernel thread has no mm")
         _check(values, MM_FIELDS)
+        if values.get("cpumask", 0) >> k.config.nr_cpus:
+            raise KernelError(errno.EINVAL, f"restore: cpumask {values['cpumask']:#x} has CPUs past nr_cpus")
         for key, v in values.items():
             setattr(tg.mm, key, v)
         k._changed("restore", pid=tg.tgid)
+
+
+def set_ino(k: Kernel, pid: int, fd: int, ino: int) -> None:
+    """A pipe's or socket's inode number as the captured machine had it
+    (pipe:[N], socket:[N]); only those have numbers of their own."""
+    with k.lock:
+        t = k.task(pid)
+        if t.files is None:
+            raise KernelError(errno.ESRCH, f"{pid} has no files")
+        try:
+            f = t.files.get(fd)
+        except OSError as e:
+            raise KernelError(e.errno, str(e)) from None
+        if f.kind not in (PIPE, SOCK) or isinstance(ino, bool) or not isinstance(ino, int) or ino < 1:
+            raise KernelError(errno.EINVAL, f"restore: fd {fd} is not a pipe or socket, or ino {ino!r} is bad")
+        f.ino = ino
+        k._changed("restore", pid=t.tgid)
 
 
 TASK_COMM_LEN = 16

@@ -32,7 +32,7 @@ from typing import Any
 
 KINDS = ("file", "pipe", "socket", "eventfd", "epoll", "timerfd", "signalfd", "inotify", "memfd")
 FILE_KEYS = {"kind", "path", "flags", "pos", "fd", "unlink", "family", "name", "count", "watch", "value",
-             "interval", "clock", "mask", "cloexec", "nonblock", "end"}
+             "interval", "clock", "mask", "cloexec", "nonblock", "end", "ino"}
 _ONLY = {"path": "file", "flags": "file", "pos": "file", "unlink": "file", "family": "socket", "name": "memfd",
          "interval": "timerfd", "clock": "timerfd", "mask": "signalfd", "end": "pipe"}
 

@@ -69,6 +69,9 @@ def capture_machine(src: Source) -> dict:
     pid_max = src.read("sys/kernel/pid_max", quiet=True)
     if pid_max:
         m["pid_max"] = int(pid_max)
+    threads_max = src.read("sys/kernel/threads-max", quiet=True)
+    if threads_max and threads_max.strip().isdigit():
+        m["threads_max"] = int(threads_max)
     stat = src.read("stat")
     if stat:
         btime = re.search(r"^btime (\d+)", stat, re.M)

@@ -11,6 +11,7 @@ from procsim.capture.parse import (Vma, parse_fdinfo, parse_limits, parse_smaps,
 from procsim.capture.source import Source
 
 PF_KTHREAD = 0x00200000
+PF_FORKNOEXEC = 0x00000040
 USER_HZ = 100
 TICK_NS = 1_000_000_000 // USER_HZ
 POLICIES = {0: "other", 1: "fifo", 2: "rr", 3: "batch", 5: "idle"}
@@ -68,8 +69,10 @@ class TaskCapture:
 
     def kthread(self, st: dict) -> dict:
         status = self.status(f"{st['pid']}/status") or {}
-        return {"pid": st["pid"], "comm": self._comm(st["pid"], st["comm"]),
-                "restore": self._counters(st) | self._ctxt(status)}
+        r = self._counters(st) | self._ctxt(status)
+        if st["nice"]:
+            r["nice"] = st["nice"]
+        return {"pid": st["pid"], "comm": self._comm(st["pid"], st["comm"]), "restore": r}
 
     def _comm(self, pid: int, fallback: str, tid: int | None = None) -> str:
         rel = f"{pid}/comm" if tid is None else f"{pid}/task/{tid}/comm"
@@ -131,9 +134,17 @@ class TaskCapture:
         p["threads"] = self._threads(pid)
         p["restore"] = self._counters(st) | {"cutime": st["cutime"], "cstime": st["cstime"]}
         p["restore"] |= self._ctxt(status)
+        if st["flags"] & PF_FORKNOEXEC:
+            p["restore"]["forknoexec"] = True
         mmf = st["mm"]
         if mmf.get("start_code", 0) > 1 and mmf.get("arg_start"):  # 0 or 1: stat hid them (no ptrace access)
             p["restore_mm"] = mmf
+            mask = status.get("Cpus_active_mm", "").replace(",", "")
+            if mask:
+                try:
+                    p["restore_mm"]["cpumask"] = int(mask, 16)
+                except ValueError:
+                    pass
         if pid == 1:  # init's credentials are the kernel's (root), its parent none
             for key in ("uid", "gid", "groups", "setsid"):
                 p.pop(key, None)
@@ -168,6 +179,12 @@ class TaskCapture:
     @staticmethod
     def _ctxt(status: dict[str, str]) -> dict:
         out = {}
+        for key, name in (("SigBlk", "sigblk"), ("SigIgn", "sigign"), ("SigCgt", "sigcgt")):
+            try:
+                if int(status.get(key, "0"), 16):
+                    out[name] = int(status[key], 16)
+            except ValueError:
+                pass
         for key, name in (("voluntary_ctxt_switches", "nvcsw"), ("nonvoluntary_ctxt_switches", "nivcsw")):
             if status.get(key, "").isdigit():
                 out[name] = int(status[key])
@@ -190,6 +207,7 @@ class TaskCapture:
             if state not in (None, "S", "Z"):
                 th["state"] = state
             th["restore"] = self._counters(st) | self._ctxt(status)
+            th["restore"].pop("sigign", None), th["restore"].pop("sigcgt", None)  # the process's
             out.append(th)
         return out
 
@@ -214,6 +232,8 @@ class TaskCapture:
         for v in vmas:
             f = v.fields
             rss, swap = f.get("Rss", 0), f.get("Swap", 0)
+            if v.line.endswith("[vdso]") and not rss:  # exec maps it in: say it is not (a fork's)
+                resident.append({"addr": v.start, "rss": 0})
             if not (rss or swap) or v.line.endswith(("[vsyscall]", "[vvar]", "[vvar_vclock]", "[vdso]")):
                 continue
             dirty = f.get("Private_Dirty", 0) + f.get("Shared_Dirty", 0)
@@ -279,9 +299,11 @@ class TaskCapture:
             return e
         if target.startswith("socket:["):
             ino = int(target[8:-1])
-            return {"kind": "socket", "family": self.families().get(ino, "unix"), "cloexec": cloexec} | common
+            return {"kind": "socket", "family": self.families().get(ino, "unix"), "cloexec": cloexec,
+                    "ino": ino} | common
         if target.startswith("pipe:["):
-            return {"kind": "pipe", "end": "write" if flags & 0o3 else "read", "cloexec": cloexec} | common
+            return {"kind": "pipe", "end": "write" if flags & 0o3 else "read", "cloexec": cloexec,
+                    "ino": int(target[6:-1])} | common
         kind = ANON_KINDS.get(target)
         if kind is None:
             self.src.warn(f"{self.src.path(f'{pid}/fd/{fd}')}: {target}: no model for it, skipped")

@@ -13,15 +13,20 @@ from typing import Any
 from procsim import restore
 from procsim.kernel import Kernel
 from procsim.layout import LayoutError, parse_maps
-from procsim.scenario.schema import ScenarioError, _fields, _t_size
+from procsim.scenario.schema import ScenarioError, _fields, _t_bool, _t_int, _t_size
 
 KB = 1024
 PAGE = 4096
 TICK_NS = 10_000_000  # USER_HZ = 100: stat's clock ticks
 RESIDENT = {"addr": _t_size, "rss": _t_size, "dirty": _t_size, "swap": _t_size, "anon_huge": _t_size}
 RESTORE_TASK = {"start": "start_time", "utime": "utime", "stime": "stime", "minflt": "min_flt",
-                "majflt": "maj_flt", "nvcsw": "nvcsw", "nivcsw": "nivcsw", "cpu": "cpu"}
-RESTORE_GROUP = {"cutime": "cutime", "cstime": "cstime"}
+                "majflt": "maj_flt", "nvcsw": "nvcsw", "nivcsw": "nivcsw", "cpu": "cpu", "sigblk": "sig_blocked",
+                "forknoexec": "forknoexec"}
+RESTORE_GROUP = {"cutime": "cutime", "cstime": "cstime", "sigign": "sig_ignore", "sigcgt": "sig_catch"}
+RESTORE_SCHEMA = {key: _t_size for key in (*RESTORE_TASK, *RESTORE_GROUP)} | {"nice": _t_int,
+                                                                             "forknoexec": _t_bool}
+THREAD_RESTORE_SCHEMA = {key: RESTORE_SCHEMA[key] for key in RESTORE_TASK}
+SUMMED = ("utime", "stime", "minflt", "majflt", "nvcsw", "nivcsw")  # a process's: its threads' together
 TIMES = ("start", "utime", "stime", "cutime", "cstime")
 
 
@@ -41,10 +46,17 @@ class CapturedBuilder:
                 self._exec(where, "close_fd", pid=pid, fd=e["fd"])
         if "resident" in v:
             self._resident(pid, v, where)
-        if "restore_mm" in v:
+        if "restore_mm" in v:  # checked now, set with the counters (the history runs it on CPUs)
             if not isinstance(v["restore_mm"], dict):
                 raise ScenarioError(f"{where}: restore_mm: expected a table")
-            self._call(f"{where}: restore_mm", restore.restore_mm, self.k, pid, **v["restore_mm"])
+            self.restores_mm = getattr(self, "restores_mm", []) + [(pid, v["restore_mm"], where)]
+
+    def _captured_inos(self, pid: int, v: dict, where: str) -> None:
+        for j, f in enumerate(v.get("files", [])):
+            if isinstance(f, dict) and "ino" in f:
+                if "fd" not in f:
+                    raise ScenarioError(f"{where} files #{j + 1}: ino needs fd")
+                self._call(f"{where} files #{j + 1}", restore.set_ino, self.k, pid, f["fd"], f["ino"])
 
     def _replay_layout(self, pid: int, v: dict, where: str) -> None:
         text = v["layout"]
@@ -75,6 +87,10 @@ class CapturedBuilder:
             if rss + swap > size or dirty > rss or huge > rss:
                 raise ScenarioError(f"{w}: rss + swap ({(rss + swap) // KB} kB) or dirty is more than the VMA "
                                     f"({size // KB} kB)")
+            if vma.special == "[vdso]":  # exec mapped its pages; rss 0: a fork that never touched it
+                if not rss:
+                    self._exec(w, "madvise", pid=pid, addr=vma.start, length=size, advice="dontneed")
+                continue
             anon = vma.file is None and vma.special is None
             at = vma.start
             if huge:
@@ -119,20 +135,25 @@ class CapturedBuilder:
     def _restore_counters(self) -> None:
         """Set every captured task's counters: a process's values are its
         totals, so its main thread gets them less its other threads'."""
+        for pid, mmv, where in getattr(self, "restores_mm", []):
+            self._call(f"{where}: restore_mm", restore.restore_mm, self.k, pid, **mmv)
         for pid, vals, where, threads in getattr(self, "restores", []):
-            vals = _fields(vals, {key: _t_size for key in (*RESTORE_TASK, *RESTORE_GROUP)}, f"{where}: restore")
+            vals = _fields(vals, RESTORE_SCHEMA, f"{where}: restore")
+            if "nice" in vals:  # a kernel thread's (set_user_nice by its creator)
+                self._call(f"{where}: restore", self.k.set_nice, pid, vals.pop("nice"))
             others = []
             for tid, tv in threads:
-                tv = _fields(tv, {key: _t_size for key in RESTORE_TASK}, f"{where} thread {tid}: restore")
+                tv = _fields(tv, THREAD_RESTORE_SCHEMA, f"{where} thread {tid}: restore")
                 others.append(tv)
                 self._call(f"{where} thread {tid}: restore", restore.restore_task, self.k, tid,
                            **_task_values(tv))
             main = dict(vals)
             for key in RESTORE_TASK:
-                if key in main and key not in ("start", "cpu"):
+                if key in main and key in SUMMED:
                     main[key] = max(0, main[key] - sum(tv.get(key, 0) for tv in others))
             self._call(f"{where}: restore", restore.restore_task, self.k, pid, **_task_values(main))
-            group = {RESTORE_GROUP[key]: vals[key] * TICK_NS for key in RESTORE_GROUP if key in vals}
+            group = {RESTORE_GROUP[key]: vals[key] * TICK_NS if key in TIMES else vals[key]
+                     for key in RESTORE_GROUP if key in vals}
             if group and self.k.group(pid).mm is not None:
                 self._call(f"{where}: restore", restore.restore_group, self.k, pid, **group)
 

@@ -137,6 +137,7 @@ class ProcessBuilder:
         for j, m in enumerate(v.get("maps", [])):
             self._map(pid, m, j, where)
         scenario_files.setup(self, pid, v, where)
+        self._captured_inos(pid, v, where)  # captured.py: pipe and socket inode numbers
         for j, op in enumerate(v.get("ops", [])):
             self._op(pid, op, f"{where} ops #{j + 1}")
         for j, wl in enumerate(v.get("workloads", [])):
