@@ -390,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", metavar="SRC_ROOT")
     p.add_argument("dst", metavar="MNT/proc")
     p.add_argument("--pids", metavar="PIDS", help="only these pids")
+    p.add_argument("--scenario", metavar="FILE",
+                   help="the capture: tells what moved in the source since from what the model derives")
     return ap
 
 
@@ -418,8 +420,8 @@ def _capture(a: argparse.Namespace) -> int:
 
 
 def _diff(a: argparse.Namespace) -> int:
-    from procsim.capture.diff import compare
-    r = compare(a.src, a.dst, _pid_list(a.pids))
+    from procsim.capture.diff import Captured, compare
+    r = compare(a.src, a.dst, _pid_list(a.pids), Captured.load(a.scenario) if a.scenario else None)
     sys.stdout.write(r.text())
     return 1 if r.differences else 0
 

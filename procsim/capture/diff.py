@@ -24,6 +24,8 @@ STAT_NAMES = {1: "pid", 2: "comm", 3: "state", 4: "ppid", 5: "pgrp", 6: "session
               45: "start_data", 46: "end_data", 47: "start_brk", 48: "arg_start", 49: "arg_end", 50: "env_start",
               51: "env_end", 52: "exit_code"}
 MOVING = "a counter that moves (it moved between the capture and this read)"
+MOVED = "changed in the source since the capture (the replay shows the captured value)"
+REMAPPED = "the source's address space changed since the capture"
 HISTORY = "derived from the replay's history (peaks, page tables, stack and arg addresses): not captured"
 SIGNALS = "signal state and capabilities are not captured"
 WHERE = "where a task runs: the replay's scheduler places it"
@@ -57,11 +59,15 @@ class Report:
     files_total: Counter = field(default_factory=Counter)
     fields: Counter = field(default_factory=Counter)    # (kind, field) -> differing count
     examples: dict = field(default_factory=dict)        # (kind, field) -> (pid, src, dst)
+    why: dict = field(default_factory=dict)             # (kind, field) -> Counter of reasons
     pids: int = 0
+    hidden: list = field(default_factory=list)          # pids whose maps the source did not let us read
 
-    def diff(self, kind: str, name: str, pid: int | str, a: str, b: str) -> None:
+    def diff(self, kind: str, name: str, pid: int | str, a: str, b: str, why: str | None = None) -> None:
         self.fields[(kind, name)] += 1
         self.examples.setdefault((kind, name), (pid, a, b))
+        reason = why or REASONS.get(kind, {}).get(name, "derived differently by the model")
+        self.why.setdefault((kind, name), Counter())[reason] += 1
 
     def percent(self, kind: str) -> float:
         return 100.0 * self.same[kind] / self.total[kind] if self.total[kind] else 100.0
@@ -72,13 +78,18 @@ class Report:
 
     def text(self) -> str:
         out = [f"{self.pids} pids compared"]
+        if self.hidden:
+            out.append(f"{len(self.hidden)} pids skipped: their maps was unreadable in the source, so the capture "
+                       f"has no image for them ({', '.join(map(str, self.hidden[:10]))}"
+                       f"{'...' if len(self.hidden) > 10 else ''})")
         for kind in sorted(self.total):
             out.append(f"  {kind:8} {self.files_same[kind]}/{self.files_total[kind]} files identical, "
                        f"{self.same[kind]}/{self.total[kind]} fields ({self.percent(kind):.2f}%)")
         if self.fields:
             out.append("differences (kind field: count; why; first example):")
         for (kind, name), n in sorted(self.fields.items(), key=lambda kv: (-kv[1], kv[0])):
-            why = REASONS.get(kind, {}).get(name, "derived differently by the model")
+            why = ", ".join(f"{w} ({c})" if len(self.why[(kind, name)]) > 1 else w
+                            for w, c in self.why[(kind, name)].most_common())
             pid, a, b = self.examples[(kind, name)]
             out.append(f"  {kind} {name}: {n}; {why}; pid {pid}: {a[:60]!r} -> {b[:60]!r}")
         return "\n".join(out) + "\n"
@@ -99,7 +110,38 @@ def _pids(root: str) -> set[int]:
         return set()
 
 
-def compare(src: str, dst: str, pids: set[int] | None = None) -> Report:
+# stat and status fields whose captured values the scenario keeps (restore)
+CAPTURED = {("stat", "utime"): "utime", ("stat", "stime"): "stime", ("stat", "minflt"): "minflt",
+            ("stat", "majflt"): "majflt", ("stat", "cutime"): "cutime", ("stat", "cstime"): "cstime",
+            ("stat", "processor"): "cpu", ("status", "voluntary_ctxt_switches"): "nvcsw",
+            ("status", "nonvoluntary_ctxt_switches"): "nivcsw"}
+MEMORY = {"maps", "smaps", "statm"}
+MEMORY_FIELDS = {("stat", "vsize"), ("stat", "rss")} | {("status", k) for k in (
+    "VmPeak", "VmSize", "VmLck", "VmPin", "VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem", "VmData", "VmStk",
+    "VmExe", "VmLib", "VmPTE", "VmSwap")}
+
+
+@dataclass
+class Captured:
+    """What the scenario recorded of each pid: its layout and counters, to
+    tell a source that moved since the capture from a model that differs."""
+    layouts: dict[int, str]
+    counters: dict[int, dict]
+
+    @classmethod
+    def load(cls, path: str) -> "Captured":
+        import tomllib
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+        layouts, counters = {}, {}
+        for p in doc.get("process", []) + doc.get("kthread", []):
+            if "pid" in p:
+                layouts[p["pid"]] = p.get("layout")
+                counters[p["pid"]] = p.get("restore", {})
+        return cls(layouts, counters)
+
+
+def compare(src: str, dst: str, pids: set[int] | None = None, captured: Captured | None = None) -> Report:
     r = Report()
     common = _pids(src) & _pids(dst)
     if pids is not None:
@@ -109,7 +151,16 @@ def compare(src: str, dst: str, pids: set[int] | None = None) -> Report:
         if a is not None and b is not None:
             _compare_file(r, name, "-", a, b)
     for pid in sorted(common):
+        src_maps = _read(os.path.join(src, str(pid), "maps"))
+        if src_maps is None and _read(os.path.join(dst, str(pid), "maps")):
+            r.hidden.append(pid)
+            continue
         r.pids += 1
+        moved = None
+        if captured is not None and captured.layouts.get(pid) is not None and src_maps is not None:
+            strip = "".join(ln + "\n" for ln in src_maps.splitlines() if not ln.endswith("[vsyscall]"))
+            moved = REMAPPED if strip != captured.layouts[pid] else None
+        counters = captured.counters.get(pid, {}) if captured is not None else {}
         for name in PID_FILES:
             if name == "fd":
                 _compare_fds(r, pid, os.path.join(src, str(pid), "fd"), os.path.join(dst, str(pid), "fd"))
@@ -117,11 +168,12 @@ def compare(src: str, dst: str, pids: set[int] | None = None) -> Report:
             a, b = _read(os.path.join(src, str(pid), name)), _read(os.path.join(dst, str(pid), name))
             if a is None or b is None:
                 continue  # not served by both (or not readable in the source)
-            _compare_file(r, name, pid, a, b)
+            _compare_file(r, name, pid, a, b, moved, counters)
     return r
 
 
-def _compare_file(r: Report, kind: str, pid: int | str, a: str, b: str) -> None:
+def _compare_file(r: Report, kind: str, pid: int | str, a: str, b: str, moved: str | None = None,
+                  counters: dict | None = None) -> None:
     r.files_total[kind] += 1
     if a == b:
         r.files_same[kind] += 1
@@ -131,8 +183,14 @@ def _compare_file(r: Report, kind: str, pid: int | str, a: str, b: str) -> None:
         va, vb = fa.get(key), fb.get(key)
         if va == vb:
             r.same[kind] += 1
-        else:
-            r.diff(kind, str(key), pid, str(va), str(vb))
+            continue
+        why = None
+        if moved and (kind in MEMORY or (kind, key) in MEMORY_FIELDS):
+            why = moved
+        cap = CAPTURED.get((kind, key))
+        if cap is not None and counters and cap in counters and str(vb).strip() == str(counters[cap]):
+            why = MOVED
+        r.diff(kind, str(key), pid, str(va), str(vb), why)
 
 
 def _fields(kind: str, text: str) -> dict:
@@ -159,7 +217,9 @@ def _fields(kind: str, text: str) -> dict:
     if kind == "meminfo":
         rows = dict(line.partition(":")[::2] for line in text.splitlines())
         return {k: rows[k].strip() for k in MEMINFO_TOTALS if k in rows}
-    if kind in ("limits", "cgroup"):
+    if kind == "cgroup":  # the v2 line: v1 hierarchies (a hybrid host's) are not modelled
+        return {"0::": ln for ln in text.splitlines() if ln.startswith("0::")}
+    if kind == "limits":
         return {f"line {i + 1}": ln for i, ln in enumerate(text.splitlines())}
     return {kind: text}
 

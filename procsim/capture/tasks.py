@@ -9,6 +9,7 @@ import os
 from procsim.capture.parse import (Vma, parse_fdinfo, parse_limits, parse_smaps, parse_stat, parse_status,
                                    socket_families, status_ids)
 from procsim.capture.source import Source
+from procsim.layout import LayoutError, parse_maps
 
 PF_KTHREAD = 0x00200000
 PF_FORKNOEXEC = 0x00000040
@@ -167,8 +168,7 @@ class TaskCapture:
 
     @staticmethod
     def _sched(p: dict, status: dict[str, str], st: dict) -> None:
-        if st["nice"]:
-            p["nice"] = st["nice"]
+        p["nice"] = st["nice"]  # even 0: a child inherits its parent's
         if "Cpus_allowed_list" in status:
             p["cpus"] = status["Cpus_allowed_list"]
         if st["policy"]:
@@ -214,6 +214,23 @@ class TaskCapture:
     # -- the address space ------------------------------------------------------------
 
     def _memory(self, p: dict, pid: int) -> None:
+        """The layout and resident pages from smaps; read again once if the
+        text does not replay (a process changing its mappings while smaps
+        is read in pieces), then left out with a warning."""
+        for attempt in (1, 2):
+            vmas = self._smaps(pid)
+            layout = "".join(v.line + "\n" for v in vmas)
+            try:
+                if vmas:
+                    parse_maps(layout)
+                break
+            except LayoutError as e:
+                if attempt == 2:
+                    self.src.warn(f"{self.src.path(f'{pid}/smaps')}: {e}: the process keeps a default image")
+                    return
+        self._resident(p, pid, vmas)
+
+    def _smaps(self, pid: int) -> list[Vma]:
         text = self.src.read(f"{pid}/smaps")
         vmas: list[Vma] = []
         if text is not None:
@@ -222,10 +239,12 @@ class TaskCapture:
             except ValueError as e:
                 self.src.warn(f"{self.src.path(f'{pid}/smaps')}: unknown format ({e}); using maps")
         if not vmas:
-            maps = self.src.read(f"{pid}/maps", quiet=text is None)
-            if not maps:
-                return
-            p["layout"] = maps
+            maps = self.src.read(f"{pid}/maps", quiet=text is None) or ""
+            vmas = [Vma(line) for line in maps.splitlines()]
+        return vmas
+
+    def _resident(self, p: dict, pid: int, vmas: list[Vma]) -> None:
+        if not vmas:
             return
         p["layout"] = "".join(v.line + "\n" for v in vmas)
         resident = []

@@ -44,8 +44,8 @@ class CapturedBuilder:
         if v.get("inherit_fds") is False:
             for e in self._exec(where, "fds", pid=pid):
                 self._exec(where, "close_fd", pid=pid, fd=e["fd"])
-        if "resident" in v:
-            self._resident(pid, v, where)
+        if "resident" in v:  # once every process exists: a fork would copy its page tables
+            self.residents = getattr(self, "residents", []) + [(pid, v, where)]
         if "restore_mm" in v:  # checked now, set with the counters (the history runs it on CPUs)
             if not isinstance(v["restore_mm"], dict):
                 raise ScenarioError(f"{where}: restore_mm: expected a table")
@@ -135,6 +135,9 @@ class CapturedBuilder:
     def _restore_counters(self) -> None:
         """Set every captured task's counters: a process's values are its
         totals, so its main thread gets them less its other threads'."""
+        for pid, v, where in getattr(self, "residents", []):
+            if pid in self.k.tasks:
+                self._resident(pid, v, where)
         for pid, mmv, where in getattr(self, "restores_mm", []):
             self._call(f"{where}: restore_mm", restore.restore_mm, self.k, pid, **mmv)
         for pid, vals, where, threads in getattr(self, "restores", []):
