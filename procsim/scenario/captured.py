@@ -144,17 +144,18 @@ class CapturedBuilder:
             vals = _fields(vals, RESTORE_SCHEMA, f"{where}: restore")
             if "nice" in vals:  # a kernel thread's (set_user_nice by its creator)
                 self._call(f"{where}: restore", self.k.set_nice, pid, vals.pop("nice"))
-            others = []
             for tid, tv in threads:
                 tv = _fields(tv, THREAD_RESTORE_SCHEMA, f"{where} thread {tid}: restore")
-                others.append(tv)
                 self._call(f"{where} thread {tid}: restore", restore.restore_task, self.k, tid,
                            **_task_values(tv))
-            main = dict(vals)
-            for key in RESTORE_TASK:
-                if key in main and key in SUMMED:
-                    main[key] = max(0, main[key] - sum(tv.get(key, 0) for tv in others))
-            self._call(f"{where}: restore", restore.restore_task, self.k, pid, **_task_values(main))
+            main = _task_values(vals)
+            if self.k.group(pid).mm is not None:  # the other threads' counters, as they now are
+                others = [t for t in self.k.group(pid).threads if t.pid != pid and not t.dead]
+                for key in SUMMED:
+                    attr = RESTORE_TASK[key]
+                    if attr in main:
+                        main[attr] = max(0, main[attr] - sum(getattr(t, attr) for t in others))
+            self._call(f"{where}: restore", restore.restore_task, self.k, pid, **main)
             group = {RESTORE_GROUP[key]: vals[key] * TICK_NS if key in TIMES else vals[key]
                      for key in RESTORE_GROUP if key in vals}
             if group and self.k.group(pid).mm is not None:
