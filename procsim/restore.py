@@ -16,7 +16,7 @@ from procsim.task import PF_FORKNOEXEC
 TASK_COUNTERS = ("start_time", "utime", "stime", "nvcsw", "nivcsw", "min_flt", "maj_flt", "cpu", "sig_blocked",
                  "forknoexec")
 MM_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_stack", "arg_start", "arg_end",
-             "env_start", "env_end", "cpumask")
+             "env_start", "env_end", "cpumask", "hiwater_vm", "hiwater_rss")  # hiwater_*: pages
 GROUP_COUNTERS = ("dead_utime", "dead_stime", "dead_min_flt", "dead_maj_flt", "cutime", "cstime", "sig_ignore",
                   "sig_catch")
 

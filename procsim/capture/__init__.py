@@ -59,6 +59,9 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
             if p["parent"] not in (0, 1, 2):
                 src.warn(f"{src.path(str(pid))}: parent {p['parent']} not captured; its parent is init")
             p["parent"] = 1
+        if p.get("state") == "Z" and p.get("parent", 1) == 1:
+            src.warn(f"{src.path(str(pid))}: a zombie of init (which reaps at once in the model), skipped")
+            continue
         procs.append(p)
         done.add(pid)
         if len(procs) % 20 == 0:
@@ -67,6 +70,8 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
         init = [p for p in procs if p["pid"] == 1]
         procs = init + [p for p in procs if p["pid"] != 1]
     _unlink_once(procs)
+    if machine.get("arch") == "x86" and tc.statuses and not tc.cpus_active_mm:
+        machine["proc_cpus_active_mm"] = False  # this kernel's status has no Cpus_active_mm
     up = max([uptime(src) or 0.0] + [s["starttime"] / 100 for s in stats])
     machine["boot_uptime"] = round(up + 0.01, 2)
     doc = {"description": f"captured from {proc}", "machine": machine}

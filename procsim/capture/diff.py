@@ -61,6 +61,9 @@ class Report:
     examples: dict = field(default_factory=dict)        # (kind, field) -> (pid, src, dst)
     why: dict = field(default_factory=dict)             # (kind, field) -> Counter of reasons
     pids: int = 0
+    stable_same: Counter = field(default_factory=Counter)   # the same, over pids whose maps did not move
+    stable_total: Counter = field(default_factory=Counter)
+    moved: list = field(default_factory=list)               # pids whose address space changed since the capture
     hidden: list = field(default_factory=list)          # pids whose maps the source did not let us read
 
     def diff(self, kind: str, name: str, pid: int | str, a: str, b: str, why: str | None = None) -> None:
@@ -85,6 +88,12 @@ class Report:
         for kind in sorted(self.total):
             out.append(f"  {kind:8} {self.files_same[kind]}/{self.files_total[kind]} files identical, "
                        f"{self.same[kind]}/{self.total[kind]} fields ({self.percent(kind):.2f}%)")
+        if self.moved:
+            out.append(f"{len(self.moved)} pids changed their mappings since the capture; over the other "
+                       f"{self.pids - len(self.moved)}:")
+            for kind in sorted(self.stable_total):
+                pct = 100.0 * self.stable_same[kind] / self.stable_total[kind]
+                out.append(f"  {kind:8} {self.stable_same[kind]}/{self.stable_total[kind]} fields ({pct:.2f}%)")
         if self.fields:
             out.append("differences (kind field: count; why; first example):")
         for (kind, name), n in sorted(self.fields.items(), key=lambda kv: (-kv[1], kv[0])):
@@ -159,8 +168,11 @@ def compare(src: str, dst: str, pids: set[int] | None = None, captured: Captured
         moved = None
         if captured is not None and captured.layouts.get(pid) is not None and src_maps is not None:
             strip = "".join(ln + "\n" for ln in src_maps.splitlines() if not ln.endswith("[vsyscall]"))
-            moved = REMAPPED if strip != captured.layouts[pid] else None
-        counters = captured.counters.get(pid, {}) if captured is not None else {}
+            layout = "".join(ln + "\n" for ln in captured.layouts[pid].splitlines() if not ln.endswith("[vsyscall]"))
+            moved = REMAPPED if strip != layout else None
+            if moved:
+                r.moved.append(pid)
+        counters = captured.counters.get(pid, {}) if captured is not None else None
         for name in PID_FILES:
             if name == "fd":
                 _compare_fds(r, pid, os.path.join(src, str(pid), "fd"), os.path.join(dst, str(pid), "fd"))
@@ -181,6 +193,9 @@ def _compare_file(r: Report, kind: str, pid: int | str, a: str, b: str, moved: s
     for key in fa.keys() | fb.keys():
         r.total[kind] += 1
         va, vb = fa.get(key), fb.get(key)
+        if not moved and counters is not None:
+            r.stable_total[kind] += 1
+            r.stable_same[kind] += va == vb
         if va == vb:
             r.same[kind] += 1
             continue

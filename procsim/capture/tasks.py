@@ -44,6 +44,8 @@ class TaskCapture:
         self.src = src
         self.env = env
         self._families: dict[int, str] | None = None
+        self.statuses = 0              # status files read, and how many had Cpus_active_mm
+        self.cpus_active_mm = 0
 
     # -- one pid ------------------------------------------------------------------
 
@@ -63,7 +65,10 @@ class TaskCapture:
         if text is None:
             return None
         try:
-            return parse_status(text)
+            status = parse_status(text)
+            self.statuses += 1
+            self.cpus_active_mm += "Cpus_active_mm" in status
+            return status
         except ValueError as e:
             self.src.warn(f"{self.src.path(rel)}: unknown format ({e}), skipped")
             return None
@@ -140,6 +145,10 @@ class TaskCapture:
         mmf = st["mm"]
         if mmf.get("start_code", 0) > 1 and mmf.get("arg_start"):  # 0 or 1: stat hid them (no ptrace access)
             p["restore_mm"] = mmf
+            for key, name in (("VmPeak", "hiwater_vm"), ("VmHWM", "hiwater_rss")):
+                words = status.get(key, "").split()
+                if words and words[0].isdigit():
+                    p["restore_mm"][name] = int(words[0]) // 4  # kB -> pages
             mask = status.get("Cpus_active_mm", "").replace(",", "")
             if mask:
                 try:
