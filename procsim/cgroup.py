@@ -14,6 +14,12 @@ from __future__ import annotations
 import errno
 import posixpath
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from procsim.errors import KernelError
+
+if TYPE_CHECKING:
+    from procsim.kernel import Kernel
 
 # what a systemd machine enables at the root (cgroup.subtree_control); its
 # slices enable cpu io memory pids, not cpuset (no AllowedCPUs=)
@@ -114,3 +120,30 @@ def path_from(root: str, path: str) -> str:
         return path[len(root):]
     rel = posixpath.relpath(path, root)
     return "/" + rel
+
+
+class CgroupSyscalls:
+    """cgroup mkdir and cgroup.procs writes as the Kernel's entry points
+    (a Kernel mixin)."""
+
+    def cgroup_mkdir(self: "Kernel", path: str) -> None:
+        with self.lock:
+            try:
+                self.cgroups.mkdir(path)
+            except OSError as e:
+                raise KernelError(e.errno, str(e.strerror or e)) from None
+            self._changed("cgroup", path=path)
+
+    def cgroup_attach(self: "Kernel", pid: int, path: str, create: bool = False) -> None:
+        """A write of `pid` to PATH/cgroup.procs: the whole thread group moves."""
+        with self.lock:
+            tg = self.group(pid)
+            if tg.zombie:
+                raise KernelError(errno.ESRCH, f"{pid} is a zombie")
+            try:
+                if create:
+                    self.cgroups.mkdir_p(path)
+                tg.cgroup = self.cgroups.attach(tg.tgid, tg.cgroup, path)
+            except OSError as e:
+                raise KernelError(e.errno, str(e.strerror or e)) from None
+            self._changed("cgroup", pid=pid)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from procsim import resource
+from procsim import ioac, resource
 from procsim.errors import KernelError
 from procsim.fs.file import DIR, FMODE_READ, FMODE_WRITE, MEMFD, O_APPEND, REG, OpenFile  # noqa: F401 (the Kernel's)
 from procsim.mm import filemap, memory
@@ -121,3 +121,75 @@ def _unmap_file_tail(k: Kernel, mm: MM, f: File, first: int) -> None:
             mm.update_hiwater_rss()
             if memory.zap_vma(mm, v, lo, v.end, close=False) and user is not None:
                 k._flush(user, Flush(lo, v.end))
+
+
+class ReadWriteSyscalls:
+    """read(2)/pread(2), write(2)/pwrite(2), truncate(2) and the io counters
+    as the Kernel's entry points
+    (a Kernel mixin)."""
+
+    def read(self: "Kernel", tid: int, path: str | None, count: int, offset: int | None = 0, fd: int | None = None) -> int:
+        """pread(2) of `count` bytes at `offset` of the file at `path`; or,
+        with `fd`, read(2) of the task's open file (at its position, which
+        moves, unless `offset` is given: pread). The bytes returned (0 at or
+        past EOF). Counts syscr and rchar (vfs_read), and the pages the page
+        cache missed as read_bytes and pgpgin."""
+        with self.lock:
+            t = self._io_task(tid, count, offset or 0)
+            if fd is None:
+                n = vfs_read(self, t, path_inode(self, path), count, offset or 0)
+            else:
+                f = fd_file(self, t, fd, FMODE_READ)
+                n = vfs_read(self, t, f.inode, count, f.f_pos if offset is None else offset)
+                if offset is None:
+                    f.f_pos += n
+            self._changed("io", tid=t.pid)
+            return n
+
+    def write(self: "Kernel", tid: int, path: str | None, count: int, offset: int | None = 0, fd: int | None = None) -> int:
+        """pwrite(2) of `count` bytes at `offset` of the file at `path` (it
+        grows to cover them; a path not used before is a new, empty file):
+        counts syscw and wchar (vfs_write), the pages newly dirtied as
+        write_bytes; a partly written page that was not cached and held
+        data is read first (read_bytes, pgpgin). Past RLIMIT_FSIZE the
+        write is cut short, or fails EFBIG at the limit. With `fd`: write(2)
+        at the open file's position (its end with O_APPEND), which moves,
+        unless `offset` is given (pwrite)."""
+        with self.lock:
+            t = self._io_task(tid, count, offset or 0)
+            try:
+                if fd is None:
+                    return vfs_write(self, t, path_inode(self, path, create=True), count,
+                                                offset or 0)
+                f = fd_file(self, t, fd, FMODE_WRITE)
+                pos = offset if offset is not None else f.inode.size if f.f_flags & O_APPEND else f.f_pos
+                n = vfs_write(self, t, f.inode, count, pos)
+                if offset is None:
+                    f.f_pos = pos + n
+                return n
+            finally:
+                self._changed("io", tid=t.pid)
+
+    def truncate(self: "Kernel", tid: int, path: str, length: int) -> None:
+        """truncate(2): the file at `path` gets `length` bytes. Growing past
+        RLIMIT_FSIZE is EFBIG; shrinking unmaps the pages past the new end
+        from every address space and drops them from the page cache: the
+        dirty ones count as the caller's cancelled_write_bytes."""
+        with self.lock:
+            t = self._io_task(tid, length, 0)
+            do_truncate(self, t, path, length)
+            self._changed("io", tid=t.pid)
+
+    def _io_task(self: "Kernel", tid: int, count: int, offset: int) -> Task:
+        t = self.task(tid)
+        if t.dead or t.tg.zombie:
+            raise KernelError(errno.ESRCH, f"task {tid} has exited")
+        if count < 0 or offset < 0:
+            raise KernelError(errno.EINVAL, "count and offset must not be negative")
+        return t
+
+    def io_accounting(self: "Kernel", tid: int, whole: bool = True) -> dict[str, int]:
+        """/proc/PID/io's counters (whole: the thread group's), or a thread's own."""
+        with self.lock:
+            t = self.task(tid)
+            return (ioac.group_ioac(t.tg) if whole else t.ioac).as_dict()
