@@ -252,3 +252,36 @@ def test_restore_sets_counters_over_the_history() -> None:
     assert read_all(fs, "/proc/100/task/101/stat").decode().split()[13] == "10"
     assert read_all(fs, "/proc/100/task/100/stat").decode().split()[13] == "20"  # the main thread: the rest
     assert "voluntary_ctxt_switches:\t9\n" in read_all(fs, "/proc/100/status").decode()
+
+
+def test_eacces_on_another_users_files(fake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a non-root capturer sees another user's process: smaps, fd links
+    and environ refused (EACCES, as ptrace_may_access() refuses them), the
+    rest read; the process is captured without them, one warning each."""
+    import builtins
+    import errno as E
+    real_open, real_readlink = builtins.open, os.readlink
+    private = (str(fake / "100" / "smaps"), str(fake / "100" / "maps"), str(fake / "100" / "environ"))
+
+    def guarded_open(p, *a, **kw):
+        if str(p) in private:
+            raise PermissionError(E.EACCES, "Permission denied", str(p))
+        return real_open(p, *a, **kw)
+
+    def guarded_readlink(p, *a, **kw):
+        if str(p).startswith(str(fake / "100" / "fd") + "/"):
+            raise PermissionError(E.EACCES, "Permission denied", str(p))
+        return real_readlink(p, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(os, "readlink", guarded_readlink)
+    warnings: list[str] = []
+    doc = capture(str(fake), str(tmp_path / "nosys"), env=True, warn=warnings.append)
+    monkeypatch.undo()
+    app = doc["process"][1]
+    assert app["pid"] == 100 and app["argv"] == [EXE, "--serve"] and app["limits"]["nofile"] == [1024, 524288]
+    assert "layout" not in app and "env" not in app and app["files"] == []
+    assert sum("Permission denied" in w for w in warnings) == 2 + 3  # smaps (maps then quietly), environ; fds 0, 1, 3
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(doc))
+    assert 100 in scenario.load(str(path)).tasks
