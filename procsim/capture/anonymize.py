@@ -39,7 +39,12 @@ def path(p: str) -> str:
 def _argv(argv: list[str]) -> list[str]:
     if not argv:
         return argv
-    return [path(argv[0])] + [f"arg-{_h('arg', a)}" for a in argv[1:]]
+    first = argv[0]
+    if not first.startswith("/") and (" " in first or ":" in first):
+        # a title a process set itself ("sshd: alice@pts/0"): the program's name is kept
+        name = re.split(r"[ :]", first, 1)[0]
+        first = f"{name}: arg-{_h('arg', first)}"
+    return [path(first)] + [f"arg-{_h('arg', a)}" for a in argv[1:]]
 
 
 def _env(env: list[str]) -> list[str]:

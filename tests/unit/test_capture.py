@@ -194,6 +194,9 @@ def test_anonymize_is_deterministic_and_keeps_the_shape(fake: Path, tmp_path: Pa
     assert a["machine"]["hostname"] != "fakehost"
     assert anon_path("/home/alice/notes.txt").startswith("/home/p") and anon_path("/home/alice/notes.txt").endswith(".txt")
     assert anon_path("/usr/lib/libc.so.6") == "/usr/lib/libc.so.6"
+    from procsim.capture.anonymize import _argv
+    title = _argv(["sshd: alice@pts/0", "-D"])
+    assert title[0].startswith("sshd: arg-") and "alice" not in str(title)
     shifted = app["layout"].splitlines()
     assert len(shifted) == 5 and shifted[0].endswith("/usr/bin/app") and not shifted[0].startswith("55d000000000")
     path = tmp_path / "a.toml"
