@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from procsim.cgroup import pids
 from procsim import resource
 from dataclasses import replace
 
@@ -141,6 +142,7 @@ def copy_process(k: Kernel, parent: Task, child_pid: int | None, clone_flags: in
     child (its own namespaces, checked before anything is made)."""
     ptg = parent.tg
     check_nproc(k, ptg)
+    pids.can_fork(k, ptg)  # cgroup_can_fork(): pids.max of its cgroup and those above
     nsp, user = None, None
     inum = k.ns_next_inum
     if clone_flags:
@@ -169,6 +171,7 @@ def copy_process(k: Kernel, parent: Task, child_pid: int | None, clone_flags: in
     t.cpu = parent.cpu
     t.real_parent = parent
     k.sched.sched_fork(t, parent)  # the forking thread's, not the leader's
+    pids.forked(k, t.tg)
     return cpid
 
 
@@ -177,6 +180,7 @@ def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> 
     group, sharing its mm; returns the new tid."""
     tg = creator.tg
     check_nproc(k, tg)
+    pids.can_fork(k, tg)
     tid = alloc_pid(k, tid)
     t = Task(tid, tg, (comm or creator.comm)[:15], k.now,
              flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
@@ -193,6 +197,7 @@ def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> 
     if tg.mm is not None:
         tg.mm.users += 1
     k.nr_forks += 1
+    pids.forked(k, tg)
     return tid
 
 

@@ -25,10 +25,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from procsim import cgroup, nsproxy, utsname
+from procsim import cgroup, nsproxy, psi, utsname
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
-from procsim.cgroup import CgroupSyscalls
+from procsim.cgroup import memcontrol
+from procsim.cgroup.syscalls import CgroupSyscalls
 from procsim.errors import KernelError
 from procsim.exec import ExecSyscalls
 from procsim.exit import ExitSyscalls
@@ -74,7 +75,7 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
     exit.py; run, sleep, wake, affinity and nice in sched_syscalls.py; read,
     write, truncate and the io counters in read_write.py; prlimit in
     resource.py; the uts names in utsname.py; unshare and the namespace
-    files' writes in nsproxy.py; cgroup mkdir and attach in cgroup.py; the
+    files' writes in nsproxy.py; cgroup mkdir, rmdir and attach in cgroup/syscalls.py; the
     memory syscalls in mm/syscalls.py; the file syscalls in fs/syscalls.py
     and the anon inodes in fs/anon_inodes.py."""
 
@@ -108,7 +109,8 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.uts = utsname.UtsName(config.hostname.encode())  # nodename, domainname (init_uts_ns)
         self.init_ns = nsproxy.init_namespaces(self.uts)  # the initial namespace of each kind, by kind
         self.ns_next_inum = nsproxy.PROC_DYNAMIC_FIRST  # proc_alloc_inum()'s next
-        self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy's membership
+        self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy (procsim/cgroup/)
+        self.memcg = memcontrol.MemcgState(self)  # the memory controller's charges and limits
         self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         self._max_threads: int | None = None  # kernel.threads-max, once written
@@ -125,6 +127,7 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         # release_task(): told of each task as it leaves the task table, under
         # the lock (procfs flushes the pid's dentries from it: proc_flush_pid)
         self.on_release: list[Callable[[Task], None]] = []
+        self.psi = psi.PsiState(self)  # pressure stall information (procsim/psi/): hears changes
         # The vDSO: two kernel pages (from the reserved region) every process maps.
         self.vdso_pages = np.arange(2, 4, dtype=np.int64)
         self._vdso_memo: tuple[int, dict[int, int]] | None = None

@@ -17,6 +17,7 @@ from procsim.mm.mm import MM, Flush
 from procsim.mm.mmap_lock import mmap_write_lock
 from procsim.mm.vma import File
 from procsim.task import Task
+from procsim.cgroup import io as cgroup_io
 from procsim.units import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -28,7 +29,10 @@ def vfs_read(k: Kernel, t: Task, f: File, count: int, offset: int) -> int:
     (short at EOF). rchar and syscr (vfs_read); pages missing from the
     cache are read from disk: read_bytes and pgpgin."""
     n = max(0, min(count, f.size - offset))
-    t.ioac.read_bytes += filemap.find_or_create(k.mem, f, filemap.pages_of(offset, n))
+    with k.memcg.charging(t):  # page-cache pages are charged to the reader's memcg
+        rb = filemap.find_or_create(k.mem, f, filemap.pages_of(offset, n))
+    t.ioac.read_bytes += rb
+    cgroup_io.charge(k, t, rb, 0)
     t.ioac.syscr += 1
     t.ioac.rchar += n
     return n
@@ -60,9 +64,13 @@ def vfs_write(k: Kernel, t: Task, f: File, count: int, offset: int) -> int:
     if len(pages):
         starts = pages << PAGE_SHIFT
         partial = (starts < offset) | (starts + PAGE_SIZE > offset + count)
-        t.ioac.read_bytes += filemap.find_or_create(k.mem, f, pages, partial & (starts < f.size))
+        with k.memcg.charging(t):
+            rb = filemap.find_or_create(k.mem, f, pages, partial & (starts < f.size))
+        t.ioac.read_bytes += rb
         f.size = max(f.size, offset + count)
-        t.ioac.write_bytes += filemap.mark_dirty(k.mem, f, pages)
+        wb = filemap.mark_dirty(k.mem, f, pages)
+        t.ioac.write_bytes += wb
+        cgroup_io.charge(k, t, rb, wb)
     t.ioac.syscw += 1
     t.ioac.wchar += count
     return count
