@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from procsim.capture.cgroups import capture_cgroups
 from procsim.capture.machine import capture_machine, uptime
 from procsim.capture.source import Source
 from procsim.capture.tasks import PF_KTHREAD, TaskCapture
@@ -75,6 +76,9 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
     up = max([uptime(src) or 0.0] + [s["starttime"] / 100 for s in stats])
     machine["boot_uptime"] = round(up + 0.01, 2)
     doc = {"description": f"captured from {proc}", "machine": machine}
+    cgroups = capture_cgroups(src, {p["cgroup"] for p in procs if "cgroup" in p})
+    if cgroups:
+        doc["cgroup"] = cgroups
     if kthreads:
         doc["kthread"] = kthreads
     doc["process"] = procs

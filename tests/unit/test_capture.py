@@ -288,3 +288,30 @@ def test_eacces_on_another_users_files(fake: Path, tmp_path: Path, monkeypatch: 
     path = tmp_path / "c.toml"
     path.write_text(to_toml(doc))
     assert 100 in scenario.load(str(path)).tasks
+
+
+def test_cgroup_limits_are_captured(fake: Path, tmp_path: Path) -> None:
+    """The cgroups captured processes are in, with their ancestors: the
+    controllers enabled below them and the limits not at their default."""
+    cg = tmp_path / "sys" / "fs" / "cgroup"
+    app = cg / "system.slice" / "app.service"
+    app.mkdir(parents=True)
+    for d, sub in ((cg, "cpu memory pids"), (cg / "system.slice", "memory pids"), (app, "")):
+        (d / "cgroup.controllers").write_text("cpu memory pids\n")
+        (d / "cgroup.subtree_control").write_text(sub + "\n")
+    (app / "memory.max").write_text("268435456\n")
+    (app / "memory.high").write_text("max\n")
+    (app / "pids.max").write_text("64\n")
+    (app / "cpu.max").write_text("50000 100000\n")
+    doc = capture(str(fake), str(tmp_path / "sys"))
+    assert doc["cgroup"] == [
+        {"path": "/", "subtree_control": "+cpu +memory +pids"},
+        {"path": "/system.slice", "subtree_control": "+memory +pids"},
+        {"path": "/system.slice/app.service", "memory_max": 268435456, "cpu_max": "50000 100000", "pids_max": 64},
+    ]
+    path = tmp_path / "c.toml"
+    path.write_text(to_toml(doc))
+    k = scenario.load(str(path))
+    fs = ProcFS(k)
+    assert read_all(fs, "/sys/fs/cgroup/system.slice/app.service/memory.max") == b"268435456\n"
+    assert read_all(fs, "/sys/fs/cgroup/system.slice/app.service/pids.max") == b"64\n"
