@@ -15,6 +15,7 @@ command table as live control would (procsim/commands/).
       { kind = "socket", connect = "10.0.2.2:5432", tx_rate = "1M", rx_rate = "4M" },
       { kind = "socket", type = "dgram", bind = "127.0.0.53:53" },
       { kind = "pipe" },                       # two fds: read end, write end
+      { kind = "pipe", end = "write", fd = 1 },  # one end (the other closed)
       { kind = "eventfd", value = 0 },
       { kind = "epoll", watch = [5, 6] },      # fds to watch (EPOLLIN)
       { kind = "timerfd", value = 1.0, interval = 1.0 },    # clock = "monotonic" (or realtime, boottime)
@@ -36,9 +37,10 @@ KINDS = ("file", "pipe", "socket", "eventfd", "epoll", "timerfd", "signalfd", "i
 # a socket's network keys (procsim/net/): bind, then listen or connect, then traffic
 SOCKET_KEYS = ("type", "bind", "listen", "backlog", "accept", "connect", "peer", "tx_rate", "rx_rate", "v6only")
 FILE_KEYS = {"kind", "path", "flags", "pos", "fd", "unlink", "family", "name", "count", "watch", "value",
-             "interval", "clock", "mask", "cloexec", "nonblock", *SOCKET_KEYS}
+             "interval", "clock", "mask", "cloexec", "nonblock", "end", "ino", *SOCKET_KEYS}
 _ONLY = {"path": "file", "flags": "file", "pos": "file", "unlink": "file", "family": "socket", "name": "memfd",
-         "interval": "timerfd", "clock": "timerfd", "mask": "signalfd", **dict.fromkeys(SOCKET_KEYS, "socket")}
+         "interval": "timerfd", "clock": "timerfd", "mask": "signalfd", "end": "pipe",
+         **dict.fromkeys(SOCKET_KEYS, "socket")}
 
 
 def setup(loader: Any, pid: int, v: dict, where: str) -> None:
@@ -112,6 +114,12 @@ def _one(run, pid: int, kind: str, f: dict, where: str, err: type) -> None:
             run(where, "unlink", pid=pid, path=f["path"])
     elif kind == "pipe":
         fds = run(where, "pipe", **common, cloexec=cloexec, nonblock=nonblock)
+        if "end" in f:  # one end only (a captured fd table): the other is closed
+            if f["end"] not in ("read", "write"):
+                raise err(f"{where}: end: expected \"read\" or \"write\", got {f['end']!r}")
+            keep = fds[0] if f["end"] == "read" else fds[1]
+            run(where, "close_fd", pid=pid, fd=fds[1] if keep == fds[0] else fds[0])
+            fds = [keep]
     elif kind == "socket":
         fds = [run(where, "socket", **common, family=f.get("family", "inet"), type=f.get("type"), cloexec=cloexec,
                    nonblock=nonblock)]
