@@ -181,7 +181,7 @@ class ProcsimOps(Operations):
     def readlink(self, path: str) -> str:
         return _guarded("readlink", path, self.fs.readlink, path, _caller())
 
-    # Inode operations: ProcFS has the kernel's answer to each (procsim/procfs/tree.py).
+    # Inode operations: ProcFS has the kernel's answer to each (procsim/procfs/inode_ops.py).
     def truncate(self, path: str, length: int, fh: Any = None) -> int:
         # a size change is a no-op where it is allowed (wss.pl opens
         # clear_refs O_WRONLY|O_TRUNC)
