@@ -55,6 +55,7 @@ class Node:
     ptrace: bool = False        # readlink needs ptrace read access (EACCES)
     err: int = 0                # the errno readlink gets (exe of a kernel thread: ENOENT)
     arg: int = -1               # the fd an fdinfo/N node is about
+    ino: int = 0                # an inode number Linux gives meaning to (an nsfs inode's inum); 0: none
 
 
 # -- files ------------------------------------------------------------------------

@@ -42,6 +42,18 @@ class Attr:
     nlink: int = 1
     time: float = 0.0
     size: int = 0
+    ino: int = 0
+
+
+def inode_number(path: str) -> int:
+    """st_ino of a path with no inode number of its own (every /proc and
+    /sys inode but the nsfs ones: Linux's are get_next_ino()'s, meaningless
+    but unique): a hash of the path, stable while the daemon runs, above
+    2^32 so as never to be a namespace's inum; the root is FUSE's 1."""
+    return 1 if path == "/" else (hash(path) & _INO_MASK) + (1 << 32)
+
+
+_INO_MASK = (1 << 47) - 1
 
 
 # Rendered files larger than this are not kept between opens: they are rare
@@ -163,15 +175,16 @@ class ProcFS(InodeOps):
             if a is not None:
                 return a
             n, uses_caller = self._walk(path, caller)
-            a = self._attr(n)
+            a = self._attr(n, path)
             if not uses_caller:
                 self._attrs[path] = a
             return a
 
-    def _attr(self, n: Node) -> Attr:
+    def _attr(self, n: Node, path: str) -> Attr:
         if n.observer is not None:
             st = observer.lstat(n.observer)
-            return Attr(st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_mtime)
+            return Attr(st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_mtime, ino=st.st_ino)
+        ino = n.ino or inode_number(path)
         uid = gid = 0
         if n.task is not None:
             c = n.task.tg.cred
@@ -180,11 +193,11 @@ class ProcFS(InodeOps):
         t = self._mount_time
         if n.kind == "dir":
             size = n.entry.size(n) if getattr(n.entry, "size", None) is not None else 0
-            return Attr(S.S_IFDIR | n.entry.mode, uid, gid, n.entry.nlink(n), t, size)
+            return Attr(S.S_IFDIR | n.entry.mode, uid, gid, n.entry.nlink(n), t, size, ino)
         if n.kind == "link":
             # a process's links are owned as its directory is (task_dump_owner)
-            return Attr(n.mode or S.S_IFLNK | n.entry.mode, uid, gid, 1, t, n.size)
-        return Attr(S.S_IFREG | n.entry.mode, uid, gid, 1, t)
+            return Attr(n.mode or S.S_IFLNK | n.entry.mode, uid, gid, 1, t, n.size, ino)
+        return Attr(S.S_IFREG | n.entry.mode, uid, gid, 1, t, 0, ino)
 
     def readdir(self, path: str, caller: Caller) -> list[str]:
         """The names in `path` (a fresh list: the caller may change it)."""
