@@ -379,21 +379,30 @@ class _FUSE(FUSE):
 
     def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any,
                        flags: int) -> int:
-        # mfusepy's, minus the per-entry type checks and encoding: the same
-        # filler calls (offset 0: libfuse keeps the listing). A plain
-        # READDIR gets a stat of st_ino FUSE_UNKNOWN_INO (as libfuse without
-        # use_ino; d_type DT_UNKNOWN); READDIRPLUS each name's attributes.
+        # mfusepy's, minus the per-entry type checks and encoding. Each entry
+        # has its offset (index + 1) and a call resumes after `offset`: in
+        # that mode libfuse puts READDIRPLUS entries straight into the reply,
+        # each with its node (with offset 0 it keeps the listing and answers
+        # PLUS entries without one, so the kernel would LOOKUP each anyway).
+        # A plain READDIR gets a stat of st_ino FUSE_UNKNOWN_INO (as libfuse
+        # without use_ino; d_type DT_UNKNOWN).
+        # A pass over a directory sees the listing its first call got (as
+        # libfuse's own snapshot), so that offsets stay those of one listing;
+        # the kernel may ask for the rest by plain READDIR (readdirplus_auto).
         p = None if path is None else path.decode(self.encoding, self.errors)
-        if flags & FUSE_READDIR_PLUS:
-            unknown = self._dirent_stat
-            for name, st in self.operations.readdir_plus(p):
-                if (filler(buf, name, unknown, 0, 0) if st is None else
-                        filler(buf, name, ctypes.byref(st), 0, FUSE_FILL_DIR_PLUS)) != 0:
-                    break
-            return 0
-        st = self._dirent_stat
-        for name in self.operations.readdir_names(p):
-            if filler(buf, name, st, 0, 0) != 0:
+        unknown = self._dirent_stat
+        snap = self._snapshots
+        plus = bool(flags & FUSE_READDIR_PLUS)
+        entries = snap.get(p) if offset else None
+        if entries is None:
+            if len(snap) > 64:
+                snap.clear()
+            entries = snap[p] = self.operations.readdir_plus(p) if plus else \
+                tuple((n, None) for n in self.operations.readdir_names(p))
+        for i in range(offset, len(entries)):
+            name, st = entries[i]
+            if (filler(buf, name, unknown, i + 1, 0) if st is None or not plus else
+                    filler(buf, name, ctypes.byref(st), i + 1, FUSE_FILL_DIR_PLUS)) != 0:
                 break
         return 0
 
@@ -402,6 +411,7 @@ class _FUSE(FUSE):
         # fuse_main_real within this call; we get it on the way and put the
         # raw callbacks in (see RawPath). If mfusepy ever changes that, the
         # hook is simply not called and its own callbacks serve.
+        self._snapshots: dict[str | None, Any] = {}
         unknown = mfusepy.c_stat()
         unknown.st_ino = FUSE_UNKNOWN_INO
         self._dirent_stat = ctypes.pointer(unknown)
