@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from procsim import nsproxy as N
 from procsim.kernel import Kernel
 from procsim.procfs.context import Caller, Ctx
-from procsim.procfs.kinds import DynDir, File, Link, Node
+from procsim.procfs.kinds import BY_UID, DynDir, File, Link, Node
 
 
 def _nsproxy(ctx: Ctx) -> N.Nsproxy:
@@ -89,7 +89,7 @@ NS_FILES = {kind: NsFile(kind, ioctl=lambda ctx, cmd, arg, uarg, kind=kind: _ns_
             for kind in _NSTYPE}
 
 
-def _ns_target_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, bool]:
+def _ns_target_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:
     """`kind:[inum]`: the namespace one of the task's links points at (ns_get_link's ptrace check)."""
     kind, sep, rest = name.partition(":[")
     if not sep or not rest.endswith("]") or not rest[:-1].isdigit():
@@ -103,7 +103,7 @@ def _ns_target_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -
             continue
         if not ctx.may_ptrace():
             raise OSError(errno.EACCES, name)
-        return Node("file", NS_FILES[kind], None, parent.thread_view, ino=int(rest[:-1])), True
+        return Node("file", NS_FILES[kind], None, parent.thread_view, ino=int(rest[:-1])), BY_UID
     raise OSError(errno.ENOENT, name)
 
 

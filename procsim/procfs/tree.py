@@ -21,7 +21,7 @@ from procsim.procfs import maps, observer
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.inode_ops import InodeOps
-from procsim.procfs.kinds import Dir, File, Handle, Node
+from procsim.procfs.kinds import BY_UID, Dir, File, Handle, Node
 from procsim.procfs.root import PROC
 from procsim.procfs.sysfs import SYS
 
@@ -89,6 +89,7 @@ class ProcFS(InodeOps):
         self._dirs: dict[str, tuple[str, ...]] = {}
         self._bytes: dict[tuple, bytes] = {}
         self._opens: dict[tuple[str, int], tuple[File, Ctx, tuple]] = {}
+        self._drop()
         # Wall clock: follow real time in steps of one jiffy, as the kernel's
         # tick does; a burst of requests then sees one instant (and shares
         # the caches) instead of advancing the model by a few us per request.
@@ -112,7 +113,14 @@ class ProcFS(InodeOps):
         state behind the kernel's back."""
         with self.kernel.lock:
             self._gen = -1
-            self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}
+            self._drop()
+
+    def _drop(self) -> None:
+        self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}
+        # what depended on the caller's uid only (BY_UID), by (path, uid)
+        self._nodes_u: dict[tuple[str, int], Node] = {}
+        self._attrs_u: dict[tuple[str, int], Attr] = {}
+        self._dirs_u: dict[tuple[str, int], tuple[str, ...]] = {}
 
     def _sync(self, follow: bool) -> None:
         """Under the kernel lock: catch up with the wall clock (if asked and
@@ -125,7 +133,7 @@ class ProcFS(InodeOps):
                 k.follow_wall()
         if k.generation != self._gen:
             self._gen = k.generation
-            self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}
+            self._drop()
 
     # -- resolution -----------------------------------------------------------
 
@@ -136,17 +144,20 @@ class ProcFS(InodeOps):
 
     def _node(self, path: str, caller: Caller) -> Node:
         """The node at `path` (caller under the lock, caches in sync)."""
-        n = self._nodes.get(path)
+        n = self._nodes.get(path) or self._nodes_u.get((path, caller.uid))
         if n is not None:
             return n
         n, uses_caller = self._walk(path, caller)
         if not uses_caller:
             self._nodes[path] = n
+        elif uses_caller == BY_UID:
+            self._nodes_u[path, caller.uid] = n
         return n
 
-    def _walk(self, path: str, caller: Caller) -> tuple[Node, bool]:
+    def _walk(self, path: str, caller: Caller) -> tuple[Node, int]:
         """Resolve component by component; also says whether the answer
-        depended on who asked (then it must not be cached)."""
+        depended on who asked (kinds.BY_UID: only on the uid, then it is
+        cached per uid; True: on more, then it is not cached)."""
         parts = [p for p in path.split("/") if p]
         node = Node("dir", ROOT)
         uses_caller = False
@@ -171,13 +182,15 @@ class ProcFS(InodeOps):
     def getattr(self, path: str, caller: Caller) -> Attr:
         with self.kernel.lock:
             self._sync(False)
-            a = self._attrs.get(path)
+            a = self._attrs.get(path) or self._attrs_u.get((path, caller.uid))
             if a is not None:
                 return a
             n, uses_caller = self._walk(path, caller)
             a = self._attr(n, path)
             if not uses_caller:
                 self._attrs[path] = a
+            elif uses_caller == BY_UID:
+                self._attrs_u[path, caller.uid] = a
             return a
 
     def _attr(self, n: Node, path: str) -> Attr:
@@ -209,16 +222,20 @@ class ProcFS(InodeOps):
         with self.kernel.lock:
             self._sync(False)
             names = self._dirs.get(path)
+            if names is None:
+                names = self._dirs_u.get((path, caller.uid))
             if names is not None:
                 return names
             n, uses_caller = self._walk(path, caller)
             perm = getattr(n.entry, "permission", None) if n.kind == "dir" else None
             if perm is not None:
                 perm(n, caller)
-                uses_caller = True
+                uses_caller |= BY_UID
             names = tuple(self._list(n, path))
             if not uses_caller:
                 self._dirs[path] = names
+            elif uses_caller == BY_UID:
+                self._dirs_u[path, caller.uid] = names
             return names
 
     def _list(self, n: Node, path: str) -> list[str]:
@@ -317,7 +334,7 @@ class ProcFS(InodeOps):
             # namespaces (cgroup paths, hostname): its pid is in the key
             sim_reader = caller.pid if caller.pid in k.tasks else 0
             key = (id(e), id(t), id(ctx.mm), n.thread_view, caller.uid, n.arg, sim_reader)
-            if not uses_caller and not sim_reader:
+            if uses_caller in (False, BY_UID) and not sim_reader:  # (keyed by uid)
                 self._opens[(path, caller.uid)] = (e, ctx, key)
             if flags & os.O_DIRECT:
                 # no procfs or sysfs file has FMODE_CAN_ODIRECT (do_dentry_open)
