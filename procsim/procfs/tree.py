@@ -75,9 +75,10 @@ class ProcFS(InodeOps):
     current state) but, in an unchanged world, costs a dict lookup.
 
     What depends on the reader is keyed by it: rendered bytes by uid (stat
-    hides addresses from non-ptracers), and paths resolved through the
-    caller's pid (self, thread-self, an observer's own directory) are never
-    cached.
+    hides addresses from non-ptracers), what a permission check guards
+    (fd/, fdinfo/, ns/ targets) by path and uid, and paths resolved
+    through the caller's pid (self, thread-self, an observer's own
+    directory) are never cached.
     """
 
     def __init__(self, kernel: Kernel) -> None:
