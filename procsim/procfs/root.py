@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import (cpuinfo, interrupts, meminfo, mounts, observer, oom, pagemap, small_files, stat,
-                            sysctl, vmstat)
+from procsim.procfs import (cgroupfs, cpuinfo, interrupts, meminfo, mounts, observer, oom, pagemap, pressure,
+                            small_files, stat, sysctl, vmstat)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Show
@@ -25,6 +25,7 @@ def _thread_self(ctx: Ctx) -> str:
 # Global files, with the kernel's EIO for writes to them.
 _GLOBAL = dict(write_errno=errno.EIO)
 PROC_ENTRIES = (
+    Show("cgroups", cgroupfs.proc_cgroups, **_GLOBAL),
     Show("cpuinfo", cpuinfo.cpuinfo, records=True, **_GLOBAL),
     Show("interrupts", interrupts.interrupts, records=True, **_GLOBAL),
     Bin("kpagecount", pagemap.kpagecount, **_GLOBAL),
@@ -32,6 +33,7 @@ PROC_ENTRIES = (
     Show("loadavg", stat.loadavg, **_GLOBAL),
     Show("meminfo", meminfo.meminfo, **_GLOBAL),
     Link("mounts", mounts.self_mounts, size=len("self/mounts")),
+    Dir("pressure", pressure.PRESSURE),
     Dir.of("procsim", Show("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
     Show("stat", stat.stat, **_GLOBAL),
     Show("uptime", stat.uptime, **_GLOBAL),
