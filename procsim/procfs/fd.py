@@ -18,7 +18,7 @@ from procsim.fs.file import OpenFile
 from procsim.fs.mount import kdev
 from procsim.kernel import Kernel
 from procsim.procfs.context import Caller, Ctx
-from procsim.procfs.kinds import DynDir, Link, Node, Show
+from procsim.procfs.kinds import BY_UID, DynDir, Link, Node, Show
 from procsim.task import Task
 
 FD_LINK_SIZE = 64  # what lstat gives as an fd link's size (this host's 6.18)
@@ -171,7 +171,7 @@ def _file_vmas(t: Task):
     return [v for v in mm.vmas if v.file is not None] if mm is not None else []
 
 
-def _map_files_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, bool]:
+def _map_files_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:
     if not caller.is_root:
         raise OSError(errno.EPERM, name)  # checkpoint_restore_ns_capable()
     start, _, end = name.partition("-")
@@ -185,7 +185,7 @@ def _map_files_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -
         if v.start == lo and v.end == hi:
             perm = 0o400 | (0o200 if v.file.writable and v.flags & 0x8 else 0)
             return Node("link", MAP_FILE_LINK, parent.task, parent.thread_view, v.file.d_path(),
-                        mode=S.S_IFLNK | perm, size=FD_LINK_SIZE, ptrace=True), True
+                        mode=S.S_IFLNK | perm, size=FD_LINK_SIZE, ptrace=True), BY_UID
     raise OSError(errno.ENOENT, name)
 
 
