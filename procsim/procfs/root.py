@@ -7,7 +7,7 @@ import errno
 
 from procsim.kernel import Kernel
 from procsim.procfs import (cpuinfo, interrupts, meminfo, mounts, observer, oom, pagemap, small_files, stat,
-                            sysctl, vmstat)
+                            sysctl, vmstat, zoneinfo)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Show
@@ -25,6 +25,7 @@ def _thread_self(ctx: Ctx) -> str:
 # Global files, with the kernel's EIO for writes to them.
 _GLOBAL = dict(write_errno=errno.EIO)
 PROC_ENTRIES = (
+    Show("buddyinfo", zoneinfo.buddyinfo, **_GLOBAL),
     Show("cpuinfo", cpuinfo.cpuinfo, records=True, **_GLOBAL),
     Show("interrupts", interrupts.interrupts, records=True, **_GLOBAL),
     Bin("kpagecount", pagemap.kpagecount, **_GLOBAL),
@@ -32,11 +33,13 @@ PROC_ENTRIES = (
     Show("loadavg", stat.loadavg, **_GLOBAL),
     Show("meminfo", meminfo.meminfo, **_GLOBAL),
     Link("mounts", mounts.self_mounts, size=len("self/mounts")),
+    Show("pagetypeinfo", zoneinfo.pagetypeinfo, 0o400, **_GLOBAL),
     Dir.of("procsim", Show("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
     Show("stat", stat.stat, **_GLOBAL),
     Show("uptime", stat.uptime, **_GLOBAL),
     Show("version", small_files.version, **_GLOBAL),
     Show("vmstat", vmstat.vmstat, **_GLOBAL),
+    Show("zoneinfo", zoneinfo.zoneinfo, **_GLOBAL),
     Dir.of("sys", Dir.of("fs",
                          Bin("file-max", sysctl.dointvec_read(small_files.file_max), 0o644, sysctl.file_max_write),
                          Show("file-nr", small_files.file_nr, deny_write=True),
