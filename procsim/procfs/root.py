@@ -7,7 +7,7 @@ import errno
 
 from procsim.kernel import Kernel
 from procsim.procfs import (cpuinfo, interrupts, meminfo, mounts, observer, oom, pagemap, small_files, stat,
-                            sysctl, vmstat, zoneinfo)
+                            schedstat, sysctl, vmstat, zoneinfo)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Show
@@ -35,6 +35,8 @@ PROC_ENTRIES = (
     Link("mounts", mounts.self_mounts, size=len("self/mounts")),
     Show("pagetypeinfo", zoneinfo.pagetypeinfo, 0o400, **_GLOBAL),
     Dir.of("procsim", Show("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
+    Show("schedstat", schedstat.schedstat, **_GLOBAL),
+    Show("softirqs", interrupts.softirqs, **_GLOBAL),
     Show("stat", stat.stat, **_GLOBAL),
     Show("uptime", stat.uptime, **_GLOBAL),
     Show("version", small_files.version, **_GLOBAL),
