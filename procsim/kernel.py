@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from procsim import cgroup, ioac, nsproxy, read_write, resource, utsname
+from procsim import cgroup, ioac, nsproxy, random_pool, read_write, resource, utsname
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
 from procsim.errors import KernelError
@@ -93,6 +93,7 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
         self.init_ns = nsproxy.init_namespaces(self.uts)  # the initial namespace of each kind, by kind
         self.ns_next_inum = nsproxy.PROC_DYNAMIC_FIRST  # proc_alloc_inum()'s next
         self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy's membership
+        self.crng = random_pool.Crng(config.seed)  # kernel.random: boot_id, uuid
         self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         self._max_threads: int | None = None  # kernel.threads-max, once written

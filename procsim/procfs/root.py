@@ -7,7 +7,7 @@ import errno
 
 from procsim.kernel import Kernel
 from procsim.procfs import (cpuinfo, interrupts, meminfo, mounts, observer, oom, pagemap, small_files, stat,
-                            schedstat, sysctl, vmstat, zoneinfo)
+                            schedstat, sysctl, sysctl_misc, vmstat, zoneinfo)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Show
@@ -51,9 +51,13 @@ PROC_ENTRIES = (
                              sysctl.domainname_write),
                          Bin("hostname", sysctl.dostring_read(small_files.hostname), 0o644, sysctl.hostname_write),
                          Show("osrelease", small_files.osrelease, deny_write=True),
+                         Show("ostype", sysctl_misc.ostype, deny_write=True),
                          Bin("pid_max", sysctl.dointvec_read(small_files.pid_max), 0o644, sysctl.pid_max_write),
+                         sysctl_misc.RANDOM,
                          Bin("threads-max", sysctl.dointvec_read(small_files.threads_max), 0o644,
-                             sysctl.threads_max_write))),
+                             sysctl.threads_max_write),
+                         Show("version", sysctl_misc.uts_version, deny_write=True)),
+                  sysctl_misc.VM),
     Link("self", _self),
     Link("thread-self", _thread_self),
 )
