@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from procsim.procfs import idle_bitmap, small_files, sysfs_mm
+from procsim.procfs import idle_bitmap, sysfs_cpu, sysfs_mm
 from procsim.procfs.kinds import Bin, Dir, Show
 
 _SYSFS_RO = dict(write_open_errno=errno.EACCES)
@@ -16,9 +16,7 @@ def _hugepages(kb: int) -> Dir:
 
 
 SYS_ENTRIES = (
-    Dir.of("devices", Dir.of("system", Dir.of("cpu",
-                                              Show("online", small_files.cpu_online, **_SYSFS_RO),
-                                              Show("possible", small_files.cpu_possible, **_SYSFS_RO)))),
+    Dir.of("devices", Dir.of("system", sysfs_cpu.CPU, sysfs_cpu.NODE)),
     Dir.of("kernel", Dir.of("mm",
                             Dir.of("page_idle", Bin("bitmap", idle_bitmap.global_read, 0o600,
                                                     idle_bitmap.global_write)),
