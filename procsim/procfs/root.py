@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import (cpuinfo, interrupts, meminfo, mounts, observer, oom, pagemap, small_files, stat,
+from procsim.procfs import (cpuinfo, interrupts, meminfo, misc_files, mounts, observer, oom, pagemap, small_files, stat,
                             schedstat, sysctl, sysctl_misc, vmstat, zoneinfo)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
@@ -26,18 +26,27 @@ def _thread_self(ctx: Ctx) -> str:
 _GLOBAL = dict(write_errno=errno.EIO)
 PROC_ENTRIES = (
     Show("buddyinfo", zoneinfo.buddyinfo, **_GLOBAL),
+    Show("cmdline", misc_files.cmdline, **_GLOBAL),
+    Show("consoles", misc_files.consoles, **_GLOBAL),
     Show("cpuinfo", cpuinfo.cpuinfo, records=True, **_GLOBAL),
+    Show("devices", misc_files.devices, **_GLOBAL),
     Show("interrupts", interrupts.interrupts, records=True, **_GLOBAL),
+    Show("key-users", misc_files.key_users, **_GLOBAL),
     Bin("kpagecount", pagemap.kpagecount, **_GLOBAL),
     Bin("kpageflags", pagemap.kpageflags, **_GLOBAL),
     Show("loadavg", stat.loadavg, **_GLOBAL),
+    Show("locks", misc_files.locks, **_GLOBAL),
     Show("meminfo", meminfo.meminfo, **_GLOBAL),
+    Show("misc", misc_files.misc, **_GLOBAL),
     Link("mounts", mounts.self_mounts, size=len("self/mounts")),
     Show("pagetypeinfo", zoneinfo.pagetypeinfo, 0o400, **_GLOBAL),
     Dir.of("procsim", Show("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
     Show("schedstat", schedstat.schedstat, **_GLOBAL),
+    Show("slabinfo", misc_files.slabinfo, 0o400, **_GLOBAL),
     Show("softirqs", interrupts.softirqs, **_GLOBAL),
     Show("stat", stat.stat, **_GLOBAL),
+    Dir.of("sysvipc", Show("msg", misc_files.sysvipc_msg, **_GLOBAL), Show("sem", misc_files.sysvipc_sem, **_GLOBAL),
+           Show("shm", misc_files.sysvipc_shm, **_GLOBAL)),
     Show("uptime", stat.uptime, **_GLOBAL),
     Show("version", small_files.version, **_GLOBAL),
     Show("vmstat", vmstat.vmstat, **_GLOBAL),

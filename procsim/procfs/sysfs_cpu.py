@@ -81,8 +81,9 @@ def _cpufreq(cpu: int) -> Dir:
             ("related_cpus", one, 0o444),
             ("scaling_available_governors", lambda ctx: b"performance\n", 0o444),
             ("scaling_cur_freq", freq, 0o444), ("scaling_driver", lambda ctx: b"procsim-cpufreq\n", 0o444),
-            ("scaling_governor", lambda ctx: b"performance\n", 0o444),
-            ("scaling_max_freq", freq, 0o444), ("scaling_min_freq", freq, 0o444)]
+            ("scaling_governor", lambda ctx: b"performance\n", 0o644),
+            ("scaling_max_freq", freq, 0o644), ("scaling_min_freq", freq, 0o644),
+            ("scaling_setspeed", lambda ctx: b"<unsupported>\n", 0o644)]
     return Dir.of("cpufreq", *(Show(name, fn, mode, **_RO) for name, fn, mode in rows))
 
 
@@ -153,6 +154,13 @@ def node_meminfo(ctx: Ctx) -> bytes:
     return "".join(out).encode()
 
 
+def node_numastat(ctx: Ctx) -> bytes:
+    """node_read_numastat(): every allocation is local on the one node."""
+    hit = ctx.kernel.mem.vm_events.numa_hit
+    return (f"numa_hit {hit}\nnuma_miss 0\nnuma_foreign 0\ninterleave_hit 0\nlocal_node {hit}\n"
+            f"other_node 0\n").encode()
+
+
 def _node_cpumap(ctx: Ctx) -> bytes:
     n = ctx.kernel.config.nr_cpus
     return _text(mask_str((1 << n) - 1, n))
@@ -167,6 +175,7 @@ NODE = Dir("node", (
         Show("cpumap", _node_cpumap, **_RO),
         Show("distance", lambda ctx: b"10\n", **_RO),
         Show("meminfo", node_meminfo, **_RO),
+        Show("numastat", node_numastat, **_RO),
     ), mode=0o755),
     Show("online", lambda ctx: b"0\n", **_RO),
     Show("possible", lambda ctx: b"0\n", **_RO),
