@@ -79,3 +79,23 @@ def slabinfo(ctx: Ctx) -> bytes:
                    f"{c.pagesperslab:4d} : tunables {0:4d} {0:4d} {0:4d} : slabdata {c.num_slabs:6d} "
                    f"{c.num_slabs:6d} {0:6d}\n")
     return "".join(out).encode()
+
+
+def kallsyms(ctx: Ctx) -> bytes:
+    """s_show(): "%px %c %s"; zeros for a reader kallsyms_show_value() refuses."""
+    from procsim.kallsyms import CAP_SYSLOG, SYMBOLS, show_value
+    cfg = ctx.kernel.config
+    if show_value(cfg.kptr_restrict, cfg.perf_event_paranoid, ctx.caller.capable(CAP_SYSLOG)):
+        return "".join(f"{a:016x} {t} {n}\n" for a, t, n in SYMBOLS).encode()
+    return "".join(f"{0:016x} {t} {n}\n" for _, t, n in SYMBOLS).encode()
+
+
+def vmallocinfo(ctx: Ctx) -> bytes:
+    """vmalloc_info_show() (root 0400): hashed addresses, size, caller, pages."""
+    from procsim.mm.vmalloc import hashed, vm_areas
+    seed = ctx.kernel.config.seed or 0
+    out = []
+    for a in vm_areas(ctx.kernel):
+        lo, hi = hashed(a.addr, seed), hashed(a.addr + a.size, seed)
+        out.append(f"0x{lo:016x}-0x{hi:016x} {a.size:7d} {a.caller} pages={a.nr_pages} vmalloc N0={a.nr_pages}\n")
+    return "".join(out).encode()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import (cpuinfo, interrupts, meminfo, misc_files, mounts, observer, oom, pagemap, small_files, stat,
-                            schedstat, sysctl, sysctl_misc, vmstat, zoneinfo)
+from procsim.procfs import (cpuinfo, crypto, interrupts, meminfo, misc_files, mounts, observer, oom, pagemap,
+                            schedstat, small_files, stat, sysctl, sysctl_misc, vmstat, zoneinfo)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Show
@@ -29,8 +29,11 @@ PROC_ENTRIES = (
     Show("cmdline", misc_files.cmdline, **_GLOBAL),
     Show("consoles", misc_files.consoles, **_GLOBAL),
     Show("cpuinfo", cpuinfo.cpuinfo, records=True, **_GLOBAL),
+    Show("crypto", crypto.crypto, records=True, **_GLOBAL),
     Show("devices", misc_files.devices, **_GLOBAL),
     Show("interrupts", interrupts.interrupts, records=True, **_GLOBAL),
+    # read by position, never cached: what it shows depends on the opener's capabilities
+    Bin("kallsyms", lambda ctx, size, off: misc_files.kallsyms(ctx)[off:off + size], 0o444, **_GLOBAL),
     Show("key-users", misc_files.key_users, **_GLOBAL),
     Bin("kpagecount", pagemap.kpagecount, **_GLOBAL),
     Bin("kpageflags", pagemap.kpageflags, **_GLOBAL),
@@ -49,6 +52,7 @@ PROC_ENTRIES = (
            Show("shm", misc_files.sysvipc_shm, **_GLOBAL)),
     Show("uptime", stat.uptime, **_GLOBAL),
     Show("version", small_files.version, **_GLOBAL),
+    Show("vmallocinfo", misc_files.vmallocinfo, 0o400, records=True, **_GLOBAL),
     Show("vmstat", vmstat.vmstat, **_GLOBAL),
     Show("zoneinfo", zoneinfo.zoneinfo, **_GLOBAL),
     Dir.of("sys", Dir.of("fs",
@@ -59,8 +63,10 @@ PROC_ENTRIES = (
                          Bin("domainname", sysctl.dostring_read(small_files.domainname), 0o644,
                              sysctl.domainname_write),
                          Bin("hostname", sysctl.dostring_read(small_files.hostname), 0o644, sysctl.hostname_write),
+                         sysctl_misc.KPTR_RESTRICT,
                          Show("osrelease", small_files.osrelease, deny_write=True),
                          Show("ostype", sysctl_misc.ostype, deny_write=True),
+                         sysctl_misc.PERF_EVENT_PARANOID,
                          Bin("pid_max", sysctl.dointvec_read(small_files.pid_max), 0o644, sysctl.pid_max_write),
                          sysctl_misc.RANDOM,
                          Bin("threads-max", sysctl.dointvec_read(small_files.threads_max), 0o644,

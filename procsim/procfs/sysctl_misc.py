@@ -5,6 +5,8 @@ procsim/mm/sysctl_vm.py."""
 
 from __future__ import annotations
 
+import errno
+
 from procsim.kstrtox import INT_MAX
 from procsim.mm.sysctl_vm import VM_SYSCTLS, set_vm_sysctl, vm_sysctl
 from procsim.procfs import sysctl
@@ -78,3 +80,30 @@ def _vm_row(name: str) -> Bin:
 
 
 VM = Dir.of("vm", *(_vm_row(name) for name in sorted(VM_SYSCTLS)))
+
+
+# kernel.kptr_restrict: proc_dointvec_minmax_sysadmin, [0, 2], a write needs
+# CAP_SYS_ADMIN; kernel.perf_event_paranoid: any int
+CAP_SYS_ADMIN = 21
+
+
+def _config_store(field: str):
+    def store(ctx: Ctx, v: int) -> None:
+        k = ctx.kernel
+        with k.lock:
+            setattr(k.config, field, v)
+            k._changed("sysctl", name=f"kernel.{field}")
+    return store
+
+
+def _kptr_restrict_write(ctx: Ctx, data: bytes, offset: int) -> int:
+    if not ctx.caller.capable(CAP_SYS_ADMIN):
+        raise OSError(errno.EPERM, "kptr_restrict")
+    return _kptr_write(ctx, data, offset)
+
+
+_kptr_write = sysctl.dointvec_minmax_write(0, 2, _config_store("kptr_restrict"))
+KPTR_RESTRICT = Bin("kptr_restrict", sysctl.dointvec_read(lambda ctx: f"{ctx.kernel.config.kptr_restrict}\n".encode()),
+                    0o644, _kptr_restrict_write)
+PERF_EVENT_PARANOID = _rw_int("perf_event_paranoid", lambda ctx: f"{ctx.kernel.config.perf_event_paranoid}\n".encode(),
+                              -INT_MAX - 1, INT_MAX, _config_store("perf_event_paranoid"))

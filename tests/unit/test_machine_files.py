@@ -434,3 +434,61 @@ def test_small_files_modes(fs):
     for name in ("slabinfo", "pagetypeinfo"):
         assert fs.getattr(f"/proc/{name}", ROOT).mode & 0o777 == 0o400, name
     assert text(fs, "/proc/locks") == ""
+
+
+# -- kallsyms, vmallocinfo, crypto ---------------------------------------------------------
+
+
+def test_kallsyms_addresses_follow_kptr_restrict():
+    from procsim.procfs.context import Caller
+    fs = ProcFS(boot())
+    syslog = Caller(os.getpid(), 0, 0, caps=1 << 34 | 1 << 21)
+    plain_root = Caller(os.getpid(), 0, 0, caps=0)
+    user = Caller(os.getpid(), 1000, 1000, caps=0)
+    shown = text(fs, "/proc/kallsyms", syslog).splitlines()
+    assert shown[0].split()[0] == "ffffffff81000000" and all(re.fullmatch(r"[0-9a-f]{16} [Tt] [\w.]+", l) for l in shown)
+    addrs = [int(l.split()[0], 16) for l in shown]
+    assert addrs == sorted(addrs) and len({l.split()[2] for l in shown}) == len(shown)
+    # perf_event_paranoid 2 (Debian): only CAP_SYSLOG sees addresses
+    assert all(l.startswith("0" * 16 + " ") for l in text(fs, "/proc/kallsyms", user).splitlines())
+    assert all(l.startswith("0" * 16 + " ") for l in text(fs, "/proc/kallsyms", plain_root).splitlines())
+    fs.open("/proc/sys/kernel/perf_event_paranoid", os.O_WRONLY, syslog).write(b"1", 0)
+    assert text(fs, "/proc/kallsyms", user).splitlines() == shown  # kptr_restrict 0: everyone
+    fs.open("/proc/sys/kernel/kptr_restrict", os.O_WRONLY, syslog).write(b"2", 0)
+    assert all(l.startswith("0" * 16) for l in text(fs, "/proc/kallsyms", syslog).splitlines())
+    h = fs.open("/proc/sys/kernel/kptr_restrict", os.O_WRONLY, plain_root)
+    assert errno_of(h.write, b"0", 0) == errno.EPERM  # proc_dointvec_minmax_sysadmin
+    h = fs.open("/proc/sys/kernel/kptr_restrict", os.O_WRONLY, syslog)
+    assert errno_of(h.write, b"3", 0) == errno.EINVAL
+    assert text(fs, "/proc/sys/kernel/kptr_restrict") == "2\n"
+
+
+def test_kallsyms_names_the_wait_channels():
+    from procsim import sched_wait
+    fs = ProcFS(boot())
+    names = {l.split()[2] for l in text(fs, "/proc/kallsyms").splitlines()}
+    frames = {f.split("+")[0] for w in vars(sched_wait).values() if isinstance(w, sched_wait.Wait) for f in w.frames}
+    assert frames and frames - {"native_safe_halt"} <= names
+
+
+def test_vmallocinfo_pages_are_vmalloc_used(big):
+    lines = text(big, "/proc/vmallocinfo").splitlines()
+    pat = re.compile(r"0x[0-9a-f]{16}-0x[0-9a-f]{16} +(\d+) \S+\+0x[0-9a-f]+/0x[0-9a-f]+ pages=(\d+) vmalloc N0=(\d+)")
+    pages = 0
+    for l in lines:
+        m = pat.fullmatch(l)
+        assert m and int(m[1]) == (int(m[2]) + 1) * 4096 and m[2] == m[3], l
+        pages += int(m[2])
+    assert pages * 4 == meminfo(big)["VmallocUsed"]
+    stacks = sum(1 for l in lines if "kernel_clone" in l)
+    assert stacks * 16 == meminfo(big)["KernelStack"]
+    assert big.getattr("/proc/vmallocinfo", ROOT).mode & 0o777 == 0o400
+
+
+@requires_host(files=("/proc/crypto",), **HOST_LAYOUT)
+def test_crypto_blocks_as_host(fs):
+    with open("/proc/crypto") as f:
+        host = f.read().split("\n\n")
+    ours = text(fs, "/proc/crypto")
+    assert ours.endswith("\n\n")
+    assert set(ours.strip("\n").split("\n\n")) <= set(host)
