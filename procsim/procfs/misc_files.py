@@ -1,10 +1,9 @@
 """Small machine-wide /proc files that describe the kernel's build and
 devices rather than changing state: cmdline, consoles, devices, misc,
-key-users, the sysvipc tables and locks. The reference VM's (spec §0.1):
-a KVM guest with a serial console, virtio disks and no loadable modules
-(CONFIG_MODULES is off there, so there is no /proc/modules either). The
-machine has no SysV IPC objects, file locks or keys but the root user's
-keyrings: what an idle server shows."""
+key-users, the sysvipc tables, and the renders of locks (procsim/fs/locks.py),
+kallsyms, slabinfo and vmallocinfo. The reference VM's (spec §0.1): a KVM
+guest with a serial console, virtio disks and no loadable modules
+(CONFIG_MODULES is off there, so there is no /proc/modules either)."""
 
 from __future__ import annotations
 
@@ -51,7 +50,8 @@ def key_users(ctx: Ctx) -> bytes:
 
 
 def locks(ctx: Ctx) -> bytes:
-    return b""
+    from procsim.fs.locks import proc_locks
+    return proc_locks(ctx.kernel).encode()
 
 
 def sysvipc_shm(ctx: Ctx) -> bytes:
