@@ -119,3 +119,10 @@ def show_value(kptr_restrict: int, perf_event_paranoid: int, has_syslog: bool) -
     if kptr_restrict <= 1 and has_syslog:
         return True
     return False
+
+
+def set_kernel_sysctl(k, name: str, value: int) -> None:
+    """kernel.kptr_restrict or kernel.perf_event_paranoid (range checked by the table)."""
+    with k.lock:
+        setattr(k.config, name, value)
+        k._changed("sysctl", name=f"kernel.{name}")

@@ -35,3 +35,11 @@ class Crng:
         """proc_do_uuid() for kernel.random.uuid: a new UUID per call."""
         self.uuids += 1
         return _uuid(self.seed, "uuid", self.uuids)
+
+
+def set_random_sysctl(k, name: str, value: int) -> None:
+    """A write to kernel.random.urandom_min_reseed_secs or
+    write_wakeup_threshold: kept and shown, used by nothing (as since 5.18)."""
+    with k.lock:
+        setattr(k.crng, name, value)
+        k._changed("sysctl", name=f"kernel.random.{name}")

@@ -12,7 +12,8 @@ from procsim.mm.sysctl_vm import VM_SYSCTLS, set_vm_sysctl, vm_sysctl
 from procsim.procfs import sysctl
 from procsim.procfs.context import Ctx
 from procsim.procfs.kinds import Bin, Dir, Show
-from procsim.random_pool import POOL_BITS
+from procsim.kallsyms import set_kernel_sysctl
+from procsim.random_pool import POOL_BITS, set_random_sysctl
 
 
 def ostype(ctx: Ctx) -> bytes:
@@ -44,12 +45,7 @@ def _crng_int(field: str):
 
 
 def _crng_store(field: str):
-    def store(ctx: Ctx, v: int) -> None:
-        k = ctx.kernel
-        with k.lock:
-            setattr(k.crng, field, v)
-            k._changed("sysctl", name=f"kernel.random.{field}")
-    return store
+    return lambda ctx, v: set_random_sysctl(ctx.kernel, field, v)
 
 
 def _ro_int(name: str, render) -> Show:
@@ -88,12 +84,7 @@ CAP_SYS_ADMIN = 21
 
 
 def _config_store(field: str):
-    def store(ctx: Ctx, v: int) -> None:
-        k = ctx.kernel
-        with k.lock:
-            setattr(k.config, field, v)
-            k._changed("sysctl", name=f"kernel.{field}")
-    return store
+    return lambda ctx, v: set_kernel_sysctl(ctx.kernel, field, v)
 
 
 def _kptr_restrict_write(ctx: Ctx, data: bytes, offset: int) -> int:
