@@ -31,6 +31,7 @@ from procsim.exec import do_execve
 from procsim.exit import do_exit, do_group_exit, do_wait, exit_status
 from procsim.fork import alloc_pid, copy_process, copy_thread, kernel_thread, new_group
 from procsim.fs.syscalls import FileState, FileSyscalls
+from procsim.ipc.shm import ShmIds
 from procsim.mm import oom
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
@@ -94,6 +95,7 @@ class Kernel(Timekeeping, MmSyscalls, FileSyscalls):
         self.ns_next_inum = nsproxy.PROC_DYNAMIC_FIRST  # proc_alloc_inum()'s next
         self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy's membership
         self.crng = random_pool.Crng(config.seed)  # kernel.random: boot_id, uuid
+        self.shm = ShmIds()  # SysV shared memory segments (procsim/ipc/shm.py)
         self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         self._max_threads: int | None = None  # kernel.threads-max, once written

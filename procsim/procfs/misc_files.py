@@ -99,3 +99,13 @@ def vmallocinfo(ctx: Ctx) -> bytes:
         lo, hi = hashed(a.addr, seed), hashed(a.addr + a.size, seed)
         out.append(f"0x{lo:016x}-0x{hi:016x} {a.size:7d} {a.caller} pages={a.nr_pages} vmalloc N0={a.nr_pages}\n")
     return "".join(out).encode()
+
+
+def sysvipc_shm_rows(ctx: Ctx) -> bytes:
+    """sysvipc_shm_proc_show(): the header, then a row per segment."""
+    out = [sysvipc_shm(ctx).decode()]
+    for s in ctx.kernel.shm.live():
+        out.append(f"{s.key:10d} {s.id:10d}  {s.mode:4o} {s.size:21d} {s.cpid:5d} {s.lpid:5d}  {s.nattch:5d} "
+                   f"{s.uid:5d} {s.gid:5d} {s.cuid:5d} {s.cgid:5d} {s.atime:10d} {s.dtime:10d} {s.ctime:10d} "
+                   f"{s.rss_pages * 4096:21d} {0:21d}\n")
+    return "".join(out).encode()

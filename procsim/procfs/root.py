@@ -49,7 +49,7 @@ PROC_ENTRIES = (
     Show("softirqs", interrupts.softirqs, **_GLOBAL),
     Show("stat", stat.stat, **_GLOBAL),
     Dir.of("sysvipc", Show("msg", misc_files.sysvipc_msg, **_GLOBAL), Show("sem", misc_files.sysvipc_sem, **_GLOBAL),
-           Show("shm", misc_files.sysvipc_shm, **_GLOBAL)),
+           Show("shm", misc_files.sysvipc_shm_rows, **_GLOBAL)),
     Show("uptime", stat.uptime, **_GLOBAL),
     Show("version", small_files.version, **_GLOBAL),
     Show("vmallocinfo", misc_files.vmallocinfo, 0o400, records=True, **_GLOBAL),
