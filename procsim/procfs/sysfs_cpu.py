@@ -13,6 +13,7 @@ from procsim.bitmap import list_str, mask_str
 from procsim.cpu import CpuInfoX86, topology
 from procsim.kernel import Kernel
 from procsim.mm.show_mem import PAGE_KB, mem_snapshot
+from procsim.procfs import small_files
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Dir, DynDir, Node, Show
 
@@ -119,8 +120,8 @@ CPU_ROWS = (
     Show("isolated", lambda ctx: b"\n", **_RO),
     Show("kernel_max", lambda ctx: _text(str(NR_CPUS - 1)), **_RO),
     Show("offline", lambda ctx: b"\n", **_RO),
-    Show("online", _all_cpus, **_RO),
-    Show("possible", _all_cpus, **_RO),
+    Show("online", small_files.cpu_online, **_RO),
+    Show("possible", small_files.cpu_possible, **_RO),
     Show("present", _all_cpus, **_RO),
 )
 CPU = DynDir("cpu", CPU_ROWS, mode=0o755, lookup=_cpu_lookup, readdir=_cpu_readdir)
