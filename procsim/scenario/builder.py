@@ -2,7 +2,7 @@
 KernelConfig, every kthread, process, thread and mapping becomes the
 syscalls that would have made it, and activity becomes timed commands;
 each concern is a part of the builder (processes.py, memory.py,
-activity.py)."""
+activity.py, sysctl.py)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ from procsim.scenario.memory import MemoryBuilder
 from procsim.scenario.names import _REGISTRY, Names
 from procsim.scenario.processes import ProcessBuilder
 from procsim.scenario.schema import KTHREAD, TOP, ScenarioError, _fields, _is_int
+from procsim.scenario.sysctl import SysctlBuilder
 from procsim.units import NSEC
 
 
-class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder):
+class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, SysctlBuilder):
     """One build: the document, the kernel it makes, the names it gives."""
 
     def __init__(self, doc: dict, source: str) -> None:
@@ -83,6 +84,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder):
         self.history = BootHistory(k)
         _REGISTRY[k] = self.names
         self.names.description = top.get("description", "")
+        self._sysctls(top.get("sysctl", {}))  # before any process: the policies their mappings meet
         procs = top.get("process", [])
         inits = [i for i, p in enumerate(procs) if isinstance(p, dict) and p.get("pid") == 1]
         if inits and inits[0] != 0:

@@ -153,7 +153,7 @@ def _fields(d: Any, schema: dict[str, Callable], where: str, required: tuple[str
 # -- schemas --------------------------------------------------------------------
 
 TOP = {"description": _t_str, "machine": _t_table, "process": _t_tables, "kthread": _t_tables,
-       "activity": _t_tables}
+       "activity": _t_tables, "sysctl": _t_table}  # sysctl: procsim/scenario/sysctl.py
 KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any, "start": _t_num}
 PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "argv": _t_strs, "exe": _t_str,
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,

@@ -492,3 +492,24 @@ def test_crypto_blocks_as_host(fs):
     ours = text(fs, "/proc/crypto")
     assert ours.endswith("\n\n")
     assert set(ours.strip("\n").split("\n\n")) <= set(host)
+
+
+# -- [sysctl] in a scenario ----------------------------------------------------------------
+
+
+def test_scenario_sysctls():
+    from procsim.scenario import build
+    from procsim.scenario.schema import ScenarioError
+    k = build({"machine": {"nr_cpus": 2, "mem": "4G"},
+               "sysctl": {"vm.overcommit_memory": 2, "vm.min_free_kbytes": 65536, "vm.swappiness": 10,
+                          "kernel.kptr_restrict": 1}})
+    fs = ProcFS(k)
+    assert text(fs, "/proc/sys/vm/overcommit_memory") == "2\n"
+    assert text(fs, "/proc/sys/vm/min_free_kbytes") == "65536\n"
+    assert text(fs, "/proc/sys/kernel/kptr_restrict") == "1\n"
+    for bad, msg in (({"vm.swapiness": 1}, "did you mean 'vm.swappiness'"),
+                     ({"vm.swappiness": 300}, "out of range 0..200"),
+                     ({"vm.swappiness": "x"}, "expected an integer"),
+                     ({"kernel.kptr_restrict": 3}, "out of range 0..2")):
+        with pytest.raises(ScenarioError, match=re.escape(msg)):
+            build({"machine": {"nr_cpus": 2, "mem": "4G"}, "sysctl": bad})
