@@ -12,7 +12,7 @@ from procsim.errors import KernelError
 from procsim.exit import mmput, release_thread
 from procsim.layout import LayoutError, Replay, build as replay_layout
 from procsim.mm.mm import MMError
-from procsim.task import PF_FORKNOEXEC, PF_RANDOMIZE, Task
+from procsim.task import PF_FORKNOEXEC, PF_KTHREAD, PF_RANDOMIZE, Task
 
 if TYPE_CHECKING:
     from procsim.kernel import Kernel
@@ -67,3 +67,35 @@ def replay_mm(k: Kernel, path: str, argv: list[str], envp: list[str], layout: st
         raise KernelError(errno.EINVAL, str(e)) from None
     except MMError as e:
         raise KernelError(e.errno, str(e)) from None
+
+
+class ExecSyscalls:
+    """execve() and the argv area's rewrite (setproctitle) as the Kernel's entry points
+    (a Kernel mixin)."""
+
+    def exec(self: "Kernel", pid: int, path: str, argv: list[str], envp: list[str] | None = None,
+             layout: str | None = None, build_ids: dict[str, str] | None = None) -> None:
+        """execve: a fresh mm with a realistic layout (ELF segments of the
+        executable, ld.so and libc, heap, stack, vvar, vdso); or, with
+        `layout` (the text of a real /proc/PID/maps), exactly those VMAs,
+        with `build_ids` (name -> hex) for their files (procsim/layout.py)."""
+        with self.lock:
+            t = self.task(pid)
+            tg = t.tg
+            if tg.zombie:
+                raise KernelError(errno.ESRCH, f"{pid} is a zombie")
+            if tg.mm is None and t.flags & PF_KTHREAD:
+                raise KernelError(errno.EINVAL, "kernel threads do not exec")
+            if not path.startswith("/"):
+                raise KernelError(errno.ENOENT, f"exec path must be absolute: {path}")
+            do_execve(self, t, path, argv, envp or [], layout, build_ids)
+            self._changed("exec", pid=tg.tgid)
+
+    def set_proctitle(self: "Kernel", pid: int, argv: list[str]) -> None:
+        """A process rewriting its own argv area, as setproctitle() does
+        (nginx workers, postgres backends): a userspace write, which
+        /proc/PID/cmdline reads back."""
+        with self.lock:
+            tg = self.group(pid)
+            tg.cmdline = list(argv)
+            self._changed("cmdline", pid=tg.tgid)

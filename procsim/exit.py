@@ -129,3 +129,44 @@ def release_task(k: Kernel, tg: ThreadGroup) -> None:
         k._release_task(t)
     k.groups.pop(tg.tgid, None)
     k._changed("reap", pid=tg.tgid)
+
+
+class ExitSyscalls:
+    """exit(), exit_group(), kill() and wait() as the Kernel's entry points
+    (a Kernel mixin)."""
+
+    def exit(self: "Kernel", tid: int, code: int = 0) -> None:
+        """A thread exits; when the last one goes, the group becomes a zombie."""
+        with self.lock:
+            t = self.task(tid)
+            if t.tg.zombie:
+                raise KernelError(errno.ESRCH, f"{tid} is already a zombie")
+            if t.dead:
+                raise KernelError(errno.ESRCH, f"{tid} has already exited")
+            do_exit(self, t, exit_status(code))
+
+    def exit_group(self: "Kernel", pid: int, code: int = 0) -> None:
+        with self.lock:
+            tg = self.group(pid)
+            if tg.zombie:
+                raise KernelError(errno.ESRCH, f"{pid} is already a zombie")
+            do_group_exit(self, tg, exit_status(code))
+
+    def kill(self: "Kernel", pid: int, sig: int = 9) -> None:
+        """The process dies from signal `sig` (kill(2): 0 only checks the pid)."""
+        with self.lock:
+            if not 0 <= sig <= 64:
+                raise KernelError(errno.EINVAL, f"invalid signal {sig}")
+            tg = self.group(pid)
+            if sig == 0:
+                return
+            if tg.zombie:
+                raise KernelError(errno.ESRCH, f"{pid} is already a zombie")
+            # Killed by a signal, the wait status is the signal number itself
+            # (stat field 52 showed 9 << 8 = 2304 for SIGKILL, the real kernel 9).
+            do_group_exit(self, tg, sig & 0x7F)
+
+    def wait(self: "Kernel", pid: int, child: int | None = None) -> int:
+        """The parent reaps a zombie child (any, if child is None); returns its pid."""
+        with self.lock:
+            return do_wait(self, pid, child)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from procsim.cgroup import pids
 from procsim import resource
 from dataclasses import replace
 
@@ -19,7 +20,7 @@ from procsim.mm.memory import copy_page_range
 from procsim.mm.mm import MM
 from procsim.mm.rmap import AnonVma
 from procsim.mm.vma import VM_LOCKED, VM_LOCKONFAULT, VMA
-from procsim.task import (PF_FORKNOEXEC, PF_KTHREAD, PF_NOFREEZE, PF_NOT_INHERITED, Cred, Task,
+from procsim.task import (PF_FORKNOEXEC, PF_KTHREAD, PF_NOFREEZE, PF_NOT_INHERITED, PF_RANDOMIZE, Cred, Task,
                           ThreadGroup)
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ def copy_process(k: Kernel, parent: Task, child_pid: int | None, clone_flags: in
     child (its own namespaces, checked before anything is made)."""
     ptg = parent.tg
     check_nproc(k, ptg)
+    pids.can_fork(k, ptg)  # cgroup_can_fork(): pids.max of its cgroup and those above
     nsp, user = None, None
     inum = k.ns_next_inum
     if clone_flags:
@@ -169,6 +171,7 @@ def copy_process(k: Kernel, parent: Task, child_pid: int | None, clone_flags: in
     t.cpu = parent.cpu
     t.real_parent = parent
     k.sched.sched_fork(t, parent)  # the forking thread's, not the leader's
+    pids.forked(k, t.tg)
     return cpid
 
 
@@ -177,6 +180,7 @@ def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> 
     group, sharing its mm; returns the new tid."""
     tg = creator.tg
     check_nproc(k, tg)
+    pids.can_fork(k, tg)
     tid = alloc_pid(k, tid)
     t = Task(tid, tg, (comm or creator.comm)[:15], k.now,
              flags=creator.flags & ~PF_NOT_INHERITED | PF_FORKNOEXEC, cpu=creator.cpu,
@@ -193,6 +197,7 @@ def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> 
     if tg.mm is not None:
         tg.mm.users += 1
     k.nr_forks += 1
+    pids.forked(k, tg)
     return tid
 
 
@@ -226,3 +231,97 @@ def kernel_thread(k: Kernel, comm: str, pid: int | None, cpu: int | None) -> int
         t.cpus_allowed = 1 << cpu
         t.cpu = cpu
     return pid
+
+
+class ForkSyscalls:
+    """fork(), clone() and kernel_thread() as the Kernel's entry points, with the
+    limits fork() checks (kernel.threads-max, kernel.pid_max) and spawn (fork+exec)
+    (a Kernel mixin)."""
+
+    def create_init(self: "Kernel", argv: list[str] | None = None) -> int:
+        """pid 1: the first user process, exec'd from nothing."""
+        with self.lock:
+            t = new_group(self, alloc_pid(self, 1), None, Cred.of(0, 0), None, [], [], None,
+                          "swapper", PF_RANDOMIZE)
+            t.tg.sid = t.tg.pgid = 1
+            self.exec(1, "/usr/lib/systemd/systemd", argv or ["/sbin/init"], ["HOME=/", "TERM=linux"])
+            t.tg.rlim = resource.systemd_pid1(t.tg.rlim)  # the init system's policy (procsim/resource.py)
+            return 1
+
+    def kthread(self: "Kernel", comm: str, pid: int | None = None, cpu: int | None = None) -> int:
+        """A kernel thread (no mm), a child of kthreadd (pid 2) unless it is
+        kthreadd. Its flags, scheduling and binding follow its kind
+        (procsim/kthread.py); a per-CPU kind without `cpu` is bound to the
+        CPU in its name."""
+        with self.lock:
+            pid = kernel_thread(self, comm, pid, cpu)
+            self._changed("spawn", pid=pid)
+            return pid
+
+    def fork(self: "Kernel", pid: int, child_pid: int | None = None, clone_flags: int = 0) -> int:
+        """fork(), or clone() with CLONE_NEW* `clone_flags` (the child in new
+        namespaces; a new pid namespace's first process is its pid 1)."""
+        with self.lock:
+            parent = self.task(pid)
+            ptg = parent.tg
+            if ptg.zombie:
+                raise KernelError(errno.ESRCH, f"{pid} is a zombie")
+            cpid = copy_process(self, parent, child_pid, clone_flags)
+            self._changed("spawn", pid=cpid)
+            return cpid
+
+    def clone_thread(self: "Kernel", pid: int, comm: str | None = None, tid: int | None = None) -> int:
+        """clone(CLONE_VM|CLONE_THREAD|...): a new thread in pid's group."""
+        with self.lock:
+            creator = self.task(pid)
+            tg = creator.tg
+            if tg.zombie:
+                raise KernelError(errno.ESRCH, f"{pid} is a zombie")
+            tid = copy_thread(self, creator, comm, tid)
+            self._changed("clone", pid=tg.tgid, tid=tid)
+            return tid
+
+    def spawn(self: "Kernel", argv: list[str], *, parent: int = 1, uid: int | None = None, gid: int | None = None,
+              groups: tuple[int, ...] = (), exe: str | None = None, env: list[str] | None = None,
+              pid: int | None = None, clone_flags: int = 0) -> int:
+        """fork from `parent` (clone with CLONE_NEW* `clone_flags`), set
+        credentials (None: the parent's), exec argv[0] (or exe)."""
+        with self.lock:
+            path = exe or (argv[0] if argv else "")
+            if not path:  # checked before the fork, so a bad spawn leaves nothing behind
+                raise KernelError(errno.ENOENT, "spawn: no program (empty argv and no exe)")
+            if not path.startswith("/"):
+                path = "/usr/bin/" + path
+            child = self.fork(parent, pid, clone_flags)
+            if parent == 1 and self.groups[1].exe == "/usr/lib/systemd/systemd":
+                # a service: systemd sets its limits before the exec
+                self.groups[child].rlim = resource.systemd_service(resource.init_rlimits(self.max_threads))
+            if uid is not None or gid is not None or groups:
+                pc = self.group(parent).cred
+                self.group(child).cred = replace(
+                    Cred.of(pc.euid if uid is None else uid, pc.egid if gid is None else gid, groups),
+                    user_ns=pc.user_ns)
+            self.exec(child, path, argv, env if env is not None else self.group(parent).environ)
+            return child
+
+    @property
+    def max_threads(self: "Kernel") -> int:
+        """The limit fork() enforces: kernel.threads-max once written, else
+        set_max_threads()'s boot value, one task per 8 thread-stack-sized
+        chunks of RAM."""
+        if self._max_threads is not None:
+            return self._max_threads
+        return max(20, min(self.config.nr_pages // 32, 0x3FFFFFFF))
+
+    def set_max_threads(self: "Kernel", n: int) -> None:
+        """kernel.threads-max (sysctl_max_threads); the range is the sysctl's."""
+        with self.lock:
+            self._max_threads = n
+            self._changed("sysctl")
+
+    def set_pid_max(self: "Kernel", n: int) -> None:
+        """kernel.pid_max: pids at or above it are no longer handed out
+        (existing ones stay); the range is the sysctl's."""
+        with self.lock:
+            self.config.pid_max = n
+            self._changed("sysctl")

@@ -17,6 +17,7 @@ import errno
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from procsim.errors import KernelError
 from procsim.utsname import UtsName
 
 if TYPE_CHECKING:
@@ -221,3 +222,79 @@ def parse_flags(text: str) -> int:
             raise ValueError(f"unknown clone flag {name!r}")
         out |= CLONE_FLAG[name]
     return out
+
+
+class NsSyscalls:
+    """unshare(2), the user namespace's map writes, the time namespace's
+    offsets and copy_mnt_ns() as the Kernel's entry points
+    (a Kernel mixin)."""
+
+    def unshare(self: "Kernel", pid: int, flags: int) -> None:
+        """unshare(2) by `pid` (a thread: its own nsproxy). CLONE_NEWPID and
+        CLONE_NEWTIME change only what its children get."""
+        with self.lock:
+            t = self.task(pid)
+            if t.tg.zombie or t.dead or t.nsproxy is None:
+                raise KernelError(errno.ESRCH, f"{pid} has exited")
+            capable = t.tg.cred.euid == 0
+            try:
+                new, user = create_new_namespaces(self, t, flags, capable)
+            except OSError as e:
+                raise KernelError(e.errno, str(e.strerror or e)) from None
+            t.nsproxy = new
+            if user is not None:
+                # a new user ns: the creator's ids are unmapped (overflow ids
+                # until uid_map is written) but it holds every capability there
+                t.tg.cred = replace(t.tg.cred, user_ns=user)
+            self._changed("ns", pid=pid)
+
+    def set_id_map(self: "Kernel", pid: int, which: str, lines: tuple[tuple[int, int, int], ...]) -> None:
+        """A write of /proc/PID/uid_map or gid_map (map_write): once, by a
+        process with the right in the parent namespace; EPERM if written."""
+        with self.lock:
+            t = self.task(pid)
+            ns = user_ns(self, t)
+            if ns.parent is None or getattr(ns, which):
+                raise KernelError(errno.EPERM, f"{which}: already set")
+            if not lines or len(lines) > 340:
+                raise KernelError(errno.EINVAL, f"{which}: 1 to 340 lines")
+            for first, lower, count in lines:
+                if count == 0 or first + count > 1 << 32 or lower + count > 1 << 32:
+                    raise KernelError(errno.EINVAL, f"{which}: bad extent")
+            if which == "gid_map" and ns.setgroups and t.tg.cred.euid != 0:
+                raise KernelError(errno.EPERM, "gid_map: setgroups must be denied first")
+            setattr(ns, which, tuple(lines))
+            self._changed("ns", pid=pid)
+
+    def set_setgroups(self: "Kernel", pid: int, allow: bool) -> None:
+        """proc_setgroups_write(): deny only before gid_map is written, and
+        never back to allow (EPERM)."""
+        with self.lock:
+            ns = user_ns(self, self.task(pid))
+            if allow and not ns.setgroups or not allow and ns.gid_map:
+                raise KernelError(errno.EPERM, "setgroups")
+            if ns.setgroups != allow:
+                ns.setgroups = allow
+                self._changed("ns", pid=pid)
+
+    def set_timens_offsets(self: "Kernel", pid: int, offsets: dict[int, tuple[int, int]], capable: bool = True) -> None:
+        """proc_timens_set_offset() of pid's time_for_children: EACCES once a
+        task is in it (or for the initial one), EPERM without CAP_SYS_TIME."""
+        with self.lock:
+            t = self.task(pid)
+            ns = t.nsproxy.time_for_children
+            if ns is self.init_ns["time"] or ns.frozen:
+                raise KernelError(errno.EACCES, "timens_offsets: the namespace has tasks")
+            if not capable:
+                raise KernelError(errno.EPERM, "timens_offsets: needs CAP_SYS_TIME")
+            new = list(ns.time_offsets)
+            for i, v in offsets.items():
+                new[i] = v
+            ns.time_offsets = tuple(new)
+            self._changed("ns", pid=pid)
+
+    def copy_mnt_ns(self: "Kernel", old, new) -> None:
+        """copy_mnt_ns(): the new namespace's table, a copy of the old's."""
+        src = self.mnt_ns_table(old)
+        top = max(m.mnt_id for tab in self.files.mnt_ns.values() for m in tab.mounts)
+        self.files.mnt_ns[new] = src.copy(top + 1)

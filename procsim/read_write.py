@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from procsim import resource
+from procsim import ioac, resource
 from procsim.errors import KernelError
 from procsim.fs.file import DIR, FMODE_READ, FMODE_WRITE, MEMFD, O_APPEND, REG, OpenFile  # noqa: F401 (the Kernel's)
 from procsim.mm import filemap, memory
@@ -17,6 +17,7 @@ from procsim.mm.mm import MM, Flush
 from procsim.mm.mmap_lock import mmap_write_lock
 from procsim.mm.vma import File
 from procsim.task import Task
+from procsim.cgroup import io as cgroup_io
 from procsim.units import PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -28,7 +29,10 @@ def vfs_read(k: Kernel, t: Task, f: File, count: int, offset: int) -> int:
     (short at EOF). rchar and syscr (vfs_read); pages missing from the
     cache are read from disk: read_bytes and pgpgin."""
     n = max(0, min(count, f.size - offset))
-    t.ioac.read_bytes += filemap.find_or_create(k.mem, f, filemap.pages_of(offset, n))
+    with k.memcg.charging(t):  # page-cache pages are charged to the reader's memcg
+        rb = filemap.find_or_create(k.mem, f, filemap.pages_of(offset, n))
+    t.ioac.read_bytes += rb
+    cgroup_io.charge(k, t, rb, 0)
     t.ioac.syscr += 1
     t.ioac.rchar += n
     return n
@@ -60,9 +64,13 @@ def vfs_write(k: Kernel, t: Task, f: File, count: int, offset: int) -> int:
     if len(pages):
         starts = pages << PAGE_SHIFT
         partial = (starts < offset) | (starts + PAGE_SIZE > offset + count)
-        t.ioac.read_bytes += filemap.find_or_create(k.mem, f, pages, partial & (starts < f.size))
+        with k.memcg.charging(t):
+            rb = filemap.find_or_create(k.mem, f, pages, partial & (starts < f.size))
+        t.ioac.read_bytes += rb
         f.size = max(f.size, offset + count)
-        t.ioac.write_bytes += filemap.mark_dirty(k.mem, f, pages)
+        wb = filemap.mark_dirty(k.mem, f, pages)
+        t.ioac.write_bytes += wb
+        cgroup_io.charge(k, t, rb, wb)
     t.ioac.syscw += 1
     t.ioac.wchar += count
     return count
@@ -121,3 +129,75 @@ def _unmap_file_tail(k: Kernel, mm: MM, f: File, first: int) -> None:
             mm.update_hiwater_rss()
             if memory.zap_vma(mm, v, lo, v.end, close=False) and user is not None:
                 k._flush(user, Flush(lo, v.end))
+
+
+class ReadWriteSyscalls:
+    """read(2)/pread(2), write(2)/pwrite(2), truncate(2) and the io counters
+    as the Kernel's entry points
+    (a Kernel mixin)."""
+
+    def read(self: "Kernel", tid: int, path: str | None, count: int, offset: int | None = 0, fd: int | None = None) -> int:
+        """pread(2) of `count` bytes at `offset` of the file at `path`; or,
+        with `fd`, read(2) of the task's open file (at its position, which
+        moves, unless `offset` is given: pread). The bytes returned (0 at or
+        past EOF). Counts syscr and rchar (vfs_read), and the pages the page
+        cache missed as read_bytes and pgpgin."""
+        with self.lock:
+            t = self._io_task(tid, count, offset or 0)
+            if fd is None:
+                n = vfs_read(self, t, path_inode(self, path), count, offset or 0)
+            else:
+                f = fd_file(self, t, fd, FMODE_READ)
+                n = vfs_read(self, t, f.inode, count, f.f_pos if offset is None else offset)
+                if offset is None:
+                    f.f_pos += n
+            self._changed("io", tid=t.pid)
+            return n
+
+    def write(self: "Kernel", tid: int, path: str | None, count: int, offset: int | None = 0, fd: int | None = None) -> int:
+        """pwrite(2) of `count` bytes at `offset` of the file at `path` (it
+        grows to cover them; a path not used before is a new, empty file):
+        counts syscw and wchar (vfs_write), the pages newly dirtied as
+        write_bytes; a partly written page that was not cached and held
+        data is read first (read_bytes, pgpgin). Past RLIMIT_FSIZE the
+        write is cut short, or fails EFBIG at the limit. With `fd`: write(2)
+        at the open file's position (its end with O_APPEND), which moves,
+        unless `offset` is given (pwrite)."""
+        with self.lock:
+            t = self._io_task(tid, count, offset or 0)
+            try:
+                if fd is None:
+                    return vfs_write(self, t, path_inode(self, path, create=True), count,
+                                                offset or 0)
+                f = fd_file(self, t, fd, FMODE_WRITE)
+                pos = offset if offset is not None else f.inode.size if f.f_flags & O_APPEND else f.f_pos
+                n = vfs_write(self, t, f.inode, count, pos)
+                if offset is None:
+                    f.f_pos = pos + n
+                return n
+            finally:
+                self._changed("io", tid=t.pid)
+
+    def truncate(self: "Kernel", tid: int, path: str, length: int) -> None:
+        """truncate(2): the file at `path` gets `length` bytes. Growing past
+        RLIMIT_FSIZE is EFBIG; shrinking unmaps the pages past the new end
+        from every address space and drops them from the page cache: the
+        dirty ones count as the caller's cancelled_write_bytes."""
+        with self.lock:
+            t = self._io_task(tid, length, 0)
+            do_truncate(self, t, path, length)
+            self._changed("io", tid=t.pid)
+
+    def _io_task(self: "Kernel", tid: int, count: int, offset: int) -> Task:
+        t = self.task(tid)
+        if t.dead or t.tg.zombie:
+            raise KernelError(errno.ESRCH, f"task {tid} has exited")
+        if count < 0 or offset < 0:
+            raise KernelError(errno.EINVAL, "count and offset must not be negative")
+        return t
+
+    def io_accounting(self: "Kernel", tid: int, whole: bool = True) -> dict[str, int]:
+        """/proc/PID/io's counters (whole: the thread group's), or a thread's own."""
+        with self.lock:
+            t = self.task(tid)
+            return (ioac.group_ioac(t.tg) if whole else t.ioac).as_dict()

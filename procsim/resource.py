@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from procsim.errors import KernelError
+
+if TYPE_CHECKING:
+    from procsim.kernel import Kernel
 
 RLIM_INFINITY = (1 << 64) - 1
 
@@ -120,3 +126,28 @@ def systemd_service(boot: list[Rlimit]) -> list[Rlimit]:
     out = list(boot)
     out[RLIMIT_NOFILE] = SYSTEMD_SERVICE_NOFILE
     return out
+
+
+class ResourceSyscalls:
+    """prlimit(2) as the Kernel's entry point
+    (a Kernel mixin)."""
+
+    def prlimit(self: "Kernel", pid: int, res: int, new: Rlimit | None = None,
+                capable: bool | None = None) -> Rlimit:
+        """prlimit(2) by the process itself: the old limit; with `new`, set
+        it if do_prlimit() allows (a raised hard limit needs CAP_SYS_RESOURCE:
+        `capable`, by default whether the process is root; the scenario
+        loader sets limits as the init system does, capable)."""
+        with self.lock:
+            tg = self.task(pid).tg
+            if not 0 <= res < RLIM_NLIMITS:
+                raise KernelError(errno.EINVAL, f"prlimit: no resource {res}")
+            old = tg.rlim[res]
+            if new is not None:
+                try:
+                    check_new(old, new, res, tg.cred.euid == 0 if capable is None else capable)
+                except OSError as e:
+                    raise KernelError(e.errno, f"prlimit: {e.strerror}") from None
+                tg.rlim[res] = new
+                self._changed("rlimit", pid=tg.tgid, resource=res)
+            return old

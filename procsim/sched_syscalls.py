@@ -7,11 +7,16 @@ fails with the kernel's errno."""
 from __future__ import annotations
 
 import errno
+from typing import TYPE_CHECKING
 
-from procsim.kernel import Kernel, KernelError
+from procsim.errors import KernelError
 from procsim.resource import RLIMIT_NICE, RLIMIT_RTPRIO
 from procsim.sched_fair import Autogroup
-from procsim.task import SCHED_BATCH, SCHED_FIFO, SCHED_IDLE, SCHED_OTHER, SCHED_RR, Task
+from procsim.sched_wait import USER_WAITS
+from procsim.task import PF_NO_SETAFFINITY, SCHED_BATCH, SCHED_FIFO, SCHED_IDLE, SCHED_OTHER, SCHED_RR, Task
+
+if TYPE_CHECKING:
+    from procsim.kernel import Kernel
 
 SCHED_DEADLINE = 6
 MAX_RT_PRIO = 100
@@ -105,3 +110,91 @@ def set_timer_slack(k: Kernel, tid: int, slack: int) -> None:
             slack = t.default_timer_slack_ns
         t.timer_slack_ns = slack
         k._changed("timerslack", tid=tid)
+
+
+class SchedSyscalls:
+    """The Kernel's scheduling entry points: run a task on a CPU, sleep, wake,
+    idle a CPU, sched_setaffinity, nice
+    (a Kernel mixin)."""
+
+    def run(self: "Kernel", tid: int, cpu: int, preempt: bool = False) -> None:
+        """Switch `cpu` to task `tid` (migrating it if it ran elsewhere)."""
+        with self.lock:
+            t = self.task(tid)
+            if t.dead:
+                raise KernelError(errno.ESRCH, f"{tid} has exited")
+            self.check_cpu(cpu)
+            if not t.cpus_allowed >> cpu & 1:
+                raise KernelError(errno.EINVAL, f"cpu {cpu} is not in the affinity of {tid}")
+            self.sched.switch_to(self.sched.cpus[cpu], t, preempt)
+            self._changed("sched", tid=tid)
+
+    def sleep(self: "Kernel", tid: int, state: str = "S", wait: str | None = None) -> None:
+        """The task blocks (S or D) or stops (T), or a kernel thread waits in
+        TASK_IDLE (I, counted in no load); its CPU goes idle. `wait`: the
+        blocking call a user task sleeps in (procsim/sched_wait.py; None:
+        the one it had, or its program's usual one)."""
+        with self.lock:
+            t = self.task(tid)
+            if state not in ("S", "D", "T") and not (state == "I" and t.tg.kthread):
+                raise KernelError(errno.EINVAL, f"cannot sleep in state {state!r}")
+            if wait is not None:
+                if wait not in USER_WAITS:
+                    raise KernelError(errno.EINVAL, f"wait: expected one of {', '.join(USER_WAITS)}, got {wait!r}")
+                if t.tg.kthread:
+                    raise KernelError(errno.EINVAL, f"wait: {tid} is a kernel thread (it waits in its thread function)")
+                t.wait = wait
+            if t.on_cpu:
+                self.sched.switch_to(self.sched.cpus[t.cpu], None)
+            else:
+                self.sched.dequeue(t)
+            t.state = state
+            self._changed("sched", tid=tid)
+
+    def wake(self: "Kernel", tid: int) -> None:
+        """Make a sleeping task runnable (R) without putting it on a CPU."""
+        with self.lock:
+            t = self.task(tid)
+            if t.dead:
+                raise KernelError(errno.ESRCH, f"{tid} has exited")
+            self.sched.enqueue(t)
+            t.state = "R"
+            self._changed("sched", tid=tid)
+
+    def idle(self: "Kernel", cpu: int) -> None:
+        with self.lock:
+            self.check_cpu(cpu)
+            self.sched.switch_to(self.sched.cpus[cpu], None)
+            self._changed("sched", cpu=cpu)
+
+    def set_affinity(self: "Kernel", tid: int, mask: int) -> None:
+        """sched_setaffinity; a task running on a CPU it may no longer use moves."""
+        with self.lock:
+            t = self.task(tid)
+            if t.flags & PF_NO_SETAFFINITY:  # bound kthreads and workqueue workers
+                raise KernelError(errno.EINVAL, f"{tid} may not change its affinity (PF_NO_SETAFFINITY)")
+            mask &= self.sched.all_cpus_mask
+            if not mask:
+                raise KernelError(errno.EINVAL, "affinity mask has no online CPU")
+            t.cpus_allowed = mask
+            if not mask >> t.cpu & 1:
+                new = (mask & -mask).bit_length() - 1
+                if t.on_cpu:
+                    self.sched.switch_to(self.sched.cpus[t.cpu], None)
+                    self.sched.switch_to(self.sched.cpus[new], t, preempt=True)
+                else:
+                    self.sched.set_task_cpu(t, new)
+            self._changed("sched", tid=tid)
+
+    def set_nice(self: "Kernel", tid: int, nice: int) -> None:
+        with self.lock:
+            if not -20 <= nice <= 19:
+                raise KernelError(errno.EINVAL, "nice must be in -20..19")
+            t = self.task(tid)
+            self.sched.reweight(t)  # the load averages so far count at the old weight
+            t.nice = nice
+            self._changed("sched", tid=tid)
+
+    def check_cpu(self: "Kernel", cpu: int) -> None:
+        if not 0 <= cpu < self.config.nr_cpus:
+            raise KernelError(errno.EINVAL, f"cpu {cpu} does not exist (0-{self.config.nr_cpus - 1})")

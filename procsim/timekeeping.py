@@ -15,6 +15,7 @@ import heapq
 import time
 from collections.abc import Callable
 
+from procsim.cgroup import cpu as cgroup_cpu
 from procsim.errors import KernelError
 from procsim.mm.mm import MMError
 from procsim.mm.page_alloc import OutOfMemory
@@ -55,7 +56,10 @@ class Timekeeping:
             if self.workloads.active:  # their accesses in [now, target), stamped now
                 self.workloads.step(self.now, target)
             span = target - self.now
+            ran = cgroup_cpu.snapshot(self)
             self.sched.account(span)
+            cgroup_cpu.charge(self, ran)  # the time each CPU's task ran, to its cgroup
+            self.psi.tick(self.now, target)  # the stalls of [now, target) (procsim/psi/)
             # Idle CPUs still switch to kworkers now and then; keeps vmstat cs moving.
             kworker_switches = target // (NSEC // 50) - self.now // (NSEC // 50)
             for cpu in self.sched.cpus:

@@ -7,8 +7,16 @@ linux_proc_banner, "Linux version <release> (<by>@<host>) (<compiler>)
 
 from __future__ import annotations
 
+import errno
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from procsim.errors import KernelError
+
+if TYPE_CHECKING:
+    from procsim.kernel import Kernel
+    from procsim.task import Task
 
 NEW_UTS_LEN = 64  # __NEW_UTS_LEN: the longest nodename or domainname
 DEFAULT_RELEASE = "6.18.0-procsim"
@@ -64,3 +72,31 @@ class UtsName:
     utsname is fixed at build: release and version, above)."""
     nodename: bytes
     domainname: bytes = b"(none)"
+
+
+class UtsSyscalls:
+    """sethostname(2), setdomainname(2) and a task's utsname() as the Kernel's
+    entry points
+    (a Kernel mixin)."""
+
+    def sethostname(self: "Kernel", name: bytes, pid: int | None = None) -> None:
+        """sethostname(2): the utsname nodename (of `pid`'s uts namespace;
+        None: the initial one)."""
+        self._set_uts("nodename", name, pid)
+
+    def setdomainname(self: "Kernel", name: bytes, pid: int | None = None) -> None:
+        """setdomainname(2): the utsname domainname (NIS)."""
+        self._set_uts("domainname", name, pid)
+
+    def uts_of(self: "Kernel", t: Task | None) -> UtsName:
+        """utsname(): the names of t's uts namespace (None: init_uts_ns)."""
+        if t is None or t.nsproxy is None:
+            return self.uts
+        return t.nsproxy.uts.uts
+
+    def _set_uts(self: "Kernel", field: str, name: bytes, pid: int | None = None) -> None:
+        if len(name) > NEW_UTS_LEN:
+            raise KernelError(errno.EINVAL, f"{field}: longer than {NEW_UTS_LEN} bytes")
+        with self.lock:
+            setattr(self.uts_of(None if pid is None else self.task(pid)), field, name)
+            self._changed("uts", field=field)

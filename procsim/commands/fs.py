@@ -7,7 +7,7 @@ import errno
 
 from procsim.commands.core import CLOEXEC, FD, LENGTH, NONBLOCK, PID, CommandError, cmd, p, query
 from procsim.fs import file as F
-from procsim.fs.syscalls import CLOCK_BOOTTIME, CLOCK_MONOTONIC, CLOCK_REALTIME, EFD_SEMAPHORE
+from procsim.fs.anon_inodes import CLOCK_BOOTTIME, CLOCK_MONOTONIC, CLOCK_REALTIME, EFD_SEMAPHORE
 from procsim.kernel import Kernel
 from procsim.params import BOOL, INT, OPEN_FLAGS, SECONDS, SIZE, STR
 

@@ -1,4 +1,4 @@
-"""Commands of namespaces, cgroup membership and audit identity."""
+"""Commands of namespaces and audit identity (cgroups: commands/cgroup.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import errno
 from procsim import nsproxy
 from procsim.commands.core import PID, CommandError, cmd, p, query
 from procsim.kernel import Kernel
-from procsim.params import BOOL, INT, STR
+from procsim.params import INT, STR
 
 
 def _clone_flags(flags: str | None) -> int:
@@ -41,23 +41,11 @@ def c_namespaces(k: Kernel, pid) -> dict:
     return out
 
 
-def c_cgroups(k: Kernel) -> dict:
-    """The cgroup hierarchy: {path: [member tgids]}."""
-    return {p: sorted(cg.procs) for p, cg in sorted(k.cgroups.cgroups.items())}
-
-
 COMMANDS = (
     cmd("unshare", c_unshare, PID, p("flags", STR)),
     cmd("sethostname", lambda k, name, pid: k.sethostname(name.encode(), pid), p("name", STR),
          p("pid", INT, None), doc="sethostname(2) in `pid`'s uts namespace (default: the initial one)."),
-    cmd("cgroup_mkdir", lambda k, path: k.cgroup_mkdir(path), p("path", STR),
-         doc="mkdir of a cgroup (\"/system.slice/foo.service\"): EEXIST if there, ENOENT without its parent."),
-    cmd("cgroup_attach", lambda k, pid, path, create: k.cgroup_attach(pid, path, create), PID, p("path", STR),
-         p("create", BOOL, False),
-         doc="Write `pid` to PATH/cgroup.procs: its thread group moves (`create`: mkdir -p first). ENOENT "
-             "for a cgroup not there, EBUSY for one with controllers enabled for its children."),
     cmd("login", lambda k, pid, uid: k.set_loginuid(pid, uid), PID, p("uid", INT),
          doc="audit_set_loginuid() (pam_loginuid): `pid`'s loginuid, and a new session id."),
     query("namespaces", c_namespaces, PID),
-    query("cgroups", c_cgroups),
 )

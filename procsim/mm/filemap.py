@@ -1,5 +1,6 @@
-"""The page cache as read(2) and write(2) use it (mm/filemap.c): pages
-looked up by index, read from disk on a miss (pgpgin and the reader's
+"""The page cache (mm/filemap.c), the one home of "the pages of a file
+range": read(2), write(2) and file faults (mm/memory.py) look pages up by
+index, read from disk on a miss (pgpgin and the reader's
 read_bytes, as submit_bio counts them together), dirtied by writes
 (write_bytes once per page that was clean, folio_account_dirtied).
 
@@ -43,6 +44,13 @@ def find_or_create(mem: M.MemMap, file: File, pgoffs: np.ndarray, read: np.ndarr
     nread = int((absent if read is None else absent & read).sum())
     mem.vm_events.pgpgin += nread * (PAGE_SIZE // 1024)
     return nread * PAGE_SIZE
+
+
+def cache_pages(mem: M.MemMap, file: File, pgoffs: np.ndarray) -> np.ndarray:
+    """filemap_fault()'s lookup: the page-cache frames of `file` at `pgoffs`,
+    read in (or, shmem, zero-filled) where absent (find_or_create)."""
+    find_or_create(mem, file, pgoffs)
+    return file.cache[pgoffs]
 
 
 def account_dirtied(mem: M.MemMap, pfns: np.ndarray) -> int:

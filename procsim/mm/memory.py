@@ -14,6 +14,7 @@ import errno
 import numpy as np
 
 from procsim.mm import huge_memory
+from procsim.mm import filemap
 from procsim.mm.filemap import account_dirtied
 from procsim.mm.hugetlb import (copy_hugetlb_page_range, hugetlb_fault, hugetlb_fault_check,
                                 zap_hugetlb)
@@ -23,8 +24,8 @@ from procsim.mm.mm import (ANON_NEW, MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAG
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, POOL_ROWS, PTE_ACCESSED, PTE_DIRTY,
                                   PTE_PRESENT, PTE_RW, PTE_SOFT_DIRTY, PTRS_PER_TABLE, is_swap_pte, mk_pte, pte_pfn,
                                   pte_present, swp_offset)
-from procsim.mm.rmap import AnonVma, set_anon_rmap, set_file_rmap
-from procsim.mm.vma import VM_EXEC, VM_IO, VM_LOCKED, VM_MAYSHARE, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, VMA, File
+from procsim.mm.rmap import AnonVma, set_anon_rmap
+from procsim.mm.vma import VM_EXEC, VM_IO, VM_LOCKED, VM_MAYSHARE, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE, VMA
 
 
 def _sorted_unique(a: np.ndarray) -> np.ndarray:
@@ -231,7 +232,7 @@ def fault_vma(mm: MM, v: VMA, lo: int, hi: int, write: bool, special_pages: np.n
             else:
                 ptes[mi] = mk_pte(np.full(nmiss, ZERO_PFN), False, False)
         else:
-            pfns = cache_pages(mm, v.file, v.pgoff + vi)
+            pfns = filemap.cache_pages(mem, v.file, v.pgoff + vi)
             if write and not shared:
                 # private write fault on a file page: copy it now
                 pfns = mem.alloc(nmiss, ANON_NEW)
@@ -387,23 +388,6 @@ def do_swap_page(mm: MM, v: VMA, ptes: np.ndarray, sel: np.ndarray, write: bool)
     # a write to a read-only one goes on to do_wp_page within this fault:
     # the caller's write-protect pass, which counts it
     return n - int(np.count_nonzero(~rw)) if write else n
-
-
-def cache_pages(mm: MM, file: File, pgoffs: np.ndarray) -> np.ndarray:
-    """The page-cache frames of `file` at `pgoffs`, read in (or, shmem,
-    zero-filled) where absent."""
-    file.ensure(int(pgoffs.max()) + 1)
-    pfns = file.cache[pgoffs]
-    absent = pfns == 0
-    if absent.any():
-        kind = M.PG_SHMEM | M.PG_LRU if file.shmem else M.PG_FILE | M.PG_LRU
-        new = mm.mem.alloc(int(absent.sum()), kind)
-        if not file.shmem:  # read from disk (shmem pages start zeroed)
-            mm.mem.vm_events.pgpgin += len(new) * (PAGE_SIZE // 1024)
-        file.cache[pgoffs[absent]] = new
-        set_file_rmap(mm.mem, file, new, pgoffs[absent])
-        pfns = file.cache[pgoffs]
-    return pfns
 
 
 def zap_vma(mm: MM, v: VMA, start: int, end: int, close: bool) -> int:

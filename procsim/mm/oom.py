@@ -244,6 +244,10 @@ class OomEvent:
     victim_points: int | None = None
     victim_oom_score: int | None = None
     free_after: int | None = None  # free frames once the victim's memory was freed
+    constraint: str = "CONSTRAINT_NONE"  # CONSTRAINT_MEMCG: a memory cgroup over memory.max
+    oom_memcg: str | None = None   # that memcg's path (None: global_oom)
+    task_memcg: str = "/"          # the victim's memcg
+    memcg_lines: list[str] = field(default_factory=list)  # mem_cgroup_print_oom_meminfo()
 
     def as_dict(self) -> dict:
         from dataclasses import asdict
@@ -286,10 +290,17 @@ class OomKiller:
                 return False
         return True
 
-    def out_of_memory(self, t: Task, nr_pages: int, order: int = 0) -> OomEvent:
+    def out_of_memory(self, t: Task, nr_pages: int, order: int = 0, memcg=None) -> OomEvent:
+        """out_of_memory(): the victim among every process, or (`memcg`, a
+        MemCgroup over memory.max) among those in its subtree, scored
+        against its limit (mem_cgroup_get_max) rather than all memory."""
         k = self.kernel
         tp = total_pages(k)
         groups = list(k.groups.values())
+        if memcg is not None:
+            mc = k.memcg
+            groups = [g for g in groups if memcg in mc.memcg_of_path(g.cgroup).ancestors()]
+            tp = min(memcg.max, tp) + min(memcg.swap_max, k.mem.swap.pages)
         sel = select_bad_process(groups, tp, k.config.oom_two_pass, record=True)
         tasks = [_dump(g) for g in groups if not oom_unkillable(g) and g.mm is not None]
         victim = sel.chosen
@@ -299,10 +310,38 @@ class OomKiller:
         if victim is not None:
             ev.victim_points = sel.points
             ev.victim_oom_score = proc_oom_score(victim, tp)
+            if getattr(k, "memcg", None) is not None:
+                ev.task_memcg = k.memcg.memcg_of_path(victim.cgroup).cgroup.path
+        if memcg is not None:
+            ev.constraint, ev.oom_memcg = "CONSTRAINT_MEMCG", memcg.cgroup.path
+            ev.memcg_lines = k.memcg.oom_meminfo(memcg)
         self.events.append(ev)
         del self.events[:-MAX_EVENTS]
         self.nr_events += 1
-        if victim is not None and victim is not t.tg:
+        if victim is not None and (t is None or victim is not t.tg):
             k.kill(victim.tgid, 9)
             ev.free_after = k.mem.nr_free
         return ev
+
+    def out_of_memory_memcg(self, t: "Task | None", nr_pages: int, memcg) -> OomEvent:
+        """mem_cgroup_out_of_memory(): `t` charged (None: a write to
+        memory.max); the victim is killed unless it is the task faulting
+        now (it dies as its fault unwinds, kill_current) or `t` in a
+        syscall with no fault to unwind (killed here)."""
+        trigger = t if t is not None else self.kernel.tasks.get(1)
+        ev = self.out_of_memory(trigger, nr_pages, memcg=memcg) if t is not None else \
+            self._memcg_write_oom(trigger, nr_pages, memcg)
+        if ev.victim is not None and t is not None and ev.victim.tgid == t.tgid:
+            if self.current is t:
+                self.kill_current = True
+            else:
+                self.kernel.kill(t.tgid, 9)
+        return ev
+
+    def _memcg_write_oom(self, trigger: Task, nr_pages: int, memcg) -> OomEvent:
+        # the writer of memory.max is a host process, not a task: every victim is killed
+        prev, self.current = self.current, None
+        try:
+            return self.out_of_memory(trigger, nr_pages, memcg=memcg)
+        finally:
+            self.current = prev

@@ -152,6 +152,28 @@ class MemMap(FolioMapcounts):
     # the OOM killer (the kernel installs it): called with n when fewer than n
     # frames are free; True once it has freed enough (procsim/mm/oom.py)
     oom_handler = None
+    # the memory controller (procsim/cgroup/memcontrol.py installs them):
+    # memcg_charge(n, flags) charges n frames about to be handed out and
+    # returns the memcg id they carry (memcg[]); memcg_uncharge(ids) gives
+    # back freed frames' charges
+    memcg = None
+    memcg_charge = None
+    memcg_uncharge = None
+
+    def _charge(self, n: int, flags: int, may_oom: bool = True) -> int:
+        return self.memcg_charge(n, flags, may_oom) if self.memcg_charge is not None else 0
+
+    def _aligned_free(self, order: int) -> bool:
+        nr = 1 << order
+        return any(self._blocks[o] for o in range(order, MAX_FOLIO_ORDER + 1)) or \
+            ((self._next + nr - 1) & ~(nr - 1)) + nr <= self.nr_pages
+
+    def _uncharge(self, pfns) -> None:
+        if self.memcg is not None:
+            ids = self.memcg[pfns]
+            self.memcg[pfns] = 0
+            if self.memcg_uncharge is not None:
+                self.memcg_uncharge(np.atleast_1d(ids))
 
     def alloc(self, n: int, flags: int) -> np.ndarray:
         """n free order-0 frames (int64 PFNs), their flags set and mapcount 0."""
@@ -159,6 +181,7 @@ class MemMap(FolioMapcounts):
             self.swap_cache.shrink()
         if n > self.nr_free and not (self.oom_handler is not None and self.oom_handler(n)):
             raise OutOfMemory(f"cannot allocate {n} frames: {self.nr_free} free")
+        memcg = self._charge(n, flags) if n else 0  # first: a failed charge changes no frame
         parts = []
         need = n
         while need and self._freed:
@@ -187,6 +210,8 @@ class MemMap(FolioMapcounts):
             need -= take
         pfns = parts[0] if len(parts) == 1 else np.concatenate(parts)
         self._set_new(pfns, flags, 0)
+        if self.memcg is not None:
+            self.memcg[pfns] = memcg
         self.vm_events.numa_hit += n  # n order-0 allocations
         return pfns
 
@@ -195,7 +220,11 @@ class MemMap(FolioMapcounts):
         no aligned block is free (the fault then falls back to a lower order,
         as alloc_anon_folio() does)."""
         nr = 1 << order
-        if nr > self.nr_free:
+        if nr > self.nr_free or not self._aligned_free(order):
+            return -1
+        try:  # a large folio over its memcg's limit: the fault falls back to a smaller one, no OOM
+            memcg = self._charge(nr, flags, order == 0)
+        except OutOfMemory:
             return -1
         head = -1
         for o in range(order, MAX_FOLIO_ORDER + 1):
@@ -214,6 +243,8 @@ class MemMap(FolioMapcounts):
             self._next = start + nr
             head = start
         self._set_new(slice(head, head + nr), flags, order)
+        if self.memcg is not None:
+            self.memcg[head: head + nr] = memcg
         self.vm_events.numa_hit += 1
         self.large_mapcount[head] = self.entire_mapcount[head] = 0
         self.mm_id0[head] = self.mm_id1[head] = self.mm_cnt0[head] = self.mm_cnt1[head] = 0
@@ -229,6 +260,7 @@ class MemMap(FolioMapcounts):
         if not len(pfns):
             return
         pfns = np.asarray(pfns, dtype=np.int64)
+        self._uncharge(pfns)
         self._uncount(self.flags[pfns])
         self.flags[pfns] = 0
         self.mapcount[pfns] = 0
@@ -243,6 +275,7 @@ class MemMap(FolioMapcounts):
             self.free(np.array([head], np.int64))
             return
         sl = slice(head, head + (1 << order))
+        self._uncharge(sl)
         self._uncount(self.flags[sl])
         self.flags[sl] = 0
         self.mapcount[sl] = 0

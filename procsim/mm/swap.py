@@ -44,6 +44,7 @@ class SwapDevice:
         # a size too small for a header and one slot is no swap at all
         self.nr_slots = nr if nr >= 2 else 0
         self.swap_map = np.zeros(self.nr_slots, np.int32)
+        self.memcg = np.zeros(self.nr_slots, np.int32)  # the memcg each slot is charged to (swap_cgroup)
         self.inuse_pages = 0
         self._cursor = 1
         self.pswpin = 0   # pages read back (vmstat pswpin)

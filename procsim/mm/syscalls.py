@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from procsim.cgroup import io as cgroup_io
+from procsim.cgroup import memcontrol
 from procsim.errors import KernelError
 from procsim.mm import idle, madvise, memory, page_alloc as M, rlimit
 from procsim.mm.access_log import AccessLog, HistoryLost
@@ -260,10 +262,12 @@ class MmSyscalls:
         ev = self.mem.vm_events
         pgpgin = ev.pgpgin  # file pages the faults read in: the task's read_bytes (submit_bio)
         dirtied = self.mem.nr_dirtied  # and the shared file pages they dirtied: its write_bytes
+        pswpin = self.mem.swap.pswpin
         oom = self.oom
         prev, oom.current, oom.kill_current = oom.current, t, False
         try:
-            n = fault()
+            with self.memcg.charging(t):  # what the faults allocate is charged to t's memcg
+                n = fault()
         except M.OutOfMemory:
             if not oom.kill_current:
                 raise
@@ -279,6 +283,15 @@ class MmSyscalls:
         t.min_flt += n - major
         t.ioac.read_bytes += (ev.pgpgin - pgpgin) * 1024
         t.ioac.write_bytes += (self.mem.nr_dirtied - dirtied) * PAGE_SIZE
+        cgroup_io.charge(self, t, (ev.pgpgin - pgpgin) * 1024, (self.mem.nr_dirtied - dirtied) * PAGE_SIZE)
+        memcg = self.memcg.memcg_of(t)
+        memcg.count_event("pgfault", n)
+        memcg.count_event("pgmajfault", major)
+        # each major fault waited for its page: a swap-in is a memory stall,
+        # a read of a file an I/O one
+        swapins = min(major, self.mem.swap.pswpin - pswpin)
+        self.psi.add_stall(t, "memory", swapins * memcontrol.SWAPIN_NS)
+        self.psi.add_stall(t, "io", (major - swapins) * memcontrol.SWAPIN_NS)
         # count_vm_event(PGFAULT), PGMAJFAULT
         ev.pgfault += n
         ev.pgmajfault += major

@@ -75,6 +75,8 @@ def pageout(mm: MM, start: int, end: int) -> int:
             slots = swap.alloc(len(ci))
             ci = ci[: len(slots)]
             sc.add(slots, pfns[ci])
+            if mem.memcg is not None:  # mem_cgroup_swapout(): the slot takes the page's charge
+                swap.memcg[slots] = mem.memcg[pfns[ci]]
             hi = np.nonzero(incache)[0]
             ci = np.concatenate([hi, ci])
             if not len(ci):

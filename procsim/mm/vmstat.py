@@ -15,7 +15,7 @@ it, never derived by a reader, and only ever grows.
                  free frame memblock_free_all() releases to the buddy allocator,
                  so pgfree - pgalloc is the allocator's free frames, as on Linux
     pgpgin       kB read from disk: file pages read into the page cache
-                 (memory.cache_pages; shmem pages are zero-filled, no I/O)
+                 (filemap.find_or_create; shmem pages are zero-filled, no I/O)
     pgpgout      kB written: no writeback is modelled, so the journal and
                  log writes of an idle server, a pure function of the clock
                  (pgpgout_kb)

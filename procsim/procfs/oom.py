@@ -100,10 +100,14 @@ def event_lines(ev: O.OomEvent) -> list[str]:
                    f"{d.rss_file:8d} {d.rss_shmem:9d} {d.pgtables_bytes:8d} {d.swapents:8d}         "
                    f"{d.oom_score_adj:5d} {d.comm}")
     v = ev.victim
+    if ev.memcg_lines:  # mem_cgroup_print_oom_meminfo(), in dump_header before the tasks
+        out[1:1] = ev.memcg_lines
     if v is not None:
-        out.append(f"oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,"
-                   f"task_memcg=/,task={v.comm},pid={v.pid},uid={v.uid}")
-        out.append(f"Out of memory: Killed process {v.pid} ({v.comm}) total-vm:{K(v.total_vm)}kB, "
+        scope = "global_oom" if ev.oom_memcg is None else f"oom_memcg={ev.oom_memcg}"
+        out.append(f"oom-kill:constraint={ev.constraint},nodemask=(null),cpuset=/,mems_allowed=0,{scope},"
+                   f"task_memcg={ev.task_memcg},task={v.comm},pid={v.pid},uid={v.uid}")
+        what = "Out of memory" if ev.oom_memcg is None else "Memory cgroup out of memory"
+        out.append(f"{what}: Killed process {v.pid} ({v.comm}) total-vm:{K(v.total_vm)}kB, "
                    f"anon-rss:{K(v.rss_anon)}kB, file-rss:{K(v.rss_file)}kB, shmem-rss:{K(v.rss_shmem)}kB, "
                    f"UID:{v.uid} pgtables:{v.pgtables_bytes >> 10}kB oom_score_adj:{v.oom_score_adj}")
     sel = "two-pass" if ev.two_pass else "exhaustive"

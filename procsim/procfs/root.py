@@ -6,8 +6,9 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import (cpuinfo, crypto, interrupts, meminfo, misc_files, mounts, observer, oom, pagemap,
-                            schedstat, small_files, stat, sysctl, sysctl_misc, vmstat, zoneinfo)
+from procsim.procfs import (cgroupfs, cpuinfo, crypto, interrupts, meminfo, misc_files, mounts, observer, oom,
+                            pagemap, pressure, schedstat, small_files, stat, sysctl, sysctl_misc, vmstat,
+                            zoneinfo)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Show
@@ -26,6 +27,7 @@ def _thread_self(ctx: Ctx) -> str:
 _GLOBAL = dict(write_errno=errno.EIO)
 PROC_ENTRIES = (
     Show("buddyinfo", zoneinfo.buddyinfo, **_GLOBAL),
+    Show("cgroups", cgroupfs.proc_cgroups, **_GLOBAL),
     Show("cmdline", misc_files.cmdline, **_GLOBAL),
     Show("consoles", misc_files.consoles, **_GLOBAL),
     Show("cpuinfo", cpuinfo.cpuinfo, records=True, **_GLOBAL),
@@ -43,6 +45,7 @@ PROC_ENTRIES = (
     Show("misc", misc_files.misc, **_GLOBAL),
     Link("mounts", mounts.self_mounts, size=len("self/mounts")),
     Show("pagetypeinfo", zoneinfo.pagetypeinfo, 0o400, **_GLOBAL),
+    Dir("pressure", pressure.PRESSURE),
     Dir.of("procsim", Show("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
     Show("schedstat", schedstat.schedstat, **_GLOBAL),
     Show("slabinfo", misc_files.slabinfo, 0o400, **_GLOBAL),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from procsim.procfs import idle_bitmap, sysfs_cpu, sysfs_mm
+from procsim.procfs import cgroupfs, idle_bitmap, sysfs_cpu, sysfs_mm
 from procsim.procfs.kinds import Bin, Dir, Show
 
 _SYSFS_RO = dict(write_open_errno=errno.EACCES)
@@ -17,6 +17,7 @@ def _hugepages(kb: int) -> Dir:
 
 SYS_ENTRIES = (
     Dir.of("devices", Dir.of("system", sysfs_cpu.CPU, sysfs_cpu.NODE)),
+    Dir.of("fs", cgroupfs.CGROUP_DIR),
     Dir.of("kernel", Dir.of("mm",
                             Dir.of("page_idle", Bin("bitmap", idle_bitmap.global_read, 0o600,
                                                     idle_bitmap.global_write)),

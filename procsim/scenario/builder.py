@@ -16,6 +16,7 @@ from procsim.kernel import Kernel, KernelError
 from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.scenario.activity import ActivityBuilder
+from procsim.scenario.cgroups import CgroupBuilder
 from procsim.scenario.machine import machine_config
 from procsim.scenario.memory import MemoryBuilder
 from procsim.scenario.names import _REGISTRY, Names
@@ -25,7 +26,7 @@ from procsim.scenario.sysctl import SysctlBuilder
 from procsim.units import NSEC
 
 
-class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, SysctlBuilder):
+class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, SysctlBuilder):
     """One build: the document, the kernel it makes, the names it gives."""
 
     def __init__(self, doc: dict, source: str) -> None:
@@ -85,6 +86,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, SysctlBuilder):
         _REGISTRY[k] = self.names
         self.names.description = top.get("description", "")
         self._sysctls(top.get("sysctl", {}))  # before any process: the policies their mappings meet
+        self._cgroups(top.get("cgroup", []))  # the hierarchy and its limits, before anyone is in it
         procs = top.get("process", [])
         inits = [i for i, p in enumerate(procs) if isinstance(p, dict) and p.get("pid") == 1]
         if inits and inits[0] != 0:

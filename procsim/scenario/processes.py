@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from procsim import nsproxy, resource, sched_syscalls, scenario_files
+from procsim.cgroup import syscalls as cgroup_syscalls
 from procsim.commands import c_sched_setscheduler
 from procsim.kernel import Kernel
 from procsim.params import RLIM, ParamError
@@ -158,7 +159,7 @@ class ProcessBuilder:
         if init and "clone" in v:
             raise ScenarioError(f"{where}: init (pid 1) takes no 'clone'")
         if "cgroup" in v:
-            self._call(where, k.cgroup_attach, pid, v["cgroup"], True)
+            self._call(where, cgroup_syscalls.attach, k, pid, v["cgroup"], True)
             ns = k.task(pid).nsproxy.cgroup
             if ns is not k.init_ns["cgroup"] and ns is not k.task(pid).tg.parent.leader.nsproxy.cgroup:
                 # a runtime moves the process, then unshares the cgroup

@@ -153,7 +153,12 @@ def _fields(d: Any, schema: dict[str, Callable], where: str, required: tuple[str
 # -- schemas --------------------------------------------------------------------
 
 TOP = {"description": _t_str, "machine": _t_table, "process": _t_tables, "kthread": _t_tables,
-       "activity": _t_tables, "sysctl": _t_table}  # sysctl: procsim/scenario/sysctl.py
+       "activity": _t_tables, "cgroup": _t_tables, "sysctl": _t_table}  # sysctl: procsim/scenario/sysctl.py
+# [[cgroup]]: a cgroup made before the processes, its files written as a
+# shell would (procsim/scenario/cgroups.py)
+CGROUP = {"path": _t_str, "subtree_control": _t_str, "memory_max": _t_any, "memory_high": _t_any,
+          "memory_low": _t_any, "memory_min": _t_any, "memory_swap_max": _t_any, "memory_oom_group": _t_bool,
+          "cpu_max": _t_str, "cpu_weight": _t_int, "pids_max": _t_any}
 KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any, "start": _t_num}
 PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "argv": _t_strs, "exe": _t_str,
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,

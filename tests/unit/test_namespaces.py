@@ -15,6 +15,7 @@ import pytest
 
 from hostinfo import requires_host
 from procsim import nsproxy as N
+from procsim.cgroup import syscalls as cgroup_syscalls
 from procsim.commands import CommandError, execute
 from procsim.procfs.context import Caller
 from procfs_helpers import NOBODY, ROOT, errno_of, read_all
@@ -304,10 +305,10 @@ def test_cgroup_errors_change_nothing(fs):
 def test_cgroup_namespace_paths(fs):
     k = fs.kernel
     p = _spawn(fs)
-    k.cgroup_attach(p, "/machine.slice/box.scope", create=True)
+    cgroup_syscalls.attach(k, p, "/machine.slice/box.scope", create=True)
     k.unshare(p, N.CLONE_NEWCGROUP)
     c = k.fork(p)
-    k.cgroup_attach(c, "/machine.slice/box.scope/inner", create=True)
+    cgroup_syscalls.attach(k, c, "/machine.slice/box.scope/inner", create=True)
     inside = Caller(c, 0, 0)
     assert read_all(fs, f"/proc/{c}/cgroup", inside) == b"0::/inner\n"
     assert read_all(fs, f"/proc/{c}/cgroup") == b"0::/machine.slice/box.scope/inner\n"

@@ -1,0 +1,244 @@
+"""The calls that change the hierarchy and its limits, as module functions
+taking the kernel (a mkdir/rmdir in /sys/fs/cgroup, a write to one of its
+files): each checks everything first and fails with Linux's errno,
+changing nothing, or records the change."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from procsim.cgroup import cpu as cgcpu
+from procsim.cgroup import memcontrol
+from procsim.cgroup.core import PIDS_MAX, SUBSYS, Cgroup
+from procsim.errors import KernelError
+from procsim.kstrtox import kstrtoint, kstrtoll, kstrtoull, strstrip
+from procsim.task import PF_KTHREAD, PF_NO_SETAFFINITY
+
+if TYPE_CHECKING:
+    from procsim.kernel import Kernel
+
+
+def _os(e: OSError) -> KernelError:
+    return KernelError(e.errno, str(e.strerror or e))
+
+
+def lookup(k: "Kernel", path: str) -> Cgroup:
+    try:
+        return k.cgroups.get(path)
+    except OSError as e:
+        raise _os(e) from None
+
+
+def mkdir(k: "Kernel", path: str) -> None:
+    """cgroup_mkdir(): EEXIST, ENOENT without the parent."""
+    with k.lock:
+        try:
+            k.cgroups.mkdir(path)
+        except OSError as e:
+            raise _os(e) from None
+        k._changed("cgroup", path=path)
+
+
+def rmdir(k: "Kernel", path: str) -> None:
+    """cgroup_rmdir(): EBUSY while populated or with children; its charges
+    go to its parent."""
+    with k.lock:
+        try:
+            k.cgroups.rmdir(path)
+        except OSError as e:
+            raise _os(e) from None
+        k._changed("cgroup", path=path)
+
+
+def attach(k: "Kernel", pid: int, path: str, create: bool = False) -> None:
+    """A write of `pid` to PATH/cgroup.procs (__cgroup_procs_write): the
+    whole thread group moves; ESRCH for no such process (or a zombie),
+    EINVAL for a kernel thread bound to its CPUs, EBUSY for a cgroup with
+    controllers enabled for its children. Its charges stay where they are."""
+    with k.lock:
+        t = k.tasks.get(pid)
+        if t is None or t.dead and not t.is_leader:
+            raise KernelError(errno.ESRCH, f"no such task {pid}")
+        tg = t.tg
+        if tg.zombie:
+            raise KernelError(errno.ESRCH, f"{pid} is a zombie")
+        # kthreadd (no_cgroup_migration, cgroup_init_kthreadd) and CPU-bound kthreads
+        if tg.leader.flags & PF_KTHREAD and (tg.leader.flags & PF_NO_SETAFFINITY or tg.parent is None):
+            raise KernelError(errno.EINVAL, f"{pid}: a kernel thread that may not move")
+        try:
+            if create:
+                k.cgroups.mkdir_p(path)
+            tg.cgroup = k.cgroups.attach(tg.tgid, tg.cgroup, path)
+        except OSError as e:
+            raise _os(e) from None
+        k._changed("cgroup", pid=pid)
+
+
+def subtree_control(k: "Kernel", path: str, buf: bytes) -> None:
+    """cgroup_subtree_control_write(): space-separated "+name"/"-name";
+    EINVAL for a token that is neither or names no controller."""
+    cg = lookup(k, path)
+    enable: set[str] = set()
+    disable: set[str] = set()
+    for tok in strstrip(buf).split(b" "):
+        if not tok:
+            continue
+        name = tok[1:].decode(errors="replace")
+        if tok[:1] not in (b"+", b"-") or name not in SUBSYS:
+            raise KernelError(errno.EINVAL, f"cgroup.subtree_control: {tok!r}")
+        (enable if tok[:1] == b"+" else disable).add(name)
+        (disable if tok[:1] == b"+" else enable).discard(name)
+    with k.lock:
+        try:
+            k.cgroups.set_subtree_control(cg, enable, disable)
+        except OSError as e:
+            raise _os(e) from None
+        k._changed("cgroup", path=path)
+
+
+def _memcg(k: "Kernel", cg: Cgroup) -> memcontrol.MemCgroup:
+    if cg.parent is None or cg.memcg is None:
+        raise KernelError(errno.ENOENT, f"{cg.path}: no memory controller")
+    return cg.memcg
+
+
+def set_memory(k: "Kernel", path: str, which: str, buf: bytes) -> None:
+    """memory.{max,high,low,min,swap.max}: "max" or a size (memparse)."""
+    cg = lookup(k, path)
+    m = _memcg(k, cg)
+    try:
+        pages = memcontrol.page_counter_memparse(buf)
+    except ValueError as e:
+        raise KernelError(errno.EINVAL, str(e)) from None
+    with k.lock:
+        if which in ("max", "high"):
+            try:
+                with k.memcg.charging(None):
+                    k.memcg.set_limit(m, which, pages)
+            finally:
+                k._changed("cgroup", path=path)
+        else:
+            setattr(m, {"swap.max": "swap_max"}.get(which, which), pages)
+            k._changed("cgroup", path=path)
+
+
+def set_oom_group(k: "Kernel", path: str, buf: bytes) -> None:
+    m = _memcg(k, lookup(k, path))
+    try:
+        v = kstrtoint(strstrip(buf), 0)
+    except OSError as e:
+        raise KernelError(e.errno, "memory.oom.group") from None
+    if v not in (0, 1):
+        raise KernelError(errno.EINVAL, "memory.oom.group: 0 or 1")
+    with k.lock:
+        m.oom_group = v
+        k._changed("cgroup", path=path)
+
+
+def set_cpu_max(k: "Kernel", path: str, buf: bytes) -> None:
+    cg = lookup(k, path)
+    if cg.parent is None or not cg.has_css("cpu"):
+        raise KernelError(errno.ENOENT, f"{path}: no cpu controller")
+    quota, period = cgcpu.parse_cpu_max(buf, cg.cpu_max[1])
+    with k.lock:
+        cg.cpu_max = (quota, period)
+        k._changed("cgroup", path=path)
+
+
+def set_cpu_weight(k: "Kernel", path: str, buf: bytes) -> None:
+    """cpu_weight_write_u64(): kstrtoull, then ERANGE outside 1..10000."""
+    cg = lookup(k, path)
+    if cg.parent is None or not cg.has_css("cpu"):
+        raise KernelError(errno.ENOENT, f"{path}: no cpu controller")
+    try:
+        w = kstrtoull(strstrip(buf), 0)
+    except OSError as e:
+        raise KernelError(e.errno, "cpu.weight") from None
+    if not cgcpu.CGROUP_WEIGHT_MIN <= w <= cgcpu.CGROUP_WEIGHT_MAX:
+        raise KernelError(errno.ERANGE, "cpu.weight: 1..10000")
+    with k.lock:
+        cg.cpu_weight = w
+        k._changed("cgroup", path=path)
+
+
+def set_pids_max(k: "Kernel", path: str, buf: bytes) -> None:
+    """pids_max_write(): "max" or 0..PID_MAX_LIMIT (kstrtoll); EINVAL else."""
+    cg = lookup(k, path)
+    if cg.parent is None or not cg.has_css("pids"):
+        raise KernelError(errno.ENOENT, f"{path}: no pids controller")
+    buf = strstrip(buf)
+    if buf == b"max":
+        limit = PIDS_MAX
+    else:
+        try:
+            limit = kstrtoll(buf, 0)
+        except OSError as e:
+            raise KernelError(e.errno, "pids.max") from None
+        if limit < 0 or limit >= PIDS_MAX:
+            raise KernelError(errno.EINVAL, "pids.max: 0..4194304 or max")
+    with k.lock:
+        cg.pids_max = limit
+        k._changed("cgroup", path=path)
+
+
+# a cgroup file a write goes to -> its handler (path, bytes)
+WRITERS = {
+    "cgroup.subtree_control": subtree_control,
+    "memory.max": lambda k, p, b: set_memory(k, p, "max", b),
+    "memory.high": lambda k, p, b: set_memory(k, p, "high", b),
+    "memory.low": lambda k, p, b: set_memory(k, p, "low", b),
+    "memory.min": lambda k, p, b: set_memory(k, p, "min", b),
+    "memory.swap.max": lambda k, p, b: set_memory(k, p, "swap.max", b),
+    "memory.oom.group": set_oom_group,
+    "cpu.max": set_cpu_max,
+    "cpu.weight": set_cpu_weight,
+    "pids.max": set_pids_max,
+}
+
+
+def procs_write(k: "Kernel", path: str, buf: bytes) -> None:
+    """cgroup.procs: one pid (kstrtoint, base 0) per write."""
+    try:
+        pid = kstrtoint(strstrip(buf), 0)
+    except OSError as e:
+        raise KernelError(e.errno, "cgroup.procs: not a pid") from None
+    if pid < 0:
+        raise KernelError(errno.EINVAL, "cgroup.procs: not a pid")
+    attach(k, pid, path)
+
+
+def threads_write(k: "Kernel", path: str, buf: bytes) -> None:
+    """cgroup.threads of a domain cgroup: threads move only inside a
+    threaded subtree (none here): EOPNOTSUPP."""
+    lookup(k, path)
+    raise KernelError(errno.EOPNOTSUPP, f"{path} is not threaded")
+
+
+WRITERS.update({"cgroup.procs": procs_write, "cgroup.threads": threads_write})
+
+
+def write(k: "Kernel", path: str, name: str, buf: bytes) -> None:
+    """A write of `buf` to the file `name` of cgroup `path`."""
+    w = WRITERS.get(name)
+    if w is None:
+        raise KernelError(errno.EINVAL, f"{name}: not a writable cgroup file")
+    w(k, path, buf)
+
+
+class CgroupSyscalls:
+    """The hierarchy's entry points as Kernel methods (a Kernel mixin)."""
+
+    def cgroup_mkdir(self: "Kernel", path: str) -> None:
+        mkdir(self, path)
+
+    def cgroup_rmdir(self: "Kernel", path: str) -> None:
+        rmdir(self, path)
+
+    def cgroup_attach(self: "Kernel", pid: int, path: str, create: bool = False) -> None:
+        """A write of `pid` to PATH/cgroup.procs: the whole thread group moves."""
+        attach(self, pid, path, create)
+
+    def cgroup_write(self: "Kernel", path: str, name: str, data: bytes) -> None:
+        """A write of `data` to the file `name` of cgroup `path`."""
+        write(self, path, name, data)
