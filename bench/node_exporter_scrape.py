@@ -3,7 +3,7 @@ of this host's real /proc and /sys (`--only node_exporter`).
 
 The same binary and collector set for both (tests/integration/node_exporter.py:
 the default collectors less those needing systemd, hardware or netlink,
-plus buddyinfo, interrupts, meminfo_numa, processes, slabinfo and
+plus buddyinfo, cgroups, interrupts, meminfo_numa, processes, slabinfo and
 zoneinfo), each exporter started once; then `reps` scrapes of /metrics,
 alternating between the two, after one warm-up each. The ratio is of the
 medians measured in this same run. The simulated machine is the default

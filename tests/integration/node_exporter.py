@@ -42,7 +42,7 @@ DISABLED = {
 }
 
 # Not enabled by default, enabled here: they read files this tree serves.
-EXTRA = ("buddyinfo", "interrupts", "meminfo_numa", "processes", "slabinfo", "zoneinfo")
+EXTRA = ("buddyinfo", "cgroups", "interrupts", "meminfo_numa", "processes", "slabinfo", "zoneinfo")
 
 # Collectors whose files another branch serves; enabled (and checked) once
 # merged: move a name from here to checked by deleting its row.
@@ -58,7 +58,6 @@ PENDING = {
     "diskstats": "/proc/diskstats: branch block",
     "filesystem": "statfs of the simulated mounts: branch block",
     "mountstats": "/proc/self/mountstats: branch block",
-    "pressure": "/proc/pressure/*: branch cgroup2",
 }
 
 

@@ -30,8 +30,8 @@ def test_every_enabled_collector_succeeds(scraped):
     ok = _enabled(scraped)
     assert not set(ok) & (set(ne.DISABLED) | set(ne.PENDING))
     assert set(ne.EXTRA) <= set(ok)
-    for c in ("buddyinfo", "cpu", "cpufreq", "entropy", "filefd", "interrupts", "loadavg", "meminfo",
-              "meminfo_numa", "processes", "schedstat", "slabinfo", "stat", "vmstat", "zoneinfo"):
+    for c in ("buddyinfo", "cgroups", "cpu", "cpufreq", "entropy", "filefd", "interrupts", "loadavg", "meminfo",
+              "meminfo_numa", "pressure", "processes", "schedstat", "slabinfo", "stat", "vmstat", "zoneinfo"):
         assert c in ok
     assert {c: v for c, v in ok.items() if v != 1} == {}
 
@@ -100,3 +100,14 @@ def test_run_binds_the_cpu_and_node_sysfs(machine):
     want = "0" if ncpu == 1 else f"0-{ncpu - 1}"
     assert lines[-3:-1] == [want, want]
     assert int(lines[-1]) > 0  # the host's /sys/fs stays
+
+
+def test_pressure_series(machine, scraped):
+    """/proc/pressure (cgroup v2 and PSI, on main): the totals node_exporter reports."""
+    def total(res: str, kind: str) -> int:
+        line = next(l for l in read(f"{machine.proc}/pressure/{res}").splitlines() if l.startswith(kind))
+        return int(line.rsplit("total=", 1)[1])
+    assert ne.series(scraped, "node_pressure_cpu_waiting_seconds_total") == total("cpu", "some") / 1e6
+    assert ne.series(scraped, "node_pressure_memory_waiting_seconds_total") == total("memory", "some") / 1e6
+    assert ne.series(scraped, "node_pressure_memory_stalled_seconds_total") == total("memory", "full") / 1e6
+    assert ne.series(scraped, "node_pressure_io_stalled_seconds_total") == total("io", "full") / 1e6
