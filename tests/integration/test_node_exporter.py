@@ -87,21 +87,6 @@ def test_schedstat_and_softirqs(machine, scraped):
         assert ne.series(m, "node_slabinfo_objects", slab=name) == int(f[2])
 
 
-def test_run_binds_the_cpu_and_node_sysfs(machine):
-    """`procsim run`'s namespace: the simulated CPUs and node under /sys, the
-    host's /sys/fs/cgroup still there."""
-    ncpu = len([l for l in read(f"{machine.proc}/cpuinfo").splitlines() if l.startswith("processor")])
-    r = machine.run(["sh", "-c", "ls /sys/devices/system/cpu; cat /sys/devices/system/cpu/online "
-                     "/sys/devices/system/node/node0/cpulist; ls /sys/fs | grep -c ."],
-                    capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.split()
-    assert [x for x in lines if x.startswith("cpu") and x[3:].isdigit()] == [f"cpu{i}" for i in range(ncpu)]
-    want = "0" if ncpu == 1 else f"0-{ncpu - 1}"
-    assert lines[-3:-1] == [want, want]
-    assert int(lines[-1]) > 0  # the host's /sys/fs stays
-
-
 def test_pressure_series(machine, scraped):
     """/proc/pressure (cgroup v2 and PSI, on main): the totals node_exporter reports."""
     def total(res: str, kind: str) -> int:
