@@ -15,6 +15,7 @@ import pytest
 from hostinfo import online_cpus, requires_host
 from invariants import boot
 from procfs_helpers import NOBODY, ROOT, errno_of, read_all
+from procsim.errors import KernelError
 from procsim.procfs.tree import ProcFS
 
 MAP_PRIVATE, MAP_SHARED, MAP_ANONYMOUS, MAP_NORESERVE = 0x02, 0x01, 0x20, 0x4000
@@ -513,3 +514,29 @@ def test_scenario_sysctls():
                      ({"kernel.kptr_restrict": 3}, "out of range 0..2")):
         with pytest.raises(ScenarioError, match=re.escape(msg)):
             build({"machine": {"nr_cpus": 2, "mem": "4G"}, "sysctl": bad})
+
+
+def test_swappiness_zero_keeps_memcg_reclaim_off_swap():
+    """vm.swappiness 0: cgroup reclaim takes file pages only (get_scan_count's
+    SCAN_FILE), so anon over memory.max is not swapped: the memcg OOM
+    killer runs instead; at 60 the same fault swaps and nobody dies."""
+    from procsim.cgroup import syscalls as C
+    from procsim.mm.sysctl_vm import set_vm_sysctl
+    MiB = 1 << 20
+    out = {}
+    for swappiness in (60, 0):
+        k = boot(mem_bytes=1 << 30, swap_bytes=256 * MiB)
+        fs = ProcFS(k)
+        set_vm_sysctl(k, "swappiness", swappiness)
+        C.mkdir(k, "/box")
+        pid = k.spawn(["/usr/bin/app"])
+        C.attach(k, pid, "/box")
+        write(fs, "/sys/fs/cgroup/box/memory.max", b"16M")
+        heap = k.mmap(pid, 24 * MiB)
+        try:
+            k.touch(pid, heap, 24 * MiB)
+        except KernelError as e:  # killed by the memcg OOM killer mid-touch
+            assert e.errno == errno.ENOMEM and swappiness == 0
+        out[swappiness] = (pid in k.groups, k.memcg.swap_usage(k.cgroups.get("/box").memcg))
+    assert out[60][0] and out[60][1] > 0
+    assert not out[0][0] and out[0][1] == 0
