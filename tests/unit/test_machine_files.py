@@ -156,7 +156,10 @@ def test_zone_files_layout_as_host(big):
         ours = text(big, f"/proc/{name}")
         # spacing is fixed-width: compare the layout with every number as N
         assert re.sub(r" +", " ", digits_masked(ours)) == re.sub(r" +", " ", digits_masked(h))
-        assert [len(l) for l in ours.splitlines()] == [len(l) for l in h.splitlines()]
+        # "%6lu " per order: the same columns as the host's wherever its counts fit six digits
+        for a, b in zip(ours.splitlines(), h.splitlines()):
+            if all(len(x) <= 6 for x in re.findall(r"\d+", b)):
+                assert len(a) == len(b), (a, b)
 
 
 def test_zoneinfo_node_stats_are_vmstat(big):
