@@ -100,8 +100,11 @@ def serve(mnt: str, size: int) -> None:
     k.kthread("kthreadd", pid=2)
     k.spawn(["/usr/bin/app"], pid=APP)
     k.spawn(["/usr/bin/resv"], pid=OTHER)
-    commands.COMMANDS["bench_ws"] = _bench_ws      # this process only
-    commands.COMMANDS["bench_walk"] = _bench_walk
+    from procsim.commands.core import ADDR, LENGTH, PID, cmd, p, query
+    from procsim.params import INT
+    # this process only: a command that touches pages, a query that walks them
+    commands.COMMANDS["bench_ws"] = cmd("bench_ws", _bench_ws, PID, ADDR, LENGTH, p("seed", INT, 0))
+    commands.COMMANDS["bench_walk"] = query("bench_walk", _bench_walk, PID, ADDR, LENGTH)
     mount_foreground(k, mnt)
 
 
@@ -260,7 +263,7 @@ def bench_idle(size: int, workdir: str | None = None, resv: bool = True) -> dict
         # per-process route
         r["pid_all_s"], r["pid_all_accessed"] = per_process_read(mnt, APP)
         t = time.perf_counter()
-        r["ws_pages"] = c.bench_ws(pid=APP, addr=BASE, length=size, seed=1)
+        r["ws_pages"] = c.call("bench_ws", pid=APP, addr=BASE, length=size, seed=1)
         r["ws_s"] = time.perf_counter() - t
         r["pid_ws_s"], r["pid_ws_accessed"] = per_process_read(mnt, APP)
         r["pid_idle_s"], r["pid_idle_accessed"] = per_process_read(mnt, APP)
@@ -273,7 +276,7 @@ def bench_idle(size: int, workdir: str | None = None, resv: bool = True) -> dict
         runs = _word_runs(mask != 0)
         r["g_words"] = int((mask != 0).sum())
         r["g_write_s"] = global_write(mnt, runs)
-        c.bench_ws(pid=APP, addr=BASE, length=size, seed=1)
+        c.call("bench_ws", pid=APP, addr=BASE, length=size, seed=1)
         r["g_pagemap2_s"], mask = pfn_bits(mnt, APP, ranges, nwords)
         runs = _word_runs(mask != 0)
         r["g_read_s"], r["g_accessed"] = global_read(mnt, runs, mask)
@@ -283,7 +286,7 @@ def bench_idle(size: int, workdir: str | None = None, resv: bool = True) -> dict
         log(f"idle: global route {r['global_s']:.1f} s ({r['ratio']:.1f}x)")
         if resv:
             c.mmap(pid=OTHER, length=RESV_LEN, prot="none", addr=RESV_ADDR, fixed=True, noreserve=True)
-            w = c.bench_walk(pid=OTHER, addr=RESV_ADDR, length=RESV_LEN)
+            w = c.call("bench_walk", pid=OTHER, addr=RESV_ADDR, length=RESV_LEN)
             r["resv_walk_s"], r["resv_steps"] = w["seconds"], w["steps"]
             t = time.perf_counter()
             fd = os.open(f"{mnt}/proc/{OTHER}/idle_bitmap", os.O_RDONLY)

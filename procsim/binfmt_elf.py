@@ -27,10 +27,11 @@ def set_args(mm: MM, top: int, path: str, argv: list[str], envp: list[str]) -> i
     """Place argv and envp strings below the executable's path at the
     top of the stack, as the ELF loader lays them out; returns the
     initial stack pointer below the pointer arrays and auxv."""
-    mm.env_end = top - 8 - len(path) - 1
-    mm.env_start = mm.env_end - sum(len(e) + 1 for e in envp)
+    # in bytes, as the strings are copied (cmdline's length is arg_end - arg_start)
+    mm.env_end = top - 8 - len(path.encode()) - 1
+    mm.env_start = mm.env_end - sum(len(e.encode()) + 1 for e in envp)
     mm.arg_end = mm.env_start
-    mm.arg_start = mm.arg_end - sum(len(a) + 1 for a in argv)
+    mm.arg_start = mm.arg_end - sum(len(a.encode()) + 1 for a in argv)
     return (mm.arg_start - 8 * (len(argv) + len(envp) + 24)) & ~0xF
 
 

@@ -16,6 +16,29 @@ from procsim.task import PF_FORKNOEXEC, PF_KTHREAD, PF_RANDOMIZE, Task
 
 if TYPE_CHECKING:
     from procsim.kernel import Kernel
+    from procsim.task import ThreadGroup
+
+TASK_COMM_LEN = 16
+
+
+def _strings(strs: list[str]) -> bytes:
+    return ("\0".join(strs) + "\0").encode() if strs else b""
+
+
+def argv_area(tg: ThreadGroup) -> bytes:
+    """The bytes from mm->arg_start to mm->env_end: the argv strings and
+    then the environment's, as exec placed them (binfmt_elf.set_args), or
+    as the process rewrote them since (write_argv_area)."""
+    mm = tg.mm
+    if mm is not None and mm.argv_area is not None:
+        return mm.argv_area
+    return _strings(tg.cmdline) + _strings(tg.environ)
+
+
+def argv_len(tg: ThreadGroup) -> int:
+    """mm->arg_end - mm->arg_start."""
+    mm = tg.mm
+    return mm.argv_len if mm is not None and mm.argv_area is not None else len(_strings(tg.cmdline))
 
 
 def do_execve(k: Kernel, t: Task, path: str, argv: list[str], envp: list[str], layout: str | None,
@@ -92,10 +115,42 @@ class ExecSyscalls:
             self._changed("exec", pid=tg.tgid)
 
     def set_proctitle(self: "Kernel", pid: int, argv: list[str]) -> None:
-        """A process rewriting its own argv area, as setproctitle() does
-        (nginx workers, postgres backends): a userspace write, which
-        /proc/PID/cmdline reads back."""
+        """A process rewriting its own argv area, as nginx's and postgres's
+        setproctitle() do: the title's strings from the area's start, NULs
+        after them up to the end of the environment (whose strings the
+        program moved away first); a title longer than the whole area is
+        cut so that its last byte stays a NUL. /proc/PID/cmdline then reads
+        the area by get_mm_cmdline()'s rules (procsim/procfs/pid.py)."""
         with self.lock:
             tg = self.group(pid)
+            area = len(argv_area(tg))
+            title = ("\0".join(argv) + "\0").encode()[:max(0, area - 1)]
+            self.write_argv_area(pid, title + bytes(area - len(title)))
             tg.cmdline = list(argv)
+
+    def write_argv_area(self: "Kernel", pid: int, data: bytes, offset: int = 0) -> None:
+        """A store by the process into its own argv and environment strings
+        (the bytes from mm->arg_start to mm->env_end, at the top of its
+        stack), as setproctitle() implementations do: EFAULT outside them."""
+        with self.lock:
+            tg = self.group(pid)
+            if tg.mm is None or tg.zombie:
+                raise KernelError(errno.ESRCH, f"{pid} has no address space")
+            area = argv_area(tg)
+            if offset < 0 or offset + len(data) > len(area):
+                raise KernelError(errno.EFAULT, f"argv area is {len(area)} bytes")
+            mm = tg.mm
+            if mm.argv_area is None:
+                mm.argv_len = len(_strings(tg.cmdline))
+            mm.argv_area = area[:offset] + bytes(data) + area[offset + len(data):]
             self._changed("cmdline", pid=tg.tgid)
+
+    def set_comm(self: "Kernel", tid: int, name: bytes) -> None:
+        """__set_task_comm(): the first TASK_COMM_LEN - 1 bytes of `name`, up
+        to a NUL (a newline is kept, as comm_write() passes it on)."""
+        with self.lock:
+            t = self.task(tid)
+            if t.dead:
+                raise KernelError(errno.ESRCH, f"{tid} has exited")
+            t.comm = name[:TASK_COMM_LEN - 1].split(b"\0", 1)[0].decode("utf-8", "replace")
+            self._changed("comm", tid=tid)

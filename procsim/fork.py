@@ -35,7 +35,7 @@ def dup_mm(mm: MM) -> MM:
     child.rss.cpu = mm.rss.cpu  # add_mm_rss_vec() runs on the forking task's CPU
     for name in ("total_vm", "hiwater_vm", "locked_vm", "data_vm", "hugetlb_data_vm", "exec_vm", "stack_vm",
                  "start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
-                 "start_stack", "arg_start", "arg_end", "env_start", "env_end"):
+                 "start_stack", "arg_start", "arg_end", "env_start", "env_end", "argv_area", "argv_len"):
         setattr(child, name, getattr(mm, name))
     child.hiwater_vm = mm.total_vm
     child.mmap_base = mm.mmap_base

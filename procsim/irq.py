@@ -99,7 +99,7 @@ def irq_snapshot(k: Kernel) -> IrqSnapshot:
     cfg = k.config
     ncpu = cfg.nr_cpus
     loc = [cpu_loc(c, cfg.hz) for c in k.sched.cpus]
-    pgpgin, pgpgout = k.mem.vm_events.pgpgin, pgpgout_kb(k.now)
+    pgpgin, pgpgout = k.mem.vm_events.pgpgin, pgpgout_kb(k.now) + k.mem.vm_events.pgpgout
     devices = []
     a = arch.get(cfg.arch)
     for line in a.device_irqs:

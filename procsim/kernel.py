@@ -26,6 +26,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from procsim import cgroup, nsproxy, psi, random_pool, utsname
+from procsim.block import syscalls as block_syscalls
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
 from procsim.cgroup import memcontrol
@@ -107,6 +108,8 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.vfs = VFS()
         # open files, fd numbers' inodes, mount tables (procsim/fs/)
         self.files = FileState(config.nr_pages, reserved)
+        # disks and partitions, their counters, where swap lives (procsim/block/)
+        self.block = block_syscalls.boot_block(self)
         self.uts = utsname.UtsName(config.hostname.encode())  # nodename, domainname (init_uts_ns)
         self.init_ns = nsproxy.init_namespaces(self.uts)  # the initial namespace of each kind, by kind
         self.ns_next_inum = nsproxy.PROC_DYNAMIC_FIRST  # proc_alloc_inum()'s next

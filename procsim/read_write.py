@@ -10,6 +10,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from procsim import ioac, resource
+from procsim.block import syscalls as block_syscalls
 from procsim.errors import KernelError
 from procsim.fs.file import DIR, FMODE_READ, FMODE_WRITE, MEMFD, O_APPEND, REG, OpenFile  # noqa: F401 (the Kernel's)
 from procsim.mm import filemap, memory
@@ -39,10 +40,11 @@ def vfs_read(k: Kernel, t: Task, f: File, count: int, offset: int) -> int:
 
 
 def path_inode(k: Kernel, path: str, create: bool = False) -> File:
-    """The inode at `path` (the model's disk has every path); `create`: a
-    path not used before is a new, empty file (O_CREAT)."""
+    """The inode at `path` (the model's disk has every path), on the device
+    of the mount it is under; `create`: a path not used before is a new,
+    empty file (O_CREAT)."""
     new = path not in k.vfs.files
-    f = k.vfs.file(path)
+    f = k.vfs.file(path)  # on the disk of its mount (VFS.dev_of)
     if new and create:
         f.size = 0
     return f
@@ -114,6 +116,7 @@ def do_truncate(k: Kernel, t: Task, path: str, length: int) -> None:
         for mm in list(k.mem.mms):
             _unmap_file_tail(k, mm, f, first)
         t.ioac.cancelled_write_bytes += filemap.truncate_pages(k.mem, f, first)
+        block_syscalls.truncate_discard(k, f, k.mnt_ns(t).lookup(path), f.size, length)
     f.size = length
 
 

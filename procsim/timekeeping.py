@@ -15,6 +15,7 @@ import heapq
 import time
 from collections.abc import Callable
 
+from procsim.block.writeback import wb_tick
 from procsim.cgroup import cpu as cgroup_cpu
 from procsim.errors import KernelError
 from procsim.mm.mm import MMError
@@ -55,6 +56,8 @@ class Timekeeping:
         if target > self.now:
             if self.workloads.active:  # their accesses in [now, target), stamped now
                 self.workloads.step(self.now, target)
+            if self.block.b_dirty:  # the flusher's wake-ups (procsim/block/writeback.py)
+                wb_tick(self, self.now, target)
             span = target - self.now
             ran = cgroup_cpu.snapshot(self)
             self.sched.account(span)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
+from collections.abc import Callable
 
 from procsim.mm.vma import File
 
@@ -48,16 +49,22 @@ def default_build_id(path: str) -> bytes:
 class VFS:
     def __init__(self) -> None:
         self.files: dict[str, File] = {}
+        self.root_dev = ROOT_DEV  # the root filesystem's device (a scenario's disks may move it)
+        # path -> the device a new inode there is on (the block layer's: the
+        # disk of the mount it is under); None: the root's
+        self.dev_of: Callable[[str], tuple[int, int]] | None = None
         self._shmem_ino = 1024
 
     def file(self, path: str, size: int | None = None, writable: bool = False,
-             dev: tuple[int, int] = ROOT_DEV, salt: str = "") -> File:
+             dev: tuple[int, int] | None = None, salt: str = "") -> File:
         """The inode at `path`, created on first use with a stable inode
         number (on `dev`; `salt` makes a path created again after an unlink
         a new inode)."""
         f = self.files.get(path)
         if f is None:
             ino = 100000 + zlib.crc32((path + salt).encode()) % 900000
+            if dev is None:
+                dev = self.root_dev if self.dev_of is None else self.dev_of(path)
             f = File(path, ino, dev, size or KNOWN_SIZES.get(path, DEFAULT_SIZE))
             if looks_like_elf(path):
                 f.build_id = default_build_id(path)

@@ -501,7 +501,7 @@ class Workloads:
     def _io(self, w: Workload, k0: int, k1: int) -> bool:
         """The file I/O of ticks [k0, k1); a failing call ends the workload."""
         try:
-            w.io.run(self.k, w.tid, k0, k1, w.tick_ns / NSEC)
+            w.io.run(self.k, w.tid, k0, k1, w.tick_ns / NSEC, w.start)
         except (OSError, OutOfMemory) as e:
             self._end(w, "failed", f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}")
             return False

@@ -5,8 +5,8 @@ calls whose bytes fall in it, so the I/O, like the accesses, depends only
 on the ticks run). Reads go through the file from its start and wrap at
 its end (a second pass finds the pages cached: rchar grows, read_bytes no
 more); writes go from the start of `span` bytes and wrap there (a log
-rewritten in place; no writeback is modelled, so a page counts in
-write_bytes the first time it is dirtied). The counters are the kernel's
+rewritten in place: a page counts in write_bytes each time it is dirtied
+again after writeback cleaned it, procsim/block/writeback.py). The counters are the kernel's
 (Kernel.read/write, procsim/ioac.py)."""
 
 from __future__ import annotations
@@ -42,15 +42,30 @@ class FileIo:
         done = lambda k: math.floor(rate * k * tick_s) // self.io_size  # noqa: E731
         return done(k1) - done(k0)
 
-    def run(self, k: "Kernel", tid: int, k0: int, k1: int, tick_s: float) -> None:
-        for _ in range(self.calls(self.read_rate, k0, k1, tick_s)):
-            n = k.read(tid, self.path, self.io_size, self.read_pos)
-            self.read_pos = 0 if n < self.io_size else self.read_pos + n
-            self.reads += 1
-        for _ in range(self.calls(self.write_rate, k0, k1, tick_s)):
-            k.write(tid, self.path, self.io_size, self.write_pos)
-            self.write_pos = (self.write_pos + self.io_size) % self.span
-            self.writes += 1
+    def run(self, k: "Kernel", tid: int, k0: int, k1: int, tick_s: float, start_ns: int | None = None) -> None:
+        """The calls of ticks [k0, k1); with `start_ns` (when tick 0 began),
+        each call's disk I/O is issued at the instant its bytes fall due
+        (the block layer times requests: procsim/block/blk_core.py)."""
+        blk = k.block
+        # a call falls due within the ticks it belongs to (their starts)
+        lo = 0 if start_ns is None else start_ns + int(k0 * tick_s * 1e9)
+        hi = 0 if start_ns is None else start_ns + int((k1 - 1) * tick_s * 1e9)
+        due = lambda n, rate: min(max(start_ns + n * self.io_size * 1_000_000_000 // rate, lo), hi)  # noqa: E731
+        try:
+            for _ in range(self.calls(self.read_rate, k0, k1, tick_s)):
+                if start_ns is not None:
+                    blk.when = due(self.reads, self.read_rate)
+                n = k.read(tid, self.path, self.io_size, self.read_pos)
+                self.read_pos = 0 if n < self.io_size else self.read_pos + n
+                self.reads += 1
+            for _ in range(self.calls(self.write_rate, k0, k1, tick_s)):
+                if start_ns is not None:
+                    blk.when = due(self.writes, self.write_rate)
+                k.write(tid, self.path, self.io_size, self.write_pos)
+                self.write_pos = (self.write_pos + self.io_size) % self.span
+                self.writes += 1
+        finally:
+            blk.when = None
 
     def info(self) -> dict:
         return {"file": self.path, "read_calls": self.reads, "write_calls": self.writes,

@@ -8,6 +8,7 @@ import errno
 from procsim import sched_syscalls
 from procsim.bitmap import parse_list
 from procsim.commands.core import TID, PID, CommandError, cmd, p, query
+from procsim.exec import argv_len
 from procsim.kernel import Kernel
 from procsim.params import BOOL, CPULIST, INT, RAW, SECONDS, STR
 
@@ -53,12 +54,13 @@ def c_advance(k: Kernel, seconds) -> None:
 
 
 def c_ps(k: Kernel) -> list[dict]:
-    """Every thread group: pid, ppid, comm, uid, state, threads, cmdline, RSS pages."""
+    """Every thread group: pid, ppid, comm, uid, state, threads, cmdline (and
+    arg_len, mm->arg_end - arg_start, which a rewritten title keeps), RSS pages."""
     out = []
     for tg in k.thread_groups():
         out.append({"pid": tg.tgid, "ppid": tg.parent.tgid if tg.parent else 0, "comm": tg.leader.comm,
                     "uid": tg.cred.euid, "state": tg.leader.state, "zombie": tg.zombie,
-                    "threads": [t.pid for t in tg.threads], "cmdline": tg.cmdline,
+                    "threads": [t.pid for t in tg.threads], "cmdline": tg.cmdline, "arg_len": argv_len(tg),
                     "rss_pages": tg.mm.rss_pages if tg.mm else 0, "kthread": tg.mm is None and not tg.zombie})
     return out
 

@@ -4,13 +4,15 @@ index, read from disk on a miss (pgpgin and the reader's
 read_bytes, as submit_bio counts them together), dirtied by writes
 (write_bytes once per page that was clean, folio_account_dirtied).
 
-No writeback is modelled: a dirtied page stays dirty (kpageflags, smaps
-Dirty of a mapping of it)."""
+Reads and writeback go to the file's disk through submit_pages
+(procsim/block/blk_core.py); writeback itself is procsim/block/writeback.py,
+which finds dirtied inodes on the b_dirty list inode_dirtied() keeps."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from procsim.block.blk_core import STAT_READ, submit_pages
 from procsim.mm import page_alloc as M
 from procsim.mm.rmap import set_file_rmap
 from procsim.mm.vma import File
@@ -41,8 +43,9 @@ def find_or_create(mem: M.MemMap, file: File, pgoffs: np.ndarray, read: np.ndarr
     set_file_rmap(mem, file, new, pgoffs[absent])
     if file.shmem:  # tmpfs pages start zeroed: no I/O
         return 0
-    nread = int((absent if read is None else absent & read).sum())
-    mem.vm_events.pgpgin += nread * (PAGE_SIZE // 1024)
+    sel = absent if read is None else absent & read
+    nread = int(sel.sum())
+    submit_pages(mem, file.dev, STAT_READ, pgoffs[sel])
     return nread * PAGE_SIZE
 
 
@@ -90,4 +93,15 @@ def mark_dirty(mem: M.MemMap, file: File, pgoffs: np.ndarray) -> int:
     """A write(2) dirties cached pages of `file`; returns the bytes newly dirtied."""
     if not len(pgoffs):
         return 0
-    return account_dirtied(mem, np.unique(file.cache[pgoffs]))
+    n = account_dirtied(mem, np.unique(file.cache[pgoffs]))
+    if n:
+        inode_dirtied(mem, file)
+    return n
+
+
+def inode_dirtied(mem: M.MemMap, file: File) -> None:
+    """__mark_inode_dirty(): a file that gets dirty pages joins its
+    writeback list (b_dirty) with dirtied_when now, unless it is on it."""
+    blk = mem.block
+    if blk is not None and not file.shmem and id(file) not in blk.b_dirty:
+        blk.b_dirty[id(file)] = (file, blk.issue_time())

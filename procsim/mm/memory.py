@@ -14,8 +14,9 @@ import errno
 import numpy as np
 
 from procsim.mm import huge_memory
+from procsim.block.blk_core import STAT_READ, SWAP_DEV, submit_pages
 from procsim.mm import filemap
-from procsim.mm.filemap import account_dirtied
+from procsim.mm.filemap import account_dirtied, inode_dirtied
 from procsim.mm.hugetlb import (copy_hugetlb_page_range, hugetlb_fault, hugetlb_fault_check,
                                 zap_hugetlb)
 from procsim.mm import page_alloc as M
@@ -249,6 +250,7 @@ def fault_vma(mm: MM, v: VMA, lo: int, hi: int, write: bool, special_pages: np.n
                 mm.rss.add(MM_SHMEMPAGES if v.file.shmem else MM_FILEPAGES, nmiss)
                 if write:
                     account_dirtied(mem, pfns)  # NR_FILE_DIRTY; the task's write_bytes
+                    inode_dirtied(mem, v.file)
     if write:
         wp = (~missing) & ((ptes & PTE_RW) == 0)
         if wp.any():
@@ -283,6 +285,7 @@ def do_wp_page(mm: MM, v: VMA, ptes: np.ndarray, shared: bool) -> np.ndarray:
     mem = mm.mem
     if shared:
         account_dirtied(mem, pte_pfn(ptes))  # wp_page_shared: folio_mark_dirty
+        inode_dirtied(mem, v.file)
         return ptes | PTE_RW | PTE_DIRTY
     pfns = pte_pfn(ptes)
     fl = mem.flags[pfns]
@@ -363,6 +366,7 @@ def do_swap_page(mm: MM, v: VMA, ptes: np.ndarray, sel: np.ndarray, write: bool)
         swap.swapcache_prepare(miss)
         sc.add(miss, new)
         swap.pswpin += len(miss)
+        submit_pages(mem, SWAP_DEV, STAT_READ, miss, bio_pages=1)  # swap_read_folio: a bio a page
         mm.nr_major += len(miss)
         pfns = sc.lookup(offs)
     others = mem.mapcount[pfns] > 0

@@ -72,6 +72,10 @@ class MM:
         self.start_code = self.end_code = self.start_data = self.end_data = 0
         self.start_brk = self.brk = self.start_stack = 0
         self.arg_start = self.arg_end = self.env_start = self.env_end = 0
+        # the argv and environment strings once the process rewrote them
+        # (exec.write_argv_area; None: as exec placed them) and arg_end - arg_start
+        self.argv_area: bytes | None = None
+        self.argv_len = 0
         # TLB state (seed-mechanisms §1.3)
         self.cpumask = 0
         self.tlb_gen = 0

@@ -110,6 +110,8 @@ class MemMap(FolioMapcounts):
         self._mm_ids: list[int] = []  # released MM IDs, reused first
         self._next_mm_id = 1
         self.swap = SwapDevice(0)  # no swap until the kernel sets one up
+        self.block = None  # the block layer its I/O goes to (procsim/block/blk_core.py), once a kernel has one
+        self.nr_written = 0  # NR_WRITTEN: page-cache pages writeback wrote
         from procsim.mm.hugetlb import HugetlbPool  # it builds on MemMap
         self.hugetlb = HugetlbPool(self)
         from procsim.mm.swapcache import SwapCache

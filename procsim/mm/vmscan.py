@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from procsim.block.blk_core import STAT_WRITE, SWAP_DEV, submit_pages
 from procsim.mm import huge_memory
 from procsim.mm import page_alloc as M
 from procsim.mm.mm import MM, MM_ANONPAGES, MM_SWAPENTS, ZERO_PFN
@@ -93,6 +94,7 @@ def pageout(mm: MM, start: int, end: int) -> int:
             # clean ones (cached already, unchanged since) are freed at once
             mem.flags[p] &= ~np.uint32(M.PG_DIRTY)
             swap.pswpout += int(dirty.sum())
+            submit_pages(mem, SWAP_DEV, STAT_WRITE, np.sort(slots[dirty]), bio_pages=1)  # swap_writepage
             sc.delete(p[~dirty])
             mem.free(p[~dirty])
             out += len(ci)

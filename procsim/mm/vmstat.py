@@ -16,9 +16,11 @@ it, never derived by a reader, and only ever grows.
                  so pgfree - pgalloc is the allocator's free frames, as on Linux
     pgpgin       kB read from disk: file pages read into the page cache
                  (filemap.find_or_create; shmem pages are zero-filled, no I/O)
-    pgpgout      kB written: no writeback is modelled, so the journal and
-                 log writes of an idle server, a pure function of the clock
-                 (pgpgout_kb)
+                 and swap-ins, counted by submit_bio (procsim/block/blk_core.py)
+    pgpgout      kB written: writeback of dirty page cache and swap-outs
+                 (the counter, submit_bio's), plus the journal and log
+                 writes of an idle server, a pure function of the clock
+                 (pgpgout_kb: the root disk's journal commits)
 
 pswpin/pswpout are the swap device's own counts (procsim/mm/swap.py).
 """
@@ -33,7 +35,7 @@ PGPGOUT_KB_PER_S = 2  # journal and log writes of an idle server
 
 class VmEvents:
     """The machine's event counters (vm_event_states summed over CPUs)."""
-    __slots__ = ("pgfault", "pgmajfault", "pgalloc", "alloc_zone", "numa_hit", "pgfree", "pgpgin")
+    __slots__ = ("pgfault", "pgmajfault", "pgalloc", "alloc_zone", "numa_hit", "pgfree", "pgpgin", "pgpgout")
 
     def __init__(self, alloc_zone: str, boot_free: int) -> None:
         self.pgfault = 0
@@ -43,6 +45,7 @@ class VmEvents:
         self.numa_hit = 0
         self.pgfree = boot_free
         self.pgpgin = 0
+        self.pgpgout = 0  # submit_bio's writes; vmstat adds pgpgout_kb(now)
 
     def items(self) -> dict[str, int]:
         """The counters by their /proc/vmstat names (the rest are 0)."""

@@ -22,7 +22,7 @@ COMMON_ENTRIES = (
     Show("cgroup", cg.cgroup),
     WriteOnly("clear_refs", clear_refs.write),
     Show("cmdline", P.cmdline),
-    Show("comm", P.comm, 0o644),
+    Show("comm", P.comm, 0o644, P.comm_write),
     Show("cpuset", cg.cpuset),
     Link("cwd", fd.cwd, ptrace=True),
     Show("environ", P.environ, 0o400, ptrace_open=True),

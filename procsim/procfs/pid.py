@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import errno
+
 from procsim.nsproxy import pid_nrs, task_pid_ns
 from procsim.bitmap import list_str, mask_str
+from procsim.exec import argv_area, argv_len
 from procsim.mm.mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
 from procsim.procfs.context import Ctx
 from procsim.resource import RLIMIT_RSS
@@ -190,18 +193,40 @@ def statm(ctx: Ctx) -> bytes:
 
 
 def cmdline(ctx: Ctx) -> bytes:
+    """get_mm_cmdline(): the argv strings, [arg_start, arg_end); but when the
+    byte at arg_end - 1 is not a NUL (setproctitle() wrote over it), the
+    title: the area up to its first NUL (included) within a page, as far
+    as env_end (get_mm_proctitle)."""
     tg = ctx.task.tg
-    if tg.mm is None or not tg.cmdline:
+    if tg.mm is None:
         return b""
-    return ("\0".join(tg.cmdline) + "\0").encode()
+    area, n = argv_area(tg), argv_len(tg)
+    if n == 0:
+        return b""
+    if area[n - 1]:
+        page = area[:PAGE_SIZE]
+        end = page.find(b"\0")
+        return page if end < 0 else page[:end + 1]
+    return area[:n]
 
 
 def environ(ctx: Ctx) -> bytes:
+    """environ_read(): [env_start, env_end) as the process left it."""
     tg = ctx.task.tg
-    if tg.mm is None or not tg.environ:
+    if tg.mm is None:
         return b""
-    return ("\0".join(tg.environ) + "\0").encode()
+    return argv_area(tg)[argv_len(tg):]
 
 
 def comm(ctx: Ctx) -> bytes:
     return (ctx.task.comm + "\n").encode()
+
+
+def comm_write(ctx: Ctx, data: bytes) -> int:
+    """comm_write(): a task of the writer's own thread group gets the name
+    (cut to 15 bytes); any other writer EINVAL. The whole count is taken."""
+    me = ctx.kernel.tasks.get(ctx.caller.pid)
+    if me is None or me.tg is not ctx.task.tg:
+        raise OSError(errno.EINVAL, "comm: not the writer's thread group")
+    ctx.kernel.set_comm(ctx.task.pid, data)
+    return len(data)

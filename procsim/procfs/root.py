@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import (cgroupfs, cpuinfo, crypto, interrupts, meminfo, misc_files, mounts, observer, oom,
-                            pagemap, pressure, schedstat, small_files, stat, sysctl, sysctl_misc, vmstat,
+from procsim.procfs import (block, cgroupfs, cpuinfo, crypto, interrupts, meminfo, misc_files, mounts, observer,
+                            oom, pagemap, pressure, schedstat, small_files, stat, sysctl, sysctl_misc, vmstat,
                             zoneinfo)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
@@ -33,6 +33,8 @@ PROC_ENTRIES = (
     Show("cpuinfo", cpuinfo.cpuinfo, records=True, **_GLOBAL),
     Show("crypto", crypto.crypto, records=True, **_GLOBAL),
     Show("devices", misc_files.devices, **_GLOBAL),
+    Show("diskstats", block.diskstats, records=True, **_GLOBAL),
+    Show("filesystems", block.filesystems, **_GLOBAL),
     Show("interrupts", interrupts.interrupts, records=True, **_GLOBAL),
     # read by position, never cached: what it shows depends on the opener's capabilities
     Bin("kallsyms", lambda ctx, size, off: misc_files.kallsyms(ctx)[off:off + size], 0o444, **_GLOBAL),
@@ -45,12 +47,14 @@ PROC_ENTRIES = (
     Show("misc", misc_files.misc, **_GLOBAL),
     Link("mounts", mounts.self_mounts, size=len("self/mounts")),
     Show("pagetypeinfo", zoneinfo.pagetypeinfo, 0o400, **_GLOBAL),
+    Show("partitions", block.partitions, records=True, **_GLOBAL),
     Dir("pressure", pressure.PRESSURE),
     Dir.of("procsim", Show("oom_log", oom.oom_log, **_GLOBAL)),  # [ext]
     Show("schedstat", schedstat.schedstat, **_GLOBAL),
     Show("slabinfo", misc_files.slabinfo, 0o400, **_GLOBAL),
     Show("softirqs", interrupts.softirqs, **_GLOBAL),
     Show("stat", stat.stat, **_GLOBAL),
+    Show("swaps", block.swaps, records=True, **_GLOBAL),
     Dir.of("sysvipc", Show("msg", misc_files.sysvipc_msg, **_GLOBAL), Show("sem", misc_files.sysvipc_sem, **_GLOBAL),
            Show("shm", misc_files.sysvipc_shm_rows, **_GLOBAL)),
     Show("uptime", stat.uptime, **_GLOBAL),

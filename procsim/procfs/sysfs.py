@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from procsim.procfs import cgroupfs, idle_bitmap, sysfs_cpu, sysfs_mm
+from procsim.procfs import block, cgroupfs, idle_bitmap, sysfs_cpu, sysfs_mm
 from procsim.procfs.kinds import Bin, Dir, Show
 
 _SYSFS_RO = dict(write_open_errno=errno.EACCES)
@@ -16,6 +16,8 @@ def _hugepages(kb: int) -> Dir:
 
 
 SYS_ENTRIES = (
+    block.SYS_BLOCK,
+    Dir("dev", (block.SYS_DEV_BLOCK,), 0o755),
     Dir.of("devices", Dir.of("system", sysfs_cpu.CPU, sysfs_cpu.NODE)),
     Dir.of("fs", cgroupfs.CGROUP_DIR),
     Dir.of("kernel", Dir.of("mm",

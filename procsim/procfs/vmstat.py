@@ -75,7 +75,7 @@ def vmstat_values(k: Kernel) -> dict[str, int]:
         "nr_dirty_threshold": dirtyable * k.mem.sysctl.dirty_ratio // 100,
         "nr_dirty_background_threshold": dirtyable * k.mem.sysctl.dirty_background_ratio // 100,
         "nr_memmap_boot_pages": k.mem.nr_pages // 64,  # 64-byte struct page per frame
-        "pgpgout": pgpgout_kb(k.now), "pswpin": k.mem.swap.pswpin, "pswpout": k.mem.swap.pswpout,
+        "pgpgout": pgpgout_kb(k.now) + k.mem.vm_events.pgpgout, "nr_written": k.mem.nr_written, "pswpin": k.mem.swap.pswpin, "pswpout": k.mem.swap.pswpout,
     })
     v.update(k.mem.vm_events.items())
     return v

@@ -16,6 +16,7 @@ from procsim.kernel import Kernel, KernelError
 from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.scenario.activity import ActivityBuilder
+from procsim.scenario.block import BlockBuilder
 from procsim.scenario.cgroups import CgroupBuilder
 from procsim.scenario.machine import machine_config
 from procsim.scenario.memory import MemoryBuilder
@@ -26,7 +27,7 @@ from procsim.scenario.sysctl import SysctlBuilder
 from procsim.units import NSEC
 
 
-class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, SysctlBuilder):
+class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, BlockBuilder, SysctlBuilder):
     """One build: the document, the kernel it makes, the names it gives."""
 
     def __init__(self, doc: dict, source: str) -> None:
@@ -83,6 +84,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, Sy
         top = _fields(self.doc, TOP, self.source)
         self.k = k = Kernel(machine_config(top.get("machine", {}), seed, clock), at_boot=True)
         self.history = BootHistory(k)
+        self._disks(top)  # the disks and what is mounted on them, before anything does I/O
         _REGISTRY[k] = self.names
         self.names.description = top.get("description", "")
         self._sysctls(top.get("sysctl", {}))  # before any process: the policies their mappings meet

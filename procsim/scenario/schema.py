@@ -153,7 +153,9 @@ def _fields(d: Any, schema: dict[str, Callable], where: str, required: tuple[str
 # -- schemas --------------------------------------------------------------------
 
 TOP = {"description": _t_str, "machine": _t_table, "process": _t_tables, "kthread": _t_tables,
-       "activity": _t_tables, "cgroup": _t_tables, "sysctl": _t_table}  # sysctl: procsim/scenario/sysctl.py
+       "activity": _t_tables, "cgroup": _t_tables,
+       "disk": _t_tables, "swap": _t_table,  # disk, swap: procsim/scenario/block.py
+       "sysctl": _t_table}  # procsim/scenario/sysctl.py
 # [[cgroup]]: a cgroup made before the processes, its files written as a
 # shell would (procsim/scenario/cgroups.py)
 CGROUP = {"path": _t_str, "subtree_control": _t_str, "memory_max": _t_any, "memory_high": _t_any,
@@ -181,4 +183,13 @@ PROTECT = {"start": _t_size, "size": _t_size, "prot": _t_prot}
 LIB = {"path": _t_str, "size": _t_size}
 EVENT = {"at": _t_num, "every": _t_num, "count": _t_count, "op": _t_str, "as": _t_str, "cycle": _t_table,
          "random": _t_table}
+# block devices (procsim/scenario/block.py): a disk, its queue, its partitions, where swap is
+DISK = {"name": _t_str, "size": _t_size, "major": _t_int, "minor": _t_int, "mount": _t_str, "fstype": _t_str,
+        "options": _t_str, "partition": _t_tables, "rotational": _t_bool, "scheduler": _t_str,
+        "nr_requests": _t_int, "read_ahead_kb": _t_int, "logical_block_size": _t_int,
+        "physical_block_size": _t_int, "max_sectors_kb": _t_int, "write_cache": _t_str, "latency_us": _t_num,
+        "bandwidth": _t_size, "removable": _t_bool, "ro": _t_bool}
+PARTITION = {"size": _t_size, "start": _t_int, "mount": _t_str, "fstype": _t_str, "options": _t_str,
+             "swap": _t_bool}
+SWAP = {"on": _t_str, "priority": _t_int}
 STATES = ("R", "S", "D", "T")

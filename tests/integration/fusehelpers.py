@@ -128,3 +128,28 @@ def psutil_procfs(m: Machine) -> Iterator[Machine]:
         yield m
     finally:
         psutil.PROCFS_PATH = old
+
+
+# a machine whose db process does file I/O at known rates (its workload's
+# read_rate and write_rate), with limits of its own
+IO_SCENARIO = """
+[machine]
+nr_cpus = 2
+mem = "2G"
+
+[[process]]
+name = "db"
+argv = ["/usr/bin/postgres", "-D", "/srv/db"]
+uid = 999
+limits = { nofile = [4096, 65536], core = "unlimited" }
+maps = [{ name = "table", path = "/srv/db/table", size = "64M", prot = "r" }]
+
+[[process.workloads]]
+pattern = "uniform"
+rate = 0
+file = "/srv/db/table"
+read_rate = "512K"
+write_rate = "128K"
+io_size = 4096
+span = "32M"
+"""

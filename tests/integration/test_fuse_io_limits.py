@@ -19,31 +19,11 @@ import sys
 import psutil
 import pytest
 
-from fusehelpers import psutil_procfs, read
+from fusehelpers import IO_SCENARIO, psutil_procfs, read
 
 pytestmark = pytest.mark.fuse
 
-SCENARIO = """
-[machine]
-nr_cpus = 2
-mem = "2G"
-
-[[process]]
-name = "db"
-argv = ["/usr/bin/postgres", "-D", "/srv/db"]
-uid = 999
-limits = { nofile = [4096, 65536], core = "unlimited" }
-maps = [{ name = "table", path = "/srv/db/table", size = "64M", prot = "r" }]
-
-[[process.workloads]]
-pattern = "uniform"
-rate = 0
-file = "/srv/db/table"
-read_rate = "512K"
-write_rate = "128K"
-io_size = 4096
-span = "32M"
-"""
+SCENARIO = IO_SCENARIO
 
 
 def _pid(m, argv0: str) -> int:

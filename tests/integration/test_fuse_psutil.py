@@ -38,7 +38,12 @@ def test_process_fields(procfs):
         assert proc.num_threads() == len(p["threads"])
         assert sorted(th.id for th in proc.threads()) == sorted(p["threads"])
         argv = [] if p["kthread"] else p["cmdline"]
-        if len(argv) == 1 and " " in argv[0]:  # psutil's rule for rewritten titles (sshd: ...)
+        # a title rewritten in place and padded with NULs to the argv area's end
+        # (nginx, postgres): psutil splits the padding into empty strings
+        pad = max(0, p["arg_len"] - len("".join(a + "\0" for a in argv).encode())) if argv else 0
+        if pad:
+            argv = argv + [""] * pad
+        elif len(argv) == 1 and " " in argv[0]:  # psutil's rule for rewritten titles (sshd: ...)
             argv = argv[0].split(" ")
         assert proc.cmdline() == argv
         assert proc.status() == STATUS[p["state"]]

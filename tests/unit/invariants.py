@@ -993,6 +993,32 @@ def check_mappings(k: Kernel, unmerged_ok=()) -> tuple[list, Mappings]:
     return mms, check_memory(k, mms, tally)
 
 
+def check_block(k: Kernel) -> None:
+    """The block layer's counters against the memory model's: every kB of
+    pgpgin was read from a disk and every kB of pgpgout (beyond the journal
+    trickle) written to one (submit_bio counts both); a disk counts at least
+    what its partitions do; the swap device wrote every swapped-out page;
+    every file with dirty page-cache pages is on the flusher's list."""
+    from procsim.block.genhd import STAT_READ, STAT_WRITE
+    blk, ev = k.block, k.mem.vm_events
+    disks = [d.part0.stats for d in blk.disks]
+    assert ev.pgpgin * 2 == sum(s.sectors[STAT_READ] for s in disks), "pgpgin is not the disks' reads"
+    assert ev.pgpgout * 2 == sum(s.sectors[STAT_WRITE] for s in disks), "pgpgout is not the disks' writes"
+    for d in blk.disks:
+        for g in range(4):
+            assert d.part0.stats.sectors[g] >= sum(p.stats.sectors[g] for p in d.parts[1:])
+            assert d.part0.stats.ios[g] >= sum(p.stats.ios[g] for p in d.parts[1:])
+    if blk.swap is not None:
+        assert blk.swap.bdev.stats.sectors[STAT_WRITE] >= k.mem.swap.pswpout * 8
+        assert blk.swap.bdev.stats.sectors[STAT_READ] >= k.mem.swap.pswpin * 8
+    for f in k.vfs.files.values():
+        if f.shmem or not len(f.cache):
+            continue
+        pf = f.cache[f.cache != 0]
+        if (k.mem.flags[pf] & (M.PG_DIRTY | M.PG_FILE) == (M.PG_DIRTY | M.PG_FILE)).any():
+            assert id(f) in blk.b_dirty, f"{f.path} has dirty pages and is not on b_dirty"
+
+
 def check_world(k: Kernel, unmerged_ok=(), meminfo: bool = True) -> Mappings:
     """unmerged_ok: mms forked from one with mlocked VMAs. Linux clears VM_LOCKED
     in the child without merging, so neighbours that differed only in it stay apart.
@@ -1006,6 +1032,7 @@ def check_world(k: Kernel, unmerged_ok=(), meminfo: bool = True) -> Mappings:
     check_swap(k, mms)
     check_hugetlb(k, mms)
     check_tasks(k)
+    check_block(k)
     return maps
 
 

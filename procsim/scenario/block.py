@@ -1,0 +1,150 @@
+"""`[[disk]]` and `[swap]`: the machine's disks, their partitions, the
+filesystems mounted on them and where the swap area is
+(docs/scenario-format.md, "Disks"), turned into procsim/block/'s tables
+before anything runs."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from procsim.block import syscalls as B
+from procsim.block.genhd import KINDS, Gendisk, kind_of, make_disk
+from procsim.scenario.schema import DISK, PARTITION, SWAP, ScenarioError, _fields
+
+ALIGN = 2048           # sectors: partitions start on 1 MiB boundaries, as parted and fdisk place them
+GPT_TAIL = 34          # the backup GPT at the end of the disk
+MAX_DISK = 1 << 60
+_SUPER_OPTS = {"ext4": "rw", "xfs": "rw,attr2,inode64,logbufs=8,logbsize=32k,noquota", "btrfs": "rw,space_cache=v2",
+               "ext2": "rw", "ext3": "rw"}
+
+
+def _index(name: str, prefix: str) -> int:
+    """vdc -> 2, sdaa -> 26, loop3 -> 3, zram0 -> 0; nvme numbers itself."""
+    rest = name[len(prefix):]
+    if prefix in ("vd", "sd"):
+        if not re.fullmatch(r"[a-z]{1,2}", rest):
+            raise ValueError(f"disk name {name!r}: expected {prefix} and one or two letters")
+        n = 0
+        for c in rest:
+            n = n * 26 + (ord(c) - 96)
+        return n - 1
+    if prefix == "nvme":
+        if not re.fullmatch(r"\d+n\d+", rest):
+            raise ValueError(f"disk name {name!r}: expected nvmeXnY")
+        return 0
+    if not rest.isdigit():
+        raise ValueError(f"disk name {name!r}: expected {prefix}N")
+    return int(rest)
+
+
+class BlockBuilder:
+    def _disks(self, top: dict) -> None:
+        disks_doc, swap_doc = top.get("disk"), top.get("swap")
+        if disks_doc is None:
+            if swap_doc is not None:
+                raise ScenarioError("swap: needs the [[disk]] tables it names a place on")
+            return
+        disks: list[Gendisk] = []
+        mounts: list[tuple[str, str, str, str]] = []
+        root = None
+        swap_part = None
+        ext_minor = 0
+        for i, d in enumerate(disks_doc):
+            where = f"disk #{i + 1}"
+            v = _fields(d, DISK, where, ("name", "size"))
+            name = v["name"]
+            where = f"disk {name!r}"
+            try:
+                prefix, kind = kind_of(name)
+                index = _index(name, prefix)
+            except ValueError as e:
+                raise ScenarioError(f"{where}: {e}") from None
+            size = v["size"]
+            if not 0 < size <= MAX_DISK or size % 512:
+                raise ScenarioError(f"{where}: size: expected a positive multiple of 512 bytes up to 1 EiB")
+            cap = size >> 9
+            parts, pmounts = [], []
+            nxt, prev_end = ALIGN, GPT_TAIL
+            for j, pd in enumerate(v.get("partition", []), 1):
+                pw = f"{where}: partition {j}"
+                pv = _fields(pd, PARTITION, pw)
+                start = pv.get("start", nxt)
+                last = j == len(v["partition"])
+                if "size" in pv:
+                    n = pv["size"] >> 9
+                elif last:
+                    n = (cap - GPT_TAIL - start) // ALIGN * ALIGN
+                else:
+                    raise ScenarioError(f"{pw}: size: only the last partition may take the rest of the disk")
+                if n <= 0 or start < prev_end or start + n > cap - GPT_TAIL:
+                    raise ScenarioError(f"{pw}: does not fit on the disk after the partitions before it")
+                parts.append((start, n))
+                prev_end = start + n
+                nxt = -(-prev_end // ALIGN) * ALIGN
+                pmounts.append((j, pv))
+            if "mount" in v and parts:
+                raise ScenarioError(f"{where}: mount: a partitioned disk is mounted by its partitions")
+            queue: dict[str, Any] = {}
+            for key in ("nr_requests", "read_ahead_kb", "logical_block_size", "physical_block_size",
+                        "max_sectors_kb", "write_cache"):
+                if key in v:
+                    queue[key] = v[key]
+            if "rotational" in v:
+                queue["rotational"] = int(v["rotational"])
+            if "latency_us" in v:
+                queue["latency_ns"] = int(v["latency_us"] * 1000)
+            if "bandwidth" in v:
+                queue["bandwidth"] = v["bandwidth"]
+            if "scheduler" in v:
+                names = [s.strip("[]") for s in KINDS[prefix].scheduler]
+                if v["scheduler"] not in names:
+                    raise ScenarioError(f"{where}: scheduler: one of {', '.join(names)}")
+                queue["scheduler"] = tuple(f"[{s}]" if s == v["scheduler"] else s for s in names)
+            if queue.get("write_cache", "write back") not in ("write back", "write through"):
+                raise ScenarioError(f"{where}: write_cache: \"write back\" or \"write through\"")
+            for key in ("nr_requests", "read_ahead_kb", "max_sectors_kb", "bandwidth"):
+                if key in queue and queue[key] <= 0:
+                    raise ScenarioError(f"{where}: {key}: expected a positive number")
+            if queue.get("logical_block_size", 512) not in (512, 1024, 2048, 4096):
+                raise ScenarioError(f"{where}: logical_block_size: 512, 1024, 2048 or 4096")
+            try:
+                disk = make_disk(name, size, index, parts, v.get("major"), v.get("minor"), ext_minor, **queue)
+            except ValueError as e:
+                raise ScenarioError(f"{where}: {e}") from None
+            if not kind.minors:
+                ext_minor = disk.parts[-1].dev[1] + 1
+            disk.removable = int(v.get("removable", False))
+            disk.ro = int(v.get("ro", False))
+            disks.append(disk)
+            targets = [(disk.part0.name, v)] if "mount" in v else []
+            targets += [(disk.parts[j].name, pv) for j, pv in pmounts if "mount" in pv or pv.get("swap")]
+            for dev, tv in targets:
+                if tv.get("swap"):
+                    if "mount" in tv:
+                        raise ScenarioError(f"{where}: {dev}: swap or mount, not both")
+                    if swap_part is not None:
+                        raise ScenarioError(f"{where}: {dev}: swap is on {swap_part} already")
+                    swap_part = dev
+                    continue
+                mp = tv["mount"]
+                if mp == "/":
+                    if root is not None:
+                        raise ScenarioError(f"{where}: {dev}: the root filesystem is on {root} already")
+                    root = dev
+                    continue
+                fstype = tv.get("fstype", "ext4")
+                mounts.append((dev, mp, fstype, tv.get("options", _SUPER_OPTS.get(fstype, "rw"))))
+        if root is None:
+            raise ScenarioError("disk: no disk or partition has mount = \"/\" (the root filesystem)")
+        sv = _fields(swap_doc or {}, SWAP, "swap")
+        if swap_part is not None and "on" in sv:
+            raise ScenarioError(f"swap: on: swap is on partition {swap_part} (swap = true) already")
+        on = sv.get("on", f"/dev/{swap_part}" if swap_part else None)
+        swap = (on, sv.get("priority", -2)) if on is not None or "priority" in sv else None
+        if swap is not None and swap[0] is None:
+            swap = ("/swapfile", swap[1])
+        if swap is not None and not -1 <= swap[1] <= 32767 and swap[1] != -2:
+            raise ScenarioError("swap: priority: -1 to 32767 (or the default, -2)")
+        mounts.sort(key=lambda m: m[1].count("/"))  # a mountpoint after the one it is under
+        self._call("disk", B.install_disks, self.k, disks, root, mounts, swap)
