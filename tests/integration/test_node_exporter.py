@@ -30,8 +30,9 @@ def test_every_enabled_collector_succeeds(scraped):
     ok = _enabled(scraped)
     assert not set(ok) & (set(ne.DISABLED) | set(ne.PENDING))
     assert set(ne.EXTRA) <= set(ok)
-    for c in ("buddyinfo", "cgroups", "cpu", "cpufreq", "entropy", "filefd", "interrupts", "loadavg", "meminfo",
-              "meminfo_numa", "pressure", "processes", "schedstat", "slabinfo", "stat", "vmstat", "zoneinfo"):
+    for c in ("buddyinfo", "cgroups", "cpu", "cpufreq", "diskstats", "entropy", "filefd", "filesystem", "interrupts",
+              "loadavg", "meminfo", "meminfo_numa", "pressure", "processes", "schedstat", "slabinfo", "stat", "vmstat",
+              "zoneinfo"):
         assert c in ok
     assert {c: v for c, v in ok.items() if v != 1} == {}
 
@@ -96,3 +97,16 @@ def test_pressure_series(machine, scraped):
     assert ne.series(scraped, "node_pressure_memory_waiting_seconds_total") == total("memory", "some") / 1e6
     assert ne.series(scraped, "node_pressure_memory_stalled_seconds_total") == total("memory", "full") / 1e6
     assert ne.series(scraped, "node_pressure_io_stalled_seconds_total") == total("io", "full") / 1e6
+
+
+
+def test_diskstats_series(machine, scraped):
+    """/proc/diskstats (the block model, on main): reads and writes completed per disk."""
+    for line in read(f"{machine.proc}/diskstats").splitlines():
+        f = line.split()
+        dev = f[2]
+        key = ("node_disk_reads_completed_total", frozenset({("device", dev)}))
+        if key in scraped:  # node_exporter leaves out partitions and ram/loop devices
+            assert scraped[key] == int(f[3])
+            assert ne.series(scraped, "node_disk_writes_completed_total", device=dev) == int(f[7])
+    assert any(n == "node_disk_reads_completed_total" for n, _ in scraped)
