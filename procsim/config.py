@@ -48,6 +48,10 @@ class KernelConfig:
     cpu: str | None = None
     model_name: str | None = None
     cpu_mhz: float | None = None
+    # cpu = "captured": the text of a captured /proc/cpuinfo CPU block (procsim/capture/)
+    cpuinfo: str | None = None
+    # kernel.threads-max at boot (None: from RAM, as set_max_threads()); a captured machine's own
+    threads_max: int | None = None
     # CONFIG_PAGE_MAPCOUNT ("page") or CONFIG_NO_PAGE_MAPCOUNT ("no_page")
     mapcount_model: str = "page"
     # /sys/kernel/mm/transparent_hugepage/enabled and, by size in kB,

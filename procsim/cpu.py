@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-X86_MODELS = ("amd-epyc", "intel-xeon", "host")
+X86_MODELS = ("amd-epyc", "intel-xeon", "host", "captured")
 HOST_CPUINFO = "/proc/cpuinfo"
 
 
@@ -188,10 +188,16 @@ def with_pkeys(flags: tuple[str, ...], on: bool) -> tuple[str, ...]:
     return rest[:at] + ("pku", "ospke") + rest[at:]
 
 
-def identify(cpu: str, model_name: str | None, cpu_mhz: float | None, pkeys: bool | None) -> tuple[CpuInfoX86, bool]:
+def identify(cpu: str, model_name: str | None, cpu_mhz: float | None, pkeys: bool | None,
+             cpuinfo: str | None = None) -> tuple[CpuInfoX86, bool]:
     """The boot CPU of model `cpu` with the scenario's overrides, and whether
     the machine has protection keys (by default: whether the model has pku)."""
-    c = read_host() if cpu == "host" else BUILTIN[cpu]
+    if cpu == "captured":  # another machine's CPU, as `procsim capture` wrote it down
+        if not cpuinfo:
+            raise ValueError("cpu = captured needs cpuinfo (the text of a /proc/cpuinfo CPU block)")
+        c = parse_host(cpuinfo)
+    else:
+        c = read_host() if cpu == "host" else BUILTIN[cpu]
     if pkeys is None:
         pkeys = "pku" in c.flags
     c = replace(c, flags=with_pkeys(c.flags, pkeys))

@@ -311,6 +311,8 @@ class ForkSyscalls:
         chunks of RAM."""
         if self._max_threads is not None:
             return self._max_threads
+        if self.config.threads_max is not None:  # a captured machine's (procsim/capture/)
+            return self.config.threads_max
         return max(20, min(self.config.nr_pages // 32, 0x3FFFFFFF))
 
     def set_max_threads(self: "Kernel", n: int) -> None:

@@ -51,6 +51,7 @@ from procsim.mm.pagetable import PAGE_SIZE
 from procsim.mm.swap import SwapDevice
 from procsim.mm.syscalls import MmSyscalls
 from procsim.mm.thp import THPSettings
+from procsim.net import boot as net_boot
 from procsim.nsproxy import NsSyscalls
 from procsim.read_write import ReadWriteSyscalls
 from procsim.resource import ResourceSyscalls
@@ -119,6 +120,8 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.shm = ShmIds()  # SysV shared memory segments (procsim/ipc/shm.py)
         self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
+        # network namespaces: devices, sockets, routes, MIBs (procsim/net/)
+        self.net = net_boot(config.nr_cpus, self.init_ns["net"])
         self._max_threads: int | None = None  # kernel.threads-max, once written
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
         self.last_pid = 0

@@ -11,7 +11,11 @@ command table as live control would (procsim/commands/).
       { path = "/var/log/nginx/access.log", flags = "O_WRONLY|O_APPEND", pos = 4096 },
       { path = "/tmp/spool.dat", flags = "O_RDWR|O_CREAT", unlink = true },   # shows (deleted)
       { kind = "socket", family = "inet", count = 4 },
+      { kind = "socket", listen = "*:80", backlog = 511, accept = true },  # procsim/net/: a server
+      { kind = "socket", connect = "10.0.2.2:5432", tx_rate = "1M", rx_rate = "4M" },
+      { kind = "socket", type = "dgram", bind = "127.0.0.53:53" },
       { kind = "pipe" },                       # two fds: read end, write end
+      { kind = "pipe", end = "write", fd = 1 },  # one end (the other closed)
       { kind = "eventfd", value = 0 },
       { kind = "epoll", watch = [5, 6] },      # fds to watch (EPOLLIN)
       { kind = "timerfd", value = 1.0, interval = 1.0 },    # clock = "monotonic" (or realtime, boottime)
@@ -30,10 +34,13 @@ from __future__ import annotations
 from typing import Any
 
 KINDS = ("file", "pipe", "socket", "eventfd", "epoll", "timerfd", "signalfd", "inotify", "memfd")
+# a socket's network keys (procsim/net/): bind, then listen or connect, then traffic
+SOCKET_KEYS = ("type", "bind", "listen", "backlog", "accept", "connect", "peer", "tx_rate", "rx_rate", "v6only")
 FILE_KEYS = {"kind", "path", "flags", "pos", "fd", "unlink", "family", "name", "count", "watch", "value",
-             "interval", "clock", "mask", "cloexec", "nonblock"}
+             "interval", "clock", "mask", "cloexec", "nonblock", "end", "ino", *SOCKET_KEYS}
 _ONLY = {"path": "file", "flags": "file", "pos": "file", "unlink": "file", "family": "socket", "name": "memfd",
-         "interval": "timerfd", "clock": "timerfd", "mask": "signalfd"}
+         "interval": "timerfd", "clock": "timerfd", "mask": "signalfd", "end": "pipe",
+         **dict.fromkeys(SOCKET_KEYS, "socket")}
 
 
 def setup(loader: Any, pid: int, v: dict, where: str) -> None:
@@ -107,8 +114,16 @@ def _one(run, pid: int, kind: str, f: dict, where: str, err: type) -> None:
             run(where, "unlink", pid=pid, path=f["path"])
     elif kind == "pipe":
         fds = run(where, "pipe", **common, cloexec=cloexec, nonblock=nonblock)
+        if "end" in f:  # one end only (a captured fd table): the other is closed
+            if f["end"] not in ("read", "write"):
+                raise err(f"{where}: end: expected \"read\" or \"write\", got {f['end']!r}")
+            keep = fds[0] if f["end"] == "read" else fds[1]
+            run(where, "close_fd", pid=pid, fd=fds[1] if keep == fds[0] else fds[0])
+            fds = [keep]
     elif kind == "socket":
-        fds = [run(where, "socket", **common, family=f.get("family", "inet"), cloexec=cloexec, nonblock=nonblock)]
+        fds = [run(where, "socket", **common, family=f.get("family", "inet"), type=f.get("type"), cloexec=cloexec,
+                   nonblock=nonblock)]
+        _socket_net(run, pid, fds[0], f, where, err)
     elif kind == "eventfd":
         fds = [run(where, "eventfd", **common, count=f.get("value", 0), cloexec=cloexec, nonblock=nonblock)]
     elif kind == "epoll":
@@ -137,6 +152,27 @@ def _one(run, pid: int, kind: str, f: dict, where: str, err: type) -> None:
             keep = any(e["cloexec"] for e in run(where, "fds", pid=pid) if e["fd"] == fds[0])
             run(where, "dup2", **common, fd=fds[0], newfd=f["fd"], cloexec=keep)
             run(where, "close_fd", **common, fd=fds[0])
+
+
+def _socket_net(run, pid: int, fd: int, f: dict, where: str, err: type) -> None:
+    """A socket entry's bind, listen, connect and traffic, as calls would make them."""
+    if "listen" in f and "connect" in f:
+        raise err(f"{where}: a socket listens or connects, not both")
+    v6only = {"v6only": f["v6only"]} if "v6only" in f else {}
+    if "bind" in f:
+        run(where, "bind", pid=pid, fd=fd, addr=f["bind"], **v6only)
+    if "listen" in f:
+        if "bind" not in f:
+            run(where, "bind", pid=pid, fd=fd, addr=f["listen"], **v6only)
+        run(where, "listen", pid=pid, fd=fd, backlog=f.get("backlog", 128), accept=f.get("accept", False))
+    elif "backlog" in f or "accept" in f:
+        raise err(f"{where}: backlog and accept are for a listening socket")
+    if "connect" in f:
+        run(where, "connect", pid=pid, fd=fd, addr=f["connect"], peer=f.get("peer", "open"))
+    elif "peer" in f:
+        raise err(f"{where}: peer is for a connecting socket")
+    if "tx_rate" in f or "rx_rate" in f:
+        run(where, "net_flow", pid=pid, fd=fd, tx_rate=f.get("tx_rate", 0), rx_rate=f.get("rx_rate", 0))
 
 
 def _list(v: Any, where: str, err: type) -> list:

@@ -20,6 +20,7 @@ from procsim.cgroup import cpu as cgroup_cpu
 from procsim.errors import KernelError
 from procsim.mm.mm import MMError
 from procsim.mm.page_alloc import OutOfMemory
+from procsim.net import flow as net_flow
 from procsim.sched import NSEC
 
 FSHIFT, FIXED_1 = 11, 1 << 11
@@ -58,6 +59,8 @@ class Timekeeping:
                 self.workloads.step(self.now, target)
             if self.block.b_dirty:  # the flusher's wake-ups (procsim/block/writeback.py)
                 wb_tick(self, self.now, target)
+            if self.net.flows:  # sockets' traffic at byte rates (procsim/net/flow.py)
+                net_flow.step(self, self.now, target)
             span = target - self.now
             ran = cgroup_cpu.snapshot(self)
             self.sched.account(span)

@@ -80,7 +80,7 @@ class X86(Arch):
             raise ValueError(f"cpu must be one of {', '.join(X86_MODELS)}")
         if cfg.pkeys is not None and not isinstance(cfg.pkeys, bool):
             raise ValueError("pkeys must be true or false")
-        cfg.boot_cpu, cfg.pkeys = identify(cfg.cpu, cfg.model_name, cfg.cpu_mhz, cfg.pkeys)
+        cfg.boot_cpu, cfg.pkeys = identify(cfg.cpu, cfg.model_name, cfg.cpu_mhz, cfg.pkeys, cfg.cpuinfo)
 
     def show_cpuinfo(self, boot_cpu: object, cpu: int, nr_cpus: int, hz: int) -> str:
         c = boot_cpu

@@ -33,14 +33,21 @@ def _fl(cloexec: bool, nonblock: bool = False) -> int:
     return (F.O_CLOEXEC if cloexec else 0) | (F.O_NONBLOCK if nonblock else 0)
 
 
-def c_socket(k: Kernel, pid, family, cloexec, nonblock) -> int:
+def c_socket(k: Kernel, pid, family, type, cloexec, nonblock) -> int:
     """socket(): a socket inode (`socket:[ino]`) of `family` (unix, inet,
-    inet6, netlink); its protocol state belongs to the network model. Returns the fd."""
+    inet6, netlink) and `type` (stream, dgram, seqpacket, raw; by default
+    stream, raw for netlink), with its sock in the task's network namespace
+    (procsim/net/). Returns the fd."""
     if family not in F.FAMILIES:
         raise CommandError(errno.EAFNOSUPPORT, f"family: one of {', '.join(F.FAMILIES)}, got {family!r}")
-    return k.socket(pid, F.FAMILIES[family], _fl(cloexec, nonblock))
+    if type is None:
+        type = "raw" if family == "netlink" else "stream"
+    if type not in SOCK_TYPES:
+        raise CommandError(errno.EINVAL, f"type: one of {', '.join(SOCK_TYPES)}, got {type!r}")
+    return k.socket(pid, F.FAMILIES[family], _fl(cloexec, nonblock), SOCK_TYPES[type])
 
 
+SOCK_TYPES = {"stream": 1, "dgram": 2, "raw": 3, "seqpacket": 5}
 _EPOLL_OPS = {"add": 1, "del": 2, "mod": 3}
 
 _CLOCKS = {"realtime": CLOCK_REALTIME, "monotonic": CLOCK_MONOTONIC, "boottime": CLOCK_BOOTTIME}
@@ -128,7 +135,7 @@ COMMANDS = (
     cmd("lseek", c_lseek, PID, FD, p("offset", INT), p("whence", STR, "set")),
     cmd("pipe", lambda k, pid, cloexec, nonblock: list(k.pipe(pid, _fl(cloexec, nonblock))), PID, CLOEXEC,
          NONBLOCK, doc="pipe2(): returns [read fd, write fd] (`pipe:[ino]`)."),
-    cmd("socket", c_socket, PID, p("family", STR, "inet"), CLOEXEC, NONBLOCK),
+    cmd("socket", c_socket, PID, p("family", STR, "inet"), p("type", STR, None), CLOEXEC, NONBLOCK),
     cmd("eventfd", lambda k, pid, count, cloexec, nonblock, semaphore: k.eventfd(
         pid, count, _fl(cloexec, nonblock) | (EFD_SEMAPHORE if semaphore else 0)),
          PID, p("count", INT, 0), CLOEXEC, NONBLOCK, p("semaphore", BOOL, False),

@@ -44,7 +44,7 @@ class OpenFile:
     """One open file description. `inode`: the VFS inode of a regular file,
     directory, device node or memfd (None for pipes, sockets, anon inodes,
     which have `ino` alone); `mnt`: the mount it was opened through;
-    `private`: the state of an anon inode or a socket's family."""
+    `private`: the state of an anon inode, or a socket's sock (procsim/net/sock.py)."""
 
     __slots__ = ("kind", "inode", "ino", "mnt", "f_flags", "f_pos", "private", "refs")
 

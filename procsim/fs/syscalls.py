@@ -22,6 +22,7 @@ from procsim.fs.fdtable import FilesStruct
 from procsim.fs.file import OpenFile
 from procsim.fs.mount import PIPEFS, SOCKFS, Mount, MntNamespace
 from procsim.mm.vma import File as Inode
+from procsim.net import syscalls as net_sys
 
 if TYPE_CHECKING:
     from procsim.kernel import Kernel
@@ -157,6 +158,8 @@ class FileSyscalls:
         self.files.nr_files -= 1
         if f.kind == F.EVENTFD:
             self.files.eventfd_ids.discard(f.private.id)
+        elif f.kind == F.SOCK:
+            net_sys.sock_release(self, f.private)
         elif f.kind == F.EVENTPOLL:
             if f.private in self.files.epolls:
                 self.files.epolls.remove(f.private)
@@ -313,8 +316,9 @@ class FileSyscalls:
                 return rfd, wfd
             return self._errors(run)
 
-    def socket(self: "Kernel", pid: int, family: int = F.AF_INET, flags: int = 0) -> int:
-        """socket(): a sockfs inode (the protocol state belongs to the network model)."""
+    def socket(self: "Kernel", pid: int, family: int = F.AF_INET, flags: int = 0, type_: int = 1) -> int:
+        """socket(): a sockfs inode and its sock (procsim/net/: the protocol
+        `type_` selects, SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5)."""
         with self.lock:
             def run() -> int:
                 t, files = self._files_of(pid)
@@ -323,8 +327,10 @@ class FileSyscalls:
                 if flags & ~(F.O_CLOEXEC | F.O_NONBLOCK):
                     raise OSError(errno.EINVAL, f"socket flags {flags:#o}")
                 self._check_room(t, files, 1)
+                sk = net_sys.sock_create(self, t, family, type_)
                 f = self._new_file(F.SOCK, SOCKFS, F.O_RDWR | flags & F.O_NONBLOCK,
-                                   ino=self.files.get_next_ino(), private=family)
+                                   ino=self.files.get_next_ino(), private=sk)
+                sk.ino, sk.file = f.ino, f
                 fd = self._install(t, files, f, bool(flags & F.O_CLOEXEC))
                 self._fd_changed(t)
                 return fd

@@ -9,7 +9,7 @@ import errno
 
 from procsim.kernel import Kernel
 from procsim.procfs import (cgroup as cg, clear_refs, fd, identity as I, idle_bitmap, io, limits, maps, mounts,
-                            ns as NS, numa_maps, oom, pagemap, pid as P, procmap_query, sched, smaps)
+                            net, ns as NS, numa_maps, oom, pagemap, pid as P, procmap_query, sched, smaps)
 from procsim.procfs.context import Caller, ptrace_may_read
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, PtraceShow, Seq, Show, WriteOnly
 
@@ -37,6 +37,7 @@ COMMON_ENTRIES = (
     Seq("maps", maps.MapsSeq, ioctl=procmap_query.maps_ioctl, **_MM_FILE),
     Show("mountinfo", mounts.mountinfo, records=True, open_check=mounts.mounts_open),
     Show("mounts", mounts.mounts, records=True, open_check=mounts.mounts_open),
+    net.NET_DIR,
     NS.NS_DIR,
     Seq("numa_maps", numa_maps.NumaMapsSeq, **_MM_FILE),
     Show("oom_adj", oom.oom_adj, 0o644, oom.oom_adj_write),

@@ -123,7 +123,7 @@ def fdinfo_extra(ctx: Ctx, f: OpenFile) -> str:
             out.append(f"inotify wd:{wd:x} ino:{inode.ino:x} sdev:{kdev(inode.dev):x} mask:{mask:x} "
                        f"ignored_mask:0 fhandle-bytes:{len(handle):x} fhandle-type:1 f_handle:{handle.hex()}\n")
         return "".join(out)
-    if k == F.SOCK and p == F.AF_UNIX:
+    if k == F.SOCK and p.family == F.AF_UNIX:
         return "scm_fds: 0\n"
     return ""
 

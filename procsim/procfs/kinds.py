@@ -316,7 +316,8 @@ class Dir:
             raise OSError(errno.ENOENT, name)
         if e.kind == "link":
             return e.node(parent, caller, kernel)
-        return Node(e.kind, e, parent.task, parent.thread_view), False
+        # `arg` goes down the tree: what a directory is about (a network device's ifindex)
+        return Node(e.kind, e, parent.task, parent.thread_view, arg=parent.arg), False
 
     def names(self, parent: Node, kernel: Kernel) -> list[str]:
         return [e.name for e in self.children]

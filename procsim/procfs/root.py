@@ -6,9 +6,9 @@ from __future__ import annotations
 import errno
 
 from procsim.kernel import Kernel
-from procsim.procfs import (block, cgroupfs, cpuinfo, crypto, interrupts, meminfo, misc_files, mounts, observer,
-                            oom, pagemap, pressure, schedstat, small_files, stat, sysctl, sysctl_misc, vmstat,
-                            zoneinfo)
+from procsim.procfs import (block, cgroupfs, cpuinfo, crypto, interrupts, meminfo, misc_files, mounts, net,
+                            observer, oom, pagemap, pressure, schedstat, small_files, stat, sysctl, sysctl_misc,
+                            vmstat, zoneinfo)
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, Node, Show
@@ -46,6 +46,7 @@ PROC_ENTRIES = (
     Show("meminfo", meminfo.meminfo, **_GLOBAL),
     Show("misc", misc_files.misc, **_GLOBAL),
     Link("mounts", mounts.self_mounts, size=len("self/mounts")),
+    Link("net", net.proc_net_link, size=len("self/net")),
     Show("pagetypeinfo", zoneinfo.pagetypeinfo, 0o400, **_GLOBAL),
     Show("partitions", block.partitions, records=True, **_GLOBAL),
     Dir("pressure", pressure.PRESSURE),

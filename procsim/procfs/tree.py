@@ -32,6 +32,8 @@ _PID_DIRS = (TGID_DIR, TID_DIR)
 # mount namespace: its own mount files are the model's, as init's, so that
 # /proc/mounts (-> self/mounts) shows the simulated machine to lsof and others.
 _OBSERVER_MOUNT_FILES = ("mountinfo", "mounts", "mountstats")
+# and in its initial network namespace: /proc/net (-> self/net) is init's, for netstat, ss and psutil
+_OBSERVER_NS_DIRS = ("net",)
 
 
 def _top(path: str) -> str:
@@ -152,6 +154,9 @@ class ProcFS:
                 if name in _OBSERVER_MOUNT_FILES and observer.is_process_dir(node.observer) and init is not None:
                     node, uses_caller = Node("file", TGID_DIR.by_name[name], init), True
                     continue
+                if name in _OBSERVER_NS_DIRS and observer.is_process_dir(node.observer) and init is not None:
+                    node, uses_caller = Node("dir", TGID_DIR.by_name[name], init), True
+                    continue
                 real = observer.child(node.observer, name)
                 node, uses_caller = Node("dir" if observer.is_dir(real) else "file", observer=real), True
                 continue
@@ -219,7 +224,7 @@ class ProcFS:
         if n.observer is not None:
             names = observer.listdir(n.observer)
             if observer.is_process_dir(n.observer) and 1 in self.kernel.tasks:
-                names = sorted(names + list(_OBSERVER_MOUNT_FILES))
+                names = sorted(names + list(_OBSERVER_MOUNT_FILES) + list(_OBSERVER_NS_DIRS))
             return names
         return n.entry.names(n, self.kernel)
 

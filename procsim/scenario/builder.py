@@ -17,17 +17,20 @@ from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.scenario.activity import ActivityBuilder
 from procsim.scenario.block import BlockBuilder
+from procsim.scenario.captured import CapturedBuilder
 from procsim.scenario.cgroups import CgroupBuilder
 from procsim.scenario.machine import machine_config
 from procsim.scenario.memory import MemoryBuilder
 from procsim.scenario.names import _REGISTRY, Names
+from procsim.scenario.net import NetBuilder
 from procsim.scenario.processes import ProcessBuilder
 from procsim.scenario.schema import KTHREAD, TOP, ScenarioError, _fields, _is_int
 from procsim.scenario.sysctl import SysctlBuilder
 from procsim.units import NSEC
 
 
-class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, BlockBuilder, SysctlBuilder):
+class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, BlockBuilder, NetBuilder,
+               CapturedBuilder, SysctlBuilder):
     """One build: the document, the kernel it makes, the names it gives."""
 
     def __init__(self, doc: dict, source: str) -> None:
@@ -89,6 +92,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, Bl
         self.names.description = top.get("description", "")
         self._sysctls(top.get("sysctl", {}))  # before any process: the policies their mappings meet
         self._cgroups(top.get("cgroup", []))  # the hierarchy and its limits, before anyone is in it
+        self._netdevs(top.get("netdev", []))
         procs = top.get("process", [])
         inits = [i for i, p in enumerate(procs) if isinstance(p, dict) and p.get("pid") == 1]
         if inits and inits[0] != 0:
@@ -108,6 +112,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, Bl
         for i, d in enumerate(procs[1:] if inits else procs, 1 if inits else 0):
             self._process(d, i)
         self.history.finish()
+        self._restore_counters()  # a captured machine's counters, over what the history made
         for pid, wl, where in self.workloads:  # access patterns run from the start on
             self._workload(pid, wl, where)
         events = top.get("activity", [])
@@ -153,6 +158,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, Bl
     def _new_kthread(self, comm: str, pid: int | None, cpu: int | None, where: str, v: dict) -> None:
         self._enter(v, "kthread", where)
         pid = self._call(where, self.k.kthread, comm, pid, cpu)
+        self._restore_later(pid, v, where)
         self.names.add_process(None, pid, comm)
         self.history.started(pid)
 

@@ -16,6 +16,8 @@ MACHINE = {"arch": ("arch", _t_str), "nr_cpus": ("nr_cpus", _t_int), "mem": ("me
            "cpu_mhz": ("cpu_mhz", _t_num), "hugepages": ("hugepages", _t_int)}
 # the CPU model (procsim/cpu.py) and the kernel's build banner
 MACHINE.update({"cpu": ("cpu", _t_str), "version": ("version", _t_str)})
+# a captured machine's CPU block (cpu = "captured", procsim/capture/)
+MACHINE.update({"cpuinfo": ("cpuinfo", _t_str), "threads_max": ("threads_max", _t_int)})
 # the memory-accounting knobs: mapcount model, THP policy, soft-dirty, pkeys
 MACHINE.update({"mapcount_model": ("mapcount_model", _t_str), "thp_enabled": ("thp_enabled", _t_str),
                 "thp_sizes": ("thp_sizes", _t_table), "mem_soft_dirty": ("mem_soft_dirty", _t_bool),

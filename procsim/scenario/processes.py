@@ -108,6 +108,7 @@ class ProcessBuilder:
                                  groups=tuple(groups), exe=v.get("exe"), env=v.get("env"), pid=v.get("pid"),
                                  clone_flags=flags)
                 names.add_process(name, pid, k.task(pid).comm)
+        self._captured(pid, v, where)  # captured.py: layout, comm, fds, resident pages
         if not init and v.get("setsid", False):
             self._call(where, sched_syscalls.setsid, k, pid)
         self._identity(pid, v, where, init)
@@ -137,6 +138,7 @@ class ProcessBuilder:
         for j, m in enumerate(v.get("maps", [])):
             self._map(pid, m, j, where)
         scenario_files.setup(self, pid, v, where)
+        self._captured_inos(pid, v, where)  # captured.py: pipe and socket inode numbers
         for j, op in enumerate(v.get("ops", [])):
             self._op(pid, op, f"{where} ops #{j + 1}")
         for j, wl in enumerate(v.get("workloads", [])):
@@ -151,6 +153,7 @@ class ProcessBuilder:
         for tid in [pid] + [tid for tid, *_ in placements]:
             if tid in k.tasks:
                 self.history.started(tid)
+        self._restore_later(pid, v, where, [(tid, tv["restore"]) for tid, tv, _, _ in placements if "restore" in tv])
 
     def _identity(self, pid: int, v: dict, where: str, init: bool) -> None:
         """Its cgroup (made as needed, as systemd does before the exec), its

@@ -153,7 +153,7 @@ def _fields(d: Any, schema: dict[str, Callable], where: str, required: tuple[str
 # -- schemas --------------------------------------------------------------------
 
 TOP = {"description": _t_str, "machine": _t_table, "process": _t_tables, "kthread": _t_tables,
-       "activity": _t_tables, "cgroup": _t_tables,
+       "activity": _t_tables, "cgroup": _t_tables, "netdev": _t_tables,
        "disk": _t_tables, "swap": _t_table,  # disk, swap: procsim/scenario/block.py
        "sysctl": _t_table}  # procsim/scenario/sysctl.py
 # [[cgroup]]: a cgroup made before the processes, its files written as a
@@ -161,7 +161,10 @@ TOP = {"description": _t_str, "machine": _t_table, "process": _t_tables, "kthrea
 CGROUP = {"path": _t_str, "subtree_control": _t_str, "memory_max": _t_any, "memory_high": _t_any,
           "memory_low": _t_any, "memory_min": _t_any, "memory_swap_max": _t_any, "memory_oom_group": _t_bool,
           "cpu_max": _t_str, "cpu_weight": _t_int, "pids_max": _t_any}
-KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any, "start": _t_num}
+# [[netdev]]: procsim/scenario/net.py
+NETDEV = {"name": _t_str, "mac": _t_str, "mtu": _t_int, "ipv4": _t_strs, "ipv6": _t_strs, "gateway": _t_str,
+          "up": _t_bool, "speed": _t_int}
+KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any, "start": _t_num, "restore": _t_table}
 PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "argv": _t_strs, "exe": _t_str,
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,
            "run_on": _t_any, "state": _t_str, "count": _t_count, "libs": _t_any, "maps": _t_tables,
@@ -169,8 +172,11 @@ PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "a
            "files": _t_tables, "cwd": _t_str, "stdio": _t_str,  # files: procsim/scenario_files.py
            "setsid": _t_bool, "policy": _t_any, "rtprio": _t_int, "limits": _t_table,
            "clone": _t_str, "hostname": _t_str, "cgroup": _t_str, "loginuid": _t_int}  # namespaces, cgroup, audit
+# a captured machine's processes (procsim/scenario/captured.py)
+PROCESS.update({"layout": _t_str, "resident": _t_tables, "comm": _t_str, "inherit_fds": _t_bool,
+                "restore": _t_table, "restore_mm": _t_table})
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
-          "state": _t_str, "nice": _t_int, "stack": _t_size}
+          "state": _t_str, "nice": _t_int, "stack": _t_size, "restore": _t_table}
 MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,
        "writable": _t_bool, "addr": _t_size, "fixed": _t_bool, "locked": _t_bool, "noreserve": _t_bool,
        "growsdown": _t_bool, "hugetlb": _t_bool, "touch": _t_any, "write": _t_bool, "protect": _t_tables,

@@ -102,9 +102,9 @@ def test_dynamic_directories_list_rows_then_their_own_names(fs: ProcFS) -> None:
     threads = [p, k.clone_thread(p), k.clone_thread(p)]
     assert fs.readdir(f"/proc/{p}/task", ROOT) == [str(t) for t in threads]
     assert fs.getattr(f"/proc/{p}/task", ROOT).nlink == 2 + 3
-    # pid_entry_nlink(): 2 + its subdirectories (attr, fd, fdinfo, map_files, ns, task)
-    assert fs.getattr(f"/proc/{p}", ROOT).nlink == 2 + 6
-    assert fs.getattr(f"/proc/{p}/task/{threads[1]}", ROOT).nlink == 2 + 4  # attr, fd, fdinfo, ns
+    # pid_entry_nlink(): 2 + its subdirectories (attr, fd, fdinfo, map_files, net, ns, task), as a 6.18 host
+    assert fs.getattr(f"/proc/{p}", ROOT).nlink == 2 + 7
+    assert fs.getattr(f"/proc/{p}/task/{threads[1]}", ROOT).nlink == 2 + 5  # attr, fd, fdinfo, net, ns
     names = fs.readdir("/proc", ROOT)
     static = [e.name for e in root.PROC_ENTRIES]
     assert names[:len(static)] == static and static[-2:] == ["self", "thread-self"]

@@ -1,0 +1,108 @@
+"""`procsim capture`: a live /proc (the host's, a container's, a procsim
+mount's) written down as a scenario that procsim serves back.
+
+    doc = capture("/proc", "/sys")          # the scenario as a dict
+    text = to_toml(doc)                     # ... as a TOML file
+
+source.py reads as far as it can (a warning per skipped item), parse.py
+parses the files, machine.py makes `[machine]`, tasks.py the kthreads and
+processes, anonymize.py scrubs a capture for sharing, toml_out.py writes
+it, diff.py compares a replay with its source. The scenario side (the
+`layout`, `resident`, `comm`, `inherit_fds` and `restore` keys) is
+procsim/scenario/captured.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from procsim.capture.cgroups import capture_cgroups
+from procsim.capture.machine import capture_machine, uptime
+from procsim.capture.source import Source
+from procsim.capture.tasks import PF_KTHREAD, TaskCapture
+from procsim.capture.toml_out import dumps
+
+__all__ = ["capture", "to_toml", "Source"]
+
+
+def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | None = None, env: bool = False,
+            anonymize: bool = False, progress: Callable[[str], None] | None = None,
+            warn: Callable[[str], None] | None = None) -> dict:
+    """The scenario of the machine whose /proc is `proc`: every task (or
+    `pids` and the kernel threads), ordered by start time so that each
+    parent comes before its children."""
+    t0 = time.monotonic()
+    src = Source(proc, sys_root, warn)
+    say = progress or (lambda msg: None)
+    machine = capture_machine(src)
+    say(f"machine: {machine.get('nr_cpus', '?')} CPUs, {machine.get('mem', 0) >> 20} MiB")
+    tc = TaskCapture(src, env)
+    wanted = None if pids is None else set(pids)
+    stats = []
+    for pid in src.pids():
+        st = tc.stat(pid)
+        if st is not None:
+            stats.append(st)
+    stats.sort(key=lambda s: (s["starttime"], s["pid"]))
+    kthreads, procs = [], []
+    done: set[int] = set()
+    for n, st in enumerate(stats):
+        pid = st["pid"]
+        if st["flags"] & PF_KTHREAD or st["ppid"] == 2 or pid == 2:
+            if pid != 2:
+                kthreads.append(tc.kthread(st))
+            continue
+        if wanted is not None and pid not in wanted and pid != 1:
+            continue
+        p = tc.process(st)
+        if "parent" in p and p["parent"] not in done:
+            if p["parent"] not in (0, 1, 2):
+                src.warn(f"{src.path(str(pid))}: parent {p['parent']} not captured; its parent is init")
+            p["parent"] = 1
+        if p.get("state") == "Z" and p.get("parent", 1) == 1:
+            src.warn(f"{src.path(str(pid))}: a zombie of init (which reaps at once in the model), skipped")
+            continue
+        procs.append(p)
+        done.add(pid)
+        if len(procs) % 20 == 0:
+            say(f"{len(procs)} processes ({n + 1}/{len(stats)} tasks read)")
+    if procs and procs[0]["pid"] != 1:
+        init = [p for p in procs if p["pid"] == 1]
+        procs = init + [p for p in procs if p["pid"] != 1]
+    _unlink_once(procs)
+    if machine.get("arch") == "x86" and tc.statuses and not tc.cpus_active_mm:
+        machine["proc_cpus_active_mm"] = False  # this kernel's status has no Cpus_active_mm
+    up = max([uptime(src) or 0.0] + [s["starttime"] / 100 for s in stats])
+    machine["boot_uptime"] = round(up + 0.01, 2)
+    doc = {"description": f"captured from {proc}", "machine": machine}
+    cgroups = capture_cgroups(src, {p["cgroup"] for p in procs if "cgroup" in p})
+    if cgroups:
+        doc["cgroup"] = cgroups
+    if kthreads:
+        doc["kthread"] = kthreads
+    doc["process"] = procs
+    if anonymize:
+        from procsim.capture.anonymize import anonymize as scrub
+        doc = scrub(doc)
+    say(f"{len(procs)} processes, {len(kthreads)} kernel threads, {len(src.warnings)} warnings, "
+        f"{time.monotonic() - t0:.2f} s")
+    return doc
+
+
+def to_toml(doc: dict) -> str:
+    return dumps(doc, "# written by `procsim capture`: a snapshot of a machine as a scenario\n"
+                      "# (docs/scenario-format.md, \"Captured machines\")")
+
+
+def _unlink_once(procs: list[dict]) -> None:
+    """A deleted file open in several places is opened everywhere and
+    unlinked at its last open (an unlinked path cannot be opened again);
+    the open files all show ` (deleted)` then."""
+    last: dict[str, dict] = {}
+    for p in procs:
+        for f in p.get("files", []):
+            if f.pop("unlink", False):
+                last[f["path"]] = f
+    for f in last.values():
+        f["unlink"] = True

@@ -1,0 +1,270 @@
+"""`procsim diff SRC_ROOT MNT/proc`: a replay compared with its source,
+file by file for every pid both serve, field by field where a file
+differs, with the reason the model gives for each kind of difference."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from procsim.capture.parse import parse_smaps
+
+PID_FILES = ("cmdline", "comm", "maps", "status", "statm", "stat", "smaps", "limits", "fd", "cgroup")
+GLOBAL_FILES = ("meminfo", "version", "cpuinfo")
+MEMINFO_TOTALS = ("MemTotal", "SwapTotal", "HugePages_Total", "Hugepagesize")
+SMAPS_FIELDS = ("Size", "Rss", "Swap")
+STAT_NAMES = {1: "pid", 2: "comm", 3: "state", 4: "ppid", 5: "pgrp", 6: "session", 7: "tty_nr", 8: "tpgid",
+              9: "flags", 10: "minflt", 11: "cminflt", 12: "majflt", 13: "cmajflt", 14: "utime", 15: "stime",
+              16: "cutime", 17: "cstime", 18: "priority", 19: "nice", 20: "num_threads", 21: "itrealvalue",
+              22: "starttime", 23: "vsize", 24: "rss", 25: "rsslim", 26: "startcode", 27: "endcode",
+              28: "startstack", 29: "kstkesp", 30: "kstkeip", 31: "signal", 32: "blocked", 33: "sigignore",
+              34: "sigcatch", 35: "wchan", 36: "nswap", 37: "cnswap", 38: "exit_signal", 39: "processor",
+              40: "rt_priority", 41: "policy", 42: "delayacct_blkio_ticks", 43: "guest_time", 44: "cguest_time",
+              45: "start_data", 46: "end_data", 47: "start_brk", 48: "arg_start", 49: "arg_end", 50: "env_start",
+              51: "env_end", 52: "exit_code"}
+MOVING = "a counter that moves (it moved between the capture and this read)"
+MOVED = "changed in the source since the capture (the replay shows the captured value)"
+REMAPPED = "the source's address space changed since the capture"
+HISTORY = "derived from the replay's history (peaks, page tables, stack and arg addresses): not captured"
+SIGNALS = "signal state and capabilities are not captured"
+WHERE = "where a task runs: the replay's scheduler places it"
+REASONS = {
+    "status": {"VmPeak": HISTORY, "VmHWM": HISTORY, "VmPTE": HISTORY, "SigQ": SIGNALS, "SigPnd": SIGNALS,
+               "ShdPnd": SIGNALS, "SigBlk": SIGNALS, "SigIgn": SIGNALS, "SigCgt": SIGNALS, "CapInh": SIGNALS,
+               "CapPrm": SIGNALS, "CapEff": SIGNALS, "CapBnd": SIGNALS, "CapAmb": SIGNALS, "NoNewPrivs": SIGNALS,
+               "Seccomp": SIGNALS, "Seccomp_filters": SIGNALS, "voluntary_ctxt_switches": MOVING,
+               "nonvoluntary_ctxt_switches": MOVING, "State": MOVING, "FDSize": "the fd table's size follows "
+               "the fds the replay opened", "Umask": "umask is not captured", "TracerPid": "ptrace is not captured"},
+    "stat": {"utime": MOVING, "stime": MOVING, "minflt": MOVING, "majflt": MOVING, "cminflt": MOVING,
+             "cmajflt": MOVING, "state": MOVING, "processor": WHERE, "kstkesp": HISTORY, "kstkeip": HISTORY,
+             "startstack": HISTORY, "arg_start": HISTORY, "arg_end": HISTORY, "env_start": HISTORY,
+             "env_end": HISTORY, "signal": SIGNALS, "blocked": SIGNALS, "sigignore": SIGNALS, "sigcatch": SIGNALS,
+             "wchan": HISTORY, "tty_nr": "the controlling tty is not captured", "tpgid": "not captured",
+             "pgrp": "process groups other than sessions are not captured", "delayacct_blkio_ticks": MOVING,
+             "start_brk": HISTORY, "startcode": HISTORY, "endcode": HISTORY, "start_data": HISTORY,
+             "end_data": HISTORY, "flags": "PF_* flags follow how the replay made the task", "rss": MOVING,
+             "vsize": MOVING},
+    "statm": {"resident": MOVING, "shared": MOVING},
+    "fd": {"ino": "sockets, pipes and anon inodes get the replay's inode numbers"},
+}
+STATM = ("size", "resident", "shared", "text", "lib", "data", "dt")
+
+
+@dataclass
+class Report:
+    same: Counter = field(default_factory=Counter)      # file kind -> identical fields
+    total: Counter = field(default_factory=Counter)     # file kind -> fields compared
+    files_same: Counter = field(default_factory=Counter)
+    files_total: Counter = field(default_factory=Counter)
+    fields: Counter = field(default_factory=Counter)    # (kind, field) -> differing count
+    examples: dict = field(default_factory=dict)        # (kind, field) -> (pid, src, dst)
+    why: dict = field(default_factory=dict)             # (kind, field) -> Counter of reasons
+    pids: int = 0
+    stable_same: Counter = field(default_factory=Counter)   # the same, over pids whose maps did not move
+    stable_total: Counter = field(default_factory=Counter)
+    moved: list = field(default_factory=list)               # pids whose address space changed since the capture
+    hidden: list = field(default_factory=list)          # pids whose maps the source did not let us read
+
+    def diff(self, kind: str, name: str, pid: int | str, a: str, b: str, why: str | None = None) -> None:
+        self.fields[(kind, name)] += 1
+        self.examples.setdefault((kind, name), (pid, a, b))
+        reason = why or REASONS.get(kind, {}).get(name, "derived differently by the model")
+        self.why.setdefault((kind, name), Counter())[reason] += 1
+
+    def percent(self, kind: str) -> float:
+        return 100.0 * self.same[kind] / self.total[kind] if self.total[kind] else 100.0
+
+    @property
+    def differences(self) -> int:
+        return sum(self.fields.values())
+
+    def text(self) -> str:
+        out = [f"{self.pids} pids compared"]
+        if self.hidden:
+            out.append(f"{len(self.hidden)} pids skipped: their maps was unreadable in the source, so the capture "
+                       f"has no image for them ({', '.join(map(str, self.hidden[:10]))}"
+                       f"{'...' if len(self.hidden) > 10 else ''})")
+        for kind in sorted(self.total):
+            out.append(f"  {kind:8} {self.files_same[kind]}/{self.files_total[kind]} files identical, "
+                       f"{self.same[kind]}/{self.total[kind]} fields ({self.percent(kind):.2f}%)")
+        if self.moved:
+            out.append(f"{len(self.moved)} pids changed their mappings since the capture; over the other "
+                       f"{self.pids - len(self.moved)}:")
+            for kind in sorted(self.stable_total):
+                pct = 100.0 * self.stable_same[kind] / self.stable_total[kind]
+                out.append(f"  {kind:8} {self.stable_same[kind]}/{self.stable_total[kind]} fields ({pct:.2f}%)")
+        if self.fields:
+            out.append("differences (kind field: count; why; first example):")
+        for (kind, name), n in sorted(self.fields.items(), key=lambda kv: (-kv[1], kv[0])):
+            why = ", ".join(f"{w} ({c})" if len(self.why[(kind, name)]) > 1 else w
+                            for w, c in self.why[(kind, name)].most_common())
+            pid, a, b = self.examples[(kind, name)]
+            out.append(f"  {kind} {name}: {n}; {why}; pid {pid}: {a[:60]!r} -> {b[:60]!r}")
+        return "\n".join(out) + "\n"
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "surrogateescape")
+    except OSError:
+        return None
+
+
+def _pids(root: str) -> set[int]:
+    try:
+        return {int(n) for n in os.listdir(root) if n.isdigit()}
+    except OSError:
+        return set()
+
+
+# stat and status fields whose captured values the scenario keeps (restore)
+CAPTURED = {("stat", "utime"): "utime", ("stat", "stime"): "stime", ("stat", "minflt"): "minflt",
+            ("stat", "majflt"): "majflt", ("stat", "cutime"): "cutime", ("stat", "cstime"): "cstime",
+            ("stat", "processor"): "cpu", ("status", "voluntary_ctxt_switches"): "nvcsw",
+            ("status", "nonvoluntary_ctxt_switches"): "nivcsw"}
+MEMORY = {"maps", "smaps", "statm"}
+MEMORY_FIELDS = {("stat", "vsize"), ("stat", "rss")} | {("status", k) for k in (
+    "VmPeak", "VmSize", "VmLck", "VmPin", "VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem", "VmData", "VmStk",
+    "VmExe", "VmLib", "VmPTE", "VmSwap")}
+
+
+@dataclass
+class Captured:
+    """What the scenario recorded of each pid: its layout and counters, to
+    tell a source that moved since the capture from a model that differs."""
+    layouts: dict[int, str]
+    counters: dict[int, dict]
+
+    @classmethod
+    def load(cls, path: str) -> "Captured":
+        import tomllib
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+        layouts, counters = {}, {}
+        for p in doc.get("process", []) + doc.get("kthread", []):
+            if "pid" in p:
+                layouts[p["pid"]] = p.get("layout")
+                counters[p["pid"]] = p.get("restore", {})
+        return cls(layouts, counters)
+
+
+def compare(src: str, dst: str, pids: set[int] | None = None, captured: Captured | None = None) -> Report:
+    r = Report()
+    common = _pids(src) & _pids(dst)
+    if pids is not None:
+        common &= pids
+    for name in GLOBAL_FILES:
+        a, b = _read(os.path.join(src, name)), _read(os.path.join(dst, name))
+        if a is not None and b is not None:
+            _compare_file(r, name, "-", a, b)
+    for pid in sorted(common):
+        src_maps = _read(os.path.join(src, str(pid), "maps"))
+        if src_maps is None and _read(os.path.join(dst, str(pid), "maps")):
+            r.hidden.append(pid)
+            continue
+        r.pids += 1
+        moved = None
+        if captured is not None and captured.layouts.get(pid) is not None and src_maps is not None:
+            strip = "".join(ln + "\n" for ln in src_maps.splitlines() if not ln.endswith("[vsyscall]"))
+            layout = "".join(ln + "\n" for ln in captured.layouts[pid].splitlines() if not ln.endswith("[vsyscall]"))
+            moved = REMAPPED if strip != layout else None
+            if moved:
+                r.moved.append(pid)
+        counters = captured.counters.get(pid, {}) if captured is not None else None
+        for name in PID_FILES:
+            if name == "fd":
+                _compare_fds(r, pid, os.path.join(src, str(pid), "fd"), os.path.join(dst, str(pid), "fd"))
+                continue
+            a, b = _read(os.path.join(src, str(pid), name)), _read(os.path.join(dst, str(pid), name))
+            if a is None or b is None:
+                continue  # not served by both (or not readable in the source)
+            _compare_file(r, name, pid, a, b, moved, counters)
+    return r
+
+
+def _compare_file(r: Report, kind: str, pid: int | str, a: str, b: str, moved: str | None = None,
+                  counters: dict | None = None) -> None:
+    r.files_total[kind] += 1
+    if a == b:
+        r.files_same[kind] += 1
+    fa, fb = _fields(kind, a), _fields(kind, b)
+    for key in fa.keys() | fb.keys():
+        r.total[kind] += 1
+        va, vb = fa.get(key), fb.get(key)
+        if not moved and counters is not None:
+            r.stable_total[kind] += 1
+            r.stable_same[kind] += va == vb
+        if va == vb:
+            r.same[kind] += 1
+            continue
+        why = None
+        if moved and (kind in MEMORY or (kind, key) in MEMORY_FIELDS):
+            why = moved
+        cap = CAPTURED.get((kind, key))
+        if cap is not None and counters and cap in counters and str(vb).strip() == str(counters[cap]):
+            why = MOVED
+        r.diff(kind, str(key), pid, str(va), str(vb), why)
+
+
+def _fields(kind: str, text: str) -> dict:
+    if kind == "status":
+        return dict(line.partition(":")[::2] for line in text.splitlines())
+    if kind == "stat":
+        lo, hi = text.find("("), text.rfind(")")
+        if lo < 0 or hi < 0:
+            return {"stat": text}
+        words = [text[:lo].strip(), text[lo + 1:hi]] + text[hi + 2:].split()
+        return {STAT_NAMES.get(i + 1, str(i + 1)): w for i, w in enumerate(words)}
+    if kind == "statm":
+        return {STATM[i] if i < len(STATM) else str(i): w for i, w in enumerate(text.split())}
+    if kind == "maps":
+        lines = [ln for ln in text.splitlines() if not ln.endswith("[vsyscall]")]
+        return {f"line {i + 1}": ln for i, ln in enumerate(lines)}
+    if kind == "smaps":
+        try:
+            vmas = parse_smaps(text)
+        except ValueError:
+            return {"smaps": text}
+        return {f"{v.line.split(' ', 1)[0]} {f}": v.fields.get(f) for v in vmas if not v.line.endswith("[vsyscall]")
+                for f in SMAPS_FIELDS}
+    if kind == "meminfo":
+        rows = dict(line.partition(":")[::2] for line in text.splitlines())
+        return {k: rows[k].strip() for k in MEMINFO_TOTALS if k in rows}
+    if kind == "cgroup":  # the v2 line: v1 hierarchies (a hybrid host's) are not modelled
+        return {"0::": ln for ln in text.splitlines() if ln.startswith("0::")}
+    if kind == "limits":
+        return {f"line {i + 1}": ln for i, ln in enumerate(text.splitlines())}
+    return {kind: text}
+
+
+def _compare_fds(r: Report, pid: int, a: str, b: str) -> None:
+    try:
+        fa, fb = set(os.listdir(a)), set(os.listdir(b))
+    except OSError:
+        return
+    r.files_total["fd"] += 1
+    same = True
+    for fd in sorted(fa | fb, key=lambda n: int(n) if n.isdigit() else -1):
+        la, lb = _link(os.path.join(a, fd)), _link(os.path.join(b, fd))
+        if la is None and fd in fa:
+            continue  # unreadable in the source
+        r.total["fd"] += 1
+        if la == lb:
+            r.same["fd"] += 1
+            continue
+        same = False
+        if la and lb and la.split(":[")[0] == lb.split(":[")[0] and ":[" in la:
+            r.diff("fd", "ino", pid, la, lb)
+        else:
+            r.diff("fd", f"fd {fd}", pid, str(la), str(lb))
+    if same:
+        r.files_same["fd"] += 1
+
+
+def _link(p: str) -> str | None:
+    try:
+        return os.readlink(p)
+    except OSError:
+        return None

@@ -1,0 +1,140 @@
+"""Restoring a captured task's counters (as checkpoint/restore does for
+what it can): its start time, CPU times, page faults and context
+switches, set once a captured machine is built (procsim/scenario/
+captured.py) so that stat and status read back what the captured machine
+showed. Checked before anything changes: EINVAL for a negative count or a
+start in the future."""
+
+from __future__ import annotations
+
+import errno
+
+from procsim.kernel import Kernel, KernelError
+from procsim.fs.file import PIPE, SOCK
+from procsim.task import PF_FORKNOEXEC
+
+TASK_COUNTERS = ("start_time", "utime", "stime", "nvcsw", "nivcsw", "min_flt", "maj_flt", "cpu", "sig_blocked",
+                 "forknoexec")
+MM_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_stack", "arg_start", "arg_end",
+             "env_start", "env_end", "cpumask", "hiwater_vm", "hiwater_rss")  # hiwater_*: pages
+GROUP_COUNTERS = ("dead_utime", "dead_stime", "dead_min_flt", "dead_maj_flt", "cutime", "cstime", "sig_ignore",
+                  "sig_catch")
+
+
+def _check(values: dict[str, int], known: tuple[str, ...]) -> None:
+    for key, v in values.items():
+        if key not in known:
+            raise KernelError(errno.EINVAL, f"restore: no counter {key!r}")
+        if key == "forknoexec" and isinstance(v, bool):
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise KernelError(errno.EINVAL, f"restore: {key}: expected a non-negative integer, got {v!r}")
+
+
+def restore_task(k: Kernel, tid: int, **values: int) -> None:
+    """Set a task's counters (times in ns since boot / of CPU)."""
+    with k.lock:
+        t = k.task(tid)
+        _check(values, TASK_COUNTERS)
+        if "cpu" in values and (values["cpu"] >= k.config.nr_cpus or t.on_cpu and values["cpu"] != t.cpu):
+            raise KernelError(errno.EINVAL, f"restore: cpu {values['cpu']}: out of range or not where it runs")
+        if values.get("start_time", 0) > k.now:
+            raise KernelError(errno.EINVAL, f"restore: start_time {values['start_time']} is after now ({k.now})")
+        for key, v in values.items():
+            if key == "forknoexec":  # PF_FORKNOEXEC: forked and not exec'd since
+                t.flags = t.flags | PF_FORKNOEXEC if v else t.flags & ~PF_FORKNOEXEC
+            else:
+                setattr(t, key, v)
+        k._changed("restore", tid=tid)
+
+
+def restore_group(k: Kernel, pid: int, **values: int) -> None:
+    """Set a thread group's counters: its dead threads' and waited-for children's times and faults."""
+    with k.lock:
+        tg = k.group(pid)
+        _check(values, GROUP_COUNTERS)
+        for key, v in values.items():
+            setattr(tg, key, v)
+        k._changed("restore", pid=tg.tgid)
+
+
+def restore_mm(k: Kernel, pid: int, **values: int) -> None:
+    """Set the mm's code, data, stack and argument bounds (prctl(PR_SET_MM),
+    which CRIU uses for the same): what stat fields 26-28 and 45-51 show."""
+    with k.lock:
+        tg = k.group(pid)
+        if tg.mm is None:
+            raise KernelError(errno.EINVAL, "restore: a kernel thread has no mm")
+        _check(values, MM_FIELDS)
+        if values.get("cpumask", 0) >> k.config.nr_cpus:
+            raise KernelError(errno.EINVAL, f"restore: cpumask {values['cpumask']:#x} has CPUs past nr_cpus")
+        for key, v in values.items():
+            setattr(tg.mm, key, v)
+        k._changed("restore", pid=tg.tgid)
+
+
+def set_ino(k: Kernel, pid: int, fd: int, ino: int) -> None:
+    """A pipe's or socket's inode number as the captured machine had it
+    (pipe:[N], socket:[N]); only those have numbers of their own."""
+    with k.lock:
+        t = k.task(pid)
+        if t.files is None:
+            raise KernelError(errno.ESRCH, f"{pid} has no files")
+        try:
+            f = t.files.get(fd)
+        except OSError as e:
+            raise KernelError(e.errno, str(e)) from None
+        if f.kind not in (PIPE, SOCK) or isinstance(ino, bool) or not isinstance(ino, int) or ino < 1:
+            raise KernelError(errno.EINVAL, f"restore: fd {fd} is not a pipe or socket, or ino {ino!r} is bad")
+        f.ino = ino
+        k._changed("restore", pid=t.tgid)
+
+
+TASK_COMM_LEN = 16
+
+
+def set_name(k: Kernel, tid: int, name: str) -> None:
+    """prctl(PR_SET_NAME): the thread's comm, cut to TASK_COMM_LEN - 1 bytes."""
+    with k.lock:
+        t = k.task(tid)
+        if not isinstance(name, str):
+            raise KernelError(errno.EINVAL, f"PR_SET_NAME: expected a string, got {name!r}")
+        t.comm = name.encode("utf-8", "surrogateescape")[:TASK_COMM_LEN - 1].decode("utf-8", "surrogateescape")
+        k._changed("comm", tid=tid)
+
+
+def populate(k: Kernel, tid: int, addr: int, length: int, write: bool, huge: bool = False) -> int:
+    """Fill [addr, addr+length) as a restore writes a dump's pages back
+    (access_remote_vm with FOLL_FORCE, as CRIU and ptrace pokes do): a
+    write breaks COW even where the VMA is not writable (a relocated RELRO
+    segment's dirty pages), and without `huge` no THP is faulted (the pages
+    the dump had were small ones). Returns the faults taken."""
+    from procsim.mm import memory
+    from procsim.mm.vma import VM_NOHUGEPAGE
+    with k.lock:
+        t = k.task(tid)
+        mm = t.tg.mm
+        if mm is None:
+            raise KernelError(errno.EINVAL, "populate: a kernel thread has no memory")
+        end = addr + length
+        vmas = list(mm.vmas.overlapping(addr, end))
+        covered = addr
+        for v in vmas:
+            if v.start > covered:
+                break
+            covered = v.end
+        if not vmas or covered < end or length <= 0 or addr % 4096 or length % 4096:
+            raise KernelError(errno.EFAULT, f"populate: {addr:#x}+{length:#x} is not mapped")
+        n = 0
+        try:
+            for v in vmas:
+                saved = v.flags
+                if not huge:
+                    v.flags |= VM_NOHUGEPAGE
+                try:
+                    n += memory.fault_vma(mm, v, max(addr, v.start), min(end, v.end), write, k.vdso_pages)
+                finally:
+                    v.flags = saved
+        finally:
+            k._changed("mm", pid=t.tgid)
+        return n
