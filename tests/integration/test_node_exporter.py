@@ -110,3 +110,18 @@ def test_diskstats_series(machine, scraped):
             assert scraped[key] == int(f[3])
             assert ne.series(scraped, "node_disk_writes_completed_total", device=dev) == int(f[7])
     assert any(n == "node_disk_reads_completed_total" for n, _ in scraped)
+
+
+def test_network_series(machine, scraped):
+    """The network model (on main): sockstat and the snmp counters node_exporter reports."""
+    sock = {}
+    for line in read(f"{machine.proc}/net/sockstat").splitlines():
+        proto, _, rest = line.partition(":")
+        f = rest.split()
+        sock[proto] = dict(zip(f[::2], map(int, f[1::2])))
+    assert ne.series(scraped, "node_sockstat_sockets_used") == sock["sockets"]["used"]
+    assert ne.series(scraped, "node_sockstat_TCP_inuse") == sock["TCP"]["inuse"]
+    snmp = read(f"{machine.proc}/net/snmp").splitlines()
+    tcp = [l.split()[1:] for l in snmp if l.startswith("Tcp:")]
+    fields = dict(zip(tcp[0], tcp[1]))
+    assert ne.series(scraped, "node_netstat_Tcp_CurrEstab") == int(fields["CurrEstab"])
