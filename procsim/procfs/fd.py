@@ -15,6 +15,7 @@ import stat as S
 
 from procsim.fs import file as F
 from procsim.fs.file import OpenFile
+from procsim.fs.locks import fd_locks
 from procsim.fs.mount import kdev
 from procsim.kernel import Kernel
 from procsim.procfs.context import Caller, Ctx
@@ -137,7 +138,7 @@ def fdinfo(ctx: Ctx) -> bytes:
     f = files.fd[fd]
     flags = f.f_flags | (F.O_CLOEXEC if files.close_on_exec[fd] else 0)
     return (f"pos:\t{f.f_pos}\nflags:\t0{flags:o}\nmnt_id:\t{f.mnt.mnt_id}\nino:\t{f.ino}\n"
-            f"{fdinfo_extra(ctx, f)}").encode()
+            f"{fd_locks(ctx.kernel, f, files)}{fdinfo_extra(ctx, f)}").encode()
 
 
 FDINFO_FILE = Show("fdinfo", fdinfo, ptrace_open=True)
