@@ -29,7 +29,7 @@ from procsim import cgroup, nsproxy, psi, utsname
 from procsim.block import syscalls as block_syscalls
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
-from procsim.cgroup import memcontrol
+from procsim.cgroup import io as cgroup_io, memcontrol
 from procsim.cgroup.syscalls import CgroupSyscalls
 from procsim.errors import KernelError
 from procsim.exec import ExecSyscalls
@@ -115,6 +115,7 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.ns_next_inum = nsproxy.PROC_DYNAMIC_FIRST  # proc_alloc_inum()'s next
         self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy (procsim/cgroup/)
         self.memcg = memcontrol.MemcgState(self)  # the memory controller's charges and limits
+        self.blkcg = cgroup_io.BlkcgState(self)  # the io controller: bios charged to cgroups (io.stat)
         self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         # network namespaces: devices, sockets, routes, MIBs (procsim/net/)

@@ -263,7 +263,7 @@ class MmSyscalls:
         oom = self.oom
         prev, oom.current, oom.kill_current = oom.current, t, False
         try:
-            with self.memcg.charging(t):  # what the faults allocate is charged to t's memcg
+            with self.memcg.charging(t), cgroup_io.issuing(self, t):  # allocations to t's memcg, reads to its blkcg
                 n = fault()
         except M.OutOfMemory:
             if not oom.kill_current:
@@ -280,7 +280,6 @@ class MmSyscalls:
         t.min_flt += n - major
         t.ioac.read_bytes += (ev.pgpgin - pgpgin) * 1024
         t.ioac.write_bytes += (self.mem.nr_dirtied - dirtied) * PAGE_SIZE
-        cgroup_io.charge(self, t, (ev.pgpgin - pgpgin) * 1024, (self.mem.nr_dirtied - dirtied) * PAGE_SIZE)
         memcg = self.memcg.memcg_of(t)
         memcg.count_event("pgfault", n)
         memcg.count_event("pgmajfault", major)
