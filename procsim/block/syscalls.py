@@ -62,6 +62,7 @@ def install_disks(k: "Kernel", disks: list[Gendisk], root: str, mounts: list[tup
     if root not in names:
         raise KernelError(errno.ENODEV, f"root: no block device {root!r}")
     blk = BlockState(disks, names[root].dev, lambda: k.now)
+    blk.blkcg = k.block.blkcg  # the io controller charges the new disks' bios as it did the old ones'
     ns = k.mnt_ns_table(k.init_ns["mnt"])
     rootm = ns.lookup("/")
     rootm.dev, rootm.source = names[root].dev, f"/dev/{root}"
