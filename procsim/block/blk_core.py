@@ -39,6 +39,9 @@ devices go to the root filesystem's disk.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from procsim.block.genhd import (SECTOR_SHIFT, STAT_DISCARD, STAT_FLUSH, STAT_READ, STAT_WRITE, BlockDevice,
@@ -83,6 +86,8 @@ class BlockState:
         self.b_dirty: dict[int, tuple[object, int]] = {}  # id(inode) -> (inode, dirtied_when): wb->b_dirty
         self.nr_writeback_runs = 0   # flusher wake-ups so far (the dirty_writeback_centisecs period)
         self.blkcg = None            # procsim/cgroup/io.py BlkcgState: charges each bio to its cgroup
+        self.wait_until: int | None = None  # a task waiting on its file reads: when the last completes
+        self.last_done = 0           # when the last request served completes
 
     @classmethod
     def default(cls, clock) -> "BlockState":
@@ -139,7 +144,7 @@ class BlockState:
             wait += t - now
             for b in targets:
                 b.pending.append((t, op, n, t - now, svc))
-        disk.busy_until = t
+        disk.busy_until = self.last_done = t
         for b in targets:
             b.stats.add(op, len(req_sectors), merges, sectors, wait, busy)
 
@@ -222,11 +227,38 @@ def submit_pages(mem, dev: tuple[int, int], op: int, idx: np.ndarray, bio_pages:
     idx = np.asarray(idx)
     if memcg is None or np.ndim(memcg) == 0:
         blk.submit(blk.bdev_of(dev), op, page_runs(idx), bio_pages, None if memcg is None else int(memcg))
+        _sync_read_done(blk, dev, op)
         return
     memcg = np.asarray(memcg)
     for m in np.unique(memcg).tolist():
         blk.submit(blk.bdev_of(dev), op, page_runs(idx[memcg == m]), bio_pages, m)
+        _sync_read_done(blk, dev, op)
+
+
+def _sync_read_done(blk: BlockState, dev: tuple[int, int], op: int) -> None:
+    if op == STAT_READ and dev != SWAP_DEV and blk.wait_until is not None:
+        blk.wait_until = max(blk.wait_until, blk.last_done)
+
+
+@contextmanager
+def waiting_reads(blk: "BlockState | None") -> Iterator[list[int]]:
+    """[ns]: how long the task doing the work inside waits for the file
+    reads it submits, as the disks serve them (from issue to the last one's
+    completion, queueing included): a reader sleeps in D on the locked
+    folio until its bio completes (folio_wait_bit, io_schedule), which PSI
+    counts as iowait. Swap-ins are the memory model's stall (not here)."""
+    out = [0]
+    if blk is None:
+        yield out
+        return
+    prev, start = blk.wait_until, blk.issue_time()
+    blk.wait_until = start
+    try:
+        yield out
+    finally:
+        out[0] = blk.wait_until - start
+        blk.wait_until = prev if prev is None else max(prev, blk.wait_until)
 
 
 __all__ = ["STAT_READ", "STAT_WRITE", "STAT_DISCARD", "STAT_FLUSH", "BlockState", "SWAP_DEV", "submit_pages",
-           "page_runs"]
+           "page_runs", "waiting_reads"]

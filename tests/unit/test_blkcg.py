@@ -229,3 +229,34 @@ def test_format_as_the_hosts_io_stat() -> None:
         assert row is not None, ln   # a whole disk's dev_t (diskstats read after: counters only grow)
         if m[3] is not None:
             assert int(m[3]) <= row[2] * 512 and int(m[5]) <= row[0], ln
+
+
+def io_some_total(fs: ProcFS, path: str) -> int:
+    first = read_all(fs, path).decode().splitlines()[0]
+    return int(first.rsplit("total=", 1)[1])
+
+
+def test_a_read_waits_for_its_requests_as_io_pressure(world) -> None:
+    """A read that misses the cache sleeps until its requests complete, as
+    the disk serves them (issue to completion): that is its io stall, in
+    its cgroup's io.pressure and the system's; a cached read waits not."""
+    k, fs, pids = world
+    p = pids[LEAVES[0]]
+    k.advance(1)
+    own, system = f"{CG}/a.slice/x.service/io.pressure", "/proc/pressure/io"
+    b_own, b_sys, b_other = io_some_total(fs, own), io_some_total(fs, system), \
+        io_some_total(fs, f"{CG}/b.slice/io.pressure")
+    k.vfs.file("/data/p", 4 * MiB)
+    q = k.block.by_name["vdb"].disk.queue
+    max_pages = max(1, q.max_sectors_kb // 4)
+    sizes = [min(max_pages, 256 - i) for i in range(0, 256, max_pages)]  # the requests of a 1 MiB read
+    wait_ns = sum(q.service_ns(n * 8) for n in sizes)                    # served one after the other
+    k.read(p, "/data/p", MiB, 0)
+    k.advance(1)
+    assert io_some_total(fs, own) - b_own == wait_ns // 1000
+    assert io_some_total(fs, system) - b_sys == wait_ns // 1000
+    assert io_some_total(fs, f"{CG}/b.slice/io.pressure") == b_other
+    a = io_some_total(fs, own)
+    k.read(p, "/data/p", MiB, 0)  # cached
+    k.advance(1)
+    assert io_some_total(fs, own) == a
