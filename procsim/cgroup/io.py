@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from procsim.block.genhd import STAT_DISCARD, STAT_READ
+from procsim.block.genhd import STAT_DISCARD, STAT_READ, STAT_WRITE
 
 if TYPE_CHECKING:
     from procsim.block.genhd import Gendisk
@@ -123,7 +123,6 @@ def _line(dev: str, st: list[int]) -> str:
 
 def root_iostat(k: "Kernel", disk: "Gendisk") -> list[int]:
     """blkcg_fill_root_iostats(): a disk's diskstats as io.stat counters."""
-    from procsim.block.genhd import STAT_WRITE
     s = k.block.stats(disk.part0, k.now)
     return [s.sectors[STAT_READ] << 9, s.sectors[STAT_WRITE] << 9, s.sectors[STAT_DISCARD] << 9,
             s.ios[STAT_READ], s.ios[STAT_WRITE], s.ios[STAT_DISCARD]]
