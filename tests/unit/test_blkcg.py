@@ -8,12 +8,14 @@ host has the io controller on cgroup v2)."""
 from __future__ import annotations
 
 import copy
+import errno
+import os
 import re
 
 import pytest
 
 from hostinfo import requires_host
-from procfs_helpers import read_all
+from procfs_helpers import ROOT, errno_of, read_all
 from procsim import scenario
 from procsim.cgroup import syscalls as C
 from procsim.commands import execute
@@ -211,6 +213,10 @@ def test_format_is_blkcg_print_one_stat(world) -> None:
     k2 = scenario.build(copy.deepcopy(DISKS))
     root = read_all(ProcFS(k2), f"{CG}/io.stat").decode().splitlines(keepends=True)
     assert root[0] == f"{dev(k2, 'nvme0n1')} \n"
+    # read-only (no write op: kernfs refuses the open for writing, EACCES), even for root
+    before = read_all(fs, f"{CG}/a.slice/x.service/io.stat")
+    assert errno_of(lambda: fs.open(f"{CG}/a.slice/x.service/io.stat", os.O_WRONLY, ROOT)) == errno.EACCES
+    assert read_all(fs, f"{CG}/a.slice/x.service/io.stat") == before
 
 
 @requires_host(files=("/sys/fs/cgroup/io.stat",))
