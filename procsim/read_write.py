@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from procsim import ioac, resource
 from procsim.block import syscalls as block_syscalls
+from procsim.block.blk_core import waiting_reads
 from procsim.errors import KernelError
 from procsim.fs.file import DIR, FMODE_READ, FMODE_WRITE, MEMFD, O_APPEND, REG, OpenFile  # noqa: F401 (the Kernel's)
 from procsim.mm import filemap, memory
@@ -30,10 +31,11 @@ def vfs_read(k: Kernel, t: Task, f: File, count: int, offset: int) -> int:
     (short at EOF). rchar and syscr (vfs_read); pages missing from the
     cache are read from disk: read_bytes and pgpgin."""
     n = max(0, min(count, f.size - offset))
-    with k.memcg.charging(t):  # page-cache pages are charged to the reader's memcg
+    # its pages charged to its memcg, its bios to its blkcg; it waits for its reads (io pressure)
+    with k.memcg.charging(t), cgroup_io.issuing(k, t), waiting_reads(k.block) as wait:
         rb = filemap.find_or_create(k.mem, f, filemap.pages_of(offset, n))
+    k.psi.add_stall(t, "io", wait[0])
     t.ioac.read_bytes += rb
-    cgroup_io.charge(k, t, rb, 0)
     t.ioac.syscr += 1
     t.ioac.rchar += n
     return n
@@ -66,13 +68,13 @@ def vfs_write(k: Kernel, t: Task, f: File, count: int, offset: int) -> int:
     if len(pages):
         starts = pages << PAGE_SHIFT
         partial = (starts < offset) | (starts + PAGE_SIZE > offset + count)
-        with k.memcg.charging(t):
+        with k.memcg.charging(t), cgroup_io.issuing(k, t), waiting_reads(k.block) as wait:
             rb = filemap.find_or_create(k.mem, f, pages, partial & (starts < f.size))
+        k.psi.add_stall(t, "io", wait[0])
         t.ioac.read_bytes += rb
         f.size = max(f.size, offset + count)
         wb = filemap.mark_dirty(k.mem, f, pages)
         t.ioac.write_bytes += wb
-        cgroup_io.charge(k, t, rb, wb)
     t.ioac.syscw += 1
     t.ioac.wchar += count
     return count

@@ -26,6 +26,11 @@ at most 100. The memory model's counters (pgpgin, read_bytes, pswpin) move
 when the bios are submitted, so they lead the disks' by the requests in
 flight, as on Linux. Merges count when the bios are merged (at issue).
 
+Every bio is charged to a cgroup when it is submitted (blk_cgroup_bio_start,
+procsim/cgroup/io.py: io.stat), when the machine has an io controller
+(`blkcg`): its bytes once and an I/O for each piece max_sectors_kb split
+it into; a cache flush is a write bio of no bytes.
+
 A file's I/O goes to the disk its inode's device names (the device of the
 mount the file is on); files on anonymous devices (major 0, such as the
 default machine's /tmp, which the model keeps on disk) and unknown
@@ -33,6 +38,9 @@ devices go to the root filesystem's disk.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -77,6 +85,9 @@ class BlockState:
                                       # a workload's calls within the span the clock is crossing)
         self.b_dirty: dict[int, tuple[object, int]] = {}  # id(inode) -> (inode, dirtied_when): wb->b_dirty
         self.nr_writeback_runs = 0   # flusher wake-ups so far (the dirty_writeback_centisecs period)
+        self.blkcg = None            # procsim/cgroup/io.py BlkcgState: charges each bio to its cgroup
+        self.wait_until: int | None = None  # a task waiting on its file reads: when the last completes
+        self.last_done = 0           # when the last request served completes
 
     @classmethod
     def default(cls, clock) -> "BlockState":
@@ -94,15 +105,22 @@ class BlockState:
 
     # -- submission --------------------------------------------------------------
 
-    def submit(self, bdev: BlockDevice, op: int, runs: np.ndarray, bio_pages: int = BIO_MAX_VECS) -> None:
+    def submit(self, bdev: BlockDevice, op: int, runs: np.ndarray, bio_pages: int = BIO_MAX_VECS,
+               memcg: int | None = None) -> None:
         """Bios for runs of `runs` contiguous pages each (bio_pages per bio
-        at most), merged into requests and served (the module docstring)."""
+        at most), merged into requests and served (the module docstring);
+        charged to the blkcg of page owner `memcg`, else the submitter's."""
         if not len(runs):
             return
         disk = bdev.disk
         q = disk.queue
         max_pages = max(1, (q.max_sectors_kb << 10) >> PAGE_SHIFT)
         bios = int((-(-runs // bio_pages)).sum())
+        if self.blkcg is not None:
+            # each bio split at max_pages: full bios of bio_pages, then the rest of each run
+            full, rest = runs // bio_pages, runs % bio_pages
+            pieces = int((full * -(-bio_pages // max_pages) + -(-rest // max_pages)).sum())
+            self.blkcg.bio_start(disk, op, int(runs.sum()) << PAGE_SHIFT, pieces, memcg)
         req_sizes = np.concatenate([np.minimum(max_pages, r - np.arange(0, r, max_pages)) for r in runs.tolist()])
         requests = len(req_sizes)
         merges = max(0, bios - requests)
@@ -126,7 +144,7 @@ class BlockState:
             wait += t - now
             for b in targets:
                 b.pending.append((t, op, n, t - now, svc))
-        disk.busy_until = t
+        disk.busy_until = self.last_done = t
         for b in targets:
             b.stats.add(op, len(req_sectors), merges, sectors, wait, busy)
 
@@ -134,6 +152,8 @@ class BlockState:
         """An empty REQ_PREFLUSH (blkdev_issue_flush): a flush on a disk
         with a volatile write cache; nothing on a write-through one."""
         if bdev.disk.queue.write_cache == "write back":
+            if self.blkcg is not None:  # REQ_OP_WRITE | REQ_PREFLUSH: a write bio to blk-cgroup
+                self.blkcg.bio_start(bdev.disk, STAT_WRITE, 0, 1)
             self._serve(bdev, STAT_FLUSH, [0], 0, 0)
 
     def discard(self, bdev: BlockDevice, nr_sectors: int) -> None:
@@ -185,10 +205,14 @@ def journal_stats(disk: Gendisk, now: int) -> DiskStats:
     return s
 
 
-def submit_pages(mem, dev: tuple[int, int], op: int, idx: np.ndarray, bio_pages: int = BIO_MAX_VECS) -> None:
+def submit_pages(mem, dev: tuple[int, int], op: int, idx: np.ndarray, bio_pages: int = BIO_MAX_VECS,
+                 memcg: "np.ndarray | int | None" = None) -> None:
     """submit_bio() of the pages at sorted indices `idx` (file page offsets
     or swap slots) to device `dev`: pgpgin or pgpgout, then the disk's
-    counters (when the machine has a block layer: a bare MemMap has none)."""
+    counters (when the machine has a block layer: a bare MemMap has none).
+    `memcg`: the pages' owner (one id, or one per page) whose blkcg the
+    bios are charged to, else the submitting task's; bios of different
+    owners are not merged (blk_cgroup_mergeable)."""
     n = len(idx)
     if not n:
         return
@@ -198,9 +222,43 @@ def submit_pages(mem, dev: tuple[int, int], op: int, idx: np.ndarray, bio_pages:
     else:
         mem.vm_events.pgpgout += kb
     blk = getattr(mem, "block", None)
-    if blk is not None:
-        blk.submit(blk.bdev_of(dev), op, page_runs(np.asarray(idx)), bio_pages)
+    if blk is None:
+        return
+    idx = np.asarray(idx)
+    if memcg is None or np.ndim(memcg) == 0:
+        blk.submit(blk.bdev_of(dev), op, page_runs(idx), bio_pages, None if memcg is None else int(memcg))
+        _sync_read_done(blk, dev, op)
+        return
+    memcg = np.asarray(memcg)
+    for m in np.unique(memcg).tolist():
+        blk.submit(blk.bdev_of(dev), op, page_runs(idx[memcg == m]), bio_pages, m)
+        _sync_read_done(blk, dev, op)
+
+
+def _sync_read_done(blk: BlockState, dev: tuple[int, int], op: int) -> None:
+    if op == STAT_READ and dev != SWAP_DEV and blk.wait_until is not None:
+        blk.wait_until = max(blk.wait_until, blk.last_done)
+
+
+@contextmanager
+def waiting_reads(blk: "BlockState | None") -> Iterator[list[int]]:
+    """[ns]: how long the task doing the work inside waits for the file
+    reads it submits, as the disks serve them (from issue to the last one's
+    completion, queueing included): a reader sleeps in D on the locked
+    folio until its bio completes (folio_wait_bit, io_schedule), which PSI
+    counts as iowait. Swap-ins are the memory model's stall (not here)."""
+    out = [0]
+    if blk is None:
+        yield out
+        return
+    prev, start = blk.wait_until, blk.issue_time()
+    blk.wait_until = start
+    try:
+        yield out
+    finally:
+        out[0] = blk.wait_until - start
+        blk.wait_until = prev if prev is None else max(prev, blk.wait_until)
 
 
 __all__ = ["STAT_READ", "STAT_WRITE", "STAT_DISCARD", "STAT_FLUSH", "BlockState", "SWAP_DEV", "submit_pages",
-           "page_runs"]
+           "page_runs", "waiting_reads"]

@@ -12,6 +12,7 @@ from procsim.block import writeback
 from procsim.block.blk_core import BlockState
 from procsim.block.genhd import STAT_DISCARD, STAT_FLUSH, STAT_READ, STAT_WRITE, BlockDevice, Gendisk
 from procsim.block.swapfile import DEFAULT_PRIORITY, DEFAULT_SWAP_FILE, SwapArea
+from procsim.cgroup import io as cgroup_io
 from procsim.errors import KernelError
 from procsim.fs.mount import Mount
 from procsim.units import PAGE_SHIFT
@@ -61,6 +62,7 @@ def install_disks(k: "Kernel", disks: list[Gendisk], root: str, mounts: list[tup
     if root not in names:
         raise KernelError(errno.ENODEV, f"root: no block device {root!r}")
     blk = BlockState(disks, names[root].dev, lambda: k.now)
+    blk.blkcg = k.block.blkcg  # the io controller charges the new disks' bios as it did the old ones'
     ns = k.mnt_ns_table(k.init_ns["mnt"])
     rootm = ns.lookup("/")
     rootm.dev, rootm.source = names[root].dev, f"/dev/{root}"
@@ -121,7 +123,8 @@ def do_fsync(k: "Kernel", tid: int, path: str) -> int:
         raise KernelError(errno.ENOENT, f"fsync: {path}: no such file")
     if f.shmem or f.hugetlb:
         raise KernelError(errno.EINVAL, f"fsync: {path} has no backing device")
-    n = writeback.fsync(k, f)
+    with cgroup_io.issuing(k, t):  # its cache flush is its bio; the pages go as their dirtier's
+        n = writeback.fsync(k, f)
     k._changed("io", tid=tid)
     return n
 

@@ -12,6 +12,7 @@ written:
 Writing an inode writes its dirty pages (runs of contiguous pages as bios,
 procsim/block/blk_core.py), clears their dirty bit, and counts them in
 nr_written and pgpgout; NR_FILE_DIRTY drops by as many (meminfo Dirty).
+Its bios are charged to the cgroup that dirtied it (procsim/cgroup/io.py).
 (The background threshold, dirty_background_ratio, is not modelled: a
 machine writes more than its dirty limit only as fast as the flusher
 expires it. A page mapped shared and written back keeps its writable PTE:
@@ -54,7 +55,9 @@ def writeback_inode(mem: M.MemMap, f: "File") -> int:
     mem.flags[pfns[idx]] &= ~np.uint32(M.PG_DIRTY)
     mem.nr_file_dirty -= len(idx)
     mem.nr_written += len(idx)
-    submit_pages(mem, f.dev, STAT_WRITE, idx)
+    # the inode's wb: the memcg that dirtied it (inode_attach_wb), its first dirty page's
+    owner = int(mem.memcg[pfns[idx[0]]]) if mem.memcg is not None else None
+    submit_pages(mem, f.dev, STAT_WRITE, idx, memcg=owner)
     return len(idx)
 
 

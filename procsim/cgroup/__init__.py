@@ -6,7 +6,8 @@
                  charges by frame, limits, reclaim and the memcg OOM killer
   cpu.py         the cpu controller's files (kernel/sched/core.c): cpu.max,
                  cpu.weight, and cpu.stat from the time charged
-  io.py          io.stat: bytes and I/Os charged per device
+  io.py          the io controller (block/blk-cgroup.c): bios charged at
+                 submission to their cgroup, io.stat per disk
   pids.py        the pids controller (kernel/cgroup/pids.c): pids.max at fork
   syscalls.py    the writes and commands that change the hierarchy
 """

@@ -48,7 +48,7 @@ class Cgroup:
     usage_user: int = 0
     usage_system: int = 0
     usage_nice: int = 0
-    io: dict = field(default_factory=dict)    # "MAJ:MIN" -> [rbytes, wbytes, rios, wios, dbytes, dios]
+    io: dict = field(default_factory=dict)    # "MAJ:MIN" -> blkg_iostat [r, w, d bytes, r, w, d ios] (cgroup/io.py)
     pids_max: int = PIDS_MAX
     pids_events_max: int = 0                  # forks refused by this cgroup's pids.max
     pids_peak: int = 0

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from procsim.block.blk_core import waiting_reads
 from procsim.cgroup import io as cgroup_io
 from procsim.cgroup import memcontrol
 from procsim.errors import KernelError
@@ -266,7 +267,8 @@ class MmSyscalls:
         oom = self.oom
         prev, oom.current, oom.kill_current = oom.current, t, False
         try:
-            with self.memcg.charging(t):  # what the faults allocate is charged to t's memcg
+            # allocations to t's memcg, reads to its blkcg, and the wait for its file reads
+            with self.memcg.charging(t), cgroup_io.issuing(self, t), waiting_reads(self.block) as wait:
                 n = fault()
         except M.OutOfMemory:
             if not oom.kill_current:
@@ -283,15 +285,14 @@ class MmSyscalls:
         t.min_flt += n - major
         t.ioac.read_bytes += (ev.pgpgin - pgpgin) * 1024
         t.ioac.write_bytes += (self.mem.nr_dirtied - dirtied) * PAGE_SIZE
-        cgroup_io.charge(self, t, (ev.pgpgin - pgpgin) * 1024, (self.mem.nr_dirtied - dirtied) * PAGE_SIZE)
         memcg = self.memcg.memcg_of(t)
         memcg.count_event("pgfault", n)
         memcg.count_event("pgmajfault", major)
         # each major fault waited for its page: a swap-in is a memory stall,
-        # a read of a file an I/O one
+        # a read of a file an I/O one, as long as the disk took to serve it
         swapins = min(major, self.mem.swap.pswpin - pswpin)
         self.psi.add_stall(t, "memory", swapins * memcontrol.SWAPIN_NS)
-        self.psi.add_stall(t, "io", (major - swapins) * memcontrol.SWAPIN_NS)
+        self.psi.add_stall(t, "io", wait[0])
         # count_vm_event(PGFAULT), PGMAJFAULT
         ev.pgfault += n
         ev.pgmajfault += major

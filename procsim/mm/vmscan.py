@@ -94,7 +94,9 @@ def pageout(mm: MM, start: int, end: int) -> int:
             # clean ones (cached already, unchanged since) are freed at once
             mem.flags[p] &= ~np.uint32(M.PG_DIRTY)
             swap.pswpout += int(dirty.sum())
-            submit_pages(mem, SWAP_DEV, STAT_WRITE, np.sort(slots[dirty]), bio_pages=1)  # swap_writepage
+            order = np.argsort(slots[dirty])  # swap_writepage: a bio a page, charged to the page's memcg
+            owners = mem.memcg[p[dirty]][order] if mem.memcg is not None else None
+            submit_pages(mem, SWAP_DEV, STAT_WRITE, slots[dirty][order], bio_pages=1, memcg=owners)
             sc.delete(p[~dirty])
             mem.free(p[~dirty])
             out += len(ci)

@@ -117,7 +117,7 @@ FILES: tuple[Row, ...] = (
     ("cpuset.mems", lambda k, cg: b"\n", False, "cpuset", False),
     ("cpuset.mems.effective", lambda k, cg: b"0\n", False, "cpuset", True),
     ("io.pressure", _pressure("io"), False, None, True),
-    ("io.stat", lambda k, cg: cgio.io_stat(cg), False, "io", True),
+    ("io.stat", cgio.io_stat, False, "io", True),
     ("memory.current", lambda k, cg: f"{stat.memory_current(k, cg.memcg)}\n".encode(), False, "memory", False),
     ("memory.events", _memory_events(False), False, "memory", False),
     ("memory.events.local", _memory_events(True), False, "memory", False),

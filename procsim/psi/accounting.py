@@ -3,7 +3,8 @@ psi_group_change and get_recent_times). A task is
 
   running   in state R (NR_RUNNING; NR_ONCPU if it is its CPU's current)
   iowait    in D, waiting on I/O (NR_IOWAIT), or waiting on a page read
-            from a file (a major fault's read, the model's I/O stall)
+            from a file (read(2) or a major fault's read: until its block
+            requests complete, procsim/block/blk_core.py waiting_reads)
   memstall  stalled on memory (NR_MEMSTALL): in reclaim, throttled over
             memory.high, or waiting for a swap-in; the mm model reports
             these as stall time (`add_stall`), spent from the next tick on
