@@ -76,6 +76,7 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
         init = [p for p in procs if p["pid"] == 1]
         procs = init + [p for p in procs if p["pid"] != 1]
     _unlink_once(procs)
+    _inherited(procs)
     if machine.get("arch") == "x86" and tc.statuses and not tc.cpus_active_mm:
         machine["proc_cpus_active_mm"] = False  # this kernel's status has no Cpus_active_mm
     up = max([uptime(src) or 0.0] + [s["starttime"] / 100 for s in stats])
@@ -105,6 +106,24 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
 def to_toml(doc: dict) -> str:
     return dumps(doc, "# written by `procsim capture`: a snapshot of a machine as a scenario\n"
                       "# (docs/scenario-format.md, \"Captured machines\")")
+
+
+def _inherited(procs: list[dict]) -> None:
+    """A pipe or socket a process holds at the fd its parent holds it at
+    (without close-on-exec) is the parent's, inherited across fork and
+    exec: `inherited = true` keeps it shared instead of making a second
+    one (which /proc/net/unix would list twice)."""
+    held: dict[int, dict[int, tuple[int, bool]]] = {}
+    for p in procs:
+        mine = {}
+        parent = held.get(p.get("parent", 0), {})
+        for i, f in enumerate(p.get("files", [])):
+            if "ino" not in f or "fd" not in f:
+                continue
+            mine[f["fd"]] = (f["ino"], f.get("cloexec", False))
+            if parent.get(f["fd"]) == (f["ino"], False) and not f.get("cloexec", False):
+                p["files"][i] = {"inherited": True, "fd": f["fd"], "ino": f["ino"]}
+        held[p["pid"]] = mine
 
 
 def _unlink_once(procs: list[dict]) -> None:

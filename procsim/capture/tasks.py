@@ -324,6 +324,21 @@ class TaskCapture:
             self._sockets = parse_sockets(tables)
         return self._families
 
+    def _protoname(self, pid: int, fd: int, ino: int) -> str:
+        """The family of a socket no /proc/net table lists: sockfs's
+        system.sockprotoname xattr says (TCPv6, UDP...); without it, inet
+        (every unix and netlink socket is in its table, an unbound inet one
+        is in none)."""
+        try:
+            name = os.getxattr(self.src.path(f"{pid}/fd/{fd}"), "system.sockprotoname").rstrip(b"\0").decode()
+        except (OSError, UnicodeDecodeError):
+            return "inet"
+        if name.startswith("UNIX"):
+            return "unix"
+        if name == "NETLINK":
+            return "netlink"
+        return "inet6" if name.endswith("v6") else "inet"
+
     def sockets(self) -> dict[int, SockRow]:
         self.families()
         return self._sockets or {}
@@ -371,7 +386,8 @@ class TaskCapture:
             return e
         if target.startswith("socket:["):
             ino = int(target[8:-1])
-            e = {"kind": "socket", "family": self.families().get(ino, "unix"), "cloexec": cloexec}
+            e = {"kind": "socket", "family": self.families().get(ino) or self._protoname(pid, fd, ino),
+                 "cloexec": cloexec}
             row = self.sockets().get(ino)
             if row is not None and ino not in self.bound:  # a socket held by several: made once
                 self.bound.add(ino)
