@@ -18,7 +18,7 @@ DEFAULT_PRIORITY = -2
 def _partitions(src: Source) -> dict[str, tuple[int, int, int]]:
     """name -> (major, minor, 1 KiB blocks)."""
     out = {}
-    for line in (src.read("partitions") or "").splitlines()[1:]:
+    for line in (src.read("partitions", quiet=True) or "").splitlines()[1:]:
         w = line.split()
         if len(w) == 4 and w[0].isdigit() and w[1].isdigit() and w[2].isdigit():
             out[w[3]] = (int(w[0]), int(w[1]), int(w[2]))
