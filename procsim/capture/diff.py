@@ -50,6 +50,13 @@ REASONS = {
     "fd": {"ino": "sockets, pipes and anon inodes get the replay's inode numbers"},
 }
 TABLES = {"net/dev", "net/tcp", "net/tcp6", "net/udp", "net/udp6", "net/unix", "diskstats", "swaps"}
+# a line only one side has: (absent from the replay, absent from the source)
+ABSENT = {"net": ("a socket of a process not captured (its fds unreadable, or another namespace's)",
+                  "a socket the source did not list at the capture's instant"),
+          "diskstat": ("a device the capture does not take (loop and zram are set up at run time; partitions "
+                       "of a disk the model has no kind for)", "a device of the model's own"),
+          "net/dev": ("an interface the capture does not take (not Ethernet)", "an interface of the model's own"),
+          "swaps": ("a swap area past the model's one", "the model's swap area")}
 KADDR = "a kernel address (hashed %pK): the replay's own objects"
 DEV_FIELDS = ("rx_bytes", "rx_packets", "rx_errs", "rx_drop", "rx_fifo", "rx_frame", "rx_compressed", "rx_multicast",
               "tx_bytes", "tx_packets", "tx_errs", "tx_drop", "tx_fifo", "tx_colls", "tx_carrier", "tx_compressed")
@@ -62,7 +69,8 @@ DISKSTATS_FIELDS = ("reads", "reads_merged", "sectors_read", "ms_reading", "writ
 SWAPS_FIELDS = ("type", "size", "used", "priority")
 for _k in ("net/tcp", "net/tcp6", "net/udp", "net/udp6"):
     REASONS[_k] = {"pointer": KADDR, "queues": MOVING, "timer": MOVING, "sl": "the hash walk's order of the "
-                   "replay's sockets", "rest": MOVING}
+                   "replay's sockets (udp: slots salted per namespace, sized by memory)", "rest": MOVING,
+                   "ref": "sk_refcnt: the model's listener holds 2 (this host's 6.18 shows 1), procfs/net.py"}
 REASONS["net/unix"] = {"pointer": KADDR, "refcount": "references follow how the replay holds the socket"}
 REASONS["net/dev"] = dict.fromkeys(DEV_FIELDS, MOVING)
 REASONS["diskstats"] = dict.fromkeys(DISKSTATS_FIELDS, MOVING) | {
@@ -229,6 +237,8 @@ def _compare_file(r: Report, kind: str, pid: int | str, a: str, b: str, moved: s
         if kind in TABLES:  # "9065 pointer": counted by field, the socket or device named in the example
             where, _, key = str(key).rpartition(" ")
             pid = where or pid
+            if va is None or vb is None:
+                why = ABSENT.get(kind[:8], ABSENT["net"])[va is None]
         r.diff(kind, str(key), pid, str(va), str(vb), why)
 
 

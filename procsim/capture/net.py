@@ -10,12 +10,13 @@ import re
 from dataclasses import dataclass
 
 from procsim.capture.source import Source
+from procsim.net import DEFAULT_ETH
 
 TCP_ESTABLISHED, TCP_LISTEN, TCP_CLOSE = 0x01, 0x0A, 0x07
 UNIX_TYPES = {1: "stream", 2: "dgram", 5: "seqpacket"}
 SO_ACCEPTCON = 0x10000
 # the boot's devices (procsim/net/): captured only where they differ
-BOOT = {"lo": ("00:00:00:00:00:00", 65536), "eth0": ("52:54:00:12:34:56", 1500)}
+BOOT = {"lo": ("00:00:00:00:00:00", 65536), DEFAULT_ETH["name"]: (DEFAULT_ETH["mac"], DEFAULT_ETH["mtu"])}
 
 
 @dataclass
@@ -172,20 +173,28 @@ def capture_netdevs(src: Source) -> tuple[list[dict], set[str]]:
     gateways = {dev: gw for dev, net, gw in _routes(src) if gw is not None and net.prefixlen == 0}
     own = {a.split("/")[0] for lst in (v4 or {}).values() for a in lst} | {a.split("/")[0] for lst in v6.values()
                                                                            for a in lst}
+    stats = {}
+    for line in (src.read("net/dev", quiet=True) or "").splitlines()[2:]:
+        dev, _, rest = line.partition(":")
+        if len(rest.split()) == 16 and all(x.isdigit() for x in rest.split()):
+            stats[dev.strip()] = [int(x) for x in rest.split()]
     out = []
     for name in sorted(names, key=lambda n: _ifindex(src, n)):
         mac = (src.read(f"class/net/{name}/address", sysfs=True, quiet=True) or "").strip()
         mtu_text = (src.read(f"class/net/{name}/mtu", sysfs=True, quiet=True) or "").strip()
         mtu = int(mtu_text) if mtu_text.isdigit() else 1500
+        counters = {"stat": stats[name]} if any(stats.get(name, ())) else {}
         if name == "lo":
-            if mtu != 65536:
-                out.append({"name": "lo", "mtu": mtu})
+            if mtu != 65536 or counters:
+                out.append({"name": "lo", "mtu": mtu} | counters)
             continue
         if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac):
             src.warn(f"{src.path(f'class/net/{name}', sysfs=True)}: no Ethernet address, not captured")
             continue
         if v4 is None and BOOT.get(name) == (mac, mtu):
-            continue  # IPv4 addresses unknown (no fib_trie): the boot's device is this one
+            if counters:  # IPv4 addresses unknown (no fib_trie): the boot's device is this one
+                out.append(dict(DEFAULT_ETH) | counters)
+            continue
         d: dict = {"name": name, "mac": mac, "mtu": mtu}
         if v4 is None:
             src.warn(f"{src.path('net/fib_trie')}: unreadable, {name}'s IPv4 addresses not captured")
@@ -198,6 +207,7 @@ def capture_netdevs(src: Source) -> tuple[list[dict], set[str]]:
         oper = (src.read(f"class/net/{name}/operstate", sysfs=True, quiet=True) or "").strip()
         if oper == "down":
             d["up"] = False
+        d |= counters
         speed = (src.read(f"class/net/{name}/speed", sysfs=True, quiet=True) or "").strip()
         if speed.lstrip("-").isdigit() and int(speed) != -1:
             d["speed"] = int(speed)

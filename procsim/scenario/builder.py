@@ -112,6 +112,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, Bl
         self.history.finish()
         self._restore_counters()  # a captured machine's counters, over what the history made
         self._restore_disk_stats()
+        self._restore_netdev_stats()
         for pid, wl, where in self.workloads:  # access patterns run from the start on
             self._workload(pid, wl, where)
         events = top.get("activity", [])

@@ -162,7 +162,7 @@ CGROUP = {"path": _t_str, "subtree_control": _t_str, "memory_max": _t_any, "memo
           "cpu_max": _t_str, "cpu_weight": _t_int, "pids_max": _t_any}
 # [[netdev]]: procsim/scenario/net.py
 NETDEV = {"name": _t_str, "mac": _t_str, "mtu": _t_int, "ipv4": _t_strs, "ipv6": _t_strs, "gateway": _t_str,
-          "up": _t_bool, "speed": _t_int}
+          "up": _t_bool, "speed": _t_int, "stat": _t_any}  # stat: a captured machine's /proc/net/dev fields
 KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any, "start": _t_num, "restore": _t_table}
 PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "argv": _t_strs, "exe": _t_str,
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,
