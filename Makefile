@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 MNT     ?= $(CURDIR)/mnt
-APT_PKGS := fuse3 libfuse3-3 procps smem lsof psmisc sysstat htop tmux net-tools
+APT_PKGS := fuse3 libfuse3-3 procps smem lsof psmisc sysstat htop tmux net-tools prometheus-node-exporter
 BENCH_APT_PKGS := libfuse3-dev pkg-config gcc
 
 .PHONY: run test bench deps sysdeps clean

@@ -1,6 +1,6 @@
 """procsim benchmarks: the single entry point of `make bench`.
 
-    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,memory,mmfiles,procmap,oom,wss,idle,lsof,netstat,writer] [--quick]
+    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,memory,mmfiles,procmap,oom,wss,idle,lsof,netstat,node_exporter,writer] [--quick]
 
 Method (../shared/spec/fuse-performance.md): a C client (fbench) runs each
 workload for a fixed time per repetition (0.3 s; 0.6 s for the scan), 5
@@ -44,6 +44,7 @@ from common import (PROCSIM, REPO, ProcsimMount, fmt, fmt_ratio, log, median,  #
 from floor import Floor, FloorServer, run_client  # noqa: E402
 import lsof as lsof_bench  # noqa: E402
 import netstat as netstat_bench  # noqa: E402
+import node_exporter_scrape as node_exporter_bench  # noqa: E402
 import mmfiles  # noqa: E402
 import oom  # noqa: E402
 import idle as idle_bench  # noqa: E402
@@ -457,7 +458,7 @@ def report(env: dict, results: dict, floor: Floor) -> str:
                  f"simulated VmRSS {t['sim_vmrss']}; 1 TiB process VmSize {tb['sim_vmsize']}")
         L.append("")
     for key, section in (("mmfiles", mmfiles.report), ("lsof", lsof_bench.report), ("netstat", netstat_bench.report),
-                         ("procmap", procmap_query.report),
+                         ("node_exporter", node_exporter_bench.report), ("procmap", procmap_query.report),
                          ("oom", oom.report),
                          ("writer", writer_latency.report), ("idle", idle_bench.report), ("wss", wss_bench.report)):
         if key in results:
@@ -470,7 +471,7 @@ def report(env: dict, results: dict, floor: Floor) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="server runs per micro-benchmark (default 3)")
-    ap.add_argument("--only", default="status,scan,ps,memory,mmfiles,procmap,oom,wss,idle,lsof,netstat",
+    ap.add_argument("--only", default="status,scan,ps,memory,mmfiles,procmap,oom,wss,idle,lsof,netstat,node_exporter",
                     help="comma-separated subset; `writer` (about 2 min) only when asked for; `idle` "
                          "touches 1 TiB (about 3.5 min, 8 GiB of RAM; 16 GiB with --quick)")
     ap.add_argument("--idle-gib", type=int, default=1024, help="GiB the idle benchmark touches (default 1 TiB)")
@@ -517,6 +518,8 @@ def main() -> int:
             ("wss", "wss" in only, lambda: wss_bench.bench_wss(a.rounds)),
             ("lsof", "lsof" in only, lambda: lsof_bench.bench_lsof(workdir, a.rounds)),
             ("netstat", "netstat" in only, lambda: netstat_bench.bench_netstat(workdir, a.rounds)),
+            ("node_exporter", "node_exporter" in only,
+             lambda: node_exporter_bench.bench_node_exporter(workdir, 5 if a.quick else 20)),
         )
         for name, wanted, measure in runs:
             if not wanted:

@@ -38,18 +38,25 @@ class CLIError(Exception):
 
 # -- helpers shared with the pytest plugin ------------------------------------------
 
+# The parts of /sys a tool reads about the machine rather than its devices:
+# page_idle and THP (the memory model's), the CPUs (htop, lscpu, nproc and
+# node_exporter count cpuN there) and the memory node. The rest of the
+# host's /sys stays: binding it all would hide /sys/fs/cgroup, the device
+# classes and the host's own kernel files from the command.
+SYS_BINDS = ("kernel/mm", "devices/system/cpu", "devices/system/node")
+
+
 def namespace_argv(mnt: str, cmd: Sequence[str], bind_sys: bool = False) -> list[str]:
     """argv that runs `cmd` in a private mount namespace with MNT/proc bound
-    over /proc and MNT/sys/kernel/mm over /sys/kernel/mm (the page_idle
-    bitmap and THP switches belong to the machine whose /proc the command
-    sees; the rest of the host's /sys stays), or all of MNT/sys over /sys
-    with `bind_sys`. sh binds, then execs `cmd`, so `cmd` keeps the pid we
-    spawned: ps must find its own pid in the simulated /proc."""
+    over /proc and SYS_BINDS of MNT/sys over the host's, or all of MNT/sys
+    over /sys with `bind_sys`. sh binds, then execs `cmd`, so `cmd` keeps the
+    pid we spawned: ps must find its own pid in the simulated /proc."""
     script = 'mount --bind "$0/proc" /proc || exit 125; '
     if bind_sys:
         script += 'mount --bind "$0/sys" /sys || exit 125; '
     else:
-        script += 'mount --bind "$0/sys/kernel/mm" /sys/kernel/mm || exit 125; '
+        for d in SYS_BINDS:  # a host without the directory (no NUMA sysfs) just keeps its own
+            script += f'[ -d /sys/{d} ] && {{ mount --bind "$0/sys/{d}" /sys/{d} || exit 125; }}; '
     script += 'exec "$@"'
     return ["unshare", "--mount", "--propagation", "private", "--",
             "sh", "-c", script, os.path.abspath(mnt), *cmd]

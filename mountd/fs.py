@@ -19,6 +19,7 @@ import gc
 import itertools
 import logging
 import os
+import struct
 import sys
 import threading
 import time
@@ -40,6 +41,9 @@ log = logging.getLogger("procsim.fs")
 
 SWITCH_INTERVAL = 200e-6  # s: sys.setswitchinterval() of a serving daemon (see serve())
 
+FUSE_READDIR_PLUS = 1     # readdir flags (fuse.h): the kernel asked for READDIRPLUS
+FUSE_FILL_DIR_PLUS = 2    # filler flags: this entry's stat is complete
+FUSE_UNKNOWN_INO = 0xFFFFFFFF
 _IOC_READ = 2             # _IOC_DIR bit: the kernel copies the buffer back to the caller
 FUSE_IOCTL_DIR = 1 << 4   # ioctl on a directory fd
 
@@ -50,6 +54,8 @@ MOUNT_OPTIONS: dict[str, Any] = dict(
     entry_timeout=1,             # T1: 2-3x faster than T0; liveness is checked at open,
     attr_timeout=1,              #   and vanished pids are invalidated (Invalidator)
     negative_timeout=0,          # a new pid is visible at once
+    use_ino=True,                # st_ino is ProcFS's (an ns link's target: the namespace's inum, as
+                                 #   lsns and pgrep --ns compare), not libfuse's node id
     auto_unmount=True,           # a killed daemon leaves no stale mount
     fsname="procsim",
     subtype="procsim",
@@ -89,7 +95,7 @@ def _caller() -> Caller:
 
 def _stat_dict(a: Any) -> dict[str, Any]:
     t = int(a.time * 1e9)  # the mount (inode creation) time, as procfs does
-    return {"st_mode": a.mode, "st_uid": a.uid, "st_gid": a.gid, "st_nlink": a.nlink,
+    return {"st_ino": a.ino, "st_mode": a.mode, "st_uid": a.uid, "st_gid": a.gid, "st_nlink": a.nlink,
             "st_size": a.size, "st_blksize": 1024, "st_atime": t, "st_mtime": t, "st_ctime": t}
 
 
@@ -147,6 +153,7 @@ class ProcsimOps(Operations):
         self._fhs = itertools.count(1)
         self._stat_cache: dict[int, tuple[Any, Any]] = {}
         self._dir_cache: dict[int, tuple[tuple[str, ...], tuple[bytes, ...]]] = {}
+        self._plus_cache: dict[int, tuple[tuple[str, ...], Any]] = {}
         self._user_mem: ProcessMemory | None = None  # the last ioctl caller's memory
 
     # -- lifecycle --------------------------------------------------------------
@@ -175,13 +182,33 @@ class ProcsimOps(Operations):
         names = _guarded("readdir", path, self.fs.listing, path, _caller())
         return _memo(self._dir_cache, names, _encoded_names)
 
+    def readdir_plus(self, path: str) -> tuple[tuple[bytes, Any], ...]:
+        """READDIRPLUS: each name with its struct stat (None: "." and "..",
+        and a name gone since the listing), so the kernel has the dentry and
+        its attributes without a LOOKUP per name (ps's stat of each pid,
+        lsof's of each fd). Made once per listing, as readdir_names."""
+        names = _guarded("readdir", path, self.fs.listing, path, _caller())
+        return _memo(self._plus_cache, names, lambda ns: self._plus(path, ns))
+
+    def _plus(self, path: str, names: tuple[str, ...]) -> tuple[tuple[bytes, Any], ...]:
+        base = path.rstrip("/") + "/"
+        caller = _caller()
+        out: list[tuple[bytes, Any]] = [(b".", None), (b"..", None)]
+        for n in names:
+            try:
+                st = _memo(self._stat_cache, self.fs.getattr(base + n, caller), _stat_struct)
+            except OSError:
+                st = None
+            out.append((n.encode("utf-8", "surrogateescape"), st))
+        return tuple(out)
+
     def readdir(self, path: str, fh: int) -> list[str]:
         return [".", ".."] + _guarded("readdir", path, self.fs.readdir, path, _caller())
 
     def readlink(self, path: str) -> str:
         return _guarded("readlink", path, self.fs.readlink, path, _caller())
 
-    # Inode operations: ProcFS has the kernel's answer to each (procsim/procfs/tree.py).
+    # Inode operations: ProcFS has the kernel's answer to each (procsim/procfs/inode_ops.py).
     def truncate(self, path: str, length: int, fh: Any = None) -> int:
         # a size change is a no-op where it is allowed (wss.pl opens
         # clear_refs O_WRONLY|O_TRUNC)
@@ -352,12 +379,30 @@ class _FUSE(FUSE):
 
     def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any,
                        flags: int) -> int:
-        # mfusepy's, minus the per-entry type checks and encoding: the same
-        # filler calls (a zeroed stat, so d_type stays DT_UNKNOWN; offset 0).
-        names = self.operations.readdir_names(None if path is None else path.decode(self.encoding, self.errors))
-        st = self._dirent_stat
-        for name in names:
-            if filler(buf, name, st, 0, 0) != 0:
+        # mfusepy's, minus the per-entry type checks and encoding. Each entry
+        # has its offset (index + 1) and a call resumes after `offset`: in
+        # that mode libfuse puts READDIRPLUS entries straight into the reply,
+        # each with its node (with offset 0 it keeps the listing and answers
+        # PLUS entries without one, so the kernel would LOOKUP each anyway).
+        # A plain READDIR gets a stat of st_ino FUSE_UNKNOWN_INO (as libfuse
+        # without use_ino; d_type DT_UNKNOWN).
+        # A pass over a directory sees the listing its first call got (as
+        # libfuse's own snapshot), so that offsets stay those of one listing;
+        # the kernel may ask for the rest by plain READDIR (readdirplus_auto).
+        p = None if path is None else path.decode(self.encoding, self.errors)
+        unknown = self._dirent_stat
+        snap = self._snapshots
+        plus = bool(flags & FUSE_READDIR_PLUS)
+        entries = snap.get(p) if offset else None
+        if entries is None:
+            if len(snap) > 64:
+                snap.clear()
+            entries = snap[p] = self.operations.readdir_plus(p) if plus else \
+                tuple((n, None) for n in self.operations.readdir_names(p))
+        for i in range(offset, len(entries)):
+            name, st = entries[i]
+            if (filler(buf, name, unknown, i + 1, 0) if st is None or not plus else
+                    filler(buf, name, ctypes.byref(st), i + 1, FUSE_FILL_DIR_PLUS)) != 0:
                 break
         return 0
 
@@ -366,7 +411,10 @@ class _FUSE(FUSE):
         # fuse_main_real within this call; we get it on the way and put the
         # raw callbacks in (see RawPath). If mfusepy ever changes that, the
         # hook is simply not called and its own callbacks serve.
-        self._dirent_stat = ctypes.pointer(mfusepy.c_stat())
+        self._snapshots: dict[str | None, Any] = {}
+        unknown = mfusepy.c_stat()
+        unknown.st_ino = FUSE_UNKNOWN_INO
+        self._dirent_stat = ctypes.pointer(unknown)
         raw = RawPath(operations)
         real_main = getattr(mfusepy, "fuse_main_real", None)
 
@@ -486,6 +534,27 @@ class RawPath:
         return 0
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD = -100
+_HANDLE_BYTES = 128
+
+
+def fuse_nodeid(path: str) -> int | None:
+    """The FUSE node id of `path` (None if it cannot be looked up): FUSE
+    encodes a file handle as the node id's high and low 32 bits, then the
+    generation (fuse_encode_fh), in host order."""
+    buf = ctypes.create_string_buffer(8 + _HANDLE_BYTES)
+    struct.pack_into("I", buf, 0, _HANDLE_BYTES)
+    mnt_id = ctypes.c_int()
+    if _libc.name_to_handle_at(_AT_FDCWD, os.fsencode(path), buf, ctypes.byref(mnt_id), 0) != 0:
+        return None
+    nbytes, _type = struct.unpack_from("Ii", buf, 0)
+    if nbytes < 8:
+        return None
+    hi, lo = struct.unpack_from("II", buf, 8)
+    return hi << 32 | lo
+
+
 class Invalidator:
     """Makes exited pids disappear at once despite the 1 s entry timeout.
 
@@ -495,8 +564,8 @@ class Invalidator:
     kernel lock (maybe on the FUSE thread, where notifying could deadlock);
     the control thread flushes synchronously before it replies, and a small
     thread flushes what scenario activity produces. The high-level API
-    hides node ids, but without `use_ino` libfuse reports the node id as
-    st_ino, so a stat() of the parent gives it.
+    hides node ids (and with `use_ino` st_ino is ours), but FUSE's file
+    handles carry them: name_to_handle_at() of the parent gives its node id.
     """
 
     def __init__(self, dentries: PidFlush, mnt: str) -> None:
@@ -551,9 +620,8 @@ class Invalidator:
                 return
             notify = mfusepy._libfuse.fuse_lowlevel_notify_inval_entry
             for parent, names in items.items():
-                try:
-                    ino = os.stat(os.path.join(self.mnt, parent)).st_ino  # = libfuse node id
-                except OSError:
+                ino = fuse_nodeid(os.path.join(self.mnt, parent))
+                if ino is None:
                     continue  # the parent went too (a whole process): nothing cached below it matters
                 for name in names:
                     b = name.encode()

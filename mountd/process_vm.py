@@ -59,6 +59,29 @@ class ProcessMemory:
         if self._transfer(_writev, ctypes.cast(data, ctypes.c_void_p).value, addr, n) != n:
             raise efault(addr)
 
+    def writev(self, pieces: list[tuple[int, bytes]]) -> None:
+        """Each (addr, data) in order, in one process_vm_writev (its iovecs
+        stop at the first fault, as copies one after another would):
+        EFAULT at the first piece not wholly written."""
+        pieces = [(a, d) for a, d in pieces if d]
+        if len(pieces) <= 1:
+            for a, d in pieces:
+                self.write(a, d)
+            return
+        k = len(pieces)
+        local, remote = (_IOVec * k)(), (_IOVec * k)()
+        for i, (addr, data) in enumerate(pieces):
+            if not 0 <= addr < 1 << 64:
+                k = i  # the kernel would fault here: write what comes before
+                break
+            local[i].iov_base, local[i].iov_len = ctypes.cast(data, ctypes.c_void_p).value, len(data)
+            remote[i].iov_base, remote[i].iov_len = addr, len(data)
+        done = _writev(self.pid, ctypes.addressof(local), k, ctypes.addressof(remote), k, 0) if k else 0
+        for addr, data in pieces:
+            if done < len(data):
+                raise efault(addr)
+            done -= len(data)
+
     def _transfer(self, fn, local: int, remote: int, n: int) -> int:
         if not 0 <= remote < 1 << 64:
             return -errno.EFAULT

@@ -36,6 +36,10 @@ class KernelConfig:
     osrelease: str | None = None
     version: str | None = None
     pid_max: int | None = None  # None: the boot default, scaled by CPU count as pid_idr_init does
+    # kernel.kptr_restrict and kernel.perf_event_paranoid (Debian's defaults):
+    # who sees /proc/kallsyms addresses (procsim/kallsyms.py)
+    kptr_restrict: int = 0
+    perf_event_paranoid: int = 2
     btime: int = 1767225600  # 2026-01-01T00:00:00Z; wall clock mode uses now - uptime
     boot_uptime: float = 3600.0  # seconds already elapsed at mount
     kernel_reserved_bytes: int = 256 << 20

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from procsim import cgroup, nsproxy, psi, utsname
+from procsim import cgroup, nsproxy, psi, random_pool, utsname
 from procsim.block import syscalls as block_syscalls
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
@@ -37,6 +37,7 @@ from procsim.exit import ExitSyscalls
 from procsim.fork import ForkSyscalls
 from procsim.fs.anon_inodes import AnonInodeSyscalls
 from procsim.fs.syscalls import FileState, FileSyscalls
+from procsim.ipc.shm import ShmIds
 from procsim.mm import oom
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
@@ -115,6 +116,8 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.ns_next_inum = nsproxy.PROC_DYNAMIC_FIRST  # proc_alloc_inum()'s next
         self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy (procsim/cgroup/)
         self.memcg = memcontrol.MemcgState(self)  # the memory controller's charges and limits
+        self.crng = random_pool.Crng(config.seed)  # kernel.random: boot_id, uuid
+        self.shm = ShmIds()  # SysV shared memory segments (procsim/ipc/shm.py)
         self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         # network namespaces: devices, sockets, routes, MIBs (procsim/net/)

@@ -262,7 +262,8 @@ class MemcgState:
 
     def reclaim(self, m: MemCgroup, want: int) -> int:
         """try_to_free_mem_cgroup_pages(): frames freed from m's subtree,
-        clean page cache nobody maps first, then anonymous memory to swap."""
+        clean page cache nobody maps first, then anonymous memory to swap
+        (never with vm.swappiness 0)."""
         if want <= 0:
             return 0
         k, mem = self.k, self.k.mem
@@ -282,7 +283,8 @@ class MemcgState:
             if len(take):
                 mem.free(f.cache[take])
                 f.cache[take] = 0
-        if m.usage > before - want and mem.swap.nr_free:
+        # get_scan_count(): cgroup reclaim with vm.swappiness 0 scans file pages only
+        if m.usage > before - want and mem.swap.nr_free and mem.sysctl.swappiness:
             from procsim.mm import vmscan
             for tg in list(k.groups.values()):
                 if m.usage <= before - want:

@@ -1,7 +1,7 @@
 """The command vocabulary shared by scenario activity, live control and the
 Python client: a table of commands, each a name, typed parameters
 (procsim/params.py) and a kernel call, one module per subsystem (process,
-mm, sched, fs, ns, workload, cgroup, net), assembled here.
+mm, sched, fs, ns, workload, cgroup, block, net, locks, ipc), assembled here.
 
 Every command's arguments are parsed by the table before the kernel is
 touched (unknown, missing and ill-typed parameters are EINVAL, named), and
@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-from procsim.commands import block, cgroup, fs, mm, net, ns, process, sched, workload
+from procsim.commands import block, cgroup, fs, ipc, locks, mm, net, ns, process, sched, workload
 from procsim.commands.core import Command, CommandError, parse_args
 from procsim.commands.sched import c_sched_setscheduler
 from procsim.kernel import Kernel, KernelError
@@ -26,8 +26,8 @@ from procsim.mm.page_alloc import OutOfMemory
 
 __all__ = ["COMMANDS", "Command", "CommandError", "c_sched_setscheduler", "execute", "parse_args"]
 
-COMMANDS: dict[str, Command] = {c.name: c for m in (process, mm, sched, workload, fs, ns, cgroup, block, net)
-                                for c in m.COMMANDS}
+COMMANDS: dict[str, Command] = {c.name: c for m in (process, mm, sched, workload, fs, ns, cgroup, block, net,
+                                                     locks, ipc) for c in m.COMMANDS}
 
 
 def execute(k: Kernel, op: str, args: dict[str, Any]) -> Any:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from procsim import resource
 from procsim.errors import KernelError
-from procsim.fs import file as F
+from procsim.fs import file as F, locks
 from procsim.fs.fdtable import FilesStruct
 from procsim.fs.file import OpenFile
 from procsim.fs.mount import PIPEFS, SOCKFS, Mount, MntNamespace
@@ -58,6 +58,7 @@ class FileState:
         self.epolls: list[F.Eventpoll] = []
         self.removed: set[str] = set()   # unlinked paths (nothing there until created again)
         self.recreated = 0               # paths created again after an unlink (their new inode numbers)
+        self.locks = locks.FileLocks()   # flock, POSIX and OFD locks (fs/locks.py)
 
     def get_next_ino(self) -> int:
         self.next_ino += 1
@@ -145,11 +146,15 @@ class FileSyscalls:
         files.install(fd, f, cloexec)
         return fd
 
-    def fput(self: "Kernel", f: OpenFile) -> None:
-        """Drop one reference (an fd slot's); at the last, __fput()."""
+    def fput(self: "Kernel", f: OpenFile, closer: FilesStruct | None = None) -> None:
+        """Drop one reference (an fd slot's of `closer`, whose POSIX locks on
+        the inode go: filp_close); at the last, __fput()."""
+        if closer is not None:
+            locks.locks_remove_posix(self, f, closer)
         f.refs -= 1
         if f.refs > 0:
             return
+        locks.locks_remove_file(self, f)
         self.files.nr_files -= 1
         if f.kind == F.EVENTFD:
             self.files.eventfd_ids.discard(f.private.id)
@@ -223,7 +228,7 @@ class FileSyscalls:
         with self.lock:
             def run() -> None:
                 t, files = self._files_of(pid)
-                self.fput(files.remove(fd))
+                self.fput(files.remove(fd), files)
                 self._fd_changed(t)
             self._errors(run)
 
@@ -257,7 +262,7 @@ class FileSyscalls:
                 files.expand(newfd, self.files.nr_open)
                 old = files.install(newfd, f, bool(flags & F.O_CLOEXEC))
                 if old is not None:
-                    self.fput(old)
+                    self.fput(old, files)
                 self._fd_changed(t)
                 return newfd
             return self._errors(run)
@@ -388,7 +393,7 @@ class FileSyscalls:
             files.users -= 1
             t.files = files = files.dup()
         for f in files.close_on_exec_fds():
-            self.fput(f)
+            self.fput(f, files)
 
     def _exit_files(self: "Kernel", t: "Task") -> None:
         """exit_files() and exit_fs(): the task lets go of its tables."""
@@ -398,4 +403,4 @@ class FileSyscalls:
         files.users -= 1
         if files.users == 0:
             for f in files.close_all():
-                self.fput(f)
+                self.fput(f, files)

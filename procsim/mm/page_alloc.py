@@ -18,7 +18,7 @@ from procsim.mm.rmap import FolioMapcounts
 from procsim.mm.swap import SwapDevice
 from procsim.mm.thp import THPSettings
 from procsim.mm.vmstat import VmEvents
-from procsim.mm.zone import alloc_zone
+from procsim.mm.zone import VmSysctl, alloc_zone
 
 from procsim.mm.page_flags import (PG_ANON, PG_FILE, PG_SHMEM, PG_DIRTY, PG_REFERENCED, PG_LRU, PG_ACTIVE, PG_RESERVED, PG_MLOCKED, PG_SWAPBACKED, PG_MAYBE_SHARED, PG_HUGETLB, PG_ANON_EXCLUSIVE, PG_IDLE, PG_YOUNG, PG_SWAPCACHE)  # noqa: F401 (M.PG_*)
 
@@ -105,6 +105,7 @@ class MemMap(FolioMapcounts):
         self.split_folios = 0
         self.split_pmds = 0
         self.thp = THPSettings()  # /sys/kernel/mm/transparent_hugepage
+        self.sysctl = VmSysctl()  # /proc/sys/vm
         self.soft_dirty = False   # CONFIG_MEM_SOFT_DIRTY: writes set the PTE soft-dirty bit
         self._mm_ids: list[int] = []  # released MM IDs, reused first
         self._next_mm_id = 1

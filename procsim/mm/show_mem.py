@@ -22,7 +22,7 @@ from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_NR
 from procsim.mm.mm import MM
 from procsim.mm.vma import VM_ACCOUNT
-from procsim.mm.zone import OVERCOMMIT_RATIO, Zones, zones
+from procsim.mm.zone import Zones, zones
 from procsim.units import PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -178,9 +178,13 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
     # (resident pages stand in for the object sizes).
     committed = sum(v.npages for mm in mms for v in mm.vmas if v.flags & VM_ACCOUNT) + shmem
     # the hugetlb pool is not committable (6.18: 4 x 2 MiB took 4096 kB off)
-    commit_limit = (total - hugetlb) * OVERCOMMIT_RATIO // 100 + swap_total
+    vm = mem.sysctl
+    if vm.overcommit_kbytes:
+        commit_limit = vm.overcommit_kbytes // PAGE_KB + swap_total
+    else:
+        commit_limit = (total - hugetlb) * vm.overcommit_ratio // 100 + swap_total
 
-    z = zones(total)
+    z = zones(total, vm.min_free_kbytes)
     # active + inactive file, as si_mem_available() counts it: the swap
     # cache's folios are on the anon lists, so they never count as available
     pagecache = ev_file

@@ -30,8 +30,9 @@ from procsim.mm.mmap_lock import mmap_write_lock
 from procsim.mm.mprotect import do_mprotect
 from procsim.mm.mremap import do_mremap
 from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE, PTE_PRESENT, pte_pfn
+from procsim.mm.sysctl_vm import vm_enough_memory
 from procsim.mm.task_mmu import clear_refs
-from procsim.mm.vma import MAP_ANONYMOUS, MAP_LOCKED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, VM_GROWSDOWN
+from procsim.mm.vma import MAP_ANONYMOUS, MAP_HUGETLB, MAP_LOCKED, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, VM_GROWSDOWN
 from procsim.sched import NSEC
 from procsim.task import Task
 
@@ -61,6 +62,8 @@ class MmSyscalls:
             anon = bool(flags & MAP_ANONYMOUS)
             if anon == (path is not None):
                 raise _err(errno.EINVAL if path else errno.EBADF, "a mapping is anonymous or has a file")
+            if vm_accountable(prot, flags, anon):
+                vm_enough_memory(self, page_align(length) // PAGE_SIZE, t.tg.cred.euid == 0)
             start, end, flush = do_mmap(mm, self.vfs, page_align(length), prot, flags, addr, path, offset, writable,
                                         t.tg.rlim, t.tg.cred.euid == 0)
             self._flush(t, flush)
@@ -365,3 +368,13 @@ class MmSyscalls:
                 idle.page_idle_write(self.mem, pfns)
             finally:
                 self._changed("idle")
+
+
+def vm_accountable(prot: int, flags: int, anon: bool) -> bool:
+    """accountable_mapping() and shmem's charge: private writable mappings
+    without MAP_NORESERVE, and shared anonymous ones (their shmem object)."""
+    if flags & MAP_NORESERVE or flags & MAP_HUGETLB:
+        return False
+    if flags & MAP_SHARED:
+        return anon
+    return bool(prot & PROT_WRITE)

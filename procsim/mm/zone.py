@@ -33,10 +33,11 @@ class Zones:
 
 
 @lru_cache(maxsize=32)
-def zones(managed_pages: int) -> Zones:
+def zones(managed_pages: int, min_free_kbytes: int | None = None) -> Zones:
     """One node with DMA, DMA32 and Normal zones and the watermarks
     init_per_zone_wmark_min() + khugepaged's set_recommended_min_free_kbytes()
-    give them (the formulas reproduce the reference VM's /proc/zoneinfo)."""
+    give them (the formulas reproduce the reference VM's /proc/zoneinfo);
+    `min_free_kbytes`: a value written to vm.min_free_kbytes instead."""
     dma = min(DMA_PAGES, managed_pages)
     dma32 = min(DMA32_PAGES, managed_pages - dma)
     normal = managed_pages - dma - dma32
@@ -47,6 +48,8 @@ def zones(managed_pages: int) -> Zones:
     # THP raises min_free so that pageblocks of every migratetype stay free
     recommended = PAGEBLOCK_PAGES * populated * (2 + MIGRATE_PCPTYPES * MIGRATE_PCPTYPES)
     min_free = max(min_free_kb // PAGE_KB, min(recommended, managed_pages // 20))
+    if min_free_kbytes is not None:
+        min_free = min_free_kbytes // PAGE_KB
     # lowmem_reserve: pages a lower zone keeps from allocations a higher zone could serve
     reserve = ((dma32 + normal) // LOWMEM_RESERVE_RATIO, normal // LOWMEM_RESERVE_RATIO, 0)
     low_sum = totalreserve = 0
@@ -56,6 +59,27 @@ def zones(managed_pages: int) -> Zones:
         low_sum += wmin + step
         totalreserve += min(z, r + wmin + 2 * step)
     return Zones(managed, min_free, low_sum, totalreserve)
+
+
+@dataclass(slots=True)
+class VmSysctl:
+    """The vm.* sysctls the model reads (kernel/sysctl.c, mm/*.c defaults);
+    changed only by writes to /proc/sys/vm (procsim/procfs/sysctl_vm.py)."""
+    swappiness: int = 60
+    overcommit_memory: int = 0       # OVERCOMMIT_GUESS; 1 ALWAYS, 2 NEVER
+    overcommit_ratio: int = OVERCOMMIT_RATIO
+    overcommit_kbytes: int = 0       # when set, CommitLimit uses it instead of the ratio
+    admin_reserve_kbytes: int = 8192
+    user_reserve_kbytes: int = 131072
+    min_free_kbytes: int | None = None  # None: what the boot computed (zones())
+    dirty_ratio: int = DIRTY_RATIO
+    dirty_background_ratio: int = DIRTY_BACKGROUND_RATIO
+    dirty_expire_centisecs: int = 3000
+    dirty_writeback_centisecs: int = 500
+    vfs_cache_pressure: int = 100
+    max_map_count: int = 65530
+    page_cluster: int = 3
+    stat_interval: int = 1
 
 
 ZONE_NAMES = ("dma", "dma32", "normal")

@@ -15,10 +15,11 @@ import stat as S
 
 from procsim.fs import file as F
 from procsim.fs.file import OpenFile
+from procsim.fs.locks import fd_locks
 from procsim.fs.mount import kdev
 from procsim.kernel import Kernel
 from procsim.procfs.context import Caller, Ctx
-from procsim.procfs.kinds import DynDir, Link, Node, Show
+from procsim.procfs.kinds import BY_UID, DynDir, Link, Node, Show
 from procsim.task import Task
 
 FD_LINK_SIZE = 64  # what lstat gives as an fd link's size (this host's 6.18)
@@ -137,7 +138,7 @@ def fdinfo(ctx: Ctx) -> bytes:
     f = files.fd[fd]
     flags = f.f_flags | (F.O_CLOEXEC if files.close_on_exec[fd] else 0)
     return (f"pos:\t{f.f_pos}\nflags:\t0{flags:o}\nmnt_id:\t{f.mnt.mnt_id}\nino:\t{f.ino}\n"
-            f"{fdinfo_extra(ctx, f)}").encode()
+            f"{fd_locks(ctx.kernel, f, files)}{fdinfo_extra(ctx, f)}").encode()
 
 
 FDINFO_FILE = Show("fdinfo", fdinfo, ptrace_open=True)
@@ -171,7 +172,7 @@ def _file_vmas(t: Task):
     return [v for v in mm.vmas if v.file is not None] if mm is not None else []
 
 
-def _map_files_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, bool]:
+def _map_files_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:
     if not caller.is_root:
         raise OSError(errno.EPERM, name)  # checkpoint_restore_ns_capable()
     start, _, end = name.partition("-")
@@ -185,7 +186,7 @@ def _map_files_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -
         if v.start == lo and v.end == hi:
             perm = 0o400 | (0o200 if v.file.writable and v.flags & 0x8 else 0)
             return Node("link", MAP_FILE_LINK, parent.task, parent.thread_view, v.file.d_path(),
-                        mode=S.S_IFLNK | perm, size=FD_LINK_SIZE, ptrace=True), True
+                        mode=S.S_IFLNK | perm, size=FD_LINK_SIZE, ptrace=True), BY_UID
     raise OSError(errno.ENOENT, name)
 
 

@@ -1,4 +1,5 @@
-"""/proc/interrupts (spec §20): show_interrupts() and arch_show_interrupts()
+"""/proc/interrupts (spec §20): show_interrupts() and arch_show_interrupts(),
+and /proc/softirqs,
 over the counts of procsim/irq.py."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from functools import lru_cache
 from procsim import arch
 from procsim.irq import ArchRow, IrqLine, irq_snapshot
 from procsim.procfs.context import Ctx
+from procsim.softirq import SOFTIRQ_NAMES, softirq_counts
 
 
 def irq_prec(n: int) -> int:
@@ -69,3 +71,13 @@ def interrupts(ctx: Ctx) -> bytes:
     out += [_arch_line(name, row, counts, prec) for row, counts in s.arch]
     return "".join(out).encode()
 
+
+
+def softirqs(ctx: Ctx) -> bytes:
+    """show_softirqs() (fs/proc/softirqs.c)."""
+    s = irq_snapshot(ctx.kernel)
+    ncpu = ctx.kernel.config.nr_cpus
+    out = [" " * 20 + "".join(f"CPU{i:<8}" for i in range(ncpu)) + "\n"]
+    for name, counts in zip(SOFTIRQ_NAMES, softirq_counts(s)):
+        out.append(f"{name:>12}:" + "".join(f" {c:10d}" for c in counts) + "\n")
+    return "".join(out).encode()

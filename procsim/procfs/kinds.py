@@ -41,6 +41,14 @@ Ioctl = Callable[[Ctx, int, int, UserMemory], int]  # (ctx, cmd, arg, caller's m
 LinkTarget = Callable[[Ctx], str]
 
 
+# What child() and lookups say of their answer besides the node: False (0),
+# the same for every caller; BY_UID, the same for every caller of one uid
+# (a directory's ->permission, a ptrace check: cached per uid); True (or any
+# value with bit 0), it depends on the caller's pid (self, an observer's own
+# directory: never cached). Answers combine with |.
+BY_UID = 2
+
+
 @dataclass(slots=True)
 class Node:
     """A resolved path: a row (or a real /proc path) plus the task it is about."""
@@ -55,6 +63,7 @@ class Node:
     ptrace: bool = False        # readlink needs ptrace read access (EACCES)
     err: int = 0                # the errno readlink gets (exe of a kernel thread: ENOENT)
     arg: int = -1               # the fd an fdinfo/N node is about
+    ino: int = 0                # an inode number Linux gives meaning to (an nsfs inode's inum); 0: none
 
 
 # -- files ------------------------------------------------------------------------
@@ -308,9 +317,9 @@ class Dir:
     def of(cls, name: str, *children: "Kind") -> "Dir":
         return cls(name, children)
 
-    def child(self, parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, bool]:
+    def child(self, parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:
         """The node for `name` in `parent` (a node of this directory), and
-        whether it depends on the caller."""
+        whether it depends on the caller (False, BY_UID or True)."""
         e = self.by_name.get(name)
         if e is None:
             raise OSError(errno.ENOENT, name)
@@ -331,20 +340,21 @@ class DynDir(Dir):
     """Its rows, then names only it knows (proc_root_lookup, then
     proc_pid_lookup): `lookup` raises ENOENT for a name that is not there."""
     children: tuple["Kind", ...] = ()
-    lookup: Callable[[Node, str, Caller, Kernel], tuple[Node, bool]] | None = None
+    lookup: Callable[[Node, str, Caller, Kernel], tuple[Node, int]] | None = None
     readdir: Callable[[Node, Kernel], list[str]] | None = None
     links: Callable[[Node], int] | None = None  # nlink; None: that of the rows
     size: Callable[[Node], int] | None = None   # what stat says of its size (fd/: the open fds)
     # the directory's ->permission for lookups and listings (fd/: its owner;
-    # fdinfo/: ptrace access): raises EACCES; what it guards is never cached
+    # fdinfo/: ptrace access), a function of the caller's uid: raises
+    # EACCES; what it guards is cached per uid only
     permission: Callable[[Node, Caller], None] | None = None
 
-    def child(self, parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, bool]:
+    def child(self, parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:
         if self.permission is not None:
             self.permission(parent, caller)
-            node, _ = (Dir.child(self, parent, name, caller, kernel) if name in self.by_name
-                       else self.lookup(parent, name, caller, kernel))
-            return node, True
+            node, by = (Dir.child(self, parent, name, caller, kernel) if name in self.by_name
+                        else self.lookup(parent, name, caller, kernel))
+            return node, by | BY_UID
         if name in self.by_name:
             return Dir.child(self, parent, name, caller, kernel)
         return self.lookup(parent, name, caller, kernel)

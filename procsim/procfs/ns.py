@@ -3,15 +3,25 @@
 time namespace's offsets (kernel/time/namespace.c: timens_offsets).
 
 ns/ is mode 0511; its links are `kind:[inum]`, readable only with ptrace
-read access (ns_get_link: EACCES otherwise), listed in ns_entries[] order."""
+read access (ns_get_link: EACCES otherwise), listed in ns_entries[] order.
+
+Following one (stat, open) reaches the namespace's nsfs inode, whose st_ino
+is the inum (what lsns and `pgrep --ns` compare). Linux jumps there
+(nd_jump_link); through FUSE the kernel resolves the link's text as a name
+in ns/ instead, so ns/ also looks up `kind:[inum]`, for each of the task's
+own targets only (not listed, as it is not a name in Linux's ns/): a
+regular 0444 file, owned by root, with the inum as its inode number and no
+read (nsfs has no ->read: EINVAL)."""
 
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 
 from procsim import nsproxy as N
-from procsim.procfs.context import Ctx
-from procsim.procfs.kinds import Dir, Link
+from procsim.kernel import Kernel
+from procsim.procfs.context import Caller, Ctx
+from procsim.procfs.kinds import BY_UID, DynDir, File, Link, Node
 
 
 def _nsproxy(ctx: Ctx) -> N.Nsproxy:
@@ -35,7 +45,7 @@ def _pid_for_children(ctx: Ctx) -> N.Namespace:
     return ns
 
 
-NS_DIR = Dir("ns", (
+_NS_LINKS = (
     _link("net", lambda c: _nsproxy(c).net),
     _link("uts", lambda c: _nsproxy(c).uts),
     _link("ipc", lambda c: _nsproxy(c).ipc),
@@ -46,7 +56,58 @@ NS_DIR = Dir("ns", (
     _link("cgroup", lambda c: _nsproxy(c).cgroup),
     _link("time", lambda c: _nsproxy(c).time_ns),
     _link("time_for_children", lambda c: _nsproxy(c).time_for_children),
-), mode=0o511)
+)
+
+
+# fs/nsfs.c's ioctls (_IO(0xb7, n)) and the type each kind's NS_GET_NSTYPE gives
+NS_GET_USERNS, NS_GET_PARENT, NS_GET_NSTYPE = 0xB701, 0xB702, 0xB703
+_NSTYPE = {"mnt": N.CLONE_NEWNS, "uts": N.CLONE_NEWUTS, "ipc": N.CLONE_NEWIPC, "net": N.CLONE_NEWNET,
+           "pid": N.CLONE_NEWPID, "cgroup": N.CLONE_NEWCGROUP, "time": N.CLONE_NEWTIME, "user": N.CLONE_NEWUSER}
+
+
+def _ns_ioctl(kind: str, cmd: int) -> int:
+    """ns_ioctl(): the type; the owning and parent namespaces are new fds
+    in the caller, which a FUSE server cannot make: EPERM, Linux's answer
+    when they are out of the caller's reach (lsns then leaves them out)."""
+    if cmd == NS_GET_NSTYPE:
+        return _NSTYPE[kind]
+    if cmd in (NS_GET_USERNS, NS_GET_PARENT):
+        if cmd == NS_GET_PARENT and kind not in ("pid", "user"):
+            raise OSError(errno.EINVAL, "nsfs")
+        raise OSError(errno.EPERM, "nsfs")
+    raise OSError(errno.ENOTTY, "nsfs")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class NsFile(File):
+    """A namespace's nsfs inode, reached through an ns/ link: one per kind."""
+    name: str
+    mode: int = 0o444
+
+
+NS_FILES = {kind: NsFile(kind, ioctl=lambda ctx, cmd, arg, uarg, kind=kind: _ns_ioctl(kind, cmd))
+            for kind in _NSTYPE}
+
+
+def _ns_target_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:
+    """`kind:[inum]`: the namespace one of the task's links points at (ns_get_link's ptrace check)."""
+    kind, sep, rest = name.partition(":[")
+    if not sep or not rest.endswith("]") or not rest[:-1].isdigit():
+        raise OSError(errno.ENOENT, name)
+    ctx = Ctx(kernel, caller, parent.task, parent.thread_view)
+    for row in _NS_LINKS:
+        try:
+            if row.target(ctx) != name:
+                continue
+        except OSError:
+            continue
+        if not ctx.may_ptrace():
+            raise OSError(errno.EACCES, name)
+        return Node("file", NS_FILES[kind], None, parent.thread_view, ino=int(rest[:-1])), BY_UID
+    raise OSError(errno.ENOENT, name)
+
+
+NS_DIR = DynDir("ns", _NS_LINKS, mode=0o511, lookup=_ns_target_lookup, readdir=lambda parent, kernel: [])
 
 
 # -- the user namespace's id maps -------------------------------------------------

@@ -22,7 +22,7 @@ from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE
 from procsim.mm.vma import VM_EXEC, VM_MAYSHARE, VM_READ, VM_WRITE, VMA
 from procsim.procfs.context import Ctx
 from procsim.procfs.maps import bound_mm, vma_name
-from procsim.procfs.uaccess import UserMemory, check_zeroed_user
+from procsim.procfs.uaccess import UserMemory, check_zeroed_user, write_in_order
 
 PROCMAP_QUERY = 0xC0686611  # _IOWR('f', 17, struct procmap_query)
 
@@ -108,11 +108,15 @@ def do_procmap_query(mm: MM | None, arg: int, mem: UserMemory) -> int:
     found = _query_locked(mm, karg)
     # copy-out order as the kernel's: name, build ID, then the struct, so a
     # bad build ID pointer fails after the name was written
+    # (through FUSE: one process_vm_writev for the buffers, the struct
+    # being the ioctl's own argument copy)
+    pieces = []
     if found.name is not None:
-        mem.write(karg.vma_name_addr, found.name)
+        pieces.append((karg.vma_name_addr, found.name))
     if found.build_id is not None:
-        mem.write(karg.build_id_addr, found.build_id)
-    mem.write(arg, karg.pack()[: min(usize, SIZEOF_PROCMAP_QUERY)])
+        pieces.append((karg.build_id_addr, found.build_id))
+    pieces.append((arg, karg.pack()[: min(usize, SIZEOF_PROCMAP_QUERY)]))
+    write_in_order(mem, pieces)
     return 0
 
 

@@ -9,6 +9,7 @@ from functools import lru_cache
 from procsim.irq import IrqSnapshot, irq_snapshot
 from procsim.procfs.context import Ctx
 from procsim.sched import CPU
+from procsim.softirq import softirq_counts
 from procsim.units import NSEC, clock_t
 
 
@@ -30,11 +31,8 @@ def _intr_line(s: IrqSnapshot) -> str:
 
 
 def _softirqs(s: IrqSnapshot) -> list[int]:
-    """HI TIMER NET_TX NET_RX BLOCK IRQ_POLL TASKLET SCHED HRTIMER RCU: timer,
-    scheduler and RCU softirqs ride on the tick; block and net follow their IRQs."""
-    ticks = sum(s.loc)
-    return [0, ticks // 3, s.device_total("net_tx") // 100, s.device_total("net_rx") * 2,
-            s.device_total("disk"), 0, 0, ticks * 2 // 3, 0, ticks // 3]
+    """HI TIMER ... RCU: the per-CPU counts of /proc/softirqs, summed."""
+    return [sum(row) for row in softirq_counts(s)]
 
 
 def _cpu_row(c: CPU) -> list[int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from procsim.procfs import block, cgroupfs, idle_bitmap, small_files, sysfs_mm, sysfs_net
+from procsim.procfs import block, cgroupfs, idle_bitmap, sysfs_cpu, sysfs_mm, sysfs_net
 from procsim.procfs.kinds import Bin, Dir, Show
 
 _SYSFS_RO = dict(write_open_errno=errno.EACCES)
@@ -19,10 +19,7 @@ SYS_ENTRIES = (
     block.SYS_BLOCK,
     Dir.of("class", sysfs_net.CLASS_NET),
     Dir("dev", (block.SYS_DEV_BLOCK,), 0o755),
-    Dir.of("devices", Dir.of("system", Dir.of("cpu",
-                                              Show("online", small_files.cpu_online, **_SYSFS_RO),
-                                              Show("possible", small_files.cpu_possible, **_SYSFS_RO))),
-           Dir.of("virtual", sysfs_net.VIRTUAL_NET)),
+    Dir.of("devices", Dir.of("system", sysfs_cpu.CPU, sysfs_cpu.NODE), Dir.of("virtual", sysfs_net.VIRTUAL_NET)),
     Dir.of("fs", cgroupfs.CGROUP_DIR),
     Dir.of("kernel", Dir.of("mm",
                             Dir.of("page_idle", Bin("bitmap", idle_bitmap.global_read, 0o600,

@@ -18,27 +18,22 @@ from dataclasses import dataclass
 
 from procsim.kernel import Kernel
 from procsim.procfs import maps, observer
-from procsim.procfs.base import TGID_DIR, TID_DIR
+from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
-from procsim.procfs.kinds import Bin, Dir, File, Handle, Node, WriteOnly
+from procsim.procfs.inode_ops import InodeOps
+from procsim.procfs.kinds import BY_UID, Dir, File, Handle, Node
 from procsim.procfs.root import PROC
 from procsim.procfs.sysfs import SYS
 
 __all__ = ["Attr", "Handle", "Node", "ProcFS", "ROOT"]
 
 ROOT = Dir.of("", PROC, SYS)
-_PID_DIRS = (TGID_DIR, TID_DIR)
 # An observer (a real process reading the mount) is in the machine's initial
 # mount namespace: its own mount files are the model's, as init's, so that
 # /proc/mounts (-> self/mounts) shows the simulated machine to lsof and others.
 _OBSERVER_MOUNT_FILES = ("mountinfo", "mounts", "mountstats")
 # and in its initial network namespace: /proc/net (-> self/net) is init's, for netstat, ss and psutil
 _OBSERVER_NS_DIRS = ("net",)
-
-
-def _top(path: str) -> str:
-    """The mount a path is in: proc or sys."""
-    return path.strip("/").split("/", 1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +44,18 @@ class Attr:
     nlink: int = 1
     time: float = 0.0
     size: int = 0
+    ino: int = 0
+
+
+def inode_number(path: str) -> int:
+    """st_ino of a path with no inode number of its own (every /proc and
+    /sys inode but the nsfs ones: Linux's are get_next_ino()'s, meaningless
+    but unique): a hash of the path, stable while the daemon runs, above
+    2^32 so as never to be a namespace's inum; the root is FUSE's 1."""
+    return 1 if path == "/" else (hash(path) & _INO_MASK) + (1 << 32)
+
+
+_INO_MASK = (1 << 47) - 1
 
 
 # Rendered files larger than this are not kept between opens: they are rare
@@ -57,7 +64,7 @@ class Attr:
 CACHE_MAX_BYTES = 128 * 1024
 
 
-class ProcFS:
+class ProcFS(InodeOps):
     """The tree and its caches.
 
     Everything served is a function of the kernel's state, the path and the
@@ -70,9 +77,10 @@ class ProcFS:
     current state) but, in an unchanged world, costs a dict lookup.
 
     What depends on the reader is keyed by it: rendered bytes by uid (stat
-    hides addresses from non-ptracers), and paths resolved through the
-    caller's pid (self, thread-self, an observer's own directory) are never
-    cached.
+    hides addresses from non-ptracers), what a permission check guards
+    (fd/, fdinfo/, ns/ targets) by path and uid, and paths resolved
+    through the caller's pid (self, thread-self, an observer's own
+    directory) are never cached.
     """
 
     def __init__(self, kernel: Kernel) -> None:
@@ -84,6 +92,7 @@ class ProcFS:
         self._dirs: dict[str, tuple[str, ...]] = {}
         self._bytes: dict[tuple, bytes] = {}
         self._opens: dict[tuple[str, int], tuple[File, Ctx, tuple]] = {}
+        self._drop()
         # Wall clock: follow real time in steps of one jiffy, as the kernel's
         # tick does; a burst of requests then sees one instant (and shares
         # the caches) instead of advancing the model by a few us per request.
@@ -107,7 +116,14 @@ class ProcFS:
         state behind the kernel's back."""
         with self.kernel.lock:
             self._gen = -1
-            self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}
+            self._drop()
+
+    def _drop(self) -> None:
+        self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}
+        # what depended on the caller's uid only (BY_UID), by (path, uid)
+        self._nodes_u: dict[tuple[str, int], Node] = {}
+        self._attrs_u: dict[tuple[str, int], Attr] = {}
+        self._dirs_u: dict[tuple[str, int], tuple[str, ...]] = {}
 
     def _sync(self, follow: bool) -> None:
         """Under the kernel lock: catch up with the wall clock (if asked and
@@ -120,7 +136,7 @@ class ProcFS:
                 k.follow_wall()
         if k.generation != self._gen:
             self._gen = k.generation
-            self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}
+            self._drop()
 
     # -- resolution -----------------------------------------------------------
 
@@ -131,17 +147,20 @@ class ProcFS:
 
     def _node(self, path: str, caller: Caller) -> Node:
         """The node at `path` (caller under the lock, caches in sync)."""
-        n = self._nodes.get(path)
+        n = self._nodes.get(path) or self._nodes_u.get((path, caller.uid))
         if n is not None:
             return n
         n, uses_caller = self._walk(path, caller)
         if not uses_caller:
             self._nodes[path] = n
+        elif uses_caller == BY_UID:
+            self._nodes_u[path, caller.uid] = n
         return n
 
-    def _walk(self, path: str, caller: Caller) -> tuple[Node, bool]:
+    def _walk(self, path: str, caller: Caller) -> tuple[Node, int]:
         """Resolve component by component; also says whether the answer
-        depended on who asked (then it must not be cached)."""
+        depended on who asked (kinds.BY_UID: only on the uid, then it is
+        cached per uid; True: on more, then it is not cached)."""
         parts = [p for p in path.split("/") if p]
         node = Node("dir", ROOT)
         uses_caller = False
@@ -169,19 +188,22 @@ class ProcFS:
     def getattr(self, path: str, caller: Caller) -> Attr:
         with self.kernel.lock:
             self._sync(False)
-            a = self._attrs.get(path)
+            a = self._attrs.get(path) or self._attrs_u.get((path, caller.uid))
             if a is not None:
                 return a
             n, uses_caller = self._walk(path, caller)
-            a = self._attr(n)
+            a = self._attr(n, path)
             if not uses_caller:
                 self._attrs[path] = a
+            elif uses_caller == BY_UID:
+                self._attrs_u[path, caller.uid] = a
             return a
 
-    def _attr(self, n: Node) -> Attr:
+    def _attr(self, n: Node, path: str) -> Attr:
         if n.observer is not None:
             st = observer.lstat(n.observer)
-            return Attr(st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_mtime)
+            return Attr(st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_mtime, ino=st.st_ino)
+        ino = n.ino or inode_number(path)
         uid = gid = 0
         if n.task is not None:
             c = n.task.tg.cred
@@ -190,11 +212,11 @@ class ProcFS:
         t = self._mount_time
         if n.kind == "dir":
             size = n.entry.size(n) if getattr(n.entry, "size", None) is not None else 0
-            return Attr(S.S_IFDIR | n.entry.mode, uid, gid, n.entry.nlink(n), t, size)
+            return Attr(S.S_IFDIR | n.entry.mode, uid, gid, n.entry.nlink(n), t, size, ino)
         if n.kind == "link":
             # a process's links are owned as its directory is (task_dump_owner)
-            return Attr(n.mode or S.S_IFLNK | n.entry.mode, uid, gid, 1, t, n.size)
-        return Attr(S.S_IFREG | n.entry.mode, uid, gid, 1, t)
+            return Attr(n.mode or S.S_IFLNK | n.entry.mode, uid, gid, 1, t, n.size, ino)
+        return Attr(S.S_IFREG | n.entry.mode, uid, gid, 1, t, 0, ino)
 
     def readdir(self, path: str, caller: Caller) -> list[str]:
         """The names in `path` (a fresh list: the caller may change it)."""
@@ -206,16 +228,20 @@ class ProcFS:
         with self.kernel.lock:
             self._sync(False)
             names = self._dirs.get(path)
+            if names is None:
+                names = self._dirs_u.get((path, caller.uid))
             if names is not None:
                 return names
             n, uses_caller = self._walk(path, caller)
             perm = getattr(n.entry, "permission", None) if n.kind == "dir" else None
             if perm is not None:
                 perm(n, caller)
-                uses_caller = True
+                uses_caller |= BY_UID
             names = tuple(self._list(n, path))
             if not uses_caller:
                 self._dirs[path] = names
+            elif uses_caller == BY_UID:
+                self._dirs_u[path, caller.uid] = names
             return names
 
     def _list(self, n: Node, path: str) -> list[str]:
@@ -239,164 +265,6 @@ class ProcFS:
             if n.err:
                 raise OSError(n.err, path)
             return n.target
-
-    # -- inode operations besides lookup, read and write ---------------------
-    #
-    # What the VFS asks of procfs, sysctl and kernfs inodes once it has done
-    # its own checks (a name that exists is EEXIST, a directory is EISDIR,
-    # mode bits for non-root). Each answer was taken from a 6.18 kernel
-    # (tests/integration/test_fuse_errors.py compares them).
-
-    def _family(self, path: str, caller: Caller) -> tuple[str, Node]:
-        """Which inode operations serve `path`: "piddir" (/proc/PID,
-        /proc/PID/task/TID: no attribute or xattr change), "pid" (what is
-        in those, task/ included: proc_setattr), "sysctl" (/proc/sys), "sysfs" (kernfs), "link" or
-        "proc" (the rest of /proc: proc_dir_entry inodes)."""
-        with self.kernel.lock:
-            self._sync(False)
-            n = self._node(path, caller)
-        if n.kind == "link":
-            return "link", n
-        if n.observer is not None or n.entry in _PID_DIRS:
-            return "piddir", n
-        if n.task is not None:
-            return "pid", n
-        top = path.strip("/").split("/")
-        if top[0] == "sys":
-            return "sysfs", n
-        if top[:2] == ["proc", "sys"]:
-            return "sysctl", n
-        return "proc", n
-
-    @staticmethod
-    def _sysctl_ro(fam: str, n: Node) -> bool:
-        """A sysctl inode root may not write (proc_sys_permission): a
-        directory, or a file without write bits."""
-        return fam == "sysctl" and (n.kind == "dir" or n.entry.deny_write)
-
-    def setattr(self, path: str, caller: Caller, *, mode: int | None = None, uid: int = -1, gid: int = -1,
-                times: bool = False, size: int | None = None) -> None:
-        """chmod (mode), chown (uid/gid, -1: unchanged), utimens (times),
-        truncate (size). Owner and mode of a /proc or /sys entry may be set
-        to what they are (Linux would keep other values in the
-        proc_dir_entry or kernfs node; we refuse them, EPERM); times are
-        accepted and not kept (an inode's times are not modelled)."""
-        fam, n = self._family(path, caller)
-        a = self.getattr(path, caller)
-        if fam == "piddir" and (mode is not None or uid != -1 or gid != -1 or times):
-            raise OSError(errno.EPERM, path)  # the pid directories' inodes refuse any change
-        if mode is not None:
-            if fam in ("pid", "sysctl", "piddir"):
-                raise OSError(errno.EPERM, path)  # proc_setattr, proc_sys_setattr: no ATTR_MODE
-            if mode & 0o7777 != a.mode & 0o7777:
-                raise OSError(errno.EPERM, path)
-        if uid != -1 or gid != -1:
-            if fam == "sysctl":
-                raise OSError(errno.EPERM, path)  # proc_sys_setattr: no ATTR_UID/ATTR_GID
-            if fam in ("proc", "sysfs") and (uid not in (-1, a.uid) or gid not in (-1, a.gid)):
-                raise OSError(errno.EPERM, path)
-            # pid files: accepted, and stat keeps showing the task's owner (pid_getattr)
-        if size is not None and self._sysctl_ro(fam, n):
-            raise OSError(errno.EACCES, path)
-
-    def fsync(self, path: str, caller: Caller) -> None:
-        """fsync/fdatasync: procfs and sysctl files and every directory have
-        no ->fsync (EINVAL); kernfs files have noop_fsync."""
-        fam, n = self._family(path, caller)
-        if not (fam == "sysfs" and n.kind == "file"):
-            raise OSError(errno.EINVAL, path)
-
-    def listxattr(self, path: str, caller: Caller) -> tuple[str, ...]:
-        """No xattrs anywhere (and, without an LSM, no security ones)."""
-        self._family(path, caller)
-        return ()
-
-    def getxattr(self, path: str, name: str, caller: Caller) -> bytes:
-        """procfs has no xattr handlers (EOPNOTSUPP); kernfs has them, with
-        nothing stored (ENODATA)."""
-        fam, _ = self._family(path, caller)
-        # (kernfs has no system.* handler: POSIX ACLs are EOPNOTSUPP there too)
-        kernfs = fam == "sysfs" and not name.startswith("system.")
-        raise OSError(errno.ENODATA if kernfs else errno.EOPNOTSUPP, path)
-
-    def setxattr(self, path: str, name: str, caller: Caller, replace: bool = False) -> None:
-        """setxattr (replace: XATTR_REPLACE) and removexattr (replace=True)."""
-        fam, n = self._family(path, caller)
-        if fam == "piddir":
-            raise OSError(errno.EPERM, path)
-        user = name.startswith("user.")
-        if user and self._sysctl_ro(fam, n):
-            raise OSError(errno.EACCES, path)  # xattr_permission: user.* needs MAY_WRITE
-        if fam == "sysfs" and not user and replace:
-            raise OSError(errno.ENODATA, path)  # kernfs: no such xattr to replace or remove
-        # (kernfs would store a new trusted.* or security.* xattr: not modelled)
-        raise OSError(errno.EOPNOTSUPP, path)
-
-    def new_name(self, op: str, path: str, caller: Caller, mode: int = 0, source: str | None = None) -> None:
-        """mkdir, mknod, create, symlink, link (from `source`) of a name
-        that does not exist: always an error. procfs and sysctl lookups
-        fail for unknown names (ENOENT) before any inode operation is
-        asked; kernfs gives a negative dentry, and then has no such op."""
-        parent = path.rsplit("/", 1)[0] or "/"
-        fam, _ = self._family(parent, caller)
-        if fam != "sysfs":
-            raise OSError(errno.ENOENT, path)
-        if op == "link" and source is not None and _top(source) != _top(path):
-            raise OSError(errno.EXDEV, path)  # /proc and /sys are two mounts
-        # vfs_create without ->create is EACCES; mkdir (kernfs_iop_mkdir
-        # without a syscall op), mknod, symlink, link: EPERM
-        creates = op == "create" or (op == "mknod" and S.S_ISREG(mode))
-        raise OSError(errno.EACCES if creates else errno.EPERM, path)
-
-    def rename(self, old: str, new: str, caller: Caller) -> None:
-        """rename: never possible. Across /proc and /sys: EXDEV; to a new
-        name in /proc: its lookup fails (ENOENT); otherwise the directory's
-        write permission (sysctl: EACCES), then no ->rename (EPERM)."""
-        fam, _ = self._family(old, caller)
-        if _top(old) != _top(new):
-            raise OSError(errno.EXDEV, new)
-        try:
-            self.getattr(new, caller)
-        except OSError:
-            if fam != "sysfs":
-                raise OSError(errno.ENOENT, new) from None
-        self._remove(old, caller)
-
-    def _remove(self, path: str, caller: Caller) -> None:
-        parent = path.rsplit("/", 1)[0] or "/"
-        pfam, pn = self._family(parent, caller)
-        if self._sysctl_ro(pfam, pn):
-            raise OSError(errno.EACCES, path)  # may_delete: no MAY_WRITE on a sysctl directory
-        raise OSError(errno.EPERM, path)
-
-    def unlink(self, path: str, caller: Caller) -> None:
-        self._remove(path, caller)
-
-    def rmdir(self, path: str, caller: Caller) -> None:
-        if path.strip("/") in ("proc", "sys"):
-            raise OSError(errno.EBUSY, path)  # a mount's root
-        self._remove(path, caller)
-
-    def lseek(self, path: str, caller: Caller, offset: int, whence: int) -> int:
-        """SEEK_DATA and SEEK_HOLE (FUSE answers SEEK_SET/CUR/END itself):
-        seq_lseek and mem_lseek refuse them (EINVAL); sysctl files
-        (default_llseek, i_size 0) have no data (ENXIO); kernfs attributes
-        are one page long (generic_file_llseek); clear_refs has noop_llseek."""
-        fam, n = self._family(path, caller)
-        if n.kind == "dir":
-            raise OSError(errno.ENXIO, path)  # generic: a directory's i_size is 0
-        e = n.entry
-        if fam == "sysctl":
-            size = 0
-        elif fam == "sysfs":
-            size = 0 if isinstance(e, Bin) else 4096  # bin attributes: their size (page_idle: 0)
-        elif isinstance(e, WriteOnly):
-            return 0  # write-only clear_refs: the position stays 0
-        else:
-            raise OSError(errno.EINVAL, path)
-        if offset < 0 or offset >= size:
-            raise OSError(errno.ENXIO, path)
-        return offset if whence == os.SEEK_DATA else size
 
     def follow_nowait(self) -> None:
         """Catch up with the wall clock (due activity runs) for a reader that
@@ -472,7 +340,7 @@ class ProcFS:
             # namespaces (cgroup paths, hostname): its pid is in the key
             sim_reader = caller.pid if caller.pid in k.tasks else 0
             key = (id(e), id(t), id(ctx.mm), n.thread_view, caller.uid, n.arg, sim_reader)
-            if not uses_caller and not sim_reader:
+            if uses_caller in (False, BY_UID) and not sim_reader:  # (keyed by uid)
                 self._opens[(path, caller.uid)] = (e, ctx, key)
             if flags & os.O_DIRECT:
                 # no procfs or sysfs file has FMODE_CAN_ODIRECT (do_dentry_open)

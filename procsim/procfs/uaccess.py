@@ -23,6 +23,18 @@ class UserMemory(Protocol):
     def write(self, addr: int, data: bytes) -> None: ...
 
 
+def write_in_order(mem: UserMemory, pieces: list[tuple[int, bytes]]) -> None:
+    """copy_to_user of each (addr, data) in turn: a fault stops there, what
+    came before written. One call where `mem` can do them together
+    (`writev`: process_vm_writev's iovecs, which stop the same way)."""
+    writev = getattr(mem, "writev", None)
+    if writev is not None:
+        writev(pieces)
+        return
+    for addr, data in pieces:
+        mem.write(addr, data)
+
+
 def efault(addr: int) -> OSError:
     return OSError(errno.EFAULT, f"bad user address {addr:#x}")
 
@@ -83,6 +95,28 @@ class IoctlArg:
         a, b = max(addr, lo), min(addr + n, hi)
         if a < b:
             self.buf[a - lo: b - lo] = data[a - addr: b - addr]
+
+
+    def writev(self, pieces: list[tuple[int, bytes]]) -> None:
+        """write_in_order(): the pieces outside the argument in as few calls
+        to `mem` as the order allows (inside ones cannot fault)."""
+        lo, hi = self.arg, self.arg + len(self.buf)
+        batch: list[tuple[int, bytes]] = []
+        for addr, data in pieces:
+            if lo <= addr and addr + len(data) <= hi:
+                if batch:
+                    write_in_order(self.mem, batch)
+                    batch = []
+                self.write(addr, data)
+            elif addr + len(data) <= lo or addr >= hi:
+                batch.append((addr, data))
+            else:  # across an edge: rare, piece by piece
+                if batch:
+                    write_in_order(self.mem, batch)
+                    batch = []
+                self.write(addr, data)
+        if batch:
+            write_in_order(self.mem, batch)
 
 
 def check_zeroed_user(mem: UserMemory, addr: int, n: int) -> bool:

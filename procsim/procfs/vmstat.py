@@ -5,9 +5,9 @@ kernel keeps (procsim/mm/vmstat.py, the swap device's pswpin/pswpout)."""
 from __future__ import annotations
 
 from procsim.kernel import Kernel
+from procsim.mm.buddy import zone_states
 from procsim.mm.show_mem import mem_snapshot
 from procsim.mm.vmstat import pgpgout_kb
-from procsim.mm.zone import DIRTY_BACKGROUND_RATIO, DIRTY_RATIO, PAGEBLOCK_PAGES
 from procsim.procfs.context import Ctx
 
 # The 6.18 key set and order of the reference VM (no CONFIG_DEBUG_TLBFLUSH, so
@@ -64,16 +64,16 @@ def vmstat_values(k: Kernel) -> dict[str, int]:
     v.update({f"nr_{name}": n for name, n in lru.items()})
     v.update({
         "nr_free_pages": m.free,
-        # free pages in wholly free pageblocks: most of them, in 512-page units
-        "nr_free_pages_blocks": m.free * 7 // 8 // PAGEBLOCK_PAGES * PAGEBLOCK_PAGES,
+        # free pages in wholly free pageblocks (the buddy allocator's)
+        "nr_free_pages_blocks": sum(z.free_blocks_pages for z in zone_states(k)),
         "nr_mlock": m.mlocked,
         "nr_slab_reclaimable": m.slab_reclaimable, "nr_slab_unreclaimable": m.slab_unreclaimable,
         "nr_anon_pages": m.anon, "nr_mapped": m.mapped, "nr_file_pages": m.file_pages,
         "nr_swapcached": m.swapcached,
         "nr_dirty": k.mem.nr_file_dirty, "nr_zone_write_pending": k.mem.nr_file_dirty, "nr_dirtied": k.mem.nr_dirtied,
         "nr_shmem": m.shmem, "nr_kernel_stack": m.kernel_stack_kb, "nr_page_table_pages": m.pagetables,
-        "nr_dirty_threshold": dirtyable * DIRTY_RATIO // 100,
-        "nr_dirty_background_threshold": dirtyable * DIRTY_BACKGROUND_RATIO // 100,
+        "nr_dirty_threshold": dirtyable * k.mem.sysctl.dirty_ratio // 100,
+        "nr_dirty_background_threshold": dirtyable * k.mem.sysctl.dirty_background_ratio // 100,
         "nr_memmap_boot_pages": k.mem.nr_pages // 64,  # 64-byte struct page per frame
         "pgpgout": pgpgout_kb(k.now) + k.mem.vm_events.pgpgout, "nr_written": k.mem.nr_written, "pswpin": k.mem.swap.pswpin, "pswpout": k.mem.swap.pswpout,
     })

@@ -2,7 +2,7 @@
 KernelConfig, every kthread, process, thread and mapping becomes the
 syscalls that would have made it, and activity becomes timed commands;
 each concern is a part of the builder (processes.py, memory.py,
-activity.py)."""
+activity.py, sysctl.py)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,12 @@ from procsim.scenario.names import _REGISTRY, Names
 from procsim.scenario.net import NetBuilder
 from procsim.scenario.processes import ProcessBuilder
 from procsim.scenario.schema import KTHREAD, TOP, ScenarioError, _fields, _is_int
+from procsim.scenario.sysctl import SysctlBuilder
 from procsim.units import NSEC
 
 
 class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, BlockBuilder, NetBuilder,
-               CapturedBuilder):
+               CapturedBuilder, SysctlBuilder):
     """One build: the document, the kernel it makes, the names it gives."""
 
     def __init__(self, doc: dict, source: str) -> None:
@@ -89,6 +90,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, Bl
         self._disks(top)  # the disks and what is mounted on them, before anything does I/O
         _REGISTRY[k] = self.names
         self.names.description = top.get("description", "")
+        self._sysctls(top.get("sysctl", {}))  # before any process: the policies their mappings meet
         self._cgroups(top.get("cgroup", []))  # the hierarchy and its limits, before anyone is in it
         self._netdevs(top.get("netdev", []))
         procs = top.get("process", [])

@@ -65,3 +65,60 @@ def test_psutil_uids_gids(machine):
     assert seen == len(model)
     with psutil_procfs(machine):
         assert psutil.Process(1).uids() == (0, 0, 0)
+
+
+CONTAINER = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "container.toml")
+
+
+def _ns_inums(proc: str, pid: int) -> dict[str, int]:
+    """What each ns/ link names (`net:[4026531833]`), as the model says it."""
+    out = {}
+    for kind in ("mnt", "net", "pid", "uts", "ipc", "cgroup", "user", "time"):
+        target = os.readlink(f"{proc}/{pid}/ns/{kind}")
+        assert target.startswith(f"{kind}:[") and target.endswith("]"), target
+        out[kind] = int(target[len(kind) + 2:-1])
+    return out
+
+
+def test_ns_links_stat_to_the_namespace_inode(procsim_mount):
+    """stat() follows an ns link to the namespace's nsfs inode: st_ino is
+    the inum (Linux: a regular 0444 file of nsfs); lstat is the link."""
+    m = procsim_mount(scenario=CONTAINER)
+    web = next(p["pid"] for p in m.ctl.ps() if p["comm"] == "nginx" and p["uid"] == 0)
+    for pid in (1, web):
+        for kind, inum in _ns_inums(m.proc, pid).items():
+            st = os.stat(f"{m.proc}/{pid}/ns/{kind}")
+            assert (st.st_ino, st.st_mode, st.st_uid) == (inum, 0o100444, 0), (pid, kind)
+            assert os.lstat(f"{m.proc}/{pid}/ns/{kind}").st_ino != inum
+    assert os.stat(f"{m.proc}/{web}/ns/net").st_ino != os.stat(f"{m.proc}/1/ns/net").st_ino
+    assert os.stat(f"{m.proc}/{web}/ns/user").st_ino == os.stat(f"{m.proc}/1/ns/user").st_ino
+    # the target's name is not in ns/'s listing, and another name is not there
+    assert sorted(os.listdir(f"{m.proc}/{web}/ns"))[0] == "cgroup"
+    net = os.readlink(f"{m.proc}/1/ns/net")
+    with pytest.raises(FileNotFoundError):
+        os.stat(f"{m.proc}/{web}/ns/{net}")  # not one of this task's namespaces
+    with open(f"{m.proc}/1/ns/net", "rb") as f:  # nsfs has no ->read
+        with pytest.raises(OSError) as e:
+            f.read()
+        assert e.value.errno == 22
+
+
+def test_lsns_and_pgrep_ns(procsim_mount):
+    m = procsim_mount(scenario=CONTAINER)
+    ps = m.ctl.ps()
+    container = sorted(p["pid"] for p in ps if p["comm"] == "nginx")
+    web = container[0]
+    inside, host = _ns_inums(m.proc, web), _ns_inums(m.proc, 1)
+    rows = {}
+    for line in run(m, "lsns", "-n", "-o", "NS,TYPE,NPROCS,PID").splitlines():
+        ns, kind, nprocs, pid = line.split()
+        rows[int(ns)] = (kind, int(nprocs), int(pid))
+    for kind in ("pid", "mnt", "uts", "ipc", "net", "cgroup"):
+        assert rows[inside[kind]] == (kind, len(container), web), kind
+        assert rows[host[kind]] == (kind, len(ps) - len(container), 1), kind
+    assert rows[host["user"]] == ("user", len(ps), 1)  # no user namespace of its own
+    # pgrep --ns: the processes sharing every namespace of a pid (or those named)
+    assert sorted(map(int, run(m, "pgrep", "--ns", str(web)).split())) == container
+    assert sorted(map(int, run(m, "pgrep", "--ns", str(web), "--nslist", "user").split())) == \
+        sorted(p["pid"] for p in ps)
+    assert web not in map(int, run(m, "pgrep", "--ns", "1", "--nslist", "net").split())

@@ -100,6 +100,9 @@ def test_oom_kill_through_the_control_channel(procsim_mount):
     big_rss = kb(status(m, big)["VmRSS"])
     free_before = meminfo_kb(m, "MemFree")
     hog = m.ctl.spawn(argv=["/usr/bin/hog"])
+    # as on Linux: the default heuristic (0) refuses a mapping larger than RAM at mmap
+    with open(f"{m.proc}/sys/vm/overcommit_memory", "w") as f:
+        f.write("1\n")
     addr = m.ctl.mmap(pid=hog, length=1 << 30)
     want = free_before + 64 * 1024  # more than is free: the OOM killer must make room
     assert m.ctl.touch(pid=hog, addr=addr, length=want * 1024) == want // 4

@@ -10,7 +10,7 @@ import stat as S
 
 import pytest
 
-from procsim.procfs import base, root, tree
+from procsim.procfs import base, inode_ops, root
 from procsim.procfs.kinds import Bin, Dir, DynDir, Link, PtraceShow, Seq, Show, WriteOnly
 from procsim.procfs.tree import ProcFS
 
@@ -42,7 +42,7 @@ def test_one_row_adds_a_per_process_file_and_link(fs: ProcFS, monkeypatch: pytes
             Link("zz_parent", lambda ctx: str(ctx.task.tg.parent.tgid)))
     pid_dir = Dir("PID", rows)
     monkeypatch.setattr(root, "TGID_DIR", pid_dir)
-    monkeypatch.setattr(tree, "_PID_DIRS", (pid_dir, base.TID_DIR))
+    monkeypatch.setattr(inode_ops, "_PID_DIRS", (pid_dir, base.TID_DIR))
     fs.invalidate()
     assert fs.readdir(f"/proc/{p}", ROOT)[-2:] == ["zz_pid", "zz_parent"]
     assert read_all(fs, f"/proc/{p}/zz_pid") == f"{p}\n".encode()

@@ -68,6 +68,51 @@ def test_ns_link_needs_ptrace_access(fs):
     assert fs.readlink(f"/proc/{mine}/ns/net", NOBODY) == "net:[4026531833]"
 
 
+@requires_host(kernel="6.18")
+@in_init_ns
+def test_ns_link_targets_are_nsfs_inodes(fs):
+    """What stat() reaches through an ns link (through FUSE: the link's
+    text looked up in ns/): the host's nsfs inode, for mode and number."""
+    p = _spawn(fs)
+    for n in os.listdir("/proc/self/ns"):
+        target = fs.readlink(f"/proc/{p}/ns/{n}", ROOT)
+        a = fs.getattr(f"/proc/{p}/ns/{target}", ROOT)
+        st = os.stat(f"/proc/self/ns/{n}")
+        assert (a.ino, a.mode, a.uid, a.gid) == (st.st_ino, st.st_mode, 0, 0), n
+        assert fs.getattr(f"/proc/{p}/ns/{n}", ROOT).ino != a.ino  # lstat: the link's own
+    assert "net:[4026531833]" not in fs.readdir(f"/proc/{p}/ns", ROOT)
+
+
+def test_ns_link_targets_only_the_tasks_own(fs):
+    k = fs.kernel
+    p, q = _spawn(fs), _spawn(fs)
+    execute(k, "unshare", {"pid": p, "flags": "CLONE_NEWNET"})
+    mine = fs.readlink(f"/proc/{p}/ns/net", ROOT)
+    assert fs.getattr(f"/proc/{p}/ns/{mine}", ROOT).ino == 0xF0000000
+    for bad in ("net:[4026531833]", "uts:[4026531833]", "net:[x]", "net:4026531833", "net:[]"):
+        assert errno_of(fs.getattr, f"/proc/{p}/ns/{bad}", ROOT) == errno.ENOENT, bad
+    assert errno_of(fs.getattr, f"/proc/{q}/ns/{mine}", ROOT) == errno.ENOENT
+    # ns_get_link's ptrace check, as readlink's
+    assert errno_of(fs.getattr, f"/proc/{q}/ns/net:[4026531833]", NOBODY) == errno.EACCES
+    h = fs.open(f"/proc/{p}/ns/{mine}", os.O_RDONLY, ROOT)
+    assert errno_of(h.read, 4096, 0) == errno.EINVAL  # nsfs: no ->read
+    assert h.ioctl(0xB703, bytearray()) == N.CLONE_NEWNET  # NS_GET_NSTYPE
+    assert errno_of(h.ioctl, 0xB701, bytearray()) == errno.EPERM  # NS_GET_USERNS: no fd through FUSE
+    assert errno_of(h.ioctl, 0xB702, bytearray()) == errno.EINVAL  # NS_GET_PARENT: net does not nest
+    assert errno_of(h.ioctl, 0x5401, bytearray()) == errno.ENOTTY
+
+
+def test_inode_numbers_are_unique_and_stable(fs):
+    p = _spawn(fs)
+    paths = ["/", "/proc", "/sys", f"/proc/{p}", f"/proc/{p}/status", f"/proc/{p}/task/{p}/status",
+             "/proc/meminfo", f"/proc/{p}/ns/net"]
+    inos = [fs.getattr(x, ROOT).ino for x in paths]
+    assert inos[0] == 1 and len(set(inos)) == len(inos)
+    assert all(i > 1 << 32 for i in inos[1:])  # never a namespace's inum
+    fs.invalidate()
+    assert [fs.getattr(x, ROOT).ino for x in paths] == inos
+
+
 def test_unshare_gives_new_inode_numbers_in_order(fs):
     k = fs.kernel
     p = _spawn(fs)

@@ -17,6 +17,7 @@ from procsim import Kernel
 from procsim.commands import CommandError, execute
 from procsim.mm import oom as O
 from procsim.mm.counter_tree import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
+from procsim.mm.sysctl_vm import set_vm_sysctl
 from procsim.procfs.context import Caller, Ctx
 from procsim.procfs import pid as P
 from procsim.procfs import meminfo as meminfo_f
@@ -32,7 +33,12 @@ PRIV = Caller(os.getpid(), 0, 0, caps=CAP)
 
 
 def machine(**kw) -> Kernel:
-    return boot(**kw)
+    """vm.overcommit_memory = 1, as one sets it on Linux to drive the OOM
+    killer: the default heuristic refuses a mapping larger than RAM and
+    swap at mmap (ENOMEM) before any fault could run out of memory."""
+    k = boot(**kw)
+    set_vm_sysctl(k, "overcommit_memory", 1)
+    return k
 
 
 def status_pages(k: Kernel, pid: int) -> dict[str, int]:

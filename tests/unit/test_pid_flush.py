@@ -3,6 +3,8 @@ names the dentries to drop (procsim/procfs/pid_flush.py)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from procsim.config import KernelConfig
@@ -96,7 +98,9 @@ def test_close_stops_listening(k: Kernel) -> None:
 
 def test_mountd_forwards_what_procfs_names(k: Kernel, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Invalidator only hands procfs's dentries to libfuse, by the
-    parent's node id (its st_ino), skipping parents that are gone."""
+    parent's node id (fuse_nodeid: from its file handle; here a fake of
+    inode numbers, the directories not being on FUSE), skipping parents
+    that are gone."""
     fsmod = pytest.importorskip("mountd.fs")
     import mfusepy
     if mfusepy.fuse_version_major != 3:
@@ -105,6 +109,13 @@ def test_mountd_forwards_what_procfs_names(k: Kernel, tmp_path, monkeypatch: pyt
     monkeypatch.setattr(mfusepy._libfuse, "fuse_lowlevel_notify_inval_entry",
                         lambda se, ino, name, n: calls.append((se, ino, name[:n])), raising=False)
     (tmp_path / "proc").mkdir()
+
+    def nodeid(path: str) -> int | None:
+        try:
+            return os.stat(path).st_ino
+        except FileNotFoundError:
+            return None
+    monkeypatch.setattr(fsmod, "fuse_nodeid", nodeid)
     p = k.spawn(["/usr/bin/bash"])
     t = k.clone_thread(p)
     (tmp_path / "proc" / str(p) / "task").mkdir(parents=True)

@@ -292,3 +292,27 @@ def test_readdir_names_follow_the_world(fs: ProcFS, monkeypatch: pytest.MonkeyPa
     after = ops.readdir_names("/proc")
     assert str(p).encode() in after and str(p).encode() not in before
     assert ops.readdir_names("/proc") is after  # unchanged world: the same tuple
+
+
+def test_what_a_permission_guards_is_cached_per_uid(fs: ProcFS) -> None:
+    """fd/ (its owner or root), fdinfo/ (ptrace) and ns/ targets are
+    resolved once per uid and generation: another uid gets its own answer,
+    before and after the first one's is cached."""
+    k = fs.kernel
+    p = k.spawn(["/usr/bin/bash"], uid=1000, gid=1000)
+    for _ in range(3):
+        k.open(p, "/dev/null")
+    owner, other = Caller(os.getpid(), 1000, 1000), NOBODY
+    for c in (ROOT, owner):
+        assert fs.getattr(f"/proc/{p}/fd/0", c).size == 64
+        assert fs.listing(f"/proc/{p}/fd", c) == ("0", "1", "2")
+        read_all(fs, f"/proc/{p}/fdinfo/0", c)
+    for _ in range(2):  # the cached answers of root and the owner are not the other's
+        assert errno_of(fs.getattr, f"/proc/{p}/fd/0", other) == errno.EACCES
+        assert errno_of(fs.listing, f"/proc/{p}/fd", other) == errno.EACCES
+        assert errno_of(fs.open, f"/proc/{p}/fdinfo/0", os.O_RDONLY, other) == errno.EACCES
+        assert errno_of(fs.getattr, f"/proc/{p}/ns/net:[4026531833]", other) == errno.EACCES
+    assert fs.getattr(f"/proc/{p}/fd/0", owner) is fs.getattr(f"/proc/{p}/fd/0", owner)  # cached
+    k.close(p, 0)  # a change: the next answer is the new world's
+    assert fs.listing(f"/proc/{p}/fd", owner) == ("1", "2")
+    assert errno_of(fs.getattr, f"/proc/{p}/fd/0", owner) == errno.ENOENT

@@ -11,6 +11,7 @@ import pytest
 from procsim import Kernel
 from procsim.commands import execute
 from procsim.mm.mm import MM_ANONPAGES
+from procsim.mm.sysctl_vm import set_vm_sysctl
 import invariants
 
 P = 4096
@@ -243,6 +244,7 @@ def test_workload_ends_with_its_task_and_with_exec():
 
 def test_out_of_memory_fails_the_workload_and_the_clock_goes_on():
     k = boot(mem=512 * MB)
+    set_vm_sysctl(k, "overcommit_memory", 1)  # else the heuristic refuses 1 GiB at mmap
     pid = k.spawn(["/usr/bin/app"])
     addr = execute(k, "mmap", {"pid": pid, "length": 1 << 30})
     k.workloads.start(pid, pattern="scan", rate=300000, addr=addr, length=1 << 30, write=1.0)
