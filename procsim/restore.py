@@ -171,3 +171,16 @@ def _negated(s):
     from procsim.block.genhd import DiskStats
     return DiskStats([-x for x in s.ios], [-x for x in s.merges], [-x for x in s.sectors], [-x for x in s.nsecs],
                      -s.io_ticks)
+
+
+def restore_netdev_stats(k: Kernel, name: str, stats: dict[str, int], summed: tuple[str, ...]) -> None:
+    """An initial-namespace device's counters as its /proc/net/dev line
+    gave them (`summed`: the counters a column adds to the first, zeroed)."""
+    with k.lock:
+        dev = k.net.net(k.init_ns["net"]).device(name)
+        if dev is None:
+            raise KernelError(errno.ENODEV, f"no device {name!r}")
+        for key in summed:
+            dev.stats[key] = 0
+        dev.stats.update(stats)
+        k._changed("restore")

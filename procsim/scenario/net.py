@@ -5,6 +5,7 @@ name adds a device). Sockets are process files (procsim/scenario_files.py:
 
 from __future__ import annotations
 
+from procsim import restore
 from procsim.net import add_nic
 from procsim.net.netdevice import parse_cidr
 from procsim.net.netns import Route
@@ -27,15 +28,9 @@ class NetBuilder:
 
     def _restore_netdev_stats(self) -> None:
         """A captured device's counters, once the boot history has played."""
-        net = self.k.net.net(self.k.init_ns["net"])
-        with self.k.lock:
-            for name, stat in getattr(self, "netdev_stats", []):
-                dev = net.device(name)
-                for key in SUMMED:
-                    dev.stats[key] = 0
-                dev.stats.update(zip(DEV_STATS, stat))
-            if getattr(self, "netdev_stats", None):
-                self.k._changed("restore")
+        for name, stat in getattr(self, "netdev_stats", []):
+            self._call(f"netdev {name!r}: stat", restore.restore_netdev_stats, self.k, name,
+                       dict(zip(DEV_STATS, stat)), SUMMED)
 
     def _netdevs(self, entries: list) -> None:
         import ipaddress
