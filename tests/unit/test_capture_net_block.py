@@ -194,3 +194,29 @@ def test_anonymized_addresses() -> None:
     assert address("127.0.0.1") == "127.0.0.1" and address("::") == "::" and address("fe80::1") == "fe80::1"
     assert endpoint("[fd00::2]:22").startswith("[fd") and endpoint("[fd00::2]:22").endswith("]:22")
     assert endpoint("10.0.0.2/24").endswith("/24") and endpoint("/run/app.sock").endswith(".sock")
+
+
+def test_own_namespaces_become_clone(tmp_path: Path) -> None:
+    from procsim.capture.tasks import TaskCapture
+    proc = tmp_path / "proc"
+    links = {1: {"pid": 4026531836, "net": 4026531840, "uts": 4026531838, "mnt": 4026531841},
+             100: {"pid": 4026532200, "net": 4026532201, "uts": 4026531838, "mnt": 4026532202},   # its own
+             101: {"pid": 4026532200, "net": 4026532201, "uts": 4026531838, "mnt": 4026532202},   # its parent's
+             102: {"pid": 4026531836, "net": 4026532300, "uts": 4026531838, "mnt": 4026531841}}
+    for pid, ns in links.items():
+        (proc / str(pid) / "ns").mkdir(parents=True)
+        for kind, ino in ns.items():
+            os.symlink(f"{kind}:[{ino}]", proc / str(pid) / "ns" / kind)
+    src = Source(str(proc), str(tmp_path / "sys"))
+    tc = TaskCapture(src)
+    tc.uids = {1: 0, 100: 0, 101: 0, 102: 1000}
+    got = {}
+    for pid, ppid in ((100, 1), (101, 100), (102, 1)):
+        p: dict = {}
+        tc._namespaces(p, pid, ppid)
+        got[pid] = p.get("clone")
+    assert got == {100: "mnt|pid|net", 101: None, 102: "net"}
+    p = {}
+    tc.uids[1] = 1000  # a non-root parent cannot clone without a user namespace: left out, said
+    tc._namespaces(p, 102, 1)
+    assert "clone" not in p and any("non-root parent" in w for w in src.warnings)
