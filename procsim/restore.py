@@ -87,6 +87,8 @@ def set_ino(k: Kernel, pid: int, fd: int, ino: int) -> None:
         if f.kind not in (PIPE, SOCK) or isinstance(ino, bool) or not isinstance(ino, int) or ino < 1:
             raise KernelError(errno.EINVAL, f"restore: fd {fd} is not a pipe or socket, or ino {ino!r} is bad")
         f.ino = ino
+        if f.kind == SOCK and f.private is not None:  # /proc/net/* show the sock's inode
+            f.private.ino = ino
         k._changed("restore", pid=t.tgid)
 
 
@@ -138,3 +140,47 @@ def populate(k: Kernel, tid: int, addr: int, length: int, write: bool, huge: boo
         finally:
             k._changed("mm", pid=t.tgid)
         return n
+
+
+def restore_disk_stats(k: Kernel, bdev, stat: list[int]) -> None:
+    """A device's counters as the captured /proc/diskstats line gave them
+    (ms where it shows ms), less what the root's journal adds as the clock
+    moves (blk_core.stats adds it back), so that the line reads back as
+    captured. time_in_queue (field 11) is the sum of the four ns counters
+    in ms: up to 999999 ns more on each makes its rounding the captured one."""
+    from procsim.block.genhd import DiskStats
+    from procsim.block.blk_core import journal_stats
+    ms = 1_000_000
+    f = stat + [0] * (17 - len(stat))
+    s = DiskStats([f[0], f[4], f[11], f[15]], [f[1], f[5], f[12], 0], [f[2], f[6], f[13], 0],
+                  [f[3] * ms, f[7] * ms, f[14] * ms, f[16] * ms], f[9] * ms)
+    extra = f[10] - (f[3] + f[7] + f[14] + f[16])
+    if 0 < extra <= 3:
+        each = -(-extra * ms // 4)
+        s.nsecs = [n + each for n in s.nsecs]
+    with k.lock:
+        blk = k.block
+        if blk.journal and (bdev is blk.root or bdev is blk.root.disk.part0):
+            s = s.plus(_negated(journal_stats(blk.root.disk, k.now)))
+        bdev.stats = s
+        bdev.pending = []
+        k._changed("restore")
+
+
+def _negated(s):
+    from procsim.block.genhd import DiskStats
+    return DiskStats([-x for x in s.ios], [-x for x in s.merges], [-x for x in s.sectors], [-x for x in s.nsecs],
+                     -s.io_ticks)
+
+
+def restore_netdev_stats(k: Kernel, name: str, stats: dict[str, int], summed: tuple[str, ...]) -> None:
+    """An initial-namespace device's counters as its /proc/net/dev line
+    gave them (`summed`: the counters a column adds to the first, zeroed)."""
+    with k.lock:
+        dev = k.net.net(k.init_ns["net"]).device(name)
+        if dev is None:
+            raise KernelError(errno.ENODEV, f"no device {name!r}")
+        for key in summed:
+            dev.stats[key] = 0
+        dev.stats.update(stats)
+        k._changed("restore")

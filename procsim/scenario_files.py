@@ -37,7 +37,7 @@ KINDS = ("file", "pipe", "socket", "eventfd", "epoll", "timerfd", "signalfd", "i
 # a socket's network keys (procsim/net/): bind, then listen or connect, then traffic
 SOCKET_KEYS = ("type", "bind", "listen", "backlog", "accept", "connect", "peer", "tx_rate", "rx_rate", "v6only")
 FILE_KEYS = {"kind", "path", "flags", "pos", "fd", "unlink", "family", "name", "count", "watch", "value",
-             "interval", "clock", "mask", "cloexec", "nonblock", "end", "ino", *SOCKET_KEYS}
+             "interval", "clock", "mask", "cloexec", "nonblock", "end", "ino", "inherited", *SOCKET_KEYS}
 _ONLY = {"path": "file", "flags": "file", "pos": "file", "unlink": "file", "family": "socket", "name": "memfd",
          "interval": "timerfd", "clock": "timerfd", "mask": "signalfd", "end": "pipe",
          **dict.fromkeys(SOCKET_KEYS, "socket")}
@@ -62,6 +62,10 @@ def setup(loader: Any, pid: int, v: dict, where: str) -> None:
         if unknown:
             raise ScenarioError(f"{w}: unknown key {unknown[0]!r} (known: {', '.join(sorted(FILE_KEYS))})")
         kind = f.get("kind", "file" if "path" in f else None)
+        if f.get("inherited"):  # a captured machine's: the parent's open file at that fd, shared
+            if not isinstance(f.get("fd"), int) or not any(e["fd"] == f["fd"] for e in run(w, "fds", pid=pid)):
+                raise ScenarioError(f"{w}: inherited: fd {f.get('fd')!r} is not one it inherited")
+            continue
         if kind not in KINDS:
             raise ScenarioError(f"{w}: kind: expected one of {', '.join(KINDS)}, got {kind!r}")
         for key, owner in _ONLY.items():

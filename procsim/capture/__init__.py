@@ -5,8 +5,9 @@ mount's) written down as a scenario that procsim serves back.
     text = to_toml(doc)                     # ... as a TOML file
 
 source.py reads as far as it can (a warning per skipped item), parse.py
-parses the files, machine.py makes `[machine]`, tasks.py the kthreads and
-processes, anonymize.py scrubs a capture for sharing, toml_out.py writes
+parses the files, machine.py makes `[machine]`, net.py `[[netdev]]` and
+the sockets' keys, block.py `[[disk]]` and `[swap]`, tasks.py the kthreads
+and processes (namespaces as `clone`), anonymize.py scrubs a capture for sharing, toml_out.py writes
 it, diff.py compares a replay with its source. The scenario side (the
 `layout`, `resident`, `comm`, `inherit_fds` and `restore` keys) is
 procsim/scenario/captured.py.
@@ -17,8 +18,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from procsim.capture.block import capture_disks
 from procsim.capture.cgroups import capture_cgroups
 from procsim.capture.machine import capture_machine, uptime
+from procsim.capture.net import capture_netdevs
 from procsim.capture.source import Source
 from procsim.capture.tasks import PF_KTHREAD, TaskCapture
 from procsim.capture.toml_out import dumps
@@ -37,7 +40,9 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
     say = progress or (lambda msg: None)
     machine = capture_machine(src)
     say(f"machine: {machine.get('nr_cpus', '?')} CPUs, {machine.get('mem', 0) >> 20} MiB")
+    netdevs, own = capture_netdevs(src)
     tc = TaskCapture(src, env)
+    tc.local_addrs = own
     wanted = None if pids is None else set(pids)
     stats = []
     for pid in src.pids():
@@ -71,11 +76,19 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
         init = [p for p in procs if p["pid"] == 1]
         procs = init + [p for p in procs if p["pid"] != 1]
     _unlink_once(procs)
+    _inherited(procs)
     if machine.get("arch") == "x86" and tc.statuses and not tc.cpus_active_mm:
         machine["proc_cpus_active_mm"] = False  # this kernel's status has no Cpus_active_mm
     up = max([uptime(src) or 0.0] + [s["starttime"] / 100 for s in stats])
     machine["boot_uptime"] = round(up + 0.01, 2)
     doc = {"description": f"captured from {proc}", "machine": machine}
+    if netdevs:
+        doc["netdev"] = netdevs
+    disks, swap = capture_disks(src)
+    if disks:
+        doc["disk"] = disks
+        if swap is not None:
+            doc["swap"] = swap
     cgroups = capture_cgroups(src, {p["cgroup"] for p in procs if "cgroup" in p})
     if cgroups:
         doc["cgroup"] = cgroups
@@ -93,6 +106,24 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
 def to_toml(doc: dict) -> str:
     return dumps(doc, "# written by `procsim capture`: a snapshot of a machine as a scenario\n"
                       "# (docs/scenario-format.md, \"Captured machines\")")
+
+
+def _inherited(procs: list[dict]) -> None:
+    """A pipe or socket a process holds at the fd its parent holds it at
+    (without close-on-exec) is the parent's, inherited across fork and
+    exec: `inherited = true` keeps it shared instead of making a second
+    one (which /proc/net/unix would list twice)."""
+    held: dict[int, dict[int, tuple[int, bool]]] = {}
+    for p in procs:
+        mine = {}
+        parent = held.get(p.get("parent", 0), {})
+        for i, f in enumerate(p.get("files", [])):
+            if "ino" not in f or "fd" not in f:
+                continue
+            mine[f["fd"]] = (f["ino"], f.get("cloexec", False))
+            if parent.get(f["fd"]) == (f["ino"], False) and not f.get("cloexec", False):
+                p["files"][i] = {"inherited": True, "fd": f["fd"], "ino": f["ino"]}
+        held[p["pid"]] = mine
 
 
 def _unlink_once(procs: list[dict]) -> None:

@@ -1,13 +1,14 @@
 """Scrubbing a capture for a bug report, deterministically (the same
 input gives the same output, so two captures of one machine still
 compare): user names and paths outside the system directories become
-hashes, command arguments and environment values too, the hostname, and
-every process's addresses move by one page-table-aligned offset of its
+hashes, command arguments and environment values too, the hostname, IP
+and MAC addresses (a subnet stays one), and every process's addresses move by one page-table-aligned offset of its
 own (the layout's shape, alignments and distances are kept)."""
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 
 from procsim.units import TASK_SIZE
@@ -86,7 +87,64 @@ def _shift(pid: int, layout: str) -> tuple[int, str]:
     return delta, "\n".join(text) + "\n"
 
 
+def address(a: str) -> str:
+    """An IP address: loopback, unspecified, link-local and multicast kept;
+    an IPv4 one's /24 hashed into 10.0.0.0/8 (the host byte kept, so
+    addresses of one subnet stay in one), an IPv6 one's /64 into fd00::/8
+    (the interface identifier kept); an IPv4-mapped one as its IPv4."""
+    try:
+        ip = ipaddress.ip_address(a)
+    except ValueError:
+        return a
+    if ip.is_loopback or ip.is_unspecified or ip.is_link_local or ip.is_multicast:
+        return a
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return f"::ffff:{address(str(ip.ipv4_mapped))}"
+    if ip.version == 4:
+        net = int(_h("ip4", str(int(ip) >> 8), 4), 16)
+        return str(ipaddress.IPv4Address((10 << 24) | (net << 8) | (int(ip) & 0xFF)))
+    top = int(_h("ip6", str(int(ip) >> 64), 14), 16)
+    return str(ipaddress.IPv6Address((0xFD << 120) | (top << 64) | (int(ip) & ((1 << 64) - 1))))
+
+
+def endpoint(text: str) -> str:
+    """"ADDR:PORT", "[ADDR]:PORT", "ADDR/PREFIX" or a unix path."""
+    if text.startswith("/"):
+        return path(text)
+    if text.startswith("@"):
+        return f"@a{_h('abstract', text)}"
+    if "/" in text:
+        a, _, plen = text.partition("/")
+        return f"{address(a)}/{plen}"
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        return address(text)
+    if host.startswith("["):
+        return f"[{address(host[1:-1])}]:{port}"
+    return f"{address(host)}:{port}"
+
+
+def mac(m: str) -> str:
+    """A locally administered, unicast address of its own."""
+    h = _h("mac", m, 10)
+    return "02:" + ":".join(h[i:i + 2] for i in range(0, 10, 2))
+
+
 def anonymize(doc: dict) -> dict:
+    for d in doc.get("netdev", []):
+        if "mac" in d:
+            d["mac"] = mac(d["mac"])
+        for key in ("ipv4", "ipv6"):
+            if key in d:
+                d[key] = [endpoint(a) for a in d[key]]
+        if "gateway" in d:
+            d["gateway"] = address(d["gateway"])
+    for d in doc.get("disk", []):
+        for x in [d] + d.get("partition", []):
+            if "mount" in x:
+                x["mount"] = path(x["mount"])
+    if "on" in doc.get("swap", {}):
+        doc["swap"]["on"] = path(doc["swap"]["on"])
     m = doc.get("machine", {})
     if "hostname" in m:
         m["hostname"] = f"host-{_h('host', m['hostname'], 6)}"
@@ -101,6 +159,9 @@ def anonymize(doc: dict) -> dict:
         for f in p.get("files", []):
             if "path" in f:
                 f["path"] = path(f["path"])
+            for key in ("bind", "listen", "connect"):
+                if key in f:
+                    f[key] = endpoint(f[key])
         if "layout" in p:
             delta, p["layout"] = _shift(p["pid"], p["layout"])
             for row in p.get("resident", []):

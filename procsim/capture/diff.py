@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from procsim.capture.parse import parse_smaps
 
 PID_FILES = ("cmdline", "comm", "maps", "status", "statm", "stat", "smaps", "limits", "fd", "cgroup")
-GLOBAL_FILES = ("meminfo", "version", "cpuinfo")
+GLOBAL_FILES = ("meminfo", "version", "cpuinfo", "net/dev", "net/tcp", "net/tcp6", "net/udp", "net/udp6", "net/unix",
+                "diskstats", "partitions", "swaps")
 MEMINFO_TOTALS = ("MemTotal", "SwapTotal", "HugePages_Total", "Hugepagesize")
 SMAPS_FIELDS = ("Size", "Rss", "Swap")
 STAT_NAMES = {1: "pid", 2: "comm", 3: "state", 4: "ppid", 5: "pgrp", 6: "session", 7: "tty_nr", 8: "tpgid",
@@ -48,6 +49,33 @@ REASONS = {
     "statm": {"resident": MOVING, "shared": MOVING},
     "fd": {"ino": "sockets, pipes and anon inodes get the replay's inode numbers"},
 }
+TABLES = {"net/dev", "net/tcp", "net/tcp6", "net/udp", "net/udp6", "net/unix", "diskstats", "swaps"}
+# a line only one side has: (absent from the replay, absent from the source)
+ABSENT = {"net": ("a socket of a process not captured (its fds unreadable, or another namespace's)",
+                  "a socket the source did not list at the capture's instant"),
+          "diskstat": ("a device the capture does not take (loop and zram are set up at run time; partitions "
+                       "of a disk the model has no kind for)", "a device of the model's own"),
+          "net/dev": ("an interface the capture does not take (not Ethernet)", "an interface of the model's own"),
+          "swaps": ("a swap area past the model's one", "the model's swap area")}
+KADDR = "a kernel address (hashed %pK): the replay's own objects"
+DEV_FIELDS = ("rx_bytes", "rx_packets", "rx_errs", "rx_drop", "rx_fifo", "rx_frame", "rx_compressed", "rx_multicast",
+              "tx_bytes", "tx_packets", "tx_errs", "tx_drop", "tx_fifo", "tx_colls", "tx_carrier", "tx_compressed")
+INET_FIELDS = ("sl", "local", "remote", "st", "queues", "timer", "retrnsmt", "uid", "timeout", "inode", "ref",
+               "pointer")
+UNIX_FIELDS = ("pointer", "refcount", "protocol", "flags", "type", "st", "inode", "path")
+DISKSTATS_FIELDS = ("reads", "reads_merged", "sectors_read", "ms_reading", "writes", "writes_merged",
+                    "sectors_written", "ms_writing", "in_flight", "io_ticks", "time_in_queue", "discards",
+                    "discards_merged", "sectors_discarded", "ms_discarding", "flushes", "ms_flushing")
+SWAPS_FIELDS = ("type", "size", "used", "priority")
+for _k in ("net/tcp", "net/tcp6", "net/udp", "net/udp6"):
+    REASONS[_k] = {"pointer": KADDR, "queues": MOVING, "timer": MOVING, "sl": "the hash walk's order of the "
+                   "replay's sockets (udp: slots salted per namespace, sized by memory)", "rest": MOVING,
+                   "ref": "sk_refcnt: the model's listener holds 2 (this host's 6.18 shows 1), procfs/net.py"}
+REASONS["net/unix"] = {"pointer": KADDR, "refcount": "references follow how the replay holds the socket"}
+REASONS["net/dev"] = dict.fromkeys(DEV_FIELDS, MOVING)
+REASONS["diskstats"] = dict.fromkeys(DISKSTATS_FIELDS, MOVING) | {
+    "in_flight": "requests in flight at the capture: the replay starts with none"}
+REASONS["swaps"] = {"used": MOVING}
 STATM = ("size", "resident", "shared", "text", "lib", "data", "dt")
 
 
@@ -100,7 +128,8 @@ class Report:
             why = ", ".join(f"{w} ({c})" if len(self.why[(kind, name)]) > 1 else w
                             for w, c in self.why[(kind, name)].most_common())
             pid, a, b = self.examples[(kind, name)]
-            out.append(f"  {kind} {name}: {n}; {why}; pid {pid}: {a[:60]!r} -> {b[:60]!r}")
+            at = f"pid {pid}" if isinstance(pid, int) else str(pid)
+            out.append(f"  {kind} {name}: {n}; {why}; {at}: {a[:60]!r} -> {b[:60]!r}")
         return "\n".join(out) + "\n"
 
 
@@ -205,6 +234,11 @@ def _compare_file(r: Report, kind: str, pid: int | str, a: str, b: str, moved: s
         cap = CAPTURED.get((kind, key))
         if cap is not None and counters and cap in counters and str(vb).strip() == str(counters[cap]):
             why = MOVED
+        if kind in TABLES:  # "9065 pointer": counted by field, the socket or device named in the example
+            where, _, key = str(key).rpartition(" ")
+            pid = where or pid
+            if va is None or vb is None:
+                why = ABSENT.get(kind[:8], ABSENT["net"])[va is None]
         r.diff(kind, str(key), pid, str(va), str(vb), why)
 
 
@@ -234,9 +268,44 @@ def _fields(kind: str, text: str) -> dict:
         return {k: rows[k].strip() for k in MEMINFO_TOTALS if k in rows}
     if kind == "cgroup":  # the v2 line: v1 hierarchies (a hybrid host's) are not modelled
         return {"0::": ln for ln in text.splitlines() if ln.startswith("0::")}
+    if kind == "net/dev":
+        out = {}
+        for line in text.splitlines()[2:]:
+            name, _, rest = line.partition(":")
+            out |= {f"{name.strip()} {f}": w for f, w in zip(DEV_FIELDS, rest.split())}
+        return out
+    if kind in ("net/tcp", "net/tcp6", "net/udp", "net/udp6"):
+        return _table(text, INET_FIELDS, lambda w: w[9] if w[9] != "0" else f"{w[1]}>{w[2]}", 12)
+    if kind == "net/unix":
+        return _table(text, UNIX_FIELDS, lambda w: w[6], 7)
+    if kind == "diskstats":
+        return {f"{w[2]} {f}": x for w in (ln.split() for ln in text.splitlines()) if len(w) > 3
+                for f, x in zip(DISKSTATS_FIELDS, w[3:])}
+    if kind == "partitions":
+        return {ln.split()[3]: ln for ln in text.splitlines()[2:] if len(ln.split()) == 4}
+    if kind == "swaps":
+        return {f"{w[0]} {f}": x for w in (ln.split() for ln in text.splitlines()[1:]) if len(w) == 5
+                for f, x in zip(SWAPS_FIELDS, w[1:])}
     if kind == "limits":
         return {f"line {i + 1}": ln for i, ln in enumerate(text.splitlines())}
     return {kind: text}
+
+
+def _table(text: str, names: tuple[str, ...], key, n: int) -> dict:
+    """A /proc/net table's lines by socket (its inode), field by field;
+    the fields past the named ones (tcp's rto, ato, cwnd...) as `rest`."""
+    out = {}
+    for line in text.splitlines()[1:]:
+        w = line.split()
+        if len(w) < n:
+            continue
+        if names is INET_FIELDS:  # "0: ADDR" -> the slot; the queues and timer are pairs
+            w = [w[0].rstrip(":")] + w[1:]
+        k = key(w)
+        out |= {f"{k} {f}": x for f, x in zip(names, w)}
+        if len(w) > len(names):
+            out[f"{k} rest"] = " ".join(w[len(names):])
+    return out
 
 
 def _compare_fds(r: Report, pid: int, a: str, b: str) -> None:

@@ -8,6 +8,7 @@ import os
 
 from procsim.capture.parse import (Vma, parse_fdinfo, parse_limits, parse_smaps, parse_stat, parse_status,
                                    socket_families, status_ids)
+from procsim.capture.net import SockRow, parse_sockets, socket_keys
 from procsim.capture.source import Source
 from procsim.layout import LayoutError, parse_maps
 
@@ -21,6 +22,7 @@ STATES = {"R": "R", "S": "S", "D": "D", "T": "T", "t": "T", "Z": "Z", "I": "S", 
 O_FLAGS = (("O_WRONLY", 0o1), ("O_RDWR", 0o2), ("O_APPEND", 0o2000), ("O_NONBLOCK", 0o4000),
            ("O_DSYNC", 0o10000), ("O_DIRECT", 0o40000), ("O_DIRECTORY", 0o200000), ("O_NOFOLLOW", 0o400000),
            ("O_NOATIME", 0o1000000), ("O_CLOEXEC", 0o2000000))
+NS_KINDS = ("user", "mnt", "uts", "ipc", "pid", "net", "cgroup", "time")
 O_SYNC_ONLY = 0o4000000
 O_TMPFILE_BIT = 0o20000000
 ANON_KINDS = {"anon_inode:[eventpoll]": "epoll", "anon_inode:[eventfd]": "eventfd",
@@ -44,6 +46,13 @@ class TaskCapture:
         self.src = src
         self.env = env
         self._families: dict[int, str] | None = None
+        self._sockets: dict[int, SockRow] | None = None
+        self.bound: set[int] = set()
+        self._ns: dict[int, dict[str, str]] = {}
+        self.uids: dict[int, int] = {}        # pid -> captured euid (a clone needs a root parent)
+        self._uid = 0
+        self.local_addrs: set[str] = set()   # the machine's own addresses (capture_netdevs)
+        self.init_ns: dict[str, str] = {}    # init's namespace links, to tell a process's own
         self.statuses = 0              # status files read, and how many had Cpus_active_mm
         self.cpus_active_mm = 0
 
@@ -133,6 +142,9 @@ class TaskCapture:
                           if len(ln.split(None, 5)) == 6 and ln.split(None, 5)[5].startswith("/")), None)
             if first is not None:
                 p["exe"] = first.removesuffix(" (deleted)")
+        self.uids[pid] = p.get("uid", 0)
+        self._namespaces(p, pid, st["ppid"])
+        self._uid = p.get("uid", 0)
         files = self._files(pid)
         if files is not None:
             p["inherit_fds"] = False
@@ -159,6 +171,32 @@ class TaskCapture:
             for key in ("uid", "gid", "groups", "setsid"):
                 p.pop(key, None)
         return p
+
+    def ns_links(self, pid: int) -> dict[str, str]:
+        """kind -> the ns link's text (`net:[4026531840]`), of those readable."""
+        if pid not in self._ns:
+            self._ns[pid] = {}
+            for kind in NS_KINDS:
+                link = self.src.readlink(f"{pid}/ns/{kind}", quiet=True)
+                if link is not None:
+                    self._ns[pid][kind] = link
+        return self._ns[pid]
+
+    def _namespaces(self, p: dict, pid: int, ppid: int) -> None:
+        """`clone`: the namespaces a process has that its parent (or init,
+        for an uncaptured parent) is not in, as clone(CLONE_NEW*) made them."""
+        if pid == 1:
+            return
+        mine = self.ns_links(pid)
+        theirs = (self.ns_links(ppid) if ppid > 1 else {}) or self.ns_links(1)
+        own = [k for k in NS_KINDS if k in mine and k in theirs and mine[k] != theirs[k]]
+        if not own:
+            return
+        if "user" not in own and self.uids.get(ppid, 0) != 0:
+            self.src.warn(f"{self.src.path(f'{pid}/ns')}: namespaces {'|'.join(own)} of a non-root parent's "
+                          f"child without a user namespace: not captured")
+            return
+        p["clone"] = "|".join(own)
 
     def _ids(self, p: dict, status: dict[str, str], st: dict) -> None:
         uid, gid = status_ids(status, "Uid"), status_ids(status, "Gid")
@@ -281,8 +319,29 @@ class TaskCapture:
     def families(self) -> dict[int, str]:
         if self._families is None:
             names = ("unix", "tcp", "tcp6", "udp", "udp6", "raw", "raw6", "netlink")
-            self._families = socket_families({n: self.src.read(f"net/{n}", quiet=True) for n in names})
+            tables = {n: self.src.read(f"net/{n}", quiet=True) for n in names}
+            self._families = socket_families(tables)
+            self._sockets = parse_sockets(tables)
         return self._families
+
+    def _protoname(self, pid: int, fd: int, ino: int) -> str:
+        """The family of a socket no /proc/net table lists: sockfs's
+        system.sockprotoname xattr says (TCPv6, UDP...); without it, inet
+        (every unix and netlink socket is in its table, an unbound inet one
+        is in none)."""
+        try:
+            name = os.getxattr(self.src.path(f"{pid}/fd/{fd}"), "system.sockprotoname").rstrip(b"\0").decode()
+        except (OSError, UnicodeDecodeError):
+            return "inet"
+        if name.startswith("UNIX"):
+            return "unix"
+        if name == "NETLINK":
+            return "netlink"
+        return "inet6" if name.endswith("v6") else "inet"
+
+    def sockets(self) -> dict[int, SockRow]:
+        self.families()
+        return self._sockets or {}
 
     def _files(self, pid: int) -> list[dict] | None:
         src = self.src
@@ -327,8 +386,19 @@ class TaskCapture:
             return e
         if target.startswith("socket:["):
             ino = int(target[8:-1])
-            return {"kind": "socket", "family": self.families().get(ino, "unix"), "cloexec": cloexec,
-                    "ino": ino} | common
+            e = {"kind": "socket", "family": self.families().get(ino) or self._protoname(pid, fd, ino),
+                 "cloexec": cloexec}
+            row = self.sockets().get(ino)
+            if row is not None and ino not in self.bound:  # a socket held by several: made once
+                self.bound.add(ino)
+                keys = socket_keys(row, self.sockets(), self.local_addrs)
+                port = keys.get("listen", keys.get("bind", ""))
+                if self._uid and row.table != "unix" and port and 0 < int(port.rsplit(":", 1)[1]) < 1024:
+                    self.src.warn(f"{self.src.path(f'{pid}/fd/{fd}')}: port {port} held by uid {self._uid} "
+                                  f"(bound as root before a setuid): left unbound")
+                    keys = {k: v for k, v in keys.items() if k == "type"}
+                e |= keys
+            return e | {"ino": ino} | common
         if target.startswith("pipe:["):
             return {"kind": "pipe", "end": "write" if flags & 0o3 else "read", "cloexec": cloexec,
                     "ino": int(target[6:-1])} | common

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from procsim import restore
 from procsim.block import syscalls as B
 from procsim.block.genhd import KINDS, Gendisk, kind_of, make_disk
 from procsim.scenario.schema import DISK, PARTITION, SWAP, ScenarioError, _fields
@@ -39,6 +40,18 @@ def _index(name: str, prefix: str) -> int:
 
 
 class BlockBuilder:
+    def _disk_stat(self, bdev: Any, stat: Any, where: str) -> None:
+        """A captured device's /proc/diskstats fields, set once the boot
+        history has played (restore_disk_stats)."""
+        if not (isinstance(stat, list) and 11 <= len(stat) <= 17
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in stat)):
+            raise ScenarioError(f"{where}: expected the 11 to 17 numbers of a /proc/diskstats line")
+        self.disk_stats = getattr(self, "disk_stats", []) + [(bdev, stat)]
+
+    def _restore_disk_stats(self) -> None:
+        for bdev, stat in getattr(self, "disk_stats", []):
+            self._call(f"disk {bdev.name}: stat", restore.restore_disk_stats, self.k, bdev, stat)
+
     def _disks(self, top: dict) -> None:
         disks_doc, swap_doc = top.get("disk"), top.get("swap")
         if disks_doc is None:
@@ -117,6 +130,9 @@ class BlockBuilder:
             disk.removable = int(v.get("removable", False))
             disk.ro = int(v.get("ro", False))
             disks.append(disk)
+            for b, sv in [(disk.part0, v)] + [(disk.parts[j], pv) for j, pv in pmounts]:
+                if "stat" in sv:
+                    self._disk_stat(b, sv["stat"], f"{where}: {b.name}: stat")
             targets = [(disk.part0.name, v)] if "mount" in v else []
             targets += [(disk.parts[j].name, pv) for j, pv in pmounts if "mount" in pv or pv.get("swap")]
             for dev, tv in targets:

@@ -113,6 +113,8 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, Bl
             self._process(d, i)
         self.history.finish()
         self._restore_counters()  # a captured machine's counters, over what the history made
+        self._restore_disk_stats()
+        self._restore_netdev_stats()
         for pid, wl, where in self.workloads:  # access patterns run from the start on
             self._workload(pid, wl, where)
         events = top.get("activity", [])

@@ -42,8 +42,10 @@ class CapturedBuilder:
         if "comm" in v:
             self._call(f"{where}: comm", restore.set_name, self.k, pid, v["comm"])
         if v.get("inherit_fds") is False:
+            keep = {f.get("fd") for f in v.get("files", []) if isinstance(f, dict) and f.get("inherited")}
             for e in self._exec(where, "fds", pid=pid):
-                self._exec(where, "close_fd", pid=pid, fd=e["fd"])
+                if e["fd"] not in keep:
+                    self._exec(where, "close_fd", pid=pid, fd=e["fd"])
         if "resident" in v:  # once every process exists: a fork would copy its page tables
             self.residents = getattr(self, "residents", []) + [(pid, v, where)]
         if "restore_mm" in v:  # checked now, set with the counters (the history runs it on CPUs)

@@ -5,6 +5,7 @@ name adds a device). Sockets are process files (procsim/scenario_files.py:
 
 from __future__ import annotations
 
+from procsim import restore
 from procsim.net import add_nic
 from procsim.net.netdevice import parse_cidr
 from procsim.net.netns import Route
@@ -13,8 +14,23 @@ from procsim.scenario.schema import NETDEV, ScenarioError, _fields
 _MAC = r"[0-9a-f]{2}(:[0-9a-f]{2}){5}"
 
 
+# /proc/net/dev's columns -> the counter each is restored to (dev_seq_printf_stats sums some: the
+# sum goes to the first of them)
+DEV_STATS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "rx_fifo_errors", "rx_frame_errors",
+             "rx_compressed", "multicast", "tx_bytes", "tx_packets", "tx_errors", "tx_dropped", "tx_fifo_errors",
+             "collisions", "tx_carrier_errors", "tx_compressed")
+SUMMED = ("rx_missed_errors", "rx_length_errors", "rx_over_errors", "rx_crc_errors", "tx_aborted_errors",
+          "tx_window_errors", "tx_heartbeat_errors")
+
+
 class NetBuilder:
     """The builder's part for [[netdev]] (a mixin of scenario/builder.py's _Builder)."""
+
+    def _restore_netdev_stats(self) -> None:
+        """A captured device's counters, once the boot history has played."""
+        for name, stat in getattr(self, "netdev_stats", []):
+            self._call(f"netdev {name!r}: stat", restore.restore_netdev_stats, self.k, name,
+                       dict(zip(DEV_STATS, stat)), SUMMED)
 
     def _netdevs(self, entries: list) -> None:
         import ipaddress
@@ -46,6 +62,11 @@ class NetBuilder:
                     ipaddress.IPv4Address(gw)
                 except ValueError:
                     raise ScenarioError(f"{where}: gateway: an IPv4 address, got {gw!r}") from None
+            if "stat" in v:
+                if not (isinstance(v["stat"], list) and len(v["stat"]) == len(DEV_STATS) and all(
+                        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v["stat"])):
+                    raise ScenarioError(f"{where}: stat: expected the 16 numbers of its /proc/net/dev line")
+                self.netdev_stats = getattr(self, "netdev_stats", []) + [(name, v["stat"])]
             if name == "lo":
                 net.lo.mtu = mtu
                 continue

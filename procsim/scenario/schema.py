@@ -163,7 +163,7 @@ CGROUP = {"path": _t_str, "subtree_control": _t_str, "memory_max": _t_any, "memo
           "cpu_max": _t_str, "cpu_weight": _t_int, "pids_max": _t_any}
 # [[netdev]]: procsim/scenario/net.py
 NETDEV = {"name": _t_str, "mac": _t_str, "mtu": _t_int, "ipv4": _t_strs, "ipv6": _t_strs, "gateway": _t_str,
-          "up": _t_bool, "speed": _t_int}
+          "up": _t_bool, "speed": _t_int, "stat": _t_any}  # stat: a captured machine's /proc/net/dev fields
 KTHREAD = {"comm": _t_any, "pid": _t_pid, "cpu": _t_int, "cpus": _t_any, "start": _t_num, "restore": _t_table}
 PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "argv": _t_strs, "exe": _t_str,
            "env": _t_env, "uid": _t_int, "gid": _t_int, "groups": _t_any, "nice": _t_int, "cpus": _t_any,
@@ -194,8 +194,9 @@ DISK = {"name": _t_str, "size": _t_size, "major": _t_int, "minor": _t_int, "moun
         "options": _t_str, "partition": _t_tables, "rotational": _t_bool, "scheduler": _t_str,
         "nr_requests": _t_int, "read_ahead_kb": _t_int, "logical_block_size": _t_int,
         "physical_block_size": _t_int, "max_sectors_kb": _t_int, "write_cache": _t_str, "latency_us": _t_num,
-        "bandwidth": _t_size, "removable": _t_bool, "ro": _t_bool}
+        "bandwidth": _t_size, "removable": _t_bool, "ro": _t_bool,
+        "stat": _t_any}  # stat: a captured machine's diskstats (procsim/scenario/captured.py)
 PARTITION = {"size": _t_size, "start": _t_int, "mount": _t_str, "fstype": _t_str, "options": _t_str,
-             "swap": _t_bool}
+             "swap": _t_bool, "stat": _t_any}
 SWAP = {"on": _t_str, "priority": _t_int}
 STATES = ("R", "S", "D", "T")

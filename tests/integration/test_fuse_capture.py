@@ -20,6 +20,9 @@ pytestmark = pytest.mark.fuse
 # page tables follow where the replay faulted the resident pages in (smaps
 # gives how many per VMA, not which), so VmPTE may differ by a table
 JUSTIFIED = {("status", "VmPTE")}
+# the sockets' kernel addresses (%pK, hashed): the replay's socket objects are its own
+JUSTIFIED |= {(kind, "pointer") for kind in ("net/tcp", "net/tcp6", "net/udp", "net/udp6", "net/unix")}
+NET_BLOCK = ("net/dev", "net/tcp", "net/tcp6", "net/unix", "diskstats", "partitions", "swaps")
 
 
 def test_a_captured_mount_replays(procsim_mount, tmp_path) -> None:
@@ -36,6 +39,11 @@ def test_a_captured_mount_replays(procsim_mount, tmp_path) -> None:
         assert r.same[kind] == r.total[kind], (kind, r.text())
     for kind in ("fd", "stat", "statm", "smaps"):  # smaps: Size, Rss and Swap of every VMA
         assert r.same[kind] == r.total[kind], (kind, r.text())
+    for kind in NET_BLOCK:  # the default machine has listeners, unix sockets, a disk and a swap file
+        assert r.total[kind] > 0, (kind, r.text())
+        pointers = r.fields.get((kind, "pointer"), 0)
+        assert r.same[kind] + pointers == r.total[kind], (kind, r.text())
+    assert any(kind in r.total for kind in ("net/tcp", "net/tcp6"))
     unexplained = {key: n for key, n in r.fields.items() if key not in JUSTIFIED}
     assert unexplained == {}, r.text()
     assert r.fields[("status", "VmPTE")] <= 5, r.text()

@@ -121,7 +121,9 @@ def test_a_fake_tree_captures_and_replays(fake: Path, tmp_path: Path) -> None:
     assert [k["pid"] for k in doc["kthread"]] == [3]
     app = doc["process"][1]
     assert app["pid"] == 100 and app["argv"] == [EXE, "--serve"] and app["uid"] == 1000 and app["nice"] == 5
-    assert app["files"][1] == {"kind": "pipe", "end": "write", "cloexec": False, "ino": 777, "fd": 1}
+    # init holds the same pipe at fd 1 without close-on-exec: the app inherited it (one pipe, shared)
+    assert doc["process"][0]["files"][1] == {"kind": "pipe", "end": "write", "cloexec": False, "ino": 777, "fd": 1}
+    assert app["files"][1] == {"inherited": True, "fd": 1, "ino": 777}
     assert app["files"][2]["flags"] == "O_WRONLY|O_APPEND" and app["files"][2]["cloexec"] is True
     assert app["limits"]["nofile"] == [1024, 524288]
     text = to_toml(doc)
