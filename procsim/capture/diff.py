@@ -69,8 +69,7 @@ DISKSTATS_FIELDS = ("reads", "reads_merged", "sectors_read", "ms_reading", "writ
 SWAPS_FIELDS = ("type", "size", "used", "priority")
 for _k in ("net/tcp", "net/tcp6", "net/udp", "net/udp6"):
     REASONS[_k] = {"pointer": KADDR, "queues": MOVING, "timer": MOVING, "sl": "the hash walk's order of the "
-                   "replay's sockets (udp: slots salted per namespace, sized by memory)", "rest": MOVING,
-                   "ref": "sk_refcnt: the model's listener holds 2 (this host's 6.18 shows 1), procfs/net.py"}
+                   "replay's sockets (udp: slots salted per namespace, sized by memory)", "rest": MOVING}
 REASONS["net/unix"] = {"pointer": KADDR, "refcount": "references follow how the replay holds the socket"}
 REASONS["net/dev"] = dict.fromkeys(DEV_FIELDS, MOVING)
 REASONS["diskstats"] = dict.fromkeys(DISKSTATS_FIELDS, MOVING) | {

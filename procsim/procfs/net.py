@@ -119,8 +119,9 @@ def _tcp_line(i: int, sk: Sock, now: int, v6: bool) -> str:
     rx = len(sk.queue) if listen else sk.rx_queue
     tr, when, retr = _timer(sk, now)
     ino = sk.ino if sk.file is not None else 0
-    # sk_refcnt: a listener's and an active opener's socket hold a second reference
-    refs = 2 if listen or ino and sk.active else 1
+    # sk_refcnt (as this host's 6.18 shows it): a listener's grows by one per
+    # child in its accept queue; an active opener's socket holds a second one
+    refs = 1 + len(sk.queue) if listen else 2 if ino and sk.active else 1
     if listen:
         tail = "100 0 0 10 0"   # rto TCP_TIMEOUT_INIT, no ack state, cwnd 10, fastopen max_qlen 0
     else:                       # rto 200 ms; ato and quick-ack credit once data came in

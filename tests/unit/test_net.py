@@ -326,6 +326,22 @@ def test_tcp_lines_have_the_hosts_shape(k, fs):
     want = {_shape(line) for line in host}
     got = {_shape(line) for line in ours[1:]}
     assert got == want, (got ^ want)
+    # sk_refcnt by role, as the host counts it: the listener, the accepted end, the active openers
+    def refs(lines: list[str], port: int) -> list[tuple[str, str, str]]:
+        out = []
+        for line in lines:
+            f = line.split()
+            if f[3] in ("0A", "01"):
+                role = "listen" if f[3] == "0A" else "accepted" if f[1].endswith(f":{port:04X}") else "active"
+                out.append((role, f[3], f[10]))
+        return sorted(out)
+    assert refs(ours[1:], 8080) == refs(host, port)   # one child waits in the accept queue
+    hs2, _ = hl.accept()
+    run(k, "accept", pid=a, fd=lfd)
+    with open("/proc/net/tcp") as f:
+        host = [line for line in f if f":{port:04X} " in line]
+    assert refs(text(fs, "/proc/net/tcp").splitlines()[1:], 8080) == refs(host, port)   # and none
+    hs2.close()
     for s in (hl, hc, hs, hc2):
         s.close()
     assert ino_of(fs, a, afd) > 0
