@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO, ProcsimMount, log, median, ratio, vm_rss_bytes
+from common import REPO, ProcsimMount, log, median, ratio, sim_pids, vm_rss_bytes
 
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 import node_exporter as ne  # noqa: E402
@@ -105,6 +105,7 @@ def _machine(workdir: str, reps: int, scenario: str | None, label: str) -> dict:
     with ProcsimMount(scenario=scenario, workdir=workdir, ready_timeout=600) as m:
         res["startup_s"] = m.startup_s
         mnt = Path(m.mnt)
+        res["sim_processes"] = len(sim_pids(str(mnt / "proc")))
         with ne.Exporter(str(mnt / "proc"), str(mnt / "sys")) as sim, ne.Exporter("/proc", "/sys") as real:
             _scrape(sim)
             _scrape(real)
@@ -145,11 +146,11 @@ def report(r: dict) -> list[str]:
     for key, label in (("default", "default machine"), ("big", f"{r.get('big_sockets')} sockets, 64 disks")):
         m = r.get(key)
         if m:
-            rows.append([label, f"{m['sim_series']} / {m['real_series']}", fmt(m["sim_median_s"] * 1000),
+            rows.append([label, f"{m.get('sim_processes')}", f"{m['sim_series']} / {m['real_series']}", fmt(m["sim_median_s"] * 1000),
                          fmt(m["real_median_s"] * 1000), fmt_ratio(m["ratio"]), f"{m['daemon_rss_bytes'] >> 20}"])
     L = ["node_exporter: a /metrics scrape through the mount vs this host's /proc and /sys "
          f"(medians of {r['reps']}, interleaved)",
-         table(["machine", "series sim / real", "sim ms", "real ms", "ratio", "daemon RSS MiB"], rows)]
+         table(["machine", "processes", "series sim / real", "sim ms", "real ms", "ratio", "daemon RSS MiB"], rows)]
     big = r.get("big")
     if big:
         per = sorted(big["collectors_s"].items(), key=lambda kv: -kv[1][0])
