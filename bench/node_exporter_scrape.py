@@ -10,7 +10,9 @@ medians measured in this same run. Two simulated machines: the default one
 (scenarios/default.toml), and a big one (`big_scenario`: about 10,000
 sockets, TCP listeners and established connections of several services,
 local and to other hosts, UDP and unix, and 64 disks of 4 partitions each),
-each against the host measured beside it. The host's files differ in size
+each against the host measured beside it; the big one twice, with the
+manual clock (renders cached per generation) and the wall clock (every
+scrape re-renders). The host's files differ in size
 (its CPU count, its processes), so the series counts are reported beside
 the times; for the big machine also each collector's own time
 (node_scrape_collector_duration_seconds, medians) and the daemon's RSS."""
