@@ -34,8 +34,9 @@ PAGE = 4096
 SKIP_NAMES = {"self", "thread-self"}
 # a read of PID/idle_bitmap clears the accessed bits it reports (the RFC's
 # semantics, README Limitations), so smaps' Referenced follows it: it is a
-# step, not a read, and stays out of the reads between steps
-STATEFUL_READS = {"idle_bitmap"}
+# step, not a read, and stays out of the reads between steps; so does
+# kernel/random/uuid, a new uuid each read as on Linux (from the seed)
+STATEFUL_READS = {"idle_bitmap", "uuid"}
 # no shrinking: a failing sequence is printed as found (shrinking one took 5 min)
 BOUNDED = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow],
                phases=[Phase.explicit, Phase.reuse, Phase.generate])
