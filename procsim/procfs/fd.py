@@ -5,13 +5,24 @@ fs_struct, exe_file and VMAs (procsim/fs/).
 fd/N links are owned as the task is, with the mode of the file's f_mode
 (r-x read, -wx write, rwx both) and size 64, and readlink needs ptrace
 access (proc_fd_access_allowed: EACCES otherwise), as exe, cwd and root do.
-fdinfo/N opens need it too. map_files/ lists the file-backed VMAs
+fdinfo/N opens need it too.
+
+Following an fd link to a pipe, socket or anon inode reaches that inode
+(Linux jumps there: nd_jump_link). Through FUSE the kernel resolves the
+link's text (`socket:[N]`) as a name in fd/ instead, so fd/ also looks up
+the targets of the task's own fds that are not paths (not listed: they are
+no names in Linux's fd/), answering with the inode's stat: a socket
+S_IFSOCK 0777 owned by its sk_uid, times 0 (sock_alloc); a pipe S_IFIFO
+0600 owned by the task's fsuid; an anon inode the one anon_inode_inode
+(ino 17, root, 0600: Linux gives it no file type, which FUSE refuses, so
+S_IFREG), whose open is ENXIO. st_dev stays the mount's. map_files/ lists the file-backed VMAs
 (`start-end`); looking one up needs CAP_SYS_ADMIN (EPERM)."""
 
 from __future__ import annotations
 
 import errno
 import stat as S
+from dataclasses import dataclass
 
 from procsim.fs import file as F
 from procsim.fs.file import OpenFile
@@ -19,7 +30,7 @@ from procsim.fs.locks import fd_locks
 from procsim.fs.mount import kdev
 from procsim.kernel import Kernel
 from procsim.procfs.context import Caller, Ctx
-from procsim.procfs.kinds import BY_UID, DynDir, Link, Node, Show
+from procsim.procfs.kinds import BY_UID, DynDir, File, Link, Node, Show
 from procsim.task import Task
 
 FD_LINK_SIZE = 64  # what lstat gives as an fd link's size (this host's 6.18)
@@ -51,10 +62,72 @@ def link_mode(f: OpenFile) -> int:
 FD_LINK = Link("fd", lambda ctx: "", ptrace=True)  # the row every fd/N node points at
 
 
-def _fd_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, bool]:
+@dataclass(frozen=True, slots=True, eq=False)
+class PseudoInode(File):
+    """The pipefs, sockfs or anon inode an fd link's target names: its stat
+    (procsim/procfs/tree.py's _attr takes these fields as they are)."""
+    name: str
+    st_mode: int
+    uid: int = 0
+    gid: int = 0
+    times: bool = True  # False: sockfs inodes' times are 0
+    mode: int = 0
+
+
+def _no_open(ctx: Ctx) -> None:
+    raise OSError(errno.ENXIO, "anon_inode")  # the anon inode has no ->open
+
+
+_ANON_INODE = PseudoInode("anon_inode", S.S_IFREG | 0o600, open_check=_no_open)
+
+
+def pseudo_inode(f: OpenFile, t: Task) -> PseudoInode | None:
+    """The inode behind a pipe, socket or anon inode file, None for a path."""
+    if f.inode is not None:
+        return None
+    c = t.tg.cred
+    if f.kind == F.SOCK:
+        sk = f.private
+        return PseudoInode("socket", S.S_IFSOCK | 0o777, getattr(sk, "uid", c.fsuid), c.fsgid, times=False)
+    if f.kind == F.PIPE:
+        return PseudoInode("pipe", S.S_IFIFO | 0o600, c.fsuid, c.fsgid)
+    return _ANON_INODE
+
+
+def _fd_target_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:
+    """`socket:[N]`, `pipe:[N]`, `anon_inode:[eventfd]`: what one of the task's fds points at."""
+    t = parent.task
+    f = _targets(t.files, kernel).get(name) if t.files is not None else None
+    if f is None:
+        raise OSError(errno.ENOENT, name)
+    if not Ctx(kernel, caller, t, parent.thread_view).may_ptrace():
+        raise OSError(errno.EACCES, name)  # proc_fd_access_allowed()
+    return Node("file", pseudo_inode(f, t), t, parent.thread_view, ino=f.ino), BY_UID
+
+
+# the last fd table's targets, for its generation: lsof stats every fd of a
+# process in a row, which would otherwise scan the table once per fd
+_last_targets: tuple[object, int, dict[str, OpenFile]] = (None, -1, {})
+
+
+def _targets(files, kernel: Kernel) -> dict[str, OpenFile]:
+    global _last_targets
+    last, gen, targets = _last_targets
+    if last is not files or gen != kernel.generation:
+        targets = {}
+        for _, f in files.items():
+            if f.inode is None:
+                targets.setdefault(f.d_path(), f)
+        _last_targets = (files, kernel.generation, targets)
+    return targets
+
+
+def _fd_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:
     t = parent.task
     fd = _fd_number(name)
     files = t.files
+    if fd is None and not name.isdigit():
+        return _fd_target_lookup(parent, name, caller, kernel)
     if fd is None or files is None or fd >= files.max_fds or files.fd[fd] is None:
         raise OSError(errno.ENOENT, name)
     f = files.fd[fd]
@@ -228,4 +301,4 @@ def root(ctx: Ctx) -> str:
     return fs.root
 
 
-__all__ = ["FDINFO_DIR", "FD_DIR", "MAP_FILES_DIR", "cwd", "exe", "fdinfo", "root"]
+__all__ = ["FDINFO_DIR", "FD_DIR", "PseudoInode", "MAP_FILES_DIR", "cwd", "exe", "fdinfo", "root"]

@@ -20,6 +20,7 @@ from procsim.kernel import Kernel
 from procsim.procfs import maps, observer
 from procsim.procfs.base import TGID_DIR
 from procsim.procfs.context import Caller, Ctx
+from procsim.procfs.fd import PseudoInode
 from procsim.procfs.inode_ops import InodeOps
 from procsim.procfs.kinds import BY_UID, Dir, File, Handle, Node
 from procsim.procfs.root import PROC
@@ -204,6 +205,9 @@ class ProcFS(InodeOps):
             st = observer.lstat(n.observer)
             return Attr(st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_mtime, ino=st.st_ino)
         ino = n.ino or inode_number(path)
+        e = n.entry
+        if isinstance(e, PseudoInode):  # an fd link's pipe, socket or anon inode
+            return Attr(e.st_mode, e.uid, e.gid, 1, self._mount_time if e.times else 0.0, 0, ino)
         uid = gid = 0
         if n.task is not None:
             c = n.task.tg.cred

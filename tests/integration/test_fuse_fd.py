@@ -3,9 +3,11 @@ links, fdinfo, exe, cwd and /proc/mounts of the simulated machine,
 compared with the model (the control client's `fds`, `mounts`).
 
 Through FUSE the host kernel follows a link's target itself: a regular
-file's target is stat'ed on this host's filesystem, and pipe:[N],
-socket:[N] and anon_inode targets cannot be stat'ed at all; lsof runs with
--w (no "(stat: ...)" warnings) and shows their names."""
+file's target is stat'ed on this host's filesystem (lsof runs with -w: no
+"(stat: ...)" warnings for paths this host lacks); pipe:[N], socket:[N]
+and anon_inode targets are looked up in fd/, which answers with the
+model's inode (procsim/procfs/fd.py), so lsof finds sockets' protocols
+and addresses in /proc/net by st_ino."""
 
 from __future__ import annotations
 
@@ -38,8 +40,12 @@ def lsof_rows(out: str) -> list[tuple[int, str, str]]:
     rows = []
     for line in lines[1:]:
         f = line.split()
-        rows.append((int(f[1]), f[3], line[at:]))
+        # a socket's NAME is its protocol's (addresses: see test_lsof_finds_the_models_sockets)
+        rows.append((int(f[1]), f[3], "socket" if f[4] in SOCKET_TYPES else line[at:]))
     return rows
+
+
+SOCKET_TYPES = ("IPv4", "IPv6", "unix", "sock", "netlink")
 
 
 def model_rows(m, pid: int) -> set[tuple[str, str]]:
@@ -132,3 +138,22 @@ def test_proc_mounts_is_the_machines_table(machine):
     assert [line.split()[1] for line in text.splitlines()] == [e["mountpoint"] for e in machine.ctl.mounts()]
     info = run(machine, "cat", "/proc/self/mountinfo").splitlines()
     assert [int(line.split()[0]) for line in info] == [e["mnt_id"] for e in machine.ctl.mounts()]
+
+
+def test_stat_follows_socket_and_pipe_links_to_the_models_inodes(machine):
+    """stat -L of an fd link reaches the socket's or pipe's inode: the
+    model's number (the link's `[N]`) and type; lstat is the link."""
+    pid = 102  # default.toml: a socket and two pipes
+    seen = set()
+    for e in machine.ctl.fds(pid=pid):
+        if e["kind"] not in ("sock", "pipe"):
+            continue
+        path = f"{machine.proc}/{pid}/fd/{e['fd']}"
+        r = machine.run(["stat", "-L", "-c", "%i %F %a", path], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        want = "socket 777" if e["kind"] == "sock" else "fifo 600"
+        assert r.stdout.split(None, 1) == [str(e["ino"]), want + "\n"], e
+        assert f"[{e['ino']}]" in os.readlink(path) and os.lstat(path).st_ino != e["ino"]
+        seen.add(e["kind"])
+    assert seen == {"sock", "pipe"}
+    assert not [n for n in os.listdir(f"{machine.proc}/{pid}/fd") if not n.isdigit()]  # targets are not listed

@@ -3,10 +3,9 @@ psutil's net_io_counters and net_connections reading the simulated
 machine's /proc/net and /proc/PID/fd, compared with the model (the control
 client's `sockets` and `netdevs`).
 
-lsof -i is not among them: it takes a socket's inode from stat() of the fd
-link, which FUSE cannot give (the host kernel follows `socket:[N]` itself
-and finds nothing; see test_fuse_fd.py), so it lists socket fds with no
-addresses."""
+and lsof -i, which takes a socket's inode from stat() of the fd link (the
+host kernel looks its `socket:[N]` up in fd/: procsim/procfs/fd.py) and
+finds it in /proc/net/tcp*, udp*."""
 
 from __future__ import annotations
 
@@ -226,3 +225,31 @@ def test_node_exporter_network_collectors(m):
         inuse = int(f.read().splitlines()[1].split()[2])
     assert series["node_sockstat_TCP_inuse"] == inuse
     assert series['node_arp_entries{device="eth0"}'] == 1
+
+
+def test_lsof_finds_the_models_sockets(m):
+    """lsof -i: every inet socket with an fd, by pid, with its protocol and
+    addresses; -p: the TYPE of each socket fd."""
+    got = set()
+    for line in run(m, "lsof", "-i", "-n", "-P", "-w").splitlines()[1:]:
+        f = line.split()
+        # COMMAND PID USER FD TYPE DEVICE (the inode) NODE (the protocol) NAME
+        got.add((f[0], int(f[1]), f[4], f[6], " ".join(f[7:])))
+    print(sorted(got))
+    want = set()
+    comms = {pid: comm for comm, pid in pids(m).items()}
+    for proto, local, remote, state, pid in model_inet(m):
+        name = local if remote.endswith((":0", ":*")) else f"{local}->{remote}"
+        name = re.sub(r"^(0\.0\.0\.0|\[::\]):", "*:", name)
+        if not proto.startswith("udp"):
+            name += f" ({state})"
+        want.add((comms[pid][:9], pid, "IPv6" if proto.endswith("6") else "IPv4", proto[:3].upper(), name))
+    assert got == want
+    types = {}
+    for line in run(m, "lsof", "-w", "-p", str(pids(m)["app"])).splitlines()[1:]:
+        f = line.split()
+        if f[3][:-1].isdigit():
+            types[int(f[3][:-1])] = f[4]
+    fams = {s["fd"]: s["family"] for s in m.ctl.sockets(pid=pids(m)["app"]) if "fd" in s}
+    assert fams and {fd: types[fd] for fd in fams} == {
+        fd: {"inet": "IPv4", "inet6": "IPv6", "unix": "unix"}[fam] for fd, fam in fams.items()}

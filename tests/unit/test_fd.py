@@ -661,3 +661,68 @@ class FdMachine(RuleBasedStateMachine):
 TestFdMachine = FdMachine.TestCase
 TestFdMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
                                   suppress_health_check=[HealthCheck.too_slow])
+
+
+_HOST_TARGETS = r"""
+import json, os, select, socket
+r, w = os.pipe(); s = socket.socket(); e = os.eventfd(0); ep = select.epoll()
+out = {}
+for label, fd in (("pipe", r), ("socket", s.fileno()), ("eventfd", e), ("epoll", ep.fileno())):
+    st = os.stat(f"/proc/self/fd/{fd}")
+    out[label] = [st.st_mode, st.st_ino, st.st_uid, st.st_gid, st.st_size, st.st_mtime == 0]
+print(json.dumps(out))
+"""
+
+
+def _target_fds(k: Kernel, p: int) -> dict[str, int]:
+    r, _ = k.pipe(p)
+    return {"pipe": r, "socket": k.socket(p, F.AF_INET), "eventfd": k.eventfd(p), "epoll": k.epoll_create(p)}
+
+
+def test_fd_link_targets_are_the_pseudo_inodes(k):
+    """What stat() reaches through an fd link to a pipe, socket or anon
+    inode (through FUSE: the link's text looked up in fd/): the inode, with
+    its number, type and owner; only the task's own targets, never listed."""
+    fs = ProcFS(k)
+    p, q = proc(k, uid=1000), proc(k, uid=1000)
+    made = _target_fds(k, p)
+    attrs = {}
+    for label, fd in made.items():
+        target = fs.readlink(f"/proc/{p}/fd/{fd}", ROOT)
+        attrs[label] = fs.getattr(f"/proc/{p}/fd/{target}", ROOT)
+        assert fs.getattr(f"/proc/{p}/fd/{fd}", ROOT).ino != attrs[label].ino  # lstat: the link's own
+        assert target not in fs.readdir(f"/proc/{p}/fd", ROOT)
+    pipe, sock = (fs.readlink(f"/proc/{p}/fd/{made[n]}", ROOT) for n in ("pipe", "socket"))
+    assert (attrs["pipe"].mode, attrs["pipe"].ino, attrs["pipe"].uid) == (S.S_IFIFO | 0o600, int(pipe[6:-1]), 1000)
+    assert (attrs["socket"].mode, attrs["socket"].ino, attrs["socket"].uid) == (S.S_IFSOCK | 0o777,
+                                                                               int(sock[8:-1]), 1000)
+    assert attrs["socket"].time == 0  # sockfs inodes have no times
+    for label in ("eventfd", "epoll"):  # the one anon_inode_inode, root's
+        assert (attrs[label].mode, attrs[label].ino, attrs[label].uid) == (S.S_IFREG | 0o600, 17, 0), label
+    assert errno_of(fs.open, f"/proc/{p}/fd/anon_inode:[eventfd]", os.O_RDONLY, ROOT) == errno.ENXIO
+    # another task's targets, malformed and path names are not there
+    for bad in (pipe, sock, "anon_inode:[eventfd]"):
+        assert errno_of(fs.getattr, f"/proc/{q}/fd/{bad}", ROOT) == errno.ENOENT, bad
+    for bad in ("socket:[1]", "pipe:[x]", "socket:", "anon_inode:[timerfd]", "dev", "null"):
+        assert errno_of(fs.getattr, f"/proc/{p}/fd/{bad}", ROOT) == errno.ENOENT, bad
+    # the owner may look in fd/; following a link needs ptrace access
+    assert errno_of(fs.getattr, f"/proc/{p}/fd/{sock}", NOBODY) == errno.EACCES
+    k.close(p, made["socket"])
+    assert errno_of(fs.getattr, f"/proc/{p}/fd/{sock}", ROOT) == errno.ENOENT
+
+
+@requires_host(kernel="6.18")
+def test_fd_link_targets_as_the_host_stats_them(k):
+    host = json.loads(subprocess.run([sys.executable, "-c", _HOST_TARGETS], capture_output=True, text=True,
+                                     check=True, stdin=subprocess.DEVNULL, close_fds=True).stdout)
+    fs = ProcFS(k)
+    fs.mount_time = 1e9  # a pipe's and an anon inode's times are set, a socket's 0
+    p = proc(k)
+    for label, fd in _target_fds(k, p).items():
+        a = fs.getattr(f"/proc/{p}/fd/{fs.readlink(f'/proc/{p}/fd/{fd}', ROOT)}", ROOT)
+        mode, ino, uid, gid, size, no_times = host[label]
+        # Linux's anon inode has no file type, which FUSE refuses (EIO): ours is S_IFREG
+        assert a.mode == (S.S_IFMT(mode) or S.S_IFREG) | S.S_IMODE(mode), label
+        assert (a.uid, a.gid, a.size, a.time == 0) == (uid, gid, size, no_times), label
+        if label in ("eventfd", "epoll"):
+            assert a.ino == ino, label  # anon_inode_inode's number, fixed at boot
