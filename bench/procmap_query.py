@@ -239,7 +239,7 @@ def report(r: dict) -> list[str]:
     L.append(table(["placement", "buffers", "mount us", "C us", "real us", "mount calls/s", "real calls/s",
                     "mount/C", "mount/real", "C/real"], rows))
     L.append(f"   {r['files_with_build_id']} files with a build ID; with buffers the daemon writes the name and "
-             "the build ID into the client (2 process_vm_writev), the C floor the name only")
+             "the build ID into the client (one process_vm_writev), the C floor the name only")
     if not r["c_floor"]:
         L.append("   C floor not available: its columns are empty")
     L.append("")
