@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from procsim import capability
 from procsim.binfmt_elf import exec_mm
 from procsim.errors import KernelError
 from procsim.exit import mmput, release_thread
@@ -70,6 +71,7 @@ def do_execve(k: Kernel, t: Task, path: str, argv: list[str], envp: list[str], l
     tg.exe_file = k.vfs.files.get(path) or k.vfs.executable(path)
     k._exec_files(t)
     t.comm = path.rsplit("/", 1)[-1][:15]
+    tg.cred = capability.bprm_creds_from_file(tg.cred)
     t.flags = (t.flags & ~PF_FORKNOEXEC) | PF_RANDOMIZE
     if t.on_cpu:
         k.sched._switch_mm(k.sched.cpus[t.cpu], mm)

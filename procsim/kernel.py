@@ -25,7 +25,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from procsim import cgroup, nsproxy, psi, random_pool, utsname
+from procsim import capability, cgroup, nsproxy, psi, random_pool, utsname
 from procsim.block import syscalls as block_syscalls
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
@@ -203,7 +203,9 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
     def set_cred(self, pid: int, uid: int, gid: int, groups: tuple[int, ...] = ()) -> None:
         with self.lock:
             tg = self.group(pid)
-            tg.cred = dataclasses.replace(Cred.of(uid, gid, groups), user_ns=tg.cred.user_ns)
+            new = dataclasses.replace(tg.cred, uid=uid, euid=uid, suid=uid, fsuid=uid, gid=gid, egid=gid,
+                                      sgid=gid, fsgid=gid, groups=tuple(groups))
+            tg.cred = capability.task_fix_setuid(tg.cred, new)
             self._changed("cred", pid=pid)
 
     def set_loginuid(self, pid: int, uid: int, capable: bool = True) -> None:

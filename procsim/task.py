@@ -37,6 +37,9 @@ STATE_NAMES = {
 SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE = 0, 1, 2, 3, 5
 
 
+CAP_FULL = 0x000001FFFFFFFFFF  # CAP_CHOWN .. CAP_CHECKPOINT_RESTORE (CAP_LAST_CAP 40)
+
+
 @dataclass
 class Cred:
     uid: int = 0
@@ -49,14 +52,23 @@ class Cred:
     fsgid: int = 0
     groups: tuple[int, ...] = ()
     user_ns: object = None  # the user namespace the ids are in (procsim/nsproxy.py); None: init_user_ns
+    # include/linux/cred.h's capability sets (procsim/capability.py changes them)
+    cap_inheritable: int = 0
+    cap_permitted: int = CAP_FULL
+    cap_effective: int = CAP_FULL
+    cap_bset: int = CAP_FULL
+    cap_ambient: int = 0
 
     @classmethod
     def of(cls, uid: int, gid: int, groups: tuple[int, ...] = ()) -> "Cred":
-        return cls(uid, uid, uid, uid, gid, gid, gid, gid, tuple(groups))
+        """A login's creds: root holds every capability, anyone else none."""
+        caps = CAP_FULL if uid == 0 else 0
+        return cls(uid, uid, uid, uid, gid, gid, gid, gid, tuple(groups),
+                   cap_permitted=caps, cap_effective=caps)
 
     @property
     def cap_eff(self) -> int:
-        return 0x000001FFFFFFFFFF if self.euid == 0 else 0
+        return self.cap_effective
 
 
 @dataclass(eq=False)
@@ -125,6 +137,10 @@ class Task:
     nice: int = 0
     policy: int = SCHED_OTHER
     rt_priority: int = 0
+    # task->atomic_flags' PFA_NO_NEW_PRIVS and task->seccomp: per thread, inherited by fork
+    no_new_privs: bool = False
+    seccomp_mode: int = 0
+    seccomp_filters: int = 0
     utime: int = 0  # ns
     stime: int = 0
     nvcsw: int = 0

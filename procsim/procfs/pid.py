@@ -11,12 +11,11 @@ from procsim.exec import argv_area, argv_len
 from procsim.mm.mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
 from procsim.procfs.context import Ctx
 from procsim.resource import RLIMIT_RSS
-from procsim.task import STATE_NAMES, Task
+from procsim.task import CAP_FULL, STATE_NAMES, Task  # noqa: F401 (CAP_FULL: its old home)
 from procsim.units import PAGE_SIZE, K, clock_t
 
 NODE_BITS = 1024
 MEMS_ALLOWED = mask_str(1, NODE_BITS)
-CAP_FULL = 0x000001FFFFFFFFFF
 
 
 def _kb(pages: int) -> str:
@@ -114,7 +113,7 @@ def status(ctx: Ctx) -> bytes:
             f"THP_enabled:\t1\n"
             f"untag_mask:\t0xffffffffffffffff\n")
     nbits = k.config.nr_cpus
-    cap = tg.cred.cap_eff if not tg.kthread else CAP_FULL
+    c = tg.cred
     out.append(
         f"Threads:\t{len(tg.threads)}\n"
         f"SigQ:\t0/{k.max_threads // 2}\n"
@@ -123,14 +122,14 @@ def status(ctx: Ctx) -> bytes:
         f"SigBlk:\t{t.sig_blocked:016x}\n"
         f"SigIgn:\t{tg.sig_ignore:016x}\n"
         f"SigCgt:\t{tg.sig_catch:016x}\n"
-        f"CapInh:\t0000000000000000\n"
-        f"CapPrm:\t{cap:016x}\n"
-        f"CapEff:\t{cap:016x}\n"
-        f"CapBnd:\t{CAP_FULL:016x}\n"
-        f"CapAmb:\t0000000000000000\n"
-        f"NoNewPrivs:\t0\n"
-        f"Seccomp:\t0\n"
-        f"Seccomp_filters:\t0\n"
+        f"CapInh:\t{c.cap_inheritable:016x}\n"
+        f"CapPrm:\t{c.cap_permitted:016x}\n"
+        f"CapEff:\t{c.cap_effective:016x}\n"
+        f"CapBnd:\t{c.cap_bset:016x}\n"
+        f"CapAmb:\t{c.cap_ambient:016x}\n"
+        f"NoNewPrivs:\t{int(t.no_new_privs)}\n"
+        f"Seccomp:\t{t.seccomp_mode}\n"
+        f"Seccomp_filters:\t{t.seccomp_filters}\n"
         f"Speculation_Store_Bypass:\tthread vulnerable\n"
         f"SpeculationIndirectBranch:\tconditional enabled\n"
         f"Cpus_allowed:\t{mask_str(t.cpus_allowed, nbits)}\n"
