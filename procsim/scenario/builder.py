@@ -17,6 +17,7 @@ from procsim.mm.page_alloc import OutOfMemory
 from procsim.mm.mm import MMError
 from procsim.scenario.activity import ActivityBuilder
 from procsim.scenario.block import BlockBuilder
+from procsim.scenario.caps import CapsBuilder
 from procsim.scenario.captured import CapturedBuilder
 from procsim.scenario.cgroups import CgroupBuilder
 from procsim.scenario.machine import machine_config
@@ -30,7 +31,7 @@ from procsim.units import NSEC
 
 
 class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, BlockBuilder, NetBuilder,
-               CapturedBuilder, SysctlBuilder):
+               CapturedBuilder, SysctlBuilder, CapsBuilder):
     """One build: the document, the kernel it makes, the names it gives."""
 
     def __init__(self, doc: dict, source: str) -> None:

@@ -174,6 +174,7 @@ class ProcessBuilder:
             self._call(where, k.sethostname, v["hostname"].encode(), pid)
         if "loginuid" in v:
             self._call(where, k.set_loginuid, pid, v["loginuid"])
+        self._caps(pid, v, where)  # caps.py: capability sets, no_new_privs, seccomp
 
     def _thread(self, pid: int, tv: dict, r: int, where: str) -> int:
         k = self.k

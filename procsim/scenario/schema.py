@@ -171,7 +171,8 @@ PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "a
            "threads": _t_tables, "ops": _t_tables, "workloads": _t_tables, "start": _t_num,
            "files": _t_tables, "cwd": _t_str, "stdio": _t_str,  # files: procsim/scenario_files.py
            "setsid": _t_bool, "policy": _t_any, "rtprio": _t_int, "limits": _t_table,
-           "clone": _t_str, "hostname": _t_str, "cgroup": _t_str, "loginuid": _t_int}  # namespaces, cgroup, audit
+           "clone": _t_str, "hostname": _t_str, "cgroup": _t_str, "loginuid": _t_int,  # namespaces, cgroup, audit
+           "caps": _t_table, "no_new_privs": _t_bool, "seccomp": _t_int, "seccomp_filters": _t_int}  # caps.py
 # a captured machine's processes (procsim/scenario/captured.py)
 PROCESS.update({"layout": _t_str, "resident": _t_tables, "comm": _t_str, "inherit_fds": _t_bool,
                 "restore": _t_table, "restore_mm": _t_table})
