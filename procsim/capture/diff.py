@@ -28,13 +28,12 @@ MOVING = "a counter that moves (it moved between the capture and this read)"
 MOVED = "changed in the source since the capture (the replay shows the captured value)"
 REMAPPED = "the source's address space changed since the capture"
 HISTORY = "derived from the replay's history (peaks, page tables, stack and arg addresses): not captured"
-SIGNALS = "signal state and capabilities are not captured"
+SIGNALS = "signal state is not captured"
 WHERE = "where a task runs: the replay's scheduler places it"
 REASONS = {
     "status": {"VmPeak": HISTORY, "VmHWM": HISTORY, "VmPTE": HISTORY, "SigQ": SIGNALS, "SigPnd": SIGNALS,
-               "ShdPnd": SIGNALS, "SigBlk": SIGNALS, "SigIgn": SIGNALS, "SigCgt": SIGNALS, "CapInh": SIGNALS,
-               "CapPrm": SIGNALS, "CapEff": SIGNALS, "CapBnd": SIGNALS, "CapAmb": SIGNALS, "NoNewPrivs": SIGNALS,
-               "Seccomp": SIGNALS, "Seccomp_filters": SIGNALS, "voluntary_ctxt_switches": MOVING,
+               "ShdPnd": SIGNALS, "SigBlk": SIGNALS, "SigIgn": SIGNALS, "SigCgt": SIGNALS,
+               "voluntary_ctxt_switches": MOVING,
                "nonvoluntary_ctxt_switches": MOVING, "State": MOVING, "FDSize": "the fd table's size follows "
                "the fds the replay opened", "Umask": "umask is not captured", "TracerPid": "ptrace is not captured"},
     "stat": {"utime": MOVING, "stime": MOVING, "minflt": MOVING, "majflt": MOVING, "cminflt": MOVING,

@@ -209,9 +209,27 @@ class TaskCapture:
         if st["session"] == st["pid"] and st["pid"] != 1:
             p["setsid"] = True
         self._sched(p, status, st)
+        self._caps(p, status)
         state = STATES.get(st["state"])
         if state not in (None, "S"):
             p["state"] = state
+
+    @staticmethod
+    def _caps(p: dict, status: dict[str, str]) -> None:
+        """The capability sets and seccomp state status shows (the leader's,
+        for all threads), as scenario/caps.py takes them."""
+        caps = {name: "0x" + status[key].lstrip("0").rjust(1, "0")
+                for name, key in (("inheritable", "CapInh"), ("permitted", "CapPrm"), ("effective", "CapEff"),
+                                  ("bounding", "CapBnd"), ("ambient", "CapAmb")) if key in status}
+        if caps:
+            p["caps"] = caps
+        if status.get("NoNewPrivs") == "1":
+            p["no_new_privs"] = True
+        mode = status.get("Seccomp", "0")
+        if mode in ("1", "2"):
+            p["seccomp"] = int(mode)
+            if status.get("Seccomp_filters", "").isdigit():
+                p["seccomp_filters"] = int(status["Seccomp_filters"])
 
     @staticmethod
     def _sched(p: dict, status: dict[str, str], st: dict) -> None:

@@ -45,6 +45,9 @@ def _stat(pid: int, comm: str, ppid: int, flags: int = 0x400000, start: int = 50
 def _status(comm: str, uid: int = 1000) -> str:
     return (f"Name:\t{comm}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t{uid}\t{uid}\t{uid}\t{uid}\nGroups:\t\n"
             "SigBlk:\t0000000000000000\nSigIgn:\t0000000000001000\nSigCgt:\t0000000000004a02\n"
+            "CapInh:\t0000000000000400\nCapPrm:\t0000000000000400\nCapEff:\t0000000000000400\n"
+            "CapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000400\nNoNewPrivs:\t1\nSeccomp:\t2\n"
+            "Seccomp_filters:\t3\n"
             "Cpus_allowed_list:\t0-1\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n")
 
 
@@ -140,6 +143,11 @@ def test_a_fake_tree_captures_and_replays(fake: Path, tmp_path: Path) -> None:
     assert stat[13] == "7" and stat[21] == "600" and stat[18] == "5"  # utime, starttime, nice
     assert "voluntary_ctxt_switches:\t12\n" in read("/proc/100/status")
     assert "SigCgt:\t0000000000004a02\n" in read("/proc/100/status")
+    caps = ("CapInh:\t0000000000000400\nCapPrm:\t0000000000000400\nCapEff:\t0000000000000400\n"
+            "CapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000400\nNoNewPrivs:\t1\nSeccomp:\t2\n"
+            "Seccomp_filters:\t3\n")
+    assert app["caps"]["ambient"] == "0x400" and app["seccomp_filters"] == 3
+    assert caps in read("/proc/100/status") and caps in read("/proc/100/task/100/status")
     smaps = [v for v in parse_smaps(read("/proc/100/smaps")) if "[vsyscall]" not in v.line]
     assert [(v.fields["Rss"], v.fields["Private_Dirty"]) for v in smaps] == [(4, 0), (4, 0), (4, 4), (8, 8), (8, 8)]
     assert fs.readlink("/proc/100/fd/3", ROOT) == "/var/log/app.log" and fs.readlink("/proc/100/fd/1", ROOT) == "pipe:[777]"
