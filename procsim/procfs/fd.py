@@ -72,6 +72,7 @@ class PseudoInode(File):
     gid: int = 0
     times: bool = True  # False: sockfs inodes' times are 0
     mode: int = 0
+    sockprotoname: bytes = b""  # a socket's system.sockprotoname xattr (sockfs_xattr_get)
 
 
 def _no_open(ctx: Ctx) -> None:
@@ -88,10 +89,25 @@ def pseudo_inode(f: OpenFile, t: Task) -> PseudoInode | None:
     c = t.tg.cred
     if f.kind == F.SOCK:
         sk = f.private
-        return PseudoInode("socket", S.S_IFSOCK | 0o777, getattr(sk, "uid", c.fsuid), c.fsgid, times=False)
+        return PseudoInode("socket", S.S_IFSOCK | 0o777, getattr(sk, "uid", c.fsuid), c.fsgid, times=False,
+                           sockprotoname=_sk_prot_name(sk))
     if f.kind == F.PIPE:
         return PseudoInode("pipe", S.S_IFIFO | 0o600, c.fsuid, c.fsgid)
     return _ANON_INODE
+
+
+def _sk_prot_name(sk: object) -> bytes:
+    """sk->sk_prot_creator->name, NUL included, as this host's getxattr of
+    system.sockprotoname gives it: TCP, UDP, TCPv6, UDPv6, UNIX-STREAM (a
+    unix stream socket; dgram and seqpacket are UNIX), NETLINK."""
+    family, protocol = getattr(sk, "family", None), getattr(sk, "protocol", 0)
+    if family == F.AF_UNIX:
+        name = "UNIX-STREAM" if getattr(sk, "type", 0) == 1 else "UNIX"
+    elif family in (F.AF_INET, F.AF_INET6):
+        name = {6: "TCP", 17: "UDP"}.get(protocol, "RAW") + ("v6" if family == F.AF_INET6 else "")
+    else:
+        name = "NETLINK"
+    return name.encode() + b"\0"
 
 
 def _fd_target_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:

@@ -104,8 +104,13 @@ class InodeOps:
 
     def getxattr(self, path: str, name: str, caller: Caller) -> bytes:
         """procfs has no xattr handlers (EOPNOTSUPP); kernfs has them, with
-        nothing stored (ENODATA)."""
-        fam, _ = self._family(path, caller)
+        nothing stored (ENODATA); sockfs only system.sockprotoname."""
+        fam, n = self._family(path, caller)
+        proto = getattr(n.entry, "sockprotoname", b"")
+        if proto:  # a socket fd's target (procfs/fd.py): sockfs answers this one name, ENODATA others
+            if name == "system.sockprotoname":
+                return proto
+            raise OSError(errno.ENODATA, path)
         # (kernfs has no system.* handler: POSIX ACLs are EOPNOTSUPP there too)
         kernfs = fam == "sysfs" and not name.startswith("system.")
         raise OSError(errno.ENODATA if kernfs else errno.EOPNOTSUPP, path)

@@ -253,3 +253,16 @@ def test_lsof_finds_the_models_sockets(m):
     fams = {s["fd"]: s["family"] for s in m.ctl.sockets(pid=pids(m)["app"]) if "fd" in s}
     assert fams and {fd: types[fd] for fd in fams} == {
         fd: {"inet": "IPv4", "inet6": "IPv6", "unix": "unix"}[fam] for fd, fam in fams.items()}
+
+
+def test_lsof_names_an_unbound_sockets_protocol(m):
+    """A socket in no /proc/net table (unbound): lsof asks the fd link's
+    system.sockprotoname xattr and prints `protocol: TCP`, as on Linux."""
+    pid = pids(m)["app"]
+    fd = m.ctl.call("socket", pid=pid, family="inet")
+    try:
+        rows = [line.split() for line in run(m, "lsof", "-w", "-n", "-P", "-a", "-p", str(pid), "-d", str(fd))
+                .splitlines()[1:]]
+        assert [(r[3], r[4], " ".join(r[-2:])) for r in rows] == [(f"{fd}u", "sock", "protocol: TCP")]
+    finally:
+        m.ctl.call("close_fd", pid=pid, fd=fd)

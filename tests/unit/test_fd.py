@@ -726,3 +726,44 @@ def test_fd_link_targets_as_the_host_stats_them(k):
         assert (a.uid, a.gid, a.size, a.time == 0) == (uid, gid, size, no_times), label
         if label in ("eventfd", "epoll"):
             assert a.ino == ino, label  # anon_inode_inode's number, fixed at boot
+
+
+_HOST_PROTO_NAMES = r"""
+import json, os, socket
+out = {}
+for label, fam, typ in (("tcp", socket.AF_INET, 1), ("udp", socket.AF_INET, 2), ("tcp6", socket.AF_INET6, 1),
+                        ("udp6", socket.AF_INET6, 2), ("unix-stream", socket.AF_UNIX, 1),
+                        ("unix-dgram", socket.AF_UNIX, 2), ("unix-seqpacket", socket.AF_UNIX, 5)):
+    s = socket.socket(fam, typ)
+    p = f"/proc/self/fd/{s.fileno()}"
+    try:
+        os.getxattr(p, "user.x")
+        other = 0
+    except OSError as e:
+        other = e.errno
+    out[label] = [os.getxattr(p, "system.sockprotoname").hex(), other]
+print(json.dumps(out))
+"""
+
+
+def test_socket_targets_name_their_protocol_as_the_host_does(k):
+    """lsof asks getxattr(fd/N, "system.sockprotoname") of a socket it finds
+    in no /proc/net table: sockfs answers that one name (NUL included),
+    ENODATA for others; a pipe's inode has no xattrs (EOPNOTSUPP)."""
+    host = json.loads(subprocess.run([sys.executable, "-c", _HOST_PROTO_NAMES], capture_output=True, text=True,
+                                     check=True, stdin=subprocess.DEVNULL, close_fds=True).stdout)
+    fs = ProcFS(k)
+    p = proc(k)
+    kinds = {"tcp": (F.AF_INET, 1), "udp": (F.AF_INET, 2), "tcp6": (F.AF_INET6, 1), "udp6": (F.AF_INET6, 2),
+             "unix-stream": (F.AF_UNIX, 1), "unix-dgram": (F.AF_UNIX, 2), "unix-seqpacket": (F.AF_UNIX, 5)}
+    for label, (family, type_) in kinds.items():
+        fd = k.socket(p, family, 0, type_)
+        target = f"/proc/{p}/fd/{fs.readlink(f'/proc/{p}/fd/{fd}', ROOT)}"
+        assert fs.getxattr(target, "system.sockprotoname", ROOT).hex() == host[label][0], label
+        with pytest.raises(OSError) as e:
+            fs.getxattr(target, "user.x", ROOT)
+        assert e.value.errno == host[label][1], label
+    r, _ = k.pipe(p)
+    with pytest.raises(OSError) as e:
+        fs.getxattr(f"/proc/{p}/fd/{fs.readlink(f'/proc/{p}/fd/{r}', ROOT)}", "system.sockprotoname", ROOT)
+    assert e.value.errno == errno.EOPNOTSUPP
