@@ -21,23 +21,12 @@ from procsim.cgroup import syscalls as C
 from procsim.commands import execute
 from procsim.kernel import MADV_PAGEOUT
 from procsim.procfs.tree import ProcFS
+from test_block import DISKS  # the same machine: three disks, a swap partition
 
 CG = "/sys/fs/cgroup"
 MiB = 1 << 20
 PAGE = 4096
 
-DISKS = {
-    "machine": {"mem": "2G", "swap": "256M"},
-    "disk": [
-        {"name": "vda", "size": "16G", "partition": [
-            {"size": "512M", "mount": "/boot"},
-            {"size": "1G", "swap": True},
-            {"mount": "/"}]},
-        {"name": "vdb", "size": "64G", "mount": "/data", "fstype": "xfs"},
-        {"name": "nvme0n1", "size": "32G", "partition": [{"mount": "/srv"}]},
-    ],
-    "swap": {"priority": 10},
-}
 # blkcg_print_one_stat: "%s " then the counters when any of the first four is not 0, then "\n"
 LINE = re.compile(r"(\d+):(\d+) (?:rbytes=(\d+) wbytes=(\d+) rios=(\d+) wios=(\d+) dbytes=(\d+) dios=(\d+))?")
 LEAVES = ("/a.slice/x.service", "/a.slice/y.service", "/b.slice/z.service")
