@@ -38,7 +38,7 @@ from procsim.fork import ForkSyscalls
 from procsim.fs.anon_inodes import AnonInodeSyscalls
 from procsim.fs.syscalls import FileState, FileSyscalls
 from procsim.ipc.shm import ShmIds
-from procsim.mm import oom
+from procsim.mm import oom, vmscan_node
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
 # the syscalls' constants, for callers of the API (madvise advice, mremap flags)
@@ -116,6 +116,7 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.ns_next_inum = nsproxy.PROC_DYNAMIC_FIRST  # proc_alloc_inum()'s next
         self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy (procsim/cgroup/)
         self.memcg = memcontrol.MemcgState(self)  # the memory controller's charges and limits
+        self.reclaim = vmscan_node.NodeReclaim(self)  # kswapd, direct and memcg reclaim (procsim/mm/vmscan_node.py)
         self.crng = random_pool.Crng(config.seed)  # kernel.random: boot_id, uuid
         self.shm = ShmIds()  # SysV shared memory segments (procsim/ipc/shm.py)
         self.blkcg = cgroup_io.BlkcgState(self)  # the io controller: bios charged to cgroups (io.stat)
