@@ -23,6 +23,7 @@ of calculate_high_delay, a memory stall PSI sees)."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 PAGE_COUNTER_MAX = ((1 << 63) - 1) // PAGE_SIZE  # LONG_MAX / PAGE_SIZE: "max"
 MAX_RECLAIM_RETRIES = 16
+SWAPPINESS_ANON_ONLY = 201  # memory.reclaim's swappiness=max: anonymous memory only
 MEMCG_CHARGE_BATCH = 64
 MEMCG_DELAY_PRECISION_SHIFT = 20
 MEMCG_DELAY_SCALING_SHIFT = 14
@@ -269,6 +271,23 @@ class MemcgState:
                 a.usage -= int(cnt)
 
     # -- reclaim -------------------------------------------------------------------
+
+    def proactive_reclaim(self, m: MemCgroup, nr_to_reclaim: int, swappiness: int | None) -> None:
+        """user_proactive_reclaim() of a write to memory.reclaim: batches of a
+        quarter of what is left (at least SWAP_CLUSTER_MAX each, as reclaim
+        enforces), until done; EAGAIN after MAX_RECLAIM_RETRIES batches
+        that reclaimed nothing (what was reclaimed stays reclaimed)."""
+        from procsim.errors import KernelError
+        from procsim.mm.vmscan_node import SWAP_CLUSTER_MAX
+        reclaimed, retries = 0, MAX_RECLAIM_RETRIES
+        while reclaimed < nr_to_reclaim:
+            batch = (nr_to_reclaim - reclaimed) // 4
+            got = self.k.reclaim.try_to_free_pages(max(batch, SWAP_CLUSTER_MAX), "proactive", m, swappiness)
+            if not got:
+                if not retries:
+                    raise KernelError(errno.EAGAIN, f"memory.reclaim: {reclaimed} of {nr_to_reclaim} pages")
+                retries -= 1
+            reclaimed += got
 
     def reclaim(self, m: MemCgroup, want: int, kind: str = "direct") -> int:
         """try_to_free_mem_cgroup_pages(): at least SWAP_CLUSTER_MAX frames

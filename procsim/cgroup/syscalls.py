@@ -123,6 +123,41 @@ def set_memory(k: "Kernel", path: str, which: str, buf: bytes) -> None:
             k._changed("cgroup", path=path)
 
 
+def memory_reclaim(k: "Kernel", path: str, buf: bytes) -> None:
+    """memory_reclaim() -> user_proactive_reclaim(): "SIZE [swappiness=N|
+    swappiness=max]"; EINVAL for no size, an unknown token or a swappiness
+    outside 0..200; EAGAIN when reclaim cannot free that much. The root
+    memcg too (proactive reclaim of the whole machine)."""
+    cg = lookup(k, path)
+    m = cg.memcg if cg.parent is not None else k.memcg.root
+    if m is None:
+        raise KernelError(errno.ENOENT, f"{path}: no memory controller")
+    buf = strstrip(buf)
+    nbytes, rest = memcontrol.memparse(buf)
+    if rest == buf:
+        raise KernelError(errno.EINVAL, "memory.reclaim: not a size")
+    swappiness = None
+    for tok in strstrip(rest).split(b" "):
+        if not tok:
+            continue
+        if tok == b"swappiness=max":
+            swappiness = memcontrol.SWAPPINESS_ANON_ONLY
+            continue
+        if not tok.startswith(b"swappiness="):
+            raise KernelError(errno.EINVAL, f"memory.reclaim: {tok!r}")
+        try:
+            swappiness = kstrtoint(tok[len(b"swappiness="):], 0)
+        except OSError:
+            raise KernelError(errno.EINVAL, f"memory.reclaim: {tok!r}") from None
+        if not 0 <= swappiness <= 200:
+            raise KernelError(errno.EINVAL, "memory.reclaim: swappiness 0..200")
+    with k.lock:
+        try:
+            k.memcg.proactive_reclaim(m, nbytes // memcontrol.PAGE_SIZE, swappiness)
+        finally:
+            k._changed("cgroup", path=path)
+
+
 def set_oom_group(k: "Kernel", path: str, buf: bytes) -> None:
     m = _memcg(k, lookup(k, path))
     try:
@@ -191,6 +226,7 @@ WRITERS = {
     "memory.min": lambda k, p, b: set_memory(k, p, "min", b),
     "memory.swap.max": lambda k, p, b: set_memory(k, p, "swap.max", b),
     "memory.oom.group": set_oom_group,
+    "memory.reclaim": memory_reclaim,
     "cpu.max": set_cpu_max,
     "cpu.weight": set_cpu_weight,
     "pids.max": set_pids_max,

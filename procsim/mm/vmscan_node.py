@@ -180,13 +180,14 @@ class NodeReclaim:
 
     # -- do_try_to_free_pages -------------------------------------------------------
 
-    def try_to_free_pages(self, nr_to_reclaim: int, kind: str, root: "MemCgroup | None") -> int:
+    def try_to_free_pages(self, nr_to_reclaim: int, kind: str, root: "MemCgroup | None",
+                          swappiness: int | None = None) -> int:
         """do_try_to_free_pages(): priorities DEF_PRIORITY..0 over the memcgs
         of `root` (None: all) not protected, then, if that reclaimed nothing
         and some were skipped for memory.low, again with them."""
         from procsim.cgroup import protection
         k = self.k
-        sc = ScanControl(nr_to_reclaim, kind, root, k.mem.sysctl.swappiness)
+        sc = ScanControl(nr_to_reclaim, kind, root, k.mem.sysctl.swappiness if swappiness is None else swappiness)
         top = root if root is not None else k.memcg.root
         prot = protection.calculate(k, top)
         while True:
@@ -223,6 +224,9 @@ class NodeReclaim:
     def get_scan_count(self, sc: ScanControl, sizes: dict[tuple[str, bool], int]) -> dict[tuple[str, bool], int]:
         """How many frames of each list to scan at sc.priority."""
         swap = self.k.mem.swap
+        if sc.swappiness > MAX_SWAPPINESS:  # SWAPPINESS_ANON_ONLY (memory.reclaim swappiness=max)
+            return {key: (size >> sc.priority if key[0] == "anon" and swap.nr_free > 0 else 0)
+                    for key, size in sizes.items()}
         if swap.nr_free <= 0:
             balance = "file"
         elif sc.root is not None and sc.root.parent is not None and not sc.swappiness:

@@ -19,7 +19,8 @@ from procsim.cgroup.core import IMPLICIT, PIDS_MAX, SUBSYS, Cgroup
 from procsim.cgroup.memcontrol import PAGE_COUNTER_MAX
 from procsim.kernel import Kernel
 from procsim.procfs.context import Caller, Ctx
-from procsim.procfs.kinds import DynDir, Node, Show
+from procsim.procfs import pressure
+from procsim.procfs.kinds import DynDir, Node, Show, WriteOnly
 from procsim.psi.show import psi_show
 from procsim.units import PAGE_SIZE
 
@@ -91,7 +92,7 @@ def _cpuset_cpus(k: Kernel, cg: Cgroup) -> bytes:
 
 
 # (name, render, writable, the controller it belongs to (None: core), on the root too)
-Row = tuple[str, Callable[[Kernel, Cgroup], bytes], bool, str | None, bool]
+Row = tuple[str, Callable[[Kernel, Cgroup], bytes] | None, bool, str | None, bool]
 FILES: tuple[Row, ...] = (
     ("cgroup.controllers", lambda k, cg: _mask(cg.controllers()), False, None, True),
     ("cgroup.events", lambda k, cg: _lines(f"populated {int(k.cgroups.populated(cg))}", "frozen 0"),
@@ -128,6 +129,7 @@ FILES: tuple[Row, ...] = (
     ("memory.oom.group", lambda k, cg: f"{cg.memcg.oom_group}\n".encode(), True, "memory", False),
     ("memory.peak", lambda k, cg: f"{stat.memory_peak(k, cg.memcg)}\n".encode(), False, "memory", False),
     ("memory.pressure", _pressure("memory"), False, None, True),
+    ("memory.reclaim", None, True, "memory", True),
     ("memory.stat", lambda k, cg: stat.memory_stat(k, cg.memcg), False, "memory", True),
     ("memory.swap.current", lambda k, cg: f"{k.memcg.swap_usage(cg.memcg) * PAGE_SIZE}\n".encode(),
      False, "memory", False),
@@ -139,6 +141,9 @@ FILES: tuple[Row, ...] = (
     ("pids.peak", lambda k, cg: f"{cg.pids_peak}\n".encode(), False, "pids", False),
 )
 assert [r[0] for r in FILES] == sorted(r[0] for r in FILES)
+
+
+PRESSURE_FILES = ("cpu.pressure", "io.pressure", "memory.pressure")
 
 
 def _write(name: str):
@@ -156,7 +161,20 @@ def _row(name: str, render, writable: bool) -> Show:
                 _write(name) if writable else None, **extra)
 
 
-ROWS = {name: _row(name, render, w) for name, render, w, _, _ in FILES}
+def _pressure_row(name: str, render) -> Show:
+    """cgroup_pressure_write(): a trigger on the cgroup's own group (0644)."""
+    return pressure.PressureShow(name, lambda ctx: render(ctx.kernel, _cg(ctx)), 0o644, _write(name),
+                                 resource=name.split(".")[0], group_of=_cg)
+
+
+def _write_only_row(name: str) -> WriteOnly:
+    """A kernfs file with only ->write (memory.reclaim): 0200, reads EINVAL."""
+    return WriteOnly(name, _write(name), 0o200)
+
+
+ROWS = {name: _pressure_row(name, render) if name in PRESSURE_FILES
+        else _write_only_row(name) if render is None else _row(name, render, w)
+        for name, render, w, _, _ in FILES}
 _SPEC = {r[0]: r for r in FILES}
 
 
