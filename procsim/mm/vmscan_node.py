@@ -164,6 +164,15 @@ class NodeReclaim:
             k.psi.add_stall(t, "memory", freed * RECLAIM_NS_PER_PAGE)
         return freed
 
+    def wakeup_kswapd(self) -> int:
+        """kswapd woken from outside an allocation (live control): a run if
+        free pages are under the high watermark; the pages freed."""
+        k = self.k
+        with k.lock:
+            freed = self.balance_pgdat() if self.free_pages() < self.watermarks().wmark_high else 0
+            k._changed("reclaim")
+        return freed
+
     def balance_pgdat(self) -> int:
         """kswapd's balance_pgdat(): reclaim until free pages reach the high
         watermark (one pageoutrun per run)."""

@@ -42,8 +42,7 @@ class PressureHandle(ShowHandle):
             k.follow_wall()
             self.trigger = k.psi.triggers.create(cg.id, state, thr, win, privileged, k.now,
                                                  cg.psi.total[state], k.psi.period)
-            k._changed("psi_trigger", path=e.name)
-            return len(data)
+            return len(data)  # (no file shows triggers: nothing rendered changes)
 
     def poll(self, wake: Callable[[], None] | None) -> int:
         """psi_trigger_poll(); `wake`: called once when the trigger fires next
@@ -65,7 +64,6 @@ class PressureHandle(ShowHandle):
         if t is not None:
             with self.kernel.lock:
                 self.kernel.psi.triggers.destroy(t)
-                self.kernel._changed("psi_trigger", path=self.entry.name)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
