@@ -210,8 +210,9 @@ class NodeReclaim:
                         continue
                     m.memory_event("low")
                 ids.append(m.id)
+            frames = self._lru_frames(np.array(ids, np.int32))  # (the lists shrink as frames go)
             for sc.priority in range(DEF_PRIORITY, -1, -1):
-                self.shrink_lruvec(sc, np.array(ids, np.int32))
+                self.shrink_lruvec(sc, frames)
                 if sc.nr_reclaimed >= sc.nr_to_reclaim:
                     break
             if sc.nr_reclaimed or not sc.memcg_low_skipped:
@@ -220,15 +221,16 @@ class NodeReclaim:
 
     # -- the lists ---------------------------------------------------------------------
 
-    def _lru_frames(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The evictable order-0 frames charged to `ids`, and their flags."""
+    def _lru_frames(self, ids: np.ndarray) -> np.ndarray:
+        """The evictable order-0 frames charged to `ids`."""
         mem = self.k.mem
         fl = mem.flags
         ok = ((fl & M.PG_LRU) != 0) & ((fl & (M.PG_MLOCKED | M.PG_HUGETLB | M.PG_RESERVED)) == 0) & (mem.order == 0)
         if mem.memcg is not None:
-            ok &= np.isin(mem.memcg, ids)
-        pfns = np.flatnonzero(ok)
-        return pfns, fl[pfns]
+            lut = np.zeros(max(self.k.memcg.by_id, default=0) + 2, bool)
+            lut[ids] = True
+            ok &= lut[np.minimum(mem.memcg, len(lut) - 1)]
+        return np.flatnonzero(ok)
 
     def get_scan_count(self, sc: ScanControl, sizes: dict[tuple[str, bool], int]) -> dict[tuple[str, bool], int]:
         """How many frames of each list to scan at sc.priority."""
@@ -272,9 +274,11 @@ class NodeReclaim:
             self.anon_cost //= 2
             self.file_cost //= 2
 
-    def shrink_lruvec(self, sc: ScanControl, ids: np.ndarray) -> None:
+    def shrink_lruvec(self, sc: ScanControl, frames: np.ndarray) -> None:
         mem = self.k.mem
-        pfns, fl = self._lru_frames(ids)
+        fl = mem.flags[frames]
+        keep = ((fl & M.PG_LRU) != 0) & ((fl & M.PG_MLOCKED) == 0) & (mem.order[frames] == 0)
+        pfns, fl = frames[keep], fl[keep]
         if not len(pfns):
             return
         filel = lru.is_file_lru(fl)
