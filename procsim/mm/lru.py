@@ -5,8 +5,9 @@ the rest of the evictable frames.
 
 As on 6.18 without MGLRU: a new folio (anonymous or page cache) starts on
 its inactive list (lru_cache_add; on the reference VM Active(anon) was
-168 kB of 1.4 GB of anon), a page-cache folio accessed a second time moves
-to the active list (folio_mark_accessed: PG_referenced, then activation),
+168 kB of 1.4 GB of anon), a page-cache folio read a second time moves to
+the active list (filemap_read's folio_mark_accessed: PG_referenced, then
+activation; a fault only sets PG_referenced),
 reclaim activates referenced folios it scans (folio_check_references) and
 ages the active lists into the inactive ones (shrink_active_list). The
 order within a list is the frame number (allocation is mostly in PFN

@@ -27,8 +27,8 @@ pswpin/pswpout are the swap device's own counts (procsim/mm/swap.py).
 The LRU and reclaim events (procsim/mm/lru.py, procsim/mm/vmscan_node.py)
 are in `reclaim`, by their /proc/vmstat names: pgactivate, pgdeactivate,
 pgrefill, pgscan_{kswapd,direct,proactive}, pgsteal_*, pgscan_anon/file,
-pgsteal_anon/file, allocstall_<zone>, pageoutrun,
-kswapd_{low,high}_wmark_hit_quickly.
+pgsteal_anon/file, allocstall_<zone>, pageoutrun (kswapd_*_wmark_hit_quickly
+stay 0: kswapd does not sleep and recheck here).
 """
 
 from __future__ import annotations
