@@ -43,6 +43,11 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
     netdevs, own = capture_netdevs(src)
     tc = TaskCapture(src, env)
     tc.local_addrs = own
+    tc.nr_cpus = machine.get("nr_cpus", 0)
+    # Linux 6.18's RSS counters: percpu_counters, stat's rss their unfolded
+    # get_mm_rss() (restore_mm.rss_approx gives each process's residues)
+    machine["rss_counter"], machine["stat_rss"] = "flat", "approx"
+    tc.rss_approx = True
     wanted = None if pids is None else set(pids)
     stats = []
     for pid in src.pids():
@@ -55,8 +60,7 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
     for n, st in enumerate(stats):
         pid = st["pid"]
         if st["flags"] & PF_KTHREAD or st["ppid"] == 2 or pid == 2:
-            if pid != 2:
-                kthreads.append(tc.kthread(st))
+            kthreads.append(tc.kthread(st))  # kthreadd too: the replay's own gets its counters
             continue
         if wanted is not None and pid not in wanted and pid != 1:
             continue
@@ -79,6 +83,9 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
     _inherited(procs)
     if machine.get("arch") == "x86" and tc.statuses and not tc.cpus_active_mm:
         machine["proc_cpus_active_mm"] = False  # this kernel's status has no Cpus_active_mm
+    for key, mode in zip(("ssb_mode", "spectre_v2_user"), tc.spec_modes or ()):
+        if mode not in (None, "prctl"):  # prctl: the model's default
+            machine[key] = mode
     up = max([uptime(src) or 0.0] + [s["starttime"] / 100 for s in stats])
     machine["boot_uptime"] = round(up + 0.01, 2)
     doc = {"description": f"captured from {proc}", "machine": machine}

@@ -149,6 +149,7 @@ def _pids(root: str) -> set[int]:
 # stat and status fields whose captured values the scenario keeps (restore)
 CAPTURED = {("stat", "utime"): "utime", ("stat", "stime"): "stime", ("stat", "minflt"): "minflt",
             ("stat", "majflt"): "majflt", ("stat", "cutime"): "cutime", ("stat", "cstime"): "cstime",
+            ("stat", "cminflt"): "cminflt", ("stat", "cmajflt"): "cmajflt",
             ("stat", "processor"): "cpu", ("status", "voluntary_ctxt_switches"): "nvcsw",
             ("status", "nonvoluntary_ctxt_switches"): "nivcsw"}
 MEMORY = {"maps", "smaps", "statm"}
