@@ -240,10 +240,7 @@ class TaskCapture:
         elif st["pid"] == 1 and st["pgrp"] == 0 and st["session"] == 0:
             p["pgid"] = 0  # a container's init: its session and group are led from outside its namespace
         elif st["pid"] != 1 and st["pgrp"] != self.pgrps.get(st["ppid"], 1):
-            if st["pgrp"] == st["pid"] or st["pgrp"] in self.pgrps.values():
-                p["pgid"] = st["pgrp"]  # setpgid(): its own group, or another of its session
-            else:
-                self.src.warn(f"{self.src.path(str(st['pid']))}: process group {st['pgrp']} not captured")
+            p["pgid"] = st["pgrp"]  # setpgid(): its own group, or another of its session (checked: capture())
         self.pgrps[st["pid"]] = st["pgrp"]
         self._sched(p, status, st)
         self._caps(p, status)

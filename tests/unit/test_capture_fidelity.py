@@ -266,3 +266,27 @@ def test_a_private_shmem_mapping_replays_its_shmem_pages(fake: Path, tmp_path: P
         bad = path.read_text().replace("anon = 8", "anon = 80")
         path.write_text(bad)
         scenario.load(str(path))
+
+
+def test_an_accepted_unix_connection_is_not_bound_again() -> None:
+    """An accepted unix socket shows its listener's path in /proc/net/unix:
+    binding it again would fail (EADDRINUSE); only the listener is bound."""
+    from procsim.capture.net import SockRow, TCP_ESTABLISHED, TCP_LISTEN, socket_keys
+    rows = {10: SockRow("unix", TCP_LISTEN, "/run/app.sock", type="stream"),
+            11: SockRow("unix", TCP_ESTABLISHED, "/run/app.sock", type="stream"),
+            12: SockRow("unix", TCP_ESTABLISHED, "/run/other.sock", type="stream")}
+    assert socket_keys(rows[10], rows, set()) == {"listen": "/run/app.sock"}
+    assert socket_keys(rows[11], rows, set()) == {}
+    assert socket_keys(rows[12], rows, set()) == {"bind": "/run/other.sock"}
+
+
+def test_a_group_the_replay_cannot_join_is_left_out_with_a_warning() -> None:
+    from procsim.capture import _groups
+    from procsim.capture.source import Source
+    warned: list[str] = []
+    src = Source("/nonexistent", "/nonexistent", warned.append)
+    procs = [{"pid": 1}, {"pid": 10, "parent": 1, "setsid": True}, {"pid": 11, "parent": 10, "pgid": 11},
+             {"pid": 12, "parent": 11, "pgid": 11}, {"pid": 13, "parent": 1, "pgid": 11}]
+    _groups(procs, src)
+    assert [p.get("pgid") for p in procs] == [None, None, 11, 11, None]
+    assert len(warned) == 1 and "/13" in warned[0]
