@@ -25,6 +25,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from procsim.ucount import UCountsTable
 from procsim import capability, cgroup, nsproxy, psi, random_pool, utsname
 from procsim.block import syscalls as block_syscalls
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
@@ -118,6 +119,7 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.memcg = memcontrol.MemcgState(self)  # the memory controller's charges and limits
         self.reclaim = vmscan_node.NodeReclaim(self)  # kswapd, direct and memcg reclaim (procsim/mm/vmscan_node.py)
         self.crng = random_pool.Crng(config.seed)  # kernel.random: boot_id, uuid
+        self.ucounts = UCountsTable()  # per-user counts: SigQ's pending signals (procsim/ucount.py)
         self.shm = ShmIds()  # SysV shared memory segments (procsim/ipc/shm.py)
         self.blkcg = cgroup_io.BlkcgState(self)  # the io controller: bios charged to cgroups (io.stat)
         self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave
