@@ -51,5 +51,5 @@ COMMANDS = (
     cmd("cgroup_freeze", lambda k, path, freeze: C.write(k, path, "cgroup.freeze", b"1\n" if freeze else b"0\n"),
         p("path", STR), p("freeze", BOOL, True),
         doc="Freeze (or thaw) a cgroup and everything below it: its tasks stop (state S in get_signal)."),
-    query("cgroup_controls", c_cgroup_controls, p("path", STR)),
+    query("cgroup_controls", c_cgroup_controls, p("path", STR, "/")),
 )
