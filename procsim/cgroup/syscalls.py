@@ -203,7 +203,7 @@ def set_cpu_weight_nice(k: "Kernel", path: str, buf: bytes) -> None:
 
 
 def set_freeze(k: "Kernel", path: str, buf: bytes) -> None:
-    """cgroup_freeze_write(): kstrtoint base 0, EINVAL outside 0..1."""
+    """cgroup_freeze_write(): kstrtoint base 0, ERANGE outside 0..1 (as the host answers)."""
     cg = lookup(k, path)
     if cg.parent is None:
         raise KernelError(errno.ENOENT, "the root has no cgroup.freeze")
@@ -212,7 +212,7 @@ def set_freeze(k: "Kernel", path: str, buf: bytes) -> None:
     except OSError as e:
         raise KernelError(e.errno, "cgroup.freeze") from None
     if v not in (0, 1):
-        raise KernelError(errno.EINVAL, "cgroup.freeze: 0 or 1")
+        raise KernelError(errno.ERANGE, "cgroup.freeze: 0 or 1")
     with k.lock:
         freezer.cgroup_freeze(k, cg, bool(v))
         k._changed("cgroup", path=path)
