@@ -30,7 +30,7 @@ from procsim import capability, cgroup, nsproxy, psi, random_pool, utsname
 from procsim.block import syscalls as block_syscalls
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
-from procsim.cgroup import io as cgroup_io, memcontrol
+from procsim.cgroup import cfs_bandwidth, io as cgroup_io, memcontrol
 from procsim.cgroup.syscalls import CgroupSyscalls
 from procsim.errors import KernelError
 from procsim.exec import ExecSyscalls
@@ -122,6 +122,7 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.ucounts = UCountsTable()  # per-user counts: SigQ's pending signals (procsim/ucount.py)
         self.shm = ShmIds()  # SysV shared memory segments (procsim/ipc/shm.py)
         self.blkcg = cgroup_io.BlkcgState(self)  # the io controller: bios charged to cgroups (io.stat)
+        self.cfs_bw = cfs_bandwidth.BandwidthState(self)  # cpu.max: CFS bandwidth, the freezer's css hooks
         self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         # network namespaces: devices, sockets, routes, MIBs (procsim/net/)

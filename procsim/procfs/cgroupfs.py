@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 from procsim.cgroup import cpu as cgcpu
 from procsim.cgroup import io as cgio
-from procsim.cgroup import stat, syscalls
+from procsim.cgroup import blk_throttle, stat, syscalls
+from procsim.procfs import cgctl_files
 from procsim.cgroup.core import IMPLICIT, PIDS_MAX, SUBSYS, Cgroup
 from procsim.cgroup.memcontrol import PAGE_COUNTER_MAX
 from procsim.kernel import Kernel
@@ -95,30 +96,32 @@ def _cpuset_cpus(k: Kernel, cg: Cgroup) -> bytes:
 Row = tuple[str, Callable[[Kernel, Cgroup], bytes] | None, bool, str | None, bool]
 FILES: tuple[Row, ...] = (
     ("cgroup.controllers", lambda k, cg: _mask(cg.controllers()), False, None, True),
-    ("cgroup.events", lambda k, cg: _lines(f"populated {int(k.cgroups.populated(cg))}", "frozen 0"),
-     False, None, False),
-    ("cgroup.freeze", lambda k, cg: b"0\n", False, None, False),
+    ("cgroup.events", cgctl_files.cgroup_events, False, None, False),
+    ("cgroup.freeze", cgctl_files.cgroup_freeze, True, None, False),
     ("cgroup.max.depth", lambda k, cg: b"max\n", False, None, True),
     ("cgroup.max.descendants", lambda k, cg: b"max\n", False, None, True),
     ("cgroup.pressure", lambda k, cg: b"1\n", False, None, True),
     ("cgroup.procs", _procs, True, None, True),
     ("cgroup.stat", _stat, False, None, True),
+    ("cgroup.stat.local", cgctl_files.cgroup_stat_local, False, None, False),
     ("cgroup.subtree_control", lambda k, cg: _mask(cg.subtree_control), True, None, True),
     ("cgroup.threads", _threads, True, None, True),
     ("cgroup.type", lambda k, cg: b"domain\n", False, None, False),
     ("cpu.max", lambda k, cg: cgcpu.cpu_max(cg), True, "cpu", False),
+    ("cpu.max.burst", lambda k, cg: cgcpu.cpu_max_burst(cg), True, "cpu", False),
     ("cpu.pressure", _pressure("cpu"), False, None, True),
     ("cpu.stat", cgcpu.cpu_stat, False, None, True),
-    ("cpu.stat.local", lambda k, cg: b"throttled_usec 0\n" if cg.parent is not None and cg.has_css("cpu") else b"",
-     False, None, True),
-    ("cpu.weight", lambda k, cg: f"{cg.cpu_weight}\n".encode(), True, "cpu", False),
-    ("cpu.weight.nice", lambda k, cg: b"0\n", False, "cpu", False),
+    ("cpu.stat.local", cgcpu.cpu_stat_local, False, None, True),
+    ("cpu.weight", lambda k, cg: f"{cgcpu.weight_to_cgroup(cg.shares)}\n".encode(), True, "cpu", False),
+    ("cpu.weight.nice", lambda k, cg: f"{cgcpu.weight_nice(cg.shares)}\n".encode(), True, "cpu", False),
     ("cpuset.cpus", lambda k, cg: b"\n", False, "cpuset", False),
     ("cpuset.cpus.effective", _cpuset_cpus, False, "cpuset", True),
     ("cpuset.mems", lambda k, cg: b"\n", False, "cpuset", False),
     ("cpuset.mems.effective", lambda k, cg: b"0\n", False, "cpuset", True),
+    ("io.max", blk_throttle.io_max, True, "io", False),
     ("io.pressure", _pressure("io"), False, None, True),
     ("io.stat", cgio.io_stat, False, "io", True),
+    ("io.weight", blk_throttle.io_weight, True, "io", False),
     ("memory.current", lambda k, cg: f"{stat.memory_current(k, cg.memcg)}\n".encode(), False, "memory", False),
     ("memory.events", _memory_events(False), False, "memory", False),
     ("memory.events.local", _memory_events(True), False, "memory", False),
