@@ -52,6 +52,7 @@ from procsim.mm.swap import SwapDevice
 from procsim.mm.syscalls import MmSyscalls
 from procsim.mm.thp import THPSettings
 from procsim.net import boot as net_boot
+from procsim.net.netfilter import NetfilterState
 from procsim.nsproxy import NsSyscalls
 from procsim.read_write import ReadWriteSyscalls
 from procsim.resource import ResourceSyscalls
@@ -123,6 +124,7 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         # network namespaces: devices, sockets, routes, MIBs (procsim/net/)
         self.net = net_boot(config.nr_cpus, self.init_ns["net"])
+        self.netfilter = NetfilterState(self.mem.nr_pages - self.mem.first_free, config.nr_cpus, config.seed)
         self._max_threads: int | None = None  # kernel.threads-max, once written
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
         self.last_pid = 0

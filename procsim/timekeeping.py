@@ -61,6 +61,8 @@ class Timekeeping:
                 wb_tick(self, self.now, target)
             if self.net.flows:  # sockets' traffic at byte rates (procsim/net/flow.py)
                 net_flow.step(self, self.now, target)
+            if self.netfilter.nets:  # conntrack entries whose timeout comes (procsim/net/netfilter/)
+                self.netfilter.gc(target)
             span = target - self.now
             ran = cgroup_cpu.snapshot(self)
             self.sched.account(span)

@@ -7,6 +7,7 @@ import errno
 
 from procsim.kernel import Kernel
 from procsim.procfs import (block, cgroupfs, cpuinfo, crypto, interrupts, meminfo, misc_files, mounts, net,
+                            nf_conntrack,
                             observer, oom, pagemap, pressure, schedstat, small_files, stat, sysctl, sysctl_misc,
                             vmstat, zoneinfo)
 from procsim.procfs.base import TGID_DIR
@@ -80,6 +81,7 @@ PROC_ENTRIES = (
                          Bin("threads-max", sysctl.dointvec_read(small_files.threads_max), 0o644,
                              sysctl.threads_max_write),
                          Show("version", sysctl_misc.uts_version, deny_write=True)),
+                  Dir.of("net", nf_conntrack.NETFILTER, nf_conntrack.MAX_ROW),
                   sysctl_misc.VM),
     Link("self", _self),
     Link("thread-self", _thread_self),
