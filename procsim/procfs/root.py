@@ -7,7 +7,7 @@ import errno
 
 from procsim.kernel import Kernel
 from procsim.procfs import (block, cgroupfs, cpuinfo, crypto, interrupts, meminfo, misc_files, mounts, net,
-                            nf_conntrack,
+                            modules, nf_conntrack,
                             observer, oom, pagemap, pressure, schedstat, small_files, stat, sysctl, sysctl_misc,
                             vmstat, zoneinfo)
 from procsim.procfs.base import TGID_DIR
@@ -46,6 +46,8 @@ PROC_ENTRIES = (
     Show("locks", misc_files.locks, **_GLOBAL),
     Show("meminfo", meminfo.meminfo, **_GLOBAL),
     Show("misc", misc_files.misc, **_GLOBAL),
+    # read by position, never cached: the addresses depend on the opener (kallsyms_show_value)
+    Bin("modules", lambda ctx, size, off: modules.proc_modules(ctx)[off:off + size], 0o444, **_GLOBAL),
     Link("mounts", mounts.self_mounts, size=len("self/mounts")),
     Link("net", net.proc_net_link, size=len("self/net")),
     Show("pagetypeinfo", zoneinfo.pagetypeinfo, 0o400, **_GLOBAL),

@@ -24,8 +24,10 @@ PROTOS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 STATUS = {"ASSURED": IPS_ASSURED, "SEEN_REPLY": IPS_SEEN_REPLY}
 
 
-def table_of(k: "Kernel", pid: int) -> ConntrackNet:
-    """The table of `pid`'s network namespace (ESRCH: no such process)."""
+def table_of(k: "Kernel", pid: int | None) -> ConntrackNet:
+    """The table of `pid`'s network namespace (None: the initial one; ESRCH: no such process)."""
+    if pid is None:
+        return k.netfilter.ct(k.net.net(k.init_ns["net"]))
     t = k.task(pid)
     if t.nsproxy is None:
         raise KernelError(errno.ESRCH, f"process {pid} has exited")
@@ -46,10 +48,10 @@ def parse_tuple(proto: str, src: str, dst: str, sport: int, dport: int) -> Tuple
     return Tuple(NFPROTO_IPV4 if a.version == 4 else NFPROTO_IPV6, int(a), int(b), PROTOS[proto], sport, dport)
 
 
-def enable(k: "Kernel", pid: int, on: bool = True) -> None:
+def enable(k: "Kernel", pid: int | None, on: bool = True) -> None:
     """A ruleset that needs conntrack is loaded (or its last one removed)
     in `pid`'s namespace; the entries stay until their timeouts."""
-    if on and getattr(k, "modules", None) is not None and "nf_conntrack" not in k.modules.by_name:
+    if on and "nf_conntrack" not in k.modules.by_name:
         raise KernelError(errno.ENOENT, "nf_conntrack is not loaded")
     table_of(k, pid).enabled = on
 
