@@ -16,7 +16,7 @@ def _uses(text: str) -> list[str]:
     return [u for u in text.split(",") if u]
 
 
-def c_module_load(k: Kernel, pid, name, size, uses, taints, permanent, refs, init_seconds) -> dict:
+def c_module_load(k: Kernel, name, size, uses, taints, permanent, refs, init_seconds, pid) -> dict:
     """finit_module(): `name` of `size` core bytes using the modules `uses`
     (comma-separated, each loaded first); `init_seconds`: its init runs that
     long (Loading until then)."""
@@ -32,9 +32,9 @@ def c_modules(k: Kernel) -> list[dict]:
 
 
 COMMANDS = (
-    cmd("module_load", c_module_load, p("pid", INT, 1), p("name", STR), p("size", SIZE), p("uses", STR, ""),
-        p("taints", STR, ""), p("permanent", BOOL, False), p("refs", INT, 0), p("init_seconds", INT, 0)),
-    cmd("module_unload", lambda k, pid, name: M.delete_module(k, pid, name), p("pid", INT, 1), p("name", STR),
+    cmd("module_load", c_module_load, p("name", STR), p("size", SIZE), p("uses", STR, ""), p("taints", STR, ""),
+        p("permanent", BOOL, False), p("refs", INT, 0), p("init_seconds", INT, 0), p("pid", INT, 1)),
+    cmd("module_unload", lambda k, name, pid: M.delete_module(k, pid, name), p("name", STR), p("pid", INT, 1),
         doc="delete_module() (rmmod): ENOENT if not loaded, EWOULDBLOCK while used, EBUSY while loading."),
     query("modules", c_modules, doc="The loaded modules, the newest first (lsmod's order)."),
 )

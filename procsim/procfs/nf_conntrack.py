@@ -11,7 +11,7 @@ import errno
 import ipaddress
 
 from procsim.kstrtox import INT_MAX
-from procsim.net.netfilter import ConntrackNet, NfConn, Tuple, nf_conntrack_proto_tcp as tcp
+from procsim.net.netfilter import ConntrackNet, NfConn, Tuple, nf_conntrack_proto_tcp as tcp, sysctl as nf_sysctl
 from procsim.net.netfilter.nf_conntrack_core import IPS_ASSURED, IPS_SEEN_REPLY, STAT_FIELDS
 from procsim.net.netfilter.nf_conntrack_tuple import IPPROTO_TCP, L3_NAMES, L4_NAMES, NFPROTO_IPV4
 from procsim.procfs import sysctl
@@ -84,15 +84,12 @@ def _int(fn):
     return lambda ctx: f"{fn(ctx)}\n".encode()
 
 
-def _store_global(setter):
+def _store_global(name: str):
     def store(ctx: Ctx, v: int) -> None:
-        k = ctx.kernel
-        with k.syscall("sysctl"):
-            try:
-                setter(k.netfilter, v)
-            except ValueError:
-                raise OSError(errno.EINVAL, "nf_conntrack") from None
-            k._changed("netfilter")
+        try:
+            nf_sysctl.set_global(ctx.kernel, name, v)
+        except ValueError:
+            raise OSError(errno.EINVAL, name) from None
     return store
 
 
@@ -101,21 +98,19 @@ def _timeout_row(name: str, table: str, key: str) -> Bin:
         return getattr(ct_of(ctx), table)[key]
 
     def store(ctx: Ctx, v: int) -> None:
-        k = ctx.kernel
-        with k.syscall("sysctl"):
-            getattr(ct_of(ctx), table)[key] = v
-            k._changed("netfilter")
-    # proc_dointvec_jiffies: seconds, stored as jiffies (any int that fits)
+        from procsim.procfs.net import net_of
+        nf_sysctl.set_timeout(ctx.kernel, net_of(ctx), table, key, v)
+    # proc_dointvec_jiffies: seconds, kept as jiffies (so at most INT_MAX / HZ)
     return Bin(name, sysctl.dointvec_read(_int(read)), 0o644, sysctl.dointvec_minmax_write(0, INT_MAX // 1000, store))
 
 
 MAX_ROW = Bin("nf_conntrack_max", sysctl.dointvec_read(_int(lambda ctx: ctx.kernel.netfilter.nf_conntrack_max)),
-              0o644, sysctl.dointvec_minmax_write(0, INT_MAX, _store_global(lambda nf, v: nf.set_max(v))))
+              0o644, sysctl.dointvec_minmax_write(0, INT_MAX, _store_global("nf_conntrack_max")))
 
 NETFILTER = Dir.of(
     "netfilter",
     Bin("nf_conntrack_buckets", sysctl.dointvec_read(_int(lambda ctx: ctx.kernel.netfilter.htable_size)), 0o644,
-        sysctl.dointvec_minmax_write(-INT_MAX - 1, INT_MAX, _store_global(lambda nf, v: nf.resize(v)))),
+        sysctl.dointvec_minmax_write(-INT_MAX - 1, INT_MAX, _store_global("nf_conntrack_buckets"))),
     Show("nf_conntrack_count", _int(lambda ctx: ct_of(ctx).count), deny_write=True),
     MAX_ROW,
     *(_timeout_row(f"nf_conntrack_tcp_timeout_{key}", "tcp_timeouts", key) for key in sorted(tcp.TIMEOUTS)),

@@ -54,6 +54,7 @@ def enable(k: "Kernel", pid: int | None, on: bool = True) -> None:
     if on and "nf_conntrack" not in k.modules.by_name:
         raise KernelError(errno.ENOENT, "nf_conntrack is not loaded")
     table_of(k, pid).enabled = on
+    k._changed("netfilter", pid=pid)
 
 
 def create(k: "Kernel", pid: int, t: Tuple, timeout: int, state: str | None, status: str, mark: int,
@@ -87,6 +88,7 @@ def create(k: "Kernel", pid: int, t: Tuple, timeout: int, state: str | None, sta
         ct.state = st
     c.refresh(ct, k.now, timeout * NSEC)
     c.insert(ct)
+    k._changed("netfilter", pid=pid)
     return ct
 
 
@@ -102,16 +104,20 @@ def lookup(k: "Kernel", pid: int, t: Tuple) -> tuple[ConntrackNet, NfConn]:
 def delete(k: "Kernel", pid: int, t: Tuple) -> None:
     c, ct = lookup(k, pid, t)
     c.kill(ct)
+    k._changed("netfilter", pid=pid)
 
 
 def set_mark(k: "Kernel", pid: int, t: Tuple, mark: int) -> None:
     if not 0 <= mark < 1 << 32:
         raise KernelError(errno.EINVAL, "mark: u32")
     lookup(k, pid, t)[1].mark = mark
+    k._changed("netfilter", pid=pid)
 
 
 def flush(k: "Kernel", pid: int) -> int:
-    return table_of(k, pid).flush()
+    n = table_of(k, pid).flush()
+    k._changed("netfilter", pid=pid)
+    return n
 
 
 def entries(k: "Kernel", pid: int) -> list[dict]:
