@@ -53,6 +53,8 @@ from procsim.mm.swap import SwapDevice
 from procsim.mm.syscalls import MmSyscalls
 from procsim.mm.thp import THPSettings
 from procsim.net import boot as net_boot
+from procsim.net.netfilter import NetfilterState
+from procsim.module import syscalls as module_syscalls
 from procsim.nsproxy import NsSyscalls
 from procsim.read_write import ReadWriteSyscalls
 from procsim.resource import ResourceSyscalls
@@ -127,6 +129,8 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         # network namespaces: devices, sockets, routes, MIBs (procsim/net/)
         self.net = net_boot(config.nr_cpus, self.init_ns["net"])
+        self.netfilter = NetfilterState(self.mem.nr_pages - self.mem.first_free, config.nr_cpus, config.seed)
+        self.modules = module_syscalls.boot(self)  # loaded modules (procsim/module/)
         self._max_threads: int | None = None  # kernel.threads-max, once written
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
         self.last_pid = 0

@@ -60,6 +60,8 @@ class Timekeeping:
                 wb_tick(self, self.now, target)
             if self.net.flows:  # sockets' traffic at byte rates (procsim/net/flow.py)
                 net_flow.step(self, self.now, target)
+            if self.netfilter.nets:  # conntrack entries whose timeout comes (procsim/net/netfilter/)
+                self.netfilter.gc(target)
             # the time each CPU's task ran, to it and its cgroup, as cpu.max lets it (cfs_bandwidth.py)
             self.cfs_bw.account(self.now, target)
             self.psi.tick(self.now, target)  # the stalls of [now, target) (procsim/psi/)

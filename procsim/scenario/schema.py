@@ -155,7 +155,8 @@ def _fields(d: Any, schema: dict[str, Callable], where: str, required: tuple[str
 TOP = {"description": _t_str, "machine": _t_table, "process": _t_tables, "kthread": _t_tables,
        "activity": _t_tables, "cgroup": _t_tables, "netdev": _t_tables,
        "disk": _t_tables, "swap": _t_table,  # disk, swap: procsim/scenario/block.py
-       "sysctl": _t_table}  # procsim/scenario/sysctl.py
+       "sysctl": _t_table,  # procsim/scenario/sysctl.py
+       "module": _t_tables, "netfilter": _t_table}  # procsim/scenario/modules.py
 # [[cgroup]]: a cgroup made before the processes, its files written as a
 # shell would (procsim/scenario/cgroups.py)
 CGROUP = {"path": _t_str, "subtree_control": _t_str, "memory_max": _t_any, "memory_high": _t_any,
