@@ -32,6 +32,7 @@ import mfusepy  # noqa: E402
 from mfusepy import FUSE, FuseOSError, Operations, fuse_get_context  # noqa: E402
 
 from mountd.control import ControlServer  # noqa: E402
+from mountd.placement import FollowClient  # noqa: E402
 from mountd.process_vm import ProcessMemory  # noqa: E402
 from procsim.procfs.context import Caller  # noqa: E402
 from procsim.procfs.pid_flush import PidFlush  # noqa: E402
@@ -69,6 +70,8 @@ _last_caller: Caller | None = None
 # ran INIT. Reading that struct directly saves a foreign call per request.
 _ctx_struct: Any = None
 _ctx_thread: int | None = None
+# the FUSE thread's placement (mountd/placement.py), told of every caller
+_placement: FollowClient | None = None
 
 
 def _bind_context() -> None:
@@ -87,9 +90,12 @@ def _caller() -> Caller:
         ctx = (c.uid, c.gid, c.pid)
     else:
         ctx = fuse_get_context()
-    if ctx != _last_ctx:
+    switched = ctx != _last_ctx
+    if switched:
         uid, gid, pid = ctx
         _last_caller, _last_ctx = Caller(pid, uid, gid), ctx
+    if _placement is not None:
+        _placement.request(ctx[2], switched)
     return _last_caller
 
 
@@ -160,7 +166,10 @@ class ProcsimOps(Operations):
 
     def init(self, path: str) -> None:
         # The kernel's INIT request: the mount exists and is about to be served.
+        global _placement
         _bind_context()
+        if os.environ.get("PROCSIM_FOLLOW_CLIENT", "1") != "0":
+            _placement = FollowClient()  # on the FUSE thread: its affinity is the one that moves
         if self.on_init is not None:
             self.on_init()
 
@@ -439,11 +448,16 @@ _READ_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctype
 _RELEASE_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 _IOCTL_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
                             ctypes.c_uint, ctypes.c_void_p)
+_GETATTR_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p)
+_READLINK_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t)
+_GETXATTR_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t)
+_STAT_SIZE = ctypes.sizeof(mfusepy.c_stat)
 
 
 class RawPath:
     """OPEN, READ and RELEASE straight from libfuse, bypassing mfusepy's
-    per-call layers. They are the 4 requests of every small-file read, and
+    per-call layers; GETATTR (LOOKUP's too), READLINK and GETXATTR as well,
+    the requests lsof makes per fd. OPEN, READ and RELEASE are the 4 requests of every small-file read, and
     the server's Python time per request is what separates it from the C
     floor: through mfusepy each one costs a ctypes pointer object per
     argument, a functools.partial, its wrapper, its method and ours; Python
@@ -464,7 +478,9 @@ class RawPath:
     def install(self, fuse_ops: Any) -> None:
         protos = dict(f[:2] for f in type(fuse_ops)._fields_)
         for name, proto_t, fn in (("open", _OPEN_T, self.open), ("read", _READ_T, self.read),
-                                  ("release", _RELEASE_T, self.release), ("ioctl", _IOCTL_T, self.ioctl)):
+                                  ("release", _RELEASE_T, self.release), ("ioctl", _IOCTL_T, self.ioctl),
+                                  ("getattr", _GETATTR_T, self.getattr), ("readlink", _READLINK_T, self.readlink),
+                                  ("getxattr", _GETXATTR_T, self.getxattr)):
             if name not in protos or not getattr(fuse_ops, name):
                 continue  # not registered by mfusepy: leave it so
             thunk = proto_t(fn)
@@ -532,6 +548,48 @@ class RawPath:
         except BaseException:
             log.exception("release: internal error")
         return 0
+
+    def getattr(self, path: bytes | None, buf: int, fip: int | None) -> int:
+        try:
+            st = self.ops.stat_struct(None if path is None else path.decode("utf-8", "surrogateescape"))
+            ctypes.memmove(buf, ctypes.addressof(st), _STAT_SIZE)
+            return 0
+        except OSError as e:
+            return -(e.errno or errno.EIO)
+        except BaseException:
+            log.exception("getattr %r: internal error", path)
+            return -errno.EIO
+
+    def readlink(self, path: bytes, buf: int, size: int) -> int:
+        # the target, NUL-terminated and cut to the buffer (as mfusepy's)
+        try:
+            t = self.ops.readlink(path.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+            if len(t) >= size:
+                t = t[:size - 1]
+            ctypes.memmove(buf, t + b"\0", len(t) + 1)
+            return 0
+        except OSError as e:
+            return -(e.errno or errno.EIO)
+        except BaseException:
+            log.exception("readlink %r: internal error", path)
+            return -errno.EIO
+
+    def getxattr(self, path: bytes, name: bytes, value: int | None, size: int) -> int:
+        # size 0 asks for the length; a value that does not fit is ERANGE (as mfusepy's)
+        try:
+            v = self.ops.getxattr(path.decode("utf-8", "surrogateescape"), name.decode("utf-8", "surrogateescape"))
+            n = len(v)
+            if not value or not size:
+                return n
+            if n > size:
+                return -errno.ERANGE
+            ctypes.memmove(value, v, n)
+            return n
+        except OSError as e:
+            return -(e.errno or errno.EIO)
+        except BaseException:
+            log.exception("getxattr %r: internal error", path)
+            return -errno.EIO
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
