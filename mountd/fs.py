@@ -35,6 +35,7 @@ from mountd.control import ControlServer  # noqa: E402
 from mountd.placement import FollowClient  # noqa: E402
 from mountd.process_vm import ProcessMemory  # noqa: E402
 from procsim.procfs.context import Caller  # noqa: E402
+from procsim.procfs.kinds import NoSuchName  # noqa: E402
 from procsim.procfs.pid_flush import PidFlush  # noqa: E402
 from procsim.procfs.tree import ProcFS  # noqa: E402
 
@@ -54,7 +55,8 @@ MOUNT_OPTIONS: dict[str, Any] = dict(
     default_permissions=True,    # the kernel enforces /proc's mode bits (EACCES on 0400 files)
     entry_timeout=1,             # T1: 2-3x faster than T0; liveness is checked at open,
     attr_timeout=1,              #   and vanished pids are invalidated (Invalidator)
-    negative_timeout=0,          # a new pid is visible at once
+    negative_timeout=0,          # a new pid is visible at once; but a name no table has is
+                                 #   cached as absent for NEGATIVE_TIMEOUT (RawPath.getattr)
     use_ino=True,                # st_ino is ProcFS's (an ns link's target: the namespace's inum, as
                                  #   lsns and pgrep --ns compare), not libfuse's node id
     auto_unmount=True,           # a killed daemon leaves no stale mount
@@ -62,6 +64,8 @@ MOUNT_OPTIONS: dict[str, Any] = dict(
     subtype="procsim",
 )
 
+
+NEGATIVE_TIMEOUT = 1.0  # s: as long as a positive entry is trusted (entry_timeout)
 
 _last_ctx: tuple[int, int, int] | None = None
 _last_caller: Caller | None = None
@@ -161,12 +165,16 @@ class ProcsimOps(Operations):
         self._dir_cache: dict[int, tuple[tuple[str, ...], tuple[bytes, ...]]] = {}
         self._plus_cache: dict[int, tuple[tuple[str, ...], Any]] = {}
         self._user_mem: ProcessMemory | None = None  # the last ioctl caller's memory
+        self.fuse_config: Any = None  # libfuse's struct fuse_config, from INIT
 
     # -- lifecycle --------------------------------------------------------------
 
-    def init(self, path: str) -> None:
+    def init_with_config(self, conn: Any, config: Any) -> None:
         # The kernel's INIT request: the mount exists and is about to be served.
+        # `config` is libfuse's own struct fuse_config (f->conf), which its
+        # LOOKUP reads after each getattr: RawPath sets negative_timeout there.
         global _placement
+        self.fuse_config = config
         _bind_context()
         if os.environ.get("PROCSIM_FOLLOW_CLIENT", "1") != "0":
             _placement = FollowClient()  # on the FUSE thread: its affinity is the one that moves
@@ -474,6 +482,7 @@ class RawPath:
         self._fi: dict[int, Any] = {}
         self._bufs: dict[tuple[int, int], memoryview] = {}
         self._thunks: list[Any] = []
+        self._negative = False  # libfuse's negative_timeout is NEGATIVE_TIMEOUT now
 
     def install(self, fuse_ops: Any) -> None:
         protos = dict(f[:2] for f in type(fuse_ops)._fields_)
@@ -550,15 +559,30 @@ class RawPath:
         return 0
 
     def getattr(self, path: bytes | None, buf: int, fip: int | None) -> int:
+        # LOOKUP answers with this callback's result, then reads libfuse's
+        # negative_timeout (one thread: nothing runs between): a name no
+        # table has (NoSuchName) is cached as absent, any other ENOENT (a
+        # pid, an fd: DynDir names that may come) is not.
+        if self._negative:
+            self._set_negative(False)
         try:
             st = self.ops.stat_struct(None if path is None else path.decode("utf-8", "surrogateescape"))
             ctypes.memmove(buf, ctypes.addressof(st), _STAT_SIZE)
             return 0
+        except NoSuchName:
+            self._set_negative(True)
+            return -errno.ENOENT
         except OSError as e:
             return -(e.errno or errno.EIO)
         except BaseException:
             log.exception("getattr %r: internal error", path)
             return -errno.EIO
+
+    def _set_negative(self, on: bool) -> None:
+        conf = self.ops.fuse_config
+        if conf is not None:
+            conf.negative_timeout = NEGATIVE_TIMEOUT if on else 0.0
+            self._negative = on
 
     def readlink(self, path: bytes, buf: int, size: int) -> int:
         # the target, NUL-terminated and cut to the buffer (as mfusepy's)

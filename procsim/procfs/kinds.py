@@ -49,6 +49,14 @@ LinkTarget = Callable[[Ctx], str]
 BY_UID = 2
 
 
+class NoSuchName(FileNotFoundError):
+    """ENOENT for a name a directory's table does not have: it stays absent
+    while that directory exists (a table is fixed; a directory that comes
+    and goes, as /proc/PID, takes its names with it), so the FUSE layer
+    may let the VFS cache the miss (procps asks every /proc/PID for a
+    `ctty` 6.18 does not have). Names a DynDir looks up are never this."""
+
+
 @dataclass(slots=True)
 class Node:
     """A resolved path: a row (or a real /proc path) plus the task it is about."""
@@ -324,7 +332,7 @@ class Dir:
         the resolver's per-generation dict (see DynDir.lookup_memo)."""
         e = self.by_name.get(name)
         if e is None:
-            raise OSError(errno.ENOENT, name)
+            raise NoSuchName(errno.ENOENT, name)
         if e.kind == "link":
             return e.node(parent, caller, kernel)
         # `arg` goes down the tree: what a directory is about (a network device's ifindex)
