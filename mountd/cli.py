@@ -99,6 +99,20 @@ def _check_mountpoint(mnt: str) -> str:
     return mnt
 
 
+def _stop(pid: int, grace: float = 3.0) -> None:
+    """SIGTERM (the daemon unmounts and exits), SIGKILL after `grace` s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not _pid_alive(pid):
+            return
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -261,6 +275,12 @@ def unmount(mnt: str, lazy: bool = False, timeout: float = 10.0) -> None:
     # to vanish only stalled every such unmount for the whole timeout.
     while daemon_pid and (os.path.exists(sock) or _pid_alive(daemon_pid)) and time.monotonic() < deadline:
         time.sleep(0.01)
+    if daemon_pid and _pid_alive(daemon_pid):
+        # The unmount detached the mount here, but a copy of it lives on in
+        # another mount namespace (a process still running from `run`), so
+        # the kernel never ended the FUSE session. The daemon answered as
+        # this mount's: stop it, which ends the session everywhere.
+        _stop(daemon_pid)
     try:
         os.unlink(sock)  # the daemon normally removed it; this covers a killed one
     except FileNotFoundError:

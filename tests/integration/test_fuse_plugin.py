@@ -129,3 +129,35 @@ def test_umount_after_the_daemon_was_killed(tmp_path):
         assert not os.path.exists(m.socket) and not is_mounted(m.mnt)
     finally:
         m.umount()
+
+
+def test_umount_ends_a_daemon_whose_mount_another_namespace_holds(tmp_path):
+    """A process in a private mount namespace that copied the mount keeps the
+    FUSE session alive after the unmount here, so the daemon never sees it
+    end; umount stops the daemon rather than leaving it behind."""
+    import time
+
+    from mountd.cli import is_mounted, unmount
+    from mountd.pytest_plugin import mount_machine
+    m = mount_machine(tmp_path / "mnt")
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10  # until the copy exists: the holder's namespace lists the mount
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{holder.pid}/mountinfo") as f:
+                    if f" {m.mnt} " in f.read() and os.readlink(f"/proc/{holder.pid}/ns/mnt") != \
+                            os.readlink("/proc/self/ns/mnt"):
+                        break
+            except OSError:
+                pass
+            time.sleep(0.02)
+        else:
+            pytest.fail("the holder's mount namespace never appeared")
+        unmount(m.mnt, timeout=1.0)
+        assert not is_mounted(m.mnt) and not os.path.exists(m.socket)
+        assert not _pid_alive(m.pid), "the daemon outlived its unmount"
+    finally:
+        holder.kill()  # ours, by pid
+        holder.wait()
+        m.umount()
