@@ -2,8 +2,10 @@
 
 Built for speed as measured in spec/fuse-performance.md: libfuse3, a
 single-threaded loop (nothreads), direct I/O set per open through raw_fi,
-1 s entry/attr timeouts with liveness checked at open, no negative caching,
-and only the operations /proc needs (no flush, access, ...).
+1 s entry/attr timeouts with liveness checked at open, negative caching only
+of names no table has (NoSuchName), the FUSE thread placed on its busy
+client's CPU (placement.py), and only the operations /proc needs (no flush,
+access, ...).
 
 Every method is: who is calling (fuse_get_context -> Caller), one ProcFS
 call, and a translation of the answer. Errors are the ProcFS's OSErrors,
