@@ -57,8 +57,9 @@ class FollowClient:
             self.cpus = frozenset(os.sched_getaffinity(0))
         except OSError:
             self.cpus = frozenset()
-        # one CPU allowed (pinned by the user, or a 1-CPU machine): nothing to choose
-        self.enabled = enabled and len(self.cpus) > 1
+        # (one CPU allowed, pinned by the user or a 1-CPU machine: nothing to
+        # choose, until someone widens it: see _own_placement)
+        self.enabled = enabled
         self.pinned: int | None = None  # the CPU the thread is held on, None: all of self.cpus
         self._n = 0
         self._switches = 0
@@ -76,11 +77,25 @@ class FollowClient:
         n, sw = self._n, self._switches
         self._n = self._switches = 0
         self._deadline = now + WINDOW_S
+        if not self._own_placement():
+            return
         if n >= MIN_REQUESTS and sw <= n * MAX_SWITCH_SHARE and pid > 0:
             cpu = task_cpu(pid)
             self._place(cpu if cpu in self.cpus else None)
         else:
             self._place(None)
+
+    def _own_placement(self) -> bool:
+        """Is the thread still where we put it? Someone else who moved it
+        (taskset -p, a benchmark splitting the daemon's threads) wins: their
+        CPUs become the ones we choose from, and with one we never move."""
+        try:
+            cur = frozenset(os.sched_getaffinity(0))
+        except OSError:
+            return False
+        if cur != (self.cpus if self.pinned is None else frozenset((self.pinned,))):
+            self.cpus, self.pinned = cur, None
+        return len(self.cpus) > 1
 
     def _place(self, cpu: int | None) -> None:
         if cpu == self.pinned:

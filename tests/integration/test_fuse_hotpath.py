@@ -76,3 +76,20 @@ def test_the_fuse_thread_follows_a_busy_client(machine):
                  "    open(p).read(); os.wait()\n")
     subprocess.run([sys.executable, "-c", alternate], timeout=300, check=True)
     assert all(t == allowed for t in _fuse_thread_cpus(m.pid))
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to choose from")
+def test_a_placement_made_from_outside_is_kept(machine):
+    m = machine
+    allowed = os.sched_getaffinity(m.pid)
+    fuse_thread = m.pid  # the main thread runs libfuse's loop (nothreads)
+    one = {min(allowed)}
+    os.sched_setaffinity(fuse_thread, one)  # as taskset -p, or the writer bench's split placement
+    try:
+        # a busy client on the other CPU: the thread stays where it was put
+        other = max(allowed)
+        loop = f"for i in range(3000): open({os.path.join(m.mnt, 'proc', '1', 'stat')!r}).read()\n"
+        subprocess.run(["taskset", "-c", str(other), sys.executable, "-c", loop], timeout=120, check=True)
+        assert os.sched_getaffinity(fuse_thread) == one
+    finally:
+        os.sched_setaffinity(fuse_thread, allowed)
