@@ -72,6 +72,9 @@ class KernelConfig:
     # OOM victim selection: two passes (approximation ranges prune, precise
     # sums decide) or, False, one exhaustive scan of precise sums
     oom_two_pass: bool = True
+    # speculation control (procsim/arch/bugs.py): ssb_mode and spectre_v2_user
+    ssb_mode: str = "prctl"
+    spectre_v2_user: str = "prctl"
     # boot_cpu_data: what the arch's identify_boot_cpu() found (the x86
     # CpuInfoX86; None on other arches)
     boot_cpu: CpuInfoX86 | None = field(default=None, init=False, repr=False, compare=False)
@@ -110,6 +113,9 @@ class KernelConfig:
             raise ValueError("rss_counter must be tree or flat")
         if self.stat_rss not in ("precise", "approx"):
             raise ValueError("stat_rss must be precise or approx")
+        from procsim.arch.bugs import IB_MODES, SSB_MODES
+        if self.ssb_mode not in SSB_MODES or self.spectre_v2_user not in IB_MODES:
+            raise ValueError(f"ssb_mode must be one of {', '.join(SSB_MODES)}, spectre_v2_user one of {', '.join(IB_MODES)}")
         if not isinstance(self.oom_two_pass, bool):
             raise ValueError("oom_two_pass must be true or false")
         if not isinstance(self.hostname, str) or len(self.hostname.encode()) > utsname.NEW_UTS_LEN \

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from procsim.arch import bugs
 from procsim import capability
 from procsim.binfmt_elf import exec_mm
 from procsim.errors import KernelError
@@ -73,6 +74,7 @@ def do_execve(k: Kernel, t: Task, path: str, argv: list[str], envp: list[str], l
     t.comm = path.rsplit("/", 1)[-1][:15]
     tg.cred = capability.bprm_creds_from_file(tg.cred)
     t.flags = (t.flags & ~PF_FORKNOEXEC) | PF_RANDOMIZE
+    bugs.exec_reset(t)
     if t.on_cpu:
         k.sched._switch_mm(k.sched.cpus[t.cpu], mm)
 

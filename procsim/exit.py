@@ -123,6 +123,8 @@ def release_task(k: Kernel, tg: ThreadGroup) -> None:
         tg.parent.children.remove(tg)
         tg.parent.cutime += tg.leader.utime + tg.dead_utime + tg.cutime
         tg.parent.cstime += tg.leader.stime + tg.dead_stime + tg.cstime
+        tg.parent.cmin_flt += tg.leader.min_flt + tg.dead_min_flt + tg.cmin_flt
+        tg.parent.cmaj_flt += tg.leader.maj_flt + tg.dead_maj_flt + tg.cmaj_flt
         tg.parent.ioac.add(tg.leader.ioac)  # wait_task_zombie(): the child's I/O and its children's
         tg.parent.ioac.add(tg.ioac)
     for t in tg.threads:

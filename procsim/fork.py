@@ -170,6 +170,7 @@ def copy_process(k: Kernel, parent: Task, child_pid: int | None, clone_flags: in
     t.tg.oom_score_adj, t.tg.oom_score_adj_min = ptg.oom_score_adj, ptg.oom_score_adj_min
     t.cpu = parent.cpu
     t.no_new_privs, t.seccomp_mode, t.seccomp_filters = parent.no_new_privs, parent.seccomp_mode, parent.seccomp_filters
+    t.spec_flags = parent.spec_flags
     t.real_parent = parent
     k.sched.sched_fork(t, parent)  # the forking thread's, not the leader's
     pids.forked(k, t.tg)
@@ -188,7 +189,8 @@ def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> 
              cpus_allowed=creator.cpus_allowed, nice=creator.nice, exit_signal=-1,
              nsproxy=creator.nsproxy, files=creator.files, fs=creator.fs, pid_ns=creator.pid_ns,
              loginuid=creator.loginuid, sessionid=creator.sessionid, no_new_privs=creator.no_new_privs,
-             seccomp_mode=creator.seccomp_mode, seccomp_filters=creator.seccomp_filters)
+             seccomp_mode=creator.seccomp_mode, seccomp_filters=creator.seccomp_filters,
+             spec_flags=creator.spec_flags)
     if creator.pid_ns is not None:
         alloc_pid_nrs(k, tid, creator.pid_ns)
     if t.files is not None:

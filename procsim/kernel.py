@@ -25,6 +25,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from procsim.ucount import UCountsTable
 from procsim import capability, cgroup, nsproxy, psi, random_pool, utsname
 from procsim.block import syscalls as block_syscalls
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
@@ -117,6 +118,7 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy (procsim/cgroup/)
         self.memcg = memcontrol.MemcgState(self)  # the memory controller's charges and limits
         self.crng = random_pool.Crng(config.seed)  # kernel.random: boot_id, uuid
+        self.ucounts = UCountsTable()  # per-user counts: SigQ's pending signals (procsim/ucount.py)
         self.shm = ShmIds()  # SysV shared memory segments (procsim/ipc/shm.py)
         self.blkcg = cgroup_io.BlkcgState(self)  # the io controller: bios charged to cgroups (io.stat)
         self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave

@@ -11,21 +11,24 @@ import errno
 
 from procsim.kernel import Kernel, KernelError
 from procsim.fs.file import PIPE, SOCK
-from procsim.task import PF_FORKNOEXEC
+from procsim.task import PF_FORKNOEXEC, PF_SUPERPRIV
 
 TASK_COUNTERS = ("start_time", "utime", "stime", "nvcsw", "nivcsw", "min_flt", "maj_flt", "cpu", "sig_blocked",
-                 "forknoexec")
+                 "forknoexec", "superpriv")
+# PF_* flags a restore sets or clears: forked and not exec'd since; used a capability (ns_capable)
+PF_BOOLS = {"forknoexec": PF_FORKNOEXEC, "superpriv": PF_SUPERPRIV}
 MM_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_stack", "arg_start", "arg_end",
-             "env_start", "env_end", "cpumask", "hiwater_vm", "hiwater_rss")  # hiwater_*: pages
+             "env_start", "env_end", "cpumask", "hiwater_vm", "hiwater_rss",  # hiwater_*: pages
+             "rss_approx")  # stat's rss (pages): the residues of a flat RSS counter
 GROUP_COUNTERS = ("dead_utime", "dead_stime", "dead_min_flt", "dead_maj_flt", "cutime", "cstime", "sig_ignore",
-                  "sig_catch")
+                  "sig_catch", "cmin_flt", "cmaj_flt")
 
 
 def _check(values: dict[str, int], known: tuple[str, ...]) -> None:
     for key, v in values.items():
         if key not in known:
             raise KernelError(errno.EINVAL, f"restore: no counter {key!r}")
-        if key == "forknoexec" and isinstance(v, bool):
+        if key in PF_BOOLS and isinstance(v, bool):
             continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise KernelError(errno.EINVAL, f"restore: {key}: expected a non-negative integer, got {v!r}")
@@ -41,8 +44,8 @@ def restore_task(k: Kernel, tid: int, **values: int) -> None:
         if values.get("start_time", 0) > k.now:
             raise KernelError(errno.EINVAL, f"restore: start_time {values['start_time']} is after now ({k.now})")
         for key, v in values.items():
-            if key == "forknoexec":  # PF_FORKNOEXEC: forked and not exec'd since
-                t.flags = t.flags | PF_FORKNOEXEC if v else t.flags & ~PF_FORKNOEXEC
+            if key in PF_BOOLS:
+                t.flags = t.flags | PF_BOOLS[key] if v else t.flags & ~PF_BOOLS[key]
             else:
                 setattr(t, key, v)
         k._changed("restore", tid=tid)
@@ -68,6 +71,11 @@ def restore_mm(k: Kernel, pid: int, **values: int) -> None:
         _check(values, MM_FIELDS)
         if values.get("cpumask", 0) >> k.config.nr_cpus:
             raise KernelError(errno.EINVAL, f"restore: cpumask {values['cpumask']:#x} has CPUs past nr_cpus")
+        if "rss_approx" in values:  # stat's rss as the source's unfolded per-CPU deltas left it
+            try:
+                tg.mm.rss.restore_residues(values.pop("rss_approx"))
+            except ValueError as e:
+                raise KernelError(errno.EINVAL, f"restore: {e}") from None
         for key, v in values.items():
             setattr(tg.mm, key, v)
         k._changed("restore", pid=tg.tgid)
@@ -90,6 +98,51 @@ def set_ino(k: Kernel, pid: int, fd: int, ino: int) -> None:
         if f.kind == SOCK and f.private is not None:  # /proc/net/* show the sock's inode
             f.private.ino = ino
         k._changed("restore", pid=t.tgid)
+
+
+def restore_files(k: Kernel, pid: int, fdsize: int | None = None, umask: int | None = None) -> None:
+    """The fd table's size as the captured process had grown it (an fd past
+    the size once opened, expand_files(), then closed: the table never
+    shrinks) and its umask (umask(2)). EINVAL for a size that is not a
+    power of two at least the current one, or a umask past 0777; EMFILE
+    past fs.nr_open."""
+    with k.lock:
+        t = k.task(pid)
+        if fdsize is not None:
+            if t.files is None or isinstance(fdsize, bool) or not isinstance(fdsize, int) or fdsize < 1 \
+                    or fdsize & (fdsize - 1) or fdsize < t.files.max_fds:
+                raise KernelError(errno.EINVAL, f"restore: fdsize {fdsize!r}: not a power of two >= the table's")
+            try:
+                t.files.expand(fdsize - 1, k.files.nr_open)
+            except OSError as e:
+                raise KernelError(e.errno, str(e)) from None
+        if umask is not None:
+            if isinstance(umask, bool) or not isinstance(umask, int) or not 0 <= umask <= 0o777:
+                raise KernelError(errno.EINVAL, f"restore: umask {umask!r}")
+            t.tg.umask = umask
+        k._changed("restore", pid=t.tgid)
+
+
+def set_pgrp(k: Kernel, pid: int, pgid: int, outside: bool = False) -> None:
+    """setpgid(pid, pgid) as the captured process had done it: its own
+    group (pgid == pid) or one that exists in its session; EPERM for a
+    session leader or a group of another session. `outside` (pid 1 only,
+    pgid 0): a container's init, whose session and group are led from
+    outside its pid namespace (stat shows 0 for both), as its children
+    then inherit."""
+    with k.lock:
+        tg = k.group(pid)
+        if outside:
+            if pid != 1 or pgid != 0:
+                raise KernelError(errno.EINVAL, "restore: a session from outside the namespace is init's, pgid 0")
+            tg.sid = tg.pgid = 0
+        else:
+            if tg.sid == tg.tgid:
+                raise KernelError(errno.EPERM, f"setpgid: {pid} leads its session")
+            if pgid != tg.tgid and not any(g.pgid == pgid and g.sid == tg.sid for g in k.groups.values()):
+                raise KernelError(errno.EPERM, f"setpgid: no process group {pgid} in session {tg.sid}")
+            tg.pgid = pgid
+        k._changed("setsid", pid=pid)
 
 
 TASK_COMM_LEN = 16

@@ -99,6 +99,8 @@ class ThreadGroup:
     dead_maj_flt: int = 0
     cutime: int = 0
     cstime: int = 0
+    cmin_flt: int = 0  # signal->cmin_flt, cmaj_flt: the faults of reaped children (and theirs)
+    cmaj_flt: int = 0
     sig_ignore: int = 0
     sig_catch: int = 0
     dumpable: bool = True
@@ -141,6 +143,7 @@ class Task:
     no_new_privs: bool = False
     seccomp_mode: int = 0
     seccomp_filters: int = 0
+    spec_flags: int = 0  # atomic_flags' PFA_SPEC_* (procsim/arch/bugs.py)
     utime: int = 0  # ns
     stime: int = 0
     nvcsw: int = 0

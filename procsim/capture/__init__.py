@@ -43,6 +43,11 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
     netdevs, own = capture_netdevs(src)
     tc = TaskCapture(src, env)
     tc.local_addrs = own
+    tc.nr_cpus = machine.get("nr_cpus", 0)
+    # Linux 6.18's RSS counters: percpu_counters, stat's rss their unfolded
+    # get_mm_rss() (restore_mm.rss_approx gives each process's residues)
+    machine["rss_counter"], machine["stat_rss"] = "flat", "approx"
+    tc.rss_approx = True
     wanted = None if pids is None else set(pids)
     stats = []
     for pid in src.pids():
@@ -55,8 +60,7 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
     for n, st in enumerate(stats):
         pid = st["pid"]
         if st["flags"] & PF_KTHREAD or st["ppid"] == 2 or pid == 2:
-            if pid != 2:
-                kthreads.append(tc.kthread(st))
+            kthreads.append(tc.kthread(st))  # kthreadd too: the replay's own gets its counters
             continue
         if wanted is not None and pid not in wanted and pid != 1:
             continue
@@ -75,10 +79,14 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
     if procs and procs[0]["pid"] != 1:
         init = [p for p in procs if p["pid"] == 1]
         procs = init + [p for p in procs if p["pid"] != 1]
+    _groups(procs, src)
     _unlink_once(procs)
     _inherited(procs)
     if machine.get("arch") == "x86" and tc.statuses and not tc.cpus_active_mm:
         machine["proc_cpus_active_mm"] = False  # this kernel's status has no Cpus_active_mm
+    for key, mode in zip(("ssb_mode", "spectre_v2_user"), tc.spec_modes or ()):
+        if mode not in (None, "prctl"):  # prctl: the model's default
+            machine[key] = mode
     up = max([uptime(src) or 0.0] + [s["starttime"] / 100 for s in stats])
     machine["boot_uptime"] = round(up + 0.01, 2)
     doc = {"description": f"captured from {proc}", "machine": machine}
@@ -124,6 +132,29 @@ def _inherited(procs: list[dict]) -> None:
             if parent.get(f["fd"]) == (f["ino"], False) and not f.get("cloexec", False):
                 p["files"][i] = {"inherited": True, "fd": f["fd"], "ino": f["ino"]}
         held[p["pid"]] = mine
+
+
+def _groups(procs: list[dict], src: Source) -> None:
+    """Keep a `pgid` only where setpgid() will take it in the replay: the
+    sessions and groups each process gets there (its parent's, or its own
+    after setsid) followed in creation order, as the builder makes them."""
+    sid: dict[int, int] = {}
+    pgid: dict[int, int] = {}
+    for p in procs:
+        pid, parent = p["pid"], p.get("parent", 0)
+        if pid == 1:
+            sid[1] = pgid[1] = p.get("pgid", 1)
+            continue
+        sid[pid], pgid[pid] = (pid, pid) if p.get("setsid") else (sid.get(parent, 1), pgid.get(parent, 1))
+        want = p.get("pgid")
+        if want is None:
+            continue
+        if want == pid and sid[pid] != pid or any(pgid[q] == want and sid[q] == sid[pid] for q in pgid if q != pid):
+            pgid[pid] = want
+        else:
+            src.warn(f"{src.path(str(pid))}: process group {want}: not in its session in the replay "
+                     f"(its leader or parent not captured), left as its parent's")
+            del p["pgid"]
 
 
 def _unlink_once(procs: list[dict]) -> None:

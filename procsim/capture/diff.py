@@ -28,24 +28,34 @@ MOVING = "a counter that moves (it moved between the capture and this read)"
 MOVED = "changed in the source since the capture (the replay shows the captured value)"
 REMAPPED = "the source's address space changed since the capture"
 HISTORY = "derived from the replay's history (peaks, page tables, stack and arg addresses): not captured"
-SIGNALS = "signal state is not captured"
+PTE = ("page tables the source still holds where no page is resident now (freed by MADV_DONTNEED, reclaim or a "
+       "partial munmap: free_pgtables() keeps them) or where smaps' per-VMA Rss placed the pages differently: "
+       "no /proc file but pagemap shows where, and none shows the empty tables")
+HWM = "a peak the source reached before the capture by pages it no longer has, or one the replay's faults passed"
+PGRP = "its parent or process group was not captured (an uncaptured parent's children are init's)"
+SIGNALS = "pending signals are not captured (the model queues none)"
+MASKS = "a signal mask the source changed since the capture (the masks are captured)"
 WHERE = "where a task runs: the replay's scheduler places it"
 REASONS = {
-    "status": {"VmPeak": HISTORY, "VmHWM": HISTORY, "VmPTE": HISTORY, "SigQ": SIGNALS, "SigPnd": SIGNALS,
-               "ShdPnd": SIGNALS, "SigBlk": SIGNALS, "SigIgn": SIGNALS, "SigCgt": SIGNALS,
+    "status": {"VmPeak": HWM, "VmHWM": HWM, "VmPTE": PTE, "SigQ": MOVING, "SigPnd": SIGNALS,
+               "NSsid": PGRP, "NSpgid": PGRP, "Name": "a kworker's name says the work it runs now (it moves)",
+               "ShdPnd": SIGNALS, "SigBlk": MASKS, "SigIgn": MASKS, "SigCgt": MASKS,
                "voluntary_ctxt_switches": MOVING,
                "nonvoluntary_ctxt_switches": MOVING, "State": MOVING, "FDSize": "the fd table's size follows "
-               "the fds the replay opened", "Umask": "umask is not captured", "TracerPid": "ptrace is not captured"},
+               "the fds the replay opened", "Umask": MOVED, "TracerPid": "ptrace is not captured"},
     "stat": {"utime": MOVING, "stime": MOVING, "minflt": MOVING, "majflt": MOVING, "cminflt": MOVING,
              "cmajflt": MOVING, "state": MOVING, "processor": WHERE, "kstkesp": HISTORY, "kstkeip": HISTORY,
              "startstack": HISTORY, "arg_start": HISTORY, "arg_end": HISTORY, "env_start": HISTORY,
-             "env_end": HISTORY, "signal": SIGNALS, "blocked": SIGNALS, "sigignore": SIGNALS, "sigcatch": SIGNALS,
+             "env_end": HISTORY, "signal": SIGNALS, "blocked": MASKS, "sigignore": MASKS, "sigcatch": MASKS,
              "wchan": HISTORY, "tty_nr": "the controlling tty is not captured", "tpgid": "not captured",
-             "pgrp": "process groups other than sessions are not captured", "delayacct_blkio_ticks": MOVING,
+             "pgrp": PGRP, "session": PGRP, "comm": "a kworker's name says the work it runs now (it moves)",
+             "delayacct_blkio_ticks": MOVING,
              "start_brk": HISTORY, "startcode": HISTORY, "endcode": HISTORY, "start_data": HISTORY,
-             "end_data": HISTORY, "flags": "PF_* flags follow how the replay made the task", "rss": MOVING,
+             "end_data": HISTORY, "flags": "PF_* flags the source set since (PF_SUPERPRIV, PF_FORKNOEXEC are "
+             "captured; PF_MEMALLOC and the like are transient)", "rss": MOVING,
              "vsize": MOVING},
     "statm": {"resident": MOVING, "shared": MOVING},
+    "comm": {"comm": "a kworker's name says the work it runs now (it moves)"},
     "fd": {"ino": "sockets, pipes and anon inodes get the replay's inode numbers"},
 }
 TABLES = {"net/dev", "net/tcp", "net/tcp6", "net/udp", "net/udp6", "net/unix", "diskstats", "swaps"}
@@ -149,6 +159,7 @@ def _pids(root: str) -> set[int]:
 # stat and status fields whose captured values the scenario keeps (restore)
 CAPTURED = {("stat", "utime"): "utime", ("stat", "stime"): "stime", ("stat", "minflt"): "minflt",
             ("stat", "majflt"): "majflt", ("stat", "cutime"): "cutime", ("stat", "cstime"): "cstime",
+            ("stat", "cminflt"): "cminflt", ("stat", "cmajflt"): "cmajflt",
             ("stat", "processor"): "cpu", ("status", "voluntary_ctxt_switches"): "nvcsw",
             ("status", "nonvoluntary_ctxt_switches"): "nivcsw"}
 MEMORY = {"maps", "smaps", "statm"}

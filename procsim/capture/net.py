@@ -96,8 +96,9 @@ def socket_keys(row: SockRow, rows: dict[int, SockRow], local_addrs: set[str]) -
             return keys
         if row.state == TCP_LISTEN:
             keys["listen"] = row.local
-        else:
+        elif not any(r.table == "unix" and r.state == TCP_LISTEN and r.local == row.local for r in rows.values()):
             keys["bind"] = row.local
+        # else: an accepted connection, which shows its listener's path: made by the listener, not bound
         return keys
     v6 = row.table.endswith("6")
     if row.state == TCP_LISTEN:

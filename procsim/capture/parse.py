@@ -15,7 +15,8 @@ def parse_stat(text: str) -> dict[str, int | str]:
     num = [int(x) for x in rest[1:]]
     f = {i + 4: v for i, v in enumerate(num)}  # f[n]: field n of proc(5)
     return {"pid": int(text[:lo]), "comm": text[lo + 1:hi], "state": rest[0], "ppid": f[4], "pgrp": f[5],
-            "session": f[6], "flags": f[9], "minflt": f[10], "majflt": f[12], "utime": f[14], "stime": f[15],
+            "session": f[6], "flags": f[9], "minflt": f[10], "cminflt": f[11], "majflt": f[12],
+            "cmajflt": f[13], "rss": f[24], "utime": f[14], "stime": f[15],
             "cutime": f[16], "cstime": f[17], "priority": f[18], "nice": f[19], "num_threads": f[20],
             "starttime": f[22], "processor": f[39], "rt_priority": f[40], "policy": f[41],
             "mm": {"start_code": f[26], "end_code": f[27], "start_stack": f[28],

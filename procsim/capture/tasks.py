@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from procsim.arch.bugs import ctrls_from_status, modes_from_status
 from procsim.capture.parse import (Vma, parse_fdinfo, parse_limits, parse_smaps, parse_stat, parse_status,
                                    socket_families, status_ids)
 from procsim.capture.net import SockRow, parse_sockets, socket_keys
@@ -14,6 +15,7 @@ from procsim.layout import LayoutError, parse_maps
 
 PF_KTHREAD = 0x00200000
 PF_FORKNOEXEC = 0x00000040
+PF_SUPERPRIV = 0x00000100
 USER_HZ = 100
 TICK_NS = 1_000_000_000 // USER_HZ
 POLICIES = {0: "other", 1: "fifo", 2: "rr", 3: "batch", 5: "idle"}
@@ -55,6 +57,10 @@ class TaskCapture:
         self.init_ns: dict[str, str] = {}    # init's namespace links, to tell a process's own
         self.statuses = 0              # status files read, and how many had Cpus_active_mm
         self.cpus_active_mm = 0
+        self.nr_cpus = 0                     # the machine's (capture_machine)
+        self.rss_approx = False              # stat's rss is get_mm_rss() of a flat counter (capture())
+        self.pgrps: dict[int, int] = {}      # pid -> its process group, for its children's
+        self.spec_modes: tuple[str | None, str | None] | None = None  # the machine's, from the first status
 
     # -- one pid ------------------------------------------------------------------
 
@@ -69,25 +75,32 @@ class TaskCapture:
             self.src.warn(f"{self.src.path(rel)}: unknown format ({e}), skipped")
             return None
 
-    def status(self, rel: str) -> dict[str, str] | None:
-        text = self.src.read(rel)
+    def status(self, rel: str, quiet: bool = False) -> dict[str, str] | None:
+        text = self.src.read(rel, quiet=quiet)
         if text is None:
             return None
         try:
             status = parse_status(text)
             self.statuses += 1
             self.cpus_active_mm += "Cpus_active_mm" in status
+            if self.spec_modes is None and "Speculation_Store_Bypass" in status:
+                self.spec_modes = modes_from_status(status["Speculation_Store_Bypass"],
+                                                    status.get("SpeculationIndirectBranch", ""))
             return status
         except ValueError as e:
             self.src.warn(f"{self.src.path(rel)}: unknown format ({e}), skipped")
             return None
 
     def kthread(self, st: dict) -> dict:
-        status = self.status(f"{st['pid']}/status") or {}
+        status = self.status(f"{st['pid']}/status", quiet=True) or {}
         r = self._counters(st) | self._ctxt(status)
         if st["nice"]:
             r["nice"] = st["nice"]
-        return {"pid": st["pid"], "comm": self._comm(st["pid"], st["comm"]), "restore": r}
+        out = {"pid": st["pid"], "comm": self._comm(st["pid"], st["comm"]), "restore": r}
+        cpus = status.get("Cpus_allowed_list", "")
+        if cpus.isdigit() and st["pid"] != 2 and self.nr_cpus > 1:  # kthread_bind() to one CPU
+            out["cpu"] = int(cpus)
+        return out
 
     def _comm(self, pid: int, fallback: str, tid: int | None = None) -> str:
         rel = f"{pid}/comm" if tid is None else f"{pid}/task/{tid}/comm"
@@ -96,8 +109,11 @@ class TaskCapture:
 
     @staticmethod
     def _counters(st: dict) -> dict:
-        return {"start": st["starttime"], "utime": st["utime"], "stime": st["stime"],
-                "minflt": st["minflt"], "majflt": st["majflt"], "cpu": st["processor"]}
+        out = {"start": st["starttime"], "utime": st["utime"], "stime": st["stime"],
+               "minflt": st["minflt"], "majflt": st["majflt"], "cpu": st["processor"]}
+        if st["flags"] & PF_SUPERPRIV:  # it used a capability (ns_capable() marks it)
+            out["superpriv"] = True
+        return out
 
     def process(self, st: dict) -> dict:
         """A `[[process]]` table for a user process whose stat is `st`."""
@@ -151,12 +167,25 @@ class TaskCapture:
             p["files"] = files
         p["threads"] = self._threads(pid)
         p["restore"] = self._counters(st) | {"cutime": st["cutime"], "cstime": st["cstime"]}
+        p["restore"] |= {key: st[key] for key in ("cminflt", "cmajflt") if st[key]}
         p["restore"] |= self._ctxt(status)
+        if status.get("FDSize", "").isdigit() and int(status["FDSize"]) > 64:  # NR_OPEN_DEFAULT: the fork's
+            p["restore"]["fdsize"] = int(status["FDSize"])
+        if status.get("Umask", "0022") != "0022":
+            try:
+                p["restore"]["umask"] = int(status["Umask"], 8)
+            except ValueError:
+                pass
+        sigq = status.get("SigQ", "").partition("/")[0]
+        if sigq.isdigit() and int(sigq):  # the user's queued signals (ucounts), seen from this process
+            p["restore"]["sigq"] = int(sigq)
         if st["flags"] & PF_FORKNOEXEC:
             p["restore"]["forknoexec"] = True
         mmf = st["mm"]
         if mmf.get("start_code", 0) > 1 and mmf.get("arg_start"):  # 0 or 1: stat hid them (no ptrace access)
             p["restore_mm"] = mmf
+            if self.rss_approx:
+                self._rss_approx(p, st)
             for key, name in (("VmPeak", "hiwater_vm"), ("VmHWM", "hiwater_rss")):
                 words = status.get(key, "").split()
                 if words and words[0].isdigit():
@@ -208,6 +237,11 @@ class TaskCapture:
             p["groups"] = status_ids(status, "Groups")
         if st["session"] == st["pid"] and st["pid"] != 1:
             p["setsid"] = True
+        elif st["pid"] == 1 and st["pgrp"] == 0 and st["session"] == 0:
+            p["pgid"] = 0  # a container's init: its session and group are led from outside its namespace
+        elif st["pid"] != 1 and st["pgrp"] != self.pgrps.get(st["ppid"], 1):
+            p["pgid"] = st["pgrp"]  # setpgid(): its own group, or another of its session (checked: capture())
+        self.pgrps[st["pid"]] = st["pgrp"]
         self._sched(p, status, st)
         self._caps(p, status)
         state = STATES.get(st["state"])
@@ -225,6 +259,9 @@ class TaskCapture:
             p["caps"] = caps
         if status.get("NoNewPrivs") == "1":
             p["no_new_privs"] = True
+        spec = ctrls_from_status(status.get("Speculation_Store_Bypass", ""), status.get("SpeculationIndirectBranch", ""))
+        if spec:
+            p["speculation"] = spec
         mode = status.get("Seccomp", "0")
         if mode in ("1", "2"):
             p["seccomp"] = int(mode)
@@ -276,6 +313,19 @@ class TaskCapture:
             out.append(th)
         return out
 
+    def _rss_approx(self, p: dict, st: dict) -> None:
+        """stat's rss against the resident pages smaps counted: what the
+        source's flat percpu counters had not folded, if the CPUs can hold it."""
+        if "layout" not in p or "resident" not in p:  # a default image: its pages are the model's
+            return
+        precise = sum(r["rss"] for r in p["resident"]) // 4
+        batch = max(32, 2 * self.nr_cpus)
+        if abs(st["rss"] - precise) <= (batch - 1) * max(1, self.nr_cpus):
+            p["restore_mm"]["rss_approx"] = st["rss"]
+        else:
+            self.src.warn(f"{self.src.path(str(st['pid']))}: stat rss {st['rss']} is too far from smaps' "
+                          f"{precise} pages for per-CPU residues (it moved): not restored")
+
     # -- the address space ------------------------------------------------------------
 
     def _memory(self, p: dict, pid: int) -> None:
@@ -316,14 +366,19 @@ class TaskCapture:
         for v in vmas:
             f = v.fields
             rss, swap = f.get("Rss", 0), f.get("Swap", 0)
-            if v.line.endswith("[vdso]") and not rss:  # exec maps it in: say it is not (a fork's)
-                resident.append({"addr": v.start, "rss": 0})
+            if v.line.endswith("[vdso]") and rss < f.get("Size", 1):  # exec maps it all in: say what is not
+                resident.append({"addr": v.start, "rss": rss})
             if not (rss or swap) or v.line.endswith(("[vsyscall]", "[vvar]", "[vvar_vclock]", "[vdso]")):
                 continue
             dirty = f.get("Private_Dirty", 0) + f.get("Shared_Dirty", 0)
             row = {"addr": v.start, "rss": rss}
             if dirty:
                 row["dirty"] = dirty
+            perms = v.line.split(None, 2)[1] if len(v.line.split(None, 2)) > 1 else ""
+            named = len(v.line.split(None, 5)) == 6
+            anon = f.get("Anonymous")
+            if named and perms.endswith("p") and anon is not None and anon != dirty:
+                row["anon"] = anon  # a private file mapping: its COW copies; the rest is the file's (shmem's) pages
             if swap:
                 row["swap"] = swap
             if f.get("AnonHugePages"):

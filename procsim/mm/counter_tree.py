@@ -346,3 +346,32 @@ class RssStat(Counters):
         """get_mm_rss(): file + anon + shmem, each approximate and clamped at 0."""
         return self.approx_positive(MM_FILEPAGES) + self.approx_positive(MM_ANONPAGES) + \
             self.approx_positive(MM_SHMEMPAGES)
+
+    def restore_residues(self, approx: int) -> None:
+        """Leave the precise sums as they are and put residues on the CPUs
+        so that rss_approx() reads `approx`: the per-CPU deltas a captured
+        flat percpu_counter had not folded (what its stat rss showed against
+        statm). The residue goes to the largest counters first, none of them
+        read below 0, each CPU's below the batch. ValueError (EINVAL) for a
+        tree, or a residue more than the CPUs can hold."""
+        shape = self.shape
+        if not isinstance(shape, FlatShape):
+            raise ValueError("rss residues: only the flat percpu_counter is restored")
+        ks = (MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES)
+        precise = {k: max(0, self.precise(k) - self.bias[k]) for k in ks}
+        left = sum(precise.values()) - approx  # what the CPUs hold, summed
+        cap = (shape.batch - 1) * shape.nr_cpus
+        plan: dict[int, int] = {k: 0 for k in ks}
+        for k in sorted(ks, key=lambda k: -precise[k]):
+            take = max(-cap, min(left, precise[k], cap)) if left >= 0 else max(left, -cap)
+            plan[k], left = take, left - take
+        if left:
+            raise ValueError(f"rss residues: {sum(precise.values()) - approx} pages do not fit in "
+                             f"{shape.nr_cpus} CPUs' residues (batch {shape.batch})")
+        for k, res in plan.items():
+            self.pcpu[k] = 0
+            self.items[k, 0] = precise[k] - res
+            for cpu in range(shape.nr_cpus):  # |residue| < batch on each CPU
+                part = max(-(shape.batch - 1), min(shape.batch - 1, res))
+                self.pcpu[k, cpu] = part
+                res -= part

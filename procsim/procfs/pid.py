@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import errno
 
+from procsim.arch import bugs
 from procsim.nsproxy import pid_nrs, task_pid_ns
 from procsim.bitmap import list_str, mask_str
 from procsim.exec import argv_area, argv_len
 from procsim.mm.mm import MM, MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS
 from procsim.procfs.context import Ctx
-from procsim.resource import RLIMIT_RSS
+from procsim.resource import RLIMIT_RSS, RLIMIT_SIGPENDING
 from procsim.task import CAP_FULL, STATE_NAMES, Task  # noqa: F401 (CAP_FULL: its old home)
 from procsim.units import PAGE_SIZE, K, clock_t
 
@@ -116,7 +117,7 @@ def status(ctx: Ctx) -> bytes:
     c = tg.cred
     out.append(
         f"Threads:\t{len(tg.threads)}\n"
-        f"SigQ:\t0/{k.max_threads // 2}\n"
+        f"SigQ:\t{k.ucounts.task(t).sigpending}/{tg.rlim[RLIMIT_SIGPENDING].cur}\n"
         f"SigPnd:\t{t.sig_pending:016x}\n"
         f"ShdPnd:\t0000000000000000\n"
         f"SigBlk:\t{t.sig_blocked:016x}\n"
@@ -130,8 +131,7 @@ def status(ctx: Ctx) -> bytes:
         f"NoNewPrivs:\t{int(t.no_new_privs)}\n"
         f"Seccomp:\t{t.seccomp_mode}\n"
         f"Seccomp_filters:\t{t.seccomp_filters}\n"
-        f"Speculation_Store_Bypass:\tthread vulnerable\n"
-        f"SpeculationIndirectBranch:\tconditional enabled\n"
+        f"{bugs.status_lines(k, t)}"
         f"Cpus_allowed:\t{mask_str(t.cpus_allowed, nbits)}\n"
         f"Cpus_allowed_list:\t{list_str(t.cpus_allowed)}\n")
     if mm is not None and k.config.proc_cpus_active_mm:
@@ -170,7 +170,7 @@ def stat(ctx: Ctx) -> bytes:
     exit_code = tg.exit_code if tg.zombie and permitted else 0  # already in wait(2) form
     fields = (
         state, _ppid(t), tg.pgid, tg.sid, tg.tty_nr, tg.tpgid, t.flags,
-        minflt, 0, majflt, 0,
+        minflt, tg.cmin_flt, majflt, tg.cmaj_flt,
         clock_t(utime), clock_t(stime), clock_t(tg.cutime), clock_t(tg.cstime),
         t.prio, t.nice, nthreads, 0, clock_t(t.start_time), vsize, rss, tg.rlim[RLIMIT_RSS].cur,
         code[0], code[1], stack, 0, 0,

@@ -159,6 +159,9 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, Bl
             self._new_kthread(c, v.get("pid"), cpu, where, v if j == 0 else {})
 
     def _new_kthread(self, comm: str, pid: int | None, cpu: int | None, where: str, v: dict) -> None:
+        if pid == 2 and comm == "kthreadd":  # rest_init() made it: a captured machine's counters for it
+            self._restore_later(2, v, where)
+            return
         self._enter(v, "kthread", where)
         pid = self._call(where, self.k.kthread, comm, pid, cpu)
         self._restore_later(pid, v, where)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from procsim import restore
+from procsim import restore, ucount
 from procsim.kernel import Kernel
 from procsim.layout import LayoutError, parse_maps
 from procsim.scenario.schema import ScenarioError, _fields, _t_bool, _t_int, _t_size
@@ -18,13 +18,18 @@ from procsim.scenario.schema import ScenarioError, _fields, _t_bool, _t_int, _t_
 KB = 1024
 PAGE = 4096
 TICK_NS = 10_000_000  # USER_HZ = 100: stat's clock ticks
-RESIDENT = {"addr": _t_size, "rss": _t_size, "dirty": _t_size, "swap": _t_size, "anon_huge": _t_size}
+RESIDENT = {"addr": _t_size, "rss": _t_size, "dirty": _t_size, "swap": _t_size, "anon_huge": _t_size,
+            "anon": _t_size}
 RESTORE_TASK = {"start": "start_time", "utime": "utime", "stime": "stime", "minflt": "min_flt",
                 "majflt": "maj_flt", "nvcsw": "nvcsw", "nivcsw": "nivcsw", "cpu": "cpu", "sigblk": "sig_blocked",
-                "forknoexec": "forknoexec"}
-RESTORE_GROUP = {"cutime": "cutime", "cstime": "cstime", "sigign": "sig_ignore", "sigcgt": "sig_catch"}
+                "forknoexec": "forknoexec", "superpriv": "superpriv"}
+RESTORE_GROUP = {"cutime": "cutime", "cstime": "cstime", "sigign": "sig_ignore", "sigcgt": "sig_catch",
+                 "cminflt": "cmin_flt", "cmajflt": "cmaj_flt"}
 RESTORE_SCHEMA = {key: _t_size for key in (*RESTORE_TASK, *RESTORE_GROUP)} | {"nice": _t_int,
-                                                                             "forknoexec": _t_bool}
+                                                                             "forknoexec": _t_bool,
+                                                                             "superpriv": _t_bool}
+RESTORE_SCHEMA["sigq"] = _t_size  # the user's pending signals (procsim/ucount.py)
+RESTORE_SCHEMA |= {"fdsize": _t_int, "umask": _t_int}  # the fd table's size, the umask (restore_files)
 THREAD_RESTORE_SCHEMA = {key: RESTORE_SCHEMA[key] for key in RESTORE_TASK}
 SUMMED = ("utime", "stime", "minflt", "majflt", "nvcsw", "nivcsw")  # a process's: its threads' together
 TIMES = ("start", "utime", "stime", "cutime", "cstime")
@@ -41,6 +46,8 @@ class CapturedBuilder:
             self._replay_layout(pid, v, where)
         if "comm" in v:
             self._call(f"{where}: comm", restore.set_name, self.k, pid, v["comm"])
+        if "pgid" in v and v["pgid"] != self.k.group(pid).pgid:  # now: the children made next inherit it
+            self._call(f"{where}: pgid", restore.set_pgrp, self.k, pid, v["pgid"], pid == 1 and v["pgid"] == 0)
         if v.get("inherit_fds") is False:
             keep = {f.get("fd") for f in v.get("files", []) if isinstance(f, dict) and f.get("inherited")}
             for e in self._exec(where, "fds", pid=pid):
@@ -89,9 +96,10 @@ class CapturedBuilder:
             if rss + swap > size or dirty > rss or huge > rss:
                 raise ScenarioError(f"{w}: rss + swap ({(rss + swap) // KB} kB) or dirty is more than the VMA "
                                     f"({size // KB} kB)")
-            if vma.special == "[vdso]":  # exec mapped its pages; rss 0: a fork that never touched it
-                if not rss:
-                    self._exec(w, "madvise", pid=pid, addr=vma.start, length=size, advice="dontneed")
+            if vma.special == "[vdso]":  # exec mapped its pages; fewer: pages the process never touched
+                if rss < size:
+                    keep = -(-rss // PAGE) * PAGE
+                    self._exec(w, "madvise", pid=pid, addr=vma.start + keep, length=size - keep, advice="dontneed")
                 continue
             anon = vma.file is None and vma.special is None
             at = vma.start
@@ -102,6 +110,10 @@ class CapturedBuilder:
             if anon or vma.is_anon:
                 dirty = rss - huge  # anonymous pages read back as the zero page: written
                 clean = 0
+            elif "anon" in r:  # a private file mapping: its COW copies written, its file (shmem) pages read
+                if r["anon"] * KB > rss:
+                    raise ScenarioError(f"{w}: anon ({r['anon']} kB) is more than rss ({rss // KB} kB)")
+                dirty, clean = r["anon"] * KB, rss - r["anon"] * KB
             else:
                 dirty, clean = dirty, rss - dirty
             plan = [(dirty, True), (clean, False)]
@@ -144,6 +156,11 @@ class CapturedBuilder:
             self._call(f"{where}: restore_mm", restore.restore_mm, self.k, pid, **mmv)
         for pid, vals, where, threads in getattr(self, "restores", []):
             vals = _fields(vals, RESTORE_SCHEMA, f"{where}: restore")
+            files = {key: vals.pop(key) for key in ("fdsize", "umask") if key in vals}
+            if files:
+                self._call(f"{where}: restore", restore.restore_files, self.k, pid, **files)
+            if "sigq" in vals:
+                self._call(f"{where}: restore", ucount.set_sigpending, self.k, pid, vals.pop("sigq"))
             if "nice" in vals:  # a kernel thread's (set_user_nice by its creator)
                 self._call(f"{where}: restore", self.k.set_nice, pid, vals.pop("nice"))
             for tid, tv in threads:

@@ -25,6 +25,7 @@ MACHINE.update({"mapcount_model": ("mapcount_model", _t_str), "thp_enabled": ("t
 # RSS counters and the OOM killer
 MACHINE.update({"rss_counter": ("rss_counter", _t_str), "stat_rss": ("stat_rss", _t_str),
                 "oom_two_pass": ("oom_two_pass", _t_bool)})
+MACHINE.update({"ssb_mode": ("ssb_mode", _t_str), "spectre_v2_user": ("spectre_v2_user", _t_str)})  # arch/bugs.py
 
 
 def machine_config(d: dict, seed: int | None, clock: str | None) -> KernelConfig:

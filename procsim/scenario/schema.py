@@ -173,9 +173,10 @@ PROCESS = {"name": _t_name, "pid": _t_pid, "parent": _t_any, "fork": _t_bool, "a
            "setsid": _t_bool, "policy": _t_any, "rtprio": _t_int, "limits": _t_table,
            "clone": _t_str, "hostname": _t_str, "cgroup": _t_str, "loginuid": _t_int,  # namespaces, cgroup, audit
            "caps": _t_table, "no_new_privs": _t_bool, "seccomp": _t_int, "seccomp_filters": _t_int}  # caps.py
+PROCESS["speculation"] = _t_table  # caps.py: prctl(PR_SET_SPECULATION_CTRL) controls (arch/bugs.py)
 # a captured machine's processes (procsim/scenario/captured.py)
 PROCESS.update({"layout": _t_str, "resident": _t_tables, "comm": _t_str, "inherit_fds": _t_bool,
-                "restore": _t_table, "restore_mm": _t_table})
+                "restore": _t_table, "restore_mm": _t_table, "pgid": _t_int})
 THREAD = {"comm": _t_str, "name": _t_name, "tid": _t_pid, "count": _t_count, "cpus": _t_any, "run_on": _t_any,
           "state": _t_str, "nice": _t_int, "stack": _t_size, "restore": _t_table}
 MAP = {"name": _t_name, "size": _t_size, "prot": _t_prot, "shared": _t_bool, "path": _t_str, "offset": _t_size,

@@ -121,7 +121,7 @@ def test_a_fake_tree_captures_and_replays(fake: Path, tmp_path: Path) -> None:
     m = doc["machine"]
     assert m["nr_cpus"] == 2 and m["cpu"] == "captured" and m["mem"] == (4194304 << 10) + (256 << 20)
     assert m["swap"] == (262140 + 4) << 10 and m["hostname"] == "fakehost" and m["boot_uptime"] == 1000.01
-    assert [k["pid"] for k in doc["kthread"]] == [3]
+    assert [k["pid"] for k in doc["kthread"]] == [2, 3]  # kthreadd: the replay's own, its counters restored
     app = doc["process"][1]
     assert app["pid"] == 100 and app["argv"] == [EXE, "--serve"] and app["uid"] == 1000 and app["nice"] == 5
     # init holds the same pipe at fd 1 without close-on-exec: the app inherited it (one pipe, shared)
