@@ -1,6 +1,6 @@
 """procsim benchmarks: the single entry point of `make bench`.
 
-    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,memory,mmfiles,procmap,oom,wss,idle,lsof,netstat,node_exporter,writer] [--quick]
+    .venv/bin/python bench/run.py [--rounds N] [--only status,scan,ps,top,memory,mmfiles,procmap,oom,wss,idle,lsof,netstat,node_exporter,writer] [--quick]
 
 Method (../shared/spec/fuse-performance.md): a C client (fbench) runs each
 workload for a fixed time per repetition (0.3 s; 0.6 s for the scan), 5
@@ -232,12 +232,18 @@ def _last_json(text: str) -> dict | None:
     return None
 
 
-def bench_ps(nprocs: int, reps: int, cpu: int, workdir: str) -> dict:
+TOOLS = {"ps": ["ps", "aux"], "top": ["top", "-b", "-n", "1"]}
+
+
+def bench_ps(nprocs: int, reps: int, cpu: int, workdir: str, tools: tuple[str, ...] = ("ps",)) -> dict:
+    """`ps aux` and/or `top -b -n 1` (TOOLS) over a machine of `nprocs`
+    extra sleeping processes, through `procsim run`, against the same tool
+    with as many real `sleep 600` children of this process (started once,
+    killed by pid at the end), in both placements."""
     placements = ["unpinned", "same_cpu"] if (os.cpu_count() or 1) > 1 else ["unpinned"]
     scen = os.path.join(workdir, f"ps{nprocs}.toml")
     desc = scenarios.write_sleepers(scen, nprocs)
-    pstime = [sys.executable, str(HERE / "pstime.py"), "-n", str(reps), "-w", "1", "--", "ps", "aux"]
-    res: dict = {"nprocs": nprocs, "reps": reps, "scenario": desc, "sim": {}, "real": {}}
+    res: dict = {"nprocs": nprocs, "reps": reps, "scenario": desc, "tools": {}}
     sleepers: list[subprocess.Popen] = []
     try:
         log(f"[ps] starting {nprocs} real `sleep 600` processes")
@@ -246,35 +252,39 @@ def bench_ps(nprocs: int, reps: int, cpu: int, workdir: str) -> dict:
             sleepers.append(subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL,
                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         res["real_spawn_s"] = time.perf_counter() - t0
-        for pl in placements:
-            pin = ["taskset", "-c", str(cpu)] if pl == "same_cpu" else []
-            # the simulated machine, through `procsim run` (the daemon, too, is pinned)
-            cmd = pin + [PROCSIM, "run", "--scenario", scen, "--"] + pstime
-            log(f"[ps] {pl}: procsim run -- ps aux ({reps} timed runs)")
-            t0 = time.perf_counter()
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            wall = time.perf_counter() - t0
-            j = _last_json(p.stdout)
-            if p.returncode != 0 or j is None:
-                res["sim"][pl] = {"error": f"exit {p.returncode}: {p.stderr[-1500:]}{p.stdout[-500:]}"}
-                log(f"  sim failed: {res['sim'][pl]['error']}")
-            else:
-                res["sim"][pl] = {"seconds": j["seconds"], "median_s": median(j["seconds"]),
-                                  "ps_lines": j["first"]["lines"], "ps_returncode": j["first"]["returncode"],
-                                  "ps_stderr": j["first"]["stderr"], "procsim_run_wall_s": wall}
-                log(f"  sim  median {median(j['seconds']) * 1000:.1f} ms, {j['first']['lines']} lines")
-            # the real machine with its real sleepers
-            log(f"[ps] {pl}: real ps aux")
-            p = subprocess.run(pin + pstime, capture_output=True, text=True, timeout=600)
-            j = _last_json(p.stdout)
-            if p.returncode != 0 or j is None:
-                res["real"][pl] = {"error": f"exit {p.returncode}: {p.stderr[-1500:]}"}
-            else:
-                res["real"][pl] = {"seconds": j["seconds"], "median_s": median(j["seconds"]),
-                                   "ps_lines": j["first"]["lines"], "ps_returncode": j["first"]["returncode"]}
-                log(f"  real median {median(j['seconds']) * 1000:.1f} ms, {j['first']['lines']} lines")
-            s, rl = res["sim"][pl].get("median_s"), res["real"][pl].get("median_s")
-            res.setdefault("ratio", {})[pl] = ratio(s, rl)
+        for tool in tools:
+            argv = TOOLS[tool]
+            pstime = [sys.executable, str(HERE / "pstime.py"), "-n", str(reps), "-w", "1", "--", *argv]
+            r: dict = {"cmd": " ".join(argv), "sim": {}, "real": {}, "ratio": {}}
+            res["tools"][tool] = r
+            for pl in placements:
+                pin = ["taskset", "-c", str(cpu)] if pl == "same_cpu" else []
+                # the simulated machine, through `procsim run` (the daemon, too, is pinned)
+                cmd = pin + [PROCSIM, "run", "--scenario", scen, "--"] + pstime
+                log(f"[ps] {pl}: procsim run -- {r['cmd']} ({reps} timed runs)")
+                t0 = time.perf_counter()
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+                wall = time.perf_counter() - t0
+                j = _last_json(p.stdout)
+                if p.returncode != 0 or j is None:
+                    r["sim"][pl] = {"error": f"exit {p.returncode}: {p.stderr[-1500:]}{p.stdout[-500:]}"}
+                    log(f"  sim failed: {r['sim'][pl]['error']}")
+                else:
+                    r["sim"][pl] = {"seconds": j["seconds"], "median_s": median(j["seconds"]),
+                                    "ps_lines": j["first"]["lines"], "ps_returncode": j["first"]["returncode"],
+                                    "ps_stderr": j["first"]["stderr"], "procsim_run_wall_s": wall}
+                    log(f"  sim  median {median(j['seconds']) * 1000:.1f} ms, {j['first']['lines']} lines")
+                # the real machine with its real sleepers
+                log(f"[ps] {pl}: real {r['cmd']}")
+                p = subprocess.run(pin + pstime, capture_output=True, text=True, timeout=1800)
+                j = _last_json(p.stdout)
+                if p.returncode != 0 or j is None:
+                    r["real"][pl] = {"error": f"exit {p.returncode}: {p.stderr[-1500:]}"}
+                else:
+                    r["real"][pl] = {"seconds": j["seconds"], "median_s": median(j["seconds"]),
+                                     "ps_lines": j["first"]["lines"], "ps_returncode": j["first"]["returncode"]}
+                    log(f"  real median {median(j['seconds']) * 1000:.1f} ms, {j['first']['lines']} lines")
+                r["ratio"][pl] = ratio(r["sim"][pl].get("median_s"), r["real"][pl].get("median_s"))
     finally:
         for s in sleepers:  # exactly the ones we started, by pid
             if s.poll() is None:
@@ -414,26 +424,26 @@ def report(env: dict, results: dict, floor: Floor) -> str:
                          " (user+sys us): " + "   ".join(
                              f"{names[t]} {fmt(c[t]['user'])}+{fmt(c[t]['sys'])}" for t in c))
         L.append("")
-    if "ps" in results:
-        p = results["ps"]
-        L.append(f"3. ps aux over {p['nprocs']} sleeping processes (ms per ps aux, median of {p['reps']} "
-                 f"runs after 1 warm-up)")
-        rows = []
-        for pl in p["sim"]:
-            s, rl = p["sim"][pl], p["real"].get(pl, {})
-            rows.append([pl.replace("_", " "),
-                         fmt(s.get("median_s") and s["median_s"] * 1000), str(s.get("ps_lines", "-")),
-                         fmt(rl.get("median_s") and rl["median_s"] * 1000), str(rl.get("ps_lines", "-")),
-                         fmt_ratio(p.get("ratio", {}).get(pl))])
-        L.append(table(["placement", "sim ms", "sim lines", "real ms", "real lines", "sim/real"], rows))
-        L.append(f"   sim: `procsim run --scenario <{p['scenario']}> -- ps aux`, only ps timed;"
-                 f" real: ps aux with {p['nprocs']} real `sleep 600` children")
-        for pl in p["sim"]:
-            if "error" in p["sim"][pl]:
-                L.append(f"   sim {pl} FAILED: {p['sim'][pl]['error'][:300]}")
-            elif p["sim"][pl].get("ps_stderr"):
-                L.append(f"   sim {pl} ps stderr: {p['sim'][pl]['ps_stderr'][:300]!r}")
-        L.append("")
+    for p in results.get("ps", []):
+        for tool, r in p["tools"].items():
+            L.append(f"3. {r['cmd']} over {p['nprocs']} sleeping processes (ms per run, median of {p['reps']} "
+                     f"runs after 1 warm-up)")
+            rows = []
+            for pl in r["sim"]:
+                s, rl = r["sim"][pl], r["real"].get(pl, {})
+                rows.append([pl.replace("_", " "),
+                             fmt(s.get("median_s") and s["median_s"] * 1000), str(s.get("ps_lines", "-")),
+                             fmt(rl.get("median_s") and rl["median_s"] * 1000), str(rl.get("ps_lines", "-")),
+                             fmt_ratio(r["ratio"].get(pl))])
+            L.append(table(["placement", "sim ms", "sim lines", "real ms", "real lines", "sim/real"], rows))
+            L.append(f"   sim: `procsim run --scenario <{p['scenario']}> -- {r['cmd']}`, only the tool timed;"
+                     f" real: {r['cmd']} with {p['nprocs']} real `sleep 600` children")
+            for pl in r["sim"]:
+                if "error" in r["sim"][pl]:
+                    L.append(f"   sim {pl} FAILED: {r['sim'][pl]['error'][:300]}")
+                elif r["sim"][pl].get("ps_stderr"):
+                    L.append(f"   sim {pl} stderr: {r['sim'][pl]['ps_stderr'][:300]!r}")
+            L.append("")
     if "memory" in results:
         mm = results["memory"]
         t, tb = mm["touch"], mm["tib"]
@@ -471,12 +481,13 @@ def report(env: dict, results: dict, floor: Floor) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="server runs per micro-benchmark (default 3)")
-    ap.add_argument("--only", default="status,scan,ps,memory,mmfiles,procmap,oom,wss,idle,lsof,netstat,node_exporter",
+    ap.add_argument("--only", default="status,scan,ps,top,memory,mmfiles,procmap,oom,wss,idle,lsof,netstat,node_exporter",
                     help="comma-separated subset; `writer` (about 2 min) only when asked for; `idle` "
                          "touches 1 TiB (about 3.5 min, 8 GiB of RAM; 16 GiB with --quick)")
     ap.add_argument("--idle-gib", type=int, default=1024, help="GiB the idle benchmark touches (default 1 TiB)")
     ap.add_argument("--clock", default="manual", choices=("manual", "wall"), help="mount clock (default manual)")
-    ap.add_argument("--ps-procs", type=int, default=1000)
+    ap.add_argument("--ps-procs", type=lambda v: [int(x) for x in v.split(",")], default=[1000],
+                    help="process counts for ps/top, comma-separated (default 1000; e.g. 1000,10000)")
     ap.add_argument("--ps-reps", type=int, default=5)
     ap.add_argument("--touch-pages", type=int, default=16 * MiB, help="pages to touch (default 16 Mi)")
     ap.add_argument("--chunk", type=int, default=1 * GiB, help="bytes per touch call (default 1 GiB)")
@@ -486,7 +497,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="1 round, 100 procs, 1 Mi pages: a smoke test")
     a = ap.parse_args()
     if a.quick:
-        a.rounds, a.ps_procs, a.ps_reps, a.touch_pages = 1, 100, 2, 1 * MiB
+        a.rounds, a.ps_procs, a.ps_reps, a.touch_pages = 1, [100], 2, 1 * MiB
         a.vmas, a.mm_touch = 1000, 256 * MiB
     only = set(a.only.split(","))
     cpu = a.cpu if a.cpu is not None else max(os.sched_getaffinity(0))
@@ -506,7 +517,9 @@ def main() -> int:
         runs = (
             ("micro", bool(only & {"status", "scan"}),
              lambda: bench_micro(floor, a.rounds, a.clock, "status" in only, "scan" in only, cpu)),
-            ("ps", "ps" in only, lambda: bench_ps(a.ps_procs, a.ps_reps, cpu, workdir)),
+            ("ps", bool(only & set(TOOLS)),
+             lambda: [bench_ps(n, a.ps_reps, cpu, workdir, tuple(t for t in TOOLS if t in only))
+                      for n in a.ps_procs]),
             ("memory", "memory" in only, lambda: bench_memory(a.clock, workdir, a.touch_pages, a.chunk)),
             ("mmfiles", "mmfiles" in only, lambda: mmfiles.bench_mmfiles(workdir, a.vmas, a.mm_touch, 5, a.clock)),
             ("procmap", "procmap" in only, lambda: procmap_query.bench_procmap(floor, a.rounds, cpu)),

@@ -2,8 +2,10 @@
 
 Built for speed as measured in spec/fuse-performance.md: libfuse3, a
 single-threaded loop (nothreads), direct I/O set per open through raw_fi,
-1 s entry/attr timeouts with liveness checked at open, no negative caching,
-and only the operations /proc needs (no flush, access, ...).
+1 s entry/attr timeouts with liveness checked at open, negative caching only
+of names no table has (NoSuchName), the FUSE thread placed on its busy
+client's CPU (placement.py), and only the operations /proc needs (no flush,
+access, ...).
 
 Every method is: who is calling (fuse_get_context -> Caller), one ProcFS
 call, and a translation of the answer. Errors are the ProcFS's OSErrors,
@@ -32,8 +34,10 @@ import mfusepy  # noqa: E402
 from mfusepy import FUSE, FuseOSError, Operations, fuse_get_context  # noqa: E402
 
 from mountd.control import ControlServer  # noqa: E402
+from mountd.placement import FollowClient  # noqa: E402
 from mountd.process_vm import ProcessMemory  # noqa: E402
 from procsim.procfs.context import Caller  # noqa: E402
+from procsim.procfs.kinds import NoSuchName  # noqa: E402
 from procsim.procfs.pid_flush import PidFlush  # noqa: E402
 from procsim.procfs.tree import ProcFS  # noqa: E402
 
@@ -53,7 +57,8 @@ MOUNT_OPTIONS: dict[str, Any] = dict(
     default_permissions=True,    # the kernel enforces /proc's mode bits (EACCES on 0400 files)
     entry_timeout=1,             # T1: 2-3x faster than T0; liveness is checked at open,
     attr_timeout=1,              #   and vanished pids are invalidated (Invalidator)
-    negative_timeout=0,          # a new pid is visible at once
+    negative_timeout=0,          # a new pid is visible at once; but a name no table has is
+                                 #   cached as absent for NEGATIVE_TIMEOUT (RawPath.getattr)
     use_ino=True,                # st_ino is ProcFS's (an ns link's target: the namespace's inum, as
                                  #   lsns and pgrep --ns compare), not libfuse's node id
     auto_unmount=True,           # a killed daemon leaves no stale mount
@@ -62,6 +67,8 @@ MOUNT_OPTIONS: dict[str, Any] = dict(
 )
 
 
+NEGATIVE_TIMEOUT = 1.0  # s: as long as a positive entry is trusted (entry_timeout)
+
 _last_ctx: tuple[int, int, int] | None = None
 _last_caller: Caller | None = None
 # libfuse keeps one struct fuse_context per thread and refills it for every
@@ -69,6 +76,8 @@ _last_caller: Caller | None = None
 # ran INIT. Reading that struct directly saves a foreign call per request.
 _ctx_struct: Any = None
 _ctx_thread: int | None = None
+# the FUSE thread's placement (mountd/placement.py), told of every caller
+_placement: FollowClient | None = None
 
 
 def _bind_context() -> None:
@@ -87,9 +96,12 @@ def _caller() -> Caller:
         ctx = (c.uid, c.gid, c.pid)
     else:
         ctx = fuse_get_context()
-    if ctx != _last_ctx:
+    switched = ctx != _last_ctx
+    if switched:
         uid, gid, pid = ctx
         _last_caller, _last_ctx = Caller(pid, uid, gid), ctx
+    if _placement is not None:
+        _placement.request(ctx[2], switched)
     return _last_caller
 
 
@@ -155,12 +167,19 @@ class ProcsimOps(Operations):
         self._dir_cache: dict[int, tuple[tuple[str, ...], tuple[bytes, ...]]] = {}
         self._plus_cache: dict[int, tuple[tuple[str, ...], Any]] = {}
         self._user_mem: ProcessMemory | None = None  # the last ioctl caller's memory
+        self.fuse_config: Any = None  # libfuse's struct fuse_config, from INIT
 
     # -- lifecycle --------------------------------------------------------------
 
-    def init(self, path: str) -> None:
+    def init_with_config(self, conn: Any, config: Any) -> None:
         # The kernel's INIT request: the mount exists and is about to be served.
+        # `config` is libfuse's own struct fuse_config (f->conf), which its
+        # LOOKUP reads after each getattr: RawPath sets negative_timeout there.
+        global _placement
+        self.fuse_config = config
         _bind_context()
+        if os.environ.get("PROCSIM_FOLLOW_CLIENT", "1") != "0":
+            _placement = FollowClient()  # on the FUSE thread: its affinity is the one that moves
         if self.on_init is not None:
             self.on_init()
 
@@ -458,11 +477,16 @@ _READ_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctype
 _RELEASE_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 _IOCTL_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
                             ctypes.c_uint, ctypes.c_void_p)
+_GETATTR_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p)
+_READLINK_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t)
+_GETXATTR_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t)
+_STAT_SIZE = ctypes.sizeof(mfusepy.c_stat)
 
 
 class RawPath:
     """OPEN, READ and RELEASE straight from libfuse, bypassing mfusepy's
-    per-call layers. They are the 4 requests of every small-file read, and
+    per-call layers; GETATTR (LOOKUP's too), READLINK and GETXATTR as well,
+    the requests lsof makes per fd. OPEN, READ and RELEASE are the 4 requests of every small-file read, and
     the server's Python time per request is what separates it from the C
     floor: through mfusepy each one costs a ctypes pointer object per
     argument, a functools.partial, its wrapper, its method and ours; Python
@@ -479,11 +503,14 @@ class RawPath:
         self._fi: dict[int, Any] = {}
         self._bufs: dict[tuple[int, int], memoryview] = {}
         self._thunks: list[Any] = []
+        self._negative = False  # libfuse's negative_timeout is NEGATIVE_TIMEOUT now
 
     def install(self, fuse_ops: Any) -> None:
         protos = dict(f[:2] for f in type(fuse_ops)._fields_)
         for name, proto_t, fn in (("open", _OPEN_T, self.open), ("read", _READ_T, self.read),
-                                  ("release", _RELEASE_T, self.release), ("ioctl", _IOCTL_T, self.ioctl)):
+                                  ("release", _RELEASE_T, self.release), ("ioctl", _IOCTL_T, self.ioctl),
+                                  ("getattr", _GETATTR_T, self.getattr), ("readlink", _READLINK_T, self.readlink),
+                                  ("getxattr", _GETXATTR_T, self.getxattr)):
             if name not in protos or not getattr(fuse_ops, name):
                 continue  # not registered by mfusepy: leave it so
             thunk = proto_t(fn)
@@ -551,6 +578,63 @@ class RawPath:
         except BaseException:
             log.exception("release: internal error")
         return 0
+
+    def getattr(self, path: bytes | None, buf: int, fip: int | None) -> int:
+        # LOOKUP answers with this callback's result, then reads libfuse's
+        # negative_timeout (one thread: nothing runs between): a name no
+        # table has (NoSuchName) is cached as absent, any other ENOENT (a
+        # pid, an fd: DynDir names that may come) is not.
+        if self._negative:
+            self._set_negative(False)
+        try:
+            st = self.ops.stat_struct(None if path is None else path.decode("utf-8", "surrogateescape"))
+            ctypes.memmove(buf, ctypes.addressof(st), _STAT_SIZE)
+            return 0
+        except NoSuchName:
+            self._set_negative(True)
+            return -errno.ENOENT
+        except OSError as e:
+            return -(e.errno or errno.EIO)
+        except BaseException:
+            log.exception("getattr %r: internal error", path)
+            return -errno.EIO
+
+    def _set_negative(self, on: bool) -> None:
+        conf = self.ops.fuse_config
+        if conf is not None:
+            conf.negative_timeout = NEGATIVE_TIMEOUT if on else 0.0
+            self._negative = on
+
+    def readlink(self, path: bytes, buf: int, size: int) -> int:
+        # the target, NUL-terminated and cut to the buffer (as mfusepy's)
+        try:
+            t = self.ops.readlink(path.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+            if len(t) >= size:
+                t = t[:size - 1]
+            ctypes.memmove(buf, t + b"\0", len(t) + 1)
+            return 0
+        except OSError as e:
+            return -(e.errno or errno.EIO)
+        except BaseException:
+            log.exception("readlink %r: internal error", path)
+            return -errno.EIO
+
+    def getxattr(self, path: bytes, name: bytes, value: int | None, size: int) -> int:
+        # size 0 asks for the length; a value that does not fit is ERANGE (as mfusepy's)
+        try:
+            v = self.ops.getxattr(path.decode("utf-8", "surrogateescape"), name.decode("utf-8", "surrogateescape"))
+            n = len(v)
+            if not value or not size:
+                return n
+            if n > size:
+                return -errno.ERANGE
+            ctypes.memmove(value, v, n)
+            return n
+        except OSError as e:
+            return -(e.errno or errno.EIO)
+        except BaseException:
+            log.exception("getxattr %r: internal error", path)
+            return -errno.EIO
 
 
 _DEFAULT_POLLMASK = 0x1 | 0x4 | 0x40 | 0x100  # POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM

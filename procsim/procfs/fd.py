@@ -110,10 +110,10 @@ def _sk_prot_name(sk: object) -> bytes:
     return name.encode() + b"\0"
 
 
-def _fd_target_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:
+def _fd_target_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel, memo: dict) -> tuple[Node, int]:
     """`socket:[N]`, `pipe:[N]`, `anon_inode:[eventfd]`: what one of the task's fds points at."""
     t = parent.task
-    f = _targets(t.files, kernel).get(name) if t.files is not None else None
+    f = _targets(t.files, memo).get(name) if t.files is not None else None
     if f is None:
         raise OSError(errno.ENOENT, name)
     if not Ctx(kernel, caller, t, parent.thread_view).may_ptrace():
@@ -121,29 +121,29 @@ def _fd_target_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -
     return Node("file", pseudo_inode(f, t), t, parent.thread_view, ino=f.ino), BY_UID
 
 
-# the last fd table's targets, for its generation: lsof stats every fd of a
-# process in a row, which would otherwise scan the table once per fd
-_last_targets: tuple[object, int, dict[str, OpenFile]] = (None, -1, {})
-
-
-def _targets(files, kernel: Kernel) -> dict[str, OpenFile]:
-    global _last_targets
-    last, gen, targets = _last_targets
-    if last is not files or gen != kernel.generation:
-        targets = {}
-        for _, f in files.items():
-            if f.inode is None:
-                targets.setdefault(f.d_path(), f)
-        _last_targets = (files, kernel.generation, targets)
+def _targets(files, memo: dict) -> dict[str, OpenFile]:
+    """The fd table's targets that are no paths, by link text. Kept in the
+    resolver's memo for the generation (it is dropped when the world
+    changes): lsof stats every fd of a process in a row, which would
+    otherwise scan the table once per fd."""
+    key = ("fd-targets", id(files))
+    hit = memo.get(key)
+    if hit is not None and hit[0] is files:
+        return hit[1]
+    targets: dict[str, OpenFile] = {}
+    for _, f in files.items():
+        if f.inode is None:
+            targets.setdefault(f.d_path(), f)
+    memo[key] = (files, targets)  # holding `files` keeps its id unique while cached
     return targets
 
 
-def _fd_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:
+def _fd_lookup(parent: Node, name: str, caller: Caller, kernel: Kernel, memo: dict) -> tuple[Node, int]:
     t = parent.task
     fd = _fd_number(name)
     files = t.files
     if fd is None and not name.isdigit():
-        return _fd_target_lookup(parent, name, caller, kernel)
+        return _fd_target_lookup(parent, name, caller, kernel, memo)
     if fd is None or files is None or fd >= files.max_fds or files.fd[fd] is None:
         raise OSError(errno.ENOENT, name)
     f = files.fd[fd]
@@ -166,7 +166,7 @@ def _fd_check(parent: Node, caller: Caller) -> None:
         raise OSError(errno.EACCES, "fd")
 
 
-FD_DIR = DynDir("fd", mode=0o500, lookup=_fd_lookup, readdir=_fd_readdir, size=_nr_fds, permission=_fd_check)
+FD_DIR = DynDir("fd", mode=0o500, lookup_memo=_fd_lookup, readdir=_fd_readdir, size=_nr_fds, permission=_fd_check)
 
 
 # -- fdinfo/ --------------------------------------------------------------------------

@@ -49,6 +49,14 @@ LinkTarget = Callable[[Ctx], str]
 BY_UID = 2
 
 
+class NoSuchName(FileNotFoundError):
+    """ENOENT for a name a directory's table does not have: it stays absent
+    while that directory exists (a table is fixed; a directory that comes
+    and goes, as /proc/PID, takes its names with it), so the FUSE layer
+    may let the VFS cache the miss (procps asks every /proc/PID for a
+    `ctty` 6.18 does not have). Names a DynDir looks up are never this."""
+
+
 @dataclass(slots=True)
 class Node:
     """A resolved path: a row (or a real /proc path) plus the task it is about."""
@@ -317,12 +325,14 @@ class Dir:
     def of(cls, name: str, *children: "Kind") -> "Dir":
         return cls(name, children)
 
-    def child(self, parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:
+    def child(self, parent: Node, name: str, caller: Caller, kernel: Kernel,
+              memo: dict | None = None) -> tuple[Node, int]:
         """The node for `name` in `parent` (a node of this directory), and
-        whether it depends on the caller (False, BY_UID or True)."""
+        whether it depends on the caller (False, BY_UID or True). `memo`:
+        the resolver's per-generation dict (see DynDir.lookup_memo)."""
         e = self.by_name.get(name)
         if e is None:
-            raise OSError(errno.ENOENT, name)
+            raise NoSuchName(errno.ENOENT, name)
         if e.kind == "link":
             return e.node(parent, caller, kernel)
         # `arg` goes down the tree: what a directory is about (a network device's ifindex)
@@ -348,15 +358,26 @@ class DynDir(Dir):
     # fdinfo/: ptrace access), a function of the caller's uid: raises
     # EACCES; what it guards is cached per uid only
     permission: Callable[[Node, Caller], None] | None = None
+    # instead of `lookup`, one that also gets the resolver's memo: a dict
+    # the ProcFS instance keeps for one generation of the world (what a
+    # lookup would otherwise recompute per name: fd/'s index of its targets)
+    lookup_memo: Callable[[Node, str, Caller, Kernel, dict], tuple[Node, int]] | None = None
 
-    def child(self, parent: Node, name: str, caller: Caller, kernel: Kernel) -> tuple[Node, int]:
+    def child(self, parent: Node, name: str, caller: Caller, kernel: Kernel,
+              memo: dict | None = None) -> tuple[Node, int]:
         if self.permission is not None:
             self.permission(parent, caller)
             node, by = (Dir.child(self, parent, name, caller, kernel) if name in self.by_name
-                        else self.lookup(parent, name, caller, kernel))
+                        else self._lookup(parent, name, caller, kernel, memo))
             return node, by | BY_UID
         if name in self.by_name:
             return Dir.child(self, parent, name, caller, kernel)
+        return self._lookup(parent, name, caller, kernel, memo)
+
+    def _lookup(self, parent: Node, name: str, caller: Caller, kernel: Kernel,
+                memo: dict | None) -> tuple[Node, int]:
+        if self.lookup_memo is not None:
+            return self.lookup_memo(parent, name, caller, kernel, {} if memo is None else memo)
         return self.lookup(parent, name, caller, kernel)
 
     def names(self, parent: Node, kernel: Kernel) -> list[str]:

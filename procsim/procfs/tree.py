@@ -123,6 +123,8 @@ class ProcFS(InodeOps):
         self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}
         # what depended on the caller's uid only (BY_UID), by (path, uid)
         self._nodes_u: dict[tuple[str, int], Node] = {}
+        # what lookups keep for this generation (DynDir.lookup_memo): fd/'s target index
+        self._memo: dict = {}
         self._attrs_u: dict[tuple[str, int], Attr] = {}
         self._dirs_u: dict[tuple[str, int], tuple[str, ...]] = {}
 
@@ -180,7 +182,7 @@ class ProcFS(InodeOps):
                 real = observer.child(node.observer, name)
                 node, uses_caller = Node("dir" if observer.is_dir(real) else "file", observer=real), True
                 continue
-            node, by_caller = node.entry.child(node, name, caller, k)
+            node, by_caller = node.entry.child(node, name, caller, k, self._memo)
             uses_caller |= by_caller
         return node, uses_caller
 
@@ -192,7 +194,20 @@ class ProcFS(InodeOps):
             a = self._attrs.get(path) or self._attrs_u.get((path, caller.uid))
             if a is not None:
                 return a
-            n, uses_caller = self._walk(path, caller)
+            # the node as a readlink or an earlier walk left it (lsof
+            # readlinks, then lstats, each fd), else a walk that keeps it
+            n = self._nodes.get(path)
+            if n is not None:
+                uses_caller: int = False
+            else:
+                n = self._nodes_u.get((path, caller.uid))
+                uses_caller = BY_UID
+            if n is None:
+                n, uses_caller = self._walk(path, caller)
+                if not uses_caller:
+                    self._nodes[path] = n
+                elif uses_caller == BY_UID:
+                    self._nodes_u[path, caller.uid] = n
             a = self._attr(n, path)
             if not uses_caller:
                 self._attrs[path] = a
