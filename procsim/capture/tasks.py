@@ -49,6 +49,7 @@ class TaskCapture:
         self.env = env
         self._families: dict[int, str] | None = None
         self._sockets: dict[int, SockRow] | None = None
+        self.tables: dict[str, str | None] = {}
         self.bound: set[int] = set()
         self._ns: dict[int, dict[str, str]] = {}
         self.uids: dict[int, int] = {}        # pid -> captured euid (a clone needs a root parent)
@@ -393,6 +394,7 @@ class TaskCapture:
         if self._families is None:
             names = ("unix", "tcp", "tcp6", "udp", "udp6", "raw", "raw6", "netlink")
             tables = {n: self.src.read(f"net/{n}", quiet=True) for n in names}
+            self.tables = tables  # one read for the families, the sockets' keys and the pairs (conn.py)
             self._families = socket_families(tables)
             self._sockets = parse_sockets(tables)
         return self._families
