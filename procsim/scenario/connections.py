@@ -155,6 +155,9 @@ class ConnectionsBuilder:
             self._call(where, self.k.set_cloexec, pid, fd, cloexec)
             return
         tmp = sfd if spid == pid else self._call(where, pidfd_getfd, self.k, pid, spid, sfd)
+        if tmp == fd:  # the lowest free fd was the one it had
+            self._call(where, self.k.set_cloexec, pid, fd, cloexec)
+            return
         self._call(where, self.k.dup2, pid, tmp, fd, F.O_CLOEXEC if cloexec else 0, True)
         if spid != pid:
             self._exec(where, "close_fd", pid=pid, fd=tmp)
