@@ -187,7 +187,7 @@ class TaskCapture:
             p["restore_mm"] = mmf
             if self.rss_approx:
                 self._rss_approx(p, st)
-            for key, name in (("VmPeak", "hiwater_vm"), ("VmHWM", "hiwater_rss")):
+            for key, name in (("VmPeak", "hiwater_vm"), ("VmHWM", "hiwater_rss"), ("VmPTE", "pgtables")):
                 words = status.get(key, "").split()
                 if words and words[0].isdigit():
                     p["restore_mm"][name] = int(words[0]) // 4  # kB -> pages

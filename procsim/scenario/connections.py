@@ -41,6 +41,7 @@ class _End:
     connect: str | None = None
     nonblock: bool = False
     client: tuple[int, int] | None = None   # (pid, fd) of the connecting end made with its process
+    where: str = ""                          # the connecting end's line
     holders: list[tuple[int, int, bool, str]] = field(default_factory=list)
 
 
@@ -75,13 +76,13 @@ class ConnectionsBuilder:
         e = self._conn_end(f.get("ino"), f["peer_ino"], f, where)
         if e.client is not None:
             raise ScenarioError(f"{where}: socket {e.ino} connects twice")
-        e.connect, e.client = f["connect"], (pid, fd)
+        e.connect, e.client, e.where = f["connect"], (pid, fd), where
 
     def _connections(self) -> None:
         ends: dict[int, _End] = getattr(self, "conn_ends", {})
         made: set[int] = set()
         for e in sorted((e for e in ends.values() if e.client is not None), key=lambda e: e.peer == 0):
-            where = e.holders[0][3] if e.holders else f"socket {e.ino}"
+            where = e.where
             pid, fd = e.client
             self._exec(where, "connect", pid=pid, fd=fd, addr=e.connect)
             made.add(e.ino)
