@@ -18,7 +18,8 @@ pytestmark = pytest.mark.fuse
 
 # what the replay cannot reproduce, and why (the README's limitations): the
 # page tables follow where the replay faulted the resident pages in (smaps
-# gives how many per VMA, not which), so VmPTE may differ by a table
+# gives how many per VMA, not which): where that needs more tables than the
+# source's, VmPTE is a table over (fewer are made up with empty tables)
 JUSTIFIED = {("status", "VmPTE")}
 # the sockets' kernel addresses (%pK, hashed): the replay's socket objects are its own
 JUSTIFIED |= {(kind, "pointer") for kind in ("net/tcp", "net/tcp6", "net/udp", "net/udp6", "net/unix")}
