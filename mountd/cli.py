@@ -42,8 +42,9 @@ class CLIError(Exception):
 # page_idle and THP (the memory model's), the CPUs (htop, lscpu, nproc and
 # node_exporter count cpuN there) and the memory node. The rest of the
 # host's /sys stays: binding it all would hide /sys/fs/cgroup, the device
-# classes and the host's own kernel files from the command.
-SYS_BINDS = ("kernel/mm", "devices/system/cpu", "devices/system/node")
+# classes and the host's own kernel files from the command. /sys/module: the
+# loaded modules' attributes lsmod reads beside /proc/modules.
+SYS_BINDS = ("kernel/mm", "devices/system/cpu", "devices/system/node", "module")
 
 
 def namespace_argv(mnt: str, cmd: Sequence[str], bind_sys: bool = False) -> list[str]:

@@ -341,6 +341,25 @@ class ProcsimOps(Operations):
             ctypes.memmove(data, bytes(buf[:n]), n)
         return ret or 0
 
+    def poll(self, path: str | None, fi: Any, ph: Any, reventsp: Any) -> int:
+        """FUSE_POLL: the handle's poll mask (a pressure file's trigger: POLLPRI
+        once it fired); with a poll handle (FUSE_POLL_SCHEDULE_NOTIFY) the
+        kernel waits, and the handle's wake-up sends fuse_notify_poll, which
+        makes the kernel poll again. Files without a poll of their own
+        answer DEFAULT_POLLMASK, as a regular file without ->poll does."""
+        h = self.handles.get(fi.fh)
+        if h is None:
+            raise FuseOSError(errno.EBADF)
+        fn = getattr(h, "poll", None)
+        if fn is None:
+            if ph:
+                _libfuse.fuse_pollhandle_destroy(ctypes.c_void_p(ph))
+            reventsp[0] = _DEFAULT_POLLMASK
+            return 0
+        wake = _poll_wake(ph) if ph else None
+        reventsp[0] = _guarded("poll", path, fn, wake)
+        return 0
+
     def release(self, path: str | None, fi: Any) -> int:
         self.release_fh(fi.fh)
         return 0
@@ -532,6 +551,33 @@ class RawPath:
         except BaseException:
             log.exception("release: internal error")
         return 0
+
+
+_DEFAULT_POLLMASK = 0x1 | 0x4 | 0x40 | 0x100  # POLLIN | POLLOUT | POLLRDNORM | POLLWRNORM
+_libfuse = mfusepy._libfuse
+_libfuse.fuse_notify_poll.argtypes = [ctypes.c_void_p]
+_libfuse.fuse_pollhandle_destroy.argtypes = [ctypes.c_void_p]
+
+
+def _poll_wake(ph: int) -> Callable[[], None]:
+    """A one-shot wake-up for the kernel's poll wait on `ph`: notify, then
+    free the handle (libfuse's fuse_notify_poll + fuse_pollhandle_destroy).
+    Dropped unused (a newer poll replaced it) it is freed too."""
+    state = {"ph": ph}
+
+    def wake() -> None:
+        p = state.pop("ph", None)
+        if p is not None:
+            _libfuse.fuse_notify_poll(ctypes.c_void_p(p))
+            _libfuse.fuse_pollhandle_destroy(ctypes.c_void_p(p))
+
+    def drop() -> None:
+        p = state.pop("ph", None)
+        if p is not None:
+            _libfuse.fuse_pollhandle_destroy(ctypes.c_void_p(p))
+
+    wake.drop = drop  # type: ignore[attr-defined]
+    return wake
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
-from procsim.cgroup import pids
+from procsim.cgroup import freezer, pids
 from procsim import resource
 from dataclasses import replace
 
@@ -173,6 +173,7 @@ def copy_process(k: Kernel, parent: Task, child_pid: int | None, clone_flags: in
     t.spec_flags = parent.spec_flags
     t.real_parent = parent
     k.sched.sched_fork(t, parent)  # the forking thread's, not the leader's
+    freezer.post_fork(k, t)  # cgroup_post_fork(): born frozen in a frozen cgroup
     pids.forked(k, t.tg)
     return cpid
 
@@ -198,6 +199,7 @@ def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> 
     tg.threads.append(t)
     k.tasks[tid] = t
     k.sched.sched_fork(t, creator)
+    freezer.post_fork(k, t)
     if tg.mm is not None:
         tg.mm.users += 1
     k.nr_forks += 1

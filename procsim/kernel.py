@@ -30,7 +30,7 @@ from procsim import capability, cgroup, nsproxy, psi, random_pool, utsname
 from procsim.block import syscalls as block_syscalls
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
-from procsim.cgroup import io as cgroup_io, memcontrol
+from procsim.cgroup import cfs_bandwidth, io as cgroup_io, memcontrol
 from procsim.cgroup.syscalls import CgroupSyscalls
 from procsim.errors import KernelError
 from procsim.exec import ExecSyscalls
@@ -39,7 +39,7 @@ from procsim.fork import ForkSyscalls
 from procsim.fs.anon_inodes import AnonInodeSyscalls
 from procsim.fs.syscalls import FileState, FileSyscalls
 from procsim.ipc.shm import ShmIds
-from procsim.mm import oom
+from procsim.mm import oom, vmscan_node
 from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import make_shape
 # the syscalls' constants, for callers of the API (madvise advice, mremap flags)
@@ -53,6 +53,8 @@ from procsim.mm.swap import SwapDevice
 from procsim.mm.syscalls import MmSyscalls
 from procsim.mm.thp import THPSettings
 from procsim.net import boot as net_boot
+from procsim.net.netfilter import NetfilterState
+from procsim.module import syscalls as module_syscalls
 from procsim.nsproxy import NsSyscalls
 from procsim.read_write import ReadWriteSyscalls
 from procsim.resource import ResourceSyscalls
@@ -117,14 +119,18 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.ns_next_inum = nsproxy.PROC_DYNAMIC_FIRST  # proc_alloc_inum()'s next
         self.cgroups = cgroup.CgroupRoot()  # the v2 hierarchy (procsim/cgroup/)
         self.memcg = memcontrol.MemcgState(self)  # the memory controller's charges and limits
+        self.reclaim = vmscan_node.NodeReclaim(self)  # kswapd, direct and memcg reclaim (procsim/mm/vmscan_node.py)
         self.crng = random_pool.Crng(config.seed)  # kernel.random: boot_id, uuid
         self.ucounts = UCountsTable()  # per-user counts: SigQ's pending signals (procsim/ucount.py)
         self.shm = ShmIds()  # SysV shared memory segments (procsim/ipc/shm.py)
         self.blkcg = cgroup_io.BlkcgState(self)  # the io controller: bios charged to cgroups (io.stat)
+        self.cfs_bw = cfs_bandwidth.BandwidthState(self)  # cpu.max: CFS bandwidth, the freezer's css hooks
         self.audit_sessionid = 0  # the last session id audit_set_loginuid() gave
         self.init_nsproxy = nsproxy.init_nsproxy(self.init_ns)
         # network namespaces: devices, sockets, routes, MIBs (procsim/net/)
         self.net = net_boot(config.nr_cpus, self.init_ns["net"])
+        self.netfilter = NetfilterState(self.mem.nr_pages - self.mem.first_free, config.nr_cpus, config.seed)
+        self.modules = module_syscalls.boot(self)  # loaded modules (procsim/module/)
         self._max_threads: int | None = None  # kernel.threads-max, once written
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
         self.last_pid = 0

@@ -14,7 +14,7 @@ from procsim.block import syscalls as block_syscalls
 from procsim.block.blk_core import waiting_reads
 from procsim.errors import KernelError
 from procsim.fs.file import DIR, FMODE_READ, FMODE_WRITE, MEMFD, O_APPEND, REG, OpenFile  # noqa: F401 (the Kernel's)
-from procsim.mm import filemap, memory
+from procsim.mm import filemap, lru, memory
 from procsim.mm.mm import MM, Flush
 from procsim.mm.mmap_lock import mmap_write_lock
 from procsim.mm.vma import File
@@ -33,7 +33,10 @@ def vfs_read(k: Kernel, t: Task, f: File, count: int, offset: int) -> int:
     n = max(0, min(count, f.size - offset))
     # its pages charged to its memcg, its bios to its blkcg; it waits for its reads (io pressure)
     with k.memcg.charging(t), cgroup_io.issuing(k, t), waiting_reads(k.block) as wait:
-        rb = filemap.find_or_create(k.mem, f, filemap.pages_of(offset, n))
+        pages = filemap.pages_of(offset, n)
+        rb = filemap.find_or_create(k.mem, f, pages)
+        if len(pages) and not f.hugetlb:
+            lru.mark_accessed(k.mem, f.cache[pages])  # filemap_read(): folio_mark_accessed
     k.psi.add_stall(t, "io", wait[0])
     t.ioac.read_bytes += rb
     t.ioac.syscr += 1

@@ -7,6 +7,7 @@ and flush_tlb_mm_range touch the mask.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from procsim import mm_cpumask
@@ -60,6 +61,8 @@ class Sched:
     autogroup_seq: int = 0  # autogroup_seq_nr: the id of the last autogroup made
     autogroup_next: int = 0  # jiffies before which an unprivileged autogroup nice change is EAGAIN
     cpumask_model: CpumaskModel = field(init=False, repr=False)  # how mm_cpumask is kept
+    # is this CPU's task throttled (procsim/cgroup/cfs_bandwidth.py): it gets no time, on no run queue
+    is_stalled: Callable[[CPU], bool] = field(default=lambda cpu: False, repr=False)
 
     def __post_init__(self) -> None:
         self.cpus = [CPU(i) for i in range(self.config.nr_cpus)]
@@ -271,7 +274,7 @@ class Sched:
         self.clock += dt
         for cpu in self.cpus:
             t = cpu.curr
-            if t is None:
+            if t is None or self.is_stalled(cpu):
                 cpu.idle += dt
                 continue
             t.se.exec_start = self.clock
@@ -293,7 +296,8 @@ class Sched:
         """nr_running(): the tasks on run queues, running or waiting for a
         CPU (state R). Whoever reads /proc is a host process, never one of
         them, so nothing is added for the reader."""
-        return sum(1 for t in self.tasks.values() if t.state == "R" and not t.dead)
+        stalled = sum(1 for c in self.cpus if c.curr is not None and self.is_stalled(c))
+        return sum(1 for t in self.tasks.values() if t.state == "R" and not t.dead) - stalled
 
     def nr_uninterruptible(self) -> int:
         """Tasks in D: /proc/stat procs_blocked, and part of the load."""

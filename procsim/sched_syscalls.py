@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from procsim.cgroup import freezer
 from procsim.errors import KernelError
 from procsim.resource import RLIMIT_NICE, RLIMIT_RTPRIO
 from procsim.sched_fair import Autogroup
@@ -126,6 +127,9 @@ class SchedSyscalls:
             self.check_cpu(cpu)
             if not t.cpus_allowed >> cpu & 1:
                 raise KernelError(errno.EINVAL, f"cpu {cpu} is not in the affinity of {tid}")
+            if freezer.intercept_run(self, t, cpu):  # frozen: it runs there once thawed
+                self._changed("sched", tid=tid)
+                return
             self.sched.switch_to(self.sched.cpus[cpu], t, preempt)
             self._changed("sched", tid=tid)
 
@@ -157,6 +161,9 @@ class SchedSyscalls:
             t = self.task(tid)
             if t.dead:
                 raise KernelError(errno.ESRCH, f"{tid} has exited")
+            if freezer.intercept_run(self, t, None):  # frozen: it wakes into the freezer's trap
+                self._changed("sched", tid=tid)
+                return
             self.sched.enqueue(t)
             t.state = "R"
             self._changed("sched", tid=tid)

@@ -156,6 +156,8 @@ def program_of(t: Task) -> str:
 def wait_of(t: Task, stopped: bool = True) -> Wait:
     """Where a sleeping task waits (`stopped`: a stopped one in
     do_signal_stop; else the call it was stopped in)."""
+    if t.frozen is not None:  # trapped by the cgroup freezer (procsim/cgroup/freezer.py)
+        return t.frozen.wait
     if stopped and t.state == "T" and not t.tg.kthread:
         return STOPPED
     if t.tg.kthread:

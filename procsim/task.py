@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from dataclasses import dataclass, field
 
 from procsim.fs.fdtable import FilesStruct
@@ -168,6 +169,7 @@ class Task:
     timer_slack_ns: int = 50_000
     default_timer_slack_ns: int = 50_000
     personality: int = 0
+    frozen: Any = None  # cgroup freezer: what it did before it froze (procsim/cgroup/freezer.py)
     wait: str | None = None  # where it blocks when it sleeps (procsim/sched_wait.py); None: its kind's
     real_parent: "Task | None" = None  # the thread that forked it (proc_tid_children)
 

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 
 from procsim.block.writeback import wb_tick
-from procsim.cgroup import cpu as cgroup_cpu
 from procsim.errors import KernelError
 from procsim.mm.mm import MMError
 from procsim.mm.page_alloc import OutOfMemory
@@ -61,10 +60,10 @@ class Timekeeping:
                 wb_tick(self, self.now, target)
             if self.net.flows:  # sockets' traffic at byte rates (procsim/net/flow.py)
                 net_flow.step(self, self.now, target)
-            span = target - self.now
-            ran = cgroup_cpu.snapshot(self)
-            self.sched.account(span)
-            cgroup_cpu.charge(self, ran)  # the time each CPU's task ran, to its cgroup
+            if self.netfilter.nets:  # conntrack entries whose timeout comes (procsim/net/netfilter/)
+                self.netfilter.gc(target)
+            # the time each CPU's task ran, to it and its cgroup, as cpu.max lets it (cfs_bandwidth.py)
+            self.cfs_bw.account(self.now, target)
             self.psi.tick(self.now, target)  # the stalls of [now, target) (procsim/psi/)
             # Idle CPUs still switch to kworkers now and then; keeps vmstat cs moving.
             kworker_switches = target // (NSEC // 50) - self.now // (NSEC // 50)

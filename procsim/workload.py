@@ -459,6 +459,8 @@ class Workloads:
         if t.mm is not w.mm:
             self._end(w, "exited", "exec: the address space it ran in is gone")
             return
+        if t.frozen is not None:  # a frozen task does nothing (procsim/cgroup/freezer.py): its ticks pass
+            return
         q = w.tick_ns
         k0 = max(0, -(-(ta - w.start) // q))
         k1 = max(0, -(-(tb - w.start) // q))

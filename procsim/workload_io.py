@@ -36,6 +36,8 @@ class FileIo:
     write_pos: int = 0
     reads: int = 0       # calls made
     writes: int = 0
+    read_backlog: int = 0  # reads due but not made: the reader waits on io.max (blk_throttle.py)
+    read_ready: int = 0    # ns: when its last throttled read completes
 
     def calls(self, rate: int, k0: int, k1: int, tick_s: float) -> int:
         """read or write calls due in ticks [k0, k1) at `rate` bytes per second."""
@@ -52,10 +54,21 @@ class FileIo:
         hi = 0 if start_ns is None else start_ns + int((k1 - 1) * tick_s * 1e9)
         due = lambda n, rate: min(max(start_ns + n * self.io_size * 1_000_000_000 // rate, lo), hi)  # noqa: E731
         try:
-            for _ in range(self.calls(self.read_rate, k0, k1, tick_s)):
+            todo = self.calls(self.read_rate, k0, k1, tick_s) + self.read_backlog
+            self.read_backlog = 0
+            for i in range(todo):
                 if start_ns is not None:
-                    blk.when = due(self.reads, self.read_rate)
+                    # a reader io.max held back waits for its read (blk_throttle.py): later
+                    # calls follow it, and those past this span wait for the next
+                    at = max(due(self.reads, self.read_rate), self.read_ready)
+                    if at > hi:
+                        self.read_backlog = todo - i
+                        break
+                    blk.when = at
+                    blk.throttled_until = None
                 n = k.read(tid, self.path, self.io_size, self.read_pos)
+                if start_ns is not None and blk.throttled_until is not None:
+                    self.read_ready = blk.throttled_until
                 self.read_pos = 0 if n < self.io_size else self.read_pos + n
                 self.reads += 1
             for _ in range(self.calls(self.write_rate, k0, k1, tick_s)):
@@ -66,9 +79,11 @@ class FileIo:
                 self.writes += 1
         finally:
             blk.when = None
+            blk.throttled_until = None
 
     def info(self) -> dict:
         return {"file": self.path, "read_calls": self.reads, "write_calls": self.writes,
+                "read_backlog": self.read_backlog,
                 "read_pos": self.read_pos, "write_pos": self.write_pos}
 
 

@@ -88,6 +88,7 @@ class BlockState:
         self.blkcg = None            # procsim/cgroup/io.py BlkcgState: charges each bio to its cgroup
         self.wait_until: int | None = None  # a task waiting on its file reads: when the last completes
         self.last_done = 0           # when the last request served completes
+        self.throttled_until: int | None = None  # when the last bio io.max held back completes
 
     @classmethod
     def default(cls, clock) -> "BlockState":
@@ -121,11 +122,23 @@ class BlockState:
             full, rest = runs // bio_pages, runs % bio_pages
             pieces = int((full * -(-bio_pages // max_pages) + -(-rest // max_pages)).sum())
             self.blkcg.bio_start(disk, op, int(runs.sum()) << PAGE_SHIFT, pieces, memcg)
+            # blk-throttle (procsim/cgroup/blk_throttle.py): io.max holds the bios back until then
+            go = self.blkcg.throttle(disk, op, int(runs.sum()) << PAGE_SHIFT, pieces, memcg, self.issue_time())
+        else:
+            go = self.issue_time()
         req_sizes = np.concatenate([np.minimum(max_pages, r - np.arange(0, r, max_pages)) for r in runs.tolist()])
         requests = len(req_sizes)
         merges = max(0, bios - requests)
         sectors = int(runs.sum()) * PAGE_SECTORS
-        self._serve(bdev, op, (req_sizes * PAGE_SECTORS).tolist(), merges, sectors)
+        held, when = go > self.issue_time(), self.when
+        if held:
+            self.when = go
+        try:
+            self._serve(bdev, op, (req_sizes * PAGE_SECTORS).tolist(), merges, sectors)
+        finally:
+            self.when = when
+        if held:  # the submitter waits for its throttled bios (a reader, synchronously)
+            self.throttled_until = max(self.throttled_until or 0, self.last_done)
 
     def _serve(self, bdev: BlockDevice, op: int, req_sectors: list[int], merges: int, sectors: int) -> None:
         disk = bdev.disk

@@ -41,9 +41,13 @@ class Cgroup:
     id: int = 0                               # kernfs node id (cgroup.id), never reused
     children: dict = field(default_factory=dict)  # name -> Cgroup
     memcg: "MemCgroup | None" = None          # its memory css (memcontrol.py)
-    # cpu controller: cpu.max (quota us or None for max, period us), cpu.weight
-    cpu_max: tuple[int | None, int] = (None, 100000)
-    cpu_weight: int = 100
+    # cpu controller: its task group's bandwidth (cpu.max, cpu.max.burst: cgroup/cfs_bandwidth.py)
+    # and shares (tg->shares, scale_load_down: cpu.weight and cpu.weight.nice show it)
+    cfs_b: Any = None
+    shares: int = 1024
+    freezer: Any = None                       # cgroup.freeze state (cgroup/freezer.py)
+    throtl: dict = field(default_factory=dict)  # "MAJ:MIN" -> io.max limits (cgroup/blk_throttle.py)
+    io_weight: dict = field(default_factory=dict)  # io.weight: "default" and per-device weights
     # time charged to this cgroup and its descendants (cgroup_base_stat), ns
     usage_user: int = 0
     usage_system: int = 0

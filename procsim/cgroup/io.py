@@ -81,11 +81,22 @@ class BlkcgState:
             return self.k.cgroups.root
         return self.k.cgroups.css_of(m.cgroup.path, "io")
 
+    def _blkcg(self, memcg_id: int | None) -> "Cgroup | None":
+        return self.blkcg_of_memcg(memcg_id) if memcg_id is not None else self.current
+
+    def throttle(self, disk: "Gendisk", op: int, nbytes: int, nios: int, memcg_id: int | None, at: int) -> int:
+        """blk_throtl_bio(): the instant the bios may reach the disk (io.max)."""
+        from procsim.cgroup import blk_throttle
+        if op not in (STAT_READ, STAT_WRITE):
+            return at  # discards and flushes are not throttled by bytes here
+        rw = blk_throttle.READ if op == STAT_READ else blk_throttle.WRITE
+        return blk_throttle.dispatch_at(self._blkcg(memcg_id), disk, rw, nbytes, nios, at)
+
     def bio_start(self, disk: "Gendisk", op: int, nbytes: int, nios: int, memcg_id: int | None = None) -> None:
         """blk_cgroup_bio_start() for `nios` bios (after splitting) of
         `nbytes` in all, associated with the page owner `memcg_id`'s blkcg
         when given, else with the current one."""
-        cg = self.blkcg_of_memcg(memcg_id) if memcg_id is not None else self.current
+        cg = self._blkcg(memcg_id)
         if cg is None or cg.parent is None:
             return  # the root's io.stat is the disks' counters
         rwd = io_type(op)

@@ -23,6 +23,7 @@ of calculate_high_delay, a memory stall PSI sees)."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 PAGE_COUNTER_MAX = ((1 << 63) - 1) // PAGE_SIZE  # LONG_MAX / PAGE_SIZE: "max"
 MAX_RECLAIM_RETRIES = 16
+SWAPPINESS_ANON_ONLY = 201  # memory.reclaim's swappiness=max: anonymous memory only
 MEMCG_CHARGE_BATCH = 64
 MEMCG_DELAY_PRECISION_SHIFT = 20
 MEMCG_DELAY_SCALING_SHIFT = 14
@@ -167,6 +169,7 @@ class MemcgState:
                     except M.OutOfMemory:
                         if ok:
                             raise
+                self.k.reclaim.after_alloc(t)  # below the watermarks: direct reclaim, kswapd
             finally:
                 self.active, self.active_task, self.pending = prev
 
@@ -204,10 +207,19 @@ class MemcgState:
             if over.parent is None or over.usage <= over.max:
                 continue
             over.memory_event("max")
+            retries = MAX_RECLAIM_RETRIES
             while over.usage > over.max:
                 need = over.usage - over.max
-                if self.reclaim(over, need) >= need or over.usage <= over.max:
+                got = self.reclaim(over, need)
+                if got >= need or over.usage <= over.max:
                     break
+                # try_charge_memcg(): MAX_RECLAIM_RETRIES reclaims (each
+                # ages the lists further: a first pass may only activate
+                # the young frames it finds), then the OOM killer
+                if retries:
+                    retries -= 1
+                    continue
+                retries = MAX_RECLAIM_RETRIES
                 self.out_of_memory(over, n)
         self._over_high(m, n)
 
@@ -260,50 +272,39 @@ class MemcgState:
 
     # -- reclaim -------------------------------------------------------------------
 
-    def reclaim(self, m: MemCgroup, want: int) -> int:
-        """try_to_free_mem_cgroup_pages(): frames freed from m's subtree,
-        clean page cache nobody maps first, then anonymous memory to swap
-        (never with vm.swappiness 0)."""
+    def proactive_reclaim(self, m: MemCgroup, nr_to_reclaim: int, swappiness: int | None) -> None:
+        """user_proactive_reclaim() of a write to memory.reclaim: batches of a
+        quarter of what is left (at least SWAP_CLUSTER_MAX each, as reclaim
+        enforces), until done; EAGAIN after MAX_RECLAIM_RETRIES batches
+        that reclaimed nothing (what was reclaimed stays reclaimed)."""
+        from procsim.errors import KernelError
+        from procsim.mm.vmscan_node import SWAP_CLUSTER_MAX
+        reclaimed, retries = 0, MAX_RECLAIM_RETRIES
+        while reclaimed < nr_to_reclaim:
+            batch = (nr_to_reclaim - reclaimed) // 4
+            got = self.k.reclaim.try_to_free_pages(max(batch, SWAP_CLUSTER_MAX), "proactive", m, swappiness)
+            if not got:
+                if not retries:
+                    raise KernelError(errno.EAGAIN, f"memory.reclaim: {reclaimed} of {nr_to_reclaim} pages")
+                retries -= 1
+            reclaimed += got
+
+    def reclaim(self, m: MemCgroup, want: int, kind: str = "direct") -> int:
+        """try_to_free_mem_cgroup_pages(): at least SWAP_CLUSTER_MAX frames
+        asked of m's subtree through the node's LRU reclaim
+        (procsim/mm/vmscan_node.py: protection, the anon/file balance of
+        vm.swappiness, swap only while there is free swap); returns the
+        frames freed. The charging task waits for it (a memory stall)."""
         if want <= 0:
             return 0
-        k, mem = self.k, self.k.mem
-        ids = self.subtree_ids(m)
+        from procsim.mm.vmscan_node import SWAP_CLUSTER_MAX
         before = m.usage
-        m.count_event("pgscan_direct", want)
-        self._drop_swapcache(ids)
-        for f in list(k.vfs.files.values()):
-            if m.usage <= before - want:
-                break
-            if f.shmem or f.hugetlb or not len(f.cache):
-                continue
-            idx = np.nonzero(f.cache)[0]
-            pfns = f.cache[idx]
-            ok = np.isin(mem.memcg[pfns], ids) & (mem.mapcount[pfns] == 0) & ((mem.flags[pfns] & M.PG_DIRTY) == 0)
-            take = idx[ok][: max(0, m.usage - (before - want))]
-            if len(take):
-                mem.free(f.cache[take])
-                f.cache[take] = 0
-        # get_scan_count(): cgroup reclaim with vm.swappiness 0 scans file pages only
-        if m.usage > before - want and mem.swap.nr_free and mem.sysctl.swappiness:
-            from procsim.mm import vmscan
-            for tg in list(k.groups.values()):
-                if m.usage <= before - want:
-                    break
-                if tg.mm is None or tg.zombie or m not in self.memcg_of_path(tg.cgroup).ancestors():
-                    continue
-                for v in list(tg.mm.vmas):
-                    # in batches (as shrink_lruvec's), so that no more than asked goes out
-                    for a in range(v.start, v.end, RECLAIM_BATCH):
-                        if m.usage <= before - want:
-                            break
-                        vmscan.pageout(tg.mm, a, min(a + RECLAIM_BATCH, v.end))
-                        self._drop_swapcache(ids)  # written back: the cached copies go (__remove_mapping)
-        freed = before - m.usage
-        m.count_event("pgsteal_direct", max(freed, 0))
+        self.k.reclaim.try_to_free_pages(max(want, SWAP_CLUSTER_MAX), kind, m)
+        freed = max(before - m.usage, 0)
         t = self.active_task
-        if freed > 0 and t is not None:
+        if freed > 0 and t is not None and kind != "proactive":
             self.add_stall(t, freed * RECLAIM_NS_PER_PAGE)
-        return max(freed, 0)
+        return freed
 
     def oom_meminfo(self, m: MemCgroup) -> list[str]:
         """mem_cgroup_print_oom_meminfo(): usage and limit lines, then memory.stat."""

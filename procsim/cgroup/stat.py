@@ -122,10 +122,12 @@ def memory_stat(k: "Kernel", m: "MemCgroup") -> bytes:
     kstack, pgt = kernel_pages(k, m)
     v.update(kernel=kstack * 1024 + pgt, kernel_stack=kstack * 1024, pagetables=pgt, slab=0)
     ev = m.vm_events
-    for name in ("pgscan_direct", "pgsteal_direct", "pgfault", "pgmajfault"):
+    for name in ("pgscan_kswapd", "pgscan_direct", "pgscan_proactive", "pgsteal_kswapd", "pgsteal_direct",
+                 "pgsteal_proactive", "pgfault", "pgmajfault", "pgrefill", "pgactivate", "pgdeactivate"):
         v[name] = ev.get(name, 0)
-    v["pgscan"] = v["pgscan_direct"]
-    v["pgsteal"] = v["pgsteal_direct"]
+    # memcg_page_state_output: pgscan and pgsteal sum their kinds (khugepaged's are 0 here)
+    v["pgscan"] = v["pgscan_kswapd"] + v["pgscan_direct"] + v["pgscan_proactive"]
+    v["pgsteal"] = v["pgsteal_kswapd"] + v["pgsteal_direct"] + v["pgsteal_proactive"]
     return "".join(f"{key} {v.get(key, 0)}\n" for key in STAT_KEYS).encode()
 
 

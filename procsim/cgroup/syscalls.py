@@ -9,7 +9,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from procsim.cgroup import cpu as cgcpu
-from procsim.cgroup import memcontrol
+from procsim.cgroup import blk_throttle, freezer, memcontrol
 from procsim.cgroup.core import PIDS_MAX, SUBSYS, Cgroup
 from procsim.errors import KernelError
 from procsim.kstrtox import kstrtoint, kstrtoll, kstrtoull, strstrip
@@ -72,6 +72,7 @@ def attach(k: "Kernel", pid: int, path: str, create: bool = False) -> None:
             tg.cgroup = k.cgroups.attach(tg.tgid, tg.cgroup, path)
         except OSError as e:
             raise _os(e) from None
+        freezer.migrate(k, tg)  # cgroup_freezer_migrate_task(): frozen or thawed as its new cgroup is
         k._changed("cgroup", pid=pid)
 
 
@@ -123,6 +124,41 @@ def set_memory(k: "Kernel", path: str, which: str, buf: bytes) -> None:
             k._changed("cgroup", path=path)
 
 
+def memory_reclaim(k: "Kernel", path: str, buf: bytes) -> None:
+    """memory_reclaim() -> user_proactive_reclaim(): "SIZE [swappiness=N|
+    swappiness=max]"; EINVAL for no size, an unknown token or a swappiness
+    outside 0..200; EAGAIN when reclaim cannot free that much. The root
+    memcg too (proactive reclaim of the whole machine)."""
+    cg = lookup(k, path)
+    m = cg.memcg if cg.parent is not None else k.memcg.root
+    if m is None:
+        raise KernelError(errno.ENOENT, f"{path}: no memory controller")
+    buf = strstrip(buf)
+    nbytes, rest = memcontrol.memparse(buf)
+    if rest == buf:
+        raise KernelError(errno.EINVAL, "memory.reclaim: not a size")
+    swappiness = None
+    for tok in strstrip(rest).split(b" "):
+        if not tok:
+            continue
+        if tok == b"swappiness=max":
+            swappiness = memcontrol.SWAPPINESS_ANON_ONLY
+            continue
+        if not tok.startswith(b"swappiness="):
+            raise KernelError(errno.EINVAL, f"memory.reclaim: {tok!r}")
+        try:
+            swappiness = kstrtoint(tok[len(b"swappiness="):], 0)
+        except OSError:
+            raise KernelError(errno.EINVAL, f"memory.reclaim: {tok!r}") from None
+        if not 0 <= swappiness <= 200:
+            raise KernelError(errno.EINVAL, "memory.reclaim: swappiness 0..200")
+    with k.lock:
+        try:
+            k.memcg.proactive_reclaim(m, nbytes // memcontrol.PAGE_SIZE, swappiness)
+        finally:
+            k._changed("cgroup", path=path)
+
+
 def set_oom_group(k: "Kernel", path: str, buf: bytes) -> None:
     m = _memcg(k, lookup(k, path))
     try:
@@ -136,21 +172,45 @@ def set_oom_group(k: "Kernel", path: str, buf: bytes) -> None:
         k._changed("cgroup", path=path)
 
 
-def set_cpu_max(k: "Kernel", path: str, buf: bytes) -> None:
+def _cpu_css(k: "Kernel", path: str) -> Cgroup:
     cg = lookup(k, path)
     if cg.parent is None or not cg.has_css("cpu"):
         raise KernelError(errno.ENOENT, f"{path}: no cpu controller")
-    quota, period = cgcpu.parse_cpu_max(buf, cg.cpu_max[1])
+    return cg
+
+
+def _set_bandwidth(k: "Kernel", cg: Cgroup, period_us: int, quota_us: int, burst_us: int) -> None:
+    """tg_set_bandwidth(): the checks, then tg_set_cfs_bandwidth() in ns."""
+    cgcpu.check_bandwidth(period_us, quota_us, burst_us)
     with k.lock:
-        cg.cpu_max = (quota, period)
-        k._changed("cgroup", path=path)
+        # the time so far is charged under the old limits before they change
+        quota = None if quota_us == cgcpu.RUNTIME_INF else quota_us * 1000
+        k.cfs_bw.set_bandwidth(cg, period_us * 1000, quota, burst_us * 1000)
+        k._changed("cgroup", path=cg.path)
+
+
+def set_cpu_max(k: "Kernel", path: str, buf: bytes) -> None:
+    """cpu_max_write(): "$MAX [$PERIOD]" (cpu_period_quota_parse), the burst kept."""
+    cg = _cpu_css(k, path)
+    period, _, burst = cgcpu.bandwidth_us(cg)
+    quota, period = cgcpu.parse_cpu_max(buf, period)
+    _set_bandwidth(k, cg, period, quota, burst)
+
+
+def set_cpu_max_burst(k: "Kernel", path: str, buf: bytes) -> None:
+    """cpu_burst_write_u64(): kstrtoull, then tg_set_bandwidth() (at most the quota)."""
+    cg = _cpu_css(k, path)
+    try:
+        burst = kstrtoull(strstrip(buf), 0)
+    except OSError as e:
+        raise KernelError(e.errno, "cpu.max.burst") from None
+    period, quota, _ = cgcpu.bandwidth_us(cg)
+    _set_bandwidth(k, cg, period, quota, burst)
 
 
 def set_cpu_weight(k: "Kernel", path: str, buf: bytes) -> None:
     """cpu_weight_write_u64(): kstrtoull, then ERANGE outside 1..10000."""
-    cg = lookup(k, path)
-    if cg.parent is None or not cg.has_css("cpu"):
-        raise KernelError(errno.ENOENT, f"{path}: no cpu controller")
+    cg = _cpu_css(k, path)
     try:
         w = kstrtoull(strstrip(buf), 0)
     except OSError as e:
@@ -158,7 +218,63 @@ def set_cpu_weight(k: "Kernel", path: str, buf: bytes) -> None:
     if not cgcpu.CGROUP_WEIGHT_MIN <= w <= cgcpu.CGROUP_WEIGHT_MAX:
         raise KernelError(errno.ERANGE, "cpu.weight: 1..10000")
     with k.lock:
-        cg.cpu_weight = w
+        cg.shares = cgcpu.weight_from_cgroup(w)
+        k._changed("cgroup", path=path)
+
+
+def set_cpu_weight_nice(k: "Kernel", path: str, buf: bytes) -> None:
+    """cpu_weight_nice_write_s64(): kstrtoll, ERANGE outside -20..19, the
+    nice's weight as the group's shares."""
+    cg = _cpu_css(k, path)
+    try:
+        nice = kstrtoll(strstrip(buf), 0)
+    except OSError as e:
+        raise KernelError(e.errno, "cpu.weight.nice") from None
+    if not -20 <= nice <= 19:
+        raise KernelError(errno.ERANGE, "cpu.weight.nice: -20..19")
+    with k.lock:
+        cg.shares = cgcpu.SCHED_PRIO_TO_WEIGHT[nice + 20]
+        k._changed("cgroup", path=path)
+
+
+def set_freeze(k: "Kernel", path: str, buf: bytes) -> None:
+    """cgroup_freeze_write(): kstrtoint base 0, ERANGE outside 0..1 (as the host answers)."""
+    cg = lookup(k, path)
+    if cg.parent is None:
+        raise KernelError(errno.ENOENT, "the root has no cgroup.freeze")
+    try:
+        v = kstrtoint(strstrip(buf), 0)
+    except OSError as e:
+        raise KernelError(e.errno, "cgroup.freeze") from None
+    if v not in (0, 1):
+        raise KernelError(errno.ERANGE, "cgroup.freeze: 0 or 1")
+    with k.lock:
+        freezer.cgroup_freeze(k, cg, bool(v))
+        k._changed("cgroup", path=path)
+
+
+def set_io_max(k: "Kernel", path: str, buf: bytes) -> None:
+    """tg_set_limit(): "MAJ:MIN key=value ..." (blk_throttle.parse_limit)."""
+    cg = lookup(k, path)
+    if cg.parent is None or not cg.has_css("io"):
+        raise KernelError(errno.ENOENT, f"{path}: no io controller")
+    dev, limits = blk_throttle.parse_limit(k, buf, cg)
+    with k.lock:
+        blk_throttle.set_limit(k, cg, dev, limits)
+        k._changed("cgroup", path=path)
+
+
+def set_io_weight(k: "Kernel", path: str, buf: bytes) -> None:
+    """io.weight (blkcg's cfq/bfq-less default: the io cost model's ioc_weight_write)."""
+    cg = lookup(k, path)
+    if cg.parent is None or not cg.has_css("io"):
+        raise KernelError(errno.ENOENT, f"{path}: no io controller")
+    key, w = blk_throttle.parse_weight(k, buf)
+    with k.lock:
+        if w is None:
+            cg.io_weight.pop(key, None)
+        else:
+            cg.io_weight[key] = w
         k._changed("cgroup", path=path)
 
 
@@ -191,8 +307,14 @@ WRITERS = {
     "memory.min": lambda k, p, b: set_memory(k, p, "min", b),
     "memory.swap.max": lambda k, p, b: set_memory(k, p, "swap.max", b),
     "memory.oom.group": set_oom_group,
+    "memory.reclaim": memory_reclaim,
     "cpu.max": set_cpu_max,
+    "cpu.max.burst": set_cpu_max_burst,
     "cpu.weight": set_cpu_weight,
+    "cpu.weight.nice": set_cpu_weight_nice,
+    "cgroup.freeze": set_freeze,
+    "io.max": set_io_max,
+    "io.weight": set_io_weight,
     "pids.max": set_pids_max,
 }
 

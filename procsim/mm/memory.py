@@ -265,6 +265,8 @@ def fault_vma(mm: MM, v: VMA, lo: int, hi: int, write: bool, special_pages: np.n
     # without REFERENCED or DIRTY)
     pfns = pfns[pfns != ZERO_PFN]
     # folio_mark_accessed() also ends an idle period
+    # (no activation here: 6.18's numa_maps showed active=0 for a file page
+    # three processes had faulted; read(2) activates, procsim/mm/lru.py)
     cache = pfns[(mem.flags[pfns] & M.PG_ANON) == 0]
     mem.flags[cache] = (mem.flags[cache] | np.uint32(M.PG_REFERENCED)) & ~np.uint32(M.PG_IDLE)
     mm.pgtable.write(lo, ptes)

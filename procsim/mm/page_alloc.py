@@ -89,6 +89,9 @@ class MemMap(FolioMapcounts):
         # vmstat-style counters, kept at alloc/free/map so reads are O(1).
         self.nr_flag = {PG_ANON: 0, PG_FILE: 0, PG_SHMEM: 0}
         self.nr_mapped_file = 0  # page-cache frames mapped at least once (Mapped)
+        # frames on the active LRU lists (NR_ACTIVE_ANON/NR_ACTIVE_FILE, procsim/mm/lru.py):
+        # PG_ACTIVE is set only there, and a freed frame leaves its list
+        self.nr_active = {"anon": 0, "file": 0}
         # dirty page cache of files with writeback (NR_FILE_DIRTY: meminfo Dirty,
         # vmstat nr_dirty; not shmem) and pages ever dirtied (NR_DIRTIED; mm/filemap.py)
         self.nr_file_dirty = 0
@@ -159,6 +162,7 @@ class MemMap(FolioMapcounts):
     # returns the memcg id they carry (memcg[]); memcg_uncharge(ids) gives
     # back freed frames' charges
     memcg = None
+    memcg_count = None  # count_memcg_events(name, ids) (procsim/mm/vmscan_node.py installs it)
     memcg_charge = None
     memcg_uncharge = None
 
@@ -215,6 +219,8 @@ class MemMap(FolioMapcounts):
         if self.memcg is not None:
             self.memcg[pfns] = memcg
         self.vm_events.numa_hit += n  # n order-0 allocations
+        if self.alloc_hook is not None:
+            self.alloc_hook()
         return pfns
 
     def alloc_folio(self, order: int, flags: int) -> int:
@@ -250,11 +256,22 @@ class MemMap(FolioMapcounts):
         self.vm_events.numa_hit += 1
         self.large_mapcount[head] = self.entire_mapcount[head] = 0
         self.mm_id0[head] = self.mm_id1[head] = self.mm_cnt0[head] = self.mm_cnt1[head] = 0
+        if self.alloc_hook is not None:
+            self.alloc_hook()
         return head
+
+    # told after each allocation (procsim/mm/vmscan_node.py: the watermark check
+    # that wakes kswapd or makes the allocating task reclaim)
+    alloc_hook = None
 
     def _uncount(self, fl: np.ndarray) -> None:
         for f in self.nr_flag:
             self.nr_flag[f] -= int(np.count_nonzero(fl & f))
+        act = fl[(fl & PG_ACTIVE) != 0]
+        if len(act):
+            nfile = int(np.count_nonzero(act & PG_FILE))
+            self.nr_active["file"] -= nfile
+            self.nr_active["anon"] -= len(act) - nfile
         self.nr_file_dirty -= int(np.count_nonzero(fl & (PG_FILE | PG_DIRTY | PG_SHMEM) == PG_FILE | PG_DIRTY))
 
     def free(self, pfns: np.ndarray) -> None:

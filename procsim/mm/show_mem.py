@@ -157,13 +157,15 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
 
     # LRU lists: shmem sits on the anon lists, buffers on the file lists.
     # Mlocked pages (VmLck, bounded by what is resident) move to the
-    # unevictable list, taken from anon first. Of the evictable pages a fixed
-    # share is active: 1/8 of anon (new anon starts inactive), 1/2 of file.
+    # unevictable list, taken from anon first. The active lists hold the
+    # frames procsim/mm/lru.py activated (new folios start inactive), the
+    # buffers half active.
     anon_lru, file_lru = anon + shmem, file + buffers
     mlocked = min(sum(mm.locked_vm for mm in mms), anon_lru + file_lru)
     unevict_anon = min(mlocked, anon_lru)
     ev_anon, ev_file = anon_lru - unevict_anon, file_lru - (mlocked - unevict_anon)
-    active_anon, active_file = ev_anon // 8, ev_file // 2
+    active_anon = min(mem.nr_active["anon"], ev_anon)
+    active_file = min(mem.nr_active["file"] + buffers // 2, ev_file)
 
     # The swap area's own count (its header page is not swap space: 64 MiB
     # of swap shows 65532 kB); free slots, not the mms' swap entries (a slot

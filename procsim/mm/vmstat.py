@@ -23,6 +23,12 @@ it, never derived by a reader, and only ever grows.
                  (pgpgout_kb: the root disk's journal commits)
 
 pswpin/pswpout are the swap device's own counts (procsim/mm/swap.py).
+
+The LRU and reclaim events (procsim/mm/lru.py, procsim/mm/vmscan_node.py)
+are in `reclaim`, by their /proc/vmstat names: pgactivate, pgdeactivate,
+pgrefill, pgscan_{kswapd,direct,proactive}, pgsteal_*, pgscan_anon/file,
+pgsteal_anon/file, allocstall_<zone>, pageoutrun (kswapd_*_wmark_hit_quickly
+stay 0: kswapd does not sleep and recheck here).
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ PGPGOUT_KB_PER_S = 2  # journal and log writes of an idle server
 
 class VmEvents:
     """The machine's event counters (vm_event_states summed over CPUs)."""
-    __slots__ = ("pgfault", "pgmajfault", "pgalloc", "alloc_zone", "numa_hit", "pgfree", "pgpgin", "pgpgout")
+    __slots__ = ("pgfault", "pgmajfault", "pgalloc", "alloc_zone", "numa_hit", "pgfree", "pgpgin", "pgpgout",
+                 "pgactivate", "pgdeactivate", "reclaim")
 
     def __init__(self, alloc_zone: str, boot_free: int) -> None:
         self.pgfault = 0
@@ -46,12 +53,20 @@ class VmEvents:
         self.pgfree = boot_free
         self.pgpgin = 0
         self.pgpgout = 0  # submit_bio's writes; vmstat adds pgpgout_kb(now)
+        self.pgactivate = 0
+        self.pgdeactivate = 0
+        self.reclaim: dict[str, int] = {}  # reclaim's events by name (count_vm_events)
+
+    def count(self, name: str, n: int = 1) -> None:
+        if n:
+            self.reclaim[name] = self.reclaim.get(name, 0) + n
 
     def items(self) -> dict[str, int]:
         """The counters by their /proc/vmstat names (the rest are 0)."""
         return {"pgfault": self.pgfault, "pgmajfault": self.pgmajfault,
                 f"pgalloc_{self.alloc_zone}": self.pgalloc, "numa_hit": self.numa_hit,
-                "numa_local": self.numa_hit, "pgfree": self.pgfree, "pgpgin": self.pgpgin}
+                "numa_local": self.numa_hit, "pgfree": self.pgfree, "pgpgin": self.pgpgin,
+                "pgactivate": self.pgactivate, "pgdeactivate": self.pgdeactivate, **self.reclaim}
 
 
 def pgpgout_kb(now_ns: int) -> int:

@@ -30,6 +30,8 @@ class Zones:
     min_free: int                  # vm.min_free_kbytes, in pages
     wmark_low: int                 # Σ low watermarks, as si_mem_available() uses
     totalreserve: int              # calculate_totalreserve_pages()
+    wmark_min: int = 0             # Σ min watermarks (direct reclaim below: __alloc_pages_slowpath)
+    wmark_high: int = 0            # Σ high watermarks (kswapd reclaims up to: balance_pgdat)
 
 
 @lru_cache(maxsize=32)
@@ -52,13 +54,15 @@ def zones(managed_pages: int, min_free_kbytes: int | None = None) -> Zones:
         min_free = min_free_kbytes // PAGE_KB
     # lowmem_reserve: pages a lower zone keeps from allocations a higher zone could serve
     reserve = ((dma32 + normal) // LOWMEM_RESERVE_RATIO, normal // LOWMEM_RESERVE_RATIO, 0)
-    low_sum = totalreserve = 0
+    low_sum = totalreserve = min_sum = high_sum = 0
     for z, r in zip(managed, reserve):
         wmin = min_free * z // total
         step = max(wmin // 4, z * WATERMARK_SCALE_FACTOR // 10000)
         low_sum += wmin + step
+        min_sum += wmin
+        high_sum += wmin + 2 * step
         totalreserve += min(z, r + wmin + 2 * step)
-    return Zones(managed, min_free, low_sum, totalreserve)
+    return Zones(managed, min_free, low_sum, totalreserve, min_sum, high_sum)
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ from procsim.errors import KernelError
 from procsim.fs import file as F
 from procsim.fs.mount import SOCKFS
 from procsim.net import traffic as T
+from procsim.net.netfilter import hooks as nf
 from procsim.net.netns import EPHEMERAL, Net
 from procsim.net.sock import (IPPROTO_TCP, IPPROTO_UDP, PEER_DROP, PEER_HALF, PEER_MUTE, PEER_OPEN, PEER_REFUSE,
                               PEERS, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM, TCP_CLOSE,
@@ -163,6 +164,7 @@ def sock_release(k: "Kernel", sk: Sock) -> None:
             tcp["OutRsts"] += 1
             ext["TCPAbortOnClose"] += 1
             _segs(k, child, 1, 0)
+            nf.tcp_segs(k, child, "R>")
             if child.peer is not None:
                 _reset(k, child.peer)
             _free(k, child)
@@ -177,6 +179,7 @@ def sock_release(k: "Kernel", sk: Sock) -> None:
             tcp["OutRsts"] += 1
             ext["TCPAbortOnClose"] += 1
             _segs(k, sk, 1, 0)
+            nf.tcp_segs(k, sk, "R>")
             if sk.peer is not None:
                 _reset(k, sk.peer)
             _free(k, sk)
@@ -184,6 +187,7 @@ def sock_release(k: "Kernel", sk: Sock) -> None:
         peer = sk.peer
         if peer is not None:             # FIN, ACK over lo: we FIN_WAIT2, it CLOSE_WAIT
             _segs(k, sk, 2, 0)
+            nf.tcp_segs(k, sk, "F> A<")
             sk.state = TCP_FIN_WAIT2
             k.net.arm(sk, k.now + TCP_FIN_TIMEOUT)
             peer.state = TCP_CLOSE_WAIT
@@ -191,13 +195,16 @@ def sock_release(k: "Kernel", sk: Sock) -> None:
         mode = sk.peer_mode
         if mode == PEER_OPEN:            # FIN, FIN+ACK, ACK
             _segs(k, sk, 2, 1)
+            nf.tcp_segs(k, sk, "F> F< A>")
             _time_wait(k, sk)
         elif mode == PEER_HALF:          # FIN, ACK
             _segs(k, sk, 1, 1)
+            nf.tcp_segs(k, sk, "F> A<")
             sk.state = TCP_FIN_WAIT2
             k.net.arm(sk, k.now + TCP_FIN_TIMEOUT)
         else:                            # FIN unanswered
             _segs(k, sk, 1, 0)
+            nf.tcp_segs(k, sk, "F>")
             sk.state = TCP_FIN_WAIT1
             k.net.arm(sk, k.now + TCP_FIN_TIMEOUT)
         return
@@ -205,15 +212,18 @@ def sock_release(k: "Kernel", sk: Sock) -> None:
         peer = sk.peer
         if peer is not None:             # FIN, ACK: we are done, the peer waits in TIME_WAIT
             _segs(k, sk, 2, 0)
+            nf.tcp_segs(k, sk, "F> A<")
             _free(k, sk)
             peer.peer = None
             _time_wait(k, peer)
         elif sk.peer_mode == PEER_MUTE:
             _segs(k, sk, 1, 0)
+            nf.tcp_segs(k, sk, "F>")
             sk.state = TCP_LAST_ACK
             k.net.arm(sk, k.now + TCP_FIN_TIMEOUT)
         else:
             _segs(k, sk, 1, 1)
+            nf.tcp_segs(k, sk, "F> A<")
             _free(k, sk)
         return
     _free(k, sk)
@@ -436,6 +446,9 @@ def connect(k: "Kernel", pid: int, fd: int, addr: str, peer: str = PEER_OPEN) ->
     sk.peer_mode = peer
     sk.active = True
     net.tcp_ehash[sk.id] = sk
+    if not nf.tcp_segs(k, sk, "S>"):  # conntrack's table is full: the SYN is dropped, TCP retries
+        sk.state, sk.peer_mode = TCP_SYN_SENT, PEER_DROP
+        return
     if listener is not None:
         if len(listener.queue) >= max(listener.backlog, 1) and not listener.autoaccept:
             ext = net.mib["TcpExt"]
@@ -449,6 +462,7 @@ def connect(k: "Kernel", pid: int, fd: int, addr: str, peer: str = PEER_OPEN) ->
         child.peer, sk.peer = sk, child
         sk.state = TCP_ESTABLISHED
         _segs(k, sk, 3, 0)  # SYN, SYN+ACK, ACK
+        nf.tcp_segs(k, sk, "SA< A>")
         _queue_child(k, listener, child)
         return
     if peer == PEER_DROP:
@@ -456,6 +470,7 @@ def connect(k: "Kernel", pid: int, fd: int, addr: str, peer: str = PEER_OPEN) ->
         sk.state = TCP_SYN_SENT
         return
     _segs(k, sk, 2, 1)
+    nf.tcp_segs(k, sk, "SA< A>")
     sk.state = TCP_ESTABLISHED
 
 
@@ -507,6 +522,9 @@ def incoming(k: "Kernel", pid: int, fd: int, src: str, complete: bool = True) ->
     if r is None or r[0].loopback:
         raise _err(errno.ENETUNREACH, f"{src}: not a remote host this namespace reaches")
     laddr = sk.laddr or net.source_address(fam, r[0], a) | (V4MAPPED if fam == 4 and v6(sk) else 0)
+    t_out = nf.out_tuple(sk.family, IPPROTO_TCP, laddr, sk.lport, raddr, rport)
+    if not nf.track(k, net, t_out, "S<", sk.owner_cpu):
+        return  # conntrack's table is full: the SYN is dropped before TCP sees it
     if len(sk.queue) + len(sk.syn_queue) >= max(sk.backlog, 1) and not sk.autoaccept:
         ext = net.mib["TcpExt"]
         ext["ListenOverflows"] += 1
@@ -517,9 +535,11 @@ def incoming(k: "Kernel", pid: int, fd: int, src: str, complete: bool = True) ->
         child.state = TCP_SYN_RECV
         sk.syn_queue.append(child)
         _segs(k, child, 1, 1)  # SYN in, SYN+ACK out
+        nf.track(k, net, t_out, "SA>", sk.owner_cpu)
         return
     net.mib["Tcp"]["PassiveOpens"] += 1
     _segs(k, child, 1, 2)
+    nf.track(k, net, t_out, "SA> A<", sk.owner_cpu)
     _queue_child(k, sk, child)
 
 
@@ -641,6 +661,7 @@ def tcp_xmit(k: "Kernel", sk: Sock, n: int, segs: int | None = None, acks: int |
     sk.segs_out += segs
     if sk.peer is not None:
         _segs(k, sk, segs + acks, 0, n)
+        nf.tcp_segs(k, sk, "A> A<")
         sk.peer.rx_queue += n
         sk.peer.bytes_received += n
         sk.peer.segs_in += segs
@@ -653,10 +674,12 @@ def tcp_xmit(k: "Kernel", sk: Sock, n: int, segs: int | None = None, acks: int |
         return
     if sk.peer_mode == PEER_MUTE:
         _segs(k, sk, segs, 0, n)
+        nf.tcp_segs(k, sk, "A>", unacked=True)
         sk.tx_queue += n
         ext["TCPOrigDataSent"] += segs
         return
     _segs(k, sk, segs, acks, n)
+    nf.tcp_segs(k, sk, "A> A<")
     ext["TCPOrigDataSent"] += segs
     ext["TCPDelivered"] += segs
     ext["TCPPureAcks"] += acks
@@ -676,6 +699,7 @@ def tcp_rcv(k: "Kernel", sk: Sock, n: int, consume: bool = True, segs: int | Non
     if acks is None:
         acks = (segs + 1) // 2
     _segs(k, sk, acks, segs, 0, n)
+    nf.tcp_segs(k, sk, "A< A>")
     sk.bytes_received += n
     sk.segs_in += segs
     if not consume:
@@ -704,6 +728,8 @@ def _udp_send(k: "Kernel", t: "Task", sk: Sock, length: int, to: str | None) -> 
     dev, gw = r
     if not sk.bound:
         _bind_inet(k, t, sk, 0, 0)
+    if not nf.udp_out(k, sk, raddr or (V4MAPPED | 0x7F000001 if v6(sk) else 0x7F000001), rport, t.cpu):
+        raise _err(errno.EPERM, "conntrack's table is full: the datagram is dropped")
     is6 = fam == 6
     pkts = T.udp_datagram_packets(dev, is6, length)
     mib = net.ipv6 if is6 else net.mib["Udp"]
@@ -760,4 +786,5 @@ def peer_close(k: "Kernel", pid: int, fd: int) -> None:
     if not sk.is_tcp or sk.state != TCP_ESTABLISHED or sk.peer is not None:
         raise _err(errno.EINVAL, "not a connection to a remote host")
     _segs(k, sk, 1, 1)
+    nf.tcp_segs(k, sk, "F< A>")
     sk.state = TCP_CLOSE_WAIT

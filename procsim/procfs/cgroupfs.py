@@ -14,12 +14,14 @@ from collections.abc import Callable
 
 from procsim.cgroup import cpu as cgcpu
 from procsim.cgroup import io as cgio
-from procsim.cgroup import stat, syscalls
+from procsim.cgroup import blk_throttle, stat, syscalls
+from procsim.procfs import cgctl_files
 from procsim.cgroup.core import IMPLICIT, PIDS_MAX, SUBSYS, Cgroup
 from procsim.cgroup.memcontrol import PAGE_COUNTER_MAX
 from procsim.kernel import Kernel
 from procsim.procfs.context import Caller, Ctx
-from procsim.procfs.kinds import DynDir, Node, Show
+from procsim.procfs import pressure
+from procsim.procfs.kinds import DynDir, Node, Show, WriteOnly
 from procsim.psi.show import psi_show
 from procsim.units import PAGE_SIZE
 
@@ -91,33 +93,35 @@ def _cpuset_cpus(k: Kernel, cg: Cgroup) -> bytes:
 
 
 # (name, render, writable, the controller it belongs to (None: core), on the root too)
-Row = tuple[str, Callable[[Kernel, Cgroup], bytes], bool, str | None, bool]
+Row = tuple[str, Callable[[Kernel, Cgroup], bytes] | None, bool, str | None, bool]
 FILES: tuple[Row, ...] = (
     ("cgroup.controllers", lambda k, cg: _mask(cg.controllers()), False, None, True),
-    ("cgroup.events", lambda k, cg: _lines(f"populated {int(k.cgroups.populated(cg))}", "frozen 0"),
-     False, None, False),
-    ("cgroup.freeze", lambda k, cg: b"0\n", False, None, False),
+    ("cgroup.events", cgctl_files.cgroup_events, False, None, False),
+    ("cgroup.freeze", cgctl_files.cgroup_freeze, True, None, False),
     ("cgroup.max.depth", lambda k, cg: b"max\n", False, None, True),
     ("cgroup.max.descendants", lambda k, cg: b"max\n", False, None, True),
     ("cgroup.pressure", lambda k, cg: b"1\n", False, None, True),
     ("cgroup.procs", _procs, True, None, True),
     ("cgroup.stat", _stat, False, None, True),
+    ("cgroup.stat.local", cgctl_files.cgroup_stat_local, False, None, False),
     ("cgroup.subtree_control", lambda k, cg: _mask(cg.subtree_control), True, None, True),
     ("cgroup.threads", _threads, True, None, True),
     ("cgroup.type", lambda k, cg: b"domain\n", False, None, False),
     ("cpu.max", lambda k, cg: cgcpu.cpu_max(cg), True, "cpu", False),
+    ("cpu.max.burst", lambda k, cg: cgcpu.cpu_max_burst(cg), True, "cpu", False),
     ("cpu.pressure", _pressure("cpu"), False, None, True),
     ("cpu.stat", cgcpu.cpu_stat, False, None, True),
-    ("cpu.stat.local", lambda k, cg: b"throttled_usec 0\n" if cg.parent is not None and cg.has_css("cpu") else b"",
-     False, None, True),
-    ("cpu.weight", lambda k, cg: f"{cg.cpu_weight}\n".encode(), True, "cpu", False),
-    ("cpu.weight.nice", lambda k, cg: b"0\n", False, "cpu", False),
+    ("cpu.stat.local", cgcpu.cpu_stat_local, False, None, True),
+    ("cpu.weight", lambda k, cg: f"{cgcpu.weight_to_cgroup(cg.shares)}\n".encode(), True, "cpu", False),
+    ("cpu.weight.nice", lambda k, cg: f"{cgcpu.weight_nice(cg.shares)}\n".encode(), True, "cpu", False),
     ("cpuset.cpus", lambda k, cg: b"\n", False, "cpuset", False),
     ("cpuset.cpus.effective", _cpuset_cpus, False, "cpuset", True),
     ("cpuset.mems", lambda k, cg: b"\n", False, "cpuset", False),
     ("cpuset.mems.effective", lambda k, cg: b"0\n", False, "cpuset", True),
+    ("io.max", blk_throttle.io_max, True, "io", False),
     ("io.pressure", _pressure("io"), False, None, True),
     ("io.stat", cgio.io_stat, False, "io", True),
+    ("io.weight", blk_throttle.io_weight, True, "io", False),
     ("memory.current", lambda k, cg: f"{stat.memory_current(k, cg.memcg)}\n".encode(), False, "memory", False),
     ("memory.events", _memory_events(False), False, "memory", False),
     ("memory.events.local", _memory_events(True), False, "memory", False),
@@ -128,6 +132,7 @@ FILES: tuple[Row, ...] = (
     ("memory.oom.group", lambda k, cg: f"{cg.memcg.oom_group}\n".encode(), True, "memory", False),
     ("memory.peak", lambda k, cg: f"{stat.memory_peak(k, cg.memcg)}\n".encode(), False, "memory", False),
     ("memory.pressure", _pressure("memory"), False, None, True),
+    ("memory.reclaim", None, True, "memory", True),
     ("memory.stat", lambda k, cg: stat.memory_stat(k, cg.memcg), False, "memory", True),
     ("memory.swap.current", lambda k, cg: f"{k.memcg.swap_usage(cg.memcg) * PAGE_SIZE}\n".encode(),
      False, "memory", False),
@@ -139,6 +144,9 @@ FILES: tuple[Row, ...] = (
     ("pids.peak", lambda k, cg: f"{cg.pids_peak}\n".encode(), False, "pids", False),
 )
 assert [r[0] for r in FILES] == sorted(r[0] for r in FILES)
+
+
+PRESSURE_FILES = ("cpu.pressure", "io.pressure", "memory.pressure")
 
 
 def _write(name: str):
@@ -156,7 +164,20 @@ def _row(name: str, render, writable: bool) -> Show:
                 _write(name) if writable else None, **extra)
 
 
-ROWS = {name: _row(name, render, w) for name, render, w, _, _ in FILES}
+def _pressure_row(name: str, render) -> Show:
+    """cgroup_pressure_write(): a trigger on the cgroup's own group (0644)."""
+    return pressure.PressureShow(name, lambda ctx: render(ctx.kernel, _cg(ctx)), 0o644, _write(name),
+                                 resource=name.split(".")[0], group_of=_cg)
+
+
+def _write_only_row(name: str) -> WriteOnly:
+    """A kernfs file with only ->write (memory.reclaim): 0200, reads EINVAL."""
+    return WriteOnly(name, _write(name), 0o200)
+
+
+ROWS = {name: _pressure_row(name, render) if name in PRESSURE_FILES
+        else _write_only_row(name) if render is None else _row(name, render, w)
+        for name, render, w, _, _ in FILES}
 _SPEC = {r[0]: r for r in FILES}
 
 

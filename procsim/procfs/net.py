@@ -13,6 +13,7 @@ from procsim.net import mib_names as N
 from procsim.net.netns import Net
 from procsim.net.sock import (TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LAST_ACK,
                               TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, __SO_ACCEPTCON, Sock)
+from procsim.procfs import nf_conntrack as nf_ct
 from procsim.procfs.context import Ctx
 from procsim.procfs.kinds import Dir, Show
 from procsim.units import NSEC
@@ -367,8 +368,10 @@ def _row(name: str, render) -> Show:
 
 # the files procsim serves, in name order (proc_dir_entry's rbtree)
 NET_DIR = Dir.of("net", _row("arp", arp), _row("dev", dev), _row("if_inet6", if_inet6), _row("netstat", netstat),
+                 Show("nf_conntrack", nf_ct.nf_conntrack, 0o440, records=True, write_errno=errno.EIO),
                  _row("route", route), _row("snmp", snmp), _row("snmp6", snmp6), _row("sockstat", sockstat),
-                 _row("sockstat6", sockstat6), _row("softnet_stat", softnet_stat), _row("tcp", tcp),
+                 _row("sockstat6", sockstat6), _row("softnet_stat", softnet_stat),
+                 Dir.of("stat", _row("nf_conntrack", nf_ct.stat)), _row("tcp", tcp),
                  _row("tcp6", tcp6), _row("udp", udp), _row("udp6", udp6), _row("unix", unix))
 
 

@@ -7,6 +7,7 @@ import errno
 
 from procsim.kernel import Kernel
 from procsim.procfs import (block, cgroupfs, cpuinfo, crypto, interrupts, meminfo, misc_files, mounts, net,
+                            modules, nf_conntrack,
                             observer, oom, pagemap, pressure, schedstat, small_files, stat, sysctl, sysctl_misc,
                             vmstat, zoneinfo)
 from procsim.procfs.base import TGID_DIR
@@ -45,6 +46,8 @@ PROC_ENTRIES = (
     Show("locks", misc_files.locks, **_GLOBAL),
     Show("meminfo", meminfo.meminfo, **_GLOBAL),
     Show("misc", misc_files.misc, **_GLOBAL),
+    # read by position, never cached: the addresses depend on the opener (kallsyms_show_value)
+    Bin("modules", lambda ctx, size, off: modules.proc_modules(ctx)[off:off + size], 0o444, **_GLOBAL),
     Link("mounts", mounts.self_mounts, size=len("self/mounts")),
     Link("net", net.proc_net_link, size=len("self/net")),
     Show("pagetypeinfo", zoneinfo.pagetypeinfo, 0o400, **_GLOBAL),
@@ -80,6 +83,7 @@ PROC_ENTRIES = (
                          Bin("threads-max", sysctl.dointvec_read(small_files.threads_max), 0o644,
                              sysctl.threads_max_write),
                          Show("version", sysctl_misc.uts_version, deny_write=True)),
+                  Dir.of("net", nf_conntrack.NETFILTER, nf_conntrack.MAX_ROW),
                   sysctl_misc.VM),
     Link("self", _self),
     Link("thread-self", _thread_self),

@@ -163,6 +163,8 @@ def syscall(ctx: Ctx) -> bytes:
         return b"0 0x0 0x0 0x0 0x0 0x0 0x0 0x0 0x0\n"
     w = wait_of(t, stopped=False)
     args, sp, pc = _regs(t, w)
+    if w.nr == -1:  # in user mode, not in a syscall (a task the freezer trapped there)
+        return f"-1 {sp:#x} {pc:#x}\n".encode()
     return (f"{w.nr} " + " ".join(f"{x:#x}" for x in (*args, sp, pc)) + "\n").encode()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from procsim.procfs import block, cgroupfs, idle_bitmap, sysfs_cpu, sysfs_mm, sysfs_net
+from procsim.procfs import block, cgroupfs, idle_bitmap, modules, sysfs_cpu, sysfs_mm, sysfs_net
 from procsim.procfs.kinds import Bin, Dir, Show
 
 _SYSFS_RO = dict(write_open_errno=errno.EACCES)
@@ -28,5 +28,6 @@ SYS_ENTRIES = (
                                    Show("enabled", sysfs_mm.thp_enabled, 0o644, sysfs_mm.thp_enabled_write),
                                    Show("hpage_pmd_size", sysfs_mm.hpage_pmd_size, **_SYSFS_RO),
                                    *(_hugepages(kb) for kb in sysfs_mm.ANON_SIZES_KB)))),
+    modules.SYS_MODULE,
 )
 SYS = Dir("sys", SYS_ENTRIES)

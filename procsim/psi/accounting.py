@@ -37,6 +37,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from procsim.psi.group import PsiGroup
+from procsim.psi.trigger import PsiTriggers
 from procsim.units import NSEC
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ class PsiState:
         self.work_at: dict[int, int | None] = {}  # cgroup id -> when its averages' work runs next
         self._anc: dict[tuple[str, int], tuple[int, ...]] = {}  # (path, shape) -> ancestor ids
         k.cgroups.root.psi = PsiGroup.new(k.now, self.period)
+        self.triggers = PsiTriggers()  # poll triggers written to pressure files (trigger.py)
         k.cgroups.on_css_online.append(self._online)
         # Each task's contribution to its (cgroup, CPU) counts, kept as
         # changes are recorded (psi_task_change() sees every state change);
@@ -231,6 +233,7 @@ class PsiState:
             if self._fr is None:
                 self._fr = self._fractions(k, 0)
             self._spend(k, [(start, end, self._fr)], start, end)
+            self._rtpoll(k, end)
             return
         cuts = sorted({min(v, dt) for v in (*mem.values(), *io.values()) if v > 0} | {dt})
         segments = []
@@ -245,6 +248,17 @@ class PsiState:
                     del d[tid]
         self._fr = None
         self._spend(k, segments, start, end)
+        self._rtpoll(k, end)
+
+    def _rtpoll(self, k: "Kernel", now: int) -> None:
+        """The privileged triggers' rtpoll worker, at the end of each tick."""
+        if not self.triggers.by_group:
+            return
+        groups = self._groups(k)
+        for gid in list(self.triggers.by_group):
+            cg = groups.get(gid)
+            if cg is not None:
+                self.triggers.rtpoll_update(gid, now, cg.psi.total)
 
     def _spend(self, k: "Kernel", segments, start: int, end: int) -> None:
         groups = self._groups(k)
@@ -295,6 +309,8 @@ class PsiState:
                 return
             busy = self._accumulate(g, cg.id, segments, t0, w)
             if w >= g.avg_next_update:
+                if self.triggers.by_group:
+                    self.triggers.avgs_update(cg.id, w, g.total)
                 g.update_averages(w)
             # psi_avgs_work reschedules itself only while the group is busy
             self.work_at[cg.id] = g.avg_next_update + self.jiffy if busy or g.total != g.avg_total else None

@@ -23,6 +23,7 @@ from procsim.scenario.cgroups import CgroupBuilder
 from procsim.scenario.connections import ConnectionsBuilder
 from procsim.scenario.machine import machine_config
 from procsim.scenario.memory import MemoryBuilder
+from procsim.scenario.modules import ModulesBuilder
 from procsim.scenario.names import _REGISTRY, Names
 from procsim.scenario.net import NetBuilder
 from procsim.scenario.processes import ProcessBuilder
@@ -31,7 +32,7 @@ from procsim.scenario.sysctl import SysctlBuilder
 from procsim.units import NSEC
 
 
-class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, BlockBuilder, NetBuilder,
+class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, BlockBuilder, NetBuilder, ModulesBuilder,
                CapturedBuilder, SysctlBuilder, CapsBuilder, ConnectionsBuilder):
     """One build: the document, the kernel it makes, the names it gives."""
 
@@ -95,6 +96,8 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, Bl
         self._sysctls(top.get("sysctl", {}))  # before any process: the policies their mappings meet
         self._cgroups(top.get("cgroup", []))  # the hierarchy and its limits, before anyone is in it
         self._netdevs(top.get("netdev", []))
+        self._modules(top.get("module", []))  # loaded at boot, then conntrack that needs one of them
+        self._netfilter(top.get("netfilter", {}))
         procs = top.get("process", [])
         inits = [i for i, p in enumerate(procs) if isinstance(p, dict) and p.get("pid") == 1]
         if inits and inits[0] != 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from procsim.cgroup import syscalls as C
+from procsim.scenario.cgctl import CgroupControlBuilder
 from procsim.scenario.schema import CGROUP, ScenarioError, _fields, _is_int
 
 # key -> the file it writes, in the order a unit's settings are applied
@@ -17,7 +18,7 @@ _FILES = (("subtree_control", "cgroup.subtree_control"), ("memory_min", "memory.
           ("cpu_weight", "cpu.weight"), ("cpu_max", "cpu.max"), ("pids_max", "pids.max"))
 
 
-class CgroupBuilder:
+class CgroupBuilder(CgroupControlBuilder):
     def _cgroups(self, tables: list[Any]) -> None:
         for i, d in enumerate(tables):
             where = f"cgroup #{i + 1}"
@@ -36,3 +37,4 @@ class CgroupBuilder:
                 if not (isinstance(val, str) or _is_int(val)):
                     raise ScenarioError(f"{where}: {key}: expected a string or an integer, got {val!r}")
                 self._call(f"{where}: {key}", C.write, self.k, v["path"], name, str(val).encode())
+            self._cgroup_controls(v, where)  # procsim/scenario/cgctl.py

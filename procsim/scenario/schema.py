@@ -155,12 +155,15 @@ def _fields(d: Any, schema: dict[str, Callable], where: str, required: tuple[str
 TOP = {"description": _t_str, "machine": _t_table, "process": _t_tables, "kthread": _t_tables,
        "activity": _t_tables, "cgroup": _t_tables, "netdev": _t_tables,
        "disk": _t_tables, "swap": _t_table,  # disk, swap: procsim/scenario/block.py
-       "sysctl": _t_table}  # procsim/scenario/sysctl.py
+       "sysctl": _t_table,  # procsim/scenario/sysctl.py
+       "module": _t_tables, "netfilter": _t_table}  # procsim/scenario/modules.py
 # [[cgroup]]: a cgroup made before the processes, its files written as a
 # shell would (procsim/scenario/cgroups.py)
 CGROUP = {"path": _t_str, "subtree_control": _t_str, "memory_max": _t_any, "memory_high": _t_any,
           "memory_low": _t_any, "memory_min": _t_any, "memory_swap_max": _t_any, "memory_oom_group": _t_bool,
-          "cpu_max": _t_str, "cpu_weight": _t_int, "pids_max": _t_any}
+          "cpu_max": _t_str, "cpu_weight": _t_int, "pids_max": _t_any,
+          # procsim/scenario/cgctl.py
+          "cpu_max_burst": _t_int, "cpu_weight_nice": _t_int, "io_max": _t_any, "io_weight": _t_any, "freeze": _t_bool}
 # [[netdev]]: procsim/scenario/net.py
 NETDEV = {"name": _t_str, "mac": _t_str, "mtu": _t_int, "ipv4": _t_strs, "ipv6": _t_strs, "gateway": _t_str,
           "up": _t_bool, "speed": _t_int, "stat": _t_any}  # stat: a captured machine's /proc/net/dev fields

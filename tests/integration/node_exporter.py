@@ -48,9 +48,7 @@ EXTRA = ("buddyinfo", "cgroups", "interrupts", "meminfo_numa", "processes", "sla
 
 # Collectors whose files no model serves yet; enabled (and checked) once
 # one does: move a name from here to checked by deleting its row.
-PENDING = {
-    "conntrack": "/proc/sys/net/netfilter/nf_conntrack_{count,max}: netfilter is not in the network model",
-}
+PENDING: dict[str, str] = {}
 
 
 def collector_flags(checked: bool = True) -> list[str]:

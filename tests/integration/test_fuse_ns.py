@@ -122,3 +122,36 @@ def test_lsns_and_pgrep_ns(procsim_mount):
     assert sorted(map(int, run(m, "pgrep", "--ns", str(web), "--nslist", "user").split())) == \
         sorted(p["pid"] for p in ps)
     assert web not in map(int, run(m, "pgrep", "--ns", "1", "--nslist", "net").split())
+
+
+def test_pkill_0_and_pgrep_net_ns_match_as_the_model_says(procsim_mount):
+    """pkill -0 --ns PID signals nothing but exits 0 when a process matches, 1
+    when none does (procps); pgrep --ns PID --nslist net names the processes of
+    PID's network namespace. A process unshared into a namespace of its own
+    matches alone, then with its fork; the host's processes match only theirs."""
+    m = procsim_mount(scenario=CONTAINER)
+    loner = m.ctl.call("spawn", argv=["/usr/bin/sleeper"])
+    m.ctl.call("unshare", pid=loner, flags="net")
+
+    def model_net(pid: int) -> list[int]:
+        mine = _ns_inums(m.proc, pid)["net"]
+        return sorted(p["pid"] for p in m.ctl.ps() if _ns_inums(m.proc, p["pid"])["net"] == mine)
+
+    def pgrep_net(pid: int) -> list[int]:
+        return sorted(map(int, run(m, "pgrep", "--ns", str(pid), "--nslist", "net").split()))
+
+    def pkill0(*argv: str) -> int:
+        r = m.run(["pkill", "-0", *argv], capture_output=True, text=True, timeout=120, env=ENV)
+        assert r.returncode in (0, 1), r.stderr
+        return r.returncode
+
+    assert pgrep_net(loner) == model_net(loner) == [loner]
+    assert pkill0("--ns", str(loner), "--nslist", "net", "sleeper") == 0
+    assert pkill0("--ns", str(loner), "--nslist", "net", "nginx") == 1  # nginx lives elsewhere
+    assert pkill0("--ns", "1", "--nslist", "net", "sleeper") == 1
+    child = m.ctl.call("fork", pid=loner)
+    assert pgrep_net(loner) == model_net(loner) == sorted([loner, child])
+    assert loner not in pgrep_net(1) and pgrep_net(1) == model_net(1)
+    m.ctl.call("exit", pid=loner)
+    m.ctl.call("exit", pid=child)
+    assert pkill0("--ns", "1", "--nslist", "net", "sleeper") == 1

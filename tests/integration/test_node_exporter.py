@@ -125,3 +125,37 @@ def test_network_series(machine, scraped):
     tcp = [l.split()[1:] for l in snmp if l.startswith("Tcp:")]
     fields = dict(zip(tcp[0], tcp[1]))
     assert ne.series(scraped, "node_netstat_Tcp_CurrEstab") == int(fields["CurrEstab"])
+
+
+def test_conntrack_series_equal_the_model(procsim_mount):
+    """The conntrack collector over a machine whose connections the model
+    tracks: entries, the limit and the per-CPU stat sums are the model's."""
+    m = procsim_mount()
+    pid = m.ctl.call("spawn", argv=["/usr/sbin/server"])
+    srv = m.ctl.call("socket", pid=pid, family="inet", type="stream")
+    m.ctl.call("bind", pid=pid, fd=srv, addr="127.0.0.1:5000")
+    m.ctl.call("listen", pid=pid, fd=srv, accept=True)
+    for _ in range(3):
+        m.ctl.call("connect", pid=pid, fd=m.ctl.call("socket", pid=pid, family="inet", type="stream"),
+                   addr="127.0.0.1:5000")
+    with open(f"{m.proc}/sys/net/netfilter/nf_conntrack_max", "w") as f:  # 3 entries so far: room for one
+        f.write("4")
+    u = m.ctl.call("socket", pid=pid, family="inet", type="dgram")
+    m.ctl.call("send", pid=pid, fd=u, length=10, to="127.0.0.1:9")  # the 4th entry
+    with pytest.raises(Exception):  # the 5th: the table is full, the datagram dropped (EPERM)
+        m.ctl.call("send", pid=pid, fd=u, length=10, to="127.0.0.1:10")
+    model = m.ctl.call("conntrack_list")
+    assert len(model) == 4
+    with ne.Exporter(m.proc, m.sys) as e:
+        s = ne.parse(e.scrape())
+    assert ne.series(s, "node_scrape_collector_success", collector="conntrack") == 1
+    assert ne.series(s, "node_nf_conntrack_entries") == 4 == int(read(f"{m.proc}/sys/net/netfilter/nf_conntrack_count"))
+    assert ne.series(s, "node_nf_conntrack_entries_limit") == 4
+    stat = read(f"{m.proc}/net/stat/nf_conntrack").splitlines()
+    head = stat[0].split()
+    sums = {h: sum(int(l.split()[i], 16) for l in stat[1:]) for i, h in enumerate(head)}
+    assert sums["drop"] == 1
+    assert ne.series(s, "node_nf_conntrack_stat_drop") == 1
+    for h, metric in (("found", "found"), ("invalid", "invalid"), ("insert_failed", "insert_failed"),
+                      ("early_drop", "early_drop"), ("search_restart", "search_restart")):
+        assert ne.series(s, f"node_nf_conntrack_stat_{metric}") == sums[h], h

@@ -224,7 +224,7 @@ def test_memory_pressure_frees_the_swap_cache_before_the_oom_killer() -> None:
     b = k.mmap(q, (k.mem.nr_free + 64) * PAGE)
     k.touch(q, b, (k.mem.nr_free + 64) * PAGE)
     assert not k.oom.events and meminfo(k)["SwapCached"] == 0
-    assert vmswap(k, p) == 4096
+    assert vmswap(k, p) >= 4096  # (kswapd, woken below the low watermark, may swap out more)
     check(k)
 
 
