@@ -12,6 +12,7 @@ import errno
 from procsim.kernel import Kernel, KernelError
 from procsim.fs.file import PIPE, SOCK
 from procsim.task import PF_FORKNOEXEC, PF_SUPERPRIV
+from procsim.units import PAGE_SIZE
 
 TASK_COUNTERS = ("start_time", "utime", "stime", "nvcsw", "nivcsw", "min_flt", "maj_flt", "cpu", "sig_blocked",
                  "forknoexec", "superpriv")
@@ -19,7 +20,8 @@ TASK_COUNTERS = ("start_time", "utime", "stime", "nvcsw", "nivcsw", "min_flt", "
 PF_BOOLS = {"forknoexec": PF_FORKNOEXEC, "superpriv": PF_SUPERPRIV}
 MM_FIELDS = ("start_code", "end_code", "start_data", "end_data", "start_stack", "arg_start", "arg_end",
              "env_start", "env_end", "cpumask", "hiwater_vm", "hiwater_rss",  # hiwater_*: pages
-             "rss_approx")  # stat's rss (pages): the residues of a flat RSS counter
+             "rss_approx",  # stat's rss (pages): the residues of a flat RSS counter
+             "pgtables")    # VmPTE (pages): the tables the process holds, empty ones kept to make it up
 GROUP_COUNTERS = ("dead_utime", "dead_stime", "dead_min_flt", "dead_maj_flt", "cutime", "cstime", "sig_ignore",
                   "sig_catch", "cmin_flt", "cmaj_flt")
 
@@ -76,6 +78,9 @@ def restore_mm(k: Kernel, pid: int, **values: int) -> None:
                 tg.mm.rss.restore_residues(values.pop("rss_approx"))
             except ValueError as e:
                 raise KernelError(errno.EINVAL, f"restore: {e}") from None
+        if "pgtables" in values:  # after the resident pages: the tables they need, then empty ones
+            from procsim.mm.pgtable_restore import keep_empty_tables
+            keep_empty_tables(tg.mm, values.pop("pgtables") * PAGE_SIZE)
         for key, v in values.items():
             setattr(tg.mm, key, v)
         k._changed("restore", pid=tg.tgid)

@@ -35,7 +35,8 @@ from typing import Any
 
 KINDS = ("file", "pipe", "socket", "eventfd", "epoll", "timerfd", "signalfd", "inotify", "memfd")
 # a socket's network keys (procsim/net/): bind, then listen or connect, then traffic
-SOCKET_KEYS = ("type", "bind", "listen", "backlog", "accept", "connect", "peer", "tx_rate", "rx_rate", "v6only")
+SOCKET_KEYS = ("type", "bind", "listen", "backlog", "accept", "connect", "peer", "tx_rate", "rx_rate", "v6only",
+               "peer_ino")  # peer_ino: a captured connection, made once every process exists (scenario/connections.py)
 FILE_KEYS = {"kind", "path", "flags", "pos", "fd", "unlink", "family", "name", "count", "watch", "value",
              "interval", "clock", "mask", "cloexec", "nonblock", "end", "ino", "inherited", *SOCKET_KEYS}
 _ONLY = {"path": "file", "flags": "file", "pos": "file", "unlink": "file", "family": "socket", "name": "memfd",
@@ -78,6 +79,16 @@ def setup(loader: Any, pid: int, v: dict, where: str) -> None:
             raise ScenarioError(f"{w}: count: expected a positive integer, got {count!r}")
         if count > 1 and "fd" in f:
             raise ScenarioError(f"{w}: a fixed fd and count > 1 do not mix")
+        if "peer_ino" in f:
+            if count > 1 or "fd" not in f:
+                raise ScenarioError(f"{w}: peer_ino: one socket at a fixed fd")
+            if "connect" not in f:  # the server end or a socketpair's: its fd comes in the pass
+                loader._conn_later(pid, f, w)
+                continue
+            _one(run, pid, kind, {key: x for key, x in f.items() if key not in ("connect", "peer_ino")}, w,
+                 ScenarioError)
+            loader._conn_client(pid, f["fd"], f, w)
+            continue
         for _ in range(count):
             _one(run, pid, kind, f, w, ScenarioError)
 

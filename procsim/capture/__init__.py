@@ -20,11 +20,13 @@ from collections.abc import Callable, Iterable
 
 from procsim.capture.block import capture_disks
 from procsim.capture.cgroups import capture_cgroups
+from procsim.capture.conn import pair
 from procsim.capture.machine import capture_machine, uptime
 from procsim.capture.net import capture_netdevs
 from procsim.capture.source import Source
 from procsim.capture.tasks import PF_KTHREAD, TaskCapture
 from procsim.capture.toml_out import dumps
+from procsim.capture.unix_diag import unix_diag
 
 __all__ = ["capture", "to_toml", "Source"]
 
@@ -80,6 +82,7 @@ def capture(proc: str = "/proc", sys_root: str = "/sys", pids: Iterable[int] | N
         init = [p for p in procs if p["pid"] == 1]
         procs = init + [p for p in procs if p["pid"] != 1]
     _groups(procs, src)
+    _connections(procs, tc, src, say)
     _unlink_once(procs)
     _inherited(procs)
     if machine.get("arch") == "x86" and tc.statuses and not tc.cpus_active_mm:
@@ -116,6 +119,24 @@ def to_toml(doc: dict) -> str:
                       "# (docs/scenario-format.md, \"Captured machines\")")
 
 
+def _connections(procs: list[dict], tc: TaskCapture, src: Source, say: Callable[[str], None]) -> None:
+    """The ends of connections between captured processes (conn.py); the
+    unix ones need sock_diag's peers (unix_diag.py): without them, a
+    warning and connected unix sockets replay unconnected."""
+    diag, how = unix_diag(src.proc) if tc.tables else (None, "")
+    if diag is None and tc.tables:
+        held = {f["ino"] for p in procs for f in p.get("files", []) if f.get("family") == "unix" and "ino" in f}
+        connected = sum(1 for line in (tc.tables.get("unix") or "").splitlines()[1:]
+                        if len(line.split()) > 6 and line.split()[5] == "03" and line.split()[6].isdigit()
+                        and int(line.split()[6]) in held)
+        if connected:
+            src.warn(f"{src.path('net/unix')}: the peers of {connected} connected unix sockets are unknown: {how}; "
+                     f"they replay unconnected")
+    n = pair(procs, tc.tables, diag)
+    if n:
+        say(f"{n} connections between captured processes" + (f" (unix peers by {how})" if diag is not None else ""))
+
+
 def _inherited(procs: list[dict]) -> None:
     """A pipe or socket a process holds at the fd its parent holds it at
     (without close-on-exec) is the parent's, inherited across fork and
@@ -129,6 +150,8 @@ def _inherited(procs: list[dict]) -> None:
             if "ino" not in f or "fd" not in f:
                 continue
             mine[f["fd"]] = (f["ino"], f.get("cloexec", False))
+            if "peer_ino" in f:  # made in the connection pass, handed to each holder
+                continue
             if parent.get(f["fd"]) == (f["ino"], False) and not f.get("cloexec", False):
                 p["files"][i] = {"inherited": True, "fd": f["fd"], "ino": f["ino"]}
         held[p["pid"]] = mine

@@ -168,7 +168,8 @@ def anonymize(doc: dict) -> dict:
                 row["addr"] += delta
             mmf = p.get("restore_mm")
             if mmf:
-                p["restore_mm"] = {k: v + delta if v > 1 and not k.startswith(("cpumask", "hiwater", "rss_")) else v for k, v in mmf.items()}
+                counts = ("cpumask", "hiwater", "rss_", "pgtables")  # not addresses: kept as they are
+                p["restore_mm"] = {k: v + delta if v > 1 and not k.startswith(counts) else v for k, v in mmf.items()}
         if "cgroup" in p:
             p["cgroup"] = "/".join(c if c.endswith((".slice", ".scope")) and not c.startswith("user-") else
                                    f"c{_h('cg', c)}" if c else c for c in p["cgroup"].split("/"))

@@ -28,9 +28,10 @@ MOVING = "a counter that moves (it moved between the capture and this read)"
 MOVED = "changed in the source since the capture (the replay shows the captured value)"
 REMAPPED = "the source's address space changed since the capture"
 HISTORY = "derived from the replay's history (peaks, page tables, stack and arg addresses): not captured"
-PTE = ("page tables the source still holds where no page is resident now (freed by MADV_DONTNEED, reclaim or a "
-       "partial munmap: free_pgtables() keeps them) or where smaps' per-VMA Rss placed the pages differently: "
-       "no /proc file but pagemap shows where, and none shows the empty tables")
+PTE = ("page tables the source holds past what the replay's pages need and the capture did not record (a capture "
+       "without restore_mm.pgtables, or VMAs with no room left for empty tables)")
+PTE_MORE = ("the replay placed a VMA's resident pages (smaps gives how many, not where: pagemap would) across more "
+            "page tables than the source's; tables that hold pages are not taken away")
 HWM = "a peak the source reached before the capture by pages it no longer has, or one the replay's faults passed"
 PGRP = "its parent or process group was not captured (an uncaptured parent's children are init's)"
 SIGNALS = "pending signals are not captured (the model queues none)"
@@ -60,7 +61,8 @@ REASONS = {
 }
 TABLES = {"net/dev", "net/tcp", "net/tcp6", "net/udp", "net/udp6", "net/unix", "diskstats", "swaps"}
 # a line only one side has: (absent from the replay, absent from the source)
-ABSENT = {"net": ("a socket of a process not captured (its fds unreadable, or another namespace's)",
+ABSENT = {"net": ("a socket of a process not captured (its fds unreadable, or another namespace's), or a "
+                  "connection whose other end no captured process holds (replayed unconnected)",
                   "a socket the source did not list at the capture's instant"),
           "diskstat": ("a device the capture does not take (loop and zram are set up at run time; partitions "
                        "of a disk the model has no kind for)", "a device of the model's own"),
@@ -243,6 +245,11 @@ def _compare_file(r: Report, kind: str, pid: int | str, a: str, b: str, moved: s
         cap = CAPTURED.get((kind, key))
         if cap is not None and counters and cap in counters and str(vb).strip() == str(counters[cap]):
             why = MOVED
+        if (kind, key) == ("status", "VmPTE") and why is None and str(va).split()[:1] and str(vb).split()[:1]:
+            try:
+                why = PTE_MORE if int(str(vb).split()[0]) > int(str(va).split()[0]) else PTE
+            except ValueError:
+                pass
         if kind in TABLES:  # "9065 pointer": counted by field, the socket or device named in the example
             where, _, key = str(key).rpartition(" ")
             pid = where or pid

@@ -49,6 +49,7 @@ class TaskCapture:
         self.env = env
         self._families: dict[int, str] | None = None
         self._sockets: dict[int, SockRow] | None = None
+        self.tables: dict[str, str | None] = {}
         self.bound: set[int] = set()
         self._ns: dict[int, dict[str, str]] = {}
         self.uids: dict[int, int] = {}        # pid -> captured euid (a clone needs a root parent)
@@ -186,7 +187,7 @@ class TaskCapture:
             p["restore_mm"] = mmf
             if self.rss_approx:
                 self._rss_approx(p, st)
-            for key, name in (("VmPeak", "hiwater_vm"), ("VmHWM", "hiwater_rss")):
+            for key, name in (("VmPeak", "hiwater_vm"), ("VmHWM", "hiwater_rss"), ("VmPTE", "pgtables")):
                 words = status.get(key, "").split()
                 if words and words[0].isdigit():
                     p["restore_mm"][name] = int(words[0]) // 4  # kB -> pages
@@ -393,6 +394,7 @@ class TaskCapture:
         if self._families is None:
             names = ("unix", "tcp", "tcp6", "udp", "udp6", "raw", "raw6", "netlink")
             tables = {n: self.src.read(f"net/{n}", quiet=True) for n in names}
+            self.tables = tables  # one read for the families, the sockets' keys and the pairs (conn.py)
             self._families = socket_families(tables)
             self._sockets = parse_sockets(tables)
         return self._families

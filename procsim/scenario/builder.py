@@ -20,6 +20,7 @@ from procsim.scenario.block import BlockBuilder
 from procsim.scenario.caps import CapsBuilder
 from procsim.scenario.captured import CapturedBuilder
 from procsim.scenario.cgroups import CgroupBuilder
+from procsim.scenario.connections import ConnectionsBuilder
 from procsim.scenario.machine import machine_config
 from procsim.scenario.memory import MemoryBuilder
 from procsim.scenario.modules import ModulesBuilder
@@ -32,7 +33,7 @@ from procsim.units import NSEC
 
 
 class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, BlockBuilder, NetBuilder, ModulesBuilder,
-               CapturedBuilder, SysctlBuilder, CapsBuilder):
+               CapturedBuilder, SysctlBuilder, CapsBuilder, ConnectionsBuilder):
     """One build: the document, the kernel it makes, the names it gives."""
 
     def __init__(self, doc: dict, source: str) -> None:
@@ -116,6 +117,7 @@ class _Builder(ProcessBuilder, MemoryBuilder, ActivityBuilder, CgroupBuilder, Bl
         for i, d in enumerate(procs[1:] if inits else procs, 1 if inits else 0):
             self._process(d, i)
         self.history.finish()
+        self._connections()  # connections.py: between processes made in any order
         self._restore_counters()  # a captured machine's counters, over what the history made
         self._restore_disk_stats()
         self._restore_netdev_stats()

@@ -62,7 +62,7 @@ class CapturedBuilder:
 
     def _captured_inos(self, pid: int, v: dict, where: str) -> None:
         for j, f in enumerate(v.get("files", [])):
-            if isinstance(f, dict) and "ino" in f:
+            if isinstance(f, dict) and "ino" in f and ("peer_ino" not in f or "connect" in f):
                 if "fd" not in f:
                     raise ScenarioError(f"{where} files #{j + 1}: ino needs fd")
                 self._call(f"{where} files #{j + 1}", restore.set_ino, self.k, pid, f["fd"], f["ino"])
