@@ -128,3 +128,32 @@ def _descendants(children: dict[int, list[int]], pid: int) -> set[int]:
         out.add(c)
         todo += children.get(c, [])
     return out
+
+
+SELF_PROBE = r"""
+import fcntl, json, os, sys, psutil
+f = open("/etc/hostname")
+me = psutil.Process()
+def ok(fd):
+    try:
+        fcntl.fcntl(fd, fcntl.F_GETFD)
+        return True
+    except OSError:
+        return False
+print(json.dumps({"fds": me.num_fds(), "probed": sum(map(ok, range(4096))),
+                  "files": [o.path for o in me.open_files()], "cwd": me.cwd(), "exe": me.exe(),
+                  "real_exe": os.path.realpath(sys.executable), "real_cwd": os.getcwd(),
+                  "io": me.io_counters().read_chars > 0, "name": me.name(), "status": me.status()}))
+"""
+
+
+def test_psutil_process_of_the_reader_itself(machine):
+    """A reader the machine does not simulate (the observer) asking psutil
+    about itself gets its real process: fds, open files, cwd, exe, io
+(/proc/self is served from this host's /proc)."""
+    got = json.loads(run(machine, sys.executable, "-c", SELF_PROBE))
+    assert got["fds"] == got["probed"] + 1 >= 5  # + the fd listdir holds on fd/ itself, as on Linux
+    assert "/etc/hostname" in got["files"]
+    assert got["cwd"] == got["real_cwd"] and got["exe"] == got["real_exe"]
+    # (its state is S, not R: the real stat is read while it waits on the FUSE request)
+    assert got["io"] and got["name"].startswith("python")
