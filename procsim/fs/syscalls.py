@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from procsim import resource
 from procsim.errors import KernelError
-from procsim.fs import file as F, locks
+from procsim.fs import devpts, file as F, locks
 from procsim.fs.fdtable import FilesStruct
 from procsim.fs.file import OpenFile
 from procsim.fs.mount import PIPEFS, SOCKFS, Mount, MntNamespace
@@ -59,6 +59,7 @@ class FileState:
         self.removed: set[str] = set()   # unlinked paths (nothing there until created again)
         self.recreated = 0               # paths created again after an unlink (their new inode numbers)
         self.locks = locks.FileLocks()   # flock, POSIX and OFD locks (fs/locks.py)
+        self.pty = devpts.PtyLimits()     # kernel.pty.max and reserve (fs/devpts.py)
 
     def get_next_ino(self) -> int:
         self.next_ino += 1
@@ -207,6 +208,8 @@ class FileSyscalls:
         if kind == F.DIR and (flags & F.O_ACCMODE != F.O_RDONLY or creat):
             raise OSError(errno.EISDIR, f"{path}: is a directory")
         self._check_room(t, files, 1)
+        if path == devpts.PTMX:
+            devpts.check_new_pty(self)
         mnt = ns.lookup(path)
         if inode is None:
             salt = ""

@@ -1,4 +1,5 @@
-"""More of /proc/sys: kernel.{ostype,version}, kernel.random.* and vm.*,
+"""More of /proc/sys: kernel.{ostype,version}, kernel.random.*, kernel.pty.*,
+fs.{dentry-state,inode-nr,inode-state} and vm.*,
 their reads and writes as proc_dostring / proc_dointvec(_minmax) give them
 (procsim/procfs/sysctl.py), over procsim/random_pool.py and
 procsim/mm/sysctl_vm.py."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import errno
 
+from procsim.fs import dcache, devpts
 from procsim.kstrtox import INT_MAX
 from procsim.mm.sysctl_vm import VM_SYSCTLS, set_vm_sysctl, vm_sysctl
 from procsim.procfs import sysctl
@@ -98,3 +100,39 @@ KPTR_RESTRICT = Bin("kptr_restrict", sysctl.dointvec_read(lambda ctx: f"{ctx.ker
                     0o644, _kptr_restrict_write)
 PERF_EVENT_PARANOID = _rw_int("perf_event_paranoid", lambda ctx: f"{ctx.kernel.config.perf_event_paranoid}\n".encode(),
                               -INT_MAX - 1, INT_MAX, _config_store("perf_event_paranoid"))
+
+
+def _pty_int(field: str):
+    return lambda ctx: f"{getattr(ctx.kernel.files.pty, field)}\n".encode()
+
+
+def _pty_store(field: str):
+    return lambda ctx, v: devpts.set_pty_limit(ctx.kernel, field, v)
+
+
+PTY = Dir.of(
+    "pty",
+    _rw_int("max", _pty_int("max"), 0, INT_MAX, _pty_store("max")),
+    _ro_int("nr", lambda ctx: f"{devpts.nr_ptys(ctx.kernel)}\n".encode()),
+    _rw_int("reserve", _pty_int("reserve"), 0, INT_MAX, _pty_store("reserve")),
+)
+
+
+def _tabbed(values: tuple[int, ...]) -> bytes:
+    return ("\t".join(map(str, values)) + "\n").encode()
+
+
+def dentry_state(ctx: Ctx) -> bytes:
+    return _tabbed(dcache.dentry_state(ctx.kernel))
+
+
+def inode_nr(ctx: Ctx) -> bytes:
+    return _tabbed(dcache.inode_state(ctx.kernel))
+
+
+def inode_state(ctx: Ctx) -> bytes:
+    """inodes_stat_t: nr_inodes, nr_unused and five dummies."""
+    return _tabbed(dcache.inode_state(ctx.kernel) + (0,) * 5)
+
+
+DCACHE = (_ro_int("dentry-state", dentry_state), _ro_int("inode-nr", inode_nr), _ro_int("inode-state", inode_state))

@@ -233,8 +233,10 @@ def test_lsof_finds_the_models_sockets(m):
     got = set()
     for line in run(m, "lsof", "-i", "-n", "-P", "-w").splitlines()[1:]:
         f = line.split()
-        # COMMAND PID USER FD TYPE DEVICE (the inode) NODE (the protocol) NAME
-        got.add((f[0], int(f[1]), f[4], f[6], " ".join(f[7:])))
+        # COMMAND PID USER FD TYPE DEVICE (the inode) SIZE/OFF NODE (the protocol) NAME;
+        # SIZE/OFF is fdinfo's pos, 0t0 for a socket, as this host's lsof shows it
+        assert f[6] == "0t0", line
+        got.add((f[0], int(f[1]), f[4], f[7], " ".join(f[8:])))
     print(sorted(got))
     want = set()
     comms = {pid: comm for comm, pid in pids(m).items()}
