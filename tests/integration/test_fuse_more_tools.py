@@ -157,3 +157,38 @@ def test_psutil_process_of_the_reader_itself(machine):
     assert got["cwd"] == got["real_cwd"] and got["exe"] == got["real_exe"]
     # (its state is S, not R: the real stat is read while it waits on the FUSE request)
     assert got["io"] and got["name"].startswith("python")
+
+
+def _sar(m, flag: str) -> dict[str, str]:
+    """The Average: row of `sar FLAG 1 1`, by column name."""
+    rows = [l.split() for l in run(m, "sar", flag, "1", "1").splitlines() if l.strip()]
+    header = next(r for r in rows if r[1:2] in (["dentunusd"], ["runq-sz"]))
+    return dict(zip(header[1:], next(r for r in rows if r[0] == "Average:")[1:]))
+
+
+def test_sar_v_and_q_are_the_models(machine):
+    """sysstat's sar (sadc reads /proc itself): -v's dentry, file, inode and
+    pty counts and -q's queue figures, against the files and the model
+    (the manual clock holds the machine still across the reads)."""
+    v = _sar(machine, "-v")
+    dentry = read(f"{machine.proc}/sys/fs/dentry-state").split()
+    inodes = read(f"{machine.proc}/sys/fs/inode-state").split()
+    assert int(v["dentunusd"]) == int(dentry[1]) and int(v["inode-nr"]) == int(inodes[0]) - int(inodes[1])
+    ps = model(machine)
+    assert int(v["file-nr"]) == int(read(f"{machine.proc}/sys/fs/file-nr").split()[0])
+    assert int(v["pty-nr"]) == int(read(f"{machine.proc}/sys/kernel/pty/nr")) > 0  # the sshd session's
+    pid = machine.ctl.call("spawn", argv=["/usr/bin/script"])
+    try:
+        machine.ctl.call("open", pid=pid, path="/dev/ptmx", flags="O_RDWR")  # one pty pair more
+        assert int(_sar(machine, "-v")["pty-nr"]) == int(v["pty-nr"]) + 1
+    finally:
+        machine.ctl.call("exit", pid=pid)
+    slab = next(l for l in read(f"{machine.proc}/slabinfo").splitlines() if l.startswith("dentry "))
+    assert int(dentry[0]) == int(slab.split()[1])
+    q = _sar(machine, "-q")
+    load = read(f"{machine.proc}/loadavg").split()
+    threads = sum(len(p["threads"]) for p in ps.values())
+    assert int(q["plist-sz"]) == int(load[3].split("/")[1]) == threads
+    assert [q["ldavg-1"], q["ldavg-5"], q["ldavg-15"]] == load[:3]
+    states = [machine.ctl.task(pid=t)["state"] for p in ps.values() for t in p["threads"]]
+    assert int(q["blocked"]) == states.count("D")
