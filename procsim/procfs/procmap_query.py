@@ -21,7 +21,7 @@ from procsim.mm.mmap_lock import lock_next_vma, vma_end_read
 from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE
 from procsim.mm.vma import VM_EXEC, VM_HUGETLB, VM_MAYSHARE, VM_READ, VM_WRITE, VMA
 from procsim.procfs.context import Ctx
-from procsim.procfs.maps import bound_mm, vma_name
+from procsim.procfs.maps import task_mm, vma_name
 from procsim.procfs.uaccess import UserMemory, check_zeroed_user, write_in_order
 
 PROCMAP_QUERY = 0xC0686611  # _IOWR('f', 17, struct procmap_query)
@@ -88,7 +88,9 @@ def maps_ioctl(ctx: Ctx, cmd: int, arg: int, mem: UserMemory) -> int:
     """procfs_procmap_ioctl(): the ioctls of a maps fd."""
     if cmd != PROCMAP_QUERY:
         raise _err(errno.ENOTTY, "maps: unknown ioctl")
-    return do_procmap_query(bound_mm(ctx), arg, mem)
+    # bound_mm(), inlined (do_procmap_query checks that the mm has users)
+    mm = ctx.mm
+    return do_procmap_query(mm if mm is not None else task_mm(ctx), arg, mem)
 
 
 # The query is one function, as the kernel's is: the struct lives in locals
@@ -102,9 +104,9 @@ def do_procmap_query(mm: MM | None, arg: int, mem: UserMemory) -> int:
     if flags & ~PROCMAP_QUERY_VALID_FLAGS_MASK:
         raise _err(errno.EINVAL, f"unknown query flags {flags:#x}")
     # either both buffer address and size are set, or both are zero
-    if bool(name_size) != bool(name_addr):
+    if (not name_size) != (not name_addr):
         raise _err(errno.EINVAL, "vma_name_size and vma_name_addr disagree")
-    if bool(bid_size) != bool(bid_addr):
+    if (not bid_size) != (not bid_addr):
         raise _err(errno.EINVAL, "build_id_size and build_id_addr disagree")
     if mm is None or mm.users <= 0:  # mmget_not_zero(): exited, or exec'd since open
         raise _err(errno.ESRCH, "the address space is gone")
