@@ -1,8 +1,10 @@
 """The observer: a real process reading the mount that we do not simulate.
 
 ps and top read /proc/self/stat and /proc/<getpid()>/stat to find their own
-tty (clients.md §1.4). When the caller's pid is not a simulated one, its
-directory is served from the real /proc, read-only.
+tty (clients.md §1.4); ps_mem judges the kernel's smaps by its own; psutil's
+Process() of itself reads its fds, io and links. When the caller's pid is
+not a simulated one, its directory is served from the real /proc, read-only
+(links as their real targets).
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import os
 import stat as S
 
 REAL_PROC = "/proc"
-# What the tools read about themselves; other names are not offered.
-NAMES = ("cmdline", "comm", "environ", "maps", "stat", "statm", "status", "task")
+# What the tools read about themselves (psutil's Process() of its own
+# process among them: open_files, num_fds, io_counters, cwd, exe); other
+# names are not offered.
+NAMES = ("cgroup", "cmdline", "comm", "cwd", "environ", "exe", "fd", "fdinfo", "io", "limits", "loginuid", "maps",
+         "oom_score", "oom_score_adj", "root", "sched", "schedstat", "sessionid", "smaps", "smaps_rollup", "stat",
+         "statm", "status", "task", "wchan")
 
 
 def real_path(pid: int) -> str:
@@ -49,8 +55,17 @@ def listdir(path: str) -> list[str]:
     return sorted(names)
 
 
-def is_dir(path: str) -> bool:
-    return S.S_ISDIR(lstat(path).st_mode)
+def kind(path: str) -> str:
+    """"dir", "link" or "file": the node kind the real path is served as."""
+    mode = lstat(path).st_mode
+    return "dir" if S.S_ISDIR(mode) else "link" if S.S_ISLNK(mode) else "file"
+
+
+def readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError as e:
+        raise OSError(e.errno or errno.ENOENT, path) from None
 
 
 class ObserverHandle:

@@ -180,7 +180,9 @@ class ProcFS(InodeOps):
                     node, uses_caller = Node("dir", TGID_DIR.by_name[name], init), True
                     continue
                 real = observer.child(node.observer, name)
-                node, uses_caller = Node("dir" if observer.is_dir(real) else "file", observer=real), True
+                kind = observer.kind(real)
+                node = Node(kind, observer=real, target=observer.readlink(real) if kind == "link" else None)
+                uses_caller = True
                 continue
             node, by_caller = node.entry.child(node, name, caller, k, self._memo)
             uses_caller |= by_caller
