@@ -167,6 +167,7 @@ class ProcsimOps(Operations):
         self._dir_cache: dict[int, tuple[tuple[str, ...], tuple[bytes, ...]]] = {}
         self._plus_cache: dict[int, tuple[tuple[str, ...], Any]] = {}
         self._user_mem: ProcessMemory | None = None  # the last ioctl caller's memory
+        self._ioctl_bufs: dict[tuple[int, int], memoryview] = {}  # views of libfuse's ioctl buffers
         self.fuse_config: Any = None  # libfuse's struct fuse_config, from INIT
 
     # -- lifecycle --------------------------------------------------------------
@@ -348,17 +349,26 @@ class ProcsimOps(Operations):
             raise FuseOSError(errno.EBADF)
         cmd &= 0xFFFFFFFF
         size = (cmd >> 16) & 0x3FFF
-        buf = bytearray(ctypes.string_at(data, size)) if size and data else bytearray(size)
+        if not (size and data):
+            buf: Any = bytearray(size)
+        elif (cmd >> 30) & _IOC_READ:
+            # libfuse's out buffer, a copy of the caller's bytes that it
+            # sends back only on success (an error discards it): the handler
+            # reads and writes it in place, no copy in or out here
+            buf = self._ioctl_bufs.get((data, size)) or _buf_view(self._ioctl_bufs, data, size)
+        else:  # libfuse's const in buffer: the handler gets a private copy
+            buf = bytearray(ctypes.string_at(data, size))
         # ENOTTY for unknown commands, explicitly (ENOSYS would become ENOTTY too, but slower)
         pid = _caller().pid
         mem = self._user_mem
         if mem is None or mem.pid != pid:
             mem = self._user_mem = ProcessMemory(pid)
-        ret = _guarded("ioctl", None, h.ioctl, cmd, buf, arg or 0, mem)
-        if size and data and (cmd >> 30) & _IOC_READ:
-            n = min(size, len(buf))
-            ctypes.memmove(data, bytes(buf[:n]), n)
-        return ret or 0
+        try:  # _guarded, inlined: PROCMAP_QUERY's every call
+            return h.ioctl(cmd, buf, arg or 0, mem) or 0
+        except OSError:
+            raise
+        except Exception:
+            raise _internal("ioctl", None) from None
 
     def poll(self, path: str | None, fi: Any, ph: Any, reventsp: Any) -> int:
         """FUSE_POLL: the handle's poll mask (a pressure file's trigger: POLLPRI
@@ -483,6 +493,18 @@ _GETXATTR_T = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, c
 _STAT_SIZE = ctypes.sizeof(mfusepy.c_stat)
 
 
+def _buf_view(cache: dict[tuple[int, int], memoryview], addr: int, size: int) -> memoryview:
+    """A writable view of a buffer libfuse passes, [addr, addr+size). libfuse
+    mallocs one per READ (or per IOCTL with an out buffer), and malloc hands
+    the same block back for the next request of that size, so the views are
+    kept per (address, size): a view is only ever used for the very buffer it
+    covers, during the request that passed it."""
+    if len(cache) > 64:
+        cache.clear()
+    mv = cache[addr, size] = memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
+    return mv
+
+
 class RawPath:
     """OPEN, READ and RELEASE straight from libfuse, bypassing mfusepy's
     per-call layers; GETATTR (LOOKUP's too), READLINK and GETXATTR as well,
@@ -544,7 +566,7 @@ class RawPath:
             if n:
                 # a slice assignment into a view of libfuse's buffer: 5x
                 # cheaper than a ctypes.memmove call
-                out = self._bufs.get((buf, size)) or self._buf_view(buf, size)
+                out = self._bufs.get((buf, size)) or _buf_view(self._bufs, buf, size)
                 out[:n] = data
             return n
         except OSError as e:
@@ -552,16 +574,6 @@ class RawPath:
         except BaseException:
             log.exception("read: internal error")
             return -errno.EIO
-
-    def _buf_view(self, addr: int, size: int) -> memoryview:
-        """A writable view of libfuse's read buffer [addr, addr+size). libfuse
-        mallocs one per READ, and malloc hands the same block back for the
-        next READ of that size, so the views are kept per (address, size):
-        a view is only ever written through for the very buffer it covers."""
-        if len(self._bufs) > 64:
-            self._bufs.clear()
-        mv = self._bufs[addr, size] = memoryview((ctypes.c_char * size).from_address(addr)).cast("B")
-        return mv
 
     def ioctl(self, path: int, cmd: int, arg: int | None, fip: int, flags: int, data: int | None) -> int:
         try:

@@ -190,7 +190,7 @@ def lock_next_vma(mm: "MM", from_addr: int) -> "VMA | None":
     lock = mm.mmap_lock
     tree = mm.vmas
     while True:
-        unlocked, seq = lock.speculate_try_begin()
+        seq = lock.seq  # speculate_try_begin(), inlined: every maps record and PROCMAP_QUERY
         vma = tree.rcu_find(from_addr)
         if vma is None:
             return None
@@ -203,7 +203,7 @@ def lock_next_vma(mm: "MM", from_addr: int) -> "VMA | None":
     if from_addr >= vma.end:  # shrunk under us
         vma_end_read(vma)
         return _lock_vma_under_mmap_lock(mm, from_addr)
-    if from_addr < vma.start and (not unlocked or lock.speculate_retry(seq)):
+    if from_addr < vma.start and (seq & 1 or lock.speculate_retry(seq)):
         # a gap before it: was another VMA installed in it meanwhile?
         if tree.rcu_find(from_addr) is not vma:
             vma_end_read(vma)

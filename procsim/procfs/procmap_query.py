@@ -19,9 +19,9 @@ from procsim.mm.hugetlb import HPAGE_SIZE
 from procsim.mm.mm import MM
 from procsim.mm.mmap_lock import lock_next_vma, vma_end_read
 from procsim.mm.pagetable import PAGE_SHIFT, PAGE_SIZE
-from procsim.mm.vma import VM_EXEC, VM_MAYSHARE, VM_READ, VM_WRITE, VMA
+from procsim.mm.vma import VM_EXEC, VM_HUGETLB, VM_MAYSHARE, VM_READ, VM_WRITE, VMA
 from procsim.procfs.context import Ctx
-from procsim.procfs.maps import bound_mm, vma_name
+from procsim.procfs.maps import task_mm, vma_name
 from procsim.procfs.uaccess import UserMemory, check_zeroed_user, write_in_order
 
 PROCMAP_QUERY = 0xC0686611  # _IOWR('f', 17, struct procmap_query)
@@ -34,6 +34,12 @@ PROCMAP_QUERY_VMA_SHARED = 0x08
 PROCMAP_QUERY_COVERING_OR_NEXT_VMA = 0x10
 PROCMAP_QUERY_FILE_BACKED_VMA = 0x20
 PROCMAP_QUERY_VALID_FLAGS_MASK = 0x3F
+# the flags that filter VMAs (all but COVERING_OR_NEXT_VMA)
+_FILTERS = PROCMAP_QUERY_VALID_FLAGS_MASK & ~PROCMAP_QUERY_COVERING_OR_NEXT_VMA
+# vma_flags: VM_READ, VM_WRITE and VM_EXEC are the first three bits of both
+_RWX = VM_READ | VM_WRITE | VM_EXEC
+assert (PROCMAP_QUERY_VMA_READABLE, PROCMAP_QUERY_VMA_WRITABLE, PROCMAP_QUERY_VMA_EXECUTABLE) == (VM_READ, VM_WRITE,
+                                                                                                  VM_EXEC)
 
 # struct procmap_query: 104 bytes, no padding (little endian on x86_64)
 _STRUCT = struct.Struct("<QQQQQQQQQIIIIQQ")
@@ -74,13 +80,6 @@ class ProcmapQuery:
                             self.build_id_addr)
 
 
-@dataclass(slots=True)
-class _Found:
-    """What the query copies out, taken while the VMA was read-locked."""
-    name: bytes | None      # NUL-terminated, when a name was asked for and exists
-    build_id: bytes | None  # when a build ID was asked for and exists
-
-
 def _err(err: int, msg: str) -> OSError:
     return OSError(err, msg)
 
@@ -89,67 +88,113 @@ def maps_ioctl(ctx: Ctx, cmd: int, arg: int, mem: UserMemory) -> int:
     """procfs_procmap_ioctl(): the ioctls of a maps fd."""
     if cmd != PROCMAP_QUERY:
         raise _err(errno.ENOTTY, "maps: unknown ioctl")
-    return do_procmap_query(bound_mm(ctx), arg, mem)
+    # bound_mm(), inlined (do_procmap_query checks that the mm has users)
+    mm = ctx.mm
+    return do_procmap_query(mm if mm is not None else task_mm(ctx), arg, mem)
 
 
+# The query is one function, as the kernel's is: the struct lives in locals
+# (a ProcmapQuery object and the calls between the steps cost more than the
+# query itself; this is the FUSE hot path, spec §6.5).
 def do_procmap_query(mm: MM | None, arg: int, mem: UserMemory) -> int:
     """The query against `mm`, the address space the fd was opened on (None:
     there was none, a kernel thread or a zombie). Returns 0 or raises."""
-    karg, usize = _copy_query_from_user(arg, mem)
-    if karg.query_flags & ~PROCMAP_QUERY_VALID_FLAGS_MASK:
-        raise _err(errno.EINVAL, f"unknown query flags {karg.query_flags:#x}")
+    (usize, flags, addr, _, _, _, _, _, _, _, _, name_size, bid_size, name_addr,
+     bid_addr) = _copy_query_from_user(arg, mem)
+    if flags & ~PROCMAP_QUERY_VALID_FLAGS_MASK:
+        raise _err(errno.EINVAL, f"unknown query flags {flags:#x}")
     # either both buffer address and size are set, or both are zero
-    if bool(karg.vma_name_size) != bool(karg.vma_name_addr):
+    if (not name_size) != (not name_addr):
         raise _err(errno.EINVAL, "vma_name_size and vma_name_addr disagree")
-    if bool(karg.build_id_size) != bool(karg.build_id_addr):
+    if (not bid_size) != (not bid_addr):
         raise _err(errno.EINVAL, "build_id_size and build_id_addr disagree")
     if mm is None or mm.users <= 0:  # mmget_not_zero(): exited, or exec'd since open
         raise _err(errno.ESRCH, "the address space is gone")
-    found = _query_locked(mm, karg)
+
+    # query_matching_vma() and the fill-in, one VMA read-locked at a time:
+    # everything reported is read while the VMA is locked
+    next_vma = flags & PROCMAP_QUERY_COVERING_OR_NEXT_VMA
+    a = addr
+    while True:
+        vma = lock_next_vma(mm, a)
+        if vma is None:  # past the last VMA: the gate VMA is never a candidate
+            raise _err(errno.ENOENT, f"no VMA at or after {a:#x}")
+        try:
+            if (next_vma or vma.start <= a) and (not flags & _FILTERS or _matches(vma, flags)):
+                vf = vma.flags
+                f = vma.file
+                if f is not None:
+                    offset, (major, minor), ino = vma.pgoff << PAGE_SHIFT, f.dev, f.ino
+                else:
+                    offset = major = minor = ino = 0
+                bid = name = None
+                if bid_size:  # build_id_parse(): no file or no ELF build ID is size 0, no error
+                    bid = f.build_id if f is not None else None
+                    if not bid:
+                        bid, bid_size = None, 0
+                    elif bid_size < len(bid):
+                        raise _err(errno.ENAMETOOLONG,
+                                   f"build ID of {len(bid)} bytes does not fit in {bid_size}")
+                    else:
+                        bid_size = len(bid)
+                if name_size:
+                    # the raw name plus its NUL, which must fit in
+                    # min(vma_name_size, PATH_MAX) bytes; an unnamed VMA gives
+                    # size 0 and leaves the buffer alone
+                    name = vma_name(mm, vma)
+                    if not name:
+                        name, name_size = None, 0
+                    else:
+                        name = name.encode("utf-8", "surrogateescape") + b"\0"
+                        if len(name) > min(name_size, PATH_MAX):
+                            raise _err(errno.ENAMETOOLONG,
+                                       f"name of {len(name)} bytes does not fit in {name_size}")
+                        name_size = len(name)
+                out = _STRUCT.pack(usize, flags, addr, vma.start, vma.end, vf & _RWX | (
+                                   PROCMAP_QUERY_VMA_SHARED if vf & VM_MAYSHARE else 0),
+                                   HPAGE_SIZE if vf & VM_HUGETLB else PAGE_SIZE,  # vma_kernel_pagesize()
+                                   offset, ino, major, minor, name_size, bid_size, name_addr, bid_addr)
+                break
+            a = vma.end
+        finally:
+            vma_end_read(vma)
+        if not next_vma:
+            raise _err(errno.ENOENT, "no matching VMA covers the address")
+
     # copy-out order as the kernel's: name, build ID, then the struct, so a
-    # bad build ID pointer fails after the name was written
-    # (through FUSE: one process_vm_writev for the buffers, the struct
-    # being the ioctl's own argument copy)
-    pieces = []
-    if found.name is not None:
-        pieces.append((karg.vma_name_addr, found.name))
-    if found.build_id is not None:
-        pieces.append((karg.build_id_addr, found.build_id))
-    pieces.append((arg, karg.pack()[: min(usize, SIZEOF_PROCMAP_QUERY)]))
-    write_in_order(mem, pieces)
+    # bad build ID pointer fails after the name was written (through FUSE:
+    # one process_vm_writev for the buffers, the struct being the ioctl's own
+    # argument copy)
+    if usize < SIZEOF_PROCMAP_QUERY:
+        out = out[:usize]
+    if name is None and bid is None:
+        mem.write(arg, out)
+    else:
+        pieces = []
+        if name is not None:
+            pieces.append((name_addr, name))
+        if bid is not None:
+            pieces.append((bid_addr, bid))
+        pieces.append((arg, out))
+        write_in_order(mem, pieces)
     return 0
 
 
-def _copy_query_from_user(arg: int, mem: UserMemory) -> tuple[ProcmapQuery, int]:
-    """The caller's struct: its size checked, then copy_struct_from_user()
-    (fields beyond a smaller size are 0; bytes beyond ours must be 0)."""
+def _copy_query_from_user(arg: int, mem: UserMemory) -> tuple[int, ...]:
+    """The caller's struct, its fields: its size checked, then
+    copy_struct_from_user() (fields beyond a smaller size are 0; bytes
+    beyond ours must be 0)."""
     usize = int.from_bytes(mem.read(arg, 8), "little")
     if usize > PAGE_SIZE:  # can never be that large: reject abuse
         raise _err(errno.E2BIG, f"size {usize} > {PAGE_SIZE}")
     if usize < PROCMAP_QUERY_MIN_SIZE:
         raise _err(errno.EINVAL, f"size {usize} < {PROCMAP_QUERY_MIN_SIZE}")
-    if usize > SIZEOF_PROCMAP_QUERY and not check_zeroed_user(
-            mem, arg + SIZEOF_PROCMAP_QUERY, usize - SIZEOF_PROCMAP_QUERY):
-        raise _err(errno.E2BIG, "non-zero bytes past the known struct")
-    raw = mem.read(arg, min(usize, SIZEOF_PROCMAP_QUERY))
-    return ProcmapQuery.unpack(raw.ljust(SIZEOF_PROCMAP_QUERY, b"\0")), usize
-
-
-def _query_locked(mm: MM, karg: ProcmapQuery) -> _Found:
-    """query_matching_vma() and the fill-in, one VMA read-locked at a time."""
-    addr, flags = karg.query_addr, karg.query_flags
-    while True:
-        vma = lock_next_vma(mm, addr)
-        if vma is None:  # past the last VMA: the gate VMA is never a candidate
-            raise _err(errno.ENOENT, f"no VMA at or after {addr:#x}")
-        try:
-            if _matches(vma, flags) and (flags & PROCMAP_QUERY_COVERING_OR_NEXT_VMA or vma.start <= addr):
-                return _fill(mm, vma, karg)
-            addr = vma.end
-        finally:
-            vma_end_read(vma)
-        if not flags & PROCMAP_QUERY_COVERING_OR_NEXT_VMA:
-            raise _err(errno.ENOENT, "no matching VMA covers the address")
+    if usize >= SIZEOF_PROCMAP_QUERY:
+        if usize > SIZEOF_PROCMAP_QUERY and not check_zeroed_user(
+                mem, arg + SIZEOF_PROCMAP_QUERY, usize - SIZEOF_PROCMAP_QUERY):
+            raise _err(errno.E2BIG, "non-zero bytes past the known struct")
+        return _STRUCT.unpack(mem.read(arg, SIZEOF_PROCMAP_QUERY))
+    return _STRUCT.unpack(mem.read(arg, usize).ljust(SIZEOF_PROCMAP_QUERY, b"\0"))
 
 
 def _matches(vma: VMA, flags: int) -> bool:
@@ -160,56 +205,3 @@ def _matches(vma: VMA, flags: int) -> bool:
                 or flags & PROCMAP_QUERY_VMA_WRITABLE and not vma.flags & VM_WRITE
                 or flags & PROCMAP_QUERY_VMA_EXECUTABLE and not vma.flags & VM_EXEC
                 or flags & PROCMAP_QUERY_VMA_SHARED and not vma.flags & VM_MAYSHARE)
-
-
-def vma_query_flags(vma: VMA) -> int:
-    f = vma.flags
-    return ((PROCMAP_QUERY_VMA_READABLE if f & VM_READ else 0)
-            | (PROCMAP_QUERY_VMA_WRITABLE if f & VM_WRITE else 0)
-            | (PROCMAP_QUERY_VMA_EXECUTABLE if f & VM_EXEC else 0)
-            | (PROCMAP_QUERY_VMA_SHARED if f & VM_MAYSHARE else 0))
-
-
-def _fill(mm: MM, vma: VMA, karg: ProcmapQuery) -> _Found:
-    """Fill karg's output fields from the locked VMA; the build ID and the
-    name are checked against the caller's buffer sizes (ENAMETOOLONG)."""
-    karg.vma_start, karg.vma_end = vma.start, vma.end
-    karg.vma_flags = vma_query_flags(vma)
-    karg.vma_page_size = HPAGE_SIZE if vma.is_hugetlb else PAGE_SIZE  # vma_kernel_pagesize()
-    f = vma.file
-    if f is not None:
-        karg.vma_offset = vma.pgoff << PAGE_SHIFT
-        karg.dev_major, karg.dev_minor = f.dev
-        karg.inode = f.ino
-    else:
-        karg.vma_offset = karg.dev_major = karg.dev_minor = karg.inode = 0
-    build_id = _build_id(vma, karg) if karg.build_id_size else None
-    name = _name(mm, vma, karg) if karg.vma_name_size else None
-    return _Found(name, build_id)
-
-
-def _build_id(vma: VMA, karg: ProcmapQuery) -> bytes | None:
-    """build_id_parse() of the VMA's file, whatever part of it is mapped; no
-    file or no ELF build ID is no error, just size 0."""
-    bid = vma.file.build_id if vma.file is not None else None
-    if not bid:
-        karg.build_id_size = 0
-        return None
-    if karg.build_id_size < len(bid):
-        raise _err(errno.ENAMETOOLONG, f"build ID of {len(bid)} bytes does not fit in {karg.build_id_size}")
-    karg.build_id_size = len(bid)
-    return bid
-
-
-def _name(mm: MM, vma: VMA, karg: ProcmapQuery) -> bytes | None:
-    """The raw name plus its NUL, which must fit in min(vma_name_size,
-    PATH_MAX) bytes; an unnamed VMA gives size 0 and leaves the buffer alone."""
-    name = vma_name(mm, vma)
-    if not name:
-        karg.vma_name_size = 0
-        return None
-    raw = name.encode("utf-8", "surrogateescape") + b"\0"
-    if len(raw) > min(karg.vma_name_size, PATH_MAX):
-        raise _err(errno.ENAMETOOLONG, f"name of {len(raw)} bytes does not fit in {karg.vma_name_size}")
-    karg.vma_name_size = len(raw)
-    return raw

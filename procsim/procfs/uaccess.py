@@ -53,22 +53,24 @@ NO_USER_MEMORY = NoUserMemory()
 
 
 class IoctlArg:
-    """The caller's memory with [arg, arg + len(buf)) served from `buf`: the
-    argument bytes a restricted ioctl copied in and will copy back out on
-    success. Accesses outside it go to `mem`; a range across the edge is
-    split."""
+    """The caller's memory with [arg, arg + len(buf)) served from `buf` (a
+    bytearray or a writable memoryview): the argument bytes a restricted
+    ioctl copied in and will copy back out on success. Accesses outside it
+    go to `mem`; a range across the edge is split."""
 
-    __slots__ = ("arg", "buf", "mem")
+    __slots__ = ("arg", "buf", "mem", "hi")
 
-    def __init__(self, arg: int, buf: bytearray, mem: UserMemory) -> None:
+    def __init__(self, arg: int, buf: bytearray | memoryview, mem: UserMemory) -> None:
         self.arg = arg
         self.buf = buf
         self.mem = mem
+        self.hi = arg + len(buf)
 
     def read(self, addr: int, n: int) -> bytes:
-        lo, hi = self.arg, self.arg + len(self.buf)
-        if lo <= addr and addr + n <= hi:  # the common case: inside the argument
-            return bytes(self.buf[addr - lo: addr - lo + n])
+        i = addr - self.arg
+        if i >= 0 and addr + n <= self.hi:  # the common case: inside the argument
+            return bytes(self.buf[i: i + n])
+        lo, hi = self.arg, self.hi
         out = bytearray()
         if addr < lo:
             out += self.mem.read(addr, min(n, lo - addr))
@@ -81,7 +83,7 @@ class IoctlArg:
         return bytes(out)
 
     def write(self, addr: int, data: bytes) -> None:
-        lo, hi = self.arg, self.arg + len(self.buf)
+        lo, hi = self.arg, self.hi
         n = len(data)
         if lo <= addr and addr + n <= hi:
             self.buf[addr - lo: addr - lo + n] = data
@@ -96,24 +98,22 @@ class IoctlArg:
         if a < b:
             self.buf[a - lo: b - lo] = data[a - addr: b - addr]
 
-
     def writev(self, pieces: list[tuple[int, bytes]]) -> None:
         """write_in_order(): the pieces outside the argument in as few calls
         to `mem` as the order allows (inside ones cannot fault)."""
-        lo, hi = self.arg, self.arg + len(self.buf)
+        lo, hi = self.arg, self.hi
         batch: list[tuple[int, bytes]] = []
         for addr, data in pieces:
-            if lo <= addr and addr + len(data) <= hi:
-                if batch:
-                    write_in_order(self.mem, batch)
-                    batch = []
-                self.write(addr, data)
-            elif addr + len(data) <= lo or addr >= hi:
+            end = addr + len(data)
+            if end <= lo or addr >= hi:
                 batch.append((addr, data))
-            else:  # across an edge: rare, piece by piece
-                if batch:
-                    write_in_order(self.mem, batch)
-                    batch = []
+                continue
+            if batch:
+                write_in_order(self.mem, batch)
+                batch = []
+            if lo <= addr and end <= hi:
+                self.buf[addr - lo: end - lo] = data
+            else:  # across an edge: rare
                 self.write(addr, data)
         if batch:
             write_in_order(self.mem, batch)
