@@ -174,7 +174,13 @@ def disks_info(k: "Kernel") -> list[dict[str, Any]]:
     for d in k.block.disks:
         for b in d.parts:
             s = k.block.stats(b, k.now)
+            q = d.queue
             out.append({"name": b.name, "dev": f"{b.dev[0]}:{b.dev[1]}", "partition": b.partno,
+                        "disk": d.disk_name, "ro": bdev_read_only(b), "removable": bool(d.removable),
+                        "rotational": bool(q.rotational), "logical_block_size": q.logical_block_size,
+                        "physical_block_size": q.physical_block_size, "discard_granularity": q.discard_granularity,
+                        "discard_max_bytes": q.discard_max_bytes, "scheduler": q.elevator if q.mq else None,
+                        "nr_requests": q.nr_requests if q.mq else None, "read_ahead_kb": q.read_ahead_kb,
                         "start": b.start_sect, "sectors": b.nr_sects, "mount": b.mount, "fstype": b.fstype,
                         "swap": k.block.swap is not None and k.block.swap.bdev is b,
                         "reads": s.ios[STAT_READ], "read_sectors": s.sectors[STAT_READ],

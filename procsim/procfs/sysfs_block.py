@@ -152,8 +152,14 @@ def _part_dir(name: str) -> Dir:
     return Dir(name, tuple(sorted(rows, key=lambda e: e.name)), 0o755)
 
 
-def _events(b: BlockDevice) -> str:
-    return "media_change" if b.disk.events else ""
+def _events_show(name: str, async_: bool):
+    """disk_events_show(): nothing at all for a disk without events (no
+    newline either: the host's vda gives 0 bytes); the event names the disk
+    raises. events_async: always empty (disk_events_async_show returns 0)."""
+    def render(ctx: Ctx) -> bytes:
+        d = _bdev(ctx, name).disk
+        return b"media_change\n" if d.events and not async_ else b""
+    return render
 
 
 _DISK_DIRS: dict[tuple, Dir] = {}
@@ -172,7 +178,7 @@ def disk_dir(b: BlockDevice, nr_cpus: int) -> Dir:
     name = d.disk_name
     rows = _common(name) + [
         _attr("capability", name, lambda b: 0), _attr("diskseq", name, lambda b: b.disk.diskseq),
-        _attr("events", name, _events), _attr("events_async", name, lambda b: ""),
+        Show("events", _events_show(name, False), **_RO), Show("events_async", _events_show(name, True), **_RO),
         _rw("events_poll_msecs", name, lambda b: b.disk.events_poll_msecs),
         _attr("ext_range", name, lambda b: 1 if b.disk.no_part else DISK_MAX_PARTS),
         _attr("hidden", name, lambda b: int(b.disk.hidden)),
