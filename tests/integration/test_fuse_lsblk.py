@@ -70,6 +70,10 @@ fstype = "xfs"
 """
 
 COLS = "NAME,MAJ:MIN,SIZE,RO,RM,TYPE,MOUNTPOINTS,ROTA,LOG-SEC,PHY-SEC,DISC-GRAN,SCHED"
+# every column lsblk takes from the model (not FSAVAIL and the like: the host's statvfs of the mountpoint path)
+MODEL_COLS = ("NAME,KNAME,PATH,MAJ:MIN,SIZE,RO,RM,TYPE,MOUNTPOINTS,FSROOTS,ROTA,LOG-SEC,PHY-SEC,MIN-IO,OPT-IO,"
+              "ALIGNMENT,DISC-ALN,DISC-GRAN,DISC-MAX,DISC-ZERO,RA,RQ-SIZE,SCHED,PKNAME,START,ZONED,DAX,WSAME,"
+              "HOTPLUG,SUBSYSTEMS")
 ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")} | {"LC_ALL": "C"}
 
 
@@ -182,10 +186,10 @@ def _errno(path: str, data: bytes) -> int:
 def test_bad_queue_writes_get_the_errno_and_change_nothing(m, attr, bad, err) -> None:
     q = os.path.join(m.sys, "block", "sda", "queue")
     before = {a: open(os.path.join(q, a)).read() for a in os.listdir(q)}
-    lsblk_before = lsblk(m, "-J", "-b", "-O")
+    lsblk_before = lsblk(m, "-J", "-b", "-o", MODEL_COLS)
     assert _errno(os.path.join(q, attr), bad) == err
     assert {a: open(os.path.join(q, a)).read() for a in os.listdir(q)} == before
-    assert lsblk(m, "-J", "-b", "-O") == lsblk_before
+    assert lsblk(m, "-J", "-b", "-o", MODEL_COLS) == lsblk_before
 
 
 def test_read_only_files_refuse_writers(m) -> None:
