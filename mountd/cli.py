@@ -44,7 +44,7 @@ class CLIError(Exception):
 # host's /sys stays: binding it all would hide /sys/fs/cgroup, the device
 # classes and the host's own kernel files from the command. /sys/module: the
 # loaded modules' attributes lsmod reads beside /proc/modules.
-SYS_BINDS = ("kernel/mm", "devices/system/cpu", "devices/system/node", "module")
+SYS_BINDS = ("kernel/mm", "devices/system/cpu", "devices/system/node", "module", "block", "dev/block", "class/block")
 
 
 def namespace_argv(mnt: str, cmd: Sequence[str], bind_sys: bool = False) -> list[str]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from procsim.block import writeback
+from procsim.block import blk_sysfs, writeback
 from procsim.block.blk_core import BlockState
-from procsim.block.genhd import STAT_DISCARD, STAT_FLUSH, STAT_READ, STAT_WRITE, BlockDevice, Gendisk
+from procsim.block.genhd import (STAT_DISCARD, STAT_FLUSH, STAT_READ, STAT_WRITE, BlockDevice, Gendisk,
+                                 bdev_read_only)
 from procsim.block.swapfile import DEFAULT_PRIORITY, DEFAULT_SWAP_FILE, SwapArea
 from procsim.cgroup import io as cgroup_io
 from procsim.errors import KernelError
@@ -81,7 +82,11 @@ def install_disks(k: "Kernel", disks: list[Gendisk], root: str, mounts: list[tup
         parent = ns.lookup(mp)
         shared += 1
         mid = max(m.mnt_id for tab in k.files.mnt_ns.values() for m in tab.mounts) + 1
-        ns.mounts.append(Mount(mid, parent.mnt_id, b.dev, "/", mp, "rw,relatime", fstype, f"/dev/{dev}",
+        if bdev_read_only(b):  # a read-only device mounts read-only (the filesystem refuses rw: EACCES)
+            opts, sopts = "ro,relatime", ",".join(["ro"] + [o for o in sopts.split(",") if o not in ("rw", "ro")])
+        else:
+            opts = "rw,relatime"
+        ns.mounts.append(Mount(mid, parent.mnt_id, b.dev, "/", mp, opts, fstype, f"/dev/{dev}",
                                sopts, f"shared:{shared}"))
         b.mount, b.fstype = mp, fstype
     if k.mem.swap.pages:
@@ -140,32 +145,26 @@ def truncate_discard(k: "Kernel", f: "File", mnt: Mount, old_size: int, new_size
         k.block.discard(b, freed << (PAGE_SHIFT - 9))
 
 
-QUEUE_LIMITS = {"nr_requests": (4, 2048), "read_ahead_kb": (0, 1 << 31), "rotational": (0, 1)}
-
-
-def set_queue_attr(k: "Kernel", disk: str, attr: str, text: str) -> None:
-    """A write to /sys/block/DISK/queue/ATTR (scheduler, nr_requests,
-    read_ahead_kb, rotational): EINVAL for a value the attribute refuses
-    (an unknown elevator, a number out of its range), nothing changed."""
-    b = k.block.by_name.get(disk)
-    if b is None or b.is_partition:
-        raise KernelError(errno.ENODEV, f"no disk {disk!r}")
-    q = b.disk.queue
-    if attr == "scheduler":
-        names = [s.strip("[]") for s in q.scheduler]
-        if text not in names:
-            raise KernelError(errno.EINVAL, f"scheduler {text!r}: one of {', '.join(names)}")
-        q.scheduler = tuple(f"[{s}]" if s == text else s for s in names)
+def sysfs_store(k: "Kernel", name: str, attr: str, data: bytes) -> None:
+    """A write of `data` to attribute `attr` of block device `name` (its
+    directory's ATTR: `queue/NAME` and the disk's own go to its disk, a
+    partition's uevent too): procsim/block/blk_sysfs.py's store for it, which
+    refuses bad values with Linux's errno and changes nothing then. ENODEV
+    for no such device."""
+    b = k.block.by_name.get(name)
+    if b is None:
+        raise KernelError(errno.ENODEV, f"no block device {name!r}")
+    if not data:  # sysfs_kf_write: a zero-length write stores nothing
+        return
+    group, _, leaf = attr.rpartition("/")
+    if attr in blk_sysfs.BDEV_STORES:
+        blk_sysfs.BDEV_STORES[attr](b, data)
     else:
-        lo, hi = QUEUE_LIMITS[attr]
-        try:
-            v = int(text, 10)
-        except ValueError:
-            raise KernelError(errno.EINVAL, f"{attr}: {text!r} is not a number") from None
-        if not lo <= v <= hi:
-            raise KernelError(errno.EINVAL, f"{attr}: {v} out of {lo}..{hi}")
-        setattr(q, attr, v)
-    k._changed("block", disk=disk, attr=attr)
+        store = (blk_sysfs.QUEUE_STORES if group == "queue" else blk_sysfs.DISK_STORES).get(leaf)
+        if store is None:
+            raise KernelError(errno.EACCES, f"{attr}: read-only")
+        store(b.disk, data)
+    k._changed("block", dev=name, attr=attr)
 
 
 def disks_info(k: "Kernel") -> list[dict[str, Any]]:
@@ -175,7 +174,13 @@ def disks_info(k: "Kernel") -> list[dict[str, Any]]:
     for d in k.block.disks:
         for b in d.parts:
             s = k.block.stats(b, k.now)
+            q = d.queue
             out.append({"name": b.name, "dev": f"{b.dev[0]}:{b.dev[1]}", "partition": b.partno,
+                        "disk": d.disk_name, "ro": bdev_read_only(b), "removable": bool(d.removable),
+                        "rotational": bool(q.rotational), "logical_block_size": q.logical_block_size,
+                        "physical_block_size": q.physical_block_size, "discard_granularity": q.discard_granularity,
+                        "discard_max_bytes": q.discard_max_bytes, "scheduler": q.elevator if q.mq else None,
+                        "nr_requests": q.nr_requests if q.mq else None, "read_ahead_kb": q.read_ahead_kb,
                         "start": b.start_sect, "sectors": b.nr_sects, "mount": b.mount, "fstype": b.fstype,
                         "swap": k.block.swap is not None and k.block.swap.bdev is b,
                         "reads": s.ios[STAT_READ], "read_sectors": s.sectors[STAT_READ],

@@ -11,7 +11,8 @@ import os
 from procsim.capture.source import Source
 
 MODELLED = ("vd", "sd", "nvme")   # loop and zram devices are set up at run time, not disks of the machine
-QUEUE_INT = ("nr_requests", "read_ahead_kb", "logical_block_size", "physical_block_size", "max_sectors_kb")
+QUEUE_INT = ("nr_requests", "read_ahead_kb", "logical_block_size", "physical_block_size", "max_sectors_kb",
+             "max_hw_sectors_kb")
 DEFAULT_PRIORITY = -2
 
 
@@ -63,6 +64,9 @@ def _queue(src: Source, name: str, d: dict) -> None:
         v = _sys(src, f"{name}/queue/{key}")
         if v is not None and v.isdigit():
             d[key] = int(v)
+    depth = _sys(src, f"{name}/mq/0/nr_tags")  # the tag set's depth: what bounds nr_requests without an elevator
+    if depth is not None and depth.isdigit() and int(depth):
+        d["queue_depth"] = int(depth)
     rot = _sys(src, f"{name}/queue/rotational")
     if rot in ("0", "1"):
         d["rotational"] = rot == "1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-from procsim.procfs import block, cgroupfs, idle_bitmap, modules, sysfs_cpu, sysfs_mm, sysfs_net
+from procsim.procfs import cgroupfs, idle_bitmap, modules, sysfs_block, sysfs_cpu, sysfs_mm, sysfs_net
 from procsim.procfs.kinds import Bin, Dir, Show
 
 _SYSFS_RO = dict(write_open_errno=errno.EACCES)
@@ -16,9 +16,9 @@ def _hugepages(kb: int) -> Dir:
 
 
 SYS_ENTRIES = (
-    block.SYS_BLOCK,
-    Dir.of("class", sysfs_net.CLASS_NET),
-    Dir("dev", (block.SYS_DEV_BLOCK,), 0o755),
+    sysfs_block.SYS_BLOCK,
+    Dir.of("class", sysfs_block.SYS_CLASS_BLOCK, sysfs_net.CLASS_NET),
+    Dir("dev", (sysfs_block.SYS_DEV_BLOCK,), 0o755),
     Dir.of("devices", Dir.of("system", sysfs_cpu.CPU, sysfs_cpu.NODE), Dir.of("virtual", sysfs_net.VIRTUAL_NET)),
     Dir.of("fs", cgroupfs.CGROUP_DIR),
     Dir.of("kernel", Dir.of("mm",

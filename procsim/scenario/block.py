@@ -10,7 +10,9 @@ from typing import Any
 
 from procsim import restore
 from procsim.block import syscalls as B
-from procsim.block.genhd import KINDS, Gendisk, kind_of, make_disk
+from procsim.block.blk_sysfs import QUEUE_STORES as STORES
+from procsim.block.genhd import Gendisk, kind_of, make_disk
+from procsim.errors import KernelError
 from procsim.scenario.schema import DISK, PARTITION, SWAP, ScenarioError, _fields
 
 ALIGN = 2048           # sectors: partitions start on 1 MiB boundaries, as parted and fdisk place them
@@ -98,37 +100,57 @@ class BlockBuilder:
                 pmounts.append((j, pv))
             if "mount" in v and parts:
                 raise ScenarioError(f"{where}: mount: a partitioned disk is mounted by its partitions")
+            # the hardware's limits (what the driver sets up) go to make_disk ...
             queue: dict[str, Any] = {}
-            for key in ("nr_requests", "read_ahead_kb", "logical_block_size", "physical_block_size",
-                        "max_sectors_kb", "write_cache"):
+            for key in ("logical_block_size", "physical_block_size", "max_hw_sectors_kb", "write_cache",
+                        "discard_granularity", "queue_depth"):
                 if key in v:
                     queue[key] = v[key]
+            if "discard_max_bytes" in v:
+                queue["discard_max_bytes"] = queue["discard_max_hw_bytes"] = v["discard_max_bytes"]
             if "rotational" in v:
                 queue["rotational"] = int(v["rotational"])
             if "latency_us" in v:
                 queue["latency_ns"] = int(v["latency_us"] * 1000)
             if "bandwidth" in v:
                 queue["bandwidth"] = v["bandwidth"]
-            if "scheduler" in v:
-                names = [s.strip("[]") for s in KINDS[prefix].scheduler]
-                if v["scheduler"] not in names:
-                    raise ScenarioError(f"{where}: scheduler: one of {', '.join(names)}")
-                queue["scheduler"] = tuple(f"[{s}]" if s == v["scheduler"] else s for s in names)
             if queue.get("write_cache", "write back") not in ("write back", "write through"):
                 raise ScenarioError(f"{where}: write_cache: \"write back\" or \"write through\"")
-            for key in ("nr_requests", "read_ahead_kb", "max_sectors_kb", "bandwidth"):
+            for key in ("bandwidth", "max_hw_sectors_kb"):
                 if key in queue and queue[key] <= 0:
                     raise ScenarioError(f"{where}: {key}: expected a positive number")
+            if "queue_depth" in queue and not 1 <= queue["queue_depth"] <= 10240:  # BLK_MQ_MAX_DEPTH
+                raise ScenarioError(f"{where}: queue_depth: 1 to 10240")
+            if not kind.queue_depth and ("queue_depth" in v or "scheduler" in v or "nr_requests" in v):
+                raise ScenarioError(f"{where}: {prefix} is not a blk-mq disk: no queue_depth, scheduler, nr_requests")
             if queue.get("logical_block_size", 512) not in (512, 1024, 2048, 4096):
                 raise ScenarioError(f"{where}: logical_block_size: 512, 1024, 2048 or 4096")
+            pbs = queue.get("physical_block_size", kind.physical_block_size)
+            if pbs not in (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536) or pbs < queue.get("logical_block_size",
+                                                                                              512):
+                raise ScenarioError(f"{where}: physical_block_size: a power of two, at least the logical one")
+            gran = queue.get("discard_granularity", 0)
+            if gran and (gran & (gran - 1) or gran < 512):
+                raise ScenarioError(f"{where}: discard_granularity: a power of two, at least 512")
             try:
                 disk = make_disk(name, size, index, parts, v.get("major"), v.get("minor"), ext_minor, **queue)
             except ValueError as e:
                 raise ScenarioError(f"{where}: {e}") from None
             if not kind.minors:
                 ext_minor = disk.parts[-1].dev[1] + 1
+            # ... what the administrator sets goes through the sysfs stores, with their rules
+            for key in ("scheduler", "nr_requests", "read_ahead_kb", "max_sectors_kb"):
+                if key in v:
+                    try:
+                        STORES[key](disk, str(v[key]).encode())
+                    except KernelError as e:
+                        raise ScenarioError(f"{where}: {key}: {e.strerror}") from None
             disk.removable = int(v.get("removable", False))
+            disk.events = bool(disk.removable) and prefix == "sd"  # sd_probe: media_change on removable media
             disk.ro = int(v.get("ro", False))
+            disk.diskseq = i + 1  # inc_diskseq() at each alloc_disk, in registration order
+            for j, pv in pmounts:
+                disk.parts[j].read_only = bool(pv.get("ro", False))
             disks.append(disk)
             for b, sv in [(disk.part0, v)] + [(disk.parts[j], pv) for j, pv in pmounts]:
                 if "stat" in sv:

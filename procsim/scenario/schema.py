@@ -199,9 +199,10 @@ DISK = {"name": _t_str, "size": _t_size, "major": _t_int, "minor": _t_int, "moun
         "options": _t_str, "partition": _t_tables, "rotational": _t_bool, "scheduler": _t_str,
         "nr_requests": _t_int, "read_ahead_kb": _t_int, "logical_block_size": _t_int,
         "physical_block_size": _t_int, "max_sectors_kb": _t_int, "write_cache": _t_str, "latency_us": _t_num,
-        "bandwidth": _t_size, "removable": _t_bool, "ro": _t_bool,
+        "bandwidth": _t_size, "removable": _t_bool, "ro": _t_bool, "max_hw_sectors_kb": _t_int,
+        "discard_granularity": _t_int, "discard_max_bytes": _t_size, "queue_depth": _t_int,
         "stat": _t_any}  # stat: a captured machine's diskstats (procsim/scenario/captured.py)
 PARTITION = {"size": _t_size, "start": _t_int, "mount": _t_str, "fstype": _t_str, "options": _t_str,
-             "swap": _t_bool, "stat": _t_any}
+             "swap": _t_bool, "ro": _t_bool, "stat": _t_any}
 SWAP = {"on": _t_str, "priority": _t_int}
 STATES = ("R", "S", "D", "T")

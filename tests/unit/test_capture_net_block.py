@@ -95,6 +95,7 @@ def tree(tmp_path: Path) -> tuple[Path, Path]:
                        ("read_ahead_kb", "4096"), ("logical_block_size", "512"), ("physical_block_size", "4096"),
                        ("max_sectors_kb", "1280"), ("write_cache", "write back")):
         _w(q / name, text + "\n")
+    _w(sys_ / "block" / "vda" / "mq" / "0" / "nr_tags", "256\n")  # a 256-deep virtqueue: nr_requests 256 with none
     _w(sys_ / "block" / "vda" / "vda1" / "start", "2048\n")
     _w(sys_ / "block" / "vda" / "vda2" / "start", "62916608\n")
     os.makedirs(sys_ / "block" / "loop0")  # set up at run time: not a disk of the machine

@@ -191,8 +191,8 @@ def read(fs: ProcFS, path: str, chunk: int = 4096) -> bytes:
         size = fs.kernel.mem.nr_pages * 8 if name.startswith("kpage") else fs.kernel.mem.nr_pages // 8
         return h.read(size, 0)
     except OSError as e:
-        # (EINVAL: the mount files of a task that exited)
-        if e.errno in (errno.ENOENT, errno.ESRCH, errno.EACCES, errno.EINVAL):
+        # (EINVAL: the mount files of a task that exited; EIO: power/autosuspend_delay_ms without autosuspend)
+        if e.errno in (errno.ENOENT, errno.ESRCH, errno.EACCES, errno.EINVAL, errno.EIO):
             return f"errno {e.errno}".encode()
         raise
 
