@@ -233,7 +233,8 @@ def fault_vma(mm: MM, v: VMA, lo: int, hi: int, write: bool, special_pages: np.n
             else:
                 ptes[mi] = mk_pte(np.full(nmiss, ZERO_PFN), False, False)
         else:
-            pfns = filemap.cache_pages(mem, v.file, v.pgoff + vi)
+            pfns, nread = filemap.cache_pages(mem, v.file, v.pgoff + vi)
+            mm.nr_major += nread  # filemap_fault(): a page read from the disk is a major fault
             if write and not shared:
                 # private write fault on a file page: copy it now
                 pfns = mem.alloc(nmiss, ANON_NEW)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from procsim.mm.vma import VM_EXEC
 from procsim.mm.page_flags import PG_ANON, PG_FILE, PG_HUGETLB, PG_MAYBE_SHARED, PG_RESERVED, PG_SHMEM, PG_SWAPCACHE
 from procsim.mm.pagetable import (PAGE_SHIFT, PMD_SHIFT, POOL_ROWS, PTE_ACCESSED, PTE_PRESENT, PTRS_PER_TABLE,
                                   PageTable, pte_pfn)
@@ -109,15 +110,24 @@ def clear_young(mem: MemMap, heads: np.ndarray) -> np.ndarray:
     """page_idle_clear_pte_refs() for the folios with head PFNs `heads`:
     walk every PTE (or huge PMD) that maps each, clear its accessed bit,
     and say which folios had one set. Returns bool per head."""
-    young = np.zeros(len(heads), bool)
+    return folio_referenced(mem, heads)[0] > 0
+
+
+def folio_referenced(mem: MemMap, heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """folio_referenced()'s rmap walk over the folios with head PFNs `heads`:
+    every PTE (or huge PMD) that maps each has its accessed bit tested and
+    cleared. Returns, per head, the mappings (VMAs) found young, and whether
+    one of those VMAs is VM_EXEC (the vm_flags reclaim asks of it)."""
+    refs = np.zeros(len(heads), np.int64)
+    exe = np.zeros(len(heads), bool)
     if not len(heads):
-        return young
+        return refs, exe
     mapping = mem.rmap_mapping[heads]
     index = mem.rmap_index[heads]
     nr = np.int64(1) << mem.order[heads].astype(np.int64)
     ids = np.unique(mapping[mapping != 0]).tolist()
     if not ids:
-        return young
+        return refs, exe
     cands = _candidates(mem)
     for mid in ids:
         of = mapping == mid
@@ -138,8 +148,11 @@ def clear_young(mem: MemMap, heads: np.ndarray) -> np.ndarray:
                 rep, j, idx = rep[inside], j[inside], idx[inside]
             vas = v.start + ((idx - v.pgoff) << PAGE_SHIFT)
             hit = test_clear_young_ptes(mm.pgtable, vas, heads[rep] + j)
-            young[rep[hit]] = True
-    return young
+            young = np.unique(rep[hit])  # folio_referenced_one(): one per VMA that found it young
+            refs[young] += 1
+            if v.flags & VM_EXEC:
+                exe[young] = True
+    return refs, exe
 
 
 def test_clear_young_ptes(pt: PageTable, vas: np.ndarray, pfns: np.ndarray) -> np.ndarray:
