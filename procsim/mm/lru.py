@@ -96,3 +96,26 @@ def mark_accessed(mem: M.MemMap, pfns: np.ndarray) -> None:
     again = pfns[((fl & M.PG_REFERENCED) != 0) & ((fl & M.PG_ACTIVE) == 0)]
     mem.flags[pfns] = (fl | np.uint32(M.PG_REFERENCED)) & ~np.uint32(M.PG_IDLE)
     activate(mem, again)
+
+
+def rotate_reclaimable(mem: M.MemMap, pfns: np.ndarray) -> int:
+    """folio_end_writeback() of folios with PG_reclaim: the flag goes and
+    each clean, evictable LRU folio moves to the tail of its inactive list
+    (folio_rotate_reclaimable -> lru_move_tail: PG_active cleared,
+    pgrotated), where reclaim frees it next. Returns how many rotated."""
+    if not len(pfns):
+        return 0
+    pfns = pfns[(mem.flags[pfns] & M.PG_RECLAIM) != 0]
+    if not len(pfns):
+        return 0
+    mem.flags[pfns] &= ~np.uint32(M.PG_RECLAIM)
+    fl = mem.flags[pfns]
+    ok = pfns[((fl & M.PG_LRU) != 0) & ((fl & (M.PG_DIRTY | M.PG_MLOCKED)) == 0)]
+    act = ok[(mem.flags[ok] & M.PG_ACTIVE) != 0]
+    if len(act):
+        nfile = int(np.count_nonzero(is_file_lru(mem.flags[act])))
+        mem.flags[act] &= ~np.uint32(M.PG_ACTIVE)
+        mem.nr_active["file"] -= nfile
+        mem.nr_active["anon"] -= len(act) - nfile
+    mem.vm_events.count("pgrotated", len(ok))
+    return len(ok)

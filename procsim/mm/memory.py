@@ -367,6 +367,8 @@ def do_swap_page(mm: MM, v: VMA, ptes: np.ndarray, sel: np.ndarray, write: bool)
         finally:
             sc.held = np.zeros(0, np.int64)
         swap.swapcache_prepare(miss)
+        if mem.workingset is not None:  # swap_cache_alloc_folio(): a shadow there is a refault
+            mem.workingset.refault(new, sc.shadows(miss), file=False)
         sc.add(miss, new)
         swap.pswpin += len(miss)
         submit_pages(mem, SWAP_DEV, STAT_READ, miss, bio_pages=1)  # swap_read_folio: a bio a page

@@ -389,3 +389,41 @@ class FolioMapcounts:
         if self.mapcount_model == "page":
             return self.precise_page_mapcount(pfns) == 1
         return ~self.maybe_mapped_shared(pfns)
+
+
+def try_to_unmap_file(mem: "MemMap", pfns: np.ndarray) -> np.ndarray:
+    """try_to_unmap() of order-0 page-cache folios: every PTE that maps one
+    (found through the file's VMAs, rmap_walk_file) is cleared, the mm's
+    file RSS and the folio's mapcount drop. Returns, per folio, whether a
+    PTE it had was dirty (the caller dirties the folio: folio_mark_dirty)."""
+    from procsim.mm.mm import MM_FILEPAGES
+    from procsim.mm.pagetable import PTE_DIRTY
+    from procsim.units import PAGE_SIZE
+    dirty = np.zeros(len(pfns), bool)
+    if not len(pfns):
+        return dirty
+    mapping = mem.rmap_mapping[pfns]
+    index = mem.rmap_index[pfns]
+    cands = _candidates(mem)
+    for mid in np.unique(mapping[mapping != 0]).tolist():
+        of = np.flatnonzero(mapping == mid)
+        for mm, v in cands.get(mid, ()):
+            if v.file is None or v.file.rmap_id != mid:
+                continue
+            sel = of[(index[of] >= v.pgoff) & (index[of] < v.pgoff + v.npages)]
+            if not len(sel):
+                continue
+            vas = v.start + ((index[sel] - v.pgoff) << PAGE_SHIFT)
+            hit = []
+            for i, a in zip(sel.tolist(), vas.tolist()):
+                for _, sl in mm.pgtable.spans(a, a + PAGE_SIZE):  # (a view of the table: cleared in place)
+                    e = sl[:1]
+                    if e[0] & PTE_PRESENT and int(pte_pfn(e)[0]) == int(pfns[i]):
+                        dirty[i] |= bool(e[0] & PTE_DIRTY)
+                        sl[0] = 0
+                        hit.append(i)
+            if hit:
+                mm.update_hiwater_rss()
+                mm.rss.add(MM_FILEPAGES, -len(hit))
+                mem.unmap_pages(pfns[np.array(hit, np.int64)], mm.mm_id)
+    return dirty
