@@ -20,19 +20,12 @@ from procsim.mm import page_alloc as M
 from procsim.mm.vmstat import pgpgout_kb
 from procsim.procfs.tree import ProcFS
 from procsim.units import PAGE_SIZE
+from test_reclaim import kv  # "key value" files: meminfo, vmstat, memory.stat
 
 CG = "/sys/fs/cgroup"
 MiB = 1 << 20
 WS = ("workingset_refault_anon", "workingset_refault_file", "workingset_activate_anon",
       "workingset_activate_file", "workingset_restore_anon", "workingset_restore_file", "workingset_nodereclaim")
-
-
-def kv(fs: ProcFS, path: str) -> dict[str, int]:
-    out = {}
-    for line in read_all(fs, path).decode().splitlines():
-        name, val = line.replace(":", " ").split()[:2]
-        out[name] = int(val)
-    return out
 
 
 def world(swap: int = 0):
