@@ -72,7 +72,7 @@ def vfs_write(k: Kernel, t: Task, f: File, count: int, offset: int) -> int:
         starts = pages << PAGE_SHIFT
         partial = (starts < offset) | (starts + PAGE_SIZE > offset + count)
         with k.memcg.charging(t), cgroup_io.issuing(k, t), waiting_reads(k.block) as wait:
-            rb = filemap.find_or_create(k.mem, f, pages, partial & (starts < f.size))
+            rb = filemap.find_or_create(k.mem, f, pages, partial & (starts < f.size), write=True)
         k.psi.add_stall(t, "io", wait[0])
         t.ioac.read_bytes += rb
         f.size = max(f.size, offset + count)

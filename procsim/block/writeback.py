@@ -8,7 +8,11 @@ written:
     (wb_kupdate), at the instant it wakes;
   - by sync(2): every dirty inode, then a cache flush on every disk with
     a volatile write cache that holds a mounted filesystem;
-  - by fsync(2) of one file: its dirty pages and one flush on its disk.
+  - by fsync(2) of one file: its dirty pages and one flush on its disk;
+  - by reclaim that met only dirty page cache (wakeup_flusher_threads):
+    every dirty inode, at that instant.
+A written folio reclaim marked PG_reclaim rotates to the inactive list as
+its writeback ends (folio_rotate_reclaimable: pgrotated).
 Writing an inode writes its dirty pages (runs of contiguous pages as bios,
 procsim/block/blk_core.py), clears their dirty bit, and counts them in
 nr_written and pgpgout; NR_FILE_DIRTY drops by as many (meminfo Dirty).
@@ -26,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from procsim.block.blk_core import STAT_WRITE, submit_pages
+from procsim.mm import lru
 from procsim.mm import page_alloc as M
 from procsim.units import NSEC
 
@@ -54,6 +59,8 @@ def writeback_inode(mem: M.MemMap, f: "File") -> int:
         return 0
     mem.flags[pfns[idx]] &= ~np.uint32(M.PG_DIRTY)
     mem.nr_file_dirty -= len(idx)
+    # folio_end_writeback(): a folio reclaim wanted gone rotates to the inactive list
+    lru.rotate_reclaimable(mem, pfns[idx])
     mem.nr_written += len(idx)
     # the inode's wb: the memcg that dirtied it (inode_attach_wb), its first dirty page's
     owner = int(mem.memcg[pfns[idx[0]]]) if mem.memcg is not None else None
@@ -79,6 +86,17 @@ def wb_tick(k: "Kernel", t0: int, t1: int) -> None:
         finally:
             blk.when = None
         blk.nr_writeback_runs += 1
+
+
+def wakeup_flusher_threads(k: "Kernel") -> int:
+    """wakeup_flusher_threads(WB_REASON_VMSCAN): reclaim found only dirty
+    page cache; the flusher writes every dirty inode (wb_start_writeback:
+    all dirty pages, WB_SYNC_NONE, no cache flush), at once here. The pages
+    written."""
+    n = 0
+    for f, _ in list(k.block.b_dirty.values()):
+        n += writeback_inode(k.mem, f)
+    return n
 
 
 def sync(k: "Kernel") -> int:

@@ -123,7 +123,11 @@ def memory_stat(k: "Kernel", m: "MemCgroup") -> bytes:
     v.update(kernel=kstack * 1024 + pgt, kernel_stack=kstack * 1024, pagetables=pgt, slab=0)
     ev = m.vm_events
     for name in ("pgscan_kswapd", "pgscan_direct", "pgscan_proactive", "pgsteal_kswapd", "pgsteal_direct",
-                 "pgsteal_proactive", "pgfault", "pgmajfault", "pgrefill", "pgactivate", "pgdeactivate"):
+                 "pgsteal_proactive", "pgfault", "pgmajfault", "pgrefill", "pgactivate", "pgdeactivate",
+                 # the lruvec's workingset events (procsim/mm/workingset.py), hierarchical
+                 "workingset_refault_anon", "workingset_refault_file", "workingset_activate_anon",
+                 "workingset_activate_file", "workingset_restore_anon", "workingset_restore_file",
+                 "workingset_nodereclaim"):
         v[name] = ev.get(name, 0)
     # memcg_page_state_output: pgscan and pgsteal sum their kinds (khugepaged's are 0 here)
     v["pgscan"] = v["pgscan_kswapd"] + v["pgscan_direct"] + v["pgscan_proactive"]

@@ -382,6 +382,15 @@ class FileSyscalls:
                 del self.vfs.files[p]
                 inode.deleted = True
                 self.files.removed.add(p)
+                if not inode.nr_mappings and not inode.shmem and not inode.hugetlb \
+                        and not any(o.inode is inode for t2 in self.tasks.values() if t2.files is not None
+                                    for _, o in t2.files.items()):
+                    # the last reference: iput -> evict -> truncate_inode_pages_final(),
+                    # its page cache and shadow entries go
+                    from procsim.mm import filemap
+                    filemap.truncate_pages(self.mem, inode, 0)
+                    if self.mem.workingset is not None:
+                        self.mem.workingset.forget_file(inode)
                 self._changed("unlink", path=p)
             self._errors(run)
 

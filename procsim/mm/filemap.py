@@ -26,11 +26,15 @@ def pages_of(offset: int, count: int) -> np.ndarray:
     return np.arange(offset >> PAGE_SHIFT, ((offset + count - 1) >> PAGE_SHIFT) + 1, dtype=np.int64)
 
 
-def find_or_create(mem: M.MemMap, file: File, pgoffs: np.ndarray, read: np.ndarray | None = None) -> int:
+def find_or_create(mem: M.MemMap, file: File, pgoffs: np.ndarray, read: np.ndarray | None = None,
+                   write: bool = False) -> int:
     """The page-cache pages of `file` at `pgoffs`, allocated where absent
     (first: an allocation that fails changes nothing); those also in `read`
-    (a mask, all of them when None) are read from disk. Returns the bytes
-    read from disk."""
+    (a mask, all of them when None) are read from disk. A slot that held a
+    shadow entry is a refault (filemap_add_folio -> workingset_refault),
+    unless the page is added for a write (__GFP_WRITE: it is about to be
+    overwritten); the shadow goes either way. Returns the bytes read from
+    disk."""
     if not len(pgoffs):
         return 0
     file.ensure(int(pgoffs.max()) + 1)
@@ -39,8 +43,15 @@ def find_or_create(mem: M.MemMap, file: File, pgoffs: np.ndarray, read: np.ndarr
         return 0
     kind = M.PG_SHMEM | M.PG_LRU if file.shmem else M.PG_FILE | M.PG_LRU
     new = mem.alloc(int(absent.sum()), kind)
-    file.cache[pgoffs[absent]] = new
-    set_file_rmap(mem, file, new, pgoffs[absent])
+    at = pgoffs[absent]
+    file.cache[at] = new
+    set_file_rmap(mem, file, new, at)
+    ws = mem.workingset
+    if ws is not None and file.shadow is not None:
+        shadows = ws.take_file(file, at)
+        if not write:
+            ws.refault(new, shadows, file=True)
+        ws.update_nodes(file, at)
     if file.shmem:  # tmpfs pages start zeroed: no I/O
         return 0
     sel = absent if read is None else absent & read
@@ -49,11 +60,13 @@ def find_or_create(mem: M.MemMap, file: File, pgoffs: np.ndarray, read: np.ndarr
     return nread * PAGE_SIZE
 
 
-def cache_pages(mem: M.MemMap, file: File, pgoffs: np.ndarray) -> np.ndarray:
+def cache_pages(mem: M.MemMap, file: File, pgoffs: np.ndarray) -> tuple[np.ndarray, int]:
     """filemap_fault()'s lookup: the page-cache frames of `file` at `pgoffs`,
-    read in (or, shmem, zero-filled) where absent (find_or_create)."""
-    find_or_create(mem, file, pgoffs)
-    return file.cache[pgoffs]
+    read in (or, shmem, zero-filled) where absent (find_or_create), and how
+    many pages had to be read from disk: those faults are major
+    (VM_FAULT_MAJOR, pgmajfault)."""
+    nread = find_or_create(mem, file, pgoffs) // PAGE_SIZE
+    return file.cache[pgoffs], nread
 
 
 def account_dirtied(mem: M.MemMap, pfns: np.ndarray) -> int:
@@ -81,11 +94,15 @@ def truncate_pages(mem: M.MemMap, file: File, first: int) -> int:
     if first >= len(file.cache):
         return 0
     tail = file.cache[first:]
+    gone = np.flatnonzero(tail) + first
     pfns = tail[tail != 0]
     fl = mem.flags[pfns]
     cancelled = 0 if file.shmem else int(np.count_nonzero(fl & M.PG_DIRTY)) * PAGE_SIZE
     mem.free(pfns)
     tail[:] = 0
+    if mem.workingset is not None:
+        mem.workingset.clear_file(file, first)  # the range's shadow entries go too
+        mem.workingset.update_nodes(file, gone)
     return cancelled
 
 

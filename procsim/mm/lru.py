@@ -9,7 +9,9 @@ its inactive list (lru_cache_add; on the reference VM Active(anon) was
 the active list (filemap_read's folio_mark_accessed: PG_referenced, then
 activation; a fault only sets PG_referenced),
 reclaim activates referenced folios it scans (folio_check_references) and
-ages the active lists into the inactive ones (shrink_active_list). The
+ages the active lists into the inactive ones (shrink_active_list), and a
+refault the workingset finds recent joins the active list at once
+(procsim/mm/workingset.py). The
 order within a list is the frame number (allocation is mostly in PFN
 order); the kernel's list order is not modelled beyond that.
 
@@ -49,7 +51,23 @@ def activate(mem: M.MemMap, pfns: np.ndarray) -> int:
     mem.nr_active["anon"] += len(sel) - nfile
     mem.vm_events.pgactivate += len(sel)
     _memcg_count(mem, "pgactivate", sel)
+    # workingset_activation(), move_folios_to_lru(): activations age the
+    # lruvecs' nonresident_age as evictions do (procsim/mm/workingset.py)
+    if mem.workingset is not None:
+        mem.workingset.age_folios(sel)
     return len(sel)
+
+
+def add_active(mem: M.MemMap, pfns: np.ndarray) -> None:
+    """folio_set_active() of new folios before folio_add_lru() (a refault
+    found recent): they join the active list, no pgactivate."""
+    sel = pfns[(mem.flags[pfns] & M.PG_ACTIVE) == 0]
+    if not len(sel):
+        return
+    nfile = int(np.count_nonzero(is_file_lru(mem.flags[sel])))
+    mem.flags[sel] |= np.uint32(M.PG_ACTIVE)
+    mem.nr_active["file"] += nfile
+    mem.nr_active["anon"] += len(sel) - nfile
 
 
 def deactivate(mem: M.MemMap, pfns: np.ndarray) -> int:
@@ -78,3 +96,26 @@ def mark_accessed(mem: M.MemMap, pfns: np.ndarray) -> None:
     again = pfns[((fl & M.PG_REFERENCED) != 0) & ((fl & M.PG_ACTIVE) == 0)]
     mem.flags[pfns] = (fl | np.uint32(M.PG_REFERENCED)) & ~np.uint32(M.PG_IDLE)
     activate(mem, again)
+
+
+def rotate_reclaimable(mem: M.MemMap, pfns: np.ndarray) -> int:
+    """folio_end_writeback() of folios with PG_reclaim: the flag goes and
+    each clean, evictable LRU folio moves to the tail of its inactive list
+    (folio_rotate_reclaimable -> lru_move_tail: PG_active cleared,
+    pgrotated), where reclaim frees it next. Returns how many rotated."""
+    if not len(pfns):
+        return 0
+    pfns = pfns[(mem.flags[pfns] & M.PG_RECLAIM) != 0]
+    if not len(pfns):
+        return 0
+    mem.flags[pfns] &= ~np.uint32(M.PG_RECLAIM)
+    fl = mem.flags[pfns]
+    ok = pfns[((fl & M.PG_LRU) != 0) & ((fl & (M.PG_DIRTY | M.PG_MLOCKED)) == 0)]
+    act = ok[(mem.flags[ok] & M.PG_ACTIVE) != 0]
+    if len(act):
+        nfile = int(np.count_nonzero(is_file_lru(mem.flags[act])))
+        mem.flags[act] &= ~np.uint32(M.PG_ACTIVE)
+        mem.nr_active["file"] -= nfile
+        mem.nr_active["anon"] -= len(act) - nfile
+    mem.vm_events.count("pgrotated", len(ok))
+    return len(ok)

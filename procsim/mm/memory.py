@@ -233,7 +233,8 @@ def fault_vma(mm: MM, v: VMA, lo: int, hi: int, write: bool, special_pages: np.n
             else:
                 ptes[mi] = mk_pte(np.full(nmiss, ZERO_PFN), False, False)
         else:
-            pfns = filemap.cache_pages(mem, v.file, v.pgoff + vi)
+            pfns, nread = filemap.cache_pages(mem, v.file, v.pgoff + vi)
+            mm.nr_major += nread  # filemap_fault(): a page read from the disk is a major fault
             if write and not shared:
                 # private write fault on a file page: copy it now
                 pfns = mem.alloc(nmiss, ANON_NEW)
@@ -366,6 +367,8 @@ def do_swap_page(mm: MM, v: VMA, ptes: np.ndarray, sel: np.ndarray, write: bool)
         finally:
             sc.held = np.zeros(0, np.int64)
         swap.swapcache_prepare(miss)
+        if mem.workingset is not None:  # swap_cache_alloc_folio(): a shadow there is a refault
+            mem.workingset.refault(new, sc.shadows(miss), file=False)
         sc.add(miss, new)
         swap.pswpin += len(miss)
         submit_pages(mem, SWAP_DEV, STAT_READ, miss, bio_pages=1)  # swap_read_folio: a bio a page

@@ -68,7 +68,7 @@ class MM:
         self.hiwater_rss = 0
         self.hugetlb_usage = 0   # pages (4 KiB) of hugetlb pages mapped (status HugetlbPages)
         self.hugetlb_data_vm = 0  # the part of data_vm that is private writable hugetlb (not committed)
-        self.nr_major = 0        # major faults taken (swap-ins read from swap); charged to the task
+        self.nr_major = 0        # major faults taken (swap-ins and file pages read from disk); charged to the task
         self.start_code = self.end_code = self.start_data = self.end_data = 0
         self.start_brk = self.brk = self.start_stack = 0
         self.arg_start = self.arg_end = self.env_start = self.env_end = 0

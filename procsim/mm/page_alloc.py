@@ -20,7 +20,7 @@ from procsim.mm.thp import THPSettings
 from procsim.mm.vmstat import VmEvents
 from procsim.mm.zone import VmSysctl, alloc_zone
 
-from procsim.mm.page_flags import (PG_ANON, PG_FILE, PG_SHMEM, PG_DIRTY, PG_REFERENCED, PG_LRU, PG_ACTIVE, PG_RESERVED, PG_MLOCKED, PG_SWAPBACKED, PG_MAYBE_SHARED, PG_HUGETLB, PG_ANON_EXCLUSIVE, PG_IDLE, PG_YOUNG, PG_SWAPCACHE)  # noqa: F401 (M.PG_*)
+from procsim.mm.page_flags import (PG_ANON, PG_FILE, PG_SHMEM, PG_DIRTY, PG_REFERENCED, PG_LRU, PG_ACTIVE, PG_RESERVED, PG_MLOCKED, PG_SWAPBACKED, PG_MAYBE_SHARED, PG_HUGETLB, PG_ANON_EXCLUSIVE, PG_IDLE, PG_YOUNG, PG_SWAPCACHE, PG_RECLAIM, PG_WORKINGSET)  # noqa: F401 (M.PG_*)
 
 HPAGE_PMD_ORDER = 9
 MAX_FOLIO_ORDER = HPAGE_PMD_ORDER  # anonymous folios: order 0 and 2..9
@@ -163,6 +163,7 @@ class MemMap(FolioMapcounts):
     # back freed frames' charges
     memcg = None
     memcg_count = None  # count_memcg_events(name, ids) (procsim/mm/vmscan_node.py installs it)
+    workingset = None   # the shadow entries' ages (procsim/mm/workingset.py; vmscan_node.py installs it)
     memcg_charge = None
     memcg_uncharge = None
 

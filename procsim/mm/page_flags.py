@@ -30,3 +30,10 @@ PG_YOUNG = 1 << 14
 # In the swap cache (PG_swapcache): an order-0 anonymous folio that holds a
 # swap slot's data (procsim/mm/swapcache.py); unmapping it does not free it.
 PG_SWAPCACHE = 1 << 15
+# PG_reclaim: reclaim found the folio dirty and wants it freed as soon as its
+# writeback ends (folio_end_writeback rotates it to the inactive list, pgrotated).
+PG_RECLAIM = 1 << 16
+# PG_workingset: the folio was on an active list before (set as
+# shrink_active_list deactivates it, or by a refault of such a folio); the
+# shadow entry of its eviction remembers it, a refault of it is a restore.
+PG_WORKINGSET = 1 << 17

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from procsim.mm.vma import VM_EXEC
 from procsim.mm.page_flags import PG_ANON, PG_FILE, PG_HUGETLB, PG_MAYBE_SHARED, PG_RESERVED, PG_SHMEM, PG_SWAPCACHE
 from procsim.mm.pagetable import (PAGE_SHIFT, PMD_SHIFT, POOL_ROWS, PTE_ACCESSED, PTE_PRESENT, PTRS_PER_TABLE,
                                   PageTable, pte_pfn)
@@ -109,15 +110,24 @@ def clear_young(mem: MemMap, heads: np.ndarray) -> np.ndarray:
     """page_idle_clear_pte_refs() for the folios with head PFNs `heads`:
     walk every PTE (or huge PMD) that maps each, clear its accessed bit,
     and say which folios had one set. Returns bool per head."""
-    young = np.zeros(len(heads), bool)
+    return folio_referenced(mem, heads)[0] > 0
+
+
+def folio_referenced(mem: MemMap, heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """folio_referenced()'s rmap walk over the folios with head PFNs `heads`:
+    every PTE (or huge PMD) that maps each has its accessed bit tested and
+    cleared. Returns, per head, the mappings (VMAs) found young, and whether
+    one of those VMAs is VM_EXEC (the vm_flags reclaim asks of it)."""
+    refs = np.zeros(len(heads), np.int64)
+    exe = np.zeros(len(heads), bool)
     if not len(heads):
-        return young
+        return refs, exe
     mapping = mem.rmap_mapping[heads]
     index = mem.rmap_index[heads]
     nr = np.int64(1) << mem.order[heads].astype(np.int64)
     ids = np.unique(mapping[mapping != 0]).tolist()
     if not ids:
-        return young
+        return refs, exe
     cands = _candidates(mem)
     for mid in ids:
         of = mapping == mid
@@ -138,8 +148,11 @@ def clear_young(mem: MemMap, heads: np.ndarray) -> np.ndarray:
                 rep, j, idx = rep[inside], j[inside], idx[inside]
             vas = v.start + ((idx - v.pgoff) << PAGE_SHIFT)
             hit = test_clear_young_ptes(mm.pgtable, vas, heads[rep] + j)
-            young[rep[hit]] = True
-    return young
+            young = np.unique(rep[hit])  # folio_referenced_one(): one per VMA that found it young
+            refs[young] += 1
+            if v.flags & VM_EXEC:
+                exe[young] = True
+    return refs, exe
 
 
 def test_clear_young_ptes(pt: PageTable, vas: np.ndarray, pfns: np.ndarray) -> np.ndarray:
@@ -376,3 +389,41 @@ class FolioMapcounts:
         if self.mapcount_model == "page":
             return self.precise_page_mapcount(pfns) == 1
         return ~self.maybe_mapped_shared(pfns)
+
+
+def try_to_unmap_file(mem: "MemMap", pfns: np.ndarray) -> np.ndarray:
+    """try_to_unmap() of order-0 page-cache folios: every PTE that maps one
+    (found through the file's VMAs, rmap_walk_file) is cleared, the mm's
+    file RSS and the folio's mapcount drop. Returns, per folio, whether a
+    PTE it had was dirty (the caller dirties the folio: folio_mark_dirty)."""
+    from procsim.mm.mm import MM_FILEPAGES
+    from procsim.mm.pagetable import PTE_DIRTY
+    from procsim.units import PAGE_SIZE
+    dirty = np.zeros(len(pfns), bool)
+    if not len(pfns):
+        return dirty
+    mapping = mem.rmap_mapping[pfns]
+    index = mem.rmap_index[pfns]
+    cands = _candidates(mem)
+    for mid in np.unique(mapping[mapping != 0]).tolist():
+        of = np.flatnonzero(mapping == mid)
+        for mm, v in cands.get(mid, ()):
+            if v.file is None or v.file.rmap_id != mid:
+                continue
+            sel = of[(index[of] >= v.pgoff) & (index[of] < v.pgoff + v.npages)]
+            if not len(sel):
+                continue
+            vas = v.start + ((index[sel] - v.pgoff) << PAGE_SHIFT)
+            hit = []
+            for i, a in zip(sel.tolist(), vas.tolist()):
+                for _, sl in mm.pgtable.spans(a, a + PAGE_SIZE):  # (a view of the table: cleared in place)
+                    e = sl[:1]
+                    if e[0] & PTE_PRESENT and int(pte_pfn(e)[0]) == int(pfns[i]):
+                        dirty[i] |= bool(e[0] & PTE_DIRTY)
+                        sl[0] = 0
+                        hit.append(i)
+            if hit:
+                mm.update_hiwater_rss()
+                mm.rss.add(MM_FILEPAGES, -len(hit))
+                mem.unmap_pages(pfns[np.array(hit, np.int64)], mm.mm_id)
+    return dirty

@@ -38,6 +38,9 @@ class SwapCache:
         self.slot = np.zeros(mem.nr_pages, np.int32)   # per PFN: its slot while cached
         self.held = np.zeros(0, np.int64)              # folios a fault holds a reference to
         self.nr_swapcached = 0                         # NR_SWAPCACHE: SwapCached, nr_swapcached
+        # per slot: the shadow entry reclaim left when it freed the slot's
+        # folio (6.18 keeps them in the swap table; procsim/mm/workingset.py)
+        self.shadow = np.zeros(0, np.int64)
 
     def _folios(self) -> np.ndarray:
         n = self.mem.swap.nr_slots
@@ -64,6 +67,8 @@ class SwapCache:
             return
         f = self._folios()
         assert not f[offsets].any() and self.mem.swap.has_cache(offsets).all()
+        if len(self.shadow):
+            self.shadow[offsets] = 0  # a folio takes the slot: its shadow (read by now) goes
         f[offsets] = pfns
         self.slot[pfns] = offsets
         self.mem.flags[pfns] |= np.uint32(PG_SWAPCACHE)
@@ -82,6 +87,22 @@ class SwapCache:
         self.mem.flags[pfns] &= ~np.uint32(PG_SWAPCACHE)
         self.nr_swapcached -= len(pfns)
         self.mem.swap.put_cache(offsets)
+
+    def store_shadows(self, offsets: np.ndarray, shadows: np.ndarray) -> None:
+        """__swap_cache_del_folio(shadow): slots that swap entries still use
+        keep the evicted folio's shadow entry (a freed slot keeps none)."""
+        if not len(offsets):
+            return
+        if len(self.shadow) != self.mem.swap.nr_slots:
+            self.shadow = np.zeros(self.mem.swap.nr_slots, np.int64)
+        used = self.mem.swap.count(offsets) > 0
+        self.shadow[offsets[used]] = shadows[used]
+
+    def shadows(self, offsets: np.ndarray) -> np.ndarray:
+        """The shadow entries of slots (0: none)."""
+        if not len(self.shadow):
+            return np.zeros(len(offsets), np.int64)
+        return self.shadow[offsets]
 
     def cached(self, pfns: np.ndarray) -> np.ndarray:
         """folio_test_swapcache() of each frame."""

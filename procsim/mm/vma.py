@@ -70,6 +70,9 @@ class File:
     # pgoff -> PFN (0 = not cached); grown on demand. A hugetlbfs file
     # caches 2 MiB pages: index = pgoff >> 9, value = head PFN.
     cache: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # pgoff -> the shadow entry reclaim left where it evicted a page (0 =
+    # none; procsim/mm/workingset.py), made at the first eviction
+    shadow: np.ndarray | None = None
     nr_mappings: int = 0
     hugetlb: bool = False
     # hugetlbfs: huge page indices reserved and not yet instantiated
@@ -90,6 +93,10 @@ class File:
             grown = np.zeros(max(npages, 2 * len(self.cache)), np.int64)
             grown[: len(self.cache)] = self.cache
             self.cache = grown
+        if self.shadow is not None and len(self.shadow) < len(self.cache):
+            grown = np.zeros(len(self.cache), np.int64)
+            grown[: len(self.shadow)] = self.shadow
+            self.shadow = grown
 
     def d_path(self) -> str:
         return self.path + " (deleted)" if self.deleted else self.path

@@ -94,11 +94,20 @@ def pageout(mm: MM, start: int, end: int) -> int:
             # clean ones (cached already, unchanged since) are freed at once
             mem.flags[p] &= ~np.uint32(M.PG_DIRTY)
             swap.pswpout += int(dirty.sum())
+            mem.vm_events.count("nr_vmscan_write", int(dirty.sum()))  # pageout()'s writeout(): NR_VMSCAN_WRITE
             order = np.argsort(slots[dirty])  # swap_writepage: a bio a page, charged to the page's memcg
             owners = mem.memcg[p[dirty]][order] if mem.memcg is not None else None
             submit_pages(mem, SWAP_DEV, STAT_WRITE, slots[dirty][order], bio_pages=1, memcg=owners)
-            sc.delete(p[~dirty])
-            mem.free(p[~dirty])
+            clean = p[~dirty]
+            if len(clean) and mem.workingset is not None:  # __remove_mapping(): shadows in the slots
+                shadows = mem.workingset.eviction(None, clean)
+                cslots = sc.slot[clean].astype(np.int64)
+                sc.delete(clean)
+                mem.free(clean)
+                sc.store_shadows(cslots, shadows)
+            else:
+                sc.delete(clean)
+                mem.free(clean)
             out += len(ci)
     return out
 

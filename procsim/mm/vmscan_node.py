@@ -22,14 +22,35 @@ active/inactive lists of procsim/mm/lru.py.
   aging        shrink_active_list() moves the oldest active frames to the
                inactive list (pgrefill, pgdeactivate) when inactive_is_low()
                (inactive * int_sqrt(10 * GB) < active).
+  aging        shrink_active_list() also gives referenced (young) file
+               frames of a VM_EXEC mapping another trip on the active list
+               (nr_rotated); the others move to the inactive list with
+               PG_workingset set.
   inactive     shrink_inactive_list(): each scanned frame (pgscan_*) is
-               checked for references (folio_check_references: the PTE
-               young bits, cleared by the check, and PG_referenced):
-               referenced mapped anon and twice-referenced file frames are
-               activated, the rest reclaimed (pgsteal_*): clean unmapped
-               page cache dropped, unmapped swap-cache folios freed,
-               anonymous frames written to swap (procsim/mm/vmscan.py's
-               pageout) and freed.
+               checked for references (folio_check_references: the young
+               PTEs, counted per mapping and cleared by the check, and
+               PG_referenced): young and referenced before, young in more
+               than one mapping, or young in a VM_EXEC mapping of a file:
+               activated; young once: kept with PG_referenced (a second
+               look); not young: reclaimed, a file frame referenced before
+               only if clean. Reclaim unmaps mapped page cache from every
+               PTE (try_to_unmap: a dirty PTE dirties the folio; the next
+               access is a major fault that reads the disk), writes anon to
+               swap (procsim/mm/vmscan.py's pageout, nr_vmscan_write) and
+               frees clean folios (pgsteal_*), leaving shadow entries
+               (procsim/mm/workingset.py). Dirty page cache is not written
+               by reclaim (6.18's pageout() writes only shmem and swap
+               cache): it is marked PG_reclaim (nr_vmscan_immediate_reclaim)
+               and activated; a batch of nothing but dirty file frames wakes
+               the flusher (wakeup_flusher_threads, WB_REASON_VMSCAN: every
+               dirty inode written through the block layer), whose
+               writeback end rotates PG_reclaim folios to the inactive list
+               (pgrotated), to be freed by a later scan.
+  kswapd       after balance_pgdat, kswapd naps HZ/10 if the node is
+               balanced: a wake-up during the nap counts
+               kswapd_low_wmark_hit_quickly; a nap that ends below the high
+               watermark, or a run that could not balance the node,
+               kswapd_high_wmark_hit_quickly.
   protection   memory.min and memory.low (mem_cgroup_calculate_protection,
                procsim/cgroup/protection.py): a memcg at or below its
                effective min is never scanned, at or below its effective low
@@ -37,11 +58,12 @@ active/inactive lists of procsim/mm/lru.py.
                (memcg_low_reclaim; memory.events `low` counts each such
                breach).
 
-Simplifications: mapped page cache, dirty page cache and shmem are scanned
-but kept (no try_to_unmap of file pages, no writeback from reclaim, no
-shmem swap-out); frames of large folios stay (reclaim splits only through
-pageout's range walk); the lists' order is the frame number; no shadow
-entries, so no refault detection (workingset_* stay 0)."""
+Simplifications: shmem and anon mapped by more than one mm are scanned but
+kept (no shmem swap-out); frames of large folios stay (reclaim splits only
+through pageout's range walk); the lists' order is the frame number, so a
+rotation to the tail is a move to the inactive list; writes to swap are
+synchronous (the written folio is freed in the same pass); reclaim's
+unmapping sends no TLB-flush IPIs."""
 
 from __future__ import annotations
 
@@ -50,11 +72,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from procsim.mm import lru, rmap, vmscan
+from procsim.mm import filemap, lru, rmap, vmscan, workingset
 from procsim.mm import page_alloc as M
 from procsim.mm.pagetable import PAGE_SHIFT, PTE_PRESENT, pte_pfn
 from procsim.mm.zone import alloc_zone, zones
-from procsim.units import PAGE_SIZE
+from procsim.units import NSEC, PAGE_SIZE
 
 if TYPE_CHECKING:
     from procsim.cgroup.memcontrol import MemCgroup
@@ -101,7 +123,10 @@ class NodeReclaim:
         self.busy = False
         self.anon_cost = 0
         self.file_cost = 0
+        self.pgdat_dirty = False       # PGDAT_DIRTY: kswapd met only unqueued dirty file folios
+        self.kswapd_nap_until: int | None = None  # kswapd's HZ/10 nap before it sleeps
         k.mem.alloc_hook = self._alloc_hook
+        k.mem.workingset = workingset.Workingset(k)
         k.mem.memcg_count = self._count_ids  # the LRU's events in memory.stat too
 
     # -- watermarks ---------------------------------------------------------------
@@ -143,7 +168,7 @@ class NodeReclaim:
                 self.direct_reclaim(t)
             if self.kswapd_wake:
                 self.kswapd_wake = False
-                self.balance_pgdat()
+                self.kswapd_woken()
         finally:
             self.busy = False
 
@@ -173,6 +198,44 @@ class NodeReclaim:
             k._changed("reclaim")
         return freed
 
+    def kswapd_woken(self) -> int:
+        """wakeup_kswapd() from an allocation: kswapd runs balance_pgdat; if
+        it was still in its HZ/10 nap, the low watermark was hit quickly."""
+        nap = self.kswapd_nap_until
+        if nap is not None and self.k.now < nap:
+            self.k.mem.vm_events.count("kswapd_low_wmark_hit_quickly")
+        self.kswapd_nap_until = None
+        return self.balance_pgdat()
+
+    def kswapd_try_to_sleep(self) -> None:
+        """kswapd_try_to_sleep() after balance_pgdat: balanced, a nap of HZ/10
+        (its end checks the high watermark again); not balanced, no nap and
+        the high watermark hit quickly."""
+        k = self.k
+        if self.free_pages() < self.watermarks().wmark_high:
+            k.mem.vm_events.count("kswapd_high_wmark_hit_quickly")
+            self.kswapd_nap_until = None
+            return
+        self.pgdat_dirty = False  # clear_pgdat_congested(): the node is balanced
+        until = k.now + NSEC // 10
+        self.kswapd_nap_until = until
+        k._push(until, lambda: self._nap_end(until))
+
+    def _nap_end(self, until: int) -> None:
+        """The nap's end: under the high watermark, kswapd does not sleep
+        (kswapd_high_wmark_hit_quickly) and balances the node again."""
+        if self.kswapd_nap_until != until or self.busy:
+            return
+        self.kswapd_nap_until = None
+        if self.free_pages() < self.watermarks().wmark_high:
+            self.k.mem.vm_events.count("kswapd_high_wmark_hit_quickly")
+            self.busy = True
+            try:
+                self.balance_pgdat()
+            finally:
+                self.busy = False
+            self.k._changed("reclaim")
+
     def balance_pgdat(self) -> int:
         """kswapd's balance_pgdat(): reclaim until free pages reach the high
         watermark (one pageoutrun per run)."""
@@ -185,6 +248,7 @@ class NodeReclaim:
             freed += got
             if not got:
                 break
+        self.kswapd_try_to_sleep()
         return freed
 
     # -- do_try_to_free_pages -------------------------------------------------------
@@ -213,6 +277,7 @@ class NodeReclaim:
             frames = self._lru_frames(np.array(ids, np.int32))  # (the lists shrink as frames go)
             for sc.priority in range(DEF_PRIORITY, -1, -1):
                 self.shrink_lruvec(sc, frames)
+                k.mem.workingset.shrink_shadow_nodes()  # shrink_node()'s shrink_slab()
                 if sc.nr_reclaimed >= sc.nr_to_reclaim:
                     break
             if sc.nr_reclaimed or not sc.memcg_low_skipped:
@@ -298,7 +363,7 @@ class NodeReclaim:
                     break
                 self.shrink_inactive_list(sc, typ, todo[i: i + SWAP_CLUSTER_MAX])
             if scan[typ, True] and inactive_is_low(sizes[typ, False], sizes[typ, True]):
-                self.shrink_active_list(sc, lists[typ, True][: scan[typ, True]])
+                self.shrink_active_list(sc, typ, lists[typ, True][: scan[typ, True]])
         del mem
 
     def _count(self, name: str, pfns: np.ndarray, n: int | None = None) -> None:
@@ -308,15 +373,26 @@ class NodeReclaim:
         if mem.memcg is not None and len(pfns):
             self._count_ids(name, mem.memcg[pfns])
 
-    def shrink_active_list(self, sc: ScanControl, pfns: np.ndarray) -> None:
-        """The oldest active frames are scanned (pgrefill) and move to the
-        inactive list (pgdeactivate); their young bits are cleared as
-        folio_referenced() clears them."""
+    def shrink_active_list(self, sc: ScanControl, typ: str, pfns: np.ndarray) -> None:
+        """The oldest active frames are scanned (pgrefill); their young bits
+        are cleared (folio_referenced). Young file frames of a VM_EXEC
+        mapping stay active (one more trip: nr_rotated); the rest move to the
+        inactive list with PG_workingset (pgdeactivate)."""
         mem = self.k.mem
         self._count("pgrefill", pfns)
-        mapped = pfns[mem.mapcount[pfns] > 0]
-        rmap.clear_young(mem, mapped)
-        lru.deactivate(mem, pfns)
+        mapped = mem.mapcount[pfns] > 0
+        refs = np.zeros(len(pfns), np.int64)
+        exe = np.zeros(len(pfns), bool)
+        if mapped.any():
+            refs[mapped], exe[mapped] = rmap.folio_referenced(mem, pfns[mapped])
+        stay = (refs > 0) & exe & lru.is_file_lru(mem.flags[pfns])
+        rotated = pfns[stay]
+        if len(rotated):
+            mem.workingset.age_folios(rotated)  # move_folios_to_lru() of active folios
+        down = pfns[~stay]
+        lru.deactivate(mem, down)
+        mem.flags[down] |= np.uint32(M.PG_WORKINGSET)
+        self.note_cost(typ, 0, len(rotated))
 
     def _count_ids(self, name: str, ids: np.ndarray) -> None:
         """count_memcg_events() for frames charged to `ids` (one each)."""
@@ -326,7 +402,38 @@ class NodeReclaim:
             if m is not None:
                 m.count_event(name, int(c))
 
+    def folio_check_references(self, pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """folio_check_references() of each frame: (activate, keep, reclaim
+        only if clean). The young PTEs are counted per mapping and cleared
+        (folio_referenced; an accessed bit idle tracking took, PG_young,
+        counts once); PG_referenced is tested and cleared, and set again on
+        a young frame, which is activated if it was referenced before, is
+        young in more than one mapping or in a VM_EXEC mapping of a file,
+        and kept (another trip on the inactive list) otherwise. A frame
+        nobody found young is reclaimed; a file frame referenced before
+        only if it is clean (FOLIOREF_RECLAIM_CLEAN)."""
+        mem = self.k.mem
+        fl = mem.flags[pfns]
+        mapped = mem.mapcount[pfns] > 0
+        refs = np.zeros(len(pfns), np.int64)
+        exe = np.zeros(len(pfns), bool)
+        if mapped.any():
+            refs[mapped], exe[mapped] = rmap.folio_referenced(mem, pfns[mapped])
+        pg_young = mapped & ((fl & M.PG_YOUNG) != 0)
+        refs += pg_young
+        mem.flags[pfns[pg_young]] &= ~np.uint32(M.PG_YOUNG)
+        file = lru.is_file_lru(fl)
+        referenced = (fl & M.PG_REFERENCED) != 0
+        young = refs > 0
+        mem.flags[pfns] = np.where(young, mem.flags[pfns] | np.uint32(M.PG_REFERENCED),
+                                   mem.flags[pfns] & ~np.uint32(M.PG_REFERENCED))
+        act = young & (referenced | (refs > 1) | (exe & file))
+        keep = young & ~act
+        clean_only = ~young & referenced & file
+        return act, keep, clean_only
+
     def shrink_inactive_list(self, sc: ScanControl, typ: str, pfns: np.ndarray) -> None:
+        """shrink_inactive_list() + shrink_folio_list() of one batch."""
         k, mem = self.k, self.k.mem
         if not len(pfns):
             return
@@ -335,33 +442,24 @@ class NodeReclaim:
         mem.vm_events.count(f"pgscan_{typ}", len(pfns))
         sc.nr_scanned += len(pfns)
         fl = mem.flags[pfns]
-        mapped = mem.mapcount[pfns] > 0
-        young = np.zeros(len(pfns), bool)
-        if mapped.any():
-            young[mapped] = rmap.clear_young(mem, pfns[mapped])
-        referenced = (fl & M.PG_REFERENCED) != 0
-        # folio_check_references(): mapped and young anon frames, file frames
-        # young twice (or mapped more than once), are activated; young once,
-        # kept with PG_referenced; unmapped ones are reclaimed
-        if typ == "anon":
-            act = young
-            keep = np.zeros(len(pfns), bool)
-        else:
-            act = young & (referenced | (mem.mapcount[pfns] > 1))
-            keep = young & ~act
-            mem.flags[pfns[keep]] |= np.uint32(M.PG_REFERENCED)
-        mem.flags[pfns[~young]] &= ~np.uint32(M.PG_REFERENCED)
-        activated = pfns[act]
-        if len(activated):
-            lru.activate(mem, activated)
+        # folio_check_dirty_writeback(): dirty page cache the flusher has not
+        # written (writeback is instantaneous here: none is under writeback)
+        unqueued_dirty = int(np.count_nonzero((fl & (M.PG_FILE | M.PG_DIRTY)) == (M.PG_FILE | M.PG_DIRTY))) \
+            if typ == "file" else 0
+        act, keep, clean_only = self.folio_check_references(pfns)
         cand = pfns[~act & ~keep]
+        clean_only = clean_only[~act & ~keep]
         owners = mem.memcg[cand].copy() if mem.memcg is not None else None
         before = mem.nr_free
         nr_io = 0
         if typ == "file":
-            self._drop_page_cache(cand)
+            act = act.copy()
+            act[np.flatnonzero(~act & ~keep)[self._reclaim_file(sc, cand, clean_only)]] = True
         else:
             nr_io = self._reclaim_anon(sc, cand)
+        activated = pfns[act]
+        if len(activated):
+            lru.activate(mem, activated)  # (pgactivate; move_folios_to_lru ages the workingset)
         freed = mem.nr_free - before
         if freed:
             mem.vm_events.count(f"pgsteal_{kind}", freed)
@@ -369,10 +467,58 @@ class NodeReclaim:
             if owners is not None:
                 self._count_ids(f"pgsteal_{kind}", owners[mem.flags[cand] == 0])
         sc.nr_reclaimed += freed
-        self.note_cost(typ, nr_io, len(activated))
+        if typ == "file" and unqueued_dirty == len(pfns):
+            # the tail of the list is all dirty: nudge the flusher
+            from procsim.block.writeback import wakeup_flusher_threads
+            wakeup_flusher_threads(k)
+        self.note_cost(typ, nr_io, len(pfns) - freed)
 
-    def _drop_page_cache(self, pfns: np.ndarray) -> None:
-        """__remove_mapping() of clean page cache nobody maps."""
+    def _reclaim_file(self, sc: ScanControl, pfns: np.ndarray, clean_only: np.ndarray) -> np.ndarray:
+        """Page-cache frames to reclaim: mapped ones are unmapped first
+        (try_to_unmap); dirty ones get PG_reclaim and are activated (returned
+        as a mask: reclaim does not write page cache; kswapd, meeting one
+        marked before on a node full of dirty pages, keeps a folio referenced
+        before, as its pageout() would still refuse it); clean ones leave the
+        page cache for a shadow entry and are freed (__remove_mapping)."""
+        mem = self.k.mem
+        activate = np.zeros(len(pfns), bool)
+        if not len(pfns):
+            return activate
+        fl = mem.flags[pfns]
+        ok = ((fl & M.PG_FILE) != 0) & ((fl & M.PG_SHMEM) == 0)
+        mapped = ok & (mem.mapcount[pfns] > 0)
+        if mapped.any():
+            dirtied = rmap.try_to_unmap_file(mem, pfns[mapped])
+            if dirtied.any():  # the PTEs' dirty bits move to the folios
+                self._mark_dirty(pfns[mapped][dirtied])
+            ok &= mem.mapcount[pfns] == 0
+        fl = mem.flags[pfns]
+        dirty = ok & ((fl & M.PG_DIRTY) != 0)
+        if dirty.any():
+            reclaim = (fl & M.PG_RECLAIM) != 0
+            kswapd_writes = (sc.kind == "kswapd") & reclaim & self.pgdat_dirty
+            imm = dirty & ~kswapd_writes
+            mem.vm_events.count("nr_vmscan_immediate_reclaim", int(imm.sum()))
+            mem.flags[pfns[dirty]] |= np.uint32(M.PG_RECLAIM)
+            activate = dirty & ~(kswapd_writes & clean_only)
+        if sc.kind == "kswapd" and dirty.sum() == len(pfns):
+            self.pgdat_dirty = True  # shrink_node(): nr_unqueued_dirty == nr_taken
+        self._drop_page_cache(sc, pfns[ok & ~dirty])
+        return activate
+
+    def _mark_dirty(self, pfns: np.ndarray) -> None:
+        """try_to_unmap_one(): a dirty PTE's folio_mark_dirty()."""
+        mem = self.k.mem
+        filemap.account_dirtied(mem, pfns)
+        by_id = {f.rmap_id: f for f in self.k.vfs.files.values() if f.rmap_id}
+        for mid in np.unique(mem.rmap_mapping[pfns]).tolist():
+            f = by_id.get(int(mid))
+            if f is not None:
+                filemap.inode_dirtied(mem, f)
+
+    def _drop_page_cache(self, sc: ScanControl, pfns: np.ndarray) -> None:
+        """__remove_mapping() of clean page cache nobody maps: a shadow entry
+        (workingset_eviction, the reclaim target's age) takes each slot."""
         mem = self.k.mem
         fl = mem.flags[pfns]
         ok = pfns[(mem.mapcount[pfns] == 0) & ((fl & (M.PG_DIRTY | M.PG_SHMEM)) == 0) & ((fl & M.PG_FILE) != 0)]
@@ -380,6 +526,7 @@ class NodeReclaim:
             return
         ids = mem.rmap_mapping[ok]
         by_id = {f.rmap_id: f for f in self.k.vfs.files.values() if f.rmap_id}
+        ws = mem.workingset
         for mid in np.unique(ids).tolist():
             f = by_id.get(int(mid))
             if f is None or f.shmem or f.hugetlb:
@@ -390,8 +537,10 @@ class NodeReclaim:
             p, idx = p[inside], idx[inside]
             p = p[f.cache[idx] == p]
             idx = mem.rmap_index[p]
+            shadows = ws.eviction(sc.root, p)
             f.cache[idx] = 0
             mem.free(p)
+            ws.store_file(f, idx, shadows)
 
     def _reclaim_anon(self, sc: ScanControl, pfns: np.ndarray) -> int:
         """Unmapped swap-cache folios are freed; mapped anonymous frames only
@@ -404,8 +553,7 @@ class NodeReclaim:
         cached = sc_.cached(pfns) & (mem.mapcount[pfns] == 0) & ~np.isin(pfns, sc_.held)
         gone = pfns[cached]
         if len(gone):
-            sc_.delete(gone)
-            mem.free(gone)
+            self._evict_swapcache(sc, gone)
         if mem.swap.nr_free <= 0 or not sc.swappiness and sc.root is not None and sc.root.parent is not None:
             return 0
         fl = mem.flags[pfns]
@@ -419,9 +567,19 @@ class NodeReclaim:
         # written back, the swap cache's copies nobody maps go (shrink_folio_list frees them)
         out = todo[sc_.cached(todo) & (mem.mapcount[todo] == 0) & ~np.isin(todo, sc_.held)]
         if len(out):
-            sc_.delete(out)
-            mem.free(out)
-        return mem.swap.pswpout - written
+            self._evict_swapcache(sc, out)
+        n = mem.swap.pswpout - written
+        return n
+
+    def _evict_swapcache(self, sc: ScanControl, pfns: np.ndarray) -> None:
+        """__remove_mapping() of swap-cache folios: each slot keeps a shadow
+        entry (workingset_eviction) while swap entries still use it."""
+        mem = self.k.mem
+        shadows = mem.workingset.eviction(sc.root, pfns)
+        slots = mem.swap_cache.slot[pfns].astype(np.int64)
+        mem.swap_cache.delete(pfns)
+        mem.free(pfns)
+        mem.swap_cache.store_shadows(slots, shadows)
 
 
 def _anon_addresses(mem: M.MemMap, pfns: np.ndarray):

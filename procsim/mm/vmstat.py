@@ -27,8 +27,11 @@ pswpin/pswpout are the swap device's own counts (procsim/mm/swap.py).
 The LRU and reclaim events (procsim/mm/lru.py, procsim/mm/vmscan_node.py)
 are in `reclaim`, by their /proc/vmstat names: pgactivate, pgdeactivate,
 pgrefill, pgscan_{kswapd,direct,proactive}, pgsteal_*, pgscan_anon/file,
-pgsteal_anon/file, allocstall_<zone>, pageoutrun (kswapd_*_wmark_hit_quickly
-stay 0: kswapd does not sleep and recheck here).
+pgsteal_anon/file, allocstall_<zone>, pageoutrun, kswapd_low_wmark_hit_quickly,
+kswapd_high_wmark_hit_quickly, pgrotated, nr_vmscan_write,
+nr_vmscan_immediate_reclaim, and the workingset's workingset_refault_*,
+workingset_activate_*, workingset_restore_*, workingset_nodereclaim
+(procsim/mm/workingset.py; workingset_nodes is its gauge).
 """
 
 from __future__ import annotations

@@ -78,6 +78,8 @@ def vmstat_values(k: Kernel) -> dict[str, int]:
         "pgpgout": pgpgout_kb(k.now) + k.mem.vm_events.pgpgout, "nr_written": k.mem.nr_written, "pswpin": k.mem.swap.pswpin, "pswpout": k.mem.swap.pswpout,
     })
     v.update(k.mem.vm_events.items())
+    if k.mem.workingset is not None:
+        v["workingset_nodes"] = k.mem.workingset.nr_nodes  # shadow-only xarray nodes (mm/workingset.py)
     return v
 
 
