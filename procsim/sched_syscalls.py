@@ -148,11 +148,13 @@ class SchedSyscalls:
                 if t.tg.kthread:
                     raise KernelError(errno.EINVAL, f"wait: {tid} is a kernel thread (it waits in its thread function)")
                 t.wait = wait
+            was = t.state
             if t.on_cpu:
                 self.sched.switch_to(self.sched.cpus[t.cpu], None)
             else:
                 self.sched.dequeue(t)
             t.state = state
+            freezer.after_sleep(self, t, was)  # out of D in a freezing cgroup: it traps
             self._changed("sched", tid=tid)
 
     def wake(self: "Kernel", tid: int) -> None:
