@@ -158,7 +158,8 @@ class SchedSyscalls:
             self._changed("sched", tid=tid)
 
     def wake(self: "Kernel", tid: int) -> None:
-        """Make a sleeping task runnable (R) without putting it on a CPU."""
+        """Make a sleeping task runnable (R) on its CPU's run queue: an idle
+        CPU picks it as the clock next moves, a busy one shares its time with it."""
         with self.lock:
             t = self.task(tid)
             if t.dead:

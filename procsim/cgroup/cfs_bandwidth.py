@@ -26,11 +26,14 @@ to unthrottle, added at unthrottle (cfs_b->throttled_time); cpu.stat.local
 throttled_usec is the time this group's cfs_rqs were throttled by it or an
 ancestor (throttled_clock_self_time), counted as the clock moves.
 
-In this model a CPU runs the task the world put on it (Sched: one curr per
-CPU, no time slicing), so while that task is throttled its CPU is idle
-(Linux would run another runnable task there if it had one); the task stays
-TASK_RUNNING (R), off the run queue: nr_running and the load average do not
-count it (6.18's task-based throttle dequeues it on its way to user mode).
+A throttled cfs_rq's tasks are dequeued (6.18's task-based throttle): the
+CPU runs the other fair tasks queued there (procsim/sched_group.py shares
+it among them) or idles; the task stays TASK_RUNNING (R), out of
+nr_running and the load average, but PSI still counts it runnable
+(throttle_cfs_rq_work dequeues it through the fair class, bypassing
+dequeue_task()'s psi_dequeue()), so its cgroup's cpu.pressure shows the
+throttled time. A cfs_rq's runtime runs out at the rate its tasks get
+their CPU (Sched.rates), where the clock's span is split.
 
 Not modelled: the slack timer returning a sleeping cfs_rq's runtime to the
 pool early, and the 1 ns runtime_remaining distribute_cfs_runtime leaves an

@@ -368,3 +368,13 @@ def test_determinism_whatever_is_read(two) -> None:
                     rd(fs, f"/proc/{p}/sched")
         return b"".join(read_all(fs, f"/proc/{p}/schedstat") + read_all(fs, f"/proc/{p}/stat") for p in pids)
     assert run(False) == run(True)
+
+
+def test_cpu_shares_query(two) -> None:
+    k, fs, a, b = two
+    gen = k.generation
+    out = execute(k, "cpu_shares", {})
+    assert k.generation == gen
+    assert out["groups"]["/a"]["0"] == {"se_weight": 512 << 10, "load": 2048 << 10}
+    assert out["groups"]["/b"]["1"] == {"se_weight": 1536 << 10, "load": 2048 << 10}
+    assert out["cpus"]["0"] == {str(a[0]): 125_000, str(a[2]): 125_000, str(b[0]): 375_000, str(b[2]): 375_000}
