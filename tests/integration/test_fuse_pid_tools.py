@@ -72,6 +72,7 @@ def test_htop_default_columns_io_read_rate_exe_and_comm(procsim_mount, tmp_path)
         f"htop -d 10 -p {pid}", env=env)
     try:
         row = head = ""
+        rates: list[str] = []
         for _ in range(40):  # the rate needs two samples (a second apart)
             time.sleep(0.5)
             screen = subprocess.run(["tmux", "-L", sock, "capture-pane", "-p"], capture_output=True,
@@ -80,8 +81,14 @@ def test_htop_default_columns_io_read_rate_exe_and_comm(procsim_mount, tmp_path)
             screen = [l.replace("\u25bd", " ").replace("\u25b3", " ") for l in screen]
             head = next((l for l in screen if l.split()[:2] == ["PID", "USER"]), "")
             row = next((l for l in screen if l.split()[:1] == [str(pid)]), "")
-            if row and re.search(r" K/s ", row):
-                break
+            rate = re.search(r" ([0-9.]+) K/s ", row)
+            if rate:
+                rates.append(rate[1])
+                # one refresh's rate is htop's own interval over the model's
+                # bytes: on a loaded machine htop's timer slips, so a refresh
+                # may be off; some refresh in a few must show the workload's rate
+                if float(rate[1]) == pytest.approx(512, rel=0.15) or len(rates) == 4:
+                    break
     finally:
         subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True, timeout=30)
     assert head.split() == ["PID", "USER", "PRI", "NI", "VIRT", "RES", "SHR", "S", "CPU%", "MEM%", "TIME+",
@@ -90,7 +97,7 @@ def test_htop_default_columns_io_read_rate_exe_and_comm(procsim_mount, tmp_path)
     assert f[0] == str(pid) and user_name(999).startswith(f[1].rstrip("+")) and f[2:4] == ["20", "0"], row
     assert f[7] == m.ctl.task(pid=pid)["state"], row
     rate, unit = float(f[11]), f[12]
-    assert unit == "K/s" and rate == pytest.approx(512, rel=0.15), row
+    assert unit == "K/s" and rate == pytest.approx(512, rel=0.15), (row, rates)
     assert f[13:] == ["postgres", "postgres", "/usr/bin/postgres", "-D", "/srv/db"], row
     assert os.readlink(f"{m.proc}/{pid}/exe") == "/usr/bin/postgres"
 
