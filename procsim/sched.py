@@ -293,7 +293,7 @@ class Sched:
             if t is not None and not self._fair(t):
                 q = []
             elif q and (t is None or all(e[0] is not t for e in q)):
-                t = self._pick(cpu, q)  # its task slept or was throttled: the next queued one runs
+                t = self._pick(cpu, q, weights)  # its task slept or was throttled: the next queued one runs
             if t is None or self.is_stalled(cpu):
                 cpu.idle += dt
                 continue
@@ -340,10 +340,12 @@ class Sched:
                 out[(cpu.id, t.pid)] = ns
         return out
 
-    def _pick(self, cpu: CPU, q: list) -> Task:
-        """pick_next_task_fair() after the current task left: the heaviest
-        queued task (the one most of the time on the CPU), lowest pid on a tie."""
-        t = max(q, key=lambda e: (e[2], -e[0].pid))[0]
+    def _pick(self, cpu: CPU, q: list, weights: GroupWeights | None) -> Task:
+        """pick_next_task_fair() after the current task left: the queued task
+        with the largest share of the CPU (the one most of the time on it),
+        lowest pid on a tie."""
+        parts = weights.share(cpu.id, q, 1 << 20) if len(q) > 1 else [1]
+        t = max(zip(q, parts), key=lambda e: (e[1], -e[0][0].pid))[0][0]
         self.switch_to(cpu, t, preempt=cpu.curr is not None and cpu.curr.state == "R")
         return t
 
