@@ -1,7 +1,7 @@
 """The observer: a real process reading the mount that we do not simulate.
 
 ps and top read /proc/self/stat and /proc/<getpid()>/stat to find their own
-tty (clients.md §1.4). When the caller's pid is not a simulated one, its
+tty (clients.md §1.4); ps_mem judges the kernel's smaps by its own. When the caller's pid is not a simulated one, its
 directory is served from the real /proc, read-only.
 """
 
@@ -13,7 +13,7 @@ import stat as S
 
 REAL_PROC = "/proc"
 # What the tools read about themselves; other names are not offered.
-NAMES = ("cmdline", "comm", "environ", "maps", "stat", "statm", "status", "task")
+NAMES = ("cmdline", "comm", "environ", "maps", "smaps", "smaps_rollup", "stat", "statm", "status", "task")
 
 
 def real_path(pid: int) -> str:

@@ -10,7 +10,7 @@ from procsim.irq import IrqSnapshot, irq_snapshot
 from procsim.procfs.context import Ctx
 from procsim.sched import CPU
 from procsim.softirq import softirq_counts
-from procsim.units import NSEC, clock_t
+from procsim.units import clock_t
 
 
 @lru_cache(maxsize=64)

@@ -59,7 +59,7 @@ def vm_stat_threshold(managed: int, ncpu: int) -> int:
 
 
 def _zone(z: ZoneState, ncpu: int, items: dict[str, int], used: bool) -> list[str]:
-    out = [f"\n  pages free     {z.free}", f"\n        boost    0", f"\n        min      {z.wmark_min}",
+    out = [f"\n  pages free     {z.free}", "\n        boost    0", f"\n        min      {z.wmark_min}",
            f"\n        low      {z.wmark_low}", f"\n        high     {z.wmark_high}",
            f"\n        promo    {z.wmark_promo}", f"\n        spanned  {z.spanned}",
            f"\n        present  {z.present}", f"\n        managed  {z.managed}", "\n        cma      0",
@@ -106,7 +106,7 @@ def zoneinfo(ctx: Ctx) -> bytes:
         out.append("\n")
     for name, wmin in _EMPTY:
         out.append(f"Node 0, zone {name:>8}")
-        out += [f"\n  pages free     0", "\n        boost    0"] + [f"\n        {w:<8} {wmin}" for w in
+        out += ["\n  pages free     0", "\n        boost    0"] + [f"\n        {w:<8} {wmin}" for w in
                                                                      ("min", "low", "high", "promo")]
         out += [f"\n        {w:<8} 0" for w in ("spanned", "present", "managed", "cma")]
         out.append("\n        protection: (0, 0, 0, 0, 0)\n")

@@ -31,7 +31,7 @@ def test_every_enabled_collector_succeeds(scraped):
     assert not set(ok) & (set(ne.DISABLED) | set(ne.PENDING))
     assert set(ne.EXTRA) <= set(ok)
     for c in ("buddyinfo", "cgroups", "cpu", "cpufreq", "diskstats", "entropy", "filefd", "filesystem", "interrupts",
-              "loadavg", "meminfo", "meminfo_numa", "pressure", "processes", "schedstat", "slabinfo", "stat", "vmstat",
+              "loadavg", "meminfo", "meminfo_numa", "netdev", "pressure", "processes", "schedstat", "slabinfo", "stat", "vmstat",
               "zoneinfo"):
         assert c in ok
     assert {c: v for c, v in ok.items() if v != 1} == {}
@@ -125,6 +125,32 @@ def test_network_series(machine, scraped):
     tcp = [l.split()[1:] for l in snmp if l.startswith("Tcp:")]
     fields = dict(zip(tcp[0], tcp[1]))
     assert ne.series(scraped, "node_netstat_Tcp_CurrEstab") == int(fields["CurrEstab"])
+
+
+def test_netdev_series_equal_the_model(procsim_mount):
+    """netdev (told to read /proc/net/dev, not rtnetlink) over interfaces
+    with traffic both ways: every device but lo (its default exclude) with
+    the model's counters."""
+    m = procsim_mount()
+    m.ctl.call("netdev_rx", name="eth0", packets=1234, bytes=5678900, multicast=3, errors=2, dropped=1)
+    pid = m.ctl.call("spawn", argv=["/usr/sbin/client"])
+    u = m.ctl.call("socket", pid=pid, family="inet", type="dgram")
+    for _ in range(5):
+        m.ctl.call("send", pid=pid, fd=u, length=1000, to="192.0.2.7:53")  # out of eth0, the default route
+    devs = {d["name"]: d for d in m.ctl.netdevs()}
+    assert devs["eth0"]["tx_packets"] >= 5 and devs["eth0"]["rx_packets"] >= 1234
+    with ne.Exporter(m.proc, m.sys) as e:
+        s = ne.parse(e.scrape())
+    assert ne.series(s, "node_scrape_collector_success", collector="netdev") == 1
+    shown = {dict(labels)["device"] for (name, labels) in s if name == "node_network_receive_bytes_total"}
+    assert shown == set(devs) - {"lo"}
+    for name in shown:
+        d = devs[name]
+        for metric, key in (("receive_bytes", "rx_bytes"), ("receive_packets", "rx_packets"),
+                            ("receive_multicast", "multicast"), ("receive_errs", "rx_errors"),
+                            ("receive_drop", "rx_dropped"), ("transmit_bytes", "tx_bytes"),
+                            ("transmit_packets", "tx_packets"), ("transmit_errs", "tx_errors")):
+            assert ne.series(s, f"node_network_{metric}_total", device=name) == d[key], (name, metric)
 
 
 def test_conntrack_series_equal_the_model(procsim_mount):
