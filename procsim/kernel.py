@@ -133,6 +133,7 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.modules = module_syscalls.boot(self)  # loaded modules (procsim/module/)
         self._max_threads: int | None = None  # kernel.threads-max, once written
         self.groups: dict[int, ThreadGroup] = {}  # thread groups, by tgid
+        self.cgroups.live = lambda tgid: tgid in self.groups and not self.groups[tgid].zombie
         self.last_pid = 0
         self.nr_forks = 0
         self.avenrun = [0, 0, 0]

@@ -41,8 +41,11 @@ def restore_task(k: Kernel, tid: int, **values: int) -> None:
     with k.lock:
         t = k.task(tid)
         _check(values, TASK_COUNTERS)
-        if "cpu" in values and (values["cpu"] >= k.config.nr_cpus or t.on_cpu and values["cpu"] != t.cpu):
-            raise KernelError(errno.EINVAL, f"restore: cpu {values['cpu']}: out of range or not where it runs")
+        if "cpu" in values and values["cpu"] >= k.config.nr_cpus:
+            raise KernelError(errno.EINVAL, f"restore: cpu {values['cpu']}: out of range")
+        if "cpu" in values and t.on_cpu and values["cpu"] != t.cpu:
+            # a runnable task its idle CPU picked: it belongs on the captured CPU's queue
+            k.sched.switch_to(k.sched.cpus[t.cpu], None, preempt=True)
         if values.get("start_time", 0) > k.now:
             raise KernelError(errno.EINVAL, f"restore: start_time {values['start_time']} is after now ({k.now})")
         for key, v in values.items():

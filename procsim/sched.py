@@ -14,7 +14,8 @@ from procsim import mm_cpumask
 from procsim.config import KernelConfig
 from procsim.mm.mm import MM, Flush
 from procsim.mm_cpumask import CpumaskModel
-from procsim.sched_fair import LOAD_AVG_MAX, CfsRqs, task_weight
+from procsim.sched_fair import LOAD_AVG_MAX, CfsRqs, slice_turn, task_weight
+from procsim.sched_group import GroupWeights
 from procsim.task import SCHED_FIFO, SCHED_RR, Task
 from procsim.units import NSEC
 
@@ -61,8 +62,15 @@ class Sched:
     autogroup_seq: int = 0  # autogroup_seq_nr: the id of the last autogroup made
     autogroup_next: int = 0  # jiffies before which an unprivileged autogroup nice change is EAGAIN
     cpumask_model: CpumaskModel = field(init=False, repr=False)  # how mm_cpumask is kept
-    # is this CPU's task throttled (procsim/cgroup/cfs_bandwidth.py): it gets no time, on no run queue
-    is_stalled: Callable[[CPU], bool] = field(default=lambda cpu: False, repr=False)
+    # is this task throttled (procsim/cgroup/cfs_bandwidth.py): dequeued, it gets no time
+    is_throttled: Callable[[Task], bool] = field(default=lambda t: False, repr=False)
+    # a task's chain of task groups (procsim/sched_group.py), set by the cpu controller
+    tg_chain: Callable[[Task], tuple] = field(default=lambda t: (), repr=False)
+    group_weights: GroupWeights | None = field(default=None, repr=False)  # the last shared span's
+
+    def is_stalled(self, cpu: CPU) -> bool:
+        """The CPU's task is throttled and nothing else is queued there: the CPU idles."""
+        return cpu.curr is not None and self.is_throttled(cpu.curr)
 
     def __post_init__(self) -> None:
         self.cpus = [CPU(i) for i in range(self.config.nr_cpus)]
@@ -268,36 +276,131 @@ class Sched:
 
     # -- time -----------------------------------------------------------------
 
-    def account(self, dt: int) -> None:
-        """Charge dt ns of each CPU to whatever it runs (update_curr():
-        runtime, vruntime, exec_start; the tick's load averages)."""
-        self.clock += dt
+    def account(self, dt: int) -> list[tuple[Task, int, int, int]]:
+        """Charge dt ns of each CPU to what it runs (update_curr(): runtime,
+        vruntime, exec_start; the tick's load averages). A CPU with several
+        runnable fair tasks queued shares the span among them by their
+        hierarchical weights (procsim/sched_group.py); one whose current task
+        is RT gives it all. Returns (task, cpu, user ns, system ns) of each
+        task that ran."""
+        queued, weights = self.runqueues()
+        if weights is not None:
+            self.group_weights = weights
+        ran: list[tuple[Task, int, int, int]] = []
         for cpu in self.cpus:
             t = cpu.curr
+            q = queued[cpu.id]
+            if t is not None and not self._fair(t):
+                q = []
+            elif q and (t is None or all(e[0] is not t for e in q)):
+                t = self._pick(cpu, q, weights)  # its task slept or was throttled: the next queued one runs
             if t is None or self.is_stalled(cpu):
                 cpu.idle += dt
                 continue
-            t.se.exec_start = self.clock
-            if self._fair(t):
-                ag = t.tg.autogroup
-                t.se.vruntime += self.cfs.charge(cpu.id, ag.id, ag.weight, task_weight(t.nice, t.policy), dt)
-                t.se.avg.update(self.clock, task_weight(t.nice, t.policy), True, True)
-            # a kernel thread runs in kernel mode only; a user task mostly in user mode
-            sys = dt if t.mm is None else dt // 10
-            t.utime += dt - sys
-            t.stime += sys
-            if t.nice > 0:
-                cpu.nice += dt - sys
-            else:
-                cpu.user += dt - sys
-            cpu.system += sys
+            if len(q) > 1:
+                parts = weights.share(cpu.id, q, dt)
+                self._shared(cpu, q, parts, dt, ran)
+                continue
+            self._run(cpu, t, dt, dt, ran)
+        self.clock += dt
+        for cpu in self.cpus:  # exec_start: the rq clock the running task was last charged at
+            if cpu.curr is not None and not self.is_stalled(cpu):
+                cpu.curr.se.exec_start = self.clock
+        return ran
+
+    def runqueues(self) -> tuple[dict[int, list], GroupWeights | None]:
+        """Each CPU's queued fair tasks, not throttled, with their task-group
+        chains and weights, its current task first; and the task groups'
+        weights when some CPU has more than one."""
+        queued: dict[int, list] = {cpu.id: [] for cpu in self.cpus}
+        for t in self.tasks.values():
+            if t.state == "R" and not t.dead and self._fair(t) and not self.is_throttled(t):
+                queued[t.cpu].append(t)
+        weights = None
+        for cpu in self.cpus:
+            q = queued[cpu.id]
+            if len(q) > 1:
+                q.sort(key=lambda t, c=cpu.curr: (t is not c, t.pid))
+            queued[cpu.id] = [(t, self.tg_chain(t), task_weight(t.nice, t.policy)) for t in q]
+        if any(len(q) > 1 for q in queued.values()):
+            weights = GroupWeights({c: q for c, q in queued.items() if q})
+        return queued, weights
+
+    def rates(self, unit: int) -> dict[tuple[int, int], int]:
+        """(cpu, tid) -> the ns of every `unit` the task gets on its CPU as
+        the queues stand (for cpu.max: when a cfs_rq's runtime runs out)."""
+        queued, weights = self.runqueues()
+        out = {}
+        for cpu in self.cpus:
+            q = queued[cpu.id]
+            if not q or (cpu.curr is not None and not self._fair(cpu.curr)):
+                continue
+            parts = weights.share(cpu.id, q, unit) if len(q) > 1 else [unit]
+            for (t, _, _), ns in zip(q, parts):
+                out[(cpu.id, t.pid)] = ns
+        return out
+
+    def _pick(self, cpu: CPU, q: list, weights: GroupWeights | None) -> Task:
+        """pick_next_task_fair() after the current task left: the queued task
+        with the largest share of the CPU (the one most of the time on it),
+        lowest pid on a tie."""
+        parts = weights.share(cpu.id, q, 1 << 20) if len(q) > 1 else [1]
+        t = max(zip(q, parts), key=lambda e: (e[1], -e[0][0].pid))[0][0]
+        self.switch_to(cpu, t, preempt=cpu.curr is not None and cpu.curr.state == "R")
+        return t
+
+    def _charge(self, cpu: CPU, t: Task, ns: int, ran: list) -> None:
+        """update_curr() for ns of t's time on cpu, and the CPU's times."""
+        if self._fair(t):
+            ag = t.tg.autogroup
+            t.se.vruntime += self.cfs.charge(cpu.id, ag.id, ag.weight, task_weight(t.nice, t.policy), ns)
+        # a kernel thread runs in kernel mode only; a user task mostly in user mode
+        sys = ns if t.mm is None else ns // 10
+        t.utime += ns - sys
+        t.stime += sys
+        if t.nice > 0:
+            cpu.nice += ns - sys
+        else:
+            cpu.user += ns - sys
+        cpu.system += sys
+        ran.append((t, cpu.id, ns - sys, sys))
+
+    def _run(self, cpu: CPU, t: Task, dt: int, ns: int, ran: list) -> None:
+        self._charge(cpu, t, ns, ran)
+        if self._fair(t):
+            t.se.avg.update(self.clock + dt, task_weight(t.nice, t.policy), True, True)
+
+    def _shared(self, cpu: CPU, q: list, parts: list[int], dt: int, ran: list) -> None:
+        """The span shared: each queued task ran its part in turns of a
+        slice (pcount, involuntary switches, the CPU's switches), waited the
+        rest (run_delay), its load averages running that fraction of the time."""
+        end = self.clock + dt
+        turn = slice_turn(self.config.nr_cpus, self.config.hz)
+        for (t, _, w), ns in zip(q, parts):
+            se = t.se
+            if se.last_queued is not None:  # the wait before the span
+                se.run_delay += self.clock - se.last_queued
+            se.run_delay += dt - ns
+            if ns:
+                self._charge(cpu, t, ns, ran)
+                if t.mm is not None:
+                    self._switch_mm(cpu, t.mm)
+            se.avg.update(end, w, True, True, ns, dt)
+            se.slice_credit += ns
+            turns = se.slice_credit // turn
+            se.slice_credit -= turns * turn
+            se.pcount += turns
+            t.nivcsw += turns
+            cpu.nr_switches += turns
+            se.last_queued = None if t is cpu.curr else end
+        if cpu.curr is not None and cpu.curr.mm is not None:
+            self._switch_mm(cpu, cpu.curr.mm)  # the one on the CPU now is the last loaded
 
     def nr_running(self) -> int:
         """nr_running(): the tasks on run queues, running or waiting for a
         CPU (state R). Whoever reads /proc is a host process, never one of
         them, so nothing is added for the reader."""
-        stalled = sum(1 for c in self.cpus if c.curr is not None and self.is_stalled(c))
-        return sum(1 for t in self.tasks.values() if t.state == "R" and not t.dead) - stalled
+        return sum(1 for t in self.tasks.values() if t.state == "R" and not t.dead and not self.is_throttled(t))
 
     def nr_uninterruptible(self) -> int:
         """Tasks in D: /proc/stat procs_blocked, and part of the load."""

@@ -56,6 +56,13 @@ def base_slice(nr_cpus: int) -> int:
     return BASE_SLICE_NS * (1 + (min(nr_cpus, 8).bit_length() - 1))
 
 
+def slice_turn(nr_cpus: int, hz: int) -> int:
+    """The length of a turn on a shared CPU: a base slice, ended at the
+    tick after it runs out (the tick's update_curr() preempts; no HRTICK)."""
+    tick = 1_000_000_000 // hz
+    return -(-base_slice(nr_cpus) // tick) * tick
+
+
 def decay_load(val: int, n: int) -> int:
     if n > LOAD_AVG_PERIOD * 63:
         return 0
@@ -78,9 +85,10 @@ class SchedAvg:
     util_avg: int = 0
     util_est: int = 0
 
-    def update(self, now: int, weight: int, on_rq: bool, running: bool) -> None:
+    def update(self, now: int, weight: int, on_rq: bool, running: bool, run_ns: int = 1, of_ns: int = 1) -> None:
         """___update_load_sum() and ___update_load_avg(): the entity was
-        in the given state since last_update_time."""
+        in the given state since last_update_time (running run_ns of every
+        of_ns of it, when it shared its CPU: procsim/sched_group.py)."""
         delta = now - self.last_update_time
         if delta < 0:
             self.last_update_time = now
@@ -106,7 +114,7 @@ class SchedAvg:
             self.load_sum += contrib
             self.runnable_sum += contrib << SCHED_CAPACITY_SHIFT
         if running:
-            self.util_sum += contrib << SCHED_CAPACITY_SHIFT
+            self.util_sum += (contrib << SCHED_CAPACITY_SHIFT) * run_ns // of_ns
         if periods:
             divider = LOAD_AVG_MAX - 1024 + self.period_contrib
             self.load_avg = weight * self.load_sum // divider
@@ -133,6 +141,7 @@ class SchedEntity:
     run_delay: int = 0         # sched_info: ns spent runnable on a run queue, waiting
     pcount: int = 0            # sched_info: times it got a CPU
     last_queued: int | None = None  # when it began waiting (None: not waiting)
+    slice_credit: int = 0      # ns run while sharing its CPU, not yet a whole turn (sched_group.py)
     avg: SchedAvg = field(default_factory=SchedAvg)
 
 

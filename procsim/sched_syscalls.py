@@ -148,15 +148,18 @@ class SchedSyscalls:
                 if t.tg.kthread:
                     raise KernelError(errno.EINVAL, f"wait: {tid} is a kernel thread (it waits in its thread function)")
                 t.wait = wait
+            was = t.state
             if t.on_cpu:
                 self.sched.switch_to(self.sched.cpus[t.cpu], None)
             else:
                 self.sched.dequeue(t)
             t.state = state
+            freezer.after_sleep(self, t, was)  # out of D in a freezing cgroup: it traps
             self._changed("sched", tid=tid)
 
     def wake(self: "Kernel", tid: int) -> None:
-        """Make a sleeping task runnable (R) without putting it on a CPU."""
+        """Make a sleeping task runnable (R) on its CPU's run queue: an idle
+        CPU picks it as the clock next moves, a busy one shares its time with it."""
         with self.lock:
             t = self.task(tid)
             if t.dead:

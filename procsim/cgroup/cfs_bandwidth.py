@@ -26,11 +26,14 @@ to unthrottle, added at unthrottle (cfs_b->throttled_time); cpu.stat.local
 throttled_usec is the time this group's cfs_rqs were throttled by it or an
 ancestor (throttled_clock_self_time), counted as the clock moves.
 
-In this model a CPU runs the task the world put on it (Sched: one curr per
-CPU, no time slicing), so while that task is throttled its CPU is idle
-(Linux would run another runnable task there if it had one); the task stays
-TASK_RUNNING (R), off the run queue: nr_running and the load average do not
-count it (6.18's task-based throttle dequeues it on its way to user mode).
+A throttled cfs_rq's tasks are dequeued (6.18's task-based throttle): the
+CPU runs the other fair tasks queued there (procsim/sched_group.py shares
+it among them) or idles; the task stays TASK_RUNNING (R), out of
+nr_running and the load average, but PSI still counts it runnable
+(throttle_cfs_rq_work dequeues it through the fair class, bypassing
+dequeue_task()'s psi_dequeue()), so its cgroup's cpu.pressure shows the
+throttled time. A cfs_rq's runtime runs out at the rate its tasks get
+their CPU (Sched.rates), where the clock's span is split.
 
 Not modelled: the slack timer returning a sleeping cfs_rq's runtime to the
 pool early, and the 1 ns runtime_remaining distribute_cfs_runtime leaves an
@@ -136,7 +139,8 @@ class BandwidthState:
     def __init__(self, k: "Kernel") -> None:
         self.k = k
         self.limited: dict[int, "Cgroup"] = {}   # cgroup id -> cgroup whose cfs_b has a quota or a live timer
-        k.sched.is_stalled = self.cpu_stalled
+        k.sched.is_throttled = self.task_throttled
+        k.sched.tg_chain = self.tg_chain
         k.cgroups.on_css_online.append(self._online)
         k.cgroups.on_css_offline.append(self._offline)
 
@@ -162,12 +166,30 @@ class BandwidthState:
     def _limits(self, t) -> list["Cgroup"]:
         return [a for a in self.chain(t) if a.id in self.limited and a.cfs_b.enabled]
 
-    def cpu_stalled(self, cpu: "CPU") -> bool:
-        """The CPU's task is throttled (on no run queue: it gets no time)."""
-        t = cpu.curr
-        if t is None or not self.limited:
+    def tg_chain(self, t) -> tuple:
+        """The task's task groups for the fair class (procsim/sched_group.py),
+        root side first, with their shares: its cpu css and the ones above
+        it, or, in the root cgroup, its autogroup (task_wants_autogroup())."""
+        chain = self.chain(t)
+        if not chain:
+            ag = t.tg.autogroup
+            return ((("ag", ag.id), ag.weight),) if ag.id else ()
+        return tuple((a.id, a.shares) for a in reversed(chain))
+
+    def task_throttled(self, t) -> bool:
+        """t is queued under a cfs_rq throttled on its CPU: dequeued (6.18's
+        task-based throttle), no time, not in nr_running; PSI still counts it
+        runnable (throttle_cfs_rq_work dequeues through the class, not
+        dequeue_task(), so psi_dequeue() never clears TSK_RUNNING)."""
+        if not self.limited:
             return False
-        return any(cpu.id in a.cfs_b.throttled_at for a in self._limits(t))
+        return any(t.cpu in a.cfs_b.throttled_at for a in self._limits(t))
+
+    def _queued_on(self, cpu: int) -> list:
+        """The runnable fair tasks whose run queue is cpu, throttled or not, by pid."""
+        k = self.k
+        return [t for t in sorted(k.sched.tasks.values(), key=lambda t: t.pid)
+                if t.cpu == cpu and t.state == "R" and not t.dead and k.sched._fair(t)]
 
     # -- tg_set_cfs_bandwidth ------------------------------------------------------
 
@@ -182,6 +204,8 @@ class BandwidthState:
         if quota is not None:
             b.start(now)
             self.limited[cg.id] = cg
+        if b.throttled_at:
+            self.k.psi.throttling_changed()
         for cpu in list(b.throttled_at):
             b.unthrottle(cpu, now)
         b.rq_runtime.clear()
@@ -194,68 +218,94 @@ class BandwidthState:
 
     def account(self, t0: int, t1: int) -> None:
         """Charge [t0, t1) of every CPU to what it runs (Sched.account and
-        the cgroups' cputime), split where a cfs_rq is throttled or a
-        period timer fires."""
+        the cgroups' cputime), split where a cfs_rq runs out of runtime
+        (at the rate its tasks get their CPU) or a period timer fires."""
         from procsim.cgroup import cpu as cgcpu
         k = self.k
         now = t0
         while True:
-            if self.limited:
-                self._take_runtime(now)
             nxt = t1
-            running = []
-            for c in k.sched.cpus:
-                if c.curr is None or not self.limited or self.cpu_stalled(c):
-                    continue
-                lim = self._limits(c.curr)
-                if lim:
-                    running.append((c.id, lim))
-                    for a in lim:
-                        nxt = min(nxt, now + a.cfs_b.rq_runtime.get(c.id, 0))
+            if self.limited:
+                sig = self._throttled_sig()
+                self._take_runtime(now)
+                if self._throttled_sig() != sig:
+                    k.psi.throttling_changed()
+                nxt = min(nxt, self._exhausted(now))
             for a in self.limited.values():
                 if a.cfs_b.period_active:
                     nxt = min(nxt, max(a.cfs_b.expires, now))
             span = nxt - now
             if span > 0:
-                self._local_throttled(span)
-                before = cgcpu.snapshot(k)
-                k.sched.account(span)
-                cgcpu.charge(k, before)
-                for cpu, lim in running:
-                    for a in lim:
-                        a.cfs_b.rq_runtime[cpu] = a.cfs_b.rq_runtime.get(cpu, 0) - span
+                if self.limited:
+                    self._local_throttled(span)
+                ran = k.sched.account(span)
+                cgcpu.charge(k, ran)
+                if self.limited:
+                    for t, cpu, du, ds in ran:
+                        for a in self._limits(t):
+                            a.cfs_b.rq_runtime[cpu] = a.cfs_b.rq_runtime.get(cpu, 0) - du - ds
+                if self.limited:  # PSI sees the span as it was, throttled or not
+                    k.psi.tick(now, nxt)
                 now = nxt
+            sig = self._throttled_sig()
             for a in list(self.limited.values()):
                 if a.cfs_b.period_active and a.cfs_b.expires <= now:
                     self._period_timer(a, now)
+            if self._throttled_sig() != sig:
+                k.psi.throttling_changed()
             if now >= t1:
                 break
 
+    def _throttled_sig(self) -> tuple:
+        return tuple((a.id, tuple(sorted(a.cfs_b.throttled_at))) for a in self.limited.values())
+
+    def _exhausted(self, now: int) -> int:
+        """When the first running cfs_rq with a quota spends its runtime, at
+        the share of its CPU its tasks get."""
+        unit = 1 << 30
+        rate: dict[tuple[int, int], int] = {}  # (cgroup id, cpu) -> ns per unit
+        groups = {}
+        for (cpu, tid), ns in self.k.sched.rates(unit).items():
+            for a in self._limits(self.k.sched.tasks[tid]):
+                rate[(a.id, cpu)] = rate.get((a.id, cpu), 0) + ns
+                groups[a.id] = a
+        out = 1 << 62
+        for (gid, cpu), r in rate.items():
+            if r:
+                rem = max(0, groups[gid].cfs_b.rq_runtime.get(cpu, 0))
+                out = min(out, now + max(1, -(-rem * unit // r)) if rem else now + 1)
+        return out
+
     def _take_runtime(self, now: int) -> None:
-        """account_cfs_rq_runtime() for each running task's groups whose
-        cfs_rq ran out: a slice from the pool, or throttle_cfs_rq()."""
+        """account_cfs_rq_runtime() for the groups of each CPU's queued
+        tasks whose cfs_rq ran out: a slice from the pool, or throttle_cfs_rq()."""
         for c in self.k.sched.cpus:
-            if c.curr is None:
-                continue
-            for a in self._limits(c.curr):
-                b = a.cfs_b
-                if c.id in b.throttled_at:
-                    break  # throttled here: nothing below runs, nothing asks
-                if b.rq_runtime.get(c.id, 0) <= 0 and not b.assign(c.id, now):
-                    b.throttle(c.id, now)
-                    break
+            done: set[int] = set()
+            for t in self._queued_on(c.id):
+                for a in self._limits(t):
+                    b = a.cfs_b
+                    if c.id in b.throttled_at:
+                        break  # throttled here: nothing below runs, nothing asks
+                    if a.id in done:
+                        continue
+                    done.add(a.id)
+                    if b.rq_runtime.get(c.id, 0) <= 0 and not b.assign(c.id, now):
+                        b.throttle(c.id, now)
+                        break
 
     def _local_throttled(self, span: int) -> None:
         """throttled_clock_self_time: each group under which a throttled task waits."""
         for c in self.k.sched.cpus:
-            if c.curr is None:
-                continue
-            chain = self.chain(c.curr)
-            for i, a in enumerate(chain):
-                if a.id in self.limited and c.id in a.cfs_b.throttled_at:
-                    for below in chain[:i + 1]:
-                        cfs_b_of(below).throttled_self_time += span
-                    break
+            charged: set[int] = set()
+            for t in self._queued_on(c.id):
+                chain = self.chain(t)
+                for i, a in enumerate(chain):
+                    if a.id in self.limited and c.id in a.cfs_b.throttled_at:
+                        for below in chain[:i + 1]:
+                            if below.id not in charged:
+                                charged.add(below.id)
+                                cfs_b_of(below).throttled_self_time += span
+                        break
 
     def _period_timer(self, cg: "Cgroup", now: int) -> None:
         """sched_cfs_period_timer() -> do_sched_cfs_period_timer() at its expiry."""

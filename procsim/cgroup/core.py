@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import posixpath
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Cgroup:
     # and shares (tg->shares, scale_load_down: cpu.weight and cpu.weight.nice show it)
     cfs_b: Any = None
     shares: int = 1024
+    sched_idle: bool = False                  # cpu.idle: tg->idle, a SCHED_IDLE group (shares 3)
     freezer: Any = None                       # cgroup.freeze state (cgroup/freezer.py)
     throtl: dict = field(default_factory=dict)  # "MAJ:MIN" -> io.max limits (cgroup/blk_throttle.py)
     io_weight: dict = field(default_factory=dict)  # io.weight: "default" and per-device weights
@@ -90,6 +92,8 @@ class CgroupRoot:
         self.on_css_online: list = []   # callbacks (cgroup, subsystem) as a css comes and goes
         self.on_css_offline: list = []
         self.shape_seq = 0  # moves as cgroups come and go (caches of the tree's shape key on it)
+        # is this member a live process (cgroup_exit(): a zombie has left its css_set, nr_tasks)
+        self.live: Callable[[int], bool] = lambda tgid: True
 
     def _alloc_id(self) -> int:
         self._next_id += 1
@@ -141,7 +145,7 @@ class CgroupRoot:
         cg = self.get(path)
         if cg.parent is None:
             raise OSError(errno.EBUSY, "/")
-        if cg.procs or cg.children:
+        if any(self.live(p) for p in cg.procs) or cg.children:
             raise OSError(errno.EBUSY, cg.path)
         for cb in self.on_css_offline:
             cb(cg, None)
@@ -179,7 +183,7 @@ class CgroupRoot:
 
     def populated(self, cg: Cgroup) -> bool:
         """cgroup.events populated: a member here or below."""
-        return bool(cg.procs) or any(self.populated(c) for c in cg.children.values())
+        return any(self.live(p) for p in cg.procs) or any(self.populated(c) for c in cg.children.values())
 
     def descendants(self, cg: Cgroup) -> list[Cgroup]:
         """Every cgroup below `cg`, pre-order."""

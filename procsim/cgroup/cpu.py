@@ -25,16 +25,10 @@ MIN_BW_US, MAX_BW_PERIOD_US = 1000, 1000000            # min_bw_quota_period_us,
 MAX_BW_RUNTIME_US = (1 << (64 - 20)) - 1               # max_bw_runtime_us = MAX_BW (BW_SHIFT 20)
 
 
-def snapshot(k: "Kernel") -> list[tuple[object, int, int]]:
-    """Each CPU's current task and its times, before the clock moves."""
-    return [(c.curr, c.curr.utime, c.curr.stime) for c in k.sched.cpus if c.curr is not None]
-
-
-def charge(k: "Kernel", before: list[tuple[object, int, int]]) -> None:
-    """What the running tasks were charged since `before` (update_curr ->
-    cgroup_account_cputime), up their cgroups."""
-    for t, ut, st in before:
-        du, ds = t.utime - ut, t.stime - st
+def charge(k: "Kernel", ran: list) -> None:
+    """What the tasks that ran were charged (update_curr ->
+    cgroup_account_cputime), up their cgroups: (task, cpu, user, system) ns."""
+    for t, _cpu, du, ds in ran:
         if du <= 0 and ds <= 0:
             continue
         cg = k.cgroups.cgroups.get(t.tg.cgroup, k.cgroups.root)

@@ -119,11 +119,37 @@ def intercept_run(k: "Kernel", t: "Task", cpu: int | None) -> bool:
     remembered for its thaw. True when the task is frozen."""
     f = t.frozen
     if f is None:
-        return False
+        return _leaves_d(k, t, cpu)
     f.state = "R"
     if cpu is not None:
         t.cpu, f.on_cpu = cpu, True
     return True
+
+
+def _in_freezing(k: "Kernel", t: "Task") -> bool:
+    cg = k.cgroups.cgroups.get(t.tg.cgroup)
+    return cg is not None and freezing(cg) and not t.tg.kthread and not t.dead
+
+
+def _leaves_d(k: "Kernel", t: "Task", cpu: int | None) -> bool:
+    """A task its cgroup's freeze found in D (or stopped) is woken or run:
+    the freeze's signal is pending (JOBCTL_TRAP_FREEZE), so on its way back
+    to user mode it traps in get_signal, as runnable when thawed. True when it froze."""
+    if t.state not in ("D", "T") or not _in_freezing(k, t):
+        return False
+    w = wait_of(t)
+    t.frozen = FrozenTask(Wait("get_signal", FROM_SYSCALL, w.nr, w.args, w.pc), "R", cpu is not None)
+    if cpu is not None:
+        t.cpu = cpu
+    t.state = "S"
+    return True
+
+
+def after_sleep(k: "Kernel", t: "Task", was: str) -> None:
+    """A task of a freezing cgroup goes from D into an interruptible sleep:
+    the pending freeze ends that sleep at once and it traps (signal_pending_state())."""
+    if was == "D" and t.state == "S" and t.frozen is None and _in_freezing(k, t):
+        freeze_task(k, t)
 
 
 def _set_effective(k: "Kernel", cg: "Cgroup", on: bool) -> None:

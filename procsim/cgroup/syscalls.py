@@ -9,10 +9,11 @@ import errno
 from typing import TYPE_CHECKING
 
 from procsim.cgroup import cpu as cgcpu
-from procsim.cgroup import blk_throttle, freezer, memcontrol
+from procsim.cgroup import blk_throttle, freezer, kill, memcontrol
 from procsim.cgroup.core import PIDS_MAX, SUBSYS, Cgroup
 from procsim.errors import KernelError
 from procsim.kstrtox import kstrtoint, kstrtoll, kstrtoull, strstrip
+from procsim.sched_fair import NICE_0_LOAD, WEIGHT_IDLEPRIO
 from procsim.task import PF_KTHREAD, PF_NO_SETAFFINITY
 
 if TYPE_CHECKING:
@@ -217,6 +218,8 @@ def set_cpu_weight(k: "Kernel", path: str, buf: bytes) -> None:
         raise KernelError(e.errno, "cpu.weight") from None
     if not cgcpu.CGROUP_WEIGHT_MIN <= w <= cgcpu.CGROUP_WEIGHT_MAX:
         raise KernelError(errno.ERANGE, "cpu.weight: 1..10000")
+    if cg.sched_idle:
+        raise KernelError(errno.EINVAL, "cpu.weight: an idle group's weight is fixed (sched_group_set_shares)")
     with k.lock:
         cg.shares = cgcpu.weight_from_cgroup(w)
         k._changed("cgroup", path=path)
@@ -232,8 +235,39 @@ def set_cpu_weight_nice(k: "Kernel", path: str, buf: bytes) -> None:
         raise KernelError(e.errno, "cpu.weight.nice") from None
     if not -20 <= nice <= 19:
         raise KernelError(errno.ERANGE, "cpu.weight.nice: -20..19")
+    if cg.sched_idle:
+        raise KernelError(errno.EINVAL, "cpu.weight.nice: an idle group's weight is fixed (sched_group_set_shares)")
     with k.lock:
         cg.shares = cgcpu.SCHED_PRIO_TO_WEIGHT[nice + 20]
+        k._changed("cgroup", path=path)
+
+
+def set_cpu_idle(k: "Kernel", path: str, buf: bytes) -> None:
+    """cpu_idle_write_s64() -> sched_group_set_idle(): kstrtoll, EINVAL
+    outside 0..1; an idle group's shares are WEIGHT_IDLEPRIO (3), and
+    leaving idle sets them back to NICE_0_LOAD (cpu.weight 100)."""
+    cg = _cpu_css(k, path)
+    try:
+        v = kstrtoll(strstrip(buf), 0)
+    except OSError as e:
+        raise KernelError(e.errno, "cpu.idle") from None
+    if v not in (0, 1):
+        raise KernelError(errno.EINVAL, "cpu.idle: 0 or 1")
+    with k.lock:
+        if cg.sched_idle != bool(v):
+            cg.sched_idle = bool(v)
+            cg.shares = WEIGHT_IDLEPRIO if v else NICE_0_LOAD
+        k._changed("cgroup", path=path)
+
+
+def set_kill(k: "Kernel", path: str, buf: bytes) -> None:
+    """cgroup_kill_write() (procsim/cgroup/kill.py); the root has no cgroup.kill."""
+    cg = lookup(k, path)
+    if cg.parent is None:
+        raise KernelError(errno.ENOENT, "the root has no cgroup.kill")
+    kill.parse(buf)
+    with k.lock:
+        kill.cgroup_kill(k, cg)
         k._changed("cgroup", path=path)
 
 
@@ -313,6 +347,8 @@ WRITERS = {
     "cpu.weight": set_cpu_weight,
     "cpu.weight.nice": set_cpu_weight_nice,
     "cgroup.freeze": set_freeze,
+    "cpu.idle": set_cpu_idle,
+    "cgroup.kill": set_kill,
     "io.max": set_io_max,
     "io.weight": set_io_weight,
     "pids.max": set_pids_max,

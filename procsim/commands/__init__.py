@@ -17,8 +17,8 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-from procsim.commands import (block, cgctl, cgroup, fs, ipc, locks, mm, modules, net, netfilter, ns, process,
-                              reclaim, restore_net, sched, workingset, workload)
+from procsim.commands import (block, cgctl, cgroup, cpuweight, fs, ipc, locks, mm, modules, net, netfilter, ns,
+                              process, reclaim, restore_net, sched, workingset, workload)
 from procsim.commands.core import Command, CommandError, parse_args
 from procsim.commands.sched import c_sched_setscheduler
 from procsim.kernel import Kernel, KernelError
@@ -29,7 +29,7 @@ __all__ = ["COMMANDS", "Command", "CommandError", "c_sched_setscheduler", "execu
 
 COMMANDS: dict[str, Command] = {c.name: c for m in (process, mm, sched, workload, fs, ns, cgroup, block, net,
                                                      locks, ipc, reclaim, cgctl, netfilter, modules,
-                                                     restore_net, workingset) for c in m.COMMANDS}
+                                                     restore_net, workingset, cpuweight) for c in m.COMMANDS}
 
 
 def execute(k: Kernel, op: str, args: dict[str, Any]) -> Any:

@@ -49,7 +49,7 @@ def _lines(*rows) -> bytes:
 # -- cgroup core ---------------------------------------------------------------
 
 def _procs(k: Kernel, cg: Cgroup) -> bytes:
-    return _lines(*sorted(cg.procs))
+    return _lines(*sorted(p for p in cg.procs if k.cgroups.live(p)))  # not its zombies
 
 
 def _threads(k: Kernel, cg: Cgroup) -> bytes:
@@ -98,6 +98,7 @@ FILES: tuple[Row, ...] = (
     ("cgroup.controllers", lambda k, cg: _mask(cg.controllers()), False, None, True),
     ("cgroup.events", cgctl_files.cgroup_events, False, None, False),
     ("cgroup.freeze", cgctl_files.cgroup_freeze, True, None, False),
+    ("cgroup.kill", None, True, None, False),
     ("cgroup.max.depth", lambda k, cg: b"max\n", False, None, True),
     ("cgroup.max.descendants", lambda k, cg: b"max\n", False, None, True),
     ("cgroup.pressure", lambda k, cg: b"1\n", False, None, True),
@@ -107,6 +108,7 @@ FILES: tuple[Row, ...] = (
     ("cgroup.subtree_control", lambda k, cg: _mask(cg.subtree_control), True, None, True),
     ("cgroup.threads", _threads, True, None, True),
     ("cgroup.type", lambda k, cg: b"domain\n", False, None, False),
+    ("cpu.idle", lambda k, cg: f"{int(cg.sched_idle)}\n".encode(), True, "cpu", False),
     ("cpu.max", lambda k, cg: cgcpu.cpu_max(cg), True, "cpu", False),
     ("cpu.max.burst", lambda k, cg: cgcpu.cpu_max_burst(cg), True, "cpu", False),
     ("cpu.pressure", _pressure("cpu"), False, None, True),

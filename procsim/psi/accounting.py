@@ -79,12 +79,19 @@ class PsiState:
         self._recheck: set[int] = set()
         self._was_on: set[int] = set()  # the CPUs' current tasks at the last count
         self._fr: dict | None = None  # the fractions of the counts as they are (None: to compute)
+        self.covered = 0  # the time accounted up to (tick())
         k.observers.append(self._observe)
         k.on_release.append(lambda t: self._recheck.add(t.pid))
 
     def _online(self, cg: "Cgroup", ss: str | None) -> None:
         if ss is None and cg.psi is None:
             cg.psi = PsiGroup.new(self.k.now, self.period)
+
+    def throttling_changed(self) -> None:
+        """A cfs_rq was throttled or unthrottled (cgroup/cfs_bandwidth.py): its
+        tasks' oncpu and runnable counts change with no change record."""
+        self._rescan = True
+        self._fr = None
 
     def add_stall(self, t: "Task", resource: str, ns: int) -> None:
         """psi_memstall_enter()/leave() (or an I/O wait) around `ns` of t's time."""
@@ -157,7 +164,8 @@ class PsiState:
                 agg[i] += after[i] - before[i]
 
     def _update(self, k: "Kernel") -> None:
-        oncpu = {cpu.curr.pid for cpu in k.sched.cpus if cpu.curr is not None}
+        # a throttled current task is off its CPU for PSI: it idles, the task stays TSK_RUNNING
+        oncpu = {cpu.curr.pid for cpu in k.sched.cpus if cpu.curr is not None and not k.sched.is_stalled(cpu)}
         if self._rescan:
             self._contrib.clear()
             self._cnt.clear()
@@ -221,9 +229,11 @@ class PsiState:
     def tick(self, start: int, end: int) -> None:
         """Account [start, end): the task states are those of now, the
         stalls reported are spent from `start` on."""
+        start = max(start, self.covered)  # cpu.max's spans may have been counted already
         dt = end - start
         if dt <= 0:
             return
+        self.covered = end
         k = self.k
         mem, io = self.stall["memory"], self.stall["io"]
         if self._rescan or self._recheck:

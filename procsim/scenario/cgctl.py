@@ -1,6 +1,6 @@
 """[[cgroup]] keys of the controls beyond the limits cgroups.py writes:
 cpu_max_burst, cpu_weight_nice, io_max (one "MAJ:MIN key=value ..." or a
-list of them, a write each), io_weight and freeze, written through the
+list of them, a write each), io_weight, freeze and cpu_idle, written through the
 cgroup files in that order after the others (a bad value fails the load
 with the kernel's reason). A frozen cgroup freezes the processes the
 scenario puts in it later as they arrive (cgroup_freezer_migrate_task)."""
@@ -12,8 +12,8 @@ from typing import Any
 from procsim.cgroup import syscalls as C
 from procsim.scenario.schema import ScenarioError, _is_int
 
-KEYS = ("cpu_max_burst", "cpu_weight_nice", "io_max", "io_weight", "freeze")
-_FILES = {"cpu_max_burst": "cpu.max.burst", "cpu_weight_nice": "cpu.weight.nice", "io_max": "io.max",
+KEYS = ("cpu_max_burst", "cpu_weight_nice", "io_max", "io_weight", "freeze", "cpu_idle")
+_FILES = {"cpu_idle": "cpu.idle", "cpu_max_burst": "cpu.max.burst", "cpu_weight_nice": "cpu.weight.nice", "io_max": "io.max",
           "io_weight": "io.weight", "freeze": "cgroup.freeze"}
 
 

@@ -163,7 +163,8 @@ CGROUP = {"path": _t_str, "subtree_control": _t_str, "memory_max": _t_any, "memo
           "memory_low": _t_any, "memory_min": _t_any, "memory_swap_max": _t_any, "memory_oom_group": _t_bool,
           "cpu_max": _t_str, "cpu_weight": _t_int, "pids_max": _t_any,
           # procsim/scenario/cgctl.py
-          "cpu_max_burst": _t_int, "cpu_weight_nice": _t_int, "io_max": _t_any, "io_weight": _t_any, "freeze": _t_bool}
+          "cpu_max_burst": _t_int, "cpu_weight_nice": _t_int, "io_max": _t_any, "io_weight": _t_any, "freeze": _t_bool,
+          "cpu_idle": _t_bool}
 # [[netdev]]: procsim/scenario/net.py
 NETDEV = {"name": _t_str, "mac": _t_str, "mtu": _t_int, "ipv4": _t_strs, "ipv6": _t_strs, "gateway": _t_str,
           "up": _t_bool, "speed": _t_int, "stat": _t_any}  # stat: a captured machine's /proc/net/dev fields

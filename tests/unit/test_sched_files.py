@@ -343,17 +343,16 @@ def test_migrations_waits_and_timeslices_are_counted_where_the_scheduler_moves_t
     execute(k, "migrate", {"tid": p, "cpu": 3})
     assert (t.se.pcount, t.se.nr_migrations) == (2, 1)
     k.sleep(p)
-    k.wake(p)  # runnable on CPU 3's queue, waiting
+    k.wake(p)  # runnable on CPU 3's queue; the idle CPU picks it at once
     k.advance(0.25)
-    assert t.se.run_delay == 0  # counted when it gets the CPU
-    k.run(p, 3)
-    assert t.se.run_delay == NSEC // 4
-    assert _text(fs, f"/proc/{p}/schedstat") == f"{t.utime + t.stime} {NSEC // 4} 3\n"
+    assert t.se.run_delay == 0 and k.sched.cpus[3].curr is t
+    assert _text(fs, f"/proc/{p}/schedstat") == f"{t.utime + t.stime} 0 3\n"
     other = k.spawn(["/usr/bin/b"])
-    k.run(other, 3, preempt=True)  # p is preempted and waits again
+    k.run(other, 3, preempt=True)  # p is preempted: the two share CPU 3
     k.advance(0.5)
-    k.sleep(p)  # it leaves the queue: its wait counts then
-    assert t.se.run_delay == NSEC // 4 + NSEC // 2
+    k.sleep(p)  # it leaves the queue: it ran half of the 0.5 s and waited the other half
+    assert t.se.run_delay == NSEC // 4
+    assert k.task(other).utime + k.task(other).stime == NSEC // 4
     k.set_affinity(p, 1 << 2)
     assert t.se.nr_migrations == 2
 
