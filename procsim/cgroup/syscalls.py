@@ -160,16 +160,22 @@ def memory_reclaim(k: "Kernel", path: str, buf: bytes) -> None:
             k._changed("cgroup", path=path)
 
 
+def _flag(buf: bytes, parse, name: str, bad: int = errno.EINVAL) -> bool:
+    """A 0/1 control file's value: the kstrto* errno, `bad` for any other number."""
+    try:
+        v = parse(strstrip(buf), 0)
+    except OSError as e:
+        raise KernelError(e.errno, name) from None
+    if v not in (0, 1):
+        raise KernelError(bad, f"{name}: 0 or 1")
+    return bool(v)
+
+
 def set_oom_group(k: "Kernel", path: str, buf: bytes) -> None:
     m = _memcg(k, lookup(k, path))
-    try:
-        v = kstrtoint(strstrip(buf), 0)
-    except OSError as e:
-        raise KernelError(e.errno, "memory.oom.group") from None
-    if v not in (0, 1):
-        raise KernelError(errno.EINVAL, "memory.oom.group: 0 or 1")
+    v = _flag(buf, kstrtoint, "memory.oom.group")
     with k.lock:
-        m.oom_group = v
+        m.oom_group = int(v)
         k._changed("cgroup", path=path)
 
 
@@ -247,15 +253,10 @@ def set_cpu_idle(k: "Kernel", path: str, buf: bytes) -> None:
     outside 0..1; an idle group's shares are WEIGHT_IDLEPRIO (3), and
     leaving idle sets them back to NICE_0_LOAD (cpu.weight 100)."""
     cg = _cpu_css(k, path)
-    try:
-        v = kstrtoll(strstrip(buf), 0)
-    except OSError as e:
-        raise KernelError(e.errno, "cpu.idle") from None
-    if v not in (0, 1):
-        raise KernelError(errno.EINVAL, "cpu.idle: 0 or 1")
+    v = _flag(buf, kstrtoll, "cpu.idle")
     with k.lock:
-        if cg.sched_idle != bool(v):
-            cg.sched_idle = bool(v)
+        if cg.sched_idle != v:
+            cg.sched_idle = v
             cg.shares = WEIGHT_IDLEPRIO if v else NICE_0_LOAD
         k._changed("cgroup", path=path)
 
@@ -276,14 +277,9 @@ def set_freeze(k: "Kernel", path: str, buf: bytes) -> None:
     cg = lookup(k, path)
     if cg.parent is None:
         raise KernelError(errno.ENOENT, "the root has no cgroup.freeze")
-    try:
-        v = kstrtoint(strstrip(buf), 0)
-    except OSError as e:
-        raise KernelError(e.errno, "cgroup.freeze") from None
-    if v not in (0, 1):
-        raise KernelError(errno.ERANGE, "cgroup.freeze: 0 or 1")
+    v = _flag(buf, kstrtoint, "cgroup.freeze", errno.ERANGE)
     with k.lock:
-        freezer.cgroup_freeze(k, cg, bool(v))
+        freezer.cgroup_freeze(k, cg, v)
         k._changed("cgroup", path=path)
 
 
