@@ -129,7 +129,10 @@ def test_bad_pty_limits_are_einval_on_the_host(data):
     if not os.access("/proc/sys/kernel/pty/max", os.W_OK):
         pytest.skip("the host's /proc/sys is read-only here")
     before = open("/proc/sys/kernel/pty/max").read()
-    fd = os.open("/proc/sys/kernel/pty/max", os.O_WRONLY)
+    try:
+        fd = os.open("/proc/sys/kernel/pty/max", os.O_WRONLY)
+    except PermissionError:
+        pytest.skip("this host's kernel.pty.max is not writable here (a container's user namespace)")
     try:
         with pytest.raises(OSError) as e:
             os.write(fd, data)
