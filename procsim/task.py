@@ -172,6 +172,8 @@ class Task:
     frozen: Any = None  # cgroup freezer: what it did before it froze (procsim/cgroup/freezer.py)
     wait: str | None = None  # where it blocks when it sleeps (procsim/sched_wait.py); None: its kind's
     real_parent: "Task | None" = None  # the thread that forked it (proc_tid_children)
+    # the cgroup its pids charge is on (procsim/cgroup/pids.py), until it is released
+    pids_css: Any = field(default=None, repr=False)
 
     @property
     def tgid(self) -> int:
