@@ -183,6 +183,12 @@ class PageTable:
             t = self.tables[idx]
             yield lo, t[(lo - base) >> PAGE_SHIFT : (hi - base) >> PAGE_SHIFT]
 
+    def has_tables(self, start: int, end: int) -> bool:
+        """Does any PTE table overlap [start, end)?"""
+        if start >= end:
+            return False
+        return next(iter(self.tables.irange(start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT)), None) is not None
+
     def mark_young(self, idx: int) -> None:
         """The hardware walked PMD `idx` (and its PUD) to set a PTE A bit."""
         if self.old:
