@@ -312,7 +312,7 @@ class Sched:
         hierarchical weights (procsim/sched_group.py); one whose current task
         is RT gives it all. Returns (task, cpu, user ns, system ns) of each
         task that ran."""
-        queued, weights = self.runqueues()
+        queued, weights = self.runqueues(chains=False)
         if weights is not None:
             self.group_weights = weights
         ran: list[tuple[Task, int, int, int]] = []
@@ -337,28 +337,32 @@ class Sched:
                 cpu.curr.se.exec_start = self.clock
         return ran
 
-    def runqueues(self) -> tuple[dict[int, list], GroupWeights | None]:
+    def runqueues(self, chains: bool = True) -> tuple[dict[int, list], GroupWeights | None]:
         """Each CPU's queued fair tasks, not throttled, with their task-group
         chains and weights, its current task first; and the task groups'
-        weights when some CPU has more than one."""
+        weights when some CPU has more than one. `chains` False: the chains
+        only when some CPU has more than one (no one else looks at them:
+        the tick's and cpu.max's callers)."""
         queued: dict[int, list] = {cpu.id: [] for cpu in self.cpus}
         for t in self.queued():
             if self._fair(t) and not self.is_throttled(t):
                 queued[t.cpu].append(t)
         weights = None
+        shared = any(len(q) > 1 for q in queued.values())
+        chains = chains or shared
         for cpu in self.cpus:
             q = queued[cpu.id]
             if len(q) > 1:
                 q.sort(key=lambda t, c=cpu.curr: (t is not c, t.pid))
-            queued[cpu.id] = [(t, self.tg_chain(t), task_weight(t.nice, t.policy)) for t in q]
-        if any(len(q) > 1 for q in queued.values()):
+            queued[cpu.id] = [(t, self.tg_chain(t) if chains else (), task_weight(t.nice, t.policy)) for t in q]
+        if shared:
             weights = GroupWeights({c: q for c, q in queued.items() if q})
         return queued, weights
 
     def rates(self, unit: int) -> dict[tuple[int, int], int]:
         """(cpu, tid) -> the ns of every `unit` the task gets on its CPU as
         the queues stand (for cpu.max: when a cfs_rq's runtime runs out)."""
-        queued, weights = self.runqueues()
+        queued, weights = self.runqueues(chains=False)
         out = {}
         for cpu in self.cpus:
             q = queued[cpu.id]
