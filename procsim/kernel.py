@@ -155,6 +155,10 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         for cpu in self.sched.cpus:  # every CPU idled since boot
             cpu.idle = self.now
         self.generation = 0  # bumped on every change; lets caches know
+        # bumped on every change but the clock's tick, which moves counters
+        # and never what a /proc path resolves to, its attributes or a
+        # directory's names (a tick's scenario activity records its own changes)
+        self.struct_generation = 0
         self.workloads = Workloads(self)  # access patterns run as the clock moves (procsim/workload.py)
 
     # -- lookup ---------------------------------------------------------------
@@ -181,6 +185,8 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         """Record a change: the one place `generation` moves (every cache of
         a render keys on it), and the observers hear what changed."""
         self.generation += 1
+        if what != "tick":
+            self.struct_generation += 1
         for cb in self.observers:
             cb(what, info)
 
