@@ -166,6 +166,11 @@ class SnapServer:
         self.proc: subprocess.Popen | None = None
         self.mnt = ""
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def __enter__(self) -> "SnapServer":
         self.base = tempfile.mkdtemp(prefix="procsim-bench-snapfs-")
         self.mnt = os.path.join(self.base, "mnt")
