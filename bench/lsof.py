@@ -8,21 +8,25 @@ holding the same 100 open files. The real host: the same shape, made of
 `sleep` processes: the bench opens the 100 fds (inheritable), then forks
 and execs 1,000 sleeps that keep them. Both lsof runs are `lsof -w -n -P`
 (the whole machine: its other processes too), interleaved, `reps` times
-each; the ratio is of the medians measured in this same run.
+each; the ratio is of the medians measured in this same run. Interleaved
+with them, lsof over snapfs serving a snapshot of the mount taken after
+one untimed run (bench/snapshot.py): FUSE's own cost for lsof here.
 
 Also: the daemon's memory per fd, the VmRSS difference between the
 machine with its fds and the same 1,000 processes without them, divided by
 the fds: at boot (the model: fd-table slots, the open files the forks
-share) and after the lsof runs (with the render caches lsof fills)."""
+share) and after that untimed lsof run (with the render caches lsof fills)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
 import time
 
-from common import ProcsimMount, log, median, ratio, vm_rss_bytes
+import snapshot
+from common import BuildError, ProcsimMount, log, median, ratio, vm_rss_bytes
 
 NPROCS, FDS_PER_PROC = 1000, 100
 ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
@@ -123,21 +127,31 @@ def bench_lsof(workdir: str, reps: int = 3) -> dict:
                '"mount --bind $0/proc /proc && exec lsof -w -n -P" "$0" >/dev/null', m.mnt])
         res["bare_rss"] = vm_rss_bytes(m.pid)
     log(f"[lsof] simulated: {NPROCS} processes, {NPROCS * FDS_PER_PROC} fds; real: as many sleeps")
-    with ProcsimMount(scenario=full, workdir=workdir) as m, RealFds():
+    with ProcsimMount(scenario=full, workdir=workdir) as m, RealFds(), contextlib.ExitStack() as stack:
         res["sim_startup_s"] = m.startup_s
         res["full_rss_boot"] = vm_rss_bytes(m.pid)
         ns = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
               'mount --bind "$0/proc" /proc || exit 125; exec "$@"', m.mnt, *LSOF]
-        sim, real = [], []
+        # one untimed run fills the caches lsof fills (the memory figure is
+        # taken after it, before the snapshot's walk reads more)
+        _time(ns)
+        res["full_rss"] = vm_rss_bytes(m.pid)
+        srv = _snap_server(stack, m, workdir, res)
+        sim, real, snap = [], [], []
         for _ in range(reps):
             t, res["sim_lines"] = _time(ns)
             sim.append(t)
+            if srv is not None:
+                t, res["snap_lines"] = _time(srv.over_proc(LSOF))
+                snap.append(t)
             t, res["real_lines"] = _time(LSOF)
             real.append(t)
-        res["sim_s"], res["real_s"] = sim, real
+        res["sim_s"], res["real_s"], res["snap_s"] = sim, real, snap
         res["sim_median_s"], res["real_median_s"] = median(sim), median(real)
+        res["snap_median_s"] = median(snap) if snap else None
         res["ratio"] = ratio(res["sim_median_s"], res["real_median_s"])
-        res["full_rss"] = vm_rss_bytes(m.pid)
+        res["sim_over_snap"] = ratio(res["sim_median_s"], res["snap_median_s"])
+        res["snap_over_real"] = ratio(res["snap_median_s"], res["real_median_s"])
     res["bytes_per_fd"] = (res["full_rss"] - res["bare_rss"]) / res["fds"]
     res["bytes_per_fd_boot"] = (res["full_rss_boot"] - res["bare_rss_boot"]) / res["fds"]
     log(f"  lsof: sim {res['sim_median_s']:.2f} s ({res['sim_lines']} lines), real {res['real_median_s']:.2f} s "
@@ -146,15 +160,34 @@ def bench_lsof(workdir: str, reps: int = 3) -> dict:
     return res
 
 
+def _snap_server(stack: contextlib.ExitStack, m: ProcsimMount, workdir: str, res: dict) -> "snapshot.SnapServer | None":
+    """snapfs serving a snapshot of the mount (the C floor for lsof), or None."""
+    try:
+        binary = snapshot.build(workdir)
+    except BuildError as e:
+        res["snapshot"] = {"error": f"snapfs not built: {e}"}
+        return None
+    path = os.path.join(workdir, "lsof.snap")
+    res["snapshot"] = snapshot.capture(m.proc_path(), path)
+    log(f"  snapshot: {res['snapshot']['records']} entries in {res['snapshot']['seconds']:.1f} s")
+    return stack.enter_context(snapshot.SnapServer(binary, path))
+
+
 def report(r: dict) -> list[str]:
     from common import fmt, fmt_ratio, table
-    rows = [[f"lsof -w -n -P, {r['nprocs']} processes, {r['fds']} fds", f"{r['sim_lines']} / {r['real_lines']}",
-             fmt(r["sim_median_s"] * 1000), fmt(r["real_median_s"] * 1000), fmt_ratio(r["ratio"])]]
+    snap = r.get("snap_median_s")
+    rows = [[f"lsof -w -n -P, {r['nprocs']} processes, {r['fds']} fds",
+             f"{r['sim_lines']} / {r.get('snap_lines', '-')} / {r['real_lines']}",
+             fmt(r["sim_median_s"] * 1000), fmt(snap and snap * 1000), fmt(r["real_median_s"] * 1000),
+             fmt_ratio(r["ratio"]), fmt_ratio(r.get("sim_over_snap")), fmt_ratio(r.get("snap_over_real"))]]
     return [f"lsof: {r['nprocs']} processes holding {r['fds']} open fds, through the mount vs this host "
-            f"(medians of {r['reps']})",
-            table(["", "lines sim / real", "sim ms", "real ms", "ratio"], rows),
+            f"(medians of {r['reps']}); snapfs: lsof over a C FUSE server serving a snapshot of the mount "
+            f"(bench/snapshot.py), FUSE's own cost",
+            table(["", "lines sim / snapfs / real", "sim ms", "snapfs ms", "real ms", "sim/real", "sim/snapfs",
+                   "snapfs/real"], rows),
+            *([f"   snapfs: {r['snapshot']['error']}"] if "error" in r.get("snapshot", {}) else []),
             f"   daemon memory: {r['full_rss'] / (1 << 20):.1f} MiB with the fds, {r['bare_rss'] / (1 << 20):.1f} MiB "
-            f"without, after the lsof runs: {r['bytes_per_fd']:.0f} B per fd (the render caches of this "
+            f"without, after an lsof run: {r['bytes_per_fd']:.0f} B per fd (the render caches of this "
             f"generation included, and libfuse's node per looked-up name); at boot {r['bytes_per_fd_boot']:.0f} B "
             f"per fd (within the noise)",
             f"   the model itself: {r['model']['bytes_per_fd']:.1f} B per fd (fd tables "

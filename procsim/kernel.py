@@ -67,6 +67,12 @@ from procsim.vfs import VFS
 from procsim.workload import Workloads
 
 
+# Changes that move counters and task states only (the clock's tick,
+# run/sleep/wake/migrate/nice, I/O accounting, comm, oom_score_adj,
+# timerslack): no path appears or goes, no owner or mode changes.
+CONTENT_ONLY = frozenset(("tick", "sched", "io", "comm", "oom_score_adj", "timerslack"))
+
+
 def _err(err: int, msg: str) -> KernelError:
     return KernelError(err, msg)
 
@@ -155,6 +161,11 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         for cpu in self.sched.cpus:  # every CPU idled since boot
             cpu.idle = self.now
         self.generation = 0  # bumped on every change; lets caches know
+        # bumped on every change but those of CONTENT_ONLY, which move
+        # counters and states and never what a /proc path resolves to, its
+        # attributes or a directory's names (a tick's scenario activity
+        # records its own changes)
+        self.struct_generation = 0
         self.workloads = Workloads(self)  # access patterns run as the clock moves (procsim/workload.py)
 
     # -- lookup ---------------------------------------------------------------
@@ -181,6 +192,8 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         """Record a change: the one place `generation` moves (every cache of
         a render keys on it), and the observers hear what changed."""
         self.generation += 1
+        if what not in CONTENT_ONLY:
+            self.struct_generation += 1
         for cb in self.observers:
             cb(what, info)
 

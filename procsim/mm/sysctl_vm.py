@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from procsim.errors import KernelError
 from procsim.kstrtox import INT_MAX
+from procsim.mm.oom import total_pages
 from procsim.mm.show_mem import mem_snapshot
 from procsim.mm.zone import zones
 from procsim.units import PAGE_SIZE
@@ -69,11 +70,13 @@ def vm_enough_memory(k: Kernel, pages: int, cap_sys_admin: bool) -> None:
     vm = k.mem.sysctl
     if vm.overcommit_memory == OVERCOMMIT_ALWAYS:
         return
-    m = mem_snapshot(k)
     if vm.overcommit_memory == OVERCOMMIT_GUESS:
-        if pages > m.total + m.swap_total:
+        # two counters, not the whole snapshot (it walks every VMA: an mmap
+        # must not cost O(machine))
+        if pages > total_pages(k):
             raise KernelError(errno.ENOMEM, "mmap: more than RAM and swap (overcommit_memory = 0)")
         return
+    m = mem_snapshot(k)
     allowed = m.commit_limit
     if not cap_sys_admin:
         allowed -= vm.admin_reserve_kbytes // (PAGE_SIZE // 1024)

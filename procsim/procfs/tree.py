@@ -74,6 +74,10 @@ class ProcFS(InodeOps):
     test-and-clear reads: Kernel._changed records each), so within one generation a path resolves to
     the same node, has the same attributes, and a file renders to the same
     bytes: those are cached per generation and dropped at once when it moves.
+    A tick moves only counters, so what resolution keeps (nodes, attributes,
+    listings, open plans) is kept until `struct_generation` moves: on a
+    wall clock a tick comes every jiffy, and a ps or lsof spanning many
+    of them would otherwise re-walk every path once per tick.
     A read at offset 0 therefore still "rebuilds" the content (it gets the
     current state) but, in an unchanged world, costs a dict lookup.
 
@@ -87,7 +91,7 @@ class ProcFS(InodeOps):
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self._mount_time = 0.0
-        self._gen = -1
+        self._gen = self._sgen = -1
         self._nodes: dict[str, Node] = {}
         self._attrs: dict[str, Attr] = {}
         self._dirs: dict[str, tuple[str, ...]] = {}
@@ -116,7 +120,7 @@ class ProcFS(InodeOps):
         what ProcFS itself changes (mount_time) and for tests that change
         state behind the kernel's back."""
         with self.kernel.lock:
-            self._gen = -1
+            self._gen = self._sgen = -1
             self._drop()
 
     def _drop(self) -> None:
@@ -139,7 +143,11 @@ class ProcFS(InodeOps):
                 k.follow_wall()
         if k.generation != self._gen:
             self._gen = k.generation
-            self._drop()
+            if k.struct_generation != self._sgen:
+                self._sgen = k.struct_generation
+                self._drop()
+            else:
+                self._bytes = {}
 
     # -- resolution -----------------------------------------------------------
 
@@ -306,10 +314,11 @@ class ProcFS(InodeOps):
 
     def open(self, path: str, flags: int, caller: Caller) -> "Handle | observer.ObserverHandle":
         k = self.kernel
-        if self._gen == k.generation and (not self._wall or time.monotonic() < self._next_follow):
-            # (_current(), inlined: this is every open.) Opened before by
-            # this uid in this generation: every check (existence, mm,
-            # ptrace) depends on nothing else, so it passes again.
+        if self._sgen == k.struct_generation and (not self._wall or time.monotonic() < self._next_follow):
+            # Opened before by this uid since the world's structure last
+            # changed: every check (existence, mm, ptrace) depends on
+            # nothing else, so it passes again. (A due wall-clock step is
+            # taken first: its activity may change the structure.)
             plan = self._opens.get((path, caller.uid))
             if plan is not None:
                 e, ctx, key = plan

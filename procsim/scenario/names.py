@@ -30,8 +30,13 @@ class Names:
     skipped: int = 0       # activity events that failed at run time (like failed syscalls)
     last_skip: str = ""
     description: str = ""  # the scenario's own
+    # expand()'s answers, until a name is added (activity fires every few
+    # hundred ms and globs over every process: O(processes) each time)
+    _version: int = field(default=0, compare=False, repr=False)
+    _expanded: dict[str, tuple[int, list[str]]] = field(default_factory=dict, compare=False, repr=False)
 
     def add_process(self, name: str | None, tgid: int, implicit: str | None = None) -> None:
+        self._version += 1
         self.threads.setdefault(tgid, [tgid])
         self.thread_names.setdefault(tgid, {})
         self.maps.setdefault(tgid, {})
@@ -48,6 +53,7 @@ class Names:
                 self.procs[implicit] = tgid
 
     def add_thread(self, tgid: int, tid: int, name: str | None) -> None:
+        self._version += 1
         self.threads.setdefault(tgid, [tgid]).append(tid)
         if name:
             self.thread_names.setdefault(tgid, {})[name] = tid
@@ -115,6 +121,14 @@ class Names:
 
     def expand(self, pattern: str) -> list[str]:
         """A glob over names: 'worker.*' -> those processes, 'java:*' -> its threads."""
+        memo = self._expanded.get(pattern)
+        if memo is not None and memo[0] == self._version:
+            return list(memo[1])
+        out = self._expand(pattern)
+        self._expanded[pattern] = (self._version, out)
+        return list(out)
+
+    def _expand(self, pattern: str) -> list[str]:
         proc, sep, thread = pattern.partition(":")
         out = []
         for name, tgid in sorted(self.procs.items(), key=lambda kv: kv[1]):
@@ -131,6 +145,7 @@ class Names:
 
     def bind(self, what: str, name: str, value: int, pid: int | None, k: Kernel) -> None:
         """Give the result of a command a name (an activity's or op's `as`)."""
+        self._version += 1
         if what == "process":
             self.procs[name] = value
             self.explicit.add(name)

@@ -90,6 +90,30 @@ def test_run_and_advance_show_in_the_next_read(fs: ProcFS) -> None:
     assert b"cpu3" in read_all(fs, "/proc/stat")  # global files re-render too
 
 
+def test_a_tick_keeps_resolution_and_rerenders_content(fs: ProcFS) -> None:
+    """A clock tick or a sleep moves counters and states only: paths stay
+    resolved (the node objects are the same), while every byte is rendered
+    anew; an activity event inside a tick (here an exit) drops the
+    resolution too."""
+    k = fs.kernel
+    p = k.spawn(["/usr/bin/bash"])
+    q = k.spawn(["/usr/bin/sleep", "9"])
+    k.run(p, 1)
+    stat0 = read_all(fs, f"/proc/{p}/stat")
+    node0 = fs.resolve(f"/proc/{p}/stat", ROOT)
+    k.advance(1.0)
+    assert fs.resolve(f"/proc/{p}/stat", ROOT) is node0
+    assert int(read_all(fs, f"/proc/{p}/stat").split()[13]) > int(stat0.split()[13])
+    k.sleep(p)  # a state change is content too
+    assert fs.resolve(f"/proc/{p}/stat", ROOT) is node0
+    assert read_all(fs, f"/proc/{p}/stat").split()[2] == b"S"
+    k.at(k.now / 1e9 + 0.5, lambda: k.exit_group(q))
+    k.advance(1.0)
+    assert fs.resolve(f"/proc/{p}/stat", ROOT) is not node0
+    assert errno_of(fs.getattr, f"/proc/{q}", ROOT) == errno.ENOENT
+    assert str(q) not in fs.readdir("/proc", ROOT)
+
+
 def test_spawn_exit_and_reap_show_at_once(fs: ProcFS) -> None:
     k = fs.kernel
     listing = fs.readdir("/proc", ROOT)

@@ -311,6 +311,12 @@ def test_names_resolve_processes_threads_and_maps() -> None:
     assert n.expand("nginx:w.*") == ["nginx:2", "nginx:3"]
     with pytest.raises(ScenarioError, match="threads 1-3"):
         n.pid("nginx:4")
+    # a glob's answer is kept, but a name added later is matched at once
+    n.expand("nginx:w.*").append("nginx:9")  # (the caller's copy)
+    n.add_thread(nginx, 4242, "w.3")
+    assert n.expand("nginx:w.*") == ["nginx:2", "nginx:3", "nginx:4"]
+    n.bind("process", "child2", 4343, None, k)
+    assert n.expand("child*") == ["child", "child2"]
 
 
 def test_processes_threads_and_maps_become_the_right_kernel_state() -> None:
