@@ -119,6 +119,7 @@ def new_group(k: Kernel, tgid: int, parent: ThreadGroup | None, cred: Cred, mm: 
         t.nice = parent.leader.nice
     k.tasks[tgid] = t
     k.groups[tgid] = tg
+    pids.charge(k, t)  # pids_charge(): it counts in its cgroup and those above
     k.nr_forks += 1
     if parent is not None:
         tg.autogroup = parent.autogroup  # sched_autogroup_fork()
@@ -174,7 +175,7 @@ def copy_process(k: Kernel, parent: Task, child_pid: int | None, clone_flags: in
     t.real_parent = parent
     k.sched.sched_fork(t, parent)  # the forking thread's, not the leader's
     freezer.post_fork(k, t)  # cgroup_post_fork(): born frozen in a frozen cgroup
-    pids.forked(k, t.tg)
+    pids.forked(k, t)
     return cpid
 
 
@@ -198,12 +199,13 @@ def copy_thread(k: Kernel, creator: Task, comm: str | None, tid: int | None) -> 
         t.files.users += 1  # CLONE_FILES: one table
     tg.threads.append(t)
     k.tasks[tid] = t
+    pids.charge(k, t)
     k.sched.sched_fork(t, creator)
     freezer.post_fork(k, t)
     if tg.mm is not None:
         tg.mm.users += 1
     k.nr_forks += 1
-    pids.forked(k, tg)
+    pids.forked(k, t)
     return tid
 
 

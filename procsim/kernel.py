@@ -30,7 +30,7 @@ from procsim import capability, cgroup, nsproxy, psi, random_pool, utsname
 from procsim.block import syscalls as block_syscalls
 from procsim.binfmt_elf import LDSO, LIBC  # noqa: F401 (the default image's, for callers)
 from procsim.config import KernelConfig
-from procsim.cgroup import cfs_bandwidth, io as cgroup_io, memcontrol
+from procsim.cgroup import cfs_bandwidth, io as cgroup_io, memcontrol, pids as cgroup_pids
 from procsim.cgroup.syscalls import CgroupSyscalls
 from procsim.errors import KernelError
 from procsim.exec import ExecSyscalls
@@ -215,8 +215,10 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         (procfs's proc_flush_pid) hear of it."""
         if self.tasks.pop(t.pid, None) is not None:
             nsproxy.free_pid_nrs(self, t.pid, t.pid_ns)
-            if t.is_leader:
+            leader = t.is_leader
+            if leader:
                 self.cgroups.leave(t.tgid, t.tg.cgroup)
+            cgroup_pids.released(self, t, leader)  # pids_release()
             for cb in self.on_release:
                 cb(t)
 

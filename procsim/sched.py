@@ -51,6 +51,33 @@ class TLBStats:
     local_flush_one: int = 0
 
 
+class RqIndex:
+    """The tasks on run queues (state R: running or waiting for a CPU) and
+    those in D, kept as states change (Task.state's setter), in the order
+    they entered. A task released from the task table may linger here until
+    the next look (Sched._live drops it)."""
+
+    def __init__(self) -> None:
+        self.runnable: dict[Task, None] = {}
+        self.blocked: dict[Task, None] = {}
+
+    def moved(self, t: Task, old: str | None, new: str) -> None:
+        if old == "R":
+            self.runnable.pop(t, None)
+        elif old == "D":
+            self.blocked.pop(t, None)
+        if new == "R":
+            self.runnable[t] = None
+        elif new == "D":
+            self.blocked[t] = None
+
+    def track(self, t: Task) -> None:
+        """sched_fork(): from now on t's state changes are followed."""
+        if t._rq_index is not self:
+            t._rq_index = self
+            self.moved(t, None, t.state)
+
+
 @dataclass
 class Sched:
     config: KernelConfig
@@ -67,6 +94,7 @@ class Sched:
     # a task's chain of task groups (procsim/sched_group.py), set by the cpu controller
     tg_chain: Callable[[Task], tuple] = field(default=lambda t: (), repr=False)
     group_weights: GroupWeights | None = field(default=None, repr=False)  # the last shared span's
+    rq_index: RqIndex = field(default_factory=RqIndex, repr=False)  # who is in R and in D
 
     def is_stalled(self, cpu: CPU) -> bool:
         """The CPU's task is throttled and nothing else is queued there: the CPU idles."""
@@ -91,6 +119,7 @@ class Sched:
         """sched_fork() and wake_up_new_task(): the child takes the parent's
         policy, nice and timer slack, starts with the initial load averages
         and is placed in its CPU's cfs_rq."""
+        self.rq_index.track(child)
         if parent is not None:
             child.policy, child.rt_priority, child.nice = parent.policy, parent.rt_priority, parent.nice
             child.timer_slack_ns = child.default_timer_slack_ns = parent.timer_slack_ns
@@ -283,7 +312,7 @@ class Sched:
         hierarchical weights (procsim/sched_group.py); one whose current task
         is RT gives it all. Returns (task, cpu, user ns, system ns) of each
         task that ran."""
-        queued, weights = self.runqueues()
+        queued, weights = self.runqueues(chains=False)
         if weights is not None:
             self.group_weights = weights
         ran: list[tuple[Task, int, int, int]] = []
@@ -308,28 +337,32 @@ class Sched:
                 cpu.curr.se.exec_start = self.clock
         return ran
 
-    def runqueues(self) -> tuple[dict[int, list], GroupWeights | None]:
+    def runqueues(self, chains: bool = True) -> tuple[dict[int, list], GroupWeights | None]:
         """Each CPU's queued fair tasks, not throttled, with their task-group
         chains and weights, its current task first; and the task groups'
-        weights when some CPU has more than one."""
+        weights when some CPU has more than one. `chains` False: the chains
+        only when some CPU has more than one (no one else looks at them:
+        the tick's and cpu.max's callers)."""
         queued: dict[int, list] = {cpu.id: [] for cpu in self.cpus}
-        for t in self.tasks.values():
-            if t.state == "R" and not t.dead and self._fair(t) and not self.is_throttled(t):
+        for t in self.queued():
+            if self._fair(t) and not self.is_throttled(t):
                 queued[t.cpu].append(t)
         weights = None
+        shared = any(len(q) > 1 for q in queued.values())
+        chains = chains or shared
         for cpu in self.cpus:
             q = queued[cpu.id]
             if len(q) > 1:
                 q.sort(key=lambda t, c=cpu.curr: (t is not c, t.pid))
-            queued[cpu.id] = [(t, self.tg_chain(t), task_weight(t.nice, t.policy)) for t in q]
-        if any(len(q) > 1 for q in queued.values()):
+            queued[cpu.id] = [(t, self.tg_chain(t) if chains else (), task_weight(t.nice, t.policy)) for t in q]
+        if shared:
             weights = GroupWeights({c: q for c, q in queued.items() if q})
         return queued, weights
 
     def rates(self, unit: int) -> dict[tuple[int, int], int]:
         """(cpu, tid) -> the ns of every `unit` the task gets on its CPU as
         the queues stand (for cpu.max: when a cfs_rq's runtime runs out)."""
-        queued, weights = self.runqueues()
+        queued, weights = self.runqueues(chains=False)
         out = {}
         for cpu in self.cpus:
             q = queued[cpu.id]
@@ -396,12 +429,28 @@ class Sched:
         if cpu.curr is not None and cpu.curr.mm is not None:
             self._switch_mm(cpu, cpu.curr.mm)  # the one on the CPU now is the last loaded
 
+    def _live(self, index: dict[Task, None]) -> list[Task]:
+        """The tasks of `index` still in the task table (a released one is dropped)."""
+        out = []
+        for t in list(index):
+            if self.tasks.get(t.pid) is t:
+                if not t.dead:
+                    out.append(t)
+            else:
+                del index[t]
+        return out
+
+    def queued(self) -> list[Task]:
+        """The tasks on run queues (state R, any class, throttled or not), in
+        the order they were queued."""
+        return self._live(self.rq_index.runnable)
+
     def nr_running(self) -> int:
         """nr_running(): the tasks on run queues, running or waiting for a
         CPU (state R). Whoever reads /proc is a host process, never one of
         them, so nothing is added for the reader."""
-        return sum(1 for t in self.tasks.values() if t.state == "R" and not t.dead and not self.is_throttled(t))
+        return sum(1 for t in self.queued() if not self.is_throttled(t))
 
     def nr_uninterruptible(self) -> int:
         """Tasks in D: /proc/stat procs_blocked, and part of the load."""
-        return sum(1 for t in self.tasks.values() if t.state == "D" and not t.dead)
+        return len(self._live(self.rq_index.blocked))

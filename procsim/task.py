@@ -172,6 +172,8 @@ class Task:
     frozen: Any = None  # cgroup freezer: what it did before it froze (procsim/cgroup/freezer.py)
     wait: str | None = None  # where it blocks when it sleeps (procsim/sched_wait.py); None: its kind's
     real_parent: "Task | None" = None  # the thread that forked it (proc_tid_children)
+    # the cgroup its pids charge is on (procsim/cgroup/pids.py), until it is released
+    pids_css: Any = field(default=None, repr=False)
 
     @property
     def tgid(self) -> int:
@@ -191,3 +193,27 @@ class Task:
         if self.policy in (SCHED_FIFO, SCHED_RR):
             return -1 - self.rt_priority
         return self.nice + 20
+
+
+# task->__state, kept with the scheduler's index of who is on a run queue:
+# a change of state moves the task between Sched's sets of runnable (R) and
+# uninterruptible (D) tasks (enqueue_task()/dequeue_task() and
+# rq->nr_uninterruptible), so what the tick and the load average look at
+# costs the runnable tasks, not the sleeping ones. A task joins the index at
+# sched_fork() (Sched.track); until then the state is only stored.
+Task._rq_index = None
+
+
+def _get_state(self: Task) -> str:
+    return self._state
+
+
+def _set_state(self: Task, value: str) -> None:
+    old = self.__dict__.get("_state")
+    self._state = value
+    idx = self._rq_index
+    if idx is not None and old != value:
+        idx.moved(self, old, value)
+
+
+Task.state = property(_get_state, _set_state, doc="R S D T t Z X I: the task's state (stat field 3)")  # type: ignore[assignment]

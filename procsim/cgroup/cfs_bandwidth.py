@@ -188,8 +188,7 @@ class BandwidthState:
     def _queued_on(self, cpu: int) -> list:
         """The runnable fair tasks whose run queue is cpu, throttled or not, by pid."""
         k = self.k
-        return [t for t in sorted(k.sched.tasks.values(), key=lambda t: t.pid)
-                if t.cpu == cpu and t.state == "R" and not t.dead and k.sched._fair(t)]
+        return sorted((t for t in k.sched.queued() if t.cpu == cpu and k.sched._fair(t)), key=lambda t: t.pid)
 
     # -- tg_set_cfs_bandwidth ------------------------------------------------------
 

@@ -58,6 +58,7 @@ class Cgroup:
     pids_max: int = PIDS_MAX
     pids_events_max: int = 0                  # forks refused by this cgroup's pids.max
     pids_peak: int = 0
+    pids_current: int = 0                     # the tasks here and below (cgroup/pids.py)
     psi: Any = None                           # its psi_group (procsim/psi)
 
     @property

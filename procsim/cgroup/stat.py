@@ -136,11 +136,6 @@ def memory_stat(k: "Kernel", m: "MemCgroup") -> bytes:
 
 
 def nr_tasks(k: "Kernel", cg: "Cgroup") -> int:
-    """pids.current: the tasks (threads, zombies included until reaped) here and below."""
-    n = 0
-    for c in (cg, *k.cgroups.descendants(cg)):
-        for tgid in c.procs:
-            tg = k.groups.get(tgid)
-            if tg is not None:
-                n += sum(1 for t in tg.threads if k.tasks.get(t.pid) is t)
-    return n
+    """pids.current: the tasks (threads, zombies included until reaped) here
+    and below, as the pids controller counts them (cgroup/pids.py)."""
+    return cg.pids_current

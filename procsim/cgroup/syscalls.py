@@ -9,7 +9,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from procsim.cgroup import cpu as cgcpu
-from procsim.cgroup import blk_throttle, freezer, kill, memcontrol
+from procsim.cgroup import blk_throttle, freezer, kill, memcontrol, pids
 from procsim.cgroup.core import PIDS_MAX, SUBSYS, Cgroup
 from procsim.errors import KernelError
 from procsim.kstrtox import kstrtoint, kstrtoll, kstrtoull, strstrip
@@ -46,9 +46,11 @@ def rmdir(k: "Kernel", path: str) -> None:
     go to its parent."""
     with k.lock:
         try:
+            cg = k.cgroups.get(path)
             k.cgroups.rmdir(path)
         except OSError as e:
             raise _os(e) from None
+        pids.cgroup_removed(k, cg)  # its zombies leave the tree's counts with it
         k._changed("cgroup", path=path)
 
 
@@ -73,6 +75,7 @@ def attach(k: "Kernel", pid: int, path: str, create: bool = False) -> None:
             tg.cgroup = k.cgroups.attach(tg.tgid, tg.cgroup, path)
         except OSError as e:
             raise _os(e) from None
+        pids.migrated(k, tg)  # pids_can_attach(): its tasks' charge moves with it
         freezer.migrate(k, tg)  # cgroup_freezer_migrate_task(): frozen or thawed as its new cgroup is
         k._changed("cgroup", pid=pid)
 

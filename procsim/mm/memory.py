@@ -472,6 +472,8 @@ def copy_page_range(mm: MM, child: MM, v: VMA) -> None:
     if v.is_hugetlb:
         copy_hugetlb_page_range(mm, v, child)
         return
+    if not mm.pgtable.has_tables(v.start, v.end):
+        return  # no table under it: nothing present, no swap entry (the test below, without the arrays)
     ptes = mm.pgtable.read(v.start, v.end)
     present = pte_present(ptes)
     swp = is_swap_pte(ptes)

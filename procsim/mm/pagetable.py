@@ -16,6 +16,7 @@ tables (`PageTable.hugetlb`): code that walks `spans()` never meets them.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator
 
 import numpy as np
@@ -86,6 +87,16 @@ def swp_offset(ptes: np.ndarray) -> np.ndarray:
 POOL_ROWS = 1024  # PTE tables per pool block (4 MiB, committed as used)
 
 
+def _pool_block() -> np.ndarray:
+    """A zeroed block of POOL_ROWS tables, in anonymous memory of its own:
+    its pages are committed as rows are used (a row is one page) and it is
+    unmapped when the last view goes. (np.zeros takes a 4 MiB block from
+    the malloc heap once glibc's mmap threshold has grown past it, and then
+    clears and commits all of it: 8 ms per new mm, and 4 MiB of RSS each.)"""
+    buf = mmap.mmap(-1, POOL_ROWS * PTRS_PER_TABLE * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(buf, np.uint64).reshape(POOL_ROWS, PTRS_PER_TABLE)
+
+
 class TableDict(SortedDict):
     """PMD index -> PTE table, where every table is a row of a 2-D pool
     block: a scan of many tables (the idle bitmap walk) reads and clears
@@ -111,7 +122,7 @@ class TableDict(SortedDict):
             g = self._free.pop()
         else:
             g = len(self.blocks) * POOL_ROWS
-            self.blocks.append(np.zeros((POOL_ROWS, PTRS_PER_TABLE), np.uint64))
+            self.blocks.append(_pool_block())
             self._free.extend(range(g + POOL_ROWS - 1, g, -1))
         row = self.row(g)
         row[:] = table
@@ -171,6 +182,12 @@ class PageTable:
             hi = min(end, base + PMD_SIZE)
             t = self.tables[idx]
             yield lo, t[(lo - base) >> PAGE_SHIFT : (hi - base) >> PAGE_SHIFT]
+
+    def has_tables(self, start: int, end: int) -> bool:
+        """Does any PTE table overlap [start, end)?"""
+        if start >= end:
+            return False
+        return next(iter(self.tables.irange(start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT)), None) is not None
 
     def mark_young(self, idx: int) -> None:
         """The hardware walked PMD `idx` (and its PUD) to set a PTE A bit."""
