@@ -136,6 +136,47 @@ class MountError(RuntimeError):
     pass
 
 
+class CServer:
+    """A C FUSE server of the benchmarks (cfs_ll, snapfs) in the
+    foreground as our own child: `argv` is run with the mount point
+    appended, and entering waits until `ready` exists under it."""
+
+    def __init__(self, argv: list[str], ready: str, env: dict[str, str] | None = None) -> None:
+        self.argv, self.ready, self.env = argv, ready, env
+        self.proc: subprocess.Popen | None = None
+        self.mnt = ""
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self):
+        self.base = tempfile.mkdtemp(prefix="procsim-bench-cserver-")
+        self.mnt = os.path.join(self.base, "mnt")
+        os.mkdir(self.mnt)
+        self.proc = subprocess.Popen([*self.argv, self.mnt], env=self.env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not (is_mounted(self.mnt) and os.path.exists(os.path.join(self.mnt, self.ready))):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
+                self.__exit__()
+                raise RuntimeError(f"{os.path.basename(self.argv[0])} did not mount: {err}")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.mnt:
+            force_unmount(self.mnt)
+        if self.proc is not None:
+            stop_pid(self.proc, timeout=5)
+            if self.proc.stderr:
+                self.proc.stderr.close()
+        if self.mnt and not is_mounted(self.mnt):
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
 class ProcsimMount:
     """`procsim mount MNT` in the foreground as our own child, so the daemon's
     pid is exactly the child's pid. Unmounted with `procsim umount MNT` on

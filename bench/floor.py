@@ -17,11 +17,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import REPO, BuildError, build_c, force_unmount, is_mounted, log, median, stop_pid
+from common import REPO, BuildError, CServer, build_c, log, median
 
 HERE = Path(__file__).resolve().parent
 
@@ -94,45 +93,12 @@ class Floor:
         shutil.rmtree(self.build, ignore_errors=True)
 
 
-class FloorServer:
+class FloorServer(CServer):
     """cfs_ll as configured for the spec's FLOOR row: low-level fuse3,
     single-threaded (-s), entry/attr timeouts 1 s, direct_io."""
 
     def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.proc: subprocess.Popen | None = None
-        self.mnt = ""
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def __enter__(self) -> "FloorServer":
-        self.base = tempfile.mkdtemp(prefix="procsim-bench-cfloor-")
-        self.mnt = os.path.join(self.base, "mnt")
-        os.mkdir(self.mnt)
-        env = dict(os.environ, FB_MT="0", FB_TIMEOUT="1", FB_DIRECT_IO="1")
-        self.proc = subprocess.Popen([self.binary, self.mnt], env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while not (is_mounted(self.mnt) and os.path.exists(os.path.join(self.mnt, "status"))):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
-                self.__exit__()
-                raise RuntimeError(f"C floor server did not mount: {err}")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.mnt:
-            force_unmount(self.mnt)
-        if self.proc is not None:
-            stop_pid(self.proc, timeout=5)
-            if self.proc.stderr:
-                self.proc.stderr.close()
-        if self.mnt and not is_mounted(self.mnt):
-            shutil.rmtree(self.base, ignore_errors=True)
+        super().__init__([binary], "status", dict(os.environ, FB_MT="0", FB_TIMEOUT="1", FB_DIRECT_IO="1"))
 
 
 @dataclass

@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat as S
 import struct
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from common import BuildError, build_c, force_unmount, is_mounted, stop_pid
+from common import BuildError, CServer, build_c
 
 HERE = Path(__file__).resolve().parent
 MAGIC = b"SNAPFS1\n"
@@ -158,43 +156,11 @@ def build(workdir: str) -> str:
     return build_c(HERE / "snapfs.c", Path(workdir) / "snapfs", *flags)
 
 
-class SnapServer:
+class SnapServer(CServer):
     """snapfs serving `snapshot` at a temporary mount point (`mnt`)."""
 
     def __init__(self, binary: str, snapshot: str) -> None:
-        self.binary, self.snapshot = binary, snapshot
-        self.proc: subprocess.Popen | None = None
-        self.mnt = ""
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def __enter__(self) -> "SnapServer":
-        self.base = tempfile.mkdtemp(prefix="procsim-bench-snapfs-")
-        self.mnt = os.path.join(self.base, "mnt")
-        os.mkdir(self.mnt)
-        self.proc = subprocess.Popen([self.binary, self.snapshot, self.mnt], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while not (is_mounted(self.mnt) and os.path.exists(os.path.join(self.mnt, "meminfo"))):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
-                self.__exit__()
-                raise RuntimeError(f"snapfs did not mount: {err}")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.mnt:
-            force_unmount(self.mnt)
-        if self.proc is not None:
-            stop_pid(self.proc, timeout=5)
-            if self.proc.stderr:
-                self.proc.stderr.close()
-        if self.mnt and not is_mounted(self.mnt):
-            shutil.rmtree(self.base, ignore_errors=True)
+        super().__init__([binary, snapshot], "meminfo")
 
     def over_proc(self, argv: list[str]) -> list[str]:
         """argv run in a private mount namespace with the snapshot over /proc."""
