@@ -74,12 +74,13 @@ class ProcFS(InodeOps):
     test-and-clear reads: Kernel._changed records each), so within one generation a path resolves to
     the same node, has the same attributes, and a file renders to the same
     bytes: those are cached per generation and dropped at once when it moves.
-    A tick moves only counters, so what resolution keeps (nodes, attributes,
-    listings, open plans) is kept until `struct_generation` moves: on a
-    wall clock a tick comes every jiffy, and a ps or lsof spanning many
-    of them would otherwise re-walk every path once per tick.
     A read at offset 0 therefore still "rebuilds" the content (it gets the
     current state) but, in an unchanged world, costs a dict lookup.
+    The changes of kernel.CONTENT_ONLY (the clock's tick among them) move
+    counters and states only, so what resolution keeps (nodes, attributes,
+    listings, open plans) is kept until `struct_generation` moves: on a
+    wall clock a tick comes every jiffy, and a ps or lsof spanning many of
+    them would otherwise re-walk every path once per tick.
 
     What depends on the reader is keyed by it: rendered bytes by uid (stat
     hides addresses from non-ptracers), what a permission check guards
