@@ -34,6 +34,7 @@ def dup_mm(mm: MM) -> MM:
     child = MM(mm.mem, mm.mmap_base)
     child.rss.cpu = mm.rss.cpu  # add_mm_rss_vec() runs on the forking task's CPU
     for name in ("total_vm", "hiwater_vm", "locked_vm", "data_vm", "hugetlb_data_vm", "exec_vm", "stack_vm",
+                 "committed_vm",
                  "start_code", "end_code", "start_data", "end_data", "start_brk", "brk",
                  "start_stack", "arg_start", "arg_end", "env_start", "env_end", "argv_area", "argv_len"):
         setattr(child, name, getattr(mm, name))

@@ -20,7 +20,7 @@ from procsim.mm import page_alloc as M
 from procsim.mm.counter_tree import RssStat
 from procsim.mm.mmap_lock import MmapLock
 from procsim.mm.pagetable import PAGE_SIZE, PageTable, pte_pfn, pte_present
-from procsim.mm.vma import (VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO, VM_LOCKED, VM_PFNMAP, VM_SHARED, VM_STACK,
+from procsim.mm.vma import (VM_ACCOUNT, VM_DONTEXPAND, VM_EXEC, VM_HUGETLB, VM_IO, VM_LOCKED, VM_PFNMAP, VM_SHARED, VM_STACK,
                             VM_WRITE, VMA)
 from procsim.mm.vmatree import VMATree
 from procsim.units import TASK_SIZE
@@ -62,6 +62,9 @@ class MM:
         self.mmap_base = mmap_base
         self.total_vm = self.hiwater_vm = 0
         self.locked_vm = self.pinned_vm = self.data_vm = self.exec_vm = self.stack_vm = 0
+        # pages of its VM_ACCOUNT VMAs: its share of vm_committed_as (meminfo
+        # sums these rather than walk every VMA of the machine)
+        self.committed_vm = 0
         # per-CPU counter trees (or flat percpu_counters): adds go to rss.cpu,
         # the CPU of the task the kernel is running this mm's code for
         self.rss = RssStat.for_mem(mem)
@@ -107,6 +110,8 @@ class MM:
                 self.hugetlb_data_vm += n
         if f & VM_LOCKED:
             self.locked_vm += n
+        if f & VM_ACCOUNT:
+            self.committed_vm += n
 
     def link_vma(self, vma: VMA) -> None:
         """vma_link(): insert into the VMA tree and account it."""

@@ -21,7 +21,6 @@ import numpy as np
 from procsim.mm import page_alloc as M
 from procsim.mm.hugetlb import HPAGE_NR
 from procsim.mm.mm import MM
-from procsim.mm.vma import VM_ACCOUNT
 from procsim.mm.zone import Zones, zones
 from procsim.units import PAGE_SIZE
 
@@ -178,7 +177,7 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
     # segment made read-only stays charged; fork charges the copy again;
     # hugetlb is never VM_ACCOUNT), plus shmem, charged once per object
     # (resident pages stand in for the object sizes).
-    committed = sum(v.npages for mm in mms for v in mm.vmas if v.flags & VM_ACCOUNT) + shmem
+    committed = sum(mm.committed_vm for mm in mms) + shmem
     # the hugetlb pool is not committable (6.18: 4 x 2 MiB took 4096 kB off)
     vm = mem.sysctl
     if vm.overcommit_kbytes:

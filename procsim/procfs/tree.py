@@ -98,6 +98,7 @@ class ProcFS(InodeOps):
         self._dirs: dict[str, tuple[str, ...]] = {}
         self._bytes: dict[tuple, bytes] = {}
         self._opens: dict[tuple[str, int], tuple[File, Ctx, tuple]] = {}
+        self.epoch = 0  # moves at each _drop()
         self._drop()
         # Wall clock: follow real time in steps of one jiffy, as the kernel's
         # tick does; a burst of requests then sees one instant (and shares
@@ -125,6 +126,9 @@ class ProcFS(InodeOps):
             self._drop()
 
     def _drop(self) -> None:
+        # the Attrs and listings handed out so far are not handed out again:
+        # what the FUSE layer made of them (struct stats) can go too
+        self.epoch += 1
         self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}
         # what depended on the caller's uid only (BY_UID), by (path, uid)
         self._nodes_u: dict[tuple[str, int], Node] = {}

@@ -30,30 +30,35 @@ class Names:
     skipped: int = 0       # activity events that failed at run time (like failed syscalls)
     last_skip: str = ""
     description: str = ""  # the scenario's own
-    # expand()'s answers, until a name is added (activity fires every few
-    # hundred ms and globs over every process: O(processes) each time)
-    _version: int = field(default=0, compare=False, repr=False)
-    _expanded: dict[str, tuple[int, list[str]]] = field(default_factory=dict, compare=False, repr=False)
+    # which process names a glob matches, until the set of names changes
+    # (activity fires every few hundred ms and globs over every process;
+    # a spawn that rebinds 'job' or an mmap that names a mapping keeps it)
+    _keys_version: int = field(default=0, compare=False, repr=False)
+    _matched: dict[str, tuple[int, list[str]]] = field(default_factory=dict, compare=False, repr=False)
+
+    def _set_proc(self, name: str, tgid: int) -> None:
+        if name not in self.procs:
+            self._keys_version += 1
+        self.procs[name] = tgid
 
     def add_process(self, name: str | None, tgid: int, implicit: str | None = None) -> None:
-        self._version += 1
         self.threads.setdefault(tgid, [tgid])
         self.thread_names.setdefault(tgid, {})
         self.maps.setdefault(tgid, {})
         if name is not None:
-            self.procs[name] = tgid
+            self._set_proc(name, tgid)
             self.explicit.add(name)
             self.ambiguous.pop(name, None)
         elif implicit and NAME_RE.fullmatch(implicit) and implicit not in self.explicit:
             if implicit in self.ambiguous:
                 self.ambiguous[implicit].append(tgid)
             elif implicit in self.procs:
+                self._keys_version += 1
                 self.ambiguous[implicit] = [self.procs.pop(implicit), tgid]
             else:
-                self.procs[implicit] = tgid
+                self._set_proc(implicit, tgid)
 
     def add_thread(self, tgid: int, tid: int, name: str | None) -> None:
-        self._version += 1
         self.threads.setdefault(tgid, [tgid]).append(tid)
         if name:
             self.thread_names.setdefault(tgid, {})[name] = tid
@@ -120,20 +125,17 @@ class Names:
         return start + offset
 
     def expand(self, pattern: str) -> list[str]:
-        """A glob over names: 'worker.*' -> those processes, 'java:*' -> its threads."""
-        memo = self._expanded.get(pattern)
-        if memo is not None and memo[0] == self._version:
-            return list(memo[1])
-        out = self._expand(pattern)
-        self._expanded[pattern] = (self._version, out)
-        return list(out)
-
-    def _expand(self, pattern: str) -> list[str]:
+        """A glob over names: 'worker.*' -> those processes, 'java:*' -> its
+        threads; in pid order. Only the name glob is kept (O(processes));
+        the order and the threads come from the few names it matched."""
         proc, sep, thread = pattern.partition(":")
+        memo = self._matched.get(proc)
+        if memo is None or memo[0] != self._keys_version:
+            memo = (self._keys_version, [n for n in self.procs if fnmatch.fnmatchcase(n, proc)])
+            self._matched[proc] = memo
         out = []
-        for name, tgid in sorted(self.procs.items(), key=lambda kv: kv[1]):
-            if not fnmatch.fnmatchcase(name, proc):
-                continue
+        for name in sorted(memo[1], key=self.procs.__getitem__):
+            tgid = self.procs[name]
             if not sep:
                 out.append(name)
                 continue
@@ -145,9 +147,8 @@ class Names:
 
     def bind(self, what: str, name: str, value: int, pid: int | None, k: Kernel) -> None:
         """Give the result of a command a name (an activity's or op's `as`)."""
-        self._version += 1
         if what == "process":
-            self.procs[name] = value
+            self._set_proc(name, value)
             self.explicit.add(name)
             self.threads[value] = [value]
             self.thread_names[value] = {}

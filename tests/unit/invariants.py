@@ -31,7 +31,7 @@ from procsim.mm import stats
 from procsim.mm.mm import MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS, TASK_SIZE, ZERO_PFN
 from procsim.mm.pagetable import (PAGE_SHIFT, PAGE_SIZE, PMD_SHIFT, PMD_SIZE, PTE_PRESENT, PTE_RW, PTE_SOFT_DIRTY,
                                   PTRS_PER_TABLE, is_swap_pte, pte_pfn, swp_offset)
-from procsim.mm.vma import VM_EXEC, VM_LOCKED, VM_MAYSHARE, VM_PFNMAP, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE
+from procsim.mm.vma import VM_ACCOUNT, VM_EXEC, VM_LOCKED, VM_MAYSHARE, VM_PFNMAP, VM_SHARED, VM_SOFTDIRTY, VM_STACK, VM_WRITE
 from procsim.mm import show_mem
 from procsim.mm.swap import SWAP_HAS_CACHE, swap_count
 from procsim.mm import zone
@@ -80,8 +80,9 @@ def live_mms(k: Kernel) -> list:
 
 
 def vm_counters(mm) -> dict[str, int]:
-    """total/data/exec/stack/locked_vm recomputed from the VMAs (spec §2.1)."""
-    c = dict(total_vm=0, data_vm=0, exec_vm=0, stack_vm=0, locked_vm=0)
+    """total/data/exec/stack/locked_vm recomputed from the VMAs (spec §2.1),
+    and committed_vm (the VM_ACCOUNT pages meminfo's Committed_AS sums)."""
+    c = dict(total_vm=0, data_vm=0, exec_vm=0, stack_vm=0, locked_vm=0, committed_vm=0)
     for v in mm.vmas:
         n, f = v.npages, v.flags
         c["total_vm"] += n
@@ -93,6 +94,8 @@ def vm_counters(mm) -> dict[str, int]:
             c["data_vm"] += n
         if f & VM_LOCKED:
             c["locked_vm"] += n
+        if f & VM_ACCOUNT:
+            c["committed_vm"] += n
     return c
 
 

@@ -340,7 +340,7 @@ def test_mlock_skips_special_and_inaccessible_vmas(k, p):
 
 
 def counters(mm) -> dict[str, int]:
-    return {n: getattr(mm, n) for n in ("total_vm", "data_vm", "exec_vm", "stack_vm", "locked_vm")}
+    return {n: getattr(mm, n) for n in ("total_vm", "data_vm", "exec_vm", "stack_vm", "locked_vm", "committed_vm")}
 
 
 def test_counters_follow_vma_sizes(k, p):
@@ -354,21 +354,21 @@ def test_counters_follow_vma_sizes(k, p):
         return {n: now[n] - c0[n] for n in now if now[n] != c0[n]}
 
     k.mmap(p, 10 * PAGE, RW)
-    assert delta() == {"total_vm": 10, "data_vm": 10}
+    assert delta() == {"total_vm": 10, "data_vm": 10, "committed_vm": 10}
     k.mmap(p, 3 * PAGE, RW, SHANON)
-    assert delta() == {"total_vm": 13, "data_vm": 10}
+    assert delta() == {"total_vm": 13, "data_vm": 10, "committed_vm": 10}  # shmem: charged per object
     k.mmap(p, 4 * PAGE, PROT_READ | PROT_EXEC, MAP_PRIVATE, path=FILE)
-    assert delta() == {"total_vm": 17, "data_vm": 10, "exec_vm": 4}
+    assert delta() == {"total_vm": 17, "data_vm": 10, "exec_vm": 4, "committed_vm": 10}
     k.mmap(p, 5 * PAGE, RW, ANON | MAP_GROWSDOWN)
-    assert delta() == {"total_vm": 22, "data_vm": 10, "exec_vm": 4, "stack_vm": 5}
-    k.mmap(p, 2 * PAGE, PROT_NONE)
-    assert delta() == {"total_vm": 24, "data_vm": 10, "exec_vm": 4, "stack_vm": 5}
+    assert delta() == {"total_vm": 22, "data_vm": 10, "exec_vm": 4, "stack_vm": 5, "committed_vm": 15}
+    k.mmap(p, 2 * PAGE, PROT_NONE)  # not writable: not accountable
+    assert delta() == {"total_vm": 24, "data_vm": 10, "exec_vm": 4, "stack_vm": 5, "committed_vm": 15}
     w = k.mmap(p, 6 * PAGE, RW, MAP_PRIVATE, path=FILE, offset=16 * PAGE)  # private writable file: data
-    assert delta() == {"total_vm": 30, "data_vm": 16, "exec_vm": 4, "stack_vm": 5}
-    k.mprotect(p, w, 2 * PAGE, PROT_READ | PROT_EXEC)  # now exec, not data
-    assert delta() == {"total_vm": 30, "data_vm": 14, "exec_vm": 6, "stack_vm": 5}
+    assert delta() == {"total_vm": 30, "data_vm": 16, "exec_vm": 4, "stack_vm": 5, "committed_vm": 21}
+    k.mprotect(p, w, 2 * PAGE, PROT_READ | PROT_EXEC)  # now exec, not data; still charged
+    assert delta() == {"total_vm": 30, "data_vm": 14, "exec_vm": 6, "stack_vm": 5, "committed_vm": 21}
     k.munmap(p, w, 6 * PAGE)
-    assert delta() == {"total_vm": 24, "data_vm": 10, "exec_vm": 4, "stack_vm": 5}
+    assert delta() == {"total_vm": 24, "data_vm": 10, "exec_vm": 4, "stack_vm": 5, "committed_vm": 15}
 
 
 def test_locked_vm_counts_vma_size_not_residency(k, p):

@@ -317,6 +317,9 @@ def test_names_resolve_processes_threads_and_maps() -> None:
     assert n.expand("nginx:w.*") == ["nginx:2", "nginx:3", "nginx:4"]
     n.bind("process", "child2", 4343, None, k)
     assert n.expand("child*") == ["child", "child2"]
+    # a name rebound to a later pid (a spawn's `as`) moves in the pid order
+    n.bind("process", "child", 5000, None, k)
+    assert n.expand("child*") == ["child2", "child"]
 
 
 def test_processes_threads_and_maps_become_the_right_kernel_state() -> None:
