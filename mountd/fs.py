@@ -121,14 +121,16 @@ def _guarded(op: str, path: str | None, fn: Callable[..., Any], *args: Any, **kw
         raise _internal(op, path) from None
 
 
-def _memo(cache: dict[int, tuple[Any, Any]], obj: Any, make: Callable[[Any], Any]) -> Any:
+def _memo(cache: dict[int, tuple[Any, Any]], obj: Any, make: Callable[[Any], Any], bound: Callable[[], int]) -> Any:
     """make(obj), once per object. Keyed by identity: ProcFS hands out the
     same Attr or listing while nothing changes, and hashing them would cost
-    more than the lookup; holding `obj` keeps its id unique. (ProcsimOps
-    empties the caches when ProcFS drops its own: see _caches.)"""
+    more than the lookup; holding `obj` keeps its id unique. What ProcFS
+    replaced stays until the cache outgrows `bound()`, then all goes."""
     c = cache.get(id(obj))
     if c is not None and c[0] is obj:
         return c[1]
+    if len(cache) > bound():
+        cache.clear()
     v = make(obj)
     cache[id(obj)] = (obj, v)
     return v
@@ -165,7 +167,6 @@ class ProcsimOps(Operations):
         self._stat_cache: dict[int, tuple[Any, Any]] = {}
         self._dir_cache: dict[int, tuple[tuple[str, ...], tuple[bytes, ...]]] = {}
         self._plus_cache: dict[int, tuple[tuple[str, ...], Any]] = {}
-        self._epoch = -1  # ProcFS's cache epoch the three caches above belong to
         self._user_mem: ProcessMemory | None = None  # the last ioctl caller's memory
         self._ioctl_bufs: dict[tuple[int, int], memoryview] = {}  # views of libfuse's ioctl buffers
         self.fuse_config: Any = None  # libfuse's struct fuse_config, from INIT
@@ -194,22 +195,19 @@ class ProcsimOps(Operations):
         be copied, never changed. Made once per Attr: ProcFS hands out the
         same Attr for a path while nothing changes."""
         a = _guarded("getattr", path, self.fs.getattr, path, _caller())
-        return _memo(self._caches()[0], a, _stat_struct)
+        return _memo(self._stat_cache, a, _stat_struct, self._bound)
 
-    def _caches(self) -> tuple[dict, dict, dict]:
-        """The struct stat, listing and READDIRPLUS caches, emptied when ProcFS
-        drops its Attrs and listings (the world's structure changed), so they
-        hold what ProcFS holds: all of a 10,000-process machine's, no more."""
-        if self._epoch != self.fs.epoch:
-            self._epoch = self.fs.epoch
-            self._stat_cache, self._dir_cache, self._plus_cache = {}, {}, {}
-        return self._stat_cache, self._dir_cache, self._plus_cache
+    def _bound(self) -> int:
+        """How large a cache of what was made of ProcFS's Attrs or listings
+        may grow: twice what ProcFS holds (all of a 10,000-process
+        machine's, while what it dropped piles up), and some."""
+        return 4096 + 2 * self.fs.nr_kept()
 
     def readdir_names(self, path: str) -> tuple[bytes, ...]:
         """readdir as the encoded names libfuse's filler takes, "." and ".."
         first; the encoding is done once per listing (see _FUSE.readdir_fuse_3)."""
         names = _guarded("readdir", path, self.fs.listing, path, _caller())
-        return _memo(self._caches()[1], names, _encoded_names)
+        return _memo(self._dir_cache, names, _encoded_names, self._bound)
 
     def readdir_plus(self, path: str) -> tuple[tuple[bytes, Any], ...]:
         """READDIRPLUS: each name with its struct stat (None: "." and "..",
@@ -217,7 +215,7 @@ class ProcsimOps(Operations):
         its attributes without a LOOKUP per name (ps's stat of each pid,
         lsof's of each fd). Made once per listing, as readdir_names."""
         names = _guarded("readdir", path, self.fs.listing, path, _caller())
-        return _memo(self._caches()[2], names, lambda ns: self._plus(path, ns))
+        return _memo(self._plus_cache, names, lambda ns: self._plus(path, ns), self._bound)
 
     def _plus(self, path: str, names: tuple[str, ...]) -> tuple[tuple[bytes, Any], ...]:
         base = path.rstrip("/") + "/"
@@ -225,7 +223,7 @@ class ProcsimOps(Operations):
         out: list[tuple[bytes, Any]] = [(b".", None), (b"..", None)]
         for n in names:
             try:
-                st = _memo(self._caches()[0], self.fs.getattr(base + n, caller), _stat_struct)
+                st = _memo(self._stat_cache, self.fs.getattr(base + n, caller), _stat_struct, self._bound)
             except OSError:
                 st = None
             out.append((n.encode("utf-8", "surrogateescape"), st))

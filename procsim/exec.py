@@ -116,7 +116,7 @@ class ExecSyscalls:
             if not path.startswith("/"):
                 raise KernelError(errno.ENOENT, f"exec path must be absolute: {path}")
             do_execve(self, t, path, argv, envp or [], layout, build_ids)
-            self._changed("exec", pid=tg.tgid)
+            self._changed("exec", pid=tg.tgid, tid=pid)
 
     def set_proctitle(self: "Kernel", pid: int, argv: list[str]) -> None:
         """A process rewriting its own argv area, as nginx's and postgres's

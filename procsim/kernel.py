@@ -15,6 +15,7 @@ file is always rendered from one instant.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import errno
@@ -71,6 +72,25 @@ from procsim.workload import Workloads
 # run/sleep/wake/migrate/nice, I/O accounting, comm, oom_score_adj,
 # timerslack): no path appears or goes, no owner or mode changes.
 CONTENT_ONLY = frozenset(("tick", "sched", "io", "comm", "oom_score_adj", "timerslack"))
+# Changes that, given the pid (and tid) they name, change what resolves only
+# under those processes' own /proc directories, besides what is not under
+# any process's (the /proc listing, machine-wide files): an mmap adds a
+# map_files/ name in its own process only, an exit takes its pid's away.
+PID_SCOPED = frozenset(("mm", "files", "exit", "reap", "spawn", "clone", "exec", "cmdline", "cred", "chdir",
+                        "locks", "audit"))
+# how many structural changes Kernel.struct_log remembers: a reader further
+# behind drops everything it kept
+STRUCT_LOG_LEN = 64
+
+
+def _struct_scope(what: str, info: dict) -> tuple[int, ...] | None:
+    """The pids a structural change is confined to (see PID_SCOPED): its
+    process and the thread it names; or None: anywhere. (Kernel._changed
+    adds the tasks it released: an exit_group's, de_thread()'s threads.)"""
+    if what not in PID_SCOPED or not isinstance(info.get("pid"), int):
+        return None
+    tid = info.get("tid")
+    return (info["pid"], tid) if isinstance(tid, int) else (info["pid"],)
 
 
 def _err(err: int, msg: str) -> KernelError:
@@ -166,6 +186,11 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         # attributes or a directory's names (a tick's scenario activity
         # records its own changes)
         self.struct_generation = 0
+        # (struct_generation, _struct_scope) of the latest structural changes:
+        # readers that keep per-path state drop only the processes named
+        self.struct_log: collections.deque[tuple[int, tuple[int, ...] | None]] = \
+            collections.deque(maxlen=STRUCT_LOG_LEN)
+        self._released: list[int] = []  # tids released since the last change (_release_task)
         self.workloads = Workloads(self)  # access patterns run as the clock moves (procsim/workload.py)
 
     # -- lookup ---------------------------------------------------------------
@@ -194,6 +219,11 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self.generation += 1
         if what not in CONTENT_ONLY:
             self.struct_generation += 1
+            scope = _struct_scope(what, info)
+            if scope is not None and self._released:
+                scope += tuple(self._released)
+            self.struct_log.append((self.struct_generation, scope))
+        self._released.clear()
         for cb in self.observers:
             cb(what, info)
 
@@ -219,6 +249,7 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
             if leader:
                 self.cgroups.leave(t.tgid, t.tg.cgroup)
             cgroup_pids.released(self, t, leader)  # pids_release()
+            self._released.append(t.pid)  # the next change's scope has it (struct_log)
             for cb in self.on_release:
                 cb(t)
 

@@ -110,6 +110,7 @@ class TableDict(SortedDict):
         self.blocks: list[np.ndarray] = []
         self.rows: dict[int, int] = {}
         self._free: list[int] = []
+        self.version = 0  # moves when an index is added or deleted (pgtables_bytes' memo)
 
     def __setitem__(self, idx: int, table: np.ndarray) -> None:
         g = self.rows.get(idx)
@@ -127,6 +128,7 @@ class TableDict(SortedDict):
         row = self.row(g)
         row[:] = table
         self.rows[idx] = g
+        self.version += 1
         super().__setitem__(idx, row)
 
     def __delitem__(self, idx: int) -> None:
@@ -134,6 +136,7 @@ class TableDict(SortedDict):
         g = self.rows.pop(idx)
         self.row(g)[:] = 0
         self._free.append(g)
+        self.version += 1
 
     def row(self, g: int) -> np.ndarray:
         return self.blocks[g // POOL_ROWS][g % POOL_ROWS]
@@ -147,10 +150,11 @@ class TableDict(SortedDict):
 class PageTable:
     """The user page tables of one mm."""
 
-    __slots__ = ("tables", "huge", "hugetlb", "old", "old_pud", "walk_steps")
+    __slots__ = ("tables", "huge", "hugetlb", "old", "old_pud", "walk_steps", "_pgt_memo")
 
     def __init__(self) -> None:
         self.tables: TableDict = TableDict()  # PMD index -> np.uint64[512] (a pool row)
+        self._pgt_memo: tuple[int, int] | None = None  # (tables.version, pgtables_bytes) without hugetlb
         # PMD indices mapped by one huge PMD (an order-9 folio). Their table
         # is the page table the kernel deposits for a THP (and counts in
         # mm_pgtables_bytes): it holds the 512 translations in PTE form, with
@@ -284,9 +288,17 @@ class PageTable:
 
     def pgtables_bytes(self) -> int:
         """mm_pgtables_bytes: PTE tables plus the PMD and PUD tables above
-        them (hugetlb entries live in PMD tables and need no PTE table)."""
+        them (hugetlb entries live in PMD tables and need no PTE table).
+        Kept until a table comes or goes: Linux keeps it as a counter, and
+        meminfo sums it over every mm."""
+        memo = self._pgt_memo
+        if memo is not None and memo[0] == self.tables.version and not self.hugetlb:
+            return memo[1]
         keys = self.tables.keys()
         upper = list(keys) + list(self.hugetlb.keys()) if self.hugetlb else keys
         pmds = len({k >> 9 for k in upper})
         puds = len({k >> 18 for k in upper})
-        return (len(keys) + pmds + puds) * PAGE_SIZE
+        n = (len(keys) + pmds + puds) * PAGE_SIZE
+        if not self.hugetlb:
+            self._pgt_memo = (self.tables.version, n)
+        return n

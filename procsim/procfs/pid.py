@@ -92,7 +92,9 @@ def status(ctx: Ctx) -> bytes:
         f"Kthread:\t{1 if mm is None and not tg.zombie and tg.kthread else 0}\n")
     if mm is not None:
         text = min(_text_bytes(mm), mm.exec_vm * PAGE_SIZE)
-        rss = mm.rss_pages
+        v = mm.rss.precise_all()  # get_mm_counter_sum() of each, from one walk over the CPUs
+        anon, file, shmem, swap = (max(0, v[i]) for i in (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS))
+        rss = anon + file + shmem
         out.append(
             f"VmPeak:\t{_kb(max(mm.hiwater_vm, mm.total_vm))}\n"
             f"VmSize:\t{_kb(mm.total_vm)}\n"
@@ -100,15 +102,15 @@ def status(ctx: Ctx) -> bytes:
             f"VmPin:\t{_kb(mm.pinned_vm)}\n"
             f"VmHWM:\t{_kb(max(mm.hiwater_rss, rss))}\n"
             f"VmRSS:\t{_kb(rss)}\n"
-            f"RssAnon:\t{_kb(mm.rss[MM_ANONPAGES])}\n"
-            f"RssFile:\t{_kb(mm.rss[MM_FILEPAGES])}\n"
-            f"RssShmem:\t{_kb(mm.rss[MM_SHMEMPAGES])}\n"
+            f"RssAnon:\t{_kb(anon)}\n"
+            f"RssFile:\t{_kb(file)}\n"
+            f"RssShmem:\t{_kb(shmem)}\n"
             f"VmData:\t{_kb(mm.data_vm)}\n"
             f"VmStk:\t{_kb(mm.stack_vm)}\n"
             f"VmExe:\t{text >> 10:>8} kB\n"
             f"VmLib:\t{(mm.exec_vm * PAGE_SIZE - text) >> 10:>8} kB\n"
             f"VmPTE:\t{mm.pgtable.pgtables_bytes() >> 10:>8} kB\n"
-            f"VmSwap:\t{_kb(mm.rss[MM_SWAPENTS])}\n"
+            f"VmSwap:\t{_kb(swap)}\n"
             f"HugetlbPages:\t{_kb(mm.hugetlb_usage)}\n"  # hugetlb_usage is in 4 KiB pages
             f"CoreDumping:\t0\n"
             f"THP_enabled:\t1\n"
@@ -186,9 +188,10 @@ def statm(ctx: Ctx) -> bytes:
     mm = _mm(ctx)
     if mm is None:
         return b"0 0 0 0 0 0 0\n"
-    shared = mm.rss[MM_FILEPAGES] + mm.rss[MM_SHMEMPAGES]
+    v = mm.rss.precise_all()  # one walk over the CPUs for the three sums
+    anon, file, shmem = (max(0, v[i]) for i in (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES))
     text = _text_bytes(mm) >> 12
-    return f"{mm.total_vm} {mm.rss_pages} {shared} {text} 0 {mm.data_vm + mm.stack_vm} 0\n".encode()
+    return f"{mm.total_vm} {anon + file + shmem} {file + shmem} {text} 0 {mm.data_vm + mm.stack_vm} 0\n".encode()
 
 
 def cmdline(ctx: Ctx) -> bytes:

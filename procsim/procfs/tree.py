@@ -59,6 +59,15 @@ def inode_number(path: str) -> int:
 _INO_MASK = (1 << 47) - 1
 
 
+def _pid_bucket(path: str) -> str:
+    """"123" for /proc/123 and the paths under it, "" for any other path."""
+    if path.startswith("/proc/"):
+        first = path[6:].partition("/")[0]
+        if first.isdigit():
+            return first
+    return ""
+
+
 # Rendered files larger than this are not kept between opens: they are rare
 # (maps of huge processes), their handle keeps its own copy while open, and
 # holding them would grow the daemon for nothing.
@@ -80,7 +89,12 @@ class ProcFS(InodeOps):
     counters and states only, so what resolution keeps (nodes, attributes,
     listings, open plans) is kept until `struct_generation` moves: on a
     wall clock a tick comes every jiffy, and a ps or lsof spanning many of
-    them would otherwise re-walk every path once per tick.
+    them would otherwise re-walk every path once per tick. A structural
+    change the kernel confines to some processes (kernel.PID_SCOPED: an
+    mmap, an fd opened, a fork, an exit; Kernel.struct_log says which)
+    drops what was kept under their /proc/PID directories and under no
+    process's; what other processes' paths resolved to stays, so a scenario's
+    activity does not make a 10,000-process ps re-walk all of them.
 
     What depends on the reader is keyed by it: rendered bytes by uid (stat
     hides addresses from non-ptracers), what a permission check guards
@@ -98,7 +112,6 @@ class ProcFS(InodeOps):
         self._dirs: dict[str, tuple[str, ...]] = {}
         self._bytes: dict[tuple, bytes] = {}
         self._opens: dict[tuple[str, int], tuple[File, Ctx, tuple]] = {}
-        self.epoch = 0  # moves at each _drop()
         self._drop()
         # Wall clock: follow real time in steps of one jiffy, as the kernel's
         # tick does; a burst of requests then sees one instant (and shares
@@ -126,9 +139,6 @@ class ProcFS(InodeOps):
             self._drop()
 
     def _drop(self) -> None:
-        # the Attrs and listings handed out so far are not handed out again:
-        # what the FUSE layer made of them (struct stats) can go too
-        self.epoch += 1
         self._nodes, self._attrs, self._dirs, self._bytes, self._opens = {}, {}, {}, {}, {}
         # what depended on the caller's uid only (BY_UID), by (path, uid)
         self._nodes_u: dict[tuple[str, int], Node] = {}
@@ -136,6 +146,60 @@ class ProcFS(InodeOps):
         self._memo: dict = {}
         self._attrs_u: dict[tuple[str, int], Attr] = {}
         self._dirs_u: dict[tuple[str, int], tuple[str, ...]] = {}
+        # what was kept of each process's directory ("123": /proc/123 and
+        # under it; "": every other path), as (cache, key): a change
+        # confined to some processes drops theirs only (_drop_pids)
+        self._by_pid: dict[str, list[tuple[dict, object]]] = {}
+
+    def _keep(self, cache: dict, key: object, path: str, value: object) -> None:
+        cache[key] = value
+        self._by_pid.setdefault(_pid_bucket(path), []).append((cache, key))
+
+    def _drop_pids(self, pids: set[int]) -> None:
+        """Drop what was kept of these processes' directories (and of their
+        threads': /proc/TID is reachable too; and of the processes that
+        share their mm, CLONE_VM: its map_files/ is theirs too) and of every
+        path under no process's; the other processes' resolution stays."""
+        k = self.kernel
+        buckets = {""}
+        groups = []
+        for pid in pids:
+            buckets.add(str(pid))
+            t = k.tasks.get(pid)
+            if t is not None:
+                groups.append(t.tg)
+                mm = t.tg.mm
+                if mm is not None and mm.users > len(t.tg.threads):  # (fork copies files and fs)
+                    groups.extend(g for g in k.groups.values() if g.mm is mm)
+        for tg in groups:
+            buckets.add(str(tg.tgid))
+            buckets.update(str(x.pid) for x in tg.threads)
+        for b in buckets:
+            for cache, key in self._by_pid.pop(b, ()):
+                cache.pop(key, None)
+        self._bytes, self._memo = {}, {}
+
+    def nr_kept(self) -> int:
+        """How many attributes and listings the caches hold (a bound for
+        the FUSE layer's caches of what it made of them)."""
+        return len(self._attrs) + len(self._attrs_u) + len(self._dirs) + len(self._dirs_u)
+
+    def _scoped(self) -> set[int] | None:
+        """The pids every structural change since the caches were filled is
+        confined to (Kernel.struct_log), or None if one is not, or is no
+        longer remembered."""
+        k = self.kernel
+        behind = k.struct_generation - self._sgen
+        log = k.struct_log
+        if self._sgen < 0 or behind > len(log):
+            return None
+        pids: set[int] = set()
+        for i in range(len(log) - behind, len(log)):
+            scope = log[i][1]
+            if scope is None:
+                return None
+            pids.update(scope)
+        return pids
 
     def _sync(self, follow: bool) -> None:
         """Under the kernel lock: catch up with the wall clock (if asked and
@@ -149,8 +213,12 @@ class ProcFS(InodeOps):
         if k.generation != self._gen:
             self._gen = k.generation
             if k.struct_generation != self._sgen:
+                pids = self._scoped()
                 self._sgen = k.struct_generation
-                self._drop()
+                if pids is None:
+                    self._drop()
+                else:
+                    self._drop_pids(pids)
             else:
                 self._bytes = {}
 
@@ -168,9 +236,9 @@ class ProcFS(InodeOps):
             return n
         n, uses_caller = self._walk(path, caller)
         if not uses_caller:
-            self._nodes[path] = n
+            self._keep(self._nodes, path, path, n)
         elif uses_caller == BY_UID:
-            self._nodes_u[path, caller.uid] = n
+            self._keep(self._nodes_u, (path, caller.uid), path, n)
         return n
 
     def _walk(self, path: str, caller: Caller) -> tuple[Node, int]:
@@ -220,14 +288,14 @@ class ProcFS(InodeOps):
             if n is None:
                 n, uses_caller = self._walk(path, caller)
                 if not uses_caller:
-                    self._nodes[path] = n
+                    self._keep(self._nodes, path, path, n)
                 elif uses_caller == BY_UID:
-                    self._nodes_u[path, caller.uid] = n
+                    self._keep(self._nodes_u, (path, caller.uid), path, n)
             a = self._attr(n, path)
             if not uses_caller:
-                self._attrs[path] = a
+                self._keep(self._attrs, path, path, a)
             elif uses_caller == BY_UID:
-                self._attrs_u[path, caller.uid] = a
+                self._keep(self._attrs_u, (path, caller.uid), path, a)
             return a
 
     def _attr(self, n: Node, path: str) -> Attr:
@@ -273,9 +341,9 @@ class ProcFS(InodeOps):
                 uses_caller |= BY_UID
             names = tuple(self._list(n, path))
             if not uses_caller:
-                self._dirs[path] = names
+                self._keep(self._dirs, path, path, names)
             elif uses_caller == BY_UID:
-                self._dirs_u[path, caller.uid] = names
+                self._keep(self._dirs_u, (path, caller.uid), path, names)
             return names
 
     def _list(self, n: Node, path: str) -> list[str]:
@@ -376,7 +444,7 @@ class ProcFS(InodeOps):
             sim_reader = caller.pid if caller.pid in k.tasks else 0
             key = (id(e), id(t), id(ctx.mm), n.thread_view, caller.uid, n.arg, sim_reader)
             if uses_caller in (False, BY_UID) and not sim_reader:  # (keyed by uid)
-                self._opens[(path, caller.uid)] = (e, ctx, key)
+                self._keep(self._opens, (path, caller.uid), path, (e, ctx, key))
             if flags & os.O_DIRECT:
                 # no procfs or sysfs file has FMODE_CAN_ODIRECT (do_dentry_open)
                 raise OSError(errno.EINVAL, path)

@@ -130,6 +130,10 @@ def check_mm(k: Kernel, mm, tally: list, may_be_unmerged: bool = False) -> None:
     vmas = tuple(mm.vmas)
     assert mm.vmas.rcu == (vmas, tuple(v.end for v in vmas)), "published VMA snapshot differs from the tree"
     assert {n: getattr(mm, n) for n in vm_counters(mm)} == vm_counters(mm)
+    # mm_pgtables_bytes (memoised per table set): PTE tables, and the PMD and PUD tables above them
+    upper = list(mm.pgtable.tables) + list(mm.pgtable.hugetlb)
+    assert mm.pgtable.pgtables_bytes() == PAGE * (len(mm.pgtable.tables) + len({i >> 9 for i in upper})
+                                                  + len({i >> 18 for i in upper}))
     # every page maps what the VMA says: file pages are the file's own page at
     # pgoff + index, shared mappings only map the cache, anonymous VMAs never do
     for v in mm.vmas:

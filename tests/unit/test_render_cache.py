@@ -93,8 +93,8 @@ def test_run_and_advance_show_in_the_next_read(fs: ProcFS) -> None:
 def test_a_tick_keeps_resolution_and_rerenders_content(fs: ProcFS) -> None:
     """A clock tick or a sleep moves counters and states only: paths stay
     resolved (the node objects are the same), while every byte is rendered
-    anew; an activity event inside a tick (here an exit) drops the
-    resolution too."""
+    anew; an activity event inside a tick (here another process's exit)
+    drops what resolved under the process it names, and the listing."""
     k = fs.kernel
     p = k.spawn(["/usr/bin/bash"])
     q = k.spawn(["/usr/bin/sleep", "9"])
@@ -108,8 +108,10 @@ def test_a_tick_keeps_resolution_and_rerenders_content(fs: ProcFS) -> None:
     assert fs.resolve(f"/proc/{p}/stat", ROOT) is node0
     assert read_all(fs, f"/proc/{p}/stat").split()[2] == b"S"
     k.at(k.now / 1e9 + 0.5, lambda: k.exit_group(q))
+    fs.getattr(f"/proc/{q}/stat", ROOT)
     k.advance(1.0)
-    assert fs.resolve(f"/proc/{p}/stat", ROOT) is not node0
+    assert fs.resolve(f"/proc/{p}/stat", ROOT) is node0
+    assert errno_of(fs.getattr, f"/proc/{q}/stat", ROOT) == errno.ENOENT
     assert errno_of(fs.getattr, f"/proc/{q}", ROOT) == errno.ENOENT
     assert str(q) not in fs.readdir("/proc", ROOT)
 
