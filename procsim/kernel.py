@@ -186,10 +186,10 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         # attributes or a directory's names (a tick's scenario activity
         # records its own changes)
         self.struct_generation = 0
-        # (struct_generation, _struct_scope) of the latest structural changes:
-        # readers that keep per-path state drop only the processes named
-        self.struct_log: collections.deque[tuple[int, tuple[int, ...] | None]] = \
-            collections.deque(maxlen=STRUCT_LOG_LEN)
+        # the _struct_scope of each of the latest structural changes, one
+        # per struct_generation step: readers that keep per-path state drop
+        # only the processes named
+        self.struct_log: collections.deque[tuple[int, ...] | None] = collections.deque(maxlen=STRUCT_LOG_LEN)
         self._released: list[int] = []  # tids released since the last change (_release_task)
         self.workloads = Workloads(self)  # access patterns run as the clock moves (procsim/workload.py)
 
@@ -222,7 +222,7 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
             scope = _struct_scope(what, info)
             if scope is not None and self._released:
                 scope += tuple(self._released)
-            self.struct_log.append((self.struct_generation, scope))
+            self.struct_log.append(scope)
         self._released.clear()
         for cb in self.observers:
             cb(what, info)

@@ -325,7 +325,12 @@ class RssStat(Counters):
         return self.precise_positive(k)
 
     def __iter__(self):
-        return (self.precise_positive(k) for k in range(NR_MM_COUNTERS))
+        return iter(self.sums())
+
+    def sums(self) -> list[int]:
+        """Every counter's precise sum clamped at 0 (get_mm_counter_sum), by
+        counter index, from one walk over the CPUs."""
+        return [max(0, v) for v in self.precise_all()]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (list, tuple)):
@@ -339,8 +344,8 @@ class RssStat(Counters):
 
     def rss_precise(self) -> int:
         """get_mm_rss_sum(): file + anon + shmem, precise (one walk over the CPUs)."""
-        v = self.precise_all()
-        return max(0, v[MM_FILEPAGES]) + max(0, v[MM_ANONPAGES]) + max(0, v[MM_SHMEMPAGES])
+        v = self.sums()
+        return v[MM_FILEPAGES] + v[MM_ANONPAGES] + v[MM_SHMEMPAGES]
 
     def rss_approx(self) -> int:
         """get_mm_rss(): file + anon + shmem, each approximate and clamped at 0."""

@@ -92,8 +92,8 @@ def status(ctx: Ctx) -> bytes:
         f"Kthread:\t{1 if mm is None and not tg.zombie and tg.kthread else 0}\n")
     if mm is not None:
         text = min(_text_bytes(mm), mm.exec_vm * PAGE_SIZE)
-        v = mm.rss.precise_all()  # get_mm_counter_sum() of each, from one walk over the CPUs
-        anon, file, shmem, swap = (max(0, v[i]) for i in (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES, MM_SWAPENTS))
+        v = mm.rss.sums()
+        anon, file, shmem, swap = v[MM_ANONPAGES], v[MM_FILEPAGES], v[MM_SHMEMPAGES], v[MM_SWAPENTS]
         rss = anon + file + shmem
         out.append(
             f"VmPeak:\t{_kb(max(mm.hiwater_vm, mm.total_vm))}\n"
@@ -188,8 +188,8 @@ def statm(ctx: Ctx) -> bytes:
     mm = _mm(ctx)
     if mm is None:
         return b"0 0 0 0 0 0 0\n"
-    v = mm.rss.precise_all()  # one walk over the CPUs for the three sums
-    anon, file, shmem = (max(0, v[i]) for i in (MM_ANONPAGES, MM_FILEPAGES, MM_SHMEMPAGES))
+    v = mm.rss.sums()
+    anon, file, shmem = v[MM_ANONPAGES], v[MM_FILEPAGES], v[MM_SHMEMPAGES]
     text = _text_bytes(mm) >> 12
     return f"{mm.total_vm} {anon + file + shmem} {file + shmem} {text} 0 {mm.data_vm + mm.stack_vm} 0\n".encode()
 

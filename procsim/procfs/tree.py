@@ -195,7 +195,7 @@ class ProcFS(InodeOps):
             return None
         pids: set[int] = set()
         for i in range(len(log) - behind, len(log)):
-            scope = log[i][1]
+            scope = log[i]
             if scope is None:
                 return None
             pids.update(scope)
