@@ -139,6 +139,10 @@ class BandwidthState:
     def __init__(self, k: "Kernel") -> None:
         self.k = k
         self.limited: dict[int, "Cgroup"] = {}   # cgroup id -> cgroup whose cfs_b has a quota or a live timer
+        # cgroup path -> chain, while account() runs: the clock moves no task
+        # between cgroups and changes no css, so each chain is walked once per
+        # call, not once per task per span (a throttled hour is 10^5 spans)
+        self._chains: dict[str, list["Cgroup"]] | None = None
         k.sched.is_throttled = self.task_throttled
         k.sched.tg_chain = self.tg_chain
         k.cgroups.on_css_online.append(self._online)
@@ -159,8 +163,16 @@ class BandwidthState:
 
     def chain(self, t) -> list["Cgroup"]:
         """The task groups (cpu css) of task t, itself first, up to below the root."""
-        k = self.k
-        cg = k.cgroups.css_of(t.tg.cgroup, "cpu")
+        memo = self._chains
+        if memo is None:
+            return self._chain_of(t.tg.cgroup)
+        chain = memo.get(t.tg.cgroup)
+        if chain is None:
+            chain = memo[t.tg.cgroup] = self._chain_of(t.tg.cgroup)
+        return chain
+
+    def _chain_of(self, path: str) -> list["Cgroup"]:
+        cg = self.k.cgroups.css_of(path, "cpu")
         return [a for a in cg.ancestors() if a.parent is not None]
 
     def _limits(self, t) -> list["Cgroup"]:
@@ -185,10 +197,17 @@ class BandwidthState:
             return False
         return any(t.cpu in a.cfs_b.throttled_at for a in self._limits(t))
 
-    def _queued_on(self, cpu: int) -> list:
-        """The runnable fair tasks whose run queue is cpu, throttled or not, by pid."""
+    def _queued_by_cpu(self) -> dict[int, list]:
+        """Per CPU, the runnable fair tasks whose run queue it is, throttled or not, by pid."""
         k = self.k
-        return sorted((t for t in k.sched.queued() if t.cpu == cpu and k.sched._fair(t)), key=lambda t: t.pid)
+        out: dict[int, list] = {c.id: [] for c in k.sched.cpus}
+        for t in k.sched.queued():
+            q = out.get(t.cpu)
+            if q is not None and k.sched._fair(t):
+                q.append(t)
+        for q in out.values():
+            q.sort(key=lambda t: t.pid)
+        return out
 
     # -- tg_set_cfs_bandwidth ------------------------------------------------------
 
@@ -219,6 +238,13 @@ class BandwidthState:
         """Charge [t0, t1) of every CPU to what it runs (Sched.account and
         the cgroups' cputime), split where a cfs_rq runs out of runtime
         (at the rate its tasks get their CPU) or a period timer fires."""
+        self._chains = {}
+        try:
+            self._account(t0, t1)
+        finally:
+            self._chains = None
+
+    def _account(self, t0: int, t1: int) -> None:
         from procsim.cgroup import cpu as cgcpu
         k = self.k
         now = t0
@@ -278,9 +304,10 @@ class BandwidthState:
     def _take_runtime(self, now: int) -> None:
         """account_cfs_rq_runtime() for the groups of each CPU's queued
         tasks whose cfs_rq ran out: a slice from the pool, or throttle_cfs_rq()."""
+        queued = self._queued_by_cpu()
         for c in self.k.sched.cpus:
             done: set[int] = set()
-            for t in self._queued_on(c.id):
+            for t in queued[c.id]:
                 for a in self._limits(t):
                     b = a.cfs_b
                     if c.id in b.throttled_at:
@@ -294,9 +321,10 @@ class BandwidthState:
 
     def _local_throttled(self, span: int) -> None:
         """throttled_clock_self_time: each group under which a throttled task waits."""
+        queued = self._queued_by_cpu()
         for c in self.k.sched.cpus:
             charged: set[int] = set()
-            for t in self._queued_on(c.id):
+            for t in queued[c.id]:
                 chain = self.chain(t)
                 for i, a in enumerate(chain):
                     if a.id in self.limited and c.id in a.cfs_b.throttled_at:

@@ -307,6 +307,13 @@ class MemMap(FolioMapcounts):
         self.vm_events.pgfree += 1 << order
         self.deferred_split.discard(head)
 
+    @property
+    def high_water(self) -> int:
+        """One past the highest frame ever handed out (the bump pointer):
+        every frame from it up is free and was never used, its flags 0, so
+        a scan for frames with some flag can stop there."""
+        return self._next
+
     def free_pfns(self) -> np.ndarray:
         """Every free frame above the reserved ones (for checks and tests)."""
         parts = list(self._freed) + [np.arange(h, h + (1 << o), dtype=np.int64)

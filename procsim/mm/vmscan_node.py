@@ -289,12 +289,13 @@ class NodeReclaim:
     def _lru_frames(self, ids: np.ndarray) -> np.ndarray:
         """The evictable order-0 frames charged to `ids`."""
         mem = self.k.mem
-        fl = mem.flags
-        ok = ((fl & M.PG_LRU) != 0) & ((fl & (M.PG_MLOCKED | M.PG_HUGETLB | M.PG_RESERVED)) == 0) & (mem.order == 0)
+        hi = mem.high_water  # (no frame above it is on a list)
+        fl = mem.flags[:hi]
+        ok = ((fl & M.PG_LRU) != 0) & ((fl & (M.PG_MLOCKED | M.PG_HUGETLB | M.PG_RESERVED)) == 0) & (mem.order[:hi] == 0)
         if mem.memcg is not None:
             lut = np.zeros(max(self.k.memcg.by_id, default=0) + 2, bool)
             lut[ids] = True
-            ok &= lut[np.minimum(mem.memcg, len(lut) - 1)]
+            ok &= lut[np.minimum(mem.memcg[:hi], len(lut) - 1)]
         return np.flatnonzero(ok)
 
     def get_scan_count(self, sc: ScanControl, sizes: dict[tuple[str, bool], int]) -> dict[tuple[str, bool], int]:

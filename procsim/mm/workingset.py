@@ -261,11 +261,12 @@ def lru_sizes(k: "Kernel", m: "MemCgroup") -> dict[str, int]:
     """The LRU lists of m's subtree (lruvec_page_state of its lruvec), in pages,
     as memory.stat classifies frames (procsim/cgroup/stat.py)."""
     mem = k.mem
-    fl = mem.flags
+    hi = mem.high_water  # (the frames above it have no flags: on no list)
+    fl = mem.flags[:hi]
     if m.parent is not None and mem.memcg is not None:
         lut = np.zeros(max(k.memcg.by_id, default=0) + 2, bool)
         lut[k.memcg.subtree_ids(m)] = True
-        fl = fl[lut[np.minimum(mem.memcg, len(lut) - 1)]]
+        fl = fl[lut[np.minimum(mem.memcg[:hi], len(lut) - 1)]]
     lru = (fl & M.PG_LRU) != 0
     lru &= (fl & (M.PG_MLOCKED | M.PG_HUGETLB | M.PG_RESERVED)) == 0
     active = (fl & M.PG_ACTIVE) != 0

@@ -661,18 +661,20 @@ def test_bad_control_commands_change_nothing(procsim_machine):
     assert len(ctl.vmas(pid=victim)) == len(vmas) - 1
 
 
-def test_cli_ctl_reports_the_errno(procsim_machine):
-    r = subprocess.run([sys.executable, "-m", "mountd.cli", "ctl", procsim_machine.mnt, "kill", "pid=31000"],
+def test_cli_ctl_reports_the_errno(machine):
+    # (the module's machine: a failed kill and a ps change nothing)
+    assert 31000 not in {p["pid"] for p in machine.ctl.ps()}
+    r = subprocess.run([sys.executable, "-m", "mountd.cli", "ctl", machine.mnt, "kill", "pid=31000"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert r.stderr.startswith("procsim: error: ") and "(ESRCH)" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "mountd.cli", "ctl", procsim_machine.mnt, "ps"],
+    r = subprocess.run([sys.executable, "-m", "mountd.cli", "ctl", machine.mnt, "ps"],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and json.loads(r.stdout) == procsim_machine.ctl.ps()
+    assert r.returncode == 0 and json.loads(r.stdout) == machine.ctl.ps()
 
 
-def test_daemon_survives_a_client_that_vanishes(procsim_machine):
-    m = procsim_machine
+def test_daemon_survives_a_client_that_vanishes(machine):
+    m = machine  # (the module's machine: the clients only read, or try to)
     s = socket.socket(socket.AF_UNIX)
     s.connect(m.socket)
     s.sendall(b'{"op": "ps"')  # half a request, then gone

@@ -255,8 +255,12 @@ def test_pagemap_and_kpage_reads_through_fuse(world):
         assert len(os.pread(fd, 4 << 20, 0)) == 4 << 20  # filled completely (FUSE splits it)
         end = (0x7FFFFFFFF000 >> 12) * 8
         assert len(os.pread(fd, 16, end - 8)) == 8 and os.pread(fd, 8, end) == b""
-        with pytest.raises(OSError) as e:
-            os.write(os.open(path, os.O_WRONLY), b"\0" * 8)
+        wfd = os.open(path, os.O_WRONLY)
+        try:
+            with pytest.raises(OSError) as e:
+                os.write(wfd, b"\0" * 8)
+        finally:
+            os.close(wfd)  # left open, it kept the FUSE session alive after the unmount
         assert e.value.errno == errno.EINVAL
     finally:
         os.close(fd)

@@ -391,6 +391,7 @@ def test_scenario_keys(tmp_path) -> None:
     path.write_text("""
 [machine]
 nr_cpus = 4
+boot_uptime = 60  # not the default hour: every cpu.max period of it is played, and nothing here looks back
 [[cgroup]]
 path = "/lim"
 cpu_max = "25000 100000"
