@@ -178,6 +178,7 @@ class Kernel(Timekeeping, ForkSyscalls, ExecSyscalls, ExitSyscalls, SchedSyscall
         self._vdso_memo: tuple[int, dict[int, int]] | None = None
         # the memory snapshot of the current generation (procsim/mm/show_mem.py): a pure cache
         self.mem_snapshot_memo: tuple[int, object] | None = None
+        self.mm_totals_memo: tuple[int, object] | None = None  # show_mem.mm_totals
         for cpu in self.sched.cpus:  # every CPU idled since boot
             cpu.idle = self.now
         self.generation = 0  # bumped on every change; lets caches know

@@ -118,6 +118,41 @@ def _mms(k: Kernel) -> list[MM]:
     return list(seen.values())
 
 
+@dataclass(frozen=True)
+class MMTotals:
+    """What meminfo sums over every address space and task: the inputs of
+    its estimated pools (slab, kernel stacks, page tables), Mlocked and
+    Committed_AS."""
+    nr_mms: int
+    nr_vmas: int
+    nr_tasks: int      # live tasks (a kernel stack each)
+    nr_threads: int
+    pgtables_bytes: int
+    locked_vm: int
+    committed_vm: int
+
+
+def _mm_totals(k: Kernel) -> MMTotals:
+    mms = _mms(k)
+    return MMTotals(
+        nr_mms=len(mms), nr_vmas=sum(len(mm.vmas) for mm in mms),
+        nr_tasks=sum(1 for t in k.tasks.values() if not t.dead), nr_threads=k.nr_threads(),
+        pgtables_bytes=sum(mm.pgtable.pgtables_bytes() for mm in mms),
+        locked_vm=sum(mm.locked_vm for mm in mms), committed_vm=sum(mm.committed_vm for mm in mms))
+
+
+def mm_totals(k: Kernel) -> MMTotals:
+    """_mm_totals(), kept while the structure stays: everything they count
+    changes with a VMA, mlock, fault (a workload's too), task or exit
+    change, each of which moves struct_generation, while the wall clock
+    moves the generation every jiffy and a 10,000-process machine's
+    meminfo walked every mm at each read."""
+    memo = k.mm_totals_memo
+    if memo is None or memo[0] != k.struct_generation:
+        memo = k.mm_totals_memo = (k.struct_generation, _mm_totals(k))
+    return memo[1]
+
+
 def mem_snapshot(k: Kernel) -> MemSnapshot:
     """The memory snapshot for the kernel's current generation (memoised)."""
     memo = k.mem_snapshot_memo
@@ -136,14 +171,13 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
     cached_pfns = mem.swap_cache.pfns()
     swapcached = len(cached_pfns)
     swapcached_unmapped = int(np.count_nonzero(mem.mapcount[cached_pfns] == 0))
-    mms = _mms(k)
-    nvmas = sum(len(mm.vmas) for mm in mms)
-    stacks = sum(1 for t in k.tasks.values() if not t.dead) + cfg.nr_cpus  # + idle tasks
+    mt = mm_totals(k)
+    stacks = mt.nr_tasks + cfg.nr_cpus  # + idle tasks
     # NR_PAGETABLE counts each mm's PGD too, which mm_pgtables_bytes (VmPTE) leaves out
-    pagetables = sum(mm.pgtable.pgtables_bytes() for mm in mms) // PAGE_SIZE + len(mms)
+    pagetables = mt.pgtables_bytes // PAGE_SIZE + mt.nr_mms
     kstack = stacks * THREAD_STACK_PAGES
-    sunreclaim = (min(SLAB_UNRECLAIMABLE_BOOT, total // 256) + k.nr_threads() * SLAB_PER_THREAD
-                  + len(mms) * SLAB_PER_MM + nvmas // VMAS_PER_SLAB_PAGE)
+    sunreclaim = (min(SLAB_UNRECLAIMABLE_BOOT, total // 256) + mt.nr_threads * SLAB_PER_THREAD
+                  + mt.nr_mms * SLAB_PER_MM + mt.nr_vmas // VMAS_PER_SLAB_PAGE)
     sreclaim = min(SLAB_RECLAIMABLE_BOOT, total // 64) + len(k.groups) * SLAB_PER_PROCESS_RECLAIMABLE
     percpu = PERCPU_PAGES[0] + PERCPU_PAGES[1] * cfg.nr_cpus
     vmalloc_other = min(VMALLOC_OTHER_PAGES, total // 64)
@@ -160,7 +194,7 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
     # frames procsim/mm/lru.py activated (new folios start inactive), the
     # buffers half active.
     anon_lru, file_lru = anon + shmem, file + buffers
-    mlocked = min(sum(mm.locked_vm for mm in mms), anon_lru + file_lru)
+    mlocked = min(mt.locked_vm, anon_lru + file_lru)
     unevict_anon = min(mlocked, anon_lru)
     ev_anon, ev_file = anon_lru - unevict_anon, file_lru - (mlocked - unevict_anon)
     active_anon = min(mem.nr_active["anon"], ev_anon)
@@ -177,7 +211,7 @@ def _mem_snapshot(k: Kernel) -> MemSnapshot:
     # segment made read-only stays charged; fork charges the copy again;
     # hugetlb is never VM_ACCOUNT), plus shmem, charged once per object
     # (resident pages stand in for the object sizes).
-    committed = sum(mm.committed_vm for mm in mms) + shmem
+    committed = mt.committed_vm + shmem
     # the hugetlb pool is not committable (6.18: 4 x 2 MiB took 4096 kB off)
     vm = mem.sysctl
     if vm.overcommit_kbytes:

@@ -693,6 +693,7 @@ def check_meminfo(k: Kernel, maps: Mappings) -> None:
     what the frames say, AnonPages is each model's own definition, and the
     memoised snapshot is not stale."""
     mem = k.mem
+    assert show_mem.mm_totals(k) == show_mem._mm_totals(k), "meminfo's memoised per-mm totals are stale"
     assert show_mem.mem_snapshot(k) == show_mem._mem_snapshot(k), "meminfo's memoised snapshot is stale"
     mi = kb_lines(meminfo_f.meminfo(Ctx(k, ROOT_CALLER)).decode())
     fl = mem.flags[mem.first_free:]

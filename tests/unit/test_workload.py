@@ -348,3 +348,18 @@ def test_a_failing_workload_does_not_stop_the_clock(monkeypatch):
     assert k.now == before + 10**9
     w = k.workloads.list()[0]
     assert w["state"] == "failed" and "a bug in the mm" in w["error"]
+
+
+def test_meminfo_page_tables_follow_the_faults_a_tick_makes():
+    # A workload's stores fault as the clock moves, adding PTE tables that
+    # meminfo's PageTables sums over every mm; show_mem.mm_totals keeps
+    # that sum per struct_generation, so those faults must move it.
+    from procsim.mm import show_mem
+    k = boot()
+    pid, addr = proc(k, 64 * MB)
+    k.workloads.start(pid, pattern="scan", rate=4096, addr=addr, length=64 * MB, write=1.0)
+    before = show_mem.mm_totals(k)
+    k.advance(4)  # 16,384 new pages: 64 MiB, 32 PMD-sized regions
+    after = show_mem.mm_totals(k)
+    assert after == show_mem._mm_totals(k)
+    assert after.pgtables_bytes >= before.pgtables_bytes + 32 * P
