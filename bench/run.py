@@ -560,7 +560,8 @@ def main() -> int:
              lambda: [bench_ps(n, a.ps_reps, cpu, workdir, tuple(t for t in TOOLS if t in only))
                       for n in a.ps_procs]),
             ("memory", "memory" in only, lambda: bench_memory(a.clock, workdir, a.touch_pages, a.chunk)),
-            ("mmfiles", "mmfiles" in only, lambda: [mmfiles.bench_mmfiles(workdir, n, a.mm_touch, 5, a.clock) for n in a.vmas]),
+            ("mmfiles", "mmfiles" in only,
+             lambda: [mmfiles.bench_mmfiles(workdir, n, a.mm_touch, 5, a.clock) for n in a.vmas]),
             ("procmap", "procmap" in only, lambda: procmap_query.bench_procmap(floor, a.rounds, cpu)),
             ("oom", "oom" in only, lambda: oom.bench_oom(a.rounds, nprocs=1000 if a.quick else 10_000)),
             ("idle", "idle" in only,

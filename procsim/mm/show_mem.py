@@ -1,7 +1,8 @@
 """The machine's memory at one instant (si_meminfo(), si_mem_available(),
 the node and zone stat items meminfo and vmstat print): a pure function of
 kernel state, memoised per `kernel.generation` on the kernel (a cache that
-cannot change a result: every change bumps the generation).
+cannot change a result: every change bumps the generation); the sums over
+every mm and task it needs (MMTotals) per `kernel.struct_generation`.
 
 The frame counts come from the mem_map; the kernel's own pools (slab, kernel
 stacks, page tables, percpu, vmalloc, buffers) are estimated from the objects

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from procsim.mm.show_mem import _mms, mem_snapshot
+from procsim.mm.show_mem import mem_snapshot, mm_totals
 
 if TYPE_CHECKING:
     from procsim.kernel import Kernel
@@ -55,13 +55,10 @@ def slab_caches(k: Kernel) -> list[SlabCache]:
     """The caches, by name; Σ num_slabs * pagesperslab of the unreclaimable
     ones is SUnreclaim (of the reclaimable ones SReclaimable) in pages, as
     long as the object caches fit in the estimate (they are built to)."""
-    m = mem_snapshot(k)
-    threads = k.nr_threads()
+    m, mt = mem_snapshot(k), mm_totals(k)  # (the counts SUnreclaim is estimated from)
     groups = len(k.groups)
-    mms = _mms(k)
-    nvmas = sum(len(mm.vmas) for mm in mms)
-    fixed = [_cache(_TASK, threads + k.config.nr_cpus), _cache(_SIGNAL, groups), _cache(_FILES, groups),
-             _cache(_MM, len(mms)), _cache(_VMA, nvmas), _cache(_PID, threads)]
+    fixed = [_cache(_TASK, mt.nr_threads + k.config.nr_cpus), _cache(_SIGNAL, groups), _cache(_FILES, groups),
+             _cache(_MM, mt.nr_mms), _cache(_VMA, mt.nr_vmas), _cache(_PID, mt.nr_threads)]
     used = sum(c.num_slabs * c.pagesperslab for c in fixed)
     caches = fixed + [_fill(_FILLER, m.slab_unreclaimable - used, False),
                       _fill(_DENTRY, m.slab_reclaimable, True)]

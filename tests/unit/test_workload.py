@@ -10,6 +10,7 @@ import pytest
 
 from procsim import Kernel
 from procsim.commands import execute
+from procsim.mm import show_mem
 from procsim.mm.mm import MM_ANONPAGES
 from procsim.mm.sysctl_vm import set_vm_sysctl
 import invariants
@@ -354,7 +355,6 @@ def test_meminfo_page_tables_follow_the_faults_a_tick_makes():
     # A workload's stores fault as the clock moves, adding PTE tables that
     # meminfo's PageTables sums over every mm; show_mem.mm_totals keeps
     # that sum per struct_generation, so those faults must move it.
-    from procsim.mm import show_mem
     k = boot()
     pid, addr = proc(k, 64 * MB)
     k.workloads.start(pid, pattern="scan", rate=4096, addr=addr, length=64 * MB, write=1.0)
