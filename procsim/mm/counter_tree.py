@@ -186,7 +186,10 @@ class Counters:
     (the kernel sets it to the CPU the task runs on, as smp_processor_id()).
     """
 
-    __slots__ = ("shape", "pcpu", "items", "bias", "cpu")
+    # _sums: RssStat.sums() of the counters as they stand, None after any
+    # change (status, statm and stat each ask; the values, not the walk's
+    # cost, are what the model promises)
+    __slots__ = ("shape", "pcpu", "items", "bias", "cpu", "_sums")
 
     def __init__(self, shape: Shape, n: int) -> None:
         self.shape = shape
@@ -194,9 +197,11 @@ class Counters:
         self.items = np.zeros((n, shape.nitems), np.int64)
         self.bias = [0] * n
         self.cpu = 0
+        self._sums: list[int] | None = None
 
     def add(self, k: int, delta: int, cpu: int | None = None) -> None:
         if delta:
+            self._sums = None
             self.shape.add(self.pcpu, self.items, k, self.cpu if cpu is None else cpu, delta)
 
     def approx(self, k: int) -> int:
@@ -228,6 +233,7 @@ class Counters:
         return a - self.shape.over, a + self.shape.under
 
     def set(self, k: int, v: int) -> None:
+        self._sums = None
         self.bias[k] = self.shape.set(self.pcpu, self.items, k, v)
 
     def approximate_compare_value(self, k: int, v: int) -> int:
@@ -261,6 +267,7 @@ class PercpuCounter(Counters):
 
     def add(self, cpu: int, inc: int) -> None:  # type: ignore[override]
         if inc:
+            self._sums = None
             self.shape.add(self.pcpu, self.items, 0, cpu, inc)
 
     def approximate_sum(self) -> int:
@@ -329,8 +336,12 @@ class RssStat(Counters):
 
     def sums(self) -> list[int]:
         """Every counter's precise sum clamped at 0 (get_mm_counter_sum), by
-        counter index, from one walk over the CPUs."""
-        return [max(0, v) for v in self.precise_all()]
+        counter index, from one walk over the CPUs (kept until a counter
+        changes)."""
+        v = self._sums
+        if v is None:
+            v = self._sums = [max(0, x) for x in self.precise_all()]
+        return v.copy()
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (list, tuple)):
@@ -373,6 +384,7 @@ class RssStat(Counters):
         if left:
             raise ValueError(f"rss residues: {sum(precise.values()) - approx} pages do not fit in "
                              f"{shape.nr_cpus} CPUs' residues (batch {shape.batch})")
+        self._sums = None  # the sums stay; the memo goes with any write
         for k, res in plan.items():
             self.pcpu[k] = 0
             self.items[k, 0] = precise[k] - res

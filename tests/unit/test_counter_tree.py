@@ -240,3 +240,21 @@ def test_rss_counters_of_10000_mms_on_384_cpus_are_small():
     assert per_mm == NR_MM_COUNTERS * (384 * 4 + 73 * 8)  # int32 per CPU, int64 per node above
     assert sum(m.pcpu.nbytes + m.items.nbytes for m in mms) < 90 << 20
     assert all(m.pcpu.dtype == np.int32 for m in mms[:3])
+
+
+@given(st.lists(st.tuples(st.sampled_from(("add", "set", "sums")), st.integers(0, NR_MM_COUNTERS - 1),
+                          st.integers(-3000, 3000), st.integers(0, 7)), max_size=60), st.booleans())
+def test_rss_sums_kept_between_changes_match_a_fresh_walk(ops, use_tree):
+    """sums() is kept until a counter changes: after any mix of adds, sets
+    and reads it equals the clamped precise walk, and a caller's list is
+    its own."""
+    r = RssStat(TreeShape(8) if use_tree else FlatShape(8))
+    for op, k, v, cpu in ops:
+        if op == "add":
+            r.add(k, v, cpu=cpu)
+        elif op == "set":
+            r.set(k, v)
+        else:
+            got = r.sums()
+            got[k] += 1  # must not reach the next reader
+        assert r.sums() == [max(0, x) for x in r.precise_all()]
