@@ -101,6 +101,14 @@ class FloorServer(CServer):
         super().__init__([binary], "status", dict(os.environ, FB_MT="0", FB_TIMEOUT="1", FB_DIRECT_IO="1"))
 
 
+class PyFloorServer(CServer):
+    """bench/pyfloor.py: a plain mfusepy server with the daemon's settings
+    serving the C floor's layout from memory (the binding's own cost)."""
+
+    def __init__(self, status_size: int) -> None:
+        super().__init__([sys.executable, str(HERE / "pyfloor.py"), str(status_size)], "status")
+
+
 @dataclass
 class ClientRun:
     """One client invocation: ns per op for each repetition."""

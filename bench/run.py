@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (PROCSIM, REPO, BuildError, ProcsimMount, fmt, fmt_ratio, log, median,  # noqa: E402
                     pin_process, ratio, read_status_field, sim_pids, table, vm_rss_bytes)
-from floor import Floor, FloorServer, run_client  # noqa: E402
+from floor import Floor, FloorServer, PyFloorServer, run_client  # noqa: E402
 import lsof as lsof_bench  # noqa: E402
 import netstat as netstat_bench  # noqa: E402
 import node_exporter_scrape as node_exporter_bench  # noqa: E402
@@ -129,11 +129,13 @@ def server_cpu(pid: int) -> tuple[float, float]:
 
 def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan: bool, cpu: int) -> dict:
     placements = ["unpinned", "same_cpu"] if (os.cpu_count() or 1) > 1 else ["unpinned"]
-    targets = ["mount", "c_floor", "real"]
+    # py_floor: a plain mfusepy server (bench/pyfloor.py), what the binding
+    # alone costs over the C floor
+    targets = ["mount", "c_floor", "py_floor", "real"]
     raw: dict = {w: {pl: {t: [] for t in targets} for pl in placements} for w in ("status", "scan")}
     # the servers' own CPU per operation: what separates them, whatever the
     # scheduler does with wake-ups
-    srv: dict = {w: {pl: {t: [] for t in targets[:2]} for pl in placements} for w in ("status", "scan")}
+    srv: dict = {w: {pl: {t: [] for t in targets[:3]} for pl in placements} for w in ("status", "scan")}
     info: dict = {"status": {}, "scan": {}, "rounds": rounds, "placements": placements, "clock": clock}
     status_pid = None
     for r in range(rounds):
@@ -146,17 +148,20 @@ def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan:
             size = len(open(mount_status, "rb").read())
             binary = floor.server(size)
             cf = FloorServer(binary) if binary else None
+            pf = PyFloorServer(size)
             try:
                 if cf:
                     cf.__enter__()
+                pf.__enter__()
                 paths = {
                     "status": {"mount": mount_status, "c_floor": cf and os.path.join(cf.mnt, "status"),
-                               "real": "/proc/self/status"},
-                    "scan": {"mount": m.proc_path(), "c_floor": cf and os.path.join(cf.mnt, "p"), "real": "/proc"},
+                               "py_floor": os.path.join(pf.mnt, "status"), "real": "/proc/self/status"},
+                    "scan": {"mount": m.proc_path(), "c_floor": cf and os.path.join(cf.mnt, "p"),
+                             "py_floor": os.path.join(pf.mnt, "p"), "real": "/proc"},
                 }
-                order = targets[r % 3:] + targets[:r % 3]
+                order = targets[r % len(targets):] + targets[:r % len(targets)]
                 for pl in placements:
-                    servers = [m.pid] + ([cf.pid] if cf else [])
+                    servers = [m.pid, pf.pid] + ([cf.pid] if cf else [])
                     ccpu = None
                     if pl == "same_cpu":
                         for s in servers:
@@ -171,7 +176,7 @@ def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan:
                                 if path is None:
                                     continue
                                 mode = "read" if work == "status" else "scan"
-                                spid = {"mount": m.pid, "c_floor": cf.pid if cf else None}.get(t)
+                                spid = {"mount": m.pid, "c_floor": cf.pid if cf else None, "py_floor": pf.pid}.get(t)
                                 c0 = server_cpu(spid) if spid else None
                                 cr = run_client(floor, mode, path, secs, 5, cpu=ccpu)
                                 if c0 is not None:
@@ -184,8 +189,9 @@ def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan:
                                     pass  # pyclient already reports per file
                                 raw[work][pl][t].append(per)
                                 meta = info[work].setdefault(t, {})
-                                meta["path"] = path.replace(m.mnt, "MNT").replace(cf.mnt, "CFLOOR") if cf else \
-                                    path.replace(m.mnt, "MNT")
+                                meta["path"] = path.replace(m.mnt, "MNT").replace(pf.mnt, "PYFLOOR")
+                                if cf:
+                                    meta["path"] = meta["path"].replace(cf.mnt, "CFLOOR")
                                 if work == "status":
                                     meta["bytes"] = cr.bytes_per_op
                                 else:
@@ -198,6 +204,7 @@ def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan:
                             for s in servers:
                                 pin_process(s, None)
             finally:
+                pf.__exit__(None, None, None)
                 if cf:
                     cf.__exit__(None, None, None)
             info["mount_startup_s"] = m.startup_s
@@ -212,6 +219,8 @@ def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan:
                        for t, v in srv[work][pl].items() if v}
             res[pl] = {"us": med, "per_round_us": raw[work][pl], "server_cpu_us": cpu_med,
                        "mount_over_c": ratio(med["mount"], med["c_floor"]),
+                       "mount_over_py": ratio(med["mount"], med["py_floor"]),
+                       "py_over_c": ratio(med["py_floor"], med["c_floor"]),
                        "mount_over_real": ratio(med["mount"], med["real"]),
                        "c_over_real": ratio(med["c_floor"], med["real"])}
         out[work] = {"placements": res, "targets": info[work]}
@@ -407,11 +416,13 @@ def report(env: dict, results: dict, floor: Floor) -> str:
     L.append(f"  client: {env['client']};  C baseline: "
              + (f"{env['fuse_floor']} (cfs_ll: low-level fuse3, -s, T1, direct_io)" if floor.available
                 else f"SKIPPED: {floor.reason}"))
-    L.append("  MNT = the procsim mount, CFLOOR = the C floor's mount. 'unpinned': client and server"
-             " placed by the scheduler (the spec's method); 'same cpu': both pinned to one CPU, which removes"
+    L.append("  MNT = the procsim mount, CFLOOR = the C floor's mount, PYFLOOR = bench/pyfloor.py's (a plain"
+             " mfusepy server with the daemon's settings serving the C floor's files: the binding's own cost)."
+             " 'unpinned': client and server placed by the scheduler (the spec's method); 'same cpu': both pinned to one CPU, which removes"
              " the cross-CPU wake-up and shows the servers' own cost. Ratios are within this run only.")
     L.append("")
-    names = {"mount": "procsim mount", "c_floor": "C floor (cfs_ll)", "real": "real /proc"}
+    names = {"mount": "procsim mount", "c_floor": "C floor (cfs_ll)", "py_floor": "mfusepy floor",
+             "real": "real /proc"}
     for work, title in (("status", "1. open+read+close of PID/status (us per open+read+close)"),
                         ("scan", "2. ps-like scan: readdir, stat(dir), stat+status+cmdline per pid (us per file)")):
         if work not in results.get("micro", {}):
@@ -423,7 +434,7 @@ def report(env: dict, results: dict, floor: Floor) -> str:
                  f"{'0.3' if work == 'status' else '0.6'} s); same-CPU pinning on CPU {mi['same_cpu']}; "
                  f"mount clock {mi['clock']}")
         rows = []
-        for t in ("mount", "c_floor", "real"):
+        for t in ("mount", "c_floor", "py_floor", "real"):
             meta = r["targets"].get(t, {})
             if work == "status":
                 size = meta.get("bytes")
@@ -444,7 +455,9 @@ def report(env: dict, results: dict, floor: Floor) -> str:
                 goal = (f"  (goal <= {GOAL_VS_C[work]}x: "
                         + ("met" if v["mount_over_c"] <= GOAL_VS_C[work] else "NOT met") + ")")
             L.append(f"   {pl.replace('_', ' '):9s} mount/C {fmt_ratio(v['mount_over_c'])}{goal}   "
-                     f"mount/real {fmt_ratio(v['mount_over_real'])}   C/real {fmt_ratio(v['c_over_real'])}")
+                     f"mount/real {fmt_ratio(v['mount_over_real'])}   C/real {fmt_ratio(v['c_over_real'])}   "
+                     f"mfusepy floor/C {fmt_ratio(v.get('py_over_c'))}   mount/mfusepy floor "
+                     f"{fmt_ratio(v.get('mount_over_py'))}")
         for pl, v in r["placements"].items():
             c = v.get("server_cpu_us") or {}
             if c:
