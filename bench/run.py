@@ -135,7 +135,8 @@ def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan:
     raw: dict = {w: {pl: {t: [] for t in targets} for pl in placements} for w in ("status", "scan")}
     # the servers' own CPU per operation: what separates them, whatever the
     # scheduler does with wake-ups
-    srv: dict = {w: {pl: {t: [] for t in targets[:3]} for pl in placements} for w in ("status", "scan")}
+    servers = [t for t in targets if t != "real"]
+    srv: dict = {w: {pl: {t: [] for t in servers} for pl in placements} for w in ("status", "scan")}
     info: dict = {"status": {}, "scan": {}, "rounds": rounds, "placements": placements, "clock": clock}
     status_pid = None
     for r in range(rounds):
@@ -160,11 +161,11 @@ def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan:
                              "py_floor": os.path.join(pf.mnt, "p"), "real": "/proc"},
                 }
                 order = targets[r % len(targets):] + targets[:r % len(targets)]
+                spids = {"mount": m.pid, "c_floor": cf.pid if cf else None, "py_floor": pf.pid}
                 for pl in placements:
-                    servers = [m.pid, pf.pid] + ([cf.pid] if cf else [])
                     ccpu = None
                     if pl == "same_cpu":
-                        for s in servers:
+                        for s in filter(None, spids.values()):
                             pin_process(s, {cpu})
                         ccpu = cpu
                     try:
@@ -176,7 +177,7 @@ def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan:
                                 if path is None:
                                     continue
                                 mode = "read" if work == "status" else "scan"
-                                spid = {"mount": m.pid, "c_floor": cf.pid if cf else None, "py_floor": pf.pid}.get(t)
+                                spid = spids.get(t)
                                 c0 = server_cpu(spid) if spid else None
                                 cr = run_client(floor, mode, path, secs, 5, cpu=ccpu)
                                 if c0 is not None:
@@ -201,7 +202,7 @@ def bench_micro(floor: Floor, rounds: int, clock: str, do_status: bool, do_scan:
                                 log(f"  {work:6s} {pl:8s} {t:8s} {per:8.1f} us  reps={cr.ns_per_op}")
                     finally:
                         if pl == "same_cpu":
-                            for s in servers:
+                            for s in filter(None, spids.values()):
                                 pin_process(s, None)
             finally:
                 pf.__exit__(None, None, None)
@@ -418,8 +419,9 @@ def report(env: dict, results: dict, floor: Floor) -> str:
                 else f"SKIPPED: {floor.reason}"))
     L.append("  MNT = the procsim mount, CFLOOR = the C floor's mount, PYFLOOR = bench/pyfloor.py's (a plain"
              " mfusepy server with the daemon's settings serving the C floor's files: the binding's own cost)."
-             " 'unpinned': client and server placed by the scheduler (the spec's method); 'same cpu': both pinned to one CPU, which removes"
-             " the cross-CPU wake-up and shows the servers' own cost. Ratios are within this run only.")
+             " 'unpinned': client and server placed by the scheduler (the spec's method); 'same cpu': both"
+             " pinned to one CPU, which removes the cross-CPU wake-up and shows the servers' own cost."
+             " Ratios are within this run only.")
     L.append("")
     names = {"mount": "procsim mount", "c_floor": "C floor (cfs_ll)", "py_floor": "mfusepy floor",
              "real": "real /proc"}
